@@ -1,0 +1,539 @@
+// Command-line parsing for prism-bench. Pure functions, no I/O: parseArgs()
+// turns argv into what the user wrote, resolveConfig() fills the defaults for
+// the backend that will run and checks the combination.
+
+export type BenchDType = 'bf16' | 'fp16' | 'f32';
+export type BenchBackend = 'auto' | 'cuda' | 'cpu';
+export type BenchWorkload = 'random' | 'structured' | 'file';
+export type BenchMethod = 'dense' | 'prism' | 'meanpool';
+export type BenchRope = 'half' | 'interleaved';
+
+/** An error in the command line: the CLI prints it with a usage hint and exits 2. */
+export class UsageError extends Error {
+  readonly option: string | undefined;
+  constructor(message: string, option?: string) {
+    super(option ? `${option}: ${message}` : message);
+    this.name = 'UsageError';
+    this.option = option;
+  }
+}
+
+/** What the user wrote; undefined means "use the default". */
+export interface ParsedArgs {
+  seq?: number[];
+  batch?: number;
+  heads?: number;
+  kvHeads?: number;
+  headDim?: number;
+  dtype?: BenchDType;
+  block?: number;
+  highDims?: number;
+  lowDims?: number;
+  tau?: number;
+  tauHigh?: number;
+  tauLow?: number;
+  calibrate: boolean;
+  tempHigh?: number;
+  tempLow?: number;
+  topk?: number;
+  rope?: BenchRope;
+  backend: BenchBackend;
+  workload?: BenchWorkload;
+  files?: [string, string, string];
+  safetensors?: string;
+  methods?: BenchMethod[];
+  warmup?: number;
+  iters?: number;
+  recallRows?: number;
+  seed?: number;
+  json?: string;
+  svg?: string;
+  quiet: boolean;
+  help: boolean;
+  version: boolean;
+}
+
+/** Estimation options as passed to the library (only the ones the user set). */
+export interface BenchEstimateOptions {
+  block?: number;
+  highDims?: number;
+  lowDims?: number;
+  ropeLayout?: BenchRope;
+  calibrate?: boolean;
+  tempHigh?: number;
+  tempLow?: number;
+  selection?: 'topp' | 'topk';
+  tauHigh?: number;
+  tauLow?: number;
+  topkHigh?: number;
+  topkLow?: number;
+}
+
+/** Everything a run needs, every field resolved. */
+export interface BenchConfig {
+  backend: 'cuda' | 'cpu';
+  /** true when the sizes are the CPU defaults (no GPU, nothing sized by the user) */
+  cpuDefaults: boolean;
+  workload: BenchWorkload;
+  files: [string, string, string] | null;
+  safetensors: string | null;
+  /** Sequence lengths (Nq = Nk = N). For the file workload: taken from the files. */
+  seq: number[];
+  batch: number;
+  heads: number;
+  kvHeads: number;
+  headDim: number;
+  dtype: BenchDType;
+  /** --dtype was given (the file workload otherwise keeps the stored dtype) */
+  dtypeGiven: boolean;
+  methods: BenchMethod[];
+  estimate: BenchEstimateOptions;
+  warmup: number;
+  iters: number;
+  recallRows: number;
+  seed: number;
+  json: string | null;
+  svg: string | null;
+  quiet: boolean;
+}
+
+export interface Defaults {
+  seq: number[];
+  batch: number;
+  heads: number;
+  kvHeads: number;
+  headDim: number;
+  dtype: BenchDType;
+  warmup: number;
+  iters: number;
+  recallRows: number;
+}
+
+export const GPU_DEFAULTS: Readonly<Defaults> = Object.freeze({
+  seq: [8192, 32768, 131072],
+  batch: 1,
+  heads: 32,
+  kvHeads: 8,
+  headDim: 128,
+  dtype: 'bf16' as const,
+  warmup: 2,
+  iters: 5,
+  recallRows: 256,
+});
+
+export const CPU_DEFAULTS: Readonly<Defaults> = Object.freeze({
+  seq: [1024, 2048],
+  batch: 1,
+  heads: 4,
+  kvHeads: 1,
+  headDim: 64,
+  dtype: 'bf16' as const,
+  warmup: 1,
+  iters: 2,
+  recallRows: 64,
+});
+
+export const DEFAULT_SEED = 1;
+const ALL_METHODS: readonly BenchMethod[] = ['dense', 'prism', 'meanpool'];
+
+// --- option table --------------------------------------------------------
+
+type Kind = 'flag' | 'value';
+interface OptionSpec {
+  kind: Kind;
+  arg?: string;
+  help: string;
+}
+
+const OPTIONS: Record<string, OptionSpec> = {
+  '--seq': { kind: 'value', arg: 'LIST', help: 'sequence lengths, e.g. 8k,32k,128k (k = 1024) or plain integers' },
+  '--batch': { kind: 'value', arg: 'N', help: 'batch size' },
+  '--heads': { kind: 'value', arg: 'N', help: 'query heads' },
+  '--kv-heads': { kind: 'value', arg: 'N', help: 'key/value heads (divides --heads; GQA)' },
+  '--head-dim': { kind: 'value', arg: 'N', help: 'head dimension (even; 64 or 128 typical)' },
+  '--dtype': { kind: 'value', arg: 'T', help: 'bf16 | fp16 | f32' },
+  '--block': { kind: 'value', arg: 'N', help: 'block size in tokens (library default 128)' },
+  '--high-dims': { kind: 'value', arg: 'N', help: 'dims in the high-frequency band (default 64*d/128)' },
+  '--low-dims': { kind: 'value', arg: 'N', help: 'dims in the low-frequency band (default 96*d/128)' },
+  '--tau': { kind: 'value', arg: 'P', help: 'top-p threshold for both bands, in (0, 1] (default 0.95)' },
+  '--tau-high': { kind: 'value', arg: 'P', help: 'top-p threshold of the high band' },
+  '--tau-low': { kind: 'value', arg: 'P', help: 'top-p threshold of the low band' },
+  '--no-calibrate': { kind: 'flag', help: 'fixed temperatures instead of the energy-based ones' },
+  '--temp-high': { kind: 'value', arg: 'T', help: 'high-band temperature with --no-calibrate (default 1)' },
+  '--temp-low': { kind: 'value', arg: 'T', help: 'low-band temperature with --no-calibrate (default 1)' },
+  '--topk': { kind: 'value', arg: 'N', help: 'top-k selection: keep the N best blocks per band and row' },
+  '--rope': { kind: 'value', arg: 'L', help: 'RoPE pair layout of the inputs: half | interleaved (default half)' },
+  '--backend': { kind: 'value', arg: 'B', help: 'auto | cuda | cpu (default auto)' },
+  '--workload': { kind: 'value', arg: 'W', help: 'structured | random | file (default structured)' },
+  '--files': { kind: 'value', arg: 'Q,K,V', help: 'three .npy files, Q [b,Hq,N,d], K/V [b,Hkv,N,d] (implies --workload file)' },
+  '--safetensors': { kind: 'value', arg: 'FILE', help: 'one .safetensors file with tensors q/k/v or query/key/value' },
+  '--methods': { kind: 'value', arg: 'LIST', help: 'any of dense,prism,meanpool (default all three)' },
+  '--warmup': { kind: 'value', arg: 'N', help: 'untimed runs before timing' },
+  '--iters': { kind: 'value', arg: 'N', help: 'timed runs; the median is reported' },
+  '--recall-rows': { kind: 'value', arg: 'N', help: 'query rows sampled for attention-mass recall (0 = skip)' },
+  '--seed': { kind: 'value', arg: 'N', help: `workload and row-sampling seed (default ${DEFAULT_SEED})` },
+  '--json': { kind: 'value', arg: 'FILE', help: 'write every figure, the configuration and the device as JSON' },
+  '--svg': { kind: 'value', arg: 'FILE', help: 'write a chart of speedup and density vs length' },
+  '--quiet': { kind: 'flag', help: 'no progress display' },
+  '--version': { kind: 'flag', help: 'print the package version' },
+  '--help': { kind: 'flag', help: 'this text' },
+};
+
+const ALIASES: Record<string, string> = { '-h': '--help', '-q': '--quiet', '-V': '--version' };
+
+export function usage(): string {
+  const lines: string[] = [];
+  lines.push('Usage: prism-bench [options]');
+  lines.push('');
+  lines.push('Benchmarks dense attention, Prism and mean-pool block selection side by side on');
+  lines.push('the same inputs: estimation and attention time, TFLOP/s, speedup over dense,');
+  lines.push('block density, attention-mass recall and relative error.');
+  lines.push('');
+  lines.push('Options:');
+  for (const [name, spec] of Object.entries(OPTIONS)) {
+    const left = spec.arg ? `${name} ${spec.arg}` : name;
+    lines.push(`  ${left.padEnd(22)} ${spec.help}`);
+  }
+  lines.push('');
+  lines.push('Defaults with a GPU:   --seq 8k,32k,128k --heads 32 --kv-heads 8 --head-dim 128 --dtype bf16');
+  lines.push('                       --warmup 2 --iters 5 --recall-rows 256');
+  lines.push('Defaults on the CPU:   --seq 1k,2k --heads 4 --kv-heads 1 --head-dim 64 --dtype bf16');
+  lines.push('                       --warmup 1 --iters 2 --recall-rows 64');
+  lines.push('When only --heads is given, --kv-heads defaults to gcd(heads, default kv heads).');
+  lines.push('');
+  lines.push('Input files: Q [batch, Hq, N, d], K and V [batch, Hkv, N, d] (3-D [H, N, d] = batch 1), RoPE applied.');
+  lines.push(".npy '<f4' / '<f2' / '<f8', or bfloat16 saved as uint16 bits ('<u2', '|V2') with --dtype bf16;");
+  lines.push('.safetensors with tensors q/k/v or query/key/value (F32, F16, BF16). The stored dtype is kept');
+  lines.push('unless --dtype is given (float32 becomes bf16 on the GPU).');
+  lines.push('');
+  lines.push('Examples:');
+  lines.push('  prism-bench --seq 8k,32k,64k,128k --json bench.json --svg bench.svg');
+  lines.push('  prism-bench --backend cpu --seq 1k --heads 2 --kv-heads 1 --iters 1');
+  lines.push('  prism-bench --files q.npy,k.npy,v.npy --dtype bf16');
+  return lines.join('\n') + '\n';
+}
+
+export const USAGE_HINT = "Run 'prism-bench --help' for usage.";
+
+// --- value parsers --------------------------------------------------------
+
+/** "8k" -> 8192, "128K" -> 131072, "1m" -> 1048576, "3000" -> 3000. */
+export function parseSize(text: string, option: string): number {
+  const m = /^\s*(\d+)\s*([kKmM]?)\s*$/.exec(text);
+  if (!m && /^\s*-\s*\d/.test(text)) throw new UsageError(`'${text}' is negative; sizes must be at least 1`, option);
+  if (!m) {
+    throw new UsageError(`'${text}' is not a size (a positive integer, optionally with a k or m suffix: 8k = 8192)`, option);
+  }
+  const mult = m[2] === '' ? 1 : m[2].toLowerCase() === 'k' ? 1024 : 1024 * 1024;
+  const value = Number(m[1]) * mult;
+  if (!Number.isSafeInteger(value)) throw new UsageError(`'${text}' is too large`, option);
+  if (value <= 0) throw new UsageError(`'${text}' must be at least 1`, option);
+  return value;
+}
+
+export function parseSizeList(text: string, option: string): number[] {
+  const parts = text.split(',');
+  if (parts.some((p) => p.trim() === '')) {
+    throw new UsageError(`'${text}' has an empty entry (write e.g. 8k,32k,128k)`, option);
+  }
+  return parts.map((p) => parseSize(p, option));
+}
+
+function parseInteger(text: string, option: string, min: number): number {
+  if (!/^\s*-?\d+\s*$/.test(text)) throw new UsageError(`'${text}' is not an integer`, option);
+  const value = Number(text);
+  if (!Number.isSafeInteger(value)) throw new UsageError(`'${text}' is too large`, option);
+  if (value < min) throw new UsageError(`'${text}' must be at least ${min}`, option);
+  return value;
+}
+
+function parseNumber(text: string, option: string): number {
+  const t = text.trim();
+  const value = t === '' ? NaN : Number(t);
+  if (!Number.isFinite(value)) throw new UsageError(`'${text}' is not a number`, option);
+  return value;
+}
+
+function parseProbability(text: string, option: string): number {
+  const value = parseNumber(text, option);
+  if (!(value > 0 && value <= 1)) throw new UsageError(`'${text}' must be in (0, 1]`, option);
+  return value;
+}
+
+function parseChoice<T extends string>(text: string, option: string, choices: readonly T[], aliases: Record<string, T> = {}): T {
+  const key = text.trim().toLowerCase();
+  if (key in aliases) return aliases[key];
+  if ((choices as readonly string[]).includes(key)) return key as T;
+  throw new UsageError(`'${text}' is not one of ${choices.join(', ')}`, option);
+}
+
+const DTYPE_ALIASES: Record<string, BenchDType> = {
+  bf16: 'bf16', bfloat16: 'bf16',
+  fp16: 'fp16', f16: 'fp16', float16: 'fp16', half: 'fp16',
+  f32: 'f32', fp32: 'f32', float32: 'f32', float: 'f32',
+};
+
+// --- parseArgs -------------------------------------------------------------
+
+/** Parses argv (without node and script). Throws UsageError. */
+export function parseArgs(argv: readonly string[]): ParsedArgs {
+  const out: ParsedArgs = { calibrate: true, backend: 'auto', quiet: false, help: false, version: false };
+  const seen = new Set<string>();
+  for (let i = 0; i < argv.length; i++) {
+    const raw = argv[i];
+    let name = raw;
+    let value: string | undefined;
+    if (raw.startsWith('--') && raw.includes('=')) {
+      name = raw.slice(0, raw.indexOf('='));
+      value = raw.slice(raw.indexOf('=') + 1);
+    }
+    name = ALIASES[name] ?? name;
+    const spec = OPTIONS[name];
+    if (!spec) {
+      if (!raw.startsWith('-')) throw new UsageError(`unexpected argument '${raw}' (options start with --)`);
+      const near = suggest(name);
+      throw new UsageError(`unknown option '${name}'${near ? ` (did you mean ${near}?)` : ''}`);
+    }
+    if (spec.kind === 'flag') {
+      if (value !== undefined) throw new UsageError('takes no value', name);
+    } else if (value === undefined) {
+      const next = argv[i + 1];
+      if (next === undefined || (next.startsWith('--') && next.length > 2)) {
+        throw new UsageError(`needs a value (${spec.arg})`, name);
+      }
+      value = next;
+      i++;
+    }
+    if (seen.has(name) && spec.kind === 'value') throw new UsageError('given more than once', name);
+    seen.add(name);
+    applyOption(out, name, value ?? '');
+  }
+  return out;
+}
+
+function applyOption(out: ParsedArgs, name: string, v: string): void {
+  switch (name) {
+    case '--seq': out.seq = parseSizeList(v, name); break;
+    case '--batch': out.batch = parseSize(v, name); break;
+    case '--heads': out.heads = parseSize(v, name); break;
+    case '--kv-heads': out.kvHeads = parseSize(v, name); break;
+    case '--head-dim': out.headDim = parseSize(v, name); break;
+    case '--dtype': out.dtype = parseChoice<BenchDType>(v, name, ['bf16', 'fp16', 'f32'], DTYPE_ALIASES); break;
+    case '--block': out.block = parseSize(v, name); break;
+    case '--high-dims': out.highDims = parseInteger(v, name, 0); break;
+    case '--low-dims': out.lowDims = parseInteger(v, name, 0); break;
+    case '--tau': out.tau = parseProbability(v, name); break;
+    case '--tau-high': out.tauHigh = parseProbability(v, name); break;
+    case '--tau-low': out.tauLow = parseProbability(v, name); break;
+    case '--no-calibrate': out.calibrate = false; break;
+    case '--temp-high': out.tempHigh = positive(parseNumber(v, name), v, name); break;
+    case '--temp-low': out.tempLow = positive(parseNumber(v, name), v, name); break;
+    case '--topk': out.topk = parseInteger(v, name, 1); break;
+    case '--rope': out.rope = parseChoice<BenchRope>(v, name, ['half', 'interleaved']); break;
+    case '--backend': out.backend = parseChoice<BenchBackend>(v, name, ['auto', 'cuda', 'cpu'], { gpu: 'cuda' }); break;
+    case '--workload': out.workload = parseChoice<BenchWorkload>(v, name, ['structured', 'random', 'file']); break;
+    case '--files': {
+      const parts = v.split(',').map((s) => s.trim());
+      if (parts.length !== 3 || parts.some((p) => p === '')) {
+        throw new UsageError(`expects three files separated by commas (q.npy,k.npy,v.npy), got '${v}'`, name);
+      }
+      out.files = [parts[0], parts[1], parts[2]];
+      break;
+    }
+    case '--safetensors':
+      if (v.trim() === '') throw new UsageError('needs a file name', name);
+      out.safetensors = v;
+      break;
+    case '--methods': out.methods = parseMethods(v, name); break;
+    case '--warmup': out.warmup = parseInteger(v, name, 0); break;
+    case '--iters': out.iters = parseInteger(v, name, 1); break;
+    case '--recall-rows': out.recallRows = parseInteger(v, name, 0); break;
+    case '--seed': out.seed = parseInteger(v, name, 0); break;
+    case '--json': out.json = nonEmpty(v, name); break;
+    case '--svg': out.svg = nonEmpty(v, name); break;
+    case '--quiet': out.quiet = true; break;
+    case '--help': out.help = true; break;
+    case '--version': out.version = true; break;
+    default: throw new UsageError(`unknown option '${name}'`);
+  }
+}
+
+function positive(value: number, text: string, option: string): number {
+  if (!(value > 0)) throw new UsageError(`'${text}' must be greater than 0`, option);
+  return value;
+}
+
+function nonEmpty(v: string, option: string): string {
+  if (v.trim() === '') throw new UsageError('needs a file name', option);
+  return v;
+}
+
+function parseMethods(text: string, option: string): BenchMethod[] {
+  const list: BenchMethod[] = [];
+  for (const part of text.split(',')) {
+    const m = parseChoice<BenchMethod>(part, option, ALL_METHODS, { 'mean-pool': 'meanpool', mean: 'meanpool' });
+    if (list.includes(m)) throw new UsageError(`'${m}' listed twice`, option);
+    list.push(m);
+  }
+  // Always the same order in the report: dense first.
+  return ALL_METHODS.filter((m) => list.includes(m));
+}
+
+function suggest(name: string): string | undefined {
+  let best: string | undefined;
+  let bestDist = 3;
+  for (const candidate of Object.keys(OPTIONS)) {
+    const d = editDistance(name, candidate);
+    if (d < bestDist) { bestDist = d; best = candidate; }
+  }
+  return best;
+}
+
+function editDistance(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    let prev = row[0];
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const tmp = row[j];
+      row[j] = Math.min(row[j] + 1, row[j - 1] + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
+      prev = tmp;
+    }
+  }
+  return row[b.length];
+}
+
+function gcd(a: number, b: number): number {
+  while (b) [a, b] = [b, a % b];
+  return a;
+}
+
+// --- resolveConfig --------------------------------------------------------
+
+/**
+ * Fills the defaults for the backend that will run (`backend` is the resolved
+ * one: 'cuda' when a GPU is used) and checks the combination. Throws UsageError.
+ */
+export function resolveConfig(p: ParsedArgs, backend: 'cuda' | 'cpu'): BenchConfig {
+  const d = backend === 'cuda' ? GPU_DEFAULTS : CPU_DEFAULTS;
+
+  if (p.files && p.safetensors) throw new UsageError('give either --files or --safetensors, not both', '--safetensors');
+  const workload: BenchWorkload = p.workload ?? (p.files || p.safetensors ? 'file' : 'structured');
+  if (workload === 'file' && !p.files && !p.safetensors) {
+    throw new UsageError('the file workload needs --files q.npy,k.npy,v.npy or --safetensors FILE', '--workload');
+  }
+  if (workload !== 'file' && (p.files || p.safetensors)) {
+    throw new UsageError(`input files need --workload file (got --workload ${workload})`, p.files ? '--files' : '--safetensors');
+  }
+  if (workload === 'file') {
+    for (const [opt, v] of [['--seq', p.seq], ['--batch', p.batch], ['--heads', p.heads], ['--kv-heads', p.kvHeads], ['--head-dim', p.headDim]] as const) {
+      if (v !== undefined) throw new UsageError('the shape comes from the input files with --workload file; drop this option', opt);
+    }
+  }
+
+  const heads = p.heads ?? d.heads;
+  const kvHeads = p.kvHeads ?? (p.heads !== undefined ? gcd(heads, d.kvHeads) : d.kvHeads);
+  if (workload !== 'file' && heads % kvHeads !== 0) {
+    throw new UsageError(`--heads ${heads} is not a multiple of --kv-heads ${kvHeads}`, '--kv-heads');
+  }
+  const headDim = p.headDim ?? d.headDim;
+  if (headDim % 2 !== 0) throw new UsageError(`${headDim} is odd; RoPE pairs need an even head dimension`, '--head-dim');
+  const dtype = p.dtype ?? d.dtype;
+  if (backend === 'cuda') {
+    if (dtype === 'f32') throw new UsageError('the CUDA kernels take bf16 or fp16 inputs (f32 runs on --backend cpu)', '--dtype');
+    if (workload !== 'file' && headDim !== 64 && headDim !== 128) {
+      throw new UsageError(`${headDim} is not supported by the CUDA attention kernels (64 or 128)`, '--head-dim');
+    }
+  }
+
+  if (p.topk !== undefined) {
+    for (const [opt, v] of [['--tau', p.tau], ['--tau-high', p.tauHigh], ['--tau-low', p.tauLow]] as const) {
+      if (v !== undefined) throw new UsageError('top-p thresholds do not apply with --topk; give one or the other', opt);
+    }
+  }
+  if (p.tau !== undefined && (p.tauHigh !== undefined || p.tauLow !== undefined)) {
+    throw new UsageError('give --tau or --tau-high/--tau-low, not both', '--tau');
+  }
+  if (p.calibrate && (p.tempHigh !== undefined || p.tempLow !== undefined)) {
+    throw new UsageError('fixed temperatures need --no-calibrate', p.tempHigh !== undefined ? '--temp-high' : '--temp-low');
+  }
+  if (p.highDims !== undefined && (p.highDims === 0 || p.highDims % 2 !== 0 || p.highDims > headDim)) {
+    throw new UsageError(`${p.highDims} must be even, at least 2 and at most --head-dim (${headDim})`, '--high-dims');
+  }
+  if (p.lowDims !== undefined && (p.lowDims === 0 || p.lowDims % 2 !== 0 || p.lowDims > headDim)) {
+    throw new UsageError(`${p.lowDims} must be even, at least 2 and at most --head-dim (${headDim})`, '--low-dims');
+  }
+
+  const estimate: BenchEstimateOptions = {};
+  if (p.block !== undefined) estimate.block = p.block;
+  if (p.highDims !== undefined) estimate.highDims = p.highDims;
+  if (p.lowDims !== undefined) estimate.lowDims = p.lowDims;
+  if (p.rope !== undefined) estimate.ropeLayout = p.rope;
+  if (!p.calibrate) {
+    estimate.calibrate = false;
+    if (p.tempHigh !== undefined) estimate.tempHigh = p.tempHigh;
+    if (p.tempLow !== undefined) estimate.tempLow = p.tempLow;
+  }
+  if (p.topk !== undefined) {
+    estimate.selection = 'topk';
+    estimate.topkHigh = p.topk;
+    estimate.topkLow = p.topk;
+  } else {
+    const th = p.tauHigh ?? p.tau;
+    const tl = p.tauLow ?? p.tau;
+    if (th !== undefined) estimate.tauHigh = th;
+    if (tl !== undefined) estimate.tauLow = tl;
+  }
+
+  const userSized = [p.seq, p.batch, p.heads, p.kvHeads, p.headDim].some((v) => v !== undefined);
+  return {
+    backend,
+    cpuDefaults: backend === 'cpu' && !userSized && workload !== 'file',
+    workload,
+    files: p.files ?? null,
+    safetensors: p.safetensors ?? null,
+    seq: workload === 'file' ? [] : (p.seq ?? [...d.seq]),
+    batch: p.batch ?? d.batch,
+    heads,
+    kvHeads,
+    headDim,
+    dtype,
+    dtypeGiven: p.dtype !== undefined,
+    methods: p.methods ?? [...ALL_METHODS],
+    estimate,
+    warmup: p.warmup ?? d.warmup,
+    iters: p.iters ?? d.iters,
+    recallRows: p.recallRows ?? d.recallRows,
+    seed: p.seed ?? DEFAULT_SEED,
+    json: p.json ?? null,
+    svg: p.svg ?? null,
+    quiet: p.quiet,
+  };
+}
+
+/** Maps an estimation-option field name (as the library names it) to our flag. */
+export const FIELD_TO_FLAG: Record<string, string> = {
+  head_dim: '--head-dim',
+  block: '--block',
+  highDims: '--high-dims',
+  lowDims: '--low-dims',
+  ropeLayout: '--rope',
+  tempHigh: '--temp-high',
+  tempLow: '--temp-low',
+  tauHigh: '--tau-high',
+  tauLow: '--tau-low',
+  topkHigh: '--topk',
+  topkLow: '--topk',
+};
+
+/** Library dtype names. */
+export function libDType(d: BenchDType): 'bfloat16' | 'float16' | 'float32' {
+  return d === 'bf16' ? 'bfloat16' : d === 'fp16' ? 'float16' : 'float32';
+}
+
+/** "8k" for 8192, "1000" for 1000: the short form used in tables. */
+export function formatSize(n: number): string {
+  if (n >= 1024 * 1024 && n % (1024 * 1024) === 0) return `${n / (1024 * 1024)}M`;
+  if (n >= 1024 && n % 1024 === 0) return `${n / 1024}K`;
+  return String(n);
+}

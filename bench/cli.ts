@@ -1,0 +1,212 @@
+#!/usr/bin/env node
+// prism-bench: dense attention, Prism and mean-pool selection side by side.
+// Exit codes: 0 done, 1 runtime failure (device, files, library), 2 bad command line.
+
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { FIELD_TO_FLAG, USAGE_HINT, UsageError, formatSize, parseArgs, resolveConfig, usage } from './args';
+import type { BenchConfig } from './args';
+import { Progress } from './progress';
+import { FLOP_NOTE, JSON_SCHEMA_ID, formatLegend, formatTable, renderChart } from './report';
+import type { BenchReport } from './report';
+
+/** The package version from the nearest package.json above this file. */
+export function packageVersion(): string {
+  let dir = __dirname;
+  for (let up = 0; up < 5; up++) {
+    const f = path.join(dir, 'package.json');
+    if (fs.existsSync(f)) {
+      try {
+        const pkg = JSON.parse(fs.readFileSync(f, 'utf8')) as { name?: string; version?: string };
+        if (pkg.version) return pkg.version;
+      } catch {
+        /* keep looking */
+      }
+    }
+    dir = path.dirname(dir);
+  }
+  return 'unknown';
+}
+
+function plural(n: number, what: string): string {
+  return `${n} ${what}${n === 1 ? '' : 's'}`;
+}
+
+function cpuModel(): string {
+  const cpus = os.cpus();
+  return cpus.length > 0 ? cpus[0].model.trim().replace(/\s+/g, ' ') : `${os.arch()} CPU`;
+}
+
+interface Io {
+  out: (s: string) => void;
+  err: (s: string) => void;
+  stderr: NodeJS.WriteStream | { isTTY?: boolean; columns?: number; write(s: string): unknown };
+}
+
+/** Runs the CLI; resolves to the exit code. */
+export async function main(argv: string[], io: Io): Promise<number> {
+  let cfg: BenchConfig;
+  try {
+    const parsed = parseArgs(argv);
+    if (parsed.help) {
+      io.out(usage());
+      return 0;
+    }
+    if (parsed.version) {
+      io.out(`prism-bench ${packageVersion()}\n`);
+      return 0;
+    }
+    // The library (and its native addon) loads only now.
+    const lib = await import('./lib');
+    const info = lib.info();
+    const gpus = info.cudaUnavailableReason === null ? info.devices : [];
+    let backend: 'cuda' | 'cpu';
+    if (parsed.backend === 'cuda') {
+      if (gpus.length === 0) {
+        const why = info.cudaUnavailableReason ?? 'no CUDA device found';
+        io.err(`prism-bench: --backend cuda: no usable GPU (${why})\n`);
+        return 1;
+      }
+      backend = 'cuda';
+    } else if (parsed.backend === 'cpu') {
+      backend = 'cpu';
+    } else {
+      backend = gpus.length > 0 ? 'cuda' : 'cpu';
+    }
+    cfg = resolveConfig(parsed, backend);
+    let resolved: ReturnType<typeof lib.resolveEstimateOptions>;
+    try {
+      resolved = lib.resolveEstimateOptions({ ...cfg.estimate }, cfg.headDim);
+    } catch (e) {
+      throw asUsageError(e);
+    }
+    return await runAndReport(cfg, resolved, info, argv, io);
+  } catch (e) {
+    if (e instanceof UsageError) {
+      io.err(`prism-bench: ${e.message}\n${USAGE_HINT}\n`);
+      return 2;
+    }
+    const err = e as Error;
+    io.err(`prism-bench: ${err && err.message ? err.message : String(e)}\n`);
+    if (process.env.PRISM_BENCH_DEBUG && err && err.stack) io.err(err.stack + '\n');
+    return 1;
+  }
+}
+
+/** Library option errors (TypeError/RangeError naming a field) as usage errors naming our flag. */
+function asUsageError(e: unknown): Error {
+  if (!(e instanceof TypeError || e instanceof RangeError)) return e as Error;
+  const msg = e.message;
+  for (const [field, flag] of Object.entries(FIELD_TO_FLAG)) {
+    if (new RegExp(`\\b${field}\\b`).test(msg)) return new UsageError(msg, flag);
+  }
+  return new UsageError(msg);
+}
+
+async function runAndReport(
+  cfg: BenchConfig, resolved: ReturnType<typeof import('./lib').resolveEstimateOptions>, info: import('./lib').InfoLike,
+  argv: string[], io: Io,
+): Promise<number> {
+  const { runBench, describeDevice } = await import('./run');
+  const device = describeDevice(info, cfg.backend, cpuModel());
+  const notes: string[] = [];
+  if (cfg.backend === 'cpu') {
+    const threads = device.cpuThreads || os.cpus().length;
+    if (cfg.cpuDefaults) {
+      notes.push(
+        `No GPU in use: running on the CPU backend (${threads} threads) with small CPU defaults ` +
+        `(seq ${cfg.seq.map(formatSize).join(',')}, ${plural(cfg.heads, 'q head')}, ${plural(cfg.kvHeads, 'kv head')}, d ${cfg.headDim}, ` +
+        `${cfg.iters} timed runs). These are CPU figures, not GPU ones.`,
+      );
+    } else {
+      notes.push(`Running on the CPU backend (${threads} threads). These are CPU figures, not GPU ones.`);
+    }
+  }
+  if (cfg.backend === 'cpu' && device.loadAverage > (device.cpuThreads || os.cpus().length)) {
+    notes.push(`The system load average (${device.loadAverage}) exceeds the CPU threads: other work competes for the cores, so CPU timings are unreliable.`);
+  }
+  if (cfg.workload === 'random') {
+    notes.push('Random Gaussian inputs have no structure: nearly every block is selected, so density, recall and speedup say little about selection quality. Use --workload structured or real Q/K/V (--files).');
+  }
+
+  const progress = new Progress(io.stderr, { quiet: cfg.quiet });
+  const header: string[] = [];
+  const devLine =
+    cfg.backend === 'cuda'
+      ? `Device: ${device.name} (sm_${(device.computeCapability ?? '?').replace('.', '')}, ${device.multiProcessors ?? '?'} SMs), attention path: ${device.attentionPath}`
+      : `Device: CPU ${device.name}, ${device.cpuThreads || os.cpus().length} threads, attention path: cpu`;
+  header.push(`prism-bench ${packageVersion()}`);
+  header.push(devLine);
+  io.out(header.join('\n') + '\n');
+
+  let run;
+  try {
+    run = await runBench(cfg, { progress, device: cfg.backend === 'cuda' ? 'cuda:0' : 'cpu', resolved });
+  } finally {
+    progress.clear();
+  }
+  notes.push(...run.notes);
+
+  const shapeLine =
+    `Shape: batch ${cfg.batch}, ${plural(cfg.heads, 'q head')}, ${plural(cfg.kvHeads, 'kv head')}, d ${cfg.headDim}, ${cfg.dtype}, block ${resolved.block}, ` +
+    `${cfg.workload} workload${run.sources ? ` (${run.sources.join(', ')})` : ` (seed ${cfg.seed})`}; ` +
+    `selection ${String(resolved.selection)}${resolved.selection === 'topk' ? ` k=${String(resolved.topkHigh)}` : ` tau ${String(resolved.tauHigh)}/${String(resolved.tauLow)}`}` +
+    `${resolved.calibrate === false ? ', fixed temperatures' : ''}; median of ${cfg.iters} after ${cfg.warmup} warm-up`;
+  io.out(shapeLine + '\n');
+  for (const n of notes) io.out(`Note: ${n}\n`);
+  io.out('\n' + formatTable(run.results) + '\n' + formatLegend());
+
+  const report: BenchReport = {
+    schema: JSON_SCHEMA_ID,
+    tool: 'prism-bench',
+    version: packageVersion(),
+    timestamp: new Date().toISOString(),
+    argv: [...argv],
+    config: cfg,
+    estimateOptions: { ...resolved },
+    device,
+    workload: {
+      kind: cfg.workload,
+      seed: cfg.seed,
+      dtype: cfg.dtype,
+      layout: 'bhnd',
+      sources: run.sources,
+    },
+    timing: { warmup: cfg.warmup, iters: cfg.iters, statistic: 'median', clock: cfg.backend === 'cuda' ? 'cuda-events' : 'steady-clock' },
+    flops: FLOP_NOTE,
+    notes,
+    results: run.results,
+  };
+  if (cfg.json) {
+    writeFile(cfg.json, JSON.stringify(report, null, 2) + '\n');
+    io.out(`Wrote ${cfg.json}\n`);
+  }
+  if (cfg.svg) {
+    writeFile(cfg.svg, renderChart(report));
+    io.out(`Wrote ${cfg.svg}\n`);
+  }
+  return 0;
+}
+
+function writeFile(file: string, text: string): void {
+  const dir = path.dirname(path.resolve(file));
+  fs.mkdirSync(dir, { recursive: true });
+  fs.writeFileSync(file, text);
+}
+
+if (require.main === module) {
+  main(process.argv.slice(2), {
+    out: (s) => process.stdout.write(s),
+    err: (s) => process.stderr.write(s),
+    stderr: process.stderr,
+  }).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (e: unknown) => {
+      process.stderr.write(`prism-bench: ${(e as Error)?.message ?? String(e)}\n`);
+      process.exitCode = 1;
+    },
+  );
+}

@@ -1,0 +1,72 @@
+// The library surface the benchmark uses, in one place: device tensors,
+// timed estimation and attention, quality measures, workload generators.
+// The native addon loads lazily (on the first call that needs it), so
+// `prism-bench --help` and argument errors work without a built addon.
+
+import type { DType, EstimateOptions, HostBlockMask, Layout } from '../lib/types';
+import type { Info } from '../lib/native';
+import { info as libInfo } from '../lib/native';
+import { resolveEstimateOptions as libResolve } from '../lib/options';
+import { tensor as libTensor, Tensor } from '../lib/tensor';
+import { BlockMask, massRecall as libMassRecall, relativeError as libRelativeError, timeAttention, timeEstimate } from '../lib/ops';
+import type { Workload } from '../lib/workloads/index';
+import { randomWorkload } from '../lib/workloads/random';
+import { structuredWorkload } from '../lib/workloads/structured';
+
+export type WorkloadLike = Workload;
+export type TensorLike = Tensor;
+export type BlockMaskLike = BlockMask;
+export type InfoLike = Info;
+export type { HostBlockMask };
+
+export interface Timing {
+  warmup: number;
+  iters: number;
+}
+
+export function info(): Info {
+  return libInfo();
+}
+
+export function resolveEstimateOptions(opts: EstimateOptions, headDim: number): ReturnType<typeof libResolve> {
+  return libResolve(opts, headDim);
+}
+
+export function generate(
+  kind: 'random' | 'structured',
+  o: { batch: number; hq: number; hkv: number; nq: number; nk: number; d: number; seed: number; dtype: DType; ropeLayout?: 'half' | 'interleaved' },
+): Workload {
+  if (kind === 'random') return randomWorkload({ batch: o.batch, hq: o.hq, hkv: o.hkv, nq: o.nq, nk: o.nk, d: o.d, seed: o.seed, dtype: o.dtype });
+  return structuredWorkload({ batch: o.batch, hq: o.hq, hkv: o.hkv, seqLen: o.nk, nq: o.nq, d: o.d, seed: o.seed, dtype: o.dtype, ropeLayout: o.ropeLayout });
+}
+
+export async function tensor(data: Float32Array | Uint16Array, o: { shape: [number, number, number, number]; dtype: DType; layout: Layout; device: 'cpu' | `cuda:${number}` }): Promise<Tensor> {
+  return libTensor(data, { shape: o.shape, dtype: o.dtype, layout: o.layout, device: o.device });
+}
+
+/** Estimation run warmup + iters times; the mask of the last run and the per-run ms. */
+export async function timedEstimate(q: Tensor, k: Tensor, opts: EstimateOptions, timing: Timing): Promise<{ mask: BlockMask; times: number[] }> {
+  const { mask, timesMs } = await timeEstimate(q, k, opts, timing);
+  return { mask, times: [...timesMs] };
+}
+
+/** Attention (mask null = dense) run warmup + iters times; the output and the per-run ms. */
+export async function timedAttention(q: Tensor, k: Tensor, v: Tensor, mask: BlockMask | null, timing: Timing): Promise<{ out: Tensor; times: number[] }> {
+  const { output, timesMs } = await timeAttention(q, k, v, mask, {}, timing);
+  return { out: output, times: [...timesMs] };
+}
+
+/** Exact mass recall for flat (b, h, r) triplets. */
+export async function massRecall(q: Tensor, k: Tensor, mask: BlockMask | null, rows: readonly number[]): Promise<Float32Array> {
+  const triplets: Array<[number, number, number]> = [];
+  for (let i = 0; i + 2 < rows.length; i += 3) triplets.push([rows[i], rows[i + 1], rows[i + 2]]);
+  return libMassRecall(q, k, mask, triplets);
+}
+
+export async function relativeError(a: Tensor, b: Tensor): Promise<number> {
+  return libRelativeError(a, b);
+}
+
+export async function maskDensity(mask: BlockMask): Promise<number> {
+  return mask.density();
+}

@@ -1,0 +1,93 @@
+#include "binding/device.h"
+
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "binding/errors.h"
+
+namespace prism::binding {
+
+#if PRISM_WITH_CUDA
+namespace {
+
+std::string describe_count_failure(cudaError_t e) {
+  std::string what = std::string(cudaGetErrorName(e)) + ": " + cudaGetErrorString(e);
+  switch (e) {
+    case cudaErrorNoDevice: return "no CUDA device found (" + what + ")";
+    case cudaErrorInsufficientDriver:
+      return "the NVIDIA driver is missing or older than this CUDA runtime (" + what + ")";
+    default: return "cudaGetDeviceCount failed (" + what + ")";
+  }
+}
+
+CudaStatus discover() {
+  CudaStatus s;
+  cudaRuntimeGetVersion(&s.runtime_version);
+  if (cudaDriverGetVersion(&s.driver_version) != cudaSuccess) s.driver_version = 0;
+  int count = 0;
+  cudaError_t e = cudaGetDeviceCount(&count);
+  if (e != cudaSuccess) {
+    s.unavailable_reason = describe_count_failure(e);
+    cudaGetLastError();  // clear the non-sticky error so later calls start clean
+    return s;
+  }
+  if (count == 0) s.unavailable_reason = "no CUDA device found";
+  s.device_count = count;
+  return s;
+}
+
+}  // namespace
+
+DeviceContext::DeviceContext(int device) : device_(device) {
+  use_device(device);
+  check_cuda(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreateWithFlags");
+}
+
+DeviceContext& device_context(int device) {
+  static std::mutex mutex;
+  static std::vector<std::unique_ptr<DeviceContext>>* contexts =
+      new std::vector<std::unique_ptr<DeviceContext>>();  // never freed, see header
+  require_device(device);
+  std::lock_guard<std::mutex> lock(mutex);
+  if (contexts->size() <= static_cast<size_t>(device)) contexts->resize(device + 1);
+  auto& slot = (*contexts)[device];
+  if (!slot) slot = std::make_unique<DeviceContext>(device);
+  return *slot;
+}
+
+void use_device(int device) { check_cuda(cudaSetDevice(device), "cudaSetDevice"); }
+
+#else
+
+namespace {
+CudaStatus discover() {
+  CudaStatus s;
+  s.unavailable_reason = "prism-attention was built without CUDA support";
+  return s;
+}
+}  // namespace
+
+#endif
+
+const CudaStatus& cuda_status() {
+  static const CudaStatus status = discover();
+  return status;
+}
+
+std::string device_label(int device) {
+  return device == kCpuDevice ? std::string("cpu") : "cuda:" + std::to_string(device);
+}
+
+void require_device(int device) {
+  if (device == kCpuDevice) return;
+  const CudaStatus& s = cuda_status();
+  if (device < 0) throw_range("invalid device index " + std::to_string(device));
+  if (!s.unavailable_reason.empty())
+    throw_error("device " + device_label(device) + " is not available: " + s.unavailable_reason);
+  if (device >= s.device_count)
+    throw_error("device " + device_label(device) + " is not available: only " +
+                std::to_string(s.device_count) + " CUDA device(s) present");
+}
+
+}  // namespace prism::binding

@@ -1,0 +1,53 @@
+// CUDA device discovery and the per-device context (one non-blocking stream
+// per device, created on first use). Compiles to a CPU-only stub when the
+// addon is built without CUDA.
+#pragma once
+#include <string>
+#if PRISM_WITH_CUDA
+#include <cuda_runtime.h>
+#endif
+
+namespace prism::binding {
+
+constexpr int kCpuDevice = -1;
+
+struct CudaStatus {
+  int device_count = 0;
+  // Why no GPU can be used (built without CUDA, no driver, no device); empty when usable.
+  std::string unavailable_reason;
+  int runtime_version = 0;  // e.g. 13000; 0 when unknown
+  int driver_version = 0;   // 0 when no driver
+};
+
+// Discovered once per process, thread-safe.
+const CudaStatus& cuda_status();
+
+// "cpu" or "cuda:N"
+std::string device_label(int device);
+
+// Throws a clear Error when `device` is neither the CPU nor a usable GPU.
+void require_device(int device);
+
+#if PRISM_WITH_CUDA
+class DeviceContext {
+ public:
+  explicit DeviceContext(int device);
+  DeviceContext(const DeviceContext&) = delete;
+  DeviceContext& operator=(const DeviceContext&) = delete;
+  int device() const { return device_; }
+  cudaStream_t stream() const { return stream_; }
+
+ private:
+  int device_;
+  cudaStream_t stream_ = nullptr;
+};
+
+// The context of `device`, created on first use; lives until the process ends
+// (destroying streams during static destruction races the driver's teardown).
+DeviceContext& device_context(int device);
+
+// cudaSetDevice, checked. Worker threads call it before any other CUDA call.
+void use_device(int device);
+#endif
+
+}  // namespace prism::binding

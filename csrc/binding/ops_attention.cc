@@ -1,0 +1,55 @@
+#include "binding/args.h"
+#include "binding/block_list.h"
+#include "binding/errors.h"
+#include "binding/op_runner.h"
+#include "binding/ops.h"
+#include "binding/views.h"
+#include "cpu/cpu_backend.h"
+#if PRISM_WITH_CUDA
+#include "cuda/cuda_backend.h"
+#endif
+
+namespace prism::binding {
+
+Napi::Value attention(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return js_guard(env, [&]() -> Napi::Value {
+    TensorWrap& qt = TensorWrap::unwrap(env, arg(info, 0), "q");
+    TensorWrap& kt = TensorWrap::unwrap(env, arg(info, 1), "k");
+    TensorWrap& vt = TensorWrap::unwrap(env, arg(info, 2), "v");
+    TensorWrap& ot = TensorWrap::unwrap(env, arg(info, 3), "out");
+    QkvView q = input_view(qt, "q");
+    QkvView k = input_view(kt, "k");
+    QkvView v = input_view(vt, "v");
+    OutView o = output_view(ot, "out");
+    check_query_key(q, k);
+    if (v.batch != k.batch || v.heads != k.heads || v.n != k.n || v.d != k.d)
+      throw_range("k and v must have the same shape: k is " + shape_text(kt.shape()) + ", v is " +
+                  shape_text(vt.shape()));
+    if (v.dtype != q.dtype) throw_type("v must have the same dtype as q and k");
+    if (o.batch != q.batch || o.heads != q.heads || o.n != q.n || o.d != q.d || o.dtype != q.dtype)
+      throw_range("out must have the shape and dtype of q");
+    AttentionParams p = read_attention_params(arg(info, 6));
+    BlockListArgs list = read_block_list(env, arg(info, 4), arg(info, 5), q, k, p.block);
+
+    OpCall call;
+    call.name = "attention";
+    call.device = common_device({&qt, &kt, &vt, &ot, list.counts, list.indices});
+    call.timing = read_timing(arg(info, 7));
+    call.keep_alive = {qt.storage(), kt.storage(), vt.storage(), ot.storage()};
+    for (auto& s : list.storages) call.keep_alive.push_back(s);
+    BlockList l = list.list;
+    call.cpu = [q, k, v, o, l, p]() { prism::cpu::attention(q, k, v, o, l, p, 0); };
+#if PRISM_WITH_CUDA
+    if (call.device >= 0) {
+      call.workspace_bytes = prism::cuda::attention_workspace_bytes(q, k, l, p);
+      call.gpu = [q, k, v, o, l, p](void* ws, cudaStream_t s) {
+        return prism::cuda::attention(q, k, v, o, l, p, ws, s);
+      };
+    }
+#endif
+    return start_timed_op(env, std::move(call));
+  });
+}
+
+}  // namespace prism::binding

@@ -1,0 +1,78 @@
+#include "binding/storage.h"
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+#include "binding/device.h"
+#include "binding/errors.h"
+
+namespace prism::binding {
+
+namespace {
+constexpr size_t kHostAlignment = 64;  // cache line; lets backends use aligned vector loads
+
+size_t round_up(size_t n, size_t to) { return (n + to - 1) / to * to; }
+}  // namespace
+
+std::shared_ptr<Storage> Storage::allocate(int device, size_t bytes) {
+  if (bytes == 0) throw_range("cannot allocate an empty tensor");
+  if (device == kCpuDevice) {
+    void* p = std::aligned_alloc(kHostAlignment, round_up(bytes, kHostAlignment));
+    if (!p) throw std::bad_alloc();
+    std::memset(p, 0, bytes);
+    return std::shared_ptr<Storage>(new Storage(device, p, bytes, true));
+  }
+#if PRISM_WITH_CUDA
+  // Stream-ordered allocation on the device stream: every op on this device
+  // runs on that stream, so no host synchronisation is needed here.
+  DeviceContext& ctx = device_context(device);
+  int previous = 0;
+  check_cuda(cudaGetDevice(&previous), "cudaGetDevice");
+  use_device(device);
+  void* p = nullptr;
+  cudaError_t e = cudaMallocAsync(&p, bytes, ctx.stream());
+  if (e == cudaSuccess) {
+    e = cudaMemsetAsync(p, 0, bytes, ctx.stream());
+    if (e != cudaSuccess) cudaFreeAsync(p, ctx.stream());
+  }
+  cudaSetDevice(previous);
+  check_cuda(e, e == cudaErrorMemoryAllocation ? "cudaMallocAsync" : "tensor allocation");
+  return std::shared_ptr<Storage>(new Storage(device, p, bytes, true));
+#else
+  require_device(device);  // throws: no CUDA in this build
+  return nullptr;
+#endif
+}
+
+std::shared_ptr<Storage> Storage::wrap(int device, void* data, size_t bytes) {
+  if (!data) throw_range("cannot wrap a null pointer");
+  return std::shared_ptr<Storage>(new Storage(device, data, bytes, false));
+}
+
+Storage::~Storage() {
+  if (!owning_ || !data_) return;
+  if (device_ == kCpuDevice) {
+    std::free(data_);
+    return;
+  }
+#if PRISM_WITH_CUDA
+  // Ordered after all work already on the stream; never blocks the caller.
+  // A destructor cannot throw: failures are reported on stderr.
+  try {
+    cudaStream_t stream = device_context(device_).stream();
+    int previous = 0;
+    cudaGetDevice(&previous);
+    cudaSetDevice(device_);
+    cudaError_t e = cudaFreeAsync(data_, stream);
+    cudaSetDevice(previous);
+    if (e != cudaSuccess)
+      std::fprintf(stderr, "prism-attention: %s\n", cuda_error_text(e, "cudaFreeAsync").c_str());
+  } catch (const std::exception& x) {
+    std::fprintf(stderr, "prism-attention: freeing device memory: %s\n", x.what());
+  }
+#endif
+}
+
+}  // namespace prism::binding

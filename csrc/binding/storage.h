@@ -1,0 +1,36 @@
+// Memory behind a tensor: 64-byte aligned host memory, stream-ordered device
+// memory, or a non-owning view of someone else's device pointer. Shared by
+// the tensor and every op in flight that uses it (std::shared_ptr is the
+// refcount), so dispose() never frees memory a running op still reads.
+#pragma once
+#include <cstddef>
+#include <memory>
+
+namespace prism::binding {
+
+class Storage {
+ public:
+  // Zero-filled memory on `device` (kCpuDevice for the host).
+  static std::shared_ptr<Storage> allocate(int device, size_t bytes);
+  // Non-owning view; the caller keeps the memory alive.
+  static std::shared_ptr<Storage> wrap(int device, void* data, size_t bytes);
+
+  ~Storage();
+  Storage(const Storage&) = delete;
+  Storage& operator=(const Storage&) = delete;
+
+  int device() const { return device_; }
+  void* data() const { return data_; }
+  size_t bytes() const { return bytes_; }
+  bool owning() const { return owning_; }
+
+ private:
+  Storage(int device, void* data, size_t bytes, bool owning)
+      : device_(device), data_(data), bytes_(bytes), owning_(owning) {}
+  int device_;
+  void* data_;
+  size_t bytes_;
+  bool owning_;
+};
+
+}  // namespace prism::binding

@@ -1,0 +1,166 @@
+#include "binding/tensor.h"
+
+#include "binding/addon_data.h"
+#include "binding/args.h"
+#include "binding/device.h"
+#include "binding/errors.h"
+#include "binding/transfer.h"
+
+namespace prism::binding {
+
+Napi::Function TensorWrap::define(Napi::Env env) {
+  return DefineClass(
+      env, "Tensor",
+      {
+          InstanceAccessor<&TensorWrap::get_device>("device"),
+          InstanceAccessor<&TensorWrap::get_dtype>("dtype"),
+          InstanceAccessor<&TensorWrap::get_shape>("shape"),
+          InstanceAccessor<&TensorWrap::get_layout>("layout"),
+          InstanceAccessor<&TensorWrap::get_byte_length>("byteLength"),
+          InstanceAccessor<&TensorWrap::get_disposed>("disposed"),
+          InstanceAccessor<&TensorWrap::get_pointer>("pointer"),
+          InstanceMethod<&TensorWrap::to_host>("toHost"),
+          InstanceMethod<&TensorWrap::upload>("upload"),
+          InstanceMethod<&TensorWrap::dispose>("dispose"),
+          StaticMethod<&TensorWrap::wrap_pointer>("wrap"),
+      });
+}
+
+bool TensorWrap::is_tensor(Napi::Env env, Napi::Value value) {
+  return value.IsObject() &&
+         value.As<Napi::Object>().InstanceOf(addon_data(env).tensor_constructor.Value());
+}
+
+TensorWrap& TensorWrap::unwrap(Napi::Env env, Napi::Value value, const char* what) {
+  if (!is_tensor(env, value)) throw_type(std::string(what) + " must be a Tensor");
+  TensorWrap* t = Unwrap(value.As<Napi::Object>());
+  if (t->disposed()) throw_error(std::string(what) + ": tensor has been disposed");
+  return *t;
+}
+
+// new Tensor(device, dtype, shape, layout[, hostData | pointer])
+//   hostData: typed array copied in synchronously; pointer: bigint, non-owning view.
+TensorWrap::TensorWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TensorWrap>(info) {
+  js_guard(info.Env(), [&]() -> Napi::Value {
+    init(info);
+    return info.Env().Undefined();
+  });
+}
+
+void TensorWrap::init(const Napi::CallbackInfo& info) {
+  env_ = info.Env();
+  device_ = binding::get_device(arg(info, 0));
+  dtype_ = binding::get_dtype(arg(info, 1));
+  shape_ = binding::get_shape(arg(info, 2));
+  layout_ = static_cast<Layout>(get_integer(arg(info, 3), "layout", 0, 1));
+  if (layout_ == Layout::BNHD && shape_.size() != 4)
+    throw_range("layout bnhd needs a 4-d shape [batch, heads, n, d]");
+  int64_t count = 1;
+  for (int64_t n : shape_) count *= n;
+  byte_length_ = static_cast<size_t>(count * dtype_size(dtype_));
+  require_device(device_);
+
+  Napi::Value extra = arg(info, 4);
+  if (extra.IsBigInt()) {
+    bool lossless = true;
+    uint64_t address = extra.As<Napi::BigInt>().Uint64Value(&lossless);
+    if (!lossless || address == 0) throw_range("pointer must be a non-zero 64-bit address");
+    storage_ = Storage::wrap(device_, reinterpret_cast<void*>(address), byte_length_);
+    return;
+  }
+  storage_ = Storage::allocate(device_, byte_length_);
+  if (extra.IsTypedArray()) {
+    Napi::TypedArray src = extra.As<Napi::TypedArray>();
+    if (src.TypedArrayType() != typed_array_type_for(dtype_))
+      throw_type(std::string("data for ") + dtype_name(dtype_) + " must be a " +
+                 typed_array_name(typed_array_type_for(dtype_)));
+    if (src.ByteLength() != byte_length_) throw_range("data length does not match the shape");
+    copy_host_to_storage(*storage_,
+                         static_cast<const char*>(src.ArrayBuffer().Data()) + src.ByteOffset(),
+                         byte_length_);
+  } else if (!extra.IsUndefined()) {
+    throw_type("the 5th argument must be a typed array or a bigint pointer");
+  }
+  if (device_ == kCpuDevice) {
+    // Lets V8 count host tensors when it decides to collect garbage. Done last:
+    // a constructor that throws never runs the destructor that undoes it.
+    accounted_bytes_ = static_cast<int64_t>(byte_length_);
+    Napi::MemoryManagement::AdjustExternalMemory(info.Env(), accounted_bytes_);
+  }
+}
+
+TensorWrap::~TensorWrap() { release(); }
+
+void TensorWrap::release() {
+  storage_.reset();  // memory goes when the last in-flight op lets go of it
+  if (accounted_bytes_ != 0 && env_ != nullptr) {
+    Napi::MemoryManagement::AdjustExternalMemory(Napi::Env(env_), -accounted_bytes_);
+    accounted_bytes_ = 0;
+  }
+}
+
+std::shared_ptr<Storage> TensorWrap::storage() const {
+  if (!storage_) throw_error("tensor has been disposed");
+  return storage_;
+}
+
+Napi::Value TensorWrap::get_device(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), device_);
+}
+Napi::Value TensorWrap::get_dtype(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<int>(dtype_));
+}
+Napi::Value TensorWrap::get_layout(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<int>(layout_));
+}
+Napi::Value TensorWrap::get_byte_length(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(byte_length_));
+}
+Napi::Value TensorWrap::get_disposed(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), disposed());
+}
+Napi::Value TensorWrap::get_shape(const Napi::CallbackInfo& info) {
+  Napi::Array a = Napi::Array::New(info.Env(), shape_.size());
+  for (size_t i = 0; i < shape_.size(); ++i)
+    a.Set(static_cast<uint32_t>(i), Napi::Number::New(info.Env(), static_cast<double>(shape_[i])));
+  return a;
+}
+// Address of the memory as a bigint (for handing device memory to other libraries).
+Napi::Value TensorWrap::get_pointer(const Napi::CallbackInfo& info) {
+  return js_guard(info.Env(), [&]() -> Napi::Value {
+    return Napi::BigInt::New(info.Env(), reinterpret_cast<uint64_t>(storage()->data()));
+  });
+}
+
+Napi::Value TensorWrap::to_host(const Napi::CallbackInfo& info) {
+  return js_guard(info.Env(), [&]() -> Napi::Value { return start_download(info.Env(), storage()); });
+}
+
+Napi::Value TensorWrap::upload(const Napi::CallbackInfo& info) {
+  return js_guard(info.Env(), [&]() -> Napi::Value {
+    Napi::Value v = arg(info, 0);
+    napi_typedarray_type want = typed_array_type_for(dtype_);
+    if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != want)
+      throw_type(std::string("data for ") + dtype_name(dtype_) + " must be a " + typed_array_name(want));
+    Napi::TypedArray src = v.As<Napi::TypedArray>();
+    if (src.ByteLength() != byte_length_) throw_range("data length does not match the shape");
+    return start_upload(info.Env(), storage(), src);
+  });
+}
+
+Napi::Value TensorWrap::dispose(const Napi::CallbackInfo& info) {
+  release();
+  return info.Env().Undefined();
+}
+
+// Tensor.wrap(device, dtype, shape, layout, pointer: bigint): non-owning view.
+Napi::Value TensorWrap::wrap_pointer(const Napi::CallbackInfo& info) {
+  return js_guard(info.Env(), [&]() -> Napi::Value {
+    if (!arg(info, 4).IsBigInt()) throw_type("pointer must be a bigint");
+    std::vector<napi_value> args;
+    for (size_t i = 0; i < 5; ++i) args.push_back(arg(info, i));
+    return addon_data(info.Env()).tensor_constructor.New(args);
+  });
+}
+
+}  // namespace prism::binding

@@ -1,0 +1,93 @@
+#include "binding/transfer.h"
+
+#include <cstring>
+
+#include "binding/device.h"
+#include "binding/errors.h"
+#include "binding/promise_worker.h"
+#if PRISM_WITH_CUDA
+#include "binding/cuda_sync.h"
+#endif
+
+namespace prism::binding {
+
+void copy_host_to_storage(const Storage& dst, const void* src, size_t bytes) {
+  if (dst.device() == kCpuDevice) {
+    std::memcpy(dst.data(), src, bytes);
+    return;
+  }
+#if PRISM_WITH_CUDA
+  use_device(dst.device());
+  cudaStream_t stream = device_context(dst.device()).stream();
+  check_cuda(cudaMemcpyAsync(dst.data(), src, bytes, cudaMemcpyHostToDevice, stream),
+             "cudaMemcpyAsync (upload)");
+  wait_for_stream(stream, "upload");
+#endif
+}
+
+void copy_storage_to_host(void* dst, const Storage& src, size_t bytes) {
+  if (src.device() == kCpuDevice) {
+    std::memcpy(dst, src.data(), bytes);
+    return;
+  }
+#if PRISM_WITH_CUDA
+  use_device(src.device());
+  cudaStream_t stream = device_context(src.device()).stream();
+  check_cuda(cudaMemcpyAsync(dst, src.data(), bytes, cudaMemcpyDeviceToHost, stream),
+             "cudaMemcpyAsync (toHost)");
+  wait_for_stream(stream, "toHost");
+#endif
+}
+
+namespace {
+
+class UploadWorker : public PromiseWorker {
+ public:
+  UploadWorker(Napi::Env env, std::shared_ptr<Storage> dst, Napi::TypedArray source)
+      : PromiseWorker(env, "prism.upload"),
+        dst_(std::move(dst)),
+        source_ref_(Napi::Persistent(source.As<Napi::Object>())),
+        source_(static_cast<const char*>(source.ArrayBuffer().Data()) + source.ByteOffset()),
+        bytes_(source.ByteLength()) {}
+
+ protected:
+  void run() override { copy_host_to_storage(*dst_, source_, bytes_); }
+  void release_js() override { source_ref_.Reset(); }
+
+ private:
+  std::shared_ptr<Storage> dst_;
+  Napi::ObjectReference source_ref_;  // keeps the typed array's memory alive
+  const void* source_;
+  size_t bytes_;
+};
+
+class DownloadWorker : public PromiseWorker {
+ public:
+  DownloadWorker(Napi::Env env, std::shared_ptr<Storage> src)
+      : PromiseWorker(env, "prism.toHost"), src_(std::move(src)) {
+    Napi::ArrayBuffer buffer = Napi::ArrayBuffer::New(env, src_->bytes());
+    buffer_ref_ = Napi::Persistent(buffer);
+    dst_ = buffer.Data();
+  }
+
+ protected:
+  void run() override { copy_storage_to_host(dst_, *src_, src_->bytes()); }
+  Napi::Value result(Napi::Env) override { return buffer_ref_.Value(); }
+
+ private:
+  std::shared_ptr<Storage> src_;
+  Napi::Reference<Napi::ArrayBuffer> buffer_ref_;  // released with the worker
+  void* dst_ = nullptr;
+};
+
+}  // namespace
+
+Napi::Promise start_upload(Napi::Env env, std::shared_ptr<Storage> dst, Napi::TypedArray source) {
+  return (new UploadWorker(env, std::move(dst), source))->start();
+}
+
+Napi::Promise start_download(Napi::Env env, std::shared_ptr<Storage> src) {
+  return (new DownloadWorker(env, std::move(src)))->start();
+}
+
+}  // namespace prism::binding

@@ -1,0 +1,21 @@
+// Host <-> tensor copies, run off the event loop: upload from a typed array
+// and download into a fresh ArrayBuffer.
+#pragma once
+#include <napi.h>
+
+#include <memory>
+
+#include "binding/storage.h"
+
+namespace prism::binding {
+
+// Blocking copies, for worker threads (and the synchronous constructor).
+void copy_host_to_storage(const Storage& dst, const void* src, size_t bytes);
+void copy_storage_to_host(void* dst, const Storage& src, size_t bytes);
+
+// Promise<undefined>; `source` must stay unmodified until it settles.
+Napi::Promise start_upload(Napi::Env env, std::shared_ptr<Storage> dst, Napi::TypedArray source);
+// Promise<ArrayBuffer> holding a copy of the tensor's bytes.
+Napi::Promise start_download(Napi::Env env, std::shared_ptr<Storage> src);
+
+}  // namespace prism::binding

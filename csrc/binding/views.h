@@ -1,0 +1,30 @@
+// Builds the backends' strided views (prism_types.h) from tensors and checks,
+// natively, the shape rules the TypeScript layer already enforces.
+#pragma once
+#include <initializer_list>
+#include <string>
+
+#include "binding/tensor.h"
+#include "common/prism_types.h"
+
+namespace prism::binding {
+
+// [batch, heads, n, d] view; strides follow the tensor's layout:
+//   bhnd: b -> h*n*d, h -> n*d, n -> d      bnhd: b -> n*h*d, h -> d, n -> h*d
+QkvView input_view(const TensorWrap& t, const char* what);
+OutView output_view(const TensorWrap& t, const char* what);
+
+// Error "all tensors must be on the same device (got cpu and cuda:0)" unless they agree.
+int common_device(std::initializer_list<const TensorWrap*> tensors);
+
+// Q [b, Hq, Nq, d] against K [b, Hkv, Nk, d]: batch, head_dim and dtype equal,
+// Hq % Hkv == 0, Nq <= Nk.
+void check_query_key(const QkvView& q, const QkvView& k);
+
+// `t` must be a contiguous tensor of `dtype` and exactly `shape`.
+void check_plain(const TensorWrap& t, DType dtype, std::initializer_list<int64_t> shape,
+                 const char* what);
+
+std::string shape_text(const std::vector<int64_t>& shape);
+
+}  // namespace prism::binding

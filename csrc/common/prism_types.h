@@ -1,0 +1,84 @@
+// Shared types of every backend: tensor views, estimation and attention
+// parameters, block-mask outputs. Plain structs, no CUDA or N-API here, so the
+// CPU backend, the CUDA backend and the binding all compile against them.
+#pragma once
+#include <cstdint>
+
+namespace prism {
+
+enum class DType : int32_t { F32 = 0, F16 = 1, BF16 = 2, U8 = 3, I32 = 4 };
+enum class RopeLayout : int32_t { Half = 0, Interleaved = 1 };
+// Prism: two bands (high/low RoPE frequencies). MeanPool: the single-band
+// baseline (pooled dot product over all dims, one softmax, same selection).
+enum class Method : int32_t { Prism = 0, MeanPool = 1 };
+enum class Selection : int32_t { TopP = 0, TopK = 1 };
+
+inline int64_t dtype_size(DType t) {
+  return (t == DType::F16 || t == DType::BF16) ? 2 : (t == DType::U8 ? 1 : 4);
+}
+
+// A read-only strided view of a logical [batch, heads, n, d] tensor whose last
+// dim is contiguous. Strides are in elements. Covers both "bhnd" and "bnhd".
+struct QkvView {
+  const void* data = nullptr;
+  DType dtype = DType::F32;
+  int64_t batch = 0, heads = 0, n = 0, d = 0;
+  int64_t stride_b = 0, stride_h = 0, stride_n = 0;
+};
+
+// The same for an output written by attention.
+struct OutView {
+  void* data = nullptr;
+  DType dtype = DType::F32;
+  int64_t batch = 0, heads = 0, n = 0, d = 0;
+  int64_t stride_b = 0, stride_h = 0, stride_n = 0;
+};
+
+// Fully resolved options (the TypeScript layer fills defaults and validates).
+struct EstimateParams {
+  int32_t block = 128;            // B: rows per query block and per key block
+  int32_t high_dims = 64;         // h: dims in the high-frequency band (even)
+  int32_t low_dims = 96;          // l: dims in the low-frequency band (even)
+  RopeLayout layout = RopeLayout::Half;
+  Method method = Method::Prism;
+  bool calibrate = true;          // energy-based temperatures
+  float temp_high = 1.f;          // used when calibrate == false
+  float temp_low = 1.f;
+  Selection selection = Selection::TopP;
+  float tau_high = 0.95f;         // top-p thresholds
+  float tau_low = 0.95f;
+  int32_t topk_high = 0;          // top-k counts (Selection::TopK)
+  int32_t topk_low = 0;
+  bool force_sink = true;         // j = 0
+  bool force_diag = true;         // j = i + (nk - nq)
+};
+
+// Outputs of estimation, all [batch, Hq, nq, ...] row-major and contiguous.
+struct BlockMaskOut {
+  uint8_t* mask = nullptr;        // [batch, Hq, nq, nk], 1 = selected
+  int32_t* counts = nullptr;      // [batch, Hq, nq], selected blocks per row
+  int32_t* indices = nullptr;     // [batch, Hq, nq, nk], first counts[] valid, ascending
+  float* temps = nullptr;         // [batch, Hq, 2]: (t_high, t_low) used; may be null
+};
+
+// Selected key blocks per query block row, as consumed by attention.
+// counts == nullptr means dense: every visible block.
+struct BlockList {
+  const int32_t* counts = nullptr;   // [batch, Hq, nq]
+  const int32_t* indices = nullptr;  // [batch, Hq, nq, nk]
+};
+
+struct AttentionParams {
+  int32_t block = 128;            // block size the list refers to
+  float softmax_scale = 0.f;      // 0 means 1/sqrt(d)
+};
+
+// Geometry shared by every implementation.
+inline int64_t num_blocks(int64_t n, int64_t block) { return (n + block - 1) / block; }
+// Key block j is visible to query block i iff j <= i + off, off = nk - nq.
+inline int64_t visible_blocks(int64_t i, int64_t nq, int64_t nk) {
+  int64_t last = i + (nk - nq);
+  return last + 1 < nk ? last + 1 : nk;
+}
+
+}  // namespace prism

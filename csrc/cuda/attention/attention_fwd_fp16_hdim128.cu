@@ -1,0 +1,4 @@
+// Explicit instantiation: fp16, head_dim 128, every sm80-mma variant.
+#include "cuda/attention/attention_fwd_launch.cuh"
+
+PRISM_ATTN_INSTANTIATE(__half, 128)

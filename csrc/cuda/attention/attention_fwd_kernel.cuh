@@ -1,0 +1,359 @@
+// The sm80-mma block-sparse causal attention forward kernel (FlashAttention-2
+// style). One CTA computes BLOCK_M query rows of one (batch, head) over the key
+// tiles of the key blocks selected for its query block (or every visible key
+// tile when dense):
+//   - Q tile and K/V tiles arrive by 16-byte cp.async into XOR-swizzled shared
+//     memory; K/V are double-buffered (tile t+1 loads while tile t computes);
+//   - S = Q K^T and O += P V with mma.sync m16n8k16 (fp32 accumulate);
+//     operands by ldmatrix (V with .trans); P stays in registers;
+//   - online softmax in registers, exp2 with the scale folded into log2 units;
+//   - only tiles that cross the diagonal or the key end apply the token mask;
+//   - the output is staged through shared memory for 16-byte stores.
+#pragma once
+#include <cuda_runtime.h>
+#include <cstdint>
+#include <math_constants.h>
+#include "cuda/attention/attention_fwd.h"
+#include "cuda/attention/attention_ptx.cuh"
+#include "cuda/attention/attention_traits.cuh"
+
+namespace prism::cuda::attn {
+
+// Copies `KT::kBlockN or kBlockM` rows (rows_valid of them real, the rest zero)
+// of kD elements from gmem (row stride `stride`) into a swizzled smem tile.
+template <class KT, int kRows, typename T>
+__device__ __forceinline__ void copy_tile(T* smem, const T* g, int64_t stride, int rows_valid,
+                                          int tid) {
+  constexpr int kPasses = kRows / KT::kRowStep;
+  const int r0 = tid / KT::kChunks;
+  const int ch = tid % KT::kChunks;
+  const int soff = r0 * KT::kD + ((ch ^ (r0 & 7)) << 3);
+  const uint32_t sbase = smem_u32(smem + soff);
+  const T* src = g + r0 * stride + ch * 8;
+#pragma unroll
+  for (int i = 0; i < kPasses; ++i) {
+    const int r = r0 + i * KT::kRowStep;
+    const bool ok = r < rows_valid;
+    cp_async_16(sbase + i * KT::kRowStep * KT::kD * 2, ok ? src : g, ok);
+    src += KT::kRowStep * stride;
+  }
+}
+
+template <class KT, typename T, bool kSparse>
+__global__ void __launch_bounds__(KT::kThreads, KT::kMinBlocks)
+    attn_fwd_sm80_kernel(const FwdParams p) {
+  using E = ElemTraits<T>;
+  constexpr int kD = KT::kD, kBlockM = KT::kBlockM, kBlockN = KT::kBlockN;
+  constexpr int kMT = KT::kMTiles, kSubN = KT::kSubN, kNT = KT::kNT, kDT = KT::kDT,
+                kKS = KT::kKS, kKP = KT::kKP;
+
+  extern __shared__ __align__(1024) unsigned char smem_raw[];
+  T* sQ = reinterpret_cast<T*>(smem_raw);
+  T* sK = sQ + KT::kElemsQ;                      // [stage][kBlockN][kD]
+  T* sV = sK + KT::kStages * KT::kElemsKV;       // [stage][kBlockN][kD]
+
+  // The ldmatrix addressing below XORs absolute shared addresses.
+  if (smem_u32(smem_raw) & 1023u) __trap();
+
+  const int tid = threadIdx.x;
+  const int lane = tid & 31;
+  const int warp = tid >> 5;
+
+  // ---- work item: (query tile, b*hq + h) ------------------------------------
+  const int BH = p.batch * p.hq;
+  int qt, bh;
+  if (kSparse && p.order != nullptr) {
+    const int item = p.order[blockIdx.x];
+    qt = item / BH;
+    bh = item - qt * BH;
+  } else {  // dense: longest rows (last query tiles) first
+    qt = blockIdx.x / BH;
+    bh = blockIdx.x - qt * BH;
+    qt = p.n_mtiles - 1 - qt;
+  }
+  const int b = bh / p.hq;
+  const int h = bh - b * p.hq;
+  const int hk = h / p.group;
+
+  const int row0 = qt * kBlockM;
+  const int rows_valid = min(kBlockM, p.nq - row0);
+  const int s_lo = (p.nk - p.nq) + row0;   // absolute position of tile row 0
+  const int s_hi = s_lo + rows_valid - 1;   // of the last real row
+  // The tile lies in one query block qb (BLOCK_M divides blk). Its visible key
+  // blocks are j <= qb + (nkb - nqb) (block-level causality, as the lists and
+  // the spec define "visible"; with Nk - Nq not a multiple of blk this can end
+  // before the token-level diagonal), and each row sees keys t <= s, t < Nk.
+  const int qb = row0 / p.blk;
+  const int key_end = min(p.nk, (qb + p.nkb - p.nqb + 1) * p.blk);  // keys >= key_end: never
+  const int key_lim = min(s_hi + 1, key_end);  // keys >= key_lim are never needed
+
+  const T* gQ = static_cast<const T*>(p.q) + b * p.q_sb + h * p.q_sh + int64_t(row0) * p.q_sn;
+  const T* gK = static_cast<const T*>(p.k) + b * p.k_sb + hk * p.k_sh;
+  const T* gV = static_cast<const T*>(p.v) + b * p.v_sb + hk * p.v_sh;
+
+  // ---- key tiles of this query tile -----------------------------------------
+  // Sparse: tile t is sub-tile (t & sub_mask) of selected block idx[t >> sub_shift].
+  const int32_t* idx = nullptr;
+  int sub_shift = 0;
+  int ntiles;
+  if constexpr (kSparse) {
+    const int64_t row_id = int64_t(bh) * p.nqb + qb;
+    int cnt = p.counts[row_id];
+    cnt = max(0, min(cnt, p.nkb));
+    idx = p.indices + row_id * p.nkb;
+    sub_shift = __ffs(p.blk / kBlockN) - 1;
+    ntiles = cnt << sub_shift;
+    // Ascending list: tiles past the diagonal / key end form a suffix.
+    while (ntiles > 0) {
+      const int t = ntiles - 1;
+      const int start = idx[t >> sub_shift] * p.blk + ((t & ((1 << sub_shift) - 1)) * kBlockN);
+      if (start < key_lim) break;
+      --ntiles;
+    }
+  } else {
+    ntiles = (key_lim + kBlockN - 1) / kBlockN;
+  }
+  const int sub_mask = (1 << sub_shift) - 1;
+  auto tile_start = [&](int t) -> int {
+    return !kSparse ? t * kBlockN : __ldg(idx + (t >> sub_shift)) * p.blk + (t & sub_mask) * kBlockN;
+  };
+
+  // ---- prologue: Q and the first K/V tile ------------------------------------
+  copy_tile<KT, kBlockM>(sQ, gQ, p.q_sn, rows_valid, tid);
+  int cur_start = 0, next_start = 0;
+  if (ntiles > 0) {
+    cur_start = tile_start(0);
+    const int nvalid = p.nk - cur_start;
+    copy_tile<KT, kBlockN>(sK, gK + int64_t(cur_start) * p.k_sn, p.k_sn, nvalid, tid);
+    copy_tile<KT, kBlockN>(sV, gV + int64_t(cur_start) * p.v_sn, p.v_sn, nvalid, tid);
+  }
+  cp_async_commit();
+  if (ntiles > 1) next_start = tile_start(1);
+  // K/V base pointers are parked in shared memory (after the tiles) and re-read
+  // once per key tile: keeps two 64-bit values out of the register file of the
+  // hot loop (the 4-warp, 32-row d=128 kernel otherwise spills).
+  const T** s_ptr = reinterpret_cast<const T**>(smem_raw + KT::kSmemBytes);
+  if (tid == 0) {
+    s_ptr[0] = gK;
+    s_ptr[1] = gV;
+  }
+
+  float acc[kMT][kDT][4];
+  float row_max[kMT][2];
+  float row_sum[kMT][2];  // thread-partial sums; reduced over the quad at the end
+#pragma unroll
+  for (int mt = 0; mt < kMT; ++mt) {
+#pragma unroll
+    for (int dt = 0; dt < kDT; ++dt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) acc[mt][dt][e] = 0.f;
+    row_max[mt][0] = row_max[mt][1] = -CUDART_INF_F;
+    row_sum[mt][0] = row_sum[mt][1] = 0.f;
+  }
+
+  const int warp_row = warp * 16 * kMT;  // first tile row of this warp
+  // ldmatrix lane addressing (fragment layouts of mma.m16n8k16). With the
+  // swizzle, chunk c of row r sits at chunk c ^ (r & 7); every row a lane
+  // addresses has the same r & 7, so moving to logical chunk c ^ 2m is a XOR of
+  // the byte address with m << 5 (tiles are 1024-byte aligned).
+  const int a_row = lane & 15, a_chunk = lane >> 4;                                // A (Q)
+  const int bk_row = (lane & 7) + ((lane >> 4) << 3), bk_chunk = (lane >> 3) & 1;  // B (K)
+  const int bv_row = (lane & 7) + (((lane >> 3) & 1) << 3), bv_chunk = lane >> 4;  // B (V^T)
+  const uint32_t q_addr = smem_u32(sQ + swz<kD>(warp_row + a_row, a_chunk));
+  const uint32_t k_addr = smem_u32(sK + swz<kD>(bk_row, bk_chunk));
+  const uint32_t v_addr = smem_u32(sV + swz<kD>(bv_row, bv_chunk));
+  constexpr uint32_t kRow16 = 16 * kD * 2;              // bytes of 16 rows
+  constexpr uint32_t kStageBytes = KT::kElemsKV * 2;
+
+  uint32_t qf[KT::kQInRegs ? kMT : 1][KT::kQInRegs ? kKS : 1][4];
+  const float sl2 = p.scale_log2;
+
+  for (int t = 0; t < ntiles; ++t) {
+    cp_async_wait<0>();
+    __syncthreads();  // tile t landed for all; everyone is done with tile t-1
+    const int stage = t & 1;
+    if (t + 1 < ntiles) {
+      const int nvalid = p.nk - next_start;
+      const int ns = stage ^ 1;
+      const T* k_base = s_ptr[0];
+      const T* v_base = s_ptr[1];
+      copy_tile<KT, kBlockN>(sK + ns * KT::kElemsKV, k_base + int64_t(next_start) * p.k_sn,
+                             p.k_sn, nvalid, tid);
+      copy_tile<KT, kBlockN>(sV + ns * KT::kElemsKV, v_base + int64_t(next_start) * p.v_sn,
+                             p.v_sn, nvalid, tid);
+    }
+    cp_async_commit();
+    const int start = cur_start;
+    cur_start = next_start;
+    if (t + 2 < ntiles) next_start = tile_start(t + 2);
+
+    if constexpr (KT::kQInRegs) {
+      if (t == 0) {
+#pragma unroll
+        for (int mt = 0; mt < kMT; ++mt)
+#pragma unroll
+          for (int ks = 0; ks < kKS; ++ks)
+            ldmatrix_x4(qf[mt][ks], (q_addr ^ (ks << 5)) + mt * kRow16);
+      }
+    }
+
+    const uint32_t k_st = k_addr + stage * kStageBytes;
+    const uint32_t v_st = v_addr + stage * kStageBytes;
+    // Only tiles that cross the diagonal or the key end apply the token mask.
+    const bool need_mask = (start + kBlockN - 1 > s_lo) || (start + kBlockN > key_end);
+
+    // Rolled by default: unrolling the sub-steps makes the 32-row d=128 kernel spill.
+#pragma unroll(KT::kUnrollSub ? KT::kBlockN / KT::kSubN : 1)
+    for (int sub = 0; sub < kBlockN / kSubN; ++sub) {
+      // ---- S = Q K^T over keys [sub * kSubN, (sub + 1) * kSubN) of the tile ----
+      float s[kMT][kNT][4];
+#pragma unroll
+      for (int mt = 0; mt < kMT; ++mt)
+#pragma unroll
+        for (int nt = 0; nt < kNT; ++nt)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) s[mt][nt][e] = 0.f;
+
+#pragma unroll
+      for (int ks = 0; ks < kKS; ++ks) {
+        uint32_t a[kMT][4];
+#pragma unroll
+        for (int mt = 0; mt < kMT; ++mt) {
+          if constexpr (KT::kQInRegs) {
+#pragma unroll
+            for (int e = 0; e < 4; ++e) a[mt][e] = qf[mt][ks][e];
+          } else {
+            ldmatrix_x4(a[mt], (q_addr ^ (ks << 5)) + mt * kRow16);
+          }
+        }
+        const uint32_t kk = (k_st ^ (ks << 5)) + sub * kSubN * kD * 2;
+#pragma unroll
+        for (int np = 0; np < kNT / 2; ++np) {
+          uint32_t bf[4];
+          ldmatrix_x4(bf, kk + np * kRow16);
+#pragma unroll
+          for (int mt = 0; mt < kMT; ++mt) {
+            E::mma(s[mt][2 * np], a[mt], bf[0], bf[1]);
+            E::mma(s[mt][2 * np + 1], a[mt], bf[2], bf[3]);
+          }
+        }
+      }
+
+      if (need_mask) {
+        const int key_base = start + sub * kSubN + (lane & 3) * 2;
+#pragma unroll
+        for (int mt = 0; mt < kMT; ++mt)
+#pragma unroll
+          for (int hf = 0; hf < 2; ++hf) {
+            const int srow = s_lo + warp_row + mt * 16 + (lane >> 2) + hf * 8;
+            const int lim = min(srow + 1, key_end);  // visible keys: key < lim
+#pragma unroll
+            for (int nt = 0; nt < kNT; ++nt)
+#pragma unroll
+              for (int e = 0; e < 2; ++e)
+                if (key_base + nt * 8 + e >= lim) s[mt][nt][hf * 2 + e] = -CUDART_INF_F;
+          }
+      }
+
+      // ---- online softmax (log2 domain); P packed to 16-bit pairs ----
+      uint32_t pk[kMT][kNT][2];
+      bool rescale = false;
+      float alpha[kMT][2];
+#pragma unroll
+      for (int mt = 0; mt < kMT; ++mt)
+#pragma unroll
+        for (int hf = 0; hf < 2; ++hf) {
+          float mx = row_max[mt][hf];
+#pragma unroll
+          for (int nt = 0; nt < kNT; ++nt)
+            mx = fmaxf(mx, fmaxf(s[mt][nt][hf * 2], s[mt][nt][hf * 2 + 1]));
+          mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+          mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+          const float ms = (mx == -CUDART_INF_F) ? 0.f : mx * sl2;
+          alpha[mt][hf] = fast_exp2(row_max[mt][hf] * sl2 - ms);
+          rescale |= (mx != row_max[mt][hf]);
+          row_max[mt][hf] = mx;
+          float sum = 0.f;
+#pragma unroll
+          for (int nt = 0; nt < kNT; ++nt) {
+            const float p0 = fast_exp2(fmaf(s[mt][nt][hf * 2], sl2, -ms));
+            const float p1 = fast_exp2(fmaf(s[mt][nt][hf * 2 + 1], sl2, -ms));
+            sum += p0 + p1;
+            pk[mt][nt][hf] = E::pack(p0, p1);
+          }
+          row_sum[mt][hf] = row_sum[mt][hf] * alpha[mt][hf] + sum;
+        }
+      // The running max rarely moves once a row has seen many keys: skip the
+      // O rescale when no row of the warp changed.
+      if (__any_sync(0xffffffffu, rescale)) {
+#pragma unroll
+        for (int mt = 0; mt < kMT; ++mt)
+#pragma unroll
+          for (int dt = 0; dt < kDT; ++dt) {
+            acc[mt][dt][0] *= alpha[mt][0];
+            acc[mt][dt][1] *= alpha[mt][0];
+            acc[mt][dt][2] *= alpha[mt][1];
+            acc[mt][dt][3] *= alpha[mt][1];
+          }
+      }
+
+      // ---- O += P V  (P from registers as the A operand) ----
+#pragma unroll
+      for (int kp = 0; kp < kKP; ++kp) {
+        uint32_t a[kMT][4];
+#pragma unroll
+        for (int mt = 0; mt < kMT; ++mt) {
+          a[mt][0] = pk[mt][2 * kp][0];
+          a[mt][1] = pk[mt][2 * kp][1];
+          a[mt][2] = pk[mt][2 * kp + 1][0];
+          a[mt][3] = pk[mt][2 * kp + 1][1];
+        }
+        const uint32_t vv = v_st + (sub * kSubN + kp * 16) * kD * 2;
+#pragma unroll
+        for (int dp = 0; dp < kDT / 2; ++dp) {
+          uint32_t bf[4];
+          ldmatrix_x4_trans(bf, vv ^ (dp << 5));
+#pragma unroll
+          for (int mt = 0; mt < kMT; ++mt) {
+            E::mma(acc[mt][2 * dp], a[mt], bf[0], bf[1]);
+            E::mma(acc[mt][2 * dp + 1], a[mt], bf[2], bf[3]);
+          }
+        }
+      }
+    }
+  }
+
+  // ---- epilogue: normalise, stage in smem (over Q), 16-byte stores ----
+  cp_async_wait<0>();
+  __syncthreads();
+#pragma unroll
+  for (int mt = 0; mt < kMT; ++mt)
+#pragma unroll
+    for (int hf = 0; hf < 2; ++hf) {
+      float l = row_sum[mt][hf];
+      l += __shfl_xor_sync(0xffffffffu, l, 1);
+      l += __shfl_xor_sync(0xffffffffu, l, 2);
+      const float inv = l > 0.f ? 1.f / l : 0.f;
+      const int r = warp_row + mt * 16 + (lane >> 2) + hf * 8;
+#pragma unroll
+      for (int dt = 0; dt < kDT; ++dt) {
+        const uint32_t v = E::pack(acc[mt][dt][hf * 2] * inv, acc[mt][dt][hf * 2 + 1] * inv);
+        *reinterpret_cast<uint32_t*>(sQ + swz<kD>(r, dt) + (lane & 3) * 2) = v;
+      }
+    }
+  __syncthreads();
+  T* gO = static_cast<T*>(p.o) + b * p.o_sb + h * p.o_sh + int64_t(row0) * p.o_sn;
+  {
+    const int r0 = tid / KT::kChunks;
+    const int ch = tid % KT::kChunks;
+#pragma unroll
+    for (int i = 0; i < kBlockM / KT::kRowStep; ++i) {
+      const int r = r0 + i * KT::kRowStep;
+      if (r < rows_valid)
+        *reinterpret_cast<uint4*>(gO + int64_t(r) * p.o_sn + ch * 8) =
+            *reinterpret_cast<const uint4*>(sQ + swz<kD>(r, ch));
+    }
+  }
+}
+
+}  // namespace prism::cuda::attn

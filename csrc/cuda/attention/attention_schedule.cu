@@ -1,0 +1,93 @@
+// Work ordering for sparse lists: the (query tile, b, h) items sorted by their
+// selected-block count, descending, so the longest CTAs start first and the
+// tail of the launch is short. One CTA: counting sort in shared memory.
+#include <cuda_runtime.h>
+#include <cstdint>
+#include "cuda/attention/attention_fwd.h"
+
+namespace prism::cuda::attn {
+namespace {
+
+constexpr int kSortThreads = 1024;
+constexpr int kBuckets = 4096;  // counts are bucketed (count >> shift) beyond this
+
+__global__ void __launch_bounds__(kSortThreads)
+    order_items_kernel(const int32_t* __restrict__ counts, int32_t bh_count, int32_t nqb,
+                       int32_t n_mtiles, int32_t block_m, int32_t blk, int32_t shift,
+                       int32_t* __restrict__ order) {
+  __shared__ int32_t hist[kBuckets];
+  __shared__ int32_t warp_tot[kSortThreads / 32];
+  const int tid = threadIdx.x;
+  const int64_t n_items = int64_t(n_mtiles) * bh_count;
+  for (int i = tid; i < kBuckets; i += kSortThreads) hist[i] = 0;
+  __syncthreads();
+
+  auto bucket_of = [&](int64_t item) {
+    const int qt = static_cast<int>(item / bh_count);
+    const int bh = static_cast<int>(item - int64_t(qt) * bh_count);
+    const int qb = static_cast<int>((int64_t(qt) * block_m) / blk);
+    int c = counts[int64_t(bh) * nqb + qb];
+    c = max(c, 0) >> shift;
+    return kBuckets - 1 - min(c, kBuckets - 1);  // descending count = ascending bucket
+  };
+  for (int64_t it = tid; it < n_items; it += kSortThreads) atomicAdd(&hist[bucket_of(it)], 1);
+  __syncthreads();
+
+  // Exclusive scan of hist: each thread owns kBuckets / kSortThreads consecutive buckets.
+  constexpr int kPer = kBuckets / kSortThreads;
+  int local[kPer];
+  int run = 0;
+#pragma unroll
+  for (int j = 0; j < kPer; ++j) {
+    local[j] = run;
+    run += hist[tid * kPer + j];
+  }
+  const int lane = tid & 31, warp = tid >> 5;
+  int incl = run;
+#pragma unroll
+  for (int o = 1; o < 32; o <<= 1) {
+    const int v = __shfl_up_sync(0xffffffffu, incl, o);
+    if (lane >= o) incl += v;
+  }
+  if (lane == 31) warp_tot[warp] = incl;
+  __syncthreads();
+  if (warp == 0) {
+    int w = warp_tot[lane];
+    int wi = w;
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+      const int v = __shfl_up_sync(0xffffffffu, wi, o);
+      if (lane >= o) wi += v;
+    }
+    warp_tot[lane] = wi - w;  // exclusive
+  }
+  __syncthreads();
+  const int base = warp_tot[warp] + incl - run;
+#pragma unroll
+  for (int j = 0; j < kPer; ++j) hist[tid * kPer + j] = base + local[j];
+  __syncthreads();
+
+  for (int64_t it = tid; it < n_items; it += kSortThreads) {
+    const int pos = atomicAdd(&hist[bucket_of(it)], 1);
+    order[pos] = static_cast<int32_t>(it);
+  }
+}
+
+}  // namespace
+
+size_t order_workspace_bytes(int64_t batch, int64_t hq, int64_t nq) {
+  // The smallest BLOCK_M of any variant (64) gives the most items.
+  const int64_t items = batch * hq * ((nq + 63) / 64);
+  return static_cast<size_t>(items) * sizeof(int32_t);
+}
+
+cudaError_t launch_order_items(const FwdParams& p, int block_m, int32_t* order,
+                               cudaStream_t stream) {
+  int shift = 0;
+  while ((p.nkb >> shift) >= kBuckets) ++shift;
+  order_items_kernel<<<1, kSortThreads, 0, stream>>>(p.counts, p.batch * p.hq, p.nqb,
+                                                     p.n_mtiles, block_m, p.blk, shift, order);
+  return cudaGetLastError();
+}
+
+}  // namespace prism::cuda::attn

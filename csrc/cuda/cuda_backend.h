@@ -1,0 +1,47 @@
+// Host-side entry points of the CUDA backend. Every function only enqueues
+// work on `stream` (no host synchronisation, no host round trip) and returns
+// the first CUDA error it met (launch errors included), or throws
+// std::invalid_argument for arguments the kernels do not support.
+#pragma once
+#include <cuda_runtime.h>
+#include <cstddef>
+#include "common/prism_types.h"
+
+namespace prism::cuda {
+
+// Scratch bytes estimate() needs; the caller allocates them on the stream.
+size_t estimate_workspace_bytes(const QkvView& q, const QkvView& k,
+                                const EstimateParams& p);
+
+// Pooling, temperatures, dual-band softmax, selection, sink/diagonal, lists.
+// q, k: device pointers, dtype F32, F16 or BF16. out: device pointers.
+cudaError_t estimate(const QkvView& q, const QkvView& k, const EstimateParams& p,
+                     const BlockMaskOut& out, void* workspace, cudaStream_t stream);
+
+size_t attention_workspace_bytes(const QkvView& q, const QkvView& k,
+                                 const BlockList& list, const AttentionParams& p);
+
+// Block-sparse causal attention; q, k, v, o: F16 or BF16 (all the same),
+// head_dim 64 or 128. list.counts == nullptr means dense.
+cudaError_t attention(const QkvView& q, const QkvView& k, const QkvView& v,
+                      const OutView& o, const BlockList& list,
+                      const AttentionParams& p, void* workspace,
+                      cudaStream_t stream);
+
+// As prism::cpu::mass_recall; rows and recall are device pointers.
+cudaError_t mass_recall(const QkvView& q, const QkvView& k, const BlockList& list,
+                        const AttentionParams& p, const int64_t* rows,
+                        int64_t num_rows, float* recall, cudaStream_t stream);
+
+// As prism::cpu::diff_norms; out points to 2 doubles in device memory.
+cudaError_t diff_norms(const QkvView& a, const QkvView& b, double* out,
+                       cudaStream_t stream);
+
+// Name of the attention path that attention() takes on this device
+// ("sm80-mma" for the portable tensor-core kernel).
+const char* attention_path(int device);
+
+// Architectures whose machine code was compiled in, e.g. "sm_80,sm_90a,compute_90a".
+const char* compiled_archs();
+
+}  // namespace prism::cuda

@@ -1,0 +1,24 @@
+// Public entry of prism-attention (CommonJS; dist/lib/index.mjs re-exports it for ESM).
+export type * from './types';
+export { info, packageRoot } from './native';
+export type { DeviceInfo, Info } from './native';
+export { resolveEstimateOptions, resolveAttentionOptions } from './options';
+export { Tensor, tensor, empty, fromDevicePointer, resolveDevice } from './tensor';
+export type { Shape4, TensorData, TensorOptions } from './tensor';
+export {
+  BlockMask,
+  estimate,
+  attention,
+  prefill,
+  massRecall,
+  relativeError,
+  timeEstimate,
+  timeAttention,
+} from './ops';
+export type { PrefillOptions, PrefillStats, RunOptions, Timing } from './ops';
+export { toBFloat16, fromBFloat16, toFloat16, fromFloat16 } from './dtype';
+export * as dtype from './dtype';
+export * as reference from './reference';
+export * as workloads from './workloads/index';
+export { validate } from './validate';
+export type { ValidationReport, CaseReport, ValidationCase } from './validate';

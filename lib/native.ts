@@ -1,0 +1,137 @@
+// Loads the native addon (prebuilds/ or build/Release via node-gyp-build) on
+// first use and describes its surface. Nothing else in lib/ touches the
+// binary directly except through `native()`.
+import * as fs from 'fs';
+import * as path from 'path';
+
+/** dtype codes of the addon (prism::DType). */
+export const NativeDType = { F32: 0, F16: 1, BF16: 2, U8: 3, I32: 4 } as const;
+
+export interface NativeTensor {
+  readonly device: number;
+  readonly dtype: number;
+  readonly shape: number[];
+  readonly layout: number;
+  readonly byteLength: number;
+  readonly disposed: boolean;
+  readonly pointer: bigint;
+  toHost(): Promise<ArrayBuffer>;
+  upload(data: ArrayBufferView): Promise<void>;
+  dispose(): void;
+}
+
+export interface NativeTensorConstructor {
+  new (device: number, dtype: number, shape: number[], layout: number, data?: ArrayBufferView): NativeTensor;
+  wrap(device: number, dtype: number, shape: number[], layout: number, pointer: bigint): NativeTensor;
+}
+
+export interface NativeTiming {
+  warmup: number;
+  iters: number;
+}
+
+/** One CUDA device as the addon reports it. */
+export interface DeviceInfo {
+  index: number;
+  name: string;
+  major: number;
+  minor: number;
+  multiProcessors: number;
+  totalMemory: number;
+  /** Attention kernel path taken on this device, e.g. 'sm80-mma'. */
+  attentionPath: string;
+}
+
+/** What the binary was built with and what it can use on this machine. */
+export interface Info {
+  /** Node-API version the addon was built against. */
+  napiVersion: number;
+  cudaCompiled: boolean;
+  /** Compiled CUDA architectures, e.g. 'sm_80,sm_86,sm_89,sm_90a,compute_90'; '' without CUDA. */
+  cudaArchs: string;
+  /** Why no GPU can be used (built without CUDA, no driver, no device); null when one can. */
+  cudaUnavailableReason: string | null;
+  cudaRuntimeVersion: number;
+  cudaDriverVersion: number;
+  devices: DeviceInfo[];
+  cpuThreads: number;
+}
+
+export interface NativeBinding {
+  Tensor: NativeTensorConstructor;
+  info(): Info;
+  estimate(
+    q: NativeTensor,
+    k: NativeTensor,
+    params: object,
+    out: { mask: NativeTensor; counts: NativeTensor; indices: NativeTensor; temps: NativeTensor },
+    timing?: NativeTiming,
+  ): Promise<number[]>;
+  attention(
+    q: NativeTensor,
+    k: NativeTensor,
+    v: NativeTensor,
+    out: NativeTensor,
+    counts: NativeTensor | null,
+    indices: NativeTensor | null,
+    params: { block: number; softmaxScale: number },
+    timing?: NativeTiming,
+  ): Promise<number[]>;
+  massRecall(
+    q: NativeTensor,
+    k: NativeTensor,
+    counts: NativeTensor | null,
+    indices: NativeTensor | null,
+    params: { block: number; softmaxScale: number },
+    rows: BigInt64Array,
+  ): Promise<Float32Array>;
+  diffNorms(a: NativeTensor, b: NativeTensor): Promise<[number, number]>;
+}
+
+/** The directory holding this package's package.json (works from lib/ and dist/lib/). */
+export function packageRoot(): string {
+  let dir = __dirname;
+  for (;;) {
+    const manifest = path.join(dir, 'package.json');
+    if (fs.existsSync(manifest)) {
+      try {
+        if (JSON.parse(fs.readFileSync(manifest, 'utf8')).name === 'prism-attention') return dir;
+      } catch {
+        // unreadable manifest: keep walking up
+      }
+    }
+    const parent = path.dirname(dir);
+    if (parent === dir) throw new Error('prism-attention: cannot find the package root');
+    dir = parent;
+  }
+}
+
+let binding: NativeBinding | undefined;
+
+/** The addon, loaded on first call; throws a clear Error when no binary is there. */
+export function native(): NativeBinding {
+  if (binding) return binding;
+  const root = packageRoot();
+  let load: (dir: string) => unknown;
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    load = require('node-gyp-build');
+  } catch {
+    throw new Error('prism-attention: the node-gyp-build dependency is missing; reinstall the package');
+  }
+  try {
+    binding = load(root) as NativeBinding;
+  } catch (e) {
+    const reason = e instanceof Error ? e.message.split('\n')[0] : String(e);
+    throw new Error(
+      `prism-attention: no usable native binary (${reason}). ` +
+        'Build it with `npm run build:native` (see docs/building.md).',
+    );
+  }
+  return binding;
+}
+
+/** Build and device facts of the loaded addon. */
+export function info(): Info {
+  return native().info();
+}

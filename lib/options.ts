@@ -1,0 +1,163 @@
+// Defaults and validation of the estimation and attention options. Errors
+// name the offending field: TypeError for an unknown field or a wrong type,
+// RangeError for a value outside its allowed range.
+import type {
+  AttentionOptions,
+  EstimateOptions,
+  Method,
+  ResolvedEstimateOptions,
+  RopeLayout,
+  SelectionMode,
+} from './types';
+
+const ESTIMATE_FIELDS: ReadonlyArray<keyof EstimateOptions> = [
+  'block',
+  'highDims',
+  'lowDims',
+  'ropeLayout',
+  'method',
+  'calibrate',
+  'tempHigh',
+  'tempLow',
+  'selection',
+  'tauHigh',
+  'tauLow',
+  'topkHigh',
+  'topkLow',
+  'forceSink',
+  'forceDiagonal',
+];
+
+const ATTENTION_FIELDS: ReadonlyArray<keyof AttentionOptions> = ['softmaxScale'];
+
+/** Throws TypeError unless `opts` is undefined or a plain object with only `allowed` keys. */
+export function checkOptionFields(opts: unknown, allowed: readonly string[], what: string): Record<string, unknown> {
+  if (opts === undefined || opts === null) return {};
+  if (typeof opts !== 'object' || Array.isArray(opts)) throw new TypeError(`${what} must be an object`);
+  for (const key of Object.keys(opts)) {
+    if (!allowed.includes(key)) {
+      throw new TypeError(`unknown ${what} field '${key}' (allowed: ${allowed.join(', ')})`);
+    }
+  }
+  return opts as Record<string, unknown>;
+}
+
+function numberField(name: string, value: unknown): number {
+  if (typeof value !== 'number') throw new TypeError(`${name} must be a number, got ${typeof value}`);
+  if (!Number.isFinite(value)) throw new RangeError(`${name} must be finite, got ${value}`);
+  return value;
+}
+
+function integerIn(name: string, value: unknown, min: number, max: number, extra = ''): number {
+  const x = numberField(name, value);
+  if (!Number.isInteger(x) || x < min || x > max) {
+    throw new RangeError(`${name} must be an integer in [${min}, ${max}]${extra}, got ${x}`);
+  }
+  return x;
+}
+
+function booleanField(name: string, value: unknown): boolean {
+  if (typeof value !== 'boolean') throw new TypeError(`${name} must be a boolean, got ${typeof value}`);
+  return value;
+}
+
+function choiceField<T extends string>(name: string, value: unknown, choices: readonly T[]): T {
+  if (typeof value !== 'string') throw new TypeError(`${name} must be a string, got ${typeof value}`);
+  if (!(choices as readonly string[]).includes(value)) {
+    throw new RangeError(`${name} must be one of ${choices.map((c) => `'${c}'`).join(', ')}, got '${value}'`);
+  }
+  return value as T;
+}
+
+function evenDims(name: string, value: unknown, headDim: number): number {
+  const x = integerIn(name, value, 2, headDim);
+  if (x % 2 !== 0) throw new RangeError(`${name} must be an even integer in [2, ${headDim}], got ${x}`);
+  return x;
+}
+
+function positiveFinite(name: string, value: unknown): number {
+  const x = numberField(name, value);
+  if (!(x > 0)) throw new RangeError(`${name} must be finite and > 0, got ${x}`);
+  return x;
+}
+
+function fraction(name: string, value: unknown): number {
+  const x = numberField(name, value);
+  if (!(x > 0 && x <= 1)) throw new RangeError(`${name} must be in (0, 1], got ${x}`);
+  return x;
+}
+
+/** Even number of dims nearest below `fraction * headDim`, at least 2. */
+function defaultBandDims(headDim: number, numerator: number): number {
+  return Math.max(2, 2 * Math.floor((numerator * headDim) / 256));
+}
+
+/** Checks a head_dim as the estimator needs it: an even integer >= 2. */
+export function checkHeadDim(headDim: number): void {
+  if (!Number.isInteger(headDim) || headDim < 2 || headDim % 2 !== 0) {
+    throw new RangeError(`head_dim must be an even integer >= 2 (RoPE pairs), got ${headDim}`);
+  }
+}
+
+/**
+ * Every estimation option resolved for `headDim`: defaults filled
+ * (block 128, highDims 64*d/128, lowDims 96*d/128, 'half', 'prism', calibrate,
+ * temperatures 1, 'topp' with tau 0.95/0.95, top-k 16/16, sink and diagonal on)
+ * and each field validated.
+ */
+export function resolveEstimateOptions(opts: EstimateOptions | undefined, headDim: number): ResolvedEstimateOptions {
+  checkHeadDim(headDim);
+  const o = checkOptionFields(opts, ESTIMATE_FIELDS as readonly string[], 'estimate option');
+  const pick = <T>(key: keyof EstimateOptions, fallback: T): unknown => (o[key] === undefined ? fallback : o[key]);
+  const block = integerIn('block', pick('block', 128), 16, 1024, ' and a multiple of 16');
+  if (block % 16 !== 0) throw new RangeError(`block must be an integer in [16, 1024] and a multiple of 16, got ${block}`);
+  return {
+    block,
+    highDims: evenDims('highDims', pick('highDims', defaultBandDims(headDim, 64)), headDim),
+    lowDims: evenDims('lowDims', pick('lowDims', defaultBandDims(headDim, 96)), headDim),
+    ropeLayout: choiceField<RopeLayout>('ropeLayout', pick('ropeLayout', 'half'), ['half', 'interleaved']),
+    method: choiceField<Method>('method', pick('method', 'prism'), ['prism', 'meanpool']),
+    calibrate: booleanField('calibrate', pick('calibrate', true)),
+    tempHigh: positiveFinite('tempHigh', pick('tempHigh', 1)),
+    tempLow: positiveFinite('tempLow', pick('tempLow', 1)),
+    selection: choiceField<SelectionMode>('selection', pick('selection', 'topp'), ['topp', 'topk']),
+    tauHigh: fraction('tauHigh', pick('tauHigh', 0.95)),
+    tauLow: fraction('tauLow', pick('tauLow', 0.95)),
+    topkHigh: integerIn('topkHigh', pick('topkHigh', 16), 1, 2 ** 31 - 1),
+    topkLow: integerIn('topkLow', pick('topkLow', 16), 1, 2 ** 31 - 1),
+    forceSink: booleanField('forceSink', pick('forceSink', true)),
+    forceDiagonal: booleanField('forceDiagonal', pick('forceDiagonal', true)),
+  };
+}
+
+/** Attention options resolved: softmaxScale defaults to 1/sqrt(d) (sent as 0). */
+export function resolveAttentionOptions(opts: AttentionOptions | undefined): { softmaxScale: number } {
+  const o = checkOptionFields(opts, ATTENTION_FIELDS as readonly string[], 'attention option');
+  if (o.softmaxScale === undefined) return { softmaxScale: 0 };
+  return { softmaxScale: positiveFinite('softmaxScale', o.softmaxScale) };
+}
+
+/** Names of the estimation and attention fields (used to split prefill options). */
+export const estimateOptionFields: readonly string[] = ESTIMATE_FIELDS;
+export const attentionOptionFields: readonly string[] = ATTENTION_FIELDS;
+
+/** The object the addon's estimate() reads (enums as the native codes). */
+export function toNativeEstimateParams(o: ResolvedEstimateOptions): Record<string, number | boolean> {
+  return {
+    block: o.block,
+    highDims: o.highDims,
+    lowDims: o.lowDims,
+    ropeLayout: o.ropeLayout === 'half' ? 0 : 1,
+    method: o.method === 'prism' ? 0 : 1,
+    calibrate: o.calibrate,
+    tempHigh: o.tempHigh,
+    tempLow: o.tempLow,
+    selection: o.selection === 'topp' ? 0 : 1,
+    tauHigh: o.tauHigh,
+    tauLow: o.tauLow,
+    topkHigh: o.topkHigh,
+    topkLow: o.topkLow,
+    forceSink: o.forceSink,
+    forceDiagonal: o.forceDiagonal,
+  };
+}

@@ -1,0 +1,214 @@
+// Tensors: logical [batch, heads, n, d] arrays on the CPU or a CUDA device,
+// in 'bhnd' or 'bnhd' memory layout, backed by the addon's native tensor.
+import { fromBFloat16, fromFloat16 } from './dtype';
+import { native, NativeDType, NativeTensor } from './native';
+import type { DType, DeviceSpec, Layout } from './types';
+
+export type Shape4 = readonly [number, number, number, number];
+export type TensorData = Float32Array | Uint16Array;
+
+export interface TensorOptions {
+  /** Logical shape [batch, heads, n, d]. */
+  shape: Shape4;
+  /** Default 'float32'. float16 / bfloat16 data are the raw 16-bit patterns in a Uint16Array. */
+  dtype?: DType;
+  /** Memory layout of the data. Default 'bhnd'. */
+  layout?: Layout;
+  /** Default 'auto': cuda:0 when a GPU is usable, else the CPU. */
+  device?: DeviceSpec;
+}
+
+const DTYPE_CODES: Record<DType, number> = {
+  float32: NativeDType.F32,
+  float16: NativeDType.F16,
+  bfloat16: NativeDType.BF16,
+};
+const DTYPES = Object.keys(DTYPE_CODES) as DType[];
+const LAYOUTS: readonly Layout[] = ['bhnd', 'bnhd'];
+
+/** 'cpu' -> -1, 'cuda:N' -> N. Throws when the device is not usable, with the reason. */
+export function resolveDevice(spec: DeviceSpec | undefined): number {
+  const s: unknown = spec ?? 'auto';
+  if (typeof s !== 'string') throw new TypeError(`device must be a string ('auto', 'cpu', 'cuda' or 'cuda:N')`);
+  if (s === 'cpu') return -1;
+  const i = native().info();
+  if (s === 'auto') return i.devices.length > 0 && i.cudaUnavailableReason === null ? 0 : -1;
+  const m = /^cuda(?::(\d+))?$/.exec(s);
+  if (!m) throw new RangeError(`device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got '${s}'`);
+  const index = m[1] === undefined ? 0 : Number(m[1]);
+  if (i.cudaUnavailableReason !== null) {
+    throw new Error(`device '${s}' is not available: ${i.cudaUnavailableReason}`);
+  }
+  if (index >= i.devices.length) {
+    throw new Error(`device '${s}' is not available: only ${i.devices.length} CUDA device(s) present`);
+  }
+  return index;
+}
+
+/** 'cpu' or 'cuda:N' */
+export function deviceName(index: number): string {
+  return index < 0 ? 'cpu' : `cuda:${index}`;
+}
+
+function checkShape(shape: unknown): Shape4 {
+  if (!Array.isArray(shape) || shape.length !== 4) {
+    throw new RangeError(`shape must have rank 4 [batch, heads, n, d], got ${JSON.stringify(shape)}`);
+  }
+  const names = ['batch', 'heads', 'sequence length', 'head_dim'];
+  shape.forEach((x: unknown, i) => {
+    if (typeof x !== 'number') throw new TypeError(`shape[${i}] (${names[i]}) must be a number, got ${typeof x}`);
+    if (!Number.isSafeInteger(x)) throw new RangeError(`shape[${i}] (${names[i]}) must be an integer, got ${x}`);
+    if (x < 1) throw new RangeError(`${names[i]} must be >= 1, got ${x}`);
+  });
+  return [shape[0], shape[1], shape[2], shape[3]];
+}
+
+function checkDType(dtype: unknown): DType {
+  if (typeof dtype !== 'string' || !(DTYPES as string[]).includes(dtype)) {
+    throw new TypeError(`dtype must be one of ${DTYPES.join(', ')}, got ${String(dtype)}`);
+  }
+  return dtype as DType;
+}
+
+function checkLayout(layout: unknown): Layout {
+  if (typeof layout !== 'string' || !(LAYOUTS as string[]).includes(layout)) {
+    throw new TypeError(`layout must be 'bhnd' or 'bnhd', got ${String(layout)}`);
+  }
+  return layout as Layout;
+}
+
+interface Resolved {
+  shape: Shape4;
+  dtype: DType;
+  layout: Layout;
+  device: number;
+}
+
+function resolveOptions(opts: TensorOptions | undefined): Resolved {
+  if (!opts || typeof opts !== 'object') throw new TypeError('tensor options with a shape are required');
+  return {
+    shape: checkShape(opts.shape),
+    dtype: checkDType(opts.dtype ?? 'float32'),
+    layout: checkLayout(opts.layout ?? 'bhnd'),
+    device: resolveDevice(opts.device),
+  };
+}
+
+function checkData(data: unknown, r: Resolved): TensorData {
+  const want = r.dtype === 'float32' ? Float32Array : Uint16Array;
+  if (!(data instanceof want)) {
+    const got = data === null || typeof data !== 'object' ? typeof data : (data as object).constructor.name;
+    throw new TypeError(
+      `data for ${r.dtype} must be a ${want.name}` +
+        (r.dtype === 'float32' ? '' : ' of 16-bit patterns (see toBFloat16 / toFloat16)') +
+        `, got ${got}`,
+    );
+  }
+  const count = r.shape.reduce((a, b) => a * b, 1);
+  if (data.length !== count) {
+    throw new RangeError(`data has ${data.length} elements but shape [${r.shape.join(', ')}] needs ${count}`);
+  }
+  return data;
+}
+
+export class Tensor {
+  /** Logical shape [batch, heads, n, d], whatever the layout. */
+  readonly shape: Shape4;
+  readonly dtype: DType;
+  readonly layout: Layout;
+  /** 'cpu' or 'cuda:N' */
+  readonly device: string;
+  /** On outputs of attention(): milliseconds per timed run of the op that produced it. */
+  timesMs?: number[];
+  /** @internal the addon's tensor */
+  readonly native: NativeTensor;
+
+  /** @internal use tensor(), empty() or fromDevicePointer() */
+  constructor(handle: NativeTensor, shape: Shape4, dtype: DType, layout: Layout) {
+    this.native = handle;
+    this.shape = Object.freeze([...shape]) as unknown as Shape4;
+    this.dtype = dtype;
+    this.layout = layout;
+    this.device = deviceName(handle.device);
+  }
+
+  get byteLength(): number {
+    return this.native.byteLength;
+  }
+
+  get disposed(): boolean {
+    return this.native.disposed;
+  }
+
+  /** Device address as a bigint (to hand the memory to another library). */
+  get pointer(): bigint {
+    return this.native.pointer;
+  }
+
+  /** @internal throws when disposed */
+  live(): NativeTensor {
+    if (this.native.disposed) throw new Error('tensor has been disposed');
+    return this.native;
+  }
+
+  /** Copy of the data in this tensor's layout: Float32Array, or Uint16Array bits for 16-bit dtypes. */
+  async toHost(): Promise<TensorData> {
+    const buffer = await this.live().toHost();
+    return this.dtype === 'float32' ? new Float32Array(buffer) : new Uint16Array(buffer);
+  }
+
+  /** Copy of the data as float32, in this tensor's layout. */
+  async toFloat32(): Promise<Float32Array> {
+    const data = await this.toHost();
+    if (this.dtype === 'float32') return data as Float32Array;
+    return this.dtype === 'bfloat16' ? fromBFloat16(data as Uint16Array) : fromFloat16(data as Uint16Array);
+  }
+
+  /** A copy on another device (same dtype and layout). */
+  async to(device: DeviceSpec): Promise<Tensor> {
+    const target = resolveDevice(device);
+    const data = await this.toHost();
+    return tensor(data, { shape: this.shape, dtype: this.dtype, layout: this.layout, device: deviceName(target) as DeviceSpec });
+  }
+
+  /** Frees the memory now (idempotent); ops already running keep it until they finish. */
+  dispose(): void {
+    this.native.dispose();
+  }
+}
+
+/** A tensor holding a copy of `data`; the copy runs off the event loop. Do not modify `data` until it resolves. */
+export async function tensor(data: TensorData, opts: TensorOptions): Promise<Tensor> {
+  const r = resolveOptions(opts);
+  const checked = checkData(data, r);
+  const Native = native().Tensor;
+  const handle = new Native(r.device, DTYPE_CODES[r.dtype], [...r.shape], LAYOUTS.indexOf(r.layout));
+  try {
+    await handle.upload(checked);
+  } catch (e) {
+    handle.dispose();
+    throw e;
+  }
+  return new Tensor(handle, r.shape, r.dtype, r.layout);
+}
+
+/** A zero-filled tensor. */
+export function empty(shape: Shape4, opts: Omit<TensorOptions, 'shape'> = {}): Tensor {
+  const r = resolveOptions({ ...opts, shape });
+  const Native = native().Tensor;
+  const handle = new Native(r.device, DTYPE_CODES[r.dtype], [...r.shape], LAYOUTS.indexOf(r.layout));
+  return new Tensor(handle, r.shape, r.dtype, r.layout);
+}
+
+/**
+ * A non-owning view of existing device memory (e.g. from another CUDA
+ * library). The caller keeps that memory alive while the tensor is used.
+ */
+export function fromDevicePointer(ptr: bigint, opts: TensorOptions): Tensor {
+  if (typeof ptr !== 'bigint') throw new TypeError('ptr must be a bigint device address');
+  if (ptr <= 0n || ptr >= 2n ** 64n) throw new RangeError('ptr must be a non-zero 64-bit address');
+  const r = resolveOptions({ ...opts, device: opts?.device ?? 'cuda' });
+  if (r.device < 0) throw new RangeError('fromDevicePointer needs a CUDA device');
+  const handle = native().Tensor.wrap(r.device, DTYPE_CODES[r.dtype], [...r.shape], LAYOUTS.indexOf(r.layout), ptr);
+  return new Tensor(handle, r.shape, r.dtype, r.layout);
+}

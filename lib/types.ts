@@ -1,0 +1,65 @@
+// Public types shared by the API, the reference implementation and the benchmark.
+
+export type DType = 'float32' | 'float16' | 'bfloat16';
+export type Layout = 'bhnd' | 'bnhd';
+/** 'auto' picks cuda:0 when a GPU is usable, else the CPU. */
+export type DeviceSpec = 'auto' | 'cpu' | 'cuda' | `cuda:${number}`;
+export type RopeLayout = 'half' | 'interleaved';
+export type Method = 'prism' | 'meanpool';
+export type SelectionMode = 'topp' | 'topk';
+
+/** Estimation options as a caller writes them; every field optional. */
+export interface EstimateOptions {
+  /** Rows per query block and per key block. Default 128. */
+  block?: number;
+  /** Dims in the high-frequency band. Default 64 * d / 128. */
+  highDims?: number;
+  /** Dims in the low-frequency band. Default 96 * d / 128. */
+  lowDims?: number;
+  /** RoPE pair layout. Default 'half'. */
+  ropeLayout?: RopeLayout;
+  /** 'prism' (dual band) or 'meanpool' (single-band baseline). Default 'prism'. */
+  method?: Method;
+  /** Energy-based temperatures. Default true. */
+  calibrate?: boolean;
+  /** Fixed temperatures used when calibrate is false. Default 1. */
+  tempHigh?: number;
+  tempLow?: number;
+  /** 'topp' (default) or 'topk'. */
+  selection?: SelectionMode;
+  /** Top-p thresholds in (0, 1]. Default 0.95. */
+  tauHigh?: number;
+  tauLow?: number;
+  /** Top-k counts (selection 'topk'), integers >= 1. Default 16. */
+  topkHigh?: number;
+  topkLow?: number;
+  /** Force key block 0 on. Default true. */
+  forceSink?: boolean;
+  /** Force the diagonal key block on. Default true. */
+  forceDiagonal?: boolean;
+}
+
+/** Every field resolved and validated for a given head_dim. */
+export type ResolvedEstimateOptions = Required<EstimateOptions>;
+
+export interface AttentionOptions {
+  /** Softmax scale. Default 1/sqrt(d). */
+  softmaxScale?: number;
+}
+
+/** Host-side copy of a block mask. */
+export interface HostBlockMask {
+  batch: number;
+  heads: number;
+  nq: number;
+  nk: number;
+  block: number;
+  /** uint8 [batch, heads, nq, nk] */
+  mask: Uint8Array;
+  /** int32 [batch, heads, nq] */
+  counts: Int32Array;
+  /** int32 [batch, heads, nq, nk]; row's first counts[] entries, ascending */
+  indices: Int32Array;
+  /** float32 [batch, heads, 2]: (t_high, t_low) */
+  temperatures: Float32Array;
+}

@@ -1,0 +1,60 @@
+# Resolves the CUDA architectures to compile for.
+#
+# Input, first one set wins: the cache variable PRISM_CUDA_ARCHS (-D...), the
+# environment variable PRISM_CUDA_ARCHS, the release list below ("release"
+# names it explicitly). Entries are
+# separated by ',' or ';' and written as sm_XX (machine code), compute_XX
+# (PTX), a bare XX (machine code) or CMake's XX-real / XX-virtual.
+#
+# Output: a CMake CUDA_ARCHITECTURES list (e.g. 80-real;90a-real;90-virtual)
+# and the human string embedded in the binary (e.g. sm_80,sm_90a,compute_90).
+set(PRISM_RELEASE_CUDA_ARCHS "sm_80,sm_86,sm_89,sm_90a,compute_90")
+
+function(prism_resolve_cuda_archs out_cmake out_string)
+  if(PRISM_CUDA_ARCHS)
+    set(spec "${PRISM_CUDA_ARCHS}")
+  elseif(NOT "$ENV{PRISM_CUDA_ARCHS}" STREQUAL "")
+    set(spec "$ENV{PRISM_CUDA_ARCHS}")
+  else()
+    set(spec "release")
+  endif()
+  if(spec STREQUAL "release")
+    set(spec "${PRISM_RELEASE_CUDA_ARCHS}")
+  endif()
+  string(REPLACE "," ";" entries "${spec}")
+  set(cmake_list "")
+  set(names "")
+  foreach(entry IN LISTS entries)
+    string(STRIP "${entry}" entry)
+    if(entry STREQUAL "")
+      continue()
+    endif()
+    # One regex per if(): a failed MATCHES clears CMAKE_MATCH_<n>.
+    set(real "")
+    set(virtual "")
+    if(entry MATCHES "^sm_([0-9]+[af]?)$")
+      set(real "${CMAKE_MATCH_1}")
+    elseif(entry MATCHES "^([0-9]+[af]?)(-real)?$")
+      set(real "${CMAKE_MATCH_1}")
+    elseif(entry MATCHES "^compute_([0-9]+[af]?)$")
+      set(virtual "${CMAKE_MATCH_1}")
+    elseif(entry MATCHES "^([0-9]+[af]?)-virtual$")
+      set(virtual "${CMAKE_MATCH_1}")
+    else()
+      message(FATAL_ERROR "PRISM_CUDA_ARCHS: cannot read '${entry}' (use sm_90a, compute_90, 90a, ...)")
+    endif()
+    if(real)
+      list(APPEND cmake_list "${real}-real")
+      list(APPEND names "sm_${real}")
+    else()
+      list(APPEND cmake_list "${virtual}-virtual")
+      list(APPEND names "compute_${virtual}")
+    endif()
+  endforeach()
+  if(NOT cmake_list)
+    message(FATAL_ERROR "PRISM_CUDA_ARCHS is empty")
+  endif()
+  list(JOIN names "," name_string)
+  set(${out_cmake} "${cmake_list}" PARENT_SCOPE)
+  set(${out_string} "${name_string}" PARENT_SCOPE)
+endfunction()

@@ -1,0 +1,191 @@
+// prism-bench argument parsing and configuration (pure functions, no addon).
+
+import {
+  CPU_DEFAULTS,
+  GPU_DEFAULTS,
+  UsageError,
+  formatSize,
+  parseArgs,
+  parseSize,
+  resolveConfig,
+  usage,
+} from '../bench/args';
+
+function usageError(argv: string[], backend: 'cuda' | 'cpu' = 'cpu'): UsageError {
+  try {
+    resolveConfig(parseArgs(argv), backend);
+  } catch (e) {
+    expect(e).toBeInstanceOf(UsageError);
+    return e as UsageError;
+  }
+  throw new Error(`expected a usage error for ${argv.join(' ')}`);
+}
+
+describe('sizes', () => {
+  test.each([
+    ['8k', 8192],
+    ['8K', 8192],
+    ['128k', 131072],
+    ['1m', 1048576],
+    ['3000', 3000],
+    [' 16 ', 16],
+  ])('%s -> %i', (text, n) => {
+    expect(parseSize(text, '--seq')).toBe(n);
+  });
+
+  test('lists', () => {
+    expect(parseArgs(['--seq', '8k,32k,128k']).seq).toEqual([8192, 32768, 131072]);
+    expect(parseArgs(['--seq=1000,2K']).seq).toEqual([1000, 2048]);
+  });
+
+  test.each([
+    ['0', /--seq: '0' must be at least 1/],
+    ['abc', /--seq: 'abc' is not a size/],
+    ['-5', /--seq: '-5' is negative/],
+    ['1.5k', /not a size/],
+    ['8k,,32k', /empty entry/],
+    ['8kb', /not a size/],
+    ['', /empty entry|not a size/],
+  ])('--seq %j is rejected', (text, re) => {
+    const e = usageError(['--seq', text]);
+    expect(e.message).toMatch(re);
+    expect(e.option).toBe('--seq');
+  });
+
+  test.each(['--batch', '--heads', '--kv-heads', '--head-dim', '--block'])('%s rejects 0, negatives and words', (opt) => {
+    for (const bad of ['0', '-1', 'x']) expect(usageError([opt, bad]).message).toContain(`${opt}:`);
+  });
+
+  test('formatSize', () => {
+    expect(formatSize(8192)).toBe('8K');
+    expect(formatSize(131072)).toBe('128K');
+    expect(formatSize(1000)).toBe('1000');
+    expect(formatSize(1048576)).toBe('1M');
+  });
+});
+
+describe('options', () => {
+  test('every option parses', () => {
+    const p = parseArgs([
+      '--seq', '1k', '--batch', '2', '--heads', '8', '--kv-heads', '2', '--head-dim', '128', '--dtype', 'fp16',
+      '--block', '64', '--high-dims', '32', '--low-dims', '64', '--tau-high', '0.9', '--tau-low', '0.8',
+      '--no-calibrate', '--temp-high', '0.5', '--temp-low', '2', '--rope', 'interleaved', '--backend', 'cpu', '--workload', 'random',
+      '--methods', 'prism,dense', '--warmup', '0', '--iters', '3', '--recall-rows', '0', '--seed', '7',
+      '--json', 'out.json', '--svg', 'out.svg', '--quiet',
+    ]);
+    const c = resolveConfig(p, 'cpu');
+    expect(c).toMatchObject({
+      backend: 'cpu', workload: 'random', seq: [1024], batch: 2, heads: 8, kvHeads: 2, headDim: 128, dtype: 'fp16',
+      methods: ['dense', 'prism'], warmup: 0, iters: 3, recallRows: 0, seed: 7, json: 'out.json', svg: 'out.svg', quiet: true,
+      cpuDefaults: false,
+    });
+    expect(c.estimate).toEqual({
+      block: 64, highDims: 32, lowDims: 64, ropeLayout: 'interleaved', calibrate: false, tempHigh: 0.5, tempLow: 2, tauHigh: 0.9, tauLow: 0.8,
+    });
+  });
+
+  test('--tau sets both bands; --topk switches to top-k', () => {
+    expect(resolveConfig(parseArgs(['--tau', '0.9']), 'cpu').estimate).toEqual({ tauHigh: 0.9, tauLow: 0.9 });
+    expect(resolveConfig(parseArgs(['--topk', '8']), 'cpu').estimate).toEqual({ selection: 'topk', topkHigh: 8, topkLow: 8 });
+  });
+
+  test('dtype aliases and method order', () => {
+    expect(parseArgs(['--dtype', 'bfloat16']).dtype).toBe('bf16');
+    expect(parseArgs(['--dtype', 'FP32']).dtype).toBe('f32');
+    expect(parseArgs(['--methods', 'meanpool,prism']).methods).toEqual(['prism', 'meanpool']);
+  });
+
+  test('--files implies the file workload and takes the shape from the files', () => {
+    const c = resolveConfig(parseArgs(['--files', 'q.npy,k.npy,v.npy', '--dtype', 'bf16']), 'cuda');
+    expect(c.workload).toBe('file');
+    expect(c.files).toEqual(['q.npy', 'k.npy', 'v.npy']);
+    expect(c.seq).toEqual([]);
+    expect(resolveConfig(parseArgs(['--safetensors', 'x.safetensors']), 'cpu').safetensors).toBe('x.safetensors');
+  });
+
+  test('help, version and aliases', () => {
+    expect(parseArgs(['--help']).help).toBe(true);
+    expect(parseArgs(['-h']).help).toBe(true);
+    expect(parseArgs(['-q']).quiet).toBe(true);
+    expect(parseArgs(['--version']).version).toBe(true);
+    const u = usage();
+    for (const opt of ['--seq', '--kv-heads', '--tau-high', '--no-calibrate', '--topk', '--files', '--safetensors', '--methods', '--recall-rows', '--json', '--svg', '--quiet']) {
+      expect(u).toContain(opt);
+    }
+  });
+});
+
+describe('errors', () => {
+  test.each([
+    [['--frobnicate'], /unknown option '--frobnicate'/],
+    [['--seqs', '8k'], /unknown option '--seqs' \(did you mean --seq\?\)/],
+    [['stray'], /unexpected argument 'stray'/],
+    [['--seq'], /--seq: needs a value/],
+    [['--seq', '--quiet'], /--seq: needs a value/],
+    [['--quiet=1'], /--quiet: takes no value/],
+    [['--seq', '1k', '--seq', '2k'], /--seq: given more than once/],
+    [['--heads', '6', '--kv-heads', '4'], /--kv-heads: --heads 6 is not a multiple of --kv-heads 4/],
+    [['--head-dim', '63'], /--head-dim: 63 is odd/],
+    [['--dtype', 'int8'], /--dtype: 'int8' is not one of bf16, fp16, f32/],
+    [['--backend', 'tpu'], /--backend: 'tpu' is not one of auto, cuda, cpu/],
+    [['--workload', 'zipf'], /--workload: 'zipf' is not one of/],
+    [['--methods', 'dense,flash'], /--methods: 'flash' is not one of dense, prism, meanpool/],
+    [['--methods', 'prism,prism'], /--methods: 'prism' listed twice/],
+    [['--tau', '0'], /--tau: '0' must be in \(0, 1\]/],
+    [['--tau', '1.5'], /--tau: '1.5' must be in \(0, 1\]/],
+    [['--tau-low', 'x'], /--tau-low: 'x' is not a number/],
+    [['--topk', '0'], /--topk: '0' must be at least 1/],
+    [['--topk', '4', '--tau', '0.9'], /--tau: top-p thresholds do not apply with --topk/],
+    [['--tau', '0.9', '--tau-high', '0.8'], /--tau: give --tau or --tau-high\/--tau-low/],
+    [['--temp-high', '2'], /--temp-high: fixed temperatures need --no-calibrate/],
+    [['--no-calibrate', '--temp-low', '-1'], /--temp-low: '-1' must be greater than 0/],
+    [['--iters', '0'], /--iters: '0' must be at least 1/],
+    [['--warmup', '-1'], /--warmup: '-1' must be at least 0/],
+    [['--files', 'q.npy,k.npy'], /--files: expects three files/],
+    [['--files', 'q,k,v', '--safetensors', 'x'], /--safetensors: give either --files or --safetensors/],
+    [['--workload', 'file'], /--workload: the file workload needs --files/],
+    [['--workload', 'random', '--files', 'q,k,v'], /--files: input files need --workload file/],
+    [['--files', 'q,k,v', '--seq', '8k'], /--seq: the shape comes from the input files/],
+    [['--high-dims', '200'], /--high-dims: 200 must be even/],
+    [['--low-dims', '3'], /--low-dims: 3 must be even/],
+    [['--json', ''], /--json: needs a file name/],
+  ])('%j', (argv, re) => {
+    expect(usageError(argv as string[]).message).toMatch(re);
+  });
+});
+
+describe('defaults', () => {
+  test('GPU', () => {
+    const c = resolveConfig(parseArgs([]), 'cuda');
+    expect(c).toMatchObject({
+      backend: 'cuda', workload: 'structured', seq: [8192, 32768, 131072], batch: 1, heads: 32, kvHeads: 8, headDim: 128,
+      dtype: 'bf16', methods: ['dense', 'prism', 'meanpool'], warmup: GPU_DEFAULTS.warmup, iters: GPU_DEFAULTS.iters,
+      recallRows: GPU_DEFAULTS.recallRows, seed: 1, json: null, svg: null, quiet: false, cpuDefaults: false,
+    });
+    expect(c.estimate).toEqual({});
+  });
+
+  test('CPU: small sizes', () => {
+    const c = resolveConfig(parseArgs([]), 'cpu');
+    expect(c).toMatchObject({
+      backend: 'cpu', seq: [1024, 2048], heads: 4, kvHeads: 1, headDim: 64, iters: 2, cpuDefaults: true,
+    });
+    expect(c.iters).toBe(CPU_DEFAULTS.iters);
+    // sizing anything by hand turns the "CPU defaults" notice off
+    expect(resolveConfig(parseArgs(['--seq', '512']), 'cpu').cpuDefaults).toBe(false);
+  });
+
+  test('--heads alone picks a kv-head count that divides it', () => {
+    expect(resolveConfig(parseArgs(['--heads', '4']), 'cuda').kvHeads).toBe(4);
+    expect(resolveConfig(parseArgs(['--heads', '12']), 'cuda').kvHeads).toBe(4);
+    expect(resolveConfig(parseArgs(['--heads', '6']), 'cpu').kvHeads).toBe(1);
+  });
+});
+
+describe('CUDA limits', () => {
+  test('f32 and odd head dims are CPU-only', () => {
+    expect(usageError(['--dtype', 'f32'], 'cuda').message).toMatch(/--dtype: the CUDA kernels take bf16 or fp16/);
+    expect(usageError(['--head-dim', '96'], 'cuda').message).toMatch(/--head-dim: 96 is not supported by the CUDA attention kernels/);
+    expect(resolveConfig(parseArgs(['--dtype', 'f32', '--head-dim', '96']), 'cpu').dtype).toBe('f32');
+  });
+});

@@ -1,0 +1,237 @@
+// The compiled prism-bench CLI (dist/bench/cli.js, built by `npm run build:ts`,
+// which `npm test` runs first), spawned on the CPU backend with tiny sizes.
+
+import { spawnSync } from 'child_process';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { validateReport } from '../bench/report';
+import type { BenchReport } from '../bench/report';
+import { Progress } from '../bench/progress';
+import { toBFloat16 } from '../lib/dtype';
+
+const CLI = path.join(__dirname, '..', 'dist', 'bench', 'cli.js');
+const TINY = ['--backend', 'cpu', '--heads', '2', '--kv-heads', '1', '--head-dim', '64', '--block', '64', '--iters', '1', '--warmup', '0', '--recall-rows', '8'];
+
+let dir: string;
+beforeAll(() => {
+  if (!fs.existsSync(CLI)) throw new Error(`${CLI} is missing: run \`npm run build:ts\` first`);
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'prism-bench-'));
+});
+afterAll(() => {
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+function run(args: string[]): { code: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 120000 });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** A tag-balance check: every opened element is closed in order (XML-ish well-formedness). */
+function checkXml(text: string): void {
+  expect(text.startsWith('<?xml')).toBe(true);
+  const body = text.replace(/<\?xml[^>]*\?>/, '');
+  const stack: string[] = [];
+  const re = /<(\/?)([a-zA-Z][\w:-]*)((?:\s+[\w:-]+="[^"<]*")*)\s*(\/?)>/g;
+  let m: RegExpExecArray | null;
+  let last = 0;
+  while ((m = re.exec(body)) !== null) {
+    const between = body.slice(last, m.index);
+    expect(between).not.toMatch(/[<>]/); // no stray or malformed tags
+    last = re.lastIndex;
+    if (m[1] === '/') expect(stack.pop()).toBe(m[2]);
+    else if (m[4] !== '/') stack.push(m[2]);
+  }
+  expect(body.slice(last).trim()).toBe('');
+  expect(stack).toEqual([]);
+  expect(body).toMatch(/^\s*<svg xmlns="http:\/\/www.w3.org\/2000\/svg"/);
+  expect(body).not.toMatch(/<script|href=/);
+}
+
+describe('command line', () => {
+  test('--help prints usage and exits 0', () => {
+    const r = run(['--help']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^Usage: prism-bench/);
+    expect(r.stdout).toContain('--seq LIST');
+    expect(r.stderr).toBe('');
+  });
+
+  test('--version', () => {
+    const r = run(['--version']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^prism-bench \d+\.\d+\.\d+/);
+  });
+
+  test.each([
+    [['--seq', '0'], /^prism-bench: --seq: '0' must be at least 1\n/],
+    [['--seq', 'abc'], /^prism-bench: --seq: 'abc' is not a size/],
+    [['--seq', '-4k'], /^prism-bench: --seq: '-4k' is negative/],
+    [['--bogus'], /^prism-bench: unknown option '--bogus'/],
+    [['--backend', 'cpu', '--heads', '5', '--kv-heads', '2'], /^prism-bench: --kv-heads: --heads 5 is not a multiple of --kv-heads 2/],
+    [['--backend', 'cpu', '--block', '100'], /^prism-bench: --block: block must be an integer in \[16, 1024\]/],
+  ])('%j exits 2 with the option named and a usage hint, no stack', (args, re) => {
+    const r = run(args as string[]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(re);
+    expect(r.stderr).toContain("Run 'prism-bench --help' for usage.");
+    expect(r.stderr).not.toMatch(/\n\s+at /);
+    expect(r.stdout).toBe('');
+  });
+});
+
+describe('runs on the CPU', () => {
+  let report: BenchReport;
+  let stdout: string;
+  let stderr: string;
+  const json = () => path.join(dir, 'out', 'bench.json');
+  const svg = () => path.join(dir, 'out', 'bench.svg');
+
+  beforeAll(() => {
+    const r = run([...TINY, '--seq', '256,512', '--json', json(), '--svg', svg()]);
+    stdout = r.stdout;
+    stderr = r.stderr;
+    if (r.code !== 0) throw new Error(`prism-bench failed (${r.code}):\n${r.stdout}\n${r.stderr}`);
+    report = JSON.parse(fs.readFileSync(json(), 'utf8')) as BenchReport;
+  });
+
+  test('table on stdout, nothing on a non-terminal stderr', () => {
+    expect(stdout).toMatch(/Device: CPU .*threads, attention path: cpu/);
+    expect(stdout).toMatch(/CPU figures, not GPU ones/);
+    expect(stdout).toMatch(/^N\s+method\s+est ms\s+attn ms\s+total ms/m);
+    for (const m of ['dense', 'prism', 'meanpool']) expect(stdout).toMatch(new RegExp(`^\\s*(256|512)?\\s+${m}\\s`, 'm'));
+    expect(stdout).toContain(`Wrote ${json()}`);
+    expect(stderr).toBe('');
+  });
+
+  test('JSON matches the schema', () => {
+    expect(validateReport(report)).toEqual([]);
+    expect(report.config).toMatchObject({ backend: 'cpu', seq: [256, 512], heads: 2, kvHeads: 1, headDim: 64, iters: 1, warmup: 0 });
+    expect(report.estimateOptions).toMatchObject({ block: 64, method: 'prism', tauHigh: 0.95 });
+    expect(report.device.backend).toBe('cpu');
+    expect(report.device.cpuThreads).toBeGreaterThan(0);
+    expect(report.version).toMatch(/^\d+\.\d+\.\d+/);
+    expect(Math.abs(Date.parse(report.timestamp) - Date.now())).toBeLessThan(10 * 60 * 1000);
+    expect(report.results.map((r) => r.seq)).toEqual([256, 512]);
+  });
+
+  test('figures are consistent', () => {
+    for (const r of report.results) {
+      expect(r.methods.map((m) => m.method)).toEqual(['dense', 'prism', 'meanpool']);
+      expect(r.nqBlocks).toBe(r.seq / 64);
+      expect(r.denseFlops).toBe((4 * r.seq * r.seq * 64 * 2) / 2);
+      const [dense, ...sparse] = r.methods;
+      expect(dense.estimationMs).toBeNull();
+      expect(dense.speedup).toBe(1);
+      expect(dense.density).toBe(1);
+      expect(dense.relError).toBe(0);
+      expect(dense.recall!.rows).toBe(8);
+      expect(dense.recall!.min).toBeCloseTo(1, 5);
+      expect(dense.tflopsEffective).toBeCloseTo(r.denseFlops / dense.attentionMs / 1e9, 6);
+      for (const m of sparse) {
+        expect(m.totalMs).toBeCloseTo(m.estimationMs! + m.attentionMs, 9);
+        expect(m.speedup).toBeCloseTo(dense.totalMs / m.totalMs, 9);
+        expect(m.density).toBeGreaterThan(0);
+        expect(m.density).toBeLessThanOrEqual(1);
+        expect(m.pairDensity).toBeLessThanOrEqual(1);
+        expect(m.recall!.mean).toBeGreaterThan(0.5);
+        expect(m.relError).toBeGreaterThanOrEqual(0);
+        expect(m.relError).toBeLessThan(1);
+        expect(m.temperatures).not.toBeNull();
+        expect(m.estimationTimesMs).toHaveLength(1);
+        expect(m.attentionTimesMs).toHaveLength(1);
+      }
+    }
+  });
+
+  test('SVG is a well-formed, self-contained document', () => {
+    const text = fs.readFileSync(svg(), 'utf8');
+    checkXml(text);
+    expect(text).toContain('Speedup over dense');
+    expect(text).toContain('256');
+  });
+});
+
+describe('workloads', () => {
+  test('random says its figures mean little', () => {
+    const r = run([...TINY, '--seq', '128', '--methods', 'dense,prism', '--workload', 'random', '--dtype', 'f32']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/Random Gaussian inputs have no structure/);
+    expect(r.stdout).not.toMatch(/meanpool/);
+  });
+
+  test('file workload from .npy (bf16 as uint16 bits), no dense', () => {
+    const shapes = { q: [2, 128, 64], k: [1, 128, 64], v: [1, 128, 64] };
+    const files = (['q', 'k', 'v'] as const).map((name, i) => {
+      const n = shapes[name].reduce((a, b) => a * b, 1);
+      const x = new Float32Array(n);
+      for (let j = 0; j < n; j++) x[j] = Math.sin(j * 0.013 + i) * 2;
+      const bits = toBFloat16(x);
+      let header = `{'descr': '<u2', 'fortran_order': False, 'shape': (${shapes[name].join(', ')}), }`;
+      header = header.padEnd(Math.ceil((10 + header.length + 1) / 64) * 64 - 11, ' ') + '\n';
+      const pre = Buffer.from([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59, 1, 0, header.length & 0xff, header.length >> 8]);
+      const f = path.join(dir, `${name}.npy`);
+      fs.writeFileSync(f, Buffer.concat([pre, Buffer.from(header, 'latin1'), Buffer.from(bits.buffer)]));
+      return f;
+    });
+    const out = path.join(dir, 'file.json');
+    const args = ['--backend', 'cpu', '--files', files.join(','), '--methods', 'prism', '--block', '64', '--iters', '1', '--warmup', '0', '--recall-rows', '4', '--json', out];
+    const bad = run(args);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/q\.npy: '<u2' holds raw 16-bit values; say what they are \(bfloat16 bits: --dtype bf16/);
+    expect(bad.stderr).not.toMatch(/\n\s+at /);
+    const r = run([...args, '--dtype', 'bf16']);
+    expect(r.code).toBe(0);
+    const rep = JSON.parse(fs.readFileSync(out, 'utf8')) as BenchReport;
+    expect(validateReport(rep)).toEqual([]);
+    expect(rep.workload.sources).toEqual(files);
+    expect(rep.config).toMatchObject({ workload: 'file', seq: [128], heads: 2, kvHeads: 1, headDim: 64, dtype: 'bf16' });
+    const [prism] = rep.results[0].methods;
+    expect(prism.method).toBe('prism');
+    expect(prism.speedup).toBeNull();
+    expect(prism.relError).toBeNull();
+  });
+
+  test('missing input file: exit 1, clear message', () => {
+    const r = run(['--backend', 'cpu', '--files', 'nope-q.npy,nope-k.npy,nope-v.npy']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^prism-bench: nope-q\.npy: no such file/);
+  });
+});
+
+describe('progress display', () => {
+  function fake(isTTY: boolean) {
+    const chunks: string[] = [];
+    return { stream: { isTTY, columns: 80, write: (s: string) => chunks.push(s) }, chunks };
+  }
+
+  test('rewrites one line on a terminal', () => {
+    const { stream, chunks } = fake(true);
+    const p = new Progress(stream);
+    p.setTotal(2);
+    p.next('N=8K dense');
+    p.next('N=8K prism');
+    p.clear();
+    expect(chunks).toHaveLength(3);
+    expect(chunks[0]).toMatch(/^\r\[1\/2\] N=8K dense {2}\d+\.\ds\x1b\[K$/);
+    expect(chunks[1]).toMatch(/^\r\[2\/2\] N=8K prism/);
+    expect(chunks[2]).toBe('\r\x1b[K');
+  });
+
+  test('silent when not a terminal or with --quiet', () => {
+    for (const [tty, quiet] of [[false, false], [true, true]] as const) {
+      const { stream, chunks } = fake(tty);
+      const p = new Progress(stream, { quiet });
+      p.setTotal(1);
+      p.next('x');
+      p.clear();
+      expect(chunks).toEqual([]);
+    }
+  });
+
+  test('long lines are cut to the terminal width', () => {
+    const { stream, chunks } = fake(true);
+    new Progress(stream).update('y'.repeat(200));
+    expect(chunks[0].replace('\x1b[K', '').length).toBeLessThanOrEqual(80);
+  });
+});

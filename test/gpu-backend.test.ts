@@ -1,0 +1,167 @@
+// CUDA backend vs the float64 reference and vs the CPU backend. Skipped with a
+// notice when no usable GPU (PRISM_REQUIRE_GPU=1 turns that into a failure).
+
+import { describeGpu } from './helpers/gpu';
+import { runCase, validate, prepareCase, TOLERANCES, type ValidationCase } from '../lib/validate';
+import { relativeError, maxAbsError, bnhdToBhnd } from '../lib/validate';
+import { countNonFinite, mismatchedRows } from './helpers/compare';
+import { tensor, empty } from '../lib/tensor';
+import { estimate, attention } from '../lib/ops';
+import { referenceAttention, referenceEstimate, defaultResolvedOptions } from '../lib/reference';
+import { resolveEstimateOptions } from '../lib/options';
+import type { DType, EstimateOptions, Layout } from '../lib/types';
+
+interface Sweep {
+  kind: 'random' | 'structured';
+  hq: number;
+  hkv: number;
+  nq: number;
+  nk: number;
+  d: number;
+  dtype: DType;
+  layout: Layout;
+  opts: EstimateOptions;
+}
+
+const sweep: Sweep[] = [];
+const lengths: Array<[number, number]> = [
+  [1, 1],
+  [17, 257],
+  [130, 130],
+  [130, 300],
+  [257, 257],
+  [300, 300],
+];
+lengths.forEach(([nq, nk], i) => {
+  for (const dtype of ['float16', 'bfloat16'] as DType[]) {
+    const gqa = [1, 4, 8][i % 3];
+    sweep.push({
+      kind: i % 2 === 0 ? 'random' : 'structured',
+      hq: 8,
+      hkv: 8 / gqa,
+      nq,
+      nk,
+      d: i % 2 === 0 ? 64 : 128,
+      dtype,
+      layout: i % 3 === 2 ? 'bnhd' : 'bhnd',
+      opts: { block: [16, 64, 128][i % 3], ropeLayout: i % 4 === 1 ? 'interleaved' : 'half' },
+    });
+  }
+});
+const optionSets: EstimateOptions[] = [
+  { block: 16, selection: 'topk', topkHigh: 2, topkLow: 4 },
+  { block: 16, calibrate: false, tempHigh: 0.25, tempLow: 3 },
+  { block: 16, method: 'meanpool' },
+  { block: 32, tauHigh: 0.8, tauLow: 0.6, forceSink: false },
+];
+optionSets.forEach((opts, i) => {
+  sweep.push({ kind: 'structured', hq: 4, hkv: 2, nq: 211 + i, nk: 333, d: i % 2 ? 64 : 128, dtype: i % 2 ? 'float16' : 'bfloat16', layout: 'bhnd', opts });
+});
+
+describeGpu('CUDA backend', () => {
+  test.each(sweep.map((c, i) => [i, c] as const))('vs reference, case %i', async (i, c) => {
+    const vc: ValidationCase = {
+      name: `gpu case ${i}`,
+      kind: c.kind,
+      dims: { batch: i % 5 === 0 ? 2 : 1, hq: c.hq, hkv: c.hkv, nq: c.nq, nk: c.nk, d: c.d },
+      dtype: c.dtype,
+      layout: c.layout,
+      opts: c.opts,
+      seed: 200 + i,
+    };
+    const r = await runCase(vc, 'cuda');
+    expect(r.failures).toEqual([]);
+    expect(r.sparseRelError).toBeLessThanOrEqual(TOLERANCES[c.dtype]);
+    expect(r.denseRelError).toBeLessThanOrEqual(TOLERANCES[c.dtype]);
+    expect(r.mask.agreement).toBeGreaterThan(0.97);
+  });
+
+  test('CUDA and CPU backends agree (masks on separated rows, outputs)', async () => {
+    const c: ValidationCase = {
+      name: 'cpu-vs-cuda',
+      kind: 'structured',
+      dims: { batch: 1, hq: 8, hkv: 2, nq: 777, nk: 1000, d: 128 },
+      dtype: 'bfloat16',
+      layout: 'bhnd',
+      opts: { block: 64 },
+      seed: 77,
+    };
+    const p = prepareCase(c);
+    const out: Record<string, { mask: Awaited<ReturnType<Awaited<ReturnType<typeof estimate>>['toHost']>>; o: Float32Array }> = {};
+    for (const device of ['cpu', 'cuda'] as const) {
+      const q = await tensor(p.native.q, { shape: [1, 8, 777, 128], dtype: c.dtype, device });
+      const k = await tensor(p.native.k, { shape: [1, 2, 1000, 128], dtype: c.dtype, device });
+      const v = await tensor(p.native.v, { shape: [1, 2, 1000, 128], dtype: c.dtype, device });
+      const m = await estimate(q, k, c.opts);
+      const o = await attention(q, k, v, m);
+      out[device] = { mask: await m.toHost(), o: await o.toFloat32() };
+      [q, k, v, o].forEach((t) => t.dispose());
+      m.dispose();
+    }
+    const ref = referenceEstimate(p.ref.q, p.ref.k, c.dims, resolveEstimateOptions(c.opts, 128));
+    const sepMismatch = mismatchedRows(ref, out.cuda.mask).filter((r) => ref.scores.margin[r] > 1e-4);
+    expect(sepMismatch).toEqual([]);
+    const cpuMis = mismatchedRows(ref, out.cpu.mask).filter((r) => ref.scores.margin[r] > 1e-4);
+    expect(cpuMis).toEqual([]);
+    if (Array.from(out.cpu.mask.mask).every((x, i) => x === out.cuda.mask.mask[i])) {
+      expect(relativeError(out.cuda.o, out.cpu.o)).toBeLessThan(2 * TOLERANCES.bfloat16);
+    }
+  });
+
+  test('every output element is written (poisoned output memory, no NaN)', async () => {
+    const dims = { batch: 1, hq: 4, hkv: 4, nq: 200, nk: 200, d: 64 };
+    const c: ValidationCase = { name: 'poison', kind: 'random', dims, dtype: 'float16', layout: 'bhnd', opts: { block: 64 }, seed: 5 };
+    const p = prepareCase(c);
+    // poison the allocator: fill and free a few buffers of the output size with NaN bits
+    for (let i = 0; i < 4; i++) {
+      const junk = await tensor(new Uint16Array(4 * 200 * 64).fill(0x7e00), { shape: [1, 4, 200, 64], dtype: 'float16', device: 'cuda' });
+      junk.dispose();
+    }
+    const q = await tensor(p.native.q, { shape: [1, 4, 200, 64], dtype: 'float16', device: 'cuda' });
+    const k = await tensor(p.native.k, { shape: [1, 4, 200, 64], dtype: 'float16', device: 'cuda' });
+    const v = await tensor(p.native.v, { shape: [1, 4, 200, 64], dtype: 'float16', device: 'cuda' });
+    const o = await attention(q, k, v, null);
+    const got = await o.toFloat32();
+    expect(countNonFinite(got)).toBe(0);
+    const ref = referenceAttention(p.ref.q, p.ref.k, p.ref.v, dims, null, null, 128);
+    expect(relativeError(got, ref)).toBeLessThan(TOLERANCES.float16);
+    [q, k, v, o].forEach((t) => t.dispose());
+    void empty;
+  });
+
+  test.each([
+    [2048, 'bfloat16', 128],
+    [4096, 'float16', 64],
+  ] as const)('larger shape N=%i %s d=%i, block 128: sampled rows vs reference', async (n, dtype, d) => {
+    const dims = { batch: 1, hq: 4, hkv: 1, nq: n, nk: n, d };
+    const c: ValidationCase = { name: 'large', kind: 'structured', dims, dtype, layout: 'bhnd', opts: { block: 128 }, seed: 9 };
+    const p = prepareCase(c);
+    const q = await tensor(p.native.q, { shape: [1, 4, n, d], dtype, device: 'cuda' });
+    const k = await tensor(p.native.k, { shape: [1, 1, n, d], dtype, device: 'cuda' });
+    const v = await tensor(p.native.v, { shape: [1, 1, n, d], dtype, device: 'cuda' });
+    const m = await estimate(q, k, c.opts);
+    const host = await m.toHost();
+    const ref = referenceEstimate(p.ref.q, p.ref.k, dims, defaultResolvedOptions(d, { block: 128 }));
+    expect(mismatchedRows(ref, host).filter((r) => ref.scores.margin[r] > 1e-4)).toEqual([]);
+    const o = await attention(q, k, v, m);
+    const got = await o.toFloat32();
+    expect(countNonFinite(got)).toBe(0);
+    const rows = [0, 1, 127, 128, 1000, n - 129, n - 1];
+    const refOut = referenceAttention(p.ref.q, p.ref.k, p.ref.v, dims, host.counts, host.indices, 128, undefined, rows);
+    const pick = (x: ArrayLike<number>): number[] => {
+      const r: number[] = [];
+      for (let h = 0; h < 4; h++) for (const row of rows) for (let cc = 0; cc < d; cc++) r.push(x[(h * n + row) * d + cc]);
+      return r;
+    };
+    expect(relativeError(pick(got), pick(refOut))).toBeLessThan(TOLERANCES[dtype]);
+    expect(maxAbsError(pick(got), pick(refOut))).toBeLessThan(0.1);
+    [q, k, v, o].forEach((t) => t.dispose());
+    m.dispose();
+    void bnhdToBhnd;
+  });
+
+  test('validate() on cuda passes', async () => {
+    const rep = await validate({ device: 'cuda', quick: true });
+    expect(rep.cases.filter((c) => !c.passed).map((c) => `${c.name} ${c.dtype}: ${c.failures.join('; ')}`)).toEqual([]);
+  });
+});

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Builds the standalone native GPU harnesses with nvcc, one independent command
+# per harness. Output folder: $PRISM_DEVBIN (default .devbin-est, ignored).
+# PRISM_CUDA_ARCHS: space-separated list of archs, default "90a"
+# (e.g. PRISM_CUDA_ARCHS="80 86 89 90a").
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+OUT="${PRISM_DEVBIN:-.devbin-est}"
+ARCHS="${PRISM_CUDA_ARCHS:-90a}"
+NVCC="${NVCC:-nvcc}"
+mkdir -p "$OUT"
+GENCODE=()
+LIST=""
+for a in $ARCHS; do GENCODE+=("-gencode=arch=compute_${a},code=sm_${a}"); LIST="${LIST:+$LIST,}sm_${a}"; done
+FLAGS=(-O3 -std=c++17 -lineinfo -Xcompiler -Wall -Icsrc -Itest/native "${GENCODE[@]}" "-DPRISM_CUDA_ARCH_LIST=\"$LIST\"")
+
+"$NVCC" "${FLAGS[@]}" test/native/estimate_check.cu csrc/cuda/estimate/estimate.cu csrc/cuda/build_info.cu -o "$OUT/estimate_check"
+"$NVCC" "${FLAGS[@]}" test/native/metrics_check.cu csrc/cuda/metrics/metrics.cu -o "$OUT/metrics_check"
+"$NVCC" "${FLAGS[@]}" test/native/attention_check.cu csrc/cuda/attention/*.cu -o "$OUT/attention_check"

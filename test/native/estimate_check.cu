@@ -1,0 +1,473 @@
+// GPU harness for prism::cuda::estimate: compares against a double-precision
+// host reference (exact masks on rows whose selection is well separated from
+// the thresholds), checks invariants and determinism on every row, then times
+// the estimate at long contexts. `--small` runs reduced shapes (sanitizers).
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <numeric>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "check_common.h"
+#include "cuda/cuda_backend.h"
+#include "cuda/estimate/estimate_internal.h"
+
+using namespace prism;
+using check::HostTensor;
+
+namespace {
+
+struct Case {
+  std::string name;
+  int B, Hq, Hkv, Nq, Nk, d;
+  DType dt;
+  int layout;      // memory layout of the test tensors
+  int gen;         // 0 random normal, 1 RoPE structured
+  EstimateParams p;
+};
+
+struct Ref {
+  std::vector<uint8_t> mask;
+  std::vector<int> counts;
+  std::vector<uint8_t> sep;
+  std::vector<double> temps;
+};
+
+std::vector<int> band_dims(const EstimateParams& p, int d, int bi) {
+  std::vector<int> v;
+  if (p.method == Method::MeanPool) {
+    for (int k = 0; k < d; ++k) v.push_back(k);
+    return v;
+  }
+  const int w = bi == 0 ? p.high_dims : p.low_dims;
+  if (p.layout == RopeLayout::Half) {
+    if (bi == 0) {
+      for (int k = 0; k < w / 2; ++k) v.push_back(k);
+      for (int k = d / 2; k < d / 2 + w / 2; ++k) v.push_back(k);
+    } else {
+      for (int k = d / 2 - w / 2; k < d / 2; ++k) v.push_back(k);
+      for (int k = d - w / 2; k < d; ++k) v.push_back(k);
+    }
+  } else {
+    if (bi == 0) for (int k = 0; k < w; ++k) v.push_back(k);
+    else for (int k = d - w; k < d; ++k) v.push_back(k);
+  }
+  return v;
+}
+
+Ref reference(const Case& c, const HostTensor& Q, const HostTensor& K) {
+  const EstimateParams& p = c.p;
+  const int blk = p.block, d = c.d, G = c.Hq / c.Hkv;
+  const int nq = (c.Nq + blk - 1) / blk, nk = (c.Nk + blk - 1) / blk, off = nk - nq;
+  std::vector<double> qb((size_t)c.B * c.Hq * nq * d, 0.0), kb((size_t)c.B * c.Hkv * nk * d, 0.0);
+  auto pool = [&](const HostTensor& X, int H, int N, int nb, std::vector<double>& out) {
+    for (int b = 0; b < c.B; ++b)
+      for (int h = 0; h < H; ++h)
+        for (int i = 0; i < nb; ++i) {
+          const int r0 = i * blk, r1 = std::min(N, r0 + blk);
+          double* o = &out[(((size_t)b * H + h) * nb + i) * d];
+          for (int r = r0; r < r1; ++r)
+            for (int k = 0; k < d; ++k) o[k] += X.at(b, h, r, k);
+          for (int k = 0; k < d; ++k) o[k] /= (r1 - r0);
+        }
+  };
+  pool(Q, c.Hq, c.Nq, nq, qb);
+  pool(K, c.Hkv, c.Nk, nk, kb);
+  const bool prism = p.method == Method::Prism;
+  const int nb = prism ? 2 : 1;
+  std::vector<int> dims[2] = {band_dims(p, d, 0), band_dims(p, d, 1)};
+  Ref R;
+  R.mask.assign((size_t)c.B * c.Hq * nq * nk, 0);
+  R.counts.assign((size_t)c.B * c.Hq * nq, 0);
+  R.sep.assign((size_t)c.B * c.Hq * nq, 1);
+  R.temps.assign((size_t)c.B * c.Hq * 2, 0.0);
+  std::vector<double> lg(nk), pr(nk);
+  std::vector<int> idx(nk);
+  for (int b = 0; b < c.B; ++b)
+    for (int h = 0; h < c.Hq; ++h) {
+      const int hk = h / G;
+      const double* qh = &qb[(((size_t)b * c.Hq + h) * nq) * d];
+      const double* kh = &kb[(((size_t)b * c.Hkv + hk) * nk) * d];
+      double sc[2], tt[2];
+      if (!prism) {
+        tt[0] = p.calibrate ? 1.0 : p.temp_high;
+        sc[0] = std::sqrt((double)d) * tt[0];
+        if (!(sc[0] > 0) || !std::isfinite(sc[0])) { sc[0] = std::sqrt((double)d); tt[0] = 1.0; }
+        sc[1] = sc[0]; tt[1] = tt[0];
+      } else {
+        auto energy = [&](const double* x, int n, const std::vector<int>* dl) {
+          double s = 0;
+          for (int i = 0; i < n; ++i) {
+            if (!dl) { for (int k = 0; k < d; ++k) s += x[(size_t)i * d + k] * x[(size_t)i * d + k]; }
+            else for (int k : *dl) s += x[(size_t)i * d + k] * x[(size_t)i * d + k];
+          }
+          return s;
+        };
+        const double rq = std::sqrt(energy(qh, nq, nullptr) / (nq * (double)d));
+        const double rk = std::sqrt(energy(kh, nk, nullptr) / (nk * (double)d));
+        for (int bi = 0; bi < 2; ++bi) {
+          const double Db = (double)dims[bi].size();
+          double t;
+          if (p.calibrate) {
+            const double rqb = std::sqrt(energy(qh, nq, &dims[bi]) / (nq * Db));
+            const double rkb = std::sqrt(energy(kh, nk, &dims[bi]) / (nk * Db));
+            t = std::sqrt(Db / d) * (rqb / std::max(rq, 1e-6)) * (rkb / std::max(rk, 1e-6));
+          } else {
+            t = bi == 0 ? p.temp_high : p.temp_low;
+          }
+          double s = std::sqrt(Db) * t;
+          if (!(s > 0) || !std::isfinite(s)) { s = std::sqrt(Db); t = 1.0; }
+          sc[bi] = s; tt[bi] = t;
+        }
+      }
+      R.temps[((size_t)b * c.Hq + h) * 2] = tt[0];
+      R.temps[((size_t)b * c.Hq + h) * 2 + 1] = tt[1];
+      for (int i = 0; i < nq; ++i) {
+        const size_t row = ((size_t)b * c.Hq + h) * nq + i;
+        uint8_t* mrow = &R.mask[row * nk];
+        const int V = i + off + 1;
+        bool sep = true;
+        for (int bi = 0; bi < nb; ++bi) {
+          double mx = -1e300;
+          for (int j = 0; j < V; ++j) {
+            double s = 0;
+            for (int k : dims[bi]) s += qh[(size_t)i * d + k] * kh[(size_t)j * d + k];
+            lg[j] = s / sc[bi];
+            mx = std::max(mx, lg[j]);
+          }
+          double z = 0;
+          for (int j = 0; j < V; ++j) { pr[j] = std::exp(lg[j] - mx); z += pr[j]; }
+          for (int j = 0; j < V; ++j) pr[j] /= z;
+          for (int j = 0; j < V; ++j) idx[j] = j;
+          std::sort(idx.begin(), idx.begin() + V, [&](int a, int bb) {
+            return pr[a] != pr[bb] ? pr[a] > pr[bb] : a < bb;
+          });
+          int Kk = 0;
+          if (p.selection == Selection::TopP) {
+            const double tau = bi == 0 ? p.tau_high : p.tau_low;
+            double S = 0, margin = 1e300;
+            for (int r = 0; r < V; ++r) {
+              margin = std::min(margin, std::fabs(S - tau));
+              if (S < tau) { mrow[idx[r]] = 1; ++Kk; }
+              S += pr[idx[r]];
+            }
+            margin = std::min(margin, std::fabs(S - tau));
+            if (margin < 2e-4) sep = false;
+          } else {
+            const int kk = bi == 0 ? p.topk_high : p.topk_low;
+            Kk = std::max(0, std::min(kk, V));
+            for (int r = 0; r < Kk; ++r) mrow[idx[r]] = 1;
+          }
+          if (Kk > 0 && Kk < V) {
+            const double a = pr[idx[Kk - 1]], bb = pr[idx[Kk]];
+            if (!(a - bb > 2e-4 * a + 1e-30)) sep = false;
+          }
+        }
+        if (p.force_sink) mrow[0] = 1;
+        if (p.force_diag) mrow[i + off] = 1;
+        int cnt = 0;
+        for (int j = 0; j < nk; ++j) cnt += mrow[j];
+        R.counts[row] = cnt;
+        R.sep[row] = sep;
+      }
+    }
+  return R;
+}
+
+struct GpuOut {
+  std::vector<uint8_t> mask;
+  std::vector<int> counts, indices;
+  std::vector<float> temps;
+};
+
+GpuOut run_gpu(const Case& c, const HostTensor& Q, const HostTensor& K, void* ws, size_t wsb,
+               uint8_t* dm, int* dc, int* di, float* dt) {
+  const int nq = (c.Nq + c.p.block - 1) / c.p.block, nk = (c.Nk + c.p.block - 1) / c.p.block;
+  const size_t rows = (size_t)c.B * c.Hq * nq;
+  CK(cudaMemset(dm, 0xCD, rows * nk));
+  CK(cudaMemset(dc, 0x7B, rows * 4));
+  CK(cudaMemset(di, 0x5A, rows * nk * 4));
+  CK(cudaMemset(dt, 0xFF, (size_t)c.B * c.Hq * 2 * 4));
+  CK(cudaMemset(ws, 0xFF, wsb));
+  BlockMaskOut out;
+  out.mask = dm; out.counts = dc; out.indices = di; out.temps = dt;
+  CK(cuda::estimate(Q.view(), K.view(), c.p, out, ws, 0));
+  CK(cudaDeviceSynchronize());
+  GpuOut g;
+  g.mask.resize(rows * nk); g.counts.resize(rows); g.indices.resize(rows * nk);
+  g.temps.resize((size_t)c.B * c.Hq * 2);
+  CK(cudaMemcpy(g.mask.data(), dm, g.mask.size(), cudaMemcpyDeviceToHost));
+  CK(cudaMemcpy(g.counts.data(), dc, rows * 4, cudaMemcpyDeviceToHost));
+  CK(cudaMemcpy(g.indices.data(), di, rows * nk * 4, cudaMemcpyDeviceToHost));
+  CK(cudaMemcpy(g.temps.data(), dt, g.temps.size() * 4, cudaMemcpyDeviceToHost));
+  return g;
+}
+
+bool run_case(const Case& c) {
+  HostTensor Q, K;
+  const bool half = c.p.layout == RopeLayout::Half;
+  check::RopeGen rg(c.d, c.Hkv, half, 1234 + c.Nq * 7 + c.d, 1.0, 1.0);
+  const int G = c.Hq / c.Hkv;
+  std::mt19937_64 rng(42 + c.Nk);
+  std::normal_distribution<float> nd;
+  if (c.gen == 0) {
+    Q.make(c.B, c.Hq, c.Nq, c.d, c.dt, c.layout, [&](int64_t, int64_t, int64_t, float* o) { for (int k = 0; k < c.d; ++k) o[k] = nd(rng); });
+    K.make(c.B, c.Hkv, c.Nk, c.d, c.dt, c.layout, [&](int64_t, int64_t, int64_t, float* o) { for (int k = 0; k < c.d; ++k) o[k] = nd(rng); });
+  } else {
+    Q.make(c.B, c.Hq, c.Nq, c.d, c.dt, c.layout, [&](int64_t b, int64_t h, int64_t n, float* o) {
+      rg.row(h / G, 1 + b * 1000 + h, (c.Nk - c.Nq) + n, o);
+    });
+    K.make(c.B, c.Hkv, c.Nk, c.d, c.dt, c.layout, [&](int64_t b, int64_t h, int64_t n, float* o) {
+      rg.row(h, 500000 + b * 1000 + h, n, o);
+    });
+  }
+  Q.upload(); K.upload();
+  const int nq = (c.Nq + c.p.block - 1) / c.p.block, nk = (c.Nk + c.p.block - 1) / c.p.block, off = nk - nq;
+  const size_t rows = (size_t)c.B * c.Hq * nq;
+  const size_t wsb = cuda::estimate_workspace_bytes(Q.view(), K.view(), c.p);
+  void* ws; uint8_t* dm; int* dc; int* di; float* dt;
+  CK(cudaMalloc(&ws, wsb)); CK(cudaMalloc(&dm, rows * nk)); CK(cudaMalloc(&dc, rows * 4));
+  CK(cudaMalloc(&di, rows * nk * 4)); CK(cudaMalloc(&dt, (size_t)c.B * c.Hq * 8));
+  GpuOut g1 = run_gpu(c, Q, K, ws, wsb, dm, dc, di, dt);
+  GpuOut g2 = run_gpu(c, Q, K, ws, wsb, dm, dc, di, dt);
+  const bool determ = g1.mask == g2.mask && g1.counts == g2.counts && g1.indices == g2.indices &&
+                      std::memcmp(g1.temps.data(), g2.temps.data(), g1.temps.size() * 4) == 0;
+  Ref R = reference(c, Q, K);
+  // invariants on every row
+  size_t inv_bad = 0, sep_rows = 0, sep_bad = 0, unsep_diff = 0;
+  double sel = 0, vis = 0;
+  for (int b = 0; b < c.B; ++b)
+    for (int h = 0; h < c.Hq; ++h)
+      for (int i = 0; i < nq; ++i) {
+        const size_t row = ((size_t)b * c.Hq + h) * nq + i;
+        const int V = i + off + 1;
+        const uint8_t* m = &g1.mask[row * nk];
+        const int* ix = &g1.indices[row * nk];
+        bool ok = true;
+        int cnt = 0;
+        for (int j = 0; j < nk; ++j) {
+          if (m[j] > 1 || (j >= V && m[j])) ok = false;
+          if (m[j] == 1) { if (cnt >= nk || ix[cnt] != j) ok = false; ++cnt; }
+        }
+        if (g1.counts[row] != cnt) ok = false;
+        for (int j = cnt; j < nk; ++j) if (ix[j] != -1) ok = false;
+        if (c.p.force_sink && !m[0]) ok = false;
+        if (c.p.force_diag && !m[i + off]) ok = false;
+        if (!ok) ++inv_bad;
+        sel += cnt; vis += V;
+        const bool same = std::memcmp(m, &R.mask[row * nk], nk) == 0 && g1.counts[row] == R.counts[row];
+        if (R.sep[row]) { ++sep_rows; if (!same) ++sep_bad; }
+        else if (!same) ++unsep_diff;
+      }
+  double tmax = 0;
+  for (size_t x = 0; x < g1.temps.size(); ++x) {
+    const double r = R.temps[x];
+    const double e = std::fabs(g1.temps[x] - r) / std::max(std::fabs(r), 1e-6);
+    if (!(e <= tmax)) tmax = std::isnan(e) ? 1e9 : std::max(tmax, e);
+  }
+  const bool pass = determ && inv_bad == 0 && sep_bad == 0 && tmax <= 1e-4 && (sep_rows * 10 >= rows || unsep_diff == 0);
+  std::printf("%-4s %-22s B%d Hq%-2d Hkv%d Nq%-6d Nk%-6d d%-3d %-4s blk%-3d nq%-4d nk%-5d rows %6zu sep %6zu bad %zu "
+              "unsep-diff %zu inv-bad %zu temps-rel %.1e det %s density %.3f\n",
+              pass ? "PASS" : "FAIL", c.name.c_str(), c.B, c.Hq, c.Hkv, c.Nq, c.Nk, c.d, check::dtype_name(c.dt),
+              c.p.block, nq, nk, rows, sep_rows, sep_bad, unsep_diff, inv_bad, tmax, determ ? "yes" : "NO", sel / vis);
+  CK(cudaFree(ws)); CK(cudaFree(dm)); CK(cudaFree(dc)); CK(cudaFree(di)); CK(cudaFree(dt));
+  Q.free_dev(); K.free_dev();
+  return pass;
+}
+
+bool check_errors() {
+  // invalid arguments must throw std::invalid_argument before any launch
+  QkvView q, k;
+  q.dtype = k.dtype = DType::BF16; q.batch = k.batch = 1; q.heads = 6; k.heads = 4; q.n = k.n = 128; q.d = k.d = 64;
+  q.data = k.data = reinterpret_cast<void*>(256);
+  EstimateParams p; p.high_dims = 32; p.low_dims = 48;
+  int thrown = 0;
+  auto expect = [&](const char* what, auto fn) {
+    try { fn(); std::printf("FAIL no exception for %s\n", what); }
+    catch (const std::invalid_argument& e) { ++thrown; std::printf("     invalid_argument ok (%s): %s\n", what, e.what()); }
+  };
+  expect("Hq % Hkv", [&] { cuda::estimate_workspace_bytes(q, k, p); });
+  q.heads = 8; q.n = 256;
+  expect("Nq > Nk", [&] { cuda::estimate_workspace_bytes(q, k, p); });
+  q.n = 128; q.d = 63; k.d = 63;
+  expect("odd d", [&] { cuda::estimate_workspace_bytes(q, k, p); });
+  q.d = k.d = 64; p.high_dims = 80;
+  expect("high_dims > d", [&] { cuda::estimate_workspace_bytes(q, k, p); });
+  p.high_dims = 32; q.dtype = DType::I32;
+  expect("dtype", [&] { cuda::estimate_workspace_bytes(q, k, p); });
+  return thrown == 5;
+}
+
+// ---------------------------------------------------------------- timing
+__device__ uint32_t hash3(uint32_t a, uint32_t b, uint32_t c) {
+  uint32_t h = a * 0x9E3779B1u ^ (b + 0x7F4A7C15u) * 0x85EBCA77u ^ (c + 0x165667B1u) * 0xC2B2AE3Du;
+  h ^= h >> 15; h *= 0x2C1B3C6Du; h ^= h >> 12; h *= 0x297A2D39u; h ^= h >> 15;
+  return h;
+}
+__device__ float gauss(uint32_t a, uint32_t b, uint32_t c) {
+  const float u1 = (hash3(a, b, c) >> 8) * (1.f / 16777216.f) + 1e-7f;
+  const float u2 = (hash3(a ^ 0x5bd1e995u, b, c) >> 8) * (1.f / 16777216.f);
+  return sqrtf(-2.f * logf(u1)) * cospif(2.f * u2);
+}
+// bf16 [1, H, N, d] bhnd, RoPE (half) of u(kv head) + noise; structured=0: noise only
+__global__ void fill_kernel(uint16_t* out, int H, int G, long long N, int d, long long pos0, uint32_t salt, int structured) {
+  const long long tid = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+  const int P = d / 2;
+  const long long total = (long long)H * N * P;
+  if (tid >= total) return;
+  const int p = (int)(tid % P);
+  const long long hn = tid / P;
+  const long long n = hn % N;
+  const int h = (int)(hn / N);
+  const uint32_t hk = (uint32_t)(h / G);
+  float x0 = gauss(salt + h, (uint32_t)n, p), x1 = gauss(salt + h, (uint32_t)n, p + P);
+  float y0 = x0, y1 = x1;
+  if (structured) {
+    x0 += gauss(777u, hk, p); x1 += gauss(777u, hk, p + P);
+    const double th = pow(10000.0, -2.0 * p / d);
+    double s, c;
+    sincos((double)(pos0 + n) * th, &s, &c);
+    y0 = (float)(x0 * c - x1 * s); y1 = (float)(x0 * s + x1 * c);
+  }
+  __nv_bfloat16 b0 = __float2bfloat16_rn(y0), b1 = __float2bfloat16_rn(y1);
+  uint16_t* row = out + hn * d;
+  row[p] = *reinterpret_cast<uint16_t*>(&b0);
+  row[p + P] = *reinterpret_cast<uint16_t*>(&b1);
+}
+
+void time_shape(long long N, int structured, int iters) {
+  const int Hq = 32, Hkv = 8, d = 128;
+  uint16_t *q, *k;
+  CK(cudaMalloc(&q, (size_t)Hq * N * d * 2));
+  CK(cudaMalloc(&k, (size_t)Hkv * N * d * 2));
+  const long long tq = (long long)Hq * N * (d / 2), tk = (long long)Hkv * N * (d / 2);
+  fill_kernel<<<(unsigned)((tq + 255) / 256), 256>>>(q, Hq, Hq / Hkv, N, d, 0, 11, structured);
+  fill_kernel<<<(unsigned)((tk + 255) / 256), 256>>>(k, Hkv, 1, N, d, 0, 99, structured);
+  CK(cudaGetLastError());
+  QkvView qv, kv;
+  qv.data = q; qv.dtype = DType::BF16; qv.batch = 1; qv.heads = Hq; qv.n = N; qv.d = d;
+  qv.stride_n = d; qv.stride_h = N * d; qv.stride_b = Hq * N * d;
+  kv = qv; kv.data = k; kv.heads = Hkv; kv.stride_b = Hkv * N * d;
+  EstimateParams p;
+  const long long nq = (N + 127) / 128, nk = nq;
+  const size_t rows = (size_t)Hq * nq;
+  const size_t wsb = cuda::estimate_workspace_bytes(qv, kv, p);
+  void* ws; uint8_t* dm; int* dc; int* di; float* dt;
+  CK(cudaMalloc(&ws, wsb)); CK(cudaMalloc(&dm, rows * nk)); CK(cudaMalloc(&dc, rows * 4));
+  CK(cudaMalloc(&di, rows * nk * 4)); CK(cudaMalloc(&dt, (size_t)Hq * 8));
+  BlockMaskOut out; out.mask = dm; out.counts = dc; out.indices = di; out.temps = dt;
+  cudaEvent_t e0, e1;
+  CK(cudaEventCreate(&e0)); CK(cudaEventCreate(&e1));
+  double ms[3];
+  for (int stage = 1; stage <= 3; ++stage) {
+    cuda::est_internal::set_stage_limit(stage);
+    for (int w = 0; w < 3; ++w) CK(cuda::estimate(qv, kv, p, out, ws, 0));
+    CK(cudaDeviceSynchronize());
+    std::vector<double> t;
+    for (int it = 0; it < iters; ++it) {
+      CK(cudaEventRecord(e0));
+      CK(cuda::estimate(qv, kv, p, out, ws, 0));
+      CK(cudaEventRecord(e1));
+      CK(cudaEventSynchronize(e1));
+      float f; CK(cudaEventElapsedTime(&f, e0, e1));
+      t.push_back(f);
+    }
+    ms[stage - 1] = check::median(t);
+  }
+  cuda::est_internal::set_stage_limit(3);
+  std::vector<int> cnt(rows);
+  CK(cudaMemcpy(cnt.data(), dc, rows * 4, cudaMemcpyDeviceToHost));
+  double sel = 0, vis = 0;
+  for (int h = 0; h < Hq; ++h)
+    for (long long i = 0; i < nq; ++i) { sel += cnt[(size_t)h * nq + i]; vis += (double)(i + 1); }
+  const double gb = ((double)Hq + Hkv) * N * d * 2 / 1e9;
+  std::printf("| %8lld | %-10s | %5lld | %8.3f | %8.3f | %8.3f | %8.3f | %6.0f | %6.3f |\n", N,
+              structured ? "rope" : "random", nq, ms[2], ms[0], ms[1] - ms[0], ms[2] - ms[1], gb / (ms[0] * 1e-3),
+              sel / vis);
+  std::fflush(stdout);
+  CK(cudaFree(ws)); CK(cudaFree(dm)); CK(cudaFree(dc)); CK(cudaFree(di)); CK(cudaFree(dt));
+  CK(cudaFree(q)); CK(cudaFree(k));
+  CK(cudaEventDestroy(e0)); CK(cudaEventDestroy(e1));
+}
+
+Case mk(const std::string& name, int B, int Hq, int Hkv, int Nq, int Nk, int d, DType dt, int layout, int gen,
+        int block = 128) {
+  Case c;
+  c.name = name; c.B = B; c.Hq = Hq; c.Hkv = Hkv; c.Nq = Nq; c.Nk = Nk; c.d = d; c.dt = dt; c.layout = layout;
+  c.gen = gen;
+  c.p = EstimateParams();
+  c.p.block = block;
+  c.p.high_dims = d / 2;
+  c.p.low_dims = (3 * d / 4) & ~1;
+  return c;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  bool small = false, no_timing = false;
+  for (int a = 1; a < argc; ++a) {
+    if (!std::strcmp(argv[a], "--small")) small = true;
+    if (!std::strcmp(argv[a], "--no-timing")) no_timing = true;
+  }
+  cudaDeviceProp prop;
+  CK(cudaGetDeviceProperties(&prop, 0));
+  std::printf("device: %s (sm_%d%d, %d SMs)\n", prop.name, prop.major, prop.minor, prop.multiProcessorCount);
+  std::printf("compiled archs: %s\n", cuda::compiled_archs());
+  bool ok = check_errors();
+  std::vector<Case> cs;
+  const DType BF = DType::BF16, F16 = DType::F16, F32 = DType::F32;
+  if (small) {
+    cs.push_back(mk("rand-basic", 2, 4, 2, 300, 300, 64, BF, 0, 0, 32));
+    cs.push_back(mk("rope-odd-chunk", 1, 4, 1, 170, 611, 64, F16, 1, 1, 32));
+    { Case c = mk("rope-topk-il", 1, 8, 2, 200, 333, 32, F32, 2, 1, 16);
+      c.p.layout = RopeLayout::Interleaved; c.p.selection = Selection::TopK; c.p.topk_high = 3; c.p.topk_low = 5; cs.push_back(c); }
+    { Case c = mk("meanpool-nocal", 1, 2, 2, 256, 256, 34, BF, 0, 1, 16);
+      c.p.method = Method::MeanPool; c.p.calibrate = false; c.p.temp_high = 0.8f; cs.push_back(c); }
+    { Case c = mk("bigrow-smem", 1, 2, 1, 64, 4400, 64, BF, 0, 1, 4); cs.push_back(c); }
+  } else {
+    cs.push_back(mk("rand-basic", 2, 8, 2, 1000, 1000, 128, BF, 0, 0, 64));
+    cs.push_back(mk("rope-half", 1, 8, 2, 4096, 4096, 128, BF, 0, 1, 64));
+    cs.push_back(mk("rope-odd-chunk-g1", 1, 4, 4, 777, 3001, 64, F16, 1, 1, 32));
+    { Case c = mk("rope-il-gqa8-f32", 1, 16, 2, 2500, 2500, 128, F32, 2, 1, 64);
+      c.p.layout = RopeLayout::Interleaved; cs.push_back(c); }
+    { Case c = mk("rope-topk", 1, 8, 2, 1500, 2100, 128, BF, 0, 1, 32);
+      c.p.selection = Selection::TopK; c.p.topk_high = 5; c.p.topk_low = 7; cs.push_back(c); }
+    { Case c = mk("rope-topk-big-k", 1, 4, 1, 1000, 1000, 64, F16, 0, 1, 16);
+      c.p.selection = Selection::TopK; c.p.topk_high = 40; c.p.topk_low = 0; cs.push_back(c); }
+    { Case c = mk("rope-calib-off", 2, 8, 4, 2048, 2048, 128, BF, 1, 1, 64);
+      c.p.calibrate = false; c.p.temp_high = 0.7f; c.p.temp_low = 1.3f; cs.push_back(c); }
+    { Case c = mk("meanpool-rope", 1, 8, 2, 3000, 3000, 128, BF, 0, 1, 64);
+      c.p.method = Method::MeanPool; c.p.tau_high = 0.9f; cs.push_back(c); }
+    { Case c = mk("meanpool-rand-nocal", 1, 4, 4, 900, 1300, 64, F32, 0, 0, 32);
+      c.p.method = Method::MeanPool; c.p.calibrate = false; c.p.temp_high = 0.25f; cs.push_back(c); }
+    { Case c = mk("rope-noforce-tau.5", 1, 8, 8, 2000, 2000, 64, BF, 0, 1, 32);
+      c.p.force_sink = false; c.p.force_diag = false; c.p.tau_high = 0.5f; c.p.tau_low = 0.6f; cs.push_back(c); }
+    { Case c = mk("rope-tau.999", 1, 4, 2, 1024, 1024, 128, F16, 0, 1, 32);
+      c.p.tau_high = 0.999f; c.p.tau_low = 0.99f; cs.push_back(c); }
+    { Case c = mk("rope-bigrow-smem", 1, 2, 1, 20000, 20000, 64, BF, 0, 1, 16); cs.push_back(c); }
+    { Case c = mk("rope-d34-vec2", 1, 4, 2, 1500, 1500, 34, BF, 0, 1, 32);
+      c.p.high_dims = 16; c.p.low_dims = 20; cs.push_back(c); }
+    { Case c = mk("rope-d256", 1, 4, 2, 2000, 2000, 256, BF, 0, 1, 64); cs.push_back(c); }
+    cs.push_back(mk("tiny-1x1", 1, 2, 1, 1, 1, 64, BF, 0, 0, 128));
+    cs.push_back(mk("tiny-5x300", 1, 2, 1, 5, 300, 64, BF, 0, 1, 128));
+    cs.push_back(mk("timing-shape-8k", 1, 32, 8, 8192, 8192, 128, BF, 0, 1, 128));
+  }
+  int fails = 0;
+  for (const Case& c : cs) fails += run_case(c) ? 0 : 1;
+  std::printf("correctness: %d/%zu cases passed, error checks %s\n", (int)cs.size() - fails, cs.size(), ok ? "ok" : "FAILED");
+  if (!small && !no_timing) {
+    std::printf("\nestimate timing, B=1 Hq=32 Hkv=8 d=128 bf16 block=128, defaults (Prism, top-p 0.95), median ms\n");
+    std::printf("| N        | data       | nq    | total ms | pool ms  | temps ms | select ms| pool GB/s | density |\n");
+    std::printf("|---|---|---|---|---|---|---|---|---|\n");
+    for (long long N : {8192LL, 32768LL, 65536LL, 131072LL}) time_shape(N, 1, 25);
+    time_shape(131072, 0, 25);
+    time_shape(1048576, 1, 5);
+  }
+  return (fails == 0 && ok) ? 0 : 1;
+}
