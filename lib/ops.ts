@@ -158,12 +158,23 @@ function checkQkv(q: Tensor, k: Tensor, v?: Tensor): void {
   checkHeadDim(dq);
 }
 
-/** CUDA attention kernels: head_dim 64 or 128, float16 or bfloat16. The CPU takes any even head_dim. */
-function checkAttentionSupport(q: Tensor): void {
+/** Block sizes the CUDA attention kernels take: whole 64-key tiles per block. */
+export const CUDA_ATTENTION_BLOCKS: readonly number[] = [64, 128, 256];
+
+/**
+ * CUDA attention kernels: head_dim 64 or 128, float16 or bfloat16, block 64,
+ * 128 or 256. The CPU takes any even head_dim and any block size.
+ */
+function checkAttentionSupport(q: Tensor, block: number): void {
   if (q.device === 'cpu') return;
   const d = q.shape[3];
   if (d !== 64 && d !== 128) throw new RangeError(`head_dim ${d} is not supported by CUDA attention (64 or 128)`);
   if (q.dtype === 'float32') throw new TypeError('CUDA attention needs float16 or bfloat16 inputs, got float32');
+  if (!CUDA_ATTENTION_BLOCKS.includes(block)) {
+    throw new RangeError(
+      `block ${block} is not supported by CUDA attention (${CUDA_ATTENTION_BLOCKS.join(', ')}); estimate() takes any block size, and the CPU backend attends with any`,
+    );
+  }
 }
 
 function checkTiming(timing: Timing | undefined): { warmup: number; iters: number } | undefined {
@@ -247,8 +258,8 @@ export async function timeAttention(
   checkTensor(k, 'k');
   checkTensor(v, 'v');
   checkQkv(q, k, v);
-  checkAttentionSupport(q);
   if (mask !== undefined && mask !== null) checkMask(mask, q, k);
+  checkAttentionSupport(q, mask ? mask.block : DENSE_BLOCK);
   const { softmaxScale } = resolveAttentionOptions(opts);
   const t = checkTiming(timing);
   const N = native();
@@ -313,8 +324,9 @@ export async function prefill(
   const [estOpts, attOpts] = splitPrefillOptions(opts);
   checkTensor(v, 'v');
   checkQkv(q, k, v);
-  checkAttentionSupport(q);
-  resolveAttentionOptions(attOpts); // fail before any work
+  // fail before any work
+  checkAttentionSupport(q, resolveEstimateOptions(estOpts, q.shape[3]).block);
+  resolveAttentionOptions(attOpts);
   const est = await timeEstimate(q, k, estOpts);
   try {
     const att = await timeAttention(q, k, v, est.mask, attOpts);

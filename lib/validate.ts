@@ -352,7 +352,10 @@ export function validationCases(onGpu: boolean, quick: boolean, seed: number): V
   const use = quick ? shapes.slice(0, 3) : shapes;
   const out: ValidationCase[] = [];
   use.forEach((s, si) => {
-    for (const dtype of dtypes) out.push({ ...s, dtype, seed: seed + si });
+    // CUDA attention takes blocks of 64, 128 or 256 (CUDA_ATTENTION_BLOCKS).
+    const block = s.opts.block ?? 128;
+    const c = onGpu && block < 64 ? { ...s, name: s.name.replace(/block \d+/, 'block 64'), opts: { ...s.opts, block: 64 } } : s;
+    for (const dtype of dtypes) out.push({ ...c, dtype, seed: seed + si });
   });
   return out;
 }

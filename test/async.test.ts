@@ -21,7 +21,7 @@ interface Qkv {
 }
 
 async function makeQkv(seed: number, device: 'cpu' | 'cuda', dtype: 'float32' | 'bfloat16'): Promise<Qkv> {
-  const [b, hq, hkv, n, d] = [1, 4, 2, 128, 32];
+  const [b, hq, hkv, n, d] = [1, 4, 2, 320, 64]; // head_dim and block the CUDA kernels take
   const enc = (x: Float32Array) => (dtype === 'float32' ? x : prism.toBFloat16(x));
   const opts = (h: number) => ({ shape: [b, h, n, d] as const, device, dtype });
   return {
@@ -36,12 +36,12 @@ type Job = { kind: 'estimate' | 'attention'; set: number };
 async function runJob(sets: Qkv[], job: Job): Promise<Uint8Array | Float32Array> {
   const { q, k, v } = sets[job.set];
   if (job.kind === 'estimate') {
-    const m = await prism.estimate(q, k, { block: 32 });
+    const m = await prism.estimate(q, k, { block: 64 });
     const h = await m.toHost();
     m.dispose();
     return h.mask;
   }
-  const mask = await prism.estimate(q, k, { block: 32 });
+  const mask = await prism.estimate(q, k, { block: 64 });
   const out = await prism.attention(q, k, v, mask);
   const host = await out.toFloat32();
   out.dispose();

@@ -6,7 +6,7 @@ import { runCase, validate, prepareCase, TOLERANCES, type ValidationCase } from 
 import { relativeError, maxAbsError, bnhdToBhnd } from '../lib/validate';
 import { countNonFinite, mismatchedRows } from './helpers/compare';
 import { tensor, empty } from '../lib/tensor';
-import { estimate, attention } from '../lib/ops';
+import { estimate, attention, prefill } from '../lib/ops';
 import { referenceAttention, referenceEstimate, defaultResolvedOptions } from '../lib/reference';
 import { resolveEstimateOptions } from '../lib/options';
 import type { DType, EstimateOptions, Layout } from '../lib/types';
@@ -31,6 +31,8 @@ const lengths: Array<[number, number]> = [
   [130, 300],
   [257, 257],
   [300, 300],
+  [513, 700],
+  [1000, 1000],
 ];
 lengths.forEach(([nq, nk], i) => {
   for (const dtype of ['float16', 'bfloat16'] as DType[]) {
@@ -44,18 +46,18 @@ lengths.forEach(([nq, nk], i) => {
       d: i % 2 === 0 ? 64 : 128,
       dtype,
       layout: i % 3 === 2 ? 'bnhd' : 'bhnd',
-      opts: { block: [16, 64, 128][i % 3], ropeLayout: i % 4 === 1 ? 'interleaved' : 'half' },
+      opts: { block: [64, 128, 256][i % 3], ropeLayout: i % 4 === 1 ? 'interleaved' : 'half' },
     });
   }
 });
 const optionSets: EstimateOptions[] = [
-  { block: 16, selection: 'topk', topkHigh: 2, topkLow: 4 },
-  { block: 16, calibrate: false, tempHigh: 0.25, tempLow: 3 },
-  { block: 16, method: 'meanpool' },
-  { block: 32, tauHigh: 0.8, tauLow: 0.6, forceSink: false },
+  { block: 64, selection: 'topk', topkHigh: 2, topkLow: 4 },
+  { block: 64, calibrate: false, tempHigh: 0.25, tempLow: 3 },
+  { block: 64, method: 'meanpool' },
+  { block: 128, tauHigh: 0.8, tauLow: 0.6, forceSink: false },
 ];
 optionSets.forEach((opts, i) => {
-  sweep.push({ kind: 'structured', hq: 4, hkv: 2, nq: 211 + i, nk: 333, d: i % 2 ? 64 : 128, dtype: i % 2 ? 'float16' : 'bfloat16', layout: 'bhnd', opts });
+  sweep.push({ kind: 'structured', hq: 4, hkv: 2, nq: 611 + i, nk: 933, d: i % 2 ? 64 : 128, dtype: i % 2 ? 'float16' : 'bfloat16', layout: 'bhnd', opts });
 });
 
 describeGpu('CUDA backend', () => {
@@ -158,6 +160,21 @@ describeGpu('CUDA backend', () => {
     [q, k, v, o].forEach((t) => t.dispose());
     m.dispose();
     void bnhdToBhnd;
+  });
+
+  test('small blocks: estimate matches the reference; attention rejects them with a RangeError', async () => {
+    const dims = { batch: 1, hq: 4, hkv: 2, nq: 200, nk: 333, d: 64 };
+    const c: ValidationCase = { name: 'block16', kind: 'structured', dims, dtype: 'bfloat16', layout: 'bhnd', opts: { block: 16 }, seed: 16 };
+    const p = prepareCase(c);
+    const q = await tensor(p.native.q, { shape: [1, 4, 200, 64], dtype: 'bfloat16', device: 'cuda' });
+    const k = await tensor(p.native.k, { shape: [1, 2, 333, 64], dtype: 'bfloat16', device: 'cuda' });
+    const m = await estimate(q, k, { block: 16 });
+    const ref = referenceEstimate(p.ref.q, p.ref.k, dims, defaultResolvedOptions(64, { block: 16 }));
+    expect(mismatchedRows(ref, await m.toHost()).filter((r) => ref.scores.margin[r] > 1e-4)).toEqual([]);
+    await expect(attention(q, k, k, m)).rejects.toThrow(/block 16 is not supported by CUDA attention/);
+    await expect(prefill(q, k, k, { block: 32 })).rejects.toThrow(RangeError);
+    [q, k].forEach((t) => t.dispose());
+    m.dispose();
   });
 
   test('validate() on cuda passes', async () => {

@@ -411,14 +411,20 @@ Case mk(const std::string& name, int B, int Hq, int Hkv, int Nq, int Nk, int d, 
 
 int main(int argc, char** argv) {
   bool small = false, no_timing = false;
+  long long only_n = 0;  // --time-only N: one timing shape, no correctness (for profilers)
   for (int a = 1; a < argc; ++a) {
     if (!std::strcmp(argv[a], "--small")) small = true;
     if (!std::strcmp(argv[a], "--no-timing")) no_timing = true;
+    if (!std::strcmp(argv[a], "--time-only") && a + 1 < argc) only_n = std::atoll(argv[++a]);
   }
   cudaDeviceProp prop;
   CK(cudaGetDeviceProperties(&prop, 0));
   std::printf("device: %s (sm_%d%d, %d SMs)\n", prop.name, prop.major, prop.minor, prop.multiProcessorCount);
   std::printf("compiled archs: %s\n", cuda::compiled_archs());
+  if (only_n > 0) {
+    time_shape(only_n, 1, 3);
+    return 0;
+  }
   bool ok = check_errors();
   std::vector<Case> cs;
   const DType BF = DType::BF16, F16 = DType::F16, F32 = DType::F32;
