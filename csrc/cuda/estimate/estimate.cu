@@ -309,7 +309,10 @@ constexpr int kSelThreads = 256;
 constexpr int kTC = 64;     // key blocks per score tile
 constexpr int kKC = 32;     // band dims per score tile
 constexpr int kMaxRows = 16;
-constexpr int kKsStride = kTC + 1;
+constexpr int kKsStride = kTC + 1;      // scalar tiles: [kKC dims][kTC + 1]
+constexpr int kKs4Stride = kKC + 4;     // float4 tiles: [kTC key blocks][kKC + 4]
+constexpr int kTileFloats = kTC * kKs4Stride;  // one buffer, either layout
+static_assert(kKC * kKsStride <= kTileFloats, "tile buffer");
 
 struct SelArgs {
   const float* qbar;
@@ -321,6 +324,7 @@ struct SelArgs {
   int topk;
   uint32_t T[2];  // keep iff (mass or count ranked before) < T
   int M, upb, LS, W;
+  int vec4;  // band ranges and d are multiples of 4: 16-byte tile copies
   int sink, diag;
   uint8_t* mask;
   int32_t* counts;
@@ -330,19 +334,85 @@ struct SelArgs {
 // Decide the kept set from the per-element keys (float bits of p) and weights
 // (fixed-point p, or 1 for top-k), and OR it into bits[]. Rule: rank by key
 // descending, ties to the lower index; keep iff the weight ranked strictly
-// before is < T. Found by a binary search for the largest key value v with
-// W(key >= v) >= T; then all keys > v are kept, and the first m of the keys
-// == v in index order, m = ceil((T - W(key > v)) / w(v)).
+// before is < T. With S(v) = W(key >= v), the kept set is: every key > v*, and
+// the first m keys == v* in index order, where v* is the largest v with
+// S(v) >= T and m = ceil((T - W(key > v*)) / w(v*)).
+//
+// v* is found by bisection on the key bits over [lo, hi), S(lo) >= T > S(hi),
+// counting the keys left inside the interval as it goes. Once at most 32 keys
+// remain, they are gathered one per lane and v* is read off exactly: it is the
+// largest candidate k with S(k) >= T (S only steps at keys). Most rows need
+// 8-14 full passes instead of 31.
 struct Decision {
   int mode;  // 0 none, 1 all, 2 threshold
   uint32_t vstar, meq;
 };
 
+__device__ __forceinline__ uint32_t key_weight(uint32_t key, bool topk) {
+  return topk ? 1u : __float2uint_rn(__uint_as_float(key) * kFix);
+}
+
+// Lower end of the search: keys below bits(p_lo) weigh less than total - T
+// together, so S(bits(p_lo)) >= T. Top-k has no such bound.
+__device__ __forceinline__ uint32_t search_floor(uint32_t total, uint32_t T, int V, bool topk) {
+  if (topk) return 0u;
+  const float slack = (float)(total - T) - 0.5f * (float)V - 2.f;
+  if (!(slack > 0.f)) return 0u;
+  return __float_as_uint(0.999f * slack / ((float)V * kFix));
+}
+
+// Interval state of the bisection (warp-uniform).
+struct Search {
+  uint32_t lo, hi, s_hi;  // S(lo) >= T > S(hi) = s_hi
+  uint32_t n_lo, n_hi;    // keys >= lo, keys >= hi
+};
+
+// One bisection step from the warp's partial sums at mid: s = W(key >= mid),
+// n = #(key >= mid).
+__device__ __forceinline__ void search_step(Search& st, uint32_t mid, uint32_t T, uint32_t s,
+                                            uint32_t n) {
+  s = __reduce_add_sync(kFull, s);
+  n = __reduce_add_sync(kFull, n);
+  if (s >= T) {
+    st.lo = mid;
+    st.n_lo = n;
+  } else {
+    st.hi = mid;
+    st.s_hi = s;
+    st.n_hi = n;
+  }
+}
+
+// Finishes the search from <= 32 candidate keys, one per lane (has = lane holds one).
+__device__ __forceinline__ Decision search_finish(const Search& st, uint32_t my, bool has, uint32_t T,
+                                                  bool topk) {
+  Decision dc{2, st.lo, 0u};
+  uint32_t gs = st.s_hi;  // W(key > v*)
+  if (st.hi - st.lo > 1) {
+    const uint32_t mw = has ? key_weight(my, topk) : 0u;
+    uint32_t acc = st.s_hi;  // S(my)
+    const int cand = (int)(st.n_lo - st.n_hi);
+    for (int i = 0; i < cand; ++i) {
+      const uint32_t kk = __shfl_sync(kFull, my, i);
+      const uint32_t ww = __shfl_sync(kFull, mw, i);
+      acc += kk >= my ? ww : 0u;
+    }
+    const uint32_t v = __reduce_max_sync(kFull, has && acc >= T ? my : 0u);
+    dc.vstar = max(v, st.lo);
+    gs += __reduce_add_sync(kFull, has && my > dc.vstar ? mw : 0u);
+  }
+  const uint32_t ws = key_weight(dc.vstar, topk);
+  dc.meq = ws == 0 ? UINT_MAX : (T - gs + ws - 1) / ws;
+  return dc;
+}
+
 template <int NPL>
-__device__ void select_row_reg(const float* L, int V, uint32_t T, bool topk, uint32_t* bits) {
+__device__ void select_row_reg(float* L, int V, uint32_t T, bool topk, uint32_t* bits,
+                               uint32_t* scratch) {
   const int lane = threadIdx.x & 31;
+  uint32_t* Wt = reinterpret_cast<uint32_t*>(L);  // weights replace the logits once read
   float x[NPL];
-  uint32_t key[NPL], w[NPL];
+  uint32_t key[NPL];
   float m = -INFINITY;
 #pragma unroll
   for (int e = 0; e < NPL; ++e) {
@@ -355,19 +425,21 @@ __device__ void select_row_reg(const float* L, int V, uint32_t T, bool topk, uin
 #pragma unroll
   for (int e = 0; e < NPL; ++e) {
     const int j = e * 32 + lane;
-    const float ex = j < V ? expf(x[e] - m) : 0.f;
+    const float ex = j < V ? __expf(x[e] - m) : 0.f;
     x[e] = ex;
     z += ex;
   }
   z = warp_sum(z);
-  uint32_t tl = 0;
+  const float rz = 1.f / z;
+  uint32_t tl = 0, km = 0;
 #pragma unroll
   for (int e = 0; e < NPL; ++e) {
     const int j = e * 32 + lane;
-    const float p = x[e] / z;
-    key[e] = j < V ? __float_as_uint(p) : 0u;
-    w[e] = j < V ? (topk ? 1u : __float2uint_rn(p * kFix)) : 0u;
-    tl += w[e];
+    key[e] = j < V ? __float_as_uint(x[e] * rz) : 0u;
+    const uint32_t w = key_weight(key[e], topk);
+    if (j < V) Wt[j] = w;
+    tl += j < V ? w : 0u;
+    km = max(km, key[e]);
   }
   const uint32_t total = __reduce_add_sync(kFull, tl);
   Decision dc{0, 0u, 0u};
@@ -376,27 +448,43 @@ __device__ void select_row_reg(const float* L, int V, uint32_t T, bool topk, uin
   } else if (total < T) {
     dc.mode = 1;
   } else {
-    uint32_t km = 0;
-#pragma unroll
-    for (int e = 0; e < NPL; ++e) km = max(km, key[e]);
     km = __reduce_max_sync(kFull, km);
-    uint32_t lo = 0, hi = km + 1;
-    while (hi - lo > 1) {
-      const uint32_t mid = lo + ((hi - lo) >> 1);
-      uint32_t s = 0;
+    Search st{search_floor(total, T, V, topk), km + 1u, 0u, 0u, 0u};
+    if (st.lo >= st.hi) st.lo = 0u;
+    uint32_t n = 0;
 #pragma unroll
-      for (int e = 0; e < NPL; ++e) s += key[e] >= mid ? w[e] : 0u;
-      s = __reduce_add_sync(kFull, s);
-      if (s >= T) lo = mid; else hi = mid;
+    for (int e = 0; e < NPL; ++e) n += (e * 32 + lane < V && key[e] >= st.lo) ? 1u : 0u;
+    st.n_lo = __reduce_add_sync(kFull, n);
+    __syncwarp();
+    while (st.hi - st.lo > 1 && st.n_lo - st.n_hi > 32u) {
+      const uint32_t mid = st.lo + ((st.hi - st.lo) >> 1);
+      uint32_t s = 0, c = 0;
+#pragma unroll
+      for (int e = 0; e < NPL; ++e) {
+        if (key[e] >= mid) {  // invalid lanes hold key 0 < mid
+          s += Wt[e * 32 + lane];
+          ++c;
+        }
+      }
+      search_step(st, mid, T, s, c);
     }
-    uint32_t gs = 0;
+    // gather the candidates, one per lane
+    uint32_t run = 0;
+    const uint32_t lt = (1u << lane) - 1u;
+    if (st.hi - st.lo > 1) {
 #pragma unroll
-    for (int e = 0; e < NPL; ++e) gs += key[e] > lo ? w[e] : 0u;
-    gs = __reduce_add_sync(kFull, gs);
-    const uint32_t ws = topk ? 1u : __float2uint_rn(__uint_as_float(lo) * kFix);
-    dc.mode = 2;
-    dc.vstar = lo;
-    dc.meq = ws == 0 ? UINT_MAX : (T - gs + ws - 1) / ws;
+      for (int e = 0; e < NPL; ++e) {
+        const bool c = e * 32 + lane < V && key[e] >= st.lo && key[e] < st.hi;
+        const uint32_t bal = __ballot_sync(kFull, c);
+        if (c) scratch[run + __popc(bal & lt)] = key[e];
+        run += __popc(bal);
+      }
+      __syncwarp();
+    }
+    const bool has = lane < (int)run;
+    const uint32_t my = has ? scratch[lane] : 0u;
+    dc = search_finish(st, my, has, T, topk);
+    __syncwarp();
   }
   uint32_t run = 0;
   const uint32_t lt = (1u << lane) - 1u;
@@ -424,7 +512,8 @@ __device__ void select_row_reg(const float* L, int V, uint32_t T, bool topk, uin
 
 // Same rule for rows longer than the register path: values stay in shared
 // memory (L is overwritten with the probability bits).
-__device__ void select_row_smem(float* L, int V, uint32_t T, bool topk, uint32_t* bits) {
+__device__ void select_row_smem(float* L, int V, uint32_t T, bool topk, uint32_t* bits,
+                                uint32_t* scratch) {
   const int lane = threadIdx.x & 31;
   uint32_t* K = reinterpret_cast<uint32_t*>(L);
   float m = -INFINITY;
@@ -432,48 +521,61 @@ __device__ void select_row_smem(float* L, int V, uint32_t T, bool topk, uint32_t
   m = warp_max(m);
   float z = 0.f;
   for (int j = lane; j < V; j += 32) {
-    const float ex = expf(L[j] - m);
+    const float ex = __expf(L[j] - m);
     L[j] = ex;
     z += ex;
   }
   z = warp_sum(z);
   uint32_t tl = 0, km = 0;
+  const float rz = 1.f / z;
   for (int j = lane; j < V; j += 32) {
-    const float p = L[j] / z;
-    K[j] = __float_as_uint(p);
-    tl += topk ? 1u : __float2uint_rn(p * kFix);
-    km = max(km, K[j]);
+    const uint32_t kb = __float_as_uint(L[j] * rz);
+    K[j] = kb;
+    tl += key_weight(kb, topk);
+    km = max(km, kb);
   }
   const uint32_t total = __reduce_add_sync(kFull, tl);
   km = __reduce_max_sync(kFull, km);
-  auto wt = [topk](uint32_t kb) { return topk ? 1u : __float2uint_rn(__uint_as_float(kb) * kFix); };
   Decision dc{0, 0u, 0u};
   if (T == 0) {
     dc.mode = 0;
   } else if (total < T) {
     dc.mode = 1;
   } else {
-    uint32_t lo = 0, hi = km + 1;
-    while (hi - lo > 1) {
-      const uint32_t mid = lo + ((hi - lo) >> 1);
-      uint32_t s = 0;
+    Search st{search_floor(total, T, V, topk), km + 1u, 0u, 0u, 0u};
+    if (st.lo >= st.hi) st.lo = 0u;
+    uint32_t n = 0;
+    for (int j = lane; j < V; j += 32) n += K[j] >= st.lo ? 1u : 0u;
+    st.n_lo = __reduce_add_sync(kFull, n);
+    while (st.hi - st.lo > 1 && st.n_lo - st.n_hi > 32u) {
+      const uint32_t mid = st.lo + ((st.hi - st.lo) >> 1);
+      uint32_t s = 0, c = 0;
       for (int j = lane; j < V; j += 32) {
-        const uint32_t kb = K[j];
-        s += kb >= mid ? wt(kb) : 0u;
+        const uint32_t k = K[j];
+        if (k >= mid) {
+          s += key_weight(k, topk);
+          ++c;
+        }
       }
-      s = __reduce_add_sync(kFull, s);
-      if (s >= T) lo = mid; else hi = mid;
+      search_step(st, mid, T, s, c);
     }
-    uint32_t gs = 0;
-    for (int j = lane; j < V; j += 32) {
-      const uint32_t kb = K[j];
-      gs += kb > lo ? wt(kb) : 0u;
+    uint32_t run = 0;
+    const uint32_t lt = (1u << lane) - 1u;
+    if (st.hi - st.lo > 1) {
+      for (int base = 0; base < V; base += 32) {
+        const int j = base + lane;
+        const uint32_t k = j < V ? K[j] : 0u;
+        const bool c = j < V && k >= st.lo && k < st.hi;
+        const uint32_t bal = __ballot_sync(kFull, c);
+        if (c) scratch[run + __popc(bal & lt)] = k;
+        run += __popc(bal);
+      }
+      __syncwarp();
     }
-    gs = __reduce_add_sync(kFull, gs);
-    const uint32_t ws = wt(lo);
-    dc.mode = 2;
-    dc.vstar = lo;
-    dc.meq = ws == 0 ? UINT_MAX : (T - gs + ws - 1) / ws;
+    const bool has = lane < (int)run;
+    const uint32_t my = has ? scratch[lane] : 0u;
+    dc = search_finish(st, my, has, T, topk);
+    __syncwarp();
   }
   uint32_t run = 0;
   const uint32_t lt = (1u << lane) - 1u;
@@ -499,20 +601,22 @@ __device__ void select_row_smem(float* L, int V, uint32_t T, bool topk, uint32_t
   }
 }
 
-__device__ __forceinline__ void select_row(float* L, int V, uint32_t T, bool topk, uint32_t* bits) {
-  if (V <= 128) select_row_reg<4>(L, V, T, topk, bits);
-  else if (V <= 256) select_row_reg<8>(L, V, T, topk, bits);
-  else if (V <= 512) select_row_reg<16>(L, V, T, topk, bits);
-  else if (V <= 1024) select_row_reg<32>(L, V, T, topk, bits);
-  else select_row_smem(L, V, T, topk, bits);
+__device__ __forceinline__ void select_row(float* L, int V, uint32_t T, bool topk, uint32_t* bits,
+                                           uint32_t* scratch) {
+  if (V <= 128) select_row_reg<4>(L, V, T, topk, bits, scratch);
+  else if (V <= 256) select_row_reg<8>(L, V, T, topk, bits, scratch);
+  else if (V <= 512) select_row_reg<16>(L, V, T, topk, bits, scratch);
+  else if (V <= 1024) select_row_reg<32>(L, V, T, topk, bits, scratch);
+  else select_row_smem(L, V, T, topk, bits, scratch);
 }
 
-__global__ void __launch_bounds__(kSelThreads) select_kernel(const SelArgs a) {
+__global__ void __launch_bounds__(kSelThreads, 2) select_kernel(const SelArgs a) {
   extern __shared__ __align__(16) float smem[];
   float* qs = smem;                                   // [Dmax][16]
-  float* ks = qs + a.Dmax * kMaxRows;                 // [2][kKC][kKsStride]
-  float* lg = ks + 2 * kKC * kKsStride;               // [M][LS]
+  float* ks = qs + a.Dmax * kMaxRows;                 // [2][kTileFloats]
+  float* lg = ks + 2 * kTileFloats;                   // [M][LS]
   uint32_t* bits = reinterpret_cast<uint32_t*>(lg + (size_t)a.M * a.LS);  // [M][W]
+  uint32_t* scratch = bits + (size_t)a.M * a.W;                           // [warps][32]
   const int t = threadIdx.x, lane = t & 31, warp = t >> 5;
   const int64_t bk = blockIdx.x / a.upb;               // b * Hkv + kv head
   const int u = a.upb - 1 - (int)(blockIdx.x % a.upb);  // long rows first
@@ -554,13 +658,23 @@ __global__ void __launch_bounds__(kSelThreads) select_kernel(const SelArgs a) {
     const int ntiles = ((vmax + kTC - 1) / kTC) * nkc;
     auto issue = [&](int tile, int buf) {
       const int c0 = (tile / nkc) * kTC, k0 = (tile % nkc) * kKC;
-      float* dst = ks + buf * (kKC * kKsStride);
-      for (int x = t; x < kKC * kTC; x += kSelThreads) {
-        const int kk = x % kKC, c = x / kKC;
-        const int j = c0 + c, dim = k0 + kk;
-        float* sp = dst + kk * kKsStride + c;
-        if (j < vmax && dim < D) __pipeline_memcpy_async(sp, kb + (int64_t)j * a.d + band_dim(bd, dim), sizeof(float));
-        else *sp = 0.f;
+      float* dst = ks + buf * kTileFloats;
+      if (a.vec4) {  // [key block][dims], 16-byte chunks (a chunk never straddles a band range)
+        for (int x = t; x < kTC * (kKC / 4); x += kSelThreads) {
+          const int c = x / (kKC / 4), c4 = x % (kKC / 4);
+          const int j = c0 + c, dim = k0 + c4 * 4;
+          float* sp = dst + c * kKs4Stride + c4 * 4;
+          if (j < vmax && dim < D) __pipeline_memcpy_async(sp, kb + (int64_t)j * a.d + band_dim(bd, dim), 16);
+          else *reinterpret_cast<float4*>(sp) = make_float4(0.f, 0.f, 0.f, 0.f);
+        }
+      } else {  // [dims][key block], one float at a time
+        for (int x = t; x < kKC * kTC; x += kSelThreads) {
+          const int kk = x % kKC, c = x / kKC;
+          const int j = c0 + c, dim = k0 + kk;
+          float* sp = dst + kk * kKsStride + c;
+          if (j < vmax && dim < D) __pipeline_memcpy_async(sp, kb + (int64_t)j * a.d + band_dim(bd, dim), sizeof(float));
+          else *sp = 0.f;
+        }
       }
       __pipeline_commit();
     };
@@ -579,17 +693,37 @@ __global__ void __launch_bounds__(kSelThreads) select_kernel(const SelArgs a) {
       const int c0 = (tile / nkc) * kTC, k0 = (tile % nkc) * kKC;
       if (k0 == 0) { acc0 = acc1 = acc2 = acc3 = 0.f; }
       if (active) {
-        const float* kt = ks + buf * (kKC * kKsStride);
         const int kn = min(kKC, D - k0);
         const float4* q4 = reinterpret_cast<const float4*>(qs + k0 * kMaxRows) + rg;
+        if (a.vec4) {
+          const float* kt = ks + buf * kTileFloats + col * kKs4Stride;
+#pragma unroll 4
+          for (int kk = 0; kk < kn; kk += 4) {
+            const float4 kv = *reinterpret_cast<const float4*>(kt + kk);
+            const float4 qa = q4[(kk + 0) * (kMaxRows / 4)];
+            const float4 qb = q4[(kk + 1) * (kMaxRows / 4)];
+            const float4 qc = q4[(kk + 2) * (kMaxRows / 4)];
+            const float4 qd = q4[(kk + 3) * (kMaxRows / 4)];
+            acc0 = fmaf(qa.x, kv.x, acc0); acc1 = fmaf(qa.y, kv.x, acc1);
+            acc2 = fmaf(qa.z, kv.x, acc2); acc3 = fmaf(qa.w, kv.x, acc3);
+            acc0 = fmaf(qb.x, kv.y, acc0); acc1 = fmaf(qb.y, kv.y, acc1);
+            acc2 = fmaf(qb.z, kv.y, acc2); acc3 = fmaf(qb.w, kv.y, acc3);
+            acc0 = fmaf(qc.x, kv.z, acc0); acc1 = fmaf(qc.y, kv.z, acc1);
+            acc2 = fmaf(qc.z, kv.z, acc2); acc3 = fmaf(qc.w, kv.z, acc3);
+            acc0 = fmaf(qd.x, kv.w, acc0); acc1 = fmaf(qd.y, kv.w, acc1);
+            acc2 = fmaf(qd.z, kv.w, acc2); acc3 = fmaf(qd.w, kv.w, acc3);
+          }
+        } else {
+          const float* kt = ks + buf * kTileFloats;
 #pragma unroll 8
-        for (int kk = 0; kk < kn; ++kk) {
-          const float kv = kt[kk * kKsStride + col];
-          const float4 qv = q4[kk * (kMaxRows / 4)];
-          acc0 = fmaf(qv.x, kv, acc0);
-          acc1 = fmaf(qv.y, kv, acc1);
-          acc2 = fmaf(qv.z, kv, acc2);
-          acc3 = fmaf(qv.w, kv, acc3);
+          for (int kk = 0; kk < kn; ++kk) {
+            const float kv = kt[kk * kKsStride + col];
+            const float4 qv = q4[kk * (kMaxRows / 4)];
+            acc0 = fmaf(qv.x, kv, acc0);
+            acc1 = fmaf(qv.y, kv, acc1);
+            acc2 = fmaf(qv.z, kv, acc2);
+            acc3 = fmaf(qv.w, kv, acc3);
+          }
         }
         const int j = c0 + col;
         if (k0 + kKC >= D && j < vmax) {
@@ -606,7 +740,8 @@ __global__ void __launch_bounds__(kSelThreads) select_kernel(const SelArgs a) {
     __syncthreads();
     for (int r = warp; r < nrows; r += kSelThreads / 32) {
       const int V = min(row_blk(r) + a.off + 1, a.nk);
-      select_row(lg + (size_t)r * a.LS, V, a.T[bi], a.topk != 0, bits + (size_t)r * a.W);
+      select_row(lg + (size_t)r * a.LS, V, a.T[bi], a.topk != 0, bits + (size_t)r * a.W,
+                 scratch + warp * 32);
     }
     __syncthreads();
   }
@@ -678,7 +813,8 @@ cudaError_t estimate(const QkvView& q, const QkvView& k, const EstimateParams& p
   const int Dmax = (g.nbands == 1) ? g.d : std::max(g.band[0].w0 + g.band[0].w1, g.band[1].w0 + g.band[1].w1);
   const int LS = (g.nk + 3) & ~3;
   const int W = (g.nk + 31) / 32;
-  const size_t fixed = sizeof(float) * ((size_t)Dmax * kMaxRows + 2u * kKC * kKsStride);
+  const size_t fixed = sizeof(float) * ((size_t)Dmax * kMaxRows + 2u * kTileFloats) +
+                       sizeof(uint32_t) * 32u * (kSelThreads / 32);  // + per-warp search scratch
   const size_t per_row = sizeof(float) * (size_t)LS + sizeof(uint32_t) * (size_t)W;
   const size_t cap = (size_t)optin;
   int M = 0;
@@ -745,6 +881,13 @@ cudaError_t estimate(const QkvView& q, const QkvView& k, const EstimateParams& p
       a.T[0] = topp_threshold(p.tau_high); a.T[1] = topp_threshold(p.tau_low);
     }
     a.M = M;
+    {
+      bool v4 = g.d % 4 == 0;
+      for (int bi = 0; bi < g.nbands; ++bi)
+        v4 = v4 && g.band[bi].s0 % 4 == 0 && g.band[bi].w0 % 4 == 0 && g.band[bi].s1 % 4 == 0 &&
+             g.band[bi].w1 % 4 == 0;
+      a.vec4 = v4 ? 1 : 0;
+    }
     const int64_t upb = ((int64_t)g.nq * g.G + M - 1) / M;
     a.upb = (int)upb;
     a.LS = LS; a.W = W;
