@@ -5,9 +5,12 @@
 #include <cuda_runtime.h>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 #include "cuda/attention/attention_fwd.h"
+#include "cuda/attention/sm90/attention_sm90.h"
 #include "cuda/cuda_backend.h"
 
 namespace prism::cuda {
@@ -139,15 +142,53 @@ Geometry plan(const QkvView& q, const QkvView& k, const QkvView& v, const OutVie
   return g;
 }
 
+// PRISM_ATTENTION_PATH=sm80 forces the portable path (read on every call: one
+// environment lookup, so a process can switch paths between calls).
+bool sm80_forced() {
+  const char* e = std::getenv("PRISM_ATTENTION_PATH");
+  return e != nullptr && std::strcmp(e, "sm80") == 0;
+}
+
+// The sm_90a wgmma/TMA path: compute capability 9.0 (cached per device), a
+// binary holding its sm_90a image, and a configuration it covers.
+bool use_sm90(int head_dim, int blk) {
+  if (!sm90::config_supported(head_dim, blk) || sm80_forced()) return false;
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess) {
+    cudaGetLastError();
+    return false;
+  }
+  return sm90::device_supported(dev);
+}
+
 }  // namespace
 
 cudaError_t attention_with_variant(const QkvView& q, const QkvView& k, const QkvView& v,
                                    const OutView& o, const BlockList& list,
                                    const AttentionParams& ap, void* workspace,
                                    cudaStream_t stream, int variant) {
+  const bool sm90 = variant == kAuto && use_sm90(static_cast<int>(q.d), ap.block);
   Geometry g = plan(q, k, v, o, list, ap, variant);
   FwdParams& p = g.p;
   if (int64_t(p.batch) * p.hq * p.nq == 0) return cudaSuccess;
+  const int d = static_cast<int>(q.d);
+  if (sm90) {
+    // Its own work order (kv-head groups, longest query tiles first): no
+    // p.order. n_mtiles counts its 128-row tiles.
+    p.n_mtiles = static_cast<int32_t>((p.nq + sm90::kBlockM - 1) / sm90::kBlockM);
+    cudaError_t e;
+    if (q.dtype == DType::BF16)
+      e = d == 128 ? sm90::launch_fwd<__nv_bfloat16, 128>(p, stream)
+                   : sm90::launch_fwd<__nv_bfloat16, 64>(p, stream);
+    else
+      e = d == 128 ? sm90::launch_fwd<__half, 128>(p, stream)
+                   : sm90::launch_fwd<__half, 64>(p, stream);
+    // cudaErrorNotSupported: strides the TMA unit cannot describe; the sm80
+    // kernel takes the call.
+    if (e != cudaErrorNotSupported) return e;
+    const int bm = variant_block_m(g.variant);
+    p.n_mtiles = static_cast<int32_t>((p.nq + bm - 1) / bm);
+  }
   if (g.order_bytes > 0 && workspace != nullptr) {
     // Longest rows first; without a workspace the kernel falls back to the
     // reverse query-tile order.
@@ -156,7 +197,6 @@ cudaError_t attention_with_variant(const QkvView& q, const QkvView& k, const Qkv
     if (e != cudaSuccess) return e;
     p.order = order;
   }
-  const int d = static_cast<int>(q.d);
   if (q.dtype == DType::BF16) {
     return d == 128 ? launch_fwd<__nv_bfloat16, 128>(p, g.variant, stream)
                     : launch_fwd<__nv_bfloat16, 64>(p, g.variant, stream);
@@ -187,8 +227,12 @@ const char* attention_path(int device) {
     cudaGetLastError();  // clear the sticky-free error state
     return "none";
   }
-  // sm_80 and newer: the portable mma.sync kernel (an sm_90a wgmma/TMA path
-  // would be chosen here for major == 9 once it exists).
+  // Compute capability 9.0 with the sm_90a image in this binary: the
+  // wgmma/TMA kernel (head_dim 64/128 with blocks 128/256; other configurations
+  // and PRISM_ATTENTION_PATH=sm80 use the portable kernel). sm_80 and newer
+  // otherwise: the portable mma.sync kernel.
+  if (major == 9 && !attn::sm80_forced() && attn::sm90::device_supported(device))
+    return "sm90-wgmma";
   return major >= 8 ? "sm80-mma" : "none";
 }
 

@@ -1,0 +1,56 @@
+// Host side of the sm_90a path shared by every instantiation: the driver's
+// tensor-map encoder and the per-device capability check.
+#include <cuda.h>
+#include <cudaTypedefs.h>
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+#include <atomic>
+#include "cuda/attention/sm90/attention_sm90.h"
+
+namespace prism::cuda::attn::sm90 {
+
+PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
+  static const PFN_cuTensorMapEncodeTiled_v12000 fn = []() -> PFN_cuTensorMapEncodeTiled_v12000 {
+    void* f = nullptr;
+    cudaDriverEntryPointQueryResult q = cudaDriverEntryPointSymbolNotFound;
+    const cudaError_t e =
+        cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000, cudaEnableDefault, &q);
+    if (e != cudaSuccess || q != cudaDriverEntryPointSuccess || f == nullptr) {
+      cudaGetLastError();
+      return nullptr;
+    }
+    return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(f);
+  }();
+  return fn;
+}
+
+namespace {
+constexpr int kMaxDevices = 64;
+std::atomic<int> g_state[kMaxDevices];  // 0 unknown, 1 supported, 2 not
+}  // namespace
+
+bool device_supported(int device) {
+  if (device < 0 || device >= kMaxDevices) return false;
+  const int s = g_state[device].load(std::memory_order_relaxed);
+  if (s != 0) return s == 1;
+  bool ok = false;
+  int major = 0, minor = 0;
+  if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) == cudaSuccess &&
+      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) == cudaSuccess &&
+      major == 9 && minor == 0 && tensor_map_encoder() != nullptr) {
+    int cur = -1;
+    if (cudaGetDevice(&cur) == cudaSuccess && cur == device) {
+      bool img = false;
+      ok = kernel_image_ok<__nv_bfloat16, 128>(&img) == cudaSuccess && img;
+    } else if (cur >= 0 && cudaSetDevice(device) == cudaSuccess) {
+      bool img = false;
+      ok = kernel_image_ok<__nv_bfloat16, 128>(&img) == cudaSuccess && img;
+      cudaSetDevice(cur);
+    }
+  }
+  cudaGetLastError();  // leave no error state behind
+  g_state[device].store(ok ? 1 : 2, std::memory_order_relaxed);
+  return ok;
+}
+
+}  // namespace prism::cuda::attn::sm90

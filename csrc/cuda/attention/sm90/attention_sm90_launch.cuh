@@ -1,0 +1,105 @@
+// Launch template of the sm_90a forward kernel: TMA tensor maps (encoded with
+// the driver's cuTensorMapEncodeTiled, reached through the runtime's
+// driver-entry-point query since libcuda is not linked), shared-memory limit,
+// grid, launch. Included by the per-(dtype, head_dim) instantiation files only.
+#pragma once
+#include <cuda.h>
+#include <cudaTypedefs.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+#include <cstdlib>
+#include <type_traits>
+#include "cuda/attention/sm90/attention_sm90.h"
+#include "cuda/attention/sm90/attention_sm90_kernel.cuh"
+
+namespace prism::cuda::attn::sm90 {
+
+// The driver's tensor-map encoder, or null (defined in attention_sm90_host.cu).
+PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder();
+
+// 4-D map over a [batch, heads, n, d] tensor with element strides (sb, sh, sn),
+// box (64 elements, 128 rows, 1, 1), 128-byte swizzle, zero fill outside.
+inline bool encode_qkv_map(CUtensorMap* map, CUtensorMapDataType dt, const void* ptr, int64_t d,
+                           int64_t n, int64_t heads, int64_t batch, int64_t sn, int64_t sh,
+                           int64_t sb) {
+  PFN_cuTensorMapEncodeTiled_v12000 enc = tensor_map_encoder();
+  if (enc == nullptr) return false;
+  const cuuint64_t dims[4] = {cuuint64_t(d), cuuint64_t(n), cuuint64_t(heads), cuuint64_t(batch)};
+  // Strides of extent-1 dimensions are never used: keep them valid for the encoder.
+  auto fix = [](int64_t stride, int64_t extent) -> cuuint64_t {
+    if (extent <= 1 && (stride <= 0 || stride % 16 != 0)) return 16;
+    return cuuint64_t(stride);
+  };
+  const cuuint64_t strides[3] = {fix(sn * 2, n), fix(sh * 2, heads), fix(sb * 2, batch)};
+  const cuuint32_t box[4] = {64, 128, 1, 1};
+  const cuuint32_t estr[4] = {1, 1, 1, 1};
+  const CUresult r = enc(map, dt, 4, const_cast<void*>(ptr), dims, strides, box, estr,
+                         CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                         CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  return r == CUDA_SUCCESS;
+}
+
+// Tuning switch (0/1) for measurements; unset means the default. Only
+// PRISM_SM90_PINGPONG=1: the two consumer warpgroups take turns issuing their
+// GEMMs (FlashAttention-3's ping-pong); measured within noise of the default
+// on H100 (d=128: dense -1..2%, 20% sparse +1..-4%), so it stays off.
+inline int env_flag(const char* name, int dflt) {
+  const char* e = std::getenv(name);
+  return (e != nullptr && (e[0] == '0' || e[0] == '1')) ? e[0] - '0' : dflt;
+}
+
+template <typename T, int D>
+cudaError_t launch_fwd_impl(const FwdParams& p, cudaStream_t stream) {
+  using KT = Sm90Traits<D>;
+  Sm90Params prm;
+  prm.p = p;
+  prm.p.n_mtiles = (p.nq + kBlockM - 1) / kBlockM;
+  const int64_t grid = int64_t(p.batch) * p.hq * prm.p.n_mtiles;
+  if (grid <= 0) return cudaSuccess;
+  if (grid > 0x7fffffff) return cudaErrorInvalidConfiguration;
+  const CUtensorMapDataType dt = std::is_same_v<T, __nv_bfloat16> ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16
+                                                                  : CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
+  if (!encode_qkv_map(&prm.tq, dt, p.q, D, p.nq, p.hq, p.batch, p.q_sn, p.q_sh, p.q_sb) ||
+      !encode_qkv_map(&prm.tk, dt, p.k, D, p.nk, p.hkv, p.batch, p.k_sn, p.k_sh, p.k_sb) ||
+      !encode_qkv_map(&prm.tv, dt, p.v, D, p.nk, p.hkv, p.batch, p.v_sn, p.v_sh, p.v_sb))
+    return cudaErrorNotSupported;
+  prm.pingpong = env_flag("PRISM_SM90_PINGPONG", 0);
+  auto kernel = attn_fwd_sm90_kernel<T, D>;
+  constexpr int smem = KT::kSmemBytes;
+  cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+  if (e != cudaSuccess) return e;
+  kernel<<<static_cast<unsigned>(grid), KT::kThreads, smem, stream>>>(prm);
+  return cudaGetLastError();
+}
+
+template <typename T, int D>
+cudaError_t kernel_image_ok_impl(bool* ok) {
+  cudaFuncAttributes a{};
+  cudaError_t e = cudaFuncGetAttributes(&a, attn_fwd_sm90_kernel<T, D>);
+  if (e != cudaSuccess) {
+    *ok = false;
+    return e;
+  }
+  *ok = a.sharedSizeBytes > 0 && a.binaryVersion >= 90;
+  return cudaSuccess;
+}
+
+}  // namespace prism::cuda::attn::sm90
+
+namespace prism::cuda::attn::sm90 {
+template <typename T, int D>
+cudaError_t launch_fwd(const FwdParams& p, cudaStream_t stream) {
+  return launch_fwd_impl<T, D>(p, stream);
+}
+template <typename T, int D>
+cudaError_t kernel_image_ok(bool* ok) {
+  return kernel_image_ok_impl<T, D>(ok);
+}
+}  // namespace prism::cuda::attn::sm90
+
+// One explicit instantiation file per (dtype, head dim) keeps compile units small.
+#define PRISM_ATTN_SM90_INSTANTIATE(T, D)                                                    \
+  template cudaError_t prism::cuda::attn::sm90::launch_fwd<T, D>(                            \
+      const prism::cuda::attn::FwdParams&, cudaStream_t);                                    \
+  template cudaError_t prism::cuda::attn::sm90::kernel_image_ok<T, D>(bool*);
