@@ -177,6 +177,35 @@ describeGpu('CUDA backend', () => {
     m.dispose();
   });
 
+  // On Hopper the automatic dispatch takes the sm90 wgmma kernel for blocks
+  // 128/256; PRISM_ATTENTION_PATH=sm80 (read on every call) keeps the
+  // portable kernel under test there too.
+  test.each([
+    [128, 'bfloat16', 128],
+    [256, 'float16', 64],
+  ] as const)('portable sm80 path forced: block %i %s d=%i vs reference', async (block, dtype, d) => {
+    const vc: ValidationCase = {
+      name: 'sm80 forced',
+      kind: 'structured',
+      dims: { batch: 2, hq: 8, hkv: 2, nq: 517, nk: 901, d },
+      dtype,
+      layout: 'bnhd',
+      opts: { block },
+      seed: 31,
+    };
+    const before = process.env.PRISM_ATTENTION_PATH;
+    process.env.PRISM_ATTENTION_PATH = 'sm80';
+    try {
+      const r = await runCase(vc, 'cuda');
+      expect(r.failures).toEqual([]);
+      expect(r.sparseRelError).toBeLessThanOrEqual(TOLERANCES[dtype]);
+      expect(r.denseRelError).toBeLessThanOrEqual(TOLERANCES[dtype]);
+    } finally {
+      if (before === undefined) delete process.env.PRISM_ATTENTION_PATH;
+      else process.env.PRISM_ATTENTION_PATH = before;
+    }
+  });
+
   test('validate() on cuda passes', async () => {
     const rep = await validate({ device: 'cuda', quick: true });
     expect(rep.cases.filter((c) => !c.passed).map((c) => `${c.name} ${c.dtype}: ${c.failures.join('; ')}`)).toEqual([]);
