@@ -306,7 +306,7 @@ __global__ void __launch_bounds__(256) temps_kernel(const TempArgs a) {
 // ----------------------------------------------------------------------------
 // 3. scores + selection
 constexpr int kSelThreads = 256;
-constexpr int kTC = 64;     // key blocks per score tile
+constexpr int kTC = 128;    // key blocks per score tile (each thread: 4 rows x 2 of them)
 constexpr int kKC = 32;     // band dims per score tile
 constexpr int kMaxRows = 16;
 constexpr int kKsStride = kTC + 1;      // scalar tiles: [kKC dims][kTC + 1]
@@ -628,7 +628,7 @@ __global__ void __launch_bounds__(kSelThreads, 2) select_kernel(const SelArgs a)
   const int vmax = min(imax + a.off + 1, a.nk);
   for (int x = t; x < a.M * a.W; x += kSelThreads) bits[x] = 0u;
   const float* kb = a.kbar + bk * a.nk * a.d;
-  const int col = t & (kTC - 1), rg = t / kTC;
+  const int col = t & (kTC / 2 - 1), rg = t / (kTC / 2);  // columns col and col + kTC/2
   // query (b, head, block) of local row r
   auto row_head = [&](int r) { return hk * a.G + (row0 + r) % a.G; };
   auto row_blk = [&](int r) { return (row0 + r) / a.G; };
@@ -656,8 +656,16 @@ __global__ void __launch_bounds__(kSelThreads, 2) select_kernel(const SelArgs a)
     // cp.async so the L2 latency of the next tile hides behind this one.
     const int nkc = (D + kKC - 1) / kKC;
     const int ntiles = ((vmax + kTC - 1) / kTC) * nkc;
-    auto issue = [&](int tile, int buf) {
-      const int c0 = (tile / nkc) * kTC, k0 = (tile % nkc) * kKC;
+    // Tiles run key-block tile major, dim chunk minor; (tc, kc) counters
+    // instead of a division per tile.
+    auto advance = [nkc](int& tc, int& kc) {
+      if (++kc == nkc) {
+        kc = 0;
+        ++tc;
+      }
+    };
+    auto issue = [&](int tc, int kc, int buf) {
+      const int c0 = tc * kTC, k0 = kc * kKC;
       float* dst = ks + buf * kTileFloats;
       if (a.vec4) {  // [key block][dims], 16-byte chunks (a chunk never straddles a band range)
         for (int x = t; x < kTC * (kKC / 4); x += kSelThreads) {
@@ -679,59 +687,77 @@ __global__ void __launch_bounds__(kSelThreads, 2) select_kernel(const SelArgs a)
       __pipeline_commit();
     };
     const bool active = rg * 4 < nrows;  // warp-uniform: rg is constant per warp
-    float acc0 = 0.f, acc1 = 0.f, acc2 = 0.f, acc3 = 0.f;
-    issue(0, 0);
+    float acc[2][4] = {};
+    int cur_t = 0, cur_k = 0, nxt_t = 0, nxt_k = 0;
+    issue(0, 0, 0);
+    advance(nxt_t, nxt_k);
     for (int tile = 0; tile < ntiles; ++tile) {
       const int buf = tile & 1;
       if (tile + 1 < ntiles) {
-        issue(tile + 1, buf ^ 1);
+        issue(nxt_t, nxt_k, buf ^ 1);
+        advance(nxt_t, nxt_k);
         __pipeline_wait_prior(1);
       } else {
         __pipeline_wait_prior(0);
       }
       __syncthreads();
-      const int c0 = (tile / nkc) * kTC, k0 = (tile % nkc) * kKC;
-      if (k0 == 0) { acc0 = acc1 = acc2 = acc3 = 0.f; }
+      const int c0 = cur_t * kTC, k0 = cur_k * kKC;
+      advance(cur_t, cur_k);
+      if (k0 == 0) {
+#pragma unroll
+        for (int h = 0; h < 2; ++h)
+#pragma unroll
+          for (int rr = 0; rr < 4; ++rr) acc[h][rr] = 0.f;
+      }
       if (active) {
         const int kn = min(kKC, D - k0);
         const float4* q4 = reinterpret_cast<const float4*>(qs + k0 * kMaxRows) + rg;
         if (a.vec4) {
-          const float* kt = ks + buf * kTileFloats + col * kKs4Stride;
-#pragma unroll 4
+          const float* kt0 = ks + buf * kTileFloats + col * kKs4Stride;
+          const float* kt1 = kt0 + (kTC / 2) * kKs4Stride;
+#pragma unroll 2
           for (int kk = 0; kk < kn; kk += 4) {
-            const float4 kv = *reinterpret_cast<const float4*>(kt + kk);
-            const float4 qa = q4[(kk + 0) * (kMaxRows / 4)];
-            const float4 qb = q4[(kk + 1) * (kMaxRows / 4)];
-            const float4 qc = q4[(kk + 2) * (kMaxRows / 4)];
-            const float4 qd = q4[(kk + 3) * (kMaxRows / 4)];
-            acc0 = fmaf(qa.x, kv.x, acc0); acc1 = fmaf(qa.y, kv.x, acc1);
-            acc2 = fmaf(qa.z, kv.x, acc2); acc3 = fmaf(qa.w, kv.x, acc3);
-            acc0 = fmaf(qb.x, kv.y, acc0); acc1 = fmaf(qb.y, kv.y, acc1);
-            acc2 = fmaf(qb.z, kv.y, acc2); acc3 = fmaf(qb.w, kv.y, acc3);
-            acc0 = fmaf(qc.x, kv.z, acc0); acc1 = fmaf(qc.y, kv.z, acc1);
-            acc2 = fmaf(qc.z, kv.z, acc2); acc3 = fmaf(qc.w, kv.z, acc3);
-            acc0 = fmaf(qd.x, kv.w, acc0); acc1 = fmaf(qd.y, kv.w, acc1);
-            acc2 = fmaf(qd.z, kv.w, acc2); acc3 = fmaf(qd.w, kv.w, acc3);
+            const float4 k0v = *reinterpret_cast<const float4*>(kt0 + kk);
+            const float4 k1v = *reinterpret_cast<const float4*>(kt1 + kk);
+            const float kv[2][4] = {{k0v.x, k0v.y, k0v.z, k0v.w}, {k1v.x, k1v.y, k1v.z, k1v.w}};
+#pragma unroll
+            for (int u = 0; u < 4; ++u) {
+              const float4 qv = q4[(kk + u) * (kMaxRows / 4)];
+#pragma unroll
+              for (int h = 0; h < 2; ++h) {
+                acc[h][0] = fmaf(qv.x, kv[h][u], acc[h][0]);
+                acc[h][1] = fmaf(qv.y, kv[h][u], acc[h][1]);
+                acc[h][2] = fmaf(qv.z, kv[h][u], acc[h][2]);
+                acc[h][3] = fmaf(qv.w, kv[h][u], acc[h][3]);
+              }
+            }
           }
         } else {
           const float* kt = ks + buf * kTileFloats;
-#pragma unroll 8
+#pragma unroll 4
           for (int kk = 0; kk < kn; ++kk) {
-            const float kv = kt[kk * kKsStride + col];
             const float4 qv = q4[kk * (kMaxRows / 4)];
-            acc0 = fmaf(qv.x, kv, acc0);
-            acc1 = fmaf(qv.y, kv, acc1);
-            acc2 = fmaf(qv.z, kv, acc2);
-            acc3 = fmaf(qv.w, kv, acc3);
+#pragma unroll
+            for (int h = 0; h < 2; ++h) {
+              const float kv = kt[kk * kKsStride + col + h * (kTC / 2)];
+              acc[h][0] = fmaf(qv.x, kv, acc[h][0]);
+              acc[h][1] = fmaf(qv.y, kv, acc[h][1]);
+              acc[h][2] = fmaf(qv.z, kv, acc[h][2]);
+              acc[h][3] = fmaf(qv.w, kv, acc[h][3]);
+            }
           }
         }
-        const int j = c0 + col;
-        if (k0 + kKC >= D && j < vmax) {
-          const float accs[4] = {acc0, acc1, acc2, acc3};
+        if (k0 + kKC >= D) {
 #pragma unroll
-          for (int rr = 0; rr < 4; ++rr) {
-            const int r = rg * 4 + rr;
-            if (r < nrows) lg[(size_t)r * a.LS + j] = accs[rr] / scr[rr];
+          for (int h = 0; h < 2; ++h) {
+            const int j = c0 + col + h * (kTC / 2);
+            if (j < vmax) {
+#pragma unroll
+              for (int rr = 0; rr < 4; ++rr) {
+                const int r = rg * 4 + rr;
+                if (r < nrows) lg[(size_t)r * a.LS + j] = acc[h][rr] / scr[rr];
+              }
+            }
           }
         }
       }
