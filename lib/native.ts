@@ -38,7 +38,7 @@ export interface DeviceInfo {
   minor: number;
   multiProcessors: number;
   totalMemory: number;
-  /** Attention kernel path taken on this device, e.g. 'sm80-mma'. */
+  /** Attention kernel path taken on this device: 'sm90-wgmma' (Hopper) or 'sm80-mma'. */
   attentionPath: string;
 }
 
