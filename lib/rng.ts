@@ -2,12 +2,16 @@
 // arithmetic in JS) seeded through splitmix32. Deterministic across platforms:
 // the same seed gives the same stream everywhere.
 
+// A module-level binding: looking Math.imul up per element is slow inside
+// test sandboxes (a separate realm), where the generators also run.
+const imul = Math.imul;
+
 /** splitmix32 step; returns [nextState, output]. */
 function splitmix32(state: number): [number, number] {
   const s = (state + 0x9e3779b9) | 0;
   let z = s;
-  z = Math.imul(z ^ (z >>> 16), 0x85ebca6b);
-  z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35);
+  z = imul(z ^ (z >>> 16), 0x85ebca6b);
+  z = imul(z ^ (z >>> 13), 0xc2b2ae35);
   z ^= z >>> 16;
   return [s, z >>> 0];
 }
@@ -16,9 +20,9 @@ function splitmix32(state: number): [number, number] {
 export function mixSeed(seed: number, ...ids: number[]): number {
   let h = (Math.floor(seed) ^ Math.floor(seed / 4294967296) * 0x27d4eb2d) | 0;
   for (const id of ids) {
-    h = Math.imul(h ^ (id | 0), 0x9e3779b1);
+    h = imul(h ^ (id | 0), 0x9e3779b1);
     h ^= h >>> 15;
-    h = Math.imul(h, 0x85ebca77);
+    h = imul(h, 0x85ebca77);
     h ^= h >>> 13;
   }
   return h >>> 0;
@@ -120,8 +124,8 @@ export class Rng {
     const s1 = this.s1;
     const s2 = this.s2;
     const s3 = this.s3;
-    const m = Math.imul(s1, 5);
-    const r = Math.imul((m << 7) | (m >>> 25), 9);
+    const m = imul(s1, 5);
+    const r = imul((m << 7) | (m >>> 25), 9);
     const t = s1 << 9;
     const n2 = s2 ^ s0;
     const n3 = s3 ^ s1;
@@ -187,8 +191,8 @@ export class Rng {
     let s3 = this.s3;
     const t = this.table;
     for (let i = 0; i < n; i++) {
-      const m = Math.imul(s1, 5);
-      const u = Math.imul((m << 7) | (m >>> 25), 9) >>> 0;
+      const m = imul(s1, 5);
+      const u = imul((m << 7) | (m >>> 25), 9) >>> 0;
       const sh = s1 << 9;
       const n2 = s2 ^ s0;
       const n3 = s3 ^ s1;

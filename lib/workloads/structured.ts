@@ -18,11 +18,24 @@
 //    a ~1-2 logit bump under the low-frequency content and misses the diagonal;
 //    Prism's high band, whose temperature is scaled by the little energy the band
 //    keeps after pooling, amplifies it and selects the diagonal's blocks.
-//  - recency on the LOW-frequency pairs [d/2 - recencyPairs, d/2): keys carry c_g
-//    there too, queries w_r c_g, giving a logit that falls about linearly in
-//    log(distance) beyond ~700 tokens (density falls as the context grows).
+//  - recency on the LOW-frequency pairs [d/2 - recencyPairs, d/2) (at d = 128,
+//    base 5e5: coherence lengths 1/theta_p from ~700 to ~4e5 tokens): keys carry
+//    c_g there too; a query head draws a horizon x0 (log-uniform in
+//    `recencyHorizon`, x the kind's horizon factor) and puts equal weight on the
+//    recency pairs with 1/theta_p >= x0. Each pair stops contributing once the
+//    distance passes its 1/theta_p, so the logit is flat up to ~x0 and then falls
+//    linearly in log(distance) with slope `recencySlope` (x kind factor, jittered):
+//    weight ~ distance^-slope. With slope > 1 the far past holds a bounded share of
+//    the mass, so the number of blocks a row needs stops growing with length and
+//    the density of these heads falls about like 1/N (what real prefill shows:
+//    sink + window + a few slashes/segments, length-independent). A slope < 1
+//    (diffuse heads) keeps a fixed fraction of the mass spread over all blocks,
+//    i.e. a density that stays high: these heads set the density floor at 128K.
 //  - topics: the sequence is cut into segments (mean `segmentLength` tokens);
-//    keys of segment m carry 0.5 T_m on the lowest `topicPairs` pairs. Queries
+//    keys of segment m carry 0.5 T_m on the lowest `topicPairs` pairs (3d/16: the
+//    random overlap of a query's topic with unrelated segments, std ~ strength /
+//    sqrt(2 topicPairs), stays small, so unrelated segments do not add a growing
+//    diffuse share at long lengths). Queries
 //    carry their own segment's topic (RoPE applied like the keys) and, for
 //    retrieval heads, the topic of one earlier segment anchored at its centre c
 //    (added after RoPE as R(theta c) T_src, so it matches at any distance).
@@ -33,20 +46,33 @@
 //    key noise times a large structured query gives random per-token logit spikes
 //    that no block-level selection can predict (rows with near-zero recall and a
 //    relative output error dominated by a few rows). v is Gaussian (vStd).
-// Head kinds (fractions in `headMix`) and their strengths (x base, jittered
-// 0.8-1.2 per head):
-//  - 'local': sharp window 1x localStrength, recency 1x, own topic 1x, sink 1x;
+// Head kinds (fractions in `headMix`, default local .3, slash .25, retrieval .25,
+// diffuse .2) and their strengths (x base, jittered 0.8-1.2 per head):
+//  - 'local': sharp window 1x localStrength, recency slope 1x, horizon 1x, own
+//    topic 1x, sink 1x;
 //  - 'slash': one or two diagonals at offsets from `slashOffsets`, slashStrength
 //    (large: the peak must beat the RoPE side lobes of the few core pairs), a
-//    half-strength window, recency 0.5x, a strong own topic (2.5x: the pooled
-//    score is confident about the own segment, so a diagonal pointing elsewhere
-//    is found only by the high band);
-//  - 'retrieval': long-range topic lookup (retrievalStrength), weak window and
-//    recency: found by both estimators;
-//  - 'diffuse': weak everything: most blocks are needed, by both estimators.
-// Measured (CPU backend, 8 q / 2 kv heads, d 128, bf16, block 128, tau 0.95):
-// at 8K Prism 41% density, mass recall 0.98 (min 0.79), rel err 0.06, meanpool
-// 41%, 0.95 (min 0.23), 0.24; 128K about 23% for both (estimation only).
+//    half-strength window, recency slope 1x with a SHORT horizon (0.5x: the
+//    low-frequency view of the row is confident about the recent ~1-2K tokens, so
+//    a diagonal further back is found only by Prism's high band), own topic 1x.
+//    (A weaker recency on these heads, slope < 1, makes their density flat with
+//    length; a much stronger low band makes the calibrated high band so sharp that
+//    it keeps only one of the two key blocks a diagonal straddles.)
+//  - 'retrieval': long-range topic lookup (retrievalStrength), weak window,
+//    recency slope 0.8x: found by both estimators;
+//  - 'diffuse': weak everything, recency slope 0.45x (< 1): most blocks are needed
+//    at every length, by both estimators.
+// Density per head kind (CPU backend, 4 q / 1 kv head, d 128, bf16, block 128,
+// tau 0.95, Prism) at 8K / 32K / 128K: local ~70/24/9%, slash ~37/11/6%,
+// retrieval ~29/13/8%, diffuse ~95/87/82%; with the default mix the overall
+// density falls ~50% -> ~28% -> ~21% like real long-context prefill (the paper:
+// 56/30/21% at ~95-96% recall). Measured figures: docs/benchmarks.md.
+// Known limitation of any block-level selection (Prism and meanpool alike): a
+// query block that straddles a topic boundary shares one selection; on a
+// retrieval head the minority rows of that block look up a different source
+// segment than the majority, so their recall can be near 0 (a few rows in 1e4).
+// Likewise a slash diagonal that straddles two key blocks: rows whose diagonal
+// falls in the block with the smaller pooled share may lose it.
 //
 // Speed: tight loops over typed arrays, cos/sin tables, a one-draw approximate
 // normal (Rng.fastNormal); float16/bfloat16 output is written directly as bits.
@@ -79,7 +105,7 @@ export interface StructuredWorkloadOptions {
   ropeBase?: number;
   /** RoPE pair layout. Default 'half'. */
   ropeLayout?: RopeLayout;
-  /** Fractions of query heads of each kind (normalised). Default local .3, slash .3, retrieval .25, diffuse .15. */
+  /** Fractions of query heads of each kind (normalised). Default local .3, slash .25, retrieval .25, diffuse .2. */
   headMix?: Partial<Record<HeadKind, number>>;
   /**
    * Rotary pairs, from the highest frequency down, that carry the sharp positional
@@ -112,13 +138,25 @@ export interface StructuredWorkloadOptions {
   slashStrength?: number;
   /** Candidate slash offsets in tokens (each slash head takes one or two). Default [64, 200, 640, 1500, 3000]. */
   slashOffsets?: number[];
-  /** Recency logit (distance 0 vs the far past) of a 'local' head; other kinds take a fraction. Default 8. */
-  recencyStrength?: number;
-  /** Number of lowest-frequency rotary pairs carrying topics and sinks. Default d/8. */
+  /**
+   * Recency decay of a 'local' head beyond its horizon, in logit per e-fold of
+   * distance (the attention weight falls like distance^-slope); other kinds take a
+   * multiple (see the file comment). Above 1 the far past holds a bounded share of
+   * the mass, so the selected block count stops growing with length. Default 2.
+   */
+  recencySlope?: number;
+  /**
+   * Range [lo, hi] in tokens of the per-head recency horizon (log-uniform per
+   * head): the recency logit is flat up to about the horizon and decays beyond.
+   * Horizons below the coherence length of the fastest recency pair (~700
+   * tokens at d = 128, base 5e5) act like it. Default [1024, 4096].
+   */
+  recencyHorizon?: [number, number];
+  /** Number of lowest-frequency rotary pairs carrying topics and sinks. Default 3d/16. */
   topicPairs?: number;
   /** Mean topic segment length in tokens (uniform in [0.5, 1.5] x this). Default 1536. */
   segmentLength?: number;
-  /** Peak logit of a retrieval head on its source segment. Default 10. */
+  /** Peak logit of a retrieval head on its source segment. Default 8. */
   retrievalStrength?: number;
   /** Logit of a query on keys of its own segment (all heads, scaled per kind). Default 2. */
   selfTopicStrength?: number;
@@ -159,7 +197,8 @@ interface Resolved {
   localStrength: number;
   slashStrength: number;
   slashOffsets: number[];
-  recencyStrength: number;
+  recencySlope: number;
+  recencyHorizon: [number, number];
   topicPairs: number;
   segmentLength: number;
   retrievalStrength: number;
@@ -185,7 +224,7 @@ function resolve(o: StructuredWorkloadOptions): Resolved {
     dtype: o.dtype ?? 'float32',
     ropeBase: o.ropeBase ?? 500000,
     ropeLayout: o.ropeLayout ?? 'half',
-    headMix: { local: 0.3, slash: 0.3, retrieval: 0.25, diffuse: 0.15, ...(o.headMix ?? {}) },
+    headMix: { local: 0.3, slash: 0.25, retrieval: 0.25, diffuse: 0.2, ...(o.headMix ?? {}) },
     sharpPairs: o.sharpPairs ?? Math.max(1, Math.floor(d / 4)),
     sharpCorePairs: o.sharpCorePairs ?? Math.max(1, Math.floor(d / 8)),
     sharpTailPairs: o.sharpTailPairs ?? Math.floor((3 * d) / 32),
@@ -194,10 +233,11 @@ function resolve(o: StructuredWorkloadOptions): Resolved {
     localStrength: o.localStrength ?? 10,
     slashStrength: o.slashStrength ?? 20,
     slashOffsets: o.slashOffsets ?? [64, 200, 640, 1500, 3000],
-    recencyStrength: o.recencyStrength ?? 8,
-    topicPairs: o.topicPairs ?? Math.max(1, Math.floor(d / 8)),
+    recencySlope: o.recencySlope ?? 2,
+    recencyHorizon: o.recencyHorizon ?? [1024, 4096],
+    topicPairs: o.topicPairs ?? Math.max(1, Math.floor((3 * d) / 16)),
     segmentLength: o.segmentLength ?? 1536,
-    retrievalStrength: o.retrievalStrength ?? 10,
+    retrievalStrength: o.retrievalStrength ?? 8,
     selfTopicStrength: o.selfTopicStrength ?? 2,
     sinkTokens: o.sinkTokens ?? 4,
     sinkStrength: o.sinkStrength ?? 6,
@@ -215,6 +255,10 @@ function resolve(o: StructuredWorkloadOptions): Resolved {
   if (!intIn(r.sharpTailPairs, 0, r.sharpPairs - r.sharpCorePairs)) throw new RangeError('sharpTailPairs must be an integer in [0, sharpPairs - sharpCorePairs]');
   if (!(r.sharpTail >= 0)) throw new RangeError('sharpTail must be >= 0');
   if (!intIn(r.recencyPairs, 1, P)) throw new RangeError(`recencyPairs must be an integer in [1, ${P}]`);
+  if (!(r.recencySlope >= 0)) throw new RangeError('recencySlope must be >= 0');
+  if (r.recencyHorizon.length !== 2 || !(r.recencyHorizon[0] >= 1) || !(r.recencyHorizon[1] >= r.recencyHorizon[0])) {
+    throw new RangeError('recencyHorizon must be [lo, hi] with 1 <= lo <= hi');
+  }
   if (!intIn(r.topicPairs, 1, P)) throw new RangeError(`topicPairs must be an integer in [1, ${P}]`);
   if (r.segmentLength < 1) throw new RangeError('segmentLength must be >= 1');
   if (r.slashOffsets.length === 0 || r.slashOffsets.some((x) => !Number.isFinite(x) || x < 0)) {
@@ -241,11 +285,11 @@ export function assignHeadKinds(hq: number, mix: Record<HeadKind, number>, seed:
 }
 
 /** Per-kind multipliers of the base strengths (see the file comment). */
-const KIND_WEIGHTS: Record<HeadKind, { local: number; slash: number; recency: number; self: number; retrieval: number; sink: number }> = {
-  local: { local: 1, slash: 0, recency: 1, self: 1, retrieval: 0, sink: 1 },
-  slash: { local: 0.5, slash: 1, recency: 0.5, self: 2.5, retrieval: 0, sink: 1 },
-  retrieval: { local: 0.3, slash: 0, recency: 0.25, self: 0.5, retrieval: 1, sink: 1 },
-  diffuse: { local: 0.15, slash: 0, recency: 0.1, self: 0.5, retrieval: 0, sink: 0.5 },
+const KIND_WEIGHTS: Record<HeadKind, { local: number; slash: number; recency: number; horizon: number; self: number; retrieval: number; sink: number }> = {
+  local: { local: 1, slash: 0, recency: 1, horizon: 1, self: 1, retrieval: 0, sink: 1 },
+  slash: { local: 0.5, slash: 1, recency: 1, horizon: 0.5, self: 1, retrieval: 0, sink: 1 },
+  retrieval: { local: 0.3, slash: 0, recency: 0.8, horizon: 1, self: 0.5, retrieval: 1, sink: 1 },
+  diffuse: { local: 0.15, slash: 0, recency: 0.6, horizon: 1, self: 0.5, retrieval: 0, sink: 0.5 },
 };
 
 /**
@@ -293,12 +337,6 @@ export function structuredWorkload(opts: StructuredWorkloadOptions = {}): Struct
   for (let p = 0; p < sp; p++) {
     qProfile[p] = p < o.sharpCorePairs ? 1 : p >= sp - o.sharpTailPairs ? o.sharpTail : 0;
     qProfileSum += qProfile[p];
-  }
-  let nSharp = 0;
-  let nRec = 0;
-  for (let p = 0; p < P; p++) {
-    if (isSharp(p)) nSharp++;
-    if (isRec(p)) nRec++;
   }
 
   // RoPE tables for the structured pairs: [N, SP]
@@ -363,7 +401,6 @@ export function structuredWorkload(opts: StructuredWorkloadOptions = {}): Struct
       // |c|^2 over the sharp pairs and over the recency pairs (a pair in both counts in both)
       // (sharp: weighted by the query's pair profile, so that the peak logit is the given one)
       const sharpNorm2 = 2 * qProfileSum;
-      const recNorm2 = 2 * nRec;
       // topics T_m on pairs [topic0, P): unit-rms per dim
       const tx = new Float64Array(nSeg * tp);
       const ty = new Float64Array(nSeg * tp);
@@ -407,7 +444,9 @@ export function structuredWorkload(opts: StructuredWorkloadOptions = {}): Struct
             wts.push(kw.slash * o.slashStrength * jitter());
           }
         }
-        const recW = kw.recency * o.recencyStrength * jitter();
+        const recSlope = kw.recency * o.recencySlope * jitter();
+        const [h0, h1] = o.recencyHorizon;
+        const horizon = kw.horizon * h0 * Math.pow(h1 / h0, rngQ.uniform());
         const selfW = kw.self * o.selfTopicStrength * jitter();
         const retW = kw.retrieval * o.retrievalStrength * jitter();
         const sinkW = kw.sink * o.sinkStrength * jitter();
@@ -425,8 +464,16 @@ export function structuredWorkload(opts: StructuredWorkloadOptions = {}): Struct
             ay[p] += w * (cx[p] * sn + cy[p] * cs);
           }
         }
-        const wr = (recW * sqrtD) / recNorm2;
-        for (let p = rec0; p < P; p++) {
+        // recency: equal weight on the recency pairs slower than the horizon
+        // (theta_p * horizon <= 1; at least the slowest pair). Pair p stays coherent
+        // up to distance ~1/theta_p, so the logit falls by about R / nH per
+        // factor 1/ratio of distance: R = slope * ln(1 / (theta_slowest * horizon)).
+        let rFirst = P - 1;
+        while (rFirst > rec0 && theta[rFirst - 1] * horizon <= 1) rFirst--;
+        const nH = P - rFirst;
+        const recLogit = recSlope * Math.max(1, Math.log(1 / (theta[P - 1] * horizon)));
+        const wr = (recLogit * sqrtD) / (2 * nH);
+        for (let p = rFirst; p < P; p++) {
           ax[p] += wr * cx[p];
           ay[p] += wr * cy[p];
         }
