@@ -122,7 +122,7 @@ export const GPU_DEFAULTS: Readonly<Defaults> = Object.freeze({
 });
 
 export const CPU_DEFAULTS: Readonly<Defaults> = Object.freeze({
-  seq: [1024, 2048],
+  seq: [2048, 8192],
   batch: 1,
   heads: 4,
   kvHeads: 1,
@@ -197,7 +197,7 @@ export function usage(): string {
   lines.push('');
   lines.push('Defaults with a GPU:   --seq 8k,32k,128k --heads 32 --kv-heads 8 --head-dim 128 --dtype bf16');
   lines.push('                       --warmup 2 --iters 5 --recall-rows 256');
-  lines.push('Defaults on the CPU:   --seq 1k,2k --heads 4 --kv-heads 1 --head-dim 64 --dtype bf16');
+  lines.push('Defaults on the CPU:   --seq 2k,8k --heads 4 --kv-heads 1 --head-dim 64 --dtype bf16');
   lines.push('                       --warmup 1 --iters 2 --recall-rows 64');
   lines.push('When only --heads is given, --kv-heads defaults to gcd(heads, default kv heads).');
   lines.push('');

@@ -168,7 +168,7 @@ describe('defaults', () => {
   test('CPU: small sizes', () => {
     const c = resolveConfig(parseArgs([]), 'cpu');
     expect(c).toMatchObject({
-      backend: 'cpu', seq: [1024, 2048], heads: 4, kvHeads: 1, headDim: 64, iters: 2, cpuDefaults: true,
+      backend: 'cpu', seq: [2048, 8192], heads: 4, kvHeads: 1, headDim: 64, iters: 2, cpuDefaults: true,
     });
     expect(c.iters).toBe(CPU_DEFAULTS.iters);
     // sizing anything by hand turns the "CPU defaults" notice off
