@@ -6,6 +6,7 @@ import { runCase, validate, prepareCase, TOLERANCES, type ValidationCase } from 
 import { relativeError, maxAbsError, bnhdToBhnd } from '../lib/validate';
 import { countNonFinite, mismatchedRows } from './helpers/compare';
 import { tensor, empty } from '../lib/tensor';
+import { info } from '../lib/native';
 import { estimate, attention, prefill } from '../lib/ops';
 import { referenceAttention, referenceEstimate, defaultResolvedOptions } from '../lib/reference';
 import { resolveEstimateOptions } from '../lib/options';
@@ -203,6 +204,14 @@ describeGpu('CUDA backend', () => {
     } finally {
       if (before === undefined) delete process.env.PRISM_ATTENTION_PATH;
       else process.env.PRISM_ATTENTION_PATH = before;
+    }
+  });
+
+  test('info() names the attention path the device takes', () => {
+    const i = info();
+    for (const dev of i.devices) {
+      const hopper = dev.major === 9 && dev.minor === 0 && i.cudaArchs.split(',').includes('sm_90a');
+      expect(dev.attentionPath).toBe(hopper ? 'sm90-wgmma' : 'sm80-mma');
     }
   });
 
