@@ -406,6 +406,28 @@ __device__ __forceinline__ Decision search_finish(const Search& st, uint32_t my,
   return dc;
 }
 
+// Keep decision for one 32-key word of a row (j = 32 * word + lane): ORs the
+// kept keys into bits[word]. `run` counts the keys == v* met in earlier words
+// (ties are kept in index order).
+__device__ __forceinline__ void keep_word(const Decision& dc, bool valid, uint32_t key, uint32_t& run,
+                                          uint32_t* bits_word) {
+  const int lane = threadIdx.x & 31;
+  bool keep;
+  if (dc.mode == 0) {
+    keep = false;
+  } else if (dc.mode == 1) {
+    keep = valid;
+  } else {
+    const bool eq = valid && key == dc.vstar;
+    const uint32_t bal = __ballot_sync(kFull, eq);
+    const uint32_t rank = run + __popc(bal & ((1u << lane) - 1u));
+    run += __popc(bal);
+    keep = valid && (key > dc.vstar || (eq && rank < dc.meq));
+  }
+  const uint32_t word = __ballot_sync(kFull, keep);
+  if (lane == 0) *bits_word |= word;
+}
+
 template <int NPL>
 __device__ void select_row_reg(float* L, int V, uint32_t T, bool topk, uint32_t* bits,
                                uint32_t* scratch) {
@@ -487,26 +509,10 @@ __device__ void select_row_reg(float* L, int V, uint32_t T, bool topk, uint32_t*
     __syncwarp();
   }
   uint32_t run = 0;
-  const uint32_t lt = (1u << lane) - 1u;
 #pragma unroll
   for (int e = 0; e < NPL; ++e) {
     if (e * 32 >= V) break;  // warp-uniform
-    const int j = e * 32 + lane;
-    const bool valid = j < V;
-    bool keep;
-    if (dc.mode == 0) {
-      keep = false;
-    } else if (dc.mode == 1) {
-      keep = valid;
-    } else {
-      const bool eq = valid && key[e] == dc.vstar;
-      const uint32_t bal = __ballot_sync(kFull, eq);
-      const uint32_t rank = run + __popc(bal & lt);
-      run += __popc(bal);
-      keep = valid && (key[e] > dc.vstar || (eq && rank < dc.meq));
-    }
-    const uint32_t word = __ballot_sync(kFull, keep);
-    if (lane == 0) bits[e] |= word;
+    keep_word(dc, e * 32 + lane < V, key[e], run, bits + e);
   }
 }
 
@@ -578,26 +584,11 @@ __device__ void select_row_smem(float* L, int V, uint32_t T, bool topk, uint32_t
     __syncwarp();
   }
   uint32_t run = 0;
-  const uint32_t lt = (1u << lane) - 1u;
   const int nw = (V + 31) / 32;
   for (int e = 0; e < nw; ++e) {
     const int j = e * 32 + lane;
     const bool valid = j < V;
-    bool keep;
-    if (dc.mode == 0) {
-      keep = false;
-    } else if (dc.mode == 1) {
-      keep = valid;
-    } else {
-      const uint32_t kb = valid ? K[j] : 0u;
-      const bool eq = valid && kb == dc.vstar;
-      const uint32_t bal = __ballot_sync(kFull, eq);
-      const uint32_t rank = run + __popc(bal & lt);
-      run += __popc(bal);
-      keep = valid && (kb > dc.vstar || (eq && rank < dc.meq));
-    }
-    const uint32_t word = __ballot_sync(kFull, keep);
-    if (lane == 0) bits[e] |= word;
+    keep_word(dc, valid, valid ? K[j] : 0u, run, bits + e);
   }
 }
 
