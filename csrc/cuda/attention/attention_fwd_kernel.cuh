@@ -16,6 +16,7 @@
 #include "cuda/attention/attention_fwd.h"
 #include "cuda/attention/attention_ptx.cuh"
 #include "cuda/attention/attention_traits.cuh"
+#include "cuda/attention/key_tiles.cuh"
 
 namespace prism::cuda::attn {
 
@@ -76,47 +77,16 @@ __global__ void __launch_bounds__(KT::kThreads, KT::kMinBlocks)
   const int hk = h / p.group;
 
   const int row0 = qt * kBlockM;
-  const int rows_valid = min(kBlockM, p.nq - row0);
-  const int s_lo = (p.nk - p.nq) + row0;   // absolute position of tile row 0
-  const int s_hi = s_lo + rows_valid - 1;   // of the last real row
-  // The tile lies in one query block qb (BLOCK_M divides blk). Its visible key
-  // blocks are j <= qb + (nkb - nqb) (block-level causality, as the lists and
-  // the spec define "visible"; with Nk - Nq not a multiple of blk this can end
-  // before the token-level diagonal), and each row sees keys t <= s, t < Nk.
-  const int qb = row0 / p.blk;
-  const int key_end = min(p.nk, (qb + p.nkb - p.nqb + 1) * p.blk);  // keys >= key_end: never
-  const int key_lim = min(s_hi + 1, key_end);  // keys >= key_lim are never needed
+  const KeyTiles<kBlockM, kBlockN> keys(p, bh, row0, kSparse);
+  const int rows_valid = keys.rows_valid;
+  const int s_lo = keys.s_lo;
+  const int key_end = keys.key_end;
+  const int ntiles = keys.count;
+  auto tile_start = [&](int t) -> int { return keys.start(t); };
 
   const T* gQ = static_cast<const T*>(p.q) + b * p.q_sb + h * p.q_sh + int64_t(row0) * p.q_sn;
   const T* gK = static_cast<const T*>(p.k) + b * p.k_sb + hk * p.k_sh;
   const T* gV = static_cast<const T*>(p.v) + b * p.v_sb + hk * p.v_sh;
-
-  // ---- key tiles of this query tile -----------------------------------------
-  // Sparse: tile t is sub-tile (t & sub_mask) of selected block idx[t >> sub_shift].
-  const int32_t* idx = nullptr;
-  int sub_shift = 0;
-  int ntiles;
-  if constexpr (kSparse) {
-    const int64_t row_id = int64_t(bh) * p.nqb + qb;
-    int cnt = p.counts[row_id];
-    cnt = max(0, min(cnt, p.nkb));
-    idx = p.indices + row_id * p.nkb;
-    sub_shift = __ffs(p.blk / kBlockN) - 1;
-    ntiles = cnt << sub_shift;
-    // Ascending list: tiles past the diagonal / key end form a suffix.
-    while (ntiles > 0) {
-      const int t = ntiles - 1;
-      const int start = idx[t >> sub_shift] * p.blk + ((t & ((1 << sub_shift) - 1)) * kBlockN);
-      if (start < key_lim) break;
-      --ntiles;
-    }
-  } else {
-    ntiles = (key_lim + kBlockN - 1) / kBlockN;
-  }
-  const int sub_mask = (1 << sub_shift) - 1;
-  auto tile_start = [&](int t) -> int {
-    return !kSparse ? t * kBlockN : __ldg(idx + (t >> sub_shift)) * p.blk + (t & sub_mask) * kBlockN;
-  };
 
   // ---- prologue: Q and the first K/V tile ------------------------------------
   copy_tile<KT, kBlockM>(sQ, gQ, p.q_sn, rows_valid, tid);

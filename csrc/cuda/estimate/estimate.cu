@@ -383,9 +383,24 @@ __device__ __forceinline__ void search_step(Search& st, uint32_t mid, uint32_t T
   }
 }
 
-// Finishes the search from <= 32 candidate keys, one per lane (has = lane holds one).
-__device__ __forceinline__ Decision search_finish(const Search& st, uint32_t my, bool has, uint32_t T,
-                                                  bool topk) {
+// Appends the keys of one 32-key word that lie in [lo, hi) to scratch, in index
+// order (the candidates of search_finish).
+__device__ __forceinline__ void gather_word(const Search& st, bool valid, uint32_t key, uint32_t& run,
+                                            uint32_t* scratch) {
+  const int lane = threadIdx.x & 31;
+  const bool c = valid && key >= st.lo && key < st.hi;
+  const uint32_t bal = __ballot_sync(kFull, c);
+  if (c) scratch[run + __popc(bal & ((1u << lane) - 1u))] = key;
+  run += __popc(bal);
+}
+
+// Finishes the search from the <= 32 candidate keys gathered in scratch (run of
+// them; none when the bisection already closed the interval).
+__device__ __forceinline__ Decision search_finish(const Search& st, const uint32_t* scratch, uint32_t run,
+                                                  uint32_t T, bool topk) {
+  const int lane = threadIdx.x & 31;
+  const bool has = lane < (int)run;
+  const uint32_t my = has ? scratch[lane] : 0u;
   Decision dc{2, st.lo, 0u};
   uint32_t gs = st.s_hi;  // W(key > v*)
   if (st.hi - st.lo > 1) {
@@ -492,20 +507,12 @@ __device__ void select_row_reg(float* L, int V, uint32_t T, bool topk, uint32_t*
     }
     // gather the candidates, one per lane
     uint32_t run = 0;
-    const uint32_t lt = (1u << lane) - 1u;
     if (st.hi - st.lo > 1) {
 #pragma unroll
-      for (int e = 0; e < NPL; ++e) {
-        const bool c = e * 32 + lane < V && key[e] >= st.lo && key[e] < st.hi;
-        const uint32_t bal = __ballot_sync(kFull, c);
-        if (c) scratch[run + __popc(bal & lt)] = key[e];
-        run += __popc(bal);
-      }
+      for (int e = 0; e < NPL; ++e) gather_word(st, e * 32 + lane < V, key[e], run, scratch);
       __syncwarp();
     }
-    const bool has = lane < (int)run;
-    const uint32_t my = has ? scratch[lane] : 0u;
-    dc = search_finish(st, my, has, T, topk);
+    dc = search_finish(st, scratch, run, T, topk);
     __syncwarp();
   }
   uint32_t run = 0;
@@ -566,21 +573,14 @@ __device__ void select_row_smem(float* L, int V, uint32_t T, bool topk, uint32_t
       search_step(st, mid, T, s, c);
     }
     uint32_t run = 0;
-    const uint32_t lt = (1u << lane) - 1u;
     if (st.hi - st.lo > 1) {
       for (int base = 0; base < V; base += 32) {
         const int j = base + lane;
-        const uint32_t k = j < V ? K[j] : 0u;
-        const bool c = j < V && k >= st.lo && k < st.hi;
-        const uint32_t bal = __ballot_sync(kFull, c);
-        if (c) scratch[run + __popc(bal & lt)] = k;
-        run += __popc(bal);
+        gather_word(st, j < V, j < V ? K[j] : 0u, run, scratch);
       }
       __syncwarp();
     }
-    const bool has = lane < (int)run;
-    const uint32_t my = has ? scratch[lane] : 0u;
-    dc = search_finish(st, my, has, T, topk);
+    dc = search_finish(st, scratch, run, T, topk);
     __syncwarp();
   }
   uint32_t run = 0;

@@ -23,6 +23,7 @@
 #include <cstdint>
 #include "cuda/attention/attention_fwd.h"
 #include "cuda/attention/attention_ptx.cuh"
+#include "cuda/attention/key_tiles.cuh"
 #include "cuda/attention/sm90/attention_sm90_ptx.cuh"
 
 #ifndef PRISM_SM90_STAGES_D128
@@ -102,37 +103,12 @@ __global__ void __launch_bounds__(384, 1) attn_fwd_sm90_kernel(const __grid_cons
   const int h = bh - b * p.hq;
   const int hk = h / p.group;
   const int row0 = qt * kBlockM;
-  const int rows_valid = min(kBlockM, p.nq - row0);
-  const int s_lo = (p.nk - p.nq) + row0;
-  const int s_hi = s_lo + rows_valid - 1;
-  const int qb = row0 / p.blk;
-  const int key_end = min(p.nk, (qb + p.nkb - p.nqb + 1) * p.blk);
-  const int key_lim = min(s_hi + 1, key_end);
-
-  const bool sparse = p.counts != nullptr;
-  const int32_t* idx = nullptr;
-  int sub_shift = 0;
-  int ntiles;
-  if (sparse) {
-    const int64_t row_id = int64_t(bh) * p.nqb + qb;
-    int cnt = p.counts[row_id];
-    cnt = max(0, min(cnt, p.nkb));
-    idx = p.indices + row_id * p.nkb;
-    sub_shift = __ffs(p.blk / kBlockN) - 1;
-    ntiles = cnt << sub_shift;
-    while (ntiles > 0) {
-      const int t = ntiles - 1;
-      const int start = idx[t >> sub_shift] * p.blk + ((t & ((1 << sub_shift) - 1)) * kBlockN);
-      if (start < key_lim) break;
-      --ntiles;
-    }
-  } else {
-    ntiles = (key_lim + kBlockN - 1) / kBlockN;
-  }
-  const int sub_mask = (1 << sub_shift) - 1;
-  auto tile_start = [&](int t) -> int {
-    return !sparse ? t * kBlockN : __ldg(idx + (t >> sub_shift)) * p.blk + (t & sub_mask) * kBlockN;
-  };
+  const KeyTiles<kBlockM, kBlockN> keys(p, bh, row0, p.counts != nullptr);
+  const int rows_valid = keys.rows_valid;
+  const int s_lo = keys.s_lo;
+  const int key_end = keys.key_end;
+  const int ntiles = keys.count;
+  auto tile_start = [&](int t) -> int { return keys.start(t); };
 
   if (tid == 0) {
     mbar_init(bar_q, 1);
@@ -269,6 +245,22 @@ __global__ void __launch_bounds__(384, 1) attn_fwd_sm90_kernel(const __grid_cons
       __syncwarp();
       if (lane == 0) mbar_arrive(bar);
     };
+    // After the wgmma that read them has completed: pin the registers it
+    // wrote or read in place, then hand the shared-memory stage back.
+    auto qk_done = [&](float (&sc)[kBlockN / 2], int stage) {
+#pragma unroll
+      for (int i = 0; i < kBlockN / 2; ++i) reg_fence(sc[i]);
+      release(&kempty[stage]);
+    };
+    auto pv_done = [&](uint32_t (&pk)[kBlockN / 16][4], int stage) {
+#pragma unroll
+      for (int i = 0; i < D / 2; ++i) reg_fence(o[i]);
+#pragma unroll
+      for (int j = 0; j < kBlockN / 16; ++j)
+#pragma unroll
+        for (int x = 0; x < 4; ++x) reg_fence(pk[j][x]);
+      release(&vempty[stage]);
+    };
     // Ping-pong: named barrier 3 + w is warpgroup w's turn to issue GEMMs.
     const bool pp = prm.pingpong != 0;
     auto my_turn = [&]() {
@@ -290,9 +282,7 @@ __global__ void __launch_bounds__(384, 1) attn_fwd_sm90_kernel(const __grid_cons
       your_turn();
       int cur_start = tile_start(0);
       wgmma_wait<0>();
-#pragma unroll
-      for (int i = 0; i < kBlockN / 2; ++i) reg_fence(sc[i]);
-      release(&kempty[0]);
+      qk_done(sc, 0);
       softmax(sc, cur_start, alpha);
       to_p(sc, pk);
 
@@ -307,18 +297,10 @@ __global__ void __launch_bounds__(384, 1) attn_fwd_sm90_kernel(const __grid_cons
         issue_pv(pk, sp);
         your_turn();
         wgmma_wait<1>();
-#pragma unroll
-        for (int i = 0; i < kBlockN / 2; ++i) reg_fence(sc[i]);
-        release(&kempty[st]);
+        qk_done(sc, st);
         softmax(sc, cur_start, alpha);
         wgmma_wait<0>();
-#pragma unroll
-        for (int i = 0; i < D / 2; ++i) reg_fence(o[i]);
-#pragma unroll
-        for (int j = 0; j < kBlockN / 16; ++j)
-#pragma unroll
-          for (int x = 0; x < 4; ++x) reg_fence(pk[j][x]);
-        release(&vempty[sp]);
+        pv_done(pk, sp);
 #pragma unroll
         for (int i = 0; i < D / 8; ++i) {
           o[4 * i + 0] *= alpha[0];
@@ -336,13 +318,7 @@ __global__ void __launch_bounds__(384, 1) attn_fwd_sm90_kernel(const __grid_cons
         your_turn();
         if (cw == 0) my_turn();  // takes warpgroup 1's last hand-over: barriers end balanced
         wgmma_wait<0>();
-#pragma unroll
-        for (int i = 0; i < D / 2; ++i) reg_fence(o[i]);
-#pragma unroll
-        for (int j = 0; j < kBlockN / 16; ++j)
-#pragma unroll
-          for (int x = 0; x < 4; ++x) reg_fence(pk[j][x]);
-        release(&vempty[sp]);
+        pv_done(pk, sp);
       }
     }
 
