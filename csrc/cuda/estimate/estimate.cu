@@ -4,16 +4,16 @@
 // Three launches, no host synchronisation:
 //  1. pool_kernel: one CTA per (b, head, block) of Q and of K (each kv head
 //     pooled once). Streams the rows with vector loads, fp32 sums, writes the
-//     block mean and the block's per-band sums of squares (energy partials).
+//     block mean band-packed (band 0 dims, then band 1 dims, each zero-padded
+//     to a multiple of 4) and the block's per-band sums of squares.
 //  2. temps_kernel: one CTA per (b, query head) reduces the energy partials in
 //     a fixed order and writes the per-band logit scales (and temps).
 //  3. select_kernel: one CTA per (b, kv head, M consecutive (query block,
 //     query head of the group) rows). Per band it computes the logit tile
-//     [M x visible] through shared memory, then one warp per row does the
-//     softmax and an exact threshold search (binary search on the float bits
-//     of the probabilities, fixed-point integer mass sums: deterministic, no
-//     sort), ORs the kept set into a per-row bitmap; finally every row writes
-//     mask, count and ascending indices.
+//     [M x visible] through shared memory (16-byte async copies of the packed
+//     pooled keys), then one warp per row does the softmax and the exact
+//     threshold search of select_row.cuh and ORs the kept set into a per-row
+//     bitmap; finally every row writes mask, count and ascending indices.
 #include <cuda_pipeline.h>
 #include <cuda_runtime.h>
 #include <climits>
@@ -25,12 +25,12 @@
 #include "cuda/common/dtype_traits.cuh"
 #include "cuda/cuda_backend.h"
 #include "cuda/estimate/estimate_internal.h"
+#include "cuda/estimate/select_row.cuh"
 
 namespace prism::cuda {
 namespace {
 
-constexpr unsigned kFull = 0xffffffffu;
-constexpr float kFix = 2147483648.f;  // probability fixed point: 2^31
+using select::warp_sum;
 
 // A band is up to two contiguous dim ranges [s0, s0+w0) U [s1, s1+w1).
 struct Band {
@@ -52,6 +52,9 @@ struct Geometry {
   int B, Hq, Hkv, G, Nq, Nk, d, blk, nq, nk, off;
   int nbands;
   Band band[2];
+  // Band-packed pooled rows: band b at [poff[b], poff[b] + pw[b]) of a row of
+  // pk floats; pw[b] is the band's width rounded up to 4 (zero padding).
+  int pk, poff[2], pw[2];
 };
 
 constexpr const char* kWhere = "prism::cuda::estimate";
@@ -97,6 +100,10 @@ Geometry make_geometry(const QkvView& q, const QkvView& k, const EstimateParams&
     }
   }
   req(p.selection == Selection::TopP || p.selection == Selection::TopK, "unknown selection");
+  for (int bi = 0; bi < 2; ++bi) g.pw[bi] = bi < g.nbands ? (g.band[bi].w0 + g.band[bi].w1 + 3) & ~3 : 0;
+  g.poff[0] = 0;
+  g.poff[1] = g.pw[0];
+  g.pk = g.pw[0] + g.pw[1];
   return g;
 }
 
@@ -109,28 +116,13 @@ struct WsLayout {
 WsLayout ws_layout(const Geometry& g) {
   WsLayout w{};
   size_t o = 0;
-  w.qbar = o; o += align_up(sizeof(float) * (size_t)g.B * g.Hq * g.nq * g.d);
-  w.kbar = o; o += align_up(sizeof(float) * (size_t)g.B * g.Hkv * g.nk * g.d);
+  w.qbar = o; o += align_up(sizeof(float) * (size_t)g.B * g.Hq * g.nq * g.pk);
+  w.kbar = o; o += align_up(sizeof(float) * (size_t)g.B * g.Hkv * g.nk * g.pk);
   w.eq = o;   o += align_up(sizeof(float) * (size_t)g.B * g.Hq * g.nq * 3);
   w.ek = o;   o += align_up(sizeof(float) * (size_t)g.B * g.Hkv * g.nk * 3);
   w.scales = o; o += align_up(sizeof(float) * (size_t)g.B * g.Hq * 2);
   w.total = o;
   return w;
-}
-
-// ----------------------------------------------------------------------------
-// Warp helpers
-__device__ __forceinline__ float warp_max(float v) {
-#pragma unroll
-  for (int o = 16; o; o >>= 1) v = fmaxf(v, __shfl_xor_sync(kFull, v, o));
-  return v;
-}
-// Butterfly: every lane ends with the same bits (each step adds the same two
-// operands, commutatively), and the order is fixed: deterministic.
-__device__ __forceinline__ float warp_sum(float v) {
-#pragma unroll
-  for (int o = 16; o; o >>= 1) v += __shfl_xor_sync(kFull, v, o);
-  return v;
 }
 
 // ----------------------------------------------------------------------------
@@ -141,6 +133,7 @@ struct PoolArgs {
   int64_t qsb, qsh, qsn, ksb, ksh, ksn;
   int B, Hq, Hkv, Nq, Nk, d, blk, nq, nk;
   Band b0, b1;
+  int pk, poff1;  // packed output rows (see Geometry)
   float* qbar;
   float* kbar;
   float* eq;
@@ -164,7 +157,7 @@ __global__ void __launch_bounds__(512) pool_kernel(const PoolArgs a) {
     const int64_t h = bh % a.Hq, b = bh / a.Hq;
     base = static_cast<const S*>(a.q) + b * a.qsb + h * a.qsh;
     sn = a.qsn; N = a.Nq;
-    ov = a.qbar + unit * a.d; oe = a.eq + unit * 3;
+    ov = a.qbar + unit * a.pk; oe = a.eq + unit * 3;
   } else {
     unit -= nqu;
     i = (int)(unit % a.nk);
@@ -172,7 +165,7 @@ __global__ void __launch_bounds__(512) pool_kernel(const PoolArgs a) {
     const int64_t h = bh % a.Hkv, b = bh / a.Hkv;
     base = static_cast<const S*>(a.k) + b * a.ksb + h * a.ksh;
     sn = a.ksn; N = a.Nk;
-    ov = a.kbar + unit * a.d; oe = a.ek + unit * 3;
+    ov = a.kbar + unit * a.pk; oe = a.ek + unit * 3;
   }
   const int r0 = i * a.blk;
   const int rows = min(a.blk, N - r0);
@@ -208,11 +201,15 @@ __global__ void __launch_bounds__(512) pool_kernel(const PoolArgs a) {
   for (int kk = t; kk < a.d; kk += blockDim.x) {
     float s = 0.f;
     for (int gg = 0; gg < RG; ++gg) s += red[gg * a.d + kk];
-    s = s / fr;
-    ov[kk] = s;
-    red[kk] = s;  // column kk is only touched by this thread
+    red[kk] = s / fr;  // column kk is only touched by this thread
   }
   __syncthreads();
+  for (int x = t; x < a.pk; x += blockDim.x) {
+    const bool first = x < a.poff1;
+    const Band& bd = first ? a.b0 : a.b1;
+    const int pos = first ? x : x - a.poff1;
+    ov[x] = pos < bd.w0 + bd.w1 ? red[band_dim(bd, pos)] : 0.f;
+  }
   if (t < 32) {
     float e = 0.f, e0 = 0.f, e1 = 0.f;
     for (int kk = t; kk < a.d; kk += 32) {
@@ -306,394 +303,155 @@ __global__ void __launch_bounds__(256) temps_kernel(const TempArgs a) {
 // ----------------------------------------------------------------------------
 // 3. scores + selection
 constexpr int kSelThreads = 256;
+constexpr int kSelWarps = kSelThreads / 32;
 constexpr int kTC = 128;    // key blocks per score tile (each thread: 4 rows x 2 of them)
-constexpr int kKC = 32;     // band dims per score tile
+constexpr int kKC = 32;     // packed band dims per score tile
 constexpr int kMaxRows = 16;
-constexpr int kKsStride = kTC + 1;      // scalar tiles: [kKC dims][kTC + 1]
-constexpr int kKs4Stride = kKC + 4;     // float4 tiles: [kTC key blocks][kKC + 4]
-constexpr int kTileFloats = kTC * kKs4Stride;  // one buffer, either layout
-static_assert(kKC * kKsStride <= kTileFloats, "tile buffer");
+constexpr int kKs4Stride = kKC + 4;  // tile row: one key block's kKC dims, padded
+constexpr int kTileFloats = kTC * kKs4Stride;
+constexpr float kLog2e = 1.4426950408889634f;
 
 struct SelArgs {
-  const float* qbar;
-  const float* kbar;
+  const float* qbar;  // packed [B * Hq * nq][pk]
+  const float* kbar;  // packed [B * Hkv * nk][pk]
   const float* scales;
-  int B, Hq, Hkv, G, nq, nk, d, off;
-  Band band[2];
-  int nbands, Dmax;
-  int topk;
+  int B, Hq, Hkv, G, nq, nk, off;
+  int pk, poff[2], pw[2];
+  int nbands;
   uint32_t T[2];  // keep iff (mass or count ranked before) < T
   int M, upb, LS, W;
-  int vec4;  // band ranges and d are multiples of 4: 16-byte tile copies
   int sink, diag;
+  int vec_out;  // nk % 4 == 0 and aligned outputs: 4-byte mask and 16-byte index stores
   uint8_t* mask;
   int32_t* counts;
   int32_t* indices;
 };
 
-// Decide the kept set from the per-element keys (float bits of p) and weights
-// (fixed-point p, or 1 for top-k), and OR it into bits[]. Rule: rank by key
-// descending, ties to the lower index; keep iff the weight ranked strictly
-// before is < T. With S(v) = W(key >= v), the kept set is: every key > v*, and
-// the first m keys == v* in index order, where v* is the largest v with
-// S(v) >= T and m = ceil((T - W(key > v*)) / w(v*)).
-//
-// v* is found by bisection on the key bits over [lo, hi), S(lo) >= T > S(hi),
-// counting the keys left inside the interval as it goes. Once at most 32 keys
-// remain, they are gathered one per lane and v* is read off exactly: it is the
-// largest candidate k with S(k) >= T (S only steps at keys). Most rows need
-// 8-14 full passes instead of 31.
-struct Decision {
-  int mode;  // 0 none, 1 all, 2 threshold
-  uint32_t vstar, meq;
+// Row bookkeeping of one CTA, in shared memory so the loops need no divisions.
+struct RowInfo {
+  int64_t qrow[kMaxRows];  // (b * Hq + head) * nq + query block
+  int V[kMaxRows];         // visible key blocks
+  float rs[kMaxRows];      // log2(e) / scale of the current band
 };
 
-__device__ __forceinline__ uint32_t key_weight(uint32_t key, bool topk) {
-  return topk ? 1u : __float2uint_rn(__uint_as_float(key) * kFix);
-}
-
-// Lower end of the search: keys below bits(p_lo) weigh less than total - T
-// together, so S(bits(p_lo)) >= T. Top-k has no such bound.
-__device__ __forceinline__ uint32_t search_floor(uint32_t total, uint32_t T, int V, bool topk) {
-  if (topk) return 0u;
-  const float slack = (float)(total - T) - 0.5f * (float)V - 2.f;
-  if (!(slack > 0.f)) return 0u;
-  return __float_as_uint(0.999f * slack / ((float)V * kFix));
-}
-
-// Interval state of the bisection (warp-uniform).
-struct Search {
-  uint32_t lo, hi, s_hi;  // S(lo) >= T > S(hi) = s_hi
-  uint32_t n_lo, n_hi;    // keys >= lo, keys >= hi
-};
-
-// One bisection step from the warp's partial sums at mid: s = W(key >= mid),
-// n = #(key >= mid).
-__device__ __forceinline__ void search_step(Search& st, uint32_t mid, uint32_t T, uint32_t s,
-                                            uint32_t n) {
-  s = __reduce_add_sync(kFull, s);
-  n = __reduce_add_sync(kFull, n);
-  if (s >= T) {
-    st.lo = mid;
-    st.n_lo = n;
-  } else {
-    st.hi = mid;
-    st.s_hi = s;
-    st.n_hi = n;
+// Writes one finished row: mask bytes, ascending indices then -1, the count.
+// The sink and diagonal are forced into the bitmap first.
+__device__ __forceinline__ void write_row(const SelArgs& a, uint32_t* br, int64_t rowid, int V) {
+  const int lane = threadIdx.x & 31;
+  if (lane == 0) {
+    if (a.sink) br[0] |= 1u;
+    if (a.diag) br[(V - 1) >> 5] |= 1u << ((V - 1) & 31);  // j = i + off = V - 1
   }
-}
-
-// Appends the keys of one 32-key word that lie in [lo, hi) to scratch, in index
-// order (the candidates of search_finish).
-__device__ __forceinline__ void gather_word(const Search& st, bool valid, uint32_t key, uint32_t& run,
-                                            uint32_t* scratch) {
-  const int lane = threadIdx.x & 31;
-  const bool c = valid && key >= st.lo && key < st.hi;
-  const uint32_t bal = __ballot_sync(kFull, c);
-  if (c) scratch[run + __popc(bal & ((1u << lane) - 1u))] = key;
-  run += __popc(bal);
-}
-
-// Finishes the search from the <= 32 candidate keys gathered in scratch (run of
-// them; none when the bisection already closed the interval).
-__device__ __forceinline__ Decision search_finish(const Search& st, const uint32_t* scratch, uint32_t run,
-                                                  uint32_t T, bool topk) {
-  const int lane = threadIdx.x & 31;
-  const bool has = lane < (int)run;
-  const uint32_t my = has ? scratch[lane] : 0u;
-  Decision dc{2, st.lo, 0u};
-  uint32_t gs = st.s_hi;  // W(key > v*)
-  if (st.hi - st.lo > 1) {
-    const uint32_t mw = has ? key_weight(my, topk) : 0u;
-    uint32_t acc = st.s_hi;  // S(my)
-    const int cand = (int)(st.n_lo - st.n_hi);
-    for (int i = 0; i < cand; ++i) {
-      const uint32_t kk = __shfl_sync(kFull, my, i);
-      const uint32_t ww = __shfl_sync(kFull, mw, i);
-      acc += kk >= my ? ww : 0u;
+  __syncwarp();
+  const int64_t base = rowid * a.nk;
+  if (a.vec_out) {  // 4 mask bytes per store (bits past V are 0)
+    uint32_t* m4 = reinterpret_cast<uint32_t*>(a.mask + base);
+    for (int j = lane * 4; j < a.nk; j += 128) {
+      const uint32_t nib = (br[j >> 5] >> (j & 31)) & 0xfu;
+      m4[j >> 2] = (nib & 1u) | ((nib & 2u) << 7) | ((nib & 4u) << 14) | ((nib & 8u) << 21);
     }
-    const uint32_t v = __reduce_max_sync(kFull, has && acc >= T ? my : 0u);
-    dc.vstar = max(v, st.lo);
-    gs += __reduce_add_sync(kFull, has && my > dc.vstar ? mw : 0u);
-  }
-  const uint32_t ws = key_weight(dc.vstar, topk);
-  dc.meq = ws == 0 ? UINT_MAX : (T - gs + ws - 1) / ws;
-  return dc;
-}
-
-// Keep decision for one 32-key word of a row (j = 32 * word + lane): ORs the
-// kept keys into bits[word]. `run` counts the keys == v* met in earlier words
-// (ties are kept in index order).
-__device__ __forceinline__ void keep_word(const Decision& dc, bool valid, uint32_t key, uint32_t& run,
-                                          uint32_t* bits_word) {
-  const int lane = threadIdx.x & 31;
-  bool keep;
-  if (dc.mode == 0) {
-    keep = false;
-  } else if (dc.mode == 1) {
-    keep = valid;
   } else {
-    const bool eq = valid && key == dc.vstar;
-    const uint32_t bal = __ballot_sync(kFull, eq);
-    const uint32_t rank = run + __popc(bal & ((1u << lane) - 1u));
-    run += __popc(bal);
-    keep = valid && (key > dc.vstar || (eq && rank < dc.meq));
+    for (int j = lane; j < a.nk; j += 32) a.mask[base + j] = (br[j >> 5] >> (j & 31)) & 1u;
   }
-  const uint32_t word = __ballot_sync(kFull, keep);
-  if (lane == 0) *bits_word |= word;
-}
-
-template <int NPL>
-__device__ void select_row_reg(float* L, int V, uint32_t T, bool topk, uint32_t* bits,
-                               uint32_t* scratch) {
-  const int lane = threadIdx.x & 31;
-  uint32_t* Wt = reinterpret_cast<uint32_t*>(L);  // weights replace the logits once read
-  float x[NPL];
-  uint32_t key[NPL];
-  float m = -INFINITY;
-#pragma unroll
-  for (int e = 0; e < NPL; ++e) {
-    const int j = e * 32 + lane;
-    x[e] = j < V ? L[j] : -INFINITY;
-    m = fmaxf(m, x[e]);
-  }
-  m = warp_max(m);
-  float z = 0.f;
-#pragma unroll
-  for (int e = 0; e < NPL; ++e) {
-    const int j = e * 32 + lane;
-    const float ex = j < V ? __expf(x[e] - m) : 0.f;
-    x[e] = ex;
-    z += ex;
-  }
-  z = warp_sum(z);
-  const float rz = 1.f / z;
-  uint32_t tl = 0, km = 0;
-#pragma unroll
-  for (int e = 0; e < NPL; ++e) {
-    const int j = e * 32 + lane;
-    key[e] = j < V ? __float_as_uint(x[e] * rz) : 0u;
-    const uint32_t w = key_weight(key[e], topk);
-    if (j < V) Wt[j] = w;
-    tl += j < V ? w : 0u;
-    km = max(km, key[e]);
-  }
-  const uint32_t total = __reduce_add_sync(kFull, tl);
-  Decision dc{0, 0u, 0u};
-  if (T == 0) {
-    dc.mode = 0;
-  } else if (total < T) {
-    dc.mode = 1;
-  } else {
-    km = __reduce_max_sync(kFull, km);
-    Search st{search_floor(total, T, V, topk), km + 1u, 0u, 0u, 0u};
-    if (st.lo >= st.hi) st.lo = 0u;
-    uint32_t n = 0;
-#pragma unroll
-    for (int e = 0; e < NPL; ++e) n += (e * 32 + lane < V && key[e] >= st.lo) ? 1u : 0u;
-    st.n_lo = __reduce_add_sync(kFull, n);
-    __syncwarp();
-    while (st.hi - st.lo > 1 && st.n_lo - st.n_hi > 32u) {
-      const uint32_t mid = st.lo + ((st.hi - st.lo) >> 1);
-      uint32_t s = 0, c = 0;
-#pragma unroll
-      for (int e = 0; e < NPL; ++e) {
-        if (key[e] >= mid) {  // invalid lanes hold key 0 < mid
-          s += Wt[e * 32 + lane];
-          ++c;
-        }
-      }
-      search_step(st, mid, T, s, c);
-    }
-    // gather the candidates, one per lane
-    uint32_t run = 0;
-    if (st.hi - st.lo > 1) {
-#pragma unroll
-      for (int e = 0; e < NPL; ++e) gather_word(st, e * 32 + lane < V, key[e], run, scratch);
-      __syncwarp();
-    }
-    dc = search_finish(st, scratch, run, T, topk);
-    __syncwarp();
-  }
+  const uint32_t lt = (1u << lane) - 1u;
+  int32_t* ind = a.indices + base;
   uint32_t run = 0;
-#pragma unroll
-  for (int e = 0; e < NPL; ++e) {
-    if (e * 32 >= V) break;  // warp-uniform
-    keep_word(dc, e * 32 + lane < V, key[e], run, bits + e);
-  }
-}
-
-// Same rule for rows longer than the register path: values stay in shared
-// memory (L is overwritten with the probability bits).
-__device__ void select_row_smem(float* L, int V, uint32_t T, bool topk, uint32_t* bits,
-                                uint32_t* scratch) {
-  const int lane = threadIdx.x & 31;
-  uint32_t* K = reinterpret_cast<uint32_t*>(L);
-  float m = -INFINITY;
-  for (int j = lane; j < V; j += 32) m = fmaxf(m, L[j]);
-  m = warp_max(m);
-  float z = 0.f;
-  for (int j = lane; j < V; j += 32) {
-    const float ex = __expf(L[j] - m);
-    L[j] = ex;
-    z += ex;
-  }
-  z = warp_sum(z);
-  uint32_t tl = 0, km = 0;
-  const float rz = 1.f / z;
-  for (int j = lane; j < V; j += 32) {
-    const uint32_t kb = __float_as_uint(L[j] * rz);
-    K[j] = kb;
-    tl += key_weight(kb, topk);
-    km = max(km, kb);
-  }
-  const uint32_t total = __reduce_add_sync(kFull, tl);
-  km = __reduce_max_sync(kFull, km);
-  Decision dc{0, 0u, 0u};
-  if (T == 0) {
-    dc.mode = 0;
-  } else if (total < T) {
-    dc.mode = 1;
-  } else {
-    Search st{search_floor(total, T, V, topk), km + 1u, 0u, 0u, 0u};
-    if (st.lo >= st.hi) st.lo = 0u;
-    uint32_t n = 0;
-    for (int j = lane; j < V; j += 32) n += K[j] >= st.lo ? 1u : 0u;
-    st.n_lo = __reduce_add_sync(kFull, n);
-    while (st.hi - st.lo > 1 && st.n_lo - st.n_hi > 32u) {
-      const uint32_t mid = st.lo + ((st.hi - st.lo) >> 1);
-      uint32_t s = 0, c = 0;
-      for (int j = lane; j < V; j += 32) {
-        const uint32_t k = K[j];
-        if (k >= mid) {
-          s += key_weight(k, topk);
-          ++c;
-        }
-      }
-      search_step(st, mid, T, s, c);
-    }
-    uint32_t run = 0;
-    if (st.hi - st.lo > 1) {
-      for (int base = 0; base < V; base += 32) {
-        const int j = base + lane;
-        gather_word(st, j < V, j < V ? K[j] : 0u, run, scratch);
-      }
-      __syncwarp();
-    }
-    dc = search_finish(st, scratch, run, T, topk);
-    __syncwarp();
-  }
-  uint32_t run = 0;
-  const int nw = (V + 31) / 32;
+  const int nw = (V + 31) >> 5;
   for (int e = 0; e < nw; ++e) {
-    const int j = e * 32 + lane;
-    const bool valid = j < V;
-    keep_word(dc, valid, valid ? K[j] : 0u, run, bits + e);
+    const uint32_t word = br[e];
+    if ((word >> lane) & 1u) ind[run + __popc(word & lt)] = e * 32 + lane;
+    run += __popc(word);
   }
+  int j = (int)run + lane;
+  if (a.vec_out) {
+    const int j4 = ((int)run + 3) & ~3;
+    if (j < j4 && j < a.nk) ind[j] = -1;
+    for (j = j4 + lane * 4; j < a.nk; j += 128) *reinterpret_cast<int4*>(ind + j) = make_int4(-1, -1, -1, -1);
+  } else {
+    for (; j < a.nk; j += 32) ind[j] = -1;
+  }
+  if (lane == 0) a.counts[rowid] = (int32_t)run;
 }
 
-__device__ __forceinline__ void select_row(float* L, int V, uint32_t T, bool topk, uint32_t* bits,
-                                           uint32_t* scratch) {
-  if (V <= 128) select_row_reg<4>(L, V, T, topk, bits, scratch);
-  else if (V <= 256) select_row_reg<8>(L, V, T, topk, bits, scratch);
-  else if (V <= 512) select_row_reg<16>(L, V, T, topk, bits, scratch);
-  else if (V <= 1024) select_row_reg<32>(L, V, T, topk, bits, scratch);
-  else select_row_smem(L, V, T, topk, bits, scratch);
-}
-
+template <bool TOPK>
 __global__ void __launch_bounds__(kSelThreads, 2) select_kernel(const SelArgs a) {
   extern __shared__ __align__(16) float smem[];
-  float* qs = smem;                                   // [Dmax][16]
-  float* ks = qs + a.Dmax * kMaxRows;                 // [2][kTileFloats]
+  float* qs = smem;                                   // [max pw][kMaxRows]
+  float* ks = qs + (size_t)max(a.pw[0], a.pw[1]) * kMaxRows;  // [2][kTileFloats]
   float* lg = ks + 2 * kTileFloats;                   // [M][LS]
   uint32_t* bits = reinterpret_cast<uint32_t*>(lg + (size_t)a.M * a.LS);  // [M][W]
   uint32_t* scratch = bits + (size_t)a.M * a.W;                           // [warps][32]
+  __shared__ RowInfo ri;
   const int t = threadIdx.x, lane = t & 31, warp = t >> 5;
   const int64_t bk = blockIdx.x / a.upb;               // b * Hkv + kv head
   const int u = a.upb - 1 - (int)(blockIdx.x % a.upb);  // long rows first
   const int b = (int)(bk / a.Hkv), hk = (int)(bk % a.Hkv);
-  const int total_rows = a.nq * a.G;
   const int row0 = u * a.M;
-  const int nrows = min(a.M, total_rows - row0);
-  const int imax = (row0 + nrows - 1) / a.G;
-  const int vmax = min(imax + a.off + 1, a.nk);
+  const int nrows = min(a.M, a.nq * a.G - row0);
+  const int vmax = min((row0 + nrows - 1) / a.G + a.off + 1, a.nk);
   for (int x = t; x < a.M * a.W; x += kSelThreads) bits[x] = 0u;
-  const float* kb = a.kbar + bk * a.nk * a.d;
+  if (t < nrows) {
+    const int head = hk * a.G + (row0 + t) % a.G, blk = (row0 + t) / a.G;
+    ri.qrow[t] = ((int64_t)b * a.Hq + head) * a.nq + blk;
+    ri.V[t] = min(blk + a.off + 1, a.nk);
+  }
+  const float* kb = a.kbar + bk * a.nk * a.pk;
   const int col = t & (kTC / 2 - 1), rg = t / (kTC / 2);  // columns col and col + kTC/2
-  // query (b, head, block) of local row r
-  auto row_head = [&](int r) { return hk * a.G + (row0 + r) % a.G; };
-  auto row_blk = [&](int r) { return (row0 + r) / a.G; };
+  const bool active = rg * 4 < nrows;  // warp-uniform: rg is constant per warp
+  // This thread's 16-byte chunks of a score tile: key blocks kc + 32 i, dims kd..kd+3.
+  const int kc = t >> 3, kd = (t & 7) * 4;
 
   for (int bi = 0; bi < a.nbands; ++bi) {
-    const Band bd = a.band[bi];
-    const int D = bd.w0 + bd.w1;
-    for (int x = t; x < D * kMaxRows; x += kSelThreads) {
-      const int kk = x / kMaxRows, r = x % kMaxRows;
-      float v = 0.f;
-      if (r < nrows) {
-        const int64_t qrow = ((int64_t)b * a.Hq + row_head(r)) * a.nq + row_blk(r);
-        v = a.qbar[qrow * a.d + band_dim(bd, kk)];
-      }
-      qs[kk * kMaxRows + r] = v;
+    const int P = a.pw[bi], poff = a.poff[bi];
+    __syncthreads();  // ri written; previous band's rows selected
+    if (t < nrows) {
+      const int64_t bh = ri.qrow[t] / a.nq;
+      ri.rs[t] = kLog2e / a.scales[bh * 2 + bi];
     }
-    float scr[4];
-#pragma unroll
-    for (int rr = 0; rr < 4; ++rr) {
-      const int r = rg * 4 + rr;
-      scr[rr] = r < nrows ? a.scales[((int64_t)b * a.Hq + row_head(r)) * 2 + bi] : 1.f;
+    for (int r = warp; r < kMaxRows; r += kSelWarps) {  // coalesced rows, stored [dim][row]
+      const float* qp = a.qbar + (r < nrows ? ri.qrow[r] : 0) * a.pk + poff;
+      for (int kk = lane; kk < P; kk += 32) qs[kk * kMaxRows + r] = r < nrows ? qp[kk] : 0.f;
     }
     __syncthreads();
-    // Score tiles [kTC key blocks x kKC band dims], double-buffered with
-    // cp.async so the L2 latency of the next tile hides behind this one.
-    const int nkc = (D + kKC - 1) / kKC;
+    float rs[4];
+#pragma unroll
+    for (int rr = 0; rr < 4; ++rr) rs[rr] = rg * 4 + rr < nrows ? ri.rs[rg * 4 + rr] : 0.f;
+    // Score tiles [kTC key blocks x kKC dims], double-buffered with cp.async so
+    // the L2 latency of the next tile hides behind this one. Tiles run key-block
+    // tile major, dim chunk minor. Chunks past vmax or past P are not copied:
+    // their columns are never stored and their dims never read.
+    const int nkc = (P + kKC - 1) / kKC;
     const int ntiles = ((vmax + kTC - 1) / kTC) * nkc;
-    // Tiles run key-block tile major, dim chunk minor; (tc, kc) counters
-    // instead of a division per tile.
-    auto advance = [nkc](int& tc, int& kc) {
-      if (++kc == nkc) {
-        kc = 0;
-        ++tc;
-      }
-    };
-    auto issue = [&](int tc, int kc, int buf) {
-      const int c0 = tc * kTC, k0 = kc * kKC;
-      float* dst = ks + buf * kTileFloats;
-      if (a.vec4) {  // [key block][dims], 16-byte chunks (a chunk never straddles a band range)
-        for (int x = t; x < kTC * (kKC / 4); x += kSelThreads) {
-          const int c = x / (kKC / 4), c4 = x % (kKC / 4);
-          const int j = c0 + c, dim = k0 + c4 * 4;
-          float* sp = dst + c * kKs4Stride + c4 * 4;
-          if (j < vmax && dim < D) __pipeline_memcpy_async(sp, kb + (int64_t)j * a.d + band_dim(bd, dim), 16);
-          else *reinterpret_cast<float4*>(sp) = make_float4(0.f, 0.f, 0.f, 0.f);
-        }
-      } else {  // [dims][key block], one float at a time
-        for (int x = t; x < kKC * kTC; x += kSelThreads) {
-          const int kk = x % kKC, c = x / kKC;
-          const int j = c0 + c, dim = k0 + kk;
-          float* sp = dst + kk * kKsStride + c;
-          if (j < vmax && dim < D) __pipeline_memcpy_async(sp, kb + (int64_t)j * a.d + band_dim(bd, dim), sizeof(float));
-          else *sp = 0.f;
+    const float* ksrc = kb + (int64_t)kc * a.pk + poff + kd;
+    float* kdst = ks + kc * kKs4Stride + kd;
+    auto issue = [&](int tc, int kcn, int buf) {
+      const int c0 = tc * kTC, k0 = kcn * kKC;
+      if (k0 + kd < P) {
+#pragma unroll
+        for (int i = 0; i < kTC / 32; ++i) {
+          if (c0 + kc + 32 * i < vmax)
+            __pipeline_memcpy_async(kdst + buf * kTileFloats + 32 * i * kKs4Stride,
+                                    ksrc + (int64_t)(c0 + 32 * i) * a.pk + k0, 16);
         }
       }
       __pipeline_commit();
     };
-    const bool active = rg * 4 < nrows;  // warp-uniform: rg is constant per warp
     float acc[2][4] = {};
-    int cur_t = 0, cur_k = 0, nxt_t = 0, nxt_k = 0;
+    int cur_t = 0, cur_k = 0, nxt_t = 0, nxt_k = 1;
+    if (nxt_k == nkc) { nxt_k = 0; ++nxt_t; }
     issue(0, 0, 0);
-    advance(nxt_t, nxt_k);
     for (int tile = 0; tile < ntiles; ++tile) {
       const int buf = tile & 1;
       if (tile + 1 < ntiles) {
         issue(nxt_t, nxt_k, buf ^ 1);
-        advance(nxt_t, nxt_k);
+        if (++nxt_k == nkc) { nxt_k = 0; ++nxt_t; }
         __pipeline_wait_prior(1);
       } else {
         __pipeline_wait_prior(0);
       }
       __syncthreads();
       const int c0 = cur_t * kTC, k0 = cur_k * kKC;
-      advance(cur_t, cur_k);
+      if (++cur_k == nkc) { cur_k = 0; ++cur_t; }
       if (k0 == 0) {
 #pragma unroll
         for (int h = 0; h < 2; ++h)
@@ -701,44 +459,28 @@ __global__ void __launch_bounds__(kSelThreads, 2) select_kernel(const SelArgs a)
           for (int rr = 0; rr < 4; ++rr) acc[h][rr] = 0.f;
       }
       if (active) {
-        const int kn = min(kKC, D - k0);
+        const int kn = min(kKC, P - k0);  // a multiple of 4
         const float4* q4 = reinterpret_cast<const float4*>(qs + k0 * kMaxRows) + rg;
-        if (a.vec4) {
-          const float* kt0 = ks + buf * kTileFloats + col * kKs4Stride;
-          const float* kt1 = kt0 + (kTC / 2) * kKs4Stride;
+        const float* kt0 = ks + buf * kTileFloats + col * kKs4Stride;
+        const float* kt1 = kt0 + (kTC / 2) * kKs4Stride;
 #pragma unroll 2
-          for (int kk = 0; kk < kn; kk += 4) {
-            const float4 k0v = *reinterpret_cast<const float4*>(kt0 + kk);
-            const float4 k1v = *reinterpret_cast<const float4*>(kt1 + kk);
-            const float kv[2][4] = {{k0v.x, k0v.y, k0v.z, k0v.w}, {k1v.x, k1v.y, k1v.z, k1v.w}};
+        for (int kk = 0; kk < kn; kk += 4) {
+          const float4 k0v = *reinterpret_cast<const float4*>(kt0 + kk);
+          const float4 k1v = *reinterpret_cast<const float4*>(kt1 + kk);
+          const float kv[2][4] = {{k0v.x, k0v.y, k0v.z, k0v.w}, {k1v.x, k1v.y, k1v.z, k1v.w}};
 #pragma unroll
-            for (int u = 0; u < 4; ++u) {
-              const float4 qv = q4[(kk + u) * (kMaxRows / 4)];
-#pragma unroll
-              for (int h = 0; h < 2; ++h) {
-                acc[h][0] = fmaf(qv.x, kv[h][u], acc[h][0]);
-                acc[h][1] = fmaf(qv.y, kv[h][u], acc[h][1]);
-                acc[h][2] = fmaf(qv.z, kv[h][u], acc[h][2]);
-                acc[h][3] = fmaf(qv.w, kv[h][u], acc[h][3]);
-              }
-            }
-          }
-        } else {
-          const float* kt = ks + buf * kTileFloats;
-#pragma unroll 4
-          for (int kk = 0; kk < kn; ++kk) {
-            const float4 qv = q4[kk * (kMaxRows / 4)];
+          for (int uu = 0; uu < 4; ++uu) {
+            const float4 qv = q4[(kk + uu) * (kMaxRows / 4)];
 #pragma unroll
             for (int h = 0; h < 2; ++h) {
-              const float kv = kt[kk * kKsStride + col + h * (kTC / 2)];
-              acc[h][0] = fmaf(qv.x, kv, acc[h][0]);
-              acc[h][1] = fmaf(qv.y, kv, acc[h][1]);
-              acc[h][2] = fmaf(qv.z, kv, acc[h][2]);
-              acc[h][3] = fmaf(qv.w, kv, acc[h][3]);
+              acc[h][0] = fmaf(qv.x, kv[h][uu], acc[h][0]);
+              acc[h][1] = fmaf(qv.y, kv[h][uu], acc[h][1]);
+              acc[h][2] = fmaf(qv.z, kv[h][uu], acc[h][2]);
+              acc[h][3] = fmaf(qv.w, kv[h][uu], acc[h][3]);
             }
           }
         }
-        if (k0 + kKC >= D) {
+        if (k0 + kKC >= P) {
 #pragma unroll
           for (int h = 0; h < 2; ++h) {
             const int j = c0 + col + h * (kTC / 2);
@@ -746,7 +488,7 @@ __global__ void __launch_bounds__(kSelThreads, 2) select_kernel(const SelArgs a)
 #pragma unroll
               for (int rr = 0; rr < 4; ++rr) {
                 const int r = rg * 4 + rr;
-                if (r < nrows) lg[(size_t)r * a.LS + j] = acc[h][rr] / scr[rr];
+                if (r < nrows) lg[(size_t)r * a.LS + j] = acc[h][rr] * rs[rr];
               }
             }
           }
@@ -754,41 +496,16 @@ __global__ void __launch_bounds__(kSelThreads, 2) select_kernel(const SelArgs a)
       }
       __syncthreads();  // buffer buf is refilled by the next iteration's issue
     }
-    __syncthreads();
-    for (int r = warp; r < nrows; r += kSelThreads / 32) {
-      const int V = min(row_blk(r) + a.off + 1, a.nk);
-      select_row(lg + (size_t)r * a.LS, V, a.T[bi], a.topk != 0, bits + (size_t)r * a.W,
-                 scratch + warp * 32);
+    for (int r = warp; r < nrows; r += kSelWarps) {
+      const int V = ri.V[r];
+      float* L = lg + (size_t)r * a.LS;
+      if (V <= 1024 && (V & 31) && lane >= (V & 31)) L[(V & ~31) + lane] = -INFINITY;  // pad the last word
+      __syncwarp();
+      select::select_row<TOPK>(L, V, a.T[bi], bits + (size_t)r * a.W, scratch + warp * 32);
     }
-    __syncthreads();
   }
-
-  // outputs
-  const uint32_t lt = (1u << lane) - 1u;
-  for (int r = warp; r < nrows; r += kSelThreads / 32) {
-    const int i = row_blk(r);
-    const int V = min(i + a.off + 1, a.nk);
-    const int dj = i + a.off;
-    const int64_t rowid = ((int64_t)b * a.Hq + row_head(r)) * a.nq + i;
-    const int64_t base = rowid * a.nk;
-    const uint32_t* br = bits + (size_t)r * a.W;
-    uint32_t run = 0;
-    for (int e = 0; e < a.W; ++e) {
-      const int j = e * 32 + lane;
-      bool sel = false;
-      if (j < V) {
-        sel = (br[e] >> lane) & 1u;
-        if (a.sink && j == 0) sel = true;
-        if (a.diag && j == dj) sel = true;
-      }
-      if (j < a.nk) a.mask[base + j] = sel ? 1 : 0;
-      const uint32_t bal = __ballot_sync(kFull, sel);
-      if (sel) a.indices[base + run + __popc(bal & lt)] = j;
-      run += __popc(bal);
-    }
-    for (int j = (int)run + lane; j < a.nk; j += 32) a.indices[base + j] = -1;
-    if (lane == 0) a.counts[rowid] = (int32_t)run;
-  }
+  __syncthreads();
+  for (int r = warp; r < nrows; r += kSelWarps) write_row(a, bits + (size_t)r * a.W, ri.qrow[r], ri.V[r]);
 }
 
 uint32_t topp_threshold(float tau) {
@@ -827,17 +544,18 @@ cudaError_t estimate(const QkvView& q, const QkvView& k, const EstimateParams& p
   PRISM_CUDA_TRY(cudaGetDevice(&dev));
   int optin = 0;
   PRISM_CUDA_TRY(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
-  const int Dmax = (g.nbands == 1) ? g.d : std::max(g.band[0].w0 + g.band[0].w1, g.band[1].w0 + g.band[1].w1);
-  const int LS = (g.nk + 3) & ~3;
+  const int Dmax = std::max(g.pw[0], g.pw[1]);
+  const int LS = (g.nk + 31) & ~31;  // rows padded to whole 32-key words
   const int W = (g.nk + 31) / 32;
   const size_t fixed = sizeof(float) * ((size_t)Dmax * kMaxRows + 2u * kTileFloats) +
-                       sizeof(uint32_t) * 32u * (kSelThreads / 32);  // + per-warp search scratch
+                       sizeof(uint32_t) * 32u * kSelWarps;  // + per-warp search scratch
   const size_t per_row = sizeof(float) * (size_t)LS + sizeof(uint32_t) * (size_t)W;
-  const size_t cap = (size_t)optin;
+  const size_t cap = (size_t)optin - sizeof(RowInfo);
   int M = 0;
   if (cap > fixed) M = (int)std::min<size_t>(kMaxRows, (cap - fixed) / per_row);
-  // prefer >= 2 CTAs per SM on big rows when it costs little
-  if (M == kMaxRows && fixed + kMaxRows * per_row > 112u * 1024u) M = (int)std::max<size_t>(1, (112u * 1024u - fixed) / per_row);
+  // prefer 2 CTAs per SM on big rows when it costs little
+  const size_t two_per_sm = 112u * 1024u - sizeof(RowInfo);
+  if (M == kMaxRows && fixed + kMaxRows * per_row > two_per_sm) M = (int)std::max<size_t>(1, (two_per_sm - fixed) / per_row);
   require_arg(M >= 1, kWhere, "too many key blocks for shared memory (nk=" + std::to_string(g.nk) + ")");
   const size_t sel_smem = fixed + (size_t)M * per_row;
 
@@ -849,6 +567,7 @@ cudaError_t estimate(const QkvView& q, const QkvView& k, const EstimateParams& p
     a.ksb = k.stride_b; a.ksh = k.stride_h; a.ksn = k.stride_n;
     a.B = g.B; a.Hq = g.Hq; a.Hkv = g.Hkv; a.Nq = g.Nq; a.Nk = g.Nk; a.d = g.d; a.blk = g.blk;
     a.nq = g.nq; a.nk = g.nk; a.b0 = g.band[0]; a.b1 = g.band[1];
+    a.pk = g.pk; a.poff1 = g.poff[1];
     a.qbar = qbar; a.kbar = kbar; a.eq = eq; a.ek = ek;
     const int64_t esz = dtype_size(q.dtype);
     const int64_t qs_[3] = {q.stride_b, q.stride_h, q.stride_n};
@@ -889,22 +608,19 @@ cudaError_t estimate(const QkvView& q, const QkvView& k, const EstimateParams& p
   {
     SelArgs a{};
     a.qbar = qbar; a.kbar = kbar; a.scales = scales;
-    a.B = g.B; a.Hq = g.Hq; a.Hkv = g.Hkv; a.G = g.G; a.nq = g.nq; a.nk = g.nk; a.d = g.d; a.off = g.off;
-    a.band[0] = g.band[0]; a.band[1] = g.band[1]; a.nbands = g.nbands; a.Dmax = Dmax;
-    a.topk = p.selection == Selection::TopK ? 1 : 0;
-    if (a.topk) {
+    a.B = g.B; a.Hq = g.Hq; a.Hkv = g.Hkv; a.G = g.G; a.nq = g.nq; a.nk = g.nk; a.off = g.off;
+    a.pk = g.pk;
+    for (int bi = 0; bi < 2; ++bi) { a.poff[bi] = g.poff[bi]; a.pw[bi] = g.pw[bi]; }
+    a.nbands = g.nbands;
+    const bool topk = p.selection == Selection::TopK;
+    if (topk) {
       a.T[0] = topk_threshold(p.topk_high); a.T[1] = topk_threshold(p.topk_low);
     } else {
       a.T[0] = topp_threshold(p.tau_high); a.T[1] = topp_threshold(p.tau_low);
     }
     a.M = M;
-    {
-      bool v4 = g.d % 4 == 0;
-      for (int bi = 0; bi < g.nbands; ++bi)
-        v4 = v4 && g.band[bi].s0 % 4 == 0 && g.band[bi].w0 % 4 == 0 && g.band[bi].s1 % 4 == 0 &&
-             g.band[bi].w1 % 4 == 0;
-      a.vec4 = v4 ? 1 : 0;
-    }
+    a.vec_out = (g.nk % 4 == 0 && reinterpret_cast<uintptr_t>(out.mask) % 4 == 0 &&
+                 reinterpret_cast<uintptr_t>(out.indices) % 16 == 0) ? 1 : 0;
     const int64_t upb = ((int64_t)g.nq * g.G + M - 1) / M;
     a.upb = (int)upb;
     a.LS = LS; a.W = W;
@@ -912,9 +628,10 @@ cudaError_t estimate(const QkvView& q, const QkvView& k, const EstimateParams& p
     a.mask = out.mask; a.counts = out.counts; a.indices = out.indices;
     const int64_t grid = (int64_t)g.B * g.Hkv * upb;
     require_arg(grid < INT_MAX, kWhere, "too many rows");
+    auto kernel = topk ? select_kernel<true> : select_kernel<false>;
     if (sel_smem > 48u * 1024u)
-      PRISM_CUDA_TRY(cudaFuncSetAttribute(select_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sel_smem));
-    select_kernel<<<(unsigned)grid, kSelThreads, sel_smem, stream>>>(a);
+      PRISM_CUDA_TRY(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sel_smem));
+    kernel<<<(unsigned)grid, kSelThreads, sel_smem, stream>>>(a);
     PRISM_CUDA_TRY(cudaGetLastError());
   }
   return cudaGetLastError();
