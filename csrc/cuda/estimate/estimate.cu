@@ -5,13 +5,13 @@
 //  1. pool_kernel: one CTA per (b, head, block) of Q and of K (each kv head
 //     pooled once). Streams the rows with vector loads, fp32 sums, writes the
 //     block mean band-packed (band 0 dims, then band 1 dims, each zero-padded
-//     to a multiple of 4) and the block's per-band sums of squares.
+//     to a multiple of 8) and the block's per-band sums of squares.
 //  2. temps_kernel: one CTA per (b, query head) reduces the energy partials in
 //     a fixed order and writes the per-band logit scales (and temps).
 //  3. select_kernel: one CTA per (b, kv head, M consecutive (query block,
 //     query head of the group) rows). Per band it computes the logit tile
-//     [M x visible] through shared memory (16-byte async copies of the packed
-//     pooled keys), then one warp per row does the softmax and the exact
+//     [M x visible] on tensor cores (3xTF32 mma: fp32 accuracy) from 16-byte
+//     async copies of the packed pooled keys, then one warp per row does the softmax and the exact
 //     threshold search of select_row.cuh and ORs the kept set into a per-row
 //     bitmap; finally every row writes mask, count and ascending indices.
 #include <cuda_pipeline.h>
@@ -26,6 +26,7 @@
 #include "cuda/cuda_backend.h"
 #include "cuda/estimate/estimate_internal.h"
 #include "cuda/estimate/select_row.cuh"
+#include "cuda/estimate/tf32_mma.cuh"
 
 namespace prism::cuda {
 namespace {
@@ -53,7 +54,8 @@ struct Geometry {
   int nbands;
   Band band[2];
   // Band-packed pooled rows: band b at [poff[b], poff[b] + pw[b]) of a row of
-  // pk floats; pw[b] is the band's width rounded up to 4 (zero padding).
+  // pk floats; pw[b] is the band's width rounded up to 8 (one mma k-step),
+  // zero-padded.
   int pk, poff[2], pw[2];
 };
 
@@ -100,7 +102,7 @@ Geometry make_geometry(const QkvView& q, const QkvView& k, const EstimateParams&
     }
   }
   req(p.selection == Selection::TopP || p.selection == Selection::TopK, "unknown selection");
-  for (int bi = 0; bi < 2; ++bi) g.pw[bi] = bi < g.nbands ? (g.band[bi].w0 + g.band[bi].w1 + 3) & ~3 : 0;
+  for (int bi = 0; bi < 2; ++bi) g.pw[bi] = bi < g.nbands ? (g.band[bi].w0 + g.band[bi].w1 + 7) & ~7 : 0;
   g.poff[0] = 0;
   g.poff[1] = g.pw[0];
   g.pk = g.pw[0] + g.pw[1];
@@ -304,11 +306,10 @@ __global__ void __launch_bounds__(256) temps_kernel(const TempArgs a) {
 // 3. scores + selection
 constexpr int kSelThreads = 256;
 constexpr int kSelWarps = kSelThreads / 32;
-constexpr int kTC = 128;    // key blocks per score tile (each thread: 4 rows x 2 of them)
-constexpr int kKC = 32;     // packed band dims per score tile
-constexpr int kMaxRows = 16;
-constexpr int kKs4Stride = kKC + 4;  // tile row: one key block's kKC dims, padded
-constexpr int kTileFloats = kTC * kKs4Stride;
+constexpr int kTC = 128;    // key blocks per score tile (each warp: 16 of them)
+constexpr int kKC = 32;     // packed band dims per score tile (four k-steps of 8)
+constexpr int kMaxRows = 16;  // one m16 tile of query rows
+constexpr int kTileFloats = kTC * kKC;  // [key block][kKC dims], 16-byte chunks XOR-swizzled
 constexpr float kLog2e = 1.4426950408889634f;
 
 struct SelArgs {
@@ -376,8 +377,8 @@ __device__ __forceinline__ void write_row(const SelArgs& a, uint32_t* br, int64_
 template <bool TOPK>
 __global__ void __launch_bounds__(kSelThreads, 2) select_kernel(const SelArgs a) {
   extern __shared__ __align__(16) float smem[];
-  float* qs = smem;                                   // [max pw][kMaxRows]
-  float* ks = qs + (size_t)max(a.pw[0], a.pw[1]) * kMaxRows;  // [2][kTileFloats]
+  float4* qf = reinterpret_cast<float4*>(smem);       // [max pw / 8][hi, lo][32 lanes]
+  float* ks = smem + (size_t)max(a.pw[0], a.pw[1]) * 2 * kMaxRows;  // [2][kTileFloats]
   float* lg = ks + 2 * kTileFloats;                   // [M][LS]
   uint32_t* bits = reinterpret_cast<uint32_t*>(lg + (size_t)a.M * a.LS);  // [M][W]
   uint32_t* scratch = bits + (size_t)a.M * a.W;                           // [warps][32]
@@ -396,41 +397,54 @@ __global__ void __launch_bounds__(kSelThreads, 2) select_kernel(const SelArgs a)
     ri.V[t] = min(blk + a.off + 1, a.nk);
   }
   const float* kb = a.kbar + bk * a.nk * a.pk;
-  const int col = t & (kTC / 2 - 1), rg = t / (kTC / 2);  // columns col and col + kTC/2
-  const bool active = rg * 4 < nrows;  // warp-uniform: rg is constant per warp
-  // This thread's 16-byte chunks of a score tile: key blocks kc + 32 i, dims kd..kd+3.
-  const int kc = t >> 3, kd = (t & 7) * 4;
+  // mma fragment coordinates: rows g and g + 8, k / key index tq.
+  const int g = lane >> 2, tq = lane & 3;
+  // This thread's 16-byte chunks of a score tile: key blocks kc + 32 i, chunk kd4
+  // (stored at chunk kd4 ^ (key & 7), so fragment loads hit 32 distinct banks).
+  const int kc = t >> 3, kd4 = t & 7;
 
   for (int bi = 0; bi < a.nbands; ++bi) {
-    const int P = a.pw[bi], poff = a.poff[bi];
+    const int P = a.pw[bi], poff = a.poff[bi];  // P is a multiple of 8
     __syncthreads();  // ri written; previous band's rows selected
     if (t < nrows) {
       const int64_t bh = ri.qrow[t] / a.nq;
       ri.rs[t] = kLog2e / a.scales[bh * 2 + bi];
     }
-    for (int r = warp; r < kMaxRows; r += kSelWarps) {  // coalesced rows, stored [dim][row]
-      const float* qp = a.qbar + (r < nrows ? ri.qrow[r] : 0) * a.pk + poff;
-      for (int kk = lane; kk < P; kk += 32) qs[kk * kMaxRows + r] = r < nrows ? qp[kk] : 0.f;
-    }
     __syncthreads();
-    float rs[4];
+    // Query fragments of every k-step, split into tf32 hi + lo (3xTF32 keeps
+    // the scores at fp32 accuracy).
+    for (int x = t; x < (P / 8) * 32; x += kSelThreads) {
+      const int s8 = (x >> 5) * 8, fg = (x & 31) >> 2, ft = x & 3;
+      float v[4];
 #pragma unroll
-    for (int rr = 0; rr < 4; ++rr) rs[rr] = rg * 4 + rr < nrows ? ri.rs[rg * 4 + rr] : 0.f;
+      for (int e = 0; e < 4; ++e) {
+        const int r = fg + (e & 1) * 8, dim = s8 + ft + (e >> 1) * 4;
+        v[e] = r < nrows ? a.qbar[ri.qrow[r] * a.pk + poff + dim] : 0.f;
+      }
+      float4 hi, lo;
+      mma::split_tf32(v[0], hi.x, lo.x);
+      mma::split_tf32(v[1], hi.y, lo.y);
+      mma::split_tf32(v[2], hi.z, lo.z);
+      mma::split_tf32(v[3], hi.w, lo.w);
+      qf[(x >> 5) * 64 + (x & 31)] = hi;
+      qf[(x >> 5) * 64 + 32 + (x & 31)] = lo;
+    }
+    const float rs_g = g < nrows ? ri.rs[g] : 0.f, rs_g8 = g + 8 < nrows ? ri.rs[g + 8] : 0.f;
     // Score tiles [kTC key blocks x kKC dims], double-buffered with cp.async so
     // the L2 latency of the next tile hides behind this one. Tiles run key-block
     // tile major, dim chunk minor. Chunks past vmax or past P are not copied:
     // their columns are never stored and their dims never read.
     const int nkc = (P + kKC - 1) / kKC;
     const int ntiles = ((vmax + kTC - 1) / kTC) * nkc;
-    const float* ksrc = kb + (int64_t)kc * a.pk + poff + kd;
-    float* kdst = ks + kc * kKs4Stride + kd;
+    const float* ksrc = kb + (int64_t)kc * a.pk + poff + kd4 * 4;
+    float* kdst = ks + kc * kKC + ((kd4 ^ (kc & 7)) * 4);
     auto issue = [&](int tc, int kcn, int buf) {
       const int c0 = tc * kTC, k0 = kcn * kKC;
-      if (k0 + kd < P) {
+      if (k0 + kd4 * 4 < P) {
 #pragma unroll
         for (int i = 0; i < kTC / 32; ++i) {
           if (c0 + kc + 32 * i < vmax)
-            __pipeline_memcpy_async(kdst + buf * kTileFloats + 32 * i * kKs4Stride,
+            __pipeline_memcpy_async(kdst + buf * kTileFloats + 32 * i * kKC,
                                     ksrc + (int64_t)(c0 + 32 * i) * a.pk + k0, 16);
         }
       }
@@ -456,40 +470,33 @@ __global__ void __launch_bounds__(kSelThreads, 2) select_kernel(const SelArgs a)
 #pragma unroll
         for (int h = 0; h < 2; ++h)
 #pragma unroll
-          for (int rr = 0; rr < 4; ++rr) acc[h][rr] = 0.f;
+          for (int e = 0; e < 4; ++e) acc[h][e] = 0.f;
       }
-      if (active) {
-        const int kn = min(kKC, P - k0);  // a multiple of 4
-        const float4* q4 = reinterpret_cast<const float4*>(qs + k0 * kMaxRows) + rg;
-        const float* kt0 = ks + buf * kTileFloats + col * kKs4Stride;
-        const float* kt1 = kt0 + (kTC / 2) * kKs4Stride;
-#pragma unroll 2
-        for (int kk = 0; kk < kn; kk += 4) {
-          const float4 k0v = *reinterpret_cast<const float4*>(kt0 + kk);
-          const float4 k1v = *reinterpret_cast<const float4*>(kt1 + kk);
-          const float kv[2][4] = {{k0v.x, k0v.y, k0v.z, k0v.w}, {k1v.x, k1v.y, k1v.z, k1v.w}};
+      if (c0 + warp * 16 < vmax) {  // warp-uniform: this warp's 16 key blocks
+        const int nks = min(kKC, P - k0) / 8;
+        const float* kt = ks + buf * kTileFloats + (warp * 16 + g) * kKC + tq;
+        const float4* qk = qf + (k0 / 8) * 64 + lane;
+        for (int st = 0; st < nks; ++st) {
+          const float4 ahi = qk[st * 64], alo = qk[st * 64 + 32];
 #pragma unroll
-          for (int uu = 0; uu < 4; ++uu) {
-            const float4 qv = q4[(kk + uu) * (kMaxRows / 4)];
-#pragma unroll
-            for (int h = 0; h < 2; ++h) {
-              acc[h][0] = fmaf(qv.x, kv[h][uu], acc[h][0]);
-              acc[h][1] = fmaf(qv.y, kv[h][uu], acc[h][1]);
-              acc[h][2] = fmaf(qv.z, kv[h][uu], acc[h][2]);
-              acc[h][3] = fmaf(qv.w, kv[h][uu], acc[h][3]);
-            }
+          for (int h = 0; h < 2; ++h) {
+            const float* kp = kt + h * 8 * kKC;  // key (h * 8 + g) & 7 == g
+            float bhi[2], blo[2];
+            mma::split_tf32(kp[((2 * st) ^ g) * 4], bhi[0], blo[0]);
+            mma::split_tf32(kp[((2 * st + 1) ^ g) * 4], bhi[1], blo[1]);
+            mma::mma_tf32(acc[h], alo, bhi);
+            mma::mma_tf32(acc[h], ahi, blo);
+            mma::mma_tf32(acc[h], ahi, bhi);
           }
         }
         if (k0 + kKC >= P) {
 #pragma unroll
           for (int h = 0; h < 2; ++h) {
-            const int j = c0 + col + h * (kTC / 2);
-            if (j < vmax) {
+            const int j = c0 + warp * 16 + h * 8 + 2 * tq;
 #pragma unroll
-              for (int rr = 0; rr < 4; ++rr) {
-                const int r = rg * 4 + rr;
-                if (r < nrows) lg[(size_t)r * a.LS + j] = acc[h][rr] * rs[rr];
-              }
+            for (int e = 0; e < 4; ++e) {
+              const int r = g + (e >> 1) * 8, jj = j + (e & 1);
+              if (r < nrows && jj < vmax) lg[(size_t)r * a.LS + jj] = acc[h][e] * (e >> 1 ? rs_g8 : rs_g);
             }
           }
         }
@@ -547,7 +554,7 @@ cudaError_t estimate(const QkvView& q, const QkvView& k, const EstimateParams& p
   const int Dmax = std::max(g.pw[0], g.pw[1]);
   const int LS = (g.nk + 31) & ~31;  // rows padded to whole 32-key words
   const int W = (g.nk + 31) / 32;
-  const size_t fixed = sizeof(float) * ((size_t)Dmax * kMaxRows + 2u * kTileFloats) +
+  const size_t fixed = sizeof(float) * ((size_t)Dmax * 2 * kMaxRows + 2u * kTileFloats) +
                        sizeof(uint32_t) * 32u * kSelWarps;  // + per-warp search scratch
   const size_t per_row = sizeof(float) * (size_t)LS + sizeof(uint32_t) * (size_t)W;
   const size_t cap = (size_t)optin - sizeof(RowInfo);
