@@ -207,6 +207,40 @@ describeGpu('CUDA backend', () => {
     }
   });
 
+  // The Hopper kernel is persistent when a call has more query tiles than the
+  // GPU has SMs; PRISM_SM90_PERSISTENT=1 with PRISM_SM90_CTAS=3 forces that
+  // mode on a small shape, so each CTA runs several (query tile, head) items
+  // and carries its K/V ring across them. (On other GPUs the variables are
+  // ignored and the case runs the portable kernel.)
+  test.each([
+    [128, 'bfloat16', 128],
+    [256, 'float16', 64],
+  ] as const)('persistent scheduling forced: block %i %s d=%i vs reference', async (block, dtype, d) => {
+    const vc: ValidationCase = {
+      name: 'persistent forced',
+      kind: 'structured',
+      dims: { batch: 2, hq: 8, hkv: 2, nq: 700, nk: 1300, d },
+      dtype,
+      layout: 'bnhd',
+      opts: { block },
+      seed: 37,
+    };
+    const saved = { p: process.env.PRISM_SM90_PERSISTENT, c: process.env.PRISM_SM90_CTAS };
+    process.env.PRISM_SM90_PERSISTENT = '1';
+    process.env.PRISM_SM90_CTAS = '3';
+    try {
+      const r = await runCase(vc, 'cuda');
+      expect(r.failures).toEqual([]);
+      expect(r.sparseRelError).toBeLessThanOrEqual(TOLERANCES[dtype]);
+      expect(r.denseRelError).toBeLessThanOrEqual(TOLERANCES[dtype]);
+    } finally {
+      if (saved.p === undefined) delete process.env.PRISM_SM90_PERSISTENT;
+      else process.env.PRISM_SM90_PERSISTENT = saved.p;
+      if (saved.c === undefined) delete process.env.PRISM_SM90_CTAS;
+      else process.env.PRISM_SM90_CTAS = saved.c;
+    }
+  });
+
   test('info() names the attention path the device takes', () => {
     const i = info();
     for (const dev of i.devices) {

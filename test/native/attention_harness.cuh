@@ -464,7 +464,7 @@ static void timing_sweep(const std::vector<TimingShape>& shapes,
     for (const TimedKernel& kern : kernels_for(N, D)) {
       kern.select();
       poison(o);
-      const float dms = time_op(q, k, v, o, BlockList{}, blk, nullptr, kern.variant, true, iters);
+      const float dms = time_op(q, k, v, o, BlockList{}, blk, ws, kern.variant, true, iters);
       const unsigned long long bad_d = count_bad(o, true);
       poison(o);
       const float sms = time_op(q, k, v, o, sl, blk, ws, kern.variant, true, iters);

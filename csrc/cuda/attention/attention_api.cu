@@ -172,10 +172,12 @@ cudaError_t attention_with_variant(const QkvView& q, const QkvView& k, const Qkv
   FwdParams& p = g.p;
   if (int64_t(p.batch) * p.hq * p.nq == 0) return cudaSuccess;
   const int d = static_cast<int>(q.d);
+  char* ws = static_cast<char*>(workspace);
   if (sm90) {
     // Its own work order (kv-head groups, longest query tiles first): no
     // p.order. n_mtiles counts its 128-row tiles.
     p.n_mtiles = static_cast<int32_t>((p.nq + sm90::kBlockM - 1) / sm90::kBlockM);
+    p.work_counter = ws != nullptr ? reinterpret_cast<int32_t*>(ws) : nullptr;
     cudaError_t e;
     if (q.dtype == DType::BF16)
       e = d == 128 ? sm90::launch_fwd<__nv_bfloat16, 128>(p, stream)
@@ -192,7 +194,7 @@ cudaError_t attention_with_variant(const QkvView& q, const QkvView& k, const Qkv
   if (g.order_bytes > 0 && workspace != nullptr) {
     // Longest rows first; without a workspace the kernel falls back to the
     // reverse query-tile order.
-    int32_t* order = static_cast<int32_t*>(workspace);
+    int32_t* order = reinterpret_cast<int32_t*>(ws + kCounterBytes);
     cudaError_t e = launch_order_items(p, variant_block_m(g.variant), order, stream);
     if (e != cudaSuccess) return e;
     p.order = order;
@@ -211,8 +213,8 @@ size_t attention_workspace_bytes(const QkvView& q, const QkvView& k, const Block
                                  const AttentionParams& p) {
   (void)k;
   (void)p;
-  if (list.counts == nullptr) return 0;
-  return attn::order_workspace_bytes(q.batch, q.heads, q.n);
+  if (list.counts == nullptr) return attn::kCounterBytes;
+  return attn::kCounterBytes + attn::order_workspace_bytes(q.batch, q.heads, q.n);
 }
 
 cudaError_t attention(const QkvView& q, const QkvView& k, const QkvView& v, const OutView& o,

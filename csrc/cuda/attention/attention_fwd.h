@@ -28,7 +28,12 @@ struct FwdParams {
   float scale_log2 = 0.f;                         // softmax scale * log2(e)
   int32_t n_mtiles = 0;                           // query tiles per (b, h)
   const int32_t* order = nullptr;                 // work order (sparse), or null
+  int32_t* work_counter = nullptr;                // sm90 persistent item counter (workspace), or null
 };
+
+// Workspace bytes of the sm90 kernel's persistent item counter (at offset 0;
+// the sm80 work order, when there is one, follows it).
+constexpr size_t kCounterBytes = 256;
 
 // Kernel variants of the sm80-mma path. Names: warps, 16-row m-tiles per
 // warp, key tile. BLOCK_M = warps * 16 * mtiles.

@@ -20,6 +20,7 @@
 #include <cmath>
 #include <cstdint>
 #include <string>
+#include <utility>
 
 #include "cuda/common/cuda_check.h"
 #include "cuda/common/dtype_traits.cuh"
@@ -32,6 +33,39 @@ namespace prism::cuda {
 namespace {
 
 using select::warp_sum;
+
+// Programmatic dependent launch (sm_90+): the next kernel's CTAs may start
+// while this grid drains and run their setup; dependent_wait() blocks until
+// the previous grid has completed and its writes are visible. Both are no-ops
+// on older GPUs, where the launches stay plainly serialised.
+__device__ __forceinline__ void allow_dependents() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void dependent_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
+// Launches `kernel` on `stream`, overlapping its start with the previous
+// kernel's tail when `pdl` is set (the kernel must call dependent_wait()).
+template <class... Params, class... Args>
+cudaError_t launch_pdl(bool pdl, void (*kernel)(Params...), unsigned grid, unsigned threads, size_t smem,
+                       cudaStream_t stream, Args&&... args) {
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = dim3(grid);
+  cfg.blockDim = dim3(threads);
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = stream;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = pdl ? 1 : 0;
+  return cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...);
+}
 
 // A band is up to two contiguous dim ranges [s0, s0+w0) U [s1, s1+w1).
 struct Band {
@@ -144,6 +178,7 @@ struct PoolArgs {
 
 template <class Tag, int VEC>
 __global__ void __launch_bounds__(512) pool_kernel(const PoolArgs a) {
+  allow_dependents();
   using S = typename Tag::storage;
   extern __shared__ float red[];  // [RG][d]
   const int64_t nqu = (int64_t)a.B * a.Hq * a.nq;
@@ -242,6 +277,8 @@ struct TempArgs {
 
 __global__ void __launch_bounds__(256) temps_kernel(const TempArgs a) {
   __shared__ float red[6][256];
+  allow_dependents();
+  dependent_wait();
   const int bh = blockIdx.x;
   const int b = bh / a.Hq, h = bh % a.Hq;
   const int64_t kbh = (int64_t)b * a.Hkv + h / a.G;
@@ -396,6 +433,7 @@ __global__ void __launch_bounds__(kSelThreads, 2) select_kernel(const SelArgs a)
     ri.qrow[t] = ((int64_t)b * a.Hq + head) * a.nq + blk;
     ri.V[t] = min(blk + a.off + 1, a.nk);
   }
+  dependent_wait();  // scales, pooled rows: written by the previous kernels
   const float* kb = a.kbar + bk * a.nk * a.pk;
   // mma fragment coordinates: rows g and g + 8, k / key index tq.
   const int g = lane >> 2, tq = lane & 3;
@@ -551,6 +589,9 @@ cudaError_t estimate(const QkvView& q, const QkvView& k, const EstimateParams& p
   PRISM_CUDA_TRY(cudaGetDevice(&dev));
   int optin = 0;
   PRISM_CUDA_TRY(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+  int cc_major = 0;
+  PRISM_CUDA_TRY(cudaDeviceGetAttribute(&cc_major, cudaDevAttrComputeCapabilityMajor, dev));
+  const bool pdl = cc_major >= 9;
   const int Dmax = std::max(g.pw[0], g.pw[1]);
   const int LS = (g.nk + 31) & ~31;  // rows padded to whole 32-key words
   const int W = (g.nk + 31) / 32;
@@ -607,8 +648,7 @@ cudaError_t estimate(const QkvView& q, const QkvView& k, const EstimateParams& p
     a.temp_high = p.temp_high; a.temp_low = p.temp_low;
     a.D0 = g.band[0].w0 + g.band[0].w1; a.D1 = g.band[1].w0 + g.band[1].w1;
     a.scales = scales; a.temps = out.temps;
-    temps_kernel<<<(unsigned)(g.B * g.Hq), 256, 0, stream>>>(a);
-    PRISM_CUDA_TRY(cudaGetLastError());
+    PRISM_CUDA_TRY(launch_pdl(pdl, temps_kernel, (unsigned)(g.B * g.Hq), 256, 0, stream, a));
   }
   if (g_stage_limit <= 2) return cudaGetLastError();
   // 3. scores + selection + outputs
@@ -638,8 +678,7 @@ cudaError_t estimate(const QkvView& q, const QkvView& k, const EstimateParams& p
     auto kernel = topk ? select_kernel<true> : select_kernel<false>;
     if (sel_smem > 48u * 1024u)
       PRISM_CUDA_TRY(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sel_smem));
-    kernel<<<(unsigned)grid, kSelThreads, sel_smem, stream>>>(a);
-    PRISM_CUDA_TRY(cudaGetLastError());
+    PRISM_CUDA_TRY(launch_pdl(pdl, kernel, (unsigned)grid, kSelThreads, sel_smem, stream, a));
   }
   return cudaGetLastError();
 }

@@ -14,7 +14,13 @@
 //     domain. Software pipelined: the scores of tile t are computed while the
 //     P V product of tile t-1 runs on the tensor cores. Optional ping-pong
 //     (Sm90Params::pingpong): the two warpgroups take turns issuing GEMMs.
-// Work order: CTAs grouped by (batch, kv head), longest query tiles first.
+// Work order: items (query tile, head) grouped by (batch, kv head), longest
+// query tiles first. Persistent mode (Sm90Params::work_counter set): one CTA
+// per SM takes items from an atomic counter in that order; the producer fetches
+// the next item, and loads its Q and first K/V tiles, while the consumers
+// finish the previous one (the K/V ring and its phases carry across items; Q is
+// released after its last QK GEMM and the output is stored from registers).
+// Otherwise one CTA per item.
 // Semantics are those of the sm80 kernel (attention_fwd_kernel.cuh).
 #pragma once
 #include <cuda.h>
@@ -45,7 +51,7 @@ struct Sm90Traits {
   static constexpr int kTileBytesQ = kBlockM * D * 2;
   static constexpr int kTileBytesKV = kBlockN * D * 2;
   static constexpr int kSmemBytes = kTileBytesQ + 2 * kStages * kTileBytesKV + 1024;  // + align
-  static constexpr int kNumBars = 1 + 4 * kStages;
+  static constexpr int kNumBars = 1 + 4 * kStages + 5;  // + q_empty, item_full[2], item_empty[2]
   static_assert(D == 64 || D == 128, "head_dim 64 or 128");
 };
 
@@ -54,7 +60,9 @@ struct Sm90Params {
   CUtensorMap tk;  // (d, nk, hkv, batch)
   CUtensorMap tv;
   FwdParams p;
-  int32_t pingpong = 0;  // consumer warpgroups take turns issuing their GEMMs
+  int32_t pingpong = 0;  // consumer warpgroups take turns issuing their GEMMs (not persistent)
+  int32_t* work_counter = nullptr;  // persistent: zeroed item counter; null: one CTA per item
+  int32_t n_items = 0;
 };
 
 template <typename T, int D>
@@ -80,6 +88,10 @@ __global__ void __launch_bounds__(384, 1) attn_fwd_sm90_kernel(const __grid_cons
   uint64_t* vfull = kfull + S;
   uint64_t* kempty = vfull + S;
   uint64_t* vempty = kempty + S;
+  uint64_t* q_empty = vempty + S;
+  uint64_t* item_full = q_empty + 1;
+  uint64_t* item_empty = item_full + 2;
+  __shared__ int item_slot[2];
 
   const FwdParams& p = prm.p;
   const int tid = threadIdx.x;
@@ -87,28 +99,30 @@ __global__ void __launch_bounds__(384, 1) attn_fwd_sm90_kernel(const __grid_cons
   const int warp = tid >> 5;
   const int wg = warp >> 2;
 
-  // ---- work item ------------------------------------------------------------------
+  const bool persistent = prm.work_counter != nullptr;
+  // ---- work items -------------------------------------------------------------------
   // Order: (batch, kv head) groups one after the other, so the CTAs running at
   // any time share one head's K/V and find its tiles in L2 (measured on H100:
   // dense -1..4%, 20%-sparse -3..13% time against the sm80 order of query tiles
   // over all heads / list-length sort); inside a group the last (longest) query
   // tiles first, the query heads of the GQA group side by side. p.order is not
   // used.
-  const int per = p.group * p.n_mtiles;
-  const int grp = blockIdx.x / per;  // b * hkv + hk
-  const int y = blockIdx.x - grp * per;
-  const int qt = p.n_mtiles - 1 - y / p.group;
-  const int bh = grp * p.group + (y % p.group);  // b * hq + h
-  const int b = bh / p.hq;
-  const int h = bh - b * p.hq;
-  const int hk = h / p.group;
-  const int row0 = qt * kBlockM;
-  const KeyTiles<kBlockM, kBlockN> keys(p, bh, row0, p.counts != nullptr);
-  const int rows_valid = keys.rows_valid;
-  const int s_lo = keys.s_lo;
-  const int key_end = keys.key_end;
-  const int ntiles = keys.count;
-  auto tile_start = [&](int t) -> int { return keys.start(t); };
+  struct Item {
+    int bh, b, h, hk, row0;
+  };
+  auto decode = [&](int item) {
+    const int per = p.group * p.n_mtiles;
+    const int grp = item / per;  // b * hkv + hk
+    const int y = item - grp * per;
+    const int qt = p.n_mtiles - 1 - y / p.group;
+    Item w;
+    w.bh = grp * p.group + (y % p.group);  // b * hq + h
+    w.b = w.bh / p.hq;
+    w.h = w.bh - w.b * p.hq;
+    w.hk = w.h / p.group;
+    w.row0 = qt * kBlockM;
+    return w;
+  };
 
   if (tid == 0) {
     mbar_init(bar_q, 1);
@@ -119,6 +133,11 @@ __global__ void __launch_bounds__(384, 1) attn_fwd_sm90_kernel(const __grid_cons
       mbar_init(&kempty[s], 8);  // one arrival per consumer warp
       mbar_init(&vempty[s], 8);
     }
+    mbar_init(q_empty, 8);
+    mbar_init(&item_full[0], 1);
+    mbar_init(&item_full[1], 1);
+    mbar_init(&item_empty[0], 256);  // every consumer thread that read the slot
+    mbar_init(&item_empty[1], 256);
     mbar_fence_init();
   }
   __syncthreads();
@@ -126,29 +145,47 @@ __global__ void __launch_bounds__(384, 1) attn_fwd_sm90_kernel(const __grid_cons
   if (wg == 0) {
     // ================================ producer ================================
     setmaxnreg_dec<24>();
-    if (warp == 0 && lane == 0 && ntiles > 0) {
+    if (warp == 0 && lane == 0) {
       tma_prefetch_desc(&prm.tk);
       tma_prefetch_desc(&prm.tv);
-      mbar_arrive_expect_tx(bar_q, KT::kTileBytesQ);
-#pragma unroll
-      for (int cb = 0; cb < kCB; ++cb)
-        tma_load_4d(sQ + cb * KT::kColBytesQ, &prm.tq, bar_q, cb * 64, row0, h, b);
-      for (int t = 0; t < ntiles; ++t) {
-        const int s = t % S;
-        const int r = t / S;
-        const int start = tile_start(t);
-        if (t >= S) mbar_wait(&kempty[s], (r - 1) & 1);
-        mbar_arrive_expect_tx(&kfull[s], KT::kTileBytesKV);
+      int kv = 0;  // position in the K/V ring, carried across items
+      for (int it = 0;; ++it) {
+        int item;
+        if (persistent) {
+          const int slot = it & 1;
+          if (it >= 2) mbar_wait(&item_empty[slot], ((it >> 1) - 1) & 1);
+          item = atomicAdd(prm.work_counter, 1);
+          if (item >= prm.n_items) item = -1;
+          item_slot[slot] = item;
+          mbar_arrive(&item_full[slot]);  // release: the consumers read item_slot after their wait
+        } else {
+          item = it == 0 ? static_cast<int>(blockIdx.x) : -1;
+        }
+        if (item < 0) break;
+        const Item w = decode(item);
+        const KeyTiles<kBlockM, kBlockN> keys(p, w.bh, w.row0, p.counts != nullptr);
+        if (it >= 1) mbar_wait(q_empty, (it - 1) & 1);
+        mbar_arrive_expect_tx(bar_q, KT::kTileBytesQ);
 #pragma unroll
         for (int cb = 0; cb < kCB; ++cb)
-          tma_load_4d(sK + s * KT::kTileBytesKV + cb * KT::kColBytesKV, &prm.tk, &kfull[s], cb * 64,
-                      start, hk, b);
-        if (t >= S) mbar_wait(&vempty[s], (r - 1) & 1);
-        mbar_arrive_expect_tx(&vfull[s], KT::kTileBytesKV);
+          tma_load_4d(sQ + cb * KT::kColBytesQ, &prm.tq, bar_q, cb * 64, w.row0, w.h, w.b);
+        for (int t = 0; t < keys.count; ++t, ++kv) {
+          const int s = kv % S;
+          const int r = kv / S;
+          const int start = keys.start(t);
+          if (kv >= S) mbar_wait(&kempty[s], (r - 1) & 1);
+          mbar_arrive_expect_tx(&kfull[s], KT::kTileBytesKV);
 #pragma unroll
-        for (int cb = 0; cb < kCB; ++cb)
-          tma_load_4d(sV + s * KT::kTileBytesKV + cb * KT::kColBytesKV, &prm.tv, &vfull[s], cb * 64,
-                      start, hk, b);
+          for (int cb = 0; cb < kCB; ++cb)
+            tma_load_4d(sK + s * KT::kTileBytesKV + cb * KT::kColBytesKV, &prm.tk, &kfull[s], cb * 64,
+                        start, w.hk, w.b);
+          if (kv >= S) mbar_wait(&vempty[s], (r - 1) & 1);
+          mbar_arrive_expect_tx(&vfull[s], KT::kTileBytesKV);
+#pragma unroll
+          for (int cb = 0; cb < kCB; ++cb)
+            tma_load_4d(sV + s * KT::kTileBytesKV + cb * KT::kColBytesKV, &prm.tv, &vfull[s], cb * 64,
+                        start, w.hk, w.b);
+        }
       }
     }
   } else {
@@ -157,16 +194,7 @@ __global__ void __launch_bounds__(384, 1) attn_fwd_sm90_kernel(const __grid_cons
     const int cw = wg - 1;       // consumer warpgroup: tile rows [64 cw, 64 cw + 64)
     const int wq = warp & 3;     // warp inside the warpgroup: 16 rows each
     const int rloc = cw * 64 + wq * 16 + (lane >> 2);  // tile row of the hf = 0 registers
-    const int s_row0 = s_lo + rloc;                    // its absolute position (hf = 1: + 8)
-    const int s_wg_lo = s_lo + cw * 64;                // first position of this warpgroup
     const float sl2 = p.scale_log2;
-
-    float o[D / 2];
-#pragma unroll
-    for (int i = 0; i < D / 2; ++i) o[i] = 0.f;
-    float m[2] = {-CUDART_INF_F, -CUDART_INF_F};
-    float l[2] = {0.f, 0.f};
-
     const uint32_t q_base = smem_addr(sQ) + cw * 64 * 128;
     const uint32_t k_base = smem_addr(sK);
     const uint32_t v_base = smem_addr(sV);
@@ -183,175 +211,230 @@ __global__ void __launch_bounds__(384, 1) attn_fwd_sm90_kernel(const __grid_cons
       }
       wgmma_commit();
     };
-    auto issue_pv = [&](uint32_t (&pk)[kBlockN / 16][4], int stage) {
-      wgmma_fence();
-#pragma unroll
-      for (int j = 0; j < kBlockN / 16; ++j) {
-        const uint64_t db =
-            make_desc_sw128(v_base + stage * KT::kTileBytesKV + j * 16 * 128, KT::kColBytesKV, 1024);
-        if constexpr (D == 128)
-          Wgmma<T>::rs128(o, pk[j], db);
-        else
-          Wgmma<T>::rs64(o, pk[j], db);
-      }
-      wgmma_commit();
-    };
-    // Masks, then turns the scores into exp2 probabilities in place; returns the
-    // rescale factor of the previous accumulators per row half.
-    auto softmax = [&](float (&sc)[kBlockN / 2], int start, float (&alpha)[2]) {
-      const bool need_mask = (start + kBlockN - 1 > s_wg_lo) || (start + kBlockN > key_end);
-      if (need_mask) {
-        const int key0 = start + (lane & 3) * 2;
-#pragma unroll
-        for (int hf = 0; hf < 2; ++hf) {
-          const int lim = min(s_row0 + hf * 8 + 1, key_end);
-#pragma unroll
-          for (int i = 0; i < kBlockN / 8; ++i)
-#pragma unroll
-            for (int e = 0; e < 2; ++e)
-              if (key0 + i * 8 + e >= lim) sc[4 * i + 2 * hf + e] = -CUDART_INF_F;
-        }
-      }
-#pragma unroll
-      for (int hf = 0; hf < 2; ++hf) {
-        float mx = m[hf];
-#pragma unroll
-        for (int i = 0; i < kBlockN / 8; ++i)
-          mx = fmaxf(mx, fmaxf(sc[4 * i + 2 * hf], sc[4 * i + 2 * hf + 1]));
-        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-        const float ms = (mx == -CUDART_INF_F) ? 0.f : mx * sl2;
-        alpha[hf] = exp2_approx(m[hf] * sl2 - ms);
-        m[hf] = mx;
-        float sum = 0.f;
-#pragma unroll
-        for (int i = 0; i < kBlockN / 8; ++i)
-#pragma unroll
-          for (int e = 0; e < 2; ++e) {
-            const float v = exp2_approx(fmaf(sc[4 * i + 2 * hf + e], sl2, -ms));
-            sc[4 * i + 2 * hf + e] = v;
-            sum += v;
-          }
-        l[hf] = l[hf] * alpha[hf] + sum;
-      }
-    };
-    auto to_p = [&](const float (&sc)[kBlockN / 2], uint32_t (&pk)[kBlockN / 16][4]) {
-#pragma unroll
-      for (int j = 0; j < kBlockN / 16; ++j)
-#pragma unroll
-        for (int x = 0; x < 4; ++x) pk[j][x] = E::pack(sc[8 * j + 2 * x], sc[8 * j + 2 * x + 1]);
-    };
     auto release = [&](uint64_t* bar) {
       __syncwarp();
       if (lane == 0) mbar_arrive(bar);
     };
-    // After the wgmma that read them has completed: pin the registers it
-    // wrote or read in place, then hand the shared-memory stage back.
-    auto qk_done = [&](float (&sc)[kBlockN / 2], int stage) {
-#pragma unroll
-      for (int i = 0; i < kBlockN / 2; ++i) reg_fence(sc[i]);
-      release(&kempty[stage]);
-    };
-    auto pv_done = [&](uint32_t (&pk)[kBlockN / 16][4], int stage) {
-#pragma unroll
-      for (int i = 0; i < D / 2; ++i) reg_fence(o[i]);
-#pragma unroll
-      for (int j = 0; j < kBlockN / 16; ++j)
-#pragma unroll
-        for (int x = 0; x < 4; ++x) reg_fence(pk[j][x]);
-      release(&vempty[stage]);
-    };
     // Ping-pong: named barrier 3 + w is warpgroup w's turn to issue GEMMs.
-    const bool pp = prm.pingpong != 0;
+    const bool pp = prm.pingpong != 0 && !persistent;
     auto my_turn = [&]() {
       if (pp) named_bar_sync(3 + cw, 256);
     };
     auto your_turn = [&]() {
       if (pp) named_bar_arrive(3 + (cw ^ 1), 256);
     };
-    if (cw == 1 && ntiles > 0) your_turn();  // warpgroup 0 goes first
 
-    if (ntiles > 0) {
-      float sc[kBlockN / 2];
-      uint32_t pk[kBlockN / 16][4];
-      float alpha[2];
-      mbar_wait(bar_q, 0);
-      mbar_wait(&kfull[0], 0);
-      my_turn();
-      issue_qk(sc, 0);
-      your_turn();
-      int cur_start = tile_start(0);
-      wgmma_wait<0>();
-      qk_done(sc, 0);
-      softmax(sc, cur_start, alpha);
-      to_p(sc, pk);
+    int kv = 0;  // position in the K/V ring, carried across items
+    for (int it = 0;; ++it) {
+      int item;
+      if (persistent) {
+        const int slot = it & 1;
+        mbar_wait(&item_full[slot], (it >> 1) & 1);
+        item = item_slot[slot];
+        mbar_arrive(&item_empty[slot]);  // each reader releases its own read
+      } else {
+        item = it == 0 ? static_cast<int>(blockIdx.x) : -1;
+      }
+      if (item < 0) break;
+      const Item w = decode(item);
+      const KeyTiles<kBlockM, kBlockN> keys(p, w.bh, w.row0, p.counts != nullptr);
+      const int key_end = keys.key_end;
+      const int ntiles = keys.count;
+      const int s_row0 = keys.s_lo + rloc;      // absolute position of the hf = 0 row (hf = 1: + 8)
+      const int s_wg_lo = keys.s_lo + cw * 64;  // first position of this warpgroup
 
-      for (int t = 1; t < ntiles; ++t) {
-        const int st = t % S, pt = (t / S) & 1;
-        const int sp = (t - 1) % S, ph = ((t - 1) / S) & 1;
-        cur_start = tile_start(t);
-        mbar_wait(&kfull[st], pt);
-        mbar_wait(&vfull[sp], ph);
+      float o[D / 2];
+#pragma unroll
+      for (int i = 0; i < D / 2; ++i) o[i] = 0.f;
+      float m[2] = {-CUDART_INF_F, -CUDART_INF_F};
+      float l[2] = {0.f, 0.f};
+
+      auto issue_pv = [&](uint32_t (&pk)[kBlockN / 16][4], int stage) {
+        wgmma_fence();
+#pragma unroll
+        for (int j = 0; j < kBlockN / 16; ++j) {
+          const uint64_t db =
+              make_desc_sw128(v_base + stage * KT::kTileBytesKV + j * 16 * 128, KT::kColBytesKV, 1024);
+          if constexpr (D == 128)
+            Wgmma<T>::rs128(o, pk[j], db);
+          else
+            Wgmma<T>::rs64(o, pk[j], db);
+        }
+        wgmma_commit();
+      };
+      // Masks, then turns the scores into exp2 probabilities in place; returns the
+      // rescale factor of the previous accumulators per row half.
+      auto softmax = [&](float (&sc)[kBlockN / 2], int start, float (&alpha)[2]) {
+        const bool need_mask = (start + kBlockN - 1 > s_wg_lo) || (start + kBlockN > key_end);
+        if (need_mask) {
+          const int key0 = start + (lane & 3) * 2;
+#pragma unroll
+          for (int hf = 0; hf < 2; ++hf) {
+            const int lim = min(s_row0 + hf * 8 + 1, key_end);
+#pragma unroll
+            for (int i = 0; i < kBlockN / 8; ++i)
+#pragma unroll
+              for (int e = 0; e < 2; ++e)
+                if (key0 + i * 8 + e >= lim) sc[4 * i + 2 * hf + e] = -CUDART_INF_F;
+          }
+        }
+#pragma unroll
+        for (int hf = 0; hf < 2; ++hf) {
+          float mx = m[hf];
+#pragma unroll
+          for (int i = 0; i < kBlockN / 8; ++i)
+            mx = fmaxf(mx, fmaxf(sc[4 * i + 2 * hf], sc[4 * i + 2 * hf + 1]));
+          mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+          mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+          const float ms = (mx == -CUDART_INF_F) ? 0.f : mx * sl2;
+          alpha[hf] = exp2_approx(m[hf] * sl2 - ms);
+          m[hf] = mx;
+          float sum = 0.f;
+#pragma unroll
+          for (int i = 0; i < kBlockN / 8; ++i)
+#pragma unroll
+            for (int e = 0; e < 2; ++e) {
+              const float v = exp2_approx(fmaf(sc[4 * i + 2 * hf + e], sl2, -ms));
+              sc[4 * i + 2 * hf + e] = v;
+              sum += v;
+            }
+          l[hf] = l[hf] * alpha[hf] + sum;
+        }
+      };
+      auto to_p = [&](const float (&sc)[kBlockN / 2], uint32_t (&pk)[kBlockN / 16][4]) {
+#pragma unroll
+        for (int j = 0; j < kBlockN / 16; ++j)
+#pragma unroll
+          for (int x = 0; x < 4; ++x) pk[j][x] = E::pack(sc[8 * j + 2 * x], sc[8 * j + 2 * x + 1]);
+      };
+      // After the wgmma that read them has completed: pin the registers it
+      // wrote or read in place, then hand the shared-memory stage back.
+      auto qk_done = [&](float (&sc)[kBlockN / 2], int stage) {
+#pragma unroll
+        for (int i = 0; i < kBlockN / 2; ++i) reg_fence(sc[i]);
+        release(&kempty[stage]);
+      };
+      auto pv_done = [&](uint32_t (&pk)[kBlockN / 16][4], int stage) {
+#pragma unroll
+        for (int i = 0; i < D / 2; ++i) reg_fence(o[i]);
+#pragma unroll
+        for (int j = 0; j < kBlockN / 16; ++j)
+#pragma unroll
+          for (int x = 0; x < 4; ++x) reg_fence(pk[j][x]);
+        release(&vempty[stage]);
+      };
+      if (cw == 1 && ntiles > 0) your_turn();  // warpgroup 0 goes first
+
+      mbar_wait(bar_q, it & 1);
+      if (ntiles > 0) {
+        float sc[kBlockN / 2];
+        uint32_t pk[kBlockN / 16][4];
+        float alpha[2];
+        mbar_wait(&kfull[kv % S], (kv / S) & 1);
         my_turn();
-        issue_qk(sc, st);
-        issue_pv(pk, sp);
+        issue_qk(sc, kv % S);
         your_turn();
-        wgmma_wait<1>();
-        qk_done(sc, st);
-        softmax(sc, cur_start, alpha);
+        int cur_start = keys.start(0);
         wgmma_wait<0>();
-        pv_done(pk, sp);
+        qk_done(sc, kv % S);
+        softmax(sc, cur_start, alpha);
+        to_p(sc, pk);
+
+        for (int t = 1; t < ntiles; ++t) {
+          const int c = kv + t;
+          const int st = c % S, pt = (c / S) & 1;
+          const int sp = (c - 1) % S, ph = ((c - 1) / S) & 1;
+          cur_start = keys.start(t);
+          mbar_wait(&kfull[st], pt);
+          mbar_wait(&vfull[sp], ph);
+          my_turn();
+          issue_qk(sc, st);
+          issue_pv(pk, sp);
+          your_turn();
+          wgmma_wait<1>();
+          qk_done(sc, st);
+          softmax(sc, cur_start, alpha);
+          wgmma_wait<0>();
+          pv_done(pk, sp);
+#pragma unroll
+          for (int i = 0; i < D / 8; ++i) {
+            o[4 * i + 0] *= alpha[0];
+            o[4 * i + 1] *= alpha[0];
+            o[4 * i + 2] *= alpha[1];
+            o[4 * i + 3] *= alpha[1];
+          }
+          to_p(sc, pk);
+        }
+        if (persistent) release(q_empty);  // the last QK GEMM has completed: Q may be replaced
+        {
+          const int c = kv + ntiles - 1;
+          const int sp = c % S, ph = (c / S) & 1;
+          mbar_wait(&vfull[sp], ph);
+          my_turn();
+          issue_pv(pk, sp);
+          your_turn();
+          if (cw == 0) my_turn();  // takes warpgroup 1's last hand-over: barriers end balanced
+          wgmma_wait<0>();
+          pv_done(pk, sp);
+        }
+      } else if (persistent) {
+        release(q_empty);
+      }
+      kv += ntiles;
+
+      // Decoded again: fewer registers live across the main loop.
+      const Item we = decode(item);
+      const int rows_valid = min(kBlockM, p.nq - we.row0);
+      T* gO = static_cast<T*>(p.o) + we.b * p.o_sb + we.h * p.o_sh + int64_t(we.row0) * p.o_sn;
+      float inv[2];
+#pragma unroll
+      for (int hf = 0; hf < 2; ++hf) {
+        float sum = l[hf];
+        sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+        sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+        inv[hf] = sum > 0.f ? 1.f / sum : 0.f;
+      }
+      if (persistent) {
+        // ---- epilogue from registers (sQ may already hold the next item's Q) ----
+#pragma unroll
+        for (int hf = 0; hf < 2; ++hf) {
+          const int r = rloc + hf * 8;
+          if (r < rows_valid) {
+            T* orow = gO + int64_t(r) * p.o_sn + (lane & 3) * 2;
+#pragma unroll
+            for (int i = 0; i < D / 8; ++i)
+              *reinterpret_cast<uint32_t*>(orow + i * 8) =
+                  E::pack(o[4 * i + 2 * hf] * inv[hf], o[4 * i + 2 * hf + 1] * inv[hf]);
+          }
+        }
+        continue;
+      }
+      // ---- epilogue: normalise, stage over this warpgroup's Q rows, 16-byte stores ----
+      named_bar_sync(1 + cw, 128);  // every warp of the warpgroup is done reading its Q rows
+#pragma unroll
+      for (int hf = 0; hf < 2; ++hf) {
+        const int r = rloc + hf * 8;
 #pragma unroll
         for (int i = 0; i < D / 8; ++i) {
-          o[4 * i + 0] *= alpha[0];
-          o[4 * i + 1] *= alpha[0];
-          o[4 * i + 2] *= alpha[1];
-          o[4 * i + 3] *= alpha[1];
+          const int cb = i >> 3, ch = i & 7;
+          const uint32_t v = E::pack(o[4 * i + 2 * hf] * inv[hf], o[4 * i + 2 * hf + 1] * inv[hf]);
+          *reinterpret_cast<uint32_t*>(sQ + cb * KT::kColBytesQ + r * 128 + ((ch ^ (r & 7)) << 4) +
+                                       (lane & 3) * 4) = v;
         }
-        to_p(sc, pk);
       }
-      {
-        const int sp = (ntiles - 1) % S, ph = ((ntiles - 1) / S) & 1;
-        mbar_wait(&vfull[sp], ph);
-        my_turn();
-        issue_pv(pk, sp);
-        your_turn();
-        if (cw == 0) my_turn();  // takes warpgroup 1's last hand-over: barriers end balanced
-        wgmma_wait<0>();
-        pv_done(pk, sp);
-      }
-    }
-
-    // ---- epilogue: normalise, stage over this warpgroup's Q rows, 16-byte stores ----
-    named_bar_sync(1 + cw, 128);  // every warp of the warpgroup is done reading its Q rows
+      named_bar_sync(1 + cw, 128);
+      const int tw = tid - 128 * wg;
+      constexpr int kChunks = D / 8;
 #pragma unroll
-    for (int hf = 0; hf < 2; ++hf) {
-      float sum = l[hf];
-      sum += __shfl_xor_sync(0xffffffffu, sum, 1);
-      sum += __shfl_xor_sync(0xffffffffu, sum, 2);
-      const float inv = sum > 0.f ? 1.f / sum : 0.f;
-      const int r = rloc + hf * 8;
-#pragma unroll
-      for (int i = 0; i < D / 8; ++i) {
-        const int cb = i >> 3, ch = i & 7;
-        const uint32_t v = E::pack(o[4 * i + 2 * hf] * inv, o[4 * i + 2 * hf + 1] * inv);
-        *reinterpret_cast<uint32_t*>(sQ + cb * KT::kColBytesQ + r * 128 + ((ch ^ (r & 7)) << 4) +
-                                     (lane & 3) * 4) = v;
-      }
-    }
-    named_bar_sync(1 + cw, 128);
-    T* gO = static_cast<T*>(p.o) + b * p.o_sb + h * p.o_sh + int64_t(row0) * p.o_sn;
-    const int tw = tid - 128 * wg;
-    constexpr int kChunks = D / 8;
-#pragma unroll
-    for (int it = 0; it < 64 * kChunks / 128; ++it) {
-      const int x = tw + it * 128;
-      const int r = cw * 64 + x / kChunks;
-      const int c = x % kChunks;
-      if (r < rows_valid) {
-        const int cb = c >> 3, ch = c & 7;
-        *reinterpret_cast<uint4*>(gO + int64_t(r) * p.o_sn + c * 8) =
-            *reinterpret_cast<const uint4*>(sQ + cb * KT::kColBytesQ + r * 128 + ((ch ^ (r & 7)) << 4));
+      for (int x_it = 0; x_it < 64 * kChunks / 128; ++x_it) {
+        const int x = tw + x_it * 128;
+        const int r = cw * 64 + x / kChunks;
+        const int c = x % kChunks;
+        if (r < rows_valid) {
+          const int cb = c >> 3, ch = c & 7;
+          *reinterpret_cast<uint4*>(gO + int64_t(r) * p.o_sn + c * 8) =
+              *reinterpret_cast<const uint4*>(sQ + cb * KT::kColBytesQ + r * 128 + ((ch ^ (r & 7)) << 4));
+        }
       }
     }
   }
