@@ -178,67 +178,57 @@ describeGpu('CUDA backend', () => {
     m.dispose();
   });
 
+  // Runs a structured case on the GPU under the given environment switches
+  // (the addon reads them on every call) and checks it against the reference.
+  async function checkUnderEnv(env: Record<string, string>, vc: ValidationCase): Promise<void> {
+    const saved = Object.fromEntries(Object.keys(env).map((n) => [n, process.env[n]]));
+    Object.assign(process.env, env);
+    try {
+      const r = await runCase(vc, 'cuda');
+      expect(r.failures).toEqual([]);
+      expect(r.sparseRelError).toBeLessThanOrEqual(TOLERANCES[vc.dtype]);
+      expect(r.denseRelError).toBeLessThanOrEqual(TOLERANCES[vc.dtype]);
+    } finally {
+      for (const [n, v] of Object.entries(saved)) {
+        if (v === undefined) delete process.env[n];
+        else process.env[n] = v;
+      }
+    }
+  }
+  const forcedCase = (name: string, block: number, dtype: 'bfloat16' | 'float16', d: number,
+    nq: number, nk: number, seed: number): ValidationCase => ({
+    name,
+    kind: 'structured',
+    dims: { batch: 2, hq: 8, hkv: 2, nq, nk, d },
+    dtype,
+    layout: 'bnhd',
+    opts: { block },
+    seed,
+  });
+
   // On Hopper the automatic dispatch takes the sm90 wgmma kernel for blocks
-  // 128/256; PRISM_ATTENTION_PATH=sm80 (read on every call) keeps the
-  // portable kernel under test there too.
+  // 128/256; PRISM_ATTENTION_PATH=sm80 keeps the portable kernel under test
+  // there too.
   test.each([
     [128, 'bfloat16', 128],
     [256, 'float16', 64],
   ] as const)('portable sm80 path forced: block %i %s d=%i vs reference', async (block, dtype, d) => {
-    const vc: ValidationCase = {
-      name: 'sm80 forced',
-      kind: 'structured',
-      dims: { batch: 2, hq: 8, hkv: 2, nq: 517, nk: 901, d },
-      dtype,
-      layout: 'bnhd',
-      opts: { block },
-      seed: 31,
-    };
-    const before = process.env.PRISM_ATTENTION_PATH;
-    process.env.PRISM_ATTENTION_PATH = 'sm80';
-    try {
-      const r = await runCase(vc, 'cuda');
-      expect(r.failures).toEqual([]);
-      expect(r.sparseRelError).toBeLessThanOrEqual(TOLERANCES[dtype]);
-      expect(r.denseRelError).toBeLessThanOrEqual(TOLERANCES[dtype]);
-    } finally {
-      if (before === undefined) delete process.env.PRISM_ATTENTION_PATH;
-      else process.env.PRISM_ATTENTION_PATH = before;
-    }
+    await checkUnderEnv({ PRISM_ATTENTION_PATH: 'sm80' }, forcedCase('sm80 forced', block, dtype, d, 517, 901, 31));
   });
 
-  // The Hopper kernel is persistent when a call has more query tiles than the
-  // GPU has SMs; PRISM_SM90_PERSISTENT=1 with PRISM_SM90_CTAS=3 forces that
-  // mode on a small shape, so each CTA runs several (query tile, head) items
-  // and carries its K/V ring across them. (On other GPUs the variables are
-  // ignored and the case runs the portable kernel.)
+  // The Hopper kernel is persistent on block-sparse calls with more query
+  // tiles than the GPU has SMs; PRISM_SM90_PERSISTENT=1 with PRISM_SM90_CTAS=3
+  // forces that mode on a small shape (dense calls too), so each CTA runs
+  // several (query tile, head) items and carries its K/V ring across them. On
+  // other GPUs the switches are ignored and the case runs the portable kernel.
   test.each([
     [128, 'bfloat16', 128],
     [256, 'float16', 64],
   ] as const)('persistent scheduling forced: block %i %s d=%i vs reference', async (block, dtype, d) => {
-    const vc: ValidationCase = {
-      name: 'persistent forced',
-      kind: 'structured',
-      dims: { batch: 2, hq: 8, hkv: 2, nq: 700, nk: 1300, d },
-      dtype,
-      layout: 'bnhd',
-      opts: { block },
-      seed: 37,
-    };
-    const saved = { p: process.env.PRISM_SM90_PERSISTENT, c: process.env.PRISM_SM90_CTAS };
-    process.env.PRISM_SM90_PERSISTENT = '1';
-    process.env.PRISM_SM90_CTAS = '3';
-    try {
-      const r = await runCase(vc, 'cuda');
-      expect(r.failures).toEqual([]);
-      expect(r.sparseRelError).toBeLessThanOrEqual(TOLERANCES[dtype]);
-      expect(r.denseRelError).toBeLessThanOrEqual(TOLERANCES[dtype]);
-    } finally {
-      if (saved.p === undefined) delete process.env.PRISM_SM90_PERSISTENT;
-      else process.env.PRISM_SM90_PERSISTENT = saved.p;
-      if (saved.c === undefined) delete process.env.PRISM_SM90_CTAS;
-      else process.env.PRISM_SM90_CTAS = saved.c;
-    }
+    await checkUnderEnv(
+      { PRISM_SM90_PERSISTENT: '1', PRISM_SM90_CTAS: '3' },
+      forcedCase('persistent forced', block, dtype, d, 700, 1300, 37),
+    );
   });
 
   test('info() names the attention path the device takes', () => {

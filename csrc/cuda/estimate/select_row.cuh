@@ -149,6 +149,38 @@ __device__ __forceinline__ uint32_t keep_word(const Decision& dc, uint32_t key, 
   return __ballot_sync(kFull, keep);
 }
 
+// The decision for one row, whatever holds its keys. sums_ge(v, s, c) gives
+// this lane's weight and count of keys >= v; each_word(fn) calls fn(key) on
+// every 32-key word, one key per lane, in index order. km: the row's largest key.
+template <bool TOPK, class SumsGe, class EachWord>
+__device__ __forceinline__ Decision decide(uint32_t total, uint32_t T, int V, uint32_t km, SumsGe sums_ge,
+                                           EachWord each_word, uint32_t* scratch) {
+  Decision dc{0, false, 0u, 0u};
+  if (T == 0) return dc;  // keep none
+  if (total < T) {
+    dc.mode = 1;  // keep all
+    return dc;
+  }
+  Search st{search_floor<TOPK>(total, T, V), km + 1u, 0u, 0u, 0u};
+  if (st.lo >= st.hi) st.lo = 1u;
+  uint32_t s, c;
+  sums_ge(st.lo, s, c);
+  st.n_lo = __reduce_add_sync(kFull, c);
+  while (st.hi - st.lo > 1 && st.n_lo - st.n_hi > 32u) {
+    const uint32_t mid = st.lo + ((st.hi - st.lo) >> 1);
+    sums_ge(mid, s, c);
+    search_step(st, mid, T, TOPK ? c : s, c);
+  }
+  uint32_t run = 0;
+  if (st.hi - st.lo > 1) {
+    each_word([&](uint32_t key) { gather_word(st, key, run, scratch); });
+    __syncwarp();
+  }
+  dc = search_finish<TOPK>(st, scratch, run, T);
+  __syncwarp();
+  return dc;
+}
+
 // Rows of V <= 32 * NPL: the row lives in registers. L holds the row's logits
 // (times log2 e) and -inf from V up to the next multiple of 32.
 template <int NPL, bool TOPK>
@@ -183,40 +215,22 @@ __device__ void select_row_reg(const float* L, int V, uint32_t T, uint32_t* bits
     km = max(km, key[e]);
   }
   const uint32_t total = TOPK ? (uint32_t)V : __reduce_add_sync(kFull, tl);
-  Decision dc{0, false, 0u, 0u};
-  if (T == 0) {
-    dc.mode = 0;
-  } else if (total < T) {
-    dc.mode = 1;
-  } else {
-    km = __reduce_max_sync(kFull, km);
-    Search st{search_floor<TOPK>(total, T, V), km + 1u, 0u, 0u, 0u};
-    if (st.lo >= st.hi) st.lo = 1u;
-    uint32_t n = 0;
+  auto sums_ge = [&](uint32_t v, uint32_t& s, uint32_t& c) {
+    s = 0;
+    c = 0;
 #pragma unroll
-    for (int e = 0; e < NPL; ++e) n += key[e] >= st.lo ? 1u : 0u;
-    st.n_lo = __reduce_add_sync(kFull, n);
-    while (st.hi - st.lo > 1 && st.n_lo - st.n_hi > 32u) {
-      const uint32_t mid = st.lo + ((st.hi - st.lo) >> 1);
-      uint32_t s = 0, c = 0;
-#pragma unroll
-      for (int e = 0; e < NPL; ++e) {
-        if (key[e] >= mid) {
-          if constexpr (!TOPK) s += w[e];
-          ++c;
-        }
+    for (int e = 0; e < NPL; ++e) {
+      if (key[e] >= v) {
+        if constexpr (!TOPK) s += w[e];
+        ++c;
       }
-      search_step(st, mid, T, TOPK ? c : s, c);
     }
-    uint32_t run = 0;
-    if (st.hi - st.lo > 1) {
+  };
+  auto each_word = [&](auto&& fn) {
 #pragma unroll
-      for (int e = 0; e < NPL; ++e) gather_word(st, key[e], run, scratch);
-      __syncwarp();
-    }
-    dc = search_finish<TOPK>(st, scratch, run, T);
-    __syncwarp();
-  }
+    for (int e = 0; e < NPL; ++e) fn(key[e]);
+  };
+  const Decision dc = decide<TOPK>(total, T, V, __reduce_max_sync(kFull, km), sums_ge, each_word, scratch);
   uint32_t run = 0, mine = 0;
 #pragma unroll
   for (int e = 0; e < NPL; ++e) {
@@ -252,41 +266,21 @@ __device__ void select_row_smem(float* L, int V, uint32_t T, uint32_t* bits, uin
     km = max(km, kb);
   }
   const uint32_t total = TOPK ? (uint32_t)V : __reduce_add_sync(kFull, tl);
-  km = __reduce_max_sync(kFull, km);
-  Decision dc{0, false, 0u, 0u};
-  if (T == 0) {
-    dc.mode = 0;
-  } else if (total < T) {
-    dc.mode = 1;
-  } else {
-    Search st{search_floor<TOPK>(total, T, V), km + 1u, 0u, 0u, 0u};
-    if (st.lo >= st.hi) st.lo = 1u;
-    uint32_t n = 0;
-    for (int j = lane; j < V; j += 32) n += K[j] >= st.lo ? 1u : 0u;
-    st.n_lo = __reduce_add_sync(kFull, n);
-    while (st.hi - st.lo > 1 && st.n_lo - st.n_hi > 32u) {
-      const uint32_t mid = st.lo + ((st.hi - st.lo) >> 1);
-      uint32_t s = 0, c = 0;
-      for (int j = lane; j < V; j += 32) {
-        const uint32_t k = K[j];
-        if (k >= mid) {
-          if constexpr (!TOPK) s += key_weight<TOPK>(k);
-          ++c;
-        }
+  auto sums_ge = [&](uint32_t v, uint32_t& s, uint32_t& c) {
+    s = 0;
+    c = 0;
+    for (int j = lane; j < V; j += 32) {
+      const uint32_t k = K[j];
+      if (k >= v) {
+        if constexpr (!TOPK) s += key_weight<TOPK>(k);
+        ++c;
       }
-      search_step(st, mid, T, TOPK ? c : s, c);
     }
-    uint32_t run = 0;
-    if (st.hi - st.lo > 1) {
-      for (int base = 0; base < V; base += 32) {
-        const int j = base + lane;
-        gather_word(st, j < V ? K[j] : 0u, run, scratch);
-      }
-      __syncwarp();
-    }
-    dc = search_finish<TOPK>(st, scratch, run, T);
-    __syncwarp();
-  }
+  };
+  auto each_word = [&](auto&& fn) {
+    for (int base = 0; base < V; base += 32) fn(base + lane < V ? K[base + lane] : 0u);
+  };
+  const Decision dc = decide<TOPK>(total, T, V, __reduce_max_sync(kFull, km), sums_ge, each_word, scratch);
   uint32_t run = 0;
   const int nw = (V + 31) / 32;
   for (int e = 0; e < nw; ++e) {
