@@ -186,45 +186,49 @@ __device__ __forceinline__ Decision decide(uint32_t total, uint32_t T, int V, ui
 template <int NPL, bool TOPK>
 __device__ void select_row_reg(const float* L, int V, uint32_t T, uint32_t* bits, uint32_t* scratch) {
   const int lane = threadIdx.x & 31;
+  // Reductions in four independent partials: short dependency chains.
   float x[NPL];
-  float m = -INFINITY;
+  float mp[4] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
 #pragma unroll
   for (int e = 0; e < NPL; ++e) {
     x[e] = e * 32 < V ? L[e * 32 + lane] : -INFINITY;  // warp-uniform test
-    m = fmaxf(m, x[e]);
+    mp[e & 3] = fmaxf(mp[e & 3], x[e]);
   }
-  m = warp_max(m);
-  float z = 0.f;
+  const float m = warp_max(fmaxf(fmaxf(mp[0], mp[1]), fmaxf(mp[2], mp[3])));
+  float zp[4] = {0.f, 0.f, 0.f, 0.f};
 #pragma unroll
   for (int e = 0; e < NPL; ++e) {
     x[e] = ex2_ftz(x[e] - m);
-    z += x[e];
+    zp[e & 3] += x[e];
   }
-  const float rz = 1.f / warp_sum(z);
+  const float rz = 1.f / warp_sum((zp[0] + zp[1]) + (zp[2] + zp[3]));
   uint32_t key[NPL];
   uint32_t w[TOPK ? 1 : NPL];
-  uint32_t tl = 0, km = 0;
+  uint32_t tp[4] = {0u, 0u, 0u, 0u}, kp[4] = {0u, 0u, 0u, 0u};
 #pragma unroll
   for (int e = 0; e < NPL; ++e) {
     const float p = x[e] * rz;
     key[e] = e * 32 + lane < V ? prob_key(p) : 0u;
     if constexpr (!TOPK) {
       w[e] = topp_weight(p);  // 0 for the -inf padding
-      tl += w[e];
+      tp[e & 3] += w[e];
     }
-    km = max(km, key[e]);
+    kp[e & 3] = max(kp[e & 3], key[e]);
   }
+  const uint32_t tl = (tp[0] + tp[1]) + (tp[2] + tp[3]);
+  const uint32_t km = max(max(kp[0], kp[1]), max(kp[2], kp[3]));
   const uint32_t total = TOPK ? (uint32_t)V : __reduce_add_sync(kFull, tl);
+  // Four independent partial sums: short dependency chains between the compares.
   auto sums_ge = [&](uint32_t v, uint32_t& s, uint32_t& c) {
-    s = 0;
-    c = 0;
+    uint32_t sp[4] = {0u, 0u, 0u, 0u}, cp[4] = {0u, 0u, 0u, 0u};
 #pragma unroll
     for (int e = 0; e < NPL; ++e) {
-      if (key[e] >= v) {
-        if constexpr (!TOPK) s += w[e];
-        ++c;
-      }
+      const bool ge = key[e] >= v;
+      if constexpr (!TOPK) sp[e & 3] += ge ? w[e] : 0u;
+      cp[e & 3] += ge ? 1u : 0u;
     }
+    s = (sp[0] + sp[1]) + (sp[2] + sp[3]);
+    c = (cp[0] + cp[1]) + (cp[2] + cp[3]);
   };
   auto each_word = [&](auto&& fn) {
 #pragma unroll
