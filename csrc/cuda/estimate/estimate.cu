@@ -353,7 +353,7 @@ struct SelArgs {
   const float* qbar;  // packed [B * Hq * nq][pk]
   const float* kbar;  // packed [B * Hkv * nk][pk]
   const float* scales;
-  int B, Hq, Hkv, G, nq, nk, off;
+  int Hq, Hkv, G, nq, nk, off;
   int pk, poff[2], pw[2];
   int nbands;
   uint32_t T[2];  // keep iff (mass or count ranked before) < T
@@ -655,7 +655,7 @@ cudaError_t estimate(const QkvView& q, const QkvView& k, const EstimateParams& p
   {
     SelArgs a{};
     a.qbar = qbar; a.kbar = kbar; a.scales = scales;
-    a.B = g.B; a.Hq = g.Hq; a.Hkv = g.Hkv; a.G = g.G; a.nq = g.nq; a.nk = g.nk; a.off = g.off;
+    a.Hq = g.Hq; a.Hkv = g.Hkv; a.G = g.G; a.nq = g.nq; a.nk = g.nk; a.off = g.off;
     a.pk = g.pk;
     for (int bi = 0; bi < 2; ++bi) { a.poff[bi] = g.poff[bi]; a.pw[bi] = g.pw[bi]; }
     a.nbands = g.nbands;

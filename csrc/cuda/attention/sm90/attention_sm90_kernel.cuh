@@ -382,10 +382,8 @@ __global__ void __launch_bounds__(384, 1) attn_fwd_sm90_kernel(const __grid_cons
       }
       kv += ntiles;
 
-      // Decoded again: fewer registers live across the main loop.
-      const Item we = decode(item);
-      const int rows_valid = min(kBlockM, p.nq - we.row0);
-      T* gO = static_cast<T*>(p.o) + we.b * p.o_sb + we.h * p.o_sh + int64_t(we.row0) * p.o_sn;
+      const int rows_valid = keys.rows_valid;
+      T* gO = static_cast<T*>(p.o) + w.b * p.o_sb + w.h * p.o_sh + int64_t(w.row0) * p.o_sn;
       float inv[2];
 #pragma unroll
       for (int hf = 0; hf < 2; ++hf) {
