@@ -75,6 +75,40 @@ struct AttentionParams {
 
 // Geometry shared by every implementation.
 inline int64_t num_blocks(int64_t n, int64_t block) { return (n + block - 1) / block; }
+
+// Blocks are cut on the absolute token grid, the same for queries and keys:
+// block j holds positions [jB, (j+1)B), and query row r sits at position
+// (Nk - Nq) + r. Query block i is grid block i0 + i, i0 = (Nk - Nq) / B, so
+// its first rows may be missing (a chunk that starts inside a block). With
+// `shift` = (Nk - Nq) % B, query block i holds rows [iB - shift, (i+1)B - shift)
+// clipped to [0, Nq).
+struct BlockGrid {
+  int64_t n_query = 0, n_key = 0;  // tokens
+  int64_t block = 1;
+  int64_t nq = 0, nk = 0;          // query and key blocks
+  int64_t off = 0;                 // i0: key block j is visible to query block i iff j <= i + off
+  int64_t shift = 0;               // (Nk - Nq) % B
+
+  BlockGrid() = default;
+  BlockGrid(int64_t n_query_, int64_t n_key_, int64_t block_)
+      : n_query(n_query_), n_key(n_key_), block(block_) {
+    nk = num_blocks(n_key, block);
+    off = (n_key - n_query) / block;
+    shift = (n_key - n_query) % block;
+    nq = n_query > 0 ? num_blocks(n_query + shift, block) : 0;
+  }
+  int64_t row_begin(int64_t i) const {
+    const int64_t r = i * block - shift;
+    return r > 0 ? r : 0;
+  }
+  int64_t row_end(int64_t i) const {
+    const int64_t r = (i + 1) * block - shift;
+    return r < n_query ? r : n_query;
+  }
+  // Query block of row r.
+  int64_t block_of_row(int64_t r) const { return (r + shift) / block; }
+};
+
 // Key block j is visible to query block i iff j <= i + off, off = nk - nq.
 inline int64_t visible_blocks(int64_t i, int64_t nq, int64_t nk) {
   int64_t last = i + (nk - nq);

@@ -85,6 +85,7 @@ int g_stage_limit = 3;
 // Geometry and validation
 struct Geometry {
   int B, Hq, Hkv, G, Nq, Nk, d, blk, nq, nk, off;
+  int shift;  // (Nk - Nq) % blk: rows missing from query block 0 (BlockGrid)
   int nbands;
   Band band[2];
   // Band-packed pooled rows: band b at [poff[b], poff[b] + pw[b]) of a row of
@@ -113,8 +114,9 @@ Geometry make_geometry(const QkvView& q, const QkvView& k, const EstimateParams&
   Geometry g{};
   g.B = (int)q.batch; g.Hq = (int)q.heads; g.Hkv = (int)k.heads; g.G = g.Hq / g.Hkv;
   g.Nq = (int)q.n; g.Nk = (int)k.n; g.d = (int)q.d; g.blk = p.block;
-  g.nq = (int)num_blocks(q.n, p.block); g.nk = (int)num_blocks(k.n, p.block);
-  g.off = g.nk - g.nq;
+  const BlockGrid grid(q.n, k.n, p.block);
+  g.nq = (int)grid.nq; g.nk = (int)grid.nk;
+  g.off = (int)grid.off; g.shift = (int)grid.shift;
   const int d = g.d;
   if (p.method == Method::MeanPool) {
     g.nbands = 1;
@@ -168,6 +170,7 @@ struct PoolArgs {
   const void* k;
   int64_t qsb, qsh, qsn, ksb, ksh, ksn;
   int B, Hq, Hkv, Nq, Nk, d, blk, nq, nk;
+  int shift;  // query block i holds rows [i*blk - shift, (i+1)*blk - shift) clipped to [0, Nq)
   Band b0, b1;
   int pk, poff1;  // packed output rows (see Geometry)
   float* qbar;
@@ -185,7 +188,7 @@ __global__ void __launch_bounds__(512) pool_kernel(const PoolArgs a) {
   int64_t unit = blockIdx.x;
   const S* base;
   int64_t sn;
-  int N, i;
+  int N, i, sh;
   float* ov;
   float* oe;
   if (unit < nqu) {
@@ -193,7 +196,7 @@ __global__ void __launch_bounds__(512) pool_kernel(const PoolArgs a) {
     const int64_t bh = unit / a.nq;
     const int64_t h = bh % a.Hq, b = bh / a.Hq;
     base = static_cast<const S*>(a.q) + b * a.qsb + h * a.qsh;
-    sn = a.qsn; N = a.Nq;
+    sn = a.qsn; N = a.Nq; sh = a.shift;
     ov = a.qbar + unit * a.pk; oe = a.eq + unit * 3;
   } else {
     unit -= nqu;
@@ -201,11 +204,11 @@ __global__ void __launch_bounds__(512) pool_kernel(const PoolArgs a) {
     const int64_t bh = unit / a.nk;
     const int64_t h = bh % a.Hkv, b = bh / a.Hkv;
     base = static_cast<const S*>(a.k) + b * a.ksb + h * a.ksh;
-    sn = a.ksn; N = a.Nk;
+    sn = a.ksn; N = a.Nk; sh = 0;
     ov = a.kbar + unit * a.pk; oe = a.ek + unit * 3;
   }
-  const int r0 = i * a.blk;
-  const int rows = min(a.blk, N - r0);
+  const int r0 = max(0, i * a.blk - sh);
+  const int rows = min((i + 1) * a.blk - sh, N) - r0;
   const int cpr = a.d / VEC;
   const int RG = blockDim.x / cpr;
   const int t = threadIdx.x, c = t % cpr, g = t / cpr;
@@ -614,7 +617,7 @@ cudaError_t estimate(const QkvView& q, const QkvView& k, const EstimateParams& p
     a.qsb = q.stride_b; a.qsh = q.stride_h; a.qsn = q.stride_n;
     a.ksb = k.stride_b; a.ksh = k.stride_h; a.ksn = k.stride_n;
     a.B = g.B; a.Hq = g.Hq; a.Hkv = g.Hkv; a.Nq = g.Nq; a.Nk = g.Nk; a.d = g.d; a.blk = g.blk;
-    a.nq = g.nq; a.nk = g.nk; a.b0 = g.band[0]; a.b1 = g.band[1];
+    a.nq = g.nq; a.nk = g.nk; a.shift = g.shift; a.b0 = g.band[0]; a.b1 = g.band[1];
     a.pk = g.pk; a.poff1 = g.poff[1];
     a.qbar = qbar; a.kbar = kbar; a.eq = eq; a.ek = ek;
     const int64_t esz = dtype_size(q.dtype);

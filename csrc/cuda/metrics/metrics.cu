@@ -24,6 +24,7 @@ struct RecallArgs {
   const void* k;
   int64_t qsb, qsh, qsn, ksb, ksh, ksn;
   int B, Hq, Hkv, G, Nq, Nk, d, blk, nq, nk;
+  int shift;  // (Nk - Nq) % blk: query row r lies in query block (r + shift) / blk
   const int32_t* counts;
   const int32_t* indices;
   const int64_t* rows;
@@ -61,7 +62,7 @@ __global__ void __launch_bounds__(kRecallThreads) recall_kernel(const RecallArgs
     if (t == 0) a.recall[n] = NAN;
     return;
   }
-  const int i = (int)(r / a.blk);
+  const int i = (int)((r + a.shift) / a.blk);
   const int off = a.nk - a.nq;
   const S* qrow = static_cast<const S*>(a.q) + b * a.qsb + h * a.qsh + r * a.qsn;
   for (int kk = t; kk < a.d; kk += kRecallThreads) qv[kk] = load_one<Tag>(qrow + kk);
@@ -214,7 +215,8 @@ cudaError_t mass_recall(const QkvView& q, const QkvView& k, const BlockList& lis
   a.ksb = k.stride_b; a.ksh = k.stride_h; a.ksn = k.stride_n;
   a.B = (int)q.batch; a.Hq = (int)q.heads; a.Hkv = (int)k.heads; a.G = a.Hq / a.Hkv;
   a.Nq = (int)q.n; a.Nk = (int)k.n; a.d = (int)q.d; a.blk = p.block;
-  a.nq = (int)num_blocks(q.n, p.block); a.nk = (int)num_blocks(k.n, p.block);
+  const BlockGrid grid(q.n, k.n, p.block);
+  a.nq = (int)grid.nq; a.nk = (int)grid.nk; a.shift = (int)grid.shift;
   a.counts = list.counts; a.indices = list.indices; a.rows = rows; a.recall = recall;
   a.scale = p.softmax_scale != 0.f ? p.softmax_scale : (float)(1.0 / std::sqrt((double)q.d));
   const int64_t esz = dtype_size(q.dtype);
