@@ -8,6 +8,7 @@ import { formatSize, libDType } from './args';
 import type { DeviceReport, LengthResult, MethodResult } from './report';
 import { causalFlops, median, recallStats } from './report';
 import type { Progress } from './progress';
+import { blockGrid, blockRowBegin, blockRowEnd } from '../lib/grid';
 import { Rng } from '../lib/rng';
 import { convert, loadQkvFiles } from '../lib/workloads/file';
 import * as lib from './lib';
@@ -27,8 +28,9 @@ function rampSum(n: number, L: number): number {
  * block i sit at absolute positions (Nk - Nq) + r, keys of block j at t, t <= s.
  */
 export function tilePairs(i: number, j: number, nqTok: number, nkTok: number, block: number): number {
-  const r0 = i * block;
-  const r1 = Math.min(nqTok, r0 + block) - 1;
+  const grid = blockGrid(nqTok, nkTok, block);
+  const r0 = blockRowBegin(grid, i);
+  const r1 = blockRowEnd(grid, i) - 1;
   if (r1 < r0) return 0;
   const j0 = j * block;
   const L = Math.min(nkTok, j0 + block) - j0;
@@ -42,8 +44,7 @@ export function tilePairs(i: number, j: number, nqTok: number, nkTok: number, bl
 
 /** Pair counts of every tile [nqb, nkb] (0 where not visible). */
 export function pairTable(nqTok: number, nkTok: number, block: number): Float64Array {
-  const nqb = Math.ceil(nqTok / block);
-  const nkb = Math.ceil(nkTok / block);
+  const { nq: nqb, nk: nkb } = blockGrid(nqTok, nkTok, block);
   const t = new Float64Array(nqb * nkb);
   for (let i = 0; i < nqb; i++) for (let j = 0; j < nkb; j++) t[i * nkb + j] = tilePairs(i, j, nqTok, nkTok, block);
   return t;
@@ -148,8 +149,7 @@ async function runLength(cfg: BenchConfig, ctx: RunContext, prep: Prepared, labe
   const dtype = wl.dtype;
   const layout = wl.layout;
   const block = ctx.resolved.block;
-  const nqb = Math.ceil(s.nq / block);
-  const nkb = Math.ceil(s.nk / block);
+  const { nq: nqb, nk: nkb } = blockGrid(s.nq, s.nk, block);
   const visPerSlice = visibleBlockCount(nqb, nkb);
   const denseFlops = causalFlops(s.batch, s.hq, s.nq, s.nk, s.d);
   const timing = { warmup: cfg.warmup, iters: cfg.iters };

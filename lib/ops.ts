@@ -1,6 +1,7 @@
 // The operations: block-mask estimation, (block-sparse) attention, prefill
 // (both), and the quality measures. Shapes are checked here with clear
 // messages before anything reaches the addon (which checks them again).
+import { blockGrid, visibleBlocks } from './grid';
 import { native, NativeDType, NativeTensor } from './native';
 import {
   attentionOptionFields,
@@ -36,20 +37,11 @@ export interface PrefillStats {
 
 const DENSE_BLOCK = 128; // any legal value: a dense list ignores it
 
-function numBlocks(n: number, block: number): number {
-  return Math.ceil(n / block);
-}
-
-/** Number of key blocks visible to query block i (j <= i + nk - nq). */
-function visibleBlocks(i: number, nq: number, nk: number): number {
-  return Math.min(i + (nk - nq) + 1, nk);
-}
-
 /** Selected key blocks per (batch, query head, query block), kept on the tensors' device. */
 export class BlockMask {
   readonly batch: number;
   readonly heads: number;
-  /** Query and key blocks. */
+  /** Query and key blocks, on the absolute token grid: nq = nk - floor((keyLength - queryLength) / block). */
   readonly nq: number;
   readonly nk: number;
   readonly block: number;
@@ -69,8 +61,9 @@ export class BlockMask {
     this.queryLength = q.shape[2];
     this.keyLength = k.shape[2];
     this.block = block;
-    this.nq = numBlocks(this.queryLength, block);
-    this.nk = numBlocks(this.keyLength, block);
+    const grid = blockGrid(this.queryLength, this.keyLength, block);
+    this.nq = grid.nq;
+    this.nk = grid.nk;
     this.device = q.device;
     this.parts = parts;
   }
@@ -204,8 +197,7 @@ export async function timeEstimate(
   const o = resolveEstimateOptions(opts, q.shape[3]);
   const t = checkTiming(timing);
   const [b, hq, nTokQ] = q.shape;
-  const nq = numBlocks(nTokQ, o.block);
-  const nk = numBlocks(k.shape[2], o.block);
+  const { nq, nk } = blockGrid(nTokQ, k.shape[2], o.block);
   const N = native();
   const dev = deviceIndex(q);
   const parts = {

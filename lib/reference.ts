@@ -5,9 +5,14 @@
 //
 // Inputs are logical [batch, heads, n, d] arrays, contiguous in that order
 // ("bhnd"), as Float32Array or Float64Array. Nq and Nk below are token counts;
-// nq = ceil(Nq/B) and nk = ceil(Nk/B) are block counts.
+// nq and nk are block counts (see blockGrid: blocks lie on the absolute token
+// grid, so nq = nk - floor((Nk - Nq)/B)).
 
+import { blockGrid, blockOfRow, numBlocks, visibleBlocks } from './grid';
 import type { HostBlockMask, ResolvedEstimateOptions } from './types';
+
+export { blockGrid, blockOfRow, blockRowBegin, blockRowEnd, numBlocks, visibleBlocks } from './grid';
+export type { BlockGrid } from './grid';
 
 /** Shapes of a Q/K/V problem, in tokens. */
 export interface RefDims {
@@ -60,16 +65,6 @@ export interface RefEstimateOptions {
 
 export const RMS_EPS = 1e-6;
 
-export function numBlocks(n: number, block: number): number {
-  return Math.floor((n + block - 1) / block);
-}
-
-/** Last visible key block of query block i is min(i + nk - nq, nk - 1). */
-export function visibleBlocks(i: number, nqb: number, nkb: number): number {
-  const last = i + (nkb - nqb);
-  return last + 1 < nkb ? last + 1 : nkb;
-}
-
 /** Dims of the high and low bands for a head dim and rope layout. */
 export function bandDims(
   d: number,
@@ -92,14 +87,26 @@ export function bandDims(
   return { high: Int32Array.from(high), low: Int32Array.from(low) };
 }
 
-/** Mean of the valid rows of each block: [b, h, n, d] -> [b, h, nb, d] (float64). */
-export function poolBlocks(x: RealArray, batch: number, heads: number, n: number, d: number, block: number): Float64Array {
-  const nb = numBlocks(n, block);
+/**
+ * Mean of the valid rows of each block: [b, h, n, d] -> [b, h, nb, d] (float64).
+ * Block i holds rows [iB - shift, (i+1)B - shift) clipped to [0, n): shift is
+ * 0 for keys and (Nk - Nq) % B for queries (see blockGrid).
+ */
+export function poolBlocks(
+  x: RealArray,
+  batch: number,
+  heads: number,
+  n: number,
+  d: number,
+  block: number,
+  shift = 0,
+): Float64Array {
+  const nb = numBlocks(n + shift, block);
   const out = new Float64Array(batch * heads * nb * d);
   for (let bh = 0; bh < batch * heads; bh++) {
     for (let i = 0; i < nb; i++) {
-      const r0 = i * block;
-      const r1 = Math.min(n, r0 + block);
+      const r0 = Math.max(0, i * block - shift);
+      const r1 = Math.min(n, (i + 1) * block - shift);
       const o = (bh * nb + i) * d;
       for (let r = r0; r < r1; r++) {
         const xi = (bh * n + r) * d;
@@ -196,13 +203,14 @@ export function referenceEstimate(
   const { batch, hq, hkv, nq: Nq, nk: Nk, d } = dims;
   checkDims(dims, q.length, k.length);
   const B = opts.block;
-  const nqb = numBlocks(Nq, B);
-  const nkb = numBlocks(Nk, B);
-  const off = nkb - nqb;
+  const grid = blockGrid(Nq, Nk, B);
+  const nqb = grid.nq;
+  const nkb = grid.nk;
+  const off = grid.off;
   const group = hq / hkv;
   const keepScores = refOpts.keepScores !== false;
 
-  const qbar = poolBlocks(q, batch, hq, Nq, d, B);
+  const qbar = poolBlocks(q, batch, hq, Nq, d, B, grid.shift);
   const kbar = poolBlocks(k, batch, hkv, Nk, d, B);
 
   const meanpool = opts.method === 'meanpool';
@@ -393,7 +401,7 @@ function rowBlocks(
 
 /**
  * Block-sparse attention in float64: row r (absolute position s = Nk - Nq + r,
- * query block i = floor(r / B)) attends to the keys t <= s of its selected key
+ * query block i = blockOfRow(r), see blockGrid) attends to the keys t <= s of its selected key
  * blocks (every visible block when counts is null). Output [b, hq, Nq, d];
  * a row with no key is zero. `rows` restricts the computation to some query
  * rows (others stay 0).
@@ -412,8 +420,9 @@ export function referenceAttention(
   const { batch, hq, hkv, nq: Nq, nk: Nk, d } = dims;
   checkDims(dims, q.length, k.length, v.length);
   const scale = softmaxScale !== undefined && softmaxScale !== 0 ? softmaxScale : 1 / Math.sqrt(d);
-  const nqb = numBlocks(Nq, block);
-  const nkb = numBlocks(Nk, block);
+  const grid = blockGrid(Nq, Nk, block);
+  const nqb = grid.nq;
+  const nkb = grid.nk;
   const group = hq / hkv;
   const out = new Float64Array(batch * hq * Nq * d);
   const rowList = rows ?? Array.from({ length: Nq }, (_, r) => r);
@@ -427,7 +436,7 @@ export function referenceAttention(
       for (let ri = 0; ri < rowList.length; ri++) {
         const r = rowList[ri];
         const s = Nk - Nq + r;
-        const i = Math.floor(r / block);
+        const i = blockOfRow(grid, r);
         const blocks = rowBlocks(counts, indices, bh, i, nqb, nkb);
         const qo = (bh * Nq + r) * d;
         let nkeys = 0;
@@ -490,8 +499,9 @@ export function referenceMassRecall(
   const { batch, hq, hkv, nq: Nq, nk: Nk, d } = dims;
   checkDims(dims, q.length, k.length);
   const scale = softmaxScale !== undefined && softmaxScale !== 0 ? softmaxScale : 1 / Math.sqrt(d);
-  const nqb = numBlocks(Nq, block);
-  const nkb = numBlocks(Nk, block);
+  const grid = blockGrid(Nq, Nk, block);
+  const nqb = grid.nq;
+  const nkb = grid.nk;
   const group = hq / hkv;
   const rowList = rows ?? Array.from({ length: Nq }, (_, r) => r);
   const perRow = new Float64Array(batch * hq * rowList.length);
@@ -506,7 +516,7 @@ export function referenceMassRecall(
       for (let ri = 0; ri < rowList.length; ri++) {
         const r = rowList[ri];
         const s = Math.min(Nk - Nq + r, Nk - 1);
-        const i = Math.floor(r / block);
+        const i = blockOfRow(grid, r);
         sel.fill(0);
         const blocks = rowBlocks(counts, indices, bh, i, nqb, nkb);
         for (let bj = 0; bj < blocks.length; bj++) sel[blocks[bj]] = 1;

@@ -14,7 +14,8 @@ BlockListArgs read_block_list(Napi::Env env, Napi::Value counts, Napi::Value ind
   if (!has_counts) return out;
   const TensorWrap& c = TensorWrap::unwrap(env, counts, "counts");
   const TensorWrap& i = TensorWrap::unwrap(env, indices, "indices");
-  int64_t nq = num_blocks(q.n, block), nk = num_blocks(k.n, block);
+  const BlockGrid grid(q.n, k.n, block);
+  const int64_t nq = grid.nq, nk = grid.nk;
   check_plain(c, DType::I32, {q.batch, q.heads, nq}, "counts");
   check_plain(i, DType::I32, {q.batch, q.heads, nq, nk}, "indices");
   out.counts = &c;

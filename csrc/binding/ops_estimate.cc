@@ -26,7 +26,8 @@ Napi::Value estimate(const Napi::CallbackInfo& info) {
     TensorWrap& counts = TensorWrap::unwrap(env, field(out, "counts"), "out.counts");
     TensorWrap& indices = TensorWrap::unwrap(env, field(out, "indices"), "out.indices");
     TensorWrap& temps = TensorWrap::unwrap(env, field(out, "temps"), "out.temps");
-    int64_t nq = num_blocks(q.n, p.block), nk = num_blocks(k.n, p.block);
+    const BlockGrid grid(q.n, k.n, p.block);
+    const int64_t nq = grid.nq, nk = grid.nk;
     check_plain(mask, DType::U8, {q.batch, q.heads, nq, nk}, "out.mask");
     check_plain(counts, DType::I32, {q.batch, q.heads, nq}, "out.counts");
     check_plain(indices, DType::I32, {q.batch, q.heads, nq, nk}, "out.indices");

@@ -1,5 +1,6 @@
 // prism::cpu::attention: block-sparse causal attention, fp32 accumulation.
-// One work item per (query block i, batch, head). Inside it the block's rows
+// One work item per (query block i, batch, head); query blocks lie on the
+// absolute token grid (BlockGrid). Inside it the block's rows
 // are processed in tiles of up to kRowTile rows against tiles of up to
 // kKeyTile keys of each selected key block (ascending), with an online
 // softmax per row.
@@ -61,7 +62,8 @@ void attention(const QkvView& q, const QkvView& k, const QkvView& v, const OutVi
   check_args(q, k, v, o, p);
   const int64_t batch = q.batch, hq = q.heads, group = q.heads / k.heads, d = q.d;
   const int64_t nq_rows = q.n, nk_rows = k.n, block = p.block;
-  const int64_t nq = num_blocks(nq_rows, block), nk = num_blocks(nk_rows, block);
+  const BlockGrid grid(nq_rows, nk_rows, block);
+  const int64_t nq = grid.nq, nk = grid.nk;
   const int64_t tok_off = nk_rows - nq_rows;  // absolute position of query row r is tok_off + r
   const float scale = p.softmax_scale != 0.f ? p.softmax_scale
                                              : static_cast<float>(1.0 / std::sqrt(static_cast<double>(d)));
@@ -78,8 +80,8 @@ void attention(const QkvView& q, const QkvView& k, const QkvView& v, const OutVi
     Scratch& sc = scratch[static_cast<size_t>(worker)];
     detail::row_block_flags(list, bh * nq + i, i, nq, nk, sc.flags);
 
-    const int64_t row_end = std::min(nq_rows, (i + 1) * block);
-    for (int64_t r0 = i * block; r0 < row_end; r0 += kRowTile) {
+    const int64_t row_end = grid.row_end(i);
+    for (int64_t r0 = grid.row_begin(i); r0 < row_end; r0 += kRowTile) {
       const int64_t r1 = std::min(row_end, r0 + kRowTile);
       const int64_t nr = r1 - r0;
       const int64_t nr4 = (nr + 3) / 4 * 4;

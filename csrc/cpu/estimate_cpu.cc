@@ -54,14 +54,15 @@ void estimate(const QkvView& q, const QkvView& k, const EstimateParams& p,
 
   const int64_t batch = q.batch, hq = q.heads, hkv = k.heads, d = q.d;
   const int64_t block = p.block;
-  const int64_t nq = num_blocks(q.n, block), nk = num_blocks(k.n, block);
-  const int64_t off = nk - nq;
+  const BlockGrid grid(q.n, k.n, block);
+  const int64_t nq = grid.nq, nk = grid.nk;
+  const int64_t off = grid.off;
   const int64_t group = hq / hkv;
 
   // Step 1: pooled blocks, [batch, heads, blocks, d] in double.
   std::vector<double> qbar, kbar;
-  detail::pool_blocks(q, block, threads, qbar);
-  detail::pool_blocks(k, block, threads, kbar);
+  detail::pool_blocks(q, block, grid.shift, threads, qbar);
+  detail::pool_blocks(k, block, 0, threads, kbar);
 
   // Step 2: bands. MeanPool scores one band of all d dims.
   const bool prism = p.method == Method::Prism;

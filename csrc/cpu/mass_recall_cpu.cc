@@ -26,7 +26,8 @@ void mass_recall(const QkvView& q, const QkvView& k, const BlockList& list,
     throw std::invalid_argument("prism::cpu::mass_recall: null rows or recall");
   const int64_t hq = q.heads, group = q.heads / k.heads, d = q.d;
   const int64_t block = p.block;
-  const int64_t nq = num_blocks(q.n, block), nk = num_blocks(k.n, block);
+  const BlockGrid grid(q.n, k.n, block);
+  const int64_t nq = grid.nq, nk = grid.nk;
   const int64_t tok_off = k.n - q.n;
   const double scale = p.softmax_scale != 0.f ? static_cast<double>(p.softmax_scale)
                                               : 1.0 / std::sqrt(static_cast<double>(d));
@@ -46,7 +47,7 @@ void mass_recall(const QkvView& q, const QkvView& k, const BlockList& list,
   std::vector<Scratch> scratch(static_cast<size_t>(detail::resolve_threads(threads, num_rows)));
   detail::parallel_for(num_rows, threads, [&](int64_t n, int worker) {
     const int64_t b = rows[3 * n], h = rows[3 * n + 1], r = rows[3 * n + 2];
-    const int64_t i = r / block, pos = tok_off + r;
+    const int64_t i = grid.block_of_row(r), pos = tok_off + r;
     const int64_t keys = std::min(pos + 1, k.n);
     Scratch& sc = scratch[static_cast<size_t>(worker)];
     sc.q.resize(static_cast<size_t>(d));

@@ -6,8 +6,9 @@
 
 namespace prism::cpu::detail {
 
-void pool_blocks(const QkvView& v, int64_t block, int threads, std::vector<double>& out) {
-  const int64_t nb = num_blocks(v.n, block);
+void pool_blocks(const QkvView& v, int64_t block, int64_t shift, int threads,
+                 std::vector<double>& out) {
+  const int64_t nb = num_blocks(v.n + shift, block);
   const int64_t d = v.d;
   out.assign(static_cast<size_t>(v.batch * v.heads * nb * d), 0.0);
   const int workers = resolve_threads(threads, v.batch * v.heads * nb);
@@ -19,8 +20,8 @@ void pool_blocks(const QkvView& v, int64_t block, int threads, std::vector<doubl
     const int64_t b = bh / v.heads, h = bh % v.heads;
     double* acc = out.data() + item * d;
     double* row = rows[static_cast<size_t>(worker)].data();
-    const int64_t r0 = i * block;
-    const int64_t r1 = r0 + block < v.n ? r0 + block : v.n;
+    const int64_t r0 = i * block - shift > 0 ? i * block - shift : 0;
+    const int64_t r1 = (i + 1) * block - shift < v.n ? (i + 1) * block - shift : v.n;
     for (int64_t r = r0; r < r1; ++r) {
       load_row(v, b, h, r, row);
       for (int64_t e = 0; e < d; ++e) acc[e] += row[e];

@@ -7,9 +7,12 @@
 
 namespace prism::cpu::detail {
 
-// out = [batch, heads, ceil(n / block), d] in double: block i is the mean of
-// its VALID rows [i*block, min(n, (i+1)*block)) (divided by their number, not
-// by block; identical to zero padding + /block when n % block == 0).
-void pool_blocks(const QkvView& v, int64_t block, int threads, std::vector<double>& out);
+// out = [batch, heads, ceil((n + shift) / block), d] in double: block i is the
+// mean of its VALID rows [i*block - shift, (i+1)*block - shift) clipped to
+// [0, n) (divided by their number, not by block; identical to zero padding +
+// /block when the rows fill the block). shift = (Nk - Nq) % block for queries
+// (blocks on the absolute token grid, see BlockGrid), 0 for keys.
+void pool_blocks(const QkvView& v, int64_t block, int64_t shift, int threads,
+                 std::vector<double>& out);
 
 }  // namespace prism::cpu::detail

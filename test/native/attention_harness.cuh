@@ -147,8 +147,9 @@ struct HostList {
 static HostList make_list(int64_t B, int64_t Hq, int64_t Nq, int64_t Nk, int blk, int kind,
                           double p_far, int window, uint64_t seed) {
   HostList L;
-  L.nq = num_blocks(Nq, blk);
-  L.nk = num_blocks(Nk, blk);
+  const BlockGrid grid(Nq, Nk, blk);
+  L.nq = grid.nq;
+  L.nk = grid.nk;
   L.counts.assign(B * Hq * L.nq, 0);
   L.indices.assign(B * Hq * L.nq * L.nk, -1);
   std::mt19937_64 rng(seed);
@@ -218,7 +219,8 @@ static ErrAcc reference_compare(const std::vector<RowId>& rows, const Tensor4& q
     for (size_t x = tid; x < rows.size(); x += nth) {
       const RowId& R = rows[x];
       const int64_t s = (Nk - Nq) + R.r;
-      const int64_t i = R.r / blk;
+      const BlockGrid grid(Nq, Nk, blk);
+      const int64_t i = grid.block_of_row(R.r);
       const int64_t hkv = R.h / group;
       keys.clear();
       auto add_block = [&](int64_t j) {
@@ -226,7 +228,7 @@ static ErrAcc reference_compare(const std::vector<RowId>& rows, const Tensor4& q
           if (t <= s) keys.push_back(t);
       };
       if (L == nullptr) {
-        const int64_t vis = visible_blocks(i, num_blocks(Nq, blk), num_blocks(Nk, blk));
+        const int64_t vis = visible_blocks(i, grid.nq, grid.nk);
         for (int64_t j = 0; j < vis; ++j) add_block(j);
       } else {
         const int64_t row = (R.b * q.H + R.h) * L->nq + i;

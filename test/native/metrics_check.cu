@@ -25,7 +25,8 @@ bool recall_case(const char* name, int B, int Hq, int Hkv, int Nq, int Nk, int d
   Q.make(B, Hq, Nq, d, dt, layout, [&](int64_t b, int64_t h, int64_t n, float* o) { rg.row(h / G, 1 + b * 100 + h, (Nk - Nq) + n, o); });
   K.make(B, Hkv, Nk, d, dt, layout, [&](int64_t b, int64_t h, int64_t n, float* o) { rg.row(h, 9000 + b * 100 + h, n, o); });
   Q.upload(); K.upload();
-  const int nq = (Nq + blk - 1) / blk, nk = (Nk + blk - 1) / blk, off = nk - nq;
+  const BlockGrid grid(Nq, Nk, blk);
+  const int nq = (int)grid.nq, nk = (int)grid.nk, off = nk - nq;
   std::mt19937 rng(5);
   std::vector<int> counts((size_t)B * Hq * nq), idx((size_t)B * Hq * nq * nk, -1);
   for (size_t row = 0; row < counts.size(); ++row) {
@@ -61,7 +62,7 @@ bool recall_case(const char* name, int B, int Hq, int Hkv, int Nq, int Nk, int d
   double maxerr = 0, mean_ref = 0;
   for (int s = 0; s < nr - 1; ++s) {
     const int b = (int)rows[s * 3], h = (int)rows[s * 3 + 1], r = (int)rows[s * 3 + 2];
-    const int i = r / blk, last = (Nk - Nq) + r;
+    const int i = (int)grid.block_of_row(r), last = (Nk - Nq) + r;
     std::vector<uint8_t> selb(nk, 0);
     const size_t row = ((size_t)b * Hq + h) * nq + i;
     if (dense) for (int j = 0; j <= i + off; ++j) selb[j] = 1;

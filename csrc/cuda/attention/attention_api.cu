@@ -129,14 +129,15 @@ Geometry plan(const QkvView& q, const QkvView& k, const QkvView& v, const OutVie
   p.nq = static_cast<int32_t>(q.n);
   p.nk = static_cast<int32_t>(k.n);
   p.blk = blk;
-  p.nqb = static_cast<int32_t>(num_blocks(q.n, blk));
-  p.nkb = static_cast<int32_t>(num_blocks(k.n, blk));
+  const BlockGrid grid(q.n, k.n, blk);
+  p.nqb = static_cast<int32_t>(grid.nq);
+  p.nkb = static_cast<int32_t>(grid.nk);
   p.counts = list.counts;
   p.indices = list.indices;
   const float scale = ap.softmax_scale > 0.f ? ap.softmax_scale : 1.f / std::sqrt(float(d));
   p.scale_log2 = scale * 1.4426950408889634f;
   const int bm = variant_block_m(variant);
-  p.n_mtiles = static_cast<int32_t>((q.n + bm - 1) / bm);
+  p.n_mtiles = query_tiles(q.n, k.n, bm);
   if (int64_t(p.batch) * p.hq * p.n_mtiles > 0x7fffffff) bad("too many query tiles");
   if (list.counts != nullptr) g.order_bytes = order_workspace_bytes(q.batch, q.heads, q.n);
   return g;
@@ -176,7 +177,7 @@ cudaError_t attention_with_variant(const QkvView& q, const QkvView& k, const Qkv
   if (sm90) {
     // Its own work order (kv-head groups, longest query tiles first): no
     // p.order. n_mtiles counts its 128-row tiles.
-    p.n_mtiles = static_cast<int32_t>((p.nq + sm90::kBlockM - 1) / sm90::kBlockM);
+    p.n_mtiles = query_tiles(p.nq, p.nk, sm90::kBlockM);
     p.work_counter = ws != nullptr ? reinterpret_cast<int32_t*>(ws) : nullptr;
     cudaError_t e;
     if (q.dtype == DType::BF16)
@@ -188,8 +189,7 @@ cudaError_t attention_with_variant(const QkvView& q, const QkvView& k, const Qkv
     // cudaErrorNotSupported: strides the TMA unit cannot describe; the sm80
     // kernel takes the call.
     if (e != cudaErrorNotSupported) return e;
-    const int bm = variant_block_m(g.variant);
-    p.n_mtiles = static_cast<int32_t>((p.nq + bm - 1) / bm);
+    p.n_mtiles = query_tiles(p.nq, p.nk, variant_block_m(g.variant));
   }
   if (g.order_bytes > 0 && workspace != nullptr) {
     // Longest rows first; without a workspace the kernel falls back to the

@@ -22,7 +22,7 @@ struct FwdParams {
   int32_t batch = 0, hq = 0, hkv = 0, group = 1;  // group = hq / hkv
   int32_t nq = 0, nk = 0;                         // tokens
   int32_t blk = 128;                              // list block size
-  int32_t nqb = 0, nkb = 0;                       // blocks: ceil(n / blk)
+  int32_t nqb = 0, nkb = 0;                       // blocks on the token grid (BlockGrid)
   const int32_t* counts = nullptr;                // null: dense
   const int32_t* indices = nullptr;
   float scale_log2 = 0.f;                         // softmax scale * log2(e)
@@ -30,6 +30,18 @@ struct FwdParams {
   const int32_t* order = nullptr;                 // work order (sparse), or null
   int32_t* work_counter = nullptr;                // sm90 persistent item counter (workspace), or null
 };
+
+// Query tiles of block_m rows lie on the token grid like the blocks: tile qt
+// holds rows [qt * block_m - shift, (qt + 1) * block_m - shift) clipped to
+// [0, nq), shift = (nk - nq) % block_m, so no tile straddles two query blocks
+// (block_m divides the block) and the first tile of a chunk may be partial.
+__host__ __device__ inline int tile_row0(int qt, int nq, int nk, int block_m) {
+  return qt * block_m - (nk - nq) % block_m;
+}
+inline int32_t query_tiles(int64_t nq, int64_t nk, int block_m) {
+  if (nq <= 0) return 0;
+  return static_cast<int32_t>((nq + (nk - nq) % block_m + block_m - 1) / block_m);
+}
 
 // Workspace bytes of the sm90 kernel's persistent item counter (at offset 0;
 // the sm80 work order, when there is one, follows it).

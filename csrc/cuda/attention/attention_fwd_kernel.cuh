@@ -20,11 +20,12 @@
 
 namespace prism::cuda::attn {
 
-// Copies `KT::kBlockN or kBlockM` rows (rows_valid of them real, the rest zero)
-// of kD elements from gmem (row stride `stride`) into a swizzled smem tile.
+// Copies `KT::kBlockN or kBlockM` rows (rows [rows_lo, rows_valid) real, the
+// rest zero) of kD elements from gmem (row stride `stride`) into a swizzled
+// smem tile. Rows outside the real range are never read.
 template <class KT, int kRows, typename T>
 __device__ __forceinline__ void copy_tile(T* smem, const T* g, int64_t stride, int rows_valid,
-                                          int tid) {
+                                          int tid, int rows_lo = 0) {
   constexpr int kPasses = kRows / KT::kRowStep;
   const int r0 = tid / KT::kChunks;
   const int ch = tid % KT::kChunks;
@@ -34,8 +35,8 @@ __device__ __forceinline__ void copy_tile(T* smem, const T* g, int64_t stride, i
 #pragma unroll
   for (int i = 0; i < kPasses; ++i) {
     const int r = r0 + i * KT::kRowStep;
-    const bool ok = r < rows_valid;
-    cp_async_16(sbase + i * KT::kRowStep * KT::kD * 2, ok ? src : g, ok);
+    const bool ok = r >= rows_lo && r < rows_valid;
+    cp_async_16(sbase + i * KT::kRowStep * KT::kD * 2, ok ? src : g + int64_t(rows_lo) * stride, ok);
     src += KT::kRowStep * stride;
   }
 }
@@ -76,8 +77,9 @@ __global__ void __launch_bounds__(KT::kThreads, KT::kMinBlocks)
   const int h = bh - b * p.hq;
   const int hk = h / p.group;
 
-  const int row0 = qt * kBlockM;
+  const int row0 = tile_row0(qt, p.nq, p.nk, kBlockM);
   const KeyTiles<kBlockM, kBlockN> keys(p, bh, row0, kSparse);
+  const int row_lo = keys.row_lo;
   const int rows_valid = keys.rows_valid;
   const int s_lo = keys.s_lo;
   const int key_end = keys.key_end;
@@ -89,7 +91,7 @@ __global__ void __launch_bounds__(KT::kThreads, KT::kMinBlocks)
   const T* gV = static_cast<const T*>(p.v) + b * p.v_sb + hk * p.v_sh;
 
   // ---- prologue: Q and the first K/V tile ------------------------------------
-  copy_tile<KT, kBlockM>(sQ, gQ, p.q_sn, rows_valid, tid);
+  copy_tile<KT, kBlockM>(sQ, gQ, p.q_sn, rows_valid, tid, row_lo);
   int cur_start = 0, next_start = 0;
   if (ntiles > 0) {
     cur_start = tile_start(0);
@@ -319,7 +321,7 @@ __global__ void __launch_bounds__(KT::kThreads, KT::kMinBlocks)
 #pragma unroll
     for (int i = 0; i < kBlockM / KT::kRowStep; ++i) {
       const int r = r0 + i * KT::kRowStep;
-      if (r < rows_valid)
+      if (r >= row_lo && r < rows_valid)
         *reinterpret_cast<uint4*>(gO + int64_t(r) * p.o_sn + ch * 8) =
             *reinterpret_cast<const uint4*>(sQ + swz<kD>(r, ch));
     }

@@ -13,7 +13,8 @@ constexpr int kBuckets = 4096;  // counts are bucketed (count >> shift) beyond t
 
 __global__ void __launch_bounds__(kSortThreads)
     order_items_kernel(const int32_t* __restrict__ counts, int32_t bh_count, int32_t nqb,
-                       int32_t n_mtiles, int32_t block_m, int32_t blk, int32_t shift,
+                       int32_t nkb, int32_t nq, int32_t nk, int32_t n_mtiles, int32_t block_m,
+                       int32_t blk, int32_t shift,
                        int32_t* __restrict__ order) {
   __shared__ int32_t hist[kBuckets];
   __shared__ int32_t warp_tot[kSortThreads / 32];
@@ -25,7 +26,8 @@ __global__ void __launch_bounds__(kSortThreads)
   auto bucket_of = [&](int64_t item) {
     const int qt = static_cast<int>(item / bh_count);
     const int bh = static_cast<int>(item - int64_t(qt) * bh_count);
-    const int qb = static_cast<int>((int64_t(qt) * block_m) / blk);
+    // tiles and blocks share the token grid (as in KeyTiles)
+    const int qb = ((nk - nq) + tile_row0(qt, nq, nk, block_m)) / blk - (nkb - nqb);
     int c = counts[int64_t(bh) * nqb + qb];
     c = max(c, 0) >> shift;
     return kBuckets - 1 - min(c, kBuckets - 1);  // descending count = ascending bucket
@@ -76,8 +78,9 @@ __global__ void __launch_bounds__(kSortThreads)
 }  // namespace
 
 size_t order_workspace_bytes(int64_t batch, int64_t hq, int64_t nq) {
-  // The smallest BLOCK_M of any variant (64) gives the most items.
-  const int64_t items = batch * hq * ((nq + 63) / 64);
+  // The smallest BLOCK_M of any variant (64) gives the most items; + 1 for a
+  // partial first tile (query_tiles).
+  const int64_t items = batch * hq * ((nq + 63) / 64 + 1);
   return static_cast<size_t>(items) * sizeof(int32_t);
 }
 
@@ -85,8 +88,9 @@ cudaError_t launch_order_items(const FwdParams& p, int block_m, int32_t* order,
                                cudaStream_t stream) {
   int shift = 0;
   while ((p.nkb >> shift) >= kBuckets) ++shift;
-  order_items_kernel<<<1, kSortThreads, 0, stream>>>(p.counts, p.batch * p.hq, p.nqb,
-                                                     p.n_mtiles, block_m, p.blk, shift, order);
+  order_items_kernel<<<1, kSortThreads, 0, stream>>>(p.counts, p.batch * p.hq, p.nqb, p.nkb,
+                                                     p.nq, p.nk, p.n_mtiles, block_m, p.blk,
+                                                     shift, order);
   return cudaGetLastError();
 }
 

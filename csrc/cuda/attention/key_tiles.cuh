@@ -6,16 +6,18 @@
 
 namespace prism::cuda::attn {
 
-// The tile lies in one query block qb (BLOCK_M divides blk). Its visible key
-// blocks are j <= qb + (nkb - nqb) (block-level causality, as the lists and the
-// spec define "visible"; with Nk - Nq not a multiple of blk this can end before
-// the token-level diagonal), and each row sees keys t <= s, t < Nk.
+// The tile (rows [row0, row0 + BLOCK_M), row0 from tile_row0, possibly < 0)
+// lies in one query block qb, since tiles and blocks share the token grid
+// (BLOCK_M divides blk). Its visible key blocks are j <= qb + (nkb - nqb), the
+// last one holding the tile's own positions, and each row sees keys t <= s.
+// Rows outside [row_lo, rows_valid) are not real: loaded as zeros, never stored.
 // Key tile t (kBlockN keys) starts at start(t): every visible tile when dense;
 // when sparse, sub-tile (t & sub_mask) of selected block idx[t >> sub_shift],
 // with the tiles past the last needed key dropped.
 template <int kBlockM, int kBlockN>
 struct KeyTiles {
-  int rows_valid;  // real rows of the tile
+  int row_lo;      // first real row of the tile (> 0 only for the first tile of a chunk)
+  int rows_valid;  // one past the last real row of the tile
   int s_lo;        // absolute position of tile row 0
   int qb;          // query block of the tile
   int key_end;     // keys >= key_end: never visible
@@ -26,10 +28,11 @@ struct KeyTiles {
   int sub_shift = 0;
 
   __device__ __forceinline__ KeyTiles(const FwdParams& p, int bh, int row0, bool sparse) {
+    row_lo = max(0, -row0);
     rows_valid = min(kBlockM, p.nq - row0);
-    s_lo = (p.nk - p.nq) + row0;
+    s_lo = (p.nk - p.nq) + row0;             // >= 0: row0 >= -((nk - nq) % kBlockM)
     const int s_hi = s_lo + rows_valid - 1;  // of the last real row
-    qb = row0 / p.blk;
+    qb = s_lo / p.blk - (p.nkb - p.nqb);
     key_end = min(p.nk, (qb + p.nkb - p.nqb + 1) * p.blk);
     key_lim = min(s_hi + 1, key_end);
     blk = p.blk;

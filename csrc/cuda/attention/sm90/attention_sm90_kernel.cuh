@@ -120,7 +120,7 @@ __global__ void __launch_bounds__(384, 1) attn_fwd_sm90_kernel(const __grid_cons
     w.b = w.bh / p.hq;
     w.h = w.bh - w.b * p.hq;
     w.hk = w.h / p.group;
-    w.row0 = qt * kBlockM;
+    w.row0 = tile_row0(qt, p.nq, p.nk, kBlockM);  // < 0 for a chunk's partial first tile: TMA fills zeros
     return w;
   };
 
@@ -382,6 +382,7 @@ __global__ void __launch_bounds__(384, 1) attn_fwd_sm90_kernel(const __grid_cons
       }
       kv += ntiles;
 
+      const int row_lo = keys.row_lo;
       const int rows_valid = keys.rows_valid;
       T* gO = static_cast<T*>(p.o) + w.b * p.o_sb + w.h * p.o_sh + int64_t(w.row0) * p.o_sn;
       float inv[2];
@@ -397,7 +398,7 @@ __global__ void __launch_bounds__(384, 1) attn_fwd_sm90_kernel(const __grid_cons
 #pragma unroll
         for (int hf = 0; hf < 2; ++hf) {
           const int r = rloc + hf * 8;
-          if (r < rows_valid) {
+          if (r >= row_lo && r < rows_valid) {
             T* orow = gO + int64_t(r) * p.o_sn + (lane & 3) * 2;
 #pragma unroll
             for (int i = 0; i < D / 8; ++i)
@@ -428,7 +429,7 @@ __global__ void __launch_bounds__(384, 1) attn_fwd_sm90_kernel(const __grid_cons
         const int x = tw + x_it * 128;
         const int r = cw * 64 + x / kChunks;
         const int c = x % kChunks;
-        if (r < rows_valid) {
+        if (r >= row_lo && r < rows_valid) {
           const int cb = c >> 3, ch = c & 7;
           *reinterpret_cast<uint4*>(gO + int64_t(r) * p.o_sn + c * 8) =
               *reinterpret_cast<const uint4*>(sQ + cb * KT::kColBytesQ + r * 128 + ((ch ^ (r & 7)) << 4));

@@ -55,7 +55,7 @@ cudaError_t launch_fwd_impl(const FwdParams& p, cudaStream_t stream) {
   using KT = Sm90Traits<D>;
   Sm90Params prm;
   prm.p = p;
-  prm.p.n_mtiles = (p.nq + kBlockM - 1) / kBlockM;
+  prm.p.n_mtiles = query_tiles(p.nq, p.nk, kBlockM);
   const int64_t items = int64_t(p.batch) * p.hq * prm.p.n_mtiles;
   if (items <= 0) return cudaSuccess;
   if (items > 0x7fffffff) return cudaErrorInvalidConfiguration;
