@@ -15,7 +15,18 @@ export {
   timeEstimate,
   timeAttention,
 } from './ops';
-export type { PrefillOptions, PrefillStats, RunOptions, Timing } from './ops';
+export type {
+  AttentionRunOptions,
+  EstimateRunOptions,
+  PrefillOptions,
+  PrefillResult,
+  PrefillRunOptions,
+  PrefillStats,
+  RunOptions,
+  Timing,
+} from './ops';
+export { blockMask } from './block-mask';
+export type { BlockLists, BlockMaskOptions, BlockMaskShape } from './block-mask';
 export { toBFloat16, fromBFloat16, toFloat16, fromFloat16 } from './dtype';
 export * as dtype from './dtype';
 export * as reference from './reference';

@@ -5,7 +5,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 
 /** dtype codes of the addon (prism::DType). */
-export const NativeDType = { F32: 0, F16: 1, BF16: 2, U8: 3, I32: 4 } as const;
+export const NativeDType = { F32: 0, F16: 1, BF16: 2, U8: 3, I32: 4, I64: 5 } as const;
 
 export interface NativeTensor {
   readonly device: number;
@@ -23,6 +23,28 @@ export interface NativeTensor {
 export interface NativeTensorConstructor {
   new (device: number, dtype: number, shape: number[], layout: number, data?: ArrayBufferView): NativeTensor;
   wrap(device: number, dtype: number, shape: number[], layout: number, pointer: bigint): NativeTensor;
+}
+
+/** Compact rows: counts int32 [b, H, nq], rowPtr int64 [rows + 1], indices int32 [n]. */
+export interface NativeBlockList {
+  counts: NativeTensor;
+  rowPtr: NativeTensor;
+  indices: NativeTensor;
+}
+
+/** Where estimation writes a selection; the compact indices come back with the result. */
+export interface NativeSelectionOut {
+  counts: NativeTensor;
+  rowPtr: NativeTensor;
+  temps: NativeTensor;
+  mask?: NativeTensor;
+}
+
+export interface NativeAttentionParams {
+  block: number;
+  softmaxScale: number;
+  /** float32 [b, Hq, Nq, 1]: receives the row log-sum-exp */
+  lse?: NativeTensor;
 }
 
 export interface NativeTiming {
@@ -64,25 +86,32 @@ export interface NativeBinding {
     q: NativeTensor,
     k: NativeTensor,
     params: object,
-    out: { mask: NativeTensor; counts: NativeTensor; indices: NativeTensor; temps: NativeTensor },
+    out: NativeSelectionOut,
     timing?: NativeTiming,
-  ): Promise<number[]>;
+  ): Promise<{ timesMs: number[]; indices: NativeTensor; selected: number }>;
   attention(
     q: NativeTensor,
     k: NativeTensor,
     v: NativeTensor,
     out: NativeTensor,
-    counts: NativeTensor | null,
-    indices: NativeTensor | null,
-    params: { block: number; softmaxScale: number },
+    list: NativeBlockList | null,
+    params: NativeAttentionParams,
     timing?: NativeTiming,
   ): Promise<number[]>;
+  prefill(
+    q: NativeTensor,
+    k: NativeTensor,
+    v: NativeTensor,
+    out: NativeTensor,
+    estimateParams: object,
+    attentionParams: NativeAttentionParams,
+    selection: NativeSelectionOut | null,
+  ): Promise<{ estimateMs: number; attentionMs: number; selected: number; indices?: NativeTensor }>;
   massRecall(
     q: NativeTensor,
     k: NativeTensor,
-    counts: NativeTensor | null,
-    indices: NativeTensor | null,
-    params: { block: number; softmaxScale: number },
+    list: NativeBlockList | null,
+    params: NativeAttentionParams,
     rows: BigInt64Array,
   ): Promise<Float32Array>;
   diffNorms(a: NativeTensor, b: NativeTensor): Promise<[number, number]>;

@@ -1,8 +1,8 @@
 // The operations: block-mask estimation, (block-sparse) attention, prefill
 // (both), and the quality measures. Shapes are checked here with clear
 // messages before anything reaches the addon (which checks them again).
-import { blockGrid, visibleBlocks } from './grid';
-import { native, NativeDType, NativeTensor } from './native';
+import { allocateSelection, BlockMask, densityOf, type BlockMaskShape } from './block-mask';
+import { native, NativeDType, type NativeTensor } from './native';
 import {
   attentionOptionFields,
   checkHeadDim,
@@ -12,7 +12,9 @@ import {
   toNativeEstimateParams,
 } from './options';
 import { Tensor } from './tensor';
-import type { AttentionOptions, EstimateOptions, HostBlockMask } from './types';
+import type { AttentionOptions, EstimateOptions } from './types';
+
+export { BlockMask };
 
 /** Repeat an op to time it: `warmup` untimed runs, then `iters` timed ones. */
 export interface Timing {
@@ -36,85 +38,6 @@ export interface PrefillStats {
 }
 
 const DENSE_BLOCK = 128; // any legal value: a dense list ignores it
-
-/** Selected key blocks per (batch, query head, query block), kept on the tensors' device. */
-export class BlockMask {
-  readonly batch: number;
-  readonly heads: number;
-  /** Query and key blocks, on the absolute token grid: nq = nk - floor((keyLength - queryLength) / block). */
-  readonly nq: number;
-  readonly nk: number;
-  readonly block: number;
-  /** Query and key lengths in tokens. */
-  readonly queryLength: number;
-  readonly keyLength: number;
-  readonly device: string;
-  /** Milliseconds per timed run of the estimate() that produced this mask ([ms] of the single run by default). */
-  timesMs: number[] = [];
-  /** @internal native tensors: mask u8, counts i32, indices i32, temps f32 */
-  readonly parts: { mask: NativeTensor; counts: NativeTensor; indices: NativeTensor; temps: NativeTensor };
-
-  /** @internal created by estimate() */
-  constructor(q: Tensor, k: Tensor, block: number, parts: BlockMask['parts']) {
-    this.batch = q.shape[0];
-    this.heads = q.shape[1];
-    this.queryLength = q.shape[2];
-    this.keyLength = k.shape[2];
-    this.block = block;
-    const grid = blockGrid(this.queryLength, this.keyLength, block);
-    this.nq = grid.nq;
-    this.nk = grid.nk;
-    this.device = q.device;
-    this.parts = parts;
-  }
-
-  get disposed(): boolean {
-    return this.parts.mask.disposed;
-  }
-
-  /** @internal */
-  live(): BlockMask['parts'] {
-    if (this.disposed) throw new Error('block mask has been disposed');
-    return this.parts;
-  }
-
-  /** Copies mask, counts, indices and temperatures to the host. */
-  async toHost(): Promise<HostBlockMask> {
-    const p = this.live();
-    const [mask, counts, indices, temps] = await Promise.all([
-      p.mask.toHost(),
-      p.counts.toHost(),
-      p.indices.toHost(),
-      p.temps.toHost(),
-    ]);
-    return {
-      batch: this.batch,
-      heads: this.heads,
-      nq: this.nq,
-      nk: this.nk,
-      block: this.block,
-      mask: new Uint8Array(mask),
-      counts: new Int32Array(counts),
-      indices: new Int32Array(indices),
-      temperatures: new Float32Array(temps),
-    };
-  }
-
-  /** Selected visible blocks / all visible blocks, over every batch, head and row (causal). */
-  async density(): Promise<number> {
-    const counts = new Int32Array(await this.live().counts.toHost());
-    let visible = 0;
-    for (let i = 0; i < this.nq; i++) visible += visibleBlocks(i, this.nq, this.nk);
-    let selected = 0;
-    for (const c of counts) selected += c;
-    return selected / (visible * this.batch * this.heads);
-  }
-
-  /** Frees the device memory now (idempotent). */
-  dispose(): void {
-    for (const t of Object.values(this.parts)) t.dispose();
-  }
-}
 
 function checkTensor(t: unknown, name: string): Tensor {
   if (!(t instanceof Tensor)) throw new TypeError(`${name} must be a Tensor`);
@@ -190,43 +113,75 @@ export async function timeEstimate(
   k: Tensor,
   opts?: EstimateOptions,
   timing?: Timing,
+  denseMask = false,
 ): Promise<{ mask: BlockMask; timesMs: number[] }> {
   checkTensor(q, 'q');
   checkTensor(k, 'k');
   checkQkv(q, k);
   const o = resolveEstimateOptions(opts, q.shape[3]);
   const t = checkTiming(timing);
-  const [b, hq, nTokQ] = q.shape;
-  const { nq, nk } = blockGrid(nTokQ, k.shape[2], o.block);
-  const N = native();
-  const dev = deviceIndex(q);
-  const parts = {
-    mask: new N.Tensor(dev, NativeDType.U8, [b, hq, nq, nk], 0),
-    counts: new N.Tensor(dev, NativeDType.I32, [b, hq, nq], 0),
-    indices: new N.Tensor(dev, NativeDType.I32, [b, hq, nq, nk], 0),
-    temps: new N.Tensor(dev, NativeDType.F32, [b, hq, 2], 0),
-  };
-  const mask = new BlockMask(q, k, o.block, parts);
+  const shape = maskShape(q, k, o.block);
+  const sel = allocateSelection(shape, deviceIndex(q), denseMask);
   try {
-    const timesMs = await N.estimate(q.live(), k.live(), toNativeEstimateParams(o), parts, t);
-    mask.timesMs = timesMs;
-    return { mask, timesMs };
+    const r = await native().estimate(q.live(), k.live(), toNativeEstimateParams(o), withoutNullMask(sel), t);
+    const mask = maskFromSelection(shape, q.device, sel, r);
+    mask.timesMs = r.timesMs;
+    return { mask, timesMs: r.timesMs };
   } catch (e) {
-    mask.dispose();
+    for (const x of Object.values(sel)) x?.dispose();
     throw e;
   }
+}
+
+/** How to run estimate(): `timing` as RunOptions; `denseMask` also keeps the uint8 [b, H, nq, nk] mask on the device. */
+export interface EstimateRunOptions extends RunOptions {
+  denseMask?: boolean;
 }
 
 /**
  * Prism block-mask estimation for queries q [b, Hq, Nq, d] and keys k [b, Hkv, Nk, d].
  * With run.timing the estimation is repeated and mask.timesMs holds the per-iteration ms.
  */
-export async function estimate(q: Tensor, k: Tensor, opts?: EstimateOptions, run?: RunOptions): Promise<BlockMask> {
-  return (await timeEstimate(q, k, opts, run?.timing)).mask;
+export async function estimate(q: Tensor, k: Tensor, opts?: EstimateOptions, run?: EstimateRunOptions): Promise<BlockMask> {
+  const r = checkRun(run, ['timing', 'denseMask']);
+  return (await timeEstimate(q, k, opts, r.timing as Timing | undefined, optionalBoolean(r.denseMask, 'denseMask'))).mask;
+}
+
+function maskShape(q: Tensor, k: Tensor, block: number) {
+  return { batch: q.shape[0], heads: q.shape[1], queryLength: q.shape[2], keyLength: k.shape[2], block };
+}
+
+function withoutNullMask(sel: ReturnType<typeof allocateSelection>) {
+  const { counts, rowPtr, temps, mask } = sel;
+  return mask ? { counts, rowPtr, temps, mask } : { counts, rowPtr, temps };
+}
+
+function maskFromSelection(
+  shape: BlockMaskShape,
+  device: string,
+  sel: ReturnType<typeof allocateSelection>,
+  r: { indices: NativeTensor; selected: number },
+): BlockMask {
+  return new BlockMask(shape, device, r.selected, { ...sel, indices: r.indices });
+}
+
+function checkRun(run: unknown, allowed: readonly string[]): Record<string, unknown> {
+  if (run === undefined || run === null) return {};
+  if (typeof run !== 'object' || Array.isArray(run)) throw new TypeError('run options must be an object');
+  for (const key of Object.keys(run)) {
+    if (!allowed.includes(key)) throw new TypeError(`unknown run option '${key}' (allowed: ${allowed.join(', ')})`);
+  }
+  return run as Record<string, unknown>;
+}
+
+function optionalBoolean(x: unknown, name: string): boolean {
+  if (x === undefined) return false;
+  if (typeof x !== 'boolean') throw new TypeError(`${name} must be a boolean, got ${typeof x}`);
+  return x;
 }
 
 function checkMask(mask: BlockMask, q: Tensor, k: Tensor): void {
-  if (!(mask instanceof BlockMask)) throw new TypeError('mask must be a BlockMask (from estimate) or null');
+  if (!(mask instanceof BlockMask)) throw new TypeError('mask must be a BlockMask (from estimate or blockMask) or null');
   if (mask.disposed) throw new Error('mask: block mask has been disposed');
   if (mask.batch !== q.shape[0] || mask.heads !== q.shape[1] || mask.queryLength !== q.shape[2] || mask.keyLength !== k.shape[2]) {
     throw new RangeError(
@@ -237,6 +192,34 @@ function checkMask(mask: BlockMask, q: Tensor, k: Tensor): void {
   checkSameDevice(q, mask);
 }
 
+/** How to run attention(): `timing` as RunOptions; `out` is written instead of a new output tensor. */
+export interface AttentionRunOptions extends RunOptions {
+  /** Caller-owned output: q's shape, dtype, layout and device. */
+  out?: Tensor;
+}
+
+function checkOut(out: unknown, q: Tensor): Tensor | undefined {
+  if (out === undefined) return undefined;
+  const t = checkTensor(out, 'run.out');
+  if (t.shape.some((x, i) => x !== q.shape[i]) || t.dtype !== q.dtype || t.layout !== q.layout || t.device !== q.device) {
+    throw new RangeError(
+      `run.out must match q: [${q.shape.join(', ')}] ${q.dtype} ${q.layout} on ${q.device}, got [${t.shape.join(', ')}] ${t.dtype} ${t.layout} on ${t.device}`,
+    );
+  }
+  return t;
+}
+
+function newOutput(q: Tensor): Tensor {
+  const handle = new (native().Tensor)(deviceIndex(q), q.native.dtype, [...q.shape], q.native.layout);
+  return new Tensor(handle, q.shape, q.dtype, q.layout);
+}
+
+function newLse(q: Tensor): Tensor {
+  const [b, h, n] = q.shape;
+  const handle = new (native().Tensor)(deviceIndex(q), NativeDType.F32, [b, h, n, 1], 0);
+  return new Tensor(handle, [b, h, n, 1], 'float32', 'bhnd');
+}
+
 /** Attention over the selected blocks and returns the per-iteration milliseconds with the output. */
 export async function timeAttention(
   q: Tensor,
@@ -245,41 +228,35 @@ export async function timeAttention(
   mask?: BlockMask | null,
   opts?: AttentionOptions,
   timing?: Timing,
-): Promise<{ output: Tensor; timesMs: number[] }> {
+  out?: Tensor,
+): Promise<{ output: Tensor; lse?: Tensor; timesMs: number[] }> {
   checkTensor(q, 'q');
   checkTensor(k, 'k');
   checkTensor(v, 'v');
   checkQkv(q, k, v);
   if (mask !== undefined && mask !== null) checkMask(mask, q, k);
   checkAttentionSupport(q, mask ? mask.block : DENSE_BLOCK);
-  const { softmaxScale } = resolveAttentionOptions(opts);
+  const { softmaxScale, returnLse } = resolveAttentionOptions(opts);
   const t = checkTiming(timing);
-  const N = native();
-  const handle = new N.Tensor(deviceIndex(q), q.native.dtype, [...q.shape], q.native.layout);
-  const output = new Tensor(handle, q.shape, q.dtype, q.layout);
-  const parts = mask ? mask.live() : null;
+  const given = checkOut(out, q);
+  const output = given ?? newOutput(q);
+  const lse = returnLse ? newLse(q) : undefined;
   try {
-    const timesMs = await N.attention(
-      q.live(),
-      k.live(),
-      v.live(),
-      handle,
-      parts ? parts.counts : null,
-      parts ? parts.indices : null,
-      { block: mask ? mask.block : DENSE_BLOCK, softmaxScale },
-      t,
-    );
+    const params = { block: mask ? mask.block : DENSE_BLOCK, softmaxScale, ...(lse ? { lse: lse.live() } : {}) };
+    const timesMs = await native().attention(q.live(), k.live(), v.live(), output.live(), mask ? mask.list() : null, params, t);
     output.timesMs = timesMs;
-    return { output, timesMs };
+    return { output, lse, timesMs };
   } catch (e) {
-    output.dispose();
+    if (!given) output.dispose();
+    lse?.dispose();
     throw e;
   }
 }
 
 /**
  * Causal attention over the blocks `mask` selects; no mask = dense. Output: q's
- * shape, dtype and layout. With run.timing the attention is repeated and
+ * shape, dtype and layout (or run.out). With opts.returnLse it resolves to
+ * { output, lse }. With run.timing the attention is repeated and
  * output.timesMs holds the per-iteration ms.
  */
 export async function attention(
@@ -287,10 +264,28 @@ export async function attention(
   k: Tensor,
   v: Tensor,
   mask?: BlockMask | null,
+  opts?: AttentionOptions & { returnLse?: false },
+  run?: AttentionRunOptions,
+): Promise<Tensor>;
+export async function attention(
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  mask: BlockMask | null | undefined,
+  opts: AttentionOptions & { returnLse: true },
+  run?: AttentionRunOptions,
+): Promise<{ output: Tensor; lse: Tensor }>;
+export async function attention(
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  mask?: BlockMask | null,
   opts?: AttentionOptions,
-  run?: RunOptions,
-): Promise<Tensor> {
-  return (await timeAttention(q, k, v, mask, opts, run?.timing)).output;
+  run?: AttentionRunOptions,
+): Promise<Tensor | { output: Tensor; lse: Tensor }> {
+  const r = checkRun(run, ['timing', 'out']);
+  const res = await timeAttention(q, k, v, mask, opts, r.timing as Timing | undefined, r.out as Tensor | undefined);
+  return res.lse ? { output: res.output, lse: res.lse } : res.output;
 }
 
 function splitPrefillOptions(opts: PrefillOptions | undefined): [EstimateOptions, AttentionOptions] {
@@ -306,30 +301,66 @@ function splitPrefillOptions(opts: PrefillOptions | undefined): [EstimateOptions
   return [est as EstimateOptions, att as AttentionOptions];
 }
 
-/** Estimate, then block-sparse attention over the selection. */
-export async function prefill(
-  q: Tensor,
-  k: Tensor,
-  v: Tensor,
-  opts?: PrefillOptions,
-): Promise<{ output: Tensor; mask: BlockMask; stats: PrefillStats }> {
-  const [estOpts, attOpts] = splitPrefillOptions(opts);
+/** How to run prefill(). */
+export interface PrefillRunOptions {
+  /** Caller-owned output: q's shape, dtype, layout and device. */
+  out?: Tensor;
+  /** Return the selection as a BlockMask (default true). false: no mask, no second wait. */
+  returnMask?: boolean;
+  /** With the mask, also keep the dense uint8 [b, H, nq, nk] mask on the device. */
+  denseMask?: boolean;
+}
+
+/** What prefill() resolves to. */
+export interface PrefillResult {
+  output: Tensor;
+  /** The selection (null with run.returnMask false). */
+  mask: BlockMask | null;
+  /** Row log-sum-exp with opts.returnLse (see AttentionOptions). */
+  lse?: Tensor;
+  stats: PrefillStats;
+}
+
+/**
+ * Estimation, then block-sparse attention over the selection, as one native
+ * call: on a GPU both run back to back on the device stream with one wait at
+ * the end; density and the two GPU times come back with it.
+ */
+export async function prefill(q: Tensor, k: Tensor, v: Tensor, opts?: PrefillOptions, run?: PrefillRunOptions): Promise<PrefillResult> {
+  checkTensor(q, 'q');
+  checkTensor(k, 'k');
   checkTensor(v, 'v');
+  const [estOpts, attOpts] = splitPrefillOptions(opts);
   checkQkv(q, k, v);
-  // fail before any work
-  checkAttentionSupport(q, resolveEstimateOptions(estOpts, q.shape[3]).block);
-  resolveAttentionOptions(attOpts);
-  const est = await timeEstimate(q, k, estOpts);
+  const r = checkRun(run, ['out', 'returnMask', 'denseMask']);
+  const returnMask = r.returnMask === undefined ? true : optionalBoolean(r.returnMask, 'returnMask');
+  const denseMask = optionalBoolean(r.denseMask, 'denseMask');
+  const eo = resolveEstimateOptions(estOpts, q.shape[3]);
+  checkAttentionSupport(q, eo.block);
+  const { softmaxScale, returnLse } = resolveAttentionOptions(attOpts);
+  const given = checkOut(r.out, q);
+  const shape = maskShape(q, k, eo.block);
+  const output = given ?? newOutput(q);
+  const lse = returnLse ? newLse(q) : undefined;
+  const sel = returnMask ? allocateSelection(shape, deviceIndex(q), denseMask) : null;
   try {
-    const att = await timeAttention(q, k, v, est.mask, attOpts);
-    const density = await est.mask.density();
-    return {
-      output: att.output,
-      mask: est.mask,
-      stats: { density, estimateMs: est.timesMs[0], attentionMs: att.timesMs[0] },
-    };
+    const params = { block: eo.block, softmaxScale, ...(lse ? { lse: lse.live() } : {}) };
+    const res = await native().prefill(
+      q.live(),
+      k.live(),
+      v.live(),
+      output.live(),
+      toNativeEstimateParams(eo),
+      params,
+      sel ? withoutNullMask(sel) : null,
+    );
+    const mask = sel && res.indices ? new BlockMask(shape, q.device, res.selected, { ...sel, indices: res.indices }) : null;
+    const stats = { density: densityOf(shape, res.selected), estimateMs: res.estimateMs, attentionMs: res.attentionMs };
+    return lse ? { output, mask, lse, stats } : { output, mask, stats };
   } catch (e) {
-    est.mask.dispose();
+    if (!given) output.dispose();
+    lse?.dispose();
+    if (sel) for (const x of Object.values(sel)) x?.dispose();
     throw e;
   }
 }
@@ -379,15 +410,7 @@ export async function massRecall(
   if (mask !== null) checkMask(mask, q, k);
   const { softmaxScale } = resolveAttentionOptions(opts);
   const flat = flattenRows(rows, [q.shape[0], q.shape[1], q.shape[2]]);
-  const parts = mask ? mask.live() : null;
-  return native().massRecall(
-    q.live(),
-    k.live(),
-    parts ? parts.counts : null,
-    parts ? parts.indices : null,
-    { block: mask ? mask.block : DENSE_BLOCK, softmaxScale },
-    flat,
-  );
+  return native().massRecall(q.live(), k.live(), mask ? mask.list() : null, { block: mask ? mask.block : DENSE_BLOCK, softmaxScale }, flat);
 }
 
 /** ||a - b|| / ||b|| over two tensors of the same logical shape (any layouts, dtypes). */

@@ -28,7 +28,7 @@ const ESTIMATE_FIELDS: ReadonlyArray<keyof EstimateOptions> = [
   'forceDiagonal',
 ];
 
-const ATTENTION_FIELDS: ReadonlyArray<keyof AttentionOptions> = ['softmaxScale'];
+const ATTENTION_FIELDS: ReadonlyArray<keyof AttentionOptions> = ['softmaxScale', 'returnLse'];
 
 /** Throws TypeError unless `opts` is undefined or a plain object with only `allowed` keys. */
 export function checkOptionFields(opts: unknown, allowed: readonly string[], what: string): Record<string, unknown> {
@@ -131,10 +131,11 @@ export function resolveEstimateOptions(opts: EstimateOptions | undefined, headDi
 }
 
 /** Attention options resolved: softmaxScale defaults to 1/sqrt(d) (sent as 0). */
-export function resolveAttentionOptions(opts: AttentionOptions | undefined): { softmaxScale: number } {
+export function resolveAttentionOptions(opts: AttentionOptions | undefined): { softmaxScale: number; returnLse: boolean } {
   const o = checkOptionFields(opts, ATTENTION_FIELDS as readonly string[], 'attention option');
-  if (o.softmaxScale === undefined) return { softmaxScale: 0 };
-  return { softmaxScale: positiveFinite('softmaxScale', o.softmaxScale) };
+  const returnLse = o.returnLse === undefined ? false : booleanField('returnLse', o.returnLse);
+  if (o.softmaxScale === undefined) return { softmaxScale: 0, returnLse };
+  return { softmaxScale: positiveFinite('softmaxScale', o.softmaxScale), returnLse };
 }
 
 /** Names of the estimation and attention fields (used to split prefill options). */

@@ -228,7 +228,8 @@ export function referenceEstimate(
   const rows = batch * hq * nqb;
   const mask = new Uint8Array(rows * nkb);
   const counts = new Int32Array(rows);
-  const indices = new Int32Array(rows * nkb);
+  const rowPtr = new Float64Array(rows + 1);
+  const selected: number[] = [];
   const temperatures = new Float32Array(batch * hq * 2);
   const scales = new Float64Array(batch * hq * 2);
   const scaleFallback = new Uint8Array(batch * hq * 2);
@@ -347,11 +348,12 @@ export function referenceEstimate(
         for (let j = 0; j < v; j++) {
           if (keepRow[j]) {
             mask[row * nkb + j] = 1;
-            indices[row * nkb + c] = j;
+            selected.push(j);
             c++;
           }
         }
         counts[row] = c;
+        rowPtr[row + 1] = selected.length; // rows run in order
         margin[row] = rowMargin;
       }
     }
@@ -365,7 +367,8 @@ export function referenceEstimate(
     block: B,
     mask,
     counts,
-    indices,
+    rowPtr,
+    indices: Int32Array.from(selected),
     temperatures,
     scores: { pHigh, pLow, logitsHigh, logitsLow, margin, scales, scaleFallback },
   };
@@ -380,23 +383,34 @@ function checkDims(dims: RefDims, qLen: number, kLen: number, vLen?: number): vo
   if (vLen !== undefined && vLen !== kLen) throw new RangeError(`v has ${vLen} values, expected ${kLen}`);
 }
 
-/** Selected key blocks of row (bh, i): the explicit list, or every visible block when counts is null. */
+/** Row starts of compact rows: exclusive prefix sums of the counts. */
+export function rowStarts(counts: Int32Array): Float64Array {
+  const starts = new Float64Array(counts.length + 1);
+  for (let r = 0; r < counts.length; r++) starts[r + 1] = starts[r] + counts[r];
+  return starts;
+}
+
+/**
+ * Selected key blocks of row (bh, i): the explicit list (compact rows, row r
+ * at starts[r]), or every visible block when counts is null.
+ */
 function rowBlocks(
   counts: Int32Array | null,
   indices: Int32Array | null,
+  starts: Float64Array | null,
   bh: number,
   i: number,
   nqb: number,
   nkb: number,
 ): ArrayLike<number> {
-  if (counts === null || indices === null) {
+  if (counts === null || indices === null || starts === null) {
     const v = visibleBlocks(i, nqb, nkb);
     const all = new Int32Array(v);
     for (let j = 0; j < v; j++) all[j] = j;
     return all;
   }
   const row = bh * nqb + i;
-  return indices.subarray(row * nkb, row * nkb + counts[row]);
+  return indices.subarray(starts[row], starts[row] + counts[row]);
 }
 
 /**
@@ -404,7 +418,10 @@ function rowBlocks(
  * query block i = blockOfRow(r), see blockGrid) attends to the keys t <= s of its selected key
  * blocks (every visible block when counts is null). Output [b, hq, Nq, d];
  * a row with no key is zero. `rows` restricts the computation to some query
- * rows (others stay 0).
+ * rows (others stay 0). `lse`, when given ([b, hq, Nq]), receives each computed
+ * row's natural-log log-sum-exp of the scaled scores it attends to (-Infinity
+ * for a row with no key). Lists are compact rows: row r's counts[r] blocks
+ * follow the rows before it in `indices`.
  */
 export function referenceAttention(
   q: RealArray,
@@ -416,14 +433,17 @@ export function referenceAttention(
   block: number,
   softmaxScale?: number,
   rows?: ArrayLike<number>,
+  lse?: Float64Array,
 ): Float64Array {
   const { batch, hq, hkv, nq: Nq, nk: Nk, d } = dims;
   checkDims(dims, q.length, k.length, v.length);
+  if (lse !== undefined && lse.length !== batch * hq * Nq) throw new RangeError(`lse must have ${batch * hq * Nq} entries`);
   const scale = softmaxScale !== undefined && softmaxScale !== 0 ? softmaxScale : 1 / Math.sqrt(d);
   const grid = blockGrid(Nq, Nk, block);
   const nqb = grid.nq;
   const nkb = grid.nk;
   const group = hq / hkv;
+  const starts = counts ? rowStarts(counts) : null;
   const out = new Float64Array(batch * hq * Nq * d);
   const rowList = rows ?? Array.from({ length: Nq }, (_, r) => r);
   const logits = new Float64Array(Nk);
@@ -437,7 +457,7 @@ export function referenceAttention(
         const r = rowList[ri];
         const s = Nk - Nq + r;
         const i = blockOfRow(grid, r);
-        const blocks = rowBlocks(counts, indices, bh, i, nqb, nkb);
+        const blocks = rowBlocks(counts, indices, starts, bh, i, nqb, nkb);
         const qo = (bh * Nq + r) * d;
         let nkeys = 0;
         let mx = -Infinity;
@@ -456,6 +476,7 @@ export function referenceAttention(
           }
         }
         const oo = (bh * Nq + r) * d;
+        if (lse !== undefined) lse[bh * Nq + r] = -Infinity;
         if (nkeys === 0) continue;
         acc.fill(0);
         let z = 0;
@@ -466,6 +487,7 @@ export function referenceAttention(
           for (let c = 0; c < d; c++) acc[c] += w * v[vo + c];
         }
         for (let c = 0; c < d; c++) out[oo + c] = acc[c] / z;
+        if (lse !== undefined) lse[bh * Nq + r] = mx + Math.log(z);
       }
     }
   }
@@ -503,6 +525,7 @@ export function referenceMassRecall(
   const nqb = grid.nq;
   const nkb = grid.nk;
   const group = hq / hkv;
+  const starts = counts ? rowStarts(counts) : null;
   const rowList = rows ?? Array.from({ length: Nq }, (_, r) => r);
   const perRow = new Float64Array(batch * hq * rowList.length);
   const logits = new Float64Array(Nk);
@@ -518,7 +541,7 @@ export function referenceMassRecall(
         const s = Math.min(Nk - Nq + r, Nk - 1);
         const i = blockOfRow(grid, r);
         sel.fill(0);
-        const blocks = rowBlocks(counts, indices, bh, i, nqb, nkb);
+        const blocks = rowBlocks(counts, indices, starts, bh, i, nqb, nkb);
         for (let bj = 0; bj < blocks.length; bj++) sel[blocks[bj]] = 1;
         const qo = (bh * Nq + r) * d;
         let mx = -Infinity;

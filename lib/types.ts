@@ -45,21 +45,34 @@ export type ResolvedEstimateOptions = Required<EstimateOptions>;
 export interface AttentionOptions {
   /** Softmax scale. Default 1/sqrt(d). */
   softmaxScale?: number;
+  /**
+   * Also return the row log-sum-exp: float32 [b, Hq, Nq, 1], natural log of the
+   * softmax denominator over the keys attended (scale applied), -Infinity for a
+   * row that met no key. As FlashAttention's softmax_lse: merge this output with
+   * attention over other keys by weighting each with exp(lse - max lse). Default false.
+   */
+  returnLse?: boolean;
 }
 
-/** Host-side copy of a block mask. */
+/**
+ * Host-side copy of a block mask. Rows are query-block rows,
+ * row = (b * heads + h) * nq + i; row r selects the key blocks
+ * indices[rowPtr[r] .. rowPtr[r + 1]), ascending (compact rows, CSR).
+ */
 export interface HostBlockMask {
   batch: number;
   heads: number;
   nq: number;
   nk: number;
   block: number;
-  /** uint8 [batch, heads, nq, nk] */
-  mask: Uint8Array;
-  /** int32 [batch, heads, nq] */
+  /** int32 [batch, heads, nq]: selected blocks per row (kv_num_blocks) */
   counts: Int32Array;
-  /** int32 [batch, heads, nq, nk]; row's first counts[] entries, ascending */
+  /** [batch * heads * nq + 1] row pointers (exact integers); rowPtr[rows] = selected blocks in all */
+  rowPtr: Float64Array;
+  /** int32 [rowPtr[rows]]: the selected key blocks of every row, row after row */
   indices: Int32Array;
   /** float32 [batch, heads, 2]: (t_high, t_low) */
   temperatures: Float32Array;
+  /** uint8 [batch, heads, nq, nk], 1 where selected; expanded on the host (toHost({ mask: false }) skips it) */
+  mask: Uint8Array;
 }

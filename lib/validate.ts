@@ -12,7 +12,7 @@
 // WELL_SEPARATED must match exactly; the agreement elsewhere is reported only.
 
 import type { DType, EstimateOptions, HostBlockMask, Layout, DeviceSpec } from './types';
-import { tensor, resolveDevice, deviceName } from './tensor';
+import { tensor, resolveDevice, deviceName, type Tensor } from './tensor';
 import { estimate, attention } from './ops';
 import { resolveEstimateOptions } from './options';
 import { encode16, decode16 } from './dtype';
@@ -88,10 +88,11 @@ export function maskAgreement(ref: RefEstimate, got: HostBlockMask, threshold = 
     const o = r * nk;
     let rowSame = 0;
     let c = 0;
+    if (got.rowPtr[r + 1] - got.rowPtr[r] !== got.counts[r]) consistent = false;
     for (let j = 0; j < nk; j++) {
       if (ref.mask[o + j] === got.mask[o + j]) rowSame++;
       if (got.mask[o + j]) {
-        if (got.indices[o + c] !== j) consistent = false;
+        if (got.indices[got.rowPtr[r] + c] !== j) consistent = false;
         c++;
       }
     }
@@ -260,7 +261,7 @@ export async function runCase(c: ValidationCase, device: DeviceSpec): Promise<Ca
     }
 
     const tol = TOLERANCES[c.dtype];
-    const unlayout = async (t: Awaited<ReturnType<typeof attention>>): Promise<Float32Array> => {
+    const unlayout = async (t: Tensor): Promise<Float32Array> => {
       const f = await t.toFloat32();
       return c.layout === 'bnhd' ? bnhdToBhnd(f, batch, hq, nq, d) : f;
     };

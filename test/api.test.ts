@@ -142,7 +142,7 @@ describe('CPU estimate + attention', () => {
     expect(timed.timesMs).toHaveLength(3);
     for (const t of [q, k, v, out, dense, p.output, timed.output]) t.dispose();
     mask.dispose();
-    p.mask.dispose();
+    p.mask?.dispose();
   });
 });
 

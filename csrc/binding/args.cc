@@ -43,7 +43,7 @@ Napi::Value field(Napi::Object obj, const char* key) { return obj.Get(key); }
 
 int get_device(Napi::Value v) { return static_cast<int>(get_integer(v, "device", -1, 1023)); }
 
-DType get_dtype(Napi::Value v) { return static_cast<DType>(get_integer(v, "dtype", 0, 4)); }
+DType get_dtype(Napi::Value v) { return static_cast<DType>(get_integer(v, "dtype", 0, 5)); }
 
 std::vector<int64_t> get_shape(Napi::Value v) {
   if (!v.IsArray()) throw_type("shape must be an array");
@@ -67,6 +67,7 @@ napi_typedarray_type typed_array_type_for(DType t) {
     case DType::F16:
     case DType::BF16: return napi_uint16_array;
     case DType::U8: return napi_uint8_array;
+    case DType::I64: return napi_bigint64_array;
     default: return napi_int32_array;
   }
 }
@@ -77,6 +78,7 @@ const char* typed_array_name(napi_typedarray_type t) {
     case napi_uint16_array: return "Uint16Array";
     case napi_uint8_array: return "Uint8Array";
     case napi_int32_array: return "Int32Array";
+    case napi_bigint64_array: return "BigInt64Array";
     default: return "another typed array";
   }
 }
@@ -87,6 +89,7 @@ const char* dtype_name(DType t) {
     case DType::F16: return "float16";
     case DType::BF16: return "bfloat16";
     case DType::U8: return "uint8";
+    case DType::I64: return "int64";
     default: return "int32";
   }
 }

@@ -26,6 +26,16 @@ void wait_for_stream(cudaStream_t stream, const char* operation) {
   check_cuda(cudaEventSynchronize(done.get()), operation);
 }
 
+int64_t* thread_pinned_values() {
+  thread_local int64_t* values = nullptr;
+  if (values == nullptr) {
+    void* p = nullptr;
+    check_cuda(cudaHostAlloc(&p, 8 * sizeof(int64_t), cudaHostAllocPortable), "cudaHostAlloc");
+    values = static_cast<int64_t*>(p);
+  }
+  return values;
+}
+
 void drain_stream_quietly(cudaStream_t stream) noexcept {
   cudaStreamSynchronize(stream);
   cudaGetLastError();

@@ -5,6 +5,7 @@
 #include <cuda_runtime.h>
 
 #include <cstddef>
+#include <cstdint>
 
 namespace prism::binding {
 
@@ -39,6 +40,11 @@ class StreamBuffer {
 // Blocks the calling (worker) thread until everything enqueued on `stream`
 // so far has run, without spinning: records a blocking-sync event and waits on it.
 void wait_for_stream(cudaStream_t stream, const char* operation);
+
+// Eight pinned int64 of the calling (worker) thread, for device-to-host copies
+// of a few values ordered on a stream; allocated on first use, kept for the
+// thread's life.
+int64_t* thread_pinned_values();
 
 // Same, but for use on error paths: never throws.
 void drain_stream_quietly(cudaStream_t stream) noexcept;

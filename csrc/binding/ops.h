@@ -4,13 +4,24 @@
 #pragma once
 #include <napi.h>
 
+#include "binding/tensor.h"
+
 namespace prism::binding {
 
-// estimate(q, k, params, { mask, counts, indices, temps }, timing?) -> Promise<number[]>
+// estimate(q, k, params, { counts, rowPtr, temps, mask? }, timing?)
+//   -> Promise<{ timesMs: number[], indices: Tensor }>   (ops_estimate.cc)
 Napi::Value estimate(const Napi::CallbackInfo& info);
-// attention(q, k, v, o, counts | null, indices | null, params, timing?) -> Promise<number[]>
+// attention(q, k, v, o, list: { counts, rowPtr, indices } | null, params { block, softmaxScale, lse? },
+//           timing?) -> Promise<number[]>
 Napi::Value attention(const Napi::CallbackInfo& info);
-// massRecall(q, k, counts | null, indices | null, params, rows: BigInt64Array) -> Promise<Float32Array>
+// prefill(q, k, v, o, estimateParams, attentionParams, out | null)
+//   -> Promise<{ estimateMs, attentionMs, selected, indices? }>   (ops_prefill.cc)
+Napi::Value prefill(const Napi::CallbackInfo& info);
+// The optional `lse` field of attention params: a float32 [b, Hq, Nq, 1]
+// tensor on q's device, checked; null when absent.
+TensorWrap* read_lse_out(Napi::Env env, Napi::Value params, const QkvView& q);
+
+// massRecall(q, k, list | null, params, rows: BigInt64Array) -> Promise<Float32Array>
 Napi::Value mass_recall(const Napi::CallbackInfo& info);
 // diffNorms(a, b) -> Promise<[sum (a-b)^2, sum b^2]>
 Napi::Value diff_norms(const Napi::CallbackInfo& info);

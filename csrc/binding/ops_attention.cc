@@ -11,6 +11,15 @@
 
 namespace prism::binding {
 
+TensorWrap* read_lse_out(Napi::Env env, Napi::Value params, const QkvView& q) {
+  if (!params.IsObject()) return nullptr;
+  Napi::Value v = params.As<Napi::Object>().Get("lse");
+  if (v.IsUndefined() || v.IsNull()) return nullptr;
+  TensorWrap& t = TensorWrap::unwrap(env, v, "lse");
+  check_plain(t, DType::F32, {q.batch, q.heads, q.n, 1}, "lse");
+  return &t;
+}
+
 Napi::Value attention(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return js_guard(env, [&]() -> Napi::Value {
@@ -29,14 +38,20 @@ Napi::Value attention(const Napi::CallbackInfo& info) {
     if (v.dtype != q.dtype) throw_type("v must have the same dtype as q and k");
     if (o.batch != q.batch || o.heads != q.heads || o.n != q.n || o.d != q.d || o.dtype != q.dtype)
       throw_range("out must have the shape and dtype of q");
-    AttentionParams p = read_attention_params(arg(info, 6));
-    BlockListArgs list = read_block_list(env, arg(info, 4), arg(info, 5), q, k, p.block);
+    AttentionParams p = read_attention_params(arg(info, 5));
+    BlockListArgs list = read_block_list(env, arg(info, 4), q, k, p.block);
+    TensorWrap* lse = read_lse_out(env, arg(info, 5), q);
 
     OpCall call;
     call.name = "attention";
-    call.device = common_device({&qt, &kt, &vt, &ot, list.counts, list.indices});
-    call.timing = read_timing(arg(info, 7));
+    call.device = common_device({&qt, &kt, &vt, &ot, lse});
+    for (const TensorWrap* t : list.tensors) common_device({&qt, t});
+    call.timing = read_timing(arg(info, 6));
     call.keep_alive = {qt.storage(), kt.storage(), vt.storage(), ot.storage()};
+    if (lse != nullptr) {
+      call.keep_alive.push_back(lse->storage());
+      o.lse = static_cast<float*>(lse->storage()->data());
+    }
     for (auto& s : list.storages) call.keep_alive.push_back(s);
     BlockList l = list.list;
     call.cpu = [q, k, v, o, l, p]() { prism::cpu::attention(q, k, v, o, l, p, 0); };

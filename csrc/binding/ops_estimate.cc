@@ -1,14 +1,112 @@
+// estimate(q, k, params, out: { counts, rowPtr, temps, mask? }, timing?)
+//   -> Promise<{ timesMs: number[], indices: Tensor, selected: number }>
+// The selection is made in the triangular layout (scratch), then counted
+// (rowPtr) and gathered into compact indices sized by the selection; the
+// indices tensor is allocated once the count is known (one host wait).
 #include "binding/args.h"
+#include "binding/device.h"
 #include "binding/errors.h"
 #include "binding/op_runner.h"
 #include "binding/ops.h"
+#include "binding/selection.h"
 #include "binding/views.h"
 #include "cpu/cpu_backend.h"
 #if PRISM_WITH_CUDA
+#include "binding/cuda_sync.h"
 #include "cuda/cuda_backend.h"
 #endif
 
 namespace prism::binding {
+namespace {
+
+class EstimateWorker : public PromiseWorker {
+ public:
+  EstimateWorker(Napi::Env env, int device, QkvView q, QkvView k, EstimateParams p, BlockMaskOut out,
+                 int64_t* row_ptr, SelectionGeometry geo, Timing timing,
+                 std::vector<std::shared_ptr<Storage>> keep)
+      : PromiseWorker(env, "prism.estimate"), device_(device), q_(q), k_(k), p_(p), out_(out),
+        row_ptr_(row_ptr), geo_(geo), timing_(timing), keep_(std::move(keep)) {}
+
+ protected:
+  void run() override {
+    if (device_ == kCpuDevice) {
+      run_cpu();
+      return;
+    }
+#if PRISM_WITH_CUDA
+    run_gpu();
+#else
+    require_device(device_);
+#endif
+  }
+
+  Napi::Value result(Napi::Env env) override {
+    Napi::Object r = Napi::Object::New(env);
+    Napi::Array ms = Napi::Array::New(env, ms_.size());
+    for (size_t i = 0; i < ms_.size(); ++i) ms.Set(static_cast<uint32_t>(i), Napi::Number::New(env, ms_[i]));
+    r.Set("timesMs", ms);
+    r.Set("indices", TensorWrap::adopt(env, indices_, DType::I32, {total_ > 0 ? total_ : 1}));
+    r.Set("selected", Napi::Number::New(env, static_cast<double>(total_)));
+    return r;
+  }
+
+ private:
+  void run_cpu() {
+    std::vector<int32_t> tri(static_cast<size_t>(geo_.tri > 0 ? geo_.tri : 1));
+    BlockMaskOut o = out_;
+    o.indices = tri.data();
+    ms_ = time_on_cpu(timing_, [&]() { prism::cpu::estimate(q_, k_, p_, o, 0); });
+    total_ = prism::cpu::scan_counts(o.counts, geo_.rows, row_ptr_);
+    indices_ = Storage::allocate(kCpuDevice, indices_bytes(total_));
+    prism::cpu::gather_selection(o.counts, tri.data(), geo_.rows, geo_.nq, geo_.off, row_ptr_,
+                                 static_cast<int32_t*>(indices_->data()));
+  }
+
+#if PRISM_WITH_CUDA
+  void run_gpu() {
+    use_device(device_);
+    cudaStream_t stream = device_context(device_).stream();
+    try {
+      const size_t tri_bytes = (sizeof(int32_t) * static_cast<size_t>(geo_.tri) + 255) & ~size_t(255);
+      StreamBuffer scratch(tri_bytes + prism::cuda::scan_workspace_bytes(geo_.rows), stream);
+      BlockMaskOut o = out_;
+      o.indices = static_cast<int32_t*>(scratch.get());
+      void* scan_ws = static_cast<char*>(scratch.get()) + tri_bytes;
+      ms_ = time_on_gpu(device_, timing_, prism::cuda::estimate_workspace_bytes(q_, k_, p_),
+                        [&](void* ws, cudaStream_t s) { return prism::cuda::estimate(q_, k_, p_, o, ws, s); },
+                        "estimate");
+      check_cuda(prism::cuda::scan_counts(o.counts, geo_.rows, row_ptr_, scan_ws, stream), "estimate (count)");
+      int64_t* total = thread_pinned_values();
+      check_cuda(cudaMemcpyAsync(total, row_ptr_ + geo_.rows, sizeof(int64_t), cudaMemcpyDeviceToHost, stream),
+                 "cudaMemcpyAsync (selection size)");
+      wait_for_stream(stream, "estimate");
+      total_ = *total;
+      indices_ = Storage::allocate(device_, indices_bytes(total_));
+      check_cuda(prism::cuda::gather_selection(o.counts, o.indices, geo_.rows, geo_.nq, geo_.off, row_ptr_,
+                                               static_cast<int32_t*>(indices_->data()), stream),
+                 "estimate (gather)");
+      wait_for_stream(stream, "estimate");
+    } catch (...) {
+      drain_stream_quietly(stream);
+      throw;
+    }
+  }
+#endif
+
+  int device_;
+  QkvView q_, k_;
+  EstimateParams p_;
+  BlockMaskOut out_;
+  int64_t* row_ptr_;
+  SelectionGeometry geo_;
+  Timing timing_;
+  std::vector<std::shared_ptr<Storage>> keep_;
+  std::vector<double> ms_;
+  int64_t total_ = 0;
+  std::shared_ptr<Storage> indices_;
+};
+
+}  // namespace
 
 Napi::Value estimate(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -20,38 +118,19 @@ Napi::Value estimate(const Napi::CallbackInfo& info) {
     check_query_key(q, k);
     if (q.d % 2 != 0) throw_range("head_dim must be even (RoPE pairs), got " + std::to_string(q.d));
     EstimateParams p = read_estimate_params(arg(info, 2), q.d);
-
-    Napi::Object out = get_object(arg(info, 3), "out");
-    TensorWrap& mask = TensorWrap::unwrap(env, field(out, "mask"), "out.mask");
-    TensorWrap& counts = TensorWrap::unwrap(env, field(out, "counts"), "out.counts");
-    TensorWrap& indices = TensorWrap::unwrap(env, field(out, "indices"), "out.indices");
-    TensorWrap& temps = TensorWrap::unwrap(env, field(out, "temps"), "out.temps");
-    const BlockGrid grid(q.n, k.n, p.block);
-    const int64_t nq = grid.nq, nk = grid.nk;
-    check_plain(mask, DType::U8, {q.batch, q.heads, nq, nk}, "out.mask");
-    check_plain(counts, DType::I32, {q.batch, q.heads, nq}, "out.counts");
-    check_plain(indices, DType::I32, {q.batch, q.heads, nq, nk}, "out.indices");
-    check_plain(temps, DType::F32, {q.batch, q.heads, 2}, "out.temps");
-
-    OpCall call;
-    call.name = "estimate";
-    call.device = common_device({&qt, &kt, &mask, &counts, &indices, &temps});
-    call.timing = read_timing(arg(info, 4));
-    call.keep_alive = {qt.storage(), kt.storage(), mask.storage(), counts.storage(),
-                       indices.storage(), temps.storage()};
+    SelectionOut s = read_selection_out(env, arg(info, 3), q, k, p.block);
+    const int device = common_device({&qt, &kt, s.counts, s.row_ptr, s.temps, s.mask});
+    std::vector<std::shared_ptr<Storage>> keep = {qt.storage(), kt.storage(), s.counts->storage(),
+                                                  s.row_ptr->storage(), s.temps->storage()};
+    if (s.mask) keep.push_back(s.mask->storage());
     BlockMaskOut o;
-    o.mask = static_cast<uint8_t*>(call.keep_alive[2]->data());
-    o.counts = static_cast<int32_t*>(call.keep_alive[3]->data());
-    o.indices = static_cast<int32_t*>(call.keep_alive[4]->data());
-    o.temps = static_cast<float*>(call.keep_alive[5]->data());
-    call.cpu = [q, k, p, o]() { prism::cpu::estimate(q, k, p, o, 0); };
-#if PRISM_WITH_CUDA
-    if (call.device >= 0) {
-      call.workspace_bytes = prism::cuda::estimate_workspace_bytes(q, k, p);
-      call.gpu = [q, k, p, o](void* ws, cudaStream_t s) { return prism::cuda::estimate(q, k, p, o, ws, s); };
-    }
-#endif
-    return start_timed_op(env, std::move(call));
+    o.mask = s.mask ? static_cast<uint8_t*>(s.mask->storage()->data()) : nullptr;
+    o.counts = static_cast<int32_t*>(s.counts->storage()->data());
+    o.temps = static_cast<float*>(s.temps->storage()->data());
+    int64_t* row_ptr = static_cast<int64_t*>(s.row_ptr->storage()->data());
+    return (new EstimateWorker(env, device, q, k, p, o, row_ptr, SelectionGeometry(q, k, p.block),
+                               read_timing(arg(info, 4)), std::move(keep)))
+        ->start();
   });
 }
 

@@ -137,10 +137,11 @@ Napi::Value mass_recall(const Napi::CallbackInfo& info) {
     QkvView q = input_view(qt, "q");
     QkvView k = input_view(kt, "k");
     check_query_key(q, k);
-    AttentionParams p = read_attention_params(arg(info, 4));
-    BlockListArgs list = read_block_list(env, arg(info, 2), arg(info, 3), q, k, p.block);
-    int device = common_device({&qt, &kt, list.counts, list.indices});
-    std::vector<int64_t> rows = read_rows(arg(info, 5), q);
+    AttentionParams p = read_attention_params(arg(info, 3));
+    BlockListArgs list = read_block_list(env, arg(info, 2), q, k, p.block);
+    int device = common_device({&qt, &kt});
+    for (const TensorWrap* t : list.tensors) common_device({&qt, t});
+    std::vector<int64_t> rows = read_rows(arg(info, 4), q);
     std::vector<std::shared_ptr<Storage>> keep = {qt.storage(), kt.storage()};
     for (auto& s : list.storages) keep.push_back(s);
     return (new MassRecallWorker(env, device, q, k, list.list, p, std::move(rows), std::move(keep)))->start();

@@ -38,8 +38,23 @@ TensorWrap& TensorWrap::unwrap(Napi::Env env, Napi::Value value, const char* wha
   return *t;
 }
 
-// new Tensor(device, dtype, shape, layout[, hostData | pointer])
-//   hostData: typed array copied in synchronously; pointer: bigint, non-owning view.
+using StorageHolder = std::shared_ptr<Storage>;
+
+Napi::Object TensorWrap::adopt(Napi::Env env, std::shared_ptr<Storage> storage, DType dtype,
+                               const std::vector<int64_t>& shape) {
+  const int device = storage->device();
+  auto ext = Napi::External<StorageHolder>::New(env, new StorageHolder(std::move(storage)),
+                                                [](Napi::Env, StorageHolder* h) { delete h; });
+  Napi::Array dims = Napi::Array::New(env, shape.size());
+  for (size_t i = 0; i < shape.size(); ++i) dims.Set(static_cast<uint32_t>(i), Napi::Number::New(env, double(shape[i])));
+  return addon_data(env).tensor_constructor.New(
+      {Napi::Number::New(env, device), Napi::Number::New(env, static_cast<int>(dtype)), dims,
+       Napi::Number::New(env, 0), ext});
+}
+
+// new Tensor(device, dtype, shape, layout[, hostData | pointer | adopted storage])
+//   hostData: typed array copied in synchronously; pointer: bigint, non-owning
+//   view; an External from adopt(): memory an op allocated.
 TensorWrap::TensorWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TensorWrap>(info) {
   js_guard(info.Env(), [&]() -> Napi::Value {
     init(info);
@@ -61,6 +76,17 @@ void TensorWrap::init(const Napi::CallbackInfo& info) {
   require_device(device_);
 
   Napi::Value extra = arg(info, 4);
+  if (extra.IsExternal()) {
+    StorageHolder* h = extra.As<Napi::External<StorageHolder>>().Data();
+    if (h == nullptr || !*h || (*h)->bytes() != byte_length_ || (*h)->device() != device_)
+      throw_range("adopted storage does not match the shape");
+    storage_ = std::move(*h);  // the tensor is now its only owner
+    if (device_ == kCpuDevice) {
+      accounted_bytes_ = static_cast<int64_t>(byte_length_);
+      Napi::MemoryManagement::AdjustExternalMemory(info.Env(), accounted_bytes_);
+    }
+    return;
+  }
   if (extra.IsBigInt()) {
     bool lossless = true;
     uint64_t address = extra.As<Napi::BigInt>().Uint64Value(&lossless);

@@ -21,6 +21,10 @@ class TensorWrap : public Napi::ObjectWrap<TensorWrap> {
   // Error "tensor has been disposed" when it was disposed.
   static TensorWrap& unwrap(Napi::Env env, Napi::Value value, const char* what);
   static bool is_tensor(Napi::Env env, Napi::Value value);
+  // A new JS tensor owning `storage` (memory an op allocated once it knew the
+  // size), row-major [shape] of `dtype`.
+  static Napi::Object adopt(Napi::Env env, std::shared_ptr<Storage> storage, DType dtype,
+                            const std::vector<int64_t>& shape);
 
   explicit TensorWrap(const Napi::CallbackInfo& info);
   ~TensorWrap() override;

@@ -4,9 +4,16 @@
 #pragma once
 #include <cstdint>
 
+// Geometry helpers are also called from CUDA kernels.
+#if defined(__CUDACC__)
+#define PRISM_HD __host__ __device__
+#else
+#define PRISM_HD
+#endif
+
 namespace prism {
 
-enum class DType : int32_t { F32 = 0, F16 = 1, BF16 = 2, U8 = 3, I32 = 4 };
+enum class DType : int32_t { F32 = 0, F16 = 1, BF16 = 2, U8 = 3, I32 = 4, I64 = 5 };
 enum class RopeLayout : int32_t { Half = 0, Interleaved = 1 };
 // Prism: two bands (high/low RoPE frequencies). MeanPool: the single-band
 // baseline (pooled dot product over all dims, one softmax, same selection).
@@ -14,7 +21,9 @@ enum class Method : int32_t { Prism = 0, MeanPool = 1 };
 enum class Selection : int32_t { TopP = 0, TopK = 1 };
 
 inline int64_t dtype_size(DType t) {
-  return (t == DType::F16 || t == DType::BF16) ? 2 : (t == DType::U8 ? 1 : 4);
+  if (t == DType::F16 || t == DType::BF16) return 2;
+  if (t == DType::U8) return 1;
+  return t == DType::I64 ? 8 : 4;
 }
 
 // A read-only strided view of a logical [batch, heads, n, d] tensor whose last
@@ -26,12 +35,15 @@ struct QkvView {
   int64_t stride_b = 0, stride_h = 0, stride_n = 0;
 };
 
-// The same for an output written by attention.
+// The same for an output written by attention, plus the optional row
+// log-sum-exp: float32 [batch, heads, n] contiguous, natural log of the softmax
+// denominator over the keys attended (-inf for a row that met no key).
 struct OutView {
   void* data = nullptr;
   DType dtype = DType::F32;
   int64_t batch = 0, heads = 0, n = 0, d = 0;
   int64_t stride_b = 0, stride_h = 0, stride_n = 0;
+  float* lse = nullptr;
 };
 
 // Fully resolved options (the TypeScript layer fills defaults and validates).
@@ -53,19 +65,29 @@ struct EstimateParams {
   bool force_diag = true;         // j = i + (nk - nq)
 };
 
-// Outputs of estimation, all [batch, Hq, nq, ...] row-major and contiguous.
+// Outputs of estimation. Rows are query-block rows, row = (b * Hq + h) * nq + i.
+// The selected key blocks of a row (ascending) go to the row's slot of the
+// triangular layout (tri_row_start): room for exactly its visible blocks, so
+// the buffer is bounded by the causal block count, never nq * nk. Compact
+// rows (CSR, sized by the selection) are made from it by the backends'
+// compact-selection step.
 struct BlockMaskOut {
-  uint8_t* mask = nullptr;        // [batch, Hq, nq, nk], 1 = selected
+  uint8_t* mask = nullptr;        // optional [batch, Hq, nq, nk], 1 = selected
   int32_t* counts = nullptr;      // [batch, Hq, nq], selected blocks per row
-  int32_t* indices = nullptr;     // [batch, Hq, nq, nk], first counts[] valid, ascending
+  int32_t* indices = nullptr;     // triangular layout, tri_size(nq, off) per (batch, head)
   float* temps = nullptr;         // [batch, Hq, 2]: (t_high, t_low) used; may be null
 };
 
-// Selected key blocks per query block row, as consumed by attention.
+// Selected key blocks per query-block row, as attention consumes them: row r
+// holds counts[r] ascending key blocks at indices[row_start[r] ...]. Compact
+// rows (CSR: row_start = row pointers, FlashInfer's indptr / FlexAttention's
+// kv_num_blocks + kv_indices) and the triangular layout are both such lists.
 // counts == nullptr means dense: every visible block.
 struct BlockList {
-  const int32_t* counts = nullptr;   // [batch, Hq, nq]
-  const int32_t* indices = nullptr;  // [batch, Hq, nq, nk]
+  const int32_t* counts = nullptr;     // [batch, Hq, nq]
+  const int64_t* row_start = nullptr;  // [batch * Hq * nq]
+  const int32_t* indices = nullptr;
+  int64_t indices_size = 0;            // entries in indices (bounds every row)
 };
 
 struct AttentionParams {
@@ -108,6 +130,14 @@ struct BlockGrid {
   // Query block of row r.
   int64_t block_of_row(int64_t r) const { return (r + shift) / block; }
 };
+
+// Triangular layout of per-row selections: row i of a (batch, head) has room
+// for its i + off + 1 visible blocks.
+PRISM_HD inline int64_t tri_size(int64_t nq, int64_t off) { return nq * (off + 1) + nq * (nq - 1) / 2; }
+PRISM_HD inline int64_t tri_row_start(int64_t row, int64_t nq, int64_t off) {
+  const int64_t bh = row / nq, i = row % nq;
+  return bh * tri_size(nq, off) + i * (off + 1) + i * (i - 1) / 2;
+}
 
 // Key block j is visible to query block i iff j <= i + off, off = nk - nq.
 inline int64_t visible_blocks(int64_t i, int64_t nq, int64_t nk) {

@@ -169,6 +169,10 @@ void attention(const QkvView& q, const QkvView& k, const QkvView& v, const OutVi
           std::fill(out, out + d, 0.f);  // the row met no key: zeros
         }
         detail::store_row(o, b, h, r0 + rr, out);
+        if (o.lse != nullptr) {
+          o.lse[bh * nq_rows + r0 + rr] =
+              l != 0.f ? sc.m[static_cast<size_t>(rr)] + std::log(l) : -std::numeric_limits<float>::infinity();
+        }
       }
     }
   });

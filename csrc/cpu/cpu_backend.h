@@ -14,6 +14,15 @@ void attention(const QkvView& q, const QkvView& k, const QkvView& v,
                const OutView& o, const BlockList& list,
                const AttentionParams& p, int threads);
 
+// Compact rows from an estimation's triangular selection (BlockMaskOut):
+// row_ptr[0..rows] = exclusive prefix sums of counts (row_ptr[rows] = total),
+// returned; then gather_selection copies each row to indices[row_ptr[r] ...].
+int64_t scan_counts(const int32_t* counts, int64_t rows, int64_t* row_ptr);
+void gather_selection(const int32_t* counts, const int32_t* tri_indices, int64_t rows,
+                      int64_t nq, int64_t off, const int64_t* row_ptr, int32_t* indices);
+// Row starts of the triangular layout, for attention straight from an estimation.
+void tri_row_starts(int64_t rows, int64_t nq, int64_t off, int64_t* row_start);
+
 }  // namespace prism::cpu
 
 namespace prism::cpu {

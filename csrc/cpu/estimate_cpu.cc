@@ -51,6 +51,8 @@ void estimate(const QkvView& q, const QkvView& k, const EstimateParams& p,
               const BlockMaskOut& out, int threads) {
   detail::check_qk(q, k, "estimate");
   check_params(p, q.d);
+  if (out.counts == nullptr || out.indices == nullptr)
+    throw std::invalid_argument("prism::cpu::estimate: counts and indices outputs are required");
 
   const int64_t batch = q.batch, hq = q.heads, hkv = k.heads, d = q.d;
   const int64_t block = p.block;
@@ -161,9 +163,9 @@ void estimate(const QkvView& q, const QkvView& k, const EstimateParams& p,
     const int32_t count = detail::compact_row(sc.keep.data(), nk, sc.indices.data());
     if (out.mask != nullptr)
       for (int64_t j = 0; j < nk; ++j) out.mask[row * nk + j] = sc.keep[static_cast<size_t>(j)];
-    if (out.counts != nullptr) out.counts[row] = count;
-    if (out.indices != nullptr)
-      for (int64_t j = 0; j < nk; ++j) out.indices[row * nk + j] = sc.indices[static_cast<size_t>(j)];
+    out.counts[row] = count;
+    int32_t* dst = out.indices + tri_row_start(row, nq, off);  // room for `visible` >= count
+    for (int32_t t = 0; t < count; ++t) dst[t] = sc.indices[static_cast<size_t>(t)];
   });
 }
 

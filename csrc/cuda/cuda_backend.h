@@ -18,6 +18,19 @@ size_t estimate_workspace_bytes(const QkvView& q, const QkvView& k,
 cudaError_t estimate(const QkvView& q, const QkvView& k, const EstimateParams& p,
                      const BlockMaskOut& out, void* workspace, cudaStream_t stream);
 
+// Compact rows from an estimation's triangular selection (as prism::cpu::
+// scan_counts / gather_selection, device pointers). scan_counts writes
+// row_ptr[0..rows] (row_ptr[rows] = total) and needs scan_workspace_bytes.
+size_t scan_workspace_bytes(int64_t rows);
+cudaError_t scan_counts(const int32_t* counts, int64_t rows, int64_t* row_ptr, void* workspace,
+                        cudaStream_t stream);
+cudaError_t gather_selection(const int32_t* counts, const int32_t* tri_indices, int64_t rows,
+                             int64_t nq, int64_t off, const int64_t* row_ptr, int32_t* indices,
+                             cudaStream_t stream);
+// Row starts of the triangular layout, for attention straight from an estimation.
+cudaError_t tri_row_starts(int64_t rows, int64_t nq, int64_t off, int64_t* row_start,
+                           cudaStream_t stream);
+
 size_t attention_workspace_bytes(const QkvView& q, const QkvView& k,
                                  const BlockList& list, const AttentionParams& p);
 

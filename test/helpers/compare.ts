@@ -25,9 +25,10 @@ export function listsMatchMask(m: HostBlockMask): boolean {
   for (let r = 0; r < m.counts.length; r++) {
     const o = r * m.nk;
     let c = 0;
+    if (m.rowPtr[r + 1] - m.rowPtr[r] !== m.counts[r]) return false;
     for (let j = 0; j < m.nk; j++) {
       if (m.mask[o + j]) {
-        if (m.indices[o + c] !== j) return false;
+        if (m.indices[m.rowPtr[r] + c] !== j) return false;
         c++;
       }
     }

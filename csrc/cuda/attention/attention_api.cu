@@ -98,8 +98,8 @@ Geometry plan(const QkvView& q, const QkvView& k, const QkvView& v, const OutVie
     bad("query heads (" + std::to_string(q.heads) + ") not a multiple of kv heads (" +
         std::to_string(k.heads) + ")");
   if (q.n > k.n) bad("Nq > Nk (queries must be the last Nq of the Nk positions)");
-  if ((list.counts == nullptr) != (list.indices == nullptr))
-    bad("list.counts and list.indices must both be set or both be null");
+  if ((list.counts == nullptr) != (list.indices == nullptr) || (list.counts == nullptr) != (list.row_start == nullptr))
+    bad("list.counts, list.row_start and list.indices must all be set or all be null");
   if (!(ap.softmax_scale >= 0.f) || !std::isfinite(ap.softmax_scale))
     bad("softmax_scale must be finite and >= 0 (0 = 1/sqrt(d))");
   check_view(q, "q", 8);
@@ -117,7 +117,7 @@ Geometry plan(const QkvView& q, const QkvView& k, const QkvView& v, const OutVie
   Geometry g;
   g.variant = variant;
   FwdParams& p = g.p;
-  p.q = q.data; p.k = k.data; p.v = v.data; p.o = o.data;
+  p.q = q.data; p.k = k.data; p.v = v.data; p.o = o.data; p.lse = o.lse;
   p.q_sb = q.stride_b; p.q_sh = q.stride_h; p.q_sn = q.stride_n;
   p.k_sb = k.stride_b; p.k_sh = k.stride_h; p.k_sn = k.stride_n;
   p.v_sb = v.stride_b; p.v_sh = v.stride_h; p.v_sn = v.stride_n;
@@ -133,6 +133,7 @@ Geometry plan(const QkvView& q, const QkvView& k, const QkvView& v, const OutVie
   p.nqb = static_cast<int32_t>(grid.nq);
   p.nkb = static_cast<int32_t>(grid.nk);
   p.counts = list.counts;
+  p.row_start = list.row_start;
   p.indices = list.indices;
   const float scale = ap.softmax_scale > 0.f ? ap.softmax_scale : 1.f / std::sqrt(float(d));
   p.scale_log2 = scale * 1.4426950408889634f;

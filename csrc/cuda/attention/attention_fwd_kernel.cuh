@@ -17,6 +17,7 @@
 #include "cuda/attention/attention_ptx.cuh"
 #include "cuda/attention/attention_traits.cuh"
 #include "cuda/attention/key_tiles.cuh"
+#include "cuda/attention/row_lse.cuh"
 
 namespace prism::cuda::attn {
 
@@ -307,6 +308,8 @@ __global__ void __launch_bounds__(KT::kThreads, KT::kMinBlocks)
       l += __shfl_xor_sync(0xffffffffu, l, 2);
       const float inv = l > 0.f ? 1.f / l : 0.f;
       const int r = warp_row + mt * 16 + (lane >> 2) + hf * 8;
+      if (p.lse != nullptr && (lane & 3) == 0 && r >= row_lo && r < rows_valid)
+        p.lse[int64_t(bh) * p.nq + row0 + r] = row_lse(row_max[mt][hf], l, sl2);
 #pragma unroll
       for (int dt = 0; dt < kDT; ++dt) {
         const uint32_t v = E::pack(acc[mt][dt][hf * 2] * inv, acc[mt][dt][hf * 2 + 1] * inv);

@@ -362,8 +362,8 @@ struct SelArgs {
   uint32_t T[2];  // keep iff (mass or count ranked before) < T
   int M, upb, LS, W;
   int sink, diag;
-  int vec_out;  // nk % 4 == 0 and aligned outputs: 4-byte mask and 16-byte index stores
-  uint8_t* mask;
+  int vec_out;  // nk % 4 == 0 and an aligned mask: 4-byte mask stores
+  uint8_t* mask;  // optional
   int32_t* counts;
   int32_t* indices;
 };
@@ -375,8 +375,9 @@ struct RowInfo {
   float rs[kMaxRows];      // log2(e) / scale of the current band
 };
 
-// Writes one finished row: mask bytes, ascending indices then -1, the count.
-// The sink and diagonal are forced into the bitmap first.
+// Writes one finished row: mask bytes (when asked for), the ascending indices
+// into the row's slot of the triangular layout (room for V), the count. The
+// sink and diagonal are forced into the bitmap first.
 __device__ __forceinline__ void write_row(const SelArgs& a, uint32_t* br, int64_t rowid, int V) {
   const int lane = threadIdx.x & 31;
   if (lane == 0) {
@@ -384,32 +385,26 @@ __device__ __forceinline__ void write_row(const SelArgs& a, uint32_t* br, int64_
     if (a.diag) br[(V - 1) >> 5] |= 1u << ((V - 1) & 31);  // j = i + off = V - 1
   }
   __syncwarp();
-  const int64_t base = rowid * a.nk;
-  if (a.vec_out) {  // 4 mask bytes per store (bits past V are 0)
-    uint32_t* m4 = reinterpret_cast<uint32_t*>(a.mask + base);
-    for (int j = lane * 4; j < a.nk; j += 128) {
-      const uint32_t nib = (br[j >> 5] >> (j & 31)) & 0xfu;
-      m4[j >> 2] = (nib & 1u) | ((nib & 2u) << 7) | ((nib & 4u) << 14) | ((nib & 8u) << 21);
+  if (a.mask != nullptr) {
+    const int64_t base = rowid * a.nk;
+    if (a.vec_out) {  // 4 mask bytes per store (bits past V are 0)
+      uint32_t* m4 = reinterpret_cast<uint32_t*>(a.mask + base);
+      for (int j = lane * 4; j < a.nk; j += 128) {
+        const uint32_t nib = (br[j >> 5] >> (j & 31)) & 0xfu;
+        m4[j >> 2] = (nib & 1u) | ((nib & 2u) << 7) | ((nib & 4u) << 14) | ((nib & 8u) << 21);
+      }
+    } else {
+      for (int j = lane; j < a.nk; j += 32) a.mask[base + j] = (br[j >> 5] >> (j & 31)) & 1u;
     }
-  } else {
-    for (int j = lane; j < a.nk; j += 32) a.mask[base + j] = (br[j >> 5] >> (j & 31)) & 1u;
   }
   const uint32_t lt = (1u << lane) - 1u;
-  int32_t* ind = a.indices + base;
+  int32_t* ind = a.indices + tri_row_start(rowid, a.nq, a.off);
   uint32_t run = 0;
   const int nw = (V + 31) >> 5;
   for (int e = 0; e < nw; ++e) {
     const uint32_t word = br[e];
     if ((word >> lane) & 1u) ind[run + __popc(word & lt)] = e * 32 + lane;
     run += __popc(word);
-  }
-  int j = (int)run + lane;
-  if (a.vec_out) {
-    const int j4 = ((int)run + 3) & ~3;
-    if (j < j4 && j < a.nk) ind[j] = -1;
-    for (j = j4 + lane * 4; j < a.nk; j += 128) *reinterpret_cast<int4*>(ind + j) = make_int4(-1, -1, -1, -1);
-  } else {
-    for (; j < a.nk; j += 32) ind[j] = -1;
   }
   if (lane == 0) a.counts[rowid] = (int32_t)run;
 }
@@ -577,7 +572,7 @@ cudaError_t estimate(const QkvView& q, const QkvView& k, const EstimateParams& p
                      const BlockMaskOut& out, void* workspace, cudaStream_t stream) {
   const Geometry g = make_geometry(q, k, p);
   require_arg(q.data != nullptr && k.data != nullptr, kWhere, "q or k data is null");
-  require_arg(out.mask && out.counts && out.indices, kWhere, "mask, counts and indices must be non-null");
+  require_arg(out.counts && out.indices, kWhere, "counts and indices must be non-null");
   require_arg(workspace != nullptr, kWhere, "workspace is null");
   const WsLayout wl = ws_layout(g);
   char* ws = static_cast<char*>(workspace);
@@ -669,8 +664,7 @@ cudaError_t estimate(const QkvView& q, const QkvView& k, const EstimateParams& p
       a.T[0] = topp_threshold(p.tau_high); a.T[1] = topp_threshold(p.tau_low);
     }
     a.M = M;
-    a.vec_out = (g.nk % 4 == 0 && reinterpret_cast<uintptr_t>(out.mask) % 4 == 0 &&
-                 reinterpret_cast<uintptr_t>(out.indices) % 16 == 0) ? 1 : 0;
+    a.vec_out = (g.nk % 4 == 0 && reinterpret_cast<uintptr_t>(out.mask) % 4 == 0) ? 1 : 0;
     const int64_t upb = ((int64_t)g.nq * g.G + M - 1) / M;
     a.upb = (int)upb;
     a.LS = LS; a.W = W;

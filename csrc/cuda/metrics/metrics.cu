@@ -26,6 +26,7 @@ struct RecallArgs {
   int B, Hq, Hkv, G, Nq, Nk, d, blk, nq, nk;
   int shift;  // (Nk - Nq) % blk: query row r lies in query block (r + shift) / blk
   const int32_t* counts;
+  const int64_t* row_start;
   const int32_t* indices;
   const int64_t* rows;
   float scale;
@@ -73,7 +74,7 @@ __global__ void __launch_bounds__(kRecallThreads) recall_kernel(const RecallArgs
     for (int j = t; j < a.nk; j += kRecallThreads) fl[j] = 0;
     __syncthreads();
     const int cnt = a.counts[rowid];
-    const int32_t* idx = a.indices + rowid * a.nk;
+    const int32_t* idx = a.indices + a.row_start[rowid];
     for (int c = t; c < cnt && c < a.nk; c += kRecallThreads) {
       const int j = idx[c];
       if (j >= 0 && j < a.nk) fl[j] = 1;
@@ -206,7 +207,8 @@ cudaError_t mass_recall(const QkvView& q, const QkvView& k, const BlockList& lis
   require_arg(q.n >= 1 && k.n >= q.n && k.n <= INT_MAX / 2, where, "need 1 <= q length <= k length");
   require_arg(p.block >= 1, where, "block must be >= 1");
   require_arg(num_rows >= 0 && num_rows < INT_MAX, where, "num_rows out of range");
-  require_arg((list.counts == nullptr) == (list.indices == nullptr), where, "counts and indices must both be set or both be null");
+  require_arg((list.counts == nullptr) == (list.indices == nullptr) && (list.counts == nullptr) == (list.row_start == nullptr),
+              where, "counts, row_start and indices must all be set or all be null");
   if (num_rows == 0) return cudaGetLastError();
   require_arg(rows != nullptr && recall != nullptr, where, "rows or recall is null");
   RecallArgs a{};
@@ -217,7 +219,7 @@ cudaError_t mass_recall(const QkvView& q, const QkvView& k, const BlockList& lis
   a.Nq = (int)q.n; a.Nk = (int)k.n; a.d = (int)q.d; a.blk = p.block;
   const BlockGrid grid(q.n, k.n, p.block);
   a.nq = (int)grid.nq; a.nk = (int)grid.nk; a.shift = (int)grid.shift;
-  a.counts = list.counts; a.indices = list.indices; a.rows = rows; a.recall = recall;
+  a.counts = list.counts; a.row_start = list.row_start; a.indices = list.indices; a.rows = rows; a.recall = recall;
   a.scale = p.softmax_scale != 0.f ? p.softmax_scale : (float)(1.0 / std::sqrt((double)q.d));
   const int64_t esz = dtype_size(q.dtype);
   const int64_t ks_[3] = {k.stride_b, k.stride_h, k.stride_n};

@@ -30,6 +30,7 @@
 #include "cuda/attention/attention_fwd.h"
 #include "cuda/attention/attention_ptx.cuh"
 #include "cuda/attention/key_tiles.cuh"
+#include "cuda/attention/row_lse.cuh"
 #include "cuda/attention/sm90/attention_sm90_ptx.cuh"
 
 #ifndef PRISM_SM90_STAGES_D128
@@ -392,6 +393,9 @@ __global__ void __launch_bounds__(384, 1) attn_fwd_sm90_kernel(const __grid_cons
         sum += __shfl_xor_sync(0xffffffffu, sum, 1);
         sum += __shfl_xor_sync(0xffffffffu, sum, 2);
         inv[hf] = sum > 0.f ? 1.f / sum : 0.f;
+        const int r = rloc + hf * 8;
+        if (p.lse != nullptr && (lane & 3) == 0 && r >= row_lo && r < rows_valid)
+          p.lse[int64_t(w.bh) * p.nq + w.row0 + r] = row_lse(m[hf], sum, sl2);
       }
       if (persistent) {
         // ---- epilogue from registers (sQ may already hold the next item's Q) ----

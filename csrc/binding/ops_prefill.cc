@@ -1,0 +1,226 @@
+// prefill(q, k, v, o, estimateParams, attentionParams { block, softmaxScale, lse? },
+//         out: { counts, rowPtr, temps, mask? } | null)
+//   -> Promise<{ estimateMs, attentionMs, selected, indices?: Tensor }>
+// Estimation and block-sparse attention in one call. On a GPU both are
+// enqueued back to back on the stream, attention reading the selection where
+// the estimation left it (triangular layout, scratch); events time each part
+// and the selected-block count is copied back with one wait at the end. Only
+// when the caller asks for the selection (out) is it gathered into compact
+// indices sized by that count, after a second, short wait.
+#include <chrono>
+
+#include "binding/args.h"
+#include "binding/device.h"
+#include "binding/errors.h"
+#include "binding/op_runner.h"
+#include "binding/ops.h"
+#include "binding/selection.h"
+#include "binding/views.h"
+#include "cpu/cpu_backend.h"
+#if PRISM_WITH_CUDA
+#include "binding/cuda_sync.h"
+#include "cuda/cuda_backend.h"
+#endif
+
+namespace prism::binding {
+namespace {
+
+struct PrefillArgs {
+  int device = kCpuDevice;
+  QkvView q, k, v;
+  OutView o;
+  EstimateParams ep;
+  AttentionParams ap;
+  BlockMaskOut sel;           // counts / temps / mask given by the caller, or null (scratch)
+  int64_t* row_ptr = nullptr;  // caller's, or null
+  bool want_selection = false;
+};
+
+class PrefillWorker : public PromiseWorker {
+ public:
+  PrefillWorker(Napi::Env env, PrefillArgs a, std::vector<std::shared_ptr<Storage>> keep)
+      : PromiseWorker(env, "prism.prefill"), a_(a), geo_(a.q, a.k, a.ep.block), keep_(std::move(keep)) {}
+
+ protected:
+  void run() override {
+    if (a_.device == kCpuDevice) {
+      run_cpu();
+      return;
+    }
+#if PRISM_WITH_CUDA
+    run_gpu();
+#else
+    require_device(a_.device);
+#endif
+  }
+
+  Napi::Value result(Napi::Env env) override {
+    Napi::Object r = Napi::Object::New(env);
+    r.Set("estimateMs", Napi::Number::New(env, est_ms_));
+    r.Set("attentionMs", Napi::Number::New(env, att_ms_));
+    r.Set("selected", Napi::Number::New(env, static_cast<double>(total_)));
+    if (indices_) r.Set("indices", TensorWrap::adopt(env, indices_, DType::I32, {total_ > 0 ? total_ : 1}));
+    return r;
+  }
+
+ private:
+  void run_cpu() {
+    using clock = std::chrono::steady_clock;
+    const size_t rows = static_cast<size_t>(geo_.rows);
+    std::vector<int32_t> counts(a_.sel.counts ? 0 : rows), tri(static_cast<size_t>(geo_.tri > 0 ? geo_.tri : 1));
+    std::vector<float> temps(a_.sel.temps ? 0 : static_cast<size_t>(a_.q.batch * a_.q.heads * 2));
+    std::vector<int64_t> row_start(rows), row_ptr(a_.row_ptr ? 0 : rows + 1);
+    BlockMaskOut o = a_.sel;
+    if (!o.counts) o.counts = counts.data();
+    if (!o.temps) o.temps = temps.data();
+    o.indices = tri.data();
+    const auto t0 = clock::now();
+    prism::cpu::estimate(a_.q, a_.k, a_.ep, o, 0);
+    const auto t1 = clock::now();
+    prism::cpu::tri_row_starts(geo_.rows, geo_.nq, geo_.off, row_start.data());
+    BlockList list{o.counts, row_start.data(), tri.data(), geo_.tri};
+    prism::cpu::attention(a_.q, a_.k, a_.v, a_.o, list, a_.ap, 0);
+    const auto t2 = clock::now();
+    est_ms_ = std::chrono::duration<double, std::milli>(t1 - t0).count();
+    att_ms_ = std::chrono::duration<double, std::milli>(t2 - t1).count();
+    int64_t* rp = a_.row_ptr ? a_.row_ptr : row_ptr.data();
+    total_ = prism::cpu::scan_counts(o.counts, geo_.rows, rp);
+    if (a_.want_selection) {
+      indices_ = Storage::allocate(kCpuDevice, indices_bytes(total_));
+      prism::cpu::gather_selection(o.counts, tri.data(), geo_.rows, geo_.nq, geo_.off, rp,
+                                   static_cast<int32_t*>(indices_->data()));
+    }
+  }
+
+#if PRISM_WITH_CUDA
+  static size_t align256(size_t n) { return (n + 255) & ~size_t(255); }
+
+  void run_gpu() {
+    use_device(a_.device);
+    cudaStream_t stream = device_context(a_.device).stream();
+    try {
+      // scratch: estimation workspace | triangular selection | row starts |
+      // scan workspace | counts, rowPtr, temps unless the caller gave them
+      const size_t rows = static_cast<size_t>(geo_.rows);
+      const size_t est_ws = align256(prism::cuda::estimate_workspace_bytes(a_.q, a_.k, a_.ep));
+      const size_t tri_b = align256(sizeof(int32_t) * static_cast<size_t>(geo_.tri));
+      const size_t starts_b = align256(sizeof(int64_t) * rows);
+      const size_t scan_b = align256(prism::cuda::scan_workspace_bytes(geo_.rows));
+      const size_t counts_b = a_.sel.counts ? 0 : align256(sizeof(int32_t) * rows);
+      const size_t rowptr_b = a_.row_ptr ? 0 : align256(sizeof(int64_t) * (rows + 1));
+      const size_t temps_b = a_.sel.temps ? 0 : align256(sizeof(float) * 2 * a_.q.batch * a_.q.heads);
+      BlockList probe{nullptr, nullptr, nullptr, 0};
+      probe.counts = reinterpret_cast<const int32_t*>(1);  // sparse: the attention workspace holds its work order
+      probe.row_start = reinterpret_cast<const int64_t*>(1);
+      probe.indices = reinterpret_cast<const int32_t*>(1);
+      const size_t att_ws = align256(prism::cuda::attention_workspace_bytes(a_.q, a_.k, probe, a_.ap));
+      StreamBuffer scratch(est_ws + tri_b + starts_b + scan_b + counts_b + rowptr_b + temps_b + att_ws, stream);
+      char* p = static_cast<char*>(scratch.get());
+      void* ws_est = p;
+      p += est_ws;
+      int32_t* tri = reinterpret_cast<int32_t*>(p);
+      p += tri_b;
+      int64_t* row_start = reinterpret_cast<int64_t*>(p);
+      p += starts_b;
+      void* ws_scan = p;
+      p += scan_b;
+      BlockMaskOut o = a_.sel;
+      if (!o.counts) o.counts = reinterpret_cast<int32_t*>(p);
+      p += counts_b;
+      int64_t* rp = a_.row_ptr ? a_.row_ptr : reinterpret_cast<int64_t*>(p);
+      p += rowptr_b;
+      if (!o.temps) o.temps = reinterpret_cast<float*>(p);
+      p += temps_b;
+      void* ws_att = p;
+      o.indices = tri;
+
+      CudaEvent e0(cudaEventDefault), e1(cudaEventDefault), e2(cudaEventDefault);
+      check_cuda(cudaEventRecord(e0.get(), stream), "cudaEventRecord");
+      check_cuda(prism::cuda::estimate(a_.q, a_.k, a_.ep, o, ws_est, stream), "prefill (estimate)");
+      check_cuda(cudaEventRecord(e1.get(), stream), "cudaEventRecord");
+      check_cuda(prism::cuda::tri_row_starts(geo_.rows, geo_.nq, geo_.off, row_start, stream),
+                 "prefill (row starts)");
+      BlockList list{o.counts, row_start, tri, geo_.tri};
+      check_cuda(prism::cuda::attention(a_.q, a_.k, a_.v, a_.o, list, a_.ap, ws_att, stream),
+                 "prefill (attention)");
+      check_cuda(cudaEventRecord(e2.get(), stream), "cudaEventRecord");
+      check_cuda(prism::cuda::scan_counts(o.counts, geo_.rows, rp, ws_scan, stream), "prefill (count)");
+      int64_t* total = thread_pinned_values();
+      check_cuda(cudaMemcpyAsync(total, rp + geo_.rows, sizeof(int64_t), cudaMemcpyDeviceToHost, stream),
+                 "cudaMemcpyAsync (selection size)");
+      wait_for_stream(stream, "prefill");
+      total_ = *total;
+      float ms = 0.f;
+      check_cuda(cudaEventElapsedTime(&ms, e0.get(), e1.get()), "cudaEventElapsedTime");
+      est_ms_ = ms;
+      check_cuda(cudaEventElapsedTime(&ms, e1.get(), e2.get()), "cudaEventElapsedTime");
+      att_ms_ = ms;
+      if (a_.want_selection) {
+        indices_ = Storage::allocate(a_.device, indices_bytes(total_));
+        check_cuda(prism::cuda::gather_selection(o.counts, tri, geo_.rows, geo_.nq, geo_.off, rp,
+                                                 static_cast<int32_t*>(indices_->data()), stream),
+                   "prefill (gather)");
+        wait_for_stream(stream, "prefill");
+      }
+    } catch (...) {
+      drain_stream_quietly(stream);
+      throw;
+    }
+  }
+#endif
+
+  PrefillArgs a_;
+  SelectionGeometry geo_;
+  std::vector<std::shared_ptr<Storage>> keep_;
+  double est_ms_ = 0, att_ms_ = 0;
+  int64_t total_ = 0;
+  std::shared_ptr<Storage> indices_;
+};
+
+}  // namespace
+
+Napi::Value prefill(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return js_guard(env, [&]() -> Napi::Value {
+    TensorWrap& qt = TensorWrap::unwrap(env, arg(info, 0), "q");
+    TensorWrap& kt = TensorWrap::unwrap(env, arg(info, 1), "k");
+    TensorWrap& vt = TensorWrap::unwrap(env, arg(info, 2), "v");
+    TensorWrap& ot = TensorWrap::unwrap(env, arg(info, 3), "out");
+    PrefillArgs a;
+    a.q = input_view(qt, "q");
+    a.k = input_view(kt, "k");
+    a.v = input_view(vt, "v");
+    a.o = output_view(ot, "out");
+    check_query_key(a.q, a.k);
+    if (a.v.batch != a.k.batch || a.v.heads != a.k.heads || a.v.n != a.k.n || a.v.d != a.k.d || a.v.dtype != a.q.dtype)
+      throw_range("v must have the shape and dtype of k");
+    if (a.o.batch != a.q.batch || a.o.heads != a.q.heads || a.o.n != a.q.n || a.o.d != a.q.d || a.o.dtype != a.q.dtype)
+      throw_range("out must have the shape and dtype of q");
+    if (a.q.d % 2 != 0) throw_range("head_dim must be even (RoPE pairs), got " + std::to_string(a.q.d));
+    a.ep = read_estimate_params(arg(info, 4), a.q.d);
+    a.ap = read_attention_params(arg(info, 5));
+    if (a.ap.block != a.ep.block) throw_range("attention block must equal the estimation block");
+    TensorWrap* lse = read_lse_out(env, arg(info, 5), a.q);
+    std::vector<std::shared_ptr<Storage>> keep = {qt.storage(), kt.storage(), vt.storage(), ot.storage()};
+    if (lse) {
+      keep.push_back(lse->storage());
+      a.o.lse = static_cast<float*>(lse->storage()->data());
+    }
+    a.device = common_device({&qt, &kt, &vt, &ot, lse});
+    Napi::Value out = arg(info, 6);
+    if (!out.IsUndefined() && !out.IsNull()) {
+      SelectionOut s = read_selection_out(env, out, a.q, a.k, a.ep.block);
+      common_device({&qt, s.counts, s.row_ptr, s.temps, s.mask});
+      for (TensorWrap* t : {s.counts, s.row_ptr, s.temps, s.mask})
+        if (t) keep.push_back(t->storage());
+      a.sel.mask = s.mask ? static_cast<uint8_t*>(s.mask->storage()->data()) : nullptr;
+      a.sel.counts = static_cast<int32_t*>(s.counts->storage()->data());
+      a.sel.temps = static_cast<float*>(s.temps->storage()->data());
+      a.row_ptr = static_cast<int64_t*>(s.row_ptr->storage()->data());
+      a.want_selection = true;
+    }
+    return (new PrefillWorker(env, a, std::move(keep)))->start();
+  });
+}
+
+}  // namespace prism::binding

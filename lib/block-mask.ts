@@ -1,0 +1,242 @@
+// BlockMask: the selected key blocks of every query-block row, on the device,
+// in compact rows (CSR) as block-sparse libraries take them: counts
+// (FlexAttention's kv_num_blocks), row pointers (FlashInfer's indptr) and the
+// selected indices of all rows, sized by the selection, never nq * nk. The
+// dense uint8 mask is stored only when asked for. blockMask() builds one from
+// block lists given by the caller (another estimator, a test).
+import { blockGrid, visibleBlocks } from './grid';
+import { native, NativeDType, type NativeBlockList, type NativeTensor } from './native';
+import { resolveDevice, deviceName } from './tensor';
+import type { DeviceSpec, HostBlockMask } from './types';
+
+/** Device parts of a mask: counts i32 [b, H, nq], rowPtr i64 [rows + 1], indices i32, temps f32 [b, H, 2], mask u8 (optional). */
+export interface BlockMaskParts {
+  counts: NativeTensor;
+  rowPtr: NativeTensor;
+  indices: NativeTensor;
+  temps: NativeTensor;
+  mask: NativeTensor | null;
+}
+
+/** Geometry of a mask: the tensors it was made for and its block size. */
+export interface BlockMaskShape {
+  batch: number;
+  heads: number;
+  queryLength: number;
+  keyLength: number;
+  block: number;
+}
+
+/** Selected key blocks per (batch, query head, query block), kept on the tensors' device. */
+export class BlockMask {
+  readonly batch: number;
+  readonly heads: number;
+  /** Query and key blocks, on the absolute token grid: nq = nk - floor((keyLength - queryLength) / block). */
+  readonly nq: number;
+  readonly nk: number;
+  readonly block: number;
+  /** Query and key lengths in tokens. */
+  readonly queryLength: number;
+  readonly keyLength: number;
+  readonly device: string;
+  /** Selected blocks over all rows (rowPtr[rows]). */
+  readonly selected: number;
+  /** Milliseconds per timed run of the estimate() that produced this mask ([ms] of the single run by default). */
+  timesMs: number[] = [];
+  /** @internal */
+  readonly parts: BlockMaskParts;
+
+  /** @internal created by estimate(), prefill() and blockMask() */
+  constructor(shape: BlockMaskShape, device: string, selected: number, parts: BlockMaskParts) {
+    this.batch = shape.batch;
+    this.heads = shape.heads;
+    this.queryLength = shape.queryLength;
+    this.keyLength = shape.keyLength;
+    this.block = shape.block;
+    const grid = blockGrid(shape.queryLength, shape.keyLength, shape.block);
+    this.nq = grid.nq;
+    this.nk = grid.nk;
+    this.device = device;
+    this.selected = selected;
+    this.parts = parts;
+  }
+
+  get disposed(): boolean {
+    return this.parts.counts.disposed;
+  }
+
+  /** Device bytes this mask holds. */
+  get byteLength(): number {
+    const p = this.parts;
+    return p.counts.byteLength + p.rowPtr.byteLength + p.indices.byteLength + p.temps.byteLength + (p.mask ? p.mask.byteLength : 0);
+  }
+
+  /** @internal */
+  live(): BlockMaskParts {
+    if (this.disposed) throw new Error('block mask has been disposed');
+    return this.parts;
+  }
+
+  /** @internal the list attention and massRecall read */
+  list(): NativeBlockList {
+    const p = this.live();
+    return { counts: p.counts, rowPtr: p.rowPtr, indices: p.indices };
+  }
+
+  /**
+   * Copies the selection to the host: counts, row pointers, indices,
+   * temperatures, and the dense [b, H, nq, nk] mask (expanded on the host from
+   * the rows; `{ mask: false }` skips it for very long inputs).
+   */
+  async toHost(opts: { mask?: boolean } = {}): Promise<HostBlockMask> {
+    if (opts === null || typeof opts !== 'object') throw new TypeError('toHost options must be an object');
+    const p = this.live();
+    const [counts, rowPtr, indices, temps] = await Promise.all([
+      p.counts.toHost(),
+      p.rowPtr.toHost(),
+      p.indices.toHost(),
+      p.temps.toHost(),
+    ]);
+    const c = new Int32Array(counts);
+    const rp = Float64Array.from(new BigInt64Array(rowPtr), (x) => Number(x));
+    const idx = new Int32Array(indices).subarray(0, this.selected);
+    let mask = new Uint8Array(0);
+    if (opts.mask !== false) {
+      mask = new Uint8Array(c.length * this.nk);
+      for (let r = 0; r < c.length; r++) {
+        for (let t = rp[r]; t < rp[r + 1]; t++) mask[r * this.nk + idx[t]] = 1;
+      }
+    }
+    return {
+      batch: this.batch,
+      heads: this.heads,
+      nq: this.nq,
+      nk: this.nk,
+      block: this.block,
+      counts: c,
+      rowPtr: rp,
+      indices: idx,
+      temperatures: new Float32Array(temps),
+      mask,
+    };
+  }
+
+  /** Selected visible blocks / all visible blocks, over every batch, head and row (causal). */
+  density(): number {
+    let visible = 0;
+    for (let i = 0; i < this.nq; i++) visible += visibleBlocks(i, this.nq, this.nk);
+    return this.selected / (visible * this.batch * this.heads);
+  }
+
+  /** Frees the device memory now (idempotent). */
+  dispose(): void {
+    const p = this.parts;
+    for (const t of [p.counts, p.rowPtr, p.indices, p.temps, p.mask]) t?.dispose();
+  }
+}
+
+/** Selected visible blocks / all visible blocks for a selection count. */
+export function densityOf(shape: BlockMaskShape, selected: number): number {
+  const { nq, nk } = blockGrid(shape.queryLength, shape.keyLength, shape.block);
+  let visible = 0;
+  for (let i = 0; i < nq; i++) visible += visibleBlocks(i, nq, nk);
+  return selected / (visible * shape.batch * shape.heads);
+}
+
+/** Where an estimation writes its selection (the indices come back with the result). */
+export function allocateSelection(shape: BlockMaskShape, device: number, denseMask: boolean) {
+  const N = native();
+  const { nq, nk } = blockGrid(shape.queryLength, shape.keyLength, shape.block);
+  const rows = shape.batch * shape.heads * nq;
+  return {
+    counts: new N.Tensor(device, NativeDType.I32, [shape.batch, shape.heads, nq], 0),
+    rowPtr: new N.Tensor(device, NativeDType.I64, [rows + 1], 0),
+    temps: new N.Tensor(device, NativeDType.F32, [shape.batch, shape.heads, 2], 0),
+    mask: denseMask ? new N.Tensor(device, NativeDType.U8, [shape.batch, shape.heads, nq, nk], 0) : null,
+  };
+}
+
+/** Block lists given by the caller: one ascending list per row, or compact rows. */
+export type BlockLists = ArrayLike<ArrayLike<number>> | { rowPtr: ArrayLike<number>; indices: ArrayLike<number> };
+
+export interface BlockMaskOptions extends BlockMaskShape {
+  /** Default 'auto' (as tensor()). */
+  device?: DeviceSpec;
+}
+
+function positiveInt(name: string, x: unknown, min: number): number {
+  if (typeof x !== 'number' || !Number.isSafeInteger(x) || x < min) {
+    throw new RangeError(`${name} must be an integer >= ${min}, got ${String(x)}`);
+  }
+  return x;
+}
+
+/**
+ * A BlockMask from caller-given block lists. Rows are query-block rows,
+ * row = (b * heads + h) * nq + i with nq on the block grid (see BlockMask.nq);
+ * each row lists ascending, distinct key blocks j <= i + nk - nq (visible).
+ * Either one list per row, or compact rows { rowPtr (rows + 1 entries), indices }.
+ */
+export async function blockMask(lists: BlockLists, opts: BlockMaskOptions): Promise<BlockMask> {
+  if (opts === null || typeof opts !== 'object') throw new TypeError('blockMask options must be an object');
+  const batch = positiveInt('batch', opts.batch, 1);
+  const heads = positiveInt('heads', opts.heads, 1);
+  const queryLength = positiveInt('queryLength', opts.queryLength, 1);
+  const keyLength = positiveInt('keyLength', opts.keyLength, 1);
+  const block = positiveInt('block', opts.block, 1);
+  if (queryLength > keyLength) throw new RangeError(`queryLength (${queryLength}) must not exceed keyLength (${keyLength})`);
+  const shape = { batch, heads, queryLength, keyLength, block };
+  const { nq, nk } = blockGrid(queryLength, keyLength, block);
+  const rows = batch * heads * nq;
+
+  const counts = new Int32Array(rows);
+  const rowPtr = new BigInt64Array(rows + 1);
+  const flat: number[] = [];
+  const rowList = (r: number): ArrayLike<number> => {
+    if (lists === null || typeof lists !== 'object') throw new TypeError('lists must be an array of per-row lists or { rowPtr, indices }');
+    if ('rowPtr' in lists && 'indices' in lists) {
+      const rp = lists.rowPtr;
+      if (r === 0 && rp.length !== rows + 1) throw new RangeError(`lists.rowPtr must have ${rows + 1} entries (rows + 1), got ${rp.length}`);
+      const a = rp[r];
+      const b = rp[r + 1];
+      if (!Number.isSafeInteger(a) || !Number.isSafeInteger(b) || a < 0 || b < a || b > lists.indices.length) {
+        throw new RangeError(`lists.rowPtr[${r}..${r + 1}] = ${a}..${b} is not a valid range of lists.indices`);
+      }
+      return Array.prototype.slice.call(lists.indices, a, b) as number[];
+    }
+    if (r === 0 && (lists as ArrayLike<unknown>).length !== rows) {
+      throw new RangeError(`lists must have one list per row: ${rows} rows (batch ${batch} x heads ${heads} x nq ${nq}), got ${(lists as ArrayLike<unknown>).length}`);
+    }
+    const row = (lists as ArrayLike<ArrayLike<number>>)[r];
+    if (row === null || typeof row !== 'object' || typeof row.length !== 'number') throw new TypeError(`lists[${r}] must be an array of key blocks`);
+    return row;
+  };
+  for (let r = 0; r < rows; r++) {
+    const row = rowList(r);
+    const visible = visibleBlocks(r % nq, nq, nk);
+    let prev = -1;
+    for (let t = 0; t < row.length; t++) {
+      const j = row[t];
+      if (typeof j !== 'number' || !Number.isInteger(j) || j <= prev || j >= visible) {
+        throw new RangeError(
+          `row ${r}: key blocks must be ascending distinct integers in [0, ${visible - 1}] (visible to query block ${r % nq}), got ${String(j)} at position ${t}`,
+        );
+      }
+      flat.push(j);
+      prev = j;
+    }
+    counts[r] = row.length;
+    rowPtr[r + 1] = BigInt(flat.length);
+  }
+  const device = resolveDevice(opts.device);
+  const N = native();
+  const parts: BlockMaskParts = {
+    counts: new N.Tensor(device, NativeDType.I32, [batch, heads, nq], 0, counts),
+    rowPtr: new N.Tensor(device, NativeDType.I64, [rows + 1], 0, rowPtr),
+    indices: new N.Tensor(device, NativeDType.I32, [Math.max(1, flat.length)], 0, Int32Array.from(flat.length ? flat : [0])),
+    temps: new N.Tensor(device, NativeDType.F32, [batch, heads, 2], 0, new Float32Array(batch * heads * 2).fill(NaN)),
+    mask: null,
+  };
+  return new BlockMask(shape, deviceName(device), flat.length, parts);
+}
+
