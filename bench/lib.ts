@@ -7,8 +7,15 @@ import type { DType, EstimateOptions, HostBlockMask, Layout } from '../lib/types
 import type { Info } from '../lib/native';
 import { info as libInfo } from '../lib/native';
 import { resolveEstimateOptions as libResolve } from '../lib/options';
-import { tensor as libTensor, Tensor } from '../lib/tensor';
-import { BlockMask, massRecall as libMassRecall, relativeError as libRelativeError, timeAttention, timeEstimate } from '../lib/ops';
+import { empty as libEmpty, tensor as libTensor, Tensor } from '../lib/tensor';
+import {
+  BlockMask,
+  massRecall as libMassRecall,
+  prefill as libPrefill,
+  relativeError as libRelativeError,
+  timeAttention,
+  timeEstimate,
+} from '../lib/ops';
 import type { Workload } from '../lib/workloads/index';
 import { randomWorkload } from '../lib/workloads/random';
 import { structuredWorkload } from '../lib/workloads/structured';
@@ -54,6 +61,37 @@ export async function timedEstimate(q: Tensor, k: Tensor, opts: EstimateOptions,
 export async function timedAttention(q: Tensor, k: Tensor, v: Tensor, mask: BlockMask | null, timing: Timing): Promise<{ out: Tensor; times: number[] }> {
   const { output, timesMs } = await timeAttention(q, k, v, mask, {}, timing);
   return { out: output, times: [...timesMs] };
+}
+
+/**
+ * prefill() as a server calls it, warmup + iters times: the output reused, no
+ * mask returned. Per run: wall time from the call to the resolution, and the
+ * GPU time the call reports (estimation + attention).
+ */
+export async function timedPrefill(
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  opts: EstimateOptions,
+  timing: Timing,
+): Promise<{ apiMs: number[]; gpuMs: number[] }> {
+  const out = await libEmpty([...q.shape], { dtype: q.dtype, layout: q.layout, device: q.device as 'cpu' });
+  const apiMs: number[] = [];
+  const gpuMs: number[] = [];
+  try {
+    for (let i = 0; i < timing.warmup + timing.iters; i++) {
+      const t0 = performance.now();
+      const r = await libPrefill(q, k, v, opts, { out, returnMask: false });
+      const t1 = performance.now();
+      if (i >= timing.warmup) {
+        apiMs.push(t1 - t0);
+        gpuMs.push(r.stats.estimateMs + r.stats.attentionMs);
+      }
+    }
+  } finally {
+    out.dispose();
+  }
+  return { apiMs, gpuMs };
 }
 
 /** Exact mass recall for flat (b, h, r) triplets. */

@@ -46,6 +46,14 @@ export interface MethodResult {
   relError: number | null;
   /** mean (t_high, t_low) over batch and heads; null for dense */
   temperatures: { high: number; low: number } | null;
+  /**
+   * prefill() as a server calls it (one native call, no mask returned, output
+   * reused): median time from the call to the promise's resolution, and the
+   * median GPU time (estimation + attention events) of the same calls; null
+   * for dense or when not measured.
+   */
+  prefillApiMs: number | null;
+  prefillGpuMs: number | null;
 }
 
 export interface LengthResult {
@@ -158,7 +166,7 @@ export function flopUnit(results: readonly LengthResult[]): { name: string; scal
 
 export function formatTable(results: readonly LengthResult[]): string {
   const unit = flopUnit(results);
-  const header = ['N', 'method', 'est ms', 'attn ms', 'total ms', `${unit.name} eff`, `${unit.name} comp`, 'speedup', 'density', 'recall mean', 'recall min', 'rel err'];
+  const header = ['N', 'method', 'est ms', 'attn ms', 'total ms', 'api ms', `${unit.name} eff`, `${unit.name} comp`, 'speedup', 'density', 'recall mean', 'recall min', 'rel err'];
   const rows: string[][] = [];
   for (const r of results) {
     r.methods.forEach((m, i) => {
@@ -168,6 +176,7 @@ export function formatTable(results: readonly LengthResult[]): string {
         fmtMs(m.estimationMs),
         fmtMs(m.attentionMs),
         fmtMs(m.totalMs),
+        fmtMs(m.prefillApiMs),
         fmtTflops(m.tflopsEffective * unit.scale),
         fmtTflops(m.tflopsComputed * unit.scale),
         m.speedup === null ? '-' : `${m.speedup.toFixed(2)}x`,
@@ -193,6 +202,7 @@ export function formatTable(results: readonly LengthResult[]): string {
 export function formatLegend(): string {
   return [
     'est ms / attn ms: median of the timed runs (native timing); total = est + attn.',
+    'api ms: median time from calling prefill() to its resolution (one native call; the JSON holds its GPU time).',
     'FLOP/s eff: dense causal FLOPs / total ms.  FLOP/s comp: FLOPs of the selected tiles / attn ms.',
     'speedup: dense total / method total.  density: selected / visible (causal) blocks.',
     'recall: exact softmax mass inside the selected blocks on sampled query rows.  rel err: ||O - O_dense|| / ||O_dense||.',
@@ -283,6 +293,8 @@ export function validateReport(doc: unknown): string[] {
         speedup: isNumOrNull,
         recall: (v) => v === null || (typeof v === 'object' && isInt((v as RecallStats).rows)),
         relError: isNumOrNull,
+        prefillApiMs: isNumOrNull,
+        prefillGpuMs: isNumOrNull,
         temperatures: (v) => v === null || (typeof v === 'object' && isNum((v as { high: number }).high) && isNum((v as { low: number }).low)),
       }, errors)) return;
       if (m.recall && m.recall.rows > 0) {

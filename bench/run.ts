@@ -190,7 +190,7 @@ async function runLength(cfg: BenchConfig, ctx: RunContext, prep: Prepared, labe
           estimationTimesMs: [], attentionTimesMs: times,
           density: 1, pairDensity: 1,
           tflopsEffective: denseFlops / attn / 1e9, tflopsComputed: denseFlops / attn / 1e9,
-          speedup: 1, recall, relError: 0, temperatures: null,
+          speedup: 1, recall, relError: 0, temperatures: null, prefillApiMs: null, prefillGpuMs: null,
         });
         continue;
       }
@@ -241,6 +241,8 @@ async function runSparse(
     const estMs = median(est.times);
     const attnMs = median(att.times);
     const total = estMs + attnMs;
+    ctx.progress.next(`${c.label} ${method}: prefill() wall time (${c.timing.warmup} warm-up + ${c.timing.iters} timed)`);
+    const pf = await lib.timedPrefill(t.q, t.k, t.v, { ...cfg.estimate, method }, c.timing);
 
     ctx.progress.next(`${c.label} ${method}: recall and error`);
     const host = await mask.toHost();
@@ -262,6 +264,8 @@ async function runSparse(
       recall,
       relError,
       temperatures: temps,
+      prefillApiMs: median(pf.apiMs),
+      prefillGpuMs: median(pf.gpuMs),
     };
   } finally {
     out?.dispose();

@@ -174,19 +174,31 @@ static HostList make_list(int64_t B, int64_t Hq, int64_t Nq, int64_t Nk, int blk
   return L;
 }
 
+// The host list on the device: rows of nk slots (row_start = row * nk), a
+// valid block list with gaps.
 struct DevList {
   int32_t* counts = nullptr;
+  int64_t* row_start = nullptr;
   int32_t* indices = nullptr;
+  int64_t size = 0;
   void upload(const HostList& L) {
+    std::vector<int64_t> starts(L.counts.size());
+    for (size_t r = 0; r < starts.size(); ++r) starts[r] = int64_t(r) * L.nk;
+    size = int64_t(L.indices.size());
     CK(cudaMalloc(&counts, L.counts.size() * 4));
+    CK(cudaMalloc(&row_start, starts.size() * 8));
     CK(cudaMalloc(&indices, L.indices.size() * 4));
     CK(cudaMemcpy(counts, L.counts.data(), L.counts.size() * 4, cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(row_start, starts.data(), starts.size() * 8, cudaMemcpyHostToDevice));
     CK(cudaMemcpy(indices, L.indices.data(), L.indices.size() * 4, cudaMemcpyHostToDevice));
   }
+  BlockList list() const { return BlockList{counts, row_start, indices, size}; }
   void release() {
     if (counts) CK(cudaFree(counts));
+    if (row_start) CK(cudaFree(row_start));
     if (indices) CK(cudaFree(indices));
     counts = indices = nullptr;
+    row_start = nullptr;
   }
 };
 
@@ -300,8 +312,7 @@ static void run_case(const Case& c, uint64_t seed, const char* label) {
   if (c.sparse) {
     L = make_list(c.B, c.Hq, c.Nq, c.Nk, c.blk, 0, 0, 0, seed * 7 + 5);
     dl.upload(L);
-    list.counts = dl.counts;
-    list.indices = dl.indices;
+    list = dl.list();
   }
   AttentionParams ap;
   ap.block = c.blk;
@@ -452,9 +463,7 @@ static void timing_sweep(const std::vector<TimingShape>& shapes,
     HostList L = make_list(B, Hq, N, N, blk, 1, p_far, 2, 999 + N);
     DevList dl;
     dl.upload(L);
-    BlockList sl;
-    sl.counts = dl.counts;
-    sl.indices = dl.indices;
+    const BlockList sl = dl.list();
     const double density = double(L.selected) / double(L.visible);
     AttentionParams ap;
     ap.block = blk;

@@ -63,21 +63,23 @@ std::vector<int> band_dims(const EstimateParams& p, int d, int bi) {
 Ref reference(const Case& c, const HostTensor& Q, const HostTensor& K) {
   const EstimateParams& p = c.p;
   const int blk = p.block, d = c.d, G = c.Hq / c.Hkv;
-  const int nq = (c.Nq + blk - 1) / blk, nk = (c.Nk + blk - 1) / blk, off = nk - nq;
+  const BlockGrid grid(c.Nq, c.Nk, blk);
+  const int nq = (int)grid.nq, nk = (int)grid.nk, off = nk - nq;
   std::vector<double> qb((size_t)c.B * c.Hq * nq * d, 0.0), kb((size_t)c.B * c.Hkv * nk * d, 0.0);
-  auto pool = [&](const HostTensor& X, int H, int N, int nb, std::vector<double>& out) {
+  // block i holds rows [i*blk - shift, (i+1)*blk - shift) clipped to [0, N) (BlockGrid)
+  auto pool = [&](const HostTensor& X, int H, int N, int nb, int shift, std::vector<double>& out) {
     for (int b = 0; b < c.B; ++b)
       for (int h = 0; h < H; ++h)
         for (int i = 0; i < nb; ++i) {
-          const int r0 = i * blk, r1 = std::min(N, r0 + blk);
+          const int r0 = std::max(0, i * blk - shift), r1 = std::min(N, (i + 1) * blk - shift);
           double* o = &out[(((size_t)b * H + h) * nb + i) * d];
           for (int r = r0; r < r1; ++r)
             for (int k = 0; k < d; ++k) o[k] += X.at(b, h, r, k);
           for (int k = 0; k < d; ++k) o[k] /= (r1 - r0);
         }
   };
-  pool(Q, c.Hq, c.Nq, nq, qb);
-  pool(K, c.Hkv, c.Nk, nk, kb);
+  pool(Q, c.Hq, c.Nq, nq, (int)grid.shift, qb);
+  pool(K, c.Hkv, c.Nk, nk, 0, kb);
   const bool prism = p.method == Method::Prism;
   const int nb = prism ? 2 : 1;
   std::vector<int> dims[2] = {band_dims(p, d, 0), band_dims(p, d, 1)};
@@ -187,7 +189,8 @@ struct GpuOut {
 
 GpuOut run_gpu(const Case& c, const HostTensor& Q, const HostTensor& K, void* ws, size_t wsb,
                uint8_t* dm, int* dc, int* di, float* dt) {
-  const int nq = (c.Nq + c.p.block - 1) / c.p.block, nk = (c.Nk + c.p.block - 1) / c.p.block;
+  const BlockGrid grid(c.Nq, c.Nk, c.p.block);
+  const int nq = (int)grid.nq, nk = (int)grid.nk;
   const size_t rows = (size_t)c.B * c.Hq * nq;
   CK(cudaMemset(dm, 0xCD, rows * nk));
   CK(cudaMemset(dc, 0x7B, rows * 4));
@@ -227,7 +230,8 @@ bool run_case(const Case& c) {
     });
   }
   Q.upload(); K.upload();
-  const int nq = (c.Nq + c.p.block - 1) / c.p.block, nk = (c.Nk + c.p.block - 1) / c.p.block, off = nk - nq;
+  const BlockGrid grid(c.Nq, c.Nk, c.p.block);
+  const int nq = (int)grid.nq, nk = (int)grid.nk, off = nk - nq;
   const size_t rows = (size_t)c.B * c.Hq * nq;
   const size_t wsb = cuda::estimate_workspace_bytes(Q.view(), K.view(), c.p);
   void* ws; uint8_t* dm; int* dc; int* di; float* dt;
@@ -247,15 +251,14 @@ bool run_case(const Case& c) {
         const size_t row = ((size_t)b * c.Hq + h) * nq + i;
         const int V = i + off + 1;
         const uint8_t* m = &g1.mask[row * nk];
-        const int* ix = &g1.indices[row * nk];
+        const int* ix = &g1.indices[tri_row_start((int64_t)row, nq, off)];  // triangular layout
         bool ok = true;
         int cnt = 0;
         for (int j = 0; j < nk; ++j) {
           if (m[j] > 1 || (j >= V && m[j])) ok = false;
-          if (m[j] == 1) { if (cnt >= nk || ix[cnt] != j) ok = false; ++cnt; }
+          if (m[j] == 1) { if (cnt >= V || ix[cnt] != j) ok = false; ++cnt; }
         }
         if (g1.counts[row] != cnt) ok = false;
-        for (int j = cnt; j < nk; ++j) if (ix[j] != -1) ok = false;
         if (c.p.force_sink && !m[0]) ok = false;
         if (c.p.force_diag && !m[i + off]) ok = false;
         if (!ok) ++inv_bad;

@@ -48,8 +48,13 @@ bool recall_case(const char* name, int B, int Hq, int Hkv, int Nq, int Nk, int d
   CK(cudaMemcpy(dc, counts.data(), counts.size() * 4, cudaMemcpyHostToDevice));
   CK(cudaMemcpy(di, idx.data(), idx.size() * 4, cudaMemcpyHostToDevice));
   CK(cudaMemcpy(dr, rows.data(), rows.size() * 8, cudaMemcpyHostToDevice));
+  std::vector<int64_t> starts(counts.size());
+  for (size_t r = 0; r < starts.size(); ++r) starts[r] = (int64_t)r * nk;
+  int64_t* ds;
+  CK(cudaMalloc(&ds, starts.size() * 8));
+  CK(cudaMemcpy(ds, starts.data(), starts.size() * 8, cudaMemcpyHostToDevice));
   BlockList list;
-  if (!dense) { list.counts = dc; list.indices = di; }
+  if (!dense) list = BlockList{dc, ds, di, (int64_t)idx.size()};
   AttentionParams ap; ap.block = blk; ap.softmax_scale = scale;
   std::vector<float> g1(nr), g2(nr);
   for (int rep = 0; rep < 2; ++rep) {
@@ -88,7 +93,7 @@ bool recall_case(const char* name, int B, int Hq, int Hkv, int Nq, int Nk, int d
   std::printf("%s recall %-16s B%d Hq%d Hkv%d Nq%d Nk%d d%d %s blk%d %s rows %d: max|err| %.2e mean recall %.4f invalid->NaN %s det %s\n",
               pass ? "PASS" : "FAIL", name, B, Hq, Hkv, Nq, Nk, d, check::dtype_name(dt), blk, dense ? "dense" : "list",
               nr - 1, maxerr, mean_ref, nan_ok ? "yes" : "NO", det ? "yes" : "NO");
-  CK(cudaFree(dc)); CK(cudaFree(di)); CK(cudaFree(dr)); CK(cudaFree(drec));
+  CK(cudaFree(dc)); CK(cudaFree(di)); CK(cudaFree(ds)); CK(cudaFree(dr)); CK(cudaFree(drec));
   Q.free_dev(); K.free_dev();
   return pass;
 }
