@@ -1,16 +1,19 @@
 // The operations: block-mask estimation, (block-sparse) attention, prefill
 // (both), and the quality measures. Shapes are checked here with clear
 // messages before anything reaches the addon (which checks them again).
+import { isArray, isInstance, readField, show, typeName } from './args';
 import { native, NativeDType, NativeTensor } from './native';
 import {
   attentionOptionFields,
   checkHeadDim,
+  checkOptionFields,
   estimateOptionFields,
+  integerIn,
   resolveAttentionOptions,
   resolveEstimateOptions,
   toNativeEstimateParams,
 } from './options';
-import { Tensor } from './tensor';
+import { isNativeTensor, isTensor, Tensor } from './tensor';
 import type { AttentionOptions, EstimateOptions, HostBlockMask } from './types';
 
 /** Repeat an op to time it: `warmup` untimed runs, then `iters` timed ones. */
@@ -64,6 +67,9 @@ export class BlockMask {
 
   /** @internal created by estimate() */
   constructor(q: Tensor, k: Tensor, block: number, parts: BlockMask['parts']) {
+    if (!isTensor(q) || !isTensor(k) || !Number.isInteger(block) || block < 1 || !hasNativeParts(parts)) {
+      throw new TypeError('BlockMask is made by estimate(): q and k must be Tensors, block an integer >= 1, parts native tensors');
+    }
     this.batch = q.shape[0];
     this.heads = q.shape[1];
     this.queryLength = q.shape[2];
@@ -124,7 +130,11 @@ export class BlockMask {
 }
 
 function checkTensor(t: unknown, name: string): Tensor {
-  if (!(t instanceof Tensor)) throw new TypeError(`${name} must be a Tensor`);
+  // isTensor also rejects objects made from Tensor.prototype without a native handle.
+  if (!isTensor(t)) {
+    const got = isInstance(t, Tensor) ? 'an object made from Tensor.prototype without a native tensor' : typeName(t);
+    throw new TypeError(`${name} must be a Tensor (from tensor(), empty(), fromDevicePointer() or an op), got ${got}`);
+  }
   if (t.disposed) throw new Error(`${name}: tensor has been disposed`);
   return t;
 }
@@ -177,14 +187,20 @@ function checkAttentionSupport(q: Tensor, block: number): void {
   }
 }
 
-function checkTiming(timing: Timing | undefined): { warmup: number; iters: number } | undefined {
+/** `timing` (named `name`): undefined, or { warmup?: 0..10000, iters: 1..100000 } (the addon's limits). */
+function checkTiming(timing: unknown, name = 'timing'): { warmup: number; iters: number } | undefined {
   if (timing === undefined) return undefined;
-  const warmup = timing.warmup ?? 0;
-  if (!Number.isInteger(warmup) || warmup < 0) throw new RangeError(`timing.warmup must be an integer >= 0, got ${warmup}`);
-  if (!Number.isInteger(timing.iters) || timing.iters < 1) {
-    throw new RangeError(`timing.iters must be an integer >= 1, got ${timing.iters}`);
+  if (timing === null || typeof timing !== 'object' || isArray(timing)) {
+    throw new TypeError(`${name} must be an object { warmup?, iters }, got ${typeName(timing)}`);
   }
-  return { warmup, iters: timing.iters };
+  const o = checkOptionFields(timing, ['warmup', 'iters'], name, name);
+  const warmup = o.warmup === undefined ? 0 : integerIn(`${name}.warmup`, o.warmup, 0, 10000);
+  return { warmup, iters: integerIn(`${name}.iters`, o.iters, 1, 100000) };
+}
+
+/** The checked timing of the run options `run` (undefined, null or { timing? }). */
+function runTiming(run: unknown): { warmup: number; iters: number } | undefined {
+  return checkTiming(checkOptionFields(run, ['timing'], 'run option', 'run').timing, 'run.timing');
 }
 
 function deviceIndex(t: Tensor): number {
@@ -230,11 +246,32 @@ export async function timeEstimate(
  * With run.timing the estimation is repeated and mask.timesMs holds the per-iteration ms.
  */
 export async function estimate(q: Tensor, k: Tensor, opts?: EstimateOptions, run?: RunOptions): Promise<BlockMask> {
-  return (await timeEstimate(q, k, opts, run?.timing)).mask;
+  return (await timeEstimate(q, k, opts, runTiming(run))).mask;
 }
 
-function checkMask(mask: BlockMask, q: Tensor, k: Tensor): void {
-  if (!(mask instanceof BlockMask)) throw new TypeError('mask must be a BlockMask (from estimate) or null');
+/** True when `parts` holds the four native tensors of a block mask (never throws). */
+function hasNativeParts(parts: unknown): boolean {
+  if (typeof parts !== 'object' || parts === null) return false;
+  try {
+    return ['mask', 'counts', 'indices', 'temps'].every((key) => isNativeTensor(Object.getOwnPropertyDescriptor(parts, key)?.value));
+  } catch {
+    return false;
+  }
+}
+
+/** A BlockMask made by estimate(), not an object made from BlockMask.prototype. */
+function isBlockMask(x: unknown): x is BlockMask {
+  if (!isInstance(x, BlockMask)) return false;
+  try {
+    const d = Object.getOwnPropertyDescriptor(x, 'parts');
+    return d !== undefined && 'value' in d && hasNativeParts(d.value);
+  } catch {
+    return false;
+  }
+}
+
+function checkMask(mask: unknown, q: Tensor, k: Tensor): asserts mask is BlockMask {
+  if (!isBlockMask(mask)) throw new TypeError(`mask must be a BlockMask (from estimate) or null, got ${typeName(mask)}`);
   if (mask.disposed) throw new Error('mask: block mask has been disposed');
   if (mask.batch !== q.shape[0] || mask.heads !== q.shape[1] || mask.queryLength !== q.shape[2] || mask.keyLength !== k.shape[2]) {
     throw new RangeError(
@@ -298,18 +335,17 @@ export async function attention(
   opts?: AttentionOptions,
   run?: RunOptions,
 ): Promise<Tensor> {
-  return (await timeAttention(q, k, v, mask, opts, run?.timing)).output;
+  return (await timeAttention(q, k, v, mask, opts, runTiming(run))).output;
 }
 
 function splitPrefillOptions(opts: PrefillOptions | undefined): [EstimateOptions, AttentionOptions] {
-  if (opts === undefined || opts === null) return [{}, {}];
-  if (typeof opts !== 'object') throw new TypeError('prefill options must be an object');
+  const o = checkOptionFields(opts, [...estimateOptionFields, ...attentionOptionFields], 'prefill option');
   const est: Record<string, unknown> = {};
   const att: Record<string, unknown> = {};
-  for (const [key, value] of Object.entries(opts)) {
+  for (const [key, value] of Object.entries(o)) {
+    if (value === undefined) continue;
     if (attentionOptionFields.includes(key)) att[key] = value;
-    else if (estimateOptionFields.includes(key)) est[key] = value;
-    else throw new TypeError(`unknown prefill option field '${key}'`);
+    else est[key] = value;
   }
   return [est as EstimateOptions, att as AttentionOptions];
 }
@@ -322,6 +358,8 @@ export async function prefill(
   opts?: PrefillOptions,
 ): Promise<{ output: Tensor; mask: BlockMask; stats: PrefillStats }> {
   const [estOpts, attOpts] = splitPrefillOptions(opts);
+  checkTensor(q, 'q');
+  checkTensor(k, 'k');
   checkTensor(v, 'v');
   checkQkv(q, k, v);
   // fail before any work
@@ -343,28 +381,42 @@ export async function prefill(
 }
 
 /** [[b, h, r], ...] or a flat [b, h, r, b, h, r, ...] list -> BigInt64Array, range-checked. */
-function flattenRows(
-  rows: ReadonlyArray<readonly [number, number, number]> | ArrayLike<number>,
-  limits: readonly number[],
-): BigInt64Array {
-  if (rows === null || typeof rows !== 'object' || typeof rows.length !== 'number' || rows.length === 0) {
-    throw new TypeError('rows must be a non-empty array of [batch, head, row] (or a flat list of such triples)');
+function flattenRows(rows: unknown, limits: readonly number[]): BigInt64Array {
+  const what = 'rows must be a non-empty array of [batch, head, row] (or a flat list of such triples)';
+  if (rows === null || typeof rows !== 'object') throw new TypeError(`${what}, got ${typeName(rows)}`);
+  const length = readField(rows, 'length', 'rows.length');
+  if (typeof length !== 'number' || !Number.isSafeInteger(length) || length < 1) {
+    throw new TypeError(`${what}, got ${typeName(rows)} of length ${show(length)}`);
   }
-  const triples = Array.isArray(rows[0]);
-  const values: unknown[] = triples
-    ? (rows as ReadonlyArray<unknown>).flatMap((row, i) => {
-        if (!Array.isArray(row) || row.length !== 3) throw new TypeError(`rows[${i}] must be [batch, head, row]`);
-        return row;
-      })
-    : Array.from(rows as ArrayLike<number>);
-  if (values.length % 3 !== 0) throw new RangeError('a flat rows list must hold (batch, head, row) triples');
+  const at = (list: object, i: number, name: string): unknown => readField(list, String(i), name);
+  const triples = isArray(at(rows, 0, 'rows[0]'));
+  const values: unknown[] = [];
+  for (let i = 0; i < length; i++) {
+    const row = at(rows, i, `rows[${i}]`);
+    if (!triples) {
+      values.push(row);
+      continue;
+    }
+    if (!isArray(row) || readField(row, 'length', `rows[${i}].length`) !== 3) {
+      throw new TypeError(`rows[${i}] must be [batch, head, row], got ${typeName(row)}`);
+    }
+    for (let j = 0; j < 3; j++) values.push(at(row, j, `rows[${i}][${j}]`));
+  }
+  const where = (i: number): string => (triples ? `rows[${Math.floor(i / 3)}]` : `rows[${i}]`);
+  const field = (i: number): string => ['batch', 'head', 'row'][i % 3];
+  values.forEach((x, i) => {
+    if (typeof x !== 'number') throw new TypeError(`${where(i)}: ${field(i)} must be a number, got ${typeName(x)}`);
+  });
+  if (values.length % 3 !== 0) {
+    throw new RangeError(`a flat rows list must hold (batch, head, row) triples, got ${values.length} values`);
+  }
   const flat = new BigInt64Array(values.length);
   values.forEach((x, i) => {
     const limit = limits[i % 3];
-    if (typeof x !== 'number' || !Number.isInteger(x) || x < 0 || x >= limit) {
-      throw new RangeError(`row ${Math.floor(i / 3)}: ${['batch', 'head', 'row'][i % 3]} must be an integer in [0, ${limit - 1}], got ${String(x)}`);
+    if (!Number.isInteger(x) || (x as number) < 0 || (x as number) >= limit) {
+      throw new RangeError(`${where(i)}: ${field(i)} must be an integer in [0, ${limit - 1}], got ${x as number}`);
     }
-    flat[i] = BigInt(x);
+    flat[i] = BigInt(x as number);
   });
   return flat;
 }
