@@ -75,7 +75,7 @@ export async function timedPrefill(
   opts: EstimateOptions,
   timing: Timing,
 ): Promise<{ apiMs: number[]; gpuMs: number[] }> {
-  const out = await libEmpty([...q.shape], { dtype: q.dtype, layout: q.layout, device: q.device as 'cpu' });
+  const out = libEmpty([...q.shape], { dtype: q.dtype, layout: q.layout, device: q.device as 'cpu' });
   const apiMs: number[] = [];
   const gpuMs: number[] = [];
   try {

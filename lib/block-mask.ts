@@ -6,7 +6,8 @@
 // block lists given by the caller (another estimator, a test).
 import { blockGrid, visibleBlocks } from './grid';
 import { native, NativeDType, type NativeBlockList, type NativeTensor } from './native';
-import { resolveDevice, deviceName } from './tensor';
+import { readField, show, typeName } from './args';
+import { deviceName, isNativeTensor, resolveDevice } from './tensor';
 import type { DeviceSpec, HostBlockMask } from './types';
 
 /** Device parts of a mask: counts i32 [b, H, nq], rowPtr i64 [rows + 1], indices i32, temps f32 [b, H, 2], mask u8 (optional). */
@@ -48,6 +49,9 @@ export class BlockMask {
 
   /** @internal created by estimate(), prefill() and blockMask() */
   constructor(shape: BlockMaskShape, device: string, selected: number, parts: BlockMaskParts) {
+    if (!validConstruction(shape, device, selected, parts)) {
+      throw new TypeError('BlockMask is made by estimate(), prefill() or blockMask(): shape, device, selection count and native parts');
+    }
     this.batch = shape.batch;
     this.heads = shape.heads;
     this.queryLength = shape.queryLength;
@@ -135,6 +139,29 @@ export class BlockMask {
   }
 }
 
+/** The constructor's arguments as the library passes them (never throws). */
+function validConstruction(shape: unknown, device: unknown, selected: unknown, parts: unknown): boolean {
+  try {
+    if (shape === null || typeof shape !== 'object' || parts === null || typeof parts !== 'object') return false;
+    const s = shape as Record<string, unknown>;
+    const p = parts as Record<string, unknown>;
+    const dims = [s.batch, s.heads, s.queryLength, s.keyLength, s.block];
+    return (
+      dims.every((x) => typeof x === 'number' && Number.isSafeInteger(x) && x >= 1) &&
+      typeof device === 'string' &&
+      /^(cpu|cuda:\d+)$/.test(device) &&
+      typeof selected === 'number' &&
+      Number.isSafeInteger(selected) &&
+      selected >= 0 &&
+      [p.counts, p.rowPtr, p.indices, p.temps].every((t) => isNativeTensor(t)) &&
+      (p.indices as NativeTensor).byteLength === 4 * Math.max(1, selected) &&
+      (p.mask === null || isNativeTensor(p.mask))
+    );
+  } catch {
+    return false;
+  }
+}
+
 /** Selected visible blocks / all visible blocks for a selection count. */
 export function densityOf(shape: BlockMaskShape, selected: number): number {
   const { nq, nk } = blockGrid(shape.queryLength, shape.keyLength, shape.block);
@@ -164,6 +191,14 @@ export interface BlockMaskOptions extends BlockMaskShape {
   device?: DeviceSpec;
 }
 
+function hasField(x: object, key: string): boolean {
+  try {
+    return key in x;
+  } catch (e) {
+    throw new TypeError(`lists could not be read: ${e instanceof Error ? e.message : show(e)}`);
+  }
+}
+
 function positiveInt(name: string, x: unknown, min: number): number {
   if (typeof x !== 'number' || !Number.isSafeInteger(x) || x < min) {
     throw new RangeError(`${name} must be an integer >= ${min}, got ${String(x)}`);
@@ -178,37 +213,49 @@ function positiveInt(name: string, x: unknown, min: number): number {
  * Either one list per row, or compact rows { rowPtr (rows + 1 entries), indices }.
  */
 export async function blockMask(lists: BlockLists, opts: BlockMaskOptions): Promise<BlockMask> {
-  if (opts === null || typeof opts !== 'object') throw new TypeError('blockMask options must be an object');
-  const batch = positiveInt('batch', opts.batch, 1);
-  const heads = positiveInt('heads', opts.heads, 1);
-  const queryLength = positiveInt('queryLength', opts.queryLength, 1);
-  const keyLength = positiveInt('keyLength', opts.keyLength, 1);
-  const block = positiveInt('block', opts.block, 1);
-  if (queryLength > keyLength) throw new RangeError(`queryLength (${queryLength}) must not exceed keyLength (${keyLength})`);
+  if (opts === null || typeof opts !== 'object') throw new TypeError(`opts must be an object { batch, heads, queryLength, keyLength, block, device? }, got ${typeName(opts)}`);
+  const field = (key: string) => readField(opts, key, `opts.${key}`);
+  const batch = positiveInt('opts.batch', field('batch'), 1);
+  const heads = positiveInt('opts.heads', field('heads'), 1);
+  const queryLength = positiveInt('opts.queryLength', field('queryLength'), 1);
+  const keyLength = positiveInt('opts.keyLength', field('keyLength'), 1);
+  const block = positiveInt('opts.block', field('block'), 1);
+  const deviceSpec = field('device') as DeviceSpec | undefined;
+  if (queryLength > keyLength) throw new RangeError(`opts.queryLength (${queryLength}) must not exceed opts.keyLength (${keyLength})`);
   const shape = { batch, heads, queryLength, keyLength, block };
   const { nq, nk } = blockGrid(queryLength, keyLength, block);
   const rows = batch * heads * nq;
+  if (lists === null || typeof lists !== 'object') throw new TypeError(`lists must be an array of per-row lists or { rowPtr, indices }, got ${typeName(lists)}`);
+  const csr = hasField(lists, 'rowPtr') && hasField(lists, 'indices');
+  const rp = csr ? (readField(lists, 'rowPtr', 'lists.rowPtr') as ArrayLike<number>) : null;
+  const ix = csr ? (readField(lists, 'indices', 'lists.indices') as ArrayLike<number>) : null;
+  const count = csr ? rows + 1 : readField(lists, 'length', 'lists.length');
+  if (csr && (rp === null || typeof rp !== 'object' || ix === null || typeof ix !== 'object')) {
+    throw new TypeError('lists.rowPtr and lists.indices must be arrays of integers');
+  }
 
   const counts = new Int32Array(rows);
   const rowPtr = new BigInt64Array(rows + 1);
   const flat: number[] = [];
+  if (csr && (rp as ArrayLike<number>).length !== rows + 1) {
+    throw new RangeError(`lists.rowPtr must have ${rows + 1} entries (rows + 1), got ${String((rp as ArrayLike<number>).length)}`);
+  }
+  if (!csr && count !== rows) {
+    throw new RangeError(`lists must have one list per row: ${rows} rows (batch ${batch} x heads ${heads} x nq ${nq}), got ${show(count)}`);
+  }
   const rowList = (r: number): ArrayLike<number> => {
-    if (lists === null || typeof lists !== 'object') throw new TypeError('lists must be an array of per-row lists or { rowPtr, indices }');
-    if ('rowPtr' in lists && 'indices' in lists) {
-      const rp = lists.rowPtr;
-      if (r === 0 && rp.length !== rows + 1) throw new RangeError(`lists.rowPtr must have ${rows + 1} entries (rows + 1), got ${rp.length}`);
+    if (rp !== null && ix !== null) {
       const a = rp[r];
       const b = rp[r + 1];
-      if (!Number.isSafeInteger(a) || !Number.isSafeInteger(b) || a < 0 || b < a || b > lists.indices.length) {
-        throw new RangeError(`lists.rowPtr[${r}..${r + 1}] = ${a}..${b} is not a valid range of lists.indices`);
+      if (!Number.isSafeInteger(a) || !Number.isSafeInteger(b) || a < 0 || b < a || b > ix.length) {
+        throw new RangeError(`lists.rowPtr[${r}..${r + 1}] = ${show(a)}..${show(b)} is not a valid range of lists.indices`);
       }
-      return Array.prototype.slice.call(lists.indices, a, b) as number[];
+      return Array.prototype.slice.call(ix, a, b) as number[];
     }
-    if (r === 0 && (lists as ArrayLike<unknown>).length !== rows) {
-      throw new RangeError(`lists must have one list per row: ${rows} rows (batch ${batch} x heads ${heads} x nq ${nq}), got ${(lists as ArrayLike<unknown>).length}`);
+    const row = readField(lists, String(r), `lists[${r}]`) as ArrayLike<number>;
+    if (row === null || typeof row !== 'object' || typeof readField(row, 'length', `lists[${r}].length`) !== 'number') {
+      throw new TypeError(`lists[${r}] must be an array of key blocks, got ${typeName(row)}`);
     }
-    const row = (lists as ArrayLike<ArrayLike<number>>)[r];
-    if (row === null || typeof row !== 'object' || typeof row.length !== 'number') throw new TypeError(`lists[${r}] must be an array of key blocks`);
     return row;
   };
   for (let r = 0; r < rows; r++) {
@@ -219,7 +266,7 @@ export async function blockMask(lists: BlockLists, opts: BlockMaskOptions): Prom
       const j = row[t];
       if (typeof j !== 'number' || !Number.isInteger(j) || j <= prev || j >= visible) {
         throw new RangeError(
-          `row ${r}: key blocks must be ascending distinct integers in [0, ${visible - 1}] (visible to query block ${r % nq}), got ${String(j)} at position ${t}`,
+          `lists: row ${r}: key blocks must be ascending distinct integers in [0, ${visible - 1}] (visible to query block ${r % nq}), got ${show(j)} at position ${t}`,
         );
       }
       flat.push(j);
@@ -228,7 +275,7 @@ export async function blockMask(lists: BlockLists, opts: BlockMaskOptions): Prom
     counts[r] = row.length;
     rowPtr[r + 1] = BigInt(flat.length);
   }
-  const device = resolveDevice(opts.device);
+  const device = resolveDevice(deviceSpec);
   const N = native();
   const parts: BlockMaskParts = {
     counts: new N.Tensor(device, NativeDType.I32, [batch, heads, nq], 0, counts),

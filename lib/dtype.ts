@@ -9,6 +9,8 @@
 // The loops alias one Float32Array and one Uint32Array over the same scratch
 // buffer (no DataView) so V8 keeps them monomorphic and fast.
 
+import { typeName, typedArrayLength, typedArrayName } from './args';
+
 const scratchF32 = new Float32Array(1);
 const scratchU32 = new Uint32Array(scratchF32.buffer);
 
@@ -83,11 +85,28 @@ function asU32(x: Float32Array): Uint32Array {
   return new Uint32Array(x.buffer, x.byteOffset, x.length);
 }
 
+/**
+ * Checks a conversion's input x and optional out (TypeError naming them);
+ * returns the element count n and the output (out, or a new array of n).
+ */
+function checkConversion<O extends Float32Array | Uint16Array>(
+  fn: string,
+  x: unknown,
+  input: 'Float32Array' | 'Uint16Array',
+  out: unknown,
+  Output: { new (n: number): O; readonly name: string },
+): [number, O] {
+  if (typedArrayName(x) !== input) throw new TypeError(`${fn}: x must be a ${input}, got ${typeName(x)}`);
+  const n = typedArrayLength(x as ArrayBufferView);
+  if (out === undefined || out === null) return [n, new Output(n)];
+  if (typedArrayName(out) !== Output.name) throw new TypeError(`${fn}: out must be a ${Output.name}, got ${typeName(out)}`);
+  if (typedArrayLength(out as ArrayBufferView) < n) throw new RangeError(`${fn}: out is shorter than the input`);
+  return [n, out as O];
+}
+
 /** float32 -> bfloat16 bit patterns, round to nearest even. */
 export function toBFloat16(x: Float32Array, out?: Uint16Array): Uint16Array {
-  const n = x.length;
-  const o = out ?? new Uint16Array(n);
-  if (o.length < n) throw new RangeError('toBFloat16: out is shorter than the input');
+  const [n, o] = checkConversion('toBFloat16', x, 'Float32Array', out, Uint16Array);
   const u = asU32(x);
   for (let i = 0; i < n; i++) {
     const b = u[i];
@@ -98,9 +117,7 @@ export function toBFloat16(x: Float32Array, out?: Uint16Array): Uint16Array {
 
 /** bfloat16 bit patterns -> float32 (exact). */
 export function fromBFloat16(x: Uint16Array, out?: Float32Array): Float32Array {
-  const n = x.length;
-  const o = out ?? new Float32Array(n);
-  if (o.length < n) throw new RangeError('fromBFloat16: out is shorter than the input');
+  const [n, o] = checkConversion('fromBFloat16', x, 'Uint16Array', out, Float32Array);
   const u = asU32(o);
   for (let i = 0; i < n; i++) u[i] = x[i] << 16;
   return o;
@@ -108,9 +125,7 @@ export function fromBFloat16(x: Uint16Array, out?: Float32Array): Float32Array {
 
 /** float32 -> float16 bit patterns, round to nearest even, overflow to +-Inf. */
 export function toFloat16(x: Float32Array, out?: Uint16Array): Uint16Array {
-  const n = x.length;
-  const o = out ?? new Uint16Array(n);
-  if (o.length < n) throw new RangeError('toFloat16: out is shorter than the input');
+  const [n, o] = checkConversion('toFloat16', x, 'Float32Array', out, Uint16Array);
   const u = asU32(x);
   for (let i = 0; i < n; i++) o[i] = f16BitsFromF32Bits(u[i]);
   return o;
@@ -118,9 +133,7 @@ export function toFloat16(x: Float32Array, out?: Uint16Array): Uint16Array {
 
 /** float16 bit patterns -> float32 (exact). */
 export function fromFloat16(x: Uint16Array, out?: Float32Array): Float32Array {
-  const n = x.length;
-  const o = out ?? new Float32Array(n);
-  if (o.length < n) throw new RangeError('fromFloat16: out is shorter than the input');
+  const [n, o] = checkConversion('fromFloat16', x, 'Uint16Array', out, Float32Array);
   const t = f16ToF32Table();
   const u = asU32(o);
   for (let i = 0; i < n; i++) u[i] = t[x[i]];

@@ -155,6 +155,7 @@ export function native(): NativeBinding {
     throw new Error(
       `prism-attention: no usable native binary (${reason}). ` +
         'Build it with `npm run build:native` (see docs/building.md).',
+      { cause: e },
     );
   }
   return binding;

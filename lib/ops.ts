@@ -1,17 +1,20 @@
 // The operations: block-mask estimation, (block-sparse) attention, prefill
 // (both), and the quality measures. Shapes are checked here with clear
 // messages before anything reaches the addon (which checks them again).
+import { isArray, isInstance, readField, show, typeName } from './args';
 import { allocateSelection, BlockMask, densityOf, type BlockMaskShape } from './block-mask';
 import { native, NativeDType, type NativeTensor } from './native';
 import {
   attentionOptionFields,
   checkHeadDim,
+  checkOptionFields,
   estimateOptionFields,
+  integerIn,
   resolveAttentionOptions,
   resolveEstimateOptions,
   toNativeEstimateParams,
 } from './options';
-import { Tensor } from './tensor';
+import { isNativeTensor, isTensor, Tensor } from './tensor';
 import type { AttentionOptions, EstimateOptions } from './types';
 
 export { BlockMask };
@@ -40,7 +43,11 @@ export interface PrefillStats {
 const DENSE_BLOCK = 128; // any legal value: a dense list ignores it
 
 function checkTensor(t: unknown, name: string): Tensor {
-  if (!(t instanceof Tensor)) throw new TypeError(`${name} must be a Tensor`);
+  // isTensor also rejects objects made from Tensor.prototype without a native handle.
+  if (!isTensor(t)) {
+    const got = isInstance(t, Tensor) ? 'an object made from Tensor.prototype without a native tensor' : typeName(t);
+    throw new TypeError(`${name} must be a Tensor (from tensor(), empty(), fromDevicePointer() or an op), got ${got}`);
+  }
   if (t.disposed) throw new Error(`${name}: tensor has been disposed`);
   return t;
 }
@@ -93,15 +100,17 @@ function checkAttentionSupport(q: Tensor, block: number): void {
   }
 }
 
-function checkTiming(timing: Timing | undefined): { warmup: number; iters: number } | undefined {
+/** `timing` (named `name`): undefined, or { warmup?: 0..10000, iters: 1..100000 } (the addon's limits). */
+function checkTiming(timing: unknown, name = 'timing'): { warmup: number; iters: number } | undefined {
   if (timing === undefined) return undefined;
-  const warmup = timing.warmup ?? 0;
-  if (!Number.isInteger(warmup) || warmup < 0) throw new RangeError(`timing.warmup must be an integer >= 0, got ${warmup}`);
-  if (!Number.isInteger(timing.iters) || timing.iters < 1) {
-    throw new RangeError(`timing.iters must be an integer >= 1, got ${timing.iters}`);
+  if (timing === null || typeof timing !== 'object' || isArray(timing)) {
+    throw new TypeError(`${name} must be an object { warmup?, iters }, got ${typeName(timing)}`);
   }
-  return { warmup, iters: timing.iters };
+  const o = checkOptionFields(timing, ['warmup', 'iters'], name, name);
+  const warmup = o.warmup === undefined ? 0 : integerIn(`${name}.warmup`, o.warmup, 0, 10000);
+  return { warmup, iters: integerIn(`${name}.iters`, o.iters, 1, 100000) };
 }
+
 
 function deviceIndex(t: Tensor): number {
   return t.native.device;
@@ -144,7 +153,7 @@ export interface EstimateRunOptions extends RunOptions {
  */
 export async function estimate(q: Tensor, k: Tensor, opts?: EstimateOptions, run?: EstimateRunOptions): Promise<BlockMask> {
   const r = checkRun(run, ['timing', 'denseMask']);
-  return (await timeEstimate(q, k, opts, r.timing as Timing | undefined, optionalBoolean(r.denseMask, 'denseMask'))).mask;
+  return (await timeEstimate(q, k, opts, checkTiming(r.timing, 'run.timing'), optionalBoolean(r.denseMask, 'run.denseMask'))).mask;
 }
 
 function maskShape(q: Tensor, k: Tensor, block: number) {
@@ -165,13 +174,36 @@ function maskFromSelection(
   return new BlockMask(shape, device, r.selected, { ...sel, indices: r.indices });
 }
 
+/** The run options `run` (undefined, null or an object of `allowed` fields), each field read once. */
 function checkRun(run: unknown, allowed: readonly string[]): Record<string, unknown> {
   if (run === undefined || run === null) return {};
-  if (typeof run !== 'object' || Array.isArray(run)) throw new TypeError('run options must be an object');
-  for (const key of Object.keys(run)) {
+  if (typeof run !== 'object' || isArray(run)) throw new TypeError(`run must be an object of run options, got ${typeName(run)}`);
+  const o = checkOptionFields(run, allowed, 'run option', 'run');
+  for (const key of Object.keys(o)) {
     if (!allowed.includes(key)) throw new TypeError(`unknown run option '${key}' (allowed: ${allowed.join(', ')})`);
   }
-  return run as Record<string, unknown>;
+  return o;
+}
+
+/** True when `parts` holds the native tensors of a block mask (never throws). */
+function hasNativeParts(parts: unknown): boolean {
+  if (typeof parts !== 'object' || parts === null) return false;
+  try {
+    return ['counts', 'rowPtr', 'indices', 'temps'].every((key) => isNativeTensor(Object.getOwnPropertyDescriptor(parts, key)?.value));
+  } catch {
+    return false;
+  }
+}
+
+/** A BlockMask made by estimate(), prefill() or blockMask(), not an object made from BlockMask.prototype. */
+function isBlockMask(x: unknown): x is BlockMask {
+  if (!isInstance(x, BlockMask)) return false;
+  try {
+    const d = Object.getOwnPropertyDescriptor(x, 'parts');
+    return d !== undefined && 'value' in d && hasNativeParts(d.value);
+  } catch {
+    return false;
+  }
 }
 
 function optionalBoolean(x: unknown, name: string): boolean {
@@ -180,8 +212,8 @@ function optionalBoolean(x: unknown, name: string): boolean {
   return x;
 }
 
-function checkMask(mask: BlockMask, q: Tensor, k: Tensor): void {
-  if (!(mask instanceof BlockMask)) throw new TypeError('mask must be a BlockMask (from estimate or blockMask) or null');
+function checkMask(mask: unknown, q: Tensor, k: Tensor): asserts mask is BlockMask {
+  if (!isBlockMask(mask)) throw new TypeError(`mask must be a BlockMask (from estimate, prefill or blockMask) or null, got ${typeName(mask)}`);
   if (mask.disposed) throw new Error('mask: block mask has been disposed');
   if (mask.batch !== q.shape[0] || mask.heads !== q.shape[1] || mask.queryLength !== q.shape[2] || mask.keyLength !== k.shape[2]) {
     throw new RangeError(
@@ -284,19 +316,18 @@ export async function attention(
   run?: AttentionRunOptions,
 ): Promise<Tensor | { output: Tensor; lse: Tensor }> {
   const r = checkRun(run, ['timing', 'out']);
-  const res = await timeAttention(q, k, v, mask, opts, r.timing as Timing | undefined, r.out as Tensor | undefined);
+  const res = await timeAttention(q, k, v, mask, opts, checkTiming(r.timing, 'run.timing'), r.out as Tensor | undefined);
   return res.lse ? { output: res.output, lse: res.lse } : res.output;
 }
 
 function splitPrefillOptions(opts: PrefillOptions | undefined): [EstimateOptions, AttentionOptions] {
-  if (opts === undefined || opts === null) return [{}, {}];
-  if (typeof opts !== 'object') throw new TypeError('prefill options must be an object');
+  const o = checkOptionFields(opts, [...estimateOptionFields, ...attentionOptionFields], 'prefill option');
   const est: Record<string, unknown> = {};
   const att: Record<string, unknown> = {};
-  for (const [key, value] of Object.entries(opts)) {
+  for (const [key, value] of Object.entries(o)) {
+    if (value === undefined) continue;
     if (attentionOptionFields.includes(key)) att[key] = value;
-    else if (estimateOptionFields.includes(key)) est[key] = value;
-    else throw new TypeError(`unknown prefill option field '${key}'`);
+    else est[key] = value;
   }
   return [est as EstimateOptions, att as AttentionOptions];
 }
@@ -333,8 +364,8 @@ export async function prefill(q: Tensor, k: Tensor, v: Tensor, opts?: PrefillOpt
   const [estOpts, attOpts] = splitPrefillOptions(opts);
   checkQkv(q, k, v);
   const r = checkRun(run, ['out', 'returnMask', 'denseMask']);
-  const returnMask = r.returnMask === undefined ? true : optionalBoolean(r.returnMask, 'returnMask');
-  const denseMask = optionalBoolean(r.denseMask, 'denseMask');
+  const returnMask = r.returnMask === undefined ? true : optionalBoolean(r.returnMask, 'run.returnMask');
+  const denseMask = optionalBoolean(r.denseMask, 'run.denseMask');
   const eo = resolveEstimateOptions(estOpts, q.shape[3]);
   checkAttentionSupport(q, eo.block);
   const { softmaxScale, returnLse } = resolveAttentionOptions(attOpts);
@@ -366,28 +397,42 @@ export async function prefill(q: Tensor, k: Tensor, v: Tensor, opts?: PrefillOpt
 }
 
 /** [[b, h, r], ...] or a flat [b, h, r, b, h, r, ...] list -> BigInt64Array, range-checked. */
-function flattenRows(
-  rows: ReadonlyArray<readonly [number, number, number]> | ArrayLike<number>,
-  limits: readonly number[],
-): BigInt64Array {
-  if (rows === null || typeof rows !== 'object' || typeof rows.length !== 'number' || rows.length === 0) {
-    throw new TypeError('rows must be a non-empty array of [batch, head, row] (or a flat list of such triples)');
+function flattenRows(rows: unknown, limits: readonly number[]): BigInt64Array {
+  const what = 'rows must be a non-empty array of [batch, head, row] (or a flat list of such triples)';
+  if (rows === null || typeof rows !== 'object') throw new TypeError(`${what}, got ${typeName(rows)}`);
+  const length = readField(rows, 'length', 'rows.length');
+  if (typeof length !== 'number' || !Number.isSafeInteger(length) || length < 1) {
+    throw new TypeError(`${what}, got ${typeName(rows)} of length ${show(length)}`);
   }
-  const triples = Array.isArray(rows[0]);
-  const values: unknown[] = triples
-    ? (rows as ReadonlyArray<unknown>).flatMap((row, i) => {
-        if (!Array.isArray(row) || row.length !== 3) throw new TypeError(`rows[${i}] must be [batch, head, row]`);
-        return row;
-      })
-    : Array.from(rows as ArrayLike<number>);
-  if (values.length % 3 !== 0) throw new RangeError('a flat rows list must hold (batch, head, row) triples');
+  const at = (list: object, i: number, name: string): unknown => readField(list, String(i), name);
+  const triples = isArray(at(rows, 0, 'rows[0]'));
+  const values: unknown[] = [];
+  for (let i = 0; i < length; i++) {
+    const row = at(rows, i, `rows[${i}]`);
+    if (!triples) {
+      values.push(row);
+      continue;
+    }
+    if (!isArray(row) || readField(row, 'length', `rows[${i}].length`) !== 3) {
+      throw new TypeError(`rows[${i}] must be [batch, head, row], got ${typeName(row)}`);
+    }
+    for (let j = 0; j < 3; j++) values.push(at(row, j, `rows[${i}][${j}]`));
+  }
+  const where = (i: number): string => (triples ? `rows[${Math.floor(i / 3)}]` : `rows[${i}]`);
+  const field = (i: number): string => ['batch', 'head', 'row'][i % 3];
+  values.forEach((x, i) => {
+    if (typeof x !== 'number') throw new TypeError(`${where(i)}: ${field(i)} must be a number, got ${typeName(x)}`);
+  });
+  if (values.length % 3 !== 0) {
+    throw new RangeError(`a flat rows list must hold (batch, head, row) triples, got ${values.length} values`);
+  }
   const flat = new BigInt64Array(values.length);
   values.forEach((x, i) => {
     const limit = limits[i % 3];
-    if (typeof x !== 'number' || !Number.isInteger(x) || x < 0 || x >= limit) {
-      throw new RangeError(`row ${Math.floor(i / 3)}: ${['batch', 'head', 'row'][i % 3]} must be an integer in [0, ${limit - 1}], got ${String(x)}`);
+    if (!Number.isInteger(x) || (x as number) < 0 || (x as number) >= limit) {
+      throw new RangeError(`${where(i)}: ${field(i)} must be an integer in [0, ${limit - 1}], got ${x as number}`);
     }
-    flat[i] = BigInt(x);
+    flat[i] = BigInt(x as number);
   });
   return flat;
 }

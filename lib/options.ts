@@ -1,6 +1,7 @@
 // Defaults and validation of the estimation and attention options. Errors
 // name the offending field: TypeError for an unknown field or a wrong type,
 // RangeError for a value outside its allowed range.
+import { isArray, ownKeys, readField, show, typeName } from './args';
 import type {
   AttentionOptions,
   EstimateOptions,
@@ -30,25 +31,38 @@ const ESTIMATE_FIELDS: ReadonlyArray<keyof EstimateOptions> = [
 
 const ATTENTION_FIELDS: ReadonlyArray<keyof AttentionOptions> = ['softmaxScale', 'returnLse'];
 
-/** Throws TypeError unless `opts` is undefined or a plain object with only `allowed` keys. */
-export function checkOptionFields(opts: unknown, allowed: readonly string[], what: string): Record<string, unknown> {
+/**
+ * Throws TypeError unless `opts` (the argument `name`) is undefined, null or an
+ * object with only `allowed` keys; returns the allowed fields, each read once
+ * (so a throwing getter is reported here, naming the field).
+ */
+export function checkOptionFields(
+  opts: unknown,
+  allowed: readonly string[],
+  what: string,
+  name = 'opts',
+): Record<string, unknown> {
   if (opts === undefined || opts === null) return {};
-  if (typeof opts !== 'object' || Array.isArray(opts)) throw new TypeError(`${what} must be an object`);
-  for (const key of Object.keys(opts)) {
+  if (typeof opts !== 'object' || isArray(opts)) {
+    throw new TypeError(`${name} must be an object of ${what}s, got ${typeName(opts)}`);
+  }
+  for (const key of ownKeys(opts, name)) {
     if (!allowed.includes(key)) {
       throw new TypeError(`unknown ${what} field '${key}' (allowed: ${allowed.join(', ')})`);
     }
   }
-  return opts as Record<string, unknown>;
+  const fields: Record<string, unknown> = {};
+  for (const key of allowed) fields[key] = readField(opts, key, `${name}.${key}`);
+  return fields;
 }
 
 function numberField(name: string, value: unknown): number {
-  if (typeof value !== 'number') throw new TypeError(`${name} must be a number, got ${typeof value}`);
+  if (typeof value !== 'number') throw new TypeError(`${name} must be a number, got ${typeName(value)}`);
   if (!Number.isFinite(value)) throw new RangeError(`${name} must be finite, got ${value}`);
   return value;
 }
 
-function integerIn(name: string, value: unknown, min: number, max: number, extra = ''): number {
+export function integerIn(name: string, value: unknown, min: number, max: number, extra = ''): number {
   const x = numberField(name, value);
   if (!Number.isInteger(x) || x < min || x > max) {
     throw new RangeError(`${name} must be an integer in [${min}, ${max}]${extra}, got ${x}`);
@@ -56,13 +70,13 @@ function integerIn(name: string, value: unknown, min: number, max: number, extra
   return x;
 }
 
-function booleanField(name: string, value: unknown): boolean {
-  if (typeof value !== 'boolean') throw new TypeError(`${name} must be a boolean, got ${typeof value}`);
+export function booleanField(name: string, value: unknown): boolean {
+  if (typeof value !== 'boolean') throw new TypeError(`${name} must be a boolean, got ${typeName(value)}`);
   return value;
 }
 
 function choiceField<T extends string>(name: string, value: unknown, choices: readonly T[]): T {
-  if (typeof value !== 'string') throw new TypeError(`${name} must be a string, got ${typeof value}`);
+  if (typeof value !== 'string') throw new TypeError(`${name} must be a string, got ${typeName(value)}`);
   if (!(choices as readonly string[]).includes(value)) {
     throw new RangeError(`${name} must be one of ${choices.map((c) => `'${c}'`).join(', ')}, got '${value}'`);
   }
@@ -75,15 +89,32 @@ function evenDims(name: string, value: unknown, headDim: number): number {
   return x;
 }
 
-function positiveFinite(name: string, value: unknown): number {
+/**
+ * Range of tempHigh / tempLow and softmaxScale. The kernels use these values
+ * as float32 and fold them into the logits as a factor log2(e) / (sqrt(D) t)
+ * (estimation, D = band dims) or scale * log2(e) (attention). Within
+ * [1e-24, 1e24] that factor stays a finite, normal float32 and, for inputs in
+ * the float16 range (|x| <= 65504), logits of head_dim up to ~50000 stay
+ * finite: overflowing logits would turn the softmax into NaN. Outside it, a
+ * value could round to 0 or infinity, which the backends read as "default".
+ */
+export const SCALE_RANGE: readonly [number, number] = [1e-24, 1e24];
+
+/** Smallest positive float32 (2^-149): a smaller tau rounds to 0 in float32 and would select nothing. */
+export const TAU_MIN = 2 ** -149;
+
+function inScaleRange(name: string, value: unknown): number {
   const x = numberField(name, value);
-  if (!(x > 0)) throw new RangeError(`${name} must be finite and > 0, got ${x}`);
+  const [lo, hi] = SCALE_RANGE;
+  if (!(x >= lo && x <= hi)) throw new RangeError(`${name} must be in [${lo}, ${hi}], got ${x}`);
   return x;
 }
 
 function fraction(name: string, value: unknown): number {
   const x = numberField(name, value);
-  if (!(x > 0 && x <= 1)) throw new RangeError(`${name} must be in (0, 1], got ${x}`);
+  if (!(x >= TAU_MIN && x <= 1)) {
+    throw new RangeError(`${name} must be in [${TAU_MIN} (2^-149, the smallest float32 > 0), 1], got ${x}`);
+  }
   return x;
 }
 
@@ -93,9 +124,10 @@ function defaultBandDims(headDim: number, numerator: number): number {
 }
 
 /** Checks a head_dim as the estimator needs it: an even integer >= 2. */
-export function checkHeadDim(headDim: number): void {
+export function checkHeadDim(headDim: unknown, name = 'head_dim'): void {
+  if (typeof headDim !== 'number') throw new TypeError(`${name} must be a number, got ${typeName(headDim)}`);
   if (!Number.isInteger(headDim) || headDim < 2 || headDim % 2 !== 0) {
-    throw new RangeError(`head_dim must be an even integer >= 2 (RoPE pairs), got ${headDim}`);
+    throw new RangeError(`${name} must be an even integer >= 2 (RoPE pairs), got ${show(headDim)}`);
   }
 }
 
@@ -106,7 +138,7 @@ export function checkHeadDim(headDim: number): void {
  * and each field validated.
  */
 export function resolveEstimateOptions(opts: EstimateOptions | undefined, headDim: number): ResolvedEstimateOptions {
-  checkHeadDim(headDim);
+  checkHeadDim(headDim, 'headDim');
   const o = checkOptionFields(opts, ESTIMATE_FIELDS as readonly string[], 'estimate option');
   const pick = <T>(key: keyof EstimateOptions, fallback: T): unknown => (o[key] === undefined ? fallback : o[key]);
   const block = integerIn('block', pick('block', 128), 16, 1024, ' and a multiple of 16');
@@ -118,8 +150,8 @@ export function resolveEstimateOptions(opts: EstimateOptions | undefined, headDi
     ropeLayout: choiceField<RopeLayout>('ropeLayout', pick('ropeLayout', 'half'), ['half', 'interleaved']),
     method: choiceField<Method>('method', pick('method', 'prism'), ['prism', 'meanpool']),
     calibrate: booleanField('calibrate', pick('calibrate', true)),
-    tempHigh: positiveFinite('tempHigh', pick('tempHigh', 1)),
-    tempLow: positiveFinite('tempLow', pick('tempLow', 1)),
+    tempHigh: inScaleRange('tempHigh', pick('tempHigh', 1)),
+    tempLow: inScaleRange('tempLow', pick('tempLow', 1)),
     selection: choiceField<SelectionMode>('selection', pick('selection', 'topp'), ['topp', 'topk']),
     tauHigh: fraction('tauHigh', pick('tauHigh', 0.95)),
     tauLow: fraction('tauLow', pick('tauLow', 0.95)),
@@ -135,7 +167,7 @@ export function resolveAttentionOptions(opts: AttentionOptions | undefined): { s
   const o = checkOptionFields(opts, ATTENTION_FIELDS as readonly string[], 'attention option');
   const returnLse = o.returnLse === undefined ? false : booleanField('returnLse', o.returnLse);
   if (o.softmaxScale === undefined) return { softmaxScale: 0, returnLse };
-  return { softmaxScale: positiveFinite('softmaxScale', o.softmaxScale), returnLse };
+  return { softmaxScale: inScaleRange('softmaxScale', o.softmaxScale), returnLse };
 }
 
 /** Names of the estimation and attention fields (used to split prefill options). */

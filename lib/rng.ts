@@ -159,7 +159,7 @@ export class Rng {
       this.hasSpare = false;
       return this.spare;
     }
-    let u = 0;
+    let u: number;
     do u = this.uniform();
     while (u <= 0);
     const v = this.uniform();

@@ -22,12 +22,12 @@ export interface EstimateOptions {
   method?: Method;
   /** Energy-based temperatures. Default true. */
   calibrate?: boolean;
-  /** Fixed temperatures used when calibrate is false. Default 1. */
+  /** Fixed temperatures used when calibrate is false, in [1e-24, 1e24]. Default 1. */
   tempHigh?: number;
   tempLow?: number;
   /** 'topp' (default) or 'topk'. */
   selection?: SelectionMode;
-  /** Top-p thresholds in (0, 1]. Default 0.95. */
+  /** Top-p thresholds in [2^-149, 1] (2^-149: the smallest float32 > 0). Default 0.95. */
   tauHigh?: number;
   tauLow?: number;
   /** Top-k counts (selection 'topk'), integers >= 1. Default 16. */
@@ -43,7 +43,7 @@ export interface EstimateOptions {
 export type ResolvedEstimateOptions = Required<EstimateOptions>;
 
 export interface AttentionOptions {
-  /** Softmax scale. Default 1/sqrt(d). */
+  /** Softmax scale, in [1e-24, 1e24]. Default 1/sqrt(d). */
   softmaxScale?: number;
   /**
    * Also return the row log-sum-exp: float32 [b, Hq, Nq, 1], natural log of the

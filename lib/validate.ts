@@ -14,7 +14,7 @@
 import type { DType, EstimateOptions, HostBlockMask, Layout, DeviceSpec } from './types';
 import { tensor, resolveDevice, deviceName, type Tensor } from './tensor';
 import { estimate, attention } from './ops';
-import { resolveEstimateOptions } from './options';
+import { booleanField, checkOptionFields, integerIn, resolveEstimateOptions } from './options';
 import { encode16, decode16 } from './dtype';
 import { referenceEstimate, referenceAttention, maskDensity, type RefDims, type RefEstimate } from './reference';
 import { randomWorkload } from './workloads/random';
@@ -283,7 +283,7 @@ export async function runCase(c: ValidationCase, device: DeviceSpec): Promise<Ca
     const denseMax = maxAbsError(denseOut, denseRef);
     if (!(denseRel <= tol)) failures.push(`dense attention relative error ${denseRel.toExponential(2)} > ${tol}`);
 
-    const densityNative = await mask.density();
+    const densityNative = mask.density();
     mask.dispose();
     return {
       name: c.name,
@@ -367,10 +367,12 @@ export function validationCases(onGpu: boolean, quick: boolean, seed: number): V
  * d 64 and 128, both memory and rope layouts). `quick` runs fewer cases.
  */
 export async function validate(opts: { device?: DeviceSpec; seed?: number; quick?: boolean } = {}): Promise<ValidationReport> {
-  const device = opts.device ?? 'auto';
-  const index = resolveDevice(device);
+  const o = checkOptionFields(opts, ['device', 'seed', 'quick'], 'validate option');
+  const index = resolveDevice((o.device ?? 'auto') as DeviceSpec);
   const name = deviceName(index);
-  const cases = validationCases(index >= 0, opts.quick ?? false, opts.seed ?? 1);
+  const seed = o.seed === undefined ? 1 : integerIn('seed', o.seed, 0, Number.MAX_SAFE_INTEGER);
+  const quick = o.quick === undefined ? false : booleanField('quick', o.quick);
+  const cases = validationCases(index >= 0, quick, seed);
   const reports: CaseReport[] = [];
   for (const c of cases) reports.push(await runCase(c, name as DeviceSpec));
   return { device: name, passed: reports.every((r) => r.passed), tolerances: TOLERANCES, cases: reports };

@@ -122,7 +122,7 @@ describe('CPU estimate + attention', () => {
       expect(h.mask[row * h.nk + i + off]).toBe(1);
       expect(h.counts[row]).toBeGreaterThanOrEqual(2);
     }
-    const density = await mask.density();
+    const density = mask.density();
     expect(density).toBeGreaterThan(0);
     expect(density).toBeLessThanOrEqual(1);
     const out = await prism.attention(q, k, v, mask);

@@ -213,6 +213,7 @@ describe('progress display', () => {
     p.next('N=8K prism');
     p.clear();
     expect(chunks).toHaveLength(3);
+    // eslint-disable-next-line no-control-regex -- the terminal escape itself is under test
     expect(chunks[0]).toMatch(/^\r\[1\/2\] N=8K dense {2}\d+\.\ds\x1b\[K$/);
     expect(chunks[1]).toMatch(/^\r\[2\/2\] N=8K prism/);
     expect(chunks[2]).toBe('\r\x1b[K');

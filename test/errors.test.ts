@@ -83,6 +83,134 @@ describe('shape rules of the ops', () => {
   });
 });
 
+/** The error `p` rejects with: its class and message are both checked. */
+async function rejectsWith(p: Promise<unknown>, kind: ErrorConstructor, message: RegExp | string): Promise<void> {
+  const e = await p.then(
+    () => new Error('resolved'),
+    (err: unknown) => err,
+  );
+  expect(e).toBeInstanceOf(kind);
+  if (typeof message === 'string') expect((e as Error).message).toBe(message);
+  else expect((e as Error).message).toMatch(message);
+}
+
+function throwsWith(call: () => unknown, kind: ErrorConstructor, message: RegExp): void {
+  expect(call).toThrow(kind);
+  expect(call).toThrow(message);
+}
+
+describe('odd values name the argument instead of failing inside', () => {
+  const bare = (): object => Object.create(null) as object;
+  const shape: [number, number, number, number] = [1, 1, 1, 8];
+
+  test.each<[string, () => Promise<unknown>, ErrorConstructor, RegExp]>([
+    ['null-prototype data', () => prism.tensor(bare() as never, { shape, device: 'cpu' }), TypeError, /data for float32 must be a Float32Array, got object with a null prototype/],
+    ['null-prototype dtype', () => prism.tensor(f32(8), { shape, dtype: bare() as never, device: 'cpu' }), TypeError, /dtype must be one of float32, float16, bfloat16, got object with a null prototype/],
+    ['null-prototype layout', () => prism.tensor(f32(8), { shape, layout: bare() as never, device: 'cpu' }), TypeError, /layout must be 'bhnd' or 'bnhd', got object with a null prototype/],
+    ['symbol dtype', () => prism.tensor(f32(8), { shape, dtype: Symbol('f32') as never, device: 'cpu' }), TypeError, /dtype must be one of .*, got Symbol\(f32\)/],
+    ['BigInt dim', () => prism.tensor(f32(8), { shape: [1n, 1, 1, 8] as never, device: 'cpu' }), TypeError, /shape\[0\] \(batch\) must be a number, got bigint/],
+    ['BigInt dims of rank 3', () => prism.tensor(f32(8), { shape: [1n, 1, 8] as never, device: 'cpu' }), RangeError, /shape must have rank 4 \[batch, heads, n, d\], got \[1n, 1, 8\]/],
+    ['BigInt shape', () => prism.tensor(f32(8), { shape: 4n as never, device: 'cpu' }), TypeError, /shape must be an array \[batch, heads, n, d\], got bigint/],
+    ['misspelt option', () => prism.tensor(f32(8), { shape, dtyp: 'float16', device: 'cpu' } as never), TypeError, /unknown tensor option field 'dtyp'/],
+    ['options not an object', () => prism.tensor(f32(8), 'cpu' as never), TypeError, /opts must be an object of tensor options/],
+    ['a throwing getter', () => prism.tensor(f32(8), { get shape(): never { throw new Error('boom'); } }), TypeError, /opts\.shape could not be read: boom/],
+    ['Float32Array over a 16-bit dtype', () => prism.tensor(f32(8), { shape, dtype: 'float16', device: 'cpu' }), TypeError, /float16 must be a Uint16Array/],
+  ])('tensor(): %s', async (_name, make, kind, message) => {
+    await rejectsWith(make(), kind, message);
+  });
+
+  test('empty() takes no shape or unknown field in its options', () => {
+    throwsWith(() => prism.empty(shape, { shape } as never), TypeError, /unknown tensor option field 'shape'/);
+    throwsWith(() => prism.empty(shape, 5 as never), TypeError, /opts must be an object/);
+    throwsWith(() => prism.empty([1, 1, 1] as never), RangeError, /shape must have rank 4/);
+  });
+
+  test('prefill checks q and k like the other ops', async () => {
+    const q = await cpuTensor([1, 1, 16, 8]);
+    await rejectsWith(prism.prefill(undefined as never, q, q), TypeError, 'q must be a Tensor (from tensor(), empty(), fromDevicePointer() or an op), got undefined');
+    await rejectsWith(prism.prefill(q, null as never, q), TypeError, /^k must be a Tensor .*, got null$/);
+    await rejectsWith(prism.prefill(q, q, 3 as never), TypeError, /^v must be a Tensor .*, got number$/);
+  });
+
+  test('a forged Tensor or BlockMask is a TypeError in every op', async () => {
+    const q = await cpuTensor([1, 1, 16, 8]);
+    const forged = Object.create(prism.Tensor.prototype) as Tensor;
+    const noHandle = /must be a Tensor .*, got an object made from Tensor\.prototype without a native tensor/;
+    await rejectsWith(prism.estimate(forged, q), TypeError, noHandle);
+    await rejectsWith(prism.timeEstimate(q, forged), TypeError, /^k must be a Tensor/);
+    await rejectsWith(prism.attention(q, q, forged), TypeError, /^v must be a Tensor/);
+    await rejectsWith(prism.timeAttention(forged, q, q), TypeError, noHandle);
+    await rejectsWith(prism.prefill(forged, q, q), TypeError, noHandle);
+    await rejectsWith(prism.massRecall(forged, q, null, [[0, 0, 0]]), TypeError, noHandle);
+    await rejectsWith(prism.relativeError(q, forged), TypeError, /^b must be a Tensor .* without a native tensor/);
+    // The handle itself cannot be forged from the addon's prototype either.
+    const fakeHandle = Object.create(Object.getPrototypeOf(q.native)) as never;
+    throwsWith(() => new prism.Tensor(fakeHandle, [1, 1, 16, 8], 'float32', 'bhnd'), TypeError, /handle must be a native tensor/);
+    throwsWith(() => new prism.Tensor({} as never, [1, 1, 16, 8], 'float32', 'bhnd'), TypeError, /handle must be a native tensor/);
+    const withFakeHandle = Object.assign(Object.create(prism.Tensor.prototype) as object, { native: fakeHandle });
+    await rejectsWith(prism.estimate(q, withFakeHandle as never), TypeError, /^k must be a Tensor/);
+    const mask = Object.create(prism.BlockMask.prototype) as never;
+    await rejectsWith(prism.attention(q, q, q, mask), TypeError, /^mask must be a BlockMask \(from estimate, prefill or blockMask\) or null, got BlockMask$/);
+    await rejectsWith(prism.massRecall(q, q, mask, [[0, 0, 0]]), TypeError, /^mask must be a BlockMask/);
+    throwsWith(() => new prism.BlockMask(q as never, 'cpu', 0, {} as never), TypeError, /BlockMask is made by estimate\(\), prefill\(\) or blockMask\(\)/);
+  });
+
+  test('run options and timing', async () => {
+    const q = await cpuTensor([1, 1, 16, 8]);
+    await rejectsWith(prism.estimate(q, q, {}, { timing: null as never }), TypeError, 'run.timing must be an object { warmup?, iters }, got null');
+    await rejectsWith(prism.attention(q, q, q, null, {}, { timing: null as never }), TypeError, /^run\.timing must be an object/);
+    await rejectsWith(prism.timeEstimate(q, q, {}, null as never), TypeError, /^timing must be an object/);
+    await rejectsWith(prism.estimate(q, q, {}, 5 as never), TypeError, /^run must be an object of run options, got number$/);
+    await rejectsWith(prism.estimate(q, q, {}, { timng: { iters: 1 } } as never), TypeError, /unknown run option field 'timng'/);
+    await rejectsWith(prism.estimate(q, q, {}, { timing: { iters: '3' as never } }), TypeError, 'run.timing.iters must be a number, got string');
+    await rejectsWith(prism.attention(q, q, q, null, {}, { timing: { iters: 0 } }), RangeError, /run\.timing\.iters must be an integer in \[1, 100000\], got 0/);
+    await rejectsWith(prism.timeAttention(q, q, q, null, {}, { iters: 1, warmup: 10001 }), RangeError, /timing\.warmup must be an integer in \[0, 10000\], got 10001/);
+    await rejectsWith(prism.timeAttention(q, q, q, null, {}, { iters: 1, warmups: 1 } as never), TypeError, /unknown timing field 'warmups'/);
+    // The limits are the addon's: the largest values run.
+    const ok = await prism.estimate(q, q, {}, { timing: { warmup: 0, iters: 2 } });
+    expect(ok.timesMs).toHaveLength(2);
+  });
+
+  test('massRecall rows of the wrong kind', async () => {
+    const q = await cpuTensor([1, 2, 8, 4]);
+    await rejectsWith(prism.massRecall(q, q, null, [[0, 0, Object.create(null) as never]]), TypeError, 'rows[0]: row must be a number, got object with a null prototype');
+    await rejectsWith(prism.massRecall(q, q, null, [Object.create(null) as never]), TypeError, /^rows\[0\]: batch must be a number, got object with a null prototype$/);
+    await rejectsWith(prism.massRecall(q, q, null, [[0, 0]] as never), TypeError, /^rows\[0\] must be \[batch, head, row\], got Array$/);
+    await rejectsWith(prism.massRecall(q, q, null, [0, 1]), RangeError, /flat rows list must hold \(batch, head, row\) triples, got 2 values/);
+    await rejectsWith(prism.massRecall(q, q, null, 'rows' as never), TypeError, /^rows must be a non-empty array/);
+    await rejectsWith(prism.massRecall(q, q, null, [0, 1, 8]), RangeError, /^rows\[2\]: row must be an integer in \[0, 7\], got 8$/);
+    // Both forms work.
+    const flat = await prism.massRecall(q, q, null, new Int32Array([0, 1, 7]));
+    expect(Array.from(flat)).toEqual([1]);
+  });
+
+  test.each<[string, () => unknown, RegExp]>([
+    ['toBFloat16(null)', () => prism.toBFloat16(null as never), /^toBFloat16: x must be a Float32Array, got null$/],
+    ['toFloat16(undefined)', () => prism.toFloat16(undefined as never), /^toFloat16: x must be a Float32Array, got undefined$/],
+    ['toFloat16(string)', () => prism.toFloat16('abc' as never), /^toFloat16: x must be a Float32Array, got string$/],
+    ['fromBFloat16(Float32Array)', () => prism.fromBFloat16(f32(4) as never), /^fromBFloat16: x must be a Uint16Array, got Float32Array$/],
+    ['fromFloat16(plain array)', () => prism.fromFloat16([1, 2] as never), /^fromFloat16: x must be a Uint16Array, got Array$/],
+    ['toBFloat16 wrong out', () => prism.toBFloat16(f32(4), new Float32Array(4) as never), /^toBFloat16: out must be a Uint16Array, got Float32Array$/],
+    ['fromFloat16 short out', () => prism.fromFloat16(new Uint16Array(4), new Float32Array(3)), /^fromFloat16: out is shorter than the input$/],
+  ])('%s', (_name, call, message) => {
+    throwsWith(call, /shorter/.test(message.source) ? RangeError : TypeError, message);
+  });
+
+  test('typed arrays over a SharedArrayBuffer are copied when tensor() is called', async () => {
+    const shared = new Float32Array(new SharedArrayBuffer(8 * 4));
+    shared.set(f32(8));
+    const pending = prism.tensor(shared, { shape, device: 'cpu' });
+    shared.fill(-1); // another thread could do this while the upload runs
+    expect(Array.from(await (await pending).toHost())).toEqual(Array.from(f32(8)));
+    const bits = new Uint16Array(new SharedArrayBuffer(8 * 2));
+    bits.set(prism.toBFloat16(f32(8)));
+    const t = await prism.tensor(bits, { shape, dtype: 'bfloat16', device: 'cpu' });
+    expect(Array.from(await t.toFloat32())).toEqual(Array.from(prism.fromBFloat16(prism.toBFloat16(f32(8)))));
+    // The conversions read shared memory as well.
+    expect(Array.from(prism.fromBFloat16(bits))).toEqual(Array.from(await t.toFloat32()));
+  });
+});
+
 describe('options', () => {
   const d = 128;
   test('defaults follow head_dim', () => {
@@ -97,10 +225,10 @@ describe('options', () => {
     [{ block: 2048 }, RangeError, /\[16, 1024\]/],
     [{ highDims: 63 }, RangeError, /highDims must be an even integer in \[2, 128\]/],
     [{ lowDims: 256 }, RangeError, /lowDims must be an integer in \[2, 128\]/],
-    [{ tauHigh: 0 }, RangeError, /tauHigh must be in \(0, 1\]/],
-    [{ tauLow: 1.5 }, RangeError, /tauLow must be in \(0, 1\]/],
+    [{ tauHigh: 0 }, RangeError, /tauHigh must be in \[1\.401298464324817e-45 \(2\^-149, the smallest float32 > 0\), 1\], got 0/],
+    [{ tauLow: 1.5 }, RangeError, /tauLow must be in \[1\.401298464324817e-45 .*, 1\], got 1\.5/],
     [{ tempHigh: Infinity }, RangeError, /tempHigh must be finite/],
-    [{ tempLow: -1 }, RangeError, /tempLow must be finite and > 0/],
+    [{ tempLow: -1 }, RangeError, /tempLow must be in \[1e-24, 1e\+24\], got -1/],
     [{ topkHigh: 0 }, RangeError, /topkHigh must be an integer in \[1,/],
     [{ topkLow: 2.5 }, RangeError, /topkLow/],
     [{ calibrate: 'yes' }, TypeError, /calibrate must be a boolean/],
@@ -115,7 +243,7 @@ describe('options', () => {
   test('estimate and attention reject bad options before running', async () => {
     const q = await cpuTensor([1, 1, 16, 8]);
     await expect(prism.estimate(q, q, { tauHigh: NaN })).rejects.toThrow(RangeError);
-    await expect(prism.attention(q, q, q, null, { softmaxScale: -1 })).rejects.toThrow(/softmaxScale must be finite and > 0/);
+    await expect(prism.attention(q, q, q, null, { softmaxScale: -1 })).rejects.toThrow(/softmaxScale must be in \[1e-24, 1e\+24\], got -1/);
     await expect(prism.attention(q, q, q, null, { scale: 1 } as never)).rejects.toThrow(/unknown attention option field 'scale'/);
     await expect(prism.prefill(q, q, q, { bogus: 1 } as never)).rejects.toThrow(/unknown prefill option field 'bogus'/);
   });

@@ -215,7 +215,7 @@ function servingSuite(device: DeviceSpec, dtypes: DType[], d: number, block: num
     const { lse } = await attention(tq, tk, tv, m, { returnLse: true });
     expect(await bytesEqual(p.lse!, lse)).toBe(true);
     // no mask returned, caller-owned output: the same numbers, written in place
-    const out = await empty([1, 4, 4 * block - 20, d], { dtype, device });
+    const out = empty([1, 4, 4 * block - 20, d], { dtype, device });
     const q2 = await prefill(tq, tk, tv, opts, { out, returnMask: false });
     expect(q2.output).toBe(out);
     expect(q2.mask).toBeNull();
@@ -227,14 +227,14 @@ function servingSuite(device: DeviceSpec, dtypes: DType[], d: number, block: num
   test('attention writes into run.out; a mismatched out is a RangeError', async () => {
     const s: Setup = { hq: 2, hkv: 2, nq: block, nk: block, d, dtype: dtypes[0] };
     const { tq, tk, tv } = await randomQkv(s, device, 2);
-    const out = await empty([1, 2, block, d], { dtype: s.dtype, device });
+    const out = empty([1, 2, block, d], { dtype: s.dtype, device });
     const got = await attention(tq, tk, tv, null, {}, { out });
     expect(got).toBe(out);
     expect(await bytesEqual(out, await attention(tq, tk, tv, null))).toBe(true);
-    const wrong = await empty([1, 2, block, d], { dtype: s.dtype === 'float16' ? 'bfloat16' : 'float16', device });
+    const wrong = empty([1, 2, block, d], { dtype: s.dtype === 'float16' ? 'bfloat16' : 'float16', device });
     await expect(attention(tq, tk, tv, null, {}, { out: wrong })).rejects.toThrow(/run.out must match q/);
     await expect(attention(tq, tk, tv, null, {}, { out: {} as Tensor })).rejects.toThrow(TypeError);
-    await expect(attention(tq, tk, tv, null, {}, { bogus: 1 } as never)).rejects.toThrow(/unknown run option 'bogus'/);
+    await expect(attention(tq, tk, tv, null, {}, { bogus: 1 } as never)).rejects.toThrow(/unknown run option field 'bogus'/);
     await expect(prefill(tq, tk, tv, {}, { returnMask: 'no' } as never)).rejects.toThrow(/returnMask must be a boolean/);
     for (const t of [out, wrong, tq, tk, tv]) t.dispose();
   });

@@ -133,7 +133,7 @@ describe('structured workload', () => {
     const k = await tensor(w.k, { shape: [s.batch, s.hkv, s.nk, s.d], dtype: w.dtype, device: 'cpu' });
     try {
       const m = await estimate(q, k, { method });
-      const density = await m.density();
+      const density = m.density();
       let mean = 1;
       let min = 1;
       if (rows) {

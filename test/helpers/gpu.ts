@@ -27,7 +27,6 @@ export const describeGpu = (name: string, fn: () => void): void => {
       });
     });
   } else {
-    // eslint-disable-next-line no-console
     console.warn(`[skipped: no GPU] ${name}: ${gpu.reason}`);
     describe.skip(name, fn);
   }

@@ -1,0 +1,183 @@
+// Every function and class exported at the top of the package, called with
+// garbage in one argument at a time (numbers, strings, symbols, BigInts,
+// null-prototype objects, Proxies whose traps throw, revoked Proxies, getters
+// that throw, forged Tensors): each call must throw (sync functions) or
+// reject (async ones) with a TypeError or RangeError whose message starts with
+// the argument's name. Run in a child process on dist/, as a user would load
+// the package, so that a crash of the process also fails the test.
+import { spawnSync } from 'child_process';
+import * as path from 'path';
+
+const root = path.resolve(__dirname, '..');
+
+const script = String.raw`
+'use strict';
+const p = require(process.argv[1]);
+process.on('unhandledRejection', (e) => {
+  console.error('unhandled rejection', e);
+  process.exit(3);
+});
+
+const trap = () => { throw new Error('trap'); };
+const throwing = new Proxy({}, { get: trap, has: trap, ownKeys: trap, getPrototypeOf: trap, getOwnPropertyDescriptor: trap });
+const revoked = Proxy.revocable({}, {});
+revoked.revoke();
+const getterThrows = (field) => Object.defineProperty({}, field, { enumerable: true, get() { throw new Error('getter'); } });
+
+// name -> value; the kinds below leave out the values that are valid for them
+const GARBAGE = {
+  zero: 0, negative: -1, NaN: NaN, fraction: 1.5, string: 'x', emptyString: '', symbol: Symbol('s'), bigint: 10n,
+  function: () => 1, array: [1, 2], nullPrototype: Object.create(null), object: {}, date: new Date(0),
+  throwingProxy: throwing, revokedProxy: revoked.proxy, forgedTensor: Object.create(p.Tensor.prototype),
+  forgedMask: Object.create(p.BlockMask.prototype), null: null, undefined: undefined, true: true,
+};
+// Objects without own fields (forged ones included) are empty options: the defaults.
+const EMPTY_OPTIONS = ['undefined', 'null', 'nullPrototype', 'object', 'date', 'forgedTensor', 'forgedMask'];
+const VALID = {
+  required: [],
+  options: EMPTY_OPTIONS,
+  timing: ['undefined'],
+  maskOrNull: ['null'],
+  maskOptional: ['undefined', 'null'],
+  device: ['undefined', 'null'], // 'auto'
+  out: ['undefined', 'null'],
+  ptr: ['bigint'],
+};
+
+(async () => {
+  const shape = [1, 2, 16, 8];
+  const data = new Float32Array(256).map((_, i) => Math.sin(i));
+  const q = await p.tensor(data, { shape, device: 'cpu' });
+  const mask = await p.estimate(q, q, { block: 16 });
+  const f32 = new Float32Array(4);
+  const u16 = new Uint16Array(4);
+
+  // [function, async?, call(args), valid args, per argument: [name, kind, message start, field for a throwing getter]]
+  const table = [
+    ['tensor', true, (a) => p.tensor(...a), [data, { shape, device: 'cpu' }],
+      [['data', 'required', '^data for float32 must be a Float32Array'], ['opts', 'required', '^(opts(\\.\\w+)?|shape) ', 'shape']]],
+    ['empty', false, (a) => p.empty(...a), [shape, { device: 'cpu' }],
+      [['shape', 'required', '^shape'], ['opts', 'options', '^opts(\\.\\w+)? ', 'dtype']]],
+    ['fromDevicePointer', false, (a) => p.fromDevicePointer(...a), [1n, { shape, device: 'cpu' }],
+      [['ptr', 'ptr', '^ptr must be'], ['opts', 'required', '^(opts(\\.\\w+)?|shape) ', 'shape']]],
+    ['resolveDevice', false, (a) => p.resolveDevice(...a), ['cpu'], [['spec', 'device', '^device must be']]],
+    ['Tensor.to', true, (a) => q.to(...a), ['cpu'], [['device', 'device', '^device must be']]],
+    ['resolveEstimateOptions', false, (a) => p.resolveEstimateOptions(...a), [{}, 64],
+      [['opts', 'options', '^opts(\\.\\w+)? ', 'tauHigh'], ['headDim', 'required', '^headDim must be']]],
+    ['resolveAttentionOptions', false, (a) => p.resolveAttentionOptions(...a), [{}],
+      [['opts', 'options', '^opts(\\.\\w+)? ', 'softmaxScale']]],
+    ['estimate', true, (a) => p.estimate(...a), [q, q, {}, {}],
+      [['q', 'required', '^q must be a Tensor'], ['k', 'required', '^k must be a Tensor'],
+       ['opts', 'options', '^opts(\\.\\w+)? ', 'block'], ['run', 'options', '^run(\\.\\w+)? ', 'timing']]],
+    ['timeEstimate', true, (a) => p.timeEstimate(...a), [q, q, {}, { iters: 1 }],
+      [['q', 'required', '^q must be a Tensor'], ['k', 'required', '^k must be a Tensor'],
+       ['opts', 'options', '^opts(\\.\\w+)? ', 'block'], ['timing', 'timing', '^timing(\\.\\w+)? ', 'iters']]],
+    ['attention', true, (a) => p.attention(...a), [q, q, q, null, {}, {}],
+      [['q', 'required', '^q must be a Tensor'], ['k', 'required', '^k must be a Tensor'], ['v', 'required', '^v must be a Tensor'],
+       ['mask', 'maskOptional', '^mask must be a BlockMask'], ['opts', 'options', '^opts(\\.\\w+)? ', 'softmaxScale'],
+       ['run', 'options', '^run(\\.\\w+)? ', 'timing']]],
+    ['timeAttention', true, (a) => p.timeAttention(...a), [q, q, q, null, {}, { iters: 1 }],
+      [['q', 'required', '^q must be a Tensor'], ['k', 'required', '^k must be a Tensor'], ['v', 'required', '^v must be a Tensor'],
+       ['mask', 'maskOptional', '^mask must be a BlockMask'], ['opts', 'options', '^opts(\\.\\w+)? ', 'softmaxScale'],
+       ['timing', 'timing', '^timing(\\.\\w+)? ', 'warmup']]],
+    ['prefill', true, (a) => p.prefill(...a), [q, q, q, { block: 16 }, {}],
+      [['q', 'required', '^q must be a Tensor'], ['k', 'required', '^k must be a Tensor'], ['v', 'required', '^v must be a Tensor'],
+       ['opts', 'options', '^opts(\\.\\w+)? ', 'tauLow'], ['run', 'options', '^run(\\.\\w+)? ', 'returnMask']]],
+    ['blockMask', true, (a) => p.blockMask(...a), [[[0]], { batch: 1, heads: 1, queryLength: 16, keyLength: 16, block: 16, device: 'cpu' }],
+      [['lists', 'required', '^lists'], ['opts', 'required', '^opts(\\.\\w+)? ', 'block']]],
+    ['massRecall', true, (a) => p.massRecall(...a), [q, q, mask, [[0, 0, 0]], {}],
+      [['q', 'required', '^q must be a Tensor'], ['k', 'required', '^k must be a Tensor'],
+       ['mask', 'maskOrNull', '^mask must be a BlockMask'], ['rows', 'required', '^(a flat )?rows'],
+       ['opts', 'options', '^opts(\\.\\w+)? ', 'softmaxScale']]],
+    ['relativeError', true, (a) => p.relativeError(...a), [q, q],
+      [['a', 'required', '^a must be a Tensor'], ['b', 'required', '^b must be a Tensor']]],
+    ['toBFloat16', false, (a) => p.toBFloat16(...a), [f32, u16],
+      [['x', 'required', '^toBFloat16: x must be'], ['out', 'out', '^toBFloat16: out ']]],
+    ['toFloat16', false, (a) => p.toFloat16(...a), [f32, u16],
+      [['x', 'required', '^toFloat16: x must be'], ['out', 'out', '^toFloat16: out ']]],
+    ['fromBFloat16', false, (a) => p.fromBFloat16(...a), [u16, f32],
+      [['x', 'required', '^fromBFloat16: x must be'], ['out', 'out', '^fromBFloat16: out ']]],
+    ['fromFloat16', false, (a) => p.fromFloat16(...a), [u16, f32],
+      [['x', 'required', '^fromFloat16: x must be'], ['out', 'out', '^fromFloat16: out ']]],
+    ['validate', true, (a) => p.validate(...a), [{ device: 'cpu', quick: true }],
+      [['opts', 'options', '^(opts(\\.\\w+)?|unknown validate option field) ', 'seed']]],
+    ['new Tensor', false, (a) => new p.Tensor(...a), [q.native, shape, 'float32', 'bhnd'],
+      [['handle', 'required', '^handle must be a native tensor']]],
+    ['new BlockMask', false, (a) => new p.BlockMask(...a), [{ batch: 1, heads: 1, queryLength: 16, keyLength: 16, block: 16 }, 'cpu', mask.selected, mask.parts],
+      [['shape', 'required', '^BlockMask is made by estimate\\(\\)'],
+       ['device', 'required', '^BlockMask is made by estimate\\(\\)'],
+       ['selected', 'required', '^BlockMask is made by estimate\\(\\)'],
+       ['parts', 'required', '^BlockMask is made by estimate\\(\\)']]],
+  ];
+
+  const results = [];
+  for (const [fn, isAsync, call, valid, args] of table) {
+    args.forEach(([arg, kind, message, getterField], position) => {
+      const values = Object.entries(GARBAGE).filter(([name]) => !VALID[kind].includes(name));
+      if (getterField) values.push([getterField + ' getter throws', getterThrows(getterField)]);
+      for (const [name, value] of values) {
+        const a = [...valid];
+        a[position] = value;
+        results.push({ fn, isAsync, arg, name, message, run: () => call(a) });
+      }
+    });
+  }
+
+  const report = [];
+  for (const r of results) {
+    let outcome;
+    try {
+      const ret = r.run();
+      if (r.isAsync) {
+        if (!(ret instanceof Promise)) outcome = { how: 'returned a non-promise' };
+        else outcome = await ret.then(() => ({ how: 'resolved' }), (e) => ({ how: 'rejected', e }));
+      } else {
+        outcome = { how: 'returned' };
+      }
+    } catch (e) {
+      outcome = { how: 'threw', e };
+    }
+    const e = outcome.e;
+    const kind = e instanceof TypeError ? 'TypeError' : e instanceof RangeError ? 'RangeError' : e === undefined ? 'none' : String(e && e.name);
+    const text = e instanceof Error ? e.message : String(e);
+    const ok = outcome.how === (r.isAsync ? 'rejected' : 'threw') && (kind === 'TypeError' || kind === 'RangeError') && new RegExp(r.message).test(text);
+    report.push({ call: r.fn + ' ' + r.arg + ' = ' + r.name, ok, how: outcome.how, kind, text });
+  }
+  process.stdout.write(JSON.stringify(report));
+})().catch((e) => {
+  console.error('harness failed', e);
+  process.exit(2);
+});
+`;
+
+interface Row {
+  call: string;
+  ok: boolean;
+  how: string;
+  kind: string;
+  text: string;
+}
+
+test('garbage in any argument of any public function is a TypeError or RangeError naming the argument', () => {
+  const r = spawnSync(process.execPath, ['-e', script, path.join(root, 'dist', 'lib', 'index.js')], {
+    cwd: root,
+    encoding: 'utf8',
+    timeout: 60_000,
+    maxBuffer: 64 * 1024 * 1024,
+  });
+  expect({ status: r.status, signal: r.signal, stderr: r.stderr }).toEqual({ status: 0, signal: null, stderr: '' });
+  const rows = JSON.parse(r.stdout) as Row[];
+  const bad = rows.filter((x) => !x.ok).map((x) => `${x.call}: ${x.how} ${x.kind}: ${x.text}`);
+  expect(bad).toEqual([]);
+  // The table really ran: every function, each with many values.
+  const functions = new Set(rows.map((x) => x.call.split(' ')[0] + (x.call.startsWith('new ') ? ' ' + x.call.split(' ')[1] : '')));
+  expect(functions.size).toBe(22);
+  expect(rows.length).toBeGreaterThan(500);
+  // A sample of the messages, as the user sees them.
+  const text = (call: string): string | undefined => rows.find((x) => x.call === call)?.text;
+  expect(text('estimate q = undefined')).toBe('q must be a Tensor (from tensor(), empty(), fromDevicePointer() or an op), got undefined');
+  expect(text('estimate opts = throwingProxy')).toBe('opts could not be read: trap');
+  expect(text('estimate opts = block getter throws')).toBe('opts.block could not be read: getter');
+  expect(text('tensor data = symbol')).toBe('data for float32 must be a Float32Array, got symbol');
+  expect(text('massRecall rows = revokedProxy')).toMatch(/^rows\.length could not be read: /);
+});
