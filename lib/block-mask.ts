@@ -195,7 +195,7 @@ function hasField(x: object, key: string): boolean {
   try {
     return key in x;
   } catch (e) {
-    throw new TypeError(`lists could not be read: ${e instanceof Error ? e.message : show(e)}`);
+    throw new TypeError(`lists could not be read: ${e instanceof Error ? e.message : show(e)}`, { cause: e });
   }
 }
 
