@@ -1,4 +1,5 @@
-import { structuredWorkload, randomWorkload, assignHeadKinds } from '../lib/workloads/index';
+import { createHash } from 'crypto';
+import { structuredWorkload, randomWorkload, assignHeadKinds, structuredGenerator, structuredHead, StructuredGenerator } from '../lib/workloads/index';
 import { toBFloat16, toFloat16 } from '../lib/dtype';
 import { info } from '../lib/native';
 import { tensor } from '../lib/tensor';
@@ -55,6 +56,64 @@ describe('structured workload', () => {
     expect(same(bf.q, toBFloat16(f.q as Float32Array))).toBe(true);
     expect(same(hf.k, toFloat16(f.k as Float32Array))).toBe(true);
     expect(same(hf.v, toFloat16(f.v as Float32Array))).toBe(true);
+  });
+
+  // sha256 (first 16 hex digits) of q, k, v as generated before the generator
+  // could make parts: the whole workload keeps its bytes for a given seed.
+  test.each([
+    [{ seqLen: 1024, hq: 8, hkv: 2, d: 64, segmentLength: 256, slashOffsets: [64, 200], seed: 7 }, ['09d85f0f93762418', '9aab67f2ceef0cb6', '9a3fa75ec2b84746']],
+    [{ seqLen: 3000, nq: 700, hq: 6, hkv: 3, d: 128, seed: 1, dtype: 'bfloat16' as const, batch: 2 }, ['5380e132c10b8743', '4a2210ec20ae5355', '8f35fa4042600042']],
+    [{ seqLen: 2048, hq: 4, hkv: 1, d: 128, seed: 3, dtype: 'float16' as const, ropeLayout: 'interleaved' as const }, ['590379d059ce5568', '4da1a4a6e528138c', 'dd8829b43c82f44d']],
+  ])('whole workload bytes are unchanged: %j', (opts, hashes) => {
+    const w = structuredWorkload(opts);
+    const hash = (a: Float32Array | Uint16Array): string =>
+      createHash('sha256').update(Buffer.from(a.buffer, a.byteOffset, a.byteLength)).digest('hex').slice(0, 16);
+    expect([hash(w.q), hash(w.k), hash(w.v)]).toEqual(hashes);
+  });
+
+  test.each(['float32', 'bfloat16', 'float16'] as const)('parts generated one head at a time equal the slices of the whole workload (%s)', (dtype) => {
+    const opts = { seqLen: 700, nq: 300, hq: 6, hkv: 2, d: 32, batch: 2, seed: 12, dtype, segmentLength: 128, slashOffsets: [64, 200] };
+    const whole = structuredWorkload(opts);
+    const gen = structuredGenerator(opts);
+    expect(gen).toBeInstanceOf(StructuredGenerator);
+    expect(gen.shape).toEqual(whole.shape);
+    expect(gen.headKinds).toEqual(whole.headKinds);
+    expect(gen.group).toBe(3);
+    const qn = gen.queryHeadElements;
+    const kn = gen.kvHeadElements;
+    expect(qn).toBe(300 * 32);
+    expect(kn).toBe(700 * 32);
+    const qSlice = (b: number, h: number) => whole.q.subarray((b * 6 + h) * qn, (b * 6 + h + 1) * qn);
+    const kvSlice = (x: Float32Array | Uint16Array, b: number, g: number) => x.subarray((b * 2 + g) * kn, (b * 2 + g + 1) * kn);
+    // any order: last head first, batch entries interleaved
+    for (const [b, h] of [[1, 5], [0, 0], [1, 0], [0, 4], [0, 5], [1, 3]]) expect(same(gen.queryHead(b, h), qSlice(b, h))).toBe(true);
+    for (const [b, g] of [[1, 1], [0, 0], [1, 0], [0, 1]]) {
+      const { k, v } = gen.keyValueHead(b, g);
+      expect(same(k, kvSlice(whole.k, b, g)) && same(v, kvSlice(whole.v, b, g))).toBe(true);
+    }
+    const seen: string[] = [];
+    for (const part of gen.groups()) {
+      seen.push(`${part.batch}/${part.kvHead}`);
+      const q0 = (part.batch * 6 + part.kvHead * 3) * qn;
+      expect(same(part.q, whole.q.subarray(q0, q0 + 3 * qn))).toBe(true);
+      expect(same(part.k, kvSlice(whole.k, part.batch, part.kvHead))).toBe(true);
+      expect(same(part.v, kvSlice(whole.v, part.batch, part.kvHead))).toBe(true);
+    }
+    expect(seen).toEqual(['0/0', '0/1', '1/0', '1/1']);
+    expect(same(structuredHead(opts, 4, 1), qSlice(1, 4))).toBe(true);
+    // into a caller's array at an offset
+    const out = dtype === 'float32' ? new Float32Array(qn + 5) : new Uint16Array(qn + 5);
+    gen.queryHead(0, 2, out, 5);
+    expect(same(out.subarray(5), qSlice(0, 2))).toBe(true);
+  });
+
+  test('part indices and output arrays are checked', () => {
+    const gen = structuredGenerator({ seqLen: 256, hq: 4, hkv: 2, d: 16, dtype: 'bfloat16' });
+    expect(() => gen.queryHead(0, 4)).toThrow(/query head must be an integer in \[0, 3\], got 4/);
+    expect(() => gen.queryHead(1, 0)).toThrow(/batch must be an integer in \[0, 0\], got 1/);
+    expect(() => gen.keyValueHead(0, 2)).toThrow(/kv head must be an integer in \[0, 1\], got 2/);
+    expect(() => gen.queryHead(0, 0, new Float32Array(4096))).toThrow(/out must be a Uint16Array for bfloat16, got Float32Array/);
+    expect(() => gen.queryHead(0, 0, new Uint16Array(4096), 1)).toThrow(/4096 at offset 1 do not fit/);
   });
 
   test('nq < seqLen gives the last positions', () => {

@@ -80,6 +80,7 @@
 import type { DType, RopeLayout } from '../types';
 import { Rng, mixSeed } from '../rng';
 import { f16BitsFromF32Bits } from '../dtype';
+import { typedArrayName, typeName } from '../args';
 import type { Workload, WorkloadShape } from './index';
 
 export type HeadKind = 'local' | 'slash' | 'retrieval' | 'diffuse';
@@ -292,92 +293,225 @@ const KIND_WEIGHTS: Record<HeadKind, { local: number; slash: number; recency: nu
   diffuse: { local: 0.15, slash: 0, recency: 0.6, horizon: 1, self: 0.5, retrieval: 0, sink: 0.5 },
 };
 
+/** Data of one generated part: Float32Array, or Uint16Array bits for float16 / bfloat16. */
+export type StructuredData = Float32Array | Uint16Array;
+
+/** One kv head of one batch entry and its query heads, as StructuredGenerator.kvGroup() makes them. */
+export interface StructuredGroup {
+  batch: number;
+  /** The kv head g; the query heads are [g * group, (g + 1) * group). */
+  kvHead: number;
+  /** [group, nq, d]: the group's query heads, one after the other. */
+  q: StructuredData;
+  /** [nk, d] */
+  k: StructuredData;
+  /** [nk, d] */
+  v: StructuredData;
+}
+
+/** Topic segments of one batch entry (the sequence-level state). */
+interface SequenceState {
+  nSeg: number;
+  segOf: Int32Array;
+  segCentre: number[];
+}
+
+/** Content of one kv head: positional vector c, topics T_m, sink direction u. */
+interface KvHeadState {
+  cx: Float64Array;
+  cy: Float64Array;
+  tx: Float64Array;
+  ty: Float64Array;
+  ux: Float64Array;
+  uy: Float64Array;
+}
+
+const TOPIC_KEY_AMP = 0.5; // keys carry 0.5 T_m
+const SINK_KEY_AMP = 2; // sink keys carry 2u: larger key norm, as in real models
+
 /**
- * Generate a structured long-context workload (see the file comment for the
- * model). Output `{ q, k, v, shape, dtype, layout: 'bhnd', headKinds }`.
+ * The structured workload one part at a time: one query head, one kv head's
+ * keys and values, or one kv head with its query heads. Every part is seeded
+ * on its own (batch entry, head), so the parts are byte for byte the slices
+ * of structuredWorkload() with the same options, in any order. For inputs
+ * larger than one typed array (32 heads x 1M tokens x 128 = 2^32 elements)
+ * and for uploading head by head. Making a generator builds the RoPE tables
+ * (nk x structured pairs, float32 cos and sin: 512 MiB at 1M tokens, d 128);
+ * make one and ask it for every part.
  */
-export function structuredWorkload(opts: StructuredWorkloadOptions = {}): StructuredWorkload {
-  const o = resolve(opts);
-  const { batch, hq, hkv, seqLen: N, nq: Nq, d } = o;
-  const P = d / 2;
-  const group = hq / hkv;
-  const sqrtD = Math.sqrt(d);
-  const qStart = N - Nq;
+export class StructuredGenerator {
+  /** Shape of the whole workload. */
+  readonly shape: WorkloadShape;
+  readonly dtype: DType;
+  /** The kind of every query head. */
+  readonly headKinds: HeadKind[];
+  /** Query heads per kv head (GQA group). */
+  readonly group: number;
+  private readonly o: Resolved;
+  private readonly P: number;
+  private readonly sqrtD: number;
+  private readonly qStart: number;
+  private readonly dimX: Int32Array;
+  private readonly dimY: Int32Array;
+  private readonly theta: Float64Array;
+  private readonly rec0: number;
+  private readonly topic0: number;
+  private readonly SP: number;
+  private readonly spIndex: Int32Array;
+  private readonly qProfile: Float64Array;
+  private readonly sharpNorm2: number;
+  private readonly cosT: Float32Array;
+  private readonly sinT: Float32Array;
+  private readonly mode: number;
+  private seqCache: { b: number; s: SequenceState } | null = null;
+  private headCache: { b: number; g: number; s: KvHeadState } | null = null;
 
-  // pair -> dims
-  const dimX = new Int32Array(P);
-  const dimY = new Int32Array(P);
-  for (let p = 0; p < P; p++) {
-    if (o.ropeLayout === 'half') {
-      dimX[p] = p;
-      dimY[p] = p + P;
-    } else {
-      dimX[p] = 2 * p;
-      dimY[p] = 2 * p + 1;
+  constructor(opts: StructuredWorkloadOptions = {}) {
+    const o = resolve(opts);
+    this.o = o;
+    const { batch, hq, hkv, seqLen: N, nq: Nq, d } = o;
+    const P = d / 2;
+    this.P = P;
+    this.group = hq / hkv;
+    this.sqrtD = Math.sqrt(d);
+    this.qStart = N - Nq;
+    this.shape = { batch, hq, hkv, nq: Nq, nk: N, d };
+    this.dtype = o.dtype;
+    this.mode = o.dtype === 'float32' ? 0 : o.dtype === 'float16' ? 1 : 2;
+
+    // pair -> dims
+    const dimX = new Int32Array(P);
+    const dimY = new Int32Array(P);
+    for (let p = 0; p < P; p++) {
+      if (o.ropeLayout === 'half') {
+        dimX[p] = p;
+        dimY[p] = p + P;
+      } else {
+        dimX[p] = 2 * p;
+        dimY[p] = 2 * p + 1;
+      }
+    }
+    this.dimX = dimX;
+    this.dimY = dimY;
+    const theta = new Float64Array(P);
+    for (let p = 0; p < P; p++) theta[p] = Math.pow(o.ropeBase, (-2 * p) / d);
+    this.theta = theta;
+
+    // pair roles: sharp [0, sp), recency [P - rp, P), topic/sink [P - tp, P)
+    const sp = o.sharpPairs;
+    this.rec0 = P - o.recencyPairs;
+    this.topic0 = P - o.topicPairs;
+    const structPairs: number[] = [];
+    for (let p = 0; p < P; p++) if (p < sp || p >= this.rec0 || p >= this.topic0) structPairs.push(p);
+    const SP = structPairs.length;
+    this.SP = SP;
+    const spIndex = Int32Array.from(structPairs);
+    this.spIndex = spIndex;
+    // query weight profile over the sharp pairs: core 1, tail sharpTail, between 0
+    const qProfile = new Float64Array(P);
+    let qProfileSum = 0;
+    for (let p = 0; p < sp; p++) {
+      qProfile[p] = p < o.sharpCorePairs ? 1 : p >= sp - o.sharpTailPairs ? o.sharpTail : 0;
+      qProfileSum += qProfile[p];
+    }
+    this.qProfile = qProfile;
+    // |c|^2 over the sharp pairs, weighted by the query's pair profile (so that
+    // the peak logit is the given one)
+    this.sharpNorm2 = 2 * qProfileSum;
+
+    // RoPE tables for the structured pairs: [N, SP]
+    const cosT = new Float32Array(N * SP);
+    const sinT = new Float32Array(N * SP);
+    for (let t = 0; t < N; t++) {
+      for (let a = 0; a < SP; a++) {
+        const ang = t * theta[spIndex[a]];
+        cosT[t * SP + a] = Math.cos(ang);
+        sinT[t * SP + a] = Math.sin(ang);
+      }
+    }
+    this.cosT = cosT;
+    this.sinT = sinT;
+    this.headKinds = assignHeadKinds(hq, o.headMix, o.seed);
+  }
+
+  /** Elements of one query head: nq x d. */
+  get queryHeadElements(): number {
+    return this.shape.nq * this.shape.d;
+  }
+
+  /** Elements of one kv head's keys (and of its values): nk x d. */
+  get kvHeadElements(): number {
+    return this.shape.nk * this.shape.d;
+  }
+
+  /**
+   * Query head h of batch entry b: [nq, d]. With `out`, written there at
+   * element `offset` (and `out` returned).
+   */
+  queryHead(b: number, h: number, out?: StructuredData, offset = 0): StructuredData {
+    this.checkIndex('batch', b, this.shape.batch);
+    this.checkIndex('query head', h, this.shape.hq);
+    const dst = out ?? this.alloc(this.queryHeadElements);
+    this.checkOut(dst, offset, this.queryHeadElements);
+    this.genQueryHead(b, h, dst, offset);
+    return dst;
+  }
+
+  /**
+   * Keys and values of kv head g of batch entry b: [nk, d] each. With `out`,
+   * written into out.k and out.v at element `out.offset`.
+   */
+  keyValueHead(b: number, g: number, out?: { k: StructuredData; v: StructuredData; offset?: number }): { k: StructuredData; v: StructuredData } {
+    this.checkIndex('batch', b, this.shape.batch);
+    this.checkIndex('kv head', g, this.shape.hkv);
+    const n = this.kvHeadElements;
+    const k = out?.k ?? this.alloc(n);
+    const v = out?.v ?? this.alloc(n);
+    const offset = out?.offset ?? 0;
+    this.checkOut(k, offset, n);
+    this.checkOut(v, offset, n);
+    this.genKvHead(b, g, k, v, offset);
+    return { k, v };
+  }
+
+  /** Kv head g of batch entry b with its query heads [g * group, (g + 1) * group). */
+  kvGroup(b: number, g: number): StructuredGroup {
+    const { k, v } = this.keyValueHead(b, g);
+    const q = this.alloc(this.group * this.queryHeadElements);
+    for (let hh = 0; hh < this.group; hh++) this.genQueryHead(b, g * this.group + hh, q, hh * this.queryHeadElements);
+    return { batch: b, kvHead: g, q, k, v };
+  }
+
+  /** Every kv group, batch entry by batch entry, kv head by kv head. */
+  *groups(): Generator<StructuredGroup> {
+    for (let b = 0; b < this.shape.batch; b++) for (let g = 0; g < this.shape.hkv; g++) yield this.kvGroup(b, g);
+  }
+
+  private alloc(n: number): StructuredData {
+    return this.dtype === 'float32' ? new Float32Array(n) : new Uint16Array(n);
+  }
+
+  private checkIndex(what: string, x: number, n: number): void {
+    if (!Number.isInteger(x) || x < 0 || x >= n) throw new RangeError(`${what} must be an integer in [0, ${n - 1}], got ${x}`);
+  }
+
+  private checkOut(out: StructuredData, offset: number, n: number): void {
+    const want = this.dtype === 'float32' ? 'Float32Array' : 'Uint16Array';
+    if (typedArrayName(out) !== want) throw new TypeError(`out must be a ${want} for ${this.dtype}, got ${typeName(out)}`);
+    if (!Number.isInteger(offset) || offset < 0 || offset + n > out.length) {
+      throw new RangeError(`out has ${out.length} elements: ${n} at offset ${offset} do not fit`);
     }
   }
-  const theta = new Float64Array(P);
-  for (let p = 0; p < P; p++) theta[p] = Math.pow(o.ropeBase, (-2 * p) / d);
 
-  // pair roles: sharp [0, sp), recency [P - rp, P), topic/sink [P - tp, P)
-  const sp = o.sharpPairs;
-  const rp = o.recencyPairs;
-  const tp = o.topicPairs;
-  const rec0 = P - rp;
-  const topic0 = P - tp;
-  const isSharp = (p: number): boolean => p < sp;
-  const isRec = (p: number): boolean => p >= rec0;
-  const structPairs: number[] = [];
-  for (let p = 0; p < P; p++) if (isSharp(p) || isRec(p) || p >= topic0) structPairs.push(p);
-  const SP = structPairs.length;
-  const spIndex = Int32Array.from(structPairs);
-  // query weight profile over the sharp pairs: core 1, tail sharpTail, between 0
-  const qProfile = new Float64Array(P);
-  let qProfileSum = 0;
-  for (let p = 0; p < sp; p++) {
-    qProfile[p] = p < o.sharpCorePairs ? 1 : p >= sp - o.sharpTailPairs ? o.sharpTail : 0;
-    qProfileSum += qProfile[p];
-  }
-
-  // RoPE tables for the structured pairs: [N, SP]
-  const cosT = new Float32Array(N * SP);
-  const sinT = new Float32Array(N * SP);
-  for (let t = 0; t < N; t++) {
-    for (let a = 0; a < SP; a++) {
-      const ang = t * theta[spIndex[a]];
-      cosT[t * SP + a] = Math.cos(ang);
-      sinT[t * SP + a] = Math.sin(ang);
-    }
-  }
-
-  const kinds = assignHeadKinds(hq, o.headMix, o.seed);
-  const elemsQ = batch * hq * Nq * d;
-  const elemsK = batch * hkv * N * d;
-  const half = o.dtype !== 'float32';
-  const q: Float32Array | Uint16Array = half ? new Uint16Array(elemsQ) : new Float32Array(elemsQ);
-  const k: Float32Array | Uint16Array = half ? new Uint16Array(elemsK) : new Float32Array(elemsK);
-  const v: Float32Array | Uint16Array = half ? new Uint16Array(elemsK) : new Float32Array(elemsK);
-  const rowF = new Float32Array(d);
-  const mode = o.dtype === 'float32' ? 0 : o.dtype === 'float16' ? 1 : 2;
-  const ctx: RowCtx = { rowF, rowU: new Uint32Array(rowF.buffer), mode, d };
-  const writeRow = (dst: Float32Array | Uint16Array, off: number): void => {
-    if (mode === 0) writeF32(ctx, dst as Float32Array, off);
-    else if (mode === 1) writeF16(ctx, dst as Uint16Array, off);
-    else writeBF16(ctx, dst as Uint16Array, off);
-  };
-
-  const ex = new Float64Array(P); // pre-RoPE structured content (real part, pair p)
-  const ey = new Float64Array(P); // imaginary part
-  const topicKeyAmp = 0.5; // keys carry 0.5 T_m
-  const sinkKeyAmp = 2; // sink keys carry 2u: larger key norm, as in real models
-
-  for (let b = 0; b < batch; b++) {
-    const rngSeq = new Rng(mixSeed(o.seed, 1, b));
-    // topic segments
+  /** Topic segments of batch entry b (cached: the parts of one entry share them). */
+  private sequence(b: number): SequenceState {
+    if (this.seqCache && this.seqCache.b === b) return this.seqCache.s;
+    const N = this.shape.nk;
+    const rngSeq = new Rng(mixSeed(this.o.seed, 1, b));
     const segStart: number[] = [];
     for (let t = 0; t < N; ) {
       segStart.push(t);
-      t += Math.max(1, Math.round(o.segmentLength * (0.5 + rngSeq.uniform())));
+      t += Math.max(1, Math.round(this.o.segmentLength * (0.5 + rngSeq.uniform())));
     }
     const nSeg = segStart.length;
     const segOf = new Int32Array(N);
@@ -386,130 +520,203 @@ export function structuredWorkload(opts: StructuredWorkloadOptions = {}): Struct
       for (let t = segStart[m]; t < end; t++) segOf[t] = m;
     }
     const segCentre = segStart.map((s, m) => Math.floor((s + (m + 1 < nSeg ? segStart[m + 1] : N)) / 2));
+    const s = { nSeg, segOf, segCentre };
+    this.seqCache = { b, s };
+    return s;
+  }
 
-    for (let g = 0; g < hkv; g++) {
-      const rngH = new Rng(mixSeed(o.seed, 2, b, g));
-      // positional content c_g: unit rms per dim on the sharp and recency pairs, random phases
-      const cx = new Float64Array(P);
-      const cy = new Float64Array(P);
-      for (let p = 0; p < P; p++) {
-        const ph = 2 * Math.PI * rngH.uniform();
-        if (!isSharp(p) && !isRec(p)) continue;
-        cx[p] = Math.cos(ph) * Math.SQRT2;
-        cy[p] = Math.sin(ph) * Math.SQRT2;
-      }
-      // |c|^2 over the sharp pairs and over the recency pairs (a pair in both counts in both)
-      // (sharp: weighted by the query's pair profile, so that the peak logit is the given one)
-      const sharpNorm2 = 2 * qProfileSum;
-      // topics T_m on pairs [topic0, P): unit-rms per dim
-      const tx = new Float64Array(nSeg * tp);
-      const ty = new Float64Array(nSeg * tp);
-      for (let m = 0; m < nSeg; m++) {
-        for (let a = 0; a < tp; a++) {
-          tx[m * tp + a] = rngH.normal();
-          ty[m * tp + a] = rngH.normal();
-        }
-      }
-      const tNorm2 = 2 * tp;
-      // sink direction u on the topic pairs, unit-rms per dim
-      const ux = new Float64Array(tp);
-      const uy = new Float64Array(tp);
+  /** Content of kv head g of batch entry b (cached: a group's parts share it). */
+  private kvHeadState(b: number, g: number): KvHeadState {
+    if (this.headCache && this.headCache.b === b && this.headCache.g === g) return this.headCache.s;
+    const { P, rec0 } = this;
+    const sp = this.o.sharpPairs;
+    const tp = this.o.topicPairs;
+    const { nSeg } = this.sequence(b);
+    const rngH = new Rng(mixSeed(this.o.seed, 2, b, g));
+    // positional content c_g: unit rms per dim on the sharp and recency pairs, random phases
+    const cx = new Float64Array(P);
+    const cy = new Float64Array(P);
+    for (let p = 0; p < P; p++) {
+      const ph = 2 * Math.PI * rngH.uniform();
+      if (!(p < sp) && !(p >= rec0)) continue;
+      cx[p] = Math.cos(ph) * Math.SQRT2;
+      cy[p] = Math.sin(ph) * Math.SQRT2;
+    }
+    // topics T_m on pairs [topic0, P): unit-rms per dim
+    const tx = new Float64Array(nSeg * tp);
+    const ty = new Float64Array(nSeg * tp);
+    for (let m = 0; m < nSeg; m++) {
       for (let a = 0; a < tp; a++) {
-        ux[a] = rngH.normal();
-        uy[a] = rngH.normal();
+        tx[m * tp + a] = rngH.normal();
+        ty[m * tp + a] = rngH.normal();
       }
-      const uNorm2 = 2 * tp;
+    }
+    // sink direction u on the topic pairs, unit-rms per dim
+    const ux = new Float64Array(tp);
+    const uy = new Float64Array(tp);
+    for (let a = 0; a < tp; a++) {
+      ux[a] = rngH.normal();
+      uy[a] = rngH.normal();
+    }
+    const s = { cx, cy, tx, ty, ux, uy };
+    this.headCache = { b, g, s };
+    return s;
+  }
 
-      // ---- keys and values of kv head g
-      const rngK = new Rng(mixSeed(o.seed, 3, b, g));
-      const rngV = new Rng(mixSeed(o.seed, 4, b, g));
-      const kBase = (b * hkv + g) * N * d;
-      genKeys({ N, d, tp, topic0, SP, spIndex, cosT, sinT, dimX, dimY, cx, cy, tx, ty, ux, uy, segOf,
-        sinkTokens: o.sinkTokens, sinkKeyAmp, topicKeyAmp, sigma: o.kNoiseStd, vStd: o.vStd, rngK, rngV, ex, ey, rowF, kBase, k, v, writeRow });
+  private rowContext(): { rowF: Float32Array; ex: Float64Array; ey: Float64Array; writeRow: (dst: StructuredData, off: number) => void } {
+    const d = this.shape.d;
+    const rowF = new Float32Array(d);
+    const mode = this.mode;
+    const ctx: RowCtx = { rowF, rowU: new Uint32Array(rowF.buffer), mode, d };
+    const writeRow = (dst: StructuredData, off: number): void => {
+      if (mode === 0) writeF32(ctx, dst as Float32Array, off);
+      else if (mode === 1) writeF16(ctx, dst as Uint16Array, off);
+      else writeBF16(ctx, dst as Uint16Array, off);
+    };
+    // ex, ey: pre-RoPE structured content (real and imaginary part of pair p)
+    return { rowF, ex: new Float64Array(this.P), ey: new Float64Array(this.P), writeRow };
+  }
 
-      // ---- query heads of this kv head
-      for (let hh = 0; hh < group; hh++) {
-        const h = g * group + hh;
-        const kind = kinds[h];
-        const kw = KIND_WEIGHTS[kind];
-        const rngQ = new Rng(mixSeed(o.seed, 5, b, h));
-        const jitter = (): number => 0.8 + 0.4 * rngQ.uniform();
-        // sharp part: (offset, logit) pairs on the sharp pairs
-        const offs: number[] = [0];
-        const wts: number[] = [kw.local * o.localStrength * jitter()];
-        if (kw.slash > 0) {
-          const nd = 1 + rngQ.int(2);
-          for (let x = 0; x < nd; x++) {
-            offs.push(o.slashOffsets[rngQ.int(o.slashOffsets.length)]);
-            wts.push(kw.slash * o.slashStrength * jitter());
-          }
+  private genKvHead(b: number, g: number, k: StructuredData, v: StructuredData, kBase: number): void {
+    const o = this.o;
+    const { segOf } = this.sequence(b);
+    const { cx, cy, tx, ty, ux, uy } = this.kvHeadState(b, g);
+    const { rowF, ex, ey, writeRow } = this.rowContext();
+    const rngK = new Rng(mixSeed(o.seed, 3, b, g));
+    const rngV = new Rng(mixSeed(o.seed, 4, b, g));
+    genKeys({ N: this.shape.nk, d: this.shape.d, tp: o.topicPairs, topic0: this.topic0, SP: this.SP, spIndex: this.spIndex,
+      cosT: this.cosT, sinT: this.sinT, dimX: this.dimX, dimY: this.dimY, cx, cy, tx, ty, ux, uy, segOf,
+      sinkTokens: o.sinkTokens, sinkKeyAmp: SINK_KEY_AMP, topicKeyAmp: TOPIC_KEY_AMP, sigma: o.kNoiseStd, vStd: o.vStd,
+      rngK, rngV, ex, ey, rowF, kBase, k, v, writeRow });
+  }
+
+  private genQueryHead(b: number, h: number, q: StructuredData, qBase: number): void {
+    const o = this.o;
+    const { P, theta, qProfile, sqrtD, rec0, topic0 } = this;
+    const sp = o.sharpPairs;
+    const tp = o.topicPairs;
+    const g = Math.floor(h / this.group);
+    const { nSeg, segOf, segCentre } = this.sequence(b);
+    const { cx, cy, tx, ty, ux, uy } = this.kvHeadState(b, g);
+    const { rowF, ex, ey, writeRow } = this.rowContext();
+    const tNorm2 = 2 * tp;
+    const uNorm2 = 2 * tp;
+    const kind = this.headKinds[h];
+    const kw = KIND_WEIGHTS[kind];
+    const rngQ = new Rng(mixSeed(o.seed, 5, b, h));
+    const jitter = (): number => 0.8 + 0.4 * rngQ.uniform();
+    // sharp part: (offset, logit) pairs on the sharp pairs
+    const offs: number[] = [0];
+    const wts: number[] = [kw.local * o.localStrength * jitter()];
+    if (kw.slash > 0) {
+      const nd = 1 + rngQ.int(2);
+      for (let x = 0; x < nd; x++) {
+        offs.push(o.slashOffsets[rngQ.int(o.slashOffsets.length)]);
+        wts.push(kw.slash * o.slashStrength * jitter());
+      }
+    }
+    const recSlope = kw.recency * o.recencySlope * jitter();
+    const [h0, h1] = o.recencyHorizon;
+    const horizon = kw.horizon * h0 * Math.pow(h1 / h0, rngQ.uniform());
+    const selfW = kw.self * o.selfTopicStrength * jitter();
+    const retW = kw.retrieval * o.retrievalStrength * jitter();
+    const sinkW = kw.sink * o.sinkStrength * jitter();
+    // combined pre-RoPE positional vector A_h = sum_o w_o c e^{-i theta o} (sharp pairs) + w_r c (recency pairs)
+    const ax = new Float64Array(P);
+    const ay = new Float64Array(P);
+    for (let x = 0; x < offs.length; x++) {
+      const w0 = (wts[x] * sqrtD) / this.sharpNorm2; // logit -> query coefficient
+      for (let p = 0; p < sp; p++) {
+        const w = w0 * qProfile[p];
+        const ang = -theta[p] * offs[x];
+        const cs = Math.cos(ang);
+        const sn = Math.sin(ang);
+        ax[p] += w * (cx[p] * cs - cy[p] * sn);
+        ay[p] += w * (cx[p] * sn + cy[p] * cs);
+      }
+    }
+    // recency: equal weight on the recency pairs slower than the horizon
+    // (theta_p * horizon <= 1; at least the slowest pair). Pair p stays coherent
+    // up to distance ~1/theta_p, so the logit falls by about R / nH per
+    // factor 1/ratio of distance: R = slope * ln(1 / (theta_slowest * horizon)).
+    let rFirst = P - 1;
+    while (rFirst > rec0 && theta[rFirst - 1] * horizon <= 1) rFirst--;
+    const nH = P - rFirst;
+    const recLogit = recSlope * Math.max(1, Math.log(1 / (theta[P - 1] * horizon)));
+    const wr = (recLogit * sqrtD) / (2 * nH);
+    for (let p = rFirst; p < P; p++) {
+      ax[p] += wr * cx[p];
+      ay[p] += wr * cy[p];
+    }
+    const selfCoef = (selfW * sqrtD) / (tNorm2 * TOPIC_KEY_AMP);
+    const retCoef = (retW * sqrtD) / (tNorm2 * TOPIC_KEY_AMP);
+    const sinkCoef = (sinkW * sqrtD) / (uNorm2 * SINK_KEY_AMP);
+    // retrieval source per query segment (an earlier segment, or none)
+    const src = new Int32Array(nSeg).fill(-1);
+    for (let m = 1; m < nSeg; m++) src[m] = rngQ.int(m);
+    // post-RoPE anchored retrieval vector per segment (pairs [topic0, P))
+    const rvx = new Float64Array(nSeg * tp);
+    const rvy = new Float64Array(nSeg * tp);
+    if (retCoef !== 0) {
+      for (let m = 1; m < nSeg; m++) {
+        const sm = src[m];
+        const cpos = segCentre[sm];
+        for (let a = 0; a < tp; a++) {
+          const ang = theta[topic0 + a] * cpos;
+          const cs = Math.cos(ang);
+          const sn = Math.sin(ang);
+          const x0 = tx[sm * tp + a];
+          const y0 = ty[sm * tp + a];
+          rvx[m * tp + a] = retCoef * (x0 * cs - y0 * sn);
+          rvy[m * tp + a] = retCoef * (x0 * sn + y0 * cs);
         }
-        const recSlope = kw.recency * o.recencySlope * jitter();
-        const [h0, h1] = o.recencyHorizon;
-        const horizon = kw.horizon * h0 * Math.pow(h1 / h0, rngQ.uniform());
-        const selfW = kw.self * o.selfTopicStrength * jitter();
-        const retW = kw.retrieval * o.retrievalStrength * jitter();
-        const sinkW = kw.sink * o.sinkStrength * jitter();
-        // combined pre-RoPE positional vector A_h = sum_o w_o c e^{-i theta o} (sharp pairs) + w_r c (recency pairs)
-        const ax = new Float64Array(P);
-        const ay = new Float64Array(P);
-        for (let x = 0; x < offs.length; x++) {
-          const w0 = (wts[x] * sqrtD) / sharpNorm2; // logit -> query coefficient
-          for (let p = 0; p < sp; p++) {
-            const w = w0 * qProfile[p];
-            const ang = -theta[p] * offs[x];
-            const cs = Math.cos(ang);
-            const sn = Math.sin(ang);
-            ax[p] += w * (cx[p] * cs - cy[p] * sn);
-            ay[p] += w * (cx[p] * sn + cy[p] * cs);
-          }
-        }
-        // recency: equal weight on the recency pairs slower than the horizon
-        // (theta_p * horizon <= 1; at least the slowest pair). Pair p stays coherent
-        // up to distance ~1/theta_p, so the logit falls by about R / nH per
-        // factor 1/ratio of distance: R = slope * ln(1 / (theta_slowest * horizon)).
-        let rFirst = P - 1;
-        while (rFirst > rec0 && theta[rFirst - 1] * horizon <= 1) rFirst--;
-        const nH = P - rFirst;
-        const recLogit = recSlope * Math.max(1, Math.log(1 / (theta[P - 1] * horizon)));
-        const wr = (recLogit * sqrtD) / (2 * nH);
-        for (let p = rFirst; p < P; p++) {
-          ax[p] += wr * cx[p];
-          ay[p] += wr * cy[p];
-        }
-        const selfCoef = (selfW * sqrtD) / (tNorm2 * topicKeyAmp);
-        const retCoef = (retW * sqrtD) / (tNorm2 * topicKeyAmp);
-        const sinkCoef = (sinkW * sqrtD) / (uNorm2 * sinkKeyAmp);
-        // retrieval source per query segment (an earlier segment, or none)
-        const src = new Int32Array(nSeg).fill(-1);
-        for (let m = 1; m < nSeg; m++) src[m] = rngQ.int(m);
-        // post-RoPE anchored retrieval vector per segment (pairs [topic0, P))
-        const rvx = new Float64Array(nSeg * tp);
-        const rvy = new Float64Array(nSeg * tp);
-        if (retCoef !== 0) {
-          for (let m = 1; m < nSeg; m++) {
-            const sm = src[m];
-            const cpos = segCentre[sm];
-            for (let a = 0; a < tp; a++) {
-              const ang = theta[topic0 + a] * cpos;
-              const cs = Math.cos(ang);
-              const sn = Math.sin(ang);
-              const x0 = tx[sm * tp + a];
-              const y0 = ty[sm * tp + a];
-              rvx[m * tp + a] = retCoef * (x0 * cs - y0 * sn);
-              rvy[m * tp + a] = retCoef * (x0 * sn + y0 * cs);
-            }
-          }
-        }
-        const qBase = (b * hq + h) * Nq * d;
-        genQueries({ Nq, qStart, d, tp, topic0, SP, spIndex, cosT, sinT, dimX, dimY, ax, ay, tx, ty, ux, uy, segOf,
-          selfCoef, sinkCoef, rvx, rvy, sigma: o.qNoiseStd, rngQ, ex, ey, rowF, qBase, q, writeRow });
+      }
+    }
+    genQueries({ Nq: this.shape.nq, qStart: this.qStart, d: this.shape.d, tp, topic0, SP: this.SP, spIndex: this.spIndex,
+      cosT: this.cosT, sinT: this.sinT, dimX: this.dimX, dimY: this.dimY, ax, ay, tx, ty, ux, uy, segOf,
+      selfCoef, sinkCoef, rvx, rvy, sigma: o.qNoiseStd, rngQ, ex, ey, rowF, qBase, q, writeRow });
+  }
+}
+
+/** A generator of the structured workload's parts (see StructuredGenerator). */
+export function structuredGenerator(opts: StructuredWorkloadOptions = {}): StructuredGenerator {
+  return new StructuredGenerator(opts);
+}
+
+/**
+ * Query head `head` of batch entry `batch` alone: [nq, d], the same bytes as
+ * that head's slice of structuredWorkload(opts). Builds the RoPE tables on
+ * every call: for many heads, make one structuredGenerator(opts).
+ */
+export function structuredHead(opts: StructuredWorkloadOptions, head: number, batch = 0): StructuredData {
+  return new StructuredGenerator(opts).queryHead(batch, head);
+}
+
+/**
+ * Generate a structured long-context workload (see the file comment for the
+ * model). Output `{ q, k, v, shape, dtype, layout: 'bhnd', headKinds }`. The
+ * whole workload in three typed arrays: for inputs larger than one typed array,
+ * generate it in parts with structuredGenerator().
+ */
+export function structuredWorkload(opts: StructuredWorkloadOptions = {}): StructuredWorkload {
+  const gen = new StructuredGenerator(opts);
+  const { batch, hq, hkv, nq: Nq, nk: N, d } = gen.shape;
+  const elemsQ = batch * hq * Nq * d;
+  const elemsK = batch * hkv * N * d;
+  const half = gen.dtype !== 'float32';
+  const q: StructuredData = half ? new Uint16Array(elemsQ) : new Float32Array(elemsQ);
+  const k: StructuredData = half ? new Uint16Array(elemsK) : new Float32Array(elemsK);
+  const v: StructuredData = half ? new Uint16Array(elemsK) : new Float32Array(elemsK);
+  for (let b = 0; b < batch; b++) {
+    for (let g = 0; g < hkv; g++) {
+      gen.keyValueHead(b, g, { k, v, offset: (b * hkv + g) * N * d });
+      for (let hh = 0; hh < gen.group; hh++) {
+        const h = g * gen.group + hh;
+        gen.queryHead(b, h, q, (b * hq + h) * Nq * d);
       }
     }
   }
-
-  const shape: WorkloadShape = { batch, hq, hkv, nq: Nq, nk: N, d };
-  return { q, k, v, shape, dtype: o.dtype, layout: 'bhnd', headKinds: kinds };
+  return { q, k, v, shape: { ...gen.shape }, dtype: gen.dtype, layout: 'bhnd', headKinds: [...gen.headKinds] };
 }
 
 // ---------------------------------------------------------------------------
