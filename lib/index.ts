@@ -33,3 +33,4 @@ export * as reference from './reference';
 export * as workloads from './workloads/index';
 export { validate } from './validate';
 export type { ValidationReport, CaseReport, ValidationCase } from './validate';
+export * from './sharded';

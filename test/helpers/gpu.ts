@@ -31,3 +31,26 @@ export const describeGpu = (name: string, fn: () => void): void => {
     describe.skip(name, fn);
   }
 };
+
+/** Usable CUDA devices (0 without a GPU). */
+export const gpuCount: number = gpu.available ? info().devices.length : 0;
+
+/**
+ * A suite that needs `n` GPUs of one host: skipped with a notice when fewer
+ * are present, failing instead when PRISM_REQUIRE_GPUS is set to n or more.
+ */
+export const describeGpus = (n: number, name: string, fn: () => void): void => {
+  const required = Number(process.env.PRISM_REQUIRE_GPUS ?? 0) >= n;
+  if (gpuCount >= n) {
+    describe(name, fn);
+  } else if (required) {
+    describe(name, () => {
+      test(`needs ${n} GPUs (PRISM_REQUIRE_GPUS=${process.env.PRISM_REQUIRE_GPUS})`, () => {
+        throw new Error(`PRISM_REQUIRE_GPUS=${process.env.PRISM_REQUIRE_GPUS} but ${gpuCount} usable GPU(s)${gpu.available ? '' : `: ${gpu.reason}`}`);
+      });
+    });
+  } else {
+    console.warn(`[skipped: needs ${n} GPUs, found ${gpuCount}] ${name}${gpu.available ? '' : `: ${gpu.reason}`}`);
+    describe.skip(name, fn);
+  }
+};
