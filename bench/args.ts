@@ -46,6 +46,14 @@ export interface ParsedArgs {
   iters?: number;
   recallRows?: number;
   seed?: number;
+  /** --device N: the GPU of the single-device runs */
+  device?: number;
+  /** --devices LIST: 'cuda:N' or 'cpu' entries to split the heads over */
+  devices?: string[];
+  /** --tau-sweep LIST: top-p thresholds swept for both bands */
+  tauSweep?: number[];
+  /** --gen-threads N: worker threads generating the structured workload (0 = the main thread) */
+  genThreads?: number;
   json?: string;
   svg?: string;
   quiet: boolean;
@@ -92,6 +100,14 @@ export interface BenchConfig {
   iters: number;
   recallRows: number;
   seed: number;
+  /** GPU index of the single-device runs (cuda backend); null on the CPU */
+  device: number | null;
+  /** Devices the heads are split over for the sharded prefill ('cuda:N' or 'cpu'); null: no sharded run */
+  devices: string[] | null;
+  /** Top-p thresholds swept (both bands) for Prism and mean-pool; null: no sweep */
+  tauSweep: number[] | null;
+  /** Worker threads generating the structured workload; null: chosen from the CPU count */
+  genThreads: number | null;
   json: string | null;
   svg: string | null;
   quiet: boolean;
@@ -172,6 +188,10 @@ const OPTIONS: Record<string, OptionSpec> = {
   '--iters': { kind: 'value', arg: 'N', help: 'timed runs; the median is reported' },
   '--recall-rows': { kind: 'value', arg: 'N', help: 'query rows sampled for attention-mass recall (0 = skip)' },
   '--seed': { kind: 'value', arg: 'N', help: `workload and row-sampling seed (default ${DEFAULT_SEED})` },
+  '--device': { kind: 'value', arg: 'N', help: 'the GPU of the single-device runs (default 0)' },
+  '--devices': { kind: 'value', arg: 'LIST', help: 'also split the heads over these GPUs (e.g. 0,1) and time the sharded prefill against one GPU' },
+  '--tau-sweep': { kind: 'value', arg: 'LIST', help: 'top-p thresholds to sweep (both bands), e.g. 0.8,0.9,0.95,0.98: recall vs speedup' },
+  '--gen-threads': { kind: 'value', arg: 'N', help: 'worker threads generating the structured workload (0 = main thread; default: CPUs - 1, at most 8)' },
   '--json': { kind: 'value', arg: 'FILE', help: 'write every figure, the configuration and the device as JSON' },
   '--svg': { kind: 'value', arg: 'FILE', help: 'write a chart of speedup and density vs length' },
   '--quiet': { kind: 'flag', help: 'no progress display' },
@@ -210,6 +230,8 @@ export function usage(): string {
   lines.push('  prism-bench --seq 8k,32k,64k,128k --json bench.json --svg bench.svg');
   lines.push('  prism-bench --backend cpu --seq 1k --heads 2 --kv-heads 1 --iters 1');
   lines.push('  prism-bench --files q.npy,k.npy,v.npy --dtype bf16');
+  lines.push('  prism-bench --seq 128k,1m --methods dense,prism --devices 0,1 --json sharded.json');
+  lines.push('  prism-bench --seq 32k,128k --tau-sweep 0.8,0.9,0.95,0.98 --svg pareto.svg');
   return lines.join('\n') + '\n';
 }
 
@@ -349,6 +371,10 @@ function applyOption(out: ParsedArgs, name: string, v: string): void {
     case '--iters': out.iters = parseInteger(v, name, 1); break;
     case '--recall-rows': out.recallRows = parseInteger(v, name, 0); break;
     case '--seed': out.seed = parseInteger(v, name, 0); break;
+    case '--device': out.device = parseInteger(v, name, 0); break;
+    case '--devices': out.devices = parseDevices(v, name); break;
+    case '--tau-sweep': out.tauSweep = parseTauList(v, name); break;
+    case '--gen-threads': out.genThreads = parseInteger(v, name, 0); break;
     case '--json': out.json = nonEmpty(v, name); break;
     case '--svg': out.svg = nonEmpty(v, name); break;
     case '--quiet': out.quiet = true; break;
@@ -366,6 +392,32 @@ function positive(value: number, text: string, option: string): number {
 function nonEmpty(v: string, option: string): string {
   if (v.trim() === '') throw new UsageError('needs a file name', option);
   return v;
+}
+
+/** "0,1" / "cuda:0,cuda:1" / "cpu,cpu" -> ['cuda:0', 'cuda:1'] / ['cpu', 'cpu']. */
+export function parseDevices(text: string, option: string): string[] {
+  const parts = text.split(',').map((p) => p.trim().toLowerCase());
+  if (parts.some((p) => p === '')) throw new UsageError(`'${text}' has an empty entry (write e.g. 0,1 or cuda:0,cuda:1)`, option);
+  return parts.map((p) => {
+    if (p === 'cpu') return 'cpu';
+    if (p === 'cuda') return 'cuda:0';
+    const m = /^(?:cuda:)?(\d+)$/.exec(p);
+    if (!m || !Number.isSafeInteger(Number(m[1]))) throw new UsageError(`'${p}' is not a device (a GPU index, cuda:N or cpu)`, option);
+    return `cuda:${Number(m[1])}`;
+  });
+}
+
+/** "0.8,0.9" -> [0.8, 0.9]: thresholds in (0, 1], no repeats. */
+function parseTauList(text: string, option: string): number[] {
+  const parts = text.split(',');
+  if (parts.some((p) => p.trim() === '')) throw new UsageError(`'${text}' has an empty entry (write e.g. 0.8,0.9,0.95)`, option);
+  const list = parts.map((p) => parseProbability(p, option));
+  const seen = new Set<number>();
+  for (const t of list) {
+    if (seen.has(t)) throw new UsageError(`${t} listed twice`, option);
+    seen.add(t);
+  }
+  return list;
 }
 
 function parseMethods(text: string, option: string): BenchMethod[] {
@@ -464,6 +516,32 @@ export function resolveConfig(p: ParsedArgs, backend: 'cuda' | 'cpu'): BenchConf
     throw new UsageError(`${p.lowDims} must be even, at least 2 and at most --head-dim (${headDim})`, '--low-dims');
   }
 
+  if (p.device !== undefined && backend !== 'cuda') throw new UsageError('picks a GPU; the CPU backend has none', '--device');
+  if (p.devices) {
+    const want = backend === 'cuda' ? 'cuda' : 'cpu';
+    const bad = p.devices.find((x) => (want === 'cuda' ? !x.startsWith('cuda:') : x !== 'cpu'));
+    if (bad !== undefined) {
+      throw new UsageError(
+        want === 'cuda' ? `'${bad}' is not a GPU: with a GPU the heads are split over GPUs (${p.devices.length} listed)` : `'${bad}' needs the CUDA backend; on the CPU backend list cpu entries (e.g. cpu,cpu)`,
+        '--devices',
+      );
+    }
+    if (workload !== 'file' && p.devices.length > kvHeads) {
+      throw new UsageError(`${p.devices.length} devices but ${kvHeads} kv heads: every device needs at least one kv head`, '--devices');
+    }
+    if (p.methods && !p.methods.some((m) => m !== 'dense')) {
+      throw new UsageError('the sharded run times prefill(): list prism or meanpool in --methods', '--devices');
+    }
+    if (p.tauSweep) throw new UsageError('give --devices or --tau-sweep, not both (run them separately)', '--devices');
+  }
+  if (p.tauSweep) {
+    for (const [opt, v] of [['--tau', p.tau], ['--tau-high', p.tauHigh], ['--tau-low', p.tauLow], ['--topk', p.topk]] as const) {
+      if (v !== undefined) throw new UsageError('--tau-sweep sets the thresholds of both bands; drop this option', opt);
+    }
+    if (p.methods && !p.methods.includes('dense')) throw new UsageError('the sweep reports speedup over dense: keep dense in --methods', '--tau-sweep');
+    if (p.methods && !p.methods.some((m) => m !== 'dense')) throw new UsageError('sweeps prism and meanpool: list at least one in --methods', '--tau-sweep');
+  }
+
   const estimate: BenchEstimateOptions = {};
   if (p.block !== undefined) estimate.block = p.block;
   if (p.highDims !== undefined) estimate.highDims = p.highDims;
@@ -505,6 +583,10 @@ export function resolveConfig(p: ParsedArgs, backend: 'cuda' | 'cpu'): BenchConf
     iters: p.iters ?? d.iters,
     recallRows: p.recallRows ?? d.recallRows,
     seed: p.seed ?? DEFAULT_SEED,
+    device: backend === 'cuda' ? (p.device ?? 0) : null,
+    devices: p.devices ?? null,
+    tauSweep: p.tauSweep ?? null,
+    genThreads: p.genThreads ?? null,
     json: p.json ?? null,
     svg: p.svg ?? null,
     quiet: p.quiet,

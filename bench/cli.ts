@@ -8,7 +8,7 @@ import * as path from 'path';
 import { FIELD_TO_FLAG, USAGE_HINT, UsageError, formatSize, parseArgs, resolveConfig, usage } from './args';
 import type { BenchConfig } from './args';
 import { Progress } from './progress';
-import { FLOP_NOTE, JSON_SCHEMA_ID, formatLegend, formatTable, renderChart } from './report';
+import { FLOP_NOTE, JSON_SCHEMA_ID, formatLegend, formatShardedLegend, formatShardedTable, formatTable, renderChart } from './report';
 import type { BenchReport } from './report';
 
 /** The package version from the nearest package.json above this file. */
@@ -75,6 +75,13 @@ export async function main(argv: string[], io: Io): Promise<number> {
       backend = gpus.length > 0 ? 'cuda' : 'cpu';
     }
     cfg = resolveConfig(parsed, backend);
+    if (backend === 'cuda') {
+      if (cfg.device !== null && cfg.device >= gpus.length) {
+        throw new UsageError(`cuda:${cfg.device} is not present (${plural(gpus.length, 'CUDA device')}: 0..${gpus.length - 1})`, '--device');
+      }
+      const missing = cfg.devices?.find((d) => Number(d.slice(5)) >= gpus.length);
+      if (missing !== undefined) throw new UsageError(`${missing} is not present (${plural(gpus.length, 'CUDA device')}: 0..${gpus.length - 1})`, '--devices');
+    }
     let resolved: ReturnType<typeof lib.resolveEstimateOptions>;
     try {
       resolved = lib.resolveEstimateOptions({ ...cfg.estimate }, cfg.headDim);
@@ -109,7 +116,12 @@ async function runAndReport(
   argv: string[], io: Io,
 ): Promise<number> {
   const { runBench, describeDevice } = await import('./run');
-  const device = describeDevice(info, cfg.backend, cpuModel());
+  const { defaultGenThreads } = await import('./inputs');
+  const device = describeDevice(info, cfg.backend, cpuModel(), cfg.device ?? 0);
+  if (cfg.devices) {
+    device.shardDevices = cfg.devices.map((d) => ({ device: d, name: d === 'cpu' ? device.name : (info.devices[Number(d.slice(5))]?.name ?? 'unknown') }));
+  }
+  const genThreads = cfg.genThreads ?? defaultGenThreads();
   const notes: string[] = [];
   if (cfg.backend === 'cpu') {
     const threads = device.cpuThreads || os.cpus().length;
@@ -126,6 +138,16 @@ async function runAndReport(
   if (cfg.backend === 'cpu' && device.loadAverage > (device.cpuThreads || os.cpus().length)) {
     notes.push(`The system load average (${device.loadAverage}) exceeds the CPU threads: other work competes for the cores, so CPU timings are unreliable.`);
   }
+  if (cfg.devices) {
+    notes.push(
+      `Sharded prefill: the heads split by kv-head groups over ${cfg.devices.join(', ')} (prefillSharded), timed as prefill() is on ` +
+        `${cfg.backend === 'cuda' ? `cuda:${cfg.device}` : 'the CPU'} alone: outputs reused, no masks; speedup = one device's prefill() wall time / the sharded call's.`,
+    );
+    if (cfg.backend === 'cpu') notes.push('The CPU "devices" share the same cores: the sharded CPU figures test the code path, not a speedup.');
+  }
+  if (cfg.tauSweep) {
+    notes.push(`Tau sweep: ${cfg.methods.filter((m) => m !== 'dense').join(' and ')} at tau ${cfg.tauSweep.join(', ')} (both bands) on the same inputs; speedup over dense total time.`);
+  }
   if (cfg.workload === 'random') {
     notes.push('Random Gaussian inputs have no structure: nearly every block is selected, so density, recall and speedup say little about selection quality. Use --workload structured or real Q/K/V (--files).');
   }
@@ -134,7 +156,7 @@ async function runAndReport(
   const header: string[] = [];
   const devLine =
     cfg.backend === 'cuda'
-      ? `Device: ${device.name} (sm_${(device.computeCapability ?? '?').replace('.', '')}, ${device.multiProcessors ?? '?'} SMs), attention path: ${device.attentionPath}`
+      ? `Device: cuda:${cfg.device ?? 0} ${device.name} (sm_${(device.computeCapability ?? '?').replace('.', '')}, ${device.multiProcessors ?? '?'} SMs), attention path: ${device.attentionPath}`
       : `Device: CPU ${device.name}, ${device.cpuThreads || os.cpus().length} threads, attention path: cpu`;
   header.push(`prism-bench ${packageVersion()}`);
   header.push(devLine);
@@ -142,7 +164,7 @@ async function runAndReport(
 
   let run;
   try {
-    run = await runBench(cfg, { progress, device: cfg.backend === 'cuda' ? 'cuda:0' : 'cpu', resolved });
+    run = await runBench(cfg, { progress, device: cfg.backend === 'cuda' ? `cuda:${cfg.device ?? 0}` : 'cpu', resolved, genThreads });
   } finally {
     progress.clear();
   }
@@ -151,11 +173,13 @@ async function runAndReport(
   const shapeLine =
     `Shape: batch ${cfg.batch}, ${plural(cfg.heads, 'q head')}, ${plural(cfg.kvHeads, 'kv head')}, d ${cfg.headDim}, ${cfg.dtype}, block ${resolved.block}, ` +
     `${cfg.workload} workload${run.sources ? ` (${run.sources.join(', ')})` : ` (seed ${cfg.seed})`}; ` +
-    `selection ${String(resolved.selection)}${resolved.selection === 'topk' ? ` k=${String(resolved.topkHigh)}` : ` tau ${String(resolved.tauHigh)}/${String(resolved.tauLow)}`}` +
+    `selection ${String(resolved.selection)}${resolved.selection === 'topk' ? ` k=${String(resolved.topkHigh)}` : cfg.tauSweep ? ` tau swept ${cfg.tauSweep.join(',')}` : ` tau ${String(resolved.tauHigh)}/${String(resolved.tauLow)}`}` +
     `${resolved.calibrate === false ? ', fixed temperatures' : ''}; median of ${cfg.iters} after ${cfg.warmup} warm-up`;
   io.out(shapeLine + '\n');
   for (const n of notes) io.out(`Note: ${n}\n`);
   io.out('\n' + formatTable(run.results) + '\n' + formatLegend());
+  const shardedTable = formatShardedTable(run.results);
+  if (shardedTable) io.out('\n' + shardedTable + '\n' + formatShardedLegend());
 
   const report: BenchReport = {
     schema: JSON_SCHEMA_ID,

@@ -16,6 +16,8 @@ import {
   timeAttention,
   timeEstimate,
 } from '../lib/ops';
+import { gatherHeads, planHeadShards as libPlan, prefillSharded, uploadHeadShards as libUpload } from '../lib/sharded';
+import type { HeadShard, HeadShards, HostHeads } from '../lib/sharded';
 import type { Workload } from '../lib/workloads/index';
 import { randomWorkload } from '../lib/workloads/random';
 import { structuredWorkload } from '../lib/workloads/structured';
@@ -24,7 +26,11 @@ export type WorkloadLike = Workload;
 export type TensorLike = Tensor;
 export type BlockMaskLike = BlockMask;
 export type InfoLike = Info;
-export type { HostBlockMask };
+export type ShardsLike = HeadShards;
+export type { HeadShard, HostBlockMask, HostHeads };
+
+type Shape = [number, number, number, number];
+type Device = 'cpu' | `cuda:${number}`;
 
 export interface Timing {
   warmup: number;
@@ -51,6 +57,34 @@ export async function tensor(data: Float32Array | Uint16Array, o: { shape: [numb
   return libTensor(data, { shape: o.shape, dtype: o.dtype, layout: o.layout, device: o.device });
 }
 
+/** A zero-filled tensor. */
+export function empty(shape: Shape, o: { dtype: DType; layout: Layout; device: Device }): Tensor {
+  return libEmpty(shape, { dtype: o.dtype, layout: o.layout, device: o.device });
+}
+
+/** True when the build's Tensor class has write(data, elementOffset) (partial uploads). */
+export function tensorsCanWrite(): boolean {
+  return typeof (Tensor.prototype as unknown as { write?: unknown }).write === 'function';
+}
+
+/** True when the build's Tensor can be written in parts (Tensor.write(data, elementOffset), added by another change). */
+export function canWrite(t: Tensor): boolean {
+  return typeof (t as unknown as { write?: unknown }).write === 'function';
+}
+
+/** Writes `data` to elements [offset, offset + data.length) of `t` (only where canWrite(t)). */
+export async function write(t: Tensor, data: Float32Array | Uint16Array, offset: number): Promise<void> {
+  await (t as unknown as { write(d: Float32Array | Uint16Array, o: number): Promise<void> }).write(data, offset);
+}
+
+export function planHeadShards(hq: number, hkv: number, devices: readonly string[]): HeadShard[] {
+  return libPlan(hq, hkv, devices as Device[]);
+}
+
+export async function uploadHeadShards(q: HostHeads, k: HostHeads, v: HostHeads, devices: readonly string[]): Promise<HeadShards> {
+  return libUpload(q, k, v, { devices: devices as Device[] });
+}
+
 /** Estimation run warmup + iters times; the mask of the last run and the per-run ms. */
 export async function timedEstimate(q: Tensor, k: Tensor, opts: EstimateOptions, timing: Timing): Promise<{ mask: BlockMask; times: number[] }> {
   const { mask, timesMs } = await timeEstimate(q, k, opts, timing);
@@ -74,7 +108,8 @@ export async function timedPrefill(
   v: Tensor,
   opts: EstimateOptions,
   timing: Timing,
-): Promise<{ apiMs: number[]; gpuMs: number[] }> {
+  keepOutput = false,
+): Promise<{ apiMs: number[]; gpuMs: number[]; output: Tensor | null }> {
   const out = libEmpty([...q.shape], { dtype: q.dtype, layout: q.layout, device: q.device as 'cpu' });
   const apiMs: number[] = [];
   const gpuMs: number[] = [];
@@ -88,10 +123,54 @@ export async function timedPrefill(
         gpuMs.push(r.stats.estimateMs + r.stats.attentionMs);
       }
     }
-  } finally {
+  } catch (e) {
     out.dispose();
+    throw e;
   }
-  return { apiMs, gpuMs };
+  if (!keepOutput) out.dispose();
+  return { apiMs, gpuMs, output: keepOutput ? out : null };
+}
+
+/**
+ * prefillSharded() over per-device tensor shards as a server loop calls it,
+ * warmup + iters times: outputs reused, no masks. Per timed run: wall time
+ * from the call to the resolution, and each device's GPU time (estimation +
+ * attention). The outputs of the last run are returned (the caller disposes).
+ */
+export async function timedPrefillSharded(
+  shards: HeadShards,
+  opts: EstimateOptions,
+  timing: Timing,
+): Promise<{ wallMs: number[]; deviceMs: number[][]; density: number; outputs: Tensor[] }> {
+  const outputs = shards.q.map((t) => libEmpty([...t.shape], { dtype: t.dtype, layout: t.layout, device: t.device as Device }));
+  const wallMs: number[] = [];
+  const deviceMs: number[][] = [];
+  let density = NaN;
+  try {
+    for (let i = 0; i < timing.warmup + timing.iters; i++) {
+      const t0 = performance.now();
+      const r = await prefillSharded(shards.q, shards.k, shards.v, opts, { out: outputs, returnMask: false });
+      const t1 = performance.now();
+      density = r.stats.density;
+      if (i >= timing.warmup) {
+        wallMs.push(t1 - t0);
+        deviceMs.push(r.shards.map((s) => s.stats.estimateMs + s.stats.attentionMs));
+      }
+    }
+  } catch (e) {
+    for (const t of outputs) t.dispose();
+    throw e;
+  }
+  return { wallMs, deviceMs, density, outputs };
+}
+
+/** The heads of `parts` concatenated on the host. */
+export async function gather(parts: readonly Tensor[]): Promise<Float32Array | Uint16Array> {
+  return gatherHeads(parts);
+}
+
+export async function toHost(t: Tensor): Promise<Float32Array | Uint16Array> {
+  return t.toHost();
 }
 
 /** Exact mass recall for flat (b, h, r) triplets. */

@@ -87,6 +87,10 @@ export interface Series {
   points: Array<[number, number]>;
   /** draw a marker at each point (default true) */
   markers?: boolean;
+  /** a label beside each point (same order as `points`) */
+  labels?: string[];
+  /** where the labels sit relative to their points, in px (default [6, -6]: above right) */
+  labelOffset?: [number, number];
 }
 
 export interface Tick {
@@ -173,10 +177,15 @@ export function lineChart(svg: Svg, c: ChartSpec): void {
   svg.text(c.x + 14, ly, c.yLabel, { 'text-anchor': 'middle', transform: `rotate(-90 ${num(c.x + 14)} ${num(ly)})` });
 
   for (const s of c.series) {
-    const pts = s.points.filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y)).map(([x, y]) => [sx(x), sy(y)] as [number, number]);
+    const kept = s.points.map((p, i) => [p, s.labels?.[i]] as const).filter(([[x, y]]) => Number.isFinite(x) && Number.isFinite(y));
+    const pts = kept.map(([[x, y]]) => [sx(x), sy(y)] as [number, number]);
     if (pts.length === 0) continue;
     if (pts.length > 1) svg.polyline(pts, { stroke: s.color, 'stroke-width': 2, 'stroke-dasharray': s.dash });
     if (s.markers !== false) for (const [x, y] of pts) svg.circle(x, y, 3.5, { fill: s.color });
+    const [dx, dy] = s.labelOffset ?? [6, -6];
+    kept.forEach(([, label], i) => {
+      if (label) svg.text(pts[i][0] + dx, pts[i][1] + dy, label, { 'font-size': 10, fill: s.color });
+    });
   }
 
   if (c.legend !== 'none' && c.series.length > 0) {

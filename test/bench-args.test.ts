@@ -189,3 +189,64 @@ describe('CUDA limits', () => {
     expect(resolveConfig(parseArgs(['--dtype', 'f32', '--head-dim', '96']), 'cpu').dtype).toBe('f32');
   });
 });
+
+describe('several devices and the tau sweep', () => {
+  test('--device picks the GPU of the single-device runs', () => {
+    expect(resolveConfig(parseArgs(['--device', '1']), 'cuda').device).toBe(1);
+    expect(resolveConfig(parseArgs([]), 'cuda').device).toBe(0);
+    expect(resolveConfig(parseArgs([]), 'cpu').device).toBeNull();
+    expect(usageError(['--device', '1'], 'cpu').message).toBe('--device: picks a GPU; the CPU backend has none');
+    expect(usageError(['--device', '-1'], 'cuda').message).toMatch(/--device: '-1' must be at least 0/);
+    expect(usageError(['--device', 'x'], 'cuda').option).toBe('--device');
+  });
+
+  test('--devices takes GPU indices, cuda:N or cpu entries', () => {
+    expect(parseArgs(['--devices', '0,1']).devices).toEqual(['cuda:0', 'cuda:1']);
+    expect(parseArgs(['--devices', 'cuda:2, CUDA:3,cuda']).devices).toEqual(['cuda:2', 'cuda:3', 'cuda:0']);
+    expect(parseArgs(['--devices=cpu,cpu']).devices).toEqual(['cpu', 'cpu']);
+    const c = resolveConfig(parseArgs(['--devices', '0,1', '--device', '1']), 'cuda');
+    expect(c).toMatchObject({ devices: ['cuda:0', 'cuda:1'], device: 1, tauSweep: null });
+    expect(resolveConfig(parseArgs(['--devices', 'cpu,cpu', '--kv-heads', '2', '--heads', '4']), 'cpu').devices).toEqual(['cpu', 'cpu']);
+    expect(resolveConfig(parseArgs([]), 'cuda').devices).toBeNull();
+  });
+
+  test('--tau-sweep takes thresholds in (0, 1]', () => {
+    const c = resolveConfig(parseArgs(['--tau-sweep', '0.8,0.9,0.95,0.98']), 'cuda');
+    expect(c.tauSweep).toEqual([0.8, 0.9, 0.95, 0.98]);
+    expect(c.estimate).toEqual({});
+    expect(resolveConfig(parseArgs(['--tau-sweep', '1,0.5', '--methods', 'dense,meanpool']), 'cpu').tauSweep).toEqual([1, 0.5]);
+    expect(resolveConfig(parseArgs([]), 'cpu').tauSweep).toBeNull();
+  });
+
+  test('--gen-threads', () => {
+    expect(resolveConfig(parseArgs(['--gen-threads', '0']), 'cpu').genThreads).toBe(0);
+    expect(resolveConfig(parseArgs(['--gen-threads', '6']), 'cuda').genThreads).toBe(6);
+    expect(resolveConfig(parseArgs([]), 'cuda').genThreads).toBeNull();
+  });
+
+  test('usage lists the flags', () => {
+    for (const opt of ['--device N', '--devices LIST', '--tau-sweep LIST', '--gen-threads N']) expect(usage()).toContain(opt);
+  });
+
+  test.each([
+    [['--devices', '0,,1'], 'cuda', /--devices: '0,,1' has an empty entry/],
+    [['--devices', 'gpu1'], 'cuda', /--devices: 'gpu1' is not a device \(a GPU index, cuda:N or cpu\)/],
+    [['--devices', 'cpu,cpu'], 'cuda', /--devices: 'cpu' is not a GPU/],
+    [['--devices', '0,1'], 'cpu', /--devices: 'cuda:0' needs the CUDA backend/],
+    [['--devices', '0,1,2', '--kv-heads', '2', '--heads', '8'], 'cuda', /--devices: 3 devices but 2 kv heads/],
+    [['--devices', '0,1', '--methods', 'dense'], 'cuda', /--devices: the sharded run times prefill\(\): list prism or meanpool/],
+    [['--devices', '0,1', '--tau-sweep', '0.9'], 'cuda', /--devices: give --devices or --tau-sweep, not both/],
+    [['--tau-sweep', '0'], 'cuda', /--tau-sweep: '0' must be in \(0, 1\]/],
+    [['--tau-sweep', '0.9,1.5'], 'cuda', /--tau-sweep: '1.5' must be in \(0, 1\]/],
+    [['--tau-sweep', '0.9,x'], 'cuda', /--tau-sweep: 'x' is not a number/],
+    [['--tau-sweep', '0.9,0.9'], 'cuda', /--tau-sweep: 0.9 listed twice/],
+    [['--tau-sweep', '0.9,'], 'cuda', /--tau-sweep: '0.9,' has an empty entry/],
+    [['--tau-sweep', '0.9', '--tau', '0.8'], 'cuda', /--tau: --tau-sweep sets the thresholds of both bands/],
+    [['--tau-sweep', '0.9', '--topk', '8'], 'cuda', /--topk: --tau-sweep sets the thresholds/],
+    [['--tau-sweep', '0.9', '--methods', 'prism'], 'cuda', /--tau-sweep: the sweep reports speedup over dense: keep dense in --methods/],
+    [['--tau-sweep', '0.9', '--methods', 'dense'], 'cuda', /--tau-sweep: sweeps prism and meanpool/],
+    [['--gen-threads', '-1'], 'cpu', /--gen-threads: '-1' must be at least 0/],
+  ])('%j on %s', (argv, backend, re) => {
+    expect(usageError(argv as string[], backend as 'cuda' | 'cpu').message).toMatch(re);
+  });
+});

@@ -70,6 +70,8 @@ describe('command line', () => {
     [['--bogus'], /^prism-bench: unknown option '--bogus'/],
     [['--backend', 'cpu', '--heads', '5', '--kv-heads', '2'], /^prism-bench: --kv-heads: --heads 5 is not a multiple of --kv-heads 2/],
     [['--backend', 'cpu', '--block', '100'], /^prism-bench: --block: block must be an integer in \[16, 1024\]/],
+    [['--backend', 'cpu', '--device', '0'], /^prism-bench: --device: picks a GPU; the CPU backend has none\n/],
+    [['--backend', 'cpu', '--devices', 'cpu,cpu'], /^prism-bench: --devices: 2 devices but 1 kv heads/],
   ])('%j exits 2 with the option named and a usage hint, no stack', (args, re) => {
     const r = run(args as string[]);
     expect(r.code).toBe(2);
@@ -149,6 +151,143 @@ describe('runs on the CPU', () => {
     checkXml(text);
     expect(text).toContain('Speedup over dense');
     expect(text).toContain('256');
+  });
+});
+
+describe('several devices: --devices cpu,cpu', () => {
+  let report: BenchReport;
+  let stdout: string;
+  const json = () => path.join(dir, 'sharded.json');
+  const svg = () => path.join(dir, 'sharded.svg');
+
+  beforeAll(() => {
+    const r = run(['--backend', 'cpu', '--heads', '4', '--kv-heads', '2', '--head-dim', '64', '--block', '64', '--iters', '2', '--warmup', '0',
+      '--recall-rows', '8', '--seq', '256,384', '--devices', 'cpu,cpu', '--json', json(), '--svg', svg()]);
+    stdout = r.stdout;
+    if (r.code !== 0) throw new Error(`prism-bench failed (${r.code}):\n${r.stdout}\n${r.stderr}`);
+    report = JSON.parse(fs.readFileSync(json(), 'utf8')) as BenchReport;
+  });
+
+  test('JSON: the sharded prefill per length, identical to one device', () => {
+    expect(validateReport(report)).toEqual([]);
+    expect(report.config).toMatchObject({ devices: ['cpu', 'cpu'], device: null, tauSweep: null });
+    expect(report.device.shardDevices).toEqual([{ device: 'cpu', name: report.device.name }, { device: 'cpu', name: report.device.name }]);
+    for (const r of report.results) {
+      expect(r.sharded).toMatchObject({ devices: ['cpu', 'cpu'], kvHeads: [[0, 1], [1, 2]], queryHeads: [[0, 2], [2, 4]] });
+      expect(r.sharded!.methods.map((m) => m.method)).toEqual(['prism', 'meanpool']);
+      for (const m of r.sharded!.methods) {
+        const single = r.methods.find((x) => x.method === m.method)!;
+        expect(m.identical).toBe(true);
+        expect(m.wallTimesMs).toHaveLength(2);
+        expect(m.deviceMs).toHaveLength(2);
+        expect(m.singleApiMs).toBe(single.prefillApiMs);
+        expect(m.speedup).toBeCloseTo(single.prefillApiMs! / m.wallMs, 9);
+        expect(m.density).toBeCloseTo(single.density, 9);
+      }
+      expect(r.inputs).toMatchObject({ mode: 'whole' });
+    }
+  });
+
+  test('stdout: the sharded table; SVG: the speedup panel', () => {
+    expect(stdout).toMatch(/Note: Sharded prefill: the heads split by kv-head groups over cpu, cpu/);
+    expect(stdout).toMatch(/^N\s+method\s+devices\s+1-dev api ms\s+sharded ms\s+speedup/m);
+    expect(stdout).toMatch(/^256\s+prism\s+cpu\+cpu\s.*\syes$/m);
+    const text = fs.readFileSync(svg(), 'utf8');
+    checkXml(text);
+    expect(text).toContain('Prefill over cpu + cpu: speedup over one device');
+  });
+
+  test('the validator catches a broken sharded record', () => {
+    const bad = JSON.parse(JSON.stringify(report)) as BenchReport;
+    bad.results[0].sharded!.methods[0].deviceMs = [1];
+    (bad.results[0].sharded!.methods[1] as unknown as Record<string, unknown>).identical = 'yes';
+    bad.results[1].sharded!.kvHeads = [[0, 1]];
+    (bad.config as unknown as Record<string, unknown>).devices = [];
+    expect(validateReport(bad)).toEqual([
+      '$.config.devices: bad value []',
+      '$.results[0].sharded.methods[0].deviceMs: one figure per device',
+      '$.results[0].sharded.methods[1].identical: bad value "yes"',
+      '$.results[1].sharded: one kv and one query head range per device',
+    ]);
+  });
+});
+
+describe('--tau-sweep', () => {
+  let report: BenchReport;
+  let stdout: string;
+  const json = () => path.join(dir, 'sweep.json');
+  const svg = () => path.join(dir, 'sweep.svg');
+
+  beforeAll(() => {
+    const r = run([...TINY, '--seq', '512,768', '--tau-sweep', '0.8,0.95', '--json', json(), '--svg', svg()]);
+    stdout = r.stdout;
+    if (r.code !== 0) throw new Error(`prism-bench failed (${r.code}):\n${r.stdout}\n${r.stderr}`);
+    report = JSON.parse(fs.readFileSync(json(), 'utf8')) as BenchReport;
+  });
+
+  test('JSON: every (tau, method) point with recall, density and speedup over dense', () => {
+    expect(validateReport(report)).toEqual([]);
+    expect(report.config.tauSweep).toEqual([0.8, 0.95]);
+    for (const r of report.results) {
+      expect(r.methods.map((m) => m.method)).toEqual(['dense']);
+      const dense = r.methods[0];
+      expect(r.tauSweep!.map((p) => [p.tau, p.method])).toEqual([[0.8, 'prism'], [0.8, 'meanpool'], [0.95, 'prism'], [0.95, 'meanpool']]);
+      for (const p of r.tauSweep!) {
+        expect(p.speedup).toBeCloseTo(dense.totalMs / p.totalMs, 9);
+        expect(p.recall!.rows).toBe(8);
+        expect(p.recall!.min).toBeLessThanOrEqual(p.recall!.mean);
+        expect(p.density).toBeGreaterThan(0);
+        expect(p.prefillApiMs).toBeNull();
+      }
+      // a higher threshold keeps at least as many blocks
+      for (const m of ['prism', 'meanpool']) {
+        const [lo, hi] = [0.8, 0.95].map((t) => r.tauSweep!.find((p) => p.tau === t && p.method === m)!);
+        expect(hi.density).toBeGreaterThanOrEqual(lo.density);
+      }
+    }
+  });
+
+  test('stdout rows per threshold; SVG: a Pareto panel per length, points labelled by tau', () => {
+    expect(stdout).toMatch(/selection topp tau swept 0\.8,0\.95/);
+    expect(stdout).toMatch(/^\s+prism tau 0\.8\s/m);
+    expect(stdout).toMatch(/^\s+meanpool tau 0\.95\s/m);
+    const text = fs.readFileSync(svg(), 'utf8');
+    checkXml(text);
+    expect(text).toContain('N=512: recall vs speedup over dense');
+    expect(text).toContain('N=768: recall vs speedup over dense');
+    expect(text.match(/>τ 0\.8</g)).toHaveLength(4);
+    expect(text.match(/<polyline/g)!.length).toBeGreaterThanOrEqual(4);
+  });
+
+  test('the validator checks the sweep points', () => {
+    const bad = JSON.parse(JSON.stringify(report)) as BenchReport;
+    bad.results[0].tauSweep![0].tau = 0;
+    (bad.results[0].tauSweep![1] as unknown as Record<string, unknown>).density = 2;
+    (bad.config as unknown as Record<string, unknown>).tauSweep = [1.5];
+    expect(validateReport(bad)).toEqual([
+      '$.config.tauSweep: bad value [1.5]',
+      '$.results[0].tauSweep[0].tau: bad value 0',
+      '$.results[0].tauSweep[1].density: bad value 2',
+    ]);
+  });
+});
+
+describe('structured inputs made on worker threads', () => {
+  test('--gen-threads 2 gives the figures of --gen-threads 0 (same bytes)', () => {
+    const figures = (threads: string) => {
+      const out = path.join(dir, `gen${threads}.json`);
+      const r = run(['--backend', 'cpu', '--heads', '4', '--kv-heads', '2', '--head-dim', '64', '--block', '64', '--iters', '1', '--warmup', '0',
+        '--recall-rows', '8', '--seq', '512', '--methods', 'prism', '--gen-threads', threads, '--json', out]);
+      expect(r.code).toBe(0);
+      const rep = JSON.parse(fs.readFileSync(out, 'utf8')) as BenchReport;
+      const m = rep.results[0].methods[0];
+      return { inputs: rep.results[0].inputs!, figures: [m.density, m.pairDensity, m.recall, m.temperatures] };
+    };
+    const a = figures('0');
+    const b = figures('2');
+    expect(a.inputs.threads).toBe(0);
+    expect(b.inputs.threads).toBe(2);
+    expect(b.figures).toEqual(a.figures);
   });
 });
 

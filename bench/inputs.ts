@@ -1,0 +1,288 @@
+// The inputs of one benchmark length: Q/K/V on the device of the single-device
+// runs and, with --devices, each device's heads (the shards of the sharded
+// prefill). The structured workload is generated one kv-head group at a time
+// (a kv head and its query heads), on worker threads when there are cores to
+// spare, and the groups are uploaded part by part where the build's Tensor has
+// write(data, elementOffset). Without it the groups are assembled into whole
+// host arrays, which must fit one typed array (2^32 - 1 elements: 32 heads x
+// 1M tokens x 128 does not). The bytes are those of structuredWorkload() with
+// the same options, however they are made.
+
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { Worker } from 'worker_threads';
+import type { DType } from '../lib/types';
+import { StructuredGenerator, type StructuredGroup, type StructuredWorkloadOptions } from '../lib/workloads/structured';
+import type { Workload, WorkloadShape } from '../lib/workloads/index';
+import type * as Lib from './lib';
+import type { HeadShard, ShardsLike, TensorLike } from './lib';
+
+/** The most elements one host array holds here. */
+export const MAX_HOST_ELEMENTS = 2 ** 32 - 1;
+
+type Device = 'cpu' | `cuda:${number}`;
+type Shape = [number, number, number, number];
+
+export interface BenchInputs {
+  shape: WorkloadShape;
+  dtype: DType;
+  /** Q/K/V on the device of the single-device runs */
+  q: TensorLike;
+  k: TensorLike;
+  v: TensorLike;
+  /** each device's heads, with --devices */
+  shards: ShardsLike | null;
+  /** how the inputs were made: in kv-head groups uploaded part by part, or as whole arrays */
+  mode: 'parts' | 'whole';
+  /** worker threads that generated them (0: the main thread, or not generated) */
+  threads: number;
+  /** milliseconds to generate (or take) and upload everything */
+  ms: number;
+  /** frees every tensor (idempotent) */
+  dispose(): void;
+}
+
+/** Worker threads by default: the CPUs but one, at most 8. */
+export function defaultGenThreads(): number {
+  return Math.max(0, Math.min(8, os.cpus().length - 1));
+}
+
+function elements(shape: readonly number[]): number {
+  return shape.reduce((a, b) => a * b, 1);
+}
+
+function fmtShape(shape: readonly number[]): string {
+  return `[${shape.join(', ')}]`;
+}
+
+/**
+ * The structured workload's kv-head groups: from up to `threads` worker
+ * threads (in completion order) when the compiled worker (dist/bench/gen-worker.js)
+ * is there, else made on this thread in order. `threads` says how many make them.
+ */
+export function structuredGroups(opts: StructuredWorkloadOptions, threads: number): { threads: number; groups: AsyncGenerator<StructuredGroup> } {
+  const batch = opts.batch ?? 1;
+  const hkv = opts.hkv ?? 8;
+  const jobs: Array<{ batch: number; kvHead: number }> = [];
+  for (let b = 0; b < batch; b++) for (let g = 0; g < hkv; g++) jobs.push({ batch: b, kvHead: g });
+  const file = path.join(__dirname, 'gen-worker.js');
+  const n = fs.existsSync(file) ? Math.min(threads, jobs.length) : 0;
+  return { threads: Math.max(0, n), groups: n > 0 ? fromWorkers(file, opts, jobs, n) : inThread(opts, jobs) };
+}
+
+async function* inThread(opts: StructuredWorkloadOptions, jobs: Array<{ batch: number; kvHead: number }>): AsyncGenerator<StructuredGroup> {
+  const gen = new StructuredGenerator(opts);
+  for (const j of jobs) yield gen.kvGroup(j.batch, j.kvHead);
+}
+
+async function* fromWorkers(
+  file: string,
+  opts: StructuredWorkloadOptions,
+  jobs: Array<{ batch: number; kvHead: number }>,
+  n: number,
+): AsyncGenerator<StructuredGroup> {
+  const results: StructuredGroup[] = [];
+  let failure: Error | null = null;
+  let closing = false;
+  let wake: (() => void) | null = null;
+  const notify = (): void => {
+    const w = wake;
+    wake = null;
+    w?.();
+  };
+  let next = 0;
+  const workers: Worker[] = [];
+  for (let i = 0; i < n; i++) {
+    const w = new Worker(file, { workerData: opts });
+    w.on('message', (part: StructuredGroup) => {
+      results.push(part);
+      if (next < jobs.length) w.postMessage(jobs[next++]);
+      notify();
+    });
+    w.on('error', (e: Error) => {
+      failure ??= e;
+      notify();
+    });
+    w.on('exit', (code) => {
+      if (!closing && code !== 0) failure ??= new Error(`workload generator thread exited with code ${code}`);
+      notify();
+    });
+    workers.push(w);
+    w.postMessage(jobs[next++]);
+  }
+  try {
+    for (let got = 0; got < jobs.length; got++) {
+      while (results.length === 0 && failure === null) await new Promise<void>((r) => (wake = r));
+      if (failure !== null) throw failure;
+      yield results.shift()!;
+    }
+  } finally {
+    closing = true;
+    await Promise.all(workers.map((w) => w.terminate()));
+  }
+}
+
+export interface StructuredSpec {
+  batch: number;
+  hq: number;
+  hkv: number;
+  nq: number;
+  nk: number;
+  d: number;
+  seed: number;
+  dtype: DType;
+  ropeLayout?: 'half' | 'interleaved';
+}
+
+/**
+ * The structured workload on `device` (and its head shards on `devices`),
+ * generated in kv-head groups. Throws a clear Error when the build cannot
+ * write tensors in parts and the query tensor does not fit one host array.
+ */
+export async function buildStructured(
+  lib: typeof Lib,
+  spec: StructuredSpec,
+  device: Device,
+  devices: readonly string[] | null,
+  threads: number,
+  onGroup?: (done: number, total: number) => void,
+): Promise<BenchInputs> {
+  const t0 = performance.now();
+  const { batch, hq, hkv, nq, nk, d, dtype } = spec;
+  const G = hq / hkv;
+  const qShape: Shape = [batch, hq, nq, d];
+  const kShape: Shape = [batch, hkv, nk, d];
+  const opts: StructuredWorkloadOptions = { batch, hq, hkv, seqLen: nk, nq, d, seed: spec.seed, dtype, ...(spec.ropeLayout ? { ropeLayout: spec.ropeLayout } : {}) };
+  const plan = devices ? lib.planHeadShards(hq, hkv, devices) : null;
+  const total = batch * hkv;
+  const made: TensorLike[] = [];
+  const disposeAll = (): void => {
+    for (const t of made) t.dispose();
+  };
+  const alloc = (shape: Shape, on: string): TensorLike => {
+    const t = lib.empty(shape, { dtype, layout: 'bhnd', device: on as Device });
+    made.push(t);
+    return t;
+  };
+  const shape: WorkloadShape = { batch, hq, hkv, nq, nk, d };
+  let done = 0;
+  try {
+    if (lib.tensorsCanWrite()) {
+      const q = alloc(qShape, device);
+      const k = alloc(kShape, device);
+      const v = alloc(kShape, device);
+      const parts = plan?.map((s) => {
+        const qh = s.queryHeads[1] - s.queryHeads[0];
+        const kh = s.kvHeads[1] - s.kvHeads[0];
+        return { s, q: alloc([batch, qh, nq, d], s.device), k: alloc([batch, kh, nk, d], s.device), v: alloc([batch, kh, nk, d], s.device) };
+      });
+      const source = structuredGroups(opts, threads);
+      for await (const part of source.groups) {
+        const { batch: b, kvHead: g } = part;
+        const writes = [
+          lib.write(q, part.q, (b * hq + g * G) * nq * d),
+          lib.write(k, part.k, (b * hkv + g) * nk * d),
+          lib.write(v, part.v, (b * hkv + g) * nk * d),
+        ];
+        const own = parts?.find((p) => g >= p.s.kvHeads[0] && g < p.s.kvHeads[1]);
+        if (own) {
+          const kh = own.s.kvHeads[1] - own.s.kvHeads[0];
+          const local = g - own.s.kvHeads[0];
+          writes.push(
+            lib.write(own.q, part.q, (b * kh * G + local * G) * nq * d),
+            lib.write(own.k, part.k, (b * kh + local) * nk * d),
+            lib.write(own.v, part.v, (b * kh + local) * nk * d),
+          );
+        }
+        await Promise.all(writes);
+        onGroup?.(++done, total);
+      }
+      const shards = parts ? shardsOf(parts.map((p) => p.s), parts.map((p) => p.q), parts.map((p) => p.k), parts.map((p) => p.v)) : null;
+      return { shape, dtype, q, k, v, shards, mode: 'parts', threads: source.threads, ms: performance.now() - t0, dispose: disposeAll };
+    }
+    const nQ = elements(qShape);
+    if (nQ > MAX_HOST_ELEMENTS) {
+      throw new Error(
+        `q ${fmtShape(qShape)} has ${nQ} elements, more than one typed array holds (${MAX_HOST_ELEMENTS}), and this build's Tensor has no ` +
+          'write(data, offset) to upload it in parts: use a shorter --seq or fewer --heads',
+      );
+    }
+    const half = dtype !== 'float32';
+    const make = (n: number): Float32Array | Uint16Array => (half ? new Uint16Array(n) : new Float32Array(n));
+    const hq_ = make(nQ);
+    const hk_ = make(elements(kShape));
+    const hv_ = make(elements(kShape));
+    const source = structuredGroups(opts, threads);
+    for await (const part of source.groups) {
+      const { batch: b, kvHead: g } = part;
+      hq_.set(part.q, (b * hq + g * G) * nq * d);
+      hk_.set(part.k, (b * hkv + g) * nk * d);
+      hv_.set(part.v, (b * hkv + g) * nk * d);
+      onGroup?.(++done, total);
+    }
+    const wl: Workload = { q: hq_, k: hk_, v: hv_, shape, dtype, layout: 'bhnd' };
+    const res = await fromHost(lib, wl, device, devices);
+    return { ...res, threads: source.threads, ms: performance.now() - t0 };
+  } catch (e) {
+    disposeAll();
+    throw e;
+  }
+}
+
+function shardsOf(shards: HeadShard[], q: TensorLike[], k: TensorLike[], v: TensorLike[]): ShardsLike {
+  return {
+    shards,
+    q,
+    k,
+    v,
+    dispose(): void {
+      for (const t of [...q, ...k, ...v]) t.dispose();
+    },
+  };
+}
+
+/** Whole host arrays (random or file workloads) on `device`, and by heads on `devices`. */
+export async function fromHost(lib: typeof Lib, wl: Workload, device: Device, devices: readonly string[] | null): Promise<BenchInputs> {
+  const t0 = performance.now();
+  const s = wl.shape;
+  const made: Array<{ dispose(): void }> = [];
+  try {
+    const mk = async (data: Float32Array | Uint16Array, h: number, n: number): Promise<TensorLike> => {
+      const t = await lib.tensor(data, { shape: [s.batch, h, n, s.d], dtype: wl.dtype, layout: wl.layout, device });
+      made.push(t);
+      return t;
+    };
+    const q = await mk(wl.q, s.hq, s.nq);
+    const k = await mk(wl.k, s.hkv, s.nk);
+    const v = await mk(wl.v, s.hkv, s.nk);
+    let shards: ShardsLike | null = null;
+    if (devices) {
+      const host = (data: Float32Array | Uint16Array, h: number, n: number) => ({
+        shape: [s.batch, h, n, s.d] as Shape,
+        data,
+        dtype: wl.dtype,
+        layout: wl.layout,
+      });
+      shards = await lib.uploadHeadShards(host(wl.q, s.hq, s.nq), host(wl.k, s.hkv, s.nk), host(wl.v, s.hkv, s.nk), devices);
+      made.push(shards);
+    }
+    return {
+      shape: { ...s },
+      dtype: wl.dtype,
+      q,
+      k,
+      v,
+      shards,
+      mode: 'whole',
+      threads: 0,
+      ms: performance.now() - t0,
+      dispose(): void {
+        for (const t of made) t.dispose();
+      },
+    };
+  } catch (e) {
+    for (const t of made) t.dispose();
+    throw e;
+  }
+}
