@@ -63,9 +63,9 @@ function maskHeads(m: HostBlockMask, h0: number, h1: number): Uint8Array {
 }
 
 /** The single-device prefill and the sharded one agree exactly: outputs, lse, selections, density. */
-async function expectSameAsSingle(p: Problem, devices: DeviceSpec[], single: DeviceSpec, split?: number[]): Promise<ShardedPrefillResult> {
+async function expectSameAsSingle(p: Problem, devices: DeviceSpec[], single: DeviceSpec, split?: number[], block = 64): Promise<ShardedPrefillResult> {
   const inputs = hostInputs(p);
-  const opts = { block: 64, returnLse: true as const };
+  const opts = { block, returnLse: true as const };
   const [q, k, v] = [await upload(inputs.q, single), await upload(inputs.k, single), await upload(inputs.v, single)];
   const one = await prefill(q, k, v, opts);
   const res = await prefillSharded(inputs.q, inputs.k, inputs.v, opts, { devices, ...(split ? { split } : {}) });
@@ -278,15 +278,22 @@ describe('prefillSharded on the CPU', () => {
 });
 
 describeGpu('prefillSharded on one GPU listed twice', () => {
+  test('the CUDA limits reject before any device starts', async () => {
+    const { q, k, v } = hostInputs({ batch: 1, hq: 4, hkv: 2, n: 256, d: 32, dtype: 'bfloat16', layout: 'bhnd' });
+    await expect(prefillSharded(q, k, v, {}, { devices: ['cpu', 'cuda:0'] })).rejects.toThrow(new RangeError('head_dim 32 is not supported by CUDA attention (64 or 128)'));
+    const f = hostInputs({ batch: 1, hq: 4, hkv: 2, n: 256, d: 64, dtype: 'float32', layout: 'bhnd' });
+    await expect(prefillSharded(f.q, f.k, f.v, {}, { devices: ['cuda:0', 'cuda:0'] })).rejects.toThrow(TypeError);
+  });
+
   test("['cuda:0', 'cuda:0'] gives exactly the single-GPU outputs", async () => {
-    const res = await expectSameAsSingle({ batch: 1, hq: 8, hkv: 2, n: 2048, d: 128, dtype: 'bfloat16', layout: 'bhnd' }, ['cuda:0', 'cuda:0'], 'cuda:0');
+    const res = await expectSameAsSingle({ batch: 1, hq: 8, hkv: 2, n: 2048, d: 128, dtype: 'bfloat16', layout: 'bhnd' }, ['cuda:0', 'cuda:0'], 'cuda:0', undefined, 128);
     res.dispose();
   });
 });
 
 describeGpus(2, 'prefillSharded on two GPUs', () => {
   test('cuda:0 + cuda:1 give exactly the outputs of cuda:0 alone (32 q / 8 kv heads, bf16, d 128)', async () => {
-    const res = await expectSameAsSingle({ batch: 1, hq: 32, hkv: 8, n: 4096, d: 128, dtype: 'bfloat16', layout: 'bhnd' }, ['cuda:0', 'cuda:1'], 'cuda:0');
+    const res = await expectSameAsSingle({ batch: 1, hq: 32, hkv: 8, n: 4096, d: 128, dtype: 'bfloat16', layout: 'bhnd' }, ['cuda:0', 'cuda:1'], 'cuda:0', undefined, 128);
     expect(res.shards.map((s) => s.kvHeads)).toEqual([[0, 4], [4, 8]]);
     // gathered onto one GPU
     const onGpu = await res.gather('cuda:1');
