@@ -3,6 +3,7 @@
 #include <napi.h>
 
 #include "binding/addon_data.h"
+#include "binding/errors.h"
 #include "binding/info.h"
 #include "binding/ops.h"
 #include "binding/tensor.h"
@@ -26,7 +27,17 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
 }  // namespace prism::binding
 
 // NODE_API_MODULE pastes the function name into an identifier: no namespaces.
+// A failure here (a worker terminated while it loads the addon) must not reach
+// node-addon-api's wrapper, which rethrows as a C++ exception when it cannot
+// throw into JS.
 static Napi::Object InitPrismAttention(Napi::Env env, Napi::Object exports) {
-  return prism::binding::init(env, exports);
+  try {
+    return prism::binding::init(env, exports);
+  } catch (const Napi::Error& e) {
+    prism::binding::throw_js_quietly(env, e);
+  } catch (...) {
+    prism::binding::throw_js_quietly(env, Napi::Error::New(env, "prism-attention: addon initialisation failed"));
+  }
+  return exports;
 }
 NODE_API_MODULE(prism_attention, InitPrismAttention)

@@ -94,7 +94,10 @@ TensorWrap::~TensorWrap() { release(); }
 void TensorWrap::release() {
   storage_.reset();  // memory goes when the last in-flight op lets go of it
   if (accounted_bytes_ != 0 && env_ != nullptr) {
-    Napi::MemoryManagement::AdjustExternalMemory(Napi::Env(env_), -accounted_bytes_);
+    // Called from the finalizer too, possibly while the environment is torn
+    // down: the status is ignored (node-addon-api's wrapper would throw).
+    int64_t ignored = 0;
+    napi_adjust_external_memory(env_, -accounted_bytes_, &ignored);
     accounted_bytes_ = 0;
   }
 }
