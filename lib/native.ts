@@ -57,9 +57,24 @@ export interface Info {
   cpuThreads: number;
 }
 
+/** What the addon reports for one device (see lib/memory.ts). */
+export interface NativeMemoryStats {
+  device: number;
+  tensorBytes: number;
+  tensorCount: number;
+  workspaceBytes: number;
+  workspaceInUseBytes: number;
+  allocations: number;
+  deviceFreeBytes: number | null;
+  deviceTotalBytes: number | null;
+}
+
 export interface NativeBinding {
   Tensor: NativeTensorConstructor;
   info(): Info;
+  memoryStats(device: number): NativeMemoryStats;
+  /** Frees idle cached workspace (and trims the device's memory pool); resolves to the bytes freed. */
+  releaseCachedMemory(device: number): Promise<number>;
   estimate(
     q: NativeTensor,
     k: NativeTensor,

@@ -5,6 +5,7 @@
 #include "binding/addon_data.h"
 #include "binding/errors.h"
 #include "binding/info.h"
+#include "binding/memory_api.h"
 #include "binding/ops.h"
 #include "binding/tensor.h"
 
@@ -21,6 +22,8 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("attention", Napi::Function::New<attention>(env, "attention"));
   exports.Set("massRecall", Napi::Function::New<mass_recall>(env, "massRecall"));
   exports.Set("diffNorms", Napi::Function::New<diff_norms>(env, "diffNorms"));
+  exports.Set("memoryStats", Napi::Function::New<memory_stats>(env, "memoryStats"));
+  exports.Set("releaseCachedMemory", Napi::Function::New<release_cached_memory>(env, "releaseCachedMemory"));
   return exports;
 }
 

@@ -44,16 +44,24 @@ DeviceContext::DeviceContext(int device) : device_(device) {
   check_cuda(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreateWithFlags");
 }
 
+namespace {
+std::mutex contexts_mutex;
+std::vector<std::unique_ptr<DeviceContext>>* contexts =
+    new std::vector<std::unique_ptr<DeviceContext>>();  // never freed, see header
+}  // namespace
+
 DeviceContext& device_context(int device) {
-  static std::mutex mutex;
-  static std::vector<std::unique_ptr<DeviceContext>>* contexts =
-      new std::vector<std::unique_ptr<DeviceContext>>();  // never freed, see header
   require_device(device);
-  std::lock_guard<std::mutex> lock(mutex);
+  std::lock_guard<std::mutex> lock(contexts_mutex);
   if (contexts->size() <= static_cast<size_t>(device)) contexts->resize(device + 1);
   auto& slot = (*contexts)[device];
   if (!slot) slot = std::make_unique<DeviceContext>(device);
   return *slot;
+}
+
+bool device_context_created(int device) {
+  std::lock_guard<std::mutex> lock(contexts_mutex);
+  return device >= 0 && static_cast<size_t>(device) < contexts->size() && (*contexts)[device] != nullptr;
 }
 
 void use_device(int device) { check_cuda(cudaSetDevice(device), "cudaSetDevice"); }

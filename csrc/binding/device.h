@@ -46,6 +46,9 @@ class DeviceContext {
 // (destroying streams during static destruction races the driver's teardown).
 DeviceContext& device_context(int device);
 
+// Whether device_context(device) has been created (the package used the device).
+bool device_context_created(int device);
+
 // cudaSetDevice, checked. Worker threads call it before any other CUDA call.
 void use_device(int device);
 #endif

@@ -7,6 +7,7 @@
 #include "binding/errors.h"
 #if PRISM_WITH_CUDA
 #include "binding/cuda_sync.h"
+#include "binding/memory.h"
 #endif
 
 namespace prism::binding {
@@ -29,8 +30,10 @@ std::vector<double> time_on_gpu(int device, const Timing& timing, size_t workspa
                                 const char* name) {
   use_device(device);
   cudaStream_t stream = device_context(device).stream();
+  // Given back after the wait below (or the drain on failure).
+  WorkspaceLease workspace;
   try {
-    StreamBuffer workspace(workspace_bytes, stream);
+    workspace = workspace_pool(device).acquire(workspace_bytes, stream);
     for (int i = 0; i < timing.warmup; ++i) check_cuda(fn(workspace.get(), stream), name);
     std::vector<std::pair<CudaEvent, CudaEvent>> marks;
     for (int i = 0; i < timing.iters; ++i) {

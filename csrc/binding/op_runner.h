@@ -1,7 +1,8 @@
 // Runs one backend call (or warmup + iters of it) off the event loop and
 // resolves to the per-iteration milliseconds: steady clock on the CPU, CUDA
 // events on a GPU, where the work is enqueued on the device's stream and the
-// worker thread then waits on an event.
+// worker thread then waits on an event. The GPU workspace comes from the
+// device's workspace pool (memory.h), so repeated calls allocate nothing.
 #pragma once
 #include <functional>
 #include <memory>

@@ -7,6 +7,7 @@
 
 #include "binding/device.h"
 #include "binding/errors.h"
+#include "binding/memory.h"
 
 namespace prism::binding {
 
@@ -22,6 +23,7 @@ std::shared_ptr<Storage> Storage::allocate(int device, size_t bytes) {
     void* p = std::aligned_alloc(kHostAlignment, round_up(bytes, kHostAlignment));
     if (!p) throw std::bad_alloc();
     std::memset(p, 0, bytes);
+    memory_counters(device).allocations.fetch_add(1, std::memory_order_relaxed);
     return std::shared_ptr<Storage>(new Storage(device, p, bytes, true));
   }
 #if PRISM_WITH_CUDA
@@ -32,7 +34,7 @@ std::shared_ptr<Storage> Storage::allocate(int device, size_t bytes) {
   check_cuda(cudaGetDevice(&previous), "cudaGetDevice");
   use_device(device);
   void* p = nullptr;
-  cudaError_t e = cudaMallocAsync(&p, bytes, ctx.stream());
+  cudaError_t e = counted_malloc_async(device, &p, bytes, ctx.stream());
   if (e == cudaSuccess) {
     e = cudaMemsetAsync(p, 0, bytes, ctx.stream());
     if (e != cudaSuccess) cudaFreeAsync(p, ctx.stream());
@@ -51,8 +53,19 @@ std::shared_ptr<Storage> Storage::wrap(int device, void* data, size_t bytes) {
   return std::shared_ptr<Storage>(new Storage(device, data, bytes, false));
 }
 
+Storage::Storage(int device, void* data, size_t bytes, bool owning)
+    : device_(device), data_(data), bytes_(bytes), owning_(owning) {
+  if (!owning_) return;
+  MemoryCounters& c = memory_counters(device_);
+  c.tensor_bytes.fetch_add(static_cast<int64_t>(bytes_), std::memory_order_relaxed);
+  c.tensor_count.fetch_add(1, std::memory_order_relaxed);
+}
+
 Storage::~Storage() {
   if (!owning_ || !data_) return;
+  MemoryCounters& c = memory_counters(device_);
+  c.tensor_bytes.fetch_sub(static_cast<int64_t>(bytes_), std::memory_order_relaxed);
+  c.tensor_count.fetch_sub(1, std::memory_order_relaxed);
   if (device_ == kCpuDevice) {
     std::free(data_);
     return;
