@@ -1,5 +1,7 @@
 // Terminating worker threads while ops, uploads and downloads are in flight
-// must not take the process down, and the process keeps computing correctly.
+// must not take the process down, the process keeps computing correctly, and
+// the memory the workers held (tensors, workspace; on a GPU the device memory
+// by cudaMemGetInfo) comes back.
 // The workers run in a child process (test/fixtures/terminate-workers.js) so
 // that a crash is an exit code here.
 import { spawnSync } from 'child_process';
@@ -15,9 +17,12 @@ interface Report {
   terminated: number;
   midOp: number;
   midOpTerminateMs: number;
+  maxHeld: number;
   checks: number;
   mismatches: number;
   afterMatches: boolean;
+  memoryReleased: boolean;
+  memory: Record<string, unknown>;
 }
 
 function runChild(device: 'cpu' | 'cuda'): Report {
@@ -25,8 +30,21 @@ function runChild(device: 'cpu' | 'cuda'): Report {
   const r = spawnSync(process.execPath, [FIXTURE, device], { encoding: 'utf8', timeout: 180000 });
   // A native abort shows as a signal or exit code 134 with "terminate called" on stderr.
   expect(r.stderr).not.toMatch(/terminate called|Aborted|FATAL ERROR/);
-  expect({ status: r.status, signal: r.signal, stderr: r.stderr }).toEqual({ status: 0, signal: null, stderr: '' });
-  return JSON.parse(r.stdout.trim().split('\n').pop()!) as Report;
+  const report = JSON.parse(r.stdout.trim().split('\n').pop() || '{}') as Report;
+  // The report says which check failed when the exit code is not 0.
+  expect({ status: r.status, signal: r.signal, stderr: r.stderr, report }).toEqual({
+    status: 0,
+    signal: null,
+    stderr: '',
+    report: expect.objectContaining({ mismatches: 0, afterMatches: true, memoryReleased: true }),
+  });
+  return report;
+}
+
+// Workers held tensors when they were terminated; all of it came back.
+function expectReleased(r: Report): void {
+  expect(r.maxHeld).toBeGreaterThan(1 << 20);
+  expect(r.memoryReleased).toBe(true);
 }
 
 describe('terminating workers on the CPU', () => {
@@ -39,6 +57,7 @@ describe('terminating workers on the CPU', () => {
     expect(r.checks).toBeGreaterThan(0);
     expect(r.mismatches).toBe(0);
     expect(r.afterMatches).toBe(true);
+    expectReleased(r);
   });
 });
 
@@ -50,5 +69,6 @@ describeGpu('terminating workers on the GPU', () => {
     expect(r.checks).toBeGreaterThan(0);
     expect(r.mismatches).toBe(0);
     expect(r.afterMatches).toBe(true);
+    expectReleased(r);
   });
 });
