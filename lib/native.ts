@@ -81,6 +81,7 @@ export interface NativeBinding {
     params: object,
     out: { mask: NativeTensor; counts: NativeTensor; indices: NativeTensor; temps: NativeTensor },
     timing?: NativeTiming,
+    stream?: bigint,
   ): Promise<number[]>;
   attention(
     q: NativeTensor,
@@ -91,6 +92,7 @@ export interface NativeBinding {
     indices: NativeTensor | null,
     params: { block: number; softmaxScale: number },
     timing?: NativeTiming,
+    stream?: bigint,
   ): Promise<number[]>;
   massRecall(
     q: NativeTensor,
@@ -101,6 +103,23 @@ export interface NativeBinding {
     rows: BigInt64Array,
   ): Promise<Float32Array>;
   diffNorms(a: NativeTensor, b: NativeTensor): Promise<[number, number]>;
+  /** src's bytes into dst (same device, dtype, shape, layout), run like an op. */
+  copy(dst: NativeTensor, src: NativeTensor, stream?: bigint): Promise<number[]>;
+  /** @internal helpers for the package's own tests */
+  testing: NativeTesting;
+}
+
+/** @internal */
+export interface NativeTesting {
+  /** A new non-blocking stream on a CUDA device (a cudaStream_t as a bigint). */
+  createStream(device: number): bigint;
+  destroyStream(stream: bigint): void;
+  /**
+   * Enqueues now, from the calling thread, on `stream` (undefined: the device's
+   * own stream) a host wait of delayMs and then the copy of src into dst;
+   * resolves when the copy is done.
+   */
+  copyAfterDelay(dst: NativeTensor, src: NativeTensor, stream: bigint | undefined, delayMs: number): Promise<void>;
 }
 
 /** The directory holding this package's package.json (works from lib/ and dist/lib/). */

@@ -10,7 +10,7 @@ import {
   resolveEstimateOptions,
   toNativeEstimateParams,
 } from './options';
-import { Tensor } from './tensor';
+import { checkStream, Tensor } from './tensor';
 import type { AttentionOptions, EstimateOptions, HostBlockMask } from './types';
 
 /** Repeat an op to time it: `warmup` untimed runs, then `iters` timed ones. */
@@ -19,9 +19,17 @@ export interface Timing {
   iters: number;
 }
 
-/** How to run an op: `timing` repeats it and records per-iteration milliseconds. */
+/** How to run an op. */
 export interface RunOptions {
+  /** Repeat the op and record per-iteration milliseconds. */
   timing?: Timing;
+  /**
+   * A CUDA stream of the tensors' device (a cudaStream_t as a bigint, > 2n) to
+   * enqueue the op's work on instead of the package's own stream: it runs
+   * after the work already on that stream, and the promise resolves once it
+   * has completed. See docs/api.md for the ordering contract.
+   */
+  stream?: bigint;
 }
 
 /** Estimation and attention options together, as prefill() takes them. */
@@ -177,6 +185,12 @@ function checkAttentionSupport(q: Tensor, block: number): void {
   }
 }
 
+function checkRun(run: unknown): RunOptions {
+  if (run === undefined) return {};
+  if (run === null || typeof run !== 'object') throw new TypeError('run options must be an object');
+  return run as RunOptions;
+}
+
 function checkTiming(timing: Timing | undefined): { warmup: number; iters: number } | undefined {
   if (timing === undefined) return undefined;
   const warmup = timing.warmup ?? 0;
@@ -198,11 +212,21 @@ export async function timeEstimate(
   opts?: EstimateOptions,
   timing?: Timing,
 ): Promise<{ mask: BlockMask; timesMs: number[] }> {
+  return runEstimate(q, k, opts, { timing });
+}
+
+async function runEstimate(
+  q: Tensor,
+  k: Tensor,
+  opts: EstimateOptions | undefined,
+  run: RunOptions,
+): Promise<{ mask: BlockMask; timesMs: number[] }> {
   checkTensor(q, 'q');
   checkTensor(k, 'k');
   checkQkv(q, k);
   const o = resolveEstimateOptions(opts, q.shape[3]);
-  const t = checkTiming(timing);
+  const t = checkTiming(run.timing);
+  const stream = checkStream(run.stream, q.device, 'run.stream');
   const [b, hq, nTokQ] = q.shape;
   const nq = numBlocks(nTokQ, o.block);
   const nk = numBlocks(k.shape[2], o.block);
@@ -216,7 +240,7 @@ export async function timeEstimate(
   };
   const mask = new BlockMask(q, k, o.block, parts);
   try {
-    const timesMs = await N.estimate(q.live(), k.live(), toNativeEstimateParams(o), parts, t);
+    const timesMs = await N.estimate(q.live(), k.live(), toNativeEstimateParams(o), parts, t, stream);
     mask.timesMs = timesMs;
     return { mask, timesMs };
   } catch (e) {
@@ -227,10 +251,11 @@ export async function timeEstimate(
 
 /**
  * Prism block-mask estimation for queries q [b, Hq, Nq, d] and keys k [b, Hkv, Nk, d].
- * With run.timing the estimation is repeated and mask.timesMs holds the per-iteration ms.
+ * With run.timing the estimation is repeated and mask.timesMs holds the per-iteration ms;
+ * with run.stream it runs on that CUDA stream.
  */
 export async function estimate(q: Tensor, k: Tensor, opts?: EstimateOptions, run?: RunOptions): Promise<BlockMask> {
-  return (await timeEstimate(q, k, opts, run?.timing)).mask;
+  return (await runEstimate(q, k, opts, checkRun(run))).mask;
 }
 
 function checkMask(mask: BlockMask, q: Tensor, k: Tensor): void {
@@ -254,6 +279,17 @@ export async function timeAttention(
   opts?: AttentionOptions,
   timing?: Timing,
 ): Promise<{ output: Tensor; timesMs: number[] }> {
+  return runAttention(q, k, v, mask, opts, { timing });
+}
+
+async function runAttention(
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  mask: BlockMask | null | undefined,
+  opts: AttentionOptions | undefined,
+  run: RunOptions,
+): Promise<{ output: Tensor; timesMs: number[] }> {
   checkTensor(q, 'q');
   checkTensor(k, 'k');
   checkTensor(v, 'v');
@@ -261,7 +297,8 @@ export async function timeAttention(
   if (mask !== undefined && mask !== null) checkMask(mask, q, k);
   checkAttentionSupport(q, mask ? mask.block : DENSE_BLOCK);
   const { softmaxScale } = resolveAttentionOptions(opts);
-  const t = checkTiming(timing);
+  const t = checkTiming(run.timing);
+  const stream = checkStream(run.stream, q.device, 'run.stream');
   const N = native();
   const handle = new N.Tensor(deviceIndex(q), q.native.dtype, [...q.shape], q.native.layout);
   const output = new Tensor(handle, q.shape, q.dtype, q.layout);
@@ -276,6 +313,7 @@ export async function timeAttention(
       parts ? parts.indices : null,
       { block: mask ? mask.block : DENSE_BLOCK, softmaxScale },
       t,
+      stream,
     );
     output.timesMs = timesMs;
     return { output, timesMs };
@@ -288,7 +326,8 @@ export async function timeAttention(
 /**
  * Causal attention over the blocks `mask` selects; no mask = dense. Output: q's
  * shape, dtype and layout. With run.timing the attention is repeated and
- * output.timesMs holds the per-iteration ms.
+ * output.timesMs holds the per-iteration ms; with run.stream it runs on that
+ * CUDA stream.
  */
 export async function attention(
   q: Tensor,
@@ -298,7 +337,7 @@ export async function attention(
   opts?: AttentionOptions,
   run?: RunOptions,
 ): Promise<Tensor> {
-  return (await timeAttention(q, k, v, mask, opts, run?.timing)).output;
+  return (await runAttention(q, k, v, mask, opts, checkRun(run))).output;
 }
 
 function splitPrefillOptions(opts: PrefillOptions | undefined): [EstimateOptions, AttentionOptions] {
@@ -314,12 +353,13 @@ function splitPrefillOptions(opts: PrefillOptions | undefined): [EstimateOptions
   return [est as EstimateOptions, att as AttentionOptions];
 }
 
-/** Estimate, then block-sparse attention over the selection. */
+/** Estimate, then block-sparse attention over the selection (both on run.stream when given). */
 export async function prefill(
   q: Tensor,
   k: Tensor,
   v: Tensor,
   opts?: PrefillOptions,
+  run?: Pick<RunOptions, 'stream'>,
 ): Promise<{ output: Tensor; mask: BlockMask; stats: PrefillStats }> {
   const [estOpts, attOpts] = splitPrefillOptions(opts);
   checkTensor(v, 'v');
@@ -327,9 +367,10 @@ export async function prefill(
   // fail before any work
   checkAttentionSupport(q, resolveEstimateOptions(estOpts, q.shape[3]).block);
   resolveAttentionOptions(attOpts);
-  const est = await timeEstimate(q, k, estOpts);
+  const stream = checkStream(checkRun(run).stream, q.device, 'run.stream');
+  const est = await runEstimate(q, k, estOpts, { stream });
   try {
-    const att = await timeAttention(q, k, v, est.mask, attOpts);
+    const att = await runAttention(q, k, v, est.mask, attOpts, { stream });
     const density = await est.mask.density();
     return {
       output: att.output,

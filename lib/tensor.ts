@@ -50,6 +50,25 @@ export function deviceName(index: number): string {
   return index < 0 ? 'cpu' : `cuda:${index}`;
 }
 
+/**
+ * @internal A caller's CUDA stream for work on `device`: a bigint handle of a
+ * stream the caller created. 0n (the legacy default stream), 1n
+ * (cudaStreamLegacy) and 2n (cudaStreamPerThread) are RangeErrors: the work is
+ * enqueued from a worker thread, where they would not mean the caller's stream.
+ */
+export function checkStream(stream: unknown, device: string, what: string): bigint | undefined {
+  if (stream === undefined) return undefined;
+  if (typeof stream !== 'bigint') throw new TypeError(`${what} must be a bigint (a cudaStream_t), got ${typeof stream}`);
+  if (device === 'cpu') throw new RangeError(`${what} needs tensors on a CUDA device; they are on the cpu`);
+  if (stream === 0n) throw new RangeError(`${what} 0n (the legacy default stream) is not supported: pass a stream you created`);
+  if (stream === 1n || stream === 2n) {
+    const name = stream === 1n ? 'cudaStreamLegacy' : 'cudaStreamPerThread';
+    throw new RangeError(`${what} ${stream}n (${name}) is not supported: pass a stream you created`);
+  }
+  if (stream < 0n || stream >= 2n ** 64n) throw new RangeError(`${what} must be a 64-bit stream handle, got ${stream}n`);
+  return stream;
+}
+
 function checkShape(shape: unknown): Shape4 {
   if (!Array.isArray(shape) || shape.length !== 4) {
     throw new RangeError(`shape must have rank 4 [batch, heads, n, d], got ${JSON.stringify(shape)}`);
@@ -169,6 +188,25 @@ export class Tensor {
     const target = resolveDevice(device);
     const data = await this.toHost();
     return tensor(data, { shape: this.shape, dtype: this.dtype, layout: this.layout, device: deviceName(target) as DeviceSpec });
+  }
+
+  /**
+   * Copies `src` into this tensor: same device, dtype, shape and layout. Runs
+   * like an op (off the event loop; with `stream`, on that CUDA stream, see
+   * RunOptions.stream).
+   */
+  async copyFrom(src: Tensor, opts: { stream?: bigint } = {}): Promise<void> {
+    if (!(src instanceof Tensor)) throw new TypeError('src must be a Tensor');
+    if (src.device !== this.device) {
+      throw new Error(`all tensors must be on the same device (got ${this.device} and ${src.device})`);
+    }
+    if (src.dtype !== this.dtype) throw new TypeError(`dtypes differ: this is ${this.dtype}, src is ${src.dtype}`);
+    if (src.shape.some((x, i) => x !== this.shape[i])) {
+      throw new RangeError(`shapes differ: this is [${this.shape.join(', ')}], src is [${src.shape.join(', ')}]`);
+    }
+    if (src.layout !== this.layout) throw new RangeError(`layouts differ: this is ${this.layout}, src is ${src.layout}`);
+    const stream = checkStream(opts?.stream, this.device, 'stream');
+    await native().copy(this.live(), src.live(), stream);
   }
 
   /** Frees the memory now (idempotent); ops already running keep it until they finish. */

@@ -8,6 +8,8 @@
 #include "binding/memory_api.h"
 #include "binding/ops.h"
 #include "binding/tensor.h"
+#include "binding/testing.h"
+#include "binding/transfer.h"
 
 namespace prism::binding {
 
@@ -24,6 +26,8 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("diffNorms", Napi::Function::New<diff_norms>(env, "diffNorms"));
   exports.Set("memoryStats", Napi::Function::New<memory_stats>(env, "memoryStats"));
   exports.Set("releaseCachedMemory", Napi::Function::New<release_cached_memory>(env, "releaseCachedMemory"));
+  exports.Set("copy", Napi::Function::New<copy_tensor>(env, "copy"));
+  exports.Set("testing", testing_exports(env));
   return exports;
 }
 

@@ -6,9 +6,9 @@
 
 namespace prism::binding {
 
-// estimate(q, k, params, { mask, counts, indices, temps }, timing?) -> Promise<number[]>
+// estimate(q, k, params, { mask, counts, indices, temps }, timing?, stream?) -> Promise<number[]>
 Napi::Value estimate(const Napi::CallbackInfo& info);
-// attention(q, k, v, o, counts | null, indices | null, params, timing?) -> Promise<number[]>
+// attention(q, k, v, o, counts | null, indices | null, params, timing?, stream?) -> Promise<number[]>
 Napi::Value attention(const Napi::CallbackInfo& info);
 // massRecall(q, k, counts | null, indices | null, params, rows: BigInt64Array) -> Promise<Float32Array>
 Napi::Value mass_recall(const Napi::CallbackInfo& info);

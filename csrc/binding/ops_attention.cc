@@ -36,6 +36,7 @@ Napi::Value attention(const Napi::CallbackInfo& info) {
     call.name = "attention";
     call.device = common_device({&qt, &kt, &vt, &ot, list.counts, list.indices});
     call.timing = read_timing(arg(info, 7));
+    call.stream = read_stream(arg(info, 8), call.device);
     call.keep_alive = {qt.storage(), kt.storage(), vt.storage(), ot.storage()};
     for (auto& s : list.storages) call.keep_alive.push_back(s);
     BlockList l = list.list;

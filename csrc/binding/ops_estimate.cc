@@ -36,6 +36,7 @@ Napi::Value estimate(const Napi::CallbackInfo& info) {
     call.name = "estimate";
     call.device = common_device({&qt, &kt, &mask, &counts, &indices, &temps});
     call.timing = read_timing(arg(info, 4));
+    call.stream = read_stream(arg(info, 5), call.device);
     call.keep_alive = {qt.storage(), kt.storage(), mask.storage(), counts.storage(),
                        indices.storage(), temps.storage()};
     BlockMaskOut o;

@@ -2,9 +2,13 @@
 
 #include <cstring>
 
+#include "binding/args.h"
 #include "binding/device.h"
 #include "binding/errors.h"
+#include "binding/op_runner.h"
 #include "binding/promise_worker.h"
+#include "binding/tensor.h"
+#include "binding/views.h"
 #if PRISM_WITH_CUDA
 #include "binding/cuda_sync.h"
 #endif
@@ -81,6 +85,36 @@ class DownloadWorker : public PromiseWorker {
 };
 
 }  // namespace
+
+Napi::Value copy_tensor(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return js_guard(env, [&]() -> Napi::Value {
+    TensorWrap& dst = TensorWrap::unwrap(env, arg(info, 0), "dst");
+    TensorWrap& src = TensorWrap::unwrap(env, arg(info, 1), "src");
+    if (dst.dtype() != src.dtype())
+      throw_type(std::string("dtypes differ: dst is ") + dtype_name(dst.dtype()) + ", src is " + dtype_name(src.dtype()));
+    if (dst.shape() != src.shape())
+      throw_range("shapes differ: dst is " + shape_text(dst.shape()) + ", src is " + shape_text(src.shape()));
+    if (dst.layout() != src.layout()) throw_range("layouts differ: copy between tensors of the same layout");
+    OpCall call;
+    call.name = "copy";
+    call.device = common_device({&dst, &src});
+    call.stream = read_stream(arg(info, 2), call.device);
+    call.keep_alive = {dst.storage(), src.storage()};
+    void* to = call.keep_alive[0]->data();
+    const void* from = call.keep_alive[1]->data();
+    size_t bytes = dst.byte_length();
+    call.cpu = [to, from, bytes]() {
+      if (to != from) std::memmove(to, from, bytes);
+    };
+#if PRISM_WITH_CUDA
+    call.gpu = [to, from, bytes](void*, cudaStream_t stream) {
+      return to == from ? cudaSuccess : cudaMemcpyAsync(to, from, bytes, cudaMemcpyDeviceToDevice, stream);
+    };
+#endif
+    return start_timed_op(env, std::move(call));
+  });
+}
 
 Napi::Promise start_upload(Napi::Env env, std::shared_ptr<Storage> dst, Napi::TypedArray source) {
   return (new UploadWorker(env, std::move(dst), source))->start();

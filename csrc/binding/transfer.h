@@ -18,4 +18,8 @@ Napi::Promise start_upload(Napi::Env env, std::shared_ptr<Storage> dst, Napi::Ty
 // Promise<ArrayBuffer> holding a copy of the tensor's bytes.
 Napi::Promise start_download(Napi::Env env, std::shared_ptr<Storage> src);
 
+// copy(dst, src, stream?) -> Promise<number[]>: src's bytes into dst (same
+// device, dtype, shape and layout), run like an op (streams.h).
+Napi::Value copy_tensor(const Napi::CallbackInfo& info);
+
 }  // namespace prism::binding
