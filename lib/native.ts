@@ -15,8 +15,10 @@ export interface NativeTensor {
   readonly byteLength: number;
   readonly disposed: boolean;
   readonly pointer: bigint;
-  toHost(): Promise<ArrayBuffer>;
-  upload(data: ArrayBufferView): Promise<void>;
+  /** Elements [offset, offset + length) in memory order (default: all / all from offset). */
+  toHost(offset?: number, length?: number): Promise<ArrayBuffer>;
+  /** Without offset, data fills the tensor; with it, data goes to [offset, offset + data.length). */
+  upload(data: ArrayBufferView, offset?: number): Promise<void>;
   dispose(): void;
 }
 
