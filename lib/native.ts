@@ -55,6 +55,13 @@ export interface Info {
   cudaUnavailableReason: string | null;
   cudaRuntimeVersion: number;
   cudaDriverVersion: number;
+  /**
+   * CUDA version the NVIDIA driver must support, as cudaDriverGetVersion reports
+   * it: the major version of the CUDA runtime linked in (13000 for CUDA 13.x); 0 without CUDA.
+   */
+  minDriverVersion: number;
+  /** The same for people: 'NVIDIA driver >= 580 (CUDA 13.0)'; null without CUDA. */
+  minDriver: string | null;
   devices: DeviceInfo[];
   cpuThreads: number;
 }
@@ -122,6 +129,8 @@ export interface NativeTesting {
    * resolves when the copy is done.
    */
   copyAfterDelay(dst: NativeTensor, src: NativeTensor, stream: bigint | undefined, delayMs: number): Promise<void>;
+  /** The cudaUnavailableReason given when the driver supports CUDA `driverVersion` (0: none) but `requiredVersion` is needed. */
+  driverReason(driverVersion: number, requiredVersion: number): string;
 }
 
 /** The directory holding this package's package.json (works from lib/ and dist/lib/). */

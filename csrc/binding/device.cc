@@ -25,6 +25,11 @@ CudaStatus discover() {
   CudaStatus s;
   cudaRuntimeGetVersion(&s.runtime_version);
   if (cudaDriverGetVersion(&s.driver_version) != cudaSuccess) s.driver_version = 0;
+  s.min_driver_version = CUDART_VERSION / 1000 * 1000;
+  if (s.driver_version < s.min_driver_version) {
+    s.unavailable_reason = old_driver_reason(s.driver_version, s.min_driver_version);
+    return s;
+  }
   int count = 0;
   cudaError_t e = cudaGetDeviceCount(&count);
   if (e != cudaSuccess) {
@@ -77,6 +82,32 @@ CudaStatus discover() {
 }  // namespace
 
 #endif
+
+std::string min_driver_branch(int cuda_version) {
+  switch (cuda_version / 1000) {
+    case 13: return "580";  // CUDA 13.0 GA: 580.65.06
+    case 12: return "525";  // CUDA 12.0 GA: 525.60.13
+    default: return "";
+  }
+}
+
+namespace {
+std::string cuda_version_text(int v) { return std::to_string(v / 1000) + "." + std::to_string(v % 1000 / 10); }
+}  // namespace
+
+std::string min_driver_text(int cuda_version) {
+  std::string branch = min_driver_branch(cuda_version);
+  if (branch.empty()) return "a driver with CUDA " + cuda_version_text(cuda_version) + " support";
+  return "NVIDIA driver >= " + branch + " (CUDA " + cuda_version_text(cuda_version) + ")";
+}
+
+std::string old_driver_reason(int driver_version, int required_version) {
+  std::string branch = min_driver_branch(required_version);
+  std::string needs = "this binary needs " + cuda_version_text(required_version) +
+                      (branch.empty() ? "" : " (driver >= " + branch + ")");
+  if (driver_version <= 0) return "no NVIDIA driver found; " + needs;
+  return "the NVIDIA driver supports CUDA " + cuda_version_text(driver_version) + "; " + needs;
+}
 
 const CudaStatus& cuda_status() {
   static const CudaStatus status = discover();

@@ -135,6 +135,16 @@ Napi::Value copy_after_delay(const Napi::CallbackInfo& info) {
   });
 }
 
+// driverReason(driverVersion, requiredVersion): the message info() gives when
+// the driver is too old (old_driver_reason), for unit tests on any machine.
+Napi::Value driver_reason(const Napi::CallbackInfo& info) {
+  return js_guard(info.Env(), [&]() -> Napi::Value {
+    int driver = static_cast<int>(get_integer(arg(info, 0), "driverVersion", 0, 1000000));
+    int required = static_cast<int>(get_integer(arg(info, 1), "requiredVersion", 1000, 1000000));
+    return Napi::String::New(info.Env(), old_driver_reason(driver, required));
+  });
+}
+
 }  // namespace
 
 Napi::Object testing_exports(Napi::Env env) {
@@ -142,6 +152,7 @@ Napi::Object testing_exports(Napi::Env env) {
   t.Set("createStream", Napi::Function::New<create_stream>(env, "createStream"));
   t.Set("destroyStream", Napi::Function::New<destroy_stream>(env, "destroyStream"));
   t.Set("copyAfterDelay", Napi::Function::New<copy_after_delay>(env, "copyAfterDelay"));
+  t.Set("driverReason", Napi::Function::New<driver_reason>(env, "driverReason"));
   return t;
 }
 

@@ -5,7 +5,8 @@
 namespace prism::binding {
 
 // { createStream(device): bigint, destroyStream(stream: bigint): void,
-//   copyAfterDelay(dst, src, stream: bigint | undefined, delayMs): Promise<void> }
+//   copyAfterDelay(dst, src, stream: bigint | undefined, delayMs): Promise<void>,
+//   driverReason(driverVersion, requiredVersion): string }
 Napi::Object testing_exports(Napi::Env env);
 
 }  // namespace prism::binding
