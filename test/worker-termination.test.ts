@@ -50,7 +50,7 @@ function expectReleased(r: Report): void {
 describe('terminating workers on the CPU', () => {
   test('ops, uploads and downloads in flight: the process survives and still computes correctly', () => {
     const r = runChild('cpu');
-    expect(r.terminated).toBe(25);
+    expect(r.terminated).toBe(33);
     expect(r.midOp).toBeGreaterThanOrEqual(3);
     // The large attention (~150 ms) was still running when terminate() was called.
     expect(r.midOpTerminateMs).toBeGreaterThan(10);
@@ -64,7 +64,7 @@ describe('terminating workers on the CPU', () => {
 describeGpu('terminating workers on the GPU', () => {
   test('ops, uploads and downloads in flight: the process survives and still computes correctly', () => {
     const r = runChild('cuda');
-    expect(r.terminated).toBe(25);
+    expect(r.terminated).toBe(33);
     expect(r.midOp).toBeGreaterThanOrEqual(3);
     expect(r.checks).toBeGreaterThan(0);
     expect(r.mismatches).toBe(0);
