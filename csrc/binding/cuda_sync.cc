@@ -12,12 +12,10 @@ CudaEvent::~CudaEvent() {
   if (event_) cudaEventDestroy(event_);
 }
 
-StreamBuffer::StreamBuffer(size_t bytes, cudaStream_t stream) : stream_(stream) {
-  if (bytes > 0) check_cuda(cudaMallocAsync(&data_, bytes, stream), "cudaMallocAsync (workspace)");
-}
-
-StreamBuffer::~StreamBuffer() {
-  if (data_) cudaFreeAsync(data_, stream_);
+StreamBuffer::StreamBuffer(size_t bytes, cudaStream_t stream) {
+  int device = 0;
+  check_cuda(cudaGetDevice(&device), "cudaGetDevice");
+  lease_ = workspace_pool(device).acquire(bytes, stream);
 }
 
 void wait_for_stream(cudaStream_t stream, const char* operation) {

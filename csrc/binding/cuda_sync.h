@@ -1,11 +1,13 @@
-// Small RAII helpers for CUDA objects the binding creates per call: events
-// and stream-ordered scratch buffers. Only compiled with CUDA.
+// Small RAII helpers for CUDA objects the binding uses per call: events
+// and scratch buffers. Only compiled with CUDA.
 #pragma once
 #if PRISM_WITH_CUDA
 #include <cuda_runtime.h>
 
 #include <cstddef>
 #include <cstdint>
+
+#include "binding/memory.h"
 
 namespace prism::binding {
 
@@ -22,19 +24,16 @@ class CudaEvent {
   cudaEvent_t event_ = nullptr;
 };
 
-// Scratch memory allocated and freed in stream order (cudaMallocAsync /
-// cudaFreeAsync), so freeing never waits for the work that uses it.
+// Scratch memory for work on `stream`, lent by the current device's workspace
+// pool and given back when destroyed; the work enqueued on `stream` until then
+// is ordered before its next use, so giving it back never waits.
 class StreamBuffer {
  public:
   StreamBuffer(size_t bytes, cudaStream_t stream);
-  ~StreamBuffer();
-  StreamBuffer(const StreamBuffer&) = delete;
-  StreamBuffer& operator=(const StreamBuffer&) = delete;
-  void* get() const { return data_; }
+  void* get() const { return lease_.get(); }
 
  private:
-  void* data_ = nullptr;
-  cudaStream_t stream_;
+  WorkspaceLease lease_;
 };
 
 // Blocks the calling (worker) thread until everything enqueued on `stream`

@@ -1,5 +1,5 @@
 // prefill(q, k, v, o, estimateParams, attentionParams { block, softmaxScale, lse? },
-//         out: { counts, rowPtr, temps, mask? } | null)
+//         out: { counts, rowPtr, temps, mask? } | null, stream?)
 //   -> Promise<{ estimateMs, attentionMs, selected, indices?: Tensor }>
 // Estimation and block-sparse attention in one call. On a GPU both are
 // enqueued back to back on the stream, attention reading the selection where
@@ -34,6 +34,7 @@ struct PrefillArgs {
   BlockMaskOut sel;           // counts / temps / mask given by the caller, or null (scratch)
   int64_t* row_ptr = nullptr;  // caller's, or null
   bool want_selection = false;
+  uint64_t stream = 0;         // caller's cudaStream_t, or 0: the device's own
 };
 
 class PrefillWorker : public PromiseWorker {
@@ -97,7 +98,7 @@ class PrefillWorker : public PromiseWorker {
 
   void run_gpu() {
     use_device(a_.device);
-    cudaStream_t stream = device_context(a_.device).stream();
+    cudaStream_t stream = op_stream(a_.device, a_.stream);
     try {
       // scratch: estimation workspace | triangular selection | row starts |
       // scan workspace | counts, rowPtr, temps unless the caller gave them
@@ -157,6 +158,7 @@ class PrefillWorker : public PromiseWorker {
       att_ms_ = ms;
       if (a_.want_selection) {
         indices_ = Storage::allocate(a_.device, indices_bytes(total_));
+        stream = op_stream(a_.device, a_.stream);  // after the allocation on the device's stream
         check_cuda(prism::cuda::gather_selection(o.counts, tri, geo_.rows, geo_.nq, geo_.off, rp,
                                                  static_cast<int32_t*>(indices_->data()), stream),
                    "prefill (gather)");
@@ -207,6 +209,7 @@ Napi::Value prefill(const Napi::CallbackInfo& info) {
       a.o.lse = static_cast<float*>(lse->storage()->data());
     }
     a.device = common_device({&qt, &kt, &vt, &ot, lse});
+    a.stream = read_stream(arg(info, 7), a.device);
     Napi::Value out = arg(info, 6);
     if (!out.IsUndefined() && !out.IsNull()) {
       SelectionOut s = read_selection_out(env, out, a.q, a.k, a.ep.block);
