@@ -37,13 +37,25 @@ class StreamBuffer {
 };
 
 // Blocks the calling (worker) thread until everything enqueued on `stream`
-// so far has run, without spinning: records a blocking-sync event and waits on it.
+// so far has run: records a blocking-sync event, polls it for 2 ms (short ops
+// resolve without a wake-up delay), then sleeps on it.
 void wait_for_stream(cudaStream_t stream, const char* operation);
 
-// Eight pinned int64 of the calling (worker) thread, for device-to-host copies
-// of a few values ordered on a stream; allocated on first use, kept for the
-// thread's life.
-int64_t* thread_pinned_values();
+// One pinned int64 for a device-to-host copy ordered on a stream, owned by one
+// call whatever thread enqueues it; slots come from a process-wide pool of
+// pinned pages and are reused.
+class PinnedValue {
+ public:
+  PinnedValue();
+  ~PinnedValue();
+  PinnedValue(const PinnedValue&) = delete;
+  PinnedValue& operator=(const PinnedValue&) = delete;
+  int64_t* get() const { return value_; }
+
+ private:
+  int64_t* value_ = nullptr;
+};
+
 
 // Same, but for use on error paths: never throws.
 void drain_stream_quietly(cudaStream_t stream) noexcept;

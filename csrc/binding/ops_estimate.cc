@@ -76,11 +76,11 @@ class EstimateWorker : public PromiseWorker {
                         [&](void* ws, cudaStream_t s) { return prism::cuda::estimate(q_, k_, p_, o, ws, s); },
                         "estimate", stream_);
       check_cuda(prism::cuda::scan_counts(o.counts, geo_.rows, row_ptr_, scan_ws, stream), "estimate (count)");
-      int64_t* total = thread_pinned_values();
-      check_cuda(cudaMemcpyAsync(total, row_ptr_ + geo_.rows, sizeof(int64_t), cudaMemcpyDeviceToHost, stream),
+      PinnedValue total;
+      check_cuda(cudaMemcpyAsync(total.get(), row_ptr_ + geo_.rows, sizeof(int64_t), cudaMemcpyDeviceToHost, stream),
                  "cudaMemcpyAsync (selection size)");
       wait_for_stream(stream, "estimate");
-      total_ = *total;
+      total_ = *total.get();
       indices_ = Storage::allocate(device_, indices_bytes(total_));
       stream = op_stream(device_, stream_);  // after the allocation on the device's stream
       check_cuda(prism::cuda::gather_selection(o.counts, o.indices, geo_.rows, geo_.nq, geo_.off, row_ptr_,
