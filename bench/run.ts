@@ -190,7 +190,7 @@ async function runLength(cfg: BenchConfig, ctx: RunContext, prep: Prepared, labe
           estimationTimesMs: [], attentionTimesMs: times,
           density: 1, pairDensity: 1,
           tflopsEffective: denseFlops / attn / 1e9, tflopsComputed: denseFlops / attn / 1e9,
-          speedup: 1, recall, relError: 0, temperatures: null, prefillApiMs: null, prefillGpuMs: null,
+          speedup: 1, recall, relError: 0, temperatures: null, prefillApiMs: null, prefillGpuMs: null, prefillOverheadMs: null,
         });
         continue;
       }
@@ -266,6 +266,7 @@ async function runSparse(
       temperatures: temps,
       prefillApiMs: median(pf.apiMs),
       prefillGpuMs: median(pf.gpuMs),
+      prefillOverheadMs: median(pf.apiMs.map((x, i) => x - pf.gpuMs[i])),
     };
   } finally {
     out?.dispose();
