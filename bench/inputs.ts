@@ -2,11 +2,11 @@
 // runs and, with --devices, each device's heads (the shards of the sharded
 // prefill). The structured workload is generated one kv-head group at a time
 // (a kv head and its query heads), on worker threads when there are cores to
-// spare, and the groups are uploaded part by part where the build's Tensor has
-// write(data, elementOffset). Without it the groups are assembled into whole
-// host arrays, which must fit one typed array (2^32 - 1 elements: 32 heads x
-// 1M tokens x 128 does not). The bytes are those of structuredWorkload() with
-// the same options, however they are made.
+// spare, and each group is written into its place in the device tensors
+// (Tensor.write(data, elementOffset)): no host array holds a whole tensor, so
+// 32 heads x 1M tokens x 128 (2^32 elements, more than one typed array) works.
+// The bytes are those of structuredWorkload() with the same options, however
+// they are made.
 
 import * as fs from 'fs';
 import * as os from 'os';
@@ -46,14 +46,6 @@ export interface BenchInputs {
 /** Worker threads by default: the CPUs but one, at most 8. */
 export function defaultGenThreads(): number {
   return Math.max(0, Math.min(8, os.cpus().length - 1));
-}
-
-function elements(shape: readonly number[]): number {
-  return shape.reduce((a, b) => a * b, 1);
-}
-
-function fmtShape(shape: readonly number[]): string {
-  return `[${shape.join(', ')}]`;
 }
 
 /**
@@ -135,11 +127,7 @@ export interface StructuredSpec {
   ropeLayout?: 'half' | 'interleaved';
 }
 
-/**
- * The structured workload on `device` (and its head shards on `devices`),
- * generated in kv-head groups. Throws a clear Error when the build cannot
- * write tensors in parts and the query tensor does not fit one host array.
- */
+/** The structured workload on `device` (and its head shards on `devices`), generated and uploaded in kv-head groups. */
 export async function buildStructured(
   lib: typeof Lib,
   spec: StructuredSpec,
@@ -151,8 +139,6 @@ export async function buildStructured(
   const t0 = performance.now();
   const { batch, hq, hkv, nq, nk, d, dtype } = spec;
   const G = hq / hkv;
-  const qShape: Shape = [batch, hq, nq, d];
-  const kShape: Shape = [batch, hkv, nk, d];
   const opts: StructuredWorkloadOptions = { batch, hq, hkv, seqLen: nk, nq, d, seed: spec.seed, dtype, ...(spec.ropeLayout ? { ropeLayout: spec.ropeLayout } : {}) };
   const plan = devices ? lib.planHeadShards(hq, hkv, devices) : null;
   const total = batch * hkv;
@@ -165,65 +151,38 @@ export async function buildStructured(
     made.push(t);
     return t;
   };
-  const shape: WorkloadShape = { batch, hq, hkv, nq, nk, d };
   let done = 0;
   try {
-    if (lib.tensorsCanWrite()) {
-      const q = alloc(qShape, device);
-      const k = alloc(kShape, device);
-      const v = alloc(kShape, device);
-      const parts = plan?.map((s) => {
-        const qh = s.queryHeads[1] - s.queryHeads[0];
-        const kh = s.kvHeads[1] - s.kvHeads[0];
-        return { s, q: alloc([batch, qh, nq, d], s.device), k: alloc([batch, kh, nk, d], s.device), v: alloc([batch, kh, nk, d], s.device) };
-      });
-      const source = structuredGroups(opts, threads);
-      for await (const part of source.groups) {
-        const { batch: b, kvHead: g } = part;
-        const writes = [
-          lib.write(q, part.q, (b * hq + g * G) * nq * d),
-          lib.write(k, part.k, (b * hkv + g) * nk * d),
-          lib.write(v, part.v, (b * hkv + g) * nk * d),
-        ];
-        const own = parts?.find((p) => g >= p.s.kvHeads[0] && g < p.s.kvHeads[1]);
-        if (own) {
-          const kh = own.s.kvHeads[1] - own.s.kvHeads[0];
-          const local = g - own.s.kvHeads[0];
-          writes.push(
-            lib.write(own.q, part.q, (b * kh * G + local * G) * nq * d),
-            lib.write(own.k, part.k, (b * kh + local) * nk * d),
-            lib.write(own.v, part.v, (b * kh + local) * nk * d),
-          );
-        }
-        await Promise.all(writes);
-        onGroup?.(++done, total);
-      }
-      const shards = parts ? shardsOf(parts.map((p) => p.s), parts.map((p) => p.q), parts.map((p) => p.k), parts.map((p) => p.v)) : null;
-      return { shape, dtype, q, k, v, shards, mode: 'parts', threads: source.threads, ms: performance.now() - t0, dispose: disposeAll };
-    }
-    const nQ = elements(qShape);
-    if (nQ > MAX_HOST_ELEMENTS) {
-      throw new Error(
-        `q ${fmtShape(qShape)} has ${nQ} elements, more than one typed array holds (${MAX_HOST_ELEMENTS}), and this build's Tensor has no ` +
-          'write(data, offset) to upload it in parts: use a shorter --seq or fewer --heads',
-      );
-    }
-    const half = dtype !== 'float32';
-    const make = (n: number): Float32Array | Uint16Array => (half ? new Uint16Array(n) : new Float32Array(n));
-    const hq_ = make(nQ);
-    const hk_ = make(elements(kShape));
-    const hv_ = make(elements(kShape));
+    const q = alloc([batch, hq, nq, d], device);
+    const k = alloc([batch, hkv, nk, d], device);
+    const v = alloc([batch, hkv, nk, d], device);
+    const parts = plan?.map((s) => {
+      const kh = s.kvHeads[1] - s.kvHeads[0];
+      return { s, q: alloc([batch, kh * G, nq, d], s.device), k: alloc([batch, kh, nk, d], s.device), v: alloc([batch, kh, nk, d], s.device) };
+    });
     const source = structuredGroups(opts, threads);
     for await (const part of source.groups) {
       const { batch: b, kvHead: g } = part;
-      hq_.set(part.q, (b * hq + g * G) * nq * d);
-      hk_.set(part.k, (b * hkv + g) * nk * d);
-      hv_.set(part.v, (b * hkv + g) * nk * d);
+      const writes = [
+        lib.write(q, part.q, (b * hq + g * G) * nq * d),
+        lib.write(k, part.k, (b * hkv + g) * nk * d),
+        lib.write(v, part.v, (b * hkv + g) * nk * d),
+      ];
+      const own = parts?.find((p) => g >= p.s.kvHeads[0] && g < p.s.kvHeads[1]);
+      if (own) {
+        const kh = own.s.kvHeads[1] - own.s.kvHeads[0];
+        const local = g - own.s.kvHeads[0];
+        writes.push(
+          lib.write(own.q, part.q, (b * kh + local) * G * nq * d),
+          lib.write(own.k, part.k, (b * kh + local) * nk * d),
+          lib.write(own.v, part.v, (b * kh + local) * nk * d),
+        );
+      }
+      await Promise.all(writes);
       onGroup?.(++done, total);
     }
-    const wl: Workload = { q: hq_, k: hk_, v: hv_, shape, dtype, layout: 'bhnd' };
-    const res = await fromHost(lib, wl, device, devices);
-    return { ...res, threads: source.threads, ms: performance.now() - t0 };
+    const shards = parts ? shardsOf(parts.map((p) => p.s), parts.map((p) => p.q), parts.map((p) => p.k), parts.map((p) => p.v)) : null;
+    return { shape: { batch, hq, hkv, nq, nk, d }, dtype, q, k, v, shards, mode: 'parts', threads: source.threads, ms: performance.now() - t0, dispose: disposeAll };
   } catch (e) {
     disposeAll();
     throw e;

@@ -62,19 +62,9 @@ export function empty(shape: Shape, o: { dtype: DType; layout: Layout; device: D
   return libEmpty(shape, { dtype: o.dtype, layout: o.layout, device: o.device });
 }
 
-/** True when the build's Tensor class has write(data, elementOffset) (partial uploads). */
-export function tensorsCanWrite(): boolean {
-  return typeof (Tensor.prototype as unknown as { write?: unknown }).write === 'function';
-}
-
-/** True when the build's Tensor can be written in parts (Tensor.write(data, elementOffset), added by another change). */
-export function canWrite(t: Tensor): boolean {
-  return typeof (t as unknown as { write?: unknown }).write === 'function';
-}
-
-/** Writes `data` to elements [offset, offset + data.length) of `t` (only where canWrite(t)). */
+/** Writes `data` to elements [offset, offset + data.length) of `t`. */
 export async function write(t: Tensor, data: Float32Array | Uint16Array, offset: number): Promise<void> {
-  await (t as unknown as { write(d: Float32Array | Uint16Array, o: number): Promise<void> }).write(data, offset);
+  await t.write(data, offset);
 }
 
 export function planHeadShards(hq: number, hkv: number, devices: readonly string[]): HeadShard[] {

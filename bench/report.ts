@@ -54,6 +54,8 @@ export interface MethodResult {
    */
   prefillApiMs: number | null;
   prefillGpuMs: number | null;
+  /** median over the same calls of (wall time - GPU time): what the host adds */
+  prefillOverheadMs: number | null;
 }
 
 /** One point of a --tau-sweep: a sparse method at threshold tau (both bands); prefillApiMs/GpuMs are null. */
@@ -297,7 +299,8 @@ export function formatShardedLegend(): string {
 export function formatLegend(): string {
   return [
     'est ms / attn ms: median of the timed runs (native timing); total = est + attn.',
-    'api ms: median time from calling prefill() to its resolution (one native call; the JSON holds its GPU time).',
+    'api ms: median time from calling prefill() to its resolution (one native call; the JSON holds its GPU time',
+    '  and the median over the same calls of wall - GPU time, prefillOverheadMs).',
     'FLOP/s eff: dense causal FLOPs / total ms.  FLOP/s comp: FLOPs of the selected tiles / attn ms.',
     'speedup: dense total / method total.  density: selected / visible (causal) blocks.',
     'recall: exact softmax mass inside the selected blocks on sampled query rows.  rel err: ||O - O_dense|| / ||O_dense||.',
@@ -428,6 +431,7 @@ function checkMethod(m: MethodResult, wm: string, errors: string[]): boolean {
     relError: isNumOrNull,
     prefillApiMs: isNumOrNull,
     prefillGpuMs: isNumOrNull,
+    prefillOverheadMs: isNumOrNull,
     temperatures: (v) => v === null || (typeof v === 'object' && isNum((v as { high: number }).high) && isNum((v as { low: number }).low)),
   }, errors)) return false;
   if (m.recall && m.recall.rows > 0) {

@@ -217,7 +217,7 @@ async function runLength(cfg: BenchConfig, ctx: RunContext, inputs: BenchInputs,
         estimationTimesMs: [], attentionTimesMs: times,
         density: 1, pairDensity: 1,
         tflopsEffective: denseFlops / attn / 1e9, tflopsComputed: denseFlops / attn / 1e9,
-        speedup: 1, recall, relError: 0, temperatures: null, prefillApiMs: null, prefillGpuMs: null,
+        speedup: 1, recall, relError: 0, temperatures: null, prefillApiMs: null, prefillGpuMs: null, prefillOverheadMs: null,
       });
     }
     const c: SparseCtx = { label, timing, rows, pairs: pairs!, nqb, nkb, denseFlops, denseOut, denseTotal };
@@ -334,6 +334,7 @@ async function runSparse(
         temperatures: temps,
         prefillApiMs: pf ? median(pf.apiMs) : null,
         prefillGpuMs: pf ? median(pf.gpuMs) : null,
+        prefillOverheadMs: pf ? median(pf.apiMs.map((x, i) => x - pf.gpuMs[i])) : null,
       },
       prefillOut,
     };

@@ -4,6 +4,8 @@ export { info, packageRoot } from './native';
 export type { DeviceInfo, Info } from './native';
 export { resolveEstimateOptions, resolveAttentionOptions } from './options';
 export { Tensor, tensor, empty, fromDevicePointer, resolveDevice } from './tensor';
+export { memoryStats, releaseCachedMemory } from './memory';
+export type { MemoryStats } from './memory';
 export type { Shape4, TensorData, TensorOptions } from './tensor';
 export {
   BlockMask,

@@ -15,8 +15,10 @@ export interface NativeTensor {
   readonly byteLength: number;
   readonly disposed: boolean;
   readonly pointer: bigint;
-  toHost(): Promise<ArrayBuffer>;
-  upload(data: ArrayBufferView): Promise<void>;
+  /** Elements [offset, offset + length) in memory order (default: all / all from offset). */
+  toHost(offset?: number, length?: number): Promise<ArrayBuffer>;
+  /** Without offset, data fills the tensor; with it, data goes to [offset, offset + data.length). */
+  upload(data: ArrayBufferView, offset?: number): Promise<void>;
   dispose(): void;
 }
 
@@ -75,19 +77,42 @@ export interface Info {
   cudaUnavailableReason: string | null;
   cudaRuntimeVersion: number;
   cudaDriverVersion: number;
+  /**
+   * CUDA version the NVIDIA driver must support, as cudaDriverGetVersion reports
+   * it: the major version of the CUDA runtime linked in (13000 for CUDA 13.x); 0 without CUDA.
+   */
+  minDriverVersion: number;
+  /** The same for people: 'NVIDIA driver >= 580 (CUDA 13.0)'; null without CUDA. */
+  minDriver: string | null;
   devices: DeviceInfo[];
   cpuThreads: number;
+}
+
+/** What the addon reports for one device (see lib/memory.ts). */
+export interface NativeMemoryStats {
+  device: number;
+  tensorBytes: number;
+  tensorCount: number;
+  workspaceBytes: number;
+  workspaceInUseBytes: number;
+  allocations: number;
+  deviceFreeBytes: number | null;
+  deviceTotalBytes: number | null;
 }
 
 export interface NativeBinding {
   Tensor: NativeTensorConstructor;
   info(): Info;
+  memoryStats(device: number): NativeMemoryStats;
+  /** Frees idle cached workspace (and trims the device's memory pool); resolves to the bytes freed. */
+  releaseCachedMemory(device: number): Promise<number>;
   estimate(
     q: NativeTensor,
     k: NativeTensor,
     params: object,
     out: NativeSelectionOut,
     timing?: NativeTiming,
+    stream?: bigint,
   ): Promise<{ timesMs: number[]; indices: NativeTensor; selected: number }>;
   attention(
     q: NativeTensor,
@@ -97,6 +122,7 @@ export interface NativeBinding {
     list: NativeBlockList | null,
     params: NativeAttentionParams,
     timing?: NativeTiming,
+    stream?: bigint,
   ): Promise<number[]>;
   prefill(
     q: NativeTensor,
@@ -106,6 +132,7 @@ export interface NativeBinding {
     estimateParams: object,
     attentionParams: NativeAttentionParams,
     selection: NativeSelectionOut | null,
+    stream?: bigint,
   ): Promise<{ estimateMs: number; attentionMs: number; selected: number; indices?: NativeTensor }>;
   massRecall(
     q: NativeTensor,
@@ -115,6 +142,25 @@ export interface NativeBinding {
     rows: BigInt64Array,
   ): Promise<Float32Array>;
   diffNorms(a: NativeTensor, b: NativeTensor): Promise<[number, number]>;
+  /** src's bytes into dst (same device, dtype, shape, layout), run like an op. */
+  copy(dst: NativeTensor, src: NativeTensor, stream?: bigint): Promise<number[]>;
+  /** @internal helpers for the package's own tests */
+  testing: NativeTesting;
+}
+
+/** @internal */
+export interface NativeTesting {
+  /** A new non-blocking stream on a CUDA device (a cudaStream_t as a bigint). */
+  createStream(device: number): bigint;
+  destroyStream(stream: bigint): void;
+  /**
+   * Enqueues now, from the calling thread, on `stream` (undefined: the device's
+   * own stream) a host wait of delayMs and then the copy of src into dst;
+   * resolves when the copy is done.
+   */
+  copyAfterDelay(dst: NativeTensor, src: NativeTensor, stream: bigint | undefined, delayMs: number): Promise<void>;
+  /** The cudaUnavailableReason given when the driver supports CUDA `driverVersion` (0: none) but `requiredVersion` is needed. */
+  driverReason(driverVersion: number, requiredVersion: number): string;
 }
 
 /** The directory holding this package's package.json (works from lib/ and dist/lib/). */

@@ -14,7 +14,7 @@ import {
   resolveEstimateOptions,
   toNativeEstimateParams,
 } from './options';
-import { isNativeTensor, isTensor, Tensor } from './tensor';
+import { checkStream, isNativeTensor, isTensor, Tensor } from './tensor';
 import type { AttentionOptions, EstimateOptions } from './types';
 
 export { BlockMask };
@@ -28,6 +28,13 @@ export interface Timing {
 /** How to run an op: `timing` repeats it and records per-iteration milliseconds. */
 export interface RunOptions {
   timing?: Timing;
+  /**
+   * A CUDA stream of the tensors' device (a cudaStream_t as a bigint, > 2n) to
+   * enqueue the op's work on instead of the package's own stream: it runs
+   * after the work already on that stream, and the promise resolves once it
+   * has finished (docs/api.md, "Streams").
+   */
+  stream?: bigint;
 }
 
 /** Estimation and attention options together, as prefill() takes them. */
@@ -123,6 +130,7 @@ export async function timeEstimate(
   opts?: EstimateOptions,
   timing?: Timing,
   denseMask = false,
+  stream?: bigint,
 ): Promise<{ mask: BlockMask; timesMs: number[] }> {
   checkTensor(q, 'q');
   checkTensor(k, 'k');
@@ -132,7 +140,7 @@ export async function timeEstimate(
   const shape = maskShape(q, k, o.block);
   const sel = allocateSelection(shape, deviceIndex(q), denseMask);
   try {
-    const r = await native().estimate(q.live(), k.live(), toNativeEstimateParams(o), withoutNullMask(sel), t);
+    const r = await native().estimate(q.live(), k.live(), toNativeEstimateParams(o), withoutNullMask(sel), t, stream);
     const mask = maskFromSelection(shape, q.device, sel, r);
     mask.timesMs = r.timesMs;
     return { mask, timesMs: r.timesMs };
@@ -152,8 +160,9 @@ export interface EstimateRunOptions extends RunOptions {
  * With run.timing the estimation is repeated and mask.timesMs holds the per-iteration ms.
  */
 export async function estimate(q: Tensor, k: Tensor, opts?: EstimateOptions, run?: EstimateRunOptions): Promise<BlockMask> {
-  const r = checkRun(run, ['timing', 'denseMask']);
-  return (await timeEstimate(q, k, opts, checkTiming(r.timing, 'run.timing'), optionalBoolean(r.denseMask, 'run.denseMask'))).mask;
+  const r = checkRun(run, ['timing', 'denseMask', 'stream']);
+  const stream = isTensor(q) ? checkStream(r.stream, q.device, 'run.stream') : undefined;
+  return (await timeEstimate(q, k, opts, checkTiming(r.timing, 'run.timing'), optionalBoolean(r.denseMask, 'run.denseMask'), stream)).mask;
 }
 
 function maskShape(q: Tensor, k: Tensor, block: number) {
@@ -261,6 +270,7 @@ export async function timeAttention(
   opts?: AttentionOptions,
   timing?: Timing,
   out?: Tensor,
+  stream?: bigint,
 ): Promise<{ output: Tensor; lse?: Tensor; timesMs: number[] }> {
   checkTensor(q, 'q');
   checkTensor(k, 'k');
@@ -275,7 +285,7 @@ export async function timeAttention(
   const lse = returnLse ? newLse(q) : undefined;
   try {
     const params = { block: mask ? mask.block : DENSE_BLOCK, softmaxScale, ...(lse ? { lse: lse.live() } : {}) };
-    const timesMs = await native().attention(q.live(), k.live(), v.live(), output.live(), mask ? mask.list() : null, params, t);
+    const timesMs = await native().attention(q.live(), k.live(), v.live(), output.live(), mask ? mask.list() : null, params, t, stream);
     output.timesMs = timesMs;
     return { output, lse, timesMs };
   } catch (e) {
@@ -315,8 +325,9 @@ export async function attention(
   opts?: AttentionOptions,
   run?: AttentionRunOptions,
 ): Promise<Tensor | { output: Tensor; lse: Tensor }> {
-  const r = checkRun(run, ['timing', 'out']);
-  const res = await timeAttention(q, k, v, mask, opts, checkTiming(r.timing, 'run.timing'), r.out as Tensor | undefined);
+  const r = checkRun(run, ['timing', 'out', 'stream']);
+  const stream = isTensor(q) ? checkStream(r.stream, q.device, 'run.stream') : undefined;
+  const res = await timeAttention(q, k, v, mask, opts, checkTiming(r.timing, 'run.timing'), r.out as Tensor | undefined, stream);
   return res.lse ? { output: res.output, lse: res.lse } : res.output;
 }
 
@@ -340,6 +351,8 @@ export interface PrefillRunOptions {
   returnMask?: boolean;
   /** With the mask, also keep the dense uint8 [b, H, nq, nk] mask on the device. */
   denseMask?: boolean;
+  /** A CUDA stream to enqueue the work on (see RunOptions.stream). */
+  stream?: bigint;
 }
 
 /** What prefill() resolves to. */
@@ -363,7 +376,8 @@ export async function prefill(q: Tensor, k: Tensor, v: Tensor, opts?: PrefillOpt
   checkTensor(v, 'v');
   const [estOpts, attOpts] = splitPrefillOptions(opts);
   checkQkv(q, k, v);
-  const r = checkRun(run, ['out', 'returnMask', 'denseMask']);
+  const r = checkRun(run, ['out', 'returnMask', 'denseMask', 'stream']);
+  const stream = checkStream(r.stream, q.device, 'run.stream');
   const returnMask = r.returnMask === undefined ? true : optionalBoolean(r.returnMask, 'run.returnMask');
   const denseMask = optionalBoolean(r.denseMask, 'run.denseMask');
   const eo = resolveEstimateOptions(estOpts, q.shape[3]);
@@ -384,6 +398,7 @@ export async function prefill(q: Tensor, k: Tensor, v: Tensor, opts?: PrefillOpt
       toNativeEstimateParams(eo),
       params,
       sel ? withoutNullMask(sel) : null,
+      stream,
     );
     const mask = sel && res.indices ? new BlockMask(shape, q.device, res.selected, { ...sel, indices: res.indices }) : null;
     const stats = { density: densityOf(shape, res.selected), estimateMs: res.estimateMs, attentionMs: res.attentionMs };

@@ -9,15 +9,16 @@
 // Inputs come either as host data (uploaded shard by shard) or as per-device
 // tensors already sharded (what a tensor-parallel server holds: each rank its
 // own heads).
-import { constants as bufferConstants } from 'buffer';
 import { isArray, isInstance, readField, show, typedArrayLength, typedArrayName, typeName } from './args';
 import { attentionOptionFields, checkOptionFields, estimateOptionFields, resolveAttentionOptions, resolveEstimateOptions } from './options';
 import { CUDA_ATTENTION_BLOCKS, prefill, type BlockMask, type PrefillOptions, type PrefillStats } from './ops';
-import { deviceName, empty, isTensor, resolveDevice, tensor, Tensor, type Shape4, type TensorData } from './tensor';
+import { deviceName, empty, isTensor, MAX_ARRAY_LENGTH, resolveDevice, tensor, Tensor, type Shape4, type TensorData } from './tensor';
 import type { DeviceSpec, DType, Layout } from './types';
 
 /** The most elements one host array may hold here (one JS typed array). */
-const MAX_HOST_ELEMENTS = Math.min(bufferConstants.MAX_LENGTH, 2 ** 32 - 1);
+const MAX_HOST_ELEMENTS = Math.min(MAX_ARRAY_LENGTH, 2 ** 32 - 1);
+/** Elements per piece when copying between devices through the host. */
+const CHUNK = 2 ** 26;
 
 /** One device's part of a head-sharded prefill. Ranges are [first, end). */
 export interface HeadShard {
@@ -111,13 +112,6 @@ export interface ShardedPrefillStats {
   wallMs: number;
   /** Milliseconds spent uploading host inputs (0 for tensor shards). */
   uploadMs: number;
-}
-
-/** A Tensor that can be written in parts (Tensor.write(data, elementOffset), where the build has it). */
-type WritableTensor = Tensor & { write(data: TensorData, offset?: number): Promise<void> };
-
-function canWrite(t: Tensor): t is WritableTensor {
-  return typeof (t as unknown as { write?: unknown }).write === 'function';
 }
 
 /** An error of the same class with `prefix: ` before its message (the original as the cause). */
@@ -274,7 +268,7 @@ function assemble(x: CheckedHost, h0: number, h1: number, name: string): TensorD
   if (typeof x.data !== 'function' && x.layout === 'bhnd' && B === 1) return x.data.subarray(h0 * n * d, h1 * n * d);
   const total = B * hs * n * d;
   if (total > MAX_HOST_ELEMENTS) {
-    throw new RangeError(`${name}: heads [${h0}, ${h1}) hold ${total} elements, more than one typed array holds (${MAX_HOST_ELEMENTS}); use more devices or layout 'bhnd' with a build whose Tensor has write()`);
+    throw new RangeError(`${name}: heads [${h0}, ${h1}) in layout 'bnhd' hold ${total} elements, more than one typed array holds (${MAX_HOST_ELEMENTS}); use layout 'bhnd' or more devices`);
   }
   const out = alloc(x.dtype, total);
   for (let b = 0; b < B; b++) {
@@ -294,28 +288,32 @@ function assemble(x: CheckedHost, h0: number, h1: number, name: string): TensorD
   return out;
 }
 
-/** Uploads heads [h0, h1) of a host input to `device`. */
+/**
+ * Uploads heads [h0, h1) of a host input to `device`. Layout 'bhnd': written
+ * in place, batch entry by batch entry (a whole array) or head by head (a
+ * function), with no host copy of the shard. Layout 'bnhd' interleaves the
+ * heads in every row: the shard is assembled on the host first.
+ */
 async function uploadHeads(x: CheckedHost, h0: number, h1: number, device: string, name: string): Promise<Tensor> {
-  const [B, , n, d] = x.shape;
-  const shape: Shape4 = [B, h1 - h0, n, d];
+  const [B, H, n, d] = x.shape;
+  const hs = h1 - h0;
+  const shape: Shape4 = [B, hs, n, d];
   const opts = { dtype: x.dtype, layout: x.layout, device: device as DeviceSpec };
-  if (typeof x.data === 'function' && x.layout === 'bhnd') {
-    // Head by head when the build can write tensors in parts: no host copy of the shard.
-    const t = empty(shape, opts);
-    if (canWrite(t)) {
-      try {
-        for (let b = 0; b < B; b++) {
-          for (let h = h0; h < h1; h++) await t.write(headRows(x, b, h, name), ((b * (h1 - h0) + (h - h0)) * n) * d);
-        }
-      } catch (e) {
-        t.dispose();
-        throw e;
+  if (x.layout !== 'bhnd' || (typeof x.data !== 'function' && B === 1)) return tensor(assemble(x, h0, h1, name), { shape, ...opts });
+  const t = empty(shape, opts);
+  try {
+    for (let b = 0; b < B; b++) {
+      if (typeof x.data !== 'function') {
+        await t.write(x.data.subarray((b * H + h0) * n * d, (b * H + h1) * n * d), b * hs * n * d);
+        continue;
       }
-      return t;
+      for (let h = h0; h < h1; h++) await t.write(headRows(x, b, h, name), (b * hs + (h - h0)) * n * d);
     }
+  } catch (e) {
     t.dispose();
+    throw e;
   }
-  return tensor(assemble(x, h0, h1, name), { shape, ...opts });
+  return t;
 }
 
 function checkHostTriple(q: CheckedHost, k: CheckedHost, v: CheckedHost): void {
@@ -675,9 +673,9 @@ function place(src: TensorData, dst: TensorData, layout: Layout, B: number, H: n
  * Concatenates per-device parts along the heads: parts [b, h_i, n, d] (same
  * batch, length, head_dim, dtype and layout, any devices) become one
  * [b, sum h_i, n, d], in part order. Without a target (or 'host') the result
- * is a host array in the parts' layout; with a device spec, a new tensor
- * there. A host array holds at most 2^32 - 1 elements; larger results go to a
- * device, part by part, where the build's Tensor has write() (layout 'bhnd').
+ * is a host array in the parts' layout (at most 2^32 - 1 elements); with a
+ * device spec, a new tensor there. Layout 'bhnd' goes to a device piece by
+ * piece, whatever its size; 'bnhd' through one host array.
  */
 export function gatherHeads(parts: readonly Tensor[]): Promise<TensorData>;
 export function gatherHeads(parts: readonly Tensor[], target: 'host'): Promise<TensorData>;
@@ -700,39 +698,40 @@ export async function gatherHeads(parts: readonly Tensor[], target: 'host' | Dev
   const total = count(shape);
   const toDevice = target !== 'host';
   const device = toDevice ? deviceName(resolveDevice(target)) : 'host';
-  if (total <= MAX_HOST_ELEMENTS) {
-    const out = alloc(first.dtype, total);
-    const downloads = list.map((t) => t.toHost());
-    let h0 = 0;
-    for (let i = 0; i < list.length; i++) {
-      place(await downloads[i], out, first.layout, B, H, h0, list[i].shape[1], n, d);
-      h0 += list[i].shape[1];
+  if (toDevice && first.layout === 'bhnd') {
+    // Each part's batch entry is one contiguous run in the part and in the result: copy it piece by piece.
+    const out = empty(shape, { dtype: first.dtype, layout: first.layout, device: device as DeviceSpec });
+    try {
+      let h0 = 0;
+      for (const t of list) {
+        const run = t.shape[1] * n * d;
+        for (let b = 0; b < B; b++) {
+          for (let at = 0; at < run; at += CHUNK) {
+            const len = Math.min(CHUNK, run - at);
+            await out.write(await t.read(b * run + at, len), (b * H + h0) * n * d + at);
+          }
+        }
+        h0 += t.shape[1];
+      }
+    } catch (e) {
+      out.dispose();
+      throw e;
     }
-    if (!toDevice) return out;
-    return tensor(out, { shape, dtype: first.dtype, layout: first.layout, device: device as DeviceSpec });
+    return out;
   }
-  if (!toDevice) {
-    throw new RangeError(`gather: ${showShape(shape)} holds ${total} elements, more than one host array holds (${MAX_HOST_ELEMENTS}); gather to a device, or read the parts one by one`);
-  }
-  const out = empty(shape, { dtype: first.dtype, layout: first.layout, device: device as DeviceSpec });
-  if (!canWrite(out) || first.layout !== 'bhnd') {
-    out.dispose();
+  if (total > MAX_HOST_ELEMENTS) {
     throw new RangeError(
-      `gather: ${showShape(shape)} holds ${total} elements, more than one host array holds (${MAX_HOST_ELEMENTS}), and ` +
-        (first.layout !== 'bhnd' ? "layout 'bnhd' cannot be written head range by head range" : "this build's Tensor has no write() for partial uploads"),
+      `gather: ${showShape(shape)} holds ${total} elements, more than one host array holds (${MAX_HOST_ELEMENTS}); ` +
+        (toDevice ? "layout 'bnhd' is gathered through the host" : 'gather to a device, or read the parts one by one'),
     );
   }
-  try {
-    let h0 = 0;
-    for (const t of list) {
-      const hs = t.shape[1];
-      const src = await t.toHost();
-      for (let b = 0; b < B; b++) await out.write(src.subarray(b * hs * n * d, (b + 1) * hs * n * d), (b * H + h0) * n * d);
-      h0 += hs;
-    }
-  } catch (e) {
-    out.dispose();
-    throw e;
+  const out = alloc(first.dtype, total);
+  const hosts = await Promise.all(list.map((t) => t.toHost()));
+  let h0 = 0;
+  for (let i = 0; i < list.length; i++) {
+    place(hosts[i], out, first.layout, B, H, h0, list[i].shape[1], n, d);
+    h0 += list[i].shape[1];
   }
-  return out;
+  if (!toDevice) return out;
+  return tensor(out, { shape, dtype: first.dtype, layout: first.layout, device: device as DeviceSpec });
 }

@@ -1,6 +1,7 @@
 // Tensors: logical [batch, heads, n, d] arrays on the CPU or a CUDA device,
 // in 'bhnd' or 'bnhd' memory layout, backed by the addon's native tensor.
 import { isArray, isInstance, isShared, ownKeys, readField, show, typeName, typedArrayLength, typedArrayName } from './args';
+import { constants as bufferConstants } from 'buffer';
 import { fromBFloat16, fromFloat16 } from './dtype';
 import { native, NativeDType, NativeTensor } from './native';
 import type { DType, DeviceSpec, Layout } from './types';
@@ -25,6 +26,13 @@ const DTYPE_CODES: Record<DType, number> = {
   bfloat16: NativeDType.BF16,
 };
 const DTYPES = Object.keys(DTYPE_CODES) as DType[];
+const BYTES_PER_ELEMENT: Record<DType, number> = { float32: 4, float16: 2, bfloat16: 2 };
+
+/** Most elements one typed array can hold in this Node.js (2^32 in Node 20). */
+export const MAX_ARRAY_LENGTH: number = bufferConstants.MAX_LENGTH;
+
+/** Elements read or written per step when a tensor is copied through the host in parts. */
+const CHUNK_ELEMENTS = 2 ** 26;
 const LAYOUTS: readonly Layout[] = ['bhnd', 'bnhd'];
 
 /** 'cpu' -> -1, 'cuda:N' -> N. Throws when the device is not usable, with the reason. */
@@ -51,6 +59,25 @@ export function resolveDevice(spec: DeviceSpec | undefined): number {
 /** 'cpu' or 'cuda:N' */
 export function deviceName(index: number): string {
   return index < 0 ? 'cpu' : `cuda:${index}`;
+}
+
+/**
+ * @internal A caller's CUDA stream for work on `device`: a bigint handle of a
+ * stream the caller created. 0n (the legacy default stream), 1n
+ * (cudaStreamLegacy) and 2n (cudaStreamPerThread) are RangeErrors: the work is
+ * enqueued from a worker thread, where they would not mean the caller's stream.
+ */
+export function checkStream(stream: unknown, device: string, what: string): bigint | undefined {
+  if (stream === undefined) return undefined;
+  if (typeof stream !== 'bigint') throw new TypeError(`${what} must be a bigint (a cudaStream_t), got ${typeof stream}`);
+  if (device === 'cpu') throw new RangeError(`${what} needs tensors on a CUDA device; they are on the cpu`);
+  if (stream === 0n) throw new RangeError(`${what} 0n (the legacy default stream) is not supported: pass a stream you created`);
+  if (stream === 1n || stream === 2n) {
+    const name = stream === 1n ? 'cudaStreamLegacy' : 'cudaStreamPerThread';
+    throw new RangeError(`${what} ${stream}n (${name}) is not supported: pass a stream you created`);
+  }
+  if (stream < 0n || stream >= 2n ** 64n) throw new RangeError(`${what} must be a 64-bit stream handle, got ${stream}n`);
+  return stream;
 }
 
 function checkShape(shape: unknown): Shape4 {
@@ -108,16 +135,30 @@ function readOptions(opts: unknown, allowed: readonly string[]): Record<string, 
   return Object.fromEntries(allowed.map((key) => [key, readField(opts, key, `opts.${key}`)]));
 }
 
-function resolveOptions(o: Record<string, unknown>): Resolved {
-  return {
-    shape: checkShape(o.shape),
-    dtype: checkDType(o.dtype ?? 'float32'),
-    layout: checkLayout(o.layout ?? 'bhnd'),
-    device: resolveDevice(o.device as DeviceSpec | undefined),
-  };
+/** Byte length of a tensor, exact: at most 2^53 - 1 (computed in BigInt, so nothing overflows). */
+function checkSize(shape: Shape4, dtype: DType): void {
+  const elements = shape.reduce((a, b) => a * BigInt(b), 1n);
+  const bytes = elements * BigInt(BYTES_PER_ELEMENT[dtype]);
+  if (bytes > BigInt(Number.MAX_SAFE_INTEGER)) {
+    throw new RangeError(`a tensor of ${elements} ${dtype} elements (${bytes} bytes) is larger than 2^53 - 1 bytes`);
+  }
 }
 
-function checkData(data: unknown, r: Resolved): TensorData {
+function resolveOptions(o: Record<string, unknown>): Resolved {
+  const shape = checkShape(o.shape);
+  const dtype = checkDType(o.dtype ?? 'float32');
+  checkSize(shape, dtype);
+  return { shape, dtype, layout: checkLayout(o.layout ?? 'bhnd'), device: resolveDevice(o.device as DeviceSpec | undefined) };
+}
+
+/** An element index or count: a safe integer in [0, max]. */
+function checkIndex(x: unknown, name: string, max: number): number {
+  if (typeof x !== 'number') throw new TypeError(`${name} must be a number, got ${typeof x}`);
+  if (!Number.isSafeInteger(x) || x < 0 || x > max) throw new RangeError(`${name} must be an integer in [0, ${max}], got ${x}`);
+  return x;
+}
+
+function checkData(data: unknown, r: Resolved, whole = true): TensorData {
   const want = r.dtype === 'float32' ? 'Float32Array' : 'Uint16Array';
   if (typedArrayName(data) !== want) {
     throw new TypeError(
@@ -129,7 +170,7 @@ function checkData(data: unknown, r: Resolved): TensorData {
   const typed = data as TensorData;
   const length = typedArrayLength(typed);
   const count = r.shape.reduce((a, b) => a * b, 1);
-  if (length !== count) {
+  if (whole && length !== count) {
     throw new RangeError(`data has ${length} elements but shape [${r.shape.join(', ')}] needs ${count}`);
   }
   // The addon cannot read shared memory, and the upload runs on a worker
@@ -188,6 +229,11 @@ export class Tensor {
     return this.native.byteLength;
   }
 
+  /** Number of elements (may exceed what one typed array holds: see read() / write()). */
+  get length(): number {
+    return this.shape[0] * this.shape[1] * this.shape[2] * this.shape[3];
+  }
+
   get disposed(): boolean {
     return this.native.disposed;
   }
@@ -205,8 +251,47 @@ export class Tensor {
 
   /** Copy of the data in this tensor's layout: Float32Array, or Uint16Array bits for 16-bit dtypes. */
   async toHost(): Promise<TensorData> {
-    const buffer = await this.live().toHost();
+    if (this.length > MAX_ARRAY_LENGTH) {
+      throw new RangeError(
+        `the tensor has ${this.length} elements, more than one typed array holds (${MAX_ARRAY_LENGTH}): read it in parts with read(offset, length)`,
+      );
+    }
+    return this.wrap(await this.live().toHost());
+  }
+
+  private wrap(buffer: ArrayBuffer): TensorData {
     return this.dtype === 'float32' ? new Float32Array(buffer) : new Uint16Array(buffer);
+  }
+
+  /**
+   * Elements [offset, offset + length) of the data in memory order (this
+   * tensor's layout), as a Float32Array or Uint16Array bits for 16-bit dtypes.
+   * For tensors larger than one typed array. Runs off the event loop.
+   */
+  async read(offset: number, length: number): Promise<TensorData> {
+    const n = this.length;
+    checkIndex(offset, 'offset', n);
+    checkIndex(length, 'length', Math.min(n, MAX_ARRAY_LENGTH));
+    if (offset + length > n) {
+      throw new RangeError(`elements [${offset}, ${offset + length}) run past the tensor's ${n}`);
+    }
+    return this.wrap(await this.live().toHost(offset, length));
+  }
+
+  /**
+   * Writes `data` (a Float32Array, or Uint16Array bits for 16-bit dtypes) to
+   * elements [offset, offset + data.length) in memory order. For filling
+   * tensors larger than one typed array in parts. Runs off the event loop: do
+   * not change `data` until the promise settles.
+   */
+  async write(data: TensorData, offset = 0): Promise<void> {
+    checkData(data, { shape: this.shape, dtype: this.dtype, layout: this.layout, device: -1 }, false);
+    const n = this.length;
+    checkIndex(offset, 'offset', n);
+    if (offset + data.length > n) {
+      throw new RangeError(`${data.length} elements at offset ${offset} run past the tensor's ${n}`);
+    }
+    await this.live().upload(data, offset);
   }
 
   /** Copy of the data as float32, in this tensor's layout. */
@@ -216,11 +301,39 @@ export class Tensor {
     return this.dtype === 'bfloat16' ? fromBFloat16(data as Uint16Array) : fromFloat16(data as Uint16Array);
   }
 
-  /** A copy on another device (same dtype and layout). */
+  /** A copy on another device (same dtype and layout), through the host in parts of at most 2^26 elements. */
   async to(device: DeviceSpec): Promise<Tensor> {
     const target = resolveDevice(device);
-    const data = await this.toHost();
-    return tensor(data, { shape: this.shape, dtype: this.dtype, layout: this.layout, device: deviceName(target) as DeviceSpec });
+    this.live();
+    const out = empty(this.shape, { dtype: this.dtype, layout: this.layout, device: deviceName(target) as DeviceSpec });
+    try {
+      for (let at = 0; at < this.length; at += CHUNK_ELEMENTS) {
+        await out.write(await this.read(at, Math.min(CHUNK_ELEMENTS, this.length - at)), at);
+      }
+    } catch (e) {
+      out.dispose();
+      throw e;
+    }
+    return out;
+  }
+
+  /**
+   * Copies `src` into this tensor: same device, dtype, shape and layout. Runs
+   * like an op (off the event loop; with `stream`, on that CUDA stream, see
+   * RunOptions.stream).
+   */
+  async copyFrom(src: Tensor, opts: { stream?: bigint } = {}): Promise<void> {
+    if (!(src instanceof Tensor)) throw new TypeError('src must be a Tensor');
+    if (src.device !== this.device) {
+      throw new Error(`all tensors must be on the same device (got ${this.device} and ${src.device})`);
+    }
+    if (src.dtype !== this.dtype) throw new TypeError(`dtypes differ: this is ${this.dtype}, src is ${src.dtype}`);
+    if (src.shape.some((x, i) => x !== this.shape[i])) {
+      throw new RangeError(`shapes differ: this is [${this.shape.join(', ')}], src is [${src.shape.join(', ')}]`);
+    }
+    if (src.layout !== this.layout) throw new RangeError(`layouts differ: this is ${this.layout}, src is ${src.layout}`);
+    const stream = checkStream(opts?.stream, this.device, 'stream');
+    await native().copy(this.live(), src.live(), stream);
   }
 
   /** Frees the memory now (idempotent); ops already running keep it until they finish. */
@@ -244,7 +357,11 @@ export async function tensor(data: TensorData, opts: TensorOptions): Promise<Ten
   return new Tensor(handle, r.shape, r.dtype, r.layout);
 }
 
-/** A zero-filled tensor. */
+/**
+ * A zero-filled tensor, allocated on its device without host data (on a GPU:
+ * stream-ordered allocation and memset; large CPU tensors take fresh zero
+ * pages from the OS). Fill it with write() when it is too large for tensor().
+ */
 export function empty(shape: Shape4, opts: Omit<TensorOptions, 'shape'> = {}): Tensor {
   const r = resolveOptions({ ...readOptions(opts, ['dtype', 'layout', 'device']), shape });
   const Native = native().Tensor;

@@ -5,6 +5,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import * as prism from '../lib/index';
+import { native } from '../lib/native';
 import { describeGpu } from './helpers/gpu';
 
 const root = path.resolve(__dirname, '..');
@@ -37,6 +38,16 @@ describe('info()', () => {
     expect(i.cudaUnavailableReason === null || typeof i.cudaUnavailableReason === 'string').toBe(true);
     expect(typeof i.cudaRuntimeVersion).toBe('number');
     expect(typeof i.cudaDriverVersion).toBe('number');
+    if (i.cudaCompiled) {
+      // The major version of the runtime linked in; minor version compatibility covers the rest.
+      expect(i.minDriverVersion).toBe(Math.floor(i.cudaRuntimeVersion / 1000) * 1000);
+      expect(i.minDriver).toMatch(/^NVIDIA driver >= \d+ \(CUDA \d+\.0\)$|^a driver with CUDA \d+\.0 support$/);
+      if (i.cudaRuntimeVersion >= 13000 && i.cudaRuntimeVersion < 14000) expect(i.minDriver).toBe('NVIDIA driver >= 580 (CUDA 13.0)');
+      if (i.cudaUnavailableReason === null) expect(i.cudaDriverVersion).toBeGreaterThanOrEqual(i.minDriverVersion);
+    } else {
+      expect(i.minDriverVersion).toBe(0);
+      expect(i.minDriver).toBeNull();
+    }
     expect(Array.isArray(i.devices)).toBe(true);
     if (i.devices.length === 0) expect(i.cudaUnavailableReason).toEqual(expect.any(String));
     for (const d of i.devices) {
@@ -51,6 +62,15 @@ describe('info()', () => {
       });
     }
     expect(i.cpuThreads).toBeGreaterThanOrEqual(1);
+  });
+
+  test('says which driver is needed when the installed one is too old', () => {
+    const reason = native().testing.driverReason;
+    expect(reason(12080, 13000)).toBe('the NVIDIA driver supports CUDA 12.8; this binary needs 13.0 (driver >= 580)');
+    expect(reason(12000, 13000)).toBe('the NVIDIA driver supports CUDA 12.0; this binary needs 13.0 (driver >= 580)');
+    expect(reason(11040, 12000)).toBe('the NVIDIA driver supports CUDA 11.4; this binary needs 12.0 (driver >= 525)');
+    expect(reason(0, 13000)).toBe('no NVIDIA driver found; this binary needs 13.0 (driver >= 580)');
+    expect(reason(13000, 14000)).toBe('the NVIDIA driver supports CUDA 13.0; this binary needs 14.0');
   });
 });
 

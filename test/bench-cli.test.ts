@@ -184,7 +184,7 @@ describe('several devices: --devices cpu,cpu', () => {
         expect(m.speedup).toBeCloseTo(single.prefillApiMs! / m.wallMs, 9);
         expect(m.density).toBeCloseTo(single.density, 9);
       }
-      expect(r.inputs).toMatchObject({ mode: 'whole' });
+      expect(r.inputs).toMatchObject({ mode: 'parts' });
     }
   });
 

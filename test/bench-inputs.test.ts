@@ -1,10 +1,10 @@
 // The benchmark's inputs: the structured workload made in kv-head groups and
-// uploaded whole or part by part, with head shards for --devices, holds the
-// bytes of structuredWorkload(); the token-level density from compact rows
+// written part by part, with head shards for --devices, holds the bytes of
+// structuredWorkload(); the token-level density from compact rows
 // equals the count over the dense mask.
 
 import * as lib from '../bench/lib';
-import { buildStructured, MAX_HOST_ELEMENTS, structuredGroups, type StructuredSpec } from '../bench/inputs';
+import { buildStructured, structuredGroups, type StructuredSpec } from '../bench/inputs';
 import { rowPairs, selectionFigures, tilePairs } from '../bench/run';
 import { estimate } from '../lib/ops';
 import { tensor, Tensor } from '../lib/tensor';
@@ -47,57 +47,46 @@ describe('structured inputs in kv-head groups', () => {
     expect(seen).toEqual(['0/0', '0/1']);
   });
 
-  test('whole host arrays (no Tensor.write in this build) hold the workload, shards its heads', async () => {
-    if (lib.tensorsCanWrite()) return; // the build writes in parts: the next test covers it
+  test('written group by group into the tensors and the shards: the same bytes', async () => {
+    const write = jest.spyOn(Tensor.prototype, 'write');
     const groups: number[] = [];
-    const built = await buildStructured(lib, spec, 'cpu', ['cpu', 'cpu'], 0, (done, total) => groups.push(done, total));
     try {
-      expect(built.mode).toBe('whole');
-      expect(groups).toEqual([1, 6, 2, 6, 3, 6, 4, 6, 5, 6, 6, 6]);
-      await expectWorkload(built);
-    } finally {
-      built.dispose();
-    }
-    expect(built.q.disposed && built.shards!.q[1].disposed).toBe(true);
-  });
-
-  // Tensor.write(data, elementOffset) comes with another change; emulated here
-  // (download, patch, upload the whole tensor) where the build lacks it.
-  test('part by part where Tensor has write(): the same bytes', async () => {
-    const proto = Tensor.prototype as unknown as { write?: (data: Float32Array | Uint16Array, offset?: number) => Promise<void> };
-    const had = proto.write;
-    let writes = 0;
-    if (!had) {
-      proto.write = async function (this: Tensor, data, offset = 0) {
-        writes++;
-        const all = await this.toHost();
-        all.set(data, offset);
-        await this.native.upload(all);
-      };
-    }
-    try {
-      const built = await buildStructured(lib, spec, 'cpu', ['cpu', 'cpu'], 0);
+      const built = await buildStructured(lib, spec, 'cpu', ['cpu', 'cpu'], 0, (done, total) => groups.push(done, total));
       try {
         expect(built.mode).toBe('parts');
-        if (!had) expect(writes).toBe(6 * 6); // 6 groups: q, k, v, and the owner shard's q, k, v
+        expect(built.threads).toBe(0);
+        expect(groups).toEqual([1, 6, 2, 6, 3, 6, 4, 6, 5, 6, 6, 6]);
+        expect(write).toHaveBeenCalledTimes(6 * 6); // 6 groups: q, k, v, and the owner shard's q, k, v
         await expectWorkload(built);
       } finally {
         built.dispose();
       }
+      expect(built.q.disposed && built.shards!.q[1].disposed).toBe(true);
     } finally {
-      if (!had) delete proto.write;
+      write.mockRestore();
     }
   });
 
-  test('without write(), a q larger than one typed array is a clear error', async () => {
-    if (lib.tensorsCanWrite()) return;
-    const big: StructuredSpec = { batch: 1, hq: 32, hkv: 8, nq: 2 ** 20, nk: 2 ** 20, d: 128, seed: 1, dtype: 'bfloat16' };
-    await expect(buildStructured(lib, big, 'cpu', null, 0)).rejects.toThrow(
-      new Error(
-        `q [1, 32, 1048576, 128] has 4294967296 elements, more than one typed array holds (${MAX_HOST_ELEMENTS}), and this build's Tensor has no ` +
-          'write(data, offset) to upload it in parts: use a shorter --seq or fewer --heads',
-      ),
-    );
+  test('without shards; a failed write frees what was made', async () => {
+    const built = await buildStructured(lib, { ...spec, batch: 1 }, 'cpu', null, 0);
+    expect(built.shards).toBeNull();
+    built.dispose();
+    const made: Tensor[] = [];
+    const original = lib.empty;
+    const empty = jest.spyOn(lib, 'empty').mockImplementation((...a: Parameters<typeof lib.empty>) => {
+      const t = original(...a);
+      made.push(t);
+      return t;
+    });
+    const write = jest.spyOn(Tensor.prototype, 'write').mockRejectedValueOnce(new Error('device full'));
+    try {
+      await expect(buildStructured(lib, spec, 'cpu', ['cpu', 'cpu'], 0)).rejects.toThrow('device full');
+      expect(made).toHaveLength(9);
+      expect(made.every((t) => t.disposed)).toBe(true);
+    } finally {
+      write.mockRestore();
+      empty.mockRestore();
+    }
   });
 });
 

@@ -197,21 +197,8 @@ describe('prefillSharded on the CPU', () => {
     single.output.dispose();
   });
 
-  // Tensor.write(data, elementOffset) is coming in another change; until the
-  // build has it, an emulation (download, patch, upload the whole tensor) runs
-  // the head-by-head upload path with the same semantics.
-  test('host data made head by head is written head by head where Tensor has write()', async () => {
-    const proto = Tensor.prototype as unknown as { write?: (data: Float32Array | Uint16Array, offset?: number) => Promise<void> };
-    const had = proto.write;
-    const writes: number[] = [];
-    if (!had) {
-      proto.write = async function (this: Tensor, data, offset = 0) {
-        writes.push(offset);
-        const all = await this.toHost();
-        all.set(data, offset);
-        await this.native.upload(all);
-      };
-    }
+  test('host data made head by head is written head by head; batch entries of a whole array in place', async () => {
+    const write = jest.spyOn(Tensor.prototype, 'write');
     try {
       const p = { hq: 4, hkv: 2, n: 256, d: 32 };
       const whole = structuredWorkload({ hq: p.hq, hkv: p.hkv, seqLen: p.n, d: p.d, dtype: 'bfloat16', seed: 2 });
@@ -223,12 +210,36 @@ describe('prefillSharded on the CPU', () => {
         host(p.hkv, (b, g) => gen.keyValueHead(b, g).v),
         { devices: ['cpu', 'cpu'] },
       );
-      if (!had) expect(writes.sort((a, b) => a - b)).toEqual([0, 0, 0, 0, 0, 0, p.n * p.d, p.n * p.d]);
+      expect(write.mock.calls.map((c) => c[1]).sort((a, b) => a! - b!)).toEqual([0, 0, 0, 0, 0, 0, p.n * p.d, p.n * p.d]);
       expect(same(await shards.q[1].toHost(), whole.q.subarray(2 * p.n * p.d))).toBe(true);
       expect(same(await shards.k[1].toHost(), whole.k.subarray(p.n * p.d))).toBe(true);
       shards.dispose();
+
+      // a whole array with batch 2: one write per batch entry and shard, no host copy
+      write.mockClear();
+      const two = hostInputs({ batch: 2, hq: 4, hkv: 2, n: 128, d: 32, dtype: 'float32', layout: 'bhnd' });
+      const s2 = await uploadHeadShards(two.q, two.k, two.v, { devices: ['cpu', 'cpu'] });
+      expect(write).toHaveBeenCalledTimes(2 * 3 * 2);
+      const qd = two.q.data as Float32Array;
+      expect(same(await s2.q[1].toHost(), [...qd.subarray(2 * 128 * 32, 4 * 128 * 32), ...qd.subarray(6 * 128 * 32, 8 * 128 * 32)])).toBe(true);
+      s2.dispose();
     } finally {
-      if (!had) delete proto.write;
+      write.mockRestore();
+    }
+  });
+
+  test('gathering to a device goes piece by piece (read / write)', async () => {
+    const { q, k, v } = hostInputs({ batch: 2, hq: 6, hkv: 3, n: 96, d: 16, dtype: 'float16', layout: 'bhnd' });
+    const res = await prefillSharded(q, k, v, { block: 32 }, { devices: ['cpu', 'cpu', 'cpu'], returnMask: false });
+    const read = jest.spyOn(Tensor.prototype, 'read');
+    try {
+      const onCpu = await res.gather('cpu');
+      expect(read).toHaveBeenCalledTimes(3 * 2);
+      expect(same(await onCpu.toHost(), await res.gather())).toBe(true);
+      onCpu.dispose();
+    } finally {
+      read.mockRestore();
+      res.dispose();
     }
   });
 

@@ -3,9 +3,13 @@
 #include <napi.h>
 
 #include "binding/addon_data.h"
+#include "binding/errors.h"
 #include "binding/info.h"
+#include "binding/memory_api.h"
 #include "binding/ops.h"
 #include "binding/tensor.h"
+#include "binding/testing.h"
+#include "binding/transfer.h"
 
 namespace prism::binding {
 
@@ -21,13 +25,27 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("prefill", Napi::Function::New<prefill>(env, "prefill"));
   exports.Set("massRecall", Napi::Function::New<mass_recall>(env, "massRecall"));
   exports.Set("diffNorms", Napi::Function::New<diff_norms>(env, "diffNorms"));
+  exports.Set("memoryStats", Napi::Function::New<memory_stats>(env, "memoryStats"));
+  exports.Set("releaseCachedMemory", Napi::Function::New<release_cached_memory>(env, "releaseCachedMemory"));
+  exports.Set("copy", Napi::Function::New<copy_tensor>(env, "copy"));
+  exports.Set("testing", testing_exports(env));
   return exports;
 }
 
 }  // namespace prism::binding
 
 // NODE_API_MODULE pastes the function name into an identifier: no namespaces.
+// A failure here (a worker terminated while it loads the addon) must not reach
+// node-addon-api's wrapper, which rethrows as a C++ exception when it cannot
+// throw into JS.
 static Napi::Object InitPrismAttention(Napi::Env env, Napi::Object exports) {
-  return prism::binding::init(env, exports);
+  try {
+    return prism::binding::init(env, exports);
+  } catch (const Napi::Error& e) {
+    prism::binding::throw_js_quietly(env, e);
+  } catch (...) {
+    prism::binding::throw_js_quietly(env, Napi::Error::New(env, "prism-attention: addon initialisation failed"));
+  }
+  return exports;
 }
 NODE_API_MODULE(prism_attention, InitPrismAttention)

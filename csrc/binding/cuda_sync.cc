@@ -1,5 +1,10 @@
 #include "binding/cuda_sync.h"
 #if PRISM_WITH_CUDA
+#include <chrono>
+#include <mutex>
+#include <thread>
+#include <vector>
+
 #include "binding/errors.h"
 
 namespace prism::binding {
@@ -12,29 +17,50 @@ CudaEvent::~CudaEvent() {
   if (event_) cudaEventDestroy(event_);
 }
 
-StreamBuffer::StreamBuffer(size_t bytes, cudaStream_t stream) : stream_(stream) {
-  if (bytes > 0) check_cuda(cudaMallocAsync(&data_, bytes, stream), "cudaMallocAsync (workspace)");
-}
-
-StreamBuffer::~StreamBuffer() {
-  if (data_) cudaFreeAsync(data_, stream_);
+StreamBuffer::StreamBuffer(size_t bytes, cudaStream_t stream) {
+  int device = 0;
+  check_cuda(cudaGetDevice(&device), "cudaGetDevice");
+  lease_ = workspace_pool(device).acquire(bytes, stream);
 }
 
 void wait_for_stream(cudaStream_t stream, const char* operation) {
   CudaEvent done(cudaEventBlockingSync | cudaEventDisableTiming);
   check_cuda(cudaEventRecord(done.get(), stream), "cudaEventRecord");
+  // The first 2 ms are polled: waking from a blocking wait costs tens of
+  // microseconds, a large share of a short op. Longer waits sleep in the driver.
+  const auto start = std::chrono::steady_clock::now();
+  for (;;) {
+    const cudaError_t e = cudaEventQuery(done.get());
+    if (e == cudaSuccess) return;
+    if (e != cudaErrorNotReady) check_cuda(e, operation);
+    if (std::chrono::steady_clock::now() - start > std::chrono::milliseconds(2)) break;
+    std::this_thread::yield();
+  }
   check_cuda(cudaEventSynchronize(done.get()), operation);
 }
 
-int64_t* thread_pinned_values() {
-  thread_local int64_t* values = nullptr;
-  if (values == nullptr) {
+namespace {
+std::mutex g_pinned_mutex;
+std::vector<int64_t*> g_pinned_free;  // never freed: pinned pages live as long as the process
+}  // namespace
+
+PinnedValue::PinnedValue() {
+  std::lock_guard<std::mutex> lock(g_pinned_mutex);
+  if (g_pinned_free.empty()) {
+    constexpr size_t kSlots = 512;  // one 4 KiB page
     void* p = nullptr;
-    check_cuda(cudaHostAlloc(&p, 8 * sizeof(int64_t), cudaHostAllocPortable), "cudaHostAlloc");
-    values = static_cast<int64_t*>(p);
+    check_cuda(cudaHostAlloc(&p, kSlots * sizeof(int64_t), cudaHostAllocPortable), "cudaHostAlloc");
+    for (size_t i = 0; i < kSlots; ++i) g_pinned_free.push_back(static_cast<int64_t*>(p) + i);
   }
-  return values;
+  value_ = g_pinned_free.back();
+  g_pinned_free.pop_back();
 }
+
+PinnedValue::~PinnedValue() {
+  std::lock_guard<std::mutex> lock(g_pinned_mutex);
+  g_pinned_free.push_back(value_);
+}
+
 
 void drain_stream_quietly(cudaStream_t stream) noexcept {
   cudaStreamSynchronize(stream);

@@ -1,11 +1,13 @@
-// Small RAII helpers for CUDA objects the binding creates per call: events
-// and stream-ordered scratch buffers. Only compiled with CUDA.
+// Small RAII helpers for CUDA objects the binding uses per call: events
+// and scratch buffers. Only compiled with CUDA.
 #pragma once
 #if PRISM_WITH_CUDA
 #include <cuda_runtime.h>
 
 #include <cstddef>
 #include <cstdint>
+
+#include "binding/memory.h"
 
 namespace prism::binding {
 
@@ -22,29 +24,38 @@ class CudaEvent {
   cudaEvent_t event_ = nullptr;
 };
 
-// Scratch memory allocated and freed in stream order (cudaMallocAsync /
-// cudaFreeAsync), so freeing never waits for the work that uses it.
+// Scratch memory for work on `stream`, lent by the current device's workspace
+// pool and given back when destroyed; the work enqueued on `stream` until then
+// is ordered before its next use, so giving it back never waits.
 class StreamBuffer {
  public:
   StreamBuffer(size_t bytes, cudaStream_t stream);
-  ~StreamBuffer();
-  StreamBuffer(const StreamBuffer&) = delete;
-  StreamBuffer& operator=(const StreamBuffer&) = delete;
-  void* get() const { return data_; }
+  void* get() const { return lease_.get(); }
 
  private:
-  void* data_ = nullptr;
-  cudaStream_t stream_;
+  WorkspaceLease lease_;
 };
 
 // Blocks the calling (worker) thread until everything enqueued on `stream`
-// so far has run, without spinning: records a blocking-sync event and waits on it.
+// so far has run: records a blocking-sync event, polls it for 2 ms (short ops
+// resolve without a wake-up delay), then sleeps on it.
 void wait_for_stream(cudaStream_t stream, const char* operation);
 
-// Eight pinned int64 of the calling (worker) thread, for device-to-host copies
-// of a few values ordered on a stream; allocated on first use, kept for the
-// thread's life.
-int64_t* thread_pinned_values();
+// One pinned int64 for a device-to-host copy ordered on a stream, owned by one
+// call whatever thread enqueues it; slots come from a process-wide pool of
+// pinned pages and are reused.
+class PinnedValue {
+ public:
+  PinnedValue();
+  ~PinnedValue();
+  PinnedValue(const PinnedValue&) = delete;
+  PinnedValue& operator=(const PinnedValue&) = delete;
+  int64_t* get() const { return value_; }
+
+ private:
+  int64_t* value_ = nullptr;
+};
+
 
 // Same, but for use on error paths: never throws.
 void drain_stream_quietly(cudaStream_t stream) noexcept;

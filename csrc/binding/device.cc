@@ -25,6 +25,11 @@ CudaStatus discover() {
   CudaStatus s;
   cudaRuntimeGetVersion(&s.runtime_version);
   if (cudaDriverGetVersion(&s.driver_version) != cudaSuccess) s.driver_version = 0;
+  s.min_driver_version = CUDART_VERSION / 1000 * 1000;
+  if (s.driver_version < s.min_driver_version) {
+    s.unavailable_reason = old_driver_reason(s.driver_version, s.min_driver_version);
+    return s;
+  }
   int count = 0;
   cudaError_t e = cudaGetDeviceCount(&count);
   if (e != cudaSuccess) {
@@ -44,16 +49,24 @@ DeviceContext::DeviceContext(int device) : device_(device) {
   check_cuda(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreateWithFlags");
 }
 
+namespace {
+std::mutex contexts_mutex;
+std::vector<std::unique_ptr<DeviceContext>>* contexts =
+    new std::vector<std::unique_ptr<DeviceContext>>();  // never freed, see header
+}  // namespace
+
 DeviceContext& device_context(int device) {
-  static std::mutex mutex;
-  static std::vector<std::unique_ptr<DeviceContext>>* contexts =
-      new std::vector<std::unique_ptr<DeviceContext>>();  // never freed, see header
   require_device(device);
-  std::lock_guard<std::mutex> lock(mutex);
+  std::lock_guard<std::mutex> lock(contexts_mutex);
   if (contexts->size() <= static_cast<size_t>(device)) contexts->resize(device + 1);
   auto& slot = (*contexts)[device];
   if (!slot) slot = std::make_unique<DeviceContext>(device);
   return *slot;
+}
+
+bool device_context_created(int device) {
+  std::lock_guard<std::mutex> lock(contexts_mutex);
+  return device >= 0 && static_cast<size_t>(device) < contexts->size() && (*contexts)[device] != nullptr;
 }
 
 void use_device(int device) { check_cuda(cudaSetDevice(device), "cudaSetDevice"); }
@@ -69,6 +82,32 @@ CudaStatus discover() {
 }  // namespace
 
 #endif
+
+std::string min_driver_branch(int cuda_version) {
+  switch (cuda_version / 1000) {
+    case 13: return "580";  // CUDA 13.0 GA: 580.65.06
+    case 12: return "525";  // CUDA 12.0 GA: 525.60.13
+    default: return "";
+  }
+}
+
+namespace {
+std::string cuda_version_text(int v) { return std::to_string(v / 1000) + "." + std::to_string(v % 1000 / 10); }
+}  // namespace
+
+std::string min_driver_text(int cuda_version) {
+  std::string branch = min_driver_branch(cuda_version);
+  if (branch.empty()) return "a driver with CUDA " + cuda_version_text(cuda_version) + " support";
+  return "NVIDIA driver >= " + branch + " (CUDA " + cuda_version_text(cuda_version) + ")";
+}
+
+std::string old_driver_reason(int driver_version, int required_version) {
+  std::string branch = min_driver_branch(required_version);
+  std::string needs = "this binary needs " + cuda_version_text(required_version) +
+                      (branch.empty() ? "" : " (driver >= " + branch + ")");
+  if (driver_version <= 0) return "no NVIDIA driver found; " + needs;
+  return "the NVIDIA driver supports CUDA " + cuda_version_text(driver_version) + "; " + needs;
+}
 
 const CudaStatus& cuda_status() {
   static const CudaStatus status = discover();

@@ -17,10 +17,26 @@ struct CudaStatus {
   std::string unavailable_reason;
   int runtime_version = 0;  // e.g. 13000; 0 when unknown
   int driver_version = 0;   // 0 when no driver
+  // CUDA version the driver must support (cudaDriverGetVersion form): the
+  // major version of the runtime this binary was built with, e.g. 13000
+  // (minor version compatibility covers the rest); 0 without CUDA.
+  int min_driver_version = 0;
 };
 
 // Discovered once per process, thread-safe.
 const CudaStatus& cuda_status();
+
+// Lowest Linux driver branch for a CUDA version in cudaDriverGetVersion form:
+// "580" for 13000, "525" for 12000; "" when not known.
+std::string min_driver_branch(int cuda_version);
+
+// "NVIDIA driver >= 580 (CUDA 13.0)", or "CUDA 14.0 support" without a known branch.
+std::string min_driver_text(int cuda_version);
+
+// Why a driver that supports CUDA `driver_version` (0: none found) cannot run
+// a binary needing `required_version`, e.g. "the NVIDIA driver supports CUDA
+// 12.8; this binary needs 13.0 (driver >= 580)".
+std::string old_driver_reason(int driver_version, int required_version);
 
 // "cpu" or "cuda:N"
 std::string device_label(int device);
@@ -45,6 +61,9 @@ class DeviceContext {
 // The context of `device`, created on first use; lives until the process ends
 // (destroying streams during static destruction races the driver's teardown).
 DeviceContext& device_context(int device);
+
+// Whether device_context(device) has been created (the package used the device).
+bool device_context_created(int device);
 
 // cudaSetDevice, checked. Worker threads call it before any other CUDA call.
 void use_device(int device);

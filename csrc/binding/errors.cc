@@ -30,6 +30,15 @@ Napi::Error make_js_error(Napi::Env env, const ErrorInfo& info) {
   }
 }
 
+void throw_js_quietly(Napi::Env env, const Napi::Error& e) noexcept {
+  try {
+    napi_value value = e.Value();
+    if (value != nullptr) napi_throw(env, value);
+  } catch (...) {
+    // the value itself could not be read: the environment is going away
+  }
+}
+
 #if PRISM_WITH_CUDA
 std::string cuda_error_text(cudaError_t e, const char* operation) {
   return std::string("CUDA error ") + cudaGetErrorName(e) + " (" + cudaGetErrorString(e) +

@@ -47,6 +47,10 @@ inline void check_cuda(cudaError_t e, const char* operation) {
 }
 #endif
 
+// Makes `e` the pending JS exception; never throws (while a terminated
+// worker's environment is torn down, napi_throw fails and `e` is dropped).
+void throw_js_quietly(Napi::Env env, const Napi::Error& e) noexcept;
+
 // Runs body(); rethrows any C++ exception as the matching JS exception.
 // Every synchronous entry point goes through it so nothing escapes to terminate().
 template <class Body>

@@ -7,6 +7,7 @@
 #include "binding/errors.h"
 #if PRISM_WITH_CUDA
 #include "binding/cuda_sync.h"
+#include "binding/memory.h"
 #endif
 
 namespace prism::binding {
@@ -26,11 +27,13 @@ std::vector<double> time_on_cpu(const Timing& timing, const std::function<void()
 #if PRISM_WITH_CUDA
 std::vector<double> time_on_gpu(int device, const Timing& timing, size_t workspace_bytes,
                                 const std::function<cudaError_t(void*, cudaStream_t)>& fn,
-                                const char* name) {
+                                const char* name, uint64_t caller_stream) {
   use_device(device);
-  cudaStream_t stream = device_context(device).stream();
+  cudaStream_t stream = op_stream(device, caller_stream);
+  // Given back after the wait below (or the drain on failure).
+  WorkspaceLease workspace;
   try {
-    StreamBuffer workspace(workspace_bytes, stream);
+    workspace = workspace_pool(device).acquire(workspace_bytes, stream);
     for (int i = 0; i < timing.warmup; ++i) check_cuda(fn(workspace.get(), stream), name);
     std::vector<std::pair<CudaEvent, CudaEvent>> marks;
     for (int i = 0; i < timing.iters; ++i) {
@@ -68,7 +71,7 @@ class TimedOpWorker : public PromiseWorker {
       return;
     }
 #if PRISM_WITH_CUDA
-    ms_ = time_on_gpu(call_.device, call_.timing, call_.workspace_bytes, call_.gpu, call_.name);
+    ms_ = time_on_gpu(call_.device, call_.timing, call_.workspace_bytes, call_.gpu, call_.name, call_.stream);
 #else
     require_device(call_.device);
 #endif

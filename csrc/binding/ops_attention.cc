@@ -47,6 +47,7 @@ Napi::Value attention(const Napi::CallbackInfo& info) {
     call.device = common_device({&qt, &kt, &vt, &ot, lse});
     for (const TensorWrap* t : list.tensors) common_device({&qt, t});
     call.timing = read_timing(arg(info, 6));
+    call.stream = read_stream(arg(info, 7), call.device);
     call.keep_alive = {qt.storage(), kt.storage(), vt.storage(), ot.storage()};
     if (lse != nullptr) {
       call.keep_alive.push_back(lse->storage());

@@ -1,4 +1,4 @@
-// estimate(q, k, params, out: { counts, rowPtr, temps, mask? }, timing?)
+// estimate(q, k, params, out: { counts, rowPtr, temps, mask? }, timing?, stream?)
 //   -> Promise<{ timesMs: number[], indices: Tensor, selected: number }>
 // The selection is made in the triangular layout (scratch), then counted
 // (rowPtr) and gathered into compact indices sized by the selection; the
@@ -22,10 +22,10 @@ namespace {
 class EstimateWorker : public PromiseWorker {
  public:
   EstimateWorker(Napi::Env env, int device, QkvView q, QkvView k, EstimateParams p, BlockMaskOut out,
-                 int64_t* row_ptr, SelectionGeometry geo, Timing timing,
+                 int64_t* row_ptr, SelectionGeometry geo, Timing timing, uint64_t stream,
                  std::vector<std::shared_ptr<Storage>> keep)
       : PromiseWorker(env, "prism.estimate"), device_(device), q_(q), k_(k), p_(p), out_(out),
-        row_ptr_(row_ptr), geo_(geo), timing_(timing), keep_(std::move(keep)) {}
+        row_ptr_(row_ptr), geo_(geo), timing_(timing), stream_(stream), keep_(std::move(keep)) {}
 
  protected:
   void run() override {
@@ -65,7 +65,7 @@ class EstimateWorker : public PromiseWorker {
 #if PRISM_WITH_CUDA
   void run_gpu() {
     use_device(device_);
-    cudaStream_t stream = device_context(device_).stream();
+    cudaStream_t stream = op_stream(device_, stream_);
     try {
       const size_t tri_bytes = (sizeof(int32_t) * static_cast<size_t>(geo_.tri) + 255) & ~size_t(255);
       StreamBuffer scratch(tri_bytes + prism::cuda::scan_workspace_bytes(geo_.rows), stream);
@@ -74,14 +74,15 @@ class EstimateWorker : public PromiseWorker {
       void* scan_ws = static_cast<char*>(scratch.get()) + tri_bytes;
       ms_ = time_on_gpu(device_, timing_, prism::cuda::estimate_workspace_bytes(q_, k_, p_),
                         [&](void* ws, cudaStream_t s) { return prism::cuda::estimate(q_, k_, p_, o, ws, s); },
-                        "estimate");
+                        "estimate", stream_);
       check_cuda(prism::cuda::scan_counts(o.counts, geo_.rows, row_ptr_, scan_ws, stream), "estimate (count)");
-      int64_t* total = thread_pinned_values();
-      check_cuda(cudaMemcpyAsync(total, row_ptr_ + geo_.rows, sizeof(int64_t), cudaMemcpyDeviceToHost, stream),
+      PinnedValue total;
+      check_cuda(cudaMemcpyAsync(total.get(), row_ptr_ + geo_.rows, sizeof(int64_t), cudaMemcpyDeviceToHost, stream),
                  "cudaMemcpyAsync (selection size)");
       wait_for_stream(stream, "estimate");
-      total_ = *total;
+      total_ = *total.get();
       indices_ = Storage::allocate(device_, indices_bytes(total_));
+      stream = op_stream(device_, stream_);  // after the allocation on the device's stream
       check_cuda(prism::cuda::gather_selection(o.counts, o.indices, geo_.rows, geo_.nq, geo_.off, row_ptr_,
                                                static_cast<int32_t*>(indices_->data()), stream),
                  "estimate (gather)");
@@ -100,6 +101,7 @@ class EstimateWorker : public PromiseWorker {
   int64_t* row_ptr_;
   SelectionGeometry geo_;
   Timing timing_;
+  uint64_t stream_;
   std::vector<std::shared_ptr<Storage>> keep_;
   std::vector<double> ms_;
   int64_t total_ = 0;
@@ -120,6 +122,7 @@ Napi::Value estimate(const Napi::CallbackInfo& info) {
     EstimateParams p = read_estimate_params(arg(info, 2), q.d);
     SelectionOut s = read_selection_out(env, arg(info, 3), q, k, p.block);
     const int device = common_device({&qt, &kt, s.counts, s.row_ptr, s.temps, s.mask});
+    const uint64_t stream = read_stream(arg(info, 5), device);
     std::vector<std::shared_ptr<Storage>> keep = {qt.storage(), kt.storage(), s.counts->storage(),
                                                   s.row_ptr->storage(), s.temps->storage()};
     if (s.mask) keep.push_back(s.mask->storage());
@@ -129,7 +132,7 @@ Napi::Value estimate(const Napi::CallbackInfo& info) {
     o.temps = static_cast<float*>(s.temps->storage()->data());
     int64_t* row_ptr = static_cast<int64_t*>(s.row_ptr->storage()->data());
     return (new EstimateWorker(env, device, q, k, p, o, row_ptr, SelectionGeometry(q, k, p.block),
-                               read_timing(arg(info, 4)), std::move(keep)))
+                               read_timing(arg(info, 4)), stream, std::move(keep)))
         ->start();
   });
 }

@@ -1,13 +1,15 @@
 // prefill(q, k, v, o, estimateParams, attentionParams { block, softmaxScale, lse? },
-//         out: { counts, rowPtr, temps, mask? } | null)
+//         out: { counts, rowPtr, temps, mask? } | null, stream?)
 //   -> Promise<{ estimateMs, attentionMs, selected, indices?: Tensor }>
 // Estimation and block-sparse attention in one call. On a GPU both are
-// enqueued back to back on the stream, attention reading the selection where
-// the estimation left it (triangular layout, scratch); events time each part
-// and the selected-block count is copied back with one wait at the end. Only
-// when the caller asks for the selection (out) is it gathered into compact
-// indices sized by that count, after a second, short wait.
+// enqueued back to back on the stream by the calling thread, attention reading
+// the selection where the estimation left it (triangular layout, scratch);
+// events time each part and the selected-block count is copied back; a worker
+// thread waits once at the end. Only when the caller asks for the selection
+// (out) is it gathered into compact indices sized by that count, after a
+// second, short wait.
 #include <chrono>
+#include <memory>
 
 #include "binding/args.h"
 #include "binding/device.h"
@@ -34,6 +36,7 @@ struct PrefillArgs {
   BlockMaskOut sel;           // counts / temps / mask given by the caller, or null (scratch)
   int64_t* row_ptr = nullptr;  // caller's, or null
   bool want_selection = false;
+  uint64_t stream = 0;         // caller's cudaStream_t, or 0: the device's own
 };
 
 class PrefillWorker : public PromiseWorker {
@@ -93,14 +96,17 @@ class PrefillWorker : public PromiseWorker {
   }
 
 #if PRISM_WITH_CUDA
-  static size_t align256(size_t n) { return (n + 255) & ~size_t(255); }
-
-  void run_gpu() {
+ public:
+  // Calling (main) thread: enqueues everything, so the GPU starts without
+  // waiting for a worker thread to pick the call up; run() then only waits.
+  // Launches do not block; on failure the stream is drained and the error
+  // thrown here becomes the call's exception.
+  void enqueue_gpu() {
     use_device(a_.device);
-    cudaStream_t stream = device_context(a_.device).stream();
+    stream_ = op_stream(a_.device, a_.stream);
     try {
       // scratch: estimation workspace | triangular selection | row starts |
-      // scan workspace | counts, rowPtr, temps unless the caller gave them
+      // scan workspace | counts, rowPtr, temps unless the caller gave them | attention workspace
       const size_t rows = static_cast<size_t>(geo_.rows);
       const size_t est_ws = align256(prism::cuda::estimate_workspace_bytes(a_.q, a_.k, a_.ep));
       const size_t tri_b = align256(sizeof(int32_t) * static_cast<size_t>(geo_.tri));
@@ -109,64 +115,88 @@ class PrefillWorker : public PromiseWorker {
       const size_t counts_b = a_.sel.counts ? 0 : align256(sizeof(int32_t) * rows);
       const size_t rowptr_b = a_.row_ptr ? 0 : align256(sizeof(int64_t) * (rows + 1));
       const size_t temps_b = a_.sel.temps ? 0 : align256(sizeof(float) * 2 * a_.q.batch * a_.q.heads);
-      BlockList probe{nullptr, nullptr, nullptr, 0};
-      probe.counts = reinterpret_cast<const int32_t*>(1);  // sparse: the attention workspace holds its work order
-      probe.row_start = reinterpret_cast<const int64_t*>(1);
-      probe.indices = reinterpret_cast<const int32_t*>(1);
-      const size_t att_ws = align256(prism::cuda::attention_workspace_bytes(a_.q, a_.k, probe, a_.ap));
-      StreamBuffer scratch(est_ws + tri_b + starts_b + scan_b + counts_b + rowptr_b + temps_b + att_ws, stream);
-      char* p = static_cast<char*>(scratch.get());
+      BlockList sparse;  // only its being sparse matters to the workspace size
+      sparse.counts = reinterpret_cast<const int32_t*>(1);
+      sparse.row_start = reinterpret_cast<const int64_t*>(1);
+      sparse.indices = reinterpret_cast<const int32_t*>(1);
+      const size_t att_ws = align256(prism::cuda::attention_workspace_bytes(a_.q, a_.k, sparse, a_.ap));
+      scratch_ = std::make_unique<StreamBuffer>(
+          est_ws + tri_b + starts_b + scan_b + counts_b + rowptr_b + temps_b + att_ws, stream_);
+      char* p = static_cast<char*>(scratch_->get());
       void* ws_est = p;
       p += est_ws;
-      int32_t* tri = reinterpret_cast<int32_t*>(p);
+      tri_ = reinterpret_cast<int32_t*>(p);
       p += tri_b;
       int64_t* row_start = reinterpret_cast<int64_t*>(p);
       p += starts_b;
       void* ws_scan = p;
       p += scan_b;
-      BlockMaskOut o = a_.sel;
-      if (!o.counts) o.counts = reinterpret_cast<int32_t*>(p);
+      sel_ = a_.sel;
+      if (!sel_.counts) sel_.counts = reinterpret_cast<int32_t*>(p);
       p += counts_b;
-      int64_t* rp = a_.row_ptr ? a_.row_ptr : reinterpret_cast<int64_t*>(p);
+      rp_ = a_.row_ptr ? a_.row_ptr : reinterpret_cast<int64_t*>(p);
       p += rowptr_b;
-      if (!o.temps) o.temps = reinterpret_cast<float*>(p);
+      if (!sel_.temps) sel_.temps = reinterpret_cast<float*>(p);
       p += temps_b;
       void* ws_att = p;
-      o.indices = tri;
+      sel_.indices = tri_;
 
-      CudaEvent e0(cudaEventDefault), e1(cudaEventDefault), e2(cudaEventDefault);
-      check_cuda(cudaEventRecord(e0.get(), stream), "cudaEventRecord");
-      check_cuda(prism::cuda::estimate(a_.q, a_.k, a_.ep, o, ws_est, stream), "prefill (estimate)");
-      check_cuda(cudaEventRecord(e1.get(), stream), "cudaEventRecord");
-      check_cuda(prism::cuda::tri_row_starts(geo_.rows, geo_.nq, geo_.off, row_start, stream),
+      for (auto& e : events_) e = std::make_unique<CudaEvent>(cudaEventDefault);
+      total_slot_ = std::make_unique<PinnedValue>();
+      check_cuda(cudaEventRecord(events_[0]->get(), stream_), "cudaEventRecord");
+      check_cuda(prism::cuda::estimate(a_.q, a_.k, a_.ep, sel_, ws_est, stream_), "prefill (estimate)");
+      check_cuda(cudaEventRecord(events_[1]->get(), stream_), "cudaEventRecord");
+      check_cuda(prism::cuda::tri_row_starts(geo_.rows, geo_.nq, geo_.off, row_start, stream_),
                  "prefill (row starts)");
-      BlockList list{o.counts, row_start, tri, geo_.tri};
-      check_cuda(prism::cuda::attention(a_.q, a_.k, a_.v, a_.o, list, a_.ap, ws_att, stream),
+      BlockList list{sel_.counts, row_start, tri_, geo_.tri};
+      check_cuda(prism::cuda::attention(a_.q, a_.k, a_.v, a_.o, list, a_.ap, ws_att, stream_),
                  "prefill (attention)");
-      check_cuda(cudaEventRecord(e2.get(), stream), "cudaEventRecord");
-      check_cuda(prism::cuda::scan_counts(o.counts, geo_.rows, rp, ws_scan, stream), "prefill (count)");
-      int64_t* total = thread_pinned_values();
-      check_cuda(cudaMemcpyAsync(total, rp + geo_.rows, sizeof(int64_t), cudaMemcpyDeviceToHost, stream),
+      check_cuda(cudaEventRecord(events_[2]->get(), stream_), "cudaEventRecord");
+      check_cuda(prism::cuda::scan_counts(sel_.counts, geo_.rows, rp_, ws_scan, stream_), "prefill (count)");
+      check_cuda(cudaMemcpyAsync(total_slot_->get(), rp_ + geo_.rows, sizeof(int64_t), cudaMemcpyDeviceToHost,
+                                 stream_),
                  "cudaMemcpyAsync (selection size)");
-      wait_for_stream(stream, "prefill");
-      total_ = *total;
-      float ms = 0.f;
-      check_cuda(cudaEventElapsedTime(&ms, e0.get(), e1.get()), "cudaEventElapsedTime");
-      est_ms_ = ms;
-      check_cuda(cudaEventElapsedTime(&ms, e1.get(), e2.get()), "cudaEventElapsedTime");
-      att_ms_ = ms;
-      if (a_.want_selection) {
-        indices_ = Storage::allocate(a_.device, indices_bytes(total_));
-        check_cuda(prism::cuda::gather_selection(o.counts, tri, geo_.rows, geo_.nq, geo_.off, rp,
-                                                 static_cast<int32_t*>(indices_->data()), stream),
-                   "prefill (gather)");
-        wait_for_stream(stream, "prefill");
-      }
     } catch (...) {
-      drain_stream_quietly(stream);
+      drain_stream_quietly(stream_);
       throw;
     }
   }
+
+ private:
+  static size_t align256(size_t n) { return (n + 255) & ~size_t(255); }
+
+  // Worker thread: the one wait, the times, and the selection when asked for.
+  void run_gpu() {
+    use_device(a_.device);
+    try {
+      wait_for_stream(stream_, "prefill");
+      total_ = *total_slot_->get();
+      float ms = 0.f;
+      check_cuda(cudaEventElapsedTime(&ms, events_[0]->get(), events_[1]->get()), "cudaEventElapsedTime");
+      est_ms_ = ms;
+      check_cuda(cudaEventElapsedTime(&ms, events_[1]->get(), events_[2]->get()), "cudaEventElapsedTime");
+      att_ms_ = ms;
+      if (a_.want_selection) {
+        indices_ = Storage::allocate(a_.device, indices_bytes(total_));
+        stream_ = op_stream(a_.device, a_.stream);  // after the allocation on the device's stream
+        check_cuda(prism::cuda::gather_selection(sel_.counts, tri_, geo_.rows, geo_.nq, geo_.off, rp_,
+                                                 static_cast<int32_t*>(indices_->data()), stream_),
+                   "prefill (gather)");
+        wait_for_stream(stream_, "prefill");
+      }
+    } catch (...) {
+      drain_stream_quietly(stream_);
+      throw;
+    }
+  }
+
+  cudaStream_t stream_ = nullptr;
+  std::unique_ptr<StreamBuffer> scratch_;
+  std::unique_ptr<CudaEvent> events_[3];
+  std::unique_ptr<PinnedValue> total_slot_;
+  BlockMaskOut sel_;
+  int32_t* tri_ = nullptr;
+  int64_t* rp_ = nullptr;
 #endif
 
   PrefillArgs a_;
@@ -207,6 +237,7 @@ Napi::Value prefill(const Napi::CallbackInfo& info) {
       a.o.lse = static_cast<float*>(lse->storage()->data());
     }
     a.device = common_device({&qt, &kt, &vt, &ot, lse});
+    a.stream = read_stream(arg(info, 7), a.device);
     Napi::Value out = arg(info, 6);
     if (!out.IsUndefined() && !out.IsNull()) {
       SelectionOut s = read_selection_out(env, out, a.q, a.k, a.ep.block);
@@ -219,7 +250,18 @@ Napi::Value prefill(const Napi::CallbackInfo& info) {
       a.row_ptr = static_cast<int64_t*>(s.row_ptr->storage()->data());
       a.want_selection = true;
     }
-    return (new PrefillWorker(env, a, std::move(keep)))->start();
+    auto* worker = new PrefillWorker(env, a, std::move(keep));
+#if PRISM_WITH_CUDA
+    if (a.device != kCpuDevice) {
+      try {
+        worker->enqueue_gpu();
+      } catch (...) {
+        delete worker;  // never queued
+        throw;
+      }
+    }
+#endif
+    return worker->start();
   });
 }
 

@@ -1,6 +1,13 @@
 // Base class of every asynchronous native call: runs run() on a libuv worker
 // thread and settles a Promise on the main thread, rejecting with the right
 // JS error class (TypeError / RangeError / Error) when run() throws.
+//
+// Completion never throws into Node: when a worker_threads Worker is
+// terminated, Node still runs the completions of its pending work while it
+// tears the environment down, and every napi call that would create or settle
+// a JS value then fails. Such failures are swallowed (nobody is left to see the
+// promise) and the worker is deleted all the same, so the memory the call holds
+// (tensor storages, workspace) is released.
 #pragma once
 #include <napi.h>
 
@@ -38,36 +45,55 @@ class PromiseWorker : public Napi::AsyncWorker {
     }
   }
 
-  void OnOK() final {
-    Napi::Env env = Env();
-    release_js_once();
+  // Replaces AsyncWorker's version, which turns a failed settle into a C++
+  // exception thrown through Node's C frames (std::terminate).
+  void OnWorkComplete(Napi::Env env, napi_status status) final {
+    try {
+      Napi::HandleScope scope(env);
+      try {
+        release_js();
+      } catch (...) {
+        // only reference deletion: nothing to report
+      }
+      if (status == napi_cancelled) {
+        deferred_.Reject(Napi::Error::New(env, "operation cancelled").Value());
+      } else {
+        settle(env);
+      }
+    } catch (...) {
+      // The environment is being torn down. Leave no JS exception pending.
+      napi_value ignored;
+      bool pending = false;
+      if (napi_is_exception_pending(env, &pending) == napi_ok && pending)
+        napi_get_and_clear_last_exception(env, &ignored);
+    }
+    delete this;  // never SuppressDestruct()ed
+  }
+
+  void settle(Napi::Env env) {
     if (failed_) {
       deferred_.Reject(make_js_error(env, error_).Value());
       return;
     }
+    Napi::Value value;
     try {
-      deferred_.Resolve(result(env));
+      value = result(env);
     } catch (const Napi::Error& e) {
       deferred_.Reject(e.Value());
+      return;
     } catch (...) {
       deferred_.Reject(make_js_error(env, classify(std::current_exception())).Value());
+      return;
     }
+    deferred_.Resolve(value);
   }
 
-  void OnError(const Napi::Error& e) final {
-    release_js_once();
-    deferred_.Reject(e.Value());
-  }
-
-  void release_js_once() {
-    if (released_) return;
-    released_ = true;
-    release_js();
-  }
+  // Unused: OnWorkComplete settles the promise itself.
+  void OnOK() final {}
+  void OnError(const Napi::Error&) final {}
 
   Napi::Promise::Deferred deferred_;
   bool failed_ = false;
-  bool released_ = false;
   ErrorInfo error_;
 };
 

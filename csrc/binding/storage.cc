@@ -5,13 +5,19 @@
 #include <cstring>
 #include <new>
 
+#include <sys/mman.h>
+
 #include "binding/device.h"
 #include "binding/errors.h"
+#include "binding/memory.h"
 
 namespace prism::binding {
 
 namespace {
 constexpr size_t kHostAlignment = 64;  // cache line; lets backends use aligned vector loads
+// From here on host storages are fresh pages from the OS: already zero (no
+// memset on the calling thread) and only the pages written take memory.
+constexpr size_t kMapBytes = size_t(1) << 20;
 
 size_t round_up(size_t n, size_t to) { return (n + to - 1) / to * to; }
 }  // namespace
@@ -19,20 +25,28 @@ size_t round_up(size_t n, size_t to) { return (n + to - 1) / to * to; }
 std::shared_ptr<Storage> Storage::allocate(int device, size_t bytes) {
   if (bytes == 0) throw_range("cannot allocate an empty tensor");
   if (device == kCpuDevice) {
-    void* p = std::aligned_alloc(kHostAlignment, round_up(bytes, kHostAlignment));
-    if (!p) throw std::bad_alloc();
-    std::memset(p, 0, bytes);
+    void* p = nullptr;
+    if (bytes >= kMapBytes) {
+      p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+      if (p == MAP_FAILED) throw std::bad_alloc();
+    } else {
+      p = std::aligned_alloc(kHostAlignment, round_up(bytes, kHostAlignment));
+      if (!p) throw std::bad_alloc();
+      std::memset(p, 0, bytes);
+    }
+    memory_counters(device).allocations.fetch_add(1, std::memory_order_relaxed);
     return std::shared_ptr<Storage>(new Storage(device, p, bytes, true));
   }
 #if PRISM_WITH_CUDA
-  // Stream-ordered allocation on the device stream: every op on this device
-  // runs on that stream, so no host synchronisation is needed here.
+  // Stream-ordered allocation on the device stream: ops run on that stream or
+  // on a caller's stream made to wait for it, so no host synchronisation is
+  // needed here.
   DeviceContext& ctx = device_context(device);
   int previous = 0;
   check_cuda(cudaGetDevice(&previous), "cudaGetDevice");
   use_device(device);
   void* p = nullptr;
-  cudaError_t e = cudaMallocAsync(&p, bytes, ctx.stream());
+  cudaError_t e = counted_malloc_async(device, &p, bytes, ctx.stream());
   if (e == cudaSuccess) {
     e = cudaMemsetAsync(p, 0, bytes, ctx.stream());
     if (e != cudaSuccess) cudaFreeAsync(p, ctx.stream());
@@ -51,10 +65,24 @@ std::shared_ptr<Storage> Storage::wrap(int device, void* data, size_t bytes) {
   return std::shared_ptr<Storage>(new Storage(device, data, bytes, false));
 }
 
+Storage::Storage(int device, void* data, size_t bytes, bool owning)
+    : device_(device), data_(data), bytes_(bytes), owning_(owning) {
+  if (!owning_) return;
+  MemoryCounters& c = memory_counters(device_);
+  c.tensor_bytes.fetch_add(static_cast<int64_t>(bytes_), std::memory_order_relaxed);
+  c.tensor_count.fetch_add(1, std::memory_order_relaxed);
+}
+
 Storage::~Storage() {
   if (!owning_ || !data_) return;
+  MemoryCounters& c = memory_counters(device_);
+  c.tensor_bytes.fetch_sub(static_cast<int64_t>(bytes_), std::memory_order_relaxed);
+  c.tensor_count.fetch_sub(1, std::memory_order_relaxed);
   if (device_ == kCpuDevice) {
-    std::free(data_);
+    if (bytes_ >= kMapBytes)
+      munmap(data_, bytes_);
+    else
+      std::free(data_);
     return;
   }
 #if PRISM_WITH_CUDA

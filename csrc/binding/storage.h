@@ -25,8 +25,8 @@ class Storage {
   bool owning() const { return owning_; }
 
  private:
-  Storage(int device, void* data, size_t bytes, bool owning)
-      : device_(device), data_(data), bytes_(bytes), owning_(owning) {}
+  // Owning storages are counted in memory_counters(device).
+  Storage(int device, void* data, size_t bytes, bool owning);
   int device_;
   void* data_;
   size_t bytes_;

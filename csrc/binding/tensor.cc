@@ -71,7 +71,12 @@ void TensorWrap::init(const Napi::CallbackInfo& info) {
   if (layout_ == Layout::BNHD && shape_.size() != 4)
     throw_range("layout bnhd needs a 4-d shape [batch, heads, n, d]");
   int64_t count = 1;
-  for (int64_t n : shape_) count *= n;
+  for (int64_t n : shape_) count *= n;  // <= 2^53: get_shape checked
+  // byteLength must be exact as a JS number too.
+  if (count > kMaxSafeBytes / dtype_size(dtype_))
+    throw_range("a tensor of " + std::to_string(count) + " " + dtype_name(dtype_) +
+                " elements is larger than 2^53 - 1 bytes");
+  count_ = count;
   byte_length_ = static_cast<size_t>(count * dtype_size(dtype_));
   require_device(device_);
 
@@ -101,7 +106,7 @@ void TensorWrap::init(const Napi::CallbackInfo& info) {
       throw_type(std::string("data for ") + dtype_name(dtype_) + " must be a " +
                  typed_array_name(typed_array_type_for(dtype_)));
     if (src.ByteLength() != byte_length_) throw_range("data length does not match the shape");
-    copy_host_to_storage(*storage_,
+    copy_host_to_storage(*storage_, 0,
                          static_cast<const char*>(src.ArrayBuffer().Data()) + src.ByteOffset(),
                          byte_length_);
   } else if (!extra.IsUndefined()) {
@@ -120,7 +125,10 @@ TensorWrap::~TensorWrap() { release(); }
 void TensorWrap::release() {
   storage_.reset();  // memory goes when the last in-flight op lets go of it
   if (accounted_bytes_ != 0 && env_ != nullptr) {
-    Napi::MemoryManagement::AdjustExternalMemory(Napi::Env(env_), -accounted_bytes_);
+    // Called from the finalizer too, possibly while the environment is torn
+    // down: the status is ignored (node-addon-api's wrapper would throw).
+    int64_t ignored = 0;
+    napi_adjust_external_memory(env_, -accounted_bytes_, &ignored);
     accounted_bytes_ = 0;
   }
 }
@@ -158,10 +166,29 @@ Napi::Value TensorWrap::get_pointer(const Napi::CallbackInfo& info) {
   });
 }
 
+// toHost(offset?, length?): elements [offset, offset + length) in memory
+// order (default: all, or all from offset).
 Napi::Value TensorWrap::to_host(const Napi::CallbackInfo& info) {
-  return js_guard(info.Env(), [&]() -> Napi::Value { return start_download(info.Env(), storage()); });
+  return js_guard(info.Env(), [&]() -> Napi::Value {
+    int64_t offset = 0, length = count_;
+    if (!arg(info, 0).IsUndefined()) {
+      offset = get_integer(arg(info, 0), "offset", 0, count_);
+      length = count_ - offset;
+    }
+    if (!arg(info, 1).IsUndefined()) {
+      length = get_integer(arg(info, 1), "length", 0, count_);
+      if (length > count_ - offset)
+        throw_range("elements [" + std::to_string(offset) + ", " + std::to_string(offset + length) +
+                    ") run past the tensor's " + std::to_string(count_));
+    }
+    const int64_t size = dtype_size(dtype_);
+    return start_download(info.Env(), storage(), static_cast<size_t>(offset * size),
+                          static_cast<size_t>(length * size));
+  });
 }
 
+// upload(data, offset?): without offset, data must fill the tensor; with it,
+// data's elements go to [offset, offset + data.length) in memory order.
 Napi::Value TensorWrap::upload(const Napi::CallbackInfo& info) {
   return js_guard(info.Env(), [&]() -> Napi::Value {
     Napi::Value v = arg(info, 0);
@@ -169,8 +196,16 @@ Napi::Value TensorWrap::upload(const Napi::CallbackInfo& info) {
     if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != want)
       throw_type(std::string("data for ") + dtype_name(dtype_) + " must be a " + typed_array_name(want));
     Napi::TypedArray src = v.As<Napi::TypedArray>();
-    if (src.ByteLength() != byte_length_) throw_range("data length does not match the shape");
-    return start_upload(info.Env(), storage(), src);
+    if (arg(info, 1).IsUndefined()) {
+      if (src.ByteLength() != byte_length_) throw_range("data length does not match the shape");
+      return start_upload(info.Env(), storage(), 0, src);
+    }
+    int64_t offset = get_integer(arg(info, 1), "offset", 0, count_);
+    int64_t length = static_cast<int64_t>(src.ElementLength());
+    if (length > count_ - offset)
+      throw_range(std::to_string(length) + " elements at offset " + std::to_string(offset) +
+                  " run past the tensor's " + std::to_string(count_));
+    return start_upload(info.Env(), storage(), static_cast<size_t>(offset * dtype_size(dtype_)), src);
   });
 }
 

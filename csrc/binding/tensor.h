@@ -14,6 +14,9 @@ namespace prism::binding {
 
 enum class Layout : int { BHND = 0, BNHD = 1 };
 
+// Largest byte length a tensor may have: 2^53 - 1, exact as a JS number.
+constexpr int64_t kMaxSafeBytes = 9007199254740991;
+
 class TensorWrap : public Napi::ObjectWrap<TensorWrap> {
  public:
   static Napi::Function define(Napi::Env env);
@@ -59,6 +62,7 @@ class TensorWrap : public Napi::ObjectWrap<TensorWrap> {
   Layout layout_ = Layout::BHND;
   int device_ = -1;
   std::vector<int64_t> shape_;
+  int64_t count_ = 0;  // elements
   size_t byte_length_ = 0;
   int64_t accounted_bytes_ = 0;  // host bytes reported to V8 as external memory
   napi_env env_ = nullptr;

@@ -1,0 +1,172 @@
+#include "binding/memory.h"
+
+#include <array>
+#include <memory>
+#include <string>
+
+#include "binding/device.h"
+#include "binding/errors.h"
+
+namespace prism::binding {
+
+namespace {
+constexpr int kMaxDevices = 1024;  // args.cc accepts device indices up to 1023
+}
+
+MemoryCounters& memory_counters(int device) {
+  static auto* counters = new std::array<MemoryCounters, kMaxDevices + 1>();  // never freed
+  if (device < kCpuDevice || device >= kMaxDevices)
+    throw_range("invalid device index " + std::to_string(device));
+  return (*counters)[static_cast<size_t>(device + 1)];
+}
+
+#if PRISM_WITH_CUDA
+
+cudaError_t counted_malloc_async(int device, void** p, size_t bytes, cudaStream_t stream) {
+  cudaError_t e = cudaMallocAsync(p, bytes, stream);
+  if (e == cudaSuccess) memory_counters(device).allocations.fetch_add(1, std::memory_order_relaxed);
+  return e;
+}
+
+WorkspaceLease& WorkspaceLease::operator=(WorkspaceLease&& o) noexcept {
+  if (this != &o) {
+    reset();
+    pool_ = o.pool_;
+    data_ = o.data_;
+    bytes_ = o.bytes_;
+    ready_ = o.ready_;
+    stream_ = o.stream_;
+    o.pool_ = nullptr;
+    o.data_ = nullptr;
+  }
+  return *this;
+}
+
+void WorkspaceLease::reset() noexcept {
+  if (pool_ != nullptr) pool_->give_back({data_, bytes_, ready_}, stream_);
+  pool_ = nullptr;
+  data_ = nullptr;
+}
+
+size_t WorkspacePool::size_class(size_t bytes) {
+  size_t c = size_t(64) << 10;  // small requests share one class
+  while (c < bytes) c <<= 1;
+  return c;
+}
+
+WorkspaceLease WorkspacePool::acquire(size_t bytes, cudaStream_t stream) {
+  WorkspaceLease lease;
+  if (bytes == 0) return lease;
+  const size_t want = size_class(bytes);
+  Block b{nullptr, 0, nullptr};
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto best = idle_.end();
+    for (auto it = idle_.begin(); it != idle_.end(); ++it)
+      if (it->bytes >= want && (best == idle_.end() || it->bytes < best->bytes)) best = it;
+    if (best != idle_.end()) {
+      b = *best;
+      idle_.erase(best);
+      lent_ += b.bytes;
+    }
+  }
+  if (b.data != nullptr) {
+    // The previous user's work comes first (a no-op once it has completed).
+    cudaError_t e = cudaStreamWaitEvent(stream, b.ready, 0);
+    if (e != cudaSuccess) {
+      std::lock_guard<std::mutex> lock(mutex_);
+      lent_ -= b.bytes;
+      idle_.push_back(b);  // unused: its event still marks its last use
+      check_cuda(e, "cudaStreamWaitEvent (workspace)");
+    }
+  } else {
+    b = allocate(want, stream);
+  }
+  lease.pool_ = this;
+  lease.data_ = b.data;
+  lease.bytes_ = b.bytes;
+  lease.ready_ = b.ready;
+  lease.stream_ = stream;
+  return lease;
+}
+
+WorkspacePool::Block WorkspacePool::allocate(size_t bytes, cudaStream_t stream) {
+  Block b{nullptr, bytes, nullptr};
+  check_cuda(cudaEventCreateWithFlags(&b.ready, cudaEventDisableTiming), "cudaEventCreateWithFlags (workspace)");
+  cudaError_t e = counted_malloc_async(device_, &b.data, bytes, stream);
+  if (e == cudaErrorMemoryAllocation) {
+    // Out of memory: give the idle buffers back (in order on this stream) and retry once.
+    cudaGetLastError();
+    bool freed = false;
+    try {
+      freed = release_idle(stream) > 0;
+    } catch (...) {
+    }
+    if (freed) e = counted_malloc_async(device_, &b.data, bytes, stream);
+  }
+  if (e != cudaSuccess) {
+    cudaEventDestroy(b.ready);
+    check_cuda(e, "cudaMallocAsync (workspace)");
+  }
+  std::lock_guard<std::mutex> lock(mutex_);
+  cached_ += bytes;
+  lent_ += bytes;
+  return b;
+}
+
+void WorkspacePool::give_back(const Block& b, cudaStream_t stream) noexcept {
+  if (cudaEventRecord(b.ready, stream) != cudaSuccess) {
+    // Without the event, wait here so the next user cannot overtake this one.
+    cudaStreamSynchronize(stream);
+    cudaGetLastError();
+  }
+  std::lock_guard<std::mutex> lock(mutex_);
+  lent_ -= b.bytes;
+  idle_.push_back(b);
+}
+
+size_t WorkspacePool::release_idle(cudaStream_t stream) {
+  std::vector<Block> blocks;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    blocks.swap(idle_);
+    for (const Block& b : blocks) cached_ -= b.bytes;
+  }
+  size_t freed = 0;
+  cudaError_t first = cudaSuccess;
+  for (const Block& b : blocks) {
+    // Freed in stream order after the buffer's last use.
+    cudaError_t e = cudaStreamWaitEvent(stream, b.ready, 0);
+    if (e == cudaSuccess) e = cudaFreeAsync(b.data, stream);
+    cudaEventDestroy(b.ready);
+    if (e == cudaSuccess) freed += b.bytes;
+    else if (first == cudaSuccess) first = e;
+  }
+  check_cuda(first, "cudaFreeAsync (workspace)");
+  return freed;
+}
+
+size_t WorkspacePool::cached_bytes() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return cached_;
+}
+
+size_t WorkspacePool::lent_bytes() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return lent_;
+}
+
+WorkspacePool& workspace_pool(int device) {
+  static std::mutex mutex;
+  static auto* pools = new std::vector<std::unique_ptr<WorkspacePool>>();  // never freed
+  require_device(device);
+  std::lock_guard<std::mutex> lock(mutex);
+  if (pools->size() <= static_cast<size_t>(device)) pools->resize(device + 1);
+  auto& slot = (*pools)[device];
+  if (!slot) slot = std::make_unique<WorkspacePool>(device);
+  return *slot;
+}
+
+#endif
+
+}  // namespace prism::binding

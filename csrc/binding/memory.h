@@ -1,0 +1,97 @@
+// Memory accounting per device (process-wide: shared by the main thread and
+// every worker) and the per-device cache of CUDA workspace buffers.
+#pragma once
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <mutex>
+#include <vector>
+#if PRISM_WITH_CUDA
+#include <cuda_runtime.h>
+#endif
+
+namespace prism::binding {
+
+struct MemoryCounters {
+  std::atomic<int64_t> tensor_bytes{0};   // owned by live tensor storages
+  std::atomic<int64_t> tensor_count{0};
+  std::atomic<uint64_t> allocations{0};   // tensor storages + workspace buffers, ever
+};
+
+// Counters of `device` (kCpuDevice or a CUDA index < 1024).
+MemoryCounters& memory_counters(int device);
+
+#if PRISM_WITH_CUDA
+// cudaMallocAsync on `stream`; a success is counted in memory_counters(device).
+cudaError_t counted_malloc_async(int device, void** p, size_t bytes, cudaStream_t stream);
+
+class WorkspacePool;
+
+// A buffer lent by a WorkspacePool; goes back to the pool when destroyed.
+// Work enqueued on its stream before then is ordered before the next use.
+class WorkspaceLease {
+ public:
+  WorkspaceLease() = default;
+  ~WorkspaceLease() { reset(); }
+  WorkspaceLease(WorkspaceLease&& o) noexcept { *this = std::move(o); }
+  WorkspaceLease& operator=(WorkspaceLease&& o) noexcept;
+  WorkspaceLease(const WorkspaceLease&) = delete;
+  WorkspaceLease& operator=(const WorkspaceLease&) = delete;
+  void* get() const { return data_; }
+  void reset() noexcept;
+
+ private:
+  friend class WorkspacePool;
+  WorkspacePool* pool_ = nullptr;
+  void* data_ = nullptr;
+  size_t bytes_ = 0;
+  cudaEvent_t ready_ = nullptr;
+  cudaStream_t stream_ = nullptr;
+};
+
+// Workspace buffers of one device, kept for reuse so that a steady stream of
+// ops allocates nothing. A request takes the smallest idle buffer that is big
+// enough, else a new one (sizes rounded up to powers of two, so the buffers
+// cached for smaller sizes never add up to more than the largest). Each buffer
+// carries an event recorded where it was last used; the next user's stream
+// waits on it, which makes reuse safe across streams without host waits.
+class WorkspacePool {
+ public:
+  explicit WorkspacePool(int device) : device_(device) {}
+  WorkspacePool(const WorkspacePool&) = delete;
+  WorkspacePool& operator=(const WorkspacePool&) = delete;
+
+  // At least `bytes` for work on `stream`; the calling thread's current
+  // device must be this pool's. bytes == 0: an empty lease.
+  WorkspaceLease acquire(size_t bytes, cudaStream_t stream);
+  // Frees the idle buffers in order on `stream`; returns the bytes freed.
+  size_t release_idle(cudaStream_t stream);
+
+  size_t cached_bytes() const;  // idle + lent
+  size_t lent_bytes() const;
+
+  static size_t size_class(size_t bytes);
+
+ private:
+  friend class WorkspaceLease;
+  struct Block {
+    void* data;
+    size_t bytes;
+    cudaEvent_t ready;
+  };
+  Block allocate(size_t bytes, cudaStream_t stream);
+  void give_back(const Block& b, cudaStream_t stream) noexcept;
+
+  int device_;
+  mutable std::mutex mutex_;
+  std::vector<Block> idle_;
+  size_t cached_ = 0;
+  size_t lent_ = 0;
+};
+
+// The pool of `device`, created on first use (no CUDA call until a buffer is
+// needed); lives until the process ends, like the device contexts.
+WorkspacePool& workspace_pool(int device);
+#endif
+
+}  // namespace prism::binding

@@ -1,0 +1,159 @@
+#include "binding/testing.h"
+
+#include <chrono>
+#include <cstdint>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "binding/args.h"
+#include "binding/device.h"
+#include "binding/errors.h"
+#include "binding/promise_worker.h"
+#include "binding/streams.h"
+#include "binding/tensor.h"
+#include "binding/views.h"
+#if PRISM_WITH_CUDA
+#include "binding/cuda_sync.h"
+#endif
+
+namespace prism::binding {
+
+namespace {
+
+#if !PRISM_WITH_CUDA
+[[noreturn]] void no_cuda() { throw_error("prism-attention was built without CUDA support"); }
+#else
+// Restores the calling thread's current device (these helpers run on the main thread).
+class DeviceScope {
+ public:
+  explicit DeviceScope(int device) {
+    check_cuda(cudaGetDevice(&previous_), "cudaGetDevice");
+    use_device(device);
+  }
+  ~DeviceScope() { cudaSetDevice(previous_); }
+
+ private:
+  int previous_ = 0;
+};
+
+uint64_t get_stream_handle(Napi::Value v) {
+  if (!v.IsBigInt()) throw_type("stream must be a bigint");
+  bool lossless = true;
+  uint64_t s = v.As<Napi::BigInt>().Uint64Value(&lossless);
+  if (!lossless || s == 0) throw_range("stream must be a non-zero 64-bit handle");
+  return s;
+}
+
+// Host work that holds its stream back, standing in for a long kernel.
+void CUDART_CB sleep_on_stream(void* ms) {
+  std::this_thread::sleep_for(std::chrono::milliseconds(reinterpret_cast<intptr_t>(ms)));
+}
+
+// Waits for an event recorded at the call, keeping the tensors' memory alive.
+class EventWaitWorker : public PromiseWorker {
+ public:
+  EventWaitWorker(Napi::Env env, int device, CudaEvent done, std::vector<std::shared_ptr<Storage>> keep)
+      : PromiseWorker(env, "prism.testing.copyAfterDelay"), device_(device), done_(std::move(done)),
+        keep_(std::move(keep)) {}
+
+ protected:
+  void run() override {
+    use_device(device_);
+    check_cuda(cudaEventSynchronize(done_.get()), "copyAfterDelay");
+  }
+
+ private:
+  int device_;
+  CudaEvent done_;
+  std::vector<std::shared_ptr<Storage>> keep_;
+};
+#endif
+
+Napi::Value create_stream(const Napi::CallbackInfo& info) {
+  return js_guard(info.Env(), [&]() -> Napi::Value {
+    int device = static_cast<int>(get_integer(arg(info, 0), "device", 0, 1023));
+    require_device(device);
+#if PRISM_WITH_CUDA
+    DeviceScope scope(device);
+    cudaStream_t s = nullptr;
+    check_cuda(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), "cudaStreamCreateWithFlags");
+    return Napi::BigInt::New(info.Env(), static_cast<uint64_t>(reinterpret_cast<uintptr_t>(s)));
+#else
+    no_cuda();
+#endif
+  });
+}
+
+Napi::Value destroy_stream(const Napi::CallbackInfo& info) {
+  return js_guard(info.Env(), [&]() -> Napi::Value {
+#if PRISM_WITH_CUDA
+    uint64_t s = get_stream_handle(arg(info, 0));
+    // Returns at once; the stream goes when its work has completed.
+    check_cuda(cudaStreamDestroy(reinterpret_cast<cudaStream_t>(s)), "cudaStreamDestroy");
+    return info.Env().Undefined();
+#else
+    no_cuda();
+#endif
+  });
+}
+
+// copyAfterDelay(dst, src, stream, delayMs): enqueues now, from this thread, on
+// `stream` (undefined: the device's stream) a host wait of delayMs and then the
+// copy of src into dst; resolves once the copy is done. Work enqueued on the
+// same stream afterwards sees the copy only if it is ordered after it.
+Napi::Value copy_after_delay(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return js_guard(env, [&]() -> Napi::Value {
+    TensorWrap& dst = TensorWrap::unwrap(env, arg(info, 0), "dst");
+    TensorWrap& src = TensorWrap::unwrap(env, arg(info, 1), "src");
+    if (dst.byte_length() != src.byte_length()) throw_range("dst and src must have the same byte length");
+    int device = common_device({&dst, &src});
+    uint64_t caller = read_stream(arg(info, 2), device);
+    int64_t delay = get_integer(arg(info, 3), "delayMs", 0, 60000);
+#if PRISM_WITH_CUDA
+    DeviceScope scope(device);
+    std::vector<std::shared_ptr<Storage>> keep = {dst.storage(), src.storage()};
+    cudaStream_t stream = op_stream(device, caller);
+    CudaEvent done(cudaEventBlockingSync | cudaEventDisableTiming);
+    try {
+      check_cuda(cudaLaunchHostFunc(stream, sleep_on_stream, reinterpret_cast<void*>(static_cast<intptr_t>(delay))),
+                 "cudaLaunchHostFunc");
+      check_cuda(cudaMemcpyAsync(keep[0]->data(), keep[1]->data(), dst.byte_length(), cudaMemcpyDeviceToDevice, stream),
+                 "cudaMemcpyAsync (copyAfterDelay)");
+      check_cuda(cudaEventRecord(done.get(), stream), "cudaEventRecord");
+    } catch (...) {
+      drain_stream_quietly(stream);  // the tensors must outlive what was enqueued
+      throw;
+    }
+    return (new EventWaitWorker(env, device, std::move(done), std::move(keep)))->start();
+#else
+    (void)caller;
+    (void)delay;
+    no_cuda();
+#endif
+  });
+}
+
+// driverReason(driverVersion, requiredVersion): the message info() gives when
+// the driver is too old (old_driver_reason), for unit tests on any machine.
+Napi::Value driver_reason(const Napi::CallbackInfo& info) {
+  return js_guard(info.Env(), [&]() -> Napi::Value {
+    int driver = static_cast<int>(get_integer(arg(info, 0), "driverVersion", 0, 1000000));
+    int required = static_cast<int>(get_integer(arg(info, 1), "requiredVersion", 1000, 1000000));
+    return Napi::String::New(info.Env(), old_driver_reason(driver, required));
+  });
+}
+
+}  // namespace
+
+Napi::Object testing_exports(Napi::Env env) {
+  Napi::Object t = Napi::Object::New(env);
+  t.Set("createStream", Napi::Function::New<create_stream>(env, "createStream"));
+  t.Set("destroyStream", Napi::Function::New<destroy_stream>(env, "destroyStream"));
+  t.Set("copyAfterDelay", Napi::Function::New<copy_after_delay>(env, "copyAfterDelay"));
+  t.Set("driverReason", Napi::Function::New<driver_reason>(env, "driverReason"));
+  return t;
+}
+
+}  // namespace prism::binding
