@@ -11,7 +11,7 @@
 // own heads).
 import { isArray, isInstance, readField, show, typedArrayLength, typedArrayName, typeName } from './args';
 import { attentionOptionFields, checkOptionFields, estimateOptionFields, resolveAttentionOptions, resolveEstimateOptions } from './options';
-import { CUDA_ATTENTION_BLOCKS, prefill, type BlockMask, type PrefillOptions, type PrefillStats } from './ops';
+import { prefill, type BlockMask, type PrefillOptions, type PrefillStats } from './ops';
 import { deviceName, empty, isTensor, MAX_ARRAY_LENGTH, resolveDevice, tensor, Tensor, type Shape4, type TensorData } from './tensor';
 import type { DeviceSpec, DType, Layout } from './types';
 
@@ -502,7 +502,7 @@ export async function prefillSharded(
         throw new Error(`run.devices (${devices.join(', ')}) do not match the tensors' devices (${shards.map((s) => s.device).join(', ')})`);
       }
     }
-    checkOptions(prefillOpts, shards, qs[0].shape[3], qs[0].dtype);
+    checkOptions(prefillOpts, qs[0].shape[3]);
   } else if (kinds.every((x) => x === 'host')) {
     const cq = checkHost(q, 'q');
     const ck = checkHost(k, 'k');
@@ -510,7 +510,7 @@ export async function prefillSharded(
     checkHostTriple(cq, ck, cv);
     if (r.devices === undefined) throw new TypeError('run.devices is required with host inputs: the devices to split the heads over');
     shards = plan(cq.shape[1], ck.shape[1], resolveDevices(r.devices, 'run.devices'), r.split, 'run.split');
-    checkOptions(prefillOpts, shards, cq.shape[3], cq.dtype);
+    checkOptions(prefillOpts, cq.shape[3]);
     if (r.out !== undefined) {
       // Checked against the shapes the uploads will have, before uploading.
       const want = shards.map((s) => [cq.shape[0], s.queryHeads[1] - s.queryHeads[0], cq.shape[2], cq.shape[3]]);
@@ -579,21 +579,14 @@ function checkBoolean(x: unknown, name: string): boolean {
 }
 
 /**
- * The prefill options and the CUDA kernels' limits, checked for every device
- * before any starts (prefill() checks them again, device by device).
+ * The prefill options, checked before any device starts. The kernels' limits
+ * (head_dim, dtype, block) are checked by each device's prefill() before it
+ * enqueues anything: with the same inputs on every GPU, nothing starts.
  */
-function checkOptions(o: Record<string, unknown>, shards: readonly HeadShard[], headDim: number, dtype: DType): void {
+function checkOptions(o: Record<string, unknown>, headDim: number): void {
   const { est, att } = splitOptions(o);
-  const { block } = resolveEstimateOptions(est, headDim);
+  resolveEstimateOptions(est, headDim);
   resolveAttentionOptions(att);
-  if (shards.every((s) => s.device === 'cpu')) return;
-  if (headDim !== 64 && headDim !== 128) throw new RangeError(`head_dim ${headDim} is not supported by CUDA attention (64 or 128)`);
-  if (dtype === 'float32') throw new TypeError('CUDA attention needs float16 or bfloat16 inputs, got float32');
-  if (!CUDA_ATTENTION_BLOCKS.includes(block)) {
-    throw new RangeError(
-      `block ${block} is not supported by CUDA attention (${CUDA_ATTENTION_BLOCKS.join(', ')}); estimate() takes any block size, and the CPU backend attends with any`,
-    );
-  }
 }
 
 function splitOptions(o: Record<string, unknown>): { est: Record<string, unknown>; att: Record<string, unknown> } {

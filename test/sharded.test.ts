@@ -289,9 +289,9 @@ describe('prefillSharded on the CPU', () => {
 });
 
 describeGpu('prefillSharded on one GPU listed twice', () => {
-  test('the CUDA limits reject before any device starts', async () => {
+  test("the kernels' limits reject, named with the device", async () => {
     const { q, k, v } = hostInputs({ batch: 1, hq: 4, hkv: 2, n: 256, d: 32, dtype: 'bfloat16', layout: 'bhnd' });
-    await expect(prefillSharded(q, k, v, {}, { devices: ['cpu', 'cuda:0'] })).rejects.toThrow(new RangeError('head_dim 32 is not supported by CUDA attention (64 or 128)'));
+    await expect(prefillSharded(q, k, v, {}, { devices: ['cpu', 'cuda:0'] })).rejects.toThrow(/^cuda:0 \(kv heads \[1, 2\)\): head_dim 32 is not supported by CUDA attention/);
     const f = hostInputs({ batch: 1, hq: 4, hkv: 2, n: 256, d: 64, dtype: 'float32', layout: 'bhnd' });
     await expect(prefillSharded(f.q, f.k, f.v, {}, { devices: ['cuda:0', 'cuda:0'] })).rejects.toThrow(TypeError);
   });
