@@ -5,7 +5,9 @@
 #include "binding/addon_data.h"
 #include "binding/info.h"
 #include "binding/ops.h"
+#include "binding/supports.h"
 #include "binding/tensor.h"
+#include "binding/tuning.h"
 
 namespace prism::binding {
 
@@ -21,6 +23,8 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("prefill", Napi::Function::New<prefill>(env, "prefill"));
   exports.Set("massRecall", Napi::Function::New<mass_recall>(env, "massRecall"));
   exports.Set("diffNorms", Napi::Function::New<diff_norms>(env, "diffNorms"));
+  exports.Set("supports", Napi::Function::New<supports>(env, "supports"));
+  exports.Set("tuning", tuning_exports(env));  // internal: tests and measurements only
   return exports;
 }
 
