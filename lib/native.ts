@@ -88,6 +88,38 @@ export interface Info {
   cpuThreads: number;
 }
 
+/** native.supports(): whether attention on a device takes a call (from the kernels' own table). */
+export interface NativeSupport {
+  supported: boolean;
+  /** The first rule the call breaks, in the order head_dim, dtype, block; null when supported. */
+  unsupported: null | 'headDim' | 'dtype' | 'block';
+  /** The device's allowed values (dtype codes as NativeDType); empty for the CPU: any. */
+  headDims: number[];
+  dtypes: number[];
+  blocks: number[];
+}
+
+/**
+ * @internal Tuning switches of the CUDA attention plan, for tests and
+ * measurements only (never set by lib/). Process-wide.
+ */
+export interface NativeAttentionTuning {
+  /** 'portable': every call takes the portable sm80-mma kernel. */
+  path: 'auto' | 'portable';
+  /** Hopper scheduling: -1 the plan's default, 0 never persistent, 1 always. */
+  persistent: -1 | 0 | 1;
+  /** > 0: cap on the persistent grid (0: one CTA per SM). */
+  maxCtas: number;
+  /** Hopper consumer ping-pong; only in builds with PRISM_TUNING_VARIANTS (never the addon). */
+  pingpong: boolean;
+}
+
+/** @internal native.tuning: set replaces the whole tuning (a field left out takes its default). */
+export interface NativeTuning {
+  getAttention(): NativeAttentionTuning;
+  setAttention(t: Partial<NativeAttentionTuning>): void;
+}
+
 /** What the addon reports for one device (see lib/memory.ts). */
 export interface NativeMemoryStats {
   device: number;
@@ -142,6 +174,9 @@ export interface NativeBinding {
     rows: BigInt64Array,
   ): Promise<Float32Array>;
   diffNorms(a: NativeTensor, b: NativeTensor): Promise<[number, number]>;
+  supports(dtype: number, headDim: number, block: number, device: number): NativeSupport;
+  /** @internal tests and measurements only */
+  tuning: NativeTuning;
   /** src's bytes into dst (same device, dtype, shape, layout), run like an op. */
   copy(dst: NativeTensor, src: NativeTensor, stream?: bigint): Promise<number[]>;
   /** @internal helpers for the package's own tests */

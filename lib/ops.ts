@@ -88,22 +88,32 @@ function checkQkv(q: Tensor, k: Tensor, v?: Tensor): void {
   checkHeadDim(dq);
 }
 
-/** Block sizes the CUDA attention kernels take: whole 64-key tiles per block. */
-export const CUDA_ATTENTION_BLOCKS: readonly number[] = [64, 128, 256];
+const DTYPE_NAMES: Record<number, string> = { [NativeDType.F16]: 'float16', [NativeDType.BF16]: 'bfloat16', [NativeDType.F32]: 'float32' };
+
+/** "a or b", "a, b or c". */
+function orList(items: readonly (string | number)[]): string {
+  return items.length <= 1 ? items.join('') : `${items.slice(0, -1).join(', ')} or ${items[items.length - 1]}`;
+}
 
 /**
- * CUDA attention kernels: head_dim 64 or 128, float16 or bfloat16, block 64,
- * 128 or 256. The CPU takes any even head_dim and any block size.
+ * Whether the attention kernels of q's device take (dtype, head_dim, block):
+ * the addon answers from the kernels' own table (today on CUDA: head_dim 64 or
+ * 128, float16 or bfloat16, block 64, 128 or 256; the CPU takes any even
+ * head_dim and any block size).
  */
 function checkAttentionSupport(q: Tensor, block: number): void {
-  if (q.device === 'cpu') return;
   const d = q.shape[3];
-  if (d !== 64 && d !== 128) throw new RangeError(`head_dim ${d} is not supported by CUDA attention (64 or 128)`);
-  if (q.dtype === 'float32') throw new TypeError('CUDA attention needs float16 or bfloat16 inputs, got float32');
-  if (!CUDA_ATTENTION_BLOCKS.includes(block)) {
-    throw new RangeError(
-      `block ${block} is not supported by CUDA attention (${CUDA_ATTENTION_BLOCKS.join(', ')}); estimate() takes any block size, and the CPU backend attends with any`,
-    );
+  const s = native().supports(q.native.dtype, d, block, deviceIndex(q));
+  if (s.supported) return;
+  switch (s.unsupported) {
+    case 'headDim':
+      throw new RangeError(`head_dim ${d} is not supported by CUDA attention (${orList(s.headDims)})`);
+    case 'dtype':
+      throw new TypeError(`CUDA attention needs ${orList(s.dtypes.map((t) => DTYPE_NAMES[t] ?? String(t)))} inputs, got ${q.dtype}`);
+    default:
+      throw new RangeError(
+        `block ${block} is not supported by CUDA attention (${s.blocks.join(', ')}); estimate() takes any block size, and the CPU backend attends with any`,
+      );
   }
 }
 

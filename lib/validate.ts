@@ -16,6 +16,7 @@ import { tensor, resolveDevice, deviceName, type Tensor } from './tensor';
 import { estimate, attention } from './ops';
 import { booleanField, checkOptionFields, integerIn, resolveEstimateOptions } from './options';
 import { encode16, decode16 } from './dtype';
+import { native, NativeDType } from './native';
 import { referenceEstimate, referenceAttention, maskDensity, type RefDims, type RefEstimate } from './reference';
 import { randomWorkload } from './workloads/random';
 import { structuredWorkload } from './workloads/structured';
@@ -311,6 +312,13 @@ export async function runCase(c: ValidationCase, device: DeviceSpec): Promise<Ca
 }
 
 /** The default validation cases for a device kind. */
+/** `block`, or the smallest larger block CUDA attention takes at head_dim d (the addon's table). */
+function cudaAttentionBlock(block: number, d: number): number {
+  const s = native().supports(NativeDType.BF16, d, block, 0);
+  if (s.unsupported !== 'block') return block;
+  return s.blocks.find((b) => b >= block) ?? s.blocks[s.blocks.length - 1];
+}
+
 export function validationCases(onGpu: boolean, quick: boolean, seed: number): ValidationCase[] {
   const dtypes: DType[] = onGpu ? ['float16', 'bfloat16'] : ['float32', 'float16', 'bfloat16'];
   const shapes: Omit<ValidationCase, 'dtype' | 'seed'>[] = [
@@ -353,9 +361,10 @@ export function validationCases(onGpu: boolean, quick: boolean, seed: number): V
   const use = quick ? shapes.slice(0, 3) : shapes;
   const out: ValidationCase[] = [];
   use.forEach((s, si) => {
-    // CUDA attention takes blocks of 64, 128 or 256 (CUDA_ATTENTION_BLOCKS).
+    // On the GPU, a block the attention kernels do not take becomes the next one they do.
     const block = s.opts.block ?? 128;
-    const c = onGpu && block < 64 ? { ...s, name: s.name.replace(/block \d+/, 'block 64'), opts: { ...s.opts, block: 64 } } : s;
+    const gpuBlock = onGpu ? cudaAttentionBlock(block, s.dims.d) : block;
+    const c = gpuBlock !== block ? { ...s, name: s.name.replace(/block \d+/, `block ${gpuBlock}`), opts: { ...s.opts, block: gpuBlock } } : s;
     for (const dtype of dtypes) out.push({ ...c, dtype, seed: seed + si });
   });
   return out;

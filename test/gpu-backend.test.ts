@@ -6,7 +6,7 @@ import { runCase, validate, prepareCase, TOLERANCES, type ValidationCase } from 
 import { relativeError, maxAbsError, bnhdToBhnd } from '../lib/validate';
 import { countNonFinite, mismatchedRows } from './helpers/compare';
 import { tensor, empty } from '../lib/tensor';
-import { info } from '../lib/native';
+import { info, native, type NativeAttentionTuning } from '../lib/native';
 import { estimate, attention, prefill } from '../lib/ops';
 import { referenceAttention, referenceEstimate, defaultResolvedOptions } from '../lib/reference';
 import { resolveEstimateOptions } from '../lib/options';
@@ -178,21 +178,20 @@ describeGpu('CUDA backend', () => {
     m.dispose();
   });
 
-  // Runs a structured case on the GPU under the given environment switches
-  // (the addon reads them on every call) and checks it against the reference.
-  async function checkUnderEnv(env: Record<string, string>, vc: ValidationCase): Promise<void> {
-    const saved = Object.fromEntries(Object.keys(env).map((n) => [n, process.env[n]]));
-    Object.assign(process.env, env);
+  // Runs a structured case on the GPU under the given tuning of the attention
+  // plan (the addon's internal native.tuning entry, read once per call) and
+  // checks it against the reference; the defaults are restored afterwards.
+  async function checkUnderTuning(tuning: Partial<NativeAttentionTuning>, vc: ValidationCase): Promise<void> {
+    const tuner = native().tuning;
+    tuner.setAttention(tuning);
     try {
+      expect(tuner.getAttention()).toMatchObject(tuning);
       const r = await runCase(vc, 'cuda');
       expect(r.failures).toEqual([]);
       expect(r.sparseRelError).toBeLessThanOrEqual(TOLERANCES[vc.dtype]);
       expect(r.denseRelError).toBeLessThanOrEqual(TOLERANCES[vc.dtype]);
     } finally {
-      for (const [n, v] of Object.entries(saved)) {
-        if (v === undefined) delete process.env[n];
-        else process.env[n] = v;
-      }
+      tuner.setAttention({});
     }
   }
   const forcedCase = (name: string, block: number, dtype: 'bfloat16' | 'float16', d: number,
@@ -206,29 +205,25 @@ describeGpu('CUDA backend', () => {
     seed,
   });
 
-  // On Hopper the automatic dispatch takes the sm90 wgmma kernel for blocks
-  // 128/256; PRISM_ATTENTION_PATH=sm80 keeps the portable kernel under test
-  // there too.
+  // On Hopper the plan takes the sm90 wgmma kernel for blocks 128/256; the
+  // tuning's path 'portable' keeps the portable kernel under test there too.
   test.each([
     [128, 'bfloat16', 128],
     [256, 'float16', 64],
   ] as const)('portable sm80 path forced: block %i %s d=%i vs reference', async (block, dtype, d) => {
-    await checkUnderEnv({ PRISM_ATTENTION_PATH: 'sm80' }, forcedCase('sm80 forced', block, dtype, d, 517, 901, 31));
+    await checkUnderTuning({ path: 'portable' }, forcedCase('sm80 forced', block, dtype, d, 517, 901, 31));
   });
 
   // The Hopper kernel is persistent on block-sparse calls with more query
-  // tiles than the GPU has SMs; PRISM_SM90_PERSISTENT=1 with PRISM_SM90_CTAS=3
-  // forces that mode on a small shape (dense calls too), so each CTA runs
-  // several (query tile, head) items and carries its K/V ring across them. On
-  // other GPUs the switches are ignored and the case runs the portable kernel.
+  // tiles than the GPU has SMs; the tuning { persistent: 1, maxCtas: 3 } forces
+  // that mode on a small shape (dense calls too), so each CTA runs several
+  // (query tile, head) items and carries its K/V ring across them. On other
+  // GPUs the switches are ignored and the case runs the portable kernel.
   test.each([
     [128, 'bfloat16', 128],
     [256, 'float16', 64],
   ] as const)('persistent scheduling forced: block %i %s d=%i vs reference', async (block, dtype, d) => {
-    await checkUnderEnv(
-      { PRISM_SM90_PERSISTENT: '1', PRISM_SM90_CTAS: '3' },
-      forcedCase('persistent forced', block, dtype, d, 700, 1300, 37),
-    );
+    await checkUnderTuning({ persistent: 1, maxCtas: 3 }, forcedCase('persistent forced', block, dtype, d, 700, 1300, 37));
   });
 
   test('info() names the attention path the device takes', () => {
@@ -236,6 +231,13 @@ describeGpu('CUDA backend', () => {
     for (const dev of i.devices) {
       const hopper = dev.major === 9 && dev.minor === 0 && i.cudaArchs.split(',').includes('sm_90a');
       expect(dev.attentionPath).toBe(hopper ? 'sm90-wgmma' : 'sm80-mma');
+    }
+    // info() reads the same plan as the calls: the portable switch shows there.
+    native().tuning.setAttention({ path: 'portable' });
+    try {
+      for (const dev of info().devices) expect(dev.attentionPath).toBe('sm80-mma');
+    } finally {
+      native().tuning.setAttention({});
     }
   });
 

@@ -7,9 +7,11 @@
 #include "binding/info.h"
 #include "binding/memory_api.h"
 #include "binding/ops.h"
+#include "binding/supports.h"
 #include "binding/tensor.h"
 #include "binding/testing.h"
 #include "binding/transfer.h"
+#include "binding/tuning.h"
 
 namespace prism::binding {
 
@@ -29,6 +31,8 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("releaseCachedMemory", Napi::Function::New<release_cached_memory>(env, "releaseCachedMemory"));
   exports.Set("copy", Napi::Function::New<copy_tensor>(env, "copy"));
   exports.Set("testing", testing_exports(env));
+  exports.Set("supports", Napi::Function::New<supports>(env, "supports"));
+  exports.Set("tuning", tuning_exports(env));  // internal: tests and measurements only
   return exports;
 }
 

@@ -86,7 +86,8 @@ class DiffNormsWorker : public PromiseWorker {
     cudaStream_t s = device_context(device_).stream();
     try {
       StreamBuffer out(2 * sizeof(double), s);
-      check_cuda(prism::cuda::diff_norms(a_, b_, static_cast<double*>(out.get()), s), "diffNorms");
+      StreamBuffer ws(prism::cuda::diff_norms_workspace_bytes(a_, b_), s);
+      check_cuda(prism::cuda::diff_norms(a_, b_, static_cast<double*>(out.get()), ws.get(), s), "diffNorms");
       check_cuda(cudaMemcpyAsync(norms_, out.get(), sizeof norms_, cudaMemcpyDeviceToHost, s),
                  "cudaMemcpyAsync (norms)");
       wait_for_stream(s, "diffNorms");

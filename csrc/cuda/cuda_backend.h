@@ -46,12 +46,17 @@ cudaError_t mass_recall(const QkvView& q, const QkvView& k, const BlockList& lis
                         const AttentionParams& p, const int64_t* rows,
                         int64_t num_rows, float* recall, cudaStream_t stream);
 
-// As prism::cpu::diff_norms; out points to 2 doubles in device memory.
-cudaError_t diff_norms(const QkvView& a, const QkvView& b, double* out,
+// As prism::cpu::diff_norms; out points to 2 doubles in device memory, and
+// workspace to diff_norms_workspace_bytes(a, b) bytes (per call: concurrent
+// calls need their own).
+size_t diff_norms_workspace_bytes(const QkvView& a, const QkvView& b);
+cudaError_t diff_norms(const QkvView& a, const QkvView& b, double* out, void* workspace,
                        cudaStream_t stream);
 
-// Name of the attention path that attention() takes on this device
-// ("sm80-mma" for the portable tensor-core kernel).
+// Name of the attention path that attention() takes on this device for the
+// configurations the Hopper kernel covers, under the current tuning:
+// "sm90-wgmma", "sm80-mma" (the portable tensor-core kernel) or "none" (the
+// plan of attention_plan.h decides).
 const char* attention_path(int device);
 
 // Architectures whose machine code was compiled in, e.g. "sm_80,sm_90a,compute_90a".

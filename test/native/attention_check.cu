@@ -1,4 +1,7 @@
-// Standalone check and timing of prism::cuda::attention (sm80-mma path).
+// Standalone check and timing of prism::cuda::attention on the portable
+// sm80-mma path (forced through the tuning on every device), each variant; the
+// variants default_variant() never picks exist in PRISM_TUNING_VARIANTS builds
+// only (test/native/build.sh, -DPRISM_NATIVE_HARNESSES=ON).
 //
 //   attention_check           correctness sweep, then timings
 //   attention_check --small   one small dense + sparse case (for compute-sanitizer)
@@ -80,6 +83,11 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[a], "--check")) time = false;
     else if (!std::strcmp(argv[a], "--time")) check = false;
   }
+  // Every case on the portable kernel, Hopper included (its default variant
+  // for kAuto); attention_sm90_check covers the Hopper path.
+  cuda::attn::AttentionTuning portable;
+  portable.path = cuda::attn::PathChoice::kPortable;
+  cuda::attn::set_attention_tuning(portable);
   int dev = 0;
   CK(cudaSetDevice(dev));
   print_device(dev);

@@ -3,6 +3,10 @@
 # per harness. Output folder: $PRISM_DEVBIN (default .devbin-est, ignored).
 # PRISM_CUDA_ARCHS: space-separated list of archs, default "90a"
 # (e.g. PRISM_CUDA_ARCHS="80 86 89 90a").
+# The harnesses are built with PRISM_TUNING_VARIANTS: the kernel variants and
+# the ping-pong schedule that the release addon leaves out. The same harnesses
+# are also a CMake target (-DPRISM_NATIVE_HARNESSES=ON, scripts/native-harnesses.js);
+# attention_plan_check needs no GPU.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 OUT="${PRISM_DEVBIN:-.devbin-est}"
@@ -12,7 +16,10 @@ mkdir -p "$OUT"
 GENCODE=()
 LIST=""
 for a in $ARCHS; do GENCODE+=("-gencode=arch=compute_${a},code=sm_${a}"); LIST="${LIST:+$LIST,}sm_${a}"; done
-FLAGS=(-O3 -std=c++17 -lineinfo -Xcompiler -Wall -Icsrc -Itest/native "${GENCODE[@]}" "-DPRISM_CUDA_ARCH_LIST=\"$LIST\"")
+FLAGS=(-O3 -std=c++17 -lineinfo -Xcompiler -Wall -Icsrc -Itest/native "${GENCODE[@]}" "-DPRISM_CUDA_ARCH_LIST=\"$LIST\""
+       -DPRISM_TUNING_VARIANTS=1)
+
+"$NVCC" "${FLAGS[@]}" test/native/attention_plan_check.cu csrc/cuda/attention/attention_plan.cu -o "$OUT/attention_plan_check"
 
 "$NVCC" "${FLAGS[@]}" test/native/estimate_check.cu csrc/cuda/estimate/estimate.cu csrc/cuda/build_info.cu -o "$OUT/estimate_check"
 "$NVCC" "${FLAGS[@]}" test/native/metrics_check.cu csrc/cuda/metrics/metrics.cu -o "$OUT/metrics_check"

@@ -109,10 +109,13 @@ bool diff_case(const char* name, int B, int H, int N, int d, DType da, int la, D
   A.upload(); Bt.upload();
   double* dout;
   CK(cudaMalloc(&dout, 16));
+  void* ws = nullptr;  // per-call partials (diff_norms_workspace_bytes)
+  const size_t ws_bytes = cuda::diff_norms_workspace_bytes(A.view(), Bt.view());
+  if (ws_bytes) CK(cudaMalloc(&ws, ws_bytes));
   double g1[2], g2[2];
   for (int rep = 0; rep < 2; ++rep) {
     CK(cudaMemset(dout, 0xFF, 16));
-    CK(cuda::diff_norms(A.view(), Bt.view(), dout, 0));
+    CK(cuda::diff_norms(A.view(), Bt.view(), dout, ws, 0));
     CK(cudaDeviceSynchronize());
     CK(cudaMemcpy(rep ? g2 : g1, dout, 16, cudaMemcpyDeviceToHost));
   }
@@ -127,6 +130,7 @@ bool diff_case(const char* name, int B, int H, int N, int d, DType da, int la, D
   std::printf("%s diff_norms %-12s [%d,%d,%d,%d] %s/%s: rel err %.1e %.1e det %s\n", pass ? "PASS" : "FAIL", name, B, H, N, d,
               check::dtype_name(da), check::dtype_name(db), e0, e1, det ? "yes" : "NO");
   CK(cudaFree(dout));
+  if (ws) CK(cudaFree(ws));
   A.free_dev(); Bt.free_dev();
   return pass;
 }
@@ -154,7 +158,7 @@ int main(int argc, char** argv) {
   try {
     QkvView a, b; a.dtype = b.dtype = DType::BF16; a.batch = b.batch = 1; a.heads = b.heads = 1; a.n = 4; b.n = 5; a.d = b.d = 8;
     double* o = nullptr;
-    cuda::diff_norms(a, b, o, 0);
+    cuda::diff_norms(a, b, o, nullptr, 0);
     std::printf("FAIL diff_norms shape mismatch not rejected\n"); ++fails;
   } catch (const std::invalid_argument& e) { std::printf("     invalid_argument ok: %s\n", e.what()); }
   std::printf("metrics: %d/%d cases passed\n", n - fails, n);

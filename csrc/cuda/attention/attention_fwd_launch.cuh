@@ -1,5 +1,5 @@
 // Launch templates of the sm80-mma forward kernel: per variant, raise the
-// dynamic shared-memory limit, size the grid, launch, return the first error.
+// dynamic shared-memory limit, launch the plan's grid, return the first error.
 // Included by the per-(dtype, head_dim) instantiation files only.
 #pragma once
 #include <cuda_runtime.h>
@@ -28,8 +28,7 @@ template <int D> struct VariantTraits<D, kW4M1N64> {
 };
 
 template <class KT, typename T>
-cudaError_t launch_traits(const FwdParams& p, cudaStream_t stream) {
-  const int64_t grid = int64_t(p.batch) * p.hq * p.n_mtiles;
+cudaError_t launch_traits(const FwdParams& p, int64_t grid, cudaStream_t stream) {
   if (grid <= 0) return cudaSuccess;
   if (grid > 0x7fffffff) return cudaErrorInvalidConfiguration;
   auto kernel = p.counts != nullptr ? attn_fwd_sm80_kernel<KT, T, true>
@@ -43,22 +42,27 @@ cudaError_t launch_traits(const FwdParams& p, cudaStream_t stream) {
   return cudaGetLastError();
 }
 
+// The variants default_variant() never picks are instantiated only in
+// PRISM_TUNING_VARIANTS builds (variant_supported() rejects them elsewhere).
 template <typename T, int D>
-cudaError_t launch_fwd_impl(const FwdParams& p, int variant, cudaStream_t stream) {
-  switch (variant) {
-    case kW4M2N64: return launch_traits<typename VariantTraits<D, kW4M2N64>::type, T>(p, stream);
-    case kW8M1N64: return launch_traits<typename VariantTraits<D, kW8M1N64>::type, T>(p, stream);
+cudaError_t launch_fwd_impl(const FwdParams& p, const AttentionPlan& plan, cudaStream_t stream) {
+  const int64_t grid = plan.grid;
+  switch (plan.variant) {
+    case kW4M2N64: return launch_traits<typename VariantTraits<D, kW4M2N64>::type, T>(p, grid, stream);
+    case kW4M1N64: return launch_traits<typename VariantTraits<D, kW4M1N64>::type, T>(p, grid, stream);
+#if PRISM_TUNING_BUILD
+    case kW8M1N64: return launch_traits<typename VariantTraits<D, kW8M1N64>::type, T>(p, grid, stream);
     case kW4M2N128:
       if constexpr (D == 64)
-        return launch_traits<typename VariantTraits<D, kW4M2N128>::type, T>(p, stream);
+        return launch_traits<typename VariantTraits<D, kW4M2N128>::type, T>(p, grid, stream);
       else
         return cudaErrorInvalidValue;
     case kW4M2N64U:
       if constexpr (D == 128)
-        return launch_traits<typename VariantTraits<D, kW4M2N64U>::type, T>(p, stream);
+        return launch_traits<typename VariantTraits<D, kW4M2N64U>::type, T>(p, grid, stream);
       else
         return cudaErrorInvalidValue;
-    case kW4M1N64: return launch_traits<typename VariantTraits<D, kW4M1N64>::type, T>(p, stream);
+#endif
     default: return cudaErrorInvalidValue;
   }
 }
@@ -67,12 +71,12 @@ cudaError_t launch_fwd_impl(const FwdParams& p, int variant, cudaStream_t stream
 
 namespace prism::cuda::attn {
 template <typename T, int D>
-cudaError_t launch_fwd(const FwdParams& p, int variant, cudaStream_t stream) {
-  return launch_fwd_impl<T, D>(p, variant, stream);
+cudaError_t launch_fwd(const FwdParams& p, const AttentionPlan& plan, cudaStream_t stream) {
+  return launch_fwd_impl<T, D>(p, plan, stream);
 }
 }  // namespace prism::cuda::attn
 
 // One explicit instantiation file per (dtype, head dim) keeps compile units small.
 #define PRISM_ATTN_INSTANTIATE(T, D)                                                   \
   template cudaError_t prism::cuda::attn::launch_fwd<T, D>(                            \
-      const prism::cuda::attn::FwdParams&, int, cudaStream_t);
+      const prism::cuda::attn::FwdParams&, const prism::cuda::attn::AttentionPlan&, cudaStream_t);

@@ -1,6 +1,8 @@
-// Work ordering for sparse lists: the (query tile, b, h) items sorted by their
-// selected-block count, descending, so the longest CTAs start first and the
-// tail of the launch is short. One CTA: counting sort in shared memory.
+// Work ordering for sparse lists on the portable path (the plan's sort_items):
+// the (query tile, b, h) items sorted by their selected-block count,
+// descending, so the longest CTAs start first and the tail of the launch is
+// short. One CTA: counting sort in shared memory. The order's room in the
+// workspace is the plan's (workspace_layout, attention_plan.cu).
 #include <cuda_runtime.h>
 #include <cstdint>
 #include "cuda/attention/attention_fwd.h"
@@ -76,13 +78,6 @@ __global__ void __launch_bounds__(kSortThreads)
 }
 
 }  // namespace
-
-size_t order_workspace_bytes(int64_t batch, int64_t hq, int64_t nq) {
-  // The smallest BLOCK_M of any variant (64) gives the most items; + 1 for a
-  // partial first tile (query_tiles).
-  const int64_t items = batch * hq * ((nq + 63) / 64 + 1);
-  return static_cast<size_t>(items) * sizeof(int32_t);
-}
 
 cudaError_t launch_order_items(const FwdParams& p, int block_m, int32_t* order,
                                cudaStream_t stream) {

@@ -139,7 +139,12 @@ struct DiffArgs {
 
 constexpr int kDiffThreads = 256;
 constexpr int kMaxPartials = 1024;
-__device__ double g_diff_partials[2 * kMaxPartials];
+
+// Stage-1 CTAs: depends on the shape only, so the results are reproducible.
+int diff_blocks(int64_t rows) {
+  const int64_t want = (rows + 7) / 8;
+  return static_cast<int>(want < kMaxPartials ? want : kMaxPartials);
+}
 
 template <class TA, class TB>
 __global__ void __launch_bounds__(kDiffThreads) diff_partial_kernel(const DiffArgs a, double* partials) {
@@ -238,7 +243,15 @@ cudaError_t mass_recall(const QkvView& q, const QkvView& k, const BlockList& lis
   return cudaGetLastError();
 }
 
-cudaError_t diff_norms(const QkvView& a, const QkvView& b, double* out, cudaStream_t stream) {
+size_t diff_norms_workspace_bytes(const QkvView& a, const QkvView& b) {
+  (void)b;
+  const int64_t rows = a.batch * a.heads * a.n;
+  if (rows <= 0 || a.d <= 0) return 0;
+  return 2 * sizeof(double) * static_cast<size_t>(diff_blocks(rows));
+}
+
+cudaError_t diff_norms(const QkvView& a, const QkvView& b, double* out, void* workspace,
+                       cudaStream_t stream) {
   constexpr const char* where = "prism::cuda::diff_norms";
   require_arg(is_float_dtype(a.dtype) && is_float_dtype(b.dtype), where, "dtypes must be F32, F16 or BF16");
   require_arg(a.batch == b.batch && a.heads == b.heads && a.n == b.n && a.d == b.d, where, "a and b shapes differ");
@@ -250,20 +263,15 @@ cudaError_t diff_norms(const QkvView& a, const QkvView& b, double* out, cudaStre
     return cudaGetLastError();
   }
   require_arg(a.data && b.data, where, "a or b data is null");
-  // The partition depends on the shape only: results are reproducible.
-  const int64_t want = (rows + 7) / 8;
-  const int nb = (int)(want < kMaxPartials ? want : kMaxPartials);
+  require_arg(workspace != nullptr, where, "workspace is null (diff_norms_workspace_bytes)");
+  const int nb = diff_blocks(rows);
   DiffArgs d{};
   d.a = a.data; d.b = b.data;
   d.asb = a.stride_b; d.ash = a.stride_h; d.asn = a.stride_n;
   d.bsb = b.stride_b; d.bsh = b.stride_h; d.bsn = b.stride_n;
   d.H = a.heads; d.N = a.n; d.D = a.d; d.rows = rows; d.rows_per = (rows + nb - 1) / nb;
-  double* partials = nullptr;
-  bool pooled = cudaMallocAsync(reinterpret_cast<void**>(&partials), 2 * sizeof(double) * nb, stream) == cudaSuccess;
-  if (!pooled) {
-    (void)cudaGetLastError();  // not supported here: shared scratch instead
-    PRISM_CUDA_TRY(cudaGetSymbolAddress(reinterpret_cast<void**>(&partials), g_diff_partials));
-  }
+  // The caller's per-call workspace: concurrent calls never share partials.
+  double* partials = static_cast<double*>(workspace);
   dispatch_float_dtype(a.dtype, [&](auto ta) {
     dispatch_float_dtype(b.dtype, [&](auto tb) {
       diff_partial_kernel<decltype(ta), decltype(tb)><<<nb, kDiffThreads, 0, stream>>>(d, partials);
@@ -271,8 +279,6 @@ cudaError_t diff_norms(const QkvView& a, const QkvView& b, double* out, cudaStre
   });
   PRISM_CUDA_TRY(cudaGetLastError());
   diff_final_kernel<<<1, kDiffThreads, 0, stream>>>(partials, nb, out);
-  PRISM_CUDA_TRY(cudaGetLastError());
-  if (pooled) PRISM_CUDA_TRY(cudaFreeAsync(partials, stream));
   return cudaGetLastError();
 }
 

@@ -13,7 +13,8 @@
 //     memory (MN-major descriptor, transpose bit). Online softmax in fp32, exp2
 //     domain. Software pipelined: the scores of tile t are computed while the
 //     P V product of tile t-1 runs on the tensor cores. Optional ping-pong
-//     (Sm90Params::pingpong): the two warpgroups take turns issuing GEMMs.
+//     (Sm90Params::pingpong, PRISM_TUNING_VARIANTS builds only): the two
+//     warpgroups take turns issuing GEMMs.
 // Work order: items (query tile, head) grouped by (batch, kv head), longest
 // query tiles first. Persistent mode (Sm90Params::work_counter set): one CTA
 // per SM takes items from an atomic counter in that order; the producer fetches
@@ -61,7 +62,8 @@ struct Sm90Params {
   CUtensorMap tk;  // (d, nk, hkv, batch)
   CUtensorMap tv;
   FwdParams p;
-  int32_t pingpong = 0;  // consumer warpgroups take turns issuing their GEMMs (not persistent)
+  int32_t pingpong = 0;  // consumer warpgroups take turns issuing their GEMMs (not persistent;
+                         // read only in PRISM_TUNING_VARIANTS builds)
   int32_t* work_counter = nullptr;  // persistent: zeroed item counter; null: one CTA per item
   int32_t n_items = 0;
 };
@@ -217,7 +219,12 @@ __global__ void __launch_bounds__(384, 1) attn_fwd_sm90_kernel(const __grid_cons
       if (lane == 0) mbar_arrive(bar);
     };
     // Ping-pong: named barrier 3 + w is warpgroup w's turn to issue GEMMs.
+    // Compiled only in PRISM_TUNING_VARIANTS builds (the plan sets it there only).
+#if PRISM_TUNING_BUILD
     const bool pp = prm.pingpong != 0 && !persistent;
+#else
+    constexpr bool pp = false;
+#endif
     auto my_turn = [&]() {
       if (pp) named_bar_sync(3 + cw, 256);
     };

@@ -1,15 +1,14 @@
 // Launch template of the sm_90a forward kernel: TMA tensor maps (encoded with
 // the driver's cuTensorMapEncodeTiled, reached through the runtime's
 // driver-entry-point query since libcuda is not linked), shared-memory limit,
-// grid, launch. Included by the per-(dtype, head_dim) instantiation files only.
+// and the launch of the plan's grid (persistent or not: the plan's decision).
+// Included by the per-(dtype, head_dim) instantiation files only.
 #pragma once
 #include <cuda.h>
 #include <cudaTypedefs.h>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
-#include <algorithm>
-#include <cstdlib>
 #include <type_traits>
 #include "cuda/attention/sm90/attention_sm90.h"
 #include "cuda/attention/sm90/attention_sm90_kernel.cuh"
@@ -41,61 +40,35 @@ inline bool encode_qkv_map(CUtensorMap* map, CUtensorMapDataType dt, const void*
   return r == CUDA_SUCCESS;
 }
 
-// Tuning switch (0/1) for measurements; unset means the default. Only
-// PRISM_SM90_PINGPONG=1: the two consumer warpgroups take turns issuing their
-// GEMMs (FlashAttention-3's ping-pong); measured within noise of the default
-// on H100 (d=128: dense -1..2%, 20% sparse +1..-4%), so it stays off.
-inline int env_flag(const char* name, int dflt) {
-  const char* e = std::getenv(name);
-  return (e != nullptr && (e[0] == '0' || e[0] == '1')) ? e[0] - '0' : dflt;
-}
-
 template <typename T, int D>
-cudaError_t launch_fwd_impl(const FwdParams& p, cudaStream_t stream) {
+cudaError_t launch_fwd_impl(const FwdParams& p, const AttentionPlan& plan, cudaStream_t stream) {
   using KT = Sm90Traits<D>;
+  if (plan.grid <= 0) return cudaSuccess;
+  if (plan.items > 0x7fffffff || plan.grid > plan.items) return cudaErrorInvalidConfiguration;
   Sm90Params prm;
-  prm.p = p;
-  prm.p.n_mtiles = query_tiles(p.nq, p.nk, kBlockM);
-  const int64_t items = int64_t(p.batch) * p.hq * prm.p.n_mtiles;
-  if (items <= 0) return cudaSuccess;
-  if (items > 0x7fffffff) return cudaErrorInvalidConfiguration;
-  int64_t grid = items;
+  prm.p = p;  // p.n_mtiles: the plan's kBlockM-row tiles
   const CUtensorMapDataType dt = std::is_same_v<T, __nv_bfloat16> ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16
                                                                   : CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
+  // The plan only takes this path for views tma_describable() accepts: a
+  // refusal here is a real error, reported as such.
   if (!encode_qkv_map(&prm.tq, dt, p.q, D, p.nq, p.hq, p.batch, p.q_sn, p.q_sh, p.q_sb) ||
       !encode_qkv_map(&prm.tk, dt, p.k, D, p.nk, p.hkv, p.batch, p.k_sn, p.k_sh, p.k_sb) ||
       !encode_qkv_map(&prm.tv, dt, p.v, D, p.nk, p.hkv, p.batch, p.v_sn, p.v_sh, p.v_sb))
     return cudaErrorNotSupported;
-  prm.pingpong = env_flag("PRISM_SM90_PINGPONG", 0);
-  // Persistent: one CTA per SM, items from a counter in the workspace. On by
-  // default for block-sparse calls with more items than SMs (H100, 20% sparse:
-  // 1-13% faster); dense calls keep one CTA per item (1-4% faster at 32K-128K,
-  // where items are long and gain nothing from the overlap).
-  // PRISM_SM90_PERSISTENT=0/1 turns it off / on for every call, and
-  // PRISM_SM90_CTAS caps its grid (tests use both to run several items per CTA
-  // on small shapes).
-  const int persist = env_flag("PRISM_SM90_PERSISTENT", -1);
-  if (p.work_counter != nullptr && persist != 0) {
-    int dev = 0, sms = 0;
-    cudaError_t e = cudaGetDevice(&dev);
-    if (e == cudaSuccess) e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
+  prm.pingpong = plan.pingpong ? 1 : 0;
+  if (plan.persistent) {
+    // One CTA per SM (or the tuning's cap) takes items from the zeroed counter.
+    if (p.work_counter == nullptr) return cudaErrorInvalidValue;
+    cudaError_t e = cudaMemsetAsync(p.work_counter, 0, sizeof(int32_t), stream);
     if (e != cudaSuccess) return e;
-    const char* cap = std::getenv("PRISM_SM90_CTAS");
-    const int64_t ctas = std::min<int64_t>(sms, cap != nullptr && std::atoi(cap) > 0 ? std::atoi(cap) : sms);
-    const bool by_default = p.counts != nullptr && items > sms;
-    if (sms > 0 && (by_default || persist == 1)) {
-      e = cudaMemsetAsync(p.work_counter, 0, sizeof(int32_t), stream);
-      if (e != cudaSuccess) return e;
-      prm.work_counter = p.work_counter;
-      prm.n_items = static_cast<int32_t>(items);
-      grid = std::min<int64_t>(items, ctas);
-    }
+    prm.work_counter = p.work_counter;
+    prm.n_items = static_cast<int32_t>(plan.items);
   }
   auto kernel = attn_fwd_sm90_kernel<T, D>;
   constexpr int smem = KT::kSmemBytes;
   cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
   if (e != cudaSuccess) return e;
-  kernel<<<static_cast<unsigned>(grid), KT::kThreads, smem, stream>>>(prm);
+  kernel<<<static_cast<unsigned>(plan.grid), KT::kThreads, smem, stream>>>(prm);
   return cudaGetLastError();
 }
 
@@ -115,8 +88,8 @@ cudaError_t kernel_image_ok_impl(bool* ok) {
 
 namespace prism::cuda::attn::sm90 {
 template <typename T, int D>
-cudaError_t launch_fwd(const FwdParams& p, cudaStream_t stream) {
-  return launch_fwd_impl<T, D>(p, stream);
+cudaError_t launch_fwd(const FwdParams& p, const AttentionPlan& plan, cudaStream_t stream) {
+  return launch_fwd_impl<T, D>(p, plan, stream);
 }
 template <typename T, int D>
 cudaError_t kernel_image_ok(bool* ok) {
@@ -127,5 +100,6 @@ cudaError_t kernel_image_ok(bool* ok) {
 // One explicit instantiation file per (dtype, head dim) keeps compile units small.
 #define PRISM_ATTN_SM90_INSTANTIATE(T, D)                                                    \
   template cudaError_t prism::cuda::attn::sm90::launch_fwd<T, D>(                            \
-      const prism::cuda::attn::FwdParams&, cudaStream_t);                                    \
+      const prism::cuda::attn::FwdParams&, const prism::cuda::attn::AttentionPlan&,          \
+      cudaStream_t);                                                                         \
   template cudaError_t prism::cuda::attn::sm90::kernel_image_ok<T, D>(bool*);
