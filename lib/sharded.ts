@@ -445,9 +445,9 @@ function checkOuts(out: unknown, q: Tensor[]): Array<Tensor | undefined> {
 
 let warnedPool = false;
 
-/** GPU waits hold libuv worker threads: warn once when the pool is smaller than the GPUs in flight. */
+/** GPU waits hold libuv worker threads: warn once when the pool is smaller than the GPU parts in flight. */
 function warnThreadPool(devices: readonly string[]): void {
-  const gpus = new Set(devices.filter((d) => d !== 'cpu')).size;
+  const gpus = devices.filter((d) => d !== 'cpu').length;
   const pool = Number(process.env.UV_THREADPOOL_SIZE) || 4;
   if (warnedPool || gpus <= pool) return;
   warnedPool = true;
