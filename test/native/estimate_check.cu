@@ -63,21 +63,24 @@ std::vector<int> band_dims(const EstimateParams& p, int d, int bi) {
 Ref reference(const Case& c, const HostTensor& Q, const HostTensor& K) {
   const EstimateParams& p = c.p;
   const int blk = p.block, d = c.d, G = c.Hq / c.Hkv;
-  const int nq = (c.Nq + blk - 1) / blk, nk = (c.Nk + blk - 1) / blk, off = nk - nq;
+  // Spec step 1: blocks on the absolute token grid. Query block i holds rows
+  // [i*B - shift, (i+1)*B - shift) clipped to [0, Nq); key block j rows [j*B, (j+1)*B).
+  const int shift = (c.Nk - c.Nq) % blk;
+  const int nk = (c.Nk + blk - 1) / blk, nq = nk - (c.Nk - c.Nq) / blk, off = nk - nq;
   std::vector<double> qb((size_t)c.B * c.Hq * nq * d, 0.0), kb((size_t)c.B * c.Hkv * nk * d, 0.0);
-  auto pool = [&](const HostTensor& X, int H, int N, int nb, std::vector<double>& out) {
+  auto pool = [&](const HostTensor& X, int H, int N, int nb, int sh, std::vector<double>& out) {
     for (int b = 0; b < c.B; ++b)
       for (int h = 0; h < H; ++h)
         for (int i = 0; i < nb; ++i) {
-          const int r0 = i * blk, r1 = std::min(N, r0 + blk);
+          const int r0 = std::max(0, i * blk - sh), r1 = std::min(N, (i + 1) * blk - sh);
           double* o = &out[(((size_t)b * H + h) * nb + i) * d];
           for (int r = r0; r < r1; ++r)
             for (int k = 0; k < d; ++k) o[k] += X.at(b, h, r, k);
           for (int k = 0; k < d; ++k) o[k] /= (r1 - r0);
         }
   };
-  pool(Q, c.Hq, c.Nq, nq, qb);
-  pool(K, c.Hkv, c.Nk, nk, kb);
+  pool(Q, c.Hq, c.Nq, nq, shift, qb);
+  pool(K, c.Hkv, c.Nk, nk, 0, kb);
   const bool prism = p.method == Method::Prism;
   const int nb = prism ? 2 : 1;
   std::vector<int> dims[2] = {band_dims(p, d, 0), band_dims(p, d, 1)};
@@ -187,7 +190,8 @@ struct GpuOut {
 
 GpuOut run_gpu(const Case& c, const HostTensor& Q, const HostTensor& K, void* ws, size_t wsb,
                uint8_t* dm, int* dc, int* di, float* dt) {
-  const int nq = (c.Nq + c.p.block - 1) / c.p.block, nk = (c.Nk + c.p.block - 1) / c.p.block;
+  const BlockGrid grid(c.Nq, c.Nk, c.p.block);
+  const int nq = (int)grid.nq, nk = (int)grid.nk;
   const size_t rows = (size_t)c.B * c.Hq * nq;
   CK(cudaMemset(dm, 0xCD, rows * nk));
   CK(cudaMemset(dc, 0x7B, rows * 4));
@@ -227,7 +231,8 @@ bool run_case(const Case& c) {
     });
   }
   Q.upload(); K.upload();
-  const int nq = (c.Nq + c.p.block - 1) / c.p.block, nk = (c.Nk + c.p.block - 1) / c.p.block, off = nk - nq;
+  const BlockGrid grid(c.Nq, c.Nk, c.p.block);
+  const int nq = (int)grid.nq, nk = (int)grid.nk, off = (int)grid.off;
   const size_t rows = (size_t)c.B * c.Hq * nq;
   const size_t wsb = cuda::estimate_workspace_bytes(Q.view(), K.view(), c.p);
   void* ws; uint8_t* dm; int* dc; int* di; float* dt;
@@ -431,6 +436,7 @@ int main(int argc, char** argv) {
   if (small) {
     cs.push_back(mk("rand-basic", 2, 4, 2, 300, 300, 64, BF, 0, 0, 32));
     cs.push_back(mk("rope-odd-chunk", 1, 4, 1, 170, 611, 64, F16, 1, 1, 32));
+    cs.push_back(mk("grid-shift", 1, 4, 2, 100, 357, 64, BF, 0, 1, 16));
     { Case c = mk("rope-topk-il", 1, 8, 2, 200, 333, 32, F32, 2, 1, 16);
       c.p.layout = RopeLayout::Interleaved; c.p.selection = Selection::TopK; c.p.topk_high = 3; c.p.topk_low = 5; cs.push_back(c); }
     { Case c = mk("meanpool-nocal", 1, 2, 2, 256, 256, 34, BF, 0, 1, 16);
@@ -440,6 +446,7 @@ int main(int argc, char** argv) {
     cs.push_back(mk("rand-basic", 2, 8, 2, 1000, 1000, 128, BF, 0, 0, 64));
     cs.push_back(mk("rope-half", 1, 8, 2, 4096, 4096, 128, BF, 0, 1, 64));
     cs.push_back(mk("rope-odd-chunk-g1", 1, 4, 4, 777, 3001, 64, F16, 1, 1, 32));
+    cs.push_back(mk("grid-shift", 1, 8, 2, 1000, 2637, 128, BF, 0, 1, 64));
     { Case c = mk("rope-il-gqa8-f32", 1, 16, 2, 2500, 2500, 128, F32, 2, 1, 64);
       c.p.layout = RopeLayout::Interleaved; cs.push_back(c); }
     { Case c = mk("rope-topk", 1, 8, 2, 1500, 2100, 128, BF, 0, 1, 32);
