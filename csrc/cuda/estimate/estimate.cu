@@ -8,12 +8,17 @@
 //     to a multiple of 8) and the block's per-band sums of squares.
 //  2. temps_kernel: one CTA per (b, query head) reduces the energy partials in
 //     a fixed order and writes the per-band logit scales (and temps).
-//  3. select_kernel: one CTA per (b, kv head, M consecutive (query block,
-//     query head of the group) rows). Per band it computes the logit tile
-//     [M x visible] on tensor cores (3xTF32 mma: fp32 accuracy) from 16-byte
-//     async copies of the packed pooled keys, then one warp per row does the softmax and the exact
-//     threshold search of select_row.cuh and ORs the kept set into a per-row
-//     bitmap; finally every row writes mask, count and ascending indices.
+//  3. one of two selection kernels (plan_selection picks it), both on
+//     consecutive (query block, query head of the group) rows of one kv head,
+//     both computing the block scores on tensor cores (select_common.cuh) and
+//     applying the same exact rule to the same bits:
+//     select_kernel (rows up to 1024 key blocks): per band the logit tile
+//     [M x visible] of M <= 16 rows stays in shared memory, then one warp per
+//     row does the softmax and the threshold search of select_row.cuh and ORs
+//     the kept set into a per-row bitmap; finally every row writes mask, count
+//     and ascending indices.
+//     select_tiled_kernel (longer rows, select_tiled.cuh): up to 64 rows per CTA,
+//     logits recomputed tile by tile, never held whole.
 #include <cuda_runtime.h>
 #include <climits>
 #include <cmath>
@@ -28,6 +33,7 @@
 #include "cuda/estimate/pdl.cuh"
 #include "cuda/estimate/select_common.cuh"
 #include "cuda/estimate/select_row.cuh"
+#include "cuda/estimate/select_tiled.cuh"
 
 namespace prism::cuda {
 namespace {
@@ -66,6 +72,8 @@ __device__ __forceinline__ bool in_band(const Band& b, int k) {
 }
 
 int g_stage_limit = 3;
+int g_select_path = 0;  // est_internal::set_select_path
+int g_stress = 0, g_stress_cap = -1, g_stress_mt = 0;  // est_internal::set_tiled_stress
 
 // ----------------------------------------------------------------------------
 // Geometry and validation
@@ -390,33 +398,66 @@ __global__ void __launch_bounds__(kSelThreads, 2) select_kernel(const SelArgs a)
 
 using SelKernel = void (*)(SelArgs);
 
+SelKernel tiled_kernel(bool topk, int mt) {
+  if (topk) return mt == 4 ? select_tiled_kernel<true, 4> : mt == 2 ? select_tiled_kernel<true, 2> : select_tiled_kernel<true, 1>;
+  return mt == 4 ? select_tiled_kernel<false, 4> : mt == 2 ? select_tiled_kernel<false, 2> : select_tiled_kernel<false, 1>;
+}
+
 // The selection kernel and its launch shape.
 struct SelPlan {
   SelKernel kernel;
   size_t smem;  // dynamic shared memory
   int M;        // rows per CTA
-  int LS, W;    // logit row stride; bitmap words per row
+  int LS, W;    // row kernel's logit row stride; bitmap words per row
+  int cap;      // tiled kernel: keys stored per row
 };
 
-// The row kernel keeps M whole logit rows in shared memory. Throws for shapes
-// it cannot take.
+// The row kernel keeps M whole logit rows in shared memory, which is fastest
+// while every row fits its register path; beyond that M would shrink with the
+// rows, and the tiled kernel (whose shared memory does not grow with them)
+// takes over. Throws for shapes neither can take.
 cudaError_t plan_selection(const Geometry& g, bool topk, int optin, SelPlan& sp) {
   const int Dmax = std::max(g.pw[0], g.pw[1]);
   sp.W = (g.nk + 31) / 32;
-  sp.kernel = topk ? select_kernel<true> : select_kernel<false>;
-  sp.LS = (g.nk + 31) & ~31;  // rows padded to whole 32-key words
-  const size_t fixed = sizeof(float) * ((size_t)Dmax * 2 * kMaxRows + 2u * kTileFloats) +
-                       sizeof(uint32_t) * 32u * kSelWarps;  // + per-warp search scratch
-  const size_t per_row = sizeof(float) * (size_t)sp.LS + sizeof(uint32_t) * (size_t)sp.W;
-  const size_t cap = (size_t)optin - sizeof(RowInfo);
-  int M = 0;
-  if (cap > fixed) M = (int)std::min<size_t>(kMaxRows, (cap - fixed) / per_row);
-  // prefer 2 CTAs per SM on big rows when it costs little
-  const size_t two_per_sm = 112u * 1024u - sizeof(RowInfo);
-  if (M == kMaxRows && fixed + kMaxRows * per_row > two_per_sm) M = (int)std::max<size_t>(1, (two_per_sm - fixed) / per_row);
-  require_arg(M >= 1, kWhere, "too many key blocks for shared memory (nk=" + std::to_string(g.nk) + ")");
-  sp.M = M;
-  sp.smem = fixed + (size_t)M * per_row;
+  const bool tiled = g_select_path == 2 ? g.nk >= 2 : g_select_path == 0 && g.nk > select::kRegKeys;
+  if (!tiled) {
+    sp.kernel = topk ? select_kernel<true> : select_kernel<false>;
+    sp.LS = (g.nk + 31) & ~31;  // rows padded to whole 32-key words
+    const size_t fixed = sizeof(float) * ((size_t)Dmax * 2 * kMaxRows + 2u * kTileFloats) +
+                         sizeof(uint32_t) * 32u * kSelWarps;  // + per-warp search scratch
+    const size_t per_row = sizeof(float) * (size_t)sp.LS + sizeof(uint32_t) * (size_t)sp.W;
+    const size_t cap = (size_t)optin - sizeof(RowInfo);
+    int M = 0;
+    if (cap > fixed) M = (int)std::min<size_t>(kMaxRows, (cap - fixed) / per_row);
+    // prefer 2 CTAs per SM on big rows when it costs little
+    const size_t two_per_sm = 112u * 1024u - sizeof(RowInfo);
+    if (M == kMaxRows && fixed + kMaxRows * per_row > two_per_sm) M = (int)std::max<size_t>(1, (two_per_sm - fixed) / per_row);
+    require_arg(M >= 1, kWhere, "too many key blocks for shared memory (nk=" + std::to_string(g.nk) + ")");
+    sp.M = M;
+    sp.smem = fixed + (size_t)M * per_row;
+    return cudaSuccess;
+  }
+  require_arg(g.nk <= kMaxTiledKeys, kWhere, "too many key blocks (nk=" + std::to_string(g.nk) + ")");
+  sp.LS = 0;
+  const size_t dyn_min = sizeof(uint32_t) * kSelWarps * (size_t)sp.W;  // write stage: a bitmap per warp
+  sp.M = 0;
+  for (int mt : {4, 2, 1}) {  // most rows per CTA that fit
+    if (g_stress_mt && mt != g_stress_mt) continue;
+    const SelKernel kern = tiled_kernel(topk, mt);
+    cudaFuncAttributes fa{};
+    PRISM_CUDA_TRY(cudaFuncGetAttributes(&fa, kern));
+    const size_t dyn = std::max(tiled_smem_bytes(mt, Dmax), dyn_min);
+    if (dyn + fa.sharedSizeBytes <= (size_t)optin) {
+      sp.kernel = kern;
+      sp.smem = dyn;
+      sp.M = 16 * mt;
+      break;
+    }
+  }
+  require_arg(sp.M > 0, kWhere, "too many key blocks or dims for shared memory (nk=" + std::to_string(g.nk) + ")");
+  // Stored keys sit in the row's index output after the band bitmaps.
+  sp.cap = std::min(kMaxStored, (g.nk - g.nbands * sp.W) / 2);
+  if (g_stress_cap >= 0) sp.cap = std::min(sp.cap, g_stress_cap);
   return cudaSuccess;
 }
 
@@ -431,6 +472,12 @@ uint32_t topk_threshold(int32_t k) { return k <= 0 ? 0u : (uint32_t)k; }
 
 namespace est_internal {
 void set_stage_limit(int n) { g_stage_limit = n; }
+void set_select_path(int path) { g_select_path = path; }
+void set_tiled_stress(int flags, int cap, int mtiles) {
+  g_stress = flags;
+  g_stress_cap = cap;
+  g_stress_mt = mtiles;
+}
 }  // namespace est_internal
 
 size_t estimate_workspace_bytes(const QkvView& q, const QkvView& k, const EstimateParams& p) {
@@ -525,6 +572,7 @@ cudaError_t estimate(const QkvView& q, const QkvView& k, const EstimateParams& p
     const int64_t upb = ((int64_t)g.nq * g.G + sp.M - 1) / sp.M;
     a.upb = (int)upb;
     a.LS = sp.LS; a.W = sp.W;
+    a.cap = sp.cap; a.stress = g_stress;
     a.sink = p.force_sink ? 1 : 0; a.diag = p.force_diag ? 1 : 0;
     a.mask = out.mask; a.counts = out.counts; a.indices = out.indices;
     const int64_t grid = (int64_t)g.B * g.Hkv * upb;

@@ -1,6 +1,6 @@
-// Building blocks of block selection: the kernel arguments, the block scores
-// on tensor cores (3xTF32 mma over score tiles of 128 key blocks, for one to
-// four m16 tiles of query rows) and the writer of one finished row.
+// Pieces shared by the two selection kernels: their arguments, the block
+// scores on tensor cores (3xTF32 mma over score tiles of 128 key blocks, for
+// one to four m16 tiles of query rows) and the writer of one finished row.
 #pragma once
 
 #include <cuda_pipeline.h>
@@ -26,7 +26,9 @@ struct SelArgs {
   int nbands;
   uint32_t T[2];  // keep iff (mass or count ranked before) < T
   int M, upb;     // rows per CTA, CTAs per (b, kv head)
-  int LS, W;      // logit row stride; bitmap words per row
+  int LS, W;      // row kernel's logit row stride; bitmap words per row
+  int cap;        // tiled kernel: keys per row stored for the exact resolution
+  int stress;     // tiled kernel: test switches (select_tiled.cuh)
   int sink, diag;
   int vec_out;  // nk % 4 == 0 and aligned outputs: 4-byte mask and 16-byte index stores
   uint8_t* mask;
