@@ -1,13 +1,17 @@
-// GPU harness for prism::cuda::estimate: compares against a double-precision
-// host reference (exact masks on rows whose selection is well separated from
-// the thresholds), checks invariants and determinism on every row, then times
-// the estimate at long contexts. `--small` runs reduced shapes (sanitizers).
+// GPU harness for prism::cuda::estimate: compares both selection kernels (row
+// and tiled) against a double-precision host reference (exact masks on rows
+// whose selection is well separated from the thresholds), checks invariants
+// and determinism on every row, checks the tiled kernel bit for bit against
+// the row kernel (stress switches included), then times the estimate at long
+// contexts. `--small`: reduced shapes, no timing (sanitizers). `--long`: only
+// the path equality on mid-size shapes and the 128K..1M timing and equality.
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <numeric>
 #include <stdexcept>
 #include <string>
@@ -63,22 +67,23 @@ std::vector<int> band_dims(const EstimateParams& p, int d, int bi) {
 Ref reference(const Case& c, const HostTensor& Q, const HostTensor& K) {
   const EstimateParams& p = c.p;
   const int blk = p.block, d = c.d, G = c.Hq / c.Hkv;
-  const BlockGrid grid(c.Nq, c.Nk, blk);
-  const int nq = (int)grid.nq, nk = (int)grid.nk, off = nk - nq;
+  // Spec step 1: blocks on the absolute token grid. Query block i holds rows
+  // [i*B - shift, (i+1)*B - shift) clipped to [0, Nq); key block j rows [j*B, (j+1)*B).
+  const int shift = (c.Nk - c.Nq) % blk;
+  const int nk = (c.Nk + blk - 1) / blk, nq = nk - (c.Nk - c.Nq) / blk, off = nk - nq;
   std::vector<double> qb((size_t)c.B * c.Hq * nq * d, 0.0), kb((size_t)c.B * c.Hkv * nk * d, 0.0);
-  // block i holds rows [i*blk - shift, (i+1)*blk - shift) clipped to [0, N) (BlockGrid)
-  auto pool = [&](const HostTensor& X, int H, int N, int nb, int shift, std::vector<double>& out) {
+  auto pool = [&](const HostTensor& X, int H, int N, int nb, int sh, std::vector<double>& out) {
     for (int b = 0; b < c.B; ++b)
       for (int h = 0; h < H; ++h)
         for (int i = 0; i < nb; ++i) {
-          const int r0 = std::max(0, i * blk - shift), r1 = std::min(N, (i + 1) * blk - shift);
+          const int r0 = std::max(0, i * blk - sh), r1 = std::min(N, (i + 1) * blk - sh);
           double* o = &out[(((size_t)b * H + h) * nb + i) * d];
           for (int r = r0; r < r1; ++r)
             for (int k = 0; k < d; ++k) o[k] += X.at(b, h, r, k);
           for (int k = 0; k < d; ++k) o[k] /= (r1 - r0);
         }
   };
-  pool(Q, c.Hq, c.Nq, nq, (int)grid.shift, qb);
+  pool(Q, c.Hq, c.Nq, nq, shift, qb);
   pool(K, c.Hkv, c.Nk, nk, 0, kb);
   const bool prism = p.method == Method::Prism;
   const int nb = prism ? 2 : 1;
@@ -185,7 +190,15 @@ struct GpuOut {
   std::vector<uint8_t> mask;
   std::vector<int> counts, indices;
   std::vector<float> temps;
+  bool operator==(const GpuOut& o) const {
+    return mask == o.mask && counts == o.counts && indices == o.indices &&
+           std::memcmp(temps.data(), o.temps.data(), temps.size() * 4) == 0;
+  }
 };
+
+// Selection kernels (est_internal::set_select_path).
+constexpr int kAutoPath = 0, kRowPath = 1, kTiledPath = 2;
+const char* path_name(int path) { return path == kRowPath ? "row" : path == kTiledPath ? "tiled" : "auto"; }
 
 GpuOut run_gpu(const Case& c, const HostTensor& Q, const HostTensor& K, void* ws, size_t wsb,
                uint8_t* dm, int* dc, int* di, float* dt) {
@@ -211,6 +224,8 @@ GpuOut run_gpu(const Case& c, const HostTensor& Q, const HostTensor& K, void* ws
   return g;
 }
 
+// Both selection kernels on one case: each against the reference, invariants
+// and determinism; then the two outputs must be identical.
 bool run_case(const Case& c) {
   HostTensor Q, K;
   const bool half = c.p.layout == RopeLayout::Half;
@@ -231,56 +246,68 @@ bool run_case(const Case& c) {
   }
   Q.upload(); K.upload();
   const BlockGrid grid(c.Nq, c.Nk, c.p.block);
-  const int nq = (int)grid.nq, nk = (int)grid.nk, off = nk - nq;
+  const int nq = (int)grid.nq, nk = (int)grid.nk, off = (int)grid.off;
   const size_t rows = (size_t)c.B * c.Hq * nq;
   const size_t wsb = cuda::estimate_workspace_bytes(Q.view(), K.view(), c.p);
   void* ws; uint8_t* dm; int* dc; int* di; float* dt;
   CK(cudaMalloc(&ws, wsb)); CK(cudaMalloc(&dm, rows * nk)); CK(cudaMalloc(&dc, rows * 4));
   CK(cudaMalloc(&di, rows * nk * 4)); CK(cudaMalloc(&dt, (size_t)c.B * c.Hq * 8));
-  GpuOut g1 = run_gpu(c, Q, K, ws, wsb, dm, dc, di, dt);
-  GpuOut g2 = run_gpu(c, Q, K, ws, wsb, dm, dc, di, dt);
-  const bool determ = g1.mask == g2.mask && g1.counts == g2.counts && g1.indices == g2.indices &&
-                      std::memcmp(g1.temps.data(), g2.temps.data(), g1.temps.size() * 4) == 0;
-  Ref R = reference(c, Q, K);
-  // invariants on every row
-  size_t inv_bad = 0, sep_rows = 0, sep_bad = 0, unsep_diff = 0;
-  double sel = 0, vis = 0;
-  for (int b = 0; b < c.B; ++b)
-    for (int h = 0; h < c.Hq; ++h)
-      for (int i = 0; i < nq; ++i) {
-        const size_t row = ((size_t)b * c.Hq + h) * nq + i;
-        const int V = i + off + 1;
-        const uint8_t* m = &g1.mask[row * nk];
-        const int* ix = &g1.indices[tri_row_start((int64_t)row, nq, off)];  // triangular layout
-        bool ok = true;
-        int cnt = 0;
-        for (int j = 0; j < nk; ++j) {
-          if (m[j] > 1 || (j >= V && m[j])) ok = false;
-          if (m[j] == 1) { if (cnt >= V || ix[cnt] != j) ok = false; ++cnt; }
+  const Ref R = reference(c, Q, K);
+  bool all = true;
+  GpuOut first;
+  for (int path : {kRowPath, kTiledPath}) {
+    if (path == kTiledPath && nk < 2) continue;  // the tiled kernel needs two key blocks
+    cuda::est_internal::set_select_path(path);
+    GpuOut g1 = run_gpu(c, Q, K, ws, wsb, dm, dc, di, dt);
+    GpuOut g2 = run_gpu(c, Q, K, ws, wsb, dm, dc, di, dt);
+    const bool determ = g1 == g2;
+    // invariants on every row
+    size_t inv_bad = 0, sep_rows = 0, sep_bad = 0, unsep_diff = 0;
+    double sel = 0, vis = 0;
+    for (int b = 0; b < c.B; ++b)
+      for (int h = 0; h < c.Hq; ++h)
+        for (int i = 0; i < nq; ++i) {
+          const size_t row = ((size_t)b * c.Hq + h) * nq + i;
+          const int V = i + off + 1;
+          const uint8_t* m = &g1.mask[row * nk];
+          const int* ix = &g1.indices[tri_row_start((int64_t)row, nq, off)];  // triangular layout
+          bool ok = true;
+          int cnt = 0;
+          for (int j = 0; j < nk; ++j) {
+            if (m[j] > 1 || (j >= V && m[j])) ok = false;
+            if (m[j] == 1) { if (cnt >= V || ix[cnt] != j) ok = false; ++cnt; }
+          }
+          if (g1.counts[row] != cnt) ok = false;
+          if (c.p.force_sink && !m[0]) ok = false;
+          if (c.p.force_diag && !m[i + off]) ok = false;
+          if (!ok) ++inv_bad;
+          sel += cnt; vis += V;
+          const bool same = std::memcmp(m, &R.mask[row * nk], nk) == 0 && g1.counts[row] == R.counts[row];
+          if (R.sep[row]) { ++sep_rows; if (!same) ++sep_bad; }
+          else if (!same) ++unsep_diff;
         }
-        if (g1.counts[row] != cnt) ok = false;
-        if (c.p.force_sink && !m[0]) ok = false;
-        if (c.p.force_diag && !m[i + off]) ok = false;
-        if (!ok) ++inv_bad;
-        sel += cnt; vis += V;
-        const bool same = std::memcmp(m, &R.mask[row * nk], nk) == 0 && g1.counts[row] == R.counts[row];
-        if (R.sep[row]) { ++sep_rows; if (!same) ++sep_bad; }
-        else if (!same) ++unsep_diff;
-      }
-  double tmax = 0;
-  for (size_t x = 0; x < g1.temps.size(); ++x) {
-    const double r = R.temps[x];
-    const double e = std::fabs(g1.temps[x] - r) / std::max(std::fabs(r), 1e-6);
-    if (!(e <= tmax)) tmax = std::isnan(e) ? 1e9 : std::max(tmax, e);
+    double tmax = 0;
+    for (size_t x = 0; x < g1.temps.size(); ++x) {
+      const double r = R.temps[x];
+      const double e = std::fabs(g1.temps[x] - r) / std::max(std::fabs(r), 1e-6);
+      if (!(e <= tmax)) tmax = std::isnan(e) ? 1e9 : std::max(tmax, e);
+    }
+    const bool second = path == kTiledPath && !first.mask.empty();
+    const bool equal = !second || g1 == first;
+    const bool pass = determ && equal && inv_bad == 0 && sep_bad == 0 && tmax <= 1e-4 &&
+                      (sep_rows * 10 >= rows || unsep_diff == 0);
+    std::printf("%-4s %-20s %-5s B%d Hq%-2d Hkv%d Nq%-6d Nk%-6d d%-3d %-4s blk%-3d nq%-4d nk%-5d rows %6zu sep %6zu bad %zu "
+                "unsep-diff %zu inv-bad %zu temps-rel %.1e det %s density %.3f%s\n",
+                pass ? "PASS" : "FAIL", c.name.c_str(), path_name(path), c.B, c.Hq, c.Hkv, c.Nq, c.Nk, c.d,
+                check::dtype_name(c.dt), c.p.block, nq, nk, rows, sep_rows, sep_bad, unsep_diff, inv_bad, tmax,
+                determ ? "yes" : "NO", sel / vis, second ? (equal ? " =row yes" : " =row NO") : "");
+    all = all && pass;
+    if (path == kRowPath) first = std::move(g1);
   }
-  const bool pass = determ && inv_bad == 0 && sep_bad == 0 && tmax <= 1e-4 && (sep_rows * 10 >= rows || unsep_diff == 0);
-  std::printf("%-4s %-22s B%d Hq%-2d Hkv%d Nq%-6d Nk%-6d d%-3d %-4s blk%-3d nq%-4d nk%-5d rows %6zu sep %6zu bad %zu "
-              "unsep-diff %zu inv-bad %zu temps-rel %.1e det %s density %.3f\n",
-              pass ? "PASS" : "FAIL", c.name.c_str(), c.B, c.Hq, c.Hkv, c.Nq, c.Nk, c.d, check::dtype_name(c.dt),
-              c.p.block, nq, nk, rows, sep_rows, sep_bad, unsep_diff, inv_bad, tmax, determ ? "yes" : "NO", sel / vis);
+  cuda::est_internal::set_select_path(kAutoPath);
   CK(cudaFree(ws)); CK(cudaFree(dm)); CK(cudaFree(dc)); CK(cudaFree(di)); CK(cudaFree(dt));
   Q.free_dev(); K.free_dev();
-  return pass;
+  return all;
 }
 
 bool check_errors() {
@@ -306,7 +333,7 @@ bool check_errors() {
   return thrown == 5;
 }
 
-// ---------------------------------------------------------------- timing
+// ---------------------------------------------------------------- device-generated inputs
 __device__ uint32_t hash3(uint32_t a, uint32_t b, uint32_t c) {
   uint32_t h = a * 0x9E3779B1u ^ (b + 0x7F4A7C15u) * 0x85EBCA77u ^ (c + 0x165667B1u) * 0xC2B2AE3Du;
   h ^= h >> 15; h *= 0x2C1B3C6Du; h ^= h >> 12; h *= 0x297A2D39u; h ^= h >> 15;
@@ -317,8 +344,11 @@ __device__ float gauss(uint32_t a, uint32_t b, uint32_t c) {
   const float u2 = (hash3(a ^ 0x5bd1e995u, b, c) >> 8) * (1.f / 16777216.f);
   return sqrtf(-2.f * logf(u1)) * cospif(2.f * u2);
 }
-// bf16 [1, H, N, d] bhnd, RoPE (half) of u(kv head) + noise; structured=0: noise only
-__global__ void fill_kernel(uint16_t* out, int H, int G, long long N, int d, long long pos0, uint32_t salt, int structured) {
+// Input kinds: random normal, RoPE (half) of u(kv head) + noise at positions
+// pos0 + n, or the same row at every position (all scores of a row tie).
+enum Gen { kRandom = 0, kRope = 1, kConstant = 2 };
+// bf16 [1, H, N, d] bhnd
+__global__ void fill_kernel(uint16_t* out, int H, int G, long long N, int d, long long pos0, uint32_t salt, int gen) {
   const long long tid = (long long)blockIdx.x * blockDim.x + threadIdx.x;
   const int P = d / 2;
   const long long total = (long long)H * N * P;
@@ -328,9 +358,10 @@ __global__ void fill_kernel(uint16_t* out, int H, int G, long long N, int d, lon
   const long long n = hn % N;
   const int h = (int)(hn / N);
   const uint32_t hk = (uint32_t)(h / G);
-  float x0 = gauss(salt + h, (uint32_t)n, p), x1 = gauss(salt + h, (uint32_t)n, p + P);
+  const uint32_t pos = gen == kConstant ? 0u : (uint32_t)n;
+  float x0 = gauss(salt + h, pos, p), x1 = gauss(salt + h, pos, p + P);
   float y0 = x0, y1 = x1;
-  if (structured) {
+  if (gen == kRope) {
     x0 += gauss(777u, hk, p); x1 += gauss(777u, hk, p + P);
     const double th = pow(10000.0, -2.0 * p / d);
     double s, c;
@@ -343,59 +374,224 @@ __global__ void fill_kernel(uint16_t* out, int H, int G, long long N, int d, lon
   row[p + P] = *reinterpret_cast<uint16_t*>(&b1);
 }
 
-void time_shape(long long N, int structured, int iters) {
-  const int Hq = 32, Hkv = 8, d = 128;
-  uint16_t *q, *k;
-  CK(cudaMalloc(&q, (size_t)Hq * N * d * 2));
-  CK(cudaMalloc(&k, (size_t)Hkv * N * d * 2));
-  const long long tq = (long long)Hq * N * (d / 2), tk = (long long)Hkv * N * (d / 2);
-  fill_kernel<<<(unsigned)((tq + 255) / 256), 256>>>(q, Hq, Hq / Hkv, N, d, 0, 11, structured);
-  fill_kernel<<<(unsigned)((tk + 255) / 256), 256>>>(k, Hkv, 1, N, d, 0, 99, structured);
-  CK(cudaGetLastError());
+// Counts the mask bytes, list entries and counts that differ between two outputs.
+__global__ void diff_kernel(const uint8_t* m1, const uint8_t* m2, const int* i1, const int* i2, size_t n,
+                            const int* c1, const int* c2, size_t rows, unsigned long long* out) {
+  unsigned long long bad = 0;
+  const size_t stride = (size_t)gridDim.x * blockDim.x;
+  for (size_t x = (size_t)blockIdx.x * blockDim.x + threadIdx.x; x < n; x += stride)
+    bad += (m1[x] != m2[x]) + (i1[x] != i2[x]);
+  for (size_t x = (size_t)blockIdx.x * blockDim.x + threadIdx.x; x < rows; x += stride) bad += c1[x] != c2[x];
+  if (bad) atomicAdd(out, bad);
+}
+
+// Q and K of one shape (batch 1, bf16 bhnd) on the device; queries are the last Nq positions.
+struct DevInputs {
+  uint16_t* q = nullptr;
+  uint16_t* k = nullptr;
   QkvView qv, kv;
-  qv.data = q; qv.dtype = DType::BF16; qv.batch = 1; qv.heads = Hq; qv.n = N; qv.d = d;
-  qv.stride_n = d; qv.stride_h = N * d; qv.stride_b = Hq * N * d;
-  kv = qv; kv.data = k; kv.heads = Hkv; kv.stride_b = Hkv * N * d;
+  DevInputs(long long Nq, long long Nk, int Hq, int Hkv, int d, int gen) {
+    CK(cudaMalloc(&q, (size_t)Hq * Nq * d * 2));
+    CK(cudaMalloc(&k, (size_t)Hkv * Nk * d * 2));
+    const long long tq = (long long)Hq * Nq * (d / 2), tk = (long long)Hkv * Nk * (d / 2);
+    fill_kernel<<<(unsigned)((tq + 255) / 256), 256>>>(q, Hq, Hq / Hkv, Nq, d, Nk - Nq, 11, gen);
+    fill_kernel<<<(unsigned)((tk + 255) / 256), 256>>>(k, Hkv, 1, Nk, d, 0, 99, gen);
+    CK(cudaGetLastError());
+    qv.data = q; qv.dtype = DType::BF16; qv.batch = 1; qv.heads = Hq; qv.n = Nq; qv.d = d;
+    qv.stride_n = d; qv.stride_h = Nq * d; qv.stride_b = Hq * Nq * d;
+    kv = qv; kv.data = k; kv.heads = Hkv; kv.n = Nk; kv.stride_h = Nk * d; kv.stride_b = Hkv * Nk * d;
+  }
+  ~DevInputs() { CK(cudaFree(q)); CK(cudaFree(k)); }
+};
+
+// Outputs and workspace of one estimate on the device.
+struct DevOut {
+  uint8_t* mask = nullptr;
+  int* counts = nullptr;
+  int* indices = nullptr;
+  float* temps = nullptr;
+  void* ws = nullptr;
+  size_t rows, nk, wsb;
+  DevOut(const DevInputs& in, const EstimateParams& p) {
+    const BlockGrid grid(in.qv.n, in.kv.n, p.block);
+    rows = (size_t)in.qv.heads * grid.nq; nk = (size_t)grid.nk;
+    wsb = cuda::estimate_workspace_bytes(in.qv, in.kv, p);
+    CK(cudaMalloc(&ws, wsb)); CK(cudaMalloc(&mask, rows * nk)); CK(cudaMalloc(&counts, rows * 4));
+    CK(cudaMalloc(&indices, rows * nk * 4)); CK(cudaMalloc(&temps, (size_t)in.qv.heads * 8));
+  }
+  ~DevOut() { CK(cudaFree(ws)); CK(cudaFree(mask)); CK(cudaFree(counts)); CK(cudaFree(indices)); CK(cudaFree(temps)); }
+  BlockMaskOut out() const {
+    BlockMaskOut o;
+    o.mask = mask; o.counts = counts; o.indices = indices; o.temps = temps;
+    return o;
+  }
+  // One estimate with the given selection kernel, over garbage-filled outputs.
+  void run(const DevInputs& in, const EstimateParams& p, int path) {
+    CK(cudaMemset(mask, 0xCD, rows * nk)); CK(cudaMemset(counts, 0x7B, rows * 4));
+    CK(cudaMemset(indices, 0x5A, rows * nk * 4));
+    cuda::est_internal::set_select_path(path);
+    CK(cuda::estimate(in.qv, in.kv, p, out(), ws, 0));
+    cuda::est_internal::set_select_path(kAutoPath);
+    CK(cudaDeviceSynchronize());
+  }
+  unsigned long long diff(const DevOut& o) const {
+    unsigned long long* d;
+    CK(cudaMalloc(&d, sizeof(*d)));
+    CK(cudaMemset(d, 0, sizeof(*d)));
+    diff_kernel<<<1024, 256>>>(mask, o.mask, indices, o.indices, rows * nk, counts, o.counts, rows, d);
+    unsigned long long h = 0;
+    CK(cudaMemcpy(&h, d, sizeof(h), cudaMemcpyDeviceToHost));
+    CK(cudaFree(d));
+    return h;
+  }
+  // selected / visible blocks
+  double density(long long nq_) const {
+    std::vector<int> c(rows);
+    CK(cudaMemcpy(c.data(), counts, rows * 4, cudaMemcpyDeviceToHost));
+    const long long off = (long long)nk - nq_;
+    double sel = 0, vis = 0;
+    for (size_t r = 0; r < rows; ++r) { sel += c[r]; vis += (double)((long long)(r % nq_) + off + 1); }
+    return sel / vis;
+  }
+};
+
+// ---------------------------------------------------------------- path equality
+// The tiled kernel against the row kernel on device-generated inputs, including
+// its stress switches (est_internal::set_tiled_stress): the outputs must be
+// identical, bit for bit. Rows past 1024 key blocks compare with the row
+// kernel's shared-memory path, shorter ones with its register path.
+struct Stress {
+  std::string name;
+  long long Nq, Nk;
+  int Hq, Hkv, d, block, gen;
+  int flags = 0, cap = -1, mtiles = 0;
   EstimateParams p;
-  const long long nq = (N + 127) / 128, nk = nq;
-  const size_t rows = (size_t)Hq * nq;
-  const size_t wsb = cuda::estimate_workspace_bytes(qv, kv, p);
-  void* ws; uint8_t* dm; int* dc; int* di; float* dt;
-  CK(cudaMalloc(&ws, wsb)); CK(cudaMalloc(&dm, rows * nk)); CK(cudaMalloc(&dc, rows * 4));
-  CK(cudaMalloc(&di, rows * nk * 4)); CK(cudaMalloc(&dt, (size_t)Hq * 8));
-  BlockMaskOut out; out.mask = dm; out.counts = dc; out.indices = di; out.temps = dt;
+};
+
+Stress mks(const std::string& name, long long Nq, long long Nk, int Hq, int Hkv, int d, int block, int gen) {
+  Stress s;
+  s.name = name; s.Nq = Nq; s.Nk = Nk; s.Hq = Hq; s.Hkv = Hkv; s.d = d; s.block = block; s.gen = gen;
+  s.p.block = block;
+  s.p.high_dims = d / 2;
+  s.p.low_dims = (3 * d / 4) & ~1;
+  return s;
+}
+
+bool run_stress(const Stress& s) {
+  DevInputs in(s.Nq, s.Nk, s.Hq, s.Hkv, s.d, s.gen);
+  DevOut row(in, s.p), tiled(in, s.p);
+  row.run(in, s.p, kRowPath);
+  cuda::est_internal::set_tiled_stress(s.flags, s.cap, s.mtiles);
+  tiled.run(in, s.p, kTiledPath);
+  cuda::est_internal::set_tiled_stress(0, -1, 0);
+  const unsigned long long bad = row.diff(tiled);
+  const BlockGrid grid(s.Nq, s.Nk, s.block);
+  std::printf("%-4s tiled == row  %-22s Hq%-2d Hkv%d Nq%-7lld Nk%-7lld d%-3d blk%-3d nk%-5lld stress %d cap %-4d mt %d "
+              "density %.3f diffs %llu\n",
+              bad == 0 ? "PASS" : "FAIL", s.name.c_str(), s.Hq, s.Hkv, s.Nq, s.Nk, s.d, s.block, (long long)grid.nk,
+              s.flags, s.cap, s.mtiles, row.density(grid.nq), bad);
+  return bad == 0;
+}
+
+// Stress shapes: `scale` = 1 mid-size (rows up to 1500 key blocks), smaller
+// for --small (sanitizers).
+std::vector<Stress> stress_suite(bool small) {
+  const long long N = small ? 6000 : 96000;  // nk 1500 (375 small) at the block below
+  const int blk = small ? 16 : 64, H = small ? 4 : 8, Hk = small ? 1 : 2;
+  std::vector<Stress> v;
+  v.push_back(mks("rope", N, N, H, Hk, 128, blk, kRope));
+  v.push_back(mks("rope-chunk", N * 3 / 4 + 1, N + 37, H, Hk, 128, blk, kRope));
+  v.push_back(mks("random", N, N, H, Hk, 128, blk, kRandom));
+  v.push_back(mks("constant-ties", N, N, H, Hk, 64, blk, kConstant));
+  { Stress s = mks("constant-ties-cap3", N, N, H, Hk, 64, blk, kConstant); s.cap = 3; v.push_back(s); }
+  { Stress s = mks("rope-topk", N, N, H, Hk, 128, blk, kRope);
+    s.p.selection = Selection::TopK; s.p.topk_high = 37; s.p.topk_low = 11; v.push_back(s); }
+  { Stress s = mks("rope-topk-all", N, N, H, Hk, 128, blk, kRope);
+    s.p.selection = Selection::TopK; s.p.topk_high = 5000; s.p.topk_low = 0; v.push_back(s); }
+  { Stress s = mks("rope-meanpool", N, N, H, Hk, 128, blk, kRope); s.p.method = Method::MeanPool; v.push_back(s); }
+  { Stress s = mks("rope-tau.999", N, N, H, Hk, 128, blk, kRope); s.p.tau_high = 0.999f; s.p.tau_low = 0.99f; v.push_back(s); }
+  { Stress s = mks("rope-tau1-noforce", N, N, H, Hk, 128, blk, kRope);
+    s.p.tau_high = 1.f; s.p.tau_low = 0.5f; s.p.force_sink = false; s.p.force_diag = false; v.push_back(s); }
+  { Stress s = mks("random-tau.3", N, N, H, Hk, 128, blk, kRandom); s.p.tau_high = 0.3f; s.p.tau_low = 0.f; v.push_back(s); }
+  v.push_back(mks("rope-d64", N, N, H, Hk, 64, blk, kRope));
+  v.push_back(mks("rope-d256", N, N, H, Hk, 256, blk, kRope));
+  v.push_back(mks("rope-g1", N, N, H, H, 128, blk, kRope));
+  v.push_back(mks("rope-short-rows", N / 3, N / 3, H, Hk, 128, blk, kRope));  // every row on the register path
+  v.push_back(mks("rope-1025", 1025LL * blk, 1025LL * blk, H, Hk, 128, blk, kRope));
+  { Stress s = mks("rope-no-probe", N, N, H, Hk, 128, blk, kRope); s.flags = 1; v.push_back(s); }
+  { Stress s = mks("rope-start-low", N, N, H, Hk, 128, blk, kRope); s.flags = 2; v.push_back(s); }
+  { Stress s = mks("rope-start-high", N, N, H, Hk, 128, blk, kRope); s.flags = 4; v.push_back(s); }
+  { Stress s = mks("random-start-high-cap0", N, N, H, Hk, 128, blk, kRandom); s.flags = 4; s.cap = 0; v.push_back(s); }
+  { Stress s = mks("rope-cap0", N, N, H, Hk, 128, blk, kRope); s.cap = 0; v.push_back(s); }
+  { Stress s = mks("rope-cap5-topk", N, N, H, Hk, 128, blk, kRope); s.cap = 5;
+    s.p.selection = Selection::TopK; s.p.topk_high = 20; s.p.topk_low = 3; v.push_back(s); }
+  { Stress s = mks("rope-mt2", N, N, H, Hk, 128, blk, kRope); s.mtiles = 2; v.push_back(s); }
+  { Stress s = mks("rope-mt1-no-probe", N, N, H, Hk, 128, blk, kRope); s.mtiles = 1; s.flags = 1; v.push_back(s); }
+  return v;
+}
+
+// ---------------------------------------------------------------- long contexts
+double median_ms(const std::function<void()>& launch, int iters) {
+  for (int w = 0; w < 3; ++w) launch();
+  CK(cudaDeviceSynchronize());
   cudaEvent_t e0, e1;
   CK(cudaEventCreate(&e0)); CK(cudaEventCreate(&e1));
-  double ms[3];
-  for (int stage = 1; stage <= 3; ++stage) {
-    cuda::est_internal::set_stage_limit(stage);
-    for (int w = 0; w < 3; ++w) CK(cuda::estimate(qv, kv, p, out, ws, 0));
-    CK(cudaDeviceSynchronize());
-    std::vector<double> t;
-    for (int it = 0; it < iters; ++it) {
-      CK(cudaEventRecord(e0));
-      CK(cuda::estimate(qv, kv, p, out, ws, 0));
-      CK(cudaEventRecord(e1));
-      CK(cudaEventSynchronize(e1));
-      float f; CK(cudaEventElapsedTime(&f, e0, e1));
-      t.push_back(f);
-    }
-    ms[stage - 1] = check::median(t);
+  std::vector<double> t;
+  for (int it = 0; it < iters; ++it) {
+    CK(cudaEventRecord(e0));
+    launch();
+    CK(cudaEventRecord(e1));
+    CK(cudaEventSynchronize(e1));
+    float f; CK(cudaEventElapsedTime(&f, e0, e1));
+    t.push_back(f);
   }
-  cuda::est_internal::set_stage_limit(3);
-  std::vector<int> cnt(rows);
-  CK(cudaMemcpy(cnt.data(), dc, rows * 4, cudaMemcpyDeviceToHost));
-  double sel = 0, vis = 0;
-  for (int h = 0; h < Hq; ++h)
-    for (long long i = 0; i < nq; ++i) { sel += cnt[(size_t)h * nq + i]; vis += (double)(i + 1); }
-  const double gb = ((double)Hq + Hkv) * N * d * 2 / 1e9;
-  std::printf("| %8lld | %-10s | %5lld | %8.3f | %8.3f | %8.3f | %8.3f | %6.0f | %6.3f |\n", N,
-              structured ? "rope" : "random", nq, ms[2], ms[0], ms[1] - ms[0], ms[2] - ms[1], gb / (ms[0] * 1e-3),
-              sel / vis);
-  std::fflush(stdout);
-  CK(cudaFree(ws)); CK(cudaFree(dm)); CK(cudaFree(dc)); CK(cudaFree(di)); CK(cudaFree(dt));
-  CK(cudaFree(q)); CK(cudaFree(k));
   CK(cudaEventDestroy(e0)); CK(cudaEventDestroy(e1));
+  return check::median(t);
+}
+
+// B=1, 32 q / 8 kv heads, d 128, bf16, block 128, Prism defaults. Times the
+// stages (pooling, temperatures, selection) with each path in `paths`
+// (mtiles: the tiled kernel's rows per CTA / 16, 0 = automatic); with
+// `compare`, also checks the tiled kernel against the row kernel bit for bit.
+struct Timed { int path, mtiles; };
+
+bool long_context(long long N, int gen, int iters, const std::vector<Timed>& paths, bool compare) {
+  const int Hq = 32, Hkv = 8, d = 128;
+  DevInputs in(N, N, Hq, Hkv, d, gen);
+  EstimateParams p;
+  DevOut out(in, p);
+  const long long nq = (N + 127) / 128;
+  const double gb = ((double)Hq + Hkv) * N * d * 2 / 1e9;
+  double base[2] = {0, 0};
+  for (size_t v = 0; v < paths.size(); ++v) {
+    cuda::est_internal::set_select_path(paths[v].path);
+    cuda::est_internal::set_tiled_stress(0, -1, paths[v].mtiles);
+    double ms[3];
+    for (int stage = v == 0 ? 1 : 3; stage <= 3; ++stage) {
+      cuda::est_internal::set_stage_limit(stage);
+      ms[stage - 1] = median_ms([&] { CK(cuda::estimate(in.qv, in.kv, p, out.out(), out.ws, 0)); }, iters);
+    }
+    cuda::est_internal::set_stage_limit(3);
+    if (v == 0) { base[0] = ms[0]; base[1] = ms[1]; }
+    char label[32];
+    std::snprintf(label, sizeof(label), "%s%s", path_name(paths[v].path),
+                  paths[v].mtiles ? (paths[v].mtiles == 1 ? " mt1" : paths[v].mtiles == 2 ? " mt2" : " mt4") : "");
+    std::printf("| %8lld | %-6s | %-9s | %5lld | %8.3f | %8.3f | %8.3f | %8.3f | %6.0f | %6.3f |\n", N,
+                gen == kRope ? "rope" : "random", label, nq, ms[2], base[0], base[1] - base[0], ms[2] - base[1],
+                gb / (base[0] * 1e-3), out.density(nq));
+    std::fflush(stdout);
+  }
+  cuda::est_internal::set_select_path(kAutoPath);
+  cuda::est_internal::set_tiled_stress(0, -1, 0);
+  if (!compare) return true;
+  DevOut other(in, p);
+  out.run(in, p, kRowPath);
+  other.run(in, p, kTiledPath);
+  const unsigned long long bad = out.diff(other);
+  std::printf("%-4s tiled == row at N=%lld (%lld x %lld blocks, 32 heads): %llu differing entries\n",
+              bad == 0 ? "PASS" : "FAIL", N, nq, nq, bad);
+  std::fflush(stdout);
+  return bad == 0;
 }
 
 Case mk(const std::string& name, int B, int Hq, int Hkv, int Nq, int Nk, int d, DType dt, int layout, int gen,
@@ -413,20 +609,43 @@ Case mk(const std::string& name, int B, int Hq, int Hkv, int Nq, int Nk, int d, 
 }  // namespace
 
 int main(int argc, char** argv) {
-  bool small = false, no_timing = false;
+  bool small = false, no_timing = false, long_only = false;
   long long only_n = 0;  // --time-only N: one timing shape, no correctness (for profilers)
   for (int a = 1; a < argc; ++a) {
     if (!std::strcmp(argv[a], "--small")) small = true;
     if (!std::strcmp(argv[a], "--no-timing")) no_timing = true;
+    if (!std::strcmp(argv[a], "--long")) long_only = true;
     if (!std::strcmp(argv[a], "--time-only") && a + 1 < argc) only_n = std::atoll(argv[++a]);
   }
   cudaDeviceProp prop;
   CK(cudaGetDeviceProperties(&prop, 0));
   std::printf("device: %s (sm_%d%d, %d SMs)\n", prop.name, prop.major, prop.minor, prop.multiProcessorCount);
   std::printf("compiled archs: %s\n", cuda::compiled_archs());
+  const char* table =
+      "| N        | data   | path      | nq    | total ms | pool ms  | temps ms | select ms| pool GB/s | density |\n"
+      "|---|---|---|---|---|---|---|---|---|---|\n";
+  const char* title =
+      "\nestimate timing, B=1 Hq=32 Hkv=8 d=128 bf16 block=128, Prism defaults (top-p 0.95), median ms;\n"
+      "auto picks the row kernel up to 1024 key blocks (128K here), the tiled kernel beyond\n";
   if (only_n > 0) {
-    time_shape(only_n, 1, 3);
+    std::printf("%s%s", title, table);
+    long_context(only_n, kRope, 3, {{kAutoPath, 0}}, false);
     return 0;
+  }
+  int fails = 0, total = 0;
+  auto tally = [&](bool ok) { ++total; fails += ok ? 0 : 1; };
+  if (long_only) {
+    // Path equality on mid-size stress shapes, then the long contexts: timing
+    // of both kernels where both are reasonable, equality at every length.
+    std::printf("\ntiled kernel against the row kernel, mid-size shapes\n");
+    for (const Stress& s : stress_suite(false)) tally(run_stress(s));
+    std::printf("%s%s", title, table);
+    tally(long_context(131072, kRope, 25, {{kAutoPath, 0}, {kTiledPath, 0}}, true));
+    tally(long_context(262144, kRope, 15, {{kAutoPath, 0}, {kRowPath, 0}, {kTiledPath, 2}}, true));
+    tally(long_context(524288, kRope, 10, {{kAutoPath, 0}, {kTiledPath, 2}}, true));
+    tally(long_context(1048576, kRope, 5, {{kAutoPath, 0}, {kTiledPath, 2}}, true));
+    std::printf("long: %d/%d checks passed\n", total - fails, total);
+    return fails == 0 ? 0 : 1;
   }
   bool ok = check_errors();
   std::vector<Case> cs;
@@ -434,6 +653,7 @@ int main(int argc, char** argv) {
   if (small) {
     cs.push_back(mk("rand-basic", 2, 4, 2, 300, 300, 64, BF, 0, 0, 32));
     cs.push_back(mk("rope-odd-chunk", 1, 4, 1, 170, 611, 64, F16, 1, 1, 32));
+    cs.push_back(mk("grid-shift", 1, 4, 2, 100, 357, 64, BF, 0, 1, 16));
     { Case c = mk("rope-topk-il", 1, 8, 2, 200, 333, 32, F32, 2, 1, 16);
       c.p.layout = RopeLayout::Interleaved; c.p.selection = Selection::TopK; c.p.topk_high = 3; c.p.topk_low = 5; cs.push_back(c); }
     { Case c = mk("meanpool-nocal", 1, 2, 2, 256, 256, 34, BF, 0, 1, 16);
@@ -443,6 +663,7 @@ int main(int argc, char** argv) {
     cs.push_back(mk("rand-basic", 2, 8, 2, 1000, 1000, 128, BF, 0, 0, 64));
     cs.push_back(mk("rope-half", 1, 8, 2, 4096, 4096, 128, BF, 0, 1, 64));
     cs.push_back(mk("rope-odd-chunk-g1", 1, 4, 4, 777, 3001, 64, F16, 1, 1, 32));
+    cs.push_back(mk("grid-shift", 1, 8, 2, 1000, 2637, 128, BF, 0, 1, 64));
     { Case c = mk("rope-il-gqa8-f32", 1, 16, 2, 2500, 2500, 128, F32, 2, 1, 64);
       c.p.layout = RopeLayout::Interleaved; cs.push_back(c); }
     { Case c = mk("rope-topk", 1, 8, 2, 1500, 2100, 128, BF, 0, 1, 32);
@@ -467,16 +688,21 @@ int main(int argc, char** argv) {
     cs.push_back(mk("tiny-5x300", 1, 2, 1, 5, 300, 64, BF, 0, 1, 128));
     cs.push_back(mk("timing-shape-8k", 1, 32, 8, 8192, 8192, 128, BF, 0, 1, 128));
   }
-  int fails = 0;
-  for (const Case& c : cs) fails += run_case(c) ? 0 : 1;
-  std::printf("correctness: %d/%zu cases passed, error checks %s\n", (int)cs.size() - fails, cs.size(), ok ? "ok" : "FAILED");
+  int case_fails = 0;
+  for (const Case& c : cs) case_fails += run_case(c) ? 0 : 1;
+  std::printf("correctness: %d/%zu cases passed, error checks %s\n", (int)cs.size() - case_fails, cs.size(),
+              ok ? "ok" : "FAILED");
+  std::printf("\ntiled kernel against the row kernel%s\n", small ? ", small shapes" : ", mid-size shapes");
+  for (const Stress& s : stress_suite(small)) tally(run_stress(s));
+  std::printf("path equality: %d/%d passed\n", total - fails, total);
   if (!small && !no_timing) {
-    std::printf("\nestimate timing, B=1 Hq=32 Hkv=8 d=128 bf16 block=128, defaults (Prism, top-p 0.95), median ms\n");
-    std::printf("| N        | data       | nq    | total ms | pool ms  | temps ms | select ms| pool GB/s | density |\n");
-    std::printf("|---|---|---|---|---|---|---|---|---|\n");
-    for (long long N : {8192LL, 32768LL, 65536LL, 131072LL}) time_shape(N, 1, 25);
-    time_shape(131072, 0, 25);
-    time_shape(1048576, 1, 5);
+    std::printf("%s%s", title, table);
+    for (long long N : {8192LL, 32768LL, 65536LL}) long_context(N, kRope, 25, {{kAutoPath, 0}}, false);
+    tally(long_context(131072, kRope, 25, {{kAutoPath, 0}, {kTiledPath, 0}}, true));
+    long_context(131072, kRandom, 25, {{kAutoPath, 0}}, false);
+    tally(long_context(262144, kRope, 15, {{kAutoPath, 0}, {kRowPath, 0}}, true));
+    tally(long_context(524288, kRope, 10, {{kAutoPath, 0}}, true));
+    tally(long_context(1048576, kRope, 5, {{kAutoPath, 0}}, true));
   }
-  return (fails == 0 && ok) ? 0 : 1;
+  return (fails == 0 && case_fails == 0 && ok) ? 0 : 1;
 }

@@ -8,13 +8,17 @@
 //     to a multiple of 8) and the block's per-band sums of squares.
 //  2. temps_kernel: one CTA per (b, query head) reduces the energy partials in
 //     a fixed order and writes the per-band logit scales (and temps).
-//  3. select_kernel: one CTA per (b, kv head, M consecutive (query block,
-//     query head of the group) rows). Per band it computes the logit tile
-//     [M x visible] on tensor cores (3xTF32 mma: fp32 accuracy) from 16-byte
-//     async copies of the packed pooled keys, then one warp per row does the softmax and the exact
-//     threshold search of select_row.cuh and ORs the kept set into a per-row
-//     bitmap; finally every row writes mask, count and ascending indices.
-#include <cuda_pipeline.h>
+//  3. one of two selection kernels (plan_selection picks it), both on
+//     consecutive (query block, query head of the group) rows of one kv head,
+//     both computing the block scores on tensor cores (select_common.cuh) and
+//     applying the same exact rule to the same bits:
+//     select_kernel (rows up to 1024 key blocks): per band the logit tile
+//     [M x visible] of M <= 16 rows stays in shared memory, then one warp per
+//     row does the softmax and the threshold search of select_row.cuh and ORs
+//     the kept set into a per-row bitmap; finally every row writes mask, count
+//     and ascending indices.
+//     select_tiled_kernel (longer rows, select_tiled.cuh): up to 64 rows per CTA,
+//     logits recomputed tile by tile, never held whole.
 #include <cuda_runtime.h>
 #include <climits>
 #include <cmath>
@@ -26,28 +30,16 @@
 #include "cuda/common/dtype_traits.cuh"
 #include "cuda/cuda_backend.h"
 #include "cuda/estimate/estimate_internal.h"
+#include "cuda/estimate/pdl.cuh"
+#include "cuda/estimate/select_common.cuh"
 #include "cuda/estimate/select_row.cuh"
-#include "cuda/estimate/tf32_mma.cuh"
+#include "cuda/estimate/select_tiled.cuh"
 
 namespace prism::cuda {
 namespace {
 
+using namespace sel;
 using select::warp_sum;
-
-// Programmatic dependent launch (sm_90+): the next kernel's CTAs may start
-// while this grid drains and run their setup; dependent_wait() blocks until
-// the previous grid has completed and its writes are visible. Both are no-ops
-// on older GPUs, where the launches stay plainly serialised.
-__device__ __forceinline__ void allow_dependents() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
-#endif
-}
-__device__ __forceinline__ void dependent_wait() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("griddepcontrol.wait;" ::: "memory");
-#endif
-}
 
 // Launches `kernel` on `stream`, overlapping its start with the previous
 // kernel's tail when `pdl` is set (the kernel must call dependent_wait()).
@@ -80,6 +72,8 @@ __device__ __forceinline__ bool in_band(const Band& b, int k) {
 }
 
 int g_stage_limit = 3;
+int g_select_path = 0;  // est_internal::set_select_path
+int g_stress = 0, g_stress_cap = -1, g_stress_mt = 0;  // est_internal::set_tiled_stress
 
 // ----------------------------------------------------------------------------
 // Geometry and validation
@@ -148,8 +142,21 @@ Geometry make_geometry(const QkvView& q, const QkvView& k, const EstimateParams&
 size_t align_up(size_t x) { return (x + 255) & ~size_t(255); }
 
 struct WsLayout {
-  size_t qbar, kbar, eq, ek, scales, total;
+  size_t qbar, kbar, eq, ek, scales, tiled, total;
+  int tiled_stride;  // uint32 words of a row's tiled-kernel scratch; 0: the row kernel runs
 };
+
+bool uses_tiled_kernel(const Geometry& g) {
+  return g_select_path == 2 ? g.nk >= 2 : g_select_path == 0 && g.nk > select::kRegKeys;
+}
+
+// Keys the tiled kernel stores per row for its exact resolution.
+int tiled_cap(const Geometry& g) {
+  const int W = (g.nk + 31) / 32;
+  int cap = std::min(kMaxStored, (g.nk - g.nbands * W) / 2);
+  if (g_stress_cap >= 0) cap = std::min(cap, g_stress_cap);
+  return cap;
+}
 
 WsLayout ws_layout(const Geometry& g) {
   WsLayout w{};
@@ -159,6 +166,10 @@ WsLayout ws_layout(const Geometry& g) {
   w.eq = o;   o += align_up(sizeof(float) * (size_t)g.B * g.Hq * g.nq * 3);
   w.ek = o;   o += align_up(sizeof(float) * (size_t)g.B * g.Hkv * g.nk * 3);
   w.scales = o; o += align_up(sizeof(float) * (size_t)g.B * g.Hq * 2);
+  // Tiled kernel: each row's band bitmaps and stored keys (the selection output
+  // has room for a row's selected blocks only).
+  w.tiled_stride = uses_tiled_kernel(g) ? g.nbands * ((g.nk + 31) / 32) + 2 * tiled_cap(g) : 0;
+  w.tiled = o; o += align_up(sizeof(uint32_t) * (size_t)g.B * g.Hq * g.nq * (size_t)w.tiled_stride);
   w.total = o;
   return w;
 }
@@ -344,29 +355,7 @@ __global__ void __launch_bounds__(256) temps_kernel(const TempArgs a) {
 
 // ----------------------------------------------------------------------------
 // 3. scores + selection
-constexpr int kSelThreads = 256;
-constexpr int kSelWarps = kSelThreads / 32;
-constexpr int kTC = 128;    // key blocks per score tile (each warp: 16 of them)
-constexpr int kKC = 32;     // packed band dims per score tile (four k-steps of 8)
-constexpr int kMaxRows = 16;  // one m16 tile of query rows
-constexpr int kTileFloats = kTC * kKC;  // [key block][kKC dims], 16-byte chunks XOR-swizzled
-constexpr float kLog2e = 1.4426950408889634f;
-
-struct SelArgs {
-  const float* qbar;  // packed [B * Hq * nq][pk]
-  const float* kbar;  // packed [B * Hkv * nk][pk]
-  const float* scales;
-  int Hq, Hkv, G, nq, nk, off;
-  int pk, poff[2], pw[2];
-  int nbands;
-  uint32_t T[2];  // keep iff (mass or count ranked before) < T
-  int M, upb, LS, W;
-  int sink, diag;
-  int vec_out;  // nk % 4 == 0 and an aligned mask: 4-byte mask stores
-  uint8_t* mask;  // optional
-  int32_t* counts;
-  int32_t* indices;
-};
+constexpr int kMaxRows = 16;  // row kernel: one m16 tile of query rows
 
 // Row bookkeeping of one CTA, in shared memory so the loops need no divisions.
 struct RowInfo {
@@ -374,40 +363,6 @@ struct RowInfo {
   int V[kMaxRows];         // visible key blocks
   float rs[kMaxRows];      // log2(e) / scale of the current band
 };
-
-// Writes one finished row: mask bytes (when asked for), the ascending indices
-// into the row's slot of the triangular layout (room for V), the count. The
-// sink and diagonal are forced into the bitmap first.
-__device__ __forceinline__ void write_row(const SelArgs& a, uint32_t* br, int64_t rowid, int V) {
-  const int lane = threadIdx.x & 31;
-  if (lane == 0) {
-    if (a.sink) br[0] |= 1u;
-    if (a.diag) br[(V - 1) >> 5] |= 1u << ((V - 1) & 31);  // j = i + off = V - 1
-  }
-  __syncwarp();
-  if (a.mask != nullptr) {
-    const int64_t base = rowid * a.nk;
-    if (a.vec_out) {  // 4 mask bytes per store (bits past V are 0)
-      uint32_t* m4 = reinterpret_cast<uint32_t*>(a.mask + base);
-      for (int j = lane * 4; j < a.nk; j += 128) {
-        const uint32_t nib = (br[j >> 5] >> (j & 31)) & 0xfu;
-        m4[j >> 2] = (nib & 1u) | ((nib & 2u) << 7) | ((nib & 4u) << 14) | ((nib & 8u) << 21);
-      }
-    } else {
-      for (int j = lane; j < a.nk; j += 32) a.mask[base + j] = (br[j >> 5] >> (j & 31)) & 1u;
-    }
-  }
-  const uint32_t lt = (1u << lane) - 1u;
-  int32_t* ind = a.indices + tri_row_start(rowid, a.nq, a.off);
-  uint32_t run = 0;
-  const int nw = (V + 31) >> 5;
-  for (int e = 0; e < nw; ++e) {
-    const uint32_t word = br[e];
-    if ((word >> lane) & 1u) ind[run + __popc(word & lt)] = e * 32 + lane;
-    run += __popc(word);
-  }
-  if (lane == 0) a.counts[rowid] = (int32_t)run;
-}
 
 template <bool TOPK>
 __global__ void __launch_bounds__(kSelThreads, 2) select_kernel(const SelArgs a) {
@@ -433,11 +388,6 @@ __global__ void __launch_bounds__(kSelThreads, 2) select_kernel(const SelArgs a)
   }
   dependent_wait();  // scales, pooled rows: written by the previous kernels
   const float* kb = a.kbar + bk * a.nk * a.pk;
-  // mma fragment coordinates: rows g and g + 8, k / key index tq.
-  const int g = lane >> 2, tq = lane & 3;
-  // This thread's 16-byte chunks of a score tile: key blocks kc + 32 i, chunk kd4
-  // (stored at chunk kd4 ^ (key & 7), so fragment loads hit 32 distinct banks).
-  const int kc = t >> 3, kd4 = t & 7;
 
   for (int bi = 0; bi < a.nbands; ++bi) {
     const int P = a.pw[bi], poff = a.poff[bi];  // P is a multiple of 8
@@ -447,108 +397,83 @@ __global__ void __launch_bounds__(kSelThreads, 2) select_kernel(const SelArgs a)
       ri.rs[t] = kLog2e / a.scales[bh * 2 + bi];
     }
     __syncthreads();
-    // Query fragments of every k-step, split into tf32 hi + lo (3xTF32 keeps
-    // the scores at fp32 accuracy).
-    for (int x = t; x < (P / 8) * 32; x += kSelThreads) {
-      const int s8 = (x >> 5) * 8, fg = (x & 31) >> 2, ft = x & 3;
-      float v[4];
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int r = fg + (e & 1) * 8, dim = s8 + ft + (e >> 1) * 4;
-        v[e] = r < nrows ? a.qbar[ri.qrow[r] * a.pk + poff + dim] : 0.f;
-      }
-      float4 hi, lo;
-      mma::split_tf32(v[0], hi.x, lo.x);
-      mma::split_tf32(v[1], hi.y, lo.y);
-      mma::split_tf32(v[2], hi.z, lo.z);
-      mma::split_tf32(v[3], hi.w, lo.w);
-      qf[(x >> 5) * 64 + (x & 31)] = hi;
-      qf[(x >> 5) * 64 + 32 + (x & 31)] = lo;
-    }
-    const float rs_g = g < nrows ? ri.rs[g] : 0.f, rs_g8 = g + 8 < nrows ? ri.rs[g + 8] : 0.f;
-    // Score tiles [kTC key blocks x kKC dims], double-buffered with cp.async so
-    // the L2 latency of the next tile hides behind this one. Tiles run key-block
-    // tile major, dim chunk minor. Chunks past vmax or past P are not copied:
-    // their columns are never stored and their dims never read.
-    const int nkc = (P + kKC - 1) / kKC;
-    const int ntiles = ((vmax + kTC - 1) / kTC) * nkc;
-    const float* ksrc = kb + (int64_t)kc * a.pk + poff + kd4 * 4;
-    float* kdst = ks + kc * kKC + ((kd4 ^ (kc & 7)) * 4);
-    auto issue = [&](int tc, int kcn, int buf) {
-      const int c0 = tc * kTC, k0 = kcn * kKC;
-      if (k0 + kd4 * 4 < P) {
-#pragma unroll
-        for (int i = 0; i < kTC / 32; ++i) {
-          if (c0 + kc + 32 * i < vmax)
-            __pipeline_memcpy_async(kdst + buf * kTileFloats + 32 * i * kKC,
-                                    ksrc + (int64_t)(c0 + 32 * i) * a.pk + k0, 16);
-        }
-      }
-      __pipeline_commit();
-    };
-    float acc[2][4] = {};
-    int cur_t = 0, cur_k = 0, nxt_t = 0, nxt_k = 1;
-    if (nxt_k == nkc) { nxt_k = 0; ++nxt_t; }
-    issue(0, 0, 0);
-    for (int tile = 0; tile < ntiles; ++tile) {
-      const int buf = tile & 1;
-      if (tile + 1 < ntiles) {
-        issue(nxt_t, nxt_k, buf ^ 1);
-        if (++nxt_k == nkc) { nxt_k = 0; ++nxt_t; }
-        __pipeline_wait_prior(1);
-      } else {
-        __pipeline_wait_prior(0);
-      }
-      __syncthreads();
-      const int c0 = cur_t * kTC, k0 = cur_k * kKC;
-      if (++cur_k == nkc) { cur_k = 0; ++cur_t; }
-      if (k0 == 0) {
-#pragma unroll
-        for (int h = 0; h < 2; ++h)
-#pragma unroll
-          for (int e = 0; e < 4; ++e) acc[h][e] = 0.f;
-      }
-      if (c0 + warp * 16 < vmax) {  // warp-uniform: this warp's 16 key blocks
-        const int nks = min(kKC, P - k0) / 8;
-        const float* kt = ks + buf * kTileFloats + (warp * 16 + g) * kKC + tq;
-        const float4* qk = qf + (k0 / 8) * 64 + lane;
-        for (int st = 0; st < nks; ++st) {
-          const float4 ahi = qk[st * 64], alo = qk[st * 64 + 32];
-#pragma unroll
-          for (int h = 0; h < 2; ++h) {
-            const float* kp = kt + h * 8 * kKC;  // key (h * 8 + g) & 7 == g
-            float bhi[2], blo[2];
-            mma::split_tf32(kp[((2 * st) ^ g) * 4], bhi[0], blo[0]);
-            mma::split_tf32(kp[((2 * st + 1) ^ g) * 4], bhi[1], blo[1]);
-            mma::mma_tf32(acc[h], alo, bhi);
-            mma::mma_tf32(acc[h], ahi, blo);
-            mma::mma_tf32(acc[h], ahi, bhi);
-          }
-        }
-        if (k0 + kKC >= P) {
-#pragma unroll
-          for (int h = 0; h < 2; ++h) {
-            const int j = c0 + warp * 16 + h * 8 + 2 * tq;
-#pragma unroll
-            for (int e = 0; e < 4; ++e) {
-              const int r = g + (e >> 1) * 8, jj = j + (e & 1);
-              if (r < nrows && jj < vmax) lg[(size_t)r * a.LS + jj] = acc[h][e] * (e >> 1 ? rs_g8 : rs_g);
-            }
-          }
-        }
-      }
-      __syncthreads();  // buffer buf is refilled by the next iteration's issue
-    }
+    load_query_frags<1>(qf, a.qbar, ri.qrow, nrows, a.pk, poff, P);
+    score_tiles<1, false>(
+        kb, a.pk, poff, P, nrows, ri.rs, vmax, 0, (vmax + kTC - 1) / kTC, qf, ks,
+        [&](int r, int j, float l) { lg[(size_t)r * a.LS + j] = l; }, [](int) {});
     for (int r = warp; r < nrows; r += kSelWarps) {
       const int V = ri.V[r];
       float* L = lg + (size_t)r * a.LS;
-      if (V <= 1024 && (V & 31) && lane >= (V & 31)) L[(V & ~31) + lane] = -INFINITY;  // pad the last word
+      if (V <= select::kRegKeys && (V & 31) && lane >= (V & 31)) L[(V & ~31) + lane] = -INFINITY;  // pad the last word
       __syncwarp();
       select::select_row<TOPK>(L, V, a.T[bi], bits + (size_t)r * a.W, scratch + warp * 32);
     }
   }
   __syncthreads();
   for (int r = warp; r < nrows; r += kSelWarps) write_row(a, bits + (size_t)r * a.W, ri.qrow[r], ri.V[r]);
+}
+
+using SelKernel = void (*)(SelArgs);
+
+SelKernel tiled_kernel(bool topk, int mt) {
+  if (topk) return mt == 4 ? select_tiled_kernel<true, 4> : mt == 2 ? select_tiled_kernel<true, 2> : select_tiled_kernel<true, 1>;
+  return mt == 4 ? select_tiled_kernel<false, 4> : mt == 2 ? select_tiled_kernel<false, 2> : select_tiled_kernel<false, 1>;
+}
+
+// The selection kernel and its launch shape.
+struct SelPlan {
+  SelKernel kernel;
+  size_t smem;  // dynamic shared memory
+  int M;        // rows per CTA
+  int LS, W;    // row kernel's logit row stride; bitmap words per row
+  int cap;      // tiled kernel: keys stored per row
+};
+
+// The row kernel keeps M whole logit rows in shared memory, which is fastest
+// while every row fits its register path; beyond that M would shrink with the
+// rows, and the tiled kernel (whose shared memory does not grow with them)
+// takes over. Throws for shapes neither can take.
+cudaError_t plan_selection(const Geometry& g, bool topk, int optin, SelPlan& sp) {
+  const int Dmax = std::max(g.pw[0], g.pw[1]);
+  sp.W = (g.nk + 31) / 32;
+  if (!uses_tiled_kernel(g)) {
+    sp.kernel = topk ? select_kernel<true> : select_kernel<false>;
+    sp.LS = (g.nk + 31) & ~31;  // rows padded to whole 32-key words
+    const size_t fixed = sizeof(float) * ((size_t)Dmax * 2 * kMaxRows + 2u * kTileFloats) +
+                         sizeof(uint32_t) * 32u * kSelWarps;  // + per-warp search scratch
+    const size_t per_row = sizeof(float) * (size_t)sp.LS + sizeof(uint32_t) * (size_t)sp.W;
+    const size_t cap = (size_t)optin - sizeof(RowInfo);
+    int M = 0;
+    if (cap > fixed) M = (int)std::min<size_t>(kMaxRows, (cap - fixed) / per_row);
+    // prefer 2 CTAs per SM on big rows when it costs little
+    const size_t two_per_sm = 112u * 1024u - sizeof(RowInfo);
+    if (M == kMaxRows && fixed + kMaxRows * per_row > two_per_sm) M = (int)std::max<size_t>(1, (two_per_sm - fixed) / per_row);
+    require_arg(M >= 1, kWhere, "too many key blocks for shared memory (nk=" + std::to_string(g.nk) + ")");
+    sp.M = M;
+    sp.smem = fixed + (size_t)M * per_row;
+    return cudaSuccess;
+  }
+  require_arg(g.nk <= kMaxTiledKeys, kWhere, "too many key blocks (nk=" + std::to_string(g.nk) + ")");
+  sp.LS = 0;
+  const size_t dyn_min = sizeof(uint32_t) * kSelWarps * (size_t)sp.W;  // write stage: a bitmap per warp
+  sp.M = 0;
+  for (int mt : {4, 2, 1}) {  // most rows per CTA that fit
+    if (g_stress_mt && mt != g_stress_mt) continue;
+    const SelKernel kern = tiled_kernel(topk, mt);
+    cudaFuncAttributes fa{};
+    PRISM_CUDA_TRY(cudaFuncGetAttributes(&fa, kern));
+    const size_t dyn = std::max(tiled_smem_bytes(mt, Dmax), dyn_min);
+    if (dyn + fa.sharedSizeBytes <= (size_t)optin) {
+      sp.kernel = kern;
+      sp.smem = dyn;
+      sp.M = 16 * mt;
+      break;
+    }
+  }
+  require_arg(sp.M > 0, kWhere, "too many key blocks or dims for shared memory (nk=" + std::to_string(g.nk) + ")");
+  // Stored keys sit in the row's workspace scratch after the band bitmaps.
+  sp.cap = tiled_cap(g);
+  return cudaSuccess;
 }
 
 uint32_t topp_threshold(float tau) {
@@ -562,6 +487,12 @@ uint32_t topk_threshold(int32_t k) { return k <= 0 ? 0u : (uint32_t)k; }
 
 namespace est_internal {
 void set_stage_limit(int n) { g_stage_limit = n; }
+void set_select_path(int path) { g_select_path = path; }
+void set_tiled_stress(int flags, int cap, int mtiles) {
+  g_stress = flags;
+  g_stress_cap = cap;
+  g_stress_mt = mtiles;
+}
 }  // namespace est_internal
 
 size_t estimate_workspace_bytes(const QkvView& q, const QkvView& k, const EstimateParams& p) {
@@ -582,7 +513,6 @@ cudaError_t estimate(const QkvView& q, const QkvView& k, const EstimateParams& p
   float* ek = reinterpret_cast<float*>(ws + wl.ek);
   float* scales = reinterpret_cast<float*>(ws + wl.scales);
 
-  // Selection kernel geometry (shared memory bound rows per CTA).
   int dev = 0;
   PRISM_CUDA_TRY(cudaGetDevice(&dev));
   int optin = 0;
@@ -590,20 +520,9 @@ cudaError_t estimate(const QkvView& q, const QkvView& k, const EstimateParams& p
   int cc_major = 0;
   PRISM_CUDA_TRY(cudaDeviceGetAttribute(&cc_major, cudaDevAttrComputeCapabilityMajor, dev));
   const bool pdl = cc_major >= 9;
-  const int Dmax = std::max(g.pw[0], g.pw[1]);
-  const int LS = (g.nk + 31) & ~31;  // rows padded to whole 32-key words
-  const int W = (g.nk + 31) / 32;
-  const size_t fixed = sizeof(float) * ((size_t)Dmax * 2 * kMaxRows + 2u * kTileFloats) +
-                       sizeof(uint32_t) * 32u * kSelWarps;  // + per-warp search scratch
-  const size_t per_row = sizeof(float) * (size_t)LS + sizeof(uint32_t) * (size_t)W;
-  const size_t cap = (size_t)optin - sizeof(RowInfo);
-  int M = 0;
-  if (cap > fixed) M = (int)std::min<size_t>(kMaxRows, (cap - fixed) / per_row);
-  // prefer 2 CTAs per SM on big rows when it costs little
-  const size_t two_per_sm = 112u * 1024u - sizeof(RowInfo);
-  if (M == kMaxRows && fixed + kMaxRows * per_row > two_per_sm) M = (int)std::max<size_t>(1, (two_per_sm - fixed) / per_row);
-  require_arg(M >= 1, kWhere, "too many key blocks for shared memory (nk=" + std::to_string(g.nk) + ")");
-  const size_t sel_smem = fixed + (size_t)M * per_row;
+  const bool topk = p.selection == Selection::TopK;
+  SelPlan sp{};
+  PRISM_CUDA_TRY(plan_selection(g, topk, optin, sp));
 
   // 1. pooling
   {
@@ -657,25 +576,25 @@ cudaError_t estimate(const QkvView& q, const QkvView& k, const EstimateParams& p
     a.pk = g.pk;
     for (int bi = 0; bi < 2; ++bi) { a.poff[bi] = g.poff[bi]; a.pw[bi] = g.pw[bi]; }
     a.nbands = g.nbands;
-    const bool topk = p.selection == Selection::TopK;
     if (topk) {
       a.T[0] = topk_threshold(p.topk_high); a.T[1] = topk_threshold(p.topk_low);
     } else {
       a.T[0] = topp_threshold(p.tau_high); a.T[1] = topp_threshold(p.tau_low);
     }
-    a.M = M;
+    a.M = sp.M;
     a.vec_out = (g.nk % 4 == 0 && reinterpret_cast<uintptr_t>(out.mask) % 4 == 0) ? 1 : 0;
-    const int64_t upb = ((int64_t)g.nq * g.G + M - 1) / M;
+    const int64_t upb = ((int64_t)g.nq * g.G + sp.M - 1) / sp.M;
     a.upb = (int)upb;
-    a.LS = LS; a.W = W;
+    a.LS = sp.LS; a.W = sp.W;
+    a.cap = sp.cap; a.stress = g_stress;
     a.sink = p.force_sink ? 1 : 0; a.diag = p.force_diag ? 1 : 0;
     a.mask = out.mask; a.counts = out.counts; a.indices = out.indices;
+    a.tscratch = reinterpret_cast<uint32_t*>(ws + wl.tiled); a.tstride = wl.tiled_stride;
     const int64_t grid = (int64_t)g.B * g.Hkv * upb;
     require_arg(grid < INT_MAX, kWhere, "too many rows");
-    auto kernel = topk ? select_kernel<true> : select_kernel<false>;
-    if (sel_smem > 48u * 1024u)
-      PRISM_CUDA_TRY(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sel_smem));
-    PRISM_CUDA_TRY(launch_pdl(pdl, kernel, (unsigned)grid, kSelThreads, sel_smem, stream, a));
+    if (sp.smem > 48u * 1024u)
+      PRISM_CUDA_TRY(cudaFuncSetAttribute(sp.kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sp.smem));
+    PRISM_CUDA_TRY(launch_pdl(pdl, sp.kernel, (unsigned)grid, kSelThreads, sp.smem, stream, a));
   }
   return cudaGetLastError();
 }

@@ -15,7 +15,8 @@
 // key > v* and the first m keys == v* in index order, where v* is the largest v
 // with S(v) >= T and m = ceil((T - W(key > v*)) / w(v*)). v* is bracketed by
 // bisection on the key bits until at most 32 keys remain inside the bracket;
-// those are gathered one per lane and v* is read off exactly.
+// those are gathered one per lane and v* is read off exactly. v* and m depend
+// only on the keys and weights, so any exact search gives the same kept set.
 #pragma once
 
 #include <climits>
@@ -25,6 +26,7 @@ namespace prism::cuda::select {
 
 constexpr unsigned kFull = 0xffffffffu;
 constexpr float kFix = 2147483648.f;  // probability fixed point: 2^31
+constexpr int kRegKeys = 1024;        // longest row of the register path
 
 __device__ __forceinline__ float warp_max(float v) {
 #pragma unroll
@@ -70,8 +72,10 @@ struct Search {
   uint32_t n_lo, n_hi;  // keys >= lo, keys >= hi
 };
 
-__device__ __forceinline__ void search_step(Search& st, uint32_t mid, uint32_t T, uint32_t s, uint32_t n) {
-  s = __reduce_add_sync(kFull, s);
+// `above`: weight ranked above every searched key (elements decided elsewhere).
+__device__ __forceinline__ void search_step(Search& st, uint32_t mid, uint32_t T, uint32_t s, uint32_t n,
+                                            uint32_t above) {
+  s = __reduce_add_sync(kFull, s) + above;
   n = __reduce_add_sync(kFull, n);
   if (s >= T) {
     st.lo = mid;
@@ -151,17 +155,20 @@ __device__ __forceinline__ uint32_t keep_word(const Decision& dc, uint32_t key, 
 
 // The decision for one row, whatever holds its keys. sums_ge(v, s, c) gives
 // this lane's weight and count of keys >= v; each_word(fn) calls fn(key) on
-// every 32-key word, one key per lane, in index order. km: the row's largest key.
+// every 32-key word, one key per lane, in index order. km: the largest key.
+// `above` (< T, included in total): weight of elements ranked above every key
+// given here, e.g. the ones the tiled kernel keeps without storing them; V
+// counts the keys given here.
 template <bool TOPK, class SumsGe, class EachWord>
-__device__ __forceinline__ Decision decide(uint32_t total, uint32_t T, int V, uint32_t km, SumsGe sums_ge,
-                                           EachWord each_word, uint32_t* scratch) {
+__device__ __forceinline__ Decision decide(uint32_t total, uint32_t T, int V, uint32_t km, uint32_t above,
+                                           SumsGe sums_ge, EachWord each_word, uint32_t* scratch) {
   Decision dc{0, false, 0u, 0u};
   if (T == 0) return dc;  // keep none
   if (total < T) {
     dc.mode = 1;  // keep all
     return dc;
   }
-  Search st{search_floor<TOPK>(total, T, V), km + 1u, 0u, 0u, 0u};
+  Search st{search_floor<TOPK>(total, T, V), km + 1u, above, 0u, 0u};
   if (st.lo >= st.hi) st.lo = 1u;
   uint32_t s, c;
   sums_ge(st.lo, s, c);
@@ -169,7 +176,7 @@ __device__ __forceinline__ Decision decide(uint32_t total, uint32_t T, int V, ui
   while (st.hi - st.lo > 1 && st.n_lo - st.n_hi > 32u) {
     const uint32_t mid = st.lo + ((st.hi - st.lo) >> 1);
     sums_ge(mid, s, c);
-    search_step(st, mid, T, TOPK ? c : s, c);
+    search_step(st, mid, T, TOPK ? c : s, c, above);
   }
   uint32_t run = 0;
   if (st.hi - st.lo > 1) {
@@ -179,6 +186,35 @@ __device__ __forceinline__ Decision decide(uint32_t total, uint32_t T, int V, ui
   dc = search_finish<TOPK>(st, scratch, run, T);
   __syncwarp();
   return dc;
+}
+
+// The decision for keys (0 = absent) and weights held in registers: key e of
+// lane l is element 32 * e + l of the list.
+template <int NPL, bool TOPK>
+__device__ __forceinline__ Decision decide_regs(const uint32_t (&key)[NPL], const uint32_t (&w)[TOPK ? 1 : NPL],
+                                                uint32_t total, uint32_t T, int V, uint32_t above,
+                                                uint32_t* scratch) {
+  uint32_t kp[4] = {0u, 0u, 0u, 0u};
+#pragma unroll
+  for (int e = 0; e < NPL; ++e) kp[e & 3] = max(kp[e & 3], key[e]);
+  const uint32_t km = max(max(kp[0], kp[1]), max(kp[2], kp[3]));
+  // Four independent partial sums: short dependency chains between the compares.
+  auto sums_ge = [&](uint32_t v, uint32_t& s, uint32_t& c) {
+    uint32_t sp[4] = {0u, 0u, 0u, 0u}, cp[4] = {0u, 0u, 0u, 0u};
+#pragma unroll
+    for (int e = 0; e < NPL; ++e) {
+      const bool ge = key[e] >= v;
+      if constexpr (!TOPK) sp[e & 3] += ge ? w[e] : 0u;
+      cp[e & 3] += ge ? 1u : 0u;
+    }
+    s = (sp[0] + sp[1]) + (sp[2] + sp[3]);
+    c = (cp[0] + cp[1]) + (cp[2] + cp[3]);
+  };
+  auto each_word = [&](auto&& fn) {
+#pragma unroll
+    for (int e = 0; e < NPL; ++e) fn(key[e]);
+  };
+  return decide<TOPK>(total, T, V, __reduce_max_sync(kFull, km), above, sums_ge, each_word, scratch);
 }
 
 // Rows of V <= 32 * NPL: the row lives in registers. L holds the row's logits
@@ -204,7 +240,7 @@ __device__ void select_row_reg(const float* L, int V, uint32_t T, uint32_t* bits
   const float rz = 1.f / warp_sum((zp[0] + zp[1]) + (zp[2] + zp[3]));
   uint32_t key[NPL];
   uint32_t w[TOPK ? 1 : NPL];
-  uint32_t tp[4] = {0u, 0u, 0u, 0u}, kp[4] = {0u, 0u, 0u, 0u};
+  uint32_t tp[4] = {0u, 0u, 0u, 0u};
 #pragma unroll
   for (int e = 0; e < NPL; ++e) {
     const float p = x[e] * rz;
@@ -213,28 +249,10 @@ __device__ void select_row_reg(const float* L, int V, uint32_t T, uint32_t* bits
       w[e] = topp_weight(p);  // 0 for the -inf padding
       tp[e & 3] += w[e];
     }
-    kp[e & 3] = max(kp[e & 3], key[e]);
   }
   const uint32_t tl = (tp[0] + tp[1]) + (tp[2] + tp[3]);
-  const uint32_t km = max(max(kp[0], kp[1]), max(kp[2], kp[3]));
   const uint32_t total = TOPK ? (uint32_t)V : __reduce_add_sync(kFull, tl);
-  // Four independent partial sums: short dependency chains between the compares.
-  auto sums_ge = [&](uint32_t v, uint32_t& s, uint32_t& c) {
-    uint32_t sp[4] = {0u, 0u, 0u, 0u}, cp[4] = {0u, 0u, 0u, 0u};
-#pragma unroll
-    for (int e = 0; e < NPL; ++e) {
-      const bool ge = key[e] >= v;
-      if constexpr (!TOPK) sp[e & 3] += ge ? w[e] : 0u;
-      cp[e & 3] += ge ? 1u : 0u;
-    }
-    s = (sp[0] + sp[1]) + (sp[2] + sp[3]);
-    c = (cp[0] + cp[1]) + (cp[2] + cp[3]);
-  };
-  auto each_word = [&](auto&& fn) {
-#pragma unroll
-    for (int e = 0; e < NPL; ++e) fn(key[e]);
-  };
-  const Decision dc = decide<TOPK>(total, T, V, __reduce_max_sync(kFull, km), sums_ge, each_word, scratch);
+  const Decision dc = decide_regs<NPL, TOPK>(key, w, total, T, V, 0u, scratch);
   uint32_t run = 0, mine = 0;
 #pragma unroll
   for (int e = 0; e < NPL; ++e) {
@@ -284,7 +302,7 @@ __device__ void select_row_smem(float* L, int V, uint32_t T, uint32_t* bits, uin
   auto each_word = [&](auto&& fn) {
     for (int base = 0; base < V; base += 32) fn(base + lane < V ? K[base + lane] : 0u);
   };
-  const Decision dc = decide<TOPK>(total, T, V, __reduce_max_sync(kFull, km), sums_ge, each_word, scratch);
+  const Decision dc = decide<TOPK>(total, T, V, __reduce_max_sync(kFull, km), 0u, sums_ge, each_word, scratch);
   uint32_t run = 0;
   const int nw = (V + 31) / 32;
   for (int e = 0; e < nw; ++e) {
@@ -296,10 +314,11 @@ __device__ void select_row_smem(float* L, int V, uint32_t T, uint32_t* bits, uin
 
 template <bool TOPK>
 __device__ __forceinline__ void select_row(float* L, int V, uint32_t T, uint32_t* bits, uint32_t* scratch) {
+  static_assert(kRegKeys == 32 * 32, "register path: at most 32 keys per lane");
   if (V <= 128) select_row_reg<4, TOPK>(L, V, T, bits, scratch);
   else if (V <= 256) select_row_reg<8, TOPK>(L, V, T, bits, scratch);
   else if (V <= 512) select_row_reg<16, TOPK>(L, V, T, bits, scratch);
-  else if (V <= 1024) select_row_reg<32, TOPK>(L, V, T, bits, scratch);
+  else if (V <= kRegKeys) select_row_reg<32, TOPK>(L, V, T, bits, scratch);
   else select_row_smem<TOPK>(L, V, T, bits, scratch);
 }
 

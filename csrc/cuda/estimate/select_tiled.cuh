@@ -1,0 +1,510 @@
+// Selection for rows of any length (the tiled path): no logit row is ever held
+// whole, so the rows per CTA do not shrink as rows grow.
+//
+// One CTA per (b, kv head, R = 16 * MT consecutive (query block, query head of
+// the group) rows). Per band the logits are recomputed tile by tile (128 key
+// blocks, score_tiles) into a small staging tile that TPR threads per row read;
+// probabilities are never stored. Sweeps over the tiles:
+//  1. probe: the tiles holding the sink and the rows' diagonals (where a causal
+//     row's largest score usually is) give each row a guess m of its max logit;
+//  2. z: x = 2^(l - m) summed per lane in the row kernel's order (lane j % 32;
+//     four partials by (j / 32) % 4 up to 1024 keys, one partial beyond: the
+//     register and the shared-memory path of select_row.cuh), so rz = 1 / z has
+//     the same bits; also a histogram of x per half octave. A row whose guess
+//     was exceeded repeats the sweep with its true max;
+//  3. keys: p = x * rz, key and fixed-point weight as in select_row.cuh. The
+//     histogram brackets the threshold key v* in [ka, kb]; a sweep marks every
+//     key > kb in the band's bitmap, sums their weight (wa) and stores the keys
+//     inside the bracket in index order. With wa < T <= wa + (weight inside),
+//     decide() resolves the rule exactly on the stored keys with wa above them.
+//     A bracket that misses v* moves; one holding more keys than fit narrows
+//     to the sub-range of the sweep's exact sub-histogram that holds v*; a
+//     single key value left is kept by index rank during the next sweep.
+// The band bitmaps and the stored keys live in a per-row scratch of the
+// estimation workspace (the output has room for a row's selection only).
+#pragma once
+
+#include <cuda_runtime.h>
+#include <climits>
+#include <cstdint>
+
+#include "cuda/estimate/pdl.cuh"
+#include "cuda/estimate/select_common.cuh"
+#include "cuda/estimate/select_row.cuh"
+
+namespace prism::cuda::sel {
+
+constexpr int kStageStride = kTC + 4;       // staging row (floats): conflict-free vector reads
+// z sweep histogram: x by its exponent and top two mantissa bits (quarter
+// octaves); the top bucket starts at x = 1, bucket 0 (untracked) takes x < 2^-31.5.
+constexpr int kHistBuckets = 128;
+constexpr int kHistBase = 508 - (kHistBuckets - 1);  // bucket = (bits(x) >> 21) - kHistBase; bits(1) >> 21 = 508
+constexpr int kSubBuckets = 32;             // linear sub-ranges of a key bracket, one per lane
+constexpr int kMaxStored = select::kRegKeys;  // stored keys per row: the register decision's limit
+constexpr int kMaxTiledKeys = 1 << 18;      // histogram sums: 2^14 per key fit 32 bits
+
+// SelArgs::stress bits, for tests: skip the max probe; start every row's
+// search from a bracket below / above its threshold key.
+constexpr int kStressNoProbe = 1, kStressLow = 2, kStressHigh = 4;
+
+enum : uint8_t { kDone = 0, kBracket = 1, kTies = 2, kAll = 3 };
+
+template <int R>
+struct TiledRows {
+  int64_t qrow[R];  // (b * Hq + head) * nq + query block
+  int V[R];         // visible key blocks (0 past the CTA's rows)
+  float rs[R];      // log2(e) / scale of the current band
+  float m[R], seen[R], rz[R];
+  uint32_t ka[R], kb[R];                           // key bracket of the next sweep
+  uint32_t olo[R], ohi[R];                         // keys known to hold v*
+  uint32_t wa[R], wc[R], nc[R], kmin[R], kmax[R];  // last sweep: weight above, weight / count / range inside
+  uint32_t meq[R];                                 // kTies: keys == ka kept, in index order
+  uint8_t mode[R], sh[R];                          // sh: sub-histogram shift of the bracket
+};
+
+// Dynamic shared memory of the tiled kernel: query fragments, key tile double
+// buffer, staging tile, histograms (bytes).
+__host__ __device__ constexpr size_t tiled_smem_bytes(int mt, int pmax) {
+  return sizeof(float) * ((size_t)pmax * mt * 32 + 2 * kTileFloats + (size_t)16 * mt * (kStageStride + kHistBuckets));
+}
+
+template <int N>
+__device__ __forceinline__ void load_floats(const float* p, float (&v)[N]) {
+  static_assert(N == 2 || N % 4 == 0, "vector loads");
+  if constexpr (N == 2) {
+    const float2 x = *reinterpret_cast<const float2*>(p);
+    v[0] = x.x;
+    v[1] = x.y;
+  } else {
+#pragma unroll
+    for (int q = 0; q < N / 4; ++q) {
+      const float4 x = reinterpret_cast<const float4*>(p)[q];
+      v[4 * q] = x.x;
+      v[4 * q + 1] = x.y;
+      v[4 * q + 2] = x.z;
+      v[4 * q + 3] = x.w;
+    }
+  }
+}
+
+// Reduction over the TPR consecutive lanes that share a row.
+template <int TPR, class T, class Op>
+__device__ __forceinline__ T row_reduce(T v, Op op) {
+#pragma unroll
+  for (int o = 1; o < TPR; o <<= 1) v = op(v, __shfl_xor_sync(select::kFull, v, o));
+  return v;
+}
+
+// Smallest shift that cuts [ka, kb] into at most kSubBuckets sub-ranges.
+__device__ __forceinline__ uint8_t sub_shift(uint32_t ka, uint32_t kb) {
+  const uint32_t range = kb > ka ? kb - ka : 0u;
+  int s = 0;
+  while ((range >> s) >= (uint32_t)kSubBuckets) ++s;
+  return (uint8_t)s;
+}
+
+// The exact rule on the n <= 32 * NPL keys stored for a row (index order), with
+// weight `above` ranked above all of them; ORs the kept ones into the bitmap.
+template <int NPL, bool TOPK>
+__device__ void resolve_regs(const uint32_t* cand, int n, uint32_t above, uint32_t T, uint32_t* bm,
+                             uint32_t* scratch) {
+  const int lane = threadIdx.x & 31;
+  uint32_t key[NPL], jj[NPL], w[TOPK ? 1 : NPL];
+  uint32_t tl = 0;
+#pragma unroll
+  for (int e = 0; e < NPL; ++e) {
+    const int i = 32 * e + lane;
+    key[e] = i < n ? __ldcg(cand + 2 * i) : 0u;
+    jj[e] = i < n ? __ldcg(cand + 2 * i + 1) : 0u;
+    if constexpr (!TOPK) {
+      w[e] = select::key_weight<false>(key[e]);
+      tl += w[e];
+    }
+  }
+  const uint32_t total = above + (TOPK ? (uint32_t)n : __reduce_add_sync(select::kFull, tl));
+  const select::Decision dc = select::decide_regs<NPL, TOPK>(key, w, total, T, n, above, scratch);
+  uint32_t run = 0;
+#pragma unroll
+  for (int e = 0; e < NPL; ++e) {
+    if (e * 32 >= n) break;  // warp-uniform
+    const uint32_t word = select::keep_word(dc, key[e], run);
+    if ((word >> lane) & 1u) atomicOr(bm + (jj[e] >> 5), 1u << (jj[e] & 31));
+  }
+}
+
+template <bool TOPK>
+__device__ void resolve_stored(const uint32_t* cand, int n, uint32_t above, uint32_t T, uint32_t* bm,
+                               uint32_t* scratch) {
+  static_assert(kMaxStored == 32 * 32, "stored keys: at most 32 per lane");
+  if (n <= 128) resolve_regs<4, TOPK>(cand, n, above, T, bm, scratch);
+  else if (n <= 256) resolve_regs<8, TOPK>(cand, n, above, T, bm, scratch);
+  else if (n <= 512) resolve_regs<16, TOPK>(cand, n, above, T, bm, scratch);
+  else resolve_regs<32, TOPK>(cand, n, above, T, bm, scratch);
+}
+
+// After a key sweep, one warp per open row: resolve the row, or set up the
+// next sweep. sub: the sweep's sub-histogram of the bracket (exact weights);
+// bm: the band's bitmap; cand: the stored keys (key, j).
+template <bool TOPK, int R>
+__device__ void next_sweep(TiledRows<R>& st, int r, uint32_t T, int cap, const uint32_t* sub, uint32_t* bm,
+                           const uint32_t* cand, uint32_t* scratch) {
+  const int lane = threadIdx.x & 31;
+  const uint32_t wa = st.wa[r], wc = st.wc[r], nc = st.nc[r];
+  uint32_t ka = st.ka[r], kb = st.kb[r], olo = st.olo[r], ohi = st.ohi[r], meq = 0u;
+  uint8_t mode = st.mode[r];
+  if (mode != kBracket) {
+    mode = kDone;  // ties / keep all: the sweep set every bit
+  } else if (wa >= T) {
+    ka = olo = kb + 1u;  // v* above the bracket
+    kb = ohi;
+  } else if (wa + wc < T && ka > 1u) {
+    kb = ohi = ka - 1u;  // v* below the bracket (or every key is kept)
+    ka = olo;
+  } else if (nc <= (uint32_t)cap) {
+    resolve_stored<TOPK>(cand, (int)nc, wa, T, bm, scratch);  // also "keep all" when ka == 1
+    mode = kDone;
+  } else if (wa + wc < T) {
+    mode = kAll;  // keep every key, more than could be stored
+    ka = UINT_MAX;
+    kb = 0u;
+  } else {
+    // v* inside a bracket holding too many keys: the sub-range that holds it.
+    uint32_t above = wa;
+    if (st.kmin[r] != st.kmax[r]) {
+      uint32_t s = sub[lane];  // weight of sub-ranges >= lane
+#pragma unroll
+      for (int o = 1; o < 32; o <<= 1) {
+        const uint32_t v = __shfl_down_sync(select::kFull, s, o);
+        if (lane + o < 32) s += v;
+      }
+      const int top = 31 - __clz(__ballot_sync(select::kFull, wa + s >= T));  // lane 0: wa + wc >= T
+      const uint32_t rest = __shfl_sync(select::kFull, s, (top + 1) & 31);
+      if (top < 31) above += rest;
+      const uint64_t lo = (uint64_t)ka + ((uint64_t)top << st.sh[r]);
+      const uint64_t hi = lo + ((uint64_t)1 << st.sh[r]) - 1u;
+      ka = (uint32_t)max(lo, (uint64_t)st.kmin[r]);
+      kb = (uint32_t)min(min(hi, (uint64_t)kb), (uint64_t)st.kmax[r]);
+    } else {
+      ka = kb = st.kmin[r];
+    }
+    olo = ka;
+    ohi = kb;
+    if (ka == kb) {  // one key value: its first meq in index order are kept
+      mode = kTies;
+      const uint32_t wv = select::key_weight<TOPK>(ka);
+      meq = wv == 0u ? UINT_MAX : (T - above + wv - 1u) / wv;
+    }
+  }
+  __syncwarp();  // every lane has read the row's state (and its mode, in the caller)
+  if (lane == 0) {
+    st.ka[r] = ka;
+    st.kb[r] = kb;
+    st.olo[r] = olo;
+    st.ohi[r] = ohi;
+    st.meq[r] = meq;
+    st.mode[r] = mode;
+    st.sh[r] = sub_shift(ka, kb);
+  }
+}
+
+template <bool TOPK, int MT>
+__global__ void __launch_bounds__(kSelThreads, 1) select_tiled_kernel(const SelArgs a) {
+  constexpr int R = 16 * MT, TPR = kSelThreads / R, LPT = 32 / TPR;
+  static_assert(TPR >= 4 && LPT >= 2, "each of a row's first four threads writes one word of a tile");
+  extern __shared__ __align__(16) float smem[];
+  __shared__ TiledRows<R> st;
+  __shared__ uint32_t scratch[kSelWarps * 32];
+  const int pmax = max(a.pw[0], a.pw[1]);
+  float4* qf = reinterpret_cast<float4*>(smem);                          // [pmax / 8][MT][hi, lo][32]
+  float* ks = smem + (size_t)pmax * MT * 32;                             // [2][kTileFloats]
+  float* stg = ks + 2 * kTileFloats;                                     // [R][kStageStride]
+  uint32_t* hist = reinterpret_cast<uint32_t*>(stg + R * kStageStride);  // [R][kHistBuckets] or [R][kSubBuckets]
+  const int t = threadIdx.x, lane = t & 31, warp = t >> 5;
+  const int r = t / TPR, c = t % TPR;  // as a consumer: row r, lanes [c * LPT, (c + 1) * LPT) of each word
+  const int64_t bk = blockIdx.x / a.upb;                // b * Hkv + kv head
+  const int u = a.upb - 1 - (int)(blockIdx.x % a.upb);  // long rows first
+  const int b = (int)(bk / a.Hkv), hk = (int)(bk % a.Hkv);
+  const int row0 = u * R;
+  const int nrows = min(R, a.nq * a.G - row0);
+  if (t < R) {
+    const int head = hk * a.G + (row0 + t) % a.G, blk = (row0 + t) / a.G;
+    st.qrow[t] = t < nrows ? ((int64_t)b * a.Hq + head) * a.nq + blk : 0;
+    st.V[t] = t < nrows ? min(blk + a.off + 1, a.nk) : 0;
+  }
+  dependent_wait();  // scales, pooled rows: written by the previous kernels
+  __syncthreads();
+  const float* kb = a.kbar + bk * a.nk * a.pk;
+  const int W = a.W, vmax = st.V[nrows - 1];
+  const int myV = st.V[r];
+  const bool seq = myV > select::kRegKeys;  // z in the shared-memory path's order
+  uint32_t* const mine = a.tscratch + st.qrow[r] * a.tstride;  // [band][W], stored keys
+  uint32_t* const cand = mine + a.nbands * W;
+  const float* const mystg = stg + r * kStageStride + c * LPT;
+  auto open_vmax = [&]() {  // longest row still open
+    int v = 0;
+    for (int x = 0; x < nrows; ++x)
+      if (st.mode[x] != kDone) v = max(v, st.V[x]);
+    return v;
+  };
+
+  for (int bi = 0; bi < a.nbands; ++bi) {
+    __syncthreads();  // the previous band's last reads of the row state are done
+    const uint32_t T = a.T[bi];
+    if (T == 0) continue;  // keep none: the band adds no bits (the write stage skips it)
+    const int P = a.pw[bi], poff = a.poff[bi];
+    if (t < R) {
+      st.rs[t] = t < nrows ? kLog2e / a.scales[(st.qrow[t] / a.nq) * 2 + bi] : 0.f;
+      st.mode[t] = t < nrows ? kBracket : kDone;  // z still to sum
+    }
+    load_query_frags<MT>(qf, a.qbar, st.qrow, nrows, a.pk, poff, P);
+    __syncthreads();
+    auto sweep = [&](int vlim, int t0, int t1, auto&& consume) {
+      score_tiles<MT, true>(
+          kb, a.pk, poff, P, nrows, st.rs, vlim, t0, t1, qf, ks,
+          [&](int rr, int j, float l) { stg[rr * kStageStride + (j & (kTC - 1))] = l; }, consume);
+    };
+
+    // 1. probe
+    float mx = -INFINITY;
+    auto probe = [&](int c0) {
+#pragma unroll
+      for (int k = 0; k < 4; ++k) {
+        float lv[LPT];
+        load_floats<LPT>(mystg + 32 * k, lv);
+#pragma unroll
+        for (int i = 0; i < LPT; ++i)
+          if (c0 + 32 * k + c * LPT + i < myV) mx = fmaxf(mx, lv[i]);
+      }
+    };
+    if (!(a.stress & kStressNoProbe)) {
+      const int td0 = (st.V[0] - 1) / kTC, td1 = (vmax - 1) / kTC;
+      if (td0 > 1) sweep(vmax, 0, 1, probe);
+      sweep(vmax, td0 > 1 ? td0 : 0, td1 + 1, probe);
+    }
+    mx = row_reduce<TPR>(mx, [](float x, float y) { return fmaxf(x, y); });
+    if (c == 0) st.m[r] = mx;
+    __syncthreads();
+
+    // 2. z (again for rows whose max guess was exceeded)
+    for (;;) {
+      const int vlim = open_vmax();
+      if (vlim == 0) break;
+      const int vz = st.mode[r] != kDone ? myV : 0;
+      const float m = st.m[r];
+      for (int x = t; x < R * kHistBuckets; x += kSelThreads)
+        if (st.mode[x / kHistBuckets] != kDone) hist[x] = 0u;
+      float zp[LPT][4], seen = -INFINITY;
+#pragma unroll
+      for (int i = 0; i < LPT; ++i)
+#pragma unroll
+        for (int q = 0; q < 4; ++q) zp[i][q] = 0.f;
+      auto zsum = [&](int c0) {
+#pragma unroll
+        for (int k = 0; k < 4; ++k) {
+          float lv[LPT];
+          load_floats<LPT>(mystg + 32 * k, lv);
+#pragma unroll
+          for (int i = 0; i < LPT; ++i) {
+            if (c0 + 32 * k + c * LPT + i < vz) {
+              seen = fmaxf(seen, lv[i]);
+              const float x = select::ex2_ftz(lv[i] - m);
+              if (seq) zp[i][0] += x;
+              else zp[i][k] += x;
+              // x in [2^e, 2^(e+1)): adds x * 2^(13 - e), truncated (top-k: counts)
+              const uint32_t xb = __float_as_uint(x);
+              const int hb = min((int)(xb >> 21) - kHistBase, kHistBuckets - 1);
+              if (hb > 0) atomicAdd(hist + r * kHistBuckets + hb, TOPK ? 1u : ((xb & 0x7fffffu) | 0x800000u) >> 10);
+            }
+          }
+        }
+      };
+      sweep(vlim, 0, (vlim + kTC - 1) / kTC, zsum);
+      seen = row_reduce<TPR>(seen, [](float x, float y) { return fmaxf(x, y); });
+      float* zl = stg;  // [R][32] per-lane sums; the staging tile is free after a sweep
+#pragma unroll
+      for (int i = 0; i < LPT; ++i) zl[r * 32 + c * LPT + i] = (zp[i][0] + zp[i][1]) + (zp[i][2] + zp[i][3]);
+      if (c == 0) st.seen[r] = seen;
+      __syncthreads();
+      for (int rr = warp; rr < nrows; rr += kSelWarps) {
+        if (st.mode[rr] == kDone) continue;  // warp-uniform
+        const float z = select::warp_sum(zl[rr * 32 + lane]);
+        if (lane == 0) {
+          if (st.seen[rr] > st.m[rr]) {
+            st.m[rr] = st.seen[rr];  // guess exceeded: sum again with the true max
+          } else {
+            st.rz[rr] = 1.f / z;
+            st.mode[rr] = kDone;
+          }
+        }
+      }
+      __syncthreads();
+    }
+    __syncthreads();  // every thread has left the loop: modes are rewritten below
+
+    // 3. first bracket from the histogram: estimated weight of each bucket,
+    // cumulated from the top, with room for the estimate's error.
+    constexpr int HB = kHistBuckets / 32;  // buckets per lane: HB * lane + q
+    for (int rr = warp; rr < nrows; rr += kSelWarps) {
+      const float rz = st.rz[rr];
+      float wb[HB], s = 0.f;
+#pragma unroll
+      for (int q = 0; q < HB; ++q) {
+        const int hb = HB * lane + q;
+        const float h = (float)hist[rr * kHistBuckets + hb];
+        const int e = ((hb + kHistBase) >> 2) - 127;  // bucket's octave: h counts x * 2^(13 - e)
+        wb[q] = TOPK ? h : h * __int_as_float((e + 18 + 127) << 23) * rz;  // p * 2^31 = x * rz * 2^31
+        s += wb[q];
+      }
+#pragma unroll
+      for (int o = 1; o < 32; o <<= 1) {
+        const float v = __shfl_down_sync(select::kFull, s, o);
+        if (lane + o < 32) s += v;
+      }
+      const float tf = (float)T, rel = TOPK ? 0.f : 1.f / 512.f;
+      // error: weights round by 1/2, bucket 0 (untracked) weighs < 1 per key
+      const float slack = TOPK ? 0.f : 1.5f * (float)st.V[rr] + 16.f;
+      int bhi = 0, blo = 0;  // v* in buckets [blo, bhi] up to the error (0: below the tracked range)
+#pragma unroll
+      for (int q = 0; q < HB; ++q) {  // s: weight of the buckets >= HB * lane + q
+        const bool tracked = HB * lane + q > 0;
+        const uint32_t hi = __ballot_sync(select::kFull, tracked && s * (1.f + rel) + slack >= tf);
+        const uint32_t lo = __ballot_sync(select::kFull, tracked && s * (1.f - rel) - slack >= tf);
+        if (hi) bhi = max(bhi, HB * (31 - __clz(hi)) + q);
+        if (lo) blo = max(blo, HB * (31 - __clz(lo)) + q);
+        s -= wb[q];
+      }
+      // bhi == 0: even the top estimate stays below T, so guess "keep all" (kb = 0:
+      // every key above the bracket); like any bracket, the sweep checks it.
+      uint32_t ka = blo > 0 ? select::prob_key(__uint_as_float((uint32_t)(blo + kHistBase) << 21) * rz) : 1u;
+      uint32_t kbr = bhi == 0                  ? 0u
+                     : bhi < kHistBuckets - 1 ? select::prob_key(__uint_as_float((uint32_t)(bhi + 1 + kHistBase) << 21) * rz) - 1u
+                                              : UINT_MAX;
+      if (a.stress & kStressLow) ka = kbr = 1u;
+      if (a.stress & kStressHigh) ka = kbr = 0xfffffff0u;
+      if (lane == 0) {
+        st.ka[rr] = ka;
+        st.kb[rr] = kbr;
+        st.olo[rr] = 1u;
+        st.ohi[rr] = UINT_MAX;
+        st.sh[rr] = sub_shift(ka, kbr);
+        st.mode[rr] = kBracket;
+      }
+    }
+    __syncthreads();
+
+    // 4. key sweeps until every row is resolved
+    uint32_t* const bm = mine + bi * W;
+    for (;;) {
+      const int vlim = open_vmax();
+      if (vlim == 0) break;
+      for (int x = t; x < R * kSubBuckets; x += kSelThreads) hist[x] = 0u;
+      const uint8_t mode = st.mode[r];
+      const int vk = mode != kDone ? myV : 0;
+      const float m = st.m[r], rz = st.rz[r];
+      const uint32_t ka = st.ka[r], kbr = st.kb[r], meq = st.meq[r];
+      const int sh = st.sh[r];
+      uint32_t wa = 0, wc = 0, nc = 0, kmin = UINT_MAX, kmax = 0, base = 0;
+      auto keys = [&](int c0) {
+#pragma unroll
+        for (int k = 0; k < 4; ++k) {
+          float lv[LPT];
+          load_floats<LPT>(mystg + 32 * k, lv);
+          uint32_t keep = 0, in = 0, ck[LPT];
+#pragma unroll
+          for (int i = 0; i < LPT; ++i) {
+            ck[i] = 0u;
+            if (c0 + 32 * k + c * LPT + i < vk) {
+              const float p = select::ex2_ftz(lv[i] - m) * rz;
+              const uint32_t key = select::prob_key(p);
+              const uint32_t w = TOPK ? 1u : select::topp_weight(p);
+              if (key > kbr) {
+                keep |= 1u << i;
+                wa += w;
+              } else if (key >= ka) {
+                wc += w;
+                ++nc;
+                kmin = min(kmin, key);
+                kmax = max(kmax, key);
+                in |= 1u << i;
+                ck[i] = key;
+                if (mode == kBracket)
+                  atomicAdd(hist + r * kSubBuckets + min((key - ka) >> sh, (uint32_t)kSubBuckets - 1u), w);
+              }
+            }
+          }
+          // Keys inside the bracket in index order: word k, then thread, then lane.
+          if (__any_sync(select::kFull, in)) {
+            const uint32_t n = __popc(in);
+            uint32_t incl = n;
+#pragma unroll
+            for (int o = 1; o < TPR; o <<= 1) {
+              const uint32_t v = __shfl_up_sync(select::kFull, incl, o, TPR);
+              if (c >= o) incl += v;
+            }
+            uint32_t pos = base + incl - n;
+            base += __shfl_sync(select::kFull, incl, TPR - 1, TPR);
+#pragma unroll
+            for (int i = 0; i < LPT; ++i) {
+              if ((in >> i) & 1u) {
+                if (mode == kTies) {
+                  if (pos < meq) keep |= 1u << i;
+                } else if (pos < (uint32_t)a.cap) {
+                  cand[2 * pos] = ck[i];
+                  cand[2 * pos + 1] = (uint32_t)(c0 + 32 * k + c * LPT + i);
+                }
+                ++pos;
+              }
+            }
+          }
+          uint32_t word = keep << (c * LPT);
+#pragma unroll
+          for (int o = 1; o < TPR; o <<= 1) word |= __shfl_xor_sync(select::kFull, word, o);
+          if (c == k && c0 + 32 * k < vk) __stcg(bm + (c0 >> 5) + k, word);
+        }
+      };
+      sweep(vlim, 0, (vlim + kTC - 1) / kTC, keys);
+      auto add = [](uint32_t x, uint32_t y) { return x + y; };
+      wa = row_reduce<TPR>(wa, add);
+      wc = row_reduce<TPR>(wc, add);
+      nc = row_reduce<TPR>(nc, add);
+      kmin = row_reduce<TPR>(kmin, [](uint32_t x, uint32_t y) { return min(x, y); });
+      kmax = row_reduce<TPR>(kmax, [](uint32_t x, uint32_t y) { return max(x, y); });
+      if (c == 0 && vk > 0) {
+        st.wa[r] = wa;
+        st.wc[r] = wc;
+        st.nc[r] = nc;
+        st.kmin[r] = kmin;
+        st.kmax[r] = kmax;
+      }
+      __syncthreads();
+      for (int rr = warp; rr < nrows; rr += kSelWarps) {
+        if (st.mode[rr] == kDone) continue;  // warp-uniform
+        uint32_t* row = a.tscratch + st.qrow[rr] * a.tstride;
+        next_sweep<TOPK>(st, rr, T, a.cap, hist + rr * kSubBuckets, row + bi * W, row + a.nbands * W,
+                         scratch + warp * 32);
+      }
+      __syncthreads();
+    }
+  }
+
+  // Write stage: the bands' bitmaps, ORed, then mask, indices and count.
+  __syncthreads();
+  uint32_t* wbuf = reinterpret_cast<uint32_t*>(smem) + (size_t)warp * W;  // host: 8 * W words fit
+  for (int rr = warp; rr < nrows; rr += kSelWarps) {
+    const int64_t q = st.qrow[rr];
+    const int V = st.V[rr], nw = (V + 31) >> 5;
+    const uint32_t* src = a.tscratch + q * a.tstride;
+    for (int e = lane; e < W; e += 32) {
+      uint32_t v = 0u;
+      if (e < nw)
+        for (int bi = 0; bi < a.nbands; ++bi)
+          if (a.T[bi]) v |= __ldcg(src + bi * W + e);
+      wbuf[e] = v;
+    }
+    __syncwarp();  // the whole bitmap is read before write_row overwrites the row
+    write_row(a, wbuf, q, V);
+    __syncwarp();
+  }
+}
+
+}  // namespace prism::cuda::sel
