@@ -198,6 +198,16 @@ struct GpuOut {
 
 // Selection kernels (est_internal::set_select_path).
 constexpr int kAutoPath = 0, kRowPath = 1, kTiledPath = 2;
+
+// The workspace depends on the selection kernel (the tiled one keeps per-row
+// scratch there); the checks switch kernels after allocating, so size for the
+// tiled kernel, the larger of the two.
+size_t tiled_workspace_bytes(const QkvView& q, const QkvView& k, const EstimateParams& p) {
+  cuda::est_internal::set_select_path(kTiledPath);
+  const size_t bytes = cuda::estimate_workspace_bytes(q, k, p);
+  cuda::est_internal::set_select_path(kAutoPath);
+  return bytes;
+}
 const char* path_name(int path) { return path == kRowPath ? "row" : path == kTiledPath ? "tiled" : "auto"; }
 
 GpuOut run_gpu(const Case& c, const HostTensor& Q, const HostTensor& K, void* ws, size_t wsb,
@@ -248,7 +258,7 @@ bool run_case(const Case& c) {
   const BlockGrid grid(c.Nq, c.Nk, c.p.block);
   const int nq = (int)grid.nq, nk = (int)grid.nk, off = (int)grid.off;
   const size_t rows = (size_t)c.B * c.Hq * nq;
-  const size_t wsb = cuda::estimate_workspace_bytes(Q.view(), K.view(), c.p);
+  const size_t wsb = tiled_workspace_bytes(Q.view(), K.view(), c.p);
   void* ws; uint8_t* dm; int* dc; int* di; float* dt;
   CK(cudaMalloc(&ws, wsb)); CK(cudaMalloc(&dm, rows * nk)); CK(cudaMalloc(&dc, rows * 4));
   CK(cudaMalloc(&di, rows * nk * 4)); CK(cudaMalloc(&dt, (size_t)c.B * c.Hq * 8));
@@ -415,7 +425,7 @@ struct DevOut {
   DevOut(const DevInputs& in, const EstimateParams& p) {
     const BlockGrid grid(in.qv.n, in.kv.n, p.block);
     rows = (size_t)in.qv.heads * grid.nq; nk = (size_t)grid.nk;
-    wsb = cuda::estimate_workspace_bytes(in.qv, in.kv, p);
+    wsb = tiled_workspace_bytes(in.qv, in.kv, p);
     CK(cudaMalloc(&ws, wsb)); CK(cudaMalloc(&mask, rows * nk)); CK(cudaMalloc(&counts, rows * 4));
     CK(cudaMalloc(&indices, rows * nk * 4)); CK(cudaMalloc(&temps, (size_t)in.qv.heads * 8));
   }
