@@ -230,6 +230,9 @@ describeGpu('GPU workspace pool and memory stats', () => {
     expect(base.deviceFreeBytes!).toBeLessThanOrEqual(base.deviceTotalBytes!);
     const big = prism.empty([1, 8, 1 << 20, 64], { device: 'cuda', dtype: 'bfloat16' }); // 1 GiB
     const out = await prism.attention(x.q, x.k, x.v);
+    // Trimmed like the baseline, so both points count live allocations only (frees
+    // still pending from earlier tests' finalizers would otherwise land in between).
+    await prism.releaseCachedMemory('cuda');
     const held = prism.memoryStats('cuda');
     expect(held.deviceFreeBytes!).toBeLessThan(base.deviceFreeBytes! - big.byteLength + (64 << 20));
     big.dispose();
