@@ -7,21 +7,12 @@ import * as path from 'path';
 import * as prism from '../lib/index';
 import { native } from '../lib/native';
 import { describeGpu } from './helpers/gpu';
+import { values } from './helpers/data';
 
 const root = path.resolve(__dirname, '..');
 const DTYPES = ['float32', 'float16', 'bfloat16'] as const;
 const LAYOUTS = ['bhnd', 'bnhd'] as const;
 
-/** Deterministic values in [-0.5, 0.5). */
-function values(n: number, seed: number): Float32Array {
-  const a = new Float32Array(n);
-  let x = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    x = (Math.imul(x, 1664525) + 1013904223) >>> 0;
-    a[i] = x / 2 ** 32 - 0.5;
-  }
-  return a;
-}
 
 function encode(x: Float32Array, dtype: (typeof DTYPES)[number]): Float32Array | Uint16Array {
   if (dtype === 'float32') return x;

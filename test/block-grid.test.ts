@@ -6,10 +6,10 @@
 // (not through the block reference, which shares the geometry under test).
 
 import { describeGpu } from './helpers/gpu';
+import { relErr, rounded } from './helpers/data';
 import { blockGrid, blockOfRow, blockRowBegin, blockRowEnd } from '../lib/grid';
 import { attention, estimate, massRecall } from '../lib/ops';
 import { tensor } from '../lib/tensor';
-import { fromBFloat16, fromFloat16, toBFloat16, toFloat16 } from '../lib/dtype';
 import { Rng } from '../lib/rng';
 import { referenceEstimate } from '../lib/reference';
 import { resolveEstimateOptions } from '../lib/options';
@@ -28,17 +28,9 @@ interface Problem {
   dtype: DType;
 }
 
-/** Random data rounded to the dtype; the float32 values are what the kernels see. */
+/** Random normal data rounded to the dtype. */
 function randomData(n: number, dtype: DType, rng: Rng, scale = 1): { raw: Float32Array | Uint16Array; values: Float32Array } {
-  const x = new Float32Array(n);
-  for (let i = 0; i < n; i++) x[i] = rng.normal() * scale;
-  if (dtype === 'float32') return { raw: x, values: x };
-  if (dtype === 'float16') {
-    const raw = toFloat16(x);
-    return { raw, values: fromFloat16(raw) };
-  }
-  const raw = toBFloat16(x);
-  return { raw, values: fromBFloat16(raw) };
+  return rounded(Float32Array.from({ length: n }, () => rng.normal() * scale), dtype);
 }
 
 /** Exact causal attention in float64: row r at position (Nk - Nq) + r sees keys t <= that position. */
@@ -71,15 +63,6 @@ function causalAttention(p: Problem, q: Float32Array, k: Float32Array, v: Float3
   return out;
 }
 
-function relErr(got: Float32Array, want: Float64Array): number {
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < want.length; i++) {
-    num += (got[i] - want[i]) ** 2;
-    den += want[i] ** 2;
-  }
-  return Math.sqrt(num / den);
-}
 
 async function upload(p: Problem, device: DeviceSpec, seed: number) {
   const rng = new Rng(seed);

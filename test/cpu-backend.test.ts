@@ -4,7 +4,8 @@
 
 import { info } from '../lib/native';
 import { runCase, validate, type ValidationCase, TOLERANCES } from '../lib/validate';
-import type { DType, EstimateOptions, Layout } from '../lib/types';
+import type { DType, EstimateOptions } from '../lib/types';
+import type { Sweep } from './helpers/sweep';
 
 let loadError: string | null = null;
 try {
@@ -15,17 +16,6 @@ try {
 const describeNative = loadError === null ? describe : describe.skip;
 if (loadError !== null) console.warn(`CPU backend tests skipped: native addon not loadable: ${loadError}`);
 
-interface Sweep {
-  kind: 'random' | 'structured';
-  hq: number;
-  hkv: number;
-  nq: number;
-  nk: number;
-  d: number;
-  dtype: DType;
-  layout: Layout;
-  opts: EstimateOptions;
-}
 
 const cases: Sweep[] = [];
 // odd lengths incl. 1 and Nq < Nk, GQA 1/4/8, block 16 (many blocks) / 64 / 128

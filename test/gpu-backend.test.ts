@@ -10,19 +10,9 @@ import { info, native, type NativeAttentionTuning } from '../lib/native';
 import { estimate, attention, prefill } from '../lib/ops';
 import { referenceAttention, referenceEstimate, defaultResolvedOptions } from '../lib/reference';
 import { resolveEstimateOptions } from '../lib/options';
-import type { DType, EstimateOptions, Layout } from '../lib/types';
+import type { DType, EstimateOptions } from '../lib/types';
+import type { Sweep } from './helpers/sweep';
 
-interface Sweep {
-  kind: 'random' | 'structured';
-  hq: number;
-  hkv: number;
-  nq: number;
-  nk: number;
-  d: number;
-  dtype: DType;
-  layout: Layout;
-  opts: EstimateOptions;
-}
 
 const sweep: Sweep[] = [];
 const lengths: Array<[number, number]> = [

@@ -9,16 +9,8 @@ import type { BlockMask, Tensor } from '../lib/index';
 import { native } from '../lib/native';
 import { resolveEstimateOptions, toNativeEstimateParams } from '../lib/options';
 import { describeGpu, gpu } from './helpers/gpu';
+import { values } from './helpers/data';
 
-function values(n: number, seed: number): Float32Array {
-  const a = new Float32Array(n);
-  let x = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    x = (Math.imul(x, 1664525) + 1013904223) >>> 0;
-    a[i] = x / 2 ** 32 - 0.5;
-  }
-  return a;
-}
 
 const bytes = (a: ArrayBufferView) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
 

@@ -4,12 +4,12 @@
 // caller-owned outputs. On the CPU, and on the GPU when present.
 
 import { describeGpu } from './helpers/gpu';
+import { relErr, rounded } from './helpers/data';
 import { listsMatchMask } from './helpers/compare';
 import { attention, estimate, massRecall, prefill } from '../lib/ops';
 import { blockMask } from '../lib/block-mask';
 import { blockGrid, visibleBlocks } from '../lib/grid';
 import { tensor, empty, type Tensor } from '../lib/tensor';
-import { fromBFloat16, fromFloat16, toBFloat16, toFloat16 } from '../lib/dtype';
 import { Rng } from '../lib/rng';
 import { referenceAttention } from '../lib/reference';
 import { structuredWorkload } from '../lib/workloads/structured';
@@ -21,11 +21,6 @@ import type { DeviceSpec, DType } from '../lib/types';
 const TOL: Record<DType, number> = { float32: 2e-5, float16: 2e-3, bfloat16: 1e-2 };
 const LSE_TOL = 2e-4;
 
-function rounded(x: Float32Array, dtype: DType): { raw: Float32Array | Uint16Array; values: Float32Array } {
-  if (dtype === 'float32') return { raw: x, values: x };
-  const raw = dtype === 'float16' ? toFloat16(x) : toBFloat16(x);
-  return { raw, values: dtype === 'float16' ? fromFloat16(raw) : fromBFloat16(raw) };
-}
 
 interface Setup {
   hq: number;
@@ -47,15 +42,6 @@ async function randomQkv(s: Setup, device: DeviceSpec, seed: number) {
   return { q, k, v, tq: await t(q, s.hq, s.nq), tk: await t(k, s.hkv, s.nk), tv: await t(v, s.hkv, s.nk) };
 }
 
-function relErr(got: ArrayLike<number>, want: ArrayLike<number>): number {
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < want.length; i++) {
-    num += (got[i] - want[i]) ** 2;
-    den += want[i] ** 2;
-  }
-  return Math.sqrt(num / den);
-}
 
 function maxLseError(got: Float32Array, want: Float64Array): number {
   let worst = 0;
