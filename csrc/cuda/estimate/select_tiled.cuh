@@ -10,7 +10,7 @@
 //  2. z: x = 2^(l - m) summed per lane in the row kernel's order (lane j % 32;
 //     four partials by (j / 32) % 4 up to 1024 keys, one partial beyond: the
 //     register and the shared-memory path of select_row.cuh), so rz = 1 / z has
-//     the same bits; also a histogram of x per half octave. A row whose guess
+//     the same bits; also a histogram of x per quarter octave. A row whose guess
 //     was exceeded repeats the sweep with its true max;
 //  3. keys: p = x * rz, key and fixed-point weight as in select_row.cuh. The
 //     histogram brackets the threshold key v* in [ka, kb]; a sweep marks every
@@ -36,12 +36,12 @@ namespace prism::cuda::sel {
 
 constexpr int kStageStride = kTC + 4;       // staging row (floats): conflict-free vector reads
 // z sweep histogram: x by its exponent and top two mantissa bits (quarter
-// octaves); the top bucket starts at x = 1, bucket 0 (untracked) takes x < 2^-31.5.
+// octaves); the top bucket starts at x = 1, bucket 0 (untracked) takes x < 1.5 * 2^-32.
 constexpr int kHistBuckets = 128;
 constexpr int kHistBase = 508 - (kHistBuckets - 1);  // bucket = (bits(x) >> 21) - kHistBase; bits(1) >> 21 = 508
 constexpr int kSubBuckets = 32;             // linear sub-ranges of a key bracket, one per lane
 constexpr int kMaxStored = select::kRegKeys;  // stored keys per row: the register decision's limit
-constexpr int kMaxTiledKeys = 1 << 18;      // histogram sums: 2^14 per key fit 32 bits
+constexpr int kMaxTiledKeys = 1 << 18;      // a key adds < 2^14 to a histogram bucket: sums fit 32 bits
 
 // SelArgs::stress bits, for tests: skip the max probe; start every row's
 // search from a bracket below / above its threshold key.
