@@ -1,8 +1,6 @@
 #include "binding/cuda_sync.h"
 #if PRISM_WITH_CUDA
-#include <chrono>
 #include <mutex>
-#include <thread>
 #include <vector>
 
 #include "binding/errors.h"
@@ -26,16 +24,6 @@ StreamBuffer::StreamBuffer(size_t bytes, cudaStream_t stream) {
 void wait_for_stream(cudaStream_t stream, const char* operation) {
   CudaEvent done(cudaEventBlockingSync | cudaEventDisableTiming);
   check_cuda(cudaEventRecord(done.get(), stream), "cudaEventRecord");
-  // The first 2 ms are polled: waking from a blocking wait costs tens of
-  // microseconds, a large share of a short op. Longer waits sleep in the driver.
-  const auto start = std::chrono::steady_clock::now();
-  for (;;) {
-    const cudaError_t e = cudaEventQuery(done.get());
-    if (e == cudaSuccess) return;
-    if (e != cudaErrorNotReady) check_cuda(e, operation);
-    if (std::chrono::steady_clock::now() - start > std::chrono::milliseconds(2)) break;
-    std::this_thread::yield();
-  }
   check_cuda(cudaEventSynchronize(done.get()), operation);
 }
 

@@ -37,8 +37,7 @@ class StreamBuffer {
 };
 
 // Blocks the calling (worker) thread until everything enqueued on `stream`
-// so far has run: records a blocking-sync event, polls it for 2 ms (short ops
-// resolve without a wake-up delay), then sleeps on it.
+// so far has run, without spinning: records a blocking-sync event and waits on it.
 void wait_for_stream(cudaStream_t stream, const char* operation);
 
 // One pinned int64 for a device-to-host copy ordered on a stream, owned by one
