@@ -115,13 +115,7 @@ async function* fromWorkers(
   }
 }
 
-export interface StructuredSpec {
-  batch: number;
-  hq: number;
-  hkv: number;
-  nq: number;
-  nk: number;
-  d: number;
+export interface StructuredSpec extends WorkloadShape {
   seed: number;
   dtype: DType;
   ropeLayout?: 'half' | 'interleaved';

@@ -127,9 +127,7 @@ export class BlockMask {
 
   /** Selected visible blocks / all visible blocks, over every batch, head and row (causal). */
   density(): number {
-    let visible = 0;
-    for (let i = 0; i < this.nq; i++) visible += visibleBlocks(i, this.nq, this.nk);
-    return this.selected / (visible * this.batch * this.heads);
+    return densityOf(this, this.selected);
   }
 
   /** Frees the device memory now (idempotent). */

@@ -1,25 +1,13 @@
 // Memory visibility for long-running processes: what the package holds per
 // device, and handing idle cached memory back.
-import { native } from './native';
+import { native, type NativeMemoryStats } from './native';
 import { deviceName, resolveDevice } from './tensor';
 import type { DeviceSpec } from './types';
 
 /** Memory the package holds on one device (process-wide, all threads). */
-export interface MemoryStats {
+export interface MemoryStats extends Omit<NativeMemoryStats, 'device'> {
   /** 'cpu' or 'cuda:N' */
   device: string;
-  /** Bytes of the live tensors the package allocated (fromDevicePointer views are not counted). */
-  tensorBytes: number;
-  tensorCount: number;
-  /** Bytes in the cached workspace pool, idle and in use (0 on the CPU). */
-  workspaceBytes: number;
-  /** Of which lent to ops running now. */
-  workspaceInUseBytes: number;
-  /** Allocations the package has made on this device since the process started: tensor storages and workspace buffers. */
-  allocations: number;
-  /** cudaMemGetInfo of the device; null on the CPU and on GPUs this process has not used yet. */
-  deviceFreeBytes: number | null;
-  deviceTotalBytes: number | null;
 }
 
 /** Every device the package can use: the CPU, then each usable CUDA device. */

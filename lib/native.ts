@@ -39,7 +39,8 @@ export interface NativeSelectionOut {
   counts: NativeTensor;
   rowPtr: NativeTensor;
   temps: NativeTensor;
-  mask?: NativeTensor;
+  /** optional (null or absent: no dense mask) */
+  mask?: NativeTensor | null;
 }
 
 export interface NativeAttentionParams {
@@ -120,14 +121,20 @@ export interface NativeTuning {
   setAttention(t: Partial<NativeAttentionTuning>): void;
 }
 
-/** What the addon reports for one device (see lib/memory.ts). */
+/** What the addon reports for one device (lib/memory.ts names the device). */
 export interface NativeMemoryStats {
+  /** -1 = cpu, N = cuda:N */
   device: number;
+  /** Bytes of the live tensors the package allocated (fromDevicePointer views are not counted). */
   tensorBytes: number;
   tensorCount: number;
+  /** Bytes in the cached workspace pool, idle and in use (0 on the CPU). */
   workspaceBytes: number;
+  /** Of which lent to ops running now. */
   workspaceInUseBytes: number;
+  /** Allocations the package has made on this device since the process started: tensor storages and workspace buffers. */
   allocations: number;
+  /** cudaMemGetInfo of the device; null on the CPU and on GPUs this process has not used yet. */
   deviceFreeBytes: number | null;
   deviceTotalBytes: number | null;
 }

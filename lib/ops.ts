@@ -2,8 +2,8 @@
 // (both), and the quality measures. Shapes are checked here with clear
 // messages before anything reaches the addon (which checks them again).
 import { isArray, isInstance, readField, show, typeName } from './args';
-import { allocateSelection, BlockMask, densityOf, type BlockMaskShape } from './block-mask';
-import { native, NativeDType, type NativeTensor } from './native';
+import { allocateSelection, BlockMask, densityOf } from './block-mask';
+import { native, NativeDType } from './native';
 import {
   attentionOptionFields,
   checkHeadDim,
@@ -14,7 +14,7 @@ import {
   resolveEstimateOptions,
   toNativeEstimateParams,
 } from './options';
-import { checkStream, isNativeTensor, isTensor, Tensor } from './tensor';
+import { checkStream, checkTensor, isNativeTensor, isTensor, Tensor } from './tensor';
 import type { AttentionOptions, EstimateOptions } from './types';
 
 export { BlockMask };
@@ -48,16 +48,6 @@ export interface PrefillStats {
 }
 
 const DENSE_BLOCK = 128; // any legal value: a dense list ignores it
-
-function checkTensor(t: unknown, name: string): Tensor {
-  // isTensor also rejects objects made from Tensor.prototype without a native handle.
-  if (!isTensor(t)) {
-    const got = isInstance(t, Tensor) ? 'an object made from Tensor.prototype without a native tensor' : typeName(t);
-    throw new TypeError(`${name} must be a Tensor (from tensor(), empty(), fromDevicePointer() or an op), got ${got}`);
-  }
-  if (t.disposed) throw new Error(`${name}: tensor has been disposed`);
-  return t;
-}
 
 function checkSameDevice(...tensors: Array<{ device: string }>): void {
   for (const t of tensors) {
@@ -150,8 +140,8 @@ export async function timeEstimate(
   const shape = maskShape(q, k, o.block);
   const sel = allocateSelection(shape, deviceIndex(q), denseMask);
   try {
-    const r = await native().estimate(q.live(), k.live(), toNativeEstimateParams(o), withoutNullMask(sel), t, stream);
-    const mask = maskFromSelection(shape, q.device, sel, r);
+    const r = await native().estimate(q.live(), k.live(), toNativeEstimateParams(o), sel, t, stream);
+    const mask = new BlockMask(shape, q.device, r.selected, { ...sel, indices: r.indices });
     mask.timesMs = r.timesMs;
     return { mask, timesMs: r.timesMs };
   } catch (e) {
@@ -177,20 +167,6 @@ export async function estimate(q: Tensor, k: Tensor, opts?: EstimateOptions, run
 
 function maskShape(q: Tensor, k: Tensor, block: number) {
   return { batch: q.shape[0], heads: q.shape[1], queryLength: q.shape[2], keyLength: k.shape[2], block };
-}
-
-function withoutNullMask(sel: ReturnType<typeof allocateSelection>) {
-  const { counts, rowPtr, temps, mask } = sel;
-  return mask ? { counts, rowPtr, temps, mask } : { counts, rowPtr, temps };
-}
-
-function maskFromSelection(
-  shape: BlockMaskShape,
-  device: string,
-  sel: ReturnType<typeof allocateSelection>,
-  r: { indices: NativeTensor; selected: number },
-): BlockMask {
-  return new BlockMask(shape, device, r.selected, { ...sel, indices: r.indices });
 }
 
 /** The run options `run` (undefined, null or an object of `allowed` fields), each field read once. */
@@ -407,7 +383,7 @@ export async function prefill(q: Tensor, k: Tensor, v: Tensor, opts?: PrefillOpt
       output.live(),
       toNativeEstimateParams(eo),
       params,
-      sel ? withoutNullMask(sel) : null,
+      sel,
       stream,
     );
     const mask = sel && res.indices ? new BlockMask(shape, q.device, res.selected, { ...sel, indices: res.indices }) : null;

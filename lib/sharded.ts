@@ -9,10 +9,10 @@
 // Inputs come either as host data (uploaded shard by shard) or as per-device
 // tensors already sharded (what a tensor-parallel server holds: each rank its
 // own heads).
-import { isArray, isInstance, readField, show, typedArrayLength, typedArrayName, typeName } from './args';
+import { isArray, readField, show, typedArrayLength, typedArrayName, typeName } from './args';
 import { attentionOptionFields, checkOptionFields, estimateOptionFields, resolveAttentionOptions, resolveEstimateOptions } from './options';
 import { prefill, type BlockMask, type PrefillOptions, type PrefillStats } from './ops';
-import { deviceName, empty, isTensor, MAX_ARRAY_LENGTH, resolveDevice, tensor, Tensor, type Shape4, type TensorData } from './tensor';
+import { checkTensor, deviceName, empty, isTensor, MAX_ARRAY_LENGTH, resolveDevice, tensor, Tensor, type Shape4, type TensorData } from './tensor';
 import type { DeviceSpec, DType, Layout } from './types';
 
 /** The most elements one host array may hold here (one JS typed array). */
@@ -380,15 +380,6 @@ export async function uploadHeadShards(q: HostHeads, k: HostHeads, v: HostHeads,
 
 // --- tensor shards --------------------------------------------------------------
 
-function checkShardTensor(t: unknown, name: string): Tensor {
-  if (!isTensor(t)) {
-    const got = isInstance(t, Tensor) ? 'an object made from Tensor.prototype without a native tensor' : typeName(t);
-    throw new TypeError(`${name} must be a Tensor (from tensor(), empty(), fromDevicePointer() or an op), got ${got}`);
-  }
-  if (t.disposed) throw new Error(`${name}: tensor has been disposed`);
-  return t;
-}
-
 /** Checks per-device tensors and derives the head ranges from their shapes. */
 function planFromTensors(q: Tensor[], k: Tensor[], v: Tensor[]): HeadShard[] {
   const n = q.length;
@@ -430,7 +421,7 @@ function checkOuts(out: unknown, q: Tensor[]): Array<Tensor | undefined> {
   const list = readList(out, 'run.out', 'Tensors (one per device)');
   if (list.length !== q.length) throw new RangeError(`run.out has ${list.length} tensors for ${q.length} devices`);
   return list.map((o, i) => {
-    const t = checkShardTensor(o, `run.out[${i}]`);
+    const t = checkTensor(o, `run.out[${i}]`);
     const qi = q[i];
     if (t.shape.some((x, j) => x !== qi.shape[j]) || t.dtype !== qi.dtype || t.layout !== qi.layout || t.device !== qi.device) {
       throw new RangeError(
@@ -490,9 +481,9 @@ export async function prefillSharded(
   let uploaded: HeadShards | null = null;
   let uploadMs = 0;
   if (kinds.every((x) => x === 'tensors')) {
-    qs = readList(q, 'q', 'Tensors').map((t, i) => checkShardTensor(t, `q[${i}]`));
-    ks = readList(k, 'k', 'Tensors').map((t, i) => checkShardTensor(t, `k[${i}]`));
-    vs = readList(v, 'v', 'Tensors').map((t, i) => checkShardTensor(t, `v[${i}]`));
+    qs = readList(q, 'q', 'Tensors').map((t, i) => checkTensor(t, `q[${i}]`));
+    ks = readList(k, 'k', 'Tensors').map((t, i) => checkTensor(t, `k[${i}]`));
+    vs = readList(v, 'v', 'Tensors').map((t, i) => checkTensor(t, `v[${i}]`));
     if (qs.length === 0) throw new RangeError('q must hold one tensor per device, got an empty array');
     shards = planFromTensors(qs, ks, vs);
     if (r.split !== undefined) throw new TypeError('run.split applies to host inputs; tensor shards carry their heads');
@@ -517,7 +508,7 @@ export async function prefillSharded(
       const list = readList(r.out, 'run.out', 'Tensors (one per device)');
       if (list.length !== shards.length) throw new RangeError(`run.out has ${list.length} tensors for ${shards.length} devices`);
       list.forEach((o, i) => {
-        const t = checkShardTensor(o, `run.out[${i}]`);
+        const t = checkTensor(o, `run.out[${i}]`);
         if (t.shape.some((x, j) => x !== want[i][j]) || t.dtype !== cq.dtype || t.layout !== cq.layout || t.device !== shards[i].device) {
           throw new RangeError(
             `run.out[${i}] must be ${showShape(want[i])} ${cq.dtype} ${cq.layout} on ${shards[i].device}, got ${showShape(t.shape)} ${t.dtype} ${t.layout} on ${t.device}`,
@@ -674,7 +665,7 @@ export function gatherHeads(parts: readonly Tensor[]): Promise<TensorData>;
 export function gatherHeads(parts: readonly Tensor[], target: 'host'): Promise<TensorData>;
 export function gatherHeads(parts: readonly Tensor[], target: DeviceSpec): Promise<Tensor>;
 export async function gatherHeads(parts: readonly Tensor[], target: 'host' | DeviceSpec = 'host'): Promise<TensorData | Tensor> {
-  const list = readList(parts, 'parts', 'Tensors').map((t, i) => checkShardTensor(t, `parts[${i}]`));
+  const list = readList(parts, 'parts', 'Tensors').map((t, i) => checkTensor(t, `parts[${i}]`));
   if (list.length === 0) throw new RangeError('parts must hold at least one tensor');
   const first = list[0];
   const [B, , n, d] = first.shape;

@@ -201,6 +201,17 @@ export function isTensor(x: unknown): x is Tensor {
   }
 }
 
+/** `t` (the argument `name`) as a live Tensor: TypeError for anything else, Error once disposed. */
+export function checkTensor(t: unknown, name: string): Tensor {
+  // isTensor also rejects objects made from Tensor.prototype without a native handle.
+  if (!isTensor(t)) {
+    const got = isInstance(t, Tensor) ? 'an object made from Tensor.prototype without a native tensor' : typeName(t);
+    throw new TypeError(`${name} must be a Tensor (from tensor(), empty(), fromDevicePointer() or an op), got ${got}`);
+  }
+  if (t.disposed) throw new Error(`${name}: tensor has been disposed`);
+  return t;
+}
+
 export class Tensor {
   /** Logical shape [batch, heads, n, d], whatever the layout. */
   readonly shape: Shape4;

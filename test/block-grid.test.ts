@@ -6,7 +6,7 @@
 // (not through the block reference, which shares the geometry under test).
 
 import { describeGpu } from './helpers/gpu';
-import { relErr, rounded } from './helpers/data';
+import { relErr, rounded, type Problem } from './helpers/data';
 import { blockGrid, blockOfRow, blockRowBegin, blockRowEnd } from '../lib/grid';
 import { attention, estimate, massRecall } from '../lib/ops';
 import { tensor } from '../lib/tensor';
@@ -18,15 +18,6 @@ import type { DeviceSpec, DType } from '../lib/types';
 // ||got - want|| / ||want|| bounds per dtype: fp32 accumulation in every
 // backend; the 16-bit outputs are rounded once (bf16: 8 mantissa bits).
 const TOL: Record<DType, number> = { float32: 2e-5, float16: 2e-3, bfloat16: 1e-2 };
-
-interface Problem {
-  hq: number;
-  hkv: number;
-  nq: number;
-  nk: number;
-  d: number;
-  dtype: DType;
-}
 
 /** Random normal data rounded to the dtype. */
 function randomData(n: number, dtype: DType, rng: Rng, scale = 1): { raw: Float32Array | Uint16Array; values: Float32Array } {

@@ -7,6 +7,7 @@ import type { Tensor } from '../lib/index';
 import { native } from '../lib/native';
 import { MAX_ARRAY_LENGTH } from '../lib/tensor';
 import { describeGpu } from './helpers/gpu';
+import { nativeError } from './helpers/data';
 
 type Device = 'cpu' | 'cuda';
 
@@ -14,16 +15,6 @@ function pattern(n: number, seed: number): Uint16Array {
   const a = new Uint16Array(n);
   for (let i = 0; i < n; i++) a[i] = (seed * 7919 + i * 31) & 0xffff;
   return a;
-}
-
-// The addon's errors belong to Node's main realm, not jest's sandbox: compare names and messages.
-function nativeError(f: () => unknown): string {
-  try {
-    f();
-  } catch (e) {
-    return `${(e as Error).name}: ${(e as Error).message}`;
-  }
-  return 'no error';
 }
 
 function partsSuite(device: Device) {

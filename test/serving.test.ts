@@ -4,7 +4,7 @@
 // caller-owned outputs. On the CPU, and on the GPU when present.
 
 import { describeGpu } from './helpers/gpu';
-import { relErr, rounded } from './helpers/data';
+import { relErr, rounded, type Problem as Setup } from './helpers/data';
 import { listsMatchMask } from './helpers/compare';
 import { attention, estimate, massRecall, prefill } from '../lib/ops';
 import { blockMask } from '../lib/block-mask';
@@ -21,15 +21,6 @@ import type { DeviceSpec, DType } from '../lib/types';
 const TOL: Record<DType, number> = { float32: 2e-5, float16: 2e-3, bfloat16: 1e-2 };
 const LSE_TOL = 2e-4;
 
-
-interface Setup {
-  hq: number;
-  hkv: number;
-  nq: number;
-  nk: number;
-  d: number;
-  dtype: DType;
-}
 
 async function randomQkv(s: Setup, device: DeviceSpec, seed: number) {
   const rng = new Rng(seed);

@@ -7,20 +7,10 @@ import type { BlockMask, Tensor } from '../lib/index';
 import { native } from '../lib/native';
 import { checkStream } from '../lib/tensor';
 import { describeGpu } from './helpers/gpu';
-import { values } from './helpers/data';
+import { nativeError, values } from './helpers/data';
 
 
 const bytesOf = async (t: Tensor) => Buffer.from((await t.toHost()).buffer);
-
-// The addon's errors belong to Node's main realm, not jest's sandbox: compare names and messages.
-function nativeError(f: () => unknown): string {
-  try {
-    f();
-  } catch (e) {
-    return `${(e as Error).name}: ${(e as Error).message}`;
-  }
-  return 'no error';
-}
 
 describe('stream validation', () => {
   test('run.stream on CPU tensors is a RangeError; a non-bigint a TypeError', async () => {

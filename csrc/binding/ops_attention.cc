@@ -31,13 +31,7 @@ Napi::Value attention(const Napi::CallbackInfo& info) {
     QkvView k = input_view(kt, "k");
     QkvView v = input_view(vt, "v");
     OutView o = output_view(ot, "out");
-    check_query_key(q, k);
-    if (v.batch != k.batch || v.heads != k.heads || v.n != k.n || v.d != k.d)
-      throw_range("k and v must have the same shape: k is " + shape_text(kt.shape()) + ", v is " +
-                  shape_text(vt.shape()));
-    if (v.dtype != q.dtype) throw_type("v must have the same dtype as q and k");
-    if (o.batch != q.batch || o.heads != q.heads || o.n != q.n || o.d != q.d || o.dtype != q.dtype)
-      throw_range("out must have the shape and dtype of q");
+    check_attention_views(q, k, v, o);
     AttentionParams p = read_attention_params(arg(info, 5));
     BlockListArgs list = read_block_list(env, arg(info, 4), q, k, p.block);
     TensorWrap* lse = read_lse_out(env, arg(info, 5), q);

@@ -123,15 +123,9 @@ Napi::Value estimate(const Napi::CallbackInfo& info) {
     SelectionOut s = read_selection_out(env, arg(info, 3), q, k, p.block);
     const int device = common_device({&qt, &kt, s.counts, s.row_ptr, s.temps, s.mask});
     const uint64_t stream = read_stream(arg(info, 5), device);
-    std::vector<std::shared_ptr<Storage>> keep = {qt.storage(), kt.storage(), s.counts->storage(),
-                                                  s.row_ptr->storage(), s.temps->storage()};
-    if (s.mask) keep.push_back(s.mask->storage());
-    BlockMaskOut o;
-    o.mask = s.mask ? static_cast<uint8_t*>(s.mask->storage()->data()) : nullptr;
-    o.counts = static_cast<int32_t*>(s.counts->storage()->data());
-    o.temps = static_cast<float*>(s.temps->storage()->data());
-    int64_t* row_ptr = static_cast<int64_t*>(s.row_ptr->storage()->data());
-    return (new EstimateWorker(env, device, q, k, p, o, row_ptr, SelectionGeometry(q, k, p.block),
+    std::vector<std::shared_ptr<Storage>> keep = {qt.storage(), kt.storage()};
+    s.keep_alive(keep);
+    return (new EstimateWorker(env, device, q, k, p, s.outputs(), s.row_ptr_data(), SelectionGeometry(q, k, p.block),
                                read_timing(arg(info, 4)), stream, std::move(keep)))
         ->start();
   });

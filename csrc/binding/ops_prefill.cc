@@ -221,11 +221,7 @@ Napi::Value prefill(const Napi::CallbackInfo& info) {
     a.k = input_view(kt, "k");
     a.v = input_view(vt, "v");
     a.o = output_view(ot, "out");
-    check_query_key(a.q, a.k);
-    if (a.v.batch != a.k.batch || a.v.heads != a.k.heads || a.v.n != a.k.n || a.v.d != a.k.d || a.v.dtype != a.q.dtype)
-      throw_range("v must have the shape and dtype of k");
-    if (a.o.batch != a.q.batch || a.o.heads != a.q.heads || a.o.n != a.q.n || a.o.d != a.q.d || a.o.dtype != a.q.dtype)
-      throw_range("out must have the shape and dtype of q");
+    check_attention_views(a.q, a.k, a.v, a.o);
     if (a.q.d % 2 != 0) throw_range("head_dim must be even (RoPE pairs), got " + std::to_string(a.q.d));
     a.ep = read_estimate_params(arg(info, 4), a.q.d);
     a.ap = read_attention_params(arg(info, 5));
@@ -242,12 +238,9 @@ Napi::Value prefill(const Napi::CallbackInfo& info) {
     if (!out.IsUndefined() && !out.IsNull()) {
       SelectionOut s = read_selection_out(env, out, a.q, a.k, a.ep.block);
       common_device({&qt, s.counts, s.row_ptr, s.temps, s.mask});
-      for (TensorWrap* t : {s.counts, s.row_ptr, s.temps, s.mask})
-        if (t) keep.push_back(t->storage());
-      a.sel.mask = s.mask ? static_cast<uint8_t*>(s.mask->storage()->data()) : nullptr;
-      a.sel.counts = static_cast<int32_t*>(s.counts->storage()->data());
-      a.sel.temps = static_cast<float*>(s.temps->storage()->data());
-      a.row_ptr = static_cast<int64_t*>(s.row_ptr->storage()->data());
+      s.keep_alive(keep);
+      a.sel = s.outputs();
+      a.row_ptr = s.row_ptr_data();
       a.want_selection = true;
     }
     auto* worker = new PrefillWorker(env, a, std::move(keep));

@@ -23,6 +23,21 @@ SelectionOut read_selection_out(Napi::Env env, Napi::Value out, const QkvView& q
   return s;
 }
 
+BlockMaskOut SelectionOut::outputs() const {
+  BlockMaskOut o;
+  o.mask = mask ? static_cast<uint8_t*>(mask->storage()->data()) : nullptr;
+  o.counts = static_cast<int32_t*>(counts->storage()->data());
+  o.temps = static_cast<float*>(temps->storage()->data());
+  return o;
+}
+
+int64_t* SelectionOut::row_ptr_data() const { return static_cast<int64_t*>(row_ptr->storage()->data()); }
+
+void SelectionOut::keep_alive(std::vector<std::shared_ptr<Storage>>& keep) const {
+  for (const TensorWrap* t : {counts, row_ptr, temps, mask})
+    if (t) keep.push_back(t->storage());
+}
+
 SelectionGeometry::SelectionGeometry(const QkvView& q, const QkvView& k, int32_t block) {
   const BlockGrid grid(q.n, k.n, block);
   nq = grid.nq;

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 #include "binding/storage.h"
 #include "binding/tensor.h"
@@ -19,6 +20,12 @@ struct SelectionOut {
   TensorWrap* counts = nullptr;
   TensorWrap* row_ptr = nullptr;
   TensorWrap* temps = nullptr;
+
+  // The backends' outputs (indices left null: the caller's scratch).
+  BlockMaskOut outputs() const;
+  int64_t* row_ptr_data() const;
+  // Appends the storages to keep alive while the op runs.
+  void keep_alive(std::vector<std::shared_ptr<Storage>>& keep) const;
 };
 
 // { counts: int32 [b, Hq, nq], rowPtr: int64 [rows + 1], temps: float32 [b, Hq, 2],

@@ -72,6 +72,16 @@ void check_query_key(const QkvView& q, const QkvView& k) {
     throw_type(std::string("q, k, v must be float32, float16 or bfloat16, got ") + dtype_name(q.dtype));
 }
 
+void check_attention_views(const QkvView& q, const QkvView& k, const QkvView& v, const OutView& o) {
+  check_query_key(q, k);
+  if (v.batch != k.batch || v.heads != k.heads || v.n != k.n || v.d != k.d)
+    throw_range("k and v must have the same shape: k is " + shape_text({k.batch, k.heads, k.n, k.d}) +
+                ", v is " + shape_text({v.batch, v.heads, v.n, v.d}));
+  if (v.dtype != q.dtype) throw_type("v must have the same dtype as q and k");
+  if (o.batch != q.batch || o.heads != q.heads || o.n != q.n || o.d != q.d || o.dtype != q.dtype)
+    throw_range("out must have the shape and dtype of q");
+}
+
 void check_plain(const TensorWrap& t, DType dtype, std::initializer_list<int64_t> shape,
                  const char* what) {
   std::vector<int64_t> want(shape);

@@ -21,6 +21,10 @@ int common_device(std::initializer_list<const TensorWrap*> tensors);
 // Hq % Hkv == 0, Nq <= Nk.
 void check_query_key(const QkvView& q, const QkvView& k);
 
+// Attention's four tensors: check_query_key, v with k's shape and q's dtype,
+// out with q's shape and dtype.
+void check_attention_views(const QkvView& q, const QkvView& k, const QkvView& v, const OutView& o);
+
 // `t` must be a contiguous tensor of `dtype` and exactly `shape`.
 void check_plain(const TensorWrap& t, DType dtype, std::initializer_list<int64_t> shape,
                  const char* what);

@@ -30,3 +30,26 @@ export function relErr(got: ArrayLike<number>, want: ArrayLike<number>): number 
   }
   return Math.sqrt(num / den);
 }
+
+/** Sizes of one attention problem: q [1, hq, nq, d], k and v [1, hkv, nk, d]. */
+export interface Problem {
+  hq: number;
+  hkv: number;
+  nq: number;
+  nk: number;
+  d: number;
+  dtype: DType;
+}
+
+/**
+ * "Name: message" of what `f` throws ('no error' when it returns). The addon's
+ * errors belong to Node's main realm, not jest's sandbox, so tests compare these.
+ */
+export function nativeError(f: () => unknown): string {
+  try {
+    f();
+  } catch (e) {
+    return `${(e as Error).name}: ${(e as Error).message}`;
+  }
+  return 'no error';
+}

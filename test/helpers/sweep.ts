@@ -1,14 +1,9 @@
 // One case of the backend sweeps against the float64 reference.
-import type { DType, EstimateOptions, Layout } from '../../lib/types';
+import type { EstimateOptions, Layout } from '../../lib/types';
+import type { Problem } from './data';
 
-export interface Sweep {
+export interface Sweep extends Problem {
   kind: 'random' | 'structured';
-  hq: number;
-  hkv: number;
-  nq: number;
-  nk: number;
-  d: number;
-  dtype: DType;
   layout: Layout;
   opts: EstimateOptions;
 }
