@@ -28,7 +28,8 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("massRecall", Napi::Function::New<mass_recall>(env, "massRecall"));
   exports.Set("diffNorms", Napi::Function::New<diff_norms>(env, "diffNorms"));
   exports.Set("memoryStats", Napi::Function::New<memory_stats>(env, "memoryStats"));
-  exports.Set("releaseCachedMemory", Napi::Function::New<release_cached_memory>(env, "releaseCachedMemory"));
+  exports.Set("releaseCachedMemory",
+              Napi::Function::New<release_cached_memory>(env, "releaseCachedMemory"));
   exports.Set("copy", Napi::Function::New<copy_tensor>(env, "copy"));
   exports.Set("testing", testing_exports(env));
   exports.Set("supports", Napi::Function::New<supports>(env, "supports"));
@@ -48,7 +49,8 @@ static Napi::Object InitPrismAttention(Napi::Env env, Napi::Object exports) {
   } catch (const Napi::Error& e) {
     prism::binding::throw_js_quietly(env, e);
   } catch (...) {
-    prism::binding::throw_js_quietly(env, Napi::Error::New(env, "prism-attention: addon initialisation failed"));
+    prism::binding::throw_js_quietly(
+        env, Napi::Error::New(env, "prism-attention: addon initialisation failed"));
   }
   return exports;
 }

@@ -23,7 +23,8 @@ double get_number(Napi::Value v, const std::string& name) {
 
 int64_t get_integer(Napi::Value v, const std::string& name, int64_t min, int64_t max) {
   double x = get_number(v, name);
-  if (std::floor(x) != x || std::fabs(x) > kMaxSafeInteger) throw_range(name + " must be an integer");
+  if (std::floor(x) != x || std::fabs(x) > kMaxSafeInteger)
+    throw_range(name + " must be an integer");
   if (x < static_cast<double>(min) || x > static_cast<double>(max))
     throw_range(name + " must be in [" + std::to_string(min) + ", " + std::to_string(max) + "]");
   return static_cast<int64_t>(x);

@@ -21,9 +21,9 @@ Napi::Object get_object(Napi::Value v, const std::string& name);
 // Field `key` of `obj` (required).
 Napi::Value field(Napi::Object obj, const char* key);
 
-int get_device(Napi::Value v);                       // -1 = cpu, >= 0 = cuda index
-DType get_dtype(Napi::Value v);                      // 0..4
-std::vector<int64_t> get_shape(Napi::Value v);       // 1..4 positive safe integers
+int get_device(Napi::Value v);                  // -1 = cpu, >= 0 = cuda index
+DType get_dtype(Napi::Value v);                 // 0..4
+std::vector<int64_t> get_shape(Napi::Value v);  // 1..4 positive safe integers
 
 // The typed-array kind that holds elements of `t` (e.g. uint16 for F16/BF16).
 napi_typedarray_type typed_array_type_for(DType t);

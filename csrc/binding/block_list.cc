@@ -18,7 +18,8 @@ BlockListArgs read_block_list(Napi::Env env, Napi::Value list, const QkvView& q,
   const int64_t rows = q.batch * q.heads * grid.nq;
   check_plain(c, DType::I32, {q.batch, q.heads, grid.nq}, "list.counts");
   check_plain(r, DType::I64, {rows + 1}, "list.rowPtr");
-  if (i.dtype() != DType::I32 || i.shape().size() != 1) throw_type("list.indices must be a 1-d int32 tensor");
+  if (i.dtype() != DType::I32 || i.shape().size() != 1)
+    throw_type("list.indices must be a 1-d int32 tensor");
   out.tensors = {&c, &r, &i};
   out.storages = {c.storage(), r.storage(), i.storage()};
   out.list.counts = static_cast<const int32_t*>(out.storages[0]->data());

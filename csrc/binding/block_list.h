@@ -13,7 +13,7 @@
 namespace prism::binding {
 
 struct BlockListArgs {
-  BlockList list;  // device or host pointers, or dense
+  BlockList list;                          // device or host pointers, or dense
   std::vector<const TensorWrap*> tensors;  // for the same-device check
   std::vector<std::shared_ptr<Storage>> storages;
 };

@@ -49,7 +49,6 @@ PinnedValue::~PinnedValue() {
   g_pinned_free.push_back(value_);
 }
 
-
 void drain_stream_quietly(cudaStream_t stream) noexcept {
   cudaStreamSynchronize(stream);
   cudaGetLastError();

@@ -55,7 +55,6 @@ class PinnedValue {
   int64_t* value_ = nullptr;
 };
 
-
 // Same, but for use on error paths: never throws.
 void drain_stream_quietly(cudaStream_t stream) noexcept;
 

@@ -46,7 +46,8 @@ CudaStatus discover() {
 
 DeviceContext::DeviceContext(int device) : device_(device) {
   use_device(device);
-  check_cuda(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreateWithFlags");
+  check_cuda(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking),
+             "cudaStreamCreateWithFlags");
 }
 
 namespace {
@@ -66,7 +67,8 @@ DeviceContext& device_context(int device) {
 
 bool device_context_created(int device) {
   std::lock_guard<std::mutex> lock(contexts_mutex);
-  return device >= 0 && static_cast<size_t>(device) < contexts->size() && (*contexts)[device] != nullptr;
+  return device >= 0 && static_cast<size_t>(device) < contexts->size() &&
+         (*contexts)[device] != nullptr;
 }
 
 void use_device(int device) { check_cuda(cudaSetDevice(device), "cudaSetDevice"); }
@@ -92,7 +94,9 @@ std::string min_driver_branch(int cuda_version) {
 }
 
 namespace {
-std::string cuda_version_text(int v) { return std::to_string(v / 1000) + "." + std::to_string(v % 1000 / 10); }
+std::string cuda_version_text(int v) {
+  return std::to_string(v / 1000) + "." + std::to_string(v % 1000 / 10);
+}
 }  // namespace
 
 std::string min_driver_text(int cuda_version) {

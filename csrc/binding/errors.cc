@@ -41,8 +41,8 @@ void throw_js_quietly(Napi::Env env, const Napi::Error& e) noexcept {
 
 #if PRISM_WITH_CUDA
 std::string cuda_error_text(cudaError_t e, const char* operation) {
-  return std::string("CUDA error ") + cudaGetErrorName(e) + " (" + cudaGetErrorString(e) +
-         ") in " + operation;
+  return std::string("CUDA error ") + cudaGetErrorName(e) + " (" + cudaGetErrorString(e) + ") in " +
+         operation;
 }
 #endif
 

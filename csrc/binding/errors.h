@@ -20,8 +20,12 @@ struct JsError : std::runtime_error {
   ErrorKind kind;
 };
 
-[[noreturn]] inline void throw_type(const std::string& m) { throw JsError(ErrorKind::TypeError, m); }
-[[noreturn]] inline void throw_range(const std::string& m) { throw JsError(ErrorKind::RangeError, m); }
+[[noreturn]] inline void throw_type(const std::string& m) {
+  throw JsError(ErrorKind::TypeError, m);
+}
+[[noreturn]] inline void throw_range(const std::string& m) {
+  throw JsError(ErrorKind::RangeError, m);
+}
 [[noreturn]] inline void throw_error(const std::string& m) { throw JsError(ErrorKind::Error, m); }
 
 // A caught exception reduced to what a worker thread may carry back.

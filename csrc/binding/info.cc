@@ -56,8 +56,9 @@ Napi::Value info(const Napi::CallbackInfo& cb) {
     o.Set("cudaRuntimeVersion", s.runtime_version);
     o.Set("cudaDriverVersion", s.driver_version);
     o.Set("minDriverVersion", s.min_driver_version);
-    o.Set("minDriver", s.min_driver_version == 0 ? env.Null()
-                                                  : Napi::String::New(env, min_driver_text(s.min_driver_version)));
+    o.Set("minDriver", s.min_driver_version == 0
+                           ? env.Null()
+                           : Napi::String::New(env, min_driver_text(s.min_driver_version)));
     o.Set("devices", describe_devices(env));
     o.Set("cpuThreads", static_cast<double>(std::thread::hardware_concurrency()));
     return o;

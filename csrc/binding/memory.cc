@@ -92,7 +92,8 @@ WorkspaceLease WorkspacePool::acquire(size_t bytes, cudaStream_t stream) {
 
 WorkspacePool::Block WorkspacePool::allocate(size_t bytes, cudaStream_t stream) {
   Block b{nullptr, bytes, nullptr};
-  check_cuda(cudaEventCreateWithFlags(&b.ready, cudaEventDisableTiming), "cudaEventCreateWithFlags (workspace)");
+  check_cuda(cudaEventCreateWithFlags(&b.ready, cudaEventDisableTiming),
+             "cudaEventCreateWithFlags (workspace)");
   cudaError_t e = counted_malloc_async(device_, &b.data, bytes, stream);
   if (e == cudaErrorMemoryAllocation) {
     // Out of memory: give the idle buffers back (in order on this stream) and retry once.
@@ -139,8 +140,10 @@ size_t WorkspacePool::release_idle(cudaStream_t stream) {
     cudaError_t e = cudaStreamWaitEvent(stream, b.ready, 0);
     if (e == cudaSuccess) e = cudaFreeAsync(b.data, stream);
     cudaEventDestroy(b.ready);
-    if (e == cudaSuccess) freed += b.bytes;
-    else if (first == cudaSuccess) first = e;
+    if (e == cudaSuccess)
+      freed += b.bytes;
+    else if (first == cudaSuccess)
+      first = e;
   }
   check_cuda(first, "cudaFreeAsync (workspace)");
   return freed;

@@ -13,9 +13,9 @@
 namespace prism::binding {
 
 struct MemoryCounters {
-  std::atomic<int64_t> tensor_bytes{0};   // owned by live tensor storages
+  std::atomic<int64_t> tensor_bytes{0};  // owned by live tensor storages
   std::atomic<int64_t> tensor_count{0};
-  std::atomic<uint64_t> allocations{0};   // tensor storages + workspace buffers, ever
+  std::atomic<uint64_t> allocations{0};  // tensor storages + workspace buffers, ever
 };
 
 // Counters of `device` (kCpuDevice or a CUDA index < 1024).

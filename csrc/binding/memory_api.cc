@@ -34,7 +34,9 @@ class ReleaseCachedWorker : public PromiseWorker {
 #endif
   }
 
-  Napi::Value result(Napi::Env env) override { return Napi::Number::New(env, static_cast<double>(freed_)); }
+  Napi::Value result(Napi::Env env) override {
+    return Napi::Number::New(env, static_cast<double>(freed_));
+  }
 
  private:
   int device_;

@@ -46,7 +46,8 @@ std::vector<double> time_on_gpu(int device, const Timing& timing, size_t workspa
     std::vector<double> ms;
     for (auto& m : marks) {
       float elapsed = 0;
-      check_cuda(cudaEventElapsedTime(&elapsed, m.first.get(), m.second.get()), "cudaEventElapsedTime");
+      check_cuda(cudaEventElapsedTime(&elapsed, m.first.get(), m.second.get()),
+                 "cudaEventElapsedTime");
       ms.push_back(elapsed);
     }
     return ms;
@@ -62,7 +63,8 @@ namespace {
 
 class TimedOpWorker : public PromiseWorker {
  public:
-  TimedOpWorker(Napi::Env env, OpCall call) : PromiseWorker(env, call.name), call_(std::move(call)) {}
+  TimedOpWorker(Napi::Env env, OpCall call)
+      : PromiseWorker(env, call.name), call_(std::move(call)) {}
 
  protected:
   void run() override {
@@ -71,7 +73,8 @@ class TimedOpWorker : public PromiseWorker {
       return;
     }
 #if PRISM_WITH_CUDA
-    ms_ = time_on_gpu(call_.device, call_.timing, call_.workspace_bytes, call_.gpu, call_.name, call_.stream);
+    ms_ = time_on_gpu(call_.device, call_.timing, call_.workspace_bytes, call_.gpu, call_.name,
+                      call_.stream);
 #else
     require_device(call_.device);
 #endif
@@ -79,7 +82,8 @@ class TimedOpWorker : public PromiseWorker {
 
   Napi::Value result(Napi::Env env) override {
     Napi::Array out = Napi::Array::New(env, ms_.size());
-    for (size_t i = 0; i < ms_.size(); ++i) out.Set(static_cast<uint32_t>(i), Napi::Number::New(env, ms_[i]));
+    for (size_t i = 0; i < ms_.size(); ++i)
+      out.Set(static_cast<uint32_t>(i), Napi::Number::New(env, ms_[i]));
     return out;
   }
 

@@ -11,7 +11,8 @@ namespace prism::binding {
 // estimate(q, k, params, { counts, rowPtr, temps, mask? }, timing?, stream?)
 //   -> Promise<{ timesMs: number[], indices: Tensor, selected }>   (ops_estimate.cc)
 Napi::Value estimate(const Napi::CallbackInfo& info);
-// attention(q, k, v, o, list: { counts, rowPtr, indices } | null, params { block, softmaxScale, lse? },
+// attention(q, k, v, o, list: { counts, rowPtr, indices } | null, params { block, softmaxScale,
+// lse? },
 //           timing?, stream?) -> Promise<number[]>
 Napi::Value attention(const Napi::CallbackInfo& info);
 // prefill(q, k, v, o, estimateParams, attentionParams, out | null)

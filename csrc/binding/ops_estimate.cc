@@ -21,11 +21,20 @@ namespace {
 
 class EstimateWorker : public PromiseWorker {
  public:
-  EstimateWorker(Napi::Env env, int device, QkvView q, QkvView k, EstimateParams p, BlockMaskOut out,
-                 int64_t* row_ptr, SelectionGeometry geo, Timing timing, uint64_t stream,
-                 std::vector<std::shared_ptr<Storage>> keep)
-      : PromiseWorker(env, "prism.estimate"), device_(device), q_(q), k_(k), p_(p), out_(out),
-        row_ptr_(row_ptr), geo_(geo), timing_(timing), stream_(stream), keep_(std::move(keep)) {}
+  EstimateWorker(Napi::Env env, int device, QkvView q, QkvView k, EstimateParams p,
+                 BlockMaskOut out, int64_t* row_ptr, SelectionGeometry geo, Timing timing,
+                 uint64_t stream, std::vector<std::shared_ptr<Storage>> keep)
+      : PromiseWorker(env, "prism.estimate"),
+        device_(device),
+        q_(q),
+        k_(k),
+        p_(p),
+        out_(out),
+        row_ptr_(row_ptr),
+        geo_(geo),
+        timing_(timing),
+        stream_(stream),
+        keep_(std::move(keep)) {}
 
  protected:
   void run() override {
@@ -43,7 +52,8 @@ class EstimateWorker : public PromiseWorker {
   Napi::Value result(Napi::Env env) override {
     Napi::Object r = Napi::Object::New(env);
     Napi::Array ms = Napi::Array::New(env, ms_.size());
-    for (size_t i = 0; i < ms_.size(); ++i) ms.Set(static_cast<uint32_t>(i), Napi::Number::New(env, ms_[i]));
+    for (size_t i = 0; i < ms_.size(); ++i)
+      ms.Set(static_cast<uint32_t>(i), Napi::Number::New(env, ms_[i]));
     r.Set("timesMs", ms);
     r.Set("indices", TensorWrap::adopt(env, indices_, DType::I32, {total_ > 0 ? total_ : 1}));
     r.Set("selected", Napi::Number::New(env, static_cast<double>(total_)));
@@ -67,25 +77,30 @@ class EstimateWorker : public PromiseWorker {
     use_device(device_);
     cudaStream_t stream = op_stream(device_, stream_);
     try {
-      const size_t tri_bytes = (sizeof(int32_t) * static_cast<size_t>(geo_.tri) + 255) & ~size_t(255);
+      const size_t tri_bytes =
+          (sizeof(int32_t) * static_cast<size_t>(geo_.tri) + 255) & ~size_t(255);
       StreamBuffer scratch(tri_bytes + prism::cuda::scan_workspace_bytes(geo_.rows), stream);
       BlockMaskOut o = out_;
       o.indices = static_cast<int32_t*>(scratch.get());
       void* scan_ws = static_cast<char*>(scratch.get()) + tri_bytes;
-      ms_ = time_on_gpu(device_, timing_, prism::cuda::estimate_workspace_bytes(q_, k_, p_),
-                        [&](void* ws, cudaStream_t s) { return prism::cuda::estimate(q_, k_, p_, o, ws, s); },
-                        "estimate", stream_);
-      check_cuda(prism::cuda::scan_counts(o.counts, geo_.rows, row_ptr_, scan_ws, stream), "estimate (count)");
+      ms_ = time_on_gpu(
+          device_, timing_, prism::cuda::estimate_workspace_bytes(q_, k_, p_),
+          [&](void* ws, cudaStream_t s) { return prism::cuda::estimate(q_, k_, p_, o, ws, s); },
+          "estimate", stream_);
+      check_cuda(prism::cuda::scan_counts(o.counts, geo_.rows, row_ptr_, scan_ws, stream),
+                 "estimate (count)");
       PinnedValue total;
-      check_cuda(cudaMemcpyAsync(total.get(), row_ptr_ + geo_.rows, sizeof(int64_t), cudaMemcpyDeviceToHost, stream),
+      check_cuda(cudaMemcpyAsync(total.get(), row_ptr_ + geo_.rows, sizeof(int64_t),
+                                 cudaMemcpyDeviceToHost, stream),
                  "cudaMemcpyAsync (selection size)");
       wait_for_stream(stream, "estimate");
       total_ = *total.get();
       indices_ = Storage::allocate(device_, indices_bytes(total_));
       stream = op_stream(device_, stream_);  // after the allocation on the device's stream
-      check_cuda(prism::cuda::gather_selection(o.counts, o.indices, geo_.rows, geo_.nq, geo_.off, row_ptr_,
-                                               static_cast<int32_t*>(indices_->data()), stream),
-                 "estimate (gather)");
+      check_cuda(
+          prism::cuda::gather_selection(o.counts, o.indices, geo_.rows, geo_.nq, geo_.off, row_ptr_,
+                                        static_cast<int32_t*>(indices_->data()), stream),
+          "estimate (gather)");
       wait_for_stream(stream, "estimate");
     } catch (...) {
       drain_stream_quietly(stream);
@@ -125,8 +140,9 @@ Napi::Value estimate(const Napi::CallbackInfo& info) {
     const uint64_t stream = read_stream(arg(info, 5), device);
     std::vector<std::shared_ptr<Storage>> keep = {qt.storage(), kt.storage()};
     s.keep_alive(keep);
-    return (new EstimateWorker(env, device, q, k, p, s.outputs(), s.row_ptr_data(), SelectionGeometry(q, k, p.block),
-                               read_timing(arg(info, 4)), stream, std::move(keep)))
+    return (new EstimateWorker(env, device, q, k, p, s.outputs(), s.row_ptr_data(),
+                               SelectionGeometry(q, k, p.block), read_timing(arg(info, 4)), stream,
+                               std::move(keep)))
         ->start();
   });
 }

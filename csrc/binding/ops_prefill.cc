@@ -33,16 +33,19 @@ struct PrefillArgs {
   OutView o;
   EstimateParams ep;
   AttentionParams ap;
-  BlockMaskOut sel;           // counts / temps / mask given by the caller, or null (scratch)
+  BlockMaskOut sel;            // counts / temps / mask given by the caller, or null (scratch)
   int64_t* row_ptr = nullptr;  // caller's, or null
   bool want_selection = false;
-  uint64_t stream = 0;         // caller's cudaStream_t, or 0: the device's own
+  uint64_t stream = 0;  // caller's cudaStream_t, or 0: the device's own
 };
 
 class PrefillWorker : public PromiseWorker {
  public:
   PrefillWorker(Napi::Env env, PrefillArgs a, std::vector<std::shared_ptr<Storage>> keep)
-      : PromiseWorker(env, "prism.prefill"), a_(a), geo_(a.q, a.k, a.ep.block), keep_(std::move(keep)) {}
+      : PromiseWorker(env, "prism.prefill"),
+        a_(a),
+        geo_(a.q, a.k, a.ep.block),
+        keep_(std::move(keep)) {}
 
  protected:
   void run() override {
@@ -62,7 +65,8 @@ class PrefillWorker : public PromiseWorker {
     r.Set("estimateMs", Napi::Number::New(env, est_ms_));
     r.Set("attentionMs", Napi::Number::New(env, att_ms_));
     r.Set("selected", Napi::Number::New(env, static_cast<double>(total_)));
-    if (indices_) r.Set("indices", TensorWrap::adopt(env, indices_, DType::I32, {total_ > 0 ? total_ : 1}));
+    if (indices_)
+      r.Set("indices", TensorWrap::adopt(env, indices_, DType::I32, {total_ > 0 ? total_ : 1}));
     return r;
   }
 
@@ -70,7 +74,8 @@ class PrefillWorker : public PromiseWorker {
   void run_cpu() {
     using clock = std::chrono::steady_clock;
     const size_t rows = static_cast<size_t>(geo_.rows);
-    std::vector<int32_t> counts(a_.sel.counts ? 0 : rows), tri(static_cast<size_t>(geo_.tri > 0 ? geo_.tri : 1));
+    std::vector<int32_t> counts(a_.sel.counts ? 0 : rows),
+        tri(static_cast<size_t>(geo_.tri > 0 ? geo_.tri : 1));
     std::vector<float> temps(a_.sel.temps ? 0 : static_cast<size_t>(a_.q.batch * a_.q.heads * 2));
     std::vector<int64_t> row_start(rows), row_ptr(a_.row_ptr ? 0 : rows + 1);
     BlockMaskOut o = a_.sel;
@@ -114,12 +119,14 @@ class PrefillWorker : public PromiseWorker {
       const size_t scan_b = align256(prism::cuda::scan_workspace_bytes(geo_.rows));
       const size_t counts_b = a_.sel.counts ? 0 : align256(sizeof(int32_t) * rows);
       const size_t rowptr_b = a_.row_ptr ? 0 : align256(sizeof(int64_t) * (rows + 1));
-      const size_t temps_b = a_.sel.temps ? 0 : align256(sizeof(float) * 2 * a_.q.batch * a_.q.heads);
+      const size_t temps_b =
+          a_.sel.temps ? 0 : align256(sizeof(float) * 2 * a_.q.batch * a_.q.heads);
       BlockList sparse;  // only its being sparse matters to the workspace size
       sparse.counts = reinterpret_cast<const int32_t*>(1);
       sparse.row_start = reinterpret_cast<const int64_t*>(1);
       sparse.indices = reinterpret_cast<const int32_t*>(1);
-      const size_t att_ws = align256(prism::cuda::attention_workspace_bytes(a_.q, a_.k, sparse, a_.ap));
+      const size_t att_ws =
+          align256(prism::cuda::attention_workspace_bytes(a_.q, a_.k, sparse, a_.ap));
       scratch_ = std::make_unique<StreamBuffer>(
           est_ws + tri_b + starts_b + scan_b + counts_b + rowptr_b + temps_b + att_ws, stream_);
       char* p = static_cast<char*>(scratch_->get());
@@ -144,7 +151,8 @@ class PrefillWorker : public PromiseWorker {
       for (auto& e : events_) e = std::make_unique<CudaEvent>(cudaEventDefault);
       total_slot_ = std::make_unique<PinnedValue>();
       check_cuda(cudaEventRecord(events_[0]->get(), stream_), "cudaEventRecord");
-      check_cuda(prism::cuda::estimate(a_.q, a_.k, a_.ep, sel_, ws_est, stream_), "prefill (estimate)");
+      check_cuda(prism::cuda::estimate(a_.q, a_.k, a_.ep, sel_, ws_est, stream_),
+                 "prefill (estimate)");
       check_cuda(cudaEventRecord(events_[1]->get(), stream_), "cudaEventRecord");
       check_cuda(prism::cuda::tri_row_starts(geo_.rows, geo_.nq, geo_.off, row_start, stream_),
                  "prefill (row starts)");
@@ -152,9 +160,10 @@ class PrefillWorker : public PromiseWorker {
       check_cuda(prism::cuda::attention(a_.q, a_.k, a_.v, a_.o, list, a_.ap, ws_att, stream_),
                  "prefill (attention)");
       check_cuda(cudaEventRecord(events_[2]->get(), stream_), "cudaEventRecord");
-      check_cuda(prism::cuda::scan_counts(sel_.counts, geo_.rows, rp_, ws_scan, stream_), "prefill (count)");
-      check_cuda(cudaMemcpyAsync(total_slot_->get(), rp_ + geo_.rows, sizeof(int64_t), cudaMemcpyDeviceToHost,
-                                 stream_),
+      check_cuda(prism::cuda::scan_counts(sel_.counts, geo_.rows, rp_, ws_scan, stream_),
+                 "prefill (count)");
+      check_cuda(cudaMemcpyAsync(total_slot_->get(), rp_ + geo_.rows, sizeof(int64_t),
+                                 cudaMemcpyDeviceToHost, stream_),
                  "cudaMemcpyAsync (selection size)");
     } catch (...) {
       drain_stream_quietly(stream_);
@@ -172,16 +181,19 @@ class PrefillWorker : public PromiseWorker {
       wait_for_stream(stream_, "prefill");
       total_ = *total_slot_->get();
       float ms = 0.f;
-      check_cuda(cudaEventElapsedTime(&ms, events_[0]->get(), events_[1]->get()), "cudaEventElapsedTime");
+      check_cuda(cudaEventElapsedTime(&ms, events_[0]->get(), events_[1]->get()),
+                 "cudaEventElapsedTime");
       est_ms_ = ms;
-      check_cuda(cudaEventElapsedTime(&ms, events_[1]->get(), events_[2]->get()), "cudaEventElapsedTime");
+      check_cuda(cudaEventElapsedTime(&ms, events_[1]->get(), events_[2]->get()),
+                 "cudaEventElapsedTime");
       att_ms_ = ms;
       if (a_.want_selection) {
         indices_ = Storage::allocate(a_.device, indices_bytes(total_));
         stream_ = op_stream(a_.device, a_.stream);  // after the allocation on the device's stream
-        check_cuda(prism::cuda::gather_selection(sel_.counts, tri_, geo_.rows, geo_.nq, geo_.off, rp_,
-                                                 static_cast<int32_t*>(indices_->data()), stream_),
-                   "prefill (gather)");
+        check_cuda(
+            prism::cuda::gather_selection(sel_.counts, tri_, geo_.rows, geo_.nq, geo_.off, rp_,
+                                          static_cast<int32_t*>(indices_->data()), stream_),
+            "prefill (gather)");
         wait_for_stream(stream_, "prefill");
       }
     } catch (...) {
@@ -222,12 +234,14 @@ Napi::Value prefill(const Napi::CallbackInfo& info) {
     a.v = input_view(vt, "v");
     a.o = output_view(ot, "out");
     check_attention_views(a.q, a.k, a.v, a.o);
-    if (a.q.d % 2 != 0) throw_range("head_dim must be even (RoPE pairs), got " + std::to_string(a.q.d));
+    if (a.q.d % 2 != 0)
+      throw_range("head_dim must be even (RoPE pairs), got " + std::to_string(a.q.d));
     a.ep = read_estimate_params(arg(info, 4), a.q.d);
     a.ap = read_attention_params(arg(info, 5));
     if (a.ap.block != a.ep.block) throw_range("attention block must equal the estimation block");
     TensorWrap* lse = read_lse_out(env, arg(info, 5), a.q);
-    std::vector<std::shared_ptr<Storage>> keep = {qt.storage(), kt.storage(), vt.storage(), ot.storage()};
+    std::vector<std::shared_ptr<Storage>> keep = {qt.storage(), kt.storage(), vt.storage(),
+                                                  ot.storage()};
     if (lse) {
       keep.push_back(lse->storage());
       a.o.lse = static_cast<float*>(lse->storage()->data());

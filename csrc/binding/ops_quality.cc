@@ -23,10 +23,18 @@ namespace {
 
 class MassRecallWorker : public PromiseWorker {
  public:
-  MassRecallWorker(Napi::Env env, int device, QkvView q, QkvView k, BlockList list, AttentionParams p,
-                   std::vector<int64_t> rows, std::vector<std::shared_ptr<Storage>> keep)
-      : PromiseWorker(env, "massRecall"), device_(device), q_(q), k_(k), list_(list), p_(p),
-        rows_(std::move(rows)), keep_(std::move(keep)), recall_(rows_.size() / 3) {}
+  MassRecallWorker(Napi::Env env, int device, QkvView q, QkvView k, BlockList list,
+                   AttentionParams p, std::vector<int64_t> rows,
+                   std::vector<std::shared_ptr<Storage>> keep)
+      : PromiseWorker(env, "massRecall"),
+        device_(device),
+        q_(q),
+        k_(k),
+        list_(list),
+        p_(p),
+        rows_(std::move(rows)),
+        keep_(std::move(keep)),
+        recall_(rows_.size() / 3) {}
 
  protected:
   void run() override {
@@ -39,13 +47,18 @@ class MassRecallWorker : public PromiseWorker {
     use_device(device_);
     cudaStream_t s = device_context(device_).stream();
     try {
-      StreamBuffer rows(rows_.size() * sizeof(int64_t), s), recall(recall_.size() * sizeof(float), s);
+      StreamBuffer rows(rows_.size() * sizeof(int64_t), s),
+          recall(recall_.size() * sizeof(float), s);
       check_cuda(cudaMemcpyAsync(rows.get(), rows_.data(), rows_.size() * sizeof(int64_t),
-                                 cudaMemcpyHostToDevice, s), "cudaMemcpyAsync (rows)");
-      check_cuda(prism::cuda::mass_recall(q_, k_, list_, p_, static_cast<const int64_t*>(rows.get()), n,
-                                          static_cast<float*>(recall.get()), s), "massRecall");
+                                 cudaMemcpyHostToDevice, s),
+                 "cudaMemcpyAsync (rows)");
+      check_cuda(
+          prism::cuda::mass_recall(q_, k_, list_, p_, static_cast<const int64_t*>(rows.get()), n,
+                                   static_cast<float*>(recall.get()), s),
+          "massRecall");
       check_cuda(cudaMemcpyAsync(recall_.data(), recall.get(), recall_.size() * sizeof(float),
-                                 cudaMemcpyDeviceToHost, s), "cudaMemcpyAsync (recall)");
+                                 cudaMemcpyDeviceToHost, s),
+                 "cudaMemcpyAsync (recall)");
       wait_for_stream(s, "massRecall");
     } catch (...) {
       drain_stream_quietly(s);
@@ -72,7 +85,8 @@ class MassRecallWorker : public PromiseWorker {
 
 class DiffNormsWorker : public PromiseWorker {
  public:
-  DiffNormsWorker(Napi::Env env, int device, QkvView a, QkvView b, std::vector<std::shared_ptr<Storage>> keep)
+  DiffNormsWorker(Napi::Env env, int device, QkvView a, QkvView b,
+                  std::vector<std::shared_ptr<Storage>> keep)
       : PromiseWorker(env, "diffNorms"), device_(device), a_(a), b_(b), keep_(std::move(keep)) {}
 
  protected:
@@ -87,7 +101,8 @@ class DiffNormsWorker : public PromiseWorker {
     try {
       StreamBuffer out(2 * sizeof(double), s);
       StreamBuffer ws(prism::cuda::diff_norms_workspace_bytes(a_, b_), s);
-      check_cuda(prism::cuda::diff_norms(a_, b_, static_cast<double*>(out.get()), ws.get(), s), "diffNorms");
+      check_cuda(prism::cuda::diff_norms(a_, b_, static_cast<double*>(out.get()), ws.get(), s),
+                 "diffNorms");
       check_cuda(cudaMemcpyAsync(norms_, out.get(), sizeof norms_, cudaMemcpyDeviceToHost, s),
                  "cudaMemcpyAsync (norms)");
       wait_for_stream(s, "diffNorms");
@@ -123,7 +138,8 @@ std::vector<int64_t> read_rows(Napi::Value v, const QkvView& q) {
     if (rows[i] < 0 || rows[i] >= q.batch || rows[i + 1] < 0 || rows[i + 1] >= q.heads ||
         rows[i + 2] < 0 || rows[i + 2] >= q.n)
       throw_range("row " + std::to_string(i / 3) + " is outside [batch, heads, nq] = [" +
-                  std::to_string(q.batch) + ", " + std::to_string(q.heads) + ", " + std::to_string(q.n) + "]");
+                  std::to_string(q.batch) + ", " + std::to_string(q.heads) + ", " +
+                  std::to_string(q.n) + "]");
   }
   return rows;
 }
@@ -145,7 +161,8 @@ Napi::Value mass_recall(const Napi::CallbackInfo& info) {
     std::vector<int64_t> rows = read_rows(arg(info, 4), q);
     std::vector<std::shared_ptr<Storage>> keep = {qt.storage(), kt.storage()};
     for (auto& s : list.storages) keep.push_back(s);
-    return (new MassRecallWorker(env, device, q, k, list.list, p, std::move(rows), std::move(keep)))->start();
+    return (new MassRecallWorker(env, device, q, k, list.list, p, std::move(rows), std::move(keep)))
+        ->start();
   });
 }
 
@@ -157,7 +174,8 @@ Napi::Value diff_norms(const Napi::CallbackInfo& info) {
     QkvView a = input_view(at, "a");
     QkvView b = input_view(bt, "b");
     if (at.shape() != bt.shape())
-      throw_range("a and b must have the same shape: " + shape_text(at.shape()) + " vs " + shape_text(bt.shape()));
+      throw_range("a and b must have the same shape: " + shape_text(at.shape()) + " vs " +
+                  shape_text(bt.shape()));
     int device = common_device({&at, &bt});
     return (new DiffNormsWorker(env, device, a, b, {at.storage(), bt.storage()}))->start();
   });

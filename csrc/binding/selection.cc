@@ -31,7 +31,9 @@ BlockMaskOut SelectionOut::outputs() const {
   return o;
 }
 
-int64_t* SelectionOut::row_ptr_data() const { return static_cast<int64_t*>(row_ptr->storage()->data()); }
+int64_t* SelectionOut::row_ptr_data() const {
+  return static_cast<int64_t*>(row_ptr->storage()->data());
+}
 
 void SelectionOut::keep_alive(std::vector<std::shared_ptr<Storage>>& keep) const {
   for (const TensorWrap* t : {counts, row_ptr, temps, mask})
@@ -46,6 +48,8 @@ SelectionGeometry::SelectionGeometry(const QkvView& q, const QkvView& k, int32_t
   tri = q.batch * q.heads * tri_size(nq, off);
 }
 
-size_t indices_bytes(int64_t total) { return sizeof(int32_t) * static_cast<size_t>(total > 0 ? total : 1); }
+size_t indices_bytes(int64_t total) {
+  return sizeof(int32_t) * static_cast<size_t>(total > 0 ? total : 1);
+}
 
 }  // namespace prism::binding

@@ -35,9 +35,9 @@ SelectionOut read_selection_out(Napi::Env env, Napi::Value out, const QkvView& q
 
 // Sizes of one estimation's selection.
 struct SelectionGeometry {
-  int64_t rows = 0;      // batch * Hq * nq
+  int64_t rows = 0;  // batch * Hq * nq
   int64_t nq = 0, off = 0;
-  int64_t tri = 0;       // int32 entries of the triangular layout
+  int64_t tri = 0;  // int32 entries of the triangular layout
   SelectionGeometry(const QkvView& q, const QkvView& k, int32_t block);
 };
 

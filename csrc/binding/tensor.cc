@@ -9,21 +9,20 @@
 namespace prism::binding {
 
 Napi::Function TensorWrap::define(Napi::Env env) {
-  return DefineClass(
-      env, "Tensor",
-      {
-          InstanceAccessor<&TensorWrap::get_device>("device"),
-          InstanceAccessor<&TensorWrap::get_dtype>("dtype"),
-          InstanceAccessor<&TensorWrap::get_shape>("shape"),
-          InstanceAccessor<&TensorWrap::get_layout>("layout"),
-          InstanceAccessor<&TensorWrap::get_byte_length>("byteLength"),
-          InstanceAccessor<&TensorWrap::get_disposed>("disposed"),
-          InstanceAccessor<&TensorWrap::get_pointer>("pointer"),
-          InstanceMethod<&TensorWrap::to_host>("toHost"),
-          InstanceMethod<&TensorWrap::upload>("upload"),
-          InstanceMethod<&TensorWrap::dispose>("dispose"),
-          StaticMethod<&TensorWrap::wrap_pointer>("wrap"),
-      });
+  return DefineClass(env, "Tensor",
+                     {
+                         InstanceAccessor<&TensorWrap::get_device>("device"),
+                         InstanceAccessor<&TensorWrap::get_dtype>("dtype"),
+                         InstanceAccessor<&TensorWrap::get_shape>("shape"),
+                         InstanceAccessor<&TensorWrap::get_layout>("layout"),
+                         InstanceAccessor<&TensorWrap::get_byte_length>("byteLength"),
+                         InstanceAccessor<&TensorWrap::get_disposed>("disposed"),
+                         InstanceAccessor<&TensorWrap::get_pointer>("pointer"),
+                         InstanceMethod<&TensorWrap::to_host>("toHost"),
+                         InstanceMethod<&TensorWrap::upload>("upload"),
+                         InstanceMethod<&TensorWrap::dispose>("dispose"),
+                         StaticMethod<&TensorWrap::wrap_pointer>("wrap"),
+                     });
 }
 
 bool TensorWrap::is_tensor(Napi::Env env, Napi::Value value) {
@@ -46,10 +45,11 @@ Napi::Object TensorWrap::adopt(Napi::Env env, std::shared_ptr<Storage> storage, 
   auto ext = Napi::External<StorageHolder>::New(env, new StorageHolder(std::move(storage)),
                                                 [](Napi::Env, StorageHolder* h) { delete h; });
   Napi::Array dims = Napi::Array::New(env, shape.size());
-  for (size_t i = 0; i < shape.size(); ++i) dims.Set(static_cast<uint32_t>(i), Napi::Number::New(env, double(shape[i])));
-  return addon_data(env).tensor_constructor.New(
-      {Napi::Number::New(env, device), Napi::Number::New(env, static_cast<int>(dtype)), dims,
-       Napi::Number::New(env, 0), ext});
+  for (size_t i = 0; i < shape.size(); ++i)
+    dims.Set(static_cast<uint32_t>(i), Napi::Number::New(env, double(shape[i])));
+  return addon_data(env).tensor_constructor.New({Napi::Number::New(env, device),
+                                                 Napi::Number::New(env, static_cast<int>(dtype)),
+                                                 dims, Napi::Number::New(env, 0), ext});
 }
 
 // new Tensor(device, dtype, shape, layout[, hostData | pointer | adopted storage])
@@ -194,7 +194,8 @@ Napi::Value TensorWrap::upload(const Napi::CallbackInfo& info) {
     Napi::Value v = arg(info, 0);
     napi_typedarray_type want = typed_array_type_for(dtype_);
     if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != want)
-      throw_type(std::string("data for ") + dtype_name(dtype_) + " must be a " + typed_array_name(want));
+      throw_type(std::string("data for ") + dtype_name(dtype_) + " must be a " +
+                 typed_array_name(want));
     Napi::TypedArray src = v.As<Napi::TypedArray>();
     if (arg(info, 1).IsUndefined()) {
       if (src.ByteLength() != byte_length_) throw_range("data length does not match the shape");
@@ -205,7 +206,8 @@ Napi::Value TensorWrap::upload(const Napi::CallbackInfo& info) {
     if (length > count_ - offset)
       throw_range(std::to_string(length) + " elements at offset " + std::to_string(offset) +
                   " run past the tensor's " + std::to_string(count_));
-    return start_upload(info.Env(), storage(), static_cast<size_t>(offset * dtype_size(dtype_)), src);
+    return start_upload(info.Env(), storage(), static_cast<size_t>(offset * dtype_size(dtype_)),
+                        src);
   });
 }
 

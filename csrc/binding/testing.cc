@@ -53,8 +53,11 @@ void CUDART_CB sleep_on_stream(void* ms) {
 // Waits for an event recorded at the call, keeping the tensors' memory alive.
 class EventWaitWorker : public PromiseWorker {
  public:
-  EventWaitWorker(Napi::Env env, int device, CudaEvent done, std::vector<std::shared_ptr<Storage>> keep)
-      : PromiseWorker(env, "prism.testing.copyAfterDelay"), device_(device), done_(std::move(done)),
+  EventWaitWorker(Napi::Env env, int device, CudaEvent done,
+                  std::vector<std::shared_ptr<Storage>> keep)
+      : PromiseWorker(env, "prism.testing.copyAfterDelay"),
+        device_(device),
+        done_(std::move(done)),
         keep_(std::move(keep)) {}
 
  protected:
@@ -107,7 +110,8 @@ Napi::Value copy_after_delay(const Napi::CallbackInfo& info) {
   return js_guard(env, [&]() -> Napi::Value {
     TensorWrap& dst = TensorWrap::unwrap(env, arg(info, 0), "dst");
     TensorWrap& src = TensorWrap::unwrap(env, arg(info, 1), "src");
-    if (dst.byte_length() != src.byte_length()) throw_range("dst and src must have the same byte length");
+    if (dst.byte_length() != src.byte_length())
+      throw_range("dst and src must have the same byte length");
     int device = common_device({&dst, &src});
     uint64_t caller = read_stream(arg(info, 2), device);
     int64_t delay = get_integer(arg(info, 3), "delayMs", 0, 60000);
@@ -117,9 +121,11 @@ Napi::Value copy_after_delay(const Napi::CallbackInfo& info) {
     cudaStream_t stream = op_stream(device, caller);
     CudaEvent done(cudaEventBlockingSync | cudaEventDisableTiming);
     try {
-      check_cuda(cudaLaunchHostFunc(stream, sleep_on_stream, reinterpret_cast<void*>(static_cast<intptr_t>(delay))),
+      check_cuda(cudaLaunchHostFunc(stream, sleep_on_stream,
+                                    reinterpret_cast<void*>(static_cast<intptr_t>(delay))),
                  "cudaLaunchHostFunc");
-      check_cuda(cudaMemcpyAsync(keep[0]->data(), keep[1]->data(), dst.byte_length(), cudaMemcpyDeviceToDevice, stream),
+      check_cuda(cudaMemcpyAsync(keep[0]->data(), keep[1]->data(), dst.byte_length(),
+                                 cudaMemcpyDeviceToDevice, stream),
                  "cudaMemcpyAsync (copyAfterDelay)");
       check_cuda(cudaEventRecord(done.get(), stream), "cudaEventRecord");
     } catch (...) {

@@ -102,10 +102,13 @@ Napi::Value copy_tensor(const Napi::CallbackInfo& info) {
     TensorWrap& dst = TensorWrap::unwrap(env, arg(info, 0), "dst");
     TensorWrap& src = TensorWrap::unwrap(env, arg(info, 1), "src");
     if (dst.dtype() != src.dtype())
-      throw_type(std::string("dtypes differ: dst is ") + dtype_name(dst.dtype()) + ", src is " + dtype_name(src.dtype()));
+      throw_type(std::string("dtypes differ: dst is ") + dtype_name(dst.dtype()) + ", src is " +
+                 dtype_name(src.dtype()));
     if (dst.shape() != src.shape())
-      throw_range("shapes differ: dst is " + shape_text(dst.shape()) + ", src is " + shape_text(src.shape()));
-    if (dst.layout() != src.layout()) throw_range("layouts differ: copy between tensors of the same layout");
+      throw_range("shapes differ: dst is " + shape_text(dst.shape()) + ", src is " +
+                  shape_text(src.shape()));
+    if (dst.layout() != src.layout())
+      throw_range("layouts differ: copy between tensors of the same layout");
     OpCall call;
     call.name = "copy";
     call.device = common_device({&dst, &src});
@@ -119,18 +122,21 @@ Napi::Value copy_tensor(const Napi::CallbackInfo& info) {
     };
 #if PRISM_WITH_CUDA
     call.gpu = [to, from, bytes](void*, cudaStream_t stream) {
-      return to == from ? cudaSuccess : cudaMemcpyAsync(to, from, bytes, cudaMemcpyDeviceToDevice, stream);
+      return to == from ? cudaSuccess
+                        : cudaMemcpyAsync(to, from, bytes, cudaMemcpyDeviceToDevice, stream);
     };
 #endif
     return start_timed_op(env, std::move(call));
   });
 }
 
-Napi::Promise start_upload(Napi::Env env, std::shared_ptr<Storage> dst, size_t offset, Napi::TypedArray source) {
+Napi::Promise start_upload(Napi::Env env, std::shared_ptr<Storage> dst, size_t offset,
+                           Napi::TypedArray source) {
   return (new UploadWorker(env, std::move(dst), offset, source))->start();
 }
 
-Napi::Promise start_download(Napi::Env env, std::shared_ptr<Storage> src, size_t offset, size_t bytes) {
+Napi::Promise start_download(Napi::Env env, std::shared_ptr<Storage> src, size_t offset,
+                             size_t bytes) {
   return (new DownloadWorker(env, std::move(src), offset, bytes))->start();
 }
 

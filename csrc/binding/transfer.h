@@ -16,9 +16,11 @@ void copy_storage_to_host(void* dst, const Storage& src, size_t offset, size_t b
 
 // Promise<undefined>: `source` into `dst` from byte `offset`; `source` must
 // stay unmodified until it settles.
-Napi::Promise start_upload(Napi::Env env, std::shared_ptr<Storage> dst, size_t offset, Napi::TypedArray source);
+Napi::Promise start_upload(Napi::Env env, std::shared_ptr<Storage> dst, size_t offset,
+                           Napi::TypedArray source);
 // Promise<ArrayBuffer> holding a copy of `bytes` bytes from byte `offset`.
-Napi::Promise start_download(Napi::Env env, std::shared_ptr<Storage> src, size_t offset, size_t bytes);
+Napi::Promise start_download(Napi::Env env, std::shared_ptr<Storage> src, size_t offset,
+                             size_t bytes);
 
 // copy(dst, src, stream?) -> Promise<number[]>: src's bytes into dst (same
 // device, dtype, shape and layout), run like an op (streams.h).

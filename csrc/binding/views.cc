@@ -57,9 +57,11 @@ int common_device(std::initializer_list<const TensorWrap*> tensors) {
 
 void check_query_key(const QkvView& q, const QkvView& k) {
   if (q.batch != k.batch)
-    throw_range("batch sizes differ: q has " + std::to_string(q.batch) + ", k has " + std::to_string(k.batch));
+    throw_range("batch sizes differ: q has " + std::to_string(q.batch) + ", k has " +
+                std::to_string(k.batch));
   if (q.d != k.d)
-    throw_range("head_dim differs: q has " + std::to_string(q.d) + ", k has " + std::to_string(k.d));
+    throw_range("head_dim differs: q has " + std::to_string(q.d) + ", k has " +
+                std::to_string(k.d));
   if (q.heads % k.heads != 0)
     throw_range("query heads (" + std::to_string(q.heads) + ") must be a multiple of kv heads (" +
                 std::to_string(k.heads) + ")");
@@ -67,16 +69,19 @@ void check_query_key(const QkvView& q, const QkvView& k) {
     throw_range("query length (" + std::to_string(q.n) + ") must not exceed key length (" +
                 std::to_string(k.n) + ")");
   if (q.dtype != k.dtype)
-    throw_type(std::string("dtypes differ: q is ") + dtype_name(q.dtype) + ", k is " + dtype_name(k.dtype));
+    throw_type(std::string("dtypes differ: q is ") + dtype_name(q.dtype) + ", k is " +
+               dtype_name(k.dtype));
   if (q.dtype != DType::F32 && q.dtype != DType::F16 && q.dtype != DType::BF16)
-    throw_type(std::string("q, k, v must be float32, float16 or bfloat16, got ") + dtype_name(q.dtype));
+    throw_type(std::string("q, k, v must be float32, float16 or bfloat16, got ") +
+               dtype_name(q.dtype));
 }
 
 void check_attention_views(const QkvView& q, const QkvView& k, const QkvView& v, const OutView& o) {
   check_query_key(q, k);
   if (v.batch != k.batch || v.heads != k.heads || v.n != k.n || v.d != k.d)
-    throw_range("k and v must have the same shape: k is " + shape_text({k.batch, k.heads, k.n, k.d}) +
-                ", v is " + shape_text({v.batch, v.heads, v.n, v.d}));
+    throw_range("k and v must have the same shape: k is " +
+                shape_text({k.batch, k.heads, k.n, k.d}) + ", v is " +
+                shape_text({v.batch, v.heads, v.n, v.d}));
   if (v.dtype != q.dtype) throw_type("v must have the same dtype as q and k");
   if (o.batch != q.batch || o.heads != q.heads || o.n != q.n || o.d != q.d || o.dtype != q.dtype)
     throw_range("out must have the shape and dtype of q");
@@ -86,9 +91,11 @@ void check_plain(const TensorWrap& t, DType dtype, std::initializer_list<int64_t
                  const char* what) {
   std::vector<int64_t> want(shape);
   if (t.dtype() != dtype)
-    throw_type(std::string(what) + " must be " + dtype_name(dtype) + ", got " + dtype_name(t.dtype()));
+    throw_type(std::string(what) + " must be " + dtype_name(dtype) + ", got " +
+               dtype_name(t.dtype()));
   if (t.shape() != want)
-    throw_range(std::string(what) + " must have shape " + shape_text(want) + ", got " + shape_text(t.shape()));
+    throw_range(std::string(what) + " must have shape " + shape_text(want) + ", got " +
+                shape_text(t.shape()));
   if (t.layout() != Layout::BHND) throw_range(std::string(what) + " must use the default layout");
 }
 

@@ -48,21 +48,21 @@ struct OutView {
 
 // Fully resolved options (the TypeScript layer fills defaults and validates).
 struct EstimateParams {
-  int32_t block = 128;            // B: rows per query block and per key block
-  int32_t high_dims = 64;         // h: dims in the high-frequency band (even)
-  int32_t low_dims = 96;          // l: dims in the low-frequency band (even)
+  int32_t block = 128;     // B: rows per query block and per key block
+  int32_t high_dims = 64;  // h: dims in the high-frequency band (even)
+  int32_t low_dims = 96;   // l: dims in the low-frequency band (even)
   RopeLayout layout = RopeLayout::Half;
   Method method = Method::Prism;
-  bool calibrate = true;          // energy-based temperatures
-  float temp_high = 1.f;          // used when calibrate == false
+  bool calibrate = true;  // energy-based temperatures
+  float temp_high = 1.f;  // used when calibrate == false
   float temp_low = 1.f;
   Selection selection = Selection::TopP;
-  float tau_high = 0.95f;         // top-p thresholds
+  float tau_high = 0.95f;  // top-p thresholds
   float tau_low = 0.95f;
-  int32_t topk_high = 0;          // top-k counts (Selection::TopK)
+  int32_t topk_high = 0;  // top-k counts (Selection::TopK)
   int32_t topk_low = 0;
-  bool force_sink = true;         // j = 0
-  bool force_diag = true;         // j = i + (nk - nq)
+  bool force_sink = true;  // j = 0
+  bool force_diag = true;  // j = i + (nk - nq)
 };
 
 // Outputs of estimation. Rows are query-block rows, row = (b * Hq + h) * nq + i.
@@ -72,10 +72,10 @@ struct EstimateParams {
 // rows (CSR, sized by the selection) are made from it by the backends'
 // compact-selection step.
 struct BlockMaskOut {
-  uint8_t* mask = nullptr;        // optional [batch, Hq, nq, nk], 1 = selected
-  int32_t* counts = nullptr;      // [batch, Hq, nq], selected blocks per row
-  int32_t* indices = nullptr;     // triangular layout, tri_size(nq, off) per (batch, head)
-  float* temps = nullptr;         // [batch, Hq, 2]: (t_high, t_low) used; may be null
+  uint8_t* mask = nullptr;     // optional [batch, Hq, nq, nk], 1 = selected
+  int32_t* counts = nullptr;   // [batch, Hq, nq], selected blocks per row
+  int32_t* indices = nullptr;  // triangular layout, tri_size(nq, off) per (batch, head)
+  float* temps = nullptr;      // [batch, Hq, 2]: (t_high, t_low) used; may be null
 };
 
 // Selected key blocks per query-block row, as attention consumes them: row r
@@ -87,12 +87,12 @@ struct BlockList {
   const int32_t* counts = nullptr;     // [batch, Hq, nq]
   const int64_t* row_start = nullptr;  // [batch * Hq * nq]
   const int32_t* indices = nullptr;
-  int64_t indices_size = 0;            // entries in indices (bounds every row)
+  int64_t indices_size = 0;  // entries in indices (bounds every row)
 };
 
 struct AttentionParams {
-  int32_t block = 128;            // block size the list refers to
-  float softmax_scale = 0.f;      // 0 means 1/sqrt(d)
+  int32_t block = 128;        // block size the list refers to
+  float softmax_scale = 0.f;  // 0 means 1/sqrt(d)
 };
 
 // Geometry shared by every implementation.
@@ -107,9 +107,9 @@ inline int64_t num_blocks(int64_t n, int64_t block) { return (n + block - 1) / b
 struct BlockGrid {
   int64_t n_query = 0, n_key = 0;  // tokens
   int64_t block = 1;
-  int64_t nq = 0, nk = 0;          // query and key blocks
-  int64_t off = 0;                 // i0: key block j is visible to query block i iff j <= i + off
-  int64_t shift = 0;               // (Nk - Nq) % B
+  int64_t nq = 0, nk = 0;  // query and key blocks
+  int64_t off = 0;         // i0: key block j is visible to query block i iff j <= i + off
+  int64_t shift = 0;       // (Nk - Nq) % B
 
   BlockGrid() = default;
   BlockGrid(int64_t n_query_, int64_t n_key_, int64_t block_)
@@ -133,7 +133,9 @@ struct BlockGrid {
 
 // Triangular layout of per-row selections: row i of a (batch, head) has room
 // for its i + off + 1 visible blocks.
-PRISM_HD inline int64_t tri_size(int64_t nq, int64_t off) { return nq * (off + 1) + nq * (nq - 1) / 2; }
+PRISM_HD inline int64_t tri_size(int64_t nq, int64_t off) {
+  return nq * (off + 1) + nq * (nq - 1) / 2;
+}
 PRISM_HD inline int64_t tri_row_start(int64_t row, int64_t nq, int64_t off) {
   const int64_t bh = row / nq, i = row % nq;
   return bh * tri_size(nq, off) + i * (off + 1) + i * (i - 1) / 2;

@@ -65,8 +65,9 @@ void attention(const QkvView& q, const QkvView& k, const QkvView& v, const OutVi
   const BlockGrid grid(nq_rows, nk_rows, block);
   const int64_t nq = grid.nq, nk = grid.nk;
   const int64_t tok_off = nk_rows - nq_rows;  // absolute position of query row r is tok_off + r
-  const float scale = p.softmax_scale != 0.f ? p.softmax_scale
-                                             : static_cast<float>(1.0 / std::sqrt(static_cast<double>(d)));
+  const float scale = p.softmax_scale != 0.f
+                          ? p.softmax_scale
+                          : static_cast<float>(1.0 / std::sqrt(static_cast<double>(d)));
   detail::check_list(list, batch * hq * nq, nk, "attention");
 
   const int64_t items = batch * hq * nq;
@@ -170,8 +171,8 @@ void attention(const QkvView& q, const QkvView& k, const QkvView& v, const OutVi
         }
         detail::store_row(o, b, h, r0 + rr, out);
         if (o.lse != nullptr) {
-          o.lse[bh * nq_rows + r0 + rr] =
-              l != 0.f ? sc.m[static_cast<size_t>(rr)] + std::log(l) : -std::numeric_limits<float>::infinity();
+          o.lse[bh * nq_rows + r0 + rr] = l != 0.f ? sc.m[static_cast<size_t>(rr)] + std::log(l)
+                                                   : -std::numeric_limits<float>::infinity();
         }
       }
     }

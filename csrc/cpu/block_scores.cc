@@ -59,8 +59,8 @@ double band_temperature(double q_band_sq, double q_all_sq, int64_t nq, double k_
   return std::sqrt(bd / dd) * (rq_band / std::max(rq_all, eps)) * (rk_band / std::max(rk_all, eps));
 }
 
-void band_logits(const double* q, const double* kbar, int64_t count, int64_t d,
-                 const Band& band, double scale, double* logits) {
+void band_logits(const double* q, const double* kbar, int64_t count, int64_t d, const Band& band,
+                 double scale, double* logits) {
   int64_t j = 0;
   // Four key blocks at a time: four independent sequential dot products
   // (same summation order as one at a time, better instruction-level parallelism).

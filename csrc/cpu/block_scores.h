@@ -37,8 +37,8 @@ double band_temperature(double q_band_sq, double q_all_sq, int64_t nq, double k_
 
 // logits[j] = <q[band], kbar_j[band]> / scale for j in [0, count); kbar rows
 // are d doubles apart. Each dot is summed sequentially in dim order.
-void band_logits(const double* q, const double* kbar, int64_t count, int64_t d,
-                 const Band& band, double scale, double* logits);
+void band_logits(const double* q, const double* kbar, int64_t count, int64_t d, const Band& band,
+                 double scale, double* logits);
 
 // In-place numerically stable softmax over x[0..n) (max-subtracted), n >= 1.
 void softmax_inplace(double* x, int64_t n);

@@ -17,8 +17,8 @@ int64_t scan_counts(const int32_t* counts, int64_t rows, int64_t* row_ptr) {
   return total;
 }
 
-void gather_selection(const int32_t* counts, const int32_t* tri_indices, int64_t rows,
-                      int64_t nq, int64_t off, const int64_t* row_ptr, int32_t* indices) {
+void gather_selection(const int32_t* counts, const int32_t* tri_indices, int64_t rows, int64_t nq,
+                      int64_t off, const int64_t* row_ptr, int32_t* indices) {
   for (int64_t r = 0; r < rows; ++r) {
     const int32_t* src = tri_indices + tri_row_start(r, nq, off);
     int32_t* dst = indices + row_ptr[r];

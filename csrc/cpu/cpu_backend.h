@@ -7,19 +7,18 @@
 namespace prism::cpu {
 
 // threads <= 0 means std::thread::hardware_concurrency().
-void estimate(const QkvView& q, const QkvView& k, const EstimateParams& p,
-              const BlockMaskOut& out, int threads);
+void estimate(const QkvView& q, const QkvView& k, const EstimateParams& p, const BlockMaskOut& out,
+              int threads);
 
-void attention(const QkvView& q, const QkvView& k, const QkvView& v,
-               const OutView& o, const BlockList& list,
-               const AttentionParams& p, int threads);
+void attention(const QkvView& q, const QkvView& k, const QkvView& v, const OutView& o,
+               const BlockList& list, const AttentionParams& p, int threads);
 
 // Compact rows from an estimation's triangular selection (BlockMaskOut):
 // row_ptr[0..rows] = exclusive prefix sums of counts (row_ptr[rows] = total),
 // returned; then gather_selection copies each row to indices[row_ptr[r] ...].
 int64_t scan_counts(const int32_t* counts, int64_t rows, int64_t* row_ptr);
-void gather_selection(const int32_t* counts, const int32_t* tri_indices, int64_t rows,
-                      int64_t nq, int64_t off, const int64_t* row_ptr, int32_t* indices);
+void gather_selection(const int32_t* counts, const int32_t* tri_indices, int64_t rows, int64_t nq,
+                      int64_t off, const int64_t* row_ptr, int32_t* indices);
 // Row starts of the triangular layout, for attention straight from an estimation.
 void tri_row_starts(int64_t rows, int64_t nq, int64_t off, int64_t* row_start);
 
@@ -31,8 +30,8 @@ namespace prism::cpu {
 // `rows` (3 int64 per row), the softmax mass of the full causal row that falls
 // inside the row's selected key blocks (dense list: 1). recall[n] in [0, 1].
 void mass_recall(const QkvView& q, const QkvView& k, const BlockList& list,
-                 const AttentionParams& p, const int64_t* rows, int64_t num_rows,
-                 float* recall, int threads);
+                 const AttentionParams& p, const int64_t* rows, int64_t num_rows, float* recall,
+                 int threads);
 
 // Squared norms for relative error: out[0] = sum (a - b)^2, out[1] = sum b^2,
 // over two views of the same logical shape (fp32 accumulation in double).

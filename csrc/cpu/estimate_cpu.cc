@@ -47,8 +47,8 @@ BandScale guarded_scale(double temp, int64_t band_dims) {
 
 }  // namespace
 
-void estimate(const QkvView& q, const QkvView& k, const EstimateParams& p,
-              const BlockMaskOut& out, int threads) {
+void estimate(const QkvView& q, const QkvView& k, const EstimateParams& p, const BlockMaskOut& out,
+              int threads) {
   detail::check_qk(q, k, "estimate");
   check_params(p, q.d);
   if (out.counts == nullptr || out.indices == nullptr)

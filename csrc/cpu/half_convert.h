@@ -26,7 +26,7 @@ inline uint16_t float_to_bf16(float f) {
   if ((u & 0x7fffffffu) > 0x7f800000u)  // NaN: keep sign and top payload, force quiet bit
     return static_cast<uint16_t>((u >> 16) | 0x0040u);
   const uint32_t rounding = 0x7fffu + ((u >> 16) & 1u);  // ties to even
-  return static_cast<uint16_t>((u + rounding) >> 16);   // carry into exponent is correct (-> inf)
+  return static_cast<uint16_t>((u + rounding) >> 16);    // carry into exponent is correct (-> inf)
 }
 
 inline float fp16_to_float(uint16_t h) {
@@ -53,8 +53,8 @@ inline uint16_t float_to_fp16(float f) {
     return static_cast<uint16_t>(sign | 0x7c00u);
   }
   if (a >= 0x477ff000u) return static_cast<uint16_t>(sign | 0x7c00u);  // >= 65520 rounds to inf
-  if (a >= 0x38800000u) {                                               // normal half (>= 2^-14)
-    const uint32_t r = a - 0x38000000u;                                  // rebias exponent 127 -> 15
+  if (a >= 0x38800000u) {                                              // normal half (>= 2^-14)
+    const uint32_t r = a - 0x38000000u;                                // rebias exponent 127 -> 15
     return static_cast<uint16_t>(sign | ((r + 0xfffu + ((r >> 13) & 1u)) >> 13));
   }
   if (a <= 0x33000000u) return sign;  // <= 2^-25 (the tie rounds to even 0)

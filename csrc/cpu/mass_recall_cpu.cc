@@ -16,8 +16,8 @@
 namespace prism::cpu {
 
 void mass_recall(const QkvView& q, const QkvView& k, const BlockList& list,
-                 const AttentionParams& p, const int64_t* rows, int64_t num_rows,
-                 float* recall, int threads) {
+                 const AttentionParams& p, const int64_t* rows, int64_t num_rows, float* recall,
+                 int threads) {
   detail::check_qk(q, k, "mass_recall");
   detail::check_block(p.block, "mass_recall");
   if (num_rows < 0) throw std::invalid_argument("prism::cpu::mass_recall: num_rows < 0");
@@ -59,7 +59,8 @@ void mass_recall(const QkvView& q, const QkvView& k, const BlockList& list,
     for (int64_t t = 0; t < keys; ++t) {
       detail::load_row(k, b, h / group, t, sc.k.data());
       double dot = 0.0;
-      for (int64_t e = 0; e < d; ++e) dot += sc.q[static_cast<size_t>(e)] * sc.k[static_cast<size_t>(e)];
+      for (int64_t e = 0; e < d; ++e)
+        dot += sc.q[static_cast<size_t>(e)] * sc.k[static_cast<size_t>(e)];
       sc.logits[static_cast<size_t>(t)] = dot * scale;
       mx = std::max(mx, dot * scale);
     }

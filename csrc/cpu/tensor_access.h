@@ -9,8 +9,8 @@
 
 namespace prism::cpu::detail {
 
-inline int64_t row_offset(int64_t stride_b, int64_t stride_h, int64_t stride_n,
-                          int64_t b, int64_t h, int64_t n) {
+inline int64_t row_offset(int64_t stride_b, int64_t stride_h, int64_t stride_n, int64_t b,
+                          int64_t h, int64_t n) {
   return b * stride_b + h * stride_h + n * stride_n;
 }
 
@@ -46,8 +46,7 @@ inline void load_row(const QkvView& v, int64_t b, int64_t h, int64_t n, T* dst) 
       for (int64_t e = 0; e < d; ++e) dst[e] = static_cast<T>(bf16_to_float(s[e]));
       break;
     }
-    default:
-      break;  // rejected by view_checks
+    default: break;  // rejected by view_checks
   }
 }
 
@@ -71,8 +70,7 @@ inline void store_row(const OutView& v, int64_t b, int64_t h, int64_t n, const f
       for (int64_t e = 0; e < d; ++e) o[e] = float_to_bf16(src[e]);
       break;
     }
-    default:
-      break;  // rejected by view_checks
+    default: break;  // rejected by view_checks
   }
 }
 

@@ -52,8 +52,10 @@ void check_bands(const EstimateParams& p, int64_t d, const char* fn) {
   if (d % 2 != 0) fail(fn, "head_dim must be even for the RoPE bands, got " + std::to_string(d));
   if (p.layout != RopeLayout::Half && p.layout != RopeLayout::Interleaved)
     fail(fn, "unknown rope layout " + std::to_string(static_cast<int>(p.layout)));
-  const struct { const char* name; int64_t v; } bands[2] = {{"high_dims", p.high_dims},
-                                                            {"low_dims", p.low_dims}};
+  const struct {
+    const char* name;
+    int64_t v;
+  } bands[2] = {{"high_dims", p.high_dims}, {"low_dims", p.low_dims}};
   for (const auto& b : bands) {
     if (b.v < 2 || b.v > d || b.v % 2 != 0)
       fail(fn, std::string(b.name) + " must be even and in [2, head_dim=" + std::to_string(d) +
@@ -68,8 +70,8 @@ void check_list(const BlockList& list, int64_t rows, int64_t nk, const char* fn)
   for (int64_t row = 0; row < rows; ++row) {
     const int64_t c = list.counts[row];
     if (c < 0 || c > nk)
-      fail(fn, "block list count " + std::to_string(c) + " out of range [0, " +
-                   std::to_string(nk) + "] at row " + std::to_string(row));
+      fail(fn, "block list count " + std::to_string(c) + " out of range [0, " + std::to_string(nk) +
+                   "] at row " + std::to_string(row));
     const int64_t start = list.row_start[row];
     if (start < 0 || start > list.indices_size - c)
       fail(fn, "block list row " + std::to_string(row) + " lies outside its " +

@@ -10,8 +10,7 @@
 namespace prism::cuda {
 
 // Scratch bytes estimate() needs; the caller allocates them on the stream.
-size_t estimate_workspace_bytes(const QkvView& q, const QkvView& k,
-                                const EstimateParams& p);
+size_t estimate_workspace_bytes(const QkvView& q, const QkvView& k, const EstimateParams& p);
 
 // Pooling, temperatures, dual-band softmax, selection, sink/diagonal, lists.
 // q, k: device pointers, dtype F32, F16 or BF16. out: device pointers.
@@ -31,20 +30,19 @@ cudaError_t gather_selection(const int32_t* counts, const int32_t* tri_indices, 
 cudaError_t tri_row_starts(int64_t rows, int64_t nq, int64_t off, int64_t* row_start,
                            cudaStream_t stream);
 
-size_t attention_workspace_bytes(const QkvView& q, const QkvView& k,
-                                 const BlockList& list, const AttentionParams& p);
+size_t attention_workspace_bytes(const QkvView& q, const QkvView& k, const BlockList& list,
+                                 const AttentionParams& p);
 
 // Block-sparse causal attention; q, k, v, o: F16 or BF16 (all the same),
 // head_dim 64 or 128. list.counts == nullptr means dense.
-cudaError_t attention(const QkvView& q, const QkvView& k, const QkvView& v,
-                      const OutView& o, const BlockList& list,
-                      const AttentionParams& p, void* workspace,
+cudaError_t attention(const QkvView& q, const QkvView& k, const QkvView& v, const OutView& o,
+                      const BlockList& list, const AttentionParams& p, void* workspace,
                       cudaStream_t stream);
 
 // As prism::cpu::mass_recall; rows and recall are device pointers.
 cudaError_t mass_recall(const QkvView& q, const QkvView& k, const BlockList& list,
-                        const AttentionParams& p, const int64_t* rows,
-                        int64_t num_rows, float* recall, cudaStream_t stream);
+                        const AttentionParams& p, const int64_t* rows, int64_t num_rows,
+                        float* recall, cudaStream_t stream);
 
 // As prism::cpu::diff_norms; out points to 2 doubles in device memory, and
 // workspace to diff_norms_workspace_bytes(a, b) bytes (per call: concurrent

@@ -32,25 +32,34 @@
 
 // The variant that ran, for the log.
 static void run_variant_case(const Case& c, uint64_t seed) {
-  const int var = c.variant == cuda::attn::kAuto ? cuda::attn::default_variant(int(c.D), c.blk)
-                                                  : c.variant;
+  const int var =
+      c.variant == cuda::attn::kAuto ? cuda::attn::default_variant(int(c.D), c.blk) : c.variant;
   run_case(c, seed, cuda::attn::variant_name(var));
 }
 
 static void check_sweep() {
   uint64_t seed = 1;
-  for_each_sweep_case(
-      {{1, 1}, {77, 77}, {129, 129}, {1000, 1000}, {4097, 4097},
-       {100, 1000}, {1, 1000}, {513, 2100}, {300, 556}, {200, 333}},
-      {64, 128, 256}, [&](Case& c) {
-        // the default variant (kAuto) and every other variant that takes the case
-        for (int var = -1; var < cuda::attn::kNumVariants; ++var) {
-          if (var >= 0 && !cuda::attn::variant_supported(var, int(c.D), c.blk)) continue;
-          if (var >= 0 && var == cuda::attn::default_variant(int(c.D), c.blk)) continue;
-          c.variant = var;
-          run_variant_case(c, seed++);
-        }
-      });
+  for_each_sweep_case({{1, 1},
+                       {77, 77},
+                       {129, 129},
+                       {1000, 1000},
+                       {4097, 4097},
+                       {100, 1000},
+                       {1, 1000},
+                       {513, 2100},
+                       {300, 556},
+                       {200, 333}},
+                      {64, 128, 256}, [&](Case& c) {
+                        // the default variant (kAuto) and every other variant that takes the case
+                        for (int var = -1; var < cuda::attn::kNumVariants; ++var) {
+                          if (var >= 0 && !cuda::attn::variant_supported(var, int(c.D), c.blk))
+                            continue;
+                          if (var >= 0 && var == cuda::attn::default_variant(int(c.D), c.blk))
+                            continue;
+                          c.variant = var;
+                          run_variant_case(c, seed++);
+                        }
+                      });
 }
 
 static void check_small() {
@@ -59,7 +68,10 @@ static void check_small() {
   run_variant_case(c, 11);
   c.sparse = true;
   run_variant_case(c, 12);
-  c.blk = 64; c.D = 64; c.bf16 = false; c.bnhd = true;
+  c.blk = 64;
+  c.D = 64;
+  c.bf16 = false;
+  c.bnhd = true;
   run_variant_case(c, 13);
   c.sparse = false;
   c.blk = 256;
@@ -79,9 +91,12 @@ static void timing() {
 int main(int argc, char** argv) {
   bool small = false, check = true, time = true;
   for (int a = 1; a < argc; ++a) {
-    if (!std::strcmp(argv[a], "--small")) small = true;
-    else if (!std::strcmp(argv[a], "--check")) time = false;
-    else if (!std::strcmp(argv[a], "--time")) check = false;
+    if (!std::strcmp(argv[a], "--small"))
+      small = true;
+    else if (!std::strcmp(argv[a], "--check"))
+      time = false;
+    else if (!std::strcmp(argv[a], "--time"))
+      check = false;
   }
   // Every case on the portable kernel, Hopper included (its default variant
   // for kAuto); attention_sm90_check covers the Hopper path.

@@ -41,7 +41,8 @@ __global__ void fill_kernel(uint16_t* out, int64_t n, uint64_t seed, float amp, 
        i += int64_t(gridDim.x) * blockDim.x) {
     float s = 0.f;
     for (int j = 0; j < 3; ++j)
-      s += (hash32(seed * 0x9E3779B97F4A7C15ull + uint64_t(i) * 3 + j) >> 8) * (1.f / 16777216.f) - 0.5f;
+      s += (hash32(seed * 0x9E3779B97F4A7C15ull + uint64_t(i) * 3 + j) >> 8) * (1.f / 16777216.f) -
+           0.5f;
     const float v = s * 2.f * amp;
     if (is_bf16) {
       __nv_bfloat16 b = __float2bfloat16_rn(v);
@@ -92,20 +93,52 @@ struct Tensor4 {
   int64_t sb = 0, sh = 0, sn = 0;
   int64_t elems() const { return B * H * N * D; }
   void alloc(int64_t b, int64_t h, int64_t n, int64_t d, bool layout_bnhd) {
-    B = b; H = h; N = n; D = d; bnhd = layout_bnhd;
-    if (bnhd) { sn = H * D; sh = D; sb = N * H * D; }
-    else { sn = D; sh = N * D; sb = H * N * D; }
+    B = b;
+    H = h;
+    N = n;
+    D = d;
+    bnhd = layout_bnhd;
+    if (bnhd) {
+      sn = H * D;
+      sh = D;
+      sb = N * H * D;
+    } else {
+      sn = D;
+      sh = N * D;
+      sb = H * N * D;
+    }
     CK(cudaMalloc(&dev, std::max<int64_t>(elems(), 8) * 2));
   }
-  void release() { if (dev) CK(cudaFree(dev)); dev = nullptr; }
+  void release() {
+    if (dev) CK(cudaFree(dev));
+    dev = nullptr;
+  }
   int64_t off(int64_t b, int64_t h, int64_t n) const { return b * sb + h * sh + n * sn; }
   QkvView qkv(DType dt) const {
-    QkvView v; v.data = dev; v.dtype = dt; v.batch = B; v.heads = H; v.n = N; v.d = D;
-    v.stride_b = sb; v.stride_h = sh; v.stride_n = sn; return v;
+    QkvView v;
+    v.data = dev;
+    v.dtype = dt;
+    v.batch = B;
+    v.heads = H;
+    v.n = N;
+    v.d = D;
+    v.stride_b = sb;
+    v.stride_h = sh;
+    v.stride_n = sn;
+    return v;
   }
   OutView out(DType dt) const {
-    OutView v; v.data = dev; v.dtype = dt; v.batch = B; v.heads = H; v.n = N; v.d = D;
-    v.stride_b = sb; v.stride_h = sh; v.stride_n = sn; return v;
+    OutView v;
+    v.data = dev;
+    v.dtype = dt;
+    v.batch = B;
+    v.heads = H;
+    v.n = N;
+    v.d = D;
+    v.stride_b = sb;
+    v.stride_h = sh;
+    v.stride_n = sn;
+    return v;
   }
 };
 
@@ -161,11 +194,16 @@ static HostList make_list(int64_t B, int64_t Hq, int64_t Nq, int64_t Nk, int blk
     L.visible += vis;
     int32_t* idx = &L.indices[row * L.nk];
     int c = 0;
-    if (kind == 0 && U(rng) < 0.03) { L.counts[row] = 0; continue; }  // empty row
+    if (kind == 0 && U(rng) < 0.03) {
+      L.counts[row] = 0;
+      continue;
+    }  // empty row
     for (int64_t j = 0; j < vis; ++j) {
       bool take;
-      if (kind == 0) take = (j == 0) || (j == i + off) || U(rng) < 0.3;
-      else take = (j == 0) || (j >= i + off - window) || U(rng) < p_far;
+      if (kind == 0)
+        take = (j == 0) || (j == i + off) || U(rng) < 0.3;
+      else
+        take = (j == 0) || (j >= i + off - window) || U(rng) < p_far;
       if (take) idx[c++] = static_cast<int32_t>(j);
     }
     L.counts[row] = c;
@@ -202,15 +240,19 @@ struct DevList {
   }
 };
 
-struct RowId { int64_t b, h, r; };
+struct RowId {
+  int64_t b, h, r;
+};
 
 // float64 reference of sampled rows; returns (err^2, ref^2, max_abs_err).
-struct ErrAcc { double e2 = 0, r2 = 0, maxabs = 0; };
+struct ErrAcc {
+  double e2 = 0, r2 = 0, maxabs = 0;
+};
 
-static ErrAcc reference_compare(const std::vector<RowId>& rows, const Tensor4& q,
-                                const Tensor4& k, const Tensor4& v, const Tensor4& o,
-                                const std::vector<uint16_t>& hk, const std::vector<uint16_t>& hv,
-                                const HostList* L, int blk, double scale, bool bf16) {
+static ErrAcc reference_compare(const std::vector<RowId>& rows, const Tensor4& q, const Tensor4& k,
+                                const Tensor4& v, const Tensor4& o, const std::vector<uint16_t>& hk,
+                                const std::vector<uint16_t>& hv, const HostList* L, int blk,
+                                double scale, bool bf16) {
   const int64_t D = q.D, Nq = q.N, Nk = k.N;
   const int64_t group = q.H / k.H;
   // fetch Q and O rows
@@ -277,7 +319,11 @@ static ErrAcc reference_compare(const std::vector<RowId>& rows, const Tensor4& q
   for (unsigned t = 0; t < nth; ++t) th.emplace_back(work, t);
   for (auto& t : th) t.join();
   ErrAcc acc;
-  for (auto& p : part) { acc.e2 += p.e2; acc.r2 += p.r2; acc.maxabs = std::max(acc.maxabs, p.maxabs); }
+  for (auto& p : part) {
+    acc.e2 += p.e2;
+    acc.r2 += p.r2;
+    acc.maxabs = std::max(acc.maxabs, p.maxabs);
+  }
   return acc;
 }
 
@@ -286,8 +332,8 @@ struct Case {
   int64_t B, Hq, Hkv, Nq, Nk, D;
   bool bf16, bnhd, sparse;
   int blk;
-  float scale;  // 0 = default
-  int variant;  // attn::kAuto or a variant id
+  float scale;        // 0 = default
+  int variant;        // attn::kAuto or a variant id
   int rows_per_head;  // 0 = all rows
 };
 
@@ -342,24 +388,27 @@ static void run_case(const Case& c, uint64_t seed, const char* label) {
     }
   const std::vector<uint16_t> hk = to_host(k), hv = to_host(v);
   const double scale = c.scale > 0 ? c.scale : 1.0 / std::sqrt(double(c.D));
-  ErrAcc acc = reference_compare(rows, q, k, v, o, hk, hv, c.sparse ? &L : nullptr, c.blk,
-                                 scale, c.bf16);
+  ErrAcc acc =
+      reference_compare(rows, q, k, v, o, hk, hv, c.sparse ? &L : nullptr, c.blk, scale, c.bf16);
   const double rel = acc.r2 > 0 ? std::sqrt(acc.e2 / acc.r2) : std::sqrt(acc.e2);
   const double tol = c.bf16 ? 1e-2 : 2e-3;
   const bool ok = bad == 0 && rel <= tol && std::isfinite(rel);
   ++g_cases;
   if (!ok) ++g_failures;
-  std::printf("%s %-8s %s d%-3lld B%lld Hq%-2lld Hkv%-2lld Nq%-5lld Nk%-5lld blk%-3d %-6s %s%s "
-              "rel %.2e maxabs %.2e nonfinite %llu rows %zu\n",
-              ok ? "ok  " : "FAIL", label, c.bf16 ? "bf16" : "fp16",
-              (long long)c.D, (long long)c.B, (long long)c.Hq, (long long)c.Hkv,
-              (long long)c.Nq, (long long)c.Nk, c.blk, c.sparse ? "sparse" : "dense",
-              c.bnhd ? "bnhd" : "bhnd", c.scale > 0 ? " scale" : "", rel, acc.maxabs, bad,
-              rows.size());
+  std::printf(
+      "%s %-8s %s d%-3lld B%lld Hq%-2lld Hkv%-2lld Nq%-5lld Nk%-5lld blk%-3d %-6s %s%s "
+      "rel %.2e maxabs %.2e nonfinite %llu rows %zu\n",
+      ok ? "ok  " : "FAIL", label, c.bf16 ? "bf16" : "fp16", (long long)c.D, (long long)c.B,
+      (long long)c.Hq, (long long)c.Hkv, (long long)c.Nq, (long long)c.Nk, c.blk,
+      c.sparse ? "sparse" : "dense", c.bnhd ? "bnhd" : "bhnd", c.scale > 0 ? " scale" : "", rel,
+      acc.maxabs, bad, rows.size());
   std::fflush(stdout);
   if (ws) CK(cudaFree(ws));
   dl.release();
-  q.release(); k.release(); v.release(); o.release();
+  q.release();
+  k.release();
+  v.release();
+  o.release();
 }
 
 // ------------------------------------------------------------------ timing
@@ -379,8 +428,8 @@ static float time_op(const Tensor4& q, const Tensor4& k, const Tensor4& v, Tenso
   std::vector<float> ms;
   for (int it = 0; it < iters + 2; ++it) {
     CK(cudaEventRecord(e0));
-    CK(cuda::attn::attention_with_variant(q.qkv(dt), k.qkv(dt), v.qkv(dt), o.out(dt), list, ap,
-                                          ws, 0, variant));
+    CK(cuda::attn::attention_with_variant(q.qkv(dt), k.qkv(dt), v.qkv(dt), o.out(dt), list, ap, ws,
+                                          0, variant));
     CK(cudaEventRecord(e1));
     CK(cudaEventSynchronize(e1));
     float t = 0;
@@ -396,9 +445,12 @@ static float time_op(const Tensor4& q, const Tensor4& k, const Tensor4& v, Tenso
 // The correctness sweep: both dtypes, head_dim 64 and 128, every shape, dense
 // and sparse, cycling GQA 1/4/8, memory layouts, `blocks`, a custom softmax
 // scale and row sampling on big cases. `run` gets each case (variant kAuto).
-struct SweepShape { int64_t Nq, Nk; };
+struct SweepShape {
+  int64_t Nq, Nk;
+};
 
-static void for_each_sweep_case(const std::vector<SweepShape>& shapes, const std::vector<int>& blocks,
+static void for_each_sweep_case(const std::vector<SweepShape>& shapes,
+                                const std::vector<int>& blocks,
                                 const std::function<void(Case&)>& run) {
   const int gq[][2] = {{4, 4}, {8, 2}, {8, 1}};  // Hq, Hkv: GQA 1, 4, 8
   const int nb = int(blocks.size());
@@ -412,7 +464,9 @@ static void for_each_sweep_case(const std::vector<SweepShape>& shapes, const std
           c.B = (idx % 3 == 0) ? 2 : 1;
           c.Hq = gq[idx % 3][0];
           c.Hkv = gq[idx % 3][1];
-          c.Nq = s.Nq; c.Nk = s.Nk; c.D = D;
+          c.Nq = s.Nq;
+          c.Nk = s.Nk;
+          c.D = D;
           c.bf16 = dtype == 0;
           c.bnhd = (idx / 2) % 2 == 1;
           c.sparse = sparse == 1;
@@ -430,16 +484,21 @@ static void for_each_sweep_case(const std::vector<SweepShape>& shapes, const std
 // order, then checks sampled rows of the last kernel's sparse output.
 struct TimedKernel {
   std::string label;
-  int variant;                  // attn::kAuto or a variant id
+  int variant;                   // attn::kAuto or a variant id
   std::function<void()> select;  // makes the next calls take this kernel
 };
-struct TimingShape { int64_t N; int64_t D; };
+struct TimingShape {
+  int64_t N;
+  int64_t D;
+};
 
-static void timing_sweep(const std::vector<TimingShape>& shapes,
-                         const std::function<std::vector<TimedKernel>(int64_t N, int64_t D)>& kernels_for) {
+static void timing_sweep(
+    const std::vector<TimingShape>& shapes,
+    const std::function<std::vector<TimedKernel>(int64_t N, int64_t D)>& kernels_for) {
   const int64_t Hq = 32, Hkv = 8, B = 1;
   const int blk = 128;
-  std::printf("\n== timing: B=1 Hq=32 Hkv=8 bf16 bhnd blk=128, causal; median of >=10 after warm-up\n");
+  std::printf(
+      "\n== timing: B=1 Hq=32 Hkv=8 bf16 bhnd blk=128, causal; median of >=10 after warm-up\n");
   std::vector<std::string> summary;
   for (const TimingShape& t : shapes) {
     const int64_t N = t.N, D = t.D;
@@ -456,8 +515,11 @@ static void timing_sweep(const std::vector<TimingShape>& shapes,
     double fixed = 0, far = 0, vis_tot = 0;
     for (int64_t i = 0; i < nb; ++i) {
       const int64_t vis = i + 1;
-      const int64_t f = std::min<int64_t>(vis, std::min<int64_t>(i, 1) + 1 + std::min<int64_t>(2, std::max<int64_t>(i - 1, 0)));
-      fixed += f; far += vis - f; vis_tot += vis;
+      const int64_t f = std::min<int64_t>(
+          vis, std::min<int64_t>(i, 1) + 1 + std::min<int64_t>(2, std::max<int64_t>(i - 1, 0)));
+      fixed += f;
+      far += vis - f;
+      vis_tot += vis;
     }
     const double p_far = std::clamp((0.20 * vis_tot - fixed) / std::max(far, 1.0), 0.0, 1.0);
     HostList L = make_list(B, Hq, N, N, blk, 1, p_far, 2, 999 + N);
@@ -467,7 +529,8 @@ static void timing_sweep(const std::vector<TimingShape>& shapes,
     const double density = double(L.selected) / double(L.visible);
     AttentionParams ap;
     ap.block = blk;
-    const size_t ws_bytes = cuda::attention_workspace_bytes(q.qkv(DType::BF16), k.qkv(DType::BF16), sl, ap);
+    const size_t ws_bytes =
+        cuda::attention_workspace_bytes(q.qkv(DType::BF16), k.qkv(DType::BF16), sl, ap);
     void* ws = nullptr;
     CK(cudaMalloc(&ws, ws_bytes));
     const double flops = 4.0 * double(N) * double(N) * double(D) * double(Hq) / 2.0;
@@ -501,7 +564,8 @@ static void timing_sweep(const std::vector<TimingShape>& shapes,
         rows.push_back({0, h, static_cast<int64_t>(rng() % N)});
       }
       const std::vector<uint16_t> hk = to_host(k), hv = to_host(v);
-      ErrAcc acc = reference_compare(rows, q, k, v, o, hk, hv, &L, blk, 1.0 / std::sqrt(double(D)), true);
+      ErrAcc acc =
+          reference_compare(rows, q, k, v, o, hk, hv, &L, blk, 1.0 / std::sqrt(double(D)), true);
       const double rel = std::sqrt(acc.e2 / acc.r2);
       std::printf("N=%lld d=%lld sparse spot check: rel %.2e over %zu rows %s\n", (long long)N,
                   (long long)D, rel, rows.size(), rel <= 1e-2 ? "ok" : "FAIL");
@@ -509,7 +573,10 @@ static void timing_sweep(const std::vector<TimingShape>& shapes,
     }
     CK(cudaFree(ws));
     dl.release();
-    q.release(); k.release(); v.release(); o.release();
+    q.release();
+    k.release();
+    v.release();
+    o.release();
   }
   std::printf("\n== timing summary\n");
   for (auto& s : summary) std::printf("%s\n", s.c_str());
@@ -544,8 +611,10 @@ static void check_argument_errors() {
     std::printf("invalid head_dim -> std::invalid_argument: %s\n", e.what());
   }
   try {
-    Tensor4 r; r.alloc(1, 1, 8, 64, false);
-    AttentionParams ap; ap.block = 96;
+    Tensor4 r;
+    r.alloc(1, 1, 8, 64, false);
+    AttentionParams ap;
+    ap.block = 96;
     (void)cuda::attention(r.qkv(DType::BF16), r.qkv(DType::BF16), r.qkv(DType::BF16),
                           r.out(DType::BF16), BlockList{}, ap, nullptr, 0);
     threw = false;
@@ -553,6 +622,9 @@ static void check_argument_errors() {
   } catch (const std::invalid_argument& e) {
     std::printf("invalid block -> std::invalid_argument: %s\n", e.what());
   }
-  if (!threw) { std::printf("FAIL: argument checks\n"); ++g_failures; }
+  if (!threw) {
+    std::printf("FAIL: argument checks\n");
+    ++g_failures;
+  }
   q.release();
 }

@@ -33,8 +33,8 @@
 #include <thread>
 #include <vector>
 
-#include "cuda/attention/attention_plan.h"
 #include "attention_harness.cuh"
+#include "cuda/attention/attention_plan.h"
 
 static bool g_sm90 = false;  // the device runs the sm90 path
 
@@ -56,7 +56,11 @@ static const char* path_of(const Case& c) {
   r.dtype = c.bf16 ? DType::BF16 : DType::F16;
   r.head_dim = int(c.D);
   r.block = c.blk;
-  r.batch = c.B; r.hq = c.Hq; r.hkv = c.Hkv; r.nq = c.Nq; r.nk = c.Nk;
+  r.batch = c.B;
+  r.hq = c.Hq;
+  r.hkv = c.Hkv;
+  r.nq = c.Nq;
+  r.nk = c.Nk;
   r.sparse = c.sparse;
   r.tma_ok = true;  // the harness's tensors are contiguous bhnd / bnhd
   r.has_workspace = true;
@@ -71,8 +75,8 @@ static const char* path_of(const Case& c) {
 static void run_path_case(const Case& c, uint64_t seed) { run_case(c, seed, path_of(c)); }
 
 // Runs `c` under the base tuning changed by `edit`, then restores the base.
-static void run_tuned_case(const Case& c, uint64_t seed,
-                           void (*edit)(cuda::attn::AttentionTuning&), const char* what) {
+static void run_tuned_case(const Case& c, uint64_t seed, void (*edit)(cuda::attn::AttentionTuning&),
+                           const char* what) {
   cuda::attn::AttentionTuning t = g_base_tuning;
   edit(t);
   cuda::attn::set_attention_tuning(t);
@@ -101,7 +105,10 @@ static void check_tuned(uint64_t seed) {
     c.sparse = s == 1;
     run_tuned_case(c, seed++, persistent3, "pers3");
     if (pp) run_tuned_case(c, seed++, pingpong, "pingpong");
-    c.blk = 256; c.D = 64; c.bf16 = false; c.bnhd = false;
+    c.blk = 256;
+    c.D = 64;
+    c.bf16 = false;
+    c.bnhd = false;
     run_tuned_case(c, seed++, persistent3, "pers3");
     if (pp) run_tuned_case(c, seed++, pingpong, "pingpong");
   }
@@ -109,10 +116,21 @@ static void check_tuned(uint64_t seed) {
 
 static void check_sweep() {
   uint64_t seed = 1;
-  for_each_sweep_case(
-      {{1, 1}, {77, 77}, {129, 129}, {1000, 1000}, {4097, 4097}, {100, 1000}, {1, 1000},
-       {513, 2100}, {300, 556}, {200, 333}, {128, 128}, {256, 384}, {640, 1000}, {2048, 2048}},
-      {128, 256, 128, 256, 64}, [&](Case& c) { run_path_case(c, seed++); });
+  for_each_sweep_case({{1, 1},
+                       {77, 77},
+                       {129, 129},
+                       {1000, 1000},
+                       {4097, 4097},
+                       {100, 1000},
+                       {1, 1000},
+                       {513, 2100},
+                       {300, 556},
+                       {200, 333},
+                       {128, 128},
+                       {256, 384},
+                       {640, 1000},
+                       {2048, 2048}},
+                      {128, 256, 128, 256, 64}, [&](Case& c) { run_path_case(c, seed++); });
   check_tuned(seed);
 }
 
@@ -122,7 +140,10 @@ static void check_small() {
   run_path_case(c, 11);
   c.sparse = true;
   run_path_case(c, 12);
-  c.blk = 256; c.D = 64; c.bf16 = false; c.bnhd = true;
+  c.blk = 256;
+  c.D = 64;
+  c.bf16 = false;
+  c.bnhd = true;
   run_path_case(c, 13);
   c.sparse = false;
   c.Nq = 300;
@@ -155,15 +176,25 @@ static void timing() {
 int main(int argc, char** argv) {
   bool small = false, check = true, time = true;
   for (int a = 1; a < argc; ++a) {
-    if (!std::strcmp(argv[a], "--small")) small = true;
-    else if (!std::strcmp(argv[a], "--check")) time = false;
-    else if (!std::strcmp(argv[a], "--time")) check = false;
-    else if (!std::strcmp(argv[a], "--quick")) { check = false; g_quick = true; }
-    else if (!std::strcmp(argv[a], "--no-sm80-128k")) g_skip_sm80_long = true;
-    else if (!std::strcmp(argv[a], "--sm90-only")) g_sm90_only = true;
-    else if (!std::strncmp(argv[a], "--persistent=", 13)) g_base_tuning.persistent = std::atoi(argv[a] + 13);
-    else if (!std::strncmp(argv[a], "--ctas=", 7)) g_base_tuning.max_ctas = std::atoi(argv[a] + 7);
-    else if (!std::strcmp(argv[a], "--pingpong")) g_base_tuning.pingpong = true;
+    if (!std::strcmp(argv[a], "--small"))
+      small = true;
+    else if (!std::strcmp(argv[a], "--check"))
+      time = false;
+    else if (!std::strcmp(argv[a], "--time"))
+      check = false;
+    else if (!std::strcmp(argv[a], "--quick")) {
+      check = false;
+      g_quick = true;
+    } else if (!std::strcmp(argv[a], "--no-sm80-128k"))
+      g_skip_sm80_long = true;
+    else if (!std::strcmp(argv[a], "--sm90-only"))
+      g_sm90_only = true;
+    else if (!std::strncmp(argv[a], "--persistent=", 13))
+      g_base_tuning.persistent = std::atoi(argv[a] + 13);
+    else if (!std::strncmp(argv[a], "--ctas=", 7))
+      g_base_tuning.max_ctas = std::atoi(argv[a] + 7);
+    else if (!std::strcmp(argv[a], "--pingpong"))
+      g_base_tuning.pingpong = true;
     else {
       std::fprintf(stderr, "unknown argument %s\n", argv[a]);
       return 2;

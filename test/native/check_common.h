@@ -1,9 +1,9 @@
 // Host helpers shared by the native GPU harnesses: dtype rounding, strided
 // test tensors, deterministic random numbers, CUDA error checks.
 #pragma once
-#include <cuda_runtime.h>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+#include <cuda_runtime.h>
 
 #include <algorithm>
 #include <cmath>
@@ -17,14 +17,14 @@
 
 #include "common/prism_types.h"
 
-#define CK(x)                                                                              \
-  do {                                                                                     \
-    cudaError_t e_ = (x);                                                                  \
-    if (e_ != cudaSuccess) {                                                               \
-      std::fprintf(stderr, "CUDA error %s (%s) at %s:%d: %s\n", cudaGetErrorName(e_),      \
-                   cudaGetErrorString(e_), __FILE__, __LINE__, #x);                        \
-      std::exit(2);                                                                        \
-    }                                                                                      \
+#define CK(x)                                                                         \
+  do {                                                                                \
+    cudaError_t e_ = (x);                                                             \
+    if (e_ != cudaSuccess) {                                                          \
+      std::fprintf(stderr, "CUDA error %s (%s) at %s:%d: %s\n", cudaGetErrorName(e_), \
+                   cudaGetErrorString(e_), __FILE__, __LINE__, #x);                   \
+      std::exit(2);                                                                   \
+    }                                                                                 \
   } while (0)
 
 namespace check {
@@ -57,17 +57,32 @@ struct HostTensor {
   prism::DType dt = prism::DType::F32;
   int layout = 0;
   int64_t sb = 0, sh = 0, sn = 0, elems = 0;
-  std::vector<float> f;          // logical [B,H,N,d], values after dtype rounding
-  std::vector<uint8_t> raw;      // storage in the chosen layout
+  std::vector<float> f;      // logical [B,H,N,d], values after dtype rounding
+  std::vector<uint8_t> raw;  // storage in the chosen layout
   void* dev = nullptr;
 
   // gen(b, h, n, row_out[d]) fills one row before rounding
   void make(int64_t B_, int64_t H_, int64_t N_, int64_t d_, prism::DType dt_, int layout_,
             const std::function<void(int64_t, int64_t, int64_t, float*)>& gen) {
-    B = B_; H = H_; N = N_; d = d_; dt = dt_; layout = layout_;
-    if (layout == 1) { sn = H * d; sh = d; sb = N * H * d; }
-    else if (layout == 2) { sn = d + 8; sh = N * sn; sb = H * sh; }
-    else { sn = d; sh = N * d; sb = H * N * d; }
+    B = B_;
+    H = H_;
+    N = N_;
+    d = d_;
+    dt = dt_;
+    layout = layout_;
+    if (layout == 1) {
+      sn = H * d;
+      sh = d;
+      sb = N * H * d;
+    } else if (layout == 2) {
+      sn = d + 8;
+      sh = N * sn;
+      sb = H * sh;
+    } else {
+      sn = d;
+      sh = N * d;
+      sb = H * N * d;
+    }
     elems = B * sb;
     f.assign((size_t)(B * H * N * d), 0.f);
     raw.assign((size_t)(elems * prism::dtype_size(dt)), 0);
@@ -87,11 +102,21 @@ struct HostTensor {
     CK(cudaMalloc(&dev, raw.size()));
     CK(cudaMemcpy(dev, raw.data(), raw.size(), cudaMemcpyHostToDevice));
   }
-  void free_dev() { if (dev) CK(cudaFree(dev)); dev = nullptr; }
+  void free_dev() {
+    if (dev) CK(cudaFree(dev));
+    dev = nullptr;
+  }
   prism::QkvView view() const {
     prism::QkvView v;
-    v.data = dev; v.dtype = dt; v.batch = B; v.heads = H; v.n = N; v.d = d;
-    v.stride_b = sb; v.stride_h = sh; v.stride_n = sn;
+    v.data = dev;
+    v.dtype = dt;
+    v.batch = B;
+    v.heads = H;
+    v.n = N;
+    v.d = d;
+    v.stride_b = sb;
+    v.stride_h = sh;
+    v.stride_n = sn;
     return v;
   }
   float at(int64_t b, int64_t h, int64_t n, int64_t k) const {
@@ -103,9 +128,13 @@ struct HostTensor {
 // of the group) plus noise, rotated by the absolute position. Gives local /
 // periodic attention so selection keeps a fraction of the blocks.
 struct RopeGen {
-  int64_t d; bool half; double amp_u, amp_noise; uint64_t seed;
+  int64_t d;
+  bool half;
+  double amp_u, amp_noise;
+  uint64_t seed;
   std::vector<float> u;  // [heads_kv][d]
-  RopeGen(int64_t d_, int64_t hkv, bool half_, uint64_t seed_, double amp_u_ = 1.0, double amp_noise_ = 1.0)
+  RopeGen(int64_t d_, int64_t hkv, bool half_, uint64_t seed_, double amp_u_ = 1.0,
+          double amp_noise_ = 1.0)
       : d(d_), half(half_), amp_u(amp_u_), amp_noise(amp_noise_), seed(seed_) {
     std::mt19937_64 rng(seed ^ 0x9e3779b97f4a7c15ull);
     std::normal_distribution<float> nd;
@@ -116,7 +145,8 @@ struct RopeGen {
     std::mt19937_64 rng(seed * 1000003ull + (uint64_t)salt * 7919ull + (uint64_t)pos * 104729ull);
     std::normal_distribution<float> nd;
     std::vector<double> x((size_t)d);
-    for (int64_t k = 0; k < d; ++k) x[(size_t)k] = amp_u * u[(size_t)(hkv * d + k)] + amp_noise * nd(rng);
+    for (int64_t k = 0; k < d; ++k)
+      x[(size_t)k] = amp_u * u[(size_t)(hkv * d + k)] + amp_noise * nd(rng);
     const int64_t P = d / 2;
     for (int64_t p = 0; p < P; ++p) {
       const double th = std::pow(10000.0, -2.0 * (double)p / (double)d);

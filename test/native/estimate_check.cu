@@ -30,8 +30,8 @@ struct Case {
   std::string name;
   int B, Hq, Hkv, Nq, Nk, d;
   DType dt;
-  int layout;      // memory layout of the test tensors
-  int gen;         // 0 random normal, 1 RoPE structured
+  int layout;  // memory layout of the test tensors
+  int gen;     // 0 random normal, 1 RoPE structured
   EstimateParams p;
 };
 
@@ -58,8 +58,10 @@ std::vector<int> band_dims(const EstimateParams& p, int d, int bi) {
       for (int k = d - w / 2; k < d; ++k) v.push_back(k);
     }
   } else {
-    if (bi == 0) for (int k = 0; k < w; ++k) v.push_back(k);
-    else for (int k = d - w; k < d; ++k) v.push_back(k);
+    if (bi == 0)
+      for (int k = 0; k < w; ++k) v.push_back(k);
+    else
+      for (int k = d - w; k < d; ++k) v.push_back(k);
   }
   return v;
 }
@@ -104,14 +106,20 @@ Ref reference(const Case& c, const HostTensor& Q, const HostTensor& K) {
       if (!prism) {
         tt[0] = p.calibrate ? 1.0 : p.temp_high;
         sc[0] = std::sqrt((double)d) * tt[0];
-        if (!(sc[0] > 0) || !std::isfinite(sc[0])) { sc[0] = std::sqrt((double)d); tt[0] = 1.0; }
-        sc[1] = sc[0]; tt[1] = tt[0];
+        if (!(sc[0] > 0) || !std::isfinite(sc[0])) {
+          sc[0] = std::sqrt((double)d);
+          tt[0] = 1.0;
+        }
+        sc[1] = sc[0];
+        tt[1] = tt[0];
       } else {
         auto energy = [&](const double* x, int n, const std::vector<int>* dl) {
           double s = 0;
           for (int i = 0; i < n; ++i) {
-            if (!dl) { for (int k = 0; k < d; ++k) s += x[(size_t)i * d + k] * x[(size_t)i * d + k]; }
-            else for (int k : *dl) s += x[(size_t)i * d + k] * x[(size_t)i * d + k];
+            if (!dl) {
+              for (int k = 0; k < d; ++k) s += x[(size_t)i * d + k] * x[(size_t)i * d + k];
+            } else
+              for (int k : *dl) s += x[(size_t)i * d + k] * x[(size_t)i * d + k];
           }
           return s;
         };
@@ -128,8 +136,12 @@ Ref reference(const Case& c, const HostTensor& Q, const HostTensor& K) {
             t = bi == 0 ? p.temp_high : p.temp_low;
           }
           double s = std::sqrt(Db) * t;
-          if (!(s > 0) || !std::isfinite(s)) { s = std::sqrt(Db); t = 1.0; }
-          sc[bi] = s; tt[bi] = t;
+          if (!(s > 0) || !std::isfinite(s)) {
+            s = std::sqrt(Db);
+            t = 1.0;
+          }
+          sc[bi] = s;
+          tt[bi] = t;
         }
       }
       R.temps[((size_t)b * c.Hq + h) * 2] = tt[0];
@@ -148,19 +160,24 @@ Ref reference(const Case& c, const HostTensor& Q, const HostTensor& K) {
             mx = std::max(mx, lg[j]);
           }
           double z = 0;
-          for (int j = 0; j < V; ++j) { pr[j] = std::exp(lg[j] - mx); z += pr[j]; }
+          for (int j = 0; j < V; ++j) {
+            pr[j] = std::exp(lg[j] - mx);
+            z += pr[j];
+          }
           for (int j = 0; j < V; ++j) pr[j] /= z;
           for (int j = 0; j < V; ++j) idx[j] = j;
-          std::sort(idx.begin(), idx.begin() + V, [&](int a, int bb) {
-            return pr[a] != pr[bb] ? pr[a] > pr[bb] : a < bb;
-          });
+          std::sort(idx.begin(), idx.begin() + V,
+                    [&](int a, int bb) { return pr[a] != pr[bb] ? pr[a] > pr[bb] : a < bb; });
           int Kk = 0;
           if (p.selection == Selection::TopP) {
             const double tau = bi == 0 ? p.tau_high : p.tau_low;
             double S = 0, margin = 1e300;
             for (int r = 0; r < V; ++r) {
               margin = std::min(margin, std::fabs(S - tau));
-              if (S < tau) { mrow[idx[r]] = 1; ++Kk; }
+              if (S < tau) {
+                mrow[idx[r]] = 1;
+                ++Kk;
+              }
               S += pr[idx[r]];
             }
             margin = std::min(margin, std::fabs(S - tau));
@@ -208,7 +225,9 @@ size_t tiled_workspace_bytes(const QkvView& q, const QkvView& k, const EstimateP
   cuda::est_internal::set_select_path(kAutoPath);
   return bytes;
 }
-const char* path_name(int path) { return path == kRowPath ? "row" : path == kTiledPath ? "tiled" : "auto"; }
+const char* path_name(int path) {
+  return path == kRowPath ? "row" : path == kTiledPath ? "tiled" : "auto";
+}
 
 GpuOut run_gpu(const Case& c, const HostTensor& Q, const HostTensor& K, void* ws, size_t wsb,
                uint8_t* dm, int* dc, int* di, float* dt) {
@@ -221,11 +240,16 @@ GpuOut run_gpu(const Case& c, const HostTensor& Q, const HostTensor& K, void* ws
   CK(cudaMemset(dt, 0xFF, (size_t)c.B * c.Hq * 2 * 4));
   CK(cudaMemset(ws, 0xFF, wsb));
   BlockMaskOut out;
-  out.mask = dm; out.counts = dc; out.indices = di; out.temps = dt;
+  out.mask = dm;
+  out.counts = dc;
+  out.indices = di;
+  out.temps = dt;
   CK(cuda::estimate(Q.view(), K.view(), c.p, out, ws, 0));
   CK(cudaDeviceSynchronize());
   GpuOut g;
-  g.mask.resize(rows * nk); g.counts.resize(rows); g.indices.resize(rows * nk);
+  g.mask.resize(rows * nk);
+  g.counts.resize(rows);
+  g.indices.resize(rows * nk);
   g.temps.resize((size_t)c.B * c.Hq * 2);
   CK(cudaMemcpy(g.mask.data(), dm, g.mask.size(), cudaMemcpyDeviceToHost));
   CK(cudaMemcpy(g.counts.data(), dc, rows * 4, cudaMemcpyDeviceToHost));
@@ -244,8 +268,12 @@ bool run_case(const Case& c) {
   std::mt19937_64 rng(42 + c.Nk);
   std::normal_distribution<float> nd;
   if (c.gen == 0) {
-    Q.make(c.B, c.Hq, c.Nq, c.d, c.dt, c.layout, [&](int64_t, int64_t, int64_t, float* o) { for (int k = 0; k < c.d; ++k) o[k] = nd(rng); });
-    K.make(c.B, c.Hkv, c.Nk, c.d, c.dt, c.layout, [&](int64_t, int64_t, int64_t, float* o) { for (int k = 0; k < c.d; ++k) o[k] = nd(rng); });
+    Q.make(c.B, c.Hq, c.Nq, c.d, c.dt, c.layout, [&](int64_t, int64_t, int64_t, float* o) {
+      for (int k = 0; k < c.d; ++k) o[k] = nd(rng);
+    });
+    K.make(c.B, c.Hkv, c.Nk, c.d, c.dt, c.layout, [&](int64_t, int64_t, int64_t, float* o) {
+      for (int k = 0; k < c.d; ++k) o[k] = nd(rng);
+    });
   } else {
     Q.make(c.B, c.Hq, c.Nq, c.d, c.dt, c.layout, [&](int64_t b, int64_t h, int64_t n, float* o) {
       rg.row(h / G, 1 + b * 1000 + h, (c.Nk - c.Nq) + n, o);
@@ -254,14 +282,22 @@ bool run_case(const Case& c) {
       rg.row(h, 500000 + b * 1000 + h, n, o);
     });
   }
-  Q.upload(); K.upload();
+  Q.upload();
+  K.upload();
   const BlockGrid grid(c.Nq, c.Nk, c.p.block);
   const int nq = (int)grid.nq, nk = (int)grid.nk, off = (int)grid.off;
   const size_t rows = (size_t)c.B * c.Hq * nq;
   const size_t wsb = tiled_workspace_bytes(Q.view(), K.view(), c.p);
-  void* ws; uint8_t* dm; int* dc; int* di; float* dt;
-  CK(cudaMalloc(&ws, wsb)); CK(cudaMalloc(&dm, rows * nk)); CK(cudaMalloc(&dc, rows * 4));
-  CK(cudaMalloc(&di, rows * nk * 4)); CK(cudaMalloc(&dt, (size_t)c.B * c.Hq * 8));
+  void* ws;
+  uint8_t* dm;
+  int* dc;
+  int* di;
+  float* dt;
+  CK(cudaMalloc(&ws, wsb));
+  CK(cudaMalloc(&dm, rows * nk));
+  CK(cudaMalloc(&dc, rows * 4));
+  CK(cudaMalloc(&di, rows * nk * 4));
+  CK(cudaMalloc(&dt, (size_t)c.B * c.Hq * 8));
   const Ref R = reference(c, Q, K);
   bool all = true;
   GpuOut first;
@@ -285,16 +321,24 @@ bool run_case(const Case& c) {
           int cnt = 0;
           for (int j = 0; j < nk; ++j) {
             if (m[j] > 1 || (j >= V && m[j])) ok = false;
-            if (m[j] == 1) { if (cnt >= V || ix[cnt] != j) ok = false; ++cnt; }
+            if (m[j] == 1) {
+              if (cnt >= V || ix[cnt] != j) ok = false;
+              ++cnt;
+            }
           }
           if (g1.counts[row] != cnt) ok = false;
           if (c.p.force_sink && !m[0]) ok = false;
           if (c.p.force_diag && !m[i + off]) ok = false;
           if (!ok) ++inv_bad;
-          sel += cnt; vis += V;
-          const bool same = std::memcmp(m, &R.mask[row * nk], nk) == 0 && g1.counts[row] == R.counts[row];
-          if (R.sep[row]) { ++sep_rows; if (!same) ++sep_bad; }
-          else if (!same) ++unsep_diff;
+          sel += cnt;
+          vis += V;
+          const bool same =
+              std::memcmp(m, &R.mask[row * nk], nk) == 0 && g1.counts[row] == R.counts[row];
+          if (R.sep[row]) {
+            ++sep_rows;
+            if (!same) ++sep_bad;
+          } else if (!same)
+            ++unsep_diff;
         }
     double tmax = 0;
     for (size_t x = 0; x < g1.temps.size(); ++x) {
@@ -306,39 +350,63 @@ bool run_case(const Case& c) {
     const bool equal = !second || g1 == first;
     const bool pass = determ && equal && inv_bad == 0 && sep_bad == 0 && tmax <= 1e-4 &&
                       (sep_rows * 10 >= rows || unsep_diff == 0);
-    std::printf("%-4s %-20s %-5s B%d Hq%-2d Hkv%d Nq%-6d Nk%-6d d%-3d %-4s blk%-3d nq%-4d nk%-5d rows %6zu sep %6zu bad %zu "
-                "unsep-diff %zu inv-bad %zu temps-rel %.1e det %s density %.3f%s\n",
-                pass ? "PASS" : "FAIL", c.name.c_str(), path_name(path), c.B, c.Hq, c.Hkv, c.Nq, c.Nk, c.d,
-                check::dtype_name(c.dt), c.p.block, nq, nk, rows, sep_rows, sep_bad, unsep_diff, inv_bad, tmax,
-                determ ? "yes" : "NO", sel / vis, second ? (equal ? " =row yes" : " =row NO") : "");
+    std::printf(
+        "%-4s %-20s %-5s B%d Hq%-2d Hkv%d Nq%-6d Nk%-6d d%-3d %-4s blk%-3d nq%-4d nk%-5d rows %6zu "
+        "sep %6zu bad %zu "
+        "unsep-diff %zu inv-bad %zu temps-rel %.1e det %s density %.3f%s\n",
+        pass ? "PASS" : "FAIL", c.name.c_str(), path_name(path), c.B, c.Hq, c.Hkv, c.Nq, c.Nk, c.d,
+        check::dtype_name(c.dt), c.p.block, nq, nk, rows, sep_rows, sep_bad, unsep_diff, inv_bad,
+        tmax, determ ? "yes" : "NO", sel / vis, second ? (equal ? " =row yes" : " =row NO") : "");
     all = all && pass;
     if (path == kRowPath) first = std::move(g1);
   }
   cuda::est_internal::set_select_path(kAutoPath);
-  CK(cudaFree(ws)); CK(cudaFree(dm)); CK(cudaFree(dc)); CK(cudaFree(di)); CK(cudaFree(dt));
-  Q.free_dev(); K.free_dev();
+  CK(cudaFree(ws));
+  CK(cudaFree(dm));
+  CK(cudaFree(dc));
+  CK(cudaFree(di));
+  CK(cudaFree(dt));
+  Q.free_dev();
+  K.free_dev();
   return all;
 }
 
 bool check_errors() {
   // invalid arguments must throw std::invalid_argument before any launch
   QkvView q, k;
-  q.dtype = k.dtype = DType::BF16; q.batch = k.batch = 1; q.heads = 6; k.heads = 4; q.n = k.n = 128; q.d = k.d = 64;
+  q.dtype = k.dtype = DType::BF16;
+  q.batch = k.batch = 1;
+  q.heads = 6;
+  k.heads = 4;
+  q.n = k.n = 128;
+  q.d = k.d = 64;
   q.data = k.data = reinterpret_cast<void*>(256);
-  EstimateParams p; p.high_dims = 32; p.low_dims = 48;
+  EstimateParams p;
+  p.high_dims = 32;
+  p.low_dims = 48;
   int thrown = 0;
   auto expect = [&](const char* what, auto fn) {
-    try { fn(); std::printf("FAIL no exception for %s\n", what); }
-    catch (const std::invalid_argument& e) { ++thrown; std::printf("     invalid_argument ok (%s): %s\n", what, e.what()); }
+    try {
+      fn();
+      std::printf("FAIL no exception for %s\n", what);
+    } catch (const std::invalid_argument& e) {
+      ++thrown;
+      std::printf("     invalid_argument ok (%s): %s\n", what, e.what());
+    }
   };
   expect("Hq % Hkv", [&] { cuda::estimate_workspace_bytes(q, k, p); });
-  q.heads = 8; q.n = 256;
+  q.heads = 8;
+  q.n = 256;
   expect("Nq > Nk", [&] { cuda::estimate_workspace_bytes(q, k, p); });
-  q.n = 128; q.d = 63; k.d = 63;
+  q.n = 128;
+  q.d = 63;
+  k.d = 63;
   expect("odd d", [&] { cuda::estimate_workspace_bytes(q, k, p); });
-  q.d = k.d = 64; p.high_dims = 80;
+  q.d = k.d = 64;
+  p.high_dims = 80;
   expect("high_dims > d", [&] { cuda::estimate_workspace_bytes(q, k, p); });
-  p.high_dims = 32; q.dtype = DType::I32;
+  p.high_dims = 32;
+  q.dtype = DType::I32;
   expect("dtype", [&] { cuda::estimate_workspace_bytes(q, k, p); });
   return thrown == 5;
 }
@@ -346,7 +414,11 @@ bool check_errors() {
 // ---------------------------------------------------------------- device-generated inputs
 __device__ uint32_t hash3(uint32_t a, uint32_t b, uint32_t c) {
   uint32_t h = a * 0x9E3779B1u ^ (b + 0x7F4A7C15u) * 0x85EBCA77u ^ (c + 0x165667B1u) * 0xC2B2AE3Du;
-  h ^= h >> 15; h *= 0x2C1B3C6Du; h ^= h >> 12; h *= 0x297A2D39u; h ^= h >> 15;
+  h ^= h >> 15;
+  h *= 0x2C1B3C6Du;
+  h ^= h >> 12;
+  h *= 0x297A2D39u;
+  h ^= h >> 15;
   return h;
 }
 __device__ float gauss(uint32_t a, uint32_t b, uint32_t c) {
@@ -358,7 +430,8 @@ __device__ float gauss(uint32_t a, uint32_t b, uint32_t c) {
 // pos0 + n, or the same row at every position (all scores of a row tie).
 enum Gen { kRandom = 0, kRope = 1, kConstant = 2 };
 // bf16 [1, H, N, d] bhnd
-__global__ void fill_kernel(uint16_t* out, int H, int G, long long N, int d, long long pos0, uint32_t salt, int gen) {
+__global__ void fill_kernel(uint16_t* out, int H, int G, long long N, int d, long long pos0,
+                            uint32_t salt, int gen) {
   const long long tid = (long long)blockIdx.x * blockDim.x + threadIdx.x;
   const int P = d / 2;
   const long long total = (long long)H * N * P;
@@ -372,11 +445,13 @@ __global__ void fill_kernel(uint16_t* out, int H, int G, long long N, int d, lon
   float x0 = gauss(salt + h, pos, p), x1 = gauss(salt + h, pos, p + P);
   float y0 = x0, y1 = x1;
   if (gen == kRope) {
-    x0 += gauss(777u, hk, p); x1 += gauss(777u, hk, p + P);
+    x0 += gauss(777u, hk, p);
+    x1 += gauss(777u, hk, p + P);
     const double th = pow(10000.0, -2.0 * p / d);
     double s, c;
     sincos((double)(pos0 + n) * th, &s, &c);
-    y0 = (float)(x0 * c - x1 * s); y1 = (float)(x0 * s + x1 * c);
+    y0 = (float)(x0 * c - x1 * s);
+    y1 = (float)(x0 * s + x1 * c);
   }
   __nv_bfloat16 b0 = __float2bfloat16_rn(y0), b1 = __float2bfloat16_rn(y1);
   uint16_t* row = out + hn * d;
@@ -385,13 +460,15 @@ __global__ void fill_kernel(uint16_t* out, int H, int G, long long N, int d, lon
 }
 
 // Counts the mask bytes, list entries and counts that differ between two outputs.
-__global__ void diff_kernel(const uint8_t* m1, const uint8_t* m2, const int* i1, const int* i2, size_t n,
-                            const int* c1, const int* c2, size_t rows, unsigned long long* out) {
+__global__ void diff_kernel(const uint8_t* m1, const uint8_t* m2, const int* i1, const int* i2,
+                            size_t n, const int* c1, const int* c2, size_t rows,
+                            unsigned long long* out) {
   unsigned long long bad = 0;
   const size_t stride = (size_t)gridDim.x * blockDim.x;
   for (size_t x = (size_t)blockIdx.x * blockDim.x + threadIdx.x; x < n; x += stride)
     bad += (m1[x] != m2[x]) + (i1[x] != i2[x]);
-  for (size_t x = (size_t)blockIdx.x * blockDim.x + threadIdx.x; x < rows; x += stride) bad += c1[x] != c2[x];
+  for (size_t x = (size_t)blockIdx.x * blockDim.x + threadIdx.x; x < rows; x += stride)
+    bad += c1[x] != c2[x];
   if (bad) atomicAdd(out, bad);
 }
 
@@ -407,11 +484,26 @@ struct DevInputs {
     fill_kernel<<<(unsigned)((tq + 255) / 256), 256>>>(q, Hq, Hq / Hkv, Nq, d, Nk - Nq, 11, gen);
     fill_kernel<<<(unsigned)((tk + 255) / 256), 256>>>(k, Hkv, 1, Nk, d, 0, 99, gen);
     CK(cudaGetLastError());
-    qv.data = q; qv.dtype = DType::BF16; qv.batch = 1; qv.heads = Hq; qv.n = Nq; qv.d = d;
-    qv.stride_n = d; qv.stride_h = Nq * d; qv.stride_b = Hq * Nq * d;
-    kv = qv; kv.data = k; kv.heads = Hkv; kv.n = Nk; kv.stride_h = Nk * d; kv.stride_b = Hkv * Nk * d;
+    qv.data = q;
+    qv.dtype = DType::BF16;
+    qv.batch = 1;
+    qv.heads = Hq;
+    qv.n = Nq;
+    qv.d = d;
+    qv.stride_n = d;
+    qv.stride_h = Nq * d;
+    qv.stride_b = Hq * Nq * d;
+    kv = qv;
+    kv.data = k;
+    kv.heads = Hkv;
+    kv.n = Nk;
+    kv.stride_h = Nk * d;
+    kv.stride_b = Hkv * Nk * d;
   }
-  ~DevInputs() { CK(cudaFree(q)); CK(cudaFree(k)); }
+  ~DevInputs() {
+    CK(cudaFree(q));
+    CK(cudaFree(k));
+  }
 };
 
 // Outputs and workspace of one estimate on the device.
@@ -424,20 +516,34 @@ struct DevOut {
   size_t rows, nk, wsb;
   DevOut(const DevInputs& in, const EstimateParams& p) {
     const BlockGrid grid(in.qv.n, in.kv.n, p.block);
-    rows = (size_t)in.qv.heads * grid.nq; nk = (size_t)grid.nk;
+    rows = (size_t)in.qv.heads * grid.nq;
+    nk = (size_t)grid.nk;
     wsb = tiled_workspace_bytes(in.qv, in.kv, p);
-    CK(cudaMalloc(&ws, wsb)); CK(cudaMalloc(&mask, rows * nk)); CK(cudaMalloc(&counts, rows * 4));
-    CK(cudaMalloc(&indices, rows * nk * 4)); CK(cudaMalloc(&temps, (size_t)in.qv.heads * 8));
+    CK(cudaMalloc(&ws, wsb));
+    CK(cudaMalloc(&mask, rows * nk));
+    CK(cudaMalloc(&counts, rows * 4));
+    CK(cudaMalloc(&indices, rows * nk * 4));
+    CK(cudaMalloc(&temps, (size_t)in.qv.heads * 8));
   }
-  ~DevOut() { CK(cudaFree(ws)); CK(cudaFree(mask)); CK(cudaFree(counts)); CK(cudaFree(indices)); CK(cudaFree(temps)); }
+  ~DevOut() {
+    CK(cudaFree(ws));
+    CK(cudaFree(mask));
+    CK(cudaFree(counts));
+    CK(cudaFree(indices));
+    CK(cudaFree(temps));
+  }
   BlockMaskOut out() const {
     BlockMaskOut o;
-    o.mask = mask; o.counts = counts; o.indices = indices; o.temps = temps;
+    o.mask = mask;
+    o.counts = counts;
+    o.indices = indices;
+    o.temps = temps;
     return o;
   }
   // One estimate with the given selection kernel, over garbage-filled outputs.
   void run(const DevInputs& in, const EstimateParams& p, int path) {
-    CK(cudaMemset(mask, 0xCD, rows * nk)); CK(cudaMemset(counts, 0x7B, rows * 4));
+    CK(cudaMemset(mask, 0xCD, rows * nk));
+    CK(cudaMemset(counts, 0x7B, rows * 4));
     CK(cudaMemset(indices, 0x5A, rows * nk * 4));
     cuda::est_internal::set_select_path(path);
     CK(cuda::estimate(in.qv, in.kv, p, out(), ws, 0));
@@ -448,7 +554,8 @@ struct DevOut {
     unsigned long long* d;
     CK(cudaMalloc(&d, sizeof(*d)));
     CK(cudaMemset(d, 0, sizeof(*d)));
-    diff_kernel<<<1024, 256>>>(mask, o.mask, indices, o.indices, rows * nk, counts, o.counts, rows, d);
+    diff_kernel<<<1024, 256>>>(mask, o.mask, indices, o.indices, rows * nk, counts, o.counts, rows,
+                               d);
     unsigned long long h = 0;
     CK(cudaMemcpy(&h, d, sizeof(h), cudaMemcpyDeviceToHost));
     CK(cudaFree(d));
@@ -460,7 +567,10 @@ struct DevOut {
     CK(cudaMemcpy(c.data(), counts, rows * 4, cudaMemcpyDeviceToHost));
     const long long off = (long long)nk - nq_;
     double sel = 0, vis = 0;
-    for (size_t r = 0; r < rows; ++r) { sel += c[r]; vis += (double)((long long)(r % nq_) + off + 1); }
+    for (size_t r = 0; r < rows; ++r) {
+      sel += c[r];
+      vis += (double)((long long)(r % nq_) + off + 1);
+    }
     return sel / vis;
   }
 };
@@ -478,9 +588,17 @@ struct Stress {
   EstimateParams p;
 };
 
-Stress mks(const std::string& name, long long Nq, long long Nk, int Hq, int Hkv, int d, int block, int gen) {
+Stress mks(const std::string& name, long long Nq, long long Nk, int Hq, int Hkv, int d, int block,
+           int gen) {
   Stress s;
-  s.name = name; s.Nq = Nq; s.Nk = Nk; s.Hq = Hq; s.Hkv = Hkv; s.d = d; s.block = block; s.gen = gen;
+  s.name = name;
+  s.Nq = Nq;
+  s.Nk = Nk;
+  s.Hq = Hq;
+  s.Hkv = Hkv;
+  s.d = d;
+  s.block = block;
+  s.gen = gen;
   s.p.block = block;
   s.p.high_dims = d / 2;
   s.p.low_dims = (3 * d / 4) & ~1;
@@ -496,10 +614,12 @@ bool run_stress(const Stress& s) {
   cuda::est_internal::set_tiled_stress(0, -1, 0);
   const unsigned long long bad = row.diff(tiled);
   const BlockGrid grid(s.Nq, s.Nk, s.block);
-  std::printf("%-4s tiled == row  %-22s Hq%-2d Hkv%d Nq%-7lld Nk%-7lld d%-3d blk%-3d nk%-5lld stress %d cap %-4d mt %d "
-              "density %.3f diffs %llu\n",
-              bad == 0 ? "PASS" : "FAIL", s.name.c_str(), s.Hq, s.Hkv, s.Nq, s.Nk, s.d, s.block, (long long)grid.nk,
-              s.flags, s.cap, s.mtiles, row.density(grid.nq), bad);
+  std::printf(
+      "%-4s tiled == row  %-22s Hq%-2d Hkv%d Nq%-7lld Nk%-7lld d%-3d blk%-3d nk%-5lld stress %d "
+      "cap %-4d mt %d "
+      "density %.3f diffs %llu\n",
+      bad == 0 ? "PASS" : "FAIL", s.name.c_str(), s.Hq, s.Hkv, s.Nq, s.Nk, s.d, s.block,
+      (long long)grid.nk, s.flags, s.cap, s.mtiles, row.density(grid.nq), bad);
   return bad == 0;
 }
 
@@ -513,30 +633,101 @@ std::vector<Stress> stress_suite(bool small) {
   v.push_back(mks("rope-chunk", N * 3 / 4 + 1, N + 37, H, Hk, 128, blk, kRope));
   v.push_back(mks("random", N, N, H, Hk, 128, blk, kRandom));
   v.push_back(mks("constant-ties", N, N, H, Hk, 64, blk, kConstant));
-  { Stress s = mks("constant-ties-cap3", N, N, H, Hk, 64, blk, kConstant); s.cap = 3; v.push_back(s); }
-  { Stress s = mks("rope-topk", N, N, H, Hk, 128, blk, kRope);
-    s.p.selection = Selection::TopK; s.p.topk_high = 37; s.p.topk_low = 11; v.push_back(s); }
-  { Stress s = mks("rope-topk-all", N, N, H, Hk, 128, blk, kRope);
-    s.p.selection = Selection::TopK; s.p.topk_high = 5000; s.p.topk_low = 0; v.push_back(s); }
-  { Stress s = mks("rope-meanpool", N, N, H, Hk, 128, blk, kRope); s.p.method = Method::MeanPool; v.push_back(s); }
-  { Stress s = mks("rope-tau.999", N, N, H, Hk, 128, blk, kRope); s.p.tau_high = 0.999f; s.p.tau_low = 0.99f; v.push_back(s); }
-  { Stress s = mks("rope-tau1-noforce", N, N, H, Hk, 128, blk, kRope);
-    s.p.tau_high = 1.f; s.p.tau_low = 0.5f; s.p.force_sink = false; s.p.force_diag = false; v.push_back(s); }
-  { Stress s = mks("random-tau.3", N, N, H, Hk, 128, blk, kRandom); s.p.tau_high = 0.3f; s.p.tau_low = 0.f; v.push_back(s); }
+  {
+    Stress s = mks("constant-ties-cap3", N, N, H, Hk, 64, blk, kConstant);
+    s.cap = 3;
+    v.push_back(s);
+  }
+  {
+    Stress s = mks("rope-topk", N, N, H, Hk, 128, blk, kRope);
+    s.p.selection = Selection::TopK;
+    s.p.topk_high = 37;
+    s.p.topk_low = 11;
+    v.push_back(s);
+  }
+  {
+    Stress s = mks("rope-topk-all", N, N, H, Hk, 128, blk, kRope);
+    s.p.selection = Selection::TopK;
+    s.p.topk_high = 5000;
+    s.p.topk_low = 0;
+    v.push_back(s);
+  }
+  {
+    Stress s = mks("rope-meanpool", N, N, H, Hk, 128, blk, kRope);
+    s.p.method = Method::MeanPool;
+    v.push_back(s);
+  }
+  {
+    Stress s = mks("rope-tau.999", N, N, H, Hk, 128, blk, kRope);
+    s.p.tau_high = 0.999f;
+    s.p.tau_low = 0.99f;
+    v.push_back(s);
+  }
+  {
+    Stress s = mks("rope-tau1-noforce", N, N, H, Hk, 128, blk, kRope);
+    s.p.tau_high = 1.f;
+    s.p.tau_low = 0.5f;
+    s.p.force_sink = false;
+    s.p.force_diag = false;
+    v.push_back(s);
+  }
+  {
+    Stress s = mks("random-tau.3", N, N, H, Hk, 128, blk, kRandom);
+    s.p.tau_high = 0.3f;
+    s.p.tau_low = 0.f;
+    v.push_back(s);
+  }
   v.push_back(mks("rope-d64", N, N, H, Hk, 64, blk, kRope));
   v.push_back(mks("rope-d256", N, N, H, Hk, 256, blk, kRope));
   v.push_back(mks("rope-g1", N, N, H, H, 128, blk, kRope));
-  v.push_back(mks("rope-short-rows", N / 3, N / 3, H, Hk, 128, blk, kRope));  // every row on the register path
+  v.push_back(mks("rope-short-rows", N / 3, N / 3, H, Hk, 128, blk,
+                  kRope));  // every row on the register path
   v.push_back(mks("rope-1025", 1025LL * blk, 1025LL * blk, H, Hk, 128, blk, kRope));
-  { Stress s = mks("rope-no-probe", N, N, H, Hk, 128, blk, kRope); s.flags = 1; v.push_back(s); }
-  { Stress s = mks("rope-start-low", N, N, H, Hk, 128, blk, kRope); s.flags = 2; v.push_back(s); }
-  { Stress s = mks("rope-start-high", N, N, H, Hk, 128, blk, kRope); s.flags = 4; v.push_back(s); }
-  { Stress s = mks("random-start-high-cap0", N, N, H, Hk, 128, blk, kRandom); s.flags = 4; s.cap = 0; v.push_back(s); }
-  { Stress s = mks("rope-cap0", N, N, H, Hk, 128, blk, kRope); s.cap = 0; v.push_back(s); }
-  { Stress s = mks("rope-cap5-topk", N, N, H, Hk, 128, blk, kRope); s.cap = 5;
-    s.p.selection = Selection::TopK; s.p.topk_high = 20; s.p.topk_low = 3; v.push_back(s); }
-  { Stress s = mks("rope-mt2", N, N, H, Hk, 128, blk, kRope); s.mtiles = 2; v.push_back(s); }
-  { Stress s = mks("rope-mt1-no-probe", N, N, H, Hk, 128, blk, kRope); s.mtiles = 1; s.flags = 1; v.push_back(s); }
+  {
+    Stress s = mks("rope-no-probe", N, N, H, Hk, 128, blk, kRope);
+    s.flags = 1;
+    v.push_back(s);
+  }
+  {
+    Stress s = mks("rope-start-low", N, N, H, Hk, 128, blk, kRope);
+    s.flags = 2;
+    v.push_back(s);
+  }
+  {
+    Stress s = mks("rope-start-high", N, N, H, Hk, 128, blk, kRope);
+    s.flags = 4;
+    v.push_back(s);
+  }
+  {
+    Stress s = mks("random-start-high-cap0", N, N, H, Hk, 128, blk, kRandom);
+    s.flags = 4;
+    s.cap = 0;
+    v.push_back(s);
+  }
+  {
+    Stress s = mks("rope-cap0", N, N, H, Hk, 128, blk, kRope);
+    s.cap = 0;
+    v.push_back(s);
+  }
+  {
+    Stress s = mks("rope-cap5-topk", N, N, H, Hk, 128, blk, kRope);
+    s.cap = 5;
+    s.p.selection = Selection::TopK;
+    s.p.topk_high = 20;
+    s.p.topk_low = 3;
+    v.push_back(s);
+  }
+  {
+    Stress s = mks("rope-mt2", N, N, H, Hk, 128, blk, kRope);
+    s.mtiles = 2;
+    v.push_back(s);
+  }
+  {
+    Stress s = mks("rope-mt1-no-probe", N, N, H, Hk, 128, blk, kRope);
+    s.mtiles = 1;
+    s.flags = 1;
+    v.push_back(s);
+  }
   return v;
 }
 
@@ -545,17 +736,20 @@ double median_ms(const std::function<void()>& launch, int iters) {
   for (int w = 0; w < 3; ++w) launch();
   CK(cudaDeviceSynchronize());
   cudaEvent_t e0, e1;
-  CK(cudaEventCreate(&e0)); CK(cudaEventCreate(&e1));
+  CK(cudaEventCreate(&e0));
+  CK(cudaEventCreate(&e1));
   std::vector<double> t;
   for (int it = 0; it < iters; ++it) {
     CK(cudaEventRecord(e0));
     launch();
     CK(cudaEventRecord(e1));
     CK(cudaEventSynchronize(e1));
-    float f; CK(cudaEventElapsedTime(&f, e0, e1));
+    float f;
+    CK(cudaEventElapsedTime(&f, e0, e1));
     t.push_back(f);
   }
-  CK(cudaEventDestroy(e0)); CK(cudaEventDestroy(e1));
+  CK(cudaEventDestroy(e0));
+  CK(cudaEventDestroy(e1));
   return check::median(t);
 }
 
@@ -563,7 +757,9 @@ double median_ms(const std::function<void()>& launch, int iters) {
 // stages (pooling, temperatures, selection) with each path in `paths`
 // (mtiles: the tiled kernel's rows per CTA / 16, 0 = automatic); with
 // `compare`, also checks the tiled kernel against the row kernel bit for bit.
-struct Timed { int path, mtiles; };
+struct Timed {
+  int path, mtiles;
+};
 
 bool long_context(long long N, int gen, int iters, const std::vector<Timed>& paths, bool compare) {
   const int Hq = 32, Hkv = 8, d = 128;
@@ -579,16 +775,23 @@ bool long_context(long long N, int gen, int iters, const std::vector<Timed>& pat
     double ms[3];
     for (int stage = v == 0 ? 1 : 3; stage <= 3; ++stage) {
       cuda::est_internal::set_stage_limit(stage);
-      ms[stage - 1] = median_ms([&] { CK(cuda::estimate(in.qv, in.kv, p, out.out(), out.ws, 0)); }, iters);
+      ms[stage - 1] =
+          median_ms([&] { CK(cuda::estimate(in.qv, in.kv, p, out.out(), out.ws, 0)); }, iters);
     }
     cuda::est_internal::set_stage_limit(3);
-    if (v == 0) { base[0] = ms[0]; base[1] = ms[1]; }
+    if (v == 0) {
+      base[0] = ms[0];
+      base[1] = ms[1];
+    }
     char label[32];
     std::snprintf(label, sizeof(label), "%s%s", path_name(paths[v].path),
-                  paths[v].mtiles ? (paths[v].mtiles == 1 ? " mt1" : paths[v].mtiles == 2 ? " mt2" : " mt4") : "");
-    std::printf("| %8lld | %-6s | %-9s | %5lld | %8.3f | %8.3f | %8.3f | %8.3f | %6.0f | %6.3f |\n", N,
-                gen == kRope ? "rope" : "random", label, nq, ms[2], base[0], base[1] - base[0], ms[2] - base[1],
-                gb / (base[0] * 1e-3), out.density(nq));
+                  paths[v].mtiles ? (paths[v].mtiles == 1   ? " mt1"
+                                     : paths[v].mtiles == 2 ? " mt2"
+                                                            : " mt4")
+                                  : "");
+    std::printf("| %8lld | %-6s | %-9s | %5lld | %8.3f | %8.3f | %8.3f | %8.3f | %6.0f | %6.3f |\n",
+                N, gen == kRope ? "rope" : "random", label, nq, ms[2], base[0], base[1] - base[0],
+                ms[2] - base[1], gb / (base[0] * 1e-3), out.density(nq));
     std::fflush(stdout);
   }
   cuda::est_internal::set_select_path(kAutoPath);
@@ -598,16 +801,25 @@ bool long_context(long long N, int gen, int iters, const std::vector<Timed>& pat
   out.run(in, p, kRowPath);
   other.run(in, p, kTiledPath);
   const unsigned long long bad = out.diff(other);
-  std::printf("%-4s tiled == row at N=%lld (%lld x %lld blocks, 32 heads): %llu differing entries\n",
-              bad == 0 ? "PASS" : "FAIL", N, nq, nq, bad);
+  std::printf(
+      "%-4s tiled == row at N=%lld (%lld x %lld blocks, 32 heads): %llu differing entries\n",
+      bad == 0 ? "PASS" : "FAIL", N, nq, nq, bad);
   std::fflush(stdout);
   return bad == 0;
 }
 
-Case mk(const std::string& name, int B, int Hq, int Hkv, int Nq, int Nk, int d, DType dt, int layout, int gen,
-        int block = 128) {
+Case mk(const std::string& name, int B, int Hq, int Hkv, int Nq, int Nk, int d, DType dt,
+        int layout, int gen, int block = 128) {
   Case c;
-  c.name = name; c.B = B; c.Hq = Hq; c.Hkv = Hkv; c.Nq = Nq; c.Nk = Nk; c.d = d; c.dt = dt; c.layout = layout;
+  c.name = name;
+  c.B = B;
+  c.Hq = Hq;
+  c.Hkv = Hkv;
+  c.Nq = Nq;
+  c.Nk = Nk;
+  c.d = d;
+  c.dt = dt;
+  c.layout = layout;
   c.gen = gen;
   c.p = EstimateParams();
   c.p.block = block;
@@ -629,13 +841,16 @@ int main(int argc, char** argv) {
   }
   cudaDeviceProp prop;
   CK(cudaGetDeviceProperties(&prop, 0));
-  std::printf("device: %s (sm_%d%d, %d SMs)\n", prop.name, prop.major, prop.minor, prop.multiProcessorCount);
+  std::printf("device: %s (sm_%d%d, %d SMs)\n", prop.name, prop.major, prop.minor,
+              prop.multiProcessorCount);
   std::printf("compiled archs: %s\n", cuda::compiled_archs());
   const char* table =
-      "| N        | data   | path      | nq    | total ms | pool ms  | temps ms | select ms| pool GB/s | density |\n"
+      "| N        | data   | path      | nq    | total ms | pool ms  | temps ms | select ms| pool "
+      "GB/s | density |\n"
       "|---|---|---|---|---|---|---|---|---|---|\n";
   const char* title =
-      "\nestimate timing, B=1 Hq=32 Hkv=8 d=128 bf16 block=128, Prism defaults (top-p 0.95), median ms;\n"
+      "\nestimate timing, B=1 Hq=32 Hkv=8 d=128 bf16 block=128, Prism defaults (top-p 0.95), "
+      "median ms;\n"
       "auto picks the row kernel up to 1024 key blocks (128K here), the tiled kernel beyond\n";
   if (only_n > 0) {
     std::printf("%s%s", title, table);
@@ -643,7 +858,10 @@ int main(int argc, char** argv) {
     return 0;
   }
   int fails = 0, total = 0;
-  auto tally = [&](bool ok) { ++total; fails += ok ? 0 : 1; };
+  auto tally = [&](bool ok) {
+    ++total;
+    fails += ok ? 0 : 1;
+  };
   if (long_only) {
     // Path equality on mid-size stress shapes, then the long contexts: timing
     // of both kernels where both are reasonable, equality at every length.
@@ -664,50 +882,113 @@ int main(int argc, char** argv) {
     cs.push_back(mk("rand-basic", 2, 4, 2, 300, 300, 64, BF, 0, 0, 32));
     cs.push_back(mk("rope-odd-chunk", 1, 4, 1, 170, 611, 64, F16, 1, 1, 32));
     cs.push_back(mk("grid-shift", 1, 4, 2, 100, 357, 64, BF, 0, 1, 16));
-    { Case c = mk("rope-topk-il", 1, 8, 2, 200, 333, 32, F32, 2, 1, 16);
-      c.p.layout = RopeLayout::Interleaved; c.p.selection = Selection::TopK; c.p.topk_high = 3; c.p.topk_low = 5; cs.push_back(c); }
-    { Case c = mk("meanpool-nocal", 1, 2, 2, 256, 256, 34, BF, 0, 1, 16);
-      c.p.method = Method::MeanPool; c.p.calibrate = false; c.p.temp_high = 0.8f; cs.push_back(c); }
-    { Case c = mk("bigrow-smem", 1, 2, 1, 64, 4400, 64, BF, 0, 1, 4); cs.push_back(c); }
+    {
+      Case c = mk("rope-topk-il", 1, 8, 2, 200, 333, 32, F32, 2, 1, 16);
+      c.p.layout = RopeLayout::Interleaved;
+      c.p.selection = Selection::TopK;
+      c.p.topk_high = 3;
+      c.p.topk_low = 5;
+      cs.push_back(c);
+    }
+    {
+      Case c = mk("meanpool-nocal", 1, 2, 2, 256, 256, 34, BF, 0, 1, 16);
+      c.p.method = Method::MeanPool;
+      c.p.calibrate = false;
+      c.p.temp_high = 0.8f;
+      cs.push_back(c);
+    }
+    {
+      Case c = mk("bigrow-smem", 1, 2, 1, 64, 4400, 64, BF, 0, 1, 4);
+      cs.push_back(c);
+    }
   } else {
     cs.push_back(mk("rand-basic", 2, 8, 2, 1000, 1000, 128, BF, 0, 0, 64));
     cs.push_back(mk("rope-half", 1, 8, 2, 4096, 4096, 128, BF, 0, 1, 64));
     cs.push_back(mk("rope-odd-chunk-g1", 1, 4, 4, 777, 3001, 64, F16, 1, 1, 32));
     cs.push_back(mk("grid-shift", 1, 8, 2, 1000, 2637, 128, BF, 0, 1, 64));
-    { Case c = mk("rope-il-gqa8-f32", 1, 16, 2, 2500, 2500, 128, F32, 2, 1, 64);
-      c.p.layout = RopeLayout::Interleaved; cs.push_back(c); }
-    { Case c = mk("rope-topk", 1, 8, 2, 1500, 2100, 128, BF, 0, 1, 32);
-      c.p.selection = Selection::TopK; c.p.topk_high = 5; c.p.topk_low = 7; cs.push_back(c); }
-    { Case c = mk("rope-topk-big-k", 1, 4, 1, 1000, 1000, 64, F16, 0, 1, 16);
-      c.p.selection = Selection::TopK; c.p.topk_high = 40; c.p.topk_low = 0; cs.push_back(c); }
-    { Case c = mk("rope-calib-off", 2, 8, 4, 2048, 2048, 128, BF, 1, 1, 64);
-      c.p.calibrate = false; c.p.temp_high = 0.7f; c.p.temp_low = 1.3f; cs.push_back(c); }
-    { Case c = mk("meanpool-rope", 1, 8, 2, 3000, 3000, 128, BF, 0, 1, 64);
-      c.p.method = Method::MeanPool; c.p.tau_high = 0.9f; cs.push_back(c); }
-    { Case c = mk("meanpool-rand-nocal", 1, 4, 4, 900, 1300, 64, F32, 0, 0, 32);
-      c.p.method = Method::MeanPool; c.p.calibrate = false; c.p.temp_high = 0.25f; cs.push_back(c); }
-    { Case c = mk("rope-noforce-tau.5", 1, 8, 8, 2000, 2000, 64, BF, 0, 1, 32);
-      c.p.force_sink = false; c.p.force_diag = false; c.p.tau_high = 0.5f; c.p.tau_low = 0.6f; cs.push_back(c); }
-    { Case c = mk("rope-tau.999", 1, 4, 2, 1024, 1024, 128, F16, 0, 1, 32);
-      c.p.tau_high = 0.999f; c.p.tau_low = 0.99f; cs.push_back(c); }
-    { Case c = mk("rope-bigrow-smem", 1, 2, 1, 20000, 20000, 64, BF, 0, 1, 16); cs.push_back(c); }
-    { Case c = mk("rope-d34-vec2", 1, 4, 2, 1500, 1500, 34, BF, 0, 1, 32);
-      c.p.high_dims = 16; c.p.low_dims = 20; cs.push_back(c); }
-    { Case c = mk("rope-d256", 1, 4, 2, 2000, 2000, 256, BF, 0, 1, 64); cs.push_back(c); }
+    {
+      Case c = mk("rope-il-gqa8-f32", 1, 16, 2, 2500, 2500, 128, F32, 2, 1, 64);
+      c.p.layout = RopeLayout::Interleaved;
+      cs.push_back(c);
+    }
+    {
+      Case c = mk("rope-topk", 1, 8, 2, 1500, 2100, 128, BF, 0, 1, 32);
+      c.p.selection = Selection::TopK;
+      c.p.topk_high = 5;
+      c.p.topk_low = 7;
+      cs.push_back(c);
+    }
+    {
+      Case c = mk("rope-topk-big-k", 1, 4, 1, 1000, 1000, 64, F16, 0, 1, 16);
+      c.p.selection = Selection::TopK;
+      c.p.topk_high = 40;
+      c.p.topk_low = 0;
+      cs.push_back(c);
+    }
+    {
+      Case c = mk("rope-calib-off", 2, 8, 4, 2048, 2048, 128, BF, 1, 1, 64);
+      c.p.calibrate = false;
+      c.p.temp_high = 0.7f;
+      c.p.temp_low = 1.3f;
+      cs.push_back(c);
+    }
+    {
+      Case c = mk("meanpool-rope", 1, 8, 2, 3000, 3000, 128, BF, 0, 1, 64);
+      c.p.method = Method::MeanPool;
+      c.p.tau_high = 0.9f;
+      cs.push_back(c);
+    }
+    {
+      Case c = mk("meanpool-rand-nocal", 1, 4, 4, 900, 1300, 64, F32, 0, 0, 32);
+      c.p.method = Method::MeanPool;
+      c.p.calibrate = false;
+      c.p.temp_high = 0.25f;
+      cs.push_back(c);
+    }
+    {
+      Case c = mk("rope-noforce-tau.5", 1, 8, 8, 2000, 2000, 64, BF, 0, 1, 32);
+      c.p.force_sink = false;
+      c.p.force_diag = false;
+      c.p.tau_high = 0.5f;
+      c.p.tau_low = 0.6f;
+      cs.push_back(c);
+    }
+    {
+      Case c = mk("rope-tau.999", 1, 4, 2, 1024, 1024, 128, F16, 0, 1, 32);
+      c.p.tau_high = 0.999f;
+      c.p.tau_low = 0.99f;
+      cs.push_back(c);
+    }
+    {
+      Case c = mk("rope-bigrow-smem", 1, 2, 1, 20000, 20000, 64, BF, 0, 1, 16);
+      cs.push_back(c);
+    }
+    {
+      Case c = mk("rope-d34-vec2", 1, 4, 2, 1500, 1500, 34, BF, 0, 1, 32);
+      c.p.high_dims = 16;
+      c.p.low_dims = 20;
+      cs.push_back(c);
+    }
+    {
+      Case c = mk("rope-d256", 1, 4, 2, 2000, 2000, 256, BF, 0, 1, 64);
+      cs.push_back(c);
+    }
     cs.push_back(mk("tiny-1x1", 1, 2, 1, 1, 1, 64, BF, 0, 0, 128));
     cs.push_back(mk("tiny-5x300", 1, 2, 1, 5, 300, 64, BF, 0, 1, 128));
     cs.push_back(mk("timing-shape-8k", 1, 32, 8, 8192, 8192, 128, BF, 0, 1, 128));
   }
   int case_fails = 0;
   for (const Case& c : cs) case_fails += run_case(c) ? 0 : 1;
-  std::printf("correctness: %d/%zu cases passed, error checks %s\n", (int)cs.size() - case_fails, cs.size(),
-              ok ? "ok" : "FAILED");
-  std::printf("\ntiled kernel against the row kernel%s\n", small ? ", small shapes" : ", mid-size shapes");
+  std::printf("correctness: %d/%zu cases passed, error checks %s\n", (int)cs.size() - case_fails,
+              cs.size(), ok ? "ok" : "FAILED");
+  std::printf("\ntiled kernel against the row kernel%s\n",
+              small ? ", small shapes" : ", mid-size shapes");
   for (const Stress& s : stress_suite(small)) tally(run_stress(s));
   std::printf("path equality: %d/%d passed\n", total - fails, total);
   if (!small && !no_timing) {
     std::printf("%s%s", title, table);
-    for (long long N : {8192LL, 32768LL, 65536LL}) long_context(N, kRope, 25, {{kAutoPath, 0}}, false);
+    for (long long N : {8192LL, 32768LL, 65536LL})
+      long_context(N, kRope, 25, {{kAutoPath, 0}}, false);
     tally(long_context(131072, kRope, 25, {{kAutoPath, 0}, {kTiledPath, 0}}, true));
     long_context(131072, kRandom, 25, {{kAutoPath, 0}}, false);
     tally(long_context(262144, kRope, 15, {{kAutoPath, 0}, {kRowPath, 0}}, true));

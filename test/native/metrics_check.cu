@@ -17,14 +17,18 @@ using check::HostTensor;
 
 namespace {
 
-bool recall_case(const char* name, int B, int Hq, int Hkv, int Nq, int Nk, int d, DType dt, int layout, int blk,
-                 bool dense, int nsample, float scale) {
+bool recall_case(const char* name, int B, int Hq, int Hkv, int Nq, int Nk, int d, DType dt,
+                 int layout, int blk, bool dense, int nsample, float scale) {
   HostTensor Q, K;
   check::RopeGen rg(d, Hkv, true, 77 + Nq, 1.0, 1.0);
   const int G = Hq / Hkv;
-  Q.make(B, Hq, Nq, d, dt, layout, [&](int64_t b, int64_t h, int64_t n, float* o) { rg.row(h / G, 1 + b * 100 + h, (Nk - Nq) + n, o); });
-  K.make(B, Hkv, Nk, d, dt, layout, [&](int64_t b, int64_t h, int64_t n, float* o) { rg.row(h, 9000 + b * 100 + h, n, o); });
-  Q.upload(); K.upload();
+  Q.make(B, Hq, Nq, d, dt, layout, [&](int64_t b, int64_t h, int64_t n, float* o) {
+    rg.row(h / G, 1 + b * 100 + h, (Nk - Nq) + n, o);
+  });
+  K.make(B, Hkv, Nk, d, dt, layout,
+         [&](int64_t b, int64_t h, int64_t n, float* o) { rg.row(h, 9000 + b * 100 + h, n, o); });
+  Q.upload();
+  K.upload();
   const BlockGrid grid(Nq, Nk, blk);
   const int nq = (int)grid.nq, nk = (int)grid.nk, off = nk - nq;
   std::mt19937 rng(5);
@@ -38,13 +42,21 @@ bool recall_case(const char* name, int B, int Hq, int Hkv, int Nq, int Nk, int d
   }
   std::vector<int64_t> rows;
   for (int s = 0; s < nsample; ++s) {
-    rows.push_back(rng() % B); rows.push_back(rng() % Hq); rows.push_back(s == 0 ? Nq - 1 : (s == 1 ? 0 : rng() % Nq));
+    rows.push_back(rng() % B);
+    rows.push_back(rng() % Hq);
+    rows.push_back(s == 0 ? Nq - 1 : (s == 1 ? 0 : rng() % Nq));
   }
-  rows.push_back(0); rows.push_back(Hq); rows.push_back(0);  // invalid -> NaN
+  rows.push_back(0);
+  rows.push_back(Hq);
+  rows.push_back(0);  // invalid -> NaN
   const int nr = (int)rows.size() / 3;
-  int *dc, *di; int64_t* dr; float* drec;
-  CK(cudaMalloc(&dc, counts.size() * 4)); CK(cudaMalloc(&di, idx.size() * 4));
-  CK(cudaMalloc(&dr, rows.size() * 8)); CK(cudaMalloc(&drec, nr * 4));
+  int *dc, *di;
+  int64_t* dr;
+  float* drec;
+  CK(cudaMalloc(&dc, counts.size() * 4));
+  CK(cudaMalloc(&di, idx.size() * 4));
+  CK(cudaMalloc(&dr, rows.size() * 8));
+  CK(cudaMalloc(&drec, nr * 4));
   CK(cudaMemcpy(dc, counts.data(), counts.size() * 4, cudaMemcpyHostToDevice));
   CK(cudaMemcpy(di, idx.data(), idx.size() * 4, cudaMemcpyHostToDevice));
   CK(cudaMemcpy(dr, rows.data(), rows.size() * 8, cudaMemcpyHostToDevice));
@@ -55,7 +67,9 @@ bool recall_case(const char* name, int B, int Hq, int Hkv, int Nq, int Nk, int d
   CK(cudaMemcpy(ds, starts.data(), starts.size() * 8, cudaMemcpyHostToDevice));
   BlockList list;
   if (!dense) list = BlockList{dc, ds, di, (int64_t)idx.size()};
-  AttentionParams ap; ap.block = blk; ap.softmax_scale = scale;
+  AttentionParams ap;
+  ap.block = blk;
+  ap.softmax_scale = scale;
   std::vector<float> g1(nr), g2(nr);
   for (int rep = 0; rep < 2; ++rep) {
     CK(cudaMemset(drec, 0xFF, nr * 4));
@@ -70,17 +84,24 @@ bool recall_case(const char* name, int B, int Hq, int Hkv, int Nq, int Nk, int d
     const int i = (int)grid.block_of_row(r), last = (Nk - Nq) + r;
     std::vector<uint8_t> selb(nk, 0);
     const size_t row = ((size_t)b * Hq + h) * nq + i;
-    if (dense) for (int j = 0; j <= i + off; ++j) selb[j] = 1;
-    else for (int c = 0; c < counts[row]; ++c) selb[idx[row * nk + c]] = 1;
+    if (dense)
+      for (int j = 0; j <= i + off; ++j) selb[j] = 1;
+    else
+      for (int c = 0; c < counts[row]; ++c) selb[idx[row * nk + c]] = 1;
     std::vector<double> lg(last + 1);
     double mx = -1e300;
     for (int t = 0; t <= last; ++t) {
       double s2 = 0;
       for (int k = 0; k < d; ++k) s2 += (double)Q.at(b, h, r, k) * K.at(b, h / G, t, k);
-      lg[t] = s2 * sc; mx = std::max(mx, lg[t]);
+      lg[t] = s2 * sc;
+      mx = std::max(mx, lg[t]);
     }
     double z = 0, zs = 0;
-    for (int t = 0; t <= last; ++t) { const double e = std::exp(lg[t] - mx); z += e; if (selb[t / blk]) zs += e; }
+    for (int t = 0; t <= last; ++t) {
+      const double e = std::exp(lg[t] - mx);
+      z += e;
+      if (selb[t / blk]) zs += e;
+    }
     const double ref = zs / z;
     mean_ref += ref;
     maxerr = std::max(maxerr, std::fabs(ref - g1[s]));
@@ -89,12 +110,21 @@ bool recall_case(const char* name, int B, int Hq, int Hkv, int Nq, int Nk, int d
   mean_ref /= (nr - 1);
   const bool nan_ok = std::isnan(g1[nr - 1]);
   const bool det = std::memcmp(g1.data(), g2.data(), nr * 4) == 0;
-  const bool pass = maxerr < 2e-4 && nan_ok && det && (!dense || (Nk - Nq) % blk != 0 || std::fabs(mean_ref - 1.0) < 1e-12);
-  std::printf("%s recall %-16s B%d Hq%d Hkv%d Nq%d Nk%d d%d %s blk%d %s rows %d: max|err| %.2e mean recall %.4f invalid->NaN %s det %s\n",
-              pass ? "PASS" : "FAIL", name, B, Hq, Hkv, Nq, Nk, d, check::dtype_name(dt), blk, dense ? "dense" : "list",
-              nr - 1, maxerr, mean_ref, nan_ok ? "yes" : "NO", det ? "yes" : "NO");
-  CK(cudaFree(dc)); CK(cudaFree(di)); CK(cudaFree(ds)); CK(cudaFree(dr)); CK(cudaFree(drec));
-  Q.free_dev(); K.free_dev();
+  const bool pass = maxerr < 2e-4 && nan_ok && det &&
+                    (!dense || (Nk - Nq) % blk != 0 || std::fabs(mean_ref - 1.0) < 1e-12);
+  std::printf(
+      "%s recall %-16s B%d Hq%d Hkv%d Nq%d Nk%d d%d %s blk%d %s rows %d: max|err| %.2e mean recall "
+      "%.4f invalid->NaN %s det %s\n",
+      pass ? "PASS" : "FAIL", name, B, Hq, Hkv, Nq, Nk, d, check::dtype_name(dt), blk,
+      dense ? "dense" : "list", nr - 1, maxerr, mean_ref, nan_ok ? "yes" : "NO",
+      det ? "yes" : "NO");
+  CK(cudaFree(dc));
+  CK(cudaFree(di));
+  CK(cudaFree(ds));
+  CK(cudaFree(dr));
+  CK(cudaFree(drec));
+  Q.free_dev();
+  K.free_dev();
   return pass;
 }
 
@@ -102,11 +132,14 @@ bool diff_case(const char* name, int B, int H, int N, int d, DType da, int la, D
   std::mt19937_64 rng(N * 31 + d);
   std::normal_distribution<float> nd;
   HostTensor A, Bt;
-  Bt.make(B, H, N, d, db, lb, [&](int64_t, int64_t, int64_t, float* o) { for (int k = 0; k < d; ++k) o[k] = nd(rng); });
+  Bt.make(B, H, N, d, db, lb, [&](int64_t, int64_t, int64_t, float* o) {
+    for (int k = 0; k < d; ++k) o[k] = nd(rng);
+  });
   A.make(B, H, N, d, da, la, [&](int64_t b, int64_t h, int64_t n, float* o) {
     for (int k = 0; k < d; ++k) o[k] = Bt.at(b, h, n, k) + 0.01f * nd(rng);
   });
-  A.upload(); Bt.upload();
+  A.upload();
+  Bt.upload();
   double* dout;
   CK(cudaMalloc(&dout, 16));
   void* ws = nullptr;  // per-call partials (diff_norms_workspace_bytes)
@@ -122,16 +155,19 @@ bool diff_case(const char* name, int B, int H, int N, int d, DType da, int la, D
   double rd = 0, rb = 0;
   for (size_t x = 0; x < A.f.size(); ++x) {
     const double df = (double)A.f[x] - Bt.f[x];
-    rd += df * df; rb += (double)Bt.f[x] * Bt.f[x];
+    rd += df * df;
+    rb += (double)Bt.f[x] * Bt.f[x];
   }
   const double e0 = std::fabs(g1[0] - rd) / rd, e1 = std::fabs(g1[1] - rb) / rb;
   const bool det = std::memcmp(g1, g2, 16) == 0;
   const bool pass = e0 < 1e-10 && e1 < 1e-10 && det;
-  std::printf("%s diff_norms %-12s [%d,%d,%d,%d] %s/%s: rel err %.1e %.1e det %s\n", pass ? "PASS" : "FAIL", name, B, H, N, d,
-              check::dtype_name(da), check::dtype_name(db), e0, e1, det ? "yes" : "NO");
+  std::printf("%s diff_norms %-12s [%d,%d,%d,%d] %s/%s: rel err %.1e %.1e det %s\n",
+              pass ? "PASS" : "FAIL", name, B, H, N, d, check::dtype_name(da),
+              check::dtype_name(db), e0, e1, det ? "yes" : "NO");
   CK(cudaFree(dout));
   if (ws) CK(cudaFree(ws));
-  A.free_dev(); Bt.free_dev();
+  A.free_dev();
+  Bt.free_dev();
   return pass;
 }
 
@@ -144,7 +180,10 @@ int main(int argc, char** argv) {
   std::printf("device: %s\n", prop.name);
   const DType BF = DType::BF16, F16 = DType::F16, F32 = DType::F32;
   int fails = 0, n = 0;
-  auto R = [&](bool ok) { ++n; fails += ok ? 0 : 1; };
+  auto R = [&](bool ok) {
+    ++n;
+    fails += ok ? 0 : 1;
+  };
   R(recall_case("list-bf16", 2, 4, 2, 300, 520, 64, BF, 0, 32, false, 40, 0.f));
   R(recall_case("dense-f16", 1, 4, 1, 257, 300, 64, F16, 1, 32, true, 30, 0.f));
   R(recall_case("list-f32-scale", 1, 2, 2, 100, 200, 34, F32, 2, 16, false, 20, 0.05f));
@@ -156,11 +195,20 @@ int main(int argc, char** argv) {
   R(diff_case("f16-vs-f16", 1, 3, 77, 34, F16, 2, F16, 0));
   if (!small) R(diff_case("bf16-big", 1, 32, 4096, 128, BF, 0, BF, 1));
   try {
-    QkvView a, b; a.dtype = b.dtype = DType::BF16; a.batch = b.batch = 1; a.heads = b.heads = 1; a.n = 4; b.n = 5; a.d = b.d = 8;
+    QkvView a, b;
+    a.dtype = b.dtype = DType::BF16;
+    a.batch = b.batch = 1;
+    a.heads = b.heads = 1;
+    a.n = 4;
+    b.n = 5;
+    a.d = b.d = 8;
     double* o = nullptr;
     cuda::diff_norms(a, b, o, nullptr, 0);
-    std::printf("FAIL diff_norms shape mismatch not rejected\n"); ++fails;
-  } catch (const std::invalid_argument& e) { std::printf("     invalid_argument ok: %s\n", e.what()); }
+    std::printf("FAIL diff_norms shape mismatch not rejected\n");
+    ++fails;
+  } catch (const std::invalid_argument& e) {
+    std::printf("     invalid_argument ok: %s\n", e.what());
+  }
   std::printf("metrics: %d/%d cases passed\n", n - fails, n);
   return fails ? 1 : 0;
 }

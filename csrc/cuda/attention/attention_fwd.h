@@ -28,10 +28,10 @@ struct FwdParams {
   const int32_t* counts = nullptr;                // null: dense
   const int64_t* row_start = nullptr;             // row r's blocks: indices[row_start[r] ...]
   const int32_t* indices = nullptr;
-  float scale_log2 = 0.f;                         // softmax scale * log2(e)
-  int32_t n_mtiles = 0;                           // query tiles per (b, h): plan.n_mtiles
-  const int32_t* order = nullptr;                 // work order (plan.sort_items), or null
-  int32_t* work_counter = nullptr;                // item counter (plan.persistent), or null
+  float scale_log2 = 0.f;           // softmax scale * log2(e)
+  int32_t n_mtiles = 0;             // query tiles per (b, h): plan.n_mtiles
+  const int32_t* order = nullptr;   // work order (plan.sort_items), or null
+  int32_t* work_counter = nullptr;  // item counter (plan.persistent), or null
 };
 
 // Launches the portable kernel of one (dtype, head_dim) family with the plan's
@@ -55,7 +55,7 @@ cudaError_t current_device_facts(DeviceFacts* facts);
 // is this with kAuto. Harnesses call it to run each variant.
 cudaError_t attention_with_variant(const QkvView& q, const QkvView& k, const QkvView& v,
                                    const OutView& o, const BlockList& list,
-                                   const AttentionParams& p, void* workspace,
-                                   cudaStream_t stream, int variant);
+                                   const AttentionParams& p, void* workspace, cudaStream_t stream,
+                                   int variant);
 
 }  // namespace prism::cuda::attn

@@ -11,8 +11,8 @@
 //   - the output is staged through shared memory for 16-byte stores.
 #pragma once
 #include <cuda_runtime.h>
-#include <cstdint>
 #include <math_constants.h>
+#include <cstdint>
 #include "cuda/attention/attention_fwd.h"
 #include "cuda/attention/attention_ptx.cuh"
 #include "cuda/attention/attention_traits.cuh"
@@ -37,7 +37,8 @@ __device__ __forceinline__ void copy_tile(T* smem, const T* g, int64_t stride, i
   for (int i = 0; i < kPasses; ++i) {
     const int r = r0 + i * KT::kRowStep;
     const bool ok = r >= rows_lo && r < rows_valid;
-    cp_async_16(sbase + i * KT::kRowStep * KT::kD * 2, ok ? src : g + int64_t(rows_lo) * stride, ok);
+    cp_async_16(sbase + i * KT::kRowStep * KT::kD * 2, ok ? src : g + int64_t(rows_lo) * stride,
+                ok);
     src += KT::kRowStep * stride;
   }
 }
@@ -47,13 +48,13 @@ __global__ void __launch_bounds__(KT::kThreads, KT::kMinBlocks)
     attn_fwd_sm80_kernel(const FwdParams p) {
   using E = ElemTraits<T>;
   constexpr int kD = KT::kD, kBlockM = KT::kBlockM, kBlockN = KT::kBlockN;
-  constexpr int kMT = KT::kMTiles, kSubN = KT::kSubN, kNT = KT::kNT, kDT = KT::kDT,
-                kKS = KT::kKS, kKP = KT::kKP;
+  constexpr int kMT = KT::kMTiles, kSubN = KT::kSubN, kNT = KT::kNT, kDT = KT::kDT, kKS = KT::kKS,
+                kKP = KT::kKP;
 
   extern __shared__ __align__(1024) unsigned char smem_raw[];
   T* sQ = reinterpret_cast<T*>(smem_raw);
-  T* sK = sQ + KT::kElemsQ;                      // [stage][kBlockN][kD]
-  T* sV = sK + KT::kStages * KT::kElemsKV;       // [stage][kBlockN][kD]
+  T* sK = sQ + KT::kElemsQ;                 // [stage][kBlockN][kD]
+  T* sV = sK + KT::kStages * KT::kElemsKV;  // [stage][kBlockN][kD]
 
   // The ldmatrix addressing below XORs absolute shared addresses.
   if (smem_u32(smem_raw) & 1023u) __trap();
@@ -135,7 +136,7 @@ __global__ void __launch_bounds__(KT::kThreads, KT::kMinBlocks)
   const uint32_t q_addr = smem_u32(sQ + swz<kD>(warp_row + a_row, a_chunk));
   const uint32_t k_addr = smem_u32(sK + swz<kD>(bk_row, bk_chunk));
   const uint32_t v_addr = smem_u32(sV + swz<kD>(bv_row, bv_chunk));
-  constexpr uint32_t kRow16 = 16 * kD * 2;              // bytes of 16 rows
+  constexpr uint32_t kRow16 = 16 * kD * 2;  // bytes of 16 rows
   constexpr uint32_t kStageBytes = KT::kElemsKV * 2;
 
   uint32_t qf[KT::kQInRegs ? kMT : 1][KT::kQInRegs ? kKS : 1][4];
@@ -150,10 +151,10 @@ __global__ void __launch_bounds__(KT::kThreads, KT::kMinBlocks)
       const int ns = stage ^ 1;
       const T* k_base = s_ptr[0];
       const T* v_base = s_ptr[1];
-      copy_tile<KT, kBlockN>(sK + ns * KT::kElemsKV, k_base + int64_t(next_start) * p.k_sn,
-                             p.k_sn, nvalid, tid);
-      copy_tile<KT, kBlockN>(sV + ns * KT::kElemsKV, v_base + int64_t(next_start) * p.v_sn,
-                             p.v_sn, nvalid, tid);
+      copy_tile<KT, kBlockN>(sK + ns * KT::kElemsKV, k_base + int64_t(next_start) * p.k_sn, p.k_sn,
+                             nvalid, tid);
+      copy_tile<KT, kBlockN>(sV + ns * KT::kElemsKV, v_base + int64_t(next_start) * p.v_sn, p.v_sn,
+                             nvalid, tid);
     }
     cp_async_commit();
     const int start = cur_start;

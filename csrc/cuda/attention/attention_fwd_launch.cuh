@@ -10,20 +10,26 @@ namespace prism::cuda::attn {
 
 // Traits of each variant for head dim D. Register budgets: kMinBlocks 2 caps a
 // 128-thread CTA at 255 registers and a 256-thread CTA at 128.
-template <int D, int V> struct VariantTraits;
-template <int D> struct VariantTraits<D, kW4M2N64> {  // d128: 32-key compute steps
+template <int D, int V>
+struct VariantTraits;
+template <int D>
+struct VariantTraits<D, kW4M2N64> {  // d128: 32-key compute steps
   using type = FwdTraits<D, 4, 2, 64, (D == 128 ? 32 : 64), /*Q in regs*/ (D == 64), 2>;
 };
-template <int D> struct VariantTraits<D, kW8M1N64> {
+template <int D>
+struct VariantTraits<D, kW8M1N64> {
   using type = FwdTraits<D, 8, 1, 64, 64, (D == 64), (D == 64 ? 2 : 1)>;
 };
-template <int D> struct VariantTraits<D, kW4M2N128> {
+template <int D>
+struct VariantTraits<D, kW4M2N128> {
   using type = FwdTraits<D, 4, 2, 128, 64, (D == 64), (D == 64 ? 2 : 1)>;
 };
-template <int D> struct VariantTraits<D, kW4M2N64U> {  // kW4M2N64, sub-steps unrolled
+template <int D>
+struct VariantTraits<D, kW4M2N64U> {  // kW4M2N64, sub-steps unrolled
   using type = FwdTraits<D, 4, 2, 64, 32, false, 2, true>;
 };
-template <int D> struct VariantTraits<D, kW4M1N64> {
+template <int D>
+struct VariantTraits<D, kW4M1N64> {
   using type = FwdTraits<D, 4, 1, 64, 64, true, 2>;
 };
 
@@ -31,8 +37,8 @@ template <class KT, typename T>
 cudaError_t launch_traits(const FwdParams& p, int64_t grid, cudaStream_t stream) {
   if (grid <= 0) return cudaSuccess;
   if (grid > 0x7fffffff) return cudaErrorInvalidConfiguration;
-  auto kernel = p.counts != nullptr ? attn_fwd_sm80_kernel<KT, T, true>
-                                    : attn_fwd_sm80_kernel<KT, T, false>;
+  auto kernel =
+      p.counts != nullptr ? attn_fwd_sm80_kernel<KT, T, true> : attn_fwd_sm80_kernel<KT, T, false>;
   constexpr int smem = KT::kSmemTotal;
   if (smem > 48 * 1024) {
     cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
@@ -48,10 +54,13 @@ template <typename T, int D>
 cudaError_t launch_fwd_impl(const FwdParams& p, const AttentionPlan& plan, cudaStream_t stream) {
   const int64_t grid = plan.grid;
   switch (plan.variant) {
-    case kW4M2N64: return launch_traits<typename VariantTraits<D, kW4M2N64>::type, T>(p, grid, stream);
-    case kW4M1N64: return launch_traits<typename VariantTraits<D, kW4M1N64>::type, T>(p, grid, stream);
+    case kW4M2N64:
+      return launch_traits<typename VariantTraits<D, kW4M2N64>::type, T>(p, grid, stream);
+    case kW4M1N64:
+      return launch_traits<typename VariantTraits<D, kW4M1N64>::type, T>(p, grid, stream);
 #if PRISM_TUNING_BUILD
-    case kW8M1N64: return launch_traits<typename VariantTraits<D, kW8M1N64>::type, T>(p, grid, stream);
+    case kW8M1N64:
+      return launch_traits<typename VariantTraits<D, kW8M1N64>::type, T>(p, grid, stream);
     case kW4M2N128:
       if constexpr (D == 64)
         return launch_traits<typename VariantTraits<D, kW4M2N128>::type, T>(p, grid, stream);
@@ -77,6 +86,6 @@ cudaError_t launch_fwd(const FwdParams& p, const AttentionPlan& plan, cudaStream
 }  // namespace prism::cuda::attn
 
 // One explicit instantiation file per (dtype, head dim) keeps compile units small.
-#define PRISM_ATTN_INSTANTIATE(T, D)                                                   \
-  template cudaError_t prism::cuda::attn::launch_fwd<T, D>(                            \
+#define PRISM_ATTN_INSTANTIATE(T, D)                        \
+  template cudaError_t prism::cuda::attn::launch_fwd<T, D>( \
       const prism::cuda::attn::FwdParams&, const prism::cuda::attn::AttentionPlan&, cudaStream_t);

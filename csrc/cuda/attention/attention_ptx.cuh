@@ -9,17 +9,19 @@
 namespace prism::cuda::attn {
 
 // ---- element types --------------------------------------------------------
-template <typename T> struct ElemTraits;
+template <typename T>
+struct ElemTraits;
 
-template <> struct ElemTraits<__nv_bfloat16> {
+template <>
+struct ElemTraits<__nv_bfloat16> {
   // Two fp32 values -> one register holding (lo, hi) as bf16, lo in the low half.
   static __device__ __forceinline__ uint32_t pack(float lo, float hi) {
     __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
     return *reinterpret_cast<uint32_t*>(&v);
   }
   // d += a * b, m16n8k16, row.col, fp32 accumulate.
-  static __device__ __forceinline__ void mma(float (&d)[4], const uint32_t (&a)[4],
-                                             uint32_t b0, uint32_t b1) {
+  static __device__ __forceinline__ void mma(float (&d)[4], const uint32_t (&a)[4], uint32_t b0,
+                                             uint32_t b1) {
     asm volatile(
         "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
         "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
@@ -28,13 +30,14 @@ template <> struct ElemTraits<__nv_bfloat16> {
   }
 };
 
-template <> struct ElemTraits<__half> {
+template <>
+struct ElemTraits<__half> {
   static __device__ __forceinline__ uint32_t pack(float lo, float hi) {
     __half2 v = __floats2half2_rn(lo, hi);
     return *reinterpret_cast<uint32_t*>(&v);
   }
-  static __device__ __forceinline__ void mma(float (&d)[4], const uint32_t (&a)[4],
-                                             uint32_t b0, uint32_t b1) {
+  static __device__ __forceinline__ void mma(float (&d)[4], const uint32_t (&a)[4], uint32_t b0,
+                                             uint32_t b1) {
     asm volatile(
         "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
         "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"

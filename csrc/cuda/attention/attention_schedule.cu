@@ -16,8 +16,7 @@ constexpr int kBuckets = 4096;  // counts are bucketed (count >> shift) beyond t
 __global__ void __launch_bounds__(kSortThreads)
     order_items_kernel(const int32_t* __restrict__ counts, int32_t bh_count, int32_t nqb,
                        int32_t nkb, int32_t nq, int32_t nk, int32_t n_mtiles, int32_t block_m,
-                       int32_t blk, int32_t shift,
-                       int32_t* __restrict__ order) {
+                       int32_t blk, int32_t shift, int32_t* __restrict__ order) {
   __shared__ int32_t hist[kBuckets];
   __shared__ int32_t warp_tot[kSortThreads / 32];
   const int tid = threadIdx.x;
@@ -83,9 +82,8 @@ cudaError_t launch_order_items(const FwdParams& p, int block_m, int32_t* order,
                                cudaStream_t stream) {
   int shift = 0;
   while ((p.nkb >> shift) >= kBuckets) ++shift;
-  order_items_kernel<<<1, kSortThreads, 0, stream>>>(p.counts, p.batch * p.hq, p.nqb, p.nkb,
-                                                     p.nq, p.nk, p.n_mtiles, block_m, p.blk,
-                                                     shift, order);
+  order_items_kernel<<<1, kSortThreads, 0, stream>>>(
+      p.counts, p.batch * p.hq, p.nqb, p.nkb, p.nq, p.nk, p.n_mtiles, block_m, p.blk, shift, order);
   return cudaGetLastError();
 }
 

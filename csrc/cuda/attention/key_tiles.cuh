@@ -56,8 +56,9 @@ struct KeyTiles {
   }
 
   __device__ __forceinline__ int start(int t) const {
-    return idx == nullptr ? t * kBlockN
-                          : __ldg(idx + (t >> sub_shift)) * blk + (t & ((1 << sub_shift) - 1)) * kBlockN;
+    return idx == nullptr
+               ? t * kBlockN
+               : __ldg(idx + (t >> sub_shift)) * blk + (t & ((1 << sub_shift) - 1)) * kBlockN;
   }
 };
 

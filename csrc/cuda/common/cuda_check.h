@@ -5,9 +5,9 @@
 #include <string>
 
 // Return the error of a CUDA runtime call from the enclosing function.
-#define PRISM_CUDA_TRY(expr)                  \
-  do {                                        \
-    cudaError_t prism_err_ = (expr);          \
+#define PRISM_CUDA_TRY(expr)                          \
+  do {                                                \
+    cudaError_t prism_err_ = (expr);                  \
     if (prism_err_ != cudaSuccess) return prism_err_; \
   } while (0)
 

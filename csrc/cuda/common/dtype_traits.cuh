@@ -3,17 +3,26 @@
 // (or, for 8 x f32, two) vector loads; the caller guarantees the alignment of
 // VEC * element size bytes (capped at 16).
 #pragma once
-#include <cuda_runtime.h>
 #include <cuda_fp16.h>
+#include <cuda_runtime.h>
 #include <cstdint>
 #include <type_traits>
 #include "common/prism_types.h"
 
 namespace prism::cuda {
 
-struct F32Tag  { using storage = float;    static constexpr int kBytes = 4; };
-struct F16Tag  { using storage = uint16_t; static constexpr int kBytes = 2; };
-struct BF16Tag { using storage = uint16_t; static constexpr int kBytes = 2; };
+struct F32Tag {
+  using storage = float;
+  static constexpr int kBytes = 4;
+};
+struct F16Tag {
+  using storage = uint16_t;
+  static constexpr int kBytes = 2;
+};
+struct BF16Tag {
+  using storage = uint16_t;
+  static constexpr int kBytes = 2;
+};
 
 template <class Tag>
 __device__ __forceinline__ float bits16_to_f32(uint32_t b) {
@@ -44,22 +53,29 @@ __device__ __forceinline__ void load_vec(const typename Tag::storage* p, float (
 #pragma unroll
       for (int v = 0; v < VEC; v += 4) {
         const float4 x = __ldg(reinterpret_cast<const float4*>(p) + v / 4);
-        o[v] = x.x; o[v + 1] = x.y; o[v + 2] = x.z; o[v + 3] = x.w;
+        o[v] = x.x;
+        o[v + 1] = x.y;
+        o[v + 2] = x.z;
+        o[v + 3] = x.w;
       }
     } else if constexpr (VEC == 2) {
       const float2 x = __ldg(reinterpret_cast<const float2*>(p));
-      o[0] = x.x; o[1] = x.y;
+      o[0] = x.x;
+      o[1] = x.y;
     } else {
       o[0] = __ldg(p);
     }
   } else {
     if constexpr (VEC == 8) {
       const uint4 x = __ldg(reinterpret_cast<const uint4*>(p));
-      unpack2<Tag>(x.x, o[0], o[1]); unpack2<Tag>(x.y, o[2], o[3]);
-      unpack2<Tag>(x.z, o[4], o[5]); unpack2<Tag>(x.w, o[6], o[7]);
+      unpack2<Tag>(x.x, o[0], o[1]);
+      unpack2<Tag>(x.y, o[2], o[3]);
+      unpack2<Tag>(x.z, o[4], o[5]);
+      unpack2<Tag>(x.w, o[6], o[7]);
     } else if constexpr (VEC == 4) {
       const uint2 x = __ldg(reinterpret_cast<const uint2*>(p));
-      unpack2<Tag>(x.x, o[0], o[1]); unpack2<Tag>(x.y, o[2], o[3]);
+      unpack2<Tag>(x.x, o[0], o[1]);
+      unpack2<Tag>(x.y, o[2], o[3]);
     } else if constexpr (VEC == 2) {
       const unsigned int x = __ldg(reinterpret_cast<const unsigned int*>(p));
       unpack2<Tag>(x, o[0], o[1]);
@@ -89,7 +105,8 @@ inline bool dispatch_float_dtype(DType t, F&& f) {
 
 // Widest VEC in {8,4,2,1} (bytes capped at 16) such that d % VEC == 0 and the
 // base pointer and every stride of the view are aligned to VEC elements.
-inline int pick_vec(const void* data, int64_t d, int64_t esz, const int64_t* strides, int nstrides) {
+inline int pick_vec(const void* data, int64_t d, int64_t esz, const int64_t* strides,
+                    int nstrides) {
   for (int vec = 8; vec >= 1; vec >>= 1) {
     const int64_t bytes = vec * esz > 16 ? 16 : vec * esz;
     if (vec * esz > 16) continue;  // one vector load per step

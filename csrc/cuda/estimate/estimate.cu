@@ -44,8 +44,8 @@ using select::warp_sum;
 // Launches `kernel` on `stream`, overlapping its start with the previous
 // kernel's tail when `pdl` is set (the kernel must call dependent_wait()).
 template <class... Params, class... Args>
-cudaError_t launch_pdl(bool pdl, void (*kernel)(Params...), unsigned grid, unsigned threads, size_t smem,
-                       cudaStream_t stream, Args&&... args) {
+cudaError_t launch_pdl(bool pdl, void (*kernel)(Params...), unsigned grid, unsigned threads,
+                       size_t smem, cudaStream_t stream, Args&&... args) {
   cudaLaunchConfig_t cfg{};
   cfg.gridDim = dim3(grid);
   cfg.blockDim = dim3(threads);
@@ -72,7 +72,7 @@ __device__ __forceinline__ bool in_band(const Band& b, int k) {
 }
 
 int g_stage_limit = 3;
-int g_select_path = 0;  // est_internal::set_select_path
+int g_select_path = 0;                                 // est_internal::set_select_path
 int g_stress = 0, g_stress_cap = -1, g_stress_mt = 0;  // est_internal::set_tiled_stress
 
 // ----------------------------------------------------------------------------
@@ -106,11 +106,19 @@ Geometry make_geometry(const QkvView& q, const QkvView& k, const EstimateParams&
   req(p.block >= 1, "block must be >= 1");
   req(q.batch * q.heads <= INT_MAX / 2, "batch * heads too large");
   Geometry g{};
-  g.B = (int)q.batch; g.Hq = (int)q.heads; g.Hkv = (int)k.heads; g.G = g.Hq / g.Hkv;
-  g.Nq = (int)q.n; g.Nk = (int)k.n; g.d = (int)q.d; g.blk = p.block;
+  g.B = (int)q.batch;
+  g.Hq = (int)q.heads;
+  g.Hkv = (int)k.heads;
+  g.G = g.Hq / g.Hkv;
+  g.Nq = (int)q.n;
+  g.Nk = (int)k.n;
+  g.d = (int)q.d;
+  g.blk = p.block;
   const BlockGrid grid(q.n, k.n, p.block);
-  g.nq = (int)grid.nq; g.nk = (int)grid.nk;
-  g.off = (int)grid.off; g.shift = (int)grid.shift;
+  g.nq = (int)grid.nq;
+  g.nk = (int)grid.nk;
+  g.off = (int)grid.off;
+  g.shift = (int)grid.shift;
   const int d = g.d;
   if (p.method == Method::MeanPool) {
     g.nbands = 1;
@@ -132,7 +140,8 @@ Geometry make_geometry(const QkvView& q, const QkvView& k, const EstimateParams&
     }
   }
   req(p.selection == Selection::TopP || p.selection == Selection::TopK, "unknown selection");
-  for (int bi = 0; bi < 2; ++bi) g.pw[bi] = bi < g.nbands ? (g.band[bi].w0 + g.band[bi].w1 + 7) & ~7 : 0;
+  for (int bi = 0; bi < 2; ++bi)
+    g.pw[bi] = bi < g.nbands ? (g.band[bi].w0 + g.band[bi].w1 + 7) & ~7 : 0;
   g.poff[0] = 0;
   g.poff[1] = g.pw[0];
   g.pk = g.pw[0] + g.pw[1];
@@ -161,15 +170,21 @@ int tiled_cap(const Geometry& g) {
 WsLayout ws_layout(const Geometry& g) {
   WsLayout w{};
   size_t o = 0;
-  w.qbar = o; o += align_up(sizeof(float) * (size_t)g.B * g.Hq * g.nq * g.pk);
-  w.kbar = o; o += align_up(sizeof(float) * (size_t)g.B * g.Hkv * g.nk * g.pk);
-  w.eq = o;   o += align_up(sizeof(float) * (size_t)g.B * g.Hq * g.nq * 3);
-  w.ek = o;   o += align_up(sizeof(float) * (size_t)g.B * g.Hkv * g.nk * 3);
-  w.scales = o; o += align_up(sizeof(float) * (size_t)g.B * g.Hq * 2);
+  w.qbar = o;
+  o += align_up(sizeof(float) * (size_t)g.B * g.Hq * g.nq * g.pk);
+  w.kbar = o;
+  o += align_up(sizeof(float) * (size_t)g.B * g.Hkv * g.nk * g.pk);
+  w.eq = o;
+  o += align_up(sizeof(float) * (size_t)g.B * g.Hq * g.nq * 3);
+  w.ek = o;
+  o += align_up(sizeof(float) * (size_t)g.B * g.Hkv * g.nk * 3);
+  w.scales = o;
+  o += align_up(sizeof(float) * (size_t)g.B * g.Hq * 2);
   // Tiled kernel: each row's band bitmaps and stored keys (the selection output
   // has room for a row's selected blocks only).
   w.tiled_stride = uses_tiled_kernel(g) ? g.nbands * ((g.nk + 31) / 32) + 2 * tiled_cap(g) : 0;
-  w.tiled = o; o += align_up(sizeof(uint32_t) * (size_t)g.B * g.Hq * g.nq * (size_t)w.tiled_stride);
+  w.tiled = o;
+  o += align_up(sizeof(uint32_t) * (size_t)g.B * g.Hq * g.nq * (size_t)w.tiled_stride);
   w.total = o;
   return w;
 }
@@ -207,16 +222,22 @@ __global__ void __launch_bounds__(512) pool_kernel(const PoolArgs a) {
     const int64_t bh = unit / a.nq;
     const int64_t h = bh % a.Hq, b = bh / a.Hq;
     base = static_cast<const S*>(a.q) + b * a.qsb + h * a.qsh;
-    sn = a.qsn; N = a.Nq; sh = a.shift;
-    ov = a.qbar + unit * a.pk; oe = a.eq + unit * 3;
+    sn = a.qsn;
+    N = a.Nq;
+    sh = a.shift;
+    ov = a.qbar + unit * a.pk;
+    oe = a.eq + unit * 3;
   } else {
     unit -= nqu;
     i = (int)(unit % a.nk);
     const int64_t bh = unit / a.nk;
     const int64_t h = bh % a.Hkv, b = bh / a.Hkv;
     base = static_cast<const S*>(a.k) + b * a.ksb + h * a.ksh;
-    sn = a.ksn; N = a.Nk; sh = 0;
-    ov = a.kbar + unit * a.pk; oe = a.ek + unit * 3;
+    sn = a.ksn;
+    N = a.Nk;
+    sh = 0;
+    ov = a.kbar + unit * a.pk;
+    oe = a.ek + unit * 3;
   }
   const int r0 = max(0, i * a.blk - sh);
   const int rows = min((i + 1) * a.blk - sh, N) - r0;
@@ -270,8 +291,14 @@ __global__ void __launch_bounds__(512) pool_kernel(const PoolArgs a) {
       if (in_band(a.b0, kk)) e0 += x2;
       if (in_band(a.b1, kk)) e1 += x2;
     }
-    e = warp_sum(e); e0 = warp_sum(e0); e1 = warp_sum(e1);
-    if (t == 0) { oe[0] = e; oe[1] = e0; oe[2] = e1; }
+    e = warp_sum(e);
+    e0 = warp_sum(e0);
+    e1 = warp_sum(e1);
+    if (t == 0) {
+      oe[0] = e;
+      oe[1] = e0;
+      oe[2] = e1;
+    }
   }
 }
 
@@ -301,11 +328,15 @@ __global__ void __launch_bounds__(256) temps_kernel(const TempArgs a) {
   if (a.prism && a.calibrate) {
     const float* pq = a.eq + (int64_t)bh * a.nq * 3;
     for (int i = t; i < a.nq; i += 256) {
-      s[0] += pq[i * 3]; s[1] += pq[i * 3 + 1]; s[2] += pq[i * 3 + 2];
+      s[0] += pq[i * 3];
+      s[1] += pq[i * 3 + 1];
+      s[2] += pq[i * 3 + 2];
     }
     const float* pk = a.ek + kbh * a.nk * 3;
     for (int j = t; j < a.nk; j += 256) {
-      s[3] += pk[j * 3]; s[4] += pk[j * 3 + 1]; s[5] += pk[j * 3 + 2];
+      s[3] += pk[j * 3];
+      s[4] += pk[j * 3 + 1];
+      s[5] += pk[j * 3 + 2];
     }
   }
 #pragma unroll
@@ -324,7 +355,10 @@ __global__ void __launch_bounds__(256) temps_kernel(const TempArgs a) {
     const double dd = a.d;
     double tv = a.calibrate ? 1.0 : (double)a.temp_high;
     double scv = std::sqrt(dd) * tv;
-    if (!(scv > 0.0) || !std::isfinite(scv)) { scv = std::sqrt(dd); tv = 1.0; }
+    if (!(scv > 0.0) || !std::isfinite(scv)) {
+      scv = std::sqrt(dd);
+      tv = 1.0;
+    }
     tt[0] = tt[1] = (float)tv;
     sc[0] = sc[1] = (float)scv;
   } else {
@@ -343,14 +377,20 @@ __global__ void __launch_bounds__(256) temps_kernel(const TempArgs a) {
         tv = bi == 0 ? a.temp_high : a.temp_low;
       }
       double scv = std::sqrt(Db) * tv;
-      if (!(scv > 0.0) || !std::isfinite(scv)) { scv = std::sqrt(Db); tv = 1.0; }
+      if (!(scv > 0.0) || !std::isfinite(scv)) {
+        scv = std::sqrt(Db);
+        tv = 1.0;
+      }
       tt[bi] = (float)tv;
       sc[bi] = (float)scv;
     }
   }
   a.scales[bh * 2] = sc[0];
   a.scales[bh * 2 + 1] = sc[1];
-  if (a.temps) { a.temps[bh * 2] = tt[0]; a.temps[bh * 2 + 1] = tt[1]; }
+  if (a.temps) {
+    a.temps[bh * 2] = tt[0];
+    a.temps[bh * 2 + 1] = tt[1];
+  }
 }
 
 // ----------------------------------------------------------------------------
@@ -367,14 +407,14 @@ struct RowInfo {
 template <bool TOPK>
 __global__ void __launch_bounds__(kSelThreads, 2) select_kernel(const SelArgs a) {
   extern __shared__ __align__(16) float smem[];
-  float4* qf = reinterpret_cast<float4*>(smem);       // [max pw / 8][hi, lo][32 lanes]
-  float* ks = smem + (size_t)max(a.pw[0], a.pw[1]) * 2 * kMaxRows;  // [2][kTileFloats]
-  float* lg = ks + 2 * kTileFloats;                   // [M][LS]
+  float4* qf = reinterpret_cast<float4*>(smem);  // [max pw / 8][hi, lo][32 lanes]
+  float* ks = smem + (size_t)max(a.pw[0], a.pw[1]) * 2 * kMaxRows;        // [2][kTileFloats]
+  float* lg = ks + 2 * kTileFloats;                                       // [M][LS]
   uint32_t* bits = reinterpret_cast<uint32_t*>(lg + (size_t)a.M * a.LS);  // [M][W]
   uint32_t* scratch = bits + (size_t)a.M * a.W;                           // [warps][32]
   __shared__ RowInfo ri;
   const int t = threadIdx.x, lane = t & 31, warp = t >> 5;
-  const int64_t bk = blockIdx.x / a.upb;               // b * Hkv + kv head
+  const int64_t bk = blockIdx.x / a.upb;                // b * Hkv + kv head
   const int u = a.upb - 1 - (int)(blockIdx.x % a.upb);  // long rows first
   const int b = (int)(bk / a.Hkv), hk = (int)(bk % a.Hkv);
   const int row0 = u * a.M;
@@ -391,7 +431,7 @@ __global__ void __launch_bounds__(kSelThreads, 2) select_kernel(const SelArgs a)
 
   for (int bi = 0; bi < a.nbands; ++bi) {
     const int P = a.pw[bi], poff = a.poff[bi];  // P is a multiple of 8
-    __syncthreads();  // ri written; previous band's rows selected
+    __syncthreads();                            // ri written; previous band's rows selected
     if (t < nrows) {
       const int64_t bh = ri.qrow[t] / a.nq;
       ri.rs[t] = kLog2e / a.scales[bh * 2 + bi];
@@ -404,20 +444,27 @@ __global__ void __launch_bounds__(kSelThreads, 2) select_kernel(const SelArgs a)
     for (int r = warp; r < nrows; r += kSelWarps) {
       const int V = ri.V[r];
       float* L = lg + (size_t)r * a.LS;
-      if (V <= select::kRegKeys && (V & 31) && lane >= (V & 31)) L[(V & ~31) + lane] = -INFINITY;  // pad the last word
+      if (V <= select::kRegKeys && (V & 31) && lane >= (V & 31))
+        L[(V & ~31) + lane] = -INFINITY;  // pad the last word
       __syncwarp();
       select::select_row<TOPK>(L, V, a.T[bi], bits + (size_t)r * a.W, scratch + warp * 32);
     }
   }
   __syncthreads();
-  for (int r = warp; r < nrows; r += kSelWarps) write_row(a, bits + (size_t)r * a.W, ri.qrow[r], ri.V[r]);
+  for (int r = warp; r < nrows; r += kSelWarps)
+    write_row(a, bits + (size_t)r * a.W, ri.qrow[r], ri.V[r]);
 }
 
 using SelKernel = void (*)(SelArgs);
 
 SelKernel tiled_kernel(bool topk, int mt) {
-  if (topk) return mt == 4 ? select_tiled_kernel<true, 4> : mt == 2 ? select_tiled_kernel<true, 2> : select_tiled_kernel<true, 1>;
-  return mt == 4 ? select_tiled_kernel<false, 4> : mt == 2 ? select_tiled_kernel<false, 2> : select_tiled_kernel<false, 1>;
+  if (topk)
+    return mt == 4   ? select_tiled_kernel<true, 4>
+           : mt == 2 ? select_tiled_kernel<true, 2>
+                     : select_tiled_kernel<true, 1>;
+  return mt == 4   ? select_tiled_kernel<false, 4>
+         : mt == 2 ? select_tiled_kernel<false, 2>
+                   : select_tiled_kernel<false, 1>;
 }
 
 // The selection kernel and its launch shape.
@@ -447,15 +494,19 @@ cudaError_t plan_selection(const Geometry& g, bool topk, int optin, SelPlan& sp)
     if (cap > fixed) M = (int)std::min<size_t>(kMaxRows, (cap - fixed) / per_row);
     // prefer 2 CTAs per SM on big rows when it costs little
     const size_t two_per_sm = 112u * 1024u - sizeof(RowInfo);
-    if (M == kMaxRows && fixed + kMaxRows * per_row > two_per_sm) M = (int)std::max<size_t>(1, (two_per_sm - fixed) / per_row);
-    require_arg(M >= 1, kWhere, "too many key blocks for shared memory (nk=" + std::to_string(g.nk) + ")");
+    if (M == kMaxRows && fixed + kMaxRows * per_row > two_per_sm)
+      M = (int)std::max<size_t>(1, (two_per_sm - fixed) / per_row);
+    require_arg(M >= 1, kWhere,
+                "too many key blocks for shared memory (nk=" + std::to_string(g.nk) + ")");
     sp.M = M;
     sp.smem = fixed + (size_t)M * per_row;
     return cudaSuccess;
   }
-  require_arg(g.nk <= kMaxTiledKeys, kWhere, "too many key blocks (nk=" + std::to_string(g.nk) + ")");
+  require_arg(g.nk <= kMaxTiledKeys, kWhere,
+              "too many key blocks (nk=" + std::to_string(g.nk) + ")");
   sp.LS = 0;
-  const size_t dyn_min = sizeof(uint32_t) * kSelWarps * (size_t)sp.W;  // write stage: a bitmap per warp
+  const size_t dyn_min =
+      sizeof(uint32_t) * kSelWarps * (size_t)sp.W;  // write stage: a bitmap per warp
   sp.M = 0;
   for (int mt : {4, 2, 1}) {  // most rows per CTA that fit
     if (g_stress_mt && mt != g_stress_mt) continue;
@@ -470,7 +521,8 @@ cudaError_t plan_selection(const Geometry& g, bool topk, int optin, SelPlan& sp)
       break;
     }
   }
-  require_arg(sp.M > 0, kWhere, "too many key blocks or dims for shared memory (nk=" + std::to_string(g.nk) + ")");
+  require_arg(sp.M > 0, kWhere,
+              "too many key blocks or dims for shared memory (nk=" + std::to_string(g.nk) + ")");
   // Stored keys sit in the row's workspace scratch after the band bitmaps.
   sp.cap = tiled_cap(g);
   return cudaSuccess;
@@ -527,17 +579,37 @@ cudaError_t estimate(const QkvView& q, const QkvView& k, const EstimateParams& p
   // 1. pooling
   {
     PoolArgs a{};
-    a.q = q.data; a.k = k.data;
-    a.qsb = q.stride_b; a.qsh = q.stride_h; a.qsn = q.stride_n;
-    a.ksb = k.stride_b; a.ksh = k.stride_h; a.ksn = k.stride_n;
-    a.B = g.B; a.Hq = g.Hq; a.Hkv = g.Hkv; a.Nq = g.Nq; a.Nk = g.Nk; a.d = g.d; a.blk = g.blk;
-    a.nq = g.nq; a.nk = g.nk; a.shift = g.shift; a.b0 = g.band[0]; a.b1 = g.band[1];
-    a.pk = g.pk; a.poff1 = g.poff[1];
-    a.qbar = qbar; a.kbar = kbar; a.eq = eq; a.ek = ek;
+    a.q = q.data;
+    a.k = k.data;
+    a.qsb = q.stride_b;
+    a.qsh = q.stride_h;
+    a.qsn = q.stride_n;
+    a.ksb = k.stride_b;
+    a.ksh = k.stride_h;
+    a.ksn = k.stride_n;
+    a.B = g.B;
+    a.Hq = g.Hq;
+    a.Hkv = g.Hkv;
+    a.Nq = g.Nq;
+    a.Nk = g.Nk;
+    a.d = g.d;
+    a.blk = g.blk;
+    a.nq = g.nq;
+    a.nk = g.nk;
+    a.shift = g.shift;
+    a.b0 = g.band[0];
+    a.b1 = g.band[1];
+    a.pk = g.pk;
+    a.poff1 = g.poff[1];
+    a.qbar = qbar;
+    a.kbar = kbar;
+    a.eq = eq;
+    a.ek = ek;
     const int64_t esz = dtype_size(q.dtype);
     const int64_t qs_[3] = {q.stride_b, q.stride_h, q.stride_n};
     const int64_t ks_[3] = {k.stride_b, k.stride_h, k.stride_n};
-    const int vec = std::min(pick_vec(q.data, g.d, esz, qs_, 3), pick_vec(k.data, g.d, esz, ks_, 3));
+    const int vec =
+        std::min(pick_vec(q.data, g.d, esz, qs_, 3), pick_vec(k.data, g.d, esz, ks_, 3));
     const int cpr = g.d / vec;
     const int threads = cpr <= 256 ? 256 : 512;
     const size_t smem = sizeof(float) * (size_t)(threads / cpr) * g.d;
@@ -558,42 +630,71 @@ cudaError_t estimate(const QkvView& q, const QkvView& k, const EstimateParams& p
   // 2. temperatures
   {
     TempArgs a{};
-    a.eq = eq; a.ek = ek; a.B = g.B; a.Hq = g.Hq; a.Hkv = g.Hkv; a.G = g.G;
-    a.nq = g.nq; a.nk = g.nk; a.d = g.d;
+    a.eq = eq;
+    a.ek = ek;
+    a.B = g.B;
+    a.Hq = g.Hq;
+    a.Hkv = g.Hkv;
+    a.G = g.G;
+    a.nq = g.nq;
+    a.nk = g.nk;
+    a.d = g.d;
     a.prism = g.nbands == 2 ? 1 : 0;
     a.calibrate = p.calibrate ? 1 : 0;
-    a.temp_high = p.temp_high; a.temp_low = p.temp_low;
-    a.D0 = g.band[0].w0 + g.band[0].w1; a.D1 = g.band[1].w0 + g.band[1].w1;
-    a.scales = scales; a.temps = out.temps;
+    a.temp_high = p.temp_high;
+    a.temp_low = p.temp_low;
+    a.D0 = g.band[0].w0 + g.band[0].w1;
+    a.D1 = g.band[1].w0 + g.band[1].w1;
+    a.scales = scales;
+    a.temps = out.temps;
     PRISM_CUDA_TRY(launch_pdl(pdl, temps_kernel, (unsigned)(g.B * g.Hq), 256, 0, stream, a));
   }
   if (g_stage_limit <= 2) return cudaGetLastError();
   // 3. scores + selection + outputs
   {
     SelArgs a{};
-    a.qbar = qbar; a.kbar = kbar; a.scales = scales;
-    a.Hq = g.Hq; a.Hkv = g.Hkv; a.G = g.G; a.nq = g.nq; a.nk = g.nk; a.off = g.off;
+    a.qbar = qbar;
+    a.kbar = kbar;
+    a.scales = scales;
+    a.Hq = g.Hq;
+    a.Hkv = g.Hkv;
+    a.G = g.G;
+    a.nq = g.nq;
+    a.nk = g.nk;
+    a.off = g.off;
     a.pk = g.pk;
-    for (int bi = 0; bi < 2; ++bi) { a.poff[bi] = g.poff[bi]; a.pw[bi] = g.pw[bi]; }
+    for (int bi = 0; bi < 2; ++bi) {
+      a.poff[bi] = g.poff[bi];
+      a.pw[bi] = g.pw[bi];
+    }
     a.nbands = g.nbands;
     if (topk) {
-      a.T[0] = topk_threshold(p.topk_high); a.T[1] = topk_threshold(p.topk_low);
+      a.T[0] = topk_threshold(p.topk_high);
+      a.T[1] = topk_threshold(p.topk_low);
     } else {
-      a.T[0] = topp_threshold(p.tau_high); a.T[1] = topp_threshold(p.tau_low);
+      a.T[0] = topp_threshold(p.tau_high);
+      a.T[1] = topp_threshold(p.tau_low);
     }
     a.M = sp.M;
     a.vec_out = (g.nk % 4 == 0 && reinterpret_cast<uintptr_t>(out.mask) % 4 == 0) ? 1 : 0;
     const int64_t upb = ((int64_t)g.nq * g.G + sp.M - 1) / sp.M;
     a.upb = (int)upb;
-    a.LS = sp.LS; a.W = sp.W;
-    a.cap = sp.cap; a.stress = g_stress;
-    a.sink = p.force_sink ? 1 : 0; a.diag = p.force_diag ? 1 : 0;
-    a.mask = out.mask; a.counts = out.counts; a.indices = out.indices;
-    a.tscratch = reinterpret_cast<uint32_t*>(ws + wl.tiled); a.tstride = wl.tiled_stride;
+    a.LS = sp.LS;
+    a.W = sp.W;
+    a.cap = sp.cap;
+    a.stress = g_stress;
+    a.sink = p.force_sink ? 1 : 0;
+    a.diag = p.force_diag ? 1 : 0;
+    a.mask = out.mask;
+    a.counts = out.counts;
+    a.indices = out.indices;
+    a.tscratch = reinterpret_cast<uint32_t*>(ws + wl.tiled);
+    a.tstride = wl.tiled_stride;
     const int64_t grid = (int64_t)g.B * g.Hkv * upb;
     require_arg(grid < INT_MAX, kWhere, "too many rows");
     if (sp.smem > 48u * 1024u)
-      PRISM_CUDA_TRY(cudaFuncSetAttribute(sp.kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sp.smem));
+      PRISM_CUDA_TRY(cudaFuncSetAttribute(sp.kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                          (int)sp.smem));
     PRISM_CUDA_TRY(launch_pdl(pdl, sp.kernel, (unsigned)grid, kSelThreads, sp.smem, stream, a));
   }
   return cudaGetLastError();

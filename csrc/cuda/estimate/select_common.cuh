@@ -30,10 +30,10 @@ struct SelArgs {
   int cap;        // tiled kernel: keys per row stored for the exact resolution
   int stress;     // tiled kernel: test switches (select_tiled.cuh)
   int sink, diag;
-  int vec_out;  // nk % 4 == 0 and an aligned mask: 4-byte mask stores
+  int vec_out;    // nk % 4 == 0 and an aligned mask: 4-byte mask stores
   uint8_t* mask;  // optional
   int32_t* counts;
-  int32_t* indices;   // triangular layout (BlockMaskOut)
+  int32_t* indices;    // triangular layout (BlockMaskOut)
   uint32_t* tscratch;  // tiled kernel: per-row band bitmaps and stored keys, tstride words a row
   int tstride;
 };
@@ -55,8 +55,8 @@ struct TileShape {
 // (3xTF32 keeps the scores at fp32 accuracy): qf[(s * MT + mt) * 64 + lane] is
 // hi, + 32 lo, for k-step s and m-tile mt.
 template <int MT>
-__device__ __forceinline__ void load_query_frags(float4* qf, const float* qbar, const int64_t* qrow, int rows,
-                                                 int pk, int poff, int P) {
+__device__ __forceinline__ void load_query_frags(float4* qf, const float* qbar, const int64_t* qrow,
+                                                 int rows, int pk, int poff, int P) {
   for (int x = threadIdx.x; x < (P / 8) * MT * 32; x += kSelThreads) {
     const int lane = x & 31, mt = (x >> 5) % MT, s8 = (x >> 5) / MT * 8;
     const int fg = lane >> 2, ft = lane & 3;
@@ -86,8 +86,9 @@ __device__ __forceinline__ void load_query_frags(float4* qf, const float* qbar, 
 // for each row r < rows and key j < vmax the thread holds; with CONSUME, a
 // barrier follows and consume(c0) may read what epi stored. Ends on a barrier.
 template <int MT, bool CONSUME, class Epi, class Consume>
-__device__ __forceinline__ void score_tiles(const float* kb, int pk, int poff, int P, int rows, const float* rs,
-                                            int vmax, int t0, int t1, const float4* qf, float* ks, Epi&& epi,
+__device__ __forceinline__ void score_tiles(const float* kb, int pk, int poff, int P, int rows,
+                                            const float* rs, int vmax, int t0, int t1,
+                                            const float4* qf, float* ks, Epi&& epi,
                                             Consume&& consume) {
   using S = TileShape<MT>;
   const int nkc = (P + kKC - 1) / kKC;
@@ -126,13 +127,19 @@ __device__ __forceinline__ void score_tiles(const float* kb, int pk, int poff, i
   };
   float acc[S::MW][S::NW][4] = {};
   int cur_t = t0, cur_k = 0, nxt_t = t0, nxt_k = 1;
-  if (nxt_k == nkc) { nxt_k = 0; ++nxt_t; }
+  if (nxt_k == nkc) {
+    nxt_k = 0;
+    ++nxt_t;
+  }
   issue(t0, 0, 0);
   for (int step = 0; step < nsteps; ++step) {
     const int buf = step & 1;
     if (step + 1 < nsteps) {
       issue(nxt_t, nxt_k, buf ^ 1);
-      if (++nxt_k == nkc) { nxt_k = 0; ++nxt_t; }
+      if (++nxt_k == nkc) {
+        nxt_k = 0;
+        ++nxt_t;
+      }
       __pipeline_wait_prior(1);
     } else {
       __pipeline_wait_prior(0);
@@ -140,7 +147,10 @@ __device__ __forceinline__ void score_tiles(const float* kb, int pk, int poff, i
     __syncthreads();
     const int c0 = cur_t * kTC, k0 = cur_k * kKC;
     const bool last = ++cur_k == nkc;
-    if (last) { cur_k = 0; ++cur_t; }
+    if (last) {
+      cur_k = 0;
+      ++cur_t;
+    }
     if (k0 == 0) {
 #pragma unroll
       for (int mw = 0; mw < S::MW; ++mw)

@@ -51,8 +51,10 @@ __device__ __forceinline__ uint32_t topp_weight(float p) { return __float2uint_r
 
 template <bool TOPK>
 __device__ __forceinline__ uint32_t key_weight(uint32_t key) {
-  if constexpr (TOPK) return key != 0u ? 1u : 0u;
-  else return key != 0u ? topp_weight(__uint_as_float(key - 1u)) : 0u;
+  if constexpr (TOPK)
+    return key != 0u ? 1u : 0u;
+  else
+    return key != 0u ? topp_weight(__uint_as_float(key - 1u)) : 0u;
 }
 
 // Lower end of the search. Top-p: keys below prob_key(p_lo) weigh less than
@@ -73,8 +75,8 @@ struct Search {
 };
 
 // `above`: weight ranked above every searched key (elements decided elsewhere).
-__device__ __forceinline__ void search_step(Search& st, uint32_t mid, uint32_t T, uint32_t s, uint32_t n,
-                                            uint32_t above) {
+__device__ __forceinline__ void search_step(Search& st, uint32_t mid, uint32_t T, uint32_t s,
+                                            uint32_t n, uint32_t above) {
   s = __reduce_add_sync(kFull, s) + above;
   n = __reduce_add_sync(kFull, n);
   if (s >= T) {
@@ -88,7 +90,8 @@ __device__ __forceinline__ void search_step(Search& st, uint32_t mid, uint32_t T
 }
 
 // Appends the keys of one word (one key per lane) that lie in [lo, hi).
-__device__ __forceinline__ void gather_word(const Search& st, uint32_t key, uint32_t& run, uint32_t* scratch) {
+__device__ __forceinline__ void gather_word(const Search& st, uint32_t key, uint32_t& run,
+                                            uint32_t* scratch) {
   const int lane = threadIdx.x & 31;
   const bool c = key >= st.lo && key < st.hi;
   const uint32_t bal = __ballot_sync(kFull, c);
@@ -97,7 +100,7 @@ __device__ __forceinline__ void gather_word(const Search& st, uint32_t key, uint
 }
 
 struct Decision {
-  int mode;  // 0 keep none, 1 keep all valid, 2 threshold
+  int mode;     // 0 keep none, 1 keep all valid, 2 threshold
   bool all_eq;  // threshold: every key == v* is kept (no ranking needed)
   uint32_t vstar, meq;
 };
@@ -105,11 +108,11 @@ struct Decision {
 // v*, W(key > v*) and the tie count from the <= 32 gathered candidates (run of
 // them; none when the bisection closed the bracket to a single key value).
 template <bool TOPK>
-__device__ __forceinline__ Decision search_finish(const Search& st, const uint32_t* scratch, uint32_t run,
-                                                  uint32_t T) {
+__device__ __forceinline__ Decision search_finish(const Search& st, const uint32_t* scratch,
+                                                  uint32_t run, uint32_t T) {
   const int lane = threadIdx.x & 31;
   Decision dc{2, false, st.lo, 0u};
-  uint32_t gs = st.s_hi;          // W(key > v*)
+  uint32_t gs = st.s_hi;             // W(key > v*)
   uint32_t eqn = st.n_lo - st.n_hi;  // keys == v*
   if (st.hi - st.lo > 1) {
     const bool has = lane < (int)run;
@@ -160,8 +163,9 @@ __device__ __forceinline__ uint32_t keep_word(const Decision& dc, uint32_t key, 
 // given here, e.g. the ones the tiled kernel keeps without storing them; V
 // counts the keys given here.
 template <bool TOPK, class SumsGe, class EachWord>
-__device__ __forceinline__ Decision decide(uint32_t total, uint32_t T, int V, uint32_t km, uint32_t above,
-                                           SumsGe sums_ge, EachWord each_word, uint32_t* scratch) {
+__device__ __forceinline__ Decision decide(uint32_t total, uint32_t T, int V, uint32_t km,
+                                           uint32_t above, SumsGe sums_ge, EachWord each_word,
+                                           uint32_t* scratch) {
   Decision dc{0, false, 0u, 0u};
   if (T == 0) return dc;  // keep none
   if (total < T) {
@@ -191,8 +195,9 @@ __device__ __forceinline__ Decision decide(uint32_t total, uint32_t T, int V, ui
 // The decision for keys (0 = absent) and weights held in registers: key e of
 // lane l is element 32 * e + l of the list.
 template <int NPL, bool TOPK>
-__device__ __forceinline__ Decision decide_regs(const uint32_t (&key)[NPL], const uint32_t (&w)[TOPK ? 1 : NPL],
-                                                uint32_t total, uint32_t T, int V, uint32_t above,
+__device__ __forceinline__ Decision decide_regs(const uint32_t (&key)[NPL],
+                                                const uint32_t (&w)[TOPK ? 1 : NPL], uint32_t total,
+                                                uint32_t T, int V, uint32_t above,
                                                 uint32_t* scratch) {
   uint32_t kp[4] = {0u, 0u, 0u, 0u};
 #pragma unroll
@@ -214,13 +219,15 @@ __device__ __forceinline__ Decision decide_regs(const uint32_t (&key)[NPL], cons
 #pragma unroll
     for (int e = 0; e < NPL; ++e) fn(key[e]);
   };
-  return decide<TOPK>(total, T, V, __reduce_max_sync(kFull, km), above, sums_ge, each_word, scratch);
+  return decide<TOPK>(total, T, V, __reduce_max_sync(kFull, km), above, sums_ge, each_word,
+                      scratch);
 }
 
 // Rows of V <= 32 * NPL: the row lives in registers. L holds the row's logits
 // (times log2 e) and -inf from V up to the next multiple of 32.
 template <int NPL, bool TOPK>
-__device__ void select_row_reg(const float* L, int V, uint32_t T, uint32_t* bits, uint32_t* scratch) {
+__device__ void select_row_reg(const float* L, int V, uint32_t T, uint32_t* bits,
+                               uint32_t* scratch) {
   const int lane = threadIdx.x & 31;
   // Reductions in four independent partials: short dependency chains.
   float x[NPL];
@@ -302,7 +309,8 @@ __device__ void select_row_smem(float* L, int V, uint32_t T, uint32_t* bits, uin
   auto each_word = [&](auto&& fn) {
     for (int base = 0; base < V; base += 32) fn(base + lane < V ? K[base + lane] : 0u);
   };
-  const Decision dc = decide<TOPK>(total, T, V, __reduce_max_sync(kFull, km), 0u, sums_ge, each_word, scratch);
+  const Decision dc =
+      decide<TOPK>(total, T, V, __reduce_max_sync(kFull, km), 0u, sums_ge, each_word, scratch);
   uint32_t run = 0;
   const int nw = (V + 31) / 32;
   for (int e = 0; e < nw; ++e) {
@@ -313,13 +321,19 @@ __device__ void select_row_smem(float* L, int V, uint32_t T, uint32_t* bits, uin
 }
 
 template <bool TOPK>
-__device__ __forceinline__ void select_row(float* L, int V, uint32_t T, uint32_t* bits, uint32_t* scratch) {
+__device__ __forceinline__ void select_row(float* L, int V, uint32_t T, uint32_t* bits,
+                                           uint32_t* scratch) {
   static_assert(kRegKeys == 32 * 32, "register path: at most 32 keys per lane");
-  if (V <= 128) select_row_reg<4, TOPK>(L, V, T, bits, scratch);
-  else if (V <= 256) select_row_reg<8, TOPK>(L, V, T, bits, scratch);
-  else if (V <= 512) select_row_reg<16, TOPK>(L, V, T, bits, scratch);
-  else if (V <= kRegKeys) select_row_reg<32, TOPK>(L, V, T, bits, scratch);
-  else select_row_smem<TOPK>(L, V, T, bits, scratch);
+  if (V <= 128)
+    select_row_reg<4, TOPK>(L, V, T, bits, scratch);
+  else if (V <= 256)
+    select_row_reg<8, TOPK>(L, V, T, bits, scratch);
+  else if (V <= 512)
+    select_row_reg<16, TOPK>(L, V, T, bits, scratch);
+  else if (V <= kRegKeys)
+    select_row_reg<32, TOPK>(L, V, T, bits, scratch);
+  else
+    select_row_smem<TOPK>(L, V, T, bits, scratch);
 }
 
 }  // namespace prism::cuda::select

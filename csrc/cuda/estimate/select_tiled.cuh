@@ -34,14 +34,15 @@
 
 namespace prism::cuda::sel {
 
-constexpr int kStageStride = kTC + 4;       // staging row (floats): conflict-free vector reads
+constexpr int kStageStride = kTC + 4;  // staging row (floats): conflict-free vector reads
 // z sweep histogram: x by its exponent and top two mantissa bits (quarter
 // octaves); the top bucket starts at x = 1, bucket 0 (untracked) takes x < 1.5 * 2^-32.
 constexpr int kHistBuckets = 128;
-constexpr int kHistBase = 508 - (kHistBuckets - 1);  // bucket = (bits(x) >> 21) - kHistBase; bits(1) >> 21 = 508
-constexpr int kSubBuckets = 32;             // linear sub-ranges of a key bracket, one per lane
+constexpr int kHistBase =
+    508 - (kHistBuckets - 1);    // bucket = (bits(x) >> 21) - kHistBase; bits(1) >> 21 = 508
+constexpr int kSubBuckets = 32;  // linear sub-ranges of a key bracket, one per lane
 constexpr int kMaxStored = select::kRegKeys;  // stored keys per row: the register decision's limit
-constexpr int kMaxTiledKeys = 1 << 18;      // a key adds < 2^14 to a histogram bucket: sums fit 32 bits
+constexpr int kMaxTiledKeys = 1 << 18;  // a key adds < 2^14 to a histogram bucket: sums fit 32 bits
 
 // SelArgs::stress bits, for tests: skip the max probe; start every row's
 // search from a bracket below / above its threshold key.
@@ -55,17 +56,19 @@ struct TiledRows {
   int V[R];         // visible key blocks (0 past the CTA's rows)
   float rs[R];      // log2(e) / scale of the current band
   float m[R], seen[R], rz[R];
-  uint32_t ka[R], kb[R];                           // key bracket of the next sweep
-  uint32_t olo[R], ohi[R];                         // keys known to hold v*
-  uint32_t wa[R], wc[R], nc[R], kmin[R], kmax[R];  // last sweep: weight above, weight / count / range inside
-  uint32_t meq[R];                                 // kTies: keys == ka kept, in index order
-  uint8_t mode[R], sh[R];                          // sh: sub-histogram shift of the bracket
+  uint32_t ka[R], kb[R];    // key bracket of the next sweep
+  uint32_t olo[R], ohi[R];  // keys known to hold v*
+  uint32_t wa[R], wc[R], nc[R], kmin[R],
+      kmax[R];             // last sweep: weight above, weight / count / range inside
+  uint32_t meq[R];         // kTies: keys == ka kept, in index order
+  uint8_t mode[R], sh[R];  // sh: sub-histogram shift of the bracket
 };
 
 // Dynamic shared memory of the tiled kernel: query fragments, key tile double
 // buffer, staging tile, histograms (bytes).
 __host__ __device__ constexpr size_t tiled_smem_bytes(int mt, int pmax) {
-  return sizeof(float) * ((size_t)pmax * mt * 32 + 2 * kTileFloats + (size_t)16 * mt * (kStageStride + kHistBuckets));
+  return sizeof(float) * ((size_t)pmax * mt * 32 + 2 * kTileFloats +
+                          (size_t)16 * mt * (kStageStride + kHistBuckets));
 }
 
 template <int N>
@@ -133,21 +136,25 @@ __device__ void resolve_regs(const uint32_t* cand, int n, uint32_t above, uint32
 }
 
 template <bool TOPK>
-__device__ void resolve_stored(const uint32_t* cand, int n, uint32_t above, uint32_t T, uint32_t* bm,
-                               uint32_t* scratch) {
+__device__ void resolve_stored(const uint32_t* cand, int n, uint32_t above, uint32_t T,
+                               uint32_t* bm, uint32_t* scratch) {
   static_assert(kMaxStored == 32 * 32, "stored keys: at most 32 per lane");
-  if (n <= 128) resolve_regs<4, TOPK>(cand, n, above, T, bm, scratch);
-  else if (n <= 256) resolve_regs<8, TOPK>(cand, n, above, T, bm, scratch);
-  else if (n <= 512) resolve_regs<16, TOPK>(cand, n, above, T, bm, scratch);
-  else resolve_regs<32, TOPK>(cand, n, above, T, bm, scratch);
+  if (n <= 128)
+    resolve_regs<4, TOPK>(cand, n, above, T, bm, scratch);
+  else if (n <= 256)
+    resolve_regs<8, TOPK>(cand, n, above, T, bm, scratch);
+  else if (n <= 512)
+    resolve_regs<16, TOPK>(cand, n, above, T, bm, scratch);
+  else
+    resolve_regs<32, TOPK>(cand, n, above, T, bm, scratch);
 }
 
 // After a key sweep, one warp per open row: resolve the row, or set up the
 // next sweep. sub: the sweep's sub-histogram of the bracket (exact weights);
 // bm: the band's bitmap; cand: the stored keys (key, j).
 template <bool TOPK, int R>
-__device__ void next_sweep(TiledRows<R>& st, int r, uint32_t T, int cap, const uint32_t* sub, uint32_t* bm,
-                           const uint32_t* cand, uint32_t* scratch) {
+__device__ void next_sweep(TiledRows<R>& st, int r, uint32_t T, int cap, const uint32_t* sub,
+                           uint32_t* bm, const uint32_t* cand, uint32_t* scratch) {
   const int lane = threadIdx.x & 31;
   const uint32_t wa = st.wa[r], wc = st.wc[r], nc = st.nc[r];
   uint32_t ka = st.ka[r], kb = st.kb[r], olo = st.olo[r], ohi = st.ohi[r], meq = 0u;
@@ -177,7 +184,8 @@ __device__ void next_sweep(TiledRows<R>& st, int r, uint32_t T, int cap, const u
         const uint32_t v = __shfl_down_sync(select::kFull, s, o);
         if (lane + o < 32) s += v;
       }
-      const int top = 31 - __clz(__ballot_sync(select::kFull, wa + s >= T));  // lane 0: wa + wc >= T
+      const int top =
+          31 - __clz(__ballot_sync(select::kFull, wa + s >= T));  // lane 0: wa + wc >= T
       const uint32_t rest = __shfl_sync(select::kFull, s, (top + 1) & 31);
       if (top < 31) above += rest;
       const uint64_t lo = (uint64_t)ka + ((uint64_t)top << st.sh[r]);
@@ -210,17 +218,20 @@ __device__ void next_sweep(TiledRows<R>& st, int r, uint32_t T, int cap, const u
 template <bool TOPK, int MT>
 __global__ void __launch_bounds__(kSelThreads, 1) select_tiled_kernel(const SelArgs a) {
   constexpr int R = 16 * MT, TPR = kSelThreads / R, LPT = 32 / TPR;
-  static_assert(TPR >= 4 && LPT >= 2, "each of a row's first four threads writes one word of a tile");
+  static_assert(TPR >= 4 && LPT >= 2,
+                "each of a row's first four threads writes one word of a tile");
   extern __shared__ __align__(16) float smem[];
   __shared__ TiledRows<R> st;
   __shared__ uint32_t scratch[kSelWarps * 32];
   const int pmax = max(a.pw[0], a.pw[1]);
-  float4* qf = reinterpret_cast<float4*>(smem);                          // [pmax / 8][MT][hi, lo][32]
-  float* ks = smem + (size_t)pmax * MT * 32;                             // [2][kTileFloats]
-  float* stg = ks + 2 * kTileFloats;                                     // [R][kStageStride]
-  uint32_t* hist = reinterpret_cast<uint32_t*>(stg + R * kStageStride);  // [R][kHistBuckets] or [R][kSubBuckets]
+  float4* qf = reinterpret_cast<float4*>(smem);  // [pmax / 8][MT][hi, lo][32]
+  float* ks = smem + (size_t)pmax * MT * 32;     // [2][kTileFloats]
+  float* stg = ks + 2 * kTileFloats;             // [R][kStageStride]
+  uint32_t* hist =
+      reinterpret_cast<uint32_t*>(stg + R * kStageStride);  // [R][kHistBuckets] or [R][kSubBuckets]
   const int t = threadIdx.x, lane = t & 31, warp = t >> 5;
-  const int r = t / TPR, c = t % TPR;  // as a consumer: row r, lanes [c * LPT, (c + 1) * LPT) of each word
+  const int r = t / TPR,
+            c = t % TPR;  // as a consumer: row r, lanes [c * LPT, (c + 1) * LPT) of each word
   const int64_t bk = blockIdx.x / a.upb;                // b * Hkv + kv head
   const int u = a.upb - 1 - (int)(blockIdx.x % a.upb);  // long rows first
   const int b = (int)(bk / a.Hkv), hk = (int)(bk % a.Hkv);
@@ -308,12 +319,16 @@ __global__ void __launch_bounds__(kSelThreads, 1) select_tiled_kernel(const SelA
             if (c0 + 32 * k + c * LPT + i < vz) {
               seen = fmaxf(seen, lv[i]);
               const float x = select::ex2_ftz(lv[i] - m);
-              if (seq) zp[i][0] += x;
-              else zp[i][k] += x;
+              if (seq)
+                zp[i][0] += x;
+              else
+                zp[i][k] += x;
               // x in [2^e, 2^(e+1)): adds x * 2^(13 - e), truncated (top-k: counts)
               const uint32_t xb = __float_as_uint(x);
               const int hb = min((int)(xb >> 21) - kHistBase, kHistBuckets - 1);
-              if (hb > 0) atomicAdd(hist + r * kHistBuckets + hb, TOPK ? 1u : ((xb & 0x7fffffu) | 0x800000u) >> 10);
+              if (hb > 0)
+                atomicAdd(hist + r * kHistBuckets + hb,
+                          TOPK ? 1u : ((xb & 0x7fffffu) | 0x800000u) >> 10);
             }
           }
         }
@@ -322,7 +337,8 @@ __global__ void __launch_bounds__(kSelThreads, 1) select_tiled_kernel(const SelA
       seen = row_reduce<TPR>(seen, [](float x, float y) { return fmaxf(x, y); });
       float* zl = stg;  // [R][32] per-lane sums; the staging tile is free after a sweep
 #pragma unroll
-      for (int i = 0; i < LPT; ++i) zl[r * 32 + c * LPT + i] = (zp[i][0] + zp[i][1]) + (zp[i][2] + zp[i][3]);
+      for (int i = 0; i < LPT; ++i)
+        zl[r * 32 + c * LPT + i] = (zp[i][0] + zp[i][1]) + (zp[i][2] + zp[i][3]);
       if (c == 0) st.seen[r] = seen;
       __syncthreads();
       for (int rr = warp; rr < nrows; rr += kSelWarps) {
@@ -352,7 +368,8 @@ __global__ void __launch_bounds__(kSelThreads, 1) select_tiled_kernel(const SelA
         const int hb = HB * lane + q;
         const float h = (float)hist[rr * kHistBuckets + hb];
         const int e = ((hb + kHistBase) >> 2) - 127;  // bucket's octave: h counts x * 2^(13 - e)
-        wb[q] = TOPK ? h : h * __int_as_float((e + 18 + 127) << 23) * rz;  // p * 2^31 = x * rz * 2^31
+        wb[q] =
+            TOPK ? h : h * __int_as_float((e + 18 + 127) << 23) * rz;  // p * 2^31 = x * rz * 2^31
         s += wb[q];
       }
 #pragma unroll
@@ -363,7 +380,8 @@ __global__ void __launch_bounds__(kSelThreads, 1) select_tiled_kernel(const SelA
       const float tf = (float)T, rel = TOPK ? 0.f : 1.f / 512.f;
       // error: weights round by 1/2, bucket 0 (untracked) weighs < 1 per key
       const float slack = TOPK ? 0.f : 1.5f * (float)st.V[rr] + 16.f;
-      int bhi = 0, blo = 0;  // v* in buckets [blo, bhi] up to the error (0: below the tracked range)
+      int bhi = 0,
+          blo = 0;  // v* in buckets [blo, bhi] up to the error (0: below the tracked range)
 #pragma unroll
       for (int q = 0; q < HB; ++q) {  // s: weight of the buckets >= HB * lane + q
         const bool tracked = HB * lane + q > 0;
@@ -375,10 +393,13 @@ __global__ void __launch_bounds__(kSelThreads, 1) select_tiled_kernel(const SelA
       }
       // bhi == 0: even the top estimate stays below T, so guess "keep all" (kb = 0:
       // every key above the bracket); like any bracket, the sweep checks it.
-      uint32_t ka = blo > 0 ? select::prob_key(__uint_as_float((uint32_t)(blo + kHistBase) << 21) * rz) : 1u;
-      uint32_t kbr = bhi == 0                  ? 0u
-                     : bhi < kHistBuckets - 1 ? select::prob_key(__uint_as_float((uint32_t)(bhi + 1 + kHistBase) << 21) * rz) - 1u
-                                              : UINT_MAX;
+      uint32_t ka =
+          blo > 0 ? select::prob_key(__uint_as_float((uint32_t)(blo + kHistBase) << 21) * rz) : 1u;
+      uint32_t kbr =
+          bhi == 0 ? 0u
+          : bhi < kHistBuckets - 1
+              ? select::prob_key(__uint_as_float((uint32_t)(bhi + 1 + kHistBase) << 21) * rz) - 1u
+              : UINT_MAX;
       if (a.stress & kStressLow) ka = kbr = 1u;
       if (a.stress & kStressHigh) ka = kbr = 0xfffffff0u;
       if (lane == 0) {
@@ -428,7 +449,9 @@ __global__ void __launch_bounds__(kSelThreads, 1) select_tiled_kernel(const SelA
                 in |= 1u << i;
                 ck[i] = key;
                 if (mode == kBracket)
-                  atomicAdd(hist + r * kSubBuckets + min((key - ka) >> sh, (uint32_t)kSubBuckets - 1u), w);
+                  atomicAdd(
+                      hist + r * kSubBuckets + min((key - ka) >> sh, (uint32_t)kSubBuckets - 1u),
+                      w);
               }
             }
           }
@@ -480,8 +503,8 @@ __global__ void __launch_bounds__(kSelThreads, 1) select_tiled_kernel(const SelA
       for (int rr = warp; rr < nrows; rr += kSelWarps) {
         if (st.mode[rr] == kDone) continue;  // warp-uniform
         uint32_t* row = a.tscratch + st.qrow[rr] * a.tstride;
-        next_sweep<TOPK>(st, rr, T, a.cap, hist + rr * kSubBuckets, row + bi * W, row + a.nbands * W,
-                         scratch + warp * 32);
+        next_sweep<TOPK>(st, rr, T, a.cap, hist + rr * kSubBuckets, row + bi * W,
+                         row + a.nbands * W, scratch + warp * 32);
       }
       __syncthreads();
     }

@@ -28,8 +28,9 @@ __device__ __forceinline__ int64_t block_sum(int64_t v, int64_t* red) {
   return t;
 }
 
-__global__ void __launch_bounds__(kScanThreads) chunk_sums_kernel(const int32_t* __restrict__ counts,
-                                                                  int64_t rows, int64_t* __restrict__ partial) {
+__global__ void __launch_bounds__(kScanThreads)
+    chunk_sums_kernel(const int32_t* __restrict__ counts, int64_t rows,
+                      int64_t* __restrict__ partial) {
   __shared__ int64_t red[32];
   const int64_t r0 = int64_t(blockIdx.x) * kScanChunk + threadIdx.x * kScanPer;
   int64_t s = 0;
@@ -40,10 +41,9 @@ __global__ void __launch_bounds__(kScanThreads) chunk_sums_kernel(const int32_t*
   if (threadIdx.x == 0) partial[blockIdx.x] = s;
 }
 
-__global__ void __launch_bounds__(kScanThreads) scan_chunks_kernel(const int32_t* __restrict__ counts,
-                                                                   int64_t rows,
-                                                                   const int64_t* __restrict__ partial,
-                                                                   int64_t* __restrict__ row_ptr) {
+__global__ void __launch_bounds__(kScanThreads)
+    scan_chunks_kernel(const int32_t* __restrict__ counts, int64_t rows,
+                       const int64_t* __restrict__ partial, int64_t* __restrict__ row_ptr) {
   __shared__ int64_t red[32];
   __shared__ int64_t warp_excl[32];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -87,11 +87,12 @@ __global__ void __launch_bounds__(kScanThreads) scan_chunks_kernel(const int32_t
 }
 
 __global__ void gather_kernel(const int32_t* __restrict__ counts, const int32_t* __restrict__ tri,
-                              int64_t rows, int64_t nq, int64_t off, const int64_t* __restrict__ row_ptr,
-                              int32_t* __restrict__ indices) {
+                              int64_t rows, int64_t nq, int64_t off,
+                              const int64_t* __restrict__ row_ptr, int32_t* __restrict__ indices) {
   const int lane = threadIdx.x & 31;
   const int64_t warps = int64_t(gridDim.x) * (blockDim.x >> 5);
-  for (int64_t r = int64_t(blockIdx.x) * (blockDim.x >> 5) + (threadIdx.x >> 5); r < rows; r += warps) {
+  for (int64_t r = int64_t(blockIdx.x) * (blockDim.x >> 5) + (threadIdx.x >> 5); r < rows;
+       r += warps) {
     const int32_t* src = tri + tri_row_start(r, nq, off);
     int32_t* dst = indices + row_ptr[r];
     const int c = counts[r];
@@ -99,7 +100,8 @@ __global__ void gather_kernel(const int32_t* __restrict__ counts, const int32_t*
   }
 }
 
-__global__ void tri_starts_kernel(int64_t rows, int64_t nq, int64_t off, int64_t* __restrict__ row_start) {
+__global__ void tri_starts_kernel(int64_t rows, int64_t nq, int64_t off,
+                                  int64_t* __restrict__ row_start) {
   const int64_t stride = int64_t(gridDim.x) * blockDim.x;
   for (int64_t r = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; r < rows; r += stride)
     row_start[r] = tri_row_start(r, nq, off);
@@ -122,20 +124,25 @@ cudaError_t scan_counts(const int32_t* counts, int64_t rows, int64_t* row_ptr, v
   const int64_t chunks = (rows + kScanChunk - 1) / kScanChunk;
   if (chunks > 0x7fffffff) return cudaErrorInvalidValue;
   int64_t* partial = static_cast<int64_t*>(workspace);
-  chunk_sums_kernel<<<static_cast<unsigned>(chunks), kScanThreads, 0, stream>>>(counts, rows, partial);
+  chunk_sums_kernel<<<static_cast<unsigned>(chunks), kScanThreads, 0, stream>>>(counts, rows,
+                                                                                partial);
   PRISM_CUDA_TRY(cudaGetLastError());
-  scan_chunks_kernel<<<static_cast<unsigned>(chunks), kScanThreads, 0, stream>>>(counts, rows, partial, row_ptr);
+  scan_chunks_kernel<<<static_cast<unsigned>(chunks), kScanThreads, 0, stream>>>(counts, rows,
+                                                                                 partial, row_ptr);
   return cudaGetLastError();
 }
 
-cudaError_t gather_selection(const int32_t* counts, const int32_t* tri_indices, int64_t rows, int64_t nq,
-                             int64_t off, const int64_t* row_ptr, int32_t* indices, cudaStream_t stream) {
+cudaError_t gather_selection(const int32_t* counts, const int32_t* tri_indices, int64_t rows,
+                             int64_t nq, int64_t off, const int64_t* row_ptr, int32_t* indices,
+                             cudaStream_t stream) {
   if (rows <= 0) return cudaSuccess;
-  gather_kernel<<<grid_for(rows, 8), 256, 0, stream>>>(counts, tri_indices, rows, nq, off, row_ptr, indices);
+  gather_kernel<<<grid_for(rows, 8), 256, 0, stream>>>(counts, tri_indices, rows, nq, off, row_ptr,
+                                                       indices);
   return cudaGetLastError();
 }
 
-cudaError_t tri_row_starts(int64_t rows, int64_t nq, int64_t off, int64_t* row_start, cudaStream_t stream) {
+cudaError_t tri_row_starts(int64_t rows, int64_t nq, int64_t off, int64_t* row_start,
+                           cudaStream_t stream) {
   if (rows <= 0) return cudaSuccess;
   tri_starts_kernel<<<grid_for(rows, 256), 256, 0, stream>>>(rows, nq, off, row_start);
   return cudaGetLastError();

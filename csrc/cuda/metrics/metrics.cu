@@ -111,11 +111,16 @@ __global__ void __launch_bounds__(kRecallThreads) recall_kernel(const RecallArgs
     if (l0) online_add(d0 * a.scale, fl[t0 / a.blk] != 0, m, s, ss);
     if (l1) online_add(d1 * a.scale, fl[t1 / a.blk] != 0, m, s, ss);
   }
-  if (sub == 0) { gm[group] = m; gs[group] = s; gss[group] = ss; }
+  if (sub == 0) {
+    gm[group] = m;
+    gs[group] = s;
+    gss[group] = ss;
+  }
   __syncthreads();
   if (t == 0) {
     float M = -INFINITY;
-    for (int g = 0; g < kGroups; ++g) if (gs[g] > 0.f) M = fmaxf(M, gm[g]);
+    for (int g = 0; g < kGroups; ++g)
+      if (gs[g] > 0.f) M = fmaxf(M, gm[g]);
     float tot = 0.f, sel = 0.f;
     for (int g = 0; g < kGroups; ++g) {
       if (!(gs[g] > 0.f)) continue;
@@ -147,7 +152,8 @@ int diff_blocks(int64_t rows) {
 }
 
 template <class TA, class TB>
-__global__ void __launch_bounds__(kDiffThreads) diff_partial_kernel(const DiffArgs a, double* partials) {
+__global__ void __launch_bounds__(kDiffThreads)
+    diff_partial_kernel(const DiffArgs a, double* partials) {
   using SA = typename TA::storage;
   using SB = typename TB::storage;
   __shared__ double red[2][kDiffThreads / 32];
@@ -172,28 +178,45 @@ __global__ void __launch_bounds__(kDiffThreads) diff_partial_kernel(const DiffAr
     dd += __shfl_xor_sync(kFull, dd, o);
     bb += __shfl_xor_sync(kFull, bb, o);
   }
-  if (lane == 0) { red[0][warp] = dd; red[1][warp] = bb; }
+  if (lane == 0) {
+    red[0][warp] = dd;
+    red[1][warp] = bb;
+  }
   __syncthreads();
   if (t == 0) {
     double sd = 0.0, sb = 0.0;
-    for (int w = 0; w < kDiffThreads / 32; ++w) { sd += red[0][w]; sb += red[1][w]; }
+    for (int w = 0; w < kDiffThreads / 32; ++w) {
+      sd += red[0][w];
+      sb += red[1][w];
+    }
     partials[2 * blockIdx.x] = sd;
     partials[2 * blockIdx.x + 1] = sb;
   }
 }
 
-__global__ void __launch_bounds__(kDiffThreads) diff_final_kernel(const double* partials, int nb, double* out) {
+__global__ void __launch_bounds__(kDiffThreads)
+    diff_final_kernel(const double* partials, int nb, double* out) {
   __shared__ double red[2][kDiffThreads];
   const int t = threadIdx.x;
   double sd = 0.0, sb = 0.0;
-  for (int i = t; i < nb; i += kDiffThreads) { sd += partials[2 * i]; sb += partials[2 * i + 1]; }
-  red[0][t] = sd; red[1][t] = sb;
+  for (int i = t; i < nb; i += kDiffThreads) {
+    sd += partials[2 * i];
+    sb += partials[2 * i + 1];
+  }
+  red[0][t] = sd;
+  red[1][t] = sb;
   __syncthreads();
   for (int w = kDiffThreads / 2; w > 0; w >>= 1) {
-    if (t < w) { red[0][t] += red[0][t + w]; red[1][t] += red[1][t + w]; }
+    if (t < w) {
+      red[0][t] += red[0][t + w];
+      red[1][t] += red[1][t + w];
+    }
     __syncthreads();
   }
-  if (t == 0) { out[0] = red[0][0]; out[1] = red[1][0]; }
+  if (t == 0) {
+    out[0] = red[0][0];
+    out[1] = red[1][0];
+  }
 }
 
 bool is_float_dtype(DType t) { return t == DType::F32 || t == DType::F16 || t == DType::BF16; }
@@ -204,27 +227,49 @@ cudaError_t mass_recall(const QkvView& q, const QkvView& k, const BlockList& lis
                         const AttentionParams& p, const int64_t* rows, int64_t num_rows,
                         float* recall, cudaStream_t stream) {
   constexpr const char* where = "prism::cuda::mass_recall";
-  require_arg(is_float_dtype(q.dtype) && k.dtype == q.dtype, where, "q and k must share dtype F32, F16 or BF16");
+  require_arg(is_float_dtype(q.dtype) && k.dtype == q.dtype, where,
+              "q and k must share dtype F32, F16 or BF16");
   require_arg(q.data && k.data, where, "q or k data is null");
   require_arg(q.batch >= 1 && q.batch == k.batch, where, "q and k need the same batch >= 1");
-  require_arg(q.heads >= 1 && k.heads >= 1 && q.heads % k.heads == 0, where, "q heads must be a multiple of k heads");
-  require_arg(q.d == k.d && q.d >= 1 && q.d <= 1024, where, "head_dim must match and be in [1, 1024]");
-  require_arg(q.n >= 1 && k.n >= q.n && k.n <= INT_MAX / 2, where, "need 1 <= q length <= k length");
+  require_arg(q.heads >= 1 && k.heads >= 1 && q.heads % k.heads == 0, where,
+              "q heads must be a multiple of k heads");
+  require_arg(q.d == k.d && q.d >= 1 && q.d <= 1024, where,
+              "head_dim must match and be in [1, 1024]");
+  require_arg(q.n >= 1 && k.n >= q.n && k.n <= INT_MAX / 2, where,
+              "need 1 <= q length <= k length");
   require_arg(p.block >= 1, where, "block must be >= 1");
   require_arg(num_rows >= 0 && num_rows < INT_MAX, where, "num_rows out of range");
-  require_arg((list.counts == nullptr) == (list.indices == nullptr) && (list.counts == nullptr) == (list.row_start == nullptr),
+  require_arg((list.counts == nullptr) == (list.indices == nullptr) &&
+                  (list.counts == nullptr) == (list.row_start == nullptr),
               where, "counts, row_start and indices must all be set or all be null");
   if (num_rows == 0) return cudaGetLastError();
   require_arg(rows != nullptr && recall != nullptr, where, "rows or recall is null");
   RecallArgs a{};
-  a.q = q.data; a.k = k.data;
-  a.qsb = q.stride_b; a.qsh = q.stride_h; a.qsn = q.stride_n;
-  a.ksb = k.stride_b; a.ksh = k.stride_h; a.ksn = k.stride_n;
-  a.B = (int)q.batch; a.Hq = (int)q.heads; a.Hkv = (int)k.heads; a.G = a.Hq / a.Hkv;
-  a.Nq = (int)q.n; a.Nk = (int)k.n; a.d = (int)q.d; a.blk = p.block;
+  a.q = q.data;
+  a.k = k.data;
+  a.qsb = q.stride_b;
+  a.qsh = q.stride_h;
+  a.qsn = q.stride_n;
+  a.ksb = k.stride_b;
+  a.ksh = k.stride_h;
+  a.ksn = k.stride_n;
+  a.B = (int)q.batch;
+  a.Hq = (int)q.heads;
+  a.Hkv = (int)k.heads;
+  a.G = a.Hq / a.Hkv;
+  a.Nq = (int)q.n;
+  a.Nk = (int)k.n;
+  a.d = (int)q.d;
+  a.blk = p.block;
   const BlockGrid grid(q.n, k.n, p.block);
-  a.nq = (int)grid.nq; a.nk = (int)grid.nk; a.shift = (int)grid.shift;
-  a.counts = list.counts; a.row_start = list.row_start; a.indices = list.indices; a.rows = rows; a.recall = recall;
+  a.nq = (int)grid.nq;
+  a.nk = (int)grid.nk;
+  a.shift = (int)grid.shift;
+  a.counts = list.counts;
+  a.row_start = list.row_start;
+  a.indices = list.indices;
+  a.rows = rows;
+  a.recall = recall;
   a.scale = p.softmax_scale != 0.f ? p.softmax_scale : (float)(1.0 / std::sqrt((double)q.d));
   const int64_t esz = dtype_size(q.dtype);
   const int64_t ks_[3] = {k.stride_b, k.stride_h, k.stride_n};
@@ -237,7 +282,9 @@ cudaError_t mass_recall(const QkvView& q, const QkvView& k, const BlockList& lis
       case 8: recall_kernel<Tag, 8><<<(unsigned)num_rows, kRecallThreads, smem, stream>>>(a); break;
       case 4: recall_kernel<Tag, 4><<<(unsigned)num_rows, kRecallThreads, smem, stream>>>(a); break;
       case 2: recall_kernel<Tag, 2><<<(unsigned)num_rows, kRecallThreads, smem, stream>>>(a); break;
-      default: recall_kernel<Tag, 1><<<(unsigned)num_rows, kRecallThreads, smem, stream>>>(a); break;
+      default:
+        recall_kernel<Tag, 1><<<(unsigned)num_rows, kRecallThreads, smem, stream>>>(a);
+        break;
     }
   });
   return cudaGetLastError();
@@ -253,8 +300,10 @@ size_t diff_norms_workspace_bytes(const QkvView& a, const QkvView& b) {
 cudaError_t diff_norms(const QkvView& a, const QkvView& b, double* out, void* workspace,
                        cudaStream_t stream) {
   constexpr const char* where = "prism::cuda::diff_norms";
-  require_arg(is_float_dtype(a.dtype) && is_float_dtype(b.dtype), where, "dtypes must be F32, F16 or BF16");
-  require_arg(a.batch == b.batch && a.heads == b.heads && a.n == b.n && a.d == b.d, where, "a and b shapes differ");
+  require_arg(is_float_dtype(a.dtype) && is_float_dtype(b.dtype), where,
+              "dtypes must be F32, F16 or BF16");
+  require_arg(a.batch == b.batch && a.heads == b.heads && a.n == b.n && a.d == b.d, where,
+              "a and b shapes differ");
   require_arg(a.batch >= 0 && a.heads >= 0 && a.n >= 0 && a.d >= 0, where, "negative shape");
   require_arg(out != nullptr, where, "out is null");
   const int64_t rows = a.batch * a.heads * a.n;
@@ -266,10 +315,19 @@ cudaError_t diff_norms(const QkvView& a, const QkvView& b, double* out, void* wo
   require_arg(workspace != nullptr, where, "workspace is null (diff_norms_workspace_bytes)");
   const int nb = diff_blocks(rows);
   DiffArgs d{};
-  d.a = a.data; d.b = b.data;
-  d.asb = a.stride_b; d.ash = a.stride_h; d.asn = a.stride_n;
-  d.bsb = b.stride_b; d.bsh = b.stride_h; d.bsn = b.stride_n;
-  d.H = a.heads; d.N = a.n; d.D = a.d; d.rows = rows; d.rows_per = (rows + nb - 1) / nb;
+  d.a = a.data;
+  d.b = b.data;
+  d.asb = a.stride_b;
+  d.ash = a.stride_h;
+  d.asn = a.stride_n;
+  d.bsb = b.stride_b;
+  d.bsh = b.stride_h;
+  d.bsn = b.stride_n;
+  d.H = a.heads;
+  d.N = a.n;
+  d.D = a.d;
+  d.rows = rows;
+  d.rows_per = (rows + nb - 1) / nb;
   // The caller's per-call workspace: concurrent calls never share partials.
   double* partials = static_cast<double*>(workspace);
   dispatch_float_dtype(a.dtype, [&](auto ta) {

@@ -47,7 +47,7 @@ struct Sm90Traits {
   static constexpr int kBlockN = 128;
   static constexpr int kStages = D == 128 ? PRISM_SM90_STAGES_D128 : 3;
   static constexpr int kThreads = 384;
-  static constexpr int kColBlocks = D / 64;       // 64-element (128-byte) column blocks
+  static constexpr int kColBlocks = D / 64;         // 64-element (128-byte) column blocks
   static constexpr int kColBytesQ = kBlockM * 128;  // one column block of the Q tile
   static constexpr int kColBytesKV = kBlockN * 128;
   static constexpr int kTileBytesQ = kBlockM * D * 2;
@@ -69,7 +69,8 @@ struct Sm90Params {
 };
 
 template <typename T, int D>
-__global__ void __launch_bounds__(384, 1) attn_fwd_sm90_kernel(const __grid_constant__ Sm90Params prm) {
+__global__ void __launch_bounds__(384, 1)
+    attn_fwd_sm90_kernel(const __grid_constant__ Sm90Params prm) {
 #if PRISM_SM90_ENABLED
   using KT = Sm90Traits<D>;
   using E = ElemTraits<T>;
@@ -123,7 +124,8 @@ __global__ void __launch_bounds__(384, 1) attn_fwd_sm90_kernel(const __grid_cons
     w.b = w.bh / p.hq;
     w.h = w.bh - w.b * p.hq;
     w.hk = w.h / p.group;
-    w.row0 = tile_row0(qt, p.nq, p.nk, kBlockM);  // < 0 for a chunk's partial first tile: TMA fills zeros
+    w.row0 = tile_row0(qt, p.nq, p.nk,
+                       kBlockM);  // < 0 for a chunk's partial first tile: TMA fills zeros
     return w;
   };
 
@@ -180,36 +182,37 @@ __global__ void __launch_bounds__(384, 1) attn_fwd_sm90_kernel(const __grid_cons
           mbar_arrive_expect_tx(&kfull[s], KT::kTileBytesKV);
 #pragma unroll
           for (int cb = 0; cb < kCB; ++cb)
-            tma_load_4d(sK + s * KT::kTileBytesKV + cb * KT::kColBytesKV, &prm.tk, &kfull[s], cb * 64,
-                        start, w.hk, w.b);
+            tma_load_4d(sK + s * KT::kTileBytesKV + cb * KT::kColBytesKV, &prm.tk, &kfull[s],
+                        cb * 64, start, w.hk, w.b);
           if (kv >= S) mbar_wait(&vempty[s], (r - 1) & 1);
           mbar_arrive_expect_tx(&vfull[s], KT::kTileBytesKV);
 #pragma unroll
           for (int cb = 0; cb < kCB; ++cb)
-            tma_load_4d(sV + s * KT::kTileBytesKV + cb * KT::kColBytesKV, &prm.tv, &vfull[s], cb * 64,
-                        start, w.hk, w.b);
+            tma_load_4d(sV + s * KT::kTileBytesKV + cb * KT::kColBytesKV, &prm.tv, &vfull[s],
+                        cb * 64, start, w.hk, w.b);
         }
       }
     }
   } else {
     // ================================ consumers ===============================
     setmaxnreg_inc<240>();
-    const int cw = wg - 1;       // consumer warpgroup: tile rows [64 cw, 64 cw + 64)
-    const int wq = warp & 3;     // warp inside the warpgroup: 16 rows each
+    const int cw = wg - 1;    // consumer warpgroup: tile rows [64 cw, 64 cw + 64)
+    const int wq = warp & 3;  // warp inside the warpgroup: 16 rows each
     const int rloc = cw * 64 + wq * 16 + (lane >> 2);  // tile row of the hf = 0 registers
     const float sl2 = p.scale_log2;
     const uint32_t q_base = smem_addr(sQ) + cw * 64 * 128;
     const uint32_t k_base = smem_addr(sK);
     const uint32_t v_base = smem_addr(sV);
 
-    auto issue_qk = [&](float (&sc)[kBlockN / 2], int stage) {
+    auto issue_qk = [&](float(&sc)[kBlockN / 2], int stage) {
       wgmma_fence();
 #pragma unroll
       for (int kk = 0; kk < D / 16; ++kk) {
         const uint64_t da =
             make_desc_sw128(q_base + (kk >> 2) * KT::kColBytesQ + (kk & 3) * 32, 16, 1024);
         const uint64_t db = make_desc_sw128(
-            k_base + stage * KT::kTileBytesKV + (kk >> 2) * KT::kColBytesKV + (kk & 3) * 32, 16, 1024);
+            k_base + stage * KT::kTileBytesKV + (kk >> 2) * KT::kColBytesKV + (kk & 3) * 32, 16,
+            1024);
         Wgmma<T>::ss128(sc, da, db, kk > 0 ? 1 : 0);
       }
       wgmma_commit();
@@ -257,12 +260,12 @@ __global__ void __launch_bounds__(384, 1) attn_fwd_sm90_kernel(const __grid_cons
       float m[2] = {-CUDART_INF_F, -CUDART_INF_F};
       float l[2] = {0.f, 0.f};
 
-      auto issue_pv = [&](uint32_t (&pk)[kBlockN / 16][4], int stage) {
+      auto issue_pv = [&](uint32_t(&pk)[kBlockN / 16][4], int stage) {
         wgmma_fence();
 #pragma unroll
         for (int j = 0; j < kBlockN / 16; ++j) {
-          const uint64_t db =
-              make_desc_sw128(v_base + stage * KT::kTileBytesKV + j * 16 * 128, KT::kColBytesKV, 1024);
+          const uint64_t db = make_desc_sw128(v_base + stage * KT::kTileBytesKV + j * 16 * 128,
+                                              KT::kColBytesKV, 1024);
           if constexpr (D == 128)
             Wgmma<T>::rs128(o, pk[j], db);
           else
@@ -272,7 +275,7 @@ __global__ void __launch_bounds__(384, 1) attn_fwd_sm90_kernel(const __grid_cons
       };
       // Masks, then turns the scores into exp2 probabilities in place; returns the
       // rescale factor of the previous accumulators per row half.
-      auto softmax = [&](float (&sc)[kBlockN / 2], int start, float (&alpha)[2]) {
+      auto softmax = [&](float(&sc)[kBlockN / 2], int start, float(&alpha)[2]) {
         const bool need_mask = (start + kBlockN - 1 > s_wg_lo) || (start + kBlockN > key_end);
         if (need_mask) {
           const int key0 = start + (lane & 3) * 2;
@@ -309,7 +312,7 @@ __global__ void __launch_bounds__(384, 1) attn_fwd_sm90_kernel(const __grid_cons
           l[hf] = l[hf] * alpha[hf] + sum;
         }
       };
-      auto to_p = [&](const float (&sc)[kBlockN / 2], uint32_t (&pk)[kBlockN / 16][4]) {
+      auto to_p = [&](const float(&sc)[kBlockN / 2], uint32_t(&pk)[kBlockN / 16][4]) {
 #pragma unroll
         for (int j = 0; j < kBlockN / 16; ++j)
 #pragma unroll
@@ -317,12 +320,12 @@ __global__ void __launch_bounds__(384, 1) attn_fwd_sm90_kernel(const __grid_cons
       };
       // After the wgmma that read them has completed: pin the registers it
       // wrote or read in place, then hand the shared-memory stage back.
-      auto qk_done = [&](float (&sc)[kBlockN / 2], int stage) {
+      auto qk_done = [&](float(&sc)[kBlockN / 2], int stage) {
 #pragma unroll
         for (int i = 0; i < kBlockN / 2; ++i) reg_fence(sc[i]);
         release(&kempty[stage]);
       };
-      auto pv_done = [&](uint32_t (&pk)[kBlockN / 16][4], int stage) {
+      auto pv_done = [&](uint32_t(&pk)[kBlockN / 16][4], int stage) {
 #pragma unroll
         for (int i = 0; i < D / 2; ++i) reg_fence(o[i]);
 #pragma unroll
@@ -443,7 +446,8 @@ __global__ void __launch_bounds__(384, 1) attn_fwd_sm90_kernel(const __grid_cons
         if (r >= row_lo && r < rows_valid) {
           const int cb = c >> 3, ch = c & 7;
           *reinterpret_cast<uint4*>(gO + int64_t(r) * p.o_sn + c * 8) =
-              *reinterpret_cast<const uint4*>(sQ + cb * KT::kColBytesQ + r * 128 + ((ch ^ (r & 7)) << 4));
+              *reinterpret_cast<const uint4*>(sQ + cb * KT::kColBytesQ + r * 128 +
+                                              ((ch ^ (r & 7)) << 4));
         }
       }
     }

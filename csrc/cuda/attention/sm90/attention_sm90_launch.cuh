@@ -98,8 +98,7 @@ cudaError_t kernel_image_ok(bool* ok) {
 }  // namespace prism::cuda::attn::sm90
 
 // One explicit instantiation file per (dtype, head dim) keeps compile units small.
-#define PRISM_ATTN_SM90_INSTANTIATE(T, D)                                                    \
-  template cudaError_t prism::cuda::attn::sm90::launch_fwd<T, D>(                            \
-      const prism::cuda::attn::FwdParams&, const prism::cuda::attn::AttentionPlan&,          \
-      cudaStream_t);                                                                         \
+#define PRISM_ATTN_SM90_INSTANTIATE(T, D)                                                          \
+  template cudaError_t prism::cuda::attn::sm90::launch_fwd<T, D>(                                  \
+      const prism::cuda::attn::FwdParams&, const prism::cuda::attn::AttentionPlan&, cudaStream_t); \
   template cudaError_t prism::cuda::attn::sm90::kernel_image_ok<T, D>(bool*);
