@@ -5,6 +5,8 @@ export type { DeviceInfo, Info } from './native';
 export { resolveEstimateOptions, resolveAttentionOptions } from './options';
 export { Tensor, tensor, empty, fromDevicePointer, resolveDevice } from './tensor';
 export { memoryStats, releaseCachedMemory } from './memory';
+export { setWaitPolicy, getWaitPolicy } from './wait-policy';
+export type { WaitPolicy } from './wait-policy';
 export type { MemoryStats } from './memory';
 export type { Shape4, TensorData, TensorOptions } from './tensor';
 export {
@@ -31,8 +33,6 @@ export { blockMask } from './block-mask';
 export type { BlockLists, BlockMaskOptions, BlockMaskShape } from './block-mask';
 export { toBFloat16, fromBFloat16, toFloat16, fromFloat16 } from './dtype';
 export * as dtype from './dtype';
-export * as reference from './reference';
-export * as workloads from './workloads/index';
 export { validate } from './validate';
 export type { ValidationReport, CaseReport, ValidationCase } from './validate';
 export * from './sharded';

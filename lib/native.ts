@@ -145,6 +145,9 @@ export interface NativeBinding {
   memoryStats(device: number): NativeMemoryStats;
   /** Frees idle cached workspace (and trims the device's memory pool); resolves to the bytes freed. */
   releaseCachedMemory(device: number): Promise<number>;
+  /** Process-wide: true, worker threads poll an op's completion event; false, they sleep on it. */
+  setWaitPolicy(spin: boolean): void;
+  getWaitPolicy(): boolean;
   estimate(
     q: NativeTensor,
     k: NativeTensor,
@@ -252,4 +255,18 @@ export function native(): NativeBinding {
 /** Build and device facts of the loaded addon. */
 export function info(): Info {
   return native().info();
+}
+
+let deviceSummary: { count: number; unavailable: string | null } | null = null;
+
+/**
+ * @internal How many CUDA devices ops can use, or why none: read from info()
+ * once (it queries every device's properties) and fixed for the process.
+ */
+export function cudaDevices(): { count: number; unavailable: string | null } {
+  if (deviceSummary === null) {
+    const i = native().info();
+    deviceSummary = { count: i.devices.length, unavailable: i.cudaUnavailableReason };
+  }
+  return deviceSummary;
 }

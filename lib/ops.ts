@@ -3,7 +3,7 @@
 // messages before anything reaches the addon (which checks them again).
 import { isArray, isInstance, readField, show, typeName } from './args';
 import { allocateSelection, BlockMask, densityOf } from './block-mask';
-import { native, NativeDType } from './native';
+import { native, NativeDType, type NativeSupport } from './native';
 import {
   attentionOptionFields,
   checkHeadDim,
@@ -91,9 +91,17 @@ function orList(items: readonly (string | number)[]): string {
  * 128, float16 or bfloat16, block 64, 128 or 256; the CPU takes any even
  * head_dim and any block size).
  */
+/** The addon's answers per (dtype, head_dim, block, device): a fixed table of the build. */
+const supportAnswers = new Map<string, NativeSupport>();
+
 function checkAttentionSupport(q: Tensor, block: number): void {
   const d = q.shape[3];
-  const s = native().supports(q.native.dtype, d, block, deviceIndex(q));
+  const key = `${q.native.dtype}:${d}:${block}:${deviceIndex(q)}`;
+  let s = supportAnswers.get(key);
+  if (s === undefined) {
+    s = native().supports(q.native.dtype, d, block, deviceIndex(q));
+    supportAnswers.set(key, s);
+  }
   if (s.supported) return;
   switch (s.unsupported) {
     case 'headDim':

@@ -3,7 +3,7 @@
 import { isArray, isInstance, isShared, ownKeys, readField, show, typeName, typedArrayLength, typedArrayName } from './args';
 import { constants as bufferConstants } from 'buffer';
 import { fromBFloat16, fromFloat16 } from './dtype';
-import { native, NativeDType, NativeTensor } from './native';
+import { cudaDevices, native, NativeDType, NativeTensor } from './native';
 import type { DType, DeviceSpec, Layout } from './types';
 
 export type Shape4 = readonly [number, number, number, number];
@@ -42,16 +42,16 @@ export function resolveDevice(spec: DeviceSpec | undefined): number {
     throw new TypeError(`device must be a string ('auto', 'cpu', 'cuda' or 'cuda:N'), got ${typeName(s)}`);
   }
   if (s === 'cpu') return -1;
-  const i = native().info();
-  if (s === 'auto') return i.devices.length > 0 && i.cudaUnavailableReason === null ? 0 : -1;
+  const cuda = cudaDevices();
+  if (s === 'auto') return cuda.count > 0 && cuda.unavailable === null ? 0 : -1;
   const m = /^cuda(?::(\d+))?$/.exec(s);
   if (!m) throw new RangeError(`device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got '${s}'`);
   const index = m[1] === undefined ? 0 : Number(m[1]);
-  if (i.cudaUnavailableReason !== null) {
-    throw new Error(`device '${s}' is not available: ${i.cudaUnavailableReason}`);
+  if (cuda.unavailable !== null) {
+    throw new Error(`device '${s}' is not available: ${cuda.unavailable}`);
   }
-  if (index >= i.devices.length) {
-    throw new Error(`device '${s}' is not available: only ${i.devices.length} CUDA device(s) present`);
+  if (index >= cuda.count) {
+    throw new Error(`device '${s}' is not available: only ${cuda.count} CUDA device(s) present`);
   }
   return index;
 }

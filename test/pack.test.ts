@@ -78,6 +78,8 @@ describe('npm pack', () => {
       'dist/lib/index.js',
       'dist/lib/index.mjs',
       'dist/lib/index.d.ts',
+      'dist/lib/testing.js',
+      'dist/lib/testing.mjs',
       'CMakeLists.txt',
       'binding.gyp',
       'scripts/install.js',
@@ -119,5 +121,20 @@ describe('npm pack', () => {
     fs.writeFileSync(path.join(project, 'load.mjs'), `import * as P from 'prism-attention';\n${SMOKE.replace('PRISM', 'P')}`);
     const esm = execFileSync(process.execPath, ['load.mjs'], { cwd: project, env, encoding: 'utf8' });
     expect(JSON.parse(esm)).toEqual(EXPECTED);
+
+    // 5. The testing entry, both ways: the reference and the workloads live there, not in the main entry.
+    const probe = `console.log(JSON.stringify({ grid: typeof T.reference.blockGrid, gen: typeof T.workloads.structuredWorkload, main: 'reference' in M || 'workloads' in M }))`;
+    const wantTesting = { grid: 'function', gen: 'function', main: false };
+    const cjsTesting = execFileSync(
+      process.execPath,
+      ['-e', `const T = require('prism-attention/testing'); const M = require('prism-attention'); ${probe}`],
+      { cwd: project, env, encoding: 'utf8' },
+    );
+    expect(JSON.parse(cjsTesting)).toEqual(wantTesting);
+    fs.writeFileSync(
+      path.join(project, 'testing.mjs'),
+      `import * as T from 'prism-attention/testing';\nimport * as M from 'prism-attention';\n${probe}`,
+    );
+    expect(JSON.parse(execFileSync(process.execPath, ['testing.mjs'], { cwd: project, env, encoding: 'utf8' }))).toEqual(wantTesting);
   }, 900_000); // the prebuild only relinks after `npm ci`, but compiles everything on a cold build dir
 });

@@ -12,6 +12,7 @@
 #include "binding/testing.h"
 #include "binding/transfer.h"
 #include "binding/tuning.h"
+#include "binding/wait_policy.h"
 
 namespace prism::binding {
 
@@ -30,6 +31,8 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("memoryStats", Napi::Function::New<memory_stats>(env, "memoryStats"));
   exports.Set("releaseCachedMemory",
               Napi::Function::New<release_cached_memory>(env, "releaseCachedMemory"));
+  exports.Set("setWaitPolicy", Napi::Function::New<set_wait_policy>(env, "setWaitPolicy"));
+  exports.Set("getWaitPolicy", Napi::Function::New<get_wait_policy>(env, "getWaitPolicy"));
   exports.Set("copy", Napi::Function::New<copy_tensor>(env, "copy"));
   exports.Set("testing", testing_exports(env));
   exports.Set("supports", Napi::Function::New<supports>(env, "supports"));

@@ -11,17 +11,23 @@
 
 namespace prism::binding {
 
+// An event of the current device, from a process-wide pool (returned, not
+// destroyed, when this goes).
 class CudaEvent {
  public:
   explicit CudaEvent(unsigned flags);
   ~CudaEvent();
   CudaEvent(const CudaEvent&) = delete;
   CudaEvent& operator=(const CudaEvent&) = delete;
-  CudaEvent(CudaEvent&& o) noexcept : event_(o.event_) { o.event_ = nullptr; }
+  CudaEvent(CudaEvent&& o) noexcept : event_(o.event_), device_(o.device_), flags_(o.flags_) {
+    o.event_ = nullptr;
+  }
   cudaEvent_t get() const { return event_; }
 
  private:
   cudaEvent_t event_ = nullptr;
+  int device_ = 0;
+  unsigned flags_ = 0;
 };
 
 // Scratch memory for work on `stream`, lent by the current device's workspace
@@ -37,7 +43,9 @@ class StreamBuffer {
 };
 
 // Blocks the calling (worker) thread until everything enqueued on `stream`
-// so far has run, without spinning: records a blocking-sync event and waits on it.
+// so far has run: records an event and either polls it, yielding the core
+// between queries (the wait policy 'spin', the default), or sleeps on it
+// (blocking sync, 'sleep'). Never called on the JS thread.
 void wait_for_stream(cudaStream_t stream, const char* operation);
 
 // One pinned int64 for a device-to-host copy ordered on a stream, owned by one

@@ -4,7 +4,8 @@
 // Estimation and block-sparse attention in one call. On a GPU both are
 // enqueued back to back on the stream by the calling thread, attention reading
 // the selection where the estimation left it (triangular layout, scratch);
-// events time each part and the selected-block count is copied back; a worker
+// events time each part (the estimation's with its selected-block count, copied
+// back before attention starts); a worker
 // thread waits once at the end. Only when the caller asks for the selection
 // (out) is it gathered into compact indices sized by that count, after a
 // second, short wait.
@@ -153,6 +154,13 @@ class PrefillWorker : public PromiseWorker {
       check_cuda(cudaEventRecord(events_[0]->get(), stream_), "cudaEventRecord");
       check_cuda(prism::cuda::estimate(a_.q, a_.k, a_.ep, sel_, ws_est, stream_),
                  "prefill (estimate)");
+      // The count goes before attention: it is ready then, and what runs after
+      // the last event is time the host waits for but the events do not show.
+      check_cuda(prism::cuda::scan_counts(sel_.counts, geo_.rows, rp_, ws_scan, stream_),
+                 "prefill (count)");
+      check_cuda(cudaMemcpyAsync(total_slot_->get(), rp_ + geo_.rows, sizeof(int64_t),
+                                 cudaMemcpyDeviceToHost, stream_),
+                 "cudaMemcpyAsync (selection size)");
       check_cuda(cudaEventRecord(events_[1]->get(), stream_), "cudaEventRecord");
       check_cuda(prism::cuda::tri_row_starts(geo_.rows, geo_.nq, geo_.off, row_start, stream_),
                  "prefill (row starts)");
@@ -160,11 +168,6 @@ class PrefillWorker : public PromiseWorker {
       check_cuda(prism::cuda::attention(a_.q, a_.k, a_.v, a_.o, list, a_.ap, ws_att, stream_),
                  "prefill (attention)");
       check_cuda(cudaEventRecord(events_[2]->get(), stream_), "cudaEventRecord");
-      check_cuda(prism::cuda::scan_counts(sel_.counts, geo_.rows, rp_, ws_scan, stream_),
-                 "prefill (count)");
-      check_cuda(cudaMemcpyAsync(total_slot_->get(), rp_ + geo_.rows, sizeof(int64_t),
-                                 cudaMemcpyDeviceToHost, stream_),
-                 "cudaMemcpyAsync (selection size)");
     } catch (...) {
       drain_stream_quietly(stream_);
       throw;
