@@ -10,6 +10,7 @@ import { native } from '../lib/native';
 import { resolveEstimateOptions, toNativeEstimateParams } from '../lib/options';
 import { describeGpu, gpu } from './helpers/gpu';
 import { values } from './helpers/data';
+import { collectGarbage } from './helpers/gc';
 
 
 const bytes = (a: ArrayBufferView) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
@@ -214,6 +215,10 @@ describeGpu('GPU workspace pool and memory stats', () => {
   test('device memory: cudaMemGetInfo figures, and it returns to its level once tensors and cache are freed', async () => {
     const x = await inputs(4096, 41);
     (await prism.attention(x.q, x.k, x.v)).dispose(); // loads the kernel before the baseline
+    // Tensors that earlier tests dropped without dispose() are freed by their
+    // finalizers whenever the GC runs: collect them now, so that no such free
+    // lands between the two readings below.
+    await collectGarbage();
     await prism.releaseCachedMemory('cuda');
     const base = prism.memoryStats('cuda');
     expect(base.deviceTotalBytes).toBeGreaterThan(0);
