@@ -114,7 +114,7 @@ function pageTableRows(x: unknown, batch: number, maxPagesField: unknown): { tab
     if (t.length !== batch * maxPagesField) {
       throw new RangeError(`batch.pageTable must have batch * maxPagesPerSeq = ${batch} * ${maxPagesField} = ${batch * maxPagesField} entries, got ${t.length}`);
     }
-    return { table: t, maxPages: maxPagesField };
+    return { table: Int32Array.from(t), maxPages: maxPagesField }; // a copy: what was checked is what runs
   }
   if (!isArray(x)) {
     throw new TypeError(`batch.pageTable must be an Int32Array [batch * maxPagesPerSeq] or one array of page ids per sequence, got ${typeName(x)}`);

@@ -2,7 +2,7 @@
 // every page size and both page layouts, bitwise; chunked prefill over a cache
 // equals a one-shot prefill row for row; bad page tables fail before any work.
 import { prefill } from '../lib/ops';
-import { prefillVarlen, type PagedBatch } from '../lib/varlen';
+import { attentionVarlen, estimateVarlen, prefillVarlen, type PagedBatch } from '../lib/varlen';
 import { tensor, type Tensor } from '../lib/tensor';
 import { pagedToPacked } from '../lib/reference-varlen';
 import { TOLERANCES, relativeError } from '../lib/validate';
@@ -57,6 +57,30 @@ describe('paged KV (CPU)', () => {
       disposeAll(t.q, t.k, t.v, kp, vp, got.output, got.lse, want.output, want.lse, ...got.masks!, ...want.masks!);
     },
   );
+});
+
+describe('paged KV through estimateVarlen and attentionVarlen (CPU)', () => {
+  test('estimation and attention alone equal them over packed K/V', async () => {
+    const c = raggedCase({ hq: 4, hkv: 4, d: 16, dtype: 'float16', layout: 'bhnd', qLens: [0, 33, 80], kLens: [10, 90, 200], seed: 17 });
+    const t = await packed(c, 'cpu');
+    const pools = pagePools(c, 32, 'HND', 2);
+    const kp = await poolTensor(pools.k, c, pools.numPages, 32, 'HND', 'cpu');
+    const vp = await poolTensor(pools.v, c, pools.numPages, 32, 'HND', 'cpu');
+    const ragged = { cuSeqlensQ: c.cuSeqlensQ, cuSeqlensK: c.cuSeqlensK };
+    const paged = { cuSeqlensQ: c.cuSeqlensQ, kvLens: pools.kvLens, pageTable: pools.pageTable, kvLayout: 'HND' as const };
+    const want = await estimateVarlen(t.q, t.k, ragged, { block: 16 });
+    const got = await estimateVarlen(t.q, kp, paged, { block: 16 });
+    for (let i = 0; i < c.qLens.length; i++) {
+      const a = await hostMask(got[i]);
+      const b = await hostMask(want[i]);
+      expect(a === null ? null : maskParts(a)).toEqual(b === null ? null : maskParts(b));
+    }
+    const o1 = await attentionVarlen(t.q, kp, vp, paged, got, { returnLse: true });
+    const o2 = await attentionVarlen(t.q, t.k, t.v, ragged, want, { returnLse: true });
+    expect(firstDifference(await rawBhnd(o1.output), await rawBhnd(o2.output))).toBe(-1);
+    expect(firstDifference((await o1.lse.toHost()) as Float32Array, (await o2.lse.toHost()) as Float32Array)).toBe(-1);
+    disposeAll(t.q, t.k, t.v, kp, vp, o1.output, o1.lse, o2.output, o2.lse, ...got, ...want);
+  });
 });
 
 describe('chunked prefill over a paged cache (CPU)', () => {
