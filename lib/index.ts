@@ -29,6 +29,20 @@ export type {
   RunOptions,
   Timing,
 } from './ops';
+export { estimateVarlen, attentionVarlen, prefillVarlen, resolveBatch, PAGE_SIZES } from './varlen';
+export type {
+  IntList,
+  KvLayout,
+  PagedBatch,
+  RaggedBatch,
+  SequenceMasks,
+  SequenceTable,
+  VarlenAttentionRunOptions,
+  VarlenBatch,
+  VarlenEstimateRunOptions,
+  VarlenPrefillResult,
+  VarlenPrefillRunOptions,
+} from './varlen';
 export { blockMask } from './block-mask';
 export type { BlockLists, BlockMaskOptions, BlockMaskShape } from './block-mask';
 export { toBFloat16, fromBFloat16, toFloat16, fromFloat16 } from './dtype';

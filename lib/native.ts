@@ -139,6 +139,14 @@ export interface NativeMemoryStats {
   deviceTotalBytes: number | null;
 }
 
+/** Sequence table of a ragged batch: (qOffset, nq, kOffset, nk) per sequence; paged: the page table too. */
+export interface NativeVarlenSpec {
+  seqs: BigInt64Array;
+  /** int32 [batch * maxPages] page ids (paged KV only) */
+  pageTable?: Int32Array;
+  maxPages?: number;
+}
+
 export interface NativeBinding {
   Tensor: NativeTensorConstructor;
   info(): Info;
@@ -176,6 +184,19 @@ export interface NativeBinding {
     selection: NativeSelectionOut | null,
     stream?: bigint,
   ): Promise<{ estimateMs: number; attentionMs: number; selected: number; indices?: NativeTensor }>;
+  /** Ragged batches and paged KV caches (ops_varlen.cc): estimation, attention or both per sequence. */
+  varlen(
+    q: NativeTensor,
+    k: NativeTensor,
+    v: NativeTensor | null,
+    out: NativeTensor | null,
+    spec: NativeVarlenSpec,
+    estimateParams: object | null,
+    attentionParams: NativeAttentionParams | null,
+    selections: Array<NativeSelectionOut | null> | null,
+    lists: Array<NativeBlockList | null> | null,
+    stream?: bigint,
+  ): Promise<{ estimateMs: number; attentionMs: number; selected: number[]; indices: Array<NativeTensor | null> }>;
   massRecall(
     q: NativeTensor,
     k: NativeTensor,

@@ -47,9 +47,9 @@ export interface PrefillStats {
   attentionMs: number;
 }
 
-const DENSE_BLOCK = 128; // any legal value: a dense list ignores it
+export const DENSE_BLOCK = 128; // any legal value: a dense list ignores it
 
-function checkSameDevice(...tensors: Array<{ device: string }>): void {
+export function checkSameDevice(...tensors: Array<{ device: string }>): void {
   for (const t of tensors) {
     if (t.device !== tensors[0].device) {
       throw new Error(`all tensors must be on the same device (got ${tensors[0].device} and ${t.device})`);
@@ -85,16 +85,16 @@ function orList(items: readonly (string | number)[]): string {
   return items.length <= 1 ? items.join('') : `${items.slice(0, -1).join(', ')} or ${items[items.length - 1]}`;
 }
 
+/** The addon's answers per (dtype, head_dim, block, device): a fixed table of the build. */
+const supportAnswers = new Map<string, NativeSupport>();
+
 /**
  * Whether the attention kernels of q's device take (dtype, head_dim, block):
  * the addon answers from the kernels' own table (today on CUDA: head_dim 64 or
  * 128, float16 or bfloat16, block 64, 128 or 256; the CPU takes any even
  * head_dim and any block size).
  */
-/** The addon's answers per (dtype, head_dim, block, device): a fixed table of the build. */
-const supportAnswers = new Map<string, NativeSupport>();
-
-function checkAttentionSupport(q: Tensor, block: number): void {
+export function checkAttentionSupport(q: Tensor, block: number): void {
   const d = q.shape[3];
   const key = `${q.native.dtype}:${d}:${block}:${deviceIndex(q)}`;
   let s = supportAnswers.get(key);
@@ -116,7 +116,7 @@ function checkAttentionSupport(q: Tensor, block: number): void {
 }
 
 /** `timing` (named `name`): undefined, or { warmup?: 0..10000, iters: 1..100000 } (the addon's limits). */
-function checkTiming(timing: unknown, name = 'timing'): { warmup: number; iters: number } | undefined {
+export function checkTiming(timing: unknown, name = 'timing'): { warmup: number; iters: number } | undefined {
   if (timing === undefined) return undefined;
   if (timing === null || typeof timing !== 'object' || isArray(timing)) {
     throw new TypeError(`${name} must be an object { warmup?, iters }, got ${typeName(timing)}`);
@@ -178,7 +178,7 @@ function maskShape(q: Tensor, k: Tensor, block: number) {
 }
 
 /** The run options `run` (undefined, null or an object of `allowed` fields), each field read once. */
-function checkRun(run: unknown, allowed: readonly string[]): Record<string, unknown> {
+export function checkRun(run: unknown, allowed: readonly string[]): Record<string, unknown> {
   if (run === undefined || run === null) return {};
   if (typeof run !== 'object' || isArray(run)) throw new TypeError(`run must be an object of run options, got ${typeName(run)}`);
   const o = checkOptionFields(run, allowed, 'run option', 'run');
@@ -199,7 +199,7 @@ function hasNativeParts(parts: unknown): boolean {
 }
 
 /** A BlockMask made by estimate(), prefill() or blockMask(), not an object made from BlockMask.prototype. */
-function isBlockMask(x: unknown): x is BlockMask {
+export function isBlockMask(x: unknown): x is BlockMask {
   if (!isInstance(x, BlockMask)) return false;
   try {
     const d = Object.getOwnPropertyDescriptor(x, 'parts');
@@ -209,7 +209,7 @@ function isBlockMask(x: unknown): x is BlockMask {
   }
 }
 
-function optionalBoolean(x: unknown, name: string): boolean {
+export function optionalBoolean(x: unknown, name: string): boolean {
   if (x === undefined) return false;
   if (typeof x !== 'boolean') throw new TypeError(`${name} must be a boolean, got ${typeof x}`);
   return x;
@@ -325,7 +325,7 @@ export async function attention(
   return res.lse ? { output: res.output, lse: res.lse } : res.output;
 }
 
-function splitPrefillOptions(opts: PrefillOptions | undefined): [EstimateOptions, AttentionOptions] {
+export function splitPrefillOptions(opts: PrefillOptions | undefined): [EstimateOptions, AttentionOptions] {
   const o = checkOptionFields(opts, [...estimateOptionFields, ...attentionOptionFields], 'prefill option');
   const est: Record<string, unknown> = {};
   const att: Record<string, unknown> = {};

@@ -26,6 +26,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("estimate", Napi::Function::New<estimate>(env, "estimate"));
   exports.Set("attention", Napi::Function::New<attention>(env, "attention"));
   exports.Set("prefill", Napi::Function::New<prefill>(env, "prefill"));
+  exports.Set("varlen", Napi::Function::New<varlen>(env, "varlen"));
   exports.Set("massRecall", Napi::Function::New<mass_recall>(env, "massRecall"));
   exports.Set("diffNorms", Napi::Function::New<diff_norms>(env, "diffNorms"));
   exports.Set("memoryStats", Napi::Function::New<memory_stats>(env, "memoryStats"));

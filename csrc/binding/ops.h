@@ -18,6 +18,11 @@ Napi::Value attention(const Napi::CallbackInfo& info);
 // prefill(q, k, v, o, estimateParams, attentionParams, out | null)
 //   -> Promise<{ estimateMs, attentionMs, selected, indices? }>   (ops_prefill.cc)
 Napi::Value prefill(const Napi::CallbackInfo& info);
+// varlen(q, k, v | null, out | null, spec, estimateParams | null, attentionParams | null,
+//        selections | null, lists | null, stream?): ragged batches and paged KV caches
+//   -> Promise<{ estimateMs, attentionMs, selected: number[], indices: (Tensor | null)[] }>
+//   (ops_varlen.cc)
+Napi::Value varlen(const Napi::CallbackInfo& info);
 // The optional `lse` field of attention params: a float32 [b, Hq, Nq, 1]
 // tensor on q's device, checked; null when absent.
 TensorWrap* read_lse_out(Napi::Env env, Napi::Value params, const QkvView& q);

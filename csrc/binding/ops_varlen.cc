@@ -1,0 +1,386 @@
+// varlen(q, k, v | null, out | null, spec, estimateParams | null, attentionParams | null,
+//        selections | null, lists | null, stream?)
+//   -> Promise<{ estimateMs, attentionMs, selected: number[], indices: (Tensor | null)[] }>
+// Ragged batches and paged KV caches (varlen.h): estimation, attention, or
+// both (prefill), run sequence by sequence with the existing per-view
+// backends on views offset into the packed tensors. Paged keys and values are
+// first gathered into a contiguous workspace, one sequence at a time.
+//   CPU: a loop over the sequences on the worker thread.
+//   CUDA: the calling thread enqueues every sequence back to back on one
+//   stream (no host wait between sequences; workspaces reused in stream
+//   order); a worker thread waits once, then, when the selections are asked
+//   for, gathers them into compact indices after a second, short wait.
+// The selection of sequence i goes to selections[i] ({ counts, rowPtr, temps,
+// mask? } for its [1, Hq, nq_i, nk_i] geometry); attention alone reads
+// lists[i] (null: dense). lse (attention params) is float32 [1, Hq, totalQ, 1].
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "binding/args.h"
+#include "binding/block_list.h"
+#include "binding/device.h"
+#include "binding/errors.h"
+#include "binding/ops.h"
+#include "binding/promise_worker.h"
+#include "binding/selection.h"
+#include "binding/streams.h"
+#include "binding/varlen.h"
+#include "binding/views.h"
+#include "cpu/cpu_backend.h"
+#include "cpu/paged_gather.h"
+#if PRISM_WITH_CUDA
+#include "binding/cuda_sync.h"
+#include "cuda/cuda_backend.h"
+#include "cuda/paged/paged_gather.h"
+#endif
+
+namespace prism::binding {
+namespace {
+
+class VarlenWorker : public PromiseWorker {
+ public:
+  VarlenWorker(Napi::Env env, VarlenArgs a, std::vector<std::shared_ptr<Storage>> keep)
+      : PromiseWorker(env, "prism.varlen"),
+        a_(std::move(a)),
+        keep_(std::move(keep)),
+        totals_(a_.seqs.size(), 0),
+        indices_(a_.seqs.size()) {}
+
+ protected:
+  void run() override {
+    if (a_.device == kCpuDevice) {
+      run_cpu();
+      return;
+    }
+#if PRISM_WITH_CUDA
+    run_gpu();
+#else
+    require_device(a_.device);
+#endif
+  }
+
+  Napi::Value result(Napi::Env env) override {
+    Napi::Object r = Napi::Object::New(env);
+    r.Set("estimateMs", Napi::Number::New(env, est_ms_));
+    r.Set("attentionMs", Napi::Number::New(env, att_ms_));
+    Napi::Array selected = Napi::Array::New(env, totals_.size());
+    Napi::Array indices = Napi::Array::New(env, totals_.size());
+    for (size_t i = 0; i < totals_.size(); ++i) {
+      const uint32_t at = static_cast<uint32_t>(i);
+      selected.Set(at, Napi::Number::New(env, static_cast<double>(totals_[i])));
+      if (indices_[i])
+        indices.Set(
+            at, TensorWrap::adopt(env, indices_[i], DType::I32, {totals_[i] > 0 ? totals_[i] : 1}));
+      else
+        indices.Set(at, env.Null());
+    }
+    r.Set("selected", selected);
+    r.Set("indices", indices);
+    return r;
+  }
+
+ private:
+  size_t kv_bytes() const {
+    return static_cast<size_t>(a_.hkv * a_.spec.max_nk * a_.d * dtype_size(a_.dtype));
+  }
+
+  // Writes sequence s's lse rows [Hq, nq] into the packed [Hq, totalQ].
+  void scatter_lse_cpu(const SeqWork& s, const float* rows) const {
+    for (int64_t h = 0; h < a_.heads; ++h)
+      for (int64_t r = 0; r < s.span.nq; ++r)
+        a_.lse[h * a_.total_q + s.span.q_off + r] = rows[h * s.span.nq + r];
+  }
+
+  void run_cpu() {
+    using clock = std::chrono::steady_clock;
+    const bool paged = a_.spec.paged;
+    std::vector<char> kbuf(paged ? kv_bytes() : 0), vbuf(paged && a_.attention ? kv_bytes() : 0);
+    std::vector<float> lse_rows(a_.lse ? static_cast<size_t>(a_.heads * a_.spec.max_nq) : 0);
+    for (size_t i = 0; i < a_.seqs.size(); ++i) {
+      SeqWork& s = a_.seqs[i];
+      if (s.span.nq == 0) continue;
+      const auto t0 = clock::now();
+      QkvView k = s.k, v = s.v;
+      if (paged) {
+        const int32_t* pages = a_.spec.pages.data() + s.span.page_off;
+        prism::cpu::gather_pages(a_.k_pool, pages, s.span.nk, kbuf.data());
+        k = contiguous_view(kbuf.data(), a_.dtype, a_.hkv, s.span.nk, a_.d);
+        if (a_.attention) {
+          prism::cpu::gather_pages(a_.v_pool, pages, s.span.nk, vbuf.data());
+          v = contiguous_view(vbuf.data(), a_.dtype, a_.hkv, s.span.nk, a_.d);
+        }
+      }
+      BlockList list = s.list;
+      std::vector<int32_t> counts, tri;
+      std::vector<float> temps;
+      std::vector<int64_t> row_start, row_ptr;
+      BlockMaskOut o = s.sel;
+      if (a_.estimate) {
+        tri.resize(static_cast<size_t>(s.tri > 0 ? s.tri : 1));
+        if (!o.counts) {
+          counts.resize(static_cast<size_t>(s.rows));
+          o.counts = counts.data();
+        }
+        if (!o.temps) {
+          temps.resize(static_cast<size_t>(2 * a_.heads));
+          o.temps = temps.data();
+        }
+        o.indices = tri.data();
+        prism::cpu::estimate(s.q, k, a_.ep, o, 0);
+        if (a_.attention) {
+          row_start.resize(static_cast<size_t>(s.rows));
+          prism::cpu::tri_row_starts(s.rows, s.grid.nq, s.grid.off, row_start.data());
+          list = BlockList{o.counts, row_start.data(), tri.data(), s.tri};
+        }
+      }
+      const auto t1 = clock::now();
+      if (a_.attention) {
+        OutView out = s.o;
+        out.lse = a_.lse ? lse_rows.data() : nullptr;
+        prism::cpu::attention(s.q, k, v, out, list, a_.ap, 0);
+        if (a_.lse) scatter_lse_cpu(s, lse_rows.data());
+      }
+      const auto t2 = clock::now();
+      est_ms_ += std::chrono::duration<double, std::milli>(t1 - t0).count();
+      att_ms_ += std::chrono::duration<double, std::milli>(t2 - t1).count();
+      if (a_.estimate) {
+        int64_t* rp = s.row_ptr;
+        if (!rp) {
+          row_ptr.resize(static_cast<size_t>(s.rows + 1));
+          rp = row_ptr.data();
+        }
+        totals_[i] = prism::cpu::scan_counts(o.counts, s.rows, rp);
+        if (a_.want_selection) {
+          indices_[i] = Storage::allocate(kCpuDevice, indices_bytes(totals_[i]));
+          prism::cpu::gather_selection(o.counts, tri.data(), s.rows, s.grid.nq, s.grid.off, rp,
+                                       static_cast<int32_t*>(indices_[i]->data()));
+        }
+      }
+    }
+  }
+
+#if PRISM_WITH_CUDA
+
+ public:
+  // Calling thread: enqueues every sequence (see the file comment).
+  void enqueue_gpu() {
+    use_device(a_.device);
+    stream_ = op_stream(a_.device, a_.stream);
+    try {
+      enqueue_all();
+    } catch (...) {
+      drain_stream_quietly(stream_);
+      throw;
+    }
+  }
+
+ private:
+  static size_t align256(size_t n) { return (n + 255) & ~size_t(255); }
+
+  void enqueue_all() {
+    const bool paged = a_.spec.paged;
+    const size_t n = a_.seqs.size();
+    // Sizes: shared parts (reused in stream order) and per-sequence parts.
+    size_t est_ws = 0, att_ws = 0, scan_ws = 0, starts = 0;
+    std::vector<size_t> own(n, 0);  // tri | counts | rowPtr | temps of each sequence
+    BlockList sparse;               // only its being sparse matters to the workspace size
+    sparse.counts = reinterpret_cast<const int32_t*>(1);
+    sparse.row_start = reinterpret_cast<const int64_t*>(1);
+    sparse.indices = reinterpret_cast<const int32_t*>(1);
+    for (size_t i = 0; i < n; ++i) {
+      const SeqWork& s = a_.seqs[i];
+      if (s.span.nq == 0) continue;
+      if (a_.estimate) {
+        est_ws = std::max(est_ws, align256(prism::cuda::estimate_workspace_bytes(s.q, s.k, a_.ep)));
+        scan_ws = std::max(scan_ws, align256(prism::cuda::scan_workspace_bytes(s.rows)));
+        starts = std::max(starts, align256(sizeof(int64_t) * static_cast<size_t>(s.rows)));
+        own[i] = align256(sizeof(int32_t) * static_cast<size_t>(s.tri > 0 ? s.tri : 1)) +
+                 (s.sel.counts ? 0 : align256(sizeof(int32_t) * s.rows)) +
+                 (s.row_ptr ? 0 : align256(sizeof(int64_t) * (s.rows + 1))) +
+                 (s.sel.temps ? 0 : align256(sizeof(float) * 2 * a_.heads));
+      }
+      if (a_.attention) {
+        const BlockList& l = a_.estimate ? sparse : s.list;
+        att_ws =
+            std::max(att_ws, align256(prism::cuda::attention_workspace_bytes(s.q, s.k, l, a_.ap)));
+      }
+    }
+    const size_t kv = paged ? align256(kv_bytes()) : 0;
+    const size_t table = paged ? align256(sizeof(int32_t) * (a_.spec.pages.size() + 1)) : 0;
+    const size_t lse_b = a_.lse ? align256(sizeof(float) * a_.heads * a_.spec.max_nq) : 0;
+    size_t total = est_ws + att_ws + scan_ws + starts + kv * (a_.attention ? 2 : 1) + table + lse_b;
+    for (size_t b : own) total += b;
+    scratch_ = std::make_unique<StreamBuffer>(total, stream_);
+    char* p = static_cast<char*>(scratch_->get());
+    auto take = [&p](size_t bytes) {
+      char* r = p;
+      p += bytes;
+      return r;
+    };
+    void* ws_est = take(est_ws);
+    void* ws_att = take(att_ws);
+    void* ws_scan = take(scan_ws);
+    int64_t* row_start = reinterpret_cast<int64_t*>(take(starts));
+    void* kbuf = take(kv);
+    void* vbuf = a_.attention ? take(kv) : nullptr;
+    int32_t* pages = reinterpret_cast<int32_t*>(take(table));
+    float* lse_rows = reinterpret_cast<float*>(take(lse_b));
+    if (paged && !a_.spec.pages.empty())
+      check_cuda(
+          cudaMemcpyAsync(pages, a_.spec.pages.data(), sizeof(int32_t) * a_.spec.pages.size(),
+                          cudaMemcpyHostToDevice, stream_),
+          "cudaMemcpyAsync (page table)");
+
+    tri_.assign(n, nullptr);
+    counts_.assign(n, nullptr);
+    rp_.assign(n, nullptr);
+    for (auto& e : events_) e.reset();
+    events_.clear();
+    for (size_t e = 0; e < 2 * n + 1; ++e)
+      events_.push_back(std::make_unique<CudaEvent>(cudaEventDefault));
+    check_cuda(cudaEventRecord(events_[0]->get(), stream_), "cudaEventRecord");
+    for (size_t i = 0; i < n; ++i) {
+      SeqWork& s = a_.seqs[i];
+      if (s.span.nq > 0) {
+        QkvView k = s.k, v = s.v;
+        if (paged) {
+          const int32_t* sp = pages + s.span.page_off;
+          check_cuda(prism::cuda::gather_pages(a_.k_pool, sp, s.span.nk, kbuf, stream_),
+                     "varlen (gather keys)");
+          k = contiguous_view(kbuf, a_.dtype, a_.hkv, s.span.nk, a_.d);
+          if (a_.attention) {
+            check_cuda(prism::cuda::gather_pages(a_.v_pool, sp, s.span.nk, vbuf, stream_),
+                       "varlen (gather values)");
+            v = contiguous_view(vbuf, a_.dtype, a_.hkv, s.span.nk, a_.d);
+          }
+        }
+        BlockList list = s.list;
+        if (a_.estimate) {
+          BlockMaskOut o = s.sel;
+          tri_[i] = reinterpret_cast<int32_t*>(
+              take(align256(sizeof(int32_t) * static_cast<size_t>(s.tri > 0 ? s.tri : 1))));
+          if (!o.counts)
+            o.counts = reinterpret_cast<int32_t*>(take(align256(sizeof(int32_t) * s.rows)));
+          rp_[i] = s.row_ptr
+                       ? s.row_ptr
+                       : reinterpret_cast<int64_t*>(take(align256(sizeof(int64_t) * (s.rows + 1))));
+          if (!o.temps)
+            o.temps = reinterpret_cast<float*>(take(align256(sizeof(float) * 2 * a_.heads)));
+          o.indices = tri_[i];
+          counts_[i] = o.counts;
+          check_cuda(prism::cuda::estimate(s.q, k, a_.ep, o, ws_est, stream_), "varlen (estimate)");
+          if (a_.attention) {
+            check_cuda(
+                prism::cuda::tri_row_starts(s.rows, s.grid.nq, s.grid.off, row_start, stream_),
+                "varlen (row starts)");
+            list = BlockList{o.counts, row_start, tri_[i], s.tri};
+          }
+        }
+        check_cuda(cudaEventRecord(events_[2 * i + 1]->get(), stream_), "cudaEventRecord");
+        if (a_.attention) {
+          OutView out = s.o;
+          out.lse = a_.lse ? lse_rows : nullptr;
+          check_cuda(prism::cuda::attention(s.q, k, v, out, list, a_.ap, ws_att, stream_),
+                     "varlen (attention)");
+          if (a_.lse)
+            check_cuda(
+                cudaMemcpy2DAsync(a_.lse + s.span.q_off, sizeof(float) * a_.total_q, lse_rows,
+                                  sizeof(float) * s.span.nq, sizeof(float) * s.span.nq, a_.heads,
+                                  cudaMemcpyDeviceToDevice, stream_),
+                "cudaMemcpy2DAsync (lse)");
+        }
+      } else {
+        check_cuda(cudaEventRecord(events_[2 * i + 1]->get(), stream_), "cudaEventRecord");
+      }
+      check_cuda(cudaEventRecord(events_[2 * i + 2]->get(), stream_), "cudaEventRecord");
+    }
+    if (!a_.estimate) return;
+    slots_.clear();
+    for (size_t i = 0; i < n; ++i) {
+      slots_.push_back(std::make_unique<PinnedValue>());
+      const SeqWork& s = a_.seqs[i];
+      if (s.span.nq == 0) continue;
+      check_cuda(prism::cuda::scan_counts(counts_[i], s.rows, rp_[i], ws_scan, stream_),
+                 "varlen (count)");
+      check_cuda(cudaMemcpyAsync(slots_[i]->get(), rp_[i] + s.rows, sizeof(int64_t),
+                                 cudaMemcpyDeviceToHost, stream_),
+                 "cudaMemcpyAsync (selection size)");
+    }
+  }
+
+  // Worker thread: the one wait, the times, and the selections when asked for.
+  void run_gpu() {
+    use_device(a_.device);
+    try {
+      wait_for_stream(stream_, "varlen");
+      float ms = 0.f;
+      for (size_t i = 0; i < a_.seqs.size(); ++i) {
+        check_cuda(cudaEventElapsedTime(&ms, events_[2 * i]->get(), events_[2 * i + 1]->get()),
+                   "cudaEventElapsedTime");
+        (a_.estimate ? est_ms_ : att_ms_) += ms;
+        check_cuda(cudaEventElapsedTime(&ms, events_[2 * i + 1]->get(), events_[2 * i + 2]->get()),
+                   "cudaEventElapsedTime");
+        att_ms_ += ms;
+        if (a_.estimate && a_.seqs[i].span.nq > 0) totals_[i] = *slots_[i]->get();
+      }
+      if (!a_.want_selection) return;
+      for (size_t i = 0; i < a_.seqs.size(); ++i)
+        if (a_.seqs[i].span.nq > 0)
+          indices_[i] = Storage::allocate(a_.device, indices_bytes(totals_[i]));
+      stream_ = op_stream(a_.device, a_.stream);  // after the allocations on the device's stream
+      for (size_t i = 0; i < a_.seqs.size(); ++i) {
+        const SeqWork& s = a_.seqs[i];
+        if (s.span.nq == 0) continue;
+        check_cuda(prism::cuda::gather_selection(counts_[i], tri_[i], s.rows, s.grid.nq, s.grid.off,
+                                                 rp_[i], static_cast<int32_t*>(indices_[i]->data()),
+                                                 stream_),
+                   "varlen (gather)");
+      }
+      wait_for_stream(stream_, "varlen");
+    } catch (...) {
+      drain_stream_quietly(stream_);
+      throw;
+    }
+  }
+
+  cudaStream_t stream_ = nullptr;
+  std::unique_ptr<StreamBuffer> scratch_;
+  std::vector<std::unique_ptr<CudaEvent>> events_;
+  std::vector<std::unique_ptr<PinnedValue>> slots_;
+  std::vector<int32_t*> tri_, counts_;
+  std::vector<int64_t*> rp_;
+#endif
+
+  VarlenArgs a_;
+  std::vector<std::shared_ptr<Storage>> keep_;
+  double est_ms_ = 0, att_ms_ = 0;
+  std::vector<int64_t> totals_;
+  std::vector<std::shared_ptr<Storage>> indices_;
+};
+
+}  // namespace
+
+Napi::Value varlen(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return js_guard(env, [&]() -> Napi::Value {
+    std::vector<std::shared_ptr<Storage>> keep;
+    VarlenArgs a = read_varlen_args(info, keep);
+    [[maybe_unused]] const int device = a.device;
+    auto* worker = new VarlenWorker(env, std::move(a), std::move(keep));
+#if PRISM_WITH_CUDA
+    if (device != kCpuDevice) {
+      try {
+        worker->enqueue_gpu();
+      } catch (...) {
+        delete worker;  // never queued
+        throw;
+      }
+    }
+#endif
+    return worker->start();
+  });
+}
+
+}  // namespace prism::binding

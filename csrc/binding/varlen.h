@@ -1,0 +1,82 @@
+// Ragged batches and paged KV caches (issue #13, first part): the sequence
+// table the TypeScript layer builds from cuSeqlens / page tables, checked
+// again here for memory safety, and the per-sequence views into the packed
+// tensors that the existing per-view backends then run on.
+#pragma once
+#include <napi.h>
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "binding/device.h"
+#include "binding/storage.h"
+#include "common/prism_types.h"
+
+namespace prism::binding {
+
+// One sequence: its queries are packed tokens [q_off, q_off + nq) of Q, its
+// keys tokens [k_off, k_off + nk) of K (packed), or, paged, the pages
+// pages[page_off ...] of the pool (ceil(nk / page_size) of them).
+struct SeqSpan {
+  int64_t q_off = 0, nq = 0, k_off = 0, nk = 0, page_off = 0;
+};
+
+struct VarlenSpec {
+  std::vector<SeqSpan> seqs;
+  bool paged = false;
+  int64_t page_size = 0;
+  std::vector<int32_t> pages;  // every sequence's pages, one after the other
+  int64_t max_nq = 0, max_nk = 0;
+};
+
+// spec = { seqs: BigInt64Array [4 * batch] of (qOffset, nq, kOffset, nk),
+//          pageTable?: Int32Array [batch * maxPages], maxPages?: number }.
+// q is packed [1, Hq, totalQ, d]; k is packed [1, Hkv, totalK, d], or with a
+// page table a pool [numPages, Hkv, pageSize, d]. RangeError for a span or a
+// page outside the tensors, nq > nk, too few pages.
+VarlenSpec read_varlen_spec(Napi::Value spec, const QkvView& q, const QkvView& k);
+
+// Tokens [off, off + n) of a packed view, as a batch-1 view (same strides).
+QkvView token_slice(const QkvView& packed, int64_t off, int64_t n);
+OutView token_slice(const OutView& packed, int64_t off, int64_t n);
+
+// A contiguous [1, heads, n, d] (bhnd) view of `data`.
+QkvView contiguous_view(const void* data, DType dtype, int64_t heads, int64_t n, int64_t d);
+
+// The views the CUDA attention kernels take: 16-byte aligned data, strides in
+// multiples of 8 elements. RangeError naming the sequence otherwise.
+void check_gpu_alignment(const QkvView& v, const char* what, size_t seq);
+
+// One sequence's share of the call.
+struct SeqWork {
+  SeqSpan span;
+  QkvView q, k, v;  // k, v: packed slices, or (paged) shapes only until gathered
+  OutView o;
+  BlockGrid grid;
+  int64_t rows = 0, tri = 0;
+  BlockMaskOut sel;            // caller's counts / temps / mask, or null
+  int64_t* row_ptr = nullptr;  // caller's, or null
+  BlockList list;              // attention alone: the caller's list (null counts: dense)
+};
+
+struct VarlenArgs {
+  int device = kCpuDevice;
+  uint64_t stream = 0;
+  QkvView k_pool, v_pool;  // paged: the pools
+  VarlenSpec spec;
+  bool estimate = false, attention = false, want_selection = false;
+  EstimateParams ep;
+  AttentionParams ap;
+  float* lse = nullptr;  // packed [Hq, totalQ]
+  int64_t heads = 0, total_q = 0, hkv = 0, d = 0;
+  DType dtype = DType::F32;
+  std::vector<SeqWork> seqs;
+};
+
+// Reads and checks the arguments of varlen() (ops.h), appending the storages
+// the call must keep alive to `keep`.
+VarlenArgs read_varlen_args(const Napi::CallbackInfo& info,
+                            std::vector<std::shared_ptr<Storage>>& keep);
+
+}  // namespace prism::binding
