@@ -2,6 +2,8 @@
 // turns argv into what the user wrote, resolveConfig() fills the defaults for
 // the backend that will run and checks the combination.
 
+import type { BatchBenchConfig, BatchPreset, KvLayoutName } from './batch-args';
+
 export type BenchDType = 'bf16' | 'fp16' | 'f32';
 export type BenchBackend = 'auto' | 'cuda' | 'cpu';
 export type BenchWorkload = 'random' | 'structured' | 'file';
@@ -54,6 +56,12 @@ export interface ParsedArgs {
   tauSweep?: number[];
   /** --gen-threads N: worker threads generating the structured workload (0 = the main thread) */
   genThreads?: number;
+  /** batch benchmarks (bench/batch-args.ts): --batch-workload, --lengths, --chunked, --page-size, --kv-layout */
+  batchWorkload?: BatchPreset;
+  lengths?: number[];
+  chunked?: { total: number; chunk: number };
+  pageSize?: number;
+  kvLayout?: KvLayoutName;
   json?: string;
   svg?: string;
   quiet: boolean;
@@ -108,6 +116,8 @@ export interface BenchConfig {
   tauSweep: number[] | null;
   /** Worker threads generating the structured workload; null: chosen from the CPU count */
   genThreads: number | null;
+  /** Ragged-batch / chunked-prefill benchmarks instead of the per-length table; null: none (set by resolveBatchBench) */
+  batchBench: BatchBenchConfig | null;
   json: string | null;
   svg: string | null;
   quiet: boolean;
@@ -192,6 +202,11 @@ const OPTIONS: Record<string, OptionSpec> = {
   '--devices': { kind: 'value', arg: 'LIST', help: 'also split the heads over these GPUs (e.g. 0,1) and time the sharded prefill against one GPU' },
   '--tau-sweep': { kind: 'value', arg: 'LIST', help: 'top-p thresholds to sweep (both bands), e.g. 0.8,0.9,0.95,0.98: recall vs speedup' },
   '--gen-threads': { kind: 'value', arg: 'N', help: 'worker threads generating the structured workload (0 = main thread; default: CPUs - 1, at most 8)' },
+  '--batch-workload': { kind: 'value', arg: 'W', help: 'time a ragged batch (prefillVarlen) vs one by one vs dense: mixed (2K..128K, 256K tokens) | 8x4k' },
+  '--lengths': { kind: 'value', arg: 'LIST', help: 'the ragged batch\'s request lengths instead of a preset, e.g. 4k,4k,16k' },
+  '--chunked': { kind: 'value', arg: 'T:C', help: 'time a chunked prefill of a T-token prompt in C-token chunks over a paged KV cache, e.g. 128k:8k' },
+  '--page-size': { kind: 'value', arg: 'N', help: 'page size of the chunked prefill\'s KV cache: 16..256 (default 128)' },
+  '--kv-layout': { kind: 'value', arg: 'L', help: 'page layout of the chunked prefill\'s KV cache: NHD | HND (default NHD)' },
   '--json': { kind: 'value', arg: 'FILE', help: 'write every figure, the configuration and the device as JSON' },
   '--svg': { kind: 'value', arg: 'FILE', help: 'write a chart of speedup and density vs length' },
   '--quiet': { kind: 'flag', help: 'no progress display' },
@@ -232,6 +247,7 @@ export function usage(): string {
   lines.push('  prism-bench --files q.npy,k.npy,v.npy --dtype bf16');
   lines.push('  prism-bench --seq 128k,1m --methods dense,prism --devices 0,1 --json sharded.json');
   lines.push('  prism-bench --seq 32k,128k --tau-sweep 0.8,0.9,0.95,0.98 --svg pareto.svg');
+  lines.push('  prism-bench --batch-workload mixed --chunked 128k:8k --json batch.json');
   return lines.join('\n') + '\n';
 }
 
@@ -375,6 +391,16 @@ function applyOption(out: ParsedArgs, name: string, v: string): void {
     case '--devices': out.devices = parseDevices(v, name); break;
     case '--tau-sweep': out.tauSweep = parseTauList(v, name); break;
     case '--gen-threads': out.genThreads = parseInteger(v, name, 0); break;
+    case '--batch-workload': out.batchWorkload = parseChoice<BatchPreset>(v, name, ['mixed', '8x4k'], { '8x4096': '8x4k' }); break;
+    case '--lengths': out.lengths = parseSizeList(v, name); break;
+    case '--chunked': {
+      const parts = v.split(':');
+      if (parts.length !== 2 || parts.some((x) => x.trim() === '')) throw new UsageError(`'${v}' is not TOTAL:CHUNK (e.g. 128k:8k: a 128K prompt in 8K chunks)`, name);
+      out.chunked = { total: parseSize(parts[0], name), chunk: parseSize(parts[1], name) };
+      break;
+    }
+    case '--page-size': out.pageSize = parseSize(v, name); break;
+    case '--kv-layout': out.kvLayout = parseChoice<KvLayoutName>(v, name, ['NHD', 'HND'], { nhd: 'NHD', hnd: 'HND' }); break;
     case '--json': out.json = nonEmpty(v, name); break;
     case '--svg': out.svg = nonEmpty(v, name); break;
     case '--quiet': out.quiet = true; break;
@@ -587,6 +613,7 @@ export function resolveConfig(p: ParsedArgs, backend: 'cuda' | 'cpu'): BenchConf
     devices: p.devices ?? null,
     tauSweep: p.tauSweep ?? null,
     genThreads: p.genThreads ?? null,
+    batchBench: null,
     json: p.json ?? null,
     svg: p.svg ?? null,
     quiet: p.quiet,

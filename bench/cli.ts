@@ -7,6 +7,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { FIELD_TO_FLAG, USAGE_HINT, UsageError, formatSize, parseArgs, resolveConfig, usage } from './args';
 import type { BenchConfig } from './args';
+import { resolveBatchBench } from './batch-args';
 import { Progress } from './progress';
 import { FLOP_NOTE, JSON_SCHEMA_ID, formatLegend, formatShardedLegend, formatShardedTable, formatTable, renderChart } from './report';
 import type { BenchReport } from './report';
@@ -33,7 +34,7 @@ function plural(n: number, what: string): string {
   return `${n} ${what}${n === 1 ? '' : 's'}`;
 }
 
-function cpuModel(): string {
+export function cpuModel(): string {
   const cpus = os.cpus();
   return cpus.length > 0 ? cpus[0].model.trim().replace(/\s+/g, ' ') : `${os.arch()} CPU`;
 }
@@ -75,6 +76,7 @@ export async function main(argv: string[], io: Io): Promise<number> {
       backend = gpus.length > 0 ? 'cuda' : 'cpu';
     }
     cfg = resolveConfig(parsed, backend);
+    cfg.batchBench = resolveBatchBench(parsed, cfg);
     if (backend === 'cuda') {
       if (cfg.device !== null && cfg.device >= gpus.length) {
         throw new UsageError(`cuda:${cfg.device} is not present (${plural(gpus.length, 'CUDA device')}: 0..${gpus.length - 1})`, '--device');
@@ -88,6 +90,7 @@ export async function main(argv: string[], io: Io): Promise<number> {
     } catch (e) {
       throw asUsageError(e);
     }
+    if (cfg.batchBench) return await (await import('./batch-cli')).runBatchCli(cfg, resolved, info, argv, io);
     return await runAndReport(cfg, resolved, info, argv, io);
   } catch (e) {
     if (e instanceof UsageError) {

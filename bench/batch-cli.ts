@@ -1,0 +1,116 @@
+// prism-bench with --batch-workload / --lengths / --chunked: runs the ragged
+// batch and / or the chunked prefill (bench/batch.ts), prints their tables and
+// writes the JSON report (the prism-bench/1 document with `results` empty and
+// the `batch` and `chunked` sections).
+
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import type { BenchConfig } from './args';
+import { formatSize } from './args';
+import { describeBatchBench } from './batch-args';
+import { runChunked, runRaggedBatch } from './batch';
+import type { BatchBenchReport, ChunkedResult, RaggedBatchResult } from './batch-report';
+import { BATCH_LEGEND, BATCH_TARGET_SPEEDUP, CHUNKED_TARGET_RATIO, formatBatchTable, formatChunkedTable } from './batch-report';
+import { cpuModel, packageVersion } from './cli';
+import type { InfoLike } from './lib';
+import { Progress } from './progress';
+import { FLOP_NOTE, JSON_SCHEMA_ID } from './report';
+import { describeDevice } from './run';
+import { defaultGenThreads } from './inputs';
+
+const plural = (n: number, what: string): string => `${n} ${what}${n === 1 ? '' : 's'}`;
+
+interface Io {
+  out: (s: string) => void;
+  stderr: { isTTY?: boolean; columns?: number; write(s: string): unknown };
+}
+
+export async function runBatchCli(cfg: BenchConfig, resolved: { block: number } & Record<string, unknown>, info: InfoLike, argv: string[], io: Io): Promise<number> {
+  const bb = cfg.batchBench!;
+  const device = describeDevice(info, cfg.backend, cpuModel(), cfg.device ?? 0);
+  const threads = device.cpuThreads || os.cpus().length;
+  const notes: string[] = [];
+  if (cfg.backend === 'cpu') {
+    notes.push(
+      `No GPU in use: the CPU backend (${threads} threads), ${plural(cfg.heads, 'q head')}, ${plural(cfg.kvHeads, 'kv head')}, d ${cfg.headDim}, ` +
+        `${plural(cfg.iters, 'timed run')}${bb.ragged?.preset === 'mixed' ? `; the mixed batch takes its small CPU lengths (${bb.ragged.lengths.map(formatSize).join('+')})` : ''}. ` +
+        'These are CPU figures, not GPU ones: the CPU backend runs the sequences one after another on every path.',
+    );
+  }
+  if (bb.ragged) {
+    notes.push(
+      'Ragged batch: request i is made with seed + i; prefillVarlen over the packed batch (one call), prefill() on each request in turn ' +
+        '(sums of per-request medians), dense = attentionVarlen without masks. Today the library runs a batch\'s sequences one after another ' +
+        'on one stream, so the batch saves per-call overhead, not kernel time.',
+    );
+  }
+  if (bb.chunked) {
+    notes.push(
+      'Chunked prefill: chunk c attends to every token up to its end through the page table (prefillVarlen, one sequence, pages in a seeded ' +
+        'random order, the cache filled up front: a chunk reads only its first kvLens tokens); one-shot = prefill() of the whole prompt, packed K/V.',
+    );
+    notes.push(
+      cfg.estimate.calibrate === false
+        ? 'Fixed temperatures (--no-calibrate): the chunks select the one-shot prefill\'s blocks where a chunk holds whole query blocks.'
+        : 'Calibrated temperatures: each chunk calibrates on its own queries, so its temperatures (and selection) differ from the one-shot prefill\'s; --no-calibrate fixes them.',
+    );
+  }
+
+  io.out(`prism-bench ${packageVersion()}\n`);
+  io.out(
+    cfg.backend === 'cuda'
+      ? `Device: cuda:${cfg.device ?? 0} ${device.name} (sm_${(device.computeCapability ?? '?').replace('.', '')}, ${device.multiProcessors ?? '?'} SMs), attention path: ${device.attentionPath}\n`
+      : `Device: CPU ${device.name}, ${threads} threads, attention path: cpu\n`,
+  );
+  for (const line of describeBatchBench(bb)) io.out(line + '\n');
+  io.out(
+    `Shape: ${plural(cfg.heads, 'q head')}, ${plural(cfg.kvHeads, 'kv head')}, d ${cfg.headDim}, ${cfg.dtype}, block ${resolved.block}, ${cfg.workload} workload (seed ${cfg.seed}); ` +
+      `prism ${resolved.selection === 'topk' ? `top-k ${String(resolved.topkHigh)}` : `top-p ${String(resolved.tauHigh)}/${String(resolved.tauLow)}`}${resolved.calibrate === false ? ', fixed temperatures' : ''}; median of ${cfg.iters} after ${cfg.warmup} warm-up\n`,
+  );
+  for (const n of notes) io.out(`Note: ${n}\n`);
+
+  const progress = new Progress(io.stderr, { quiet: cfg.quiet });
+  progress.setTotal((bb.ragged ? 5 : 0) + (bb.chunked ? 5 : 0));
+  const ctx = { progress, device: cfg.backend === 'cuda' ? (`cuda:${cfg.device ?? 0}` as const) : ('cpu' as const), block: resolved.block, genThreads: cfg.genThreads ?? defaultGenThreads() };
+  let batch: RaggedBatchResult | null = null;
+  let chunked: ChunkedResult | null = null;
+  try {
+    if (bb.ragged) batch = await runRaggedBatch(cfg, ctx, bb.ragged);
+    if (bb.chunked) chunked = await runChunked(cfg, ctx, bb.chunked);
+  } finally {
+    progress.clear();
+  }
+  if (batch) {
+    io.out('\n' + formatBatchTable(batch));
+    if (batch.preset === '8x4k') {
+      io.out(`issue #13 target for 8x4k: batch >= ${BATCH_TARGET_SPEEDUP}x faster than one by one; measured ${batch.batchSpeedup.gpu.toFixed(2)}x (device), ${batch.batchSpeedup.api.toFixed(2)}x (wall)\n`);
+    }
+  }
+  if (chunked) io.out('\n' + formatChunkedTable(chunked) + `(issue #13 target: chunked within ${CHUNKED_TARGET_RATIO}x of one-shot)\n`);
+  io.out('\n' + BATCH_LEGEND);
+
+  const report: BatchBenchReport = {
+    schema: JSON_SCHEMA_ID,
+    tool: 'prism-bench',
+    version: packageVersion(),
+    timestamp: new Date().toISOString(),
+    argv: [...argv],
+    config: cfg,
+    estimateOptions: { ...resolved },
+    device,
+    workload: { kind: cfg.workload, seed: cfg.seed, dtype: cfg.dtype, layout: 'bhnd', sources: null },
+    timing: { warmup: cfg.warmup, iters: cfg.iters, statistic: 'median', clock: cfg.backend === 'cuda' ? 'cuda-events' : 'steady-clock' },
+    flops: FLOP_NOTE,
+    notes,
+    results: [],
+    batch,
+    chunked,
+  };
+  if (cfg.json) {
+    fs.mkdirSync(path.dirname(path.resolve(cfg.json)), { recursive: true });
+    fs.writeFileSync(cfg.json, JSON.stringify(report, null, 2) + '\n');
+    io.out(`Wrote ${cfg.json}\n`);
+  }
+  return 0;
+}
