@@ -1,0 +1,228 @@
+// prism-bench's ragged-batch and chunked-prefill benchmarks: the options
+// (pure functions) and tiny runs of the compiled CLI on the CPU backend.
+
+import { spawnSync } from 'child_process';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { UsageError, parseArgs, resolveConfig } from '../bench/args';
+import { EIGHT_BY_4K, MIXED_CPU_LENGTHS, MIXED_GPU_LENGTHS, resolveBatchBench } from '../bench/batch-args';
+import type { BatchBenchConfig } from '../bench/batch-args';
+import { validateBatchSections } from '../bench/batch-report';
+import type { BatchBenchReport } from '../bench/batch-report';
+import { shuffledPages } from '../bench/batch';
+import { validateReport } from '../bench/report';
+
+const CLI = path.join(__dirname, '..', 'dist', 'bench', 'cli.js');
+const TINY = ['--backend', 'cpu', '--heads', '2', '--kv-heads', '1', '--head-dim', '64', '--block', '64', '--iters', '1', '--warmup', '0'];
+
+function resolve(argv: string[], backend: 'cuda' | 'cpu' = 'cpu'): BatchBenchConfig | null {
+  const p = parseArgs(argv);
+  return resolveBatchBench(p, resolveConfig(p, backend));
+}
+
+function usageError(argv: string[], backend: 'cuda' | 'cpu' = 'cpu'): UsageError {
+  try {
+    resolve(argv, backend);
+  } catch (e) {
+    expect(e).toBeInstanceOf(UsageError);
+    return e as UsageError;
+  }
+  throw new Error(`expected a usage error for ${argv.join(' ')}`);
+}
+
+function run(args: string[]): { code: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 120000 });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+describe('options', () => {
+  test('none given: no batch benchmark', () => {
+    expect(resolve([])).toBeNull();
+    expect(resolveConfig(parseArgs([]), 'cpu').batchBench).toBeNull();
+  });
+
+  test('presets: mixed (256K tokens on a GPU, small on the CPU) and 8x4k', () => {
+    const gpu = resolve(['--batch-workload', 'mixed'], 'cuda')!;
+    expect(gpu.ragged).toEqual({ preset: 'mixed', lengths: [...MIXED_GPU_LENGTHS], totalTokens: 256 * 1024 });
+    expect(Math.min(...gpu.ragged!.lengths)).toBe(2048);
+    expect(Math.max(...gpu.ragged!.lengths)).toBe(131072);
+    expect(gpu.chunked).toBeNull();
+    const cpu = resolve(['--batch-workload', 'mixed'])!;
+    expect(cpu.ragged!.lengths).toEqual([...MIXED_CPU_LENGTHS]);
+    expect(cpu.ragged!.lengths.every((n) => n >= 512 && n <= 2048)).toBe(true);
+    expect(resolve(['--batch-workload', '8x4k'], 'cuda')!.ragged).toEqual({ preset: '8x4k', lengths: [...EIGHT_BY_4K], totalTokens: 32768 });
+    expect(resolve(['--batch-workload', '8X4K'])!.ragged!.preset).toBe('8x4k');
+  });
+
+  test('--lengths', () => {
+    expect(resolve(['--lengths', '4k,4k,1000'])!.ragged).toEqual({ preset: 'custom', lengths: [4096, 4096, 1000], totalTokens: 9192 });
+  });
+
+  test('--chunked with page size and layout', () => {
+    expect(resolve(['--chunked', '128k:8k'], 'cuda')).toEqual({
+      ragged: null,
+      chunked: { total: 131072, chunk: 8192, chunks: 16, pageSize: 128, kvLayout: 'NHD' },
+    });
+    expect(resolve(['--chunked=1000:300', '--page-size', '16', '--kv-layout', 'hnd'])!.chunked).toEqual({ total: 1000, chunk: 300, chunks: 4, pageSize: 16, kvLayout: 'HND' });
+    const both = resolve(['--batch-workload', '8x4k', '--chunked', '4k:1k'])!;
+    expect(both.ragged).not.toBeNull();
+    expect(both.chunked).not.toBeNull();
+  });
+
+  test.each([
+    [['--batch-workload', 'huge'], '--batch-workload', /'huge' is not one of mixed, 8x4k/],
+    [['--lengths', '4k,,4k'], '--lengths', /has an empty entry/],
+    [['--lengths', '0'], '--lengths', /must be at least 1/],
+    [['--chunked', '128k'], '--chunked', /'128k' is not TOTAL:CHUNK/],
+    [['--chunked', '128k:8k:1k'], '--chunked', /is not TOTAL:CHUNK/],
+    [['--chunked', 'x:8k'], '--chunked', /'x' is not a size/],
+    [['--chunked', '8k:128k'], '--chunked', /the chunk \(128K\) is longer than the prompt \(8K\)/],
+    [['--chunked', '8k:1k', '--page-size', '100'], '--page-size', /100 is not a page size \(16, 32, 64, 128, 256\)/],
+    [['--page-size', '64'], '--page-size', /give --chunked/],
+    [['--kv-layout', 'NHD'], '--kv-layout', /give --chunked/],
+    [['--lengths', '1k', '--page-size', '64'], '--page-size', /chunked prefill only/],
+    [['--chunked', '8k:1k', '--kv-layout', 'nchw'], '--kv-layout', /'nchw' is not one of NHD, HND/],
+    [['--batch-workload', 'mixed', '--lengths', '1k'], '--lengths', /not both/],
+    [['--batch-workload', 'mixed', '--seq', '1k'], '--seq', /take their lengths from/],
+    [['--lengths', '1k', '--devices', 'cpu'], '--devices', /not part of the batch benchmarks/],
+    [['--chunked', '8k:1k', '--methods', 'prism'], '--methods', /not part of the batch benchmarks/],
+    [['--chunked', '8k:1k', '--files', 'q.npy,k.npy,v.npy'], '--chunked', /generate their inputs/],
+  ])('%j: usage error naming %s', (argv, option, re) => {
+    const e = usageError(argv as string[]);
+    expect(e.option).toBe(option);
+    expect(e.message).toMatch(re);
+  });
+
+  test('pages in a seeded order: a permutation, the same for the same seed', () => {
+    const a = shuffledPages(64, 1);
+    expect([...a].sort((x, y) => x - y)).toEqual(Array.from({ length: 64 }, (_, i) => i));
+    expect(shuffledPages(64, 1)).toEqual(a);
+    expect(shuffledPages(64, 2)).not.toEqual(a);
+  });
+});
+
+describe('command line', () => {
+  test('--help lists the options', () => {
+    const r = run(['--help']);
+    expect(r.code).toBe(0);
+    for (const o of ['--batch-workload W', '--lengths LIST', '--chunked T:C', '--page-size N', '--kv-layout L']) expect(r.stdout).toContain(o);
+  });
+
+  test('bad values exit 2 with the option named', () => {
+    const r = run(['--backend', 'cpu', '--chunked', '1k:2k']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/^prism-bench: --chunked: the chunk \(2K\) is longer than the prompt \(1K\)\n/);
+    expect(r.stderr).toContain("Run 'prism-bench --help' for usage.");
+  });
+});
+
+describe('tiny CPU runs', () => {
+  let dir: string;
+  let report: BatchBenchReport;
+  let stdout: string;
+
+  beforeAll(() => {
+    if (!fs.existsSync(CLI)) throw new Error(`${CLI} is missing: run \`npm run build:ts\` first`);
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'prism-bench-batch-'));
+    const json = path.join(dir, 'out', 'batch.json');
+    const r = run([...TINY, '--lengths', '512,256,768', '--chunked', '1k:384', '--page-size', '64', '--json', json]);
+    stdout = r.stdout;
+    if (r.code !== 0) throw new Error(`prism-bench failed (${r.code}):\n${r.stdout}\n${r.stderr}`);
+    expect(r.stderr).toBe('');
+    report = JSON.parse(fs.readFileSync(json, 'utf8')) as BatchBenchReport;
+  });
+  afterAll(() => {
+    if (dir) fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('tables on stdout', () => {
+    expect(stdout).toMatch(/^Ragged batch \(--lengths\): 3 requests 512\+256\+768 = 1536 tokens/m);
+    expect(stdout).toMatch(/^Chunked prefill: a 1K prompt in 3 chunks of 384 over a paged KV cache \(page size 64, NHD\)/m);
+    expect(stdout).toMatch(/^prefillVarlen \(batch\)\s+[\d.]+\s+[\d.]+\s+[\d.]+%/m);
+    expect(stdout).toMatch(/^prefill\(\) one by one\s/m);
+    expect(stdout).toMatch(/^chunked \(3 x 384, paged\)\s/m);
+    expect(stdout).toMatch(/^one-shot prefill\(\) 1K\s/m);
+    expect(stdout).toMatch(/Calibrated temperatures: each chunk calibrates on its own queries/);
+  });
+
+  test('JSON: the prism-bench/1 document with valid batch and chunked sections', () => {
+    expect(validateReport(report)).toEqual([]);
+    expect(validateBatchSections(report)).toEqual([]);
+    expect(report.results).toEqual([]);
+    expect(report.config.batchBench).toEqual({
+      ragged: { preset: 'custom', lengths: [512, 256, 768], totalTokens: 1536 },
+      chunked: { total: 1024, chunk: 384, chunks: 3, pageSize: 64, kvLayout: 'NHD' },
+    });
+  });
+
+  test('batch figures are sane', () => {
+    const b = report.batch!;
+    for (const t of [b.varlen, b.dense]) {
+      expect(t.gpuMs).toBeGreaterThan(0);
+      expect(t.apiMs).toBeGreaterThan(0);
+      expect(t.gpuTimesMs).toHaveLength(1);
+    }
+    expect(b.varlen.density).toBeGreaterThan(0);
+    expect(b.varlen.density).toBeLessThanOrEqual(1);
+    expect(b.oneByOne.sequences.map((s) => s.length)).toEqual([512, 256, 768]);
+    expect(b.oneByOne.gpuMs).toBeCloseTo(b.oneByOne.sequences.reduce((a, s) => a + s.gpuMs, 0), 9);
+    expect(b.batchSpeedup.gpu).toBeCloseTo(b.oneByOne.gpuMs / b.varlen.gpuMs, 9);
+    expect(b.speedupVsDense.gpu).toBeCloseTo(b.dense.gpuMs / b.varlen.gpuMs, 9);
+    // the same selection whichever way the requests run, and on the CPU the same bits
+    expect(b.oneByOne.density).toBeCloseTo(b.varlen.density, 9);
+    expect(b.relErrVsOneByOne).toBe(0);
+    expect(b.relErrVsDense).toBeGreaterThanOrEqual(0);
+    expect(b.relErrVsDense).toBeLessThan(0.2);
+  });
+
+  test('chunked figures are sane', () => {
+    const c = report.chunked!;
+    expect(c.numPages).toBe(16);
+    expect(c.calibrate).toBe(true);
+    expect(c.perChunk.map((x) => [x.start, x.queries, x.keys])).toEqual([[0, 384, 384], [384, 384, 768], [768, 256, 1024]]);
+    for (const x of c.perChunk) {
+      expect(x.gpuMs).toBeGreaterThan(0);
+      expect(x.density).toBeGreaterThan(0);
+      expect(x.density).toBeLessThanOrEqual(1);
+    }
+    expect(c.chunked.gpuMs).toBeCloseTo(c.perChunk.reduce((a, x) => a + x.gpuMs, 0), 9);
+    expect(c.ratio.gpu).toBeCloseTo(c.chunked.gpuMs / c.oneShot.gpuMs, 9);
+    expect(c.oneShot.density).toBeGreaterThan(0);
+    expect(c.oneShot.density).toBeLessThanOrEqual(1);
+    expect(c.chunked.density).toBeGreaterThan(0);
+    expect(c.chunked.density).toBeLessThanOrEqual(1);
+    expect(c.relErrVsOneShot).toBeLessThan(0.2);
+    expect(c.relErrVsDense).toBeLessThan(0.2);
+    expect(c.oneShotRelErrVsDense).toBeLessThan(0.2);
+  });
+
+  test('eight equal requests, HND pages and fixed temperatures (random inputs)', () => {
+    const json = path.join(dir, 'hnd.json');
+    const r = run([...TINY, '--workload', 'random', '--lengths', '256,256,256,256,256,256,256,256', '--chunked', '512:128', '--kv-layout', 'HND', '--page-size', '16', '--no-calibrate', '--quiet', '--json', json]);
+    expect(r.code).toBe(0);
+    const doc = JSON.parse(fs.readFileSync(json, 'utf8')) as BatchBenchReport;
+    expect(validateBatchSections(doc)).toEqual([]);
+    expect(doc.chunked).toMatchObject({ kvLayout: 'HND', pageSize: 16, numPages: 32, calibrate: false });
+    // fixed temperatures and chunks of whole blocks: the one-shot selection, the one-shot output
+    expect(doc.chunked!.chunked.density).toBeCloseTo(doc.chunked!.oneShot.density, 9);
+    expect(doc.chunked!.relErrVsOneShot).toBe(0);
+    expect(r.stdout).toMatch(/Fixed temperatures \(--no-calibrate\)/);
+  });
+
+  test('the validator catches broken sections', () => {
+    const bad = JSON.parse(JSON.stringify(report)) as BatchBenchReport;
+    bad.batch!.varlen.density = 0;
+    bad.batch!.totalTokens = 7;
+    bad.chunked!.perChunk.pop();
+    bad.chunked!.ratio.gpu = -1;
+    const errors = validateBatchSections(bad);
+    expect(errors).toEqual(expect.arrayContaining([
+      '$.batch.varlen.density: bad value 0',
+      '$.batch.totalTokens: not the sum of the lengths',
+      '$.chunked.perChunk: 3 chunks expected',
+      '$.chunked.ratio.gpu: bad value -1',
+    ]));
+    expect(validateBatchSections({})).toEqual(['$: neither a batch nor a chunked section']);
+  });
+});
