@@ -7,6 +7,7 @@
 //   attention_check --small   one small dense + sparse case (for compute-sanitizer)
 //   attention_check --check   correctness sweep only
 //   attention_check --time    timings only
+//   --hash                    every case writes the LSE too and logs a hash of O and LSE
 //
 // Inputs are random (never zeros), drawn on the device; the output is poisoned
 // with NaN bits before every run and checked to be fully written; results are
@@ -97,6 +98,8 @@ int main(int argc, char** argv) {
       time = false;
     else if (!std::strcmp(argv[a], "--time"))
       check = false;
+    else if (!std::strcmp(argv[a], "--hash"))
+      g_hash = true;
   }
   // Every case on the portable kernel, Hopper included (its default variant
   // for kAuto); attention_sm90_check covers the Hopper path.

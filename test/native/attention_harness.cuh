@@ -339,6 +339,32 @@ struct Case {
 
 static int g_failures = 0, g_cases = 0;
 
+// --hash: every case also writes the row LSE, and the log gets a 64-bit FNV-1a
+// hash of the output (and LSE) bytes, so two builds can be compared bit for bit.
+static bool g_hash = false;
+static uint64_t fnv1a(const void* data, size_t bytes, uint64_t h = 1469598103934665603ull) {
+  const unsigned char* c = static_cast<const unsigned char*>(data);
+  for (size_t i = 0; i < bytes; ++i) h = (h ^ c[i]) * 1099511628211ull;
+  return h;
+}
+// Hash of o's elements in (b, h, n, d) order, then of `lse` (n_lse floats on the device).
+static uint64_t output_hash(const Tensor4& o, const float* lse, int64_t n_lse) {
+  const std::vector<uint16_t> ho = to_host(o);
+  std::vector<uint16_t> ordered;
+  ordered.reserve(ho.size());
+  for (int64_t b = 0; b < o.B; ++b)
+    for (int64_t h = 0; h < o.H; ++h)
+      for (int64_t n = 0; n < o.N; ++n)
+        for (int64_t d = 0; d < o.D; ++d) ordered.push_back(ho[o.off(b, h, n) + d]);
+  uint64_t hash = fnv1a(ordered.data(), ordered.size() * 2);
+  if (lse != nullptr && n_lse > 0) {
+    std::vector<float> hl(n_lse);
+    CK(cudaMemcpy(hl.data(), lse, n_lse * 4, cudaMemcpyDeviceToHost));
+    hash = fnv1a(hl.data(), hl.size() * 4, hash);
+  }
+  return hash;
+}
+
 // Runs one case through attention_with_variant and checks it; `label` names
 // the kernel that ran (printed only).
 static void run_case(const Case& c, uint64_t seed, const char* label) {
@@ -366,11 +392,24 @@ static void run_case(const Case& c, uint64_t seed, const char* label) {
   const size_t ws_bytes = cuda::attention_workspace_bytes(q.qkv(dt), k.qkv(dt), list, ap);
   void* ws = nullptr;
   if (ws_bytes) CK(cudaMalloc(&ws, ws_bytes));
-  cudaError_t e = cuda::attn::attention_with_variant(q.qkv(dt), k.qkv(dt), v.qkv(dt), o.out(dt),
-                                                     list, ap, ws, 0, c.variant);
+  OutView ov = o.out(dt);
+  float* lse = nullptr;
+  const int64_t n_lse = c.B * c.Hq * c.Nq;
+  if (g_hash) {
+    CK(cudaMalloc(&lse, std::max<int64_t>(n_lse, 1) * 4));
+    CK(cudaMemset(lse, 0xff, std::max<int64_t>(n_lse, 1) * 4));
+    ov.lse = lse;
+  }
+  cudaError_t e = cuda::attn::attention_with_variant(q.qkv(dt), k.qkv(dt), v.qkv(dt), ov, list, ap,
+                                                     ws, 0, c.variant);
   CK(e);
   CK(cudaDeviceSynchronize());
   const unsigned long long bad = count_bad(o, c.bf16);
+  char hash_text[40] = "";
+  if (g_hash)
+    std::snprintf(hash_text, sizeof hash_text, " hash %016llx",
+                  (unsigned long long)output_hash(o, lse, n_lse));
+  if (lse) CK(cudaFree(lse));
 
   // rows to check
   std::vector<RowId> rows;
@@ -397,11 +436,11 @@ static void run_case(const Case& c, uint64_t seed, const char* label) {
   if (!ok) ++g_failures;
   std::printf(
       "%s %-8s %s d%-3lld B%lld Hq%-2lld Hkv%-2lld Nq%-5lld Nk%-5lld blk%-3d %-6s %s%s "
-      "rel %.2e maxabs %.2e nonfinite %llu rows %zu\n",
+      "rel %.2e maxabs %.2e nonfinite %llu rows %zu%s\n",
       ok ? "ok  " : "FAIL", label, c.bf16 ? "bf16" : "fp16", (long long)c.D, (long long)c.B,
       (long long)c.Hq, (long long)c.Hkv, (long long)c.Nq, (long long)c.Nk, c.blk,
       c.sparse ? "sparse" : "dense", c.bnhd ? "bnhd" : "bhnd", c.scale > 0 ? " scale" : "", rel,
-      acc.maxabs, bad, rows.size());
+      acc.maxabs, bad, rows.size(), hash_text);
   std::fflush(stdout);
   if (ws) CK(cudaFree(ws));
   dl.release();
@@ -540,9 +579,14 @@ static void timing_sweep(
       poison(o);
       const float dms = time_op(q, k, v, o, BlockList{}, blk, ws, kern.variant, true, iters);
       const unsigned long long bad_d = count_bad(o, true);
+      const uint64_t hash_d = g_hash ? output_hash(o, nullptr, 0) : 0;
       poison(o);
       const float sms = time_op(q, k, v, o, sl, blk, ws, kern.variant, true, iters);
       const unsigned long long bad_s = count_bad(o, true);
+      if (g_hash)
+        std::printf("N=%lld d=%lld %s hash dense %016llx sparse %016llx\n", (long long)N,
+                    (long long)D, kern.label.c_str(), (unsigned long long)hash_d,
+                    (unsigned long long)output_hash(o, nullptr, 0));
       char line[512];
       std::snprintf(line, sizeof line,
                     "N=%-6lld d=%-3lld %-9s dense %9.3f ms %6.1f TFLOP/s | sparse %.1f%% %9.3f ms "
