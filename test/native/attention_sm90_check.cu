@@ -14,6 +14,7 @@
 //   --pingpong         consumer ping-pong (this build has PRISM_TUNING_VARIANTS)
 //   --hash             every case writes the LSE too and logs a hash of O and LSE
 //                      (and the timings a hash of each timed output), to compare builds
+//   --no-reference     skip the float64 host reference of the checked cases
 //
 // Inputs are random (never zeros), drawn on the device; the output is poisoned
 // with NaN bits before every run and checked to be fully written; results are
@@ -199,6 +200,8 @@ int main(int argc, char** argv) {
       g_base_tuning.pingpong = true;
     else if (!std::strcmp(argv[a], "--hash"))
       g_hash = true;
+    else if (!std::strcmp(argv[a], "--no-reference"))
+      g_no_reference = true;
     else {
       std::fprintf(stderr, "unknown argument %s\n", argv[a]);
       return 2;
