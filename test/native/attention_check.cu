@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "attention_harness.cuh"
+#include "attention_timing.cuh"
 
 // The variant that ran, for the log.
 static void run_variant_case(const Case& c, uint64_t seed) {

@@ -37,6 +37,7 @@
 #include <vector>
 
 #include "attention_harness.cuh"
+#include "attention_timing.cuh"
 #include "cuda/attention/attention_plan.h"
 
 static bool g_sm90 = false;  // the device runs the sm90 path
