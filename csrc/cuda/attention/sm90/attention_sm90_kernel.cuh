@@ -31,7 +31,7 @@
 #include "cuda/attention/attention_fwd.h"
 #include "cuda/attention/attention_ptx.cuh"
 #include "cuda/attention/key_tiles.cuh"
-#include "cuda/attention/row_lse.cuh"
+#include "cuda/attention/online_softmax.cuh"
 #include "cuda/attention/sm90/attention_sm90_ptx.cuh"
 
 #ifndef PRISM_SM90_STAGES_D128
