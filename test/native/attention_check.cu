@@ -7,6 +7,8 @@
 //   attention_check --small   one small dense + sparse case (for compute-sanitizer)
 //   attention_check --check   correctness sweep only
 //   attention_check --time    timings only
+//   --hash                    every case writes the LSE too and logs a hash of O and LSE
+//   --no-reference            skip the float64 host reference of the checked cases
 //
 // Inputs are random (never zeros), drawn on the device; the output is poisoned
 // with NaN bits before every run and checked to be fully written; results are
@@ -29,6 +31,7 @@
 #include <vector>
 
 #include "attention_harness.cuh"
+#include "attention_timing.cuh"
 
 // The variant that ran, for the log.
 static void run_variant_case(const Case& c, uint64_t seed) {
@@ -97,6 +100,10 @@ int main(int argc, char** argv) {
       time = false;
     else if (!std::strcmp(argv[a], "--time"))
       check = false;
+    else if (!std::strcmp(argv[a], "--hash"))
+      g_hash = true;
+    else if (!std::strcmp(argv[a], "--no-reference"))
+      g_no_reference = true;
   }
   // Every case on the portable kernel, Hopper included (its default variant
   // for kAuto); attention_sm90_check covers the Hopper path.

@@ -1,7 +1,8 @@
 // Shared part of the attention harnesses (attention_check.cu: the portable
 // kernel's variants; attention_sm90_check.cu: the Hopper path): random inputs
 // drawn on the device, NaN-poisoned outputs, a float64 host reference on
-// chosen rows, one checked case, CUDA-event timing of one configuration.
+// chosen rows, one checked case (with --hash, a hash of its output to compare
+// builds bit for bit); the timing is attention_timing.cuh's.
 #pragma once
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -339,6 +340,33 @@ struct Case {
 
 static int g_failures = 0, g_cases = 0;
 
+// --hash: every case also writes the row LSE, and the log gets a 64-bit FNV-1a
+// hash of the output (and LSE) bytes, so two builds can be compared bit for bit.
+static bool g_hash = false;
+static bool g_no_reference = false;  // --no-reference: skip the host reference (hash runs only)
+static uint64_t fnv1a(const void* data, size_t bytes, uint64_t h = 1469598103934665603ull) {
+  const unsigned char* c = static_cast<const unsigned char*>(data);
+  for (size_t i = 0; i < bytes; ++i) h = (h ^ c[i]) * 1099511628211ull;
+  return h;
+}
+// Hash of o's elements in (b, h, n, d) order, then of `lse` (n_lse floats on the device).
+static uint64_t output_hash(const Tensor4& o, const float* lse, int64_t n_lse) {
+  const std::vector<uint16_t> ho = to_host(o);
+  std::vector<uint16_t> ordered;
+  ordered.reserve(ho.size());
+  for (int64_t b = 0; b < o.B; ++b)
+    for (int64_t h = 0; h < o.H; ++h)
+      for (int64_t n = 0; n < o.N; ++n)
+        for (int64_t d = 0; d < o.D; ++d) ordered.push_back(ho[o.off(b, h, n) + d]);
+  uint64_t hash = fnv1a(ordered.data(), ordered.size() * 2);
+  if (lse != nullptr && n_lse > 0) {
+    std::vector<float> hl(n_lse);
+    CK(cudaMemcpy(hl.data(), lse, n_lse * 4, cudaMemcpyDeviceToHost));
+    hash = fnv1a(hl.data(), hl.size() * 4, hash);
+  }
+  return hash;
+}
+
 // Runs one case through attention_with_variant and checks it; `label` names
 // the kernel that ran (printed only).
 static void run_case(const Case& c, uint64_t seed, const char* label) {
@@ -366,11 +394,24 @@ static void run_case(const Case& c, uint64_t seed, const char* label) {
   const size_t ws_bytes = cuda::attention_workspace_bytes(q.qkv(dt), k.qkv(dt), list, ap);
   void* ws = nullptr;
   if (ws_bytes) CK(cudaMalloc(&ws, ws_bytes));
-  cudaError_t e = cuda::attn::attention_with_variant(q.qkv(dt), k.qkv(dt), v.qkv(dt), o.out(dt),
-                                                     list, ap, ws, 0, c.variant);
+  OutView ov = o.out(dt);
+  float* lse = nullptr;
+  const int64_t n_lse = c.B * c.Hq * c.Nq;
+  if (g_hash) {
+    CK(cudaMalloc(&lse, std::max<int64_t>(n_lse, 1) * 4));
+    CK(cudaMemset(lse, 0xff, std::max<int64_t>(n_lse, 1) * 4));
+    ov.lse = lse;
+  }
+  cudaError_t e = cuda::attn::attention_with_variant(q.qkv(dt), k.qkv(dt), v.qkv(dt), ov, list, ap,
+                                                     ws, 0, c.variant);
   CK(e);
   CK(cudaDeviceSynchronize());
   const unsigned long long bad = count_bad(o, c.bf16);
+  char hash_text[40] = "";
+  if (g_hash)
+    std::snprintf(hash_text, sizeof hash_text, " hash %016llx",
+                  (unsigned long long)output_hash(o, lse, n_lse));
+  if (lse) CK(cudaFree(lse));
 
   // rows to check
   std::vector<RowId> rows;
@@ -388,8 +429,10 @@ static void run_case(const Case& c, uint64_t seed, const char* label) {
     }
   const std::vector<uint16_t> hk = to_host(k), hv = to_host(v);
   const double scale = c.scale > 0 ? c.scale : 1.0 / std::sqrt(double(c.D));
-  ErrAcc acc =
-      reference_compare(rows, q, k, v, o, hk, hv, c.sparse ? &L : nullptr, c.blk, scale, c.bf16);
+  ErrAcc acc;
+  if (!g_no_reference)
+    acc =
+        reference_compare(rows, q, k, v, o, hk, hv, c.sparse ? &L : nullptr, c.blk, scale, c.bf16);
   const double rel = acc.r2 > 0 ? std::sqrt(acc.e2 / acc.r2) : std::sqrt(acc.e2);
   const double tol = c.bf16 ? 1e-2 : 2e-3;
   const bool ok = bad == 0 && rel <= tol && std::isfinite(rel);
@@ -397,11 +440,11 @@ static void run_case(const Case& c, uint64_t seed, const char* label) {
   if (!ok) ++g_failures;
   std::printf(
       "%s %-8s %s d%-3lld B%lld Hq%-2lld Hkv%-2lld Nq%-5lld Nk%-5lld blk%-3d %-6s %s%s "
-      "rel %.2e maxabs %.2e nonfinite %llu rows %zu\n",
+      "rel %.2e maxabs %.2e nonfinite %llu rows %zu%s\n",
       ok ? "ok  " : "FAIL", label, c.bf16 ? "bf16" : "fp16", (long long)c.D, (long long)c.B,
       (long long)c.Hq, (long long)c.Hkv, (long long)c.Nq, (long long)c.Nk, c.blk,
       c.sparse ? "sparse" : "dense", c.bnhd ? "bnhd" : "bhnd", c.scale > 0 ? " scale" : "", rel,
-      acc.maxabs, bad, rows.size());
+      acc.maxabs, bad, rows.size(), hash_text);
   std::fflush(stdout);
   if (ws) CK(cudaFree(ws));
   dl.release();
@@ -409,36 +452,6 @@ static void run_case(const Case& c, uint64_t seed, const char* label) {
   k.release();
   v.release();
   o.release();
-}
-
-// ------------------------------------------------------------------ timing
-static float median(std::vector<float> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
-
-static float time_op(const Tensor4& q, const Tensor4& k, const Tensor4& v, Tensor4& o,
-                     const BlockList& list, int blk, void* ws, int variant, bool bf16, int iters) {
-  const DType dt = bf16 ? DType::BF16 : DType::F16;
-  AttentionParams ap;
-  ap.block = blk;
-  cudaEvent_t e0, e1;
-  CK(cudaEventCreate(&e0));
-  CK(cudaEventCreate(&e1));
-  std::vector<float> ms;
-  for (int it = 0; it < iters + 2; ++it) {
-    CK(cudaEventRecord(e0));
-    CK(cuda::attn::attention_with_variant(q.qkv(dt), k.qkv(dt), v.qkv(dt), o.out(dt), list, ap, ws,
-                                          0, variant));
-    CK(cudaEventRecord(e1));
-    CK(cudaEventSynchronize(e1));
-    float t = 0;
-    CK(cudaEventElapsedTime(&t, e0, e1));
-    if (it >= 2) ms.push_back(t);
-  }
-  CK(cudaEventDestroy(e0));
-  CK(cudaEventDestroy(e1));
-  return median(ms);
 }
 
 // ------------------------------------------------------------------ sweep cases
@@ -476,110 +489,6 @@ static void for_each_sweep_case(const std::vector<SweepShape>& shapes,
           c.variant = cuda::attn::kAuto;
           run(c);
         }
-}
-
-// ------------------------------------------------------------------ timing sweep
-// Times dense and ~20%-sparse attention (B=1 Hq=32 Hkv=8 bf16, block 128) at
-// each (N, head_dim) of `shapes` for every kernel kernels_for(N, D) lists, in
-// order, then checks sampled rows of the last kernel's sparse output.
-struct TimedKernel {
-  std::string label;
-  int variant;                   // attn::kAuto or a variant id
-  std::function<void()> select;  // makes the next calls take this kernel
-};
-struct TimingShape {
-  int64_t N;
-  int64_t D;
-};
-
-static void timing_sweep(
-    const std::vector<TimingShape>& shapes,
-    const std::function<std::vector<TimedKernel>(int64_t N, int64_t D)>& kernels_for) {
-  const int64_t Hq = 32, Hkv = 8, B = 1;
-  const int blk = 128;
-  std::printf(
-      "\n== timing: B=1 Hq=32 Hkv=8 bf16 bhnd blk=128, causal; median of >=10 after warm-up\n");
-  std::vector<std::string> summary;
-  for (const TimingShape& t : shapes) {
-    const int64_t N = t.N, D = t.D;
-    Tensor4 q, k, v, o;
-    q.alloc(B, Hq, N, D, false);
-    k.alloc(B, Hkv, N, D, false);
-    v.alloc(B, Hkv, N, D, false);
-    o.alloc(B, Hq, N, D, false);
-    fill(q, 101 + N, 1.5f, true);
-    fill(k, 202 + N, 1.0f, true);
-    fill(v, 303 + N, 1.0f, true);
-    // ~20% structured list: sink + diagonal + local window 2 + random far blocks
-    const int64_t nb = num_blocks(N, blk);
-    double fixed = 0, far = 0, vis_tot = 0;
-    for (int64_t i = 0; i < nb; ++i) {
-      const int64_t vis = i + 1;
-      const int64_t f = std::min<int64_t>(
-          vis, std::min<int64_t>(i, 1) + 1 + std::min<int64_t>(2, std::max<int64_t>(i - 1, 0)));
-      fixed += f;
-      far += vis - f;
-      vis_tot += vis;
-    }
-    const double p_far = std::clamp((0.20 * vis_tot - fixed) / std::max(far, 1.0), 0.0, 1.0);
-    HostList L = make_list(B, Hq, N, N, blk, 1, p_far, 2, 999 + N);
-    DevList dl;
-    dl.upload(L);
-    const BlockList sl = dl.list();
-    const double density = double(L.selected) / double(L.visible);
-    AttentionParams ap;
-    ap.block = blk;
-    const size_t ws_bytes =
-        cuda::attention_workspace_bytes(q.qkv(DType::BF16), k.qkv(DType::BF16), sl, ap);
-    void* ws = nullptr;
-    CK(cudaMalloc(&ws, ws_bytes));
-    const double flops = 4.0 * double(N) * double(N) * double(D) * double(Hq) / 2.0;
-    const int iters = N >= 131072 ? 10 : 20;
-    for (const TimedKernel& kern : kernels_for(N, D)) {
-      kern.select();
-      poison(o);
-      const float dms = time_op(q, k, v, o, BlockList{}, blk, ws, kern.variant, true, iters);
-      const unsigned long long bad_d = count_bad(o, true);
-      poison(o);
-      const float sms = time_op(q, k, v, o, sl, blk, ws, kern.variant, true, iters);
-      const unsigned long long bad_s = count_bad(o, true);
-      char line[512];
-      std::snprintf(line, sizeof line,
-                    "N=%-6lld d=%-3lld %-9s dense %9.3f ms %6.1f TFLOP/s | sparse %.1f%% %9.3f ms "
-                    "ratio %.3f (%.1f TFLOP/s on selected)%s",
-                    (long long)N, (long long)D, kern.label.c_str(), dms, flops / dms * 1e-9,
-                    100 * density, sms, sms / dms, flops * density / sms * 1e-9,
-                    (bad_d || bad_s) ? " NONFINITE!" : "");
-      std::printf("%s\n", line);
-      std::fflush(stdout);
-      summary.push_back(line);
-      if (bad_d || bad_s) ++g_failures;
-    }
-    // Spot check of the timed output (sparse, last kernel run) against the reference.
-    {
-      std::vector<RowId> rows;
-      std::mt19937_64 rng(N);
-      for (int64_t h = 0; h < Hq; h += 5) {
-        rows.push_back({0, h, N - 1});
-        rows.push_back({0, h, static_cast<int64_t>(rng() % N)});
-      }
-      const std::vector<uint16_t> hk = to_host(k), hv = to_host(v);
-      ErrAcc acc =
-          reference_compare(rows, q, k, v, o, hk, hv, &L, blk, 1.0 / std::sqrt(double(D)), true);
-      const double rel = std::sqrt(acc.e2 / acc.r2);
-      std::printf("N=%lld d=%lld sparse spot check: rel %.2e over %zu rows %s\n", (long long)N,
-                  (long long)D, rel, rows.size(), rel <= 1e-2 ? "ok" : "FAIL");
-      if (!(rel <= 1e-2)) ++g_failures;
-    }
-    CK(cudaFree(ws));
-    dl.release();
-    q.release();
-    k.release();
-    v.release();
-    o.release();
-  }
-  std::printf("\n== timing summary\n");
-  for (auto& s : summary) std::printf("%s\n", s.c_str());
 }
 
 // ------------------------------------------------------------------ main parts

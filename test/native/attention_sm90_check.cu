@@ -12,6 +12,9 @@
 //   --persistent=0|1   Hopper scheduling never / always persistent
 //   --ctas=N           cap the persistent grid at N CTAs
 //   --pingpong         consumer ping-pong (this build has PRISM_TUNING_VARIANTS)
+//   --hash             every case writes the LSE too and logs a hash of O and LSE
+//                      (and the timings a hash of each timed output), to compare builds
+//   --no-reference     skip the float64 host reference of the checked cases
 //
 // Inputs are random (never zeros), drawn on the device; the output is poisoned
 // with NaN bits before every run and checked to be fully written; results are
@@ -34,6 +37,7 @@
 #include <vector>
 
 #include "attention_harness.cuh"
+#include "attention_timing.cuh"
 #include "cuda/attention/attention_plan.h"
 
 static bool g_sm90 = false;  // the device runs the sm90 path
@@ -195,6 +199,10 @@ int main(int argc, char** argv) {
       g_base_tuning.max_ctas = std::atoi(argv[a] + 7);
     else if (!std::strcmp(argv[a], "--pingpong"))
       g_base_tuning.pingpong = true;
+    else if (!std::strcmp(argv[a], "--hash"))
+      g_hash = true;
+    else if (!std::strcmp(argv[a], "--no-reference"))
+      g_no_reference = true;
     else {
       std::fprintf(stderr, "unknown argument %s\n", argv[a]);
       return 2;

@@ -8,6 +8,8 @@
 //     operands by ldmatrix (V with .trans); P stays in registers;
 //   - online softmax in registers, exp2 with the scale folded into log2 units;
 //   - only tiles that cross the diagonal or the key end apply the token mask;
+//     the mask and the softmax steps are online_softmax.cuh's, shared with the
+//     Hopper kernel;
 //   - the output is staged through shared memory for 16-byte stores.
 #pragma once
 #include <cuda_runtime.h>
@@ -17,7 +19,7 @@
 #include "cuda/attention/attention_ptx.cuh"
 #include "cuda/attention/attention_traits.cuh"
 #include "cuda/attention/key_tiles.cuh"
-#include "cuda/attention/row_lse.cuh"
+#include "cuda/attention/online_softmax.cuh"
 
 namespace prism::cuda::attn {
 
@@ -174,7 +176,7 @@ __global__ void __launch_bounds__(KT::kThreads, KT::kMinBlocks)
     const uint32_t k_st = k_addr + stage * kStageBytes;
     const uint32_t v_st = v_addr + stage * kStageBytes;
     // Only tiles that cross the diagonal or the key end apply the token mask.
-    const bool need_mask = (start + kBlockN - 1 > s_lo) || (start + kBlockN > key_end);
+    const bool need_mask = tile_needs_mask<kBlockN>(start, s_lo, key_end);
 
     // Rolled by default: unrolling the sub-steps makes the 32-row d=128 kernel spill.
 #pragma unroll(KT::kUnrollSub ? KT::kBlockN / KT::kSubN : 1)
@@ -220,12 +222,8 @@ __global__ void __launch_bounds__(KT::kThreads, KT::kMinBlocks)
 #pragma unroll
           for (int hf = 0; hf < 2; ++hf) {
             const int srow = s_lo + warp_row + mt * 16 + (lane >> 2) + hf * 8;
-            const int lim = min(srow + 1, key_end);  // visible keys: key < lim
-#pragma unroll
-            for (int nt = 0; nt < kNT; ++nt)
-#pragma unroll
-              for (int e = 0; e < 2; ++e)
-                if (key_base + nt * 8 + e >= lim) s[mt][nt][hf * 2 + e] = -CUDART_INF_F;
+            mask_row_half<kNT>([&](int nt, int j) -> float& { return s[mt][nt][j]; }, hf, key_base,
+                               srow, key_end);
           }
       }
 
@@ -237,21 +235,17 @@ __global__ void __launch_bounds__(KT::kThreads, KT::kMinBlocks)
       for (int mt = 0; mt < kMT; ++mt)
 #pragma unroll
         for (int hf = 0; hf < 2; ++hf) {
-          float mx = row_max[mt][hf];
-#pragma unroll
-          for (int nt = 0; nt < kNT; ++nt)
-            mx = fmaxf(mx, fmaxf(s[mt][nt][hf * 2], s[mt][nt][hf * 2 + 1]));
-          mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-          mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-          const float ms = (mx == -CUDART_INF_F) ? 0.f : mx * sl2;
-          alpha[mt][hf] = fast_exp2(row_max[mt][hf] * sl2 - ms);
+          const float mx = row_max_quad<kNT>([&](int nt, int j) -> float& { return s[mt][nt][j]; },
+                                             hf, row_max[mt][hf]);
+          const float ms = exp2_offset(mx, sl2);
+          alpha[mt][hf] = rescale_factor(row_max[mt][hf], sl2, ms);
           rescale |= (mx != row_max[mt][hf]);
           row_max[mt][hf] = mx;
           float sum = 0.f;
 #pragma unroll
           for (int nt = 0; nt < kNT; ++nt) {
-            const float p0 = fast_exp2(fmaf(s[mt][nt][hf * 2], sl2, -ms));
-            const float p1 = fast_exp2(fmaf(s[mt][nt][hf * 2 + 1], sl2, -ms));
+            const float p0 = exp2_prob(s[mt][nt][hf * 2], sl2, ms);
+            const float p1 = exp2_prob(s[mt][nt][hf * 2 + 1], sl2, ms);
             sum += p0 + p1;
             pk[mt][nt][hf] = E::pack(p0, p1);
           }
@@ -262,13 +256,8 @@ __global__ void __launch_bounds__(KT::kThreads, KT::kMinBlocks)
       if (__any_sync(0xffffffffu, rescale)) {
 #pragma unroll
         for (int mt = 0; mt < kMT; ++mt)
-#pragma unroll
-          for (int dt = 0; dt < kDT; ++dt) {
-            acc[mt][dt][0] *= alpha[mt][0];
-            acc[mt][dt][1] *= alpha[mt][0];
-            acc[mt][dt][2] *= alpha[mt][1];
-            acc[mt][dt][3] *= alpha[mt][1];
-          }
+          rescale_rows<kDT>([&](int dt, int j) -> float& { return acc[mt][dt][j]; }, alpha[mt][0],
+                            alpha[mt][1]);
       }
 
       // ---- O += P V  (P from registers as the A operand) ----
@@ -304,10 +293,8 @@ __global__ void __launch_bounds__(KT::kThreads, KT::kMinBlocks)
   for (int mt = 0; mt < kMT; ++mt)
 #pragma unroll
     for (int hf = 0; hf < 2; ++hf) {
-      float l = row_sum[mt][hf];
-      l += __shfl_xor_sync(0xffffffffu, l, 1);
-      l += __shfl_xor_sync(0xffffffffu, l, 2);
-      const float inv = l > 0.f ? 1.f / l : 0.f;
+      const float l = quad_sum(row_sum[mt][hf]);
+      const float inv = inv_row_sum(l);
       const int r = warp_row + mt * 16 + (lane >> 2) + hf * 8;
       if (p.lse != nullptr && (lane & 3) == 0 && r >= row_lo && r < rows_valid)
         p.lse[int64_t(bh) * p.nq + row0 + r] = row_lse(row_max[mt][hf], l, sl2);

@@ -58,7 +58,7 @@ int variant_block_n(int v);
 bool variant_supported(int v, int head_dim, int blk);
 int default_variant(int head_dim, int blk);
 
-// The Hopper kernel's tiles (attention_sm90_kernel.cuh, Sm90Traits).
+// The Hopper kernel's tiles (sm90/sm90_traits.cuh, Sm90Traits).
 constexpr int kHopperBlockM = 128;
 constexpr int kHopperBlockN = 128;
 

@@ -1,4 +1,4 @@
-// Explicit instantiation: sm_90a forward kernel, bf16, head_dim 64.
+// Explicit instantiation: sm_90a forward kernel, bf16, head_dim 64, one CTA per work item.
 #include "cuda/attention/sm90/attention_sm90_launch.cuh"
 
-PRISM_ATTN_SM90_INSTANTIATE(__nv_bfloat16, 64)
+PRISM_ATTN_SM90_INSTANTIATE(__nv_bfloat16, 64, SingleTileScheduler)

@@ -41,10 +41,10 @@ bool device_supported(int device) {
     int cur = -1;
     if (cudaGetDevice(&cur) == cudaSuccess && cur == device) {
       bool img = false;
-      ok = kernel_image_ok<__nv_bfloat16, 128>(&img) == cudaSuccess && img;
+      ok = kernel_image_ok<__nv_bfloat16, 128, SingleTileScheduler>(&img) == cudaSuccess && img;
     } else if (cur >= 0 && cudaSetDevice(device) == cudaSuccess) {
       bool img = false;
-      ok = kernel_image_ok<__nv_bfloat16, 128>(&img) == cudaSuccess && img;
+      ok = kernel_image_ok<__nv_bfloat16, 128, SingleTileScheduler>(&img) == cudaSuccess && img;
       cudaSetDevice(cur);
     }
   }

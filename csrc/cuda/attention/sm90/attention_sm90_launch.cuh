@@ -1,8 +1,9 @@
 // Launch template of the sm_90a forward kernel: TMA tensor maps (encoded with
 // the driver's cuTensorMapEncodeTiled, reached through the runtime's
 // driver-entry-point query since libcuda is not linked), shared-memory limit,
-// and the launch of the plan's grid (persistent or not: the plan's decision).
-// Included by the per-(dtype, head_dim) instantiation files only.
+// and the launch of the plan's grid with the kernel of one tile scheduler
+// (attention_sm90.h's launch_fwd picks it from the plan's `persistent`).
+// Included by the per-(dtype, head_dim, scheduler) instantiation files only.
 #pragma once
 #include <cuda.h>
 #include <cudaTypedefs.h>
@@ -12,6 +13,8 @@
 #include <type_traits>
 #include "cuda/attention/sm90/attention_sm90.h"
 #include "cuda/attention/sm90/attention_sm90_kernel.cuh"
+#include "cuda/attention/sm90/sm90_tile_scheduler.cuh"
+#include "cuda/attention/sm90/sm90_traits.cuh"
 
 namespace prism::cuda::attn::sm90 {
 
@@ -40,10 +43,11 @@ inline bool encode_qkv_map(CUtensorMap* map, CUtensorMapDataType dt, const void*
   return r == CUDA_SUCCESS;
 }
 
-template <typename T, int D>
+template <typename T, int D, class Scheduler>
 cudaError_t launch_fwd_impl(const FwdParams& p, const AttentionPlan& plan, cudaStream_t stream) {
   using KT = Sm90Traits<D>;
   if (plan.grid <= 0) return cudaSuccess;
+  if (plan.persistent != Scheduler::kPersistent) return cudaErrorInvalidConfiguration;
   if (plan.items > 0x7fffffff || plan.grid > plan.items) return cudaErrorInvalidConfiguration;
   Sm90Params prm;
   prm.p = p;  // p.n_mtiles: the plan's kBlockM-row tiles
@@ -56,7 +60,7 @@ cudaError_t launch_fwd_impl(const FwdParams& p, const AttentionPlan& plan, cudaS
       !encode_qkv_map(&prm.tv, dt, p.v, D, p.nk, p.hkv, p.batch, p.v_sn, p.v_sh, p.v_sb))
     return cudaErrorNotSupported;
   prm.pingpong = plan.pingpong ? 1 : 0;
-  if (plan.persistent) {
+  if constexpr (Scheduler::kPersistent) {
     // One CTA per SM (or the tuning's cap) takes items from the zeroed counter.
     if (p.work_counter == nullptr) return cudaErrorInvalidValue;
     cudaError_t e = cudaMemsetAsync(p.work_counter, 0, sizeof(int32_t), stream);
@@ -64,7 +68,7 @@ cudaError_t launch_fwd_impl(const FwdParams& p, const AttentionPlan& plan, cudaS
     prm.work_counter = p.work_counter;
     prm.n_items = static_cast<int32_t>(plan.items);
   }
-  auto kernel = attn_fwd_sm90_kernel<T, D>;
+  auto kernel = attn_fwd_sm90_kernel<T, D, Scheduler>;
   constexpr int smem = KT::kSmemBytes;
   cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
   if (e != cudaSuccess) return e;
@@ -72,10 +76,10 @@ cudaError_t launch_fwd_impl(const FwdParams& p, const AttentionPlan& plan, cudaS
   return cudaGetLastError();
 }
 
-template <typename T, int D>
+template <typename T, int D, class Scheduler>
 cudaError_t kernel_image_ok_impl(bool* ok) {
   cudaFuncAttributes a{};
-  cudaError_t e = cudaFuncGetAttributes(&a, attn_fwd_sm90_kernel<T, D>);
+  cudaError_t e = cudaFuncGetAttributes(&a, attn_fwd_sm90_kernel<T, D, Scheduler>);
   if (e != cudaSuccess) {
     *ok = false;
     return e;
@@ -87,18 +91,22 @@ cudaError_t kernel_image_ok_impl(bool* ok) {
 }  // namespace prism::cuda::attn::sm90
 
 namespace prism::cuda::attn::sm90 {
-template <typename T, int D>
-cudaError_t launch_fwd(const FwdParams& p, const AttentionPlan& plan, cudaStream_t stream) {
-  return launch_fwd_impl<T, D>(p, plan, stream);
+template <typename T, int D, class Scheduler>
+cudaError_t launch_fwd_scheduled(const FwdParams& p, const AttentionPlan& plan,
+                                 cudaStream_t stream) {
+  return launch_fwd_impl<T, D, Scheduler>(p, plan, stream);
 }
-template <typename T, int D>
+template <typename T, int D, class Scheduler>
 cudaError_t kernel_image_ok(bool* ok) {
-  return kernel_image_ok_impl<T, D>(ok);
+  return kernel_image_ok_impl<T, D, Scheduler>(ok);
 }
 }  // namespace prism::cuda::attn::sm90
 
-// One explicit instantiation file per (dtype, head dim) keeps compile units small.
-#define PRISM_ATTN_SM90_INSTANTIATE(T, D)                                                          \
-  template cudaError_t prism::cuda::attn::sm90::launch_fwd<T, D>(                                  \
+// One explicit instantiation file per (dtype, head dim, scheduler) keeps
+// compile units small. S: SingleTileScheduler or PersistentTileScheduler.
+#define PRISM_ATTN_SM90_INSTANTIATE(T, D, S)                                                       \
+  template cudaError_t                                                                             \
+  prism::cuda::attn::sm90::launch_fwd_scheduled<T, D, prism::cuda::attn::sm90::S>(                 \
       const prism::cuda::attn::FwdParams&, const prism::cuda::attn::AttentionPlan&, cudaStream_t); \
-  template cudaError_t prism::cuda::attn::sm90::kernel_image_ok<T, D>(bool*);
+  template cudaError_t prism::cuda::attn::sm90::kernel_image_ok<T, D, prism::cuda::attn::sm90::S>( \
+      bool*);

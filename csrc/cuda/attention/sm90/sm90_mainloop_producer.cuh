@@ -1,0 +1,71 @@
+// The producer of the sm_90a attention kernel: warpgroup 0, registers lowered
+// with setmaxnreg; one thread does all of its work. For each work item the
+// scheduler gives it (SingleTileScheduler: one; PersistentTileScheduler: until
+// the counter runs out, fetching and handing each item to the consumers), it
+//   - loads the item's Q tile by TMA on q_full, once the consumers released the
+//     previous item's Q (q_empty; only a persistent CTA has a previous item);
+//   - walks the item's key tiles (KeyTiles: every visible tile when dense, the
+//     selected blocks' tiles when sparse) and loads K and V of each into the
+//     next stage of the kStages-deep ring, K on k_full and V on v_full, each
+//     after the consumers released that stage's previous tile (k_empty,
+//     v_empty; separate for K and V, so a K buffer is recycled as soon as its
+//     scores exist).
+// TMA: 4-D tensor maps (d, n, heads, batch), 64-column boxes, 128-byte swizzle;
+// rows outside [0, n) arrive as zeros (the partial first query tile of a chunk
+// has row0 < 0). The ring position carries across items.
+#pragma once
+#include "cuda/attention/key_tiles.cuh"
+#include "cuda/attention/sm90/attention_sm90_ptx.cuh"
+#include "cuda/attention/sm90/sm90_shared_storage.cuh"
+#include "cuda/attention/sm90/sm90_tile_scheduler.cuh"
+#include "cuda/attention/sm90/sm90_traits.cuh"
+
+namespace prism::cuda::attn::sm90 {
+
+#if PRISM_SM90_ENABLED
+
+template <class KT, class Scheduler>
+struct ProducerMainloop {
+  // By the producer thread only (the rest of warpgroup 0 has nothing to do).
+  static __device__ __forceinline__ void run(const Sm90Params& prm, const SmemTiles<KT>& smem,
+                                             PipelineBarriers<KT::kStages>& bar, Scheduler& sched) {
+    constexpr int S = KT::kStages;
+    constexpr int kCB = KT::kColBlocks;
+    const FwdParams& p = prm.p;
+    tma_prefetch_desc(&prm.tk);
+    tma_prefetch_desc(&prm.tv);
+    int kv = 0;  // position in the K/V ring, carried across items
+    int n = 0;   // items of this CTA before the current one
+    for (int item = sched.template initial_work<true>(); item >= 0;
+         item = sched.template next_work<true>(), ++n) {
+      const WorkTile w = decode_item<KT::kBlockM>(p, item);
+      const KeyTiles<KT::kBlockM, KT::kBlockN> keys(p, w.bh, w.row0, p.counts != nullptr);
+      if (n >= 1) mbar_wait(&bar.q_empty, (n - 1) & 1);
+      mbar_arrive_expect_tx(&bar.q_full, KT::kTileBytesQ);
+#pragma unroll
+      for (int cb = 0; cb < kCB; ++cb)
+        tma_load_4d(smem.q + cb * KT::kColBytesQ, &prm.tq, &bar.q_full, cb * 64, w.row0, w.h, w.b);
+      for (int t = 0; t < keys.count; ++t, ++kv) {
+        const int s = kv % S;
+        const int r = kv / S;
+        const int start = keys.start(t);
+        if (kv >= S) mbar_wait(&bar.k_empty[s], (r - 1) & 1);
+        mbar_arrive_expect_tx(&bar.k_full[s], KT::kTileBytesKV);
+#pragma unroll
+        for (int cb = 0; cb < kCB; ++cb)
+          tma_load_4d(smem.k + s * KT::kTileBytesKV + cb * KT::kColBytesKV, &prm.tk, &bar.k_full[s],
+                      cb * 64, start, w.hk, w.b);
+        if (kv >= S) mbar_wait(&bar.v_empty[s], (r - 1) & 1);
+        mbar_arrive_expect_tx(&bar.v_full[s], KT::kTileBytesKV);
+#pragma unroll
+        for (int cb = 0; cb < kCB; ++cb)
+          tma_load_4d(smem.v + s * KT::kTileBytesKV + cb * KT::kColBytesKV, &prm.tv, &bar.v_full[s],
+                      cb * 64, start, w.hk, w.b);
+      }
+    }
+  }
+};
+
+#endif  // PRISM_SM90_ENABLED
+
+}  // namespace prism::cuda::attn::sm90
