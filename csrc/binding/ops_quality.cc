@@ -149,17 +149,15 @@ std::vector<int64_t> read_rows(Napi::Value v, const QkvView& q) {
 Napi::Value mass_recall(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return js_guard(env, [&]() -> Napi::Value {
-    TensorWrap& qt = TensorWrap::unwrap(env, arg(info, 0), "q");
-    TensorWrap& kt = TensorWrap::unwrap(env, arg(info, 1), "k");
-    QkvView q = input_view(qt, "q");
-    QkvView k = input_view(kt, "k");
-    check_query_key(q, k);
+    const QueryKeyArgs in = read_query_key(info);
+    const QkvView& q = in.q;
+    const QkvView& k = in.k;
     AttentionParams p = read_attention_params(arg(info, 3));
     BlockListArgs list = read_block_list(env, arg(info, 2), q, k, p.block);
-    int device = common_device({&qt, &kt});
-    for (const TensorWrap* t : list.tensors) common_device({&qt, t});
+    int device = common_device({&in.qt, &in.kt});
+    for (const TensorWrap* t : list.tensors) common_device({&in.qt, t});
     std::vector<int64_t> rows = read_rows(arg(info, 4), q);
-    std::vector<std::shared_ptr<Storage>> keep = {qt.storage(), kt.storage()};
+    std::vector<std::shared_ptr<Storage>> keep = {in.qt.storage(), in.kt.storage()};
     for (auto& s : list.storages) keep.push_back(s);
     return (new MassRecallWorker(env, device, q, k, list.list, p, std::move(rows), std::move(keep)))
         ->start();
