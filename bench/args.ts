@@ -87,17 +87,8 @@ export const GPU_DEFAULTS: Readonly<Defaults> = Object.freeze({
   recallRows: 256,
 });
 
-export const CPU_DEFAULTS: Readonly<Defaults> = Object.freeze({
-  seq: [2048, 8192],
-  batch: 1,
-  heads: 4,
-  kvHeads: 1,
-  headDim: 64,
-  dtype: 'bf16' as const,
-  warmup: 1,
-  iters: 2,
-  recallRows: 64,
-});
+/** The GPU's defaults, sized down for the CPU backend. */
+export const CPU_DEFAULTS: Readonly<Defaults> = Object.freeze({ ...GPU_DEFAULTS, seq: [2048, 8192], heads: 4, kvHeads: 1, headDim: 64, warmup: 1, iters: 2, recallRows: 64 });
 
 export const DEFAULT_SEED = 1;
 export const ALL_METHODS: readonly BenchMethod[] = ['dense', 'prism', 'meanpool'];

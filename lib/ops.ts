@@ -1,7 +1,7 @@
 // The operations: block-mask estimation, (block-sparse) attention, prefill
 // (both), and the quality measures. Shapes are checked here with clear
 // messages before anything reaches the addon (which checks them again).
-import { isArray, isInstance, readField, show, typeName } from './args';
+import { isArray, isMadeInstance, readField, show, typeName } from './args';
 import { allocateSelection, BlockMask, densityOf } from './block-mask';
 import { native, NativeDType } from './native';
 import {
@@ -179,13 +179,7 @@ function hasNativeParts(parts: unknown): boolean {
 
 /** A BlockMask made by estimate(), prefill() or blockMask(), not an object made from BlockMask.prototype. */
 function isBlockMask(x: unknown): x is BlockMask {
-  if (!isInstance(x, BlockMask)) return false;
-  try {
-    const d = Object.getOwnPropertyDescriptor(x, 'parts');
-    return d !== undefined && 'value' in d && hasNativeParts(d.value);
-  } catch {
-    return false;
-  }
+  return isMadeInstance(x, BlockMask, 'parts', hasNativeParts);
 }
 
 function optionalBoolean(x: unknown, name: string): boolean {

@@ -1,6 +1,6 @@
 // Tensors: logical [batch, heads, n, d] arrays on the CPU or a CUDA device,
 // in 'bhnd' or 'bnhd' memory layout, backed by the addon's native tensor.
-import { isArray, isInstance, isShared, ownKeys, readField, show, typeName, typedArrayLength, typedArrayName } from './args';
+import { isArray, isInstance, isMadeInstance, isShared, ownKeys, readField, show, typeName, typedArrayLength, typedArrayName } from './args';
 import { constants as bufferConstants } from 'buffer';
 import { fromBFloat16, fromFloat16 } from './dtype';
 import { native, NativeDType, NativeTensor } from './native';
@@ -192,13 +192,7 @@ export function isNativeTensor(x: unknown): x is NativeTensor {
 
 /** True for a Tensor made by this module (not one forged from Tensor.prototype): it holds a native handle. */
 export function isTensor(x: unknown): x is Tensor {
-  if (!isInstance(x, Tensor)) return false;
-  try {
-    const d = Object.getOwnPropertyDescriptor(x, 'native');
-    return d !== undefined && 'value' in d && isNativeTensor(d.value);
-  } catch {
-    return false;
-  }
+  return isMadeInstance(x, Tensor, 'native', isNativeTensor);
 }
 
 /**

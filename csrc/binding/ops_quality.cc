@@ -44,9 +44,8 @@ class MassRecallWorker : public PromiseWorker {
       return;
     }
 #if PRISM_WITH_CUDA
-    use_device(device_);
-    cudaStream_t s = device_context(device_).stream();
-    try {
+    cudaStream_t s = use_device_stream(device_);
+    drain_on_error(s, [&] {
       StreamBuffer rows(rows_.size() * sizeof(int64_t), s),
           recall(recall_.size() * sizeof(float), s);
       check_cuda(cudaMemcpyAsync(rows.get(), rows_.data(), rows_.size() * sizeof(int64_t),
@@ -60,10 +59,7 @@ class MassRecallWorker : public PromiseWorker {
                                  cudaMemcpyDeviceToHost, s),
                  "cudaMemcpyAsync (recall)");
       wait_for_stream(s, "massRecall");
-    } catch (...) {
-      drain_stream_quietly(s);
-      throw;
-    }
+    });
 #endif
   }
 
@@ -96,9 +92,8 @@ class DiffNormsWorker : public PromiseWorker {
       return;
     }
 #if PRISM_WITH_CUDA
-    use_device(device_);
-    cudaStream_t s = device_context(device_).stream();
-    try {
+    cudaStream_t s = use_device_stream(device_);
+    drain_on_error(s, [&] {
       StreamBuffer out(2 * sizeof(double), s);
       StreamBuffer ws(prism::cuda::diff_norms_workspace_bytes(a_, b_), s);
       check_cuda(prism::cuda::diff_norms(a_, b_, static_cast<double*>(out.get()), ws.get(), s),
@@ -106,10 +101,7 @@ class DiffNormsWorker : public PromiseWorker {
       check_cuda(cudaMemcpyAsync(norms_, out.get(), sizeof norms_, cudaMemcpyDeviceToHost, s),
                  "cudaMemcpyAsync (norms)");
       wait_for_stream(s, "diffNorms");
-    } catch (...) {
-      drain_stream_quietly(s);
-      throw;
-    }
+    });
 #endif
   }
 
