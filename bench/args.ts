@@ -1,8 +1,8 @@
 // Command-line parsing for prism-bench. Pure functions, no I/O: parseArgs()
-// turns argv into what the user wrote, resolveConfig() fills the defaults for
-// the backend that will run and checks the combination.
+// turns argv into what the user wrote; resolveConfig() (bench/config.ts) fills
+// the defaults for the backend that will run and checks the combination.
 
-import type { BatchBenchConfig, BatchPreset, KvLayoutName } from './batch-args';
+import type { BatchPreset, KvLayoutName } from './batch-args';
 
 export type BenchDType = 'bf16' | 'fp16' | 'f32';
 export type BenchBackend = 'auto' | 'cuda' | 'cpu';
@@ -69,61 +69,9 @@ export interface ParsedArgs {
   version: boolean;
 }
 
-/** Estimation options as passed to the library (only the ones the user set). */
-export interface BenchEstimateOptions {
-  block?: number;
-  highDims?: number;
-  lowDims?: number;
-  ropeLayout?: BenchRope;
-  calibrate?: boolean;
-  tempHigh?: number;
-  tempLow?: number;
-  selection?: 'topp' | 'topk';
-  tauHigh?: number;
-  tauLow?: number;
-  topkHigh?: number;
-  topkLow?: number;
-}
-
-/** Everything a run needs, every field resolved. */
-export interface BenchConfig {
-  backend: 'cuda' | 'cpu';
-  /** true when the sizes are the CPU defaults (no GPU, nothing sized by the user) */
-  cpuDefaults: boolean;
-  workload: BenchWorkload;
-  files: [string, string, string] | null;
-  safetensors: string | null;
-  /** Sequence lengths (Nq = Nk = N). For the file workload: taken from the files. */
-  seq: number[];
-  batch: number;
-  heads: number;
-  kvHeads: number;
-  headDim: number;
-  dtype: BenchDType;
-  /** --dtype was given (the file workload otherwise keeps the stored dtype) */
-  dtypeGiven: boolean;
-  methods: BenchMethod[];
-  estimate: BenchEstimateOptions;
-  warmup: number;
-  iters: number;
-  recallRows: number;
-  seed: number;
-  /** GPU index of the single-device runs (cuda backend); null on the CPU */
-  device: number | null;
-  /** Devices the heads are split over for the sharded prefill ('cuda:N' or 'cpu'); null: no sharded run */
-  devices: string[] | null;
-  /** Top-p thresholds swept (both bands) for Prism and mean-pool; null: no sweep */
-  tauSweep: number[] | null;
-  /** Worker threads generating the structured workload; null: chosen from the CPU count */
-  genThreads: number | null;
-  /** Ragged-batch / chunked-prefill benchmarks instead of the per-length table; null: none (set by resolveBatchBench) */
-  batchBench: BatchBenchConfig | null;
-  json: string | null;
-  svg: string | null;
-  quiet: boolean;
-}
-
+/** The sizes and run counts of a backend's default run; in a BenchConfig, the resolved ones. */
 export interface Defaults {
+  /** Sequence lengths (Nq = Nk = N). For the file workload: taken from the files. */
   seq: number[];
   batch: number;
   heads: number;
@@ -147,20 +95,11 @@ export const GPU_DEFAULTS: Readonly<Defaults> = Object.freeze({
   recallRows: 256,
 });
 
-export const CPU_DEFAULTS: Readonly<Defaults> = Object.freeze({
-  seq: [2048, 8192],
-  batch: 1,
-  heads: 4,
-  kvHeads: 1,
-  headDim: 64,
-  dtype: 'bf16' as const,
-  warmup: 1,
-  iters: 2,
-  recallRows: 64,
-});
+/** The GPU's defaults, sized down for the CPU backend. */
+export const CPU_DEFAULTS: Readonly<Defaults> = Object.freeze({ ...GPU_DEFAULTS, seq: [2048, 8192], heads: 4, kvHeads: 1, headDim: 64, warmup: 1, iters: 2, recallRows: 64 });
 
 export const DEFAULT_SEED = 1;
-const ALL_METHODS: readonly BenchMethod[] = ['dense', 'prism', 'meanpool'];
+export const ALL_METHODS: readonly BenchMethod[] = ['dense', 'prism', 'meanpool'];
 
 // --- option table --------------------------------------------------------
 
@@ -479,145 +418,6 @@ function editDistance(a: string, b: string): number {
     }
   }
   return row[b.length];
-}
-
-function gcd(a: number, b: number): number {
-  while (b) [a, b] = [b, a % b];
-  return a;
-}
-
-// --- resolveConfig --------------------------------------------------------
-
-/**
- * Fills the defaults for the backend that will run (`backend` is the resolved
- * one: 'cuda' when a GPU is used) and checks the combination. Throws UsageError.
- */
-export function resolveConfig(p: ParsedArgs, backend: 'cuda' | 'cpu'): BenchConfig {
-  const d = backend === 'cuda' ? GPU_DEFAULTS : CPU_DEFAULTS;
-
-  if (p.files && p.safetensors) throw new UsageError('give either --files or --safetensors, not both', '--safetensors');
-  const workload: BenchWorkload = p.workload ?? (p.files || p.safetensors ? 'file' : 'structured');
-  if (workload === 'file' && !p.files && !p.safetensors) {
-    throw new UsageError('the file workload needs --files q.npy,k.npy,v.npy or --safetensors FILE', '--workload');
-  }
-  if (workload !== 'file' && (p.files || p.safetensors)) {
-    throw new UsageError(`input files need --workload file (got --workload ${workload})`, p.files ? '--files' : '--safetensors');
-  }
-  if (workload === 'file') {
-    for (const [opt, v] of [['--seq', p.seq], ['--batch', p.batch], ['--heads', p.heads], ['--kv-heads', p.kvHeads], ['--head-dim', p.headDim]] as const) {
-      if (v !== undefined) throw new UsageError('the shape comes from the input files with --workload file; drop this option', opt);
-    }
-  }
-
-  const heads = p.heads ?? d.heads;
-  const kvHeads = p.kvHeads ?? (p.heads !== undefined ? gcd(heads, d.kvHeads) : d.kvHeads);
-  if (workload !== 'file' && heads % kvHeads !== 0) {
-    throw new UsageError(`--heads ${heads} is not a multiple of --kv-heads ${kvHeads}`, '--kv-heads');
-  }
-  const headDim = p.headDim ?? d.headDim;
-  if (headDim % 2 !== 0) throw new UsageError(`${headDim} is odd; RoPE pairs need an even head dimension`, '--head-dim');
-  const dtype = p.dtype ?? d.dtype;
-  if (backend === 'cuda') {
-    if (dtype === 'f32') throw new UsageError('the CUDA kernels take bf16 or fp16 inputs (f32 runs on --backend cpu)', '--dtype');
-    if (workload !== 'file' && headDim !== 64 && headDim !== 128) {
-      throw new UsageError(`${headDim} is not supported by the CUDA attention kernels (64 or 128)`, '--head-dim');
-    }
-  }
-
-  if (p.topk !== undefined) {
-    for (const [opt, v] of [['--tau', p.tau], ['--tau-high', p.tauHigh], ['--tau-low', p.tauLow]] as const) {
-      if (v !== undefined) throw new UsageError('top-p thresholds do not apply with --topk; give one or the other', opt);
-    }
-  }
-  if (p.tau !== undefined && (p.tauHigh !== undefined || p.tauLow !== undefined)) {
-    throw new UsageError('give --tau or --tau-high/--tau-low, not both', '--tau');
-  }
-  if (p.calibrate && (p.tempHigh !== undefined || p.tempLow !== undefined)) {
-    throw new UsageError('fixed temperatures need --no-calibrate', p.tempHigh !== undefined ? '--temp-high' : '--temp-low');
-  }
-  if (p.highDims !== undefined && (p.highDims === 0 || p.highDims % 2 !== 0 || p.highDims > headDim)) {
-    throw new UsageError(`${p.highDims} must be even, at least 2 and at most --head-dim (${headDim})`, '--high-dims');
-  }
-  if (p.lowDims !== undefined && (p.lowDims === 0 || p.lowDims % 2 !== 0 || p.lowDims > headDim)) {
-    throw new UsageError(`${p.lowDims} must be even, at least 2 and at most --head-dim (${headDim})`, '--low-dims');
-  }
-
-  if (p.device !== undefined && backend !== 'cuda') throw new UsageError('picks a GPU; the CPU backend has none', '--device');
-  if (p.devices) {
-    const want = backend === 'cuda' ? 'cuda' : 'cpu';
-    const bad = p.devices.find((x) => (want === 'cuda' ? !x.startsWith('cuda:') : x !== 'cpu'));
-    if (bad !== undefined) {
-      throw new UsageError(
-        want === 'cuda' ? `'${bad}' is not a GPU: with a GPU the heads are split over GPUs (${p.devices.length} listed)` : `'${bad}' needs the CUDA backend; on the CPU backend list cpu entries (e.g. cpu,cpu)`,
-        '--devices',
-      );
-    }
-    if (workload !== 'file' && p.devices.length > kvHeads) {
-      throw new UsageError(`${p.devices.length} devices but ${kvHeads} kv heads: every device needs at least one kv head`, '--devices');
-    }
-    if (p.methods && !p.methods.some((m) => m !== 'dense')) {
-      throw new UsageError('the sharded run times prefill(): list prism or meanpool in --methods', '--devices');
-    }
-    if (p.tauSweep) throw new UsageError('give --devices or --tau-sweep, not both (run them separately)', '--devices');
-  }
-  if (p.tauSweep) {
-    for (const [opt, v] of [['--tau', p.tau], ['--tau-high', p.tauHigh], ['--tau-low', p.tauLow], ['--topk', p.topk]] as const) {
-      if (v !== undefined) throw new UsageError('--tau-sweep sets the thresholds of both bands; drop this option', opt);
-    }
-    if (p.methods && !p.methods.includes('dense')) throw new UsageError('the sweep reports speedup over dense: keep dense in --methods', '--tau-sweep');
-    if (p.methods && !p.methods.some((m) => m !== 'dense')) throw new UsageError('sweeps prism and meanpool: list at least one in --methods', '--tau-sweep');
-  }
-
-  const estimate: BenchEstimateOptions = {};
-  if (p.block !== undefined) estimate.block = p.block;
-  if (p.highDims !== undefined) estimate.highDims = p.highDims;
-  if (p.lowDims !== undefined) estimate.lowDims = p.lowDims;
-  if (p.rope !== undefined) estimate.ropeLayout = p.rope;
-  if (!p.calibrate) {
-    estimate.calibrate = false;
-    if (p.tempHigh !== undefined) estimate.tempHigh = p.tempHigh;
-    if (p.tempLow !== undefined) estimate.tempLow = p.tempLow;
-  }
-  if (p.topk !== undefined) {
-    estimate.selection = 'topk';
-    estimate.topkHigh = p.topk;
-    estimate.topkLow = p.topk;
-  } else {
-    const th = p.tauHigh ?? p.tau;
-    const tl = p.tauLow ?? p.tau;
-    if (th !== undefined) estimate.tauHigh = th;
-    if (tl !== undefined) estimate.tauLow = tl;
-  }
-
-  const userSized = [p.seq, p.batch, p.heads, p.kvHeads, p.headDim].some((v) => v !== undefined);
-  return {
-    backend,
-    cpuDefaults: backend === 'cpu' && !userSized && workload !== 'file',
-    workload,
-    files: p.files ?? null,
-    safetensors: p.safetensors ?? null,
-    seq: workload === 'file' ? [] : (p.seq ?? [...d.seq]),
-    batch: p.batch ?? d.batch,
-    heads,
-    kvHeads,
-    headDim,
-    dtype,
-    dtypeGiven: p.dtype !== undefined,
-    methods: p.methods ?? [...ALL_METHODS],
-    estimate,
-    warmup: p.warmup ?? d.warmup,
-    iters: p.iters ?? d.iters,
-    recallRows: p.recallRows ?? d.recallRows,
-    seed: p.seed ?? DEFAULT_SEED,
-    device: backend === 'cuda' ? (p.device ?? 0) : null,
-    devices: p.devices ?? null,
-    tauSweep: p.tauSweep ?? null,
-    genThreads: p.genThreads ?? null,
-    batchBench: null,
-    json: p.json ?? null,
-    svg: p.svg ?? null,
-    quiet: p.quiet,
-  };
 }
 
 /** Maps an estimation-option field name (as the library names it) to our flag. */

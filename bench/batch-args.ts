@@ -4,7 +4,8 @@
 // holds the presets and checks the combination once the rest of the
 // configuration is resolved. Pure functions, no I/O.
 
-import type { BenchConfig, ParsedArgs } from './args';
+import type { ParsedArgs } from './args';
+import type { BenchConfig } from './config';
 import { UsageError, formatSize } from './args';
 
 /** Named ragged batches: 'mixed' (2K..128K requests, 256K tokens) and '8x4k'. */

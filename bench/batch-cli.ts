@@ -6,7 +6,7 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import type { BenchConfig } from './args';
+import type { BenchConfig } from './config';
 import { formatSize } from './args';
 import { describeBatchBench } from './batch-args';
 import { runChunked, runRaggedBatch } from './batch';

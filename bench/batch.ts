@@ -13,7 +13,7 @@
 // cache holds the whole prompt from the start: a chunk reads only its first
 // kvLens tokens, so the timings are those of a cache filled as chunks arrive.
 
-import type { BenchConfig } from './args';
+import type { BenchConfig } from './config';
 import { formatSize, libDType } from './args';
 import type { ChunkedBenchConfig, RaggedBenchConfig } from './batch-args';
 import type { ChunkResult, ChunkedResult, RaggedBatchResult, RaggedSequenceResult, TimedFigure } from './batch-report';

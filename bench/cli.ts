@@ -5,8 +5,9 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { FIELD_TO_FLAG, USAGE_HINT, UsageError, formatSize, parseArgs, resolveConfig, usage } from './args';
-import type { BenchConfig } from './args';
+import { FIELD_TO_FLAG, USAGE_HINT, UsageError, formatSize, parseArgs, usage } from './args';
+import { resolveConfig } from './config';
+import type { BenchConfig } from './config';
 import { resolveBatchBench } from './batch-args';
 import { Progress } from './progress';
 import { FLOP_NOTE, JSON_SCHEMA_ID, formatLegend, formatShardedLegend, formatShardedTable, formatTable, renderChart } from './report';

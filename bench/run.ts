@@ -3,7 +3,8 @@
 // figures against dense, and everything disposed before the next length.
 
 import * as os from 'os';
-import type { BenchConfig, BenchMethod } from './args';
+import type { BenchMethod } from './args';
+import type { BenchConfig } from './config';
 import { formatSize, libDType } from './args';
 import type { DeviceReport, LengthResult, MethodResult, ShardedMethodResult } from './report';
 import { causalFlops, median, recallStats } from './report';

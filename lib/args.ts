@@ -68,6 +68,21 @@ export function isInstance(x: unknown, C: abstract new (...args: never[]) => unk
   }
 }
 
+/**
+ * An instance of C made by its own code, not forged from C.prototype: its own
+ * data property `key` (the native handle) passes `check`. False when reading
+ * it throws (a revoked Proxy).
+ */
+export function isMadeInstance(x: unknown, C: abstract new (...args: never[]) => unknown, key: string, check: (value: unknown) => boolean): boolean {
+  if (!isInstance(x, C)) return false;
+  try {
+    const d = Object.getOwnPropertyDescriptor(x, key);
+    return d !== undefined && 'value' in d && check(d.value);
+  } catch {
+    return false;
+  }
+}
+
 /** True when `x` is an array (Array.isArray throws on a revoked Proxy). */
 export function isArray(x: unknown): x is unknown[] {
   try {

@@ -1,7 +1,7 @@
 // The operations: block-mask estimation, (block-sparse) attention, prefill
 // (both), and the quality measures. Shapes are checked here with clear
 // messages before anything reaches the addon (which checks them again).
-import { isArray, isInstance, readField, show, typeName } from './args';
+import { isArray, isMadeInstance, readField, show, typeName } from './args';
 import { allocateSelection, BlockMask, densityOf } from './block-mask';
 import { native, NativeDType, type NativeSupport } from './native';
 import {
@@ -14,7 +14,7 @@ import {
   resolveEstimateOptions,
   toNativeEstimateParams,
 } from './options';
-import { checkStream, checkTensor, isNativeTensor, isTensor, Tensor } from './tensor';
+import { checkQkvShapes, checkStream, checkTensor, isNativeTensor, isTensor, Tensor } from './tensor';
 import type { AttentionOptions, EstimateOptions } from './types';
 
 export { BlockMask };
@@ -59,23 +59,10 @@ export function checkSameDevice(...tensors: Array<{ device: string }>): void {
 
 /** Q [b, Hq, Nq, d] against K [b, Hkv, Nk, d] (and V like K). */
 function checkQkv(q: Tensor, k: Tensor, v?: Tensor): void {
-  const [bq, hq, nq, dq] = q.shape;
-  const [bk, hk, nk, dk] = k.shape;
-  if (bq !== bk) throw new RangeError(`batch sizes differ: q has ${bq}, k has ${bk}`);
-  if (dq !== dk) throw new RangeError(`head_dim differs: q has ${dq}, k has ${dk}`);
-  if (hq % hk !== 0) throw new RangeError(`query heads (${hq}) must be a multiple of kv heads (${hk})`);
-  if (nq > nk) throw new RangeError(`query length (${nq}) must not exceed key length (${nk})`);
-  if (q.dtype !== k.dtype) throw new TypeError(`dtypes differ: q is ${q.dtype}, k is ${k.dtype}`);
-  if (v) {
-    if (v.shape.some((x, i) => x !== k.shape[i])) {
-      throw new RangeError(`k and v must have the same shape: k is [${k.shape.join(', ')}], v is [${v.shape.join(', ')}]`);
-    }
-    if (v.dtype !== q.dtype) throw new TypeError(`dtypes differ: q is ${q.dtype}, v is ${v.dtype}`);
-    checkSameDevice(q, k, v);
-  } else {
-    checkSameDevice(q, k);
-  }
-  checkHeadDim(dq);
+  checkQkvShapes(q, k, v);
+  if (v) checkSameDevice(q, k, v);
+  else checkSameDevice(q, k);
+  checkHeadDim(q.shape[3]);
 }
 
 const DTYPE_NAMES: Record<number, string> = { [NativeDType.F16]: 'float16', [NativeDType.BF16]: 'bfloat16', [NativeDType.F32]: 'float32' };
@@ -200,13 +187,7 @@ function hasNativeParts(parts: unknown): boolean {
 
 /** A BlockMask made by estimate(), prefill() or blockMask(), not an object made from BlockMask.prototype. */
 export function isBlockMask(x: unknown): x is BlockMask {
-  if (!isInstance(x, BlockMask)) return false;
-  try {
-    const d = Object.getOwnPropertyDescriptor(x, 'parts');
-    return d !== undefined && 'value' in d && hasNativeParts(d.value);
-  } catch {
-    return false;
-  }
+  return isMadeInstance(x, BlockMask, 'parts', hasNativeParts);
 }
 
 export function optionalBoolean(x: unknown, name: string): boolean {

@@ -9,66 +9,21 @@
 // Inputs come either as host data (uploaded shard by shard) or as per-device
 // tensors already sharded (what a tensor-parallel server holds: each rank its
 // own heads).
-import { isArray, readField, show, typedArrayLength, typedArrayName, typeName } from './args';
+import { isArray, typeName } from './args';
 import { attentionOptionFields, checkOptionFields, estimateOptionFields, resolveAttentionOptions, resolveEstimateOptions } from './options';
 import { prefill, type BlockMask, type PrefillOptions, type PrefillStats } from './ops';
-import { checkTensor, deviceName, empty, isTensor, MAX_ARRAY_LENGTH, resolveDevice, tensor, Tensor, type Shape4, type TensorData } from './tensor';
-import type { DeviceSpec, DType, Layout } from './types';
+import { checkQkvShapes, checkTensor, type Tensor, type TensorData } from './tensor';
+import type { DeviceSpec } from './types';
+import { planFromTensors, planShards, prefixed, readList, resolveDevices, showShape, type HeadShard } from './shard-plan';
+import { checkHost, isHostHeads, uploadChecked, type HeadShards, type HostHeads } from './shard-host';
+import { gatherHeads } from './shard-gather';
 
-/** The most elements one host array may hold here (one JS typed array). */
-const MAX_HOST_ELEMENTS = Math.min(MAX_ARRAY_LENGTH, 2 ** 32 - 1);
-/** Elements per piece when copying between devices through the host. */
-const CHUNK = 2 ** 26;
-
-/** One device's part of a head-sharded prefill. Ranges are [first, end). */
-export interface HeadShard {
-  /** Position in the device list. */
-  index: number;
-  /** 'cpu' or 'cuda:N' */
-  device: string;
-  kvHeads: readonly [number, number];
-  queryHeads: readonly [number, number];
-}
-
-/** A whole (unsharded) tensor's data on the host, to be uploaded shard by shard. */
-export interface HostHeads {
-  /** Logical shape [batch, heads, n, d] of the whole tensor. */
-  shape: Shape4;
-  /**
-   * The whole tensor in `layout` order (Float32Array for float32, Uint16Array
-   * bits for float16 / bfloat16), or a function returning the [n, d] rows of one
-   * (batch, head), for data larger than one typed array or made head by head.
-   */
-  data: TensorData | ((batch: number, head: number) => TensorData);
-  /** Default 'float32'. */
-  dtype?: DType;
-  /** Default 'bhnd'. */
-  layout?: Layout;
-}
+export { planHeadShards, type HeadShard } from './shard-plan';
+export { uploadHeadShards, type HeadShardOptions, type HeadShards, type HostHeads } from './shard-host';
+export { gatherHeads } from './shard-gather';
 
 /** Per-device tensors, one entry per device: entry i holds device i's heads. */
 export type TensorShards = readonly Tensor[];
-
-/** How to upload host data by heads. */
-export interface HeadShardOptions {
-  /** Devices in order: device i gets the i-th range of kv heads. The same device may appear more than once. */
-  devices: readonly DeviceSpec[];
-  /**
-   * kv heads per device (positive integers adding up to Hkv). Default: as even
-   * as possible, the first Hkv % D devices taking one more.
-   */
-  split?: readonly number[];
-}
-
-/** Host data uploaded by heads: q[i], k[i], v[i] live on shards[i].device. */
-export interface HeadShards {
-  shards: readonly HeadShard[];
-  q: Tensor[];
-  k: Tensor[];
-  v: Tensor[];
-  /** Frees every shard tensor (idempotent). */
-  dispose(): void;
-}
 
 /** How to run prefillSharded(). */
 export interface ShardedPrefillRunOptions {
@@ -114,326 +69,6 @@ export interface ShardedPrefillStats {
   uploadMs: number;
 }
 
-/** An error of the same class with `prefix: ` before its message (the original as the cause). */
-function prefixed(e: unknown, prefix: string): unknown {
-  if (!(e instanceof Error)) return e;
-  const C = e instanceof TypeError ? TypeError : e instanceof RangeError ? RangeError : Error;
-  return new C(`${prefix}: ${e.message}`, { cause: e });
-}
-
-function positiveInteger(x: unknown, name: string): number {
-  if (typeof x !== 'number') throw new TypeError(`${name} must be a number, got ${typeName(x)}`);
-  if (!Number.isSafeInteger(x) || x < 1) throw new RangeError(`${name} must be a positive integer, got ${show(x)}`);
-  return x;
-}
-
-/** Elements of a [b, h, n, d] shape. */
-function count(shape: readonly number[]): number {
-  return shape[0] * shape[1] * shape[2] * shape[3];
-}
-
-function showShape(shape: readonly number[]): string {
-  return `[${shape.join(', ')}]`;
-}
-
-/** The entries of an array argument, each read once. */
-function readList(list: unknown, name: string, what: string): unknown[] {
-  if (!isArray(list)) throw new TypeError(`${name} must be an array of ${what}, got ${typeName(list)}`);
-  const length = readField(list, 'length', `${name}.length`) as number;
-  return Array.from({ length }, (_, i) => readField(list, String(i), `${name}[${i}]`));
-}
-
-/** Device specs resolved to 'cpu' / 'cuda:N'; errors name the entry. */
-function resolveDevices(devices: unknown, name: string): string[] {
-  const list = readList(devices, name, "device specs ('cpu', 'cuda:N', ...)");
-  if (list.length === 0) throw new RangeError(`${name} must list at least one device`);
-  return list.map((spec, i) => {
-    try {
-      return deviceName(resolveDevice(spec as DeviceSpec));
-    } catch (e) {
-      throw prefixed(e, `${name}[${i}]`);
-    }
-  });
-}
-
-/**
- * Splits Hkv kv heads (and their Hq query heads) over `devices`. Without
- * `split`, as evenly as possible: every device gets floor(Hkv / D) kv heads
- * and the first Hkv % D devices one more, in list order; a device list longer
- * than Hkv is a RangeError (every device needs a kv head). With `split`, device
- * i gets split[i] kv heads (positive integers adding up to Hkv). Devices are
- * resolved ('cuda' -> 'cuda:0'); an unavailable one throws like tensor() does.
- */
-export function planHeadShards(
-  queryHeads: number,
-  kvHeads: number,
-  devices: readonly DeviceSpec[],
-  split?: readonly number[],
-): HeadShard[] {
-  const hq = positiveInteger(queryHeads, 'queryHeads');
-  const hkv = positiveInteger(kvHeads, 'kvHeads');
-  if (hq % hkv !== 0) throw new RangeError(`query heads (${hq}) must be a multiple of kv heads (${hkv})`);
-  return plan(hq, hkv, resolveDevices(devices, 'devices'), split, 'split');
-}
-
-function plan(hq: number, hkv: number, devices: string[], split: unknown, splitName: string): HeadShard[] {
-  const n = devices.length;
-  let sizes: number[];
-  if (split === undefined) {
-    if (n > hkv) {
-      throw new RangeError(`devices: ${n} devices but ${hkv} kv heads; every device needs at least one kv head (list at most ${hkv} devices)`);
-    }
-    sizes = devices.map((_, i) => Math.floor(hkv / n) + (i < hkv % n ? 1 : 0));
-  } else {
-    const list = readList(split, splitName, 'kv head counts');
-    if (list.length !== n) throw new RangeError(`${splitName} has ${list.length} entries for ${n} devices`);
-    sizes = list.map((x, i) => positiveInteger(x, `${splitName}[${i}]`));
-    const sum = sizes.reduce((a, b) => a + b, 0);
-    if (sum !== hkv) throw new RangeError(`${splitName} must add up to the kv heads (${hkv}), got ${sum}`);
-  }
-  const group = hq / hkv;
-  let at = 0;
-  return devices.map((device, index) => {
-    const kv = [at, at + sizes[index]] as const;
-    at += sizes[index];
-    return Object.freeze({ index, device, kvHeads: Object.freeze(kv), queryHeads: Object.freeze([kv[0] * group, kv[1] * group] as const) });
-  });
-}
-
-// --- host inputs --------------------------------------------------------------
-
-interface CheckedHost {
-  shape: Shape4;
-  dtype: DType;
-  layout: Layout;
-  data: TensorData | ((batch: number, head: number) => TensorData);
-}
-
-const HOST_FIELDS = ['shape', 'data', 'dtype', 'layout'];
-
-function isHostHeads(x: unknown): boolean {
-  return typeof x === 'object' && x !== null && !isArray(x) && !isTensor(x);
-}
-
-function checkHost(x: unknown, name: string): CheckedHost {
-  const o = checkOptionFields(x, HOST_FIELDS, 'host input', name);
-  const shape = readList(o.shape, `${name}.shape`, 'dims [batch, heads, n, d]');
-  if (shape.length !== 4) throw new RangeError(`${name}.shape must have rank 4 [batch, heads, n, d], got ${shape.length} dims`);
-  shape.forEach((s, i) => positiveInteger(s, `${name}.shape[${i}]`));
-  const dtype = (o.dtype ?? 'float32') as DType;
-  if (!['float32', 'float16', 'bfloat16'].includes(dtype)) throw new TypeError(`${name}.dtype must be float32, float16 or bfloat16, got ${show(o.dtype)}`);
-  const layout = (o.layout ?? 'bhnd') as Layout;
-  if (layout !== 'bhnd' && layout !== 'bnhd') throw new TypeError(`${name}.layout must be 'bhnd' or 'bnhd', got ${show(o.layout)}`);
-  const data = o.data;
-  if (typeof data !== 'function') {
-    checkData(data, dtype, count(shape as number[]), `${name}.data`, `shape ${showShape(shape as number[])}`);
-  }
-  return { shape: shape as unknown as Shape4, dtype, layout, data: data as CheckedHost['data'] };
-}
-
-function checkData(data: unknown, dtype: DType, n: number, name: string, what: string): asserts data is TensorData {
-  const want = dtype === 'float32' ? 'Float32Array' : 'Uint16Array';
-  if (typedArrayName(data) !== want) {
-    throw new TypeError(`${name} for ${dtype} must be a ${want}${dtype === 'float32' ? '' : ' of 16-bit patterns'} or a function (batch, head) => data, got ${typeName(data)}`);
-  }
-  const length = typedArrayLength(data as TensorData);
-  if (length !== n) throw new RangeError(`${name} has ${length} elements but ${what} needs ${n}`);
-}
-
-function alloc(dtype: DType, n: number): TensorData {
-  return dtype === 'float32' ? new Float32Array(n) : new Uint16Array(n);
-}
-
-/** The [n, d] rows of (batch b, head h) of a host input. */
-function headRows(x: CheckedHost, b: number, h: number, name: string): TensorData {
-  const [, H, n, d] = x.shape;
-  if (typeof x.data === 'function') {
-    let rows: unknown;
-    try {
-      rows = x.data(b, h);
-    } catch (e) {
-      throw prefixed(e, `${name}.data(${b}, ${h})`);
-    }
-    checkData(rows, x.dtype, n * d, `${name}.data(${b}, ${h}) returned data that`, `one head [${n}, ${d}]`);
-    return rows;
-  }
-  if (x.layout !== 'bhnd') throw new Error('headRows: bhnd data only'); // not reached: bnhd is copied row by row
-  return x.data.subarray(((b * H + h) * n) * d, ((b * H + h + 1) * n) * d);
-}
-
-/** Heads [h0, h1) of a host input as one array in its layout (a view when it can be). */
-function assemble(x: CheckedHost, h0: number, h1: number, name: string): TensorData {
-  const [B, H, n, d] = x.shape;
-  const hs = h1 - h0;
-  if (typeof x.data !== 'function' && x.layout === 'bhnd' && B === 1) return x.data.subarray(h0 * n * d, h1 * n * d);
-  const total = B * hs * n * d;
-  if (total > MAX_HOST_ELEMENTS) {
-    throw new RangeError(`${name}: heads [${h0}, ${h1}) in layout 'bnhd' hold ${total} elements, more than one typed array holds (${MAX_HOST_ELEMENTS}); use layout 'bhnd' or more devices`);
-  }
-  const out = alloc(x.dtype, total);
-  for (let b = 0; b < B; b++) {
-    for (let h = h0; h < h1; h++) {
-      if (x.layout === 'bhnd') {
-        out.set(headRows(x, b, h, name), ((b * hs + (h - h0)) * n) * d);
-        continue;
-      }
-      // bnhd: [b][n][h][d]
-      const src = typeof x.data === 'function' ? headRows(x, b, h, name) : null;
-      for (let r = 0; r < n; r++) {
-        const from = src ? src.subarray(r * d, (r + 1) * d) : (x.data as TensorData).subarray(((b * n + r) * H + h) * d, ((b * n + r) * H + h + 1) * d);
-        out.set(from, ((b * n + r) * hs + (h - h0)) * d);
-      }
-    }
-  }
-  return out;
-}
-
-/**
- * Uploads heads [h0, h1) of a host input to `device`. Layout 'bhnd': written
- * in place, batch entry by batch entry (a whole array) or head by head (a
- * function), with no host copy of the shard. Layout 'bnhd' interleaves the
- * heads in every row: the shard is assembled on the host first.
- */
-async function uploadHeads(x: CheckedHost, h0: number, h1: number, device: string, name: string): Promise<Tensor> {
-  const [B, H, n, d] = x.shape;
-  const hs = h1 - h0;
-  const shape: Shape4 = [B, hs, n, d];
-  const opts = { dtype: x.dtype, layout: x.layout, device: device as DeviceSpec };
-  if (x.layout !== 'bhnd' || (typeof x.data !== 'function' && B === 1)) return tensor(assemble(x, h0, h1, name), { shape, ...opts });
-  const t = empty(shape, opts);
-  try {
-    for (let b = 0; b < B; b++) {
-      if (typeof x.data !== 'function') {
-        await t.write(x.data.subarray((b * H + h0) * n * d, (b * H + h1) * n * d), b * hs * n * d);
-        continue;
-      }
-      for (let h = h0; h < h1; h++) await t.write(headRows(x, b, h, name), (b * hs + (h - h0)) * n * d);
-    }
-  } catch (e) {
-    t.dispose();
-    throw e;
-  }
-  return t;
-}
-
-function checkHostTriple(q: CheckedHost, k: CheckedHost, v: CheckedHost): void {
-  const [bq, hq, nq, dq] = q.shape;
-  const [bk, hk, nk, dk] = k.shape;
-  if (bq !== bk) throw new RangeError(`batch sizes differ: q has ${bq}, k has ${bk}`);
-  if (dq !== dk) throw new RangeError(`head_dim differs: q has ${dq}, k has ${dk}`);
-  if (hq % hk !== 0) throw new RangeError(`query heads (${hq}) must be a multiple of kv heads (${hk})`);
-  if (nq > nk) throw new RangeError(`query length (${nq}) must not exceed key length (${nk})`);
-  if (v.shape.some((x, i) => x !== k.shape[i])) {
-    throw new RangeError(`k and v must have the same shape: k is ${showShape(k.shape)}, v is ${showShape(v.shape)}`);
-  }
-  if (q.dtype !== k.dtype) throw new TypeError(`dtypes differ: q is ${q.dtype}, k is ${k.dtype}`);
-  if (q.dtype !== v.dtype) throw new TypeError(`dtypes differ: q is ${q.dtype}, v is ${v.dtype}`);
-}
-
-async function uploadChecked(q: CheckedHost, k: CheckedHost, v: CheckedHost, shards: readonly HeadShard[]): Promise<HeadShards> {
-  const made: Tensor[] = [];
-  const keep = async (p: Promise<Tensor>): Promise<Tensor> => {
-    const t = await p;
-    made.push(t);
-    return t;
-  };
-  const results = await Promise.allSettled(
-    shards.map(async (s) => {
-      const tq = await keep(uploadHeads(q, s.queryHeads[0], s.queryHeads[1], s.device, 'q'));
-      const tk = await keep(uploadHeads(k, s.kvHeads[0], s.kvHeads[1], s.device, 'k'));
-      const tv = await keep(uploadHeads(v, s.kvHeads[0], s.kvHeads[1], s.device, 'v'));
-      return [tq, tk, tv] as const;
-    }),
-  );
-  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-  if (failed) {
-    for (const t of made) t.dispose();
-    throw failed.reason;
-  }
-  const parts = results.map((r) => (r as PromiseFulfilledResult<readonly [Tensor, Tensor, Tensor]>).value);
-  return {
-    shards,
-    q: parts.map((p) => p[0]),
-    k: parts.map((p) => p[1]),
-    v: parts.map((p) => p[2]),
-    dispose(): void {
-      for (const p of parts) for (const t of p) t.dispose();
-    },
-  };
-}
-
-/**
- * Uploads host data by heads: device i gets q heads [a_i * G, b_i * G) and k/v
- * heads [a_i, b_i) (planHeadShards()). Keep the result to run several
- * prefills on the same shards; dispose() it when done.
- */
-export async function uploadHeadShards(q: HostHeads, k: HostHeads, v: HostHeads, opts: HeadShardOptions): Promise<HeadShards> {
-  const cq = checkHost(q, 'q');
-  const ck = checkHost(k, 'k');
-  const cv = checkHost(v, 'v');
-  checkHostTriple(cq, ck, cv);
-  const o = checkOptionFields(opts, ['devices', 'split'], 'head shard option');
-  if (o.devices === undefined) throw new TypeError('opts.devices is required: the devices to split the heads over');
-  const shards = plan(cq.shape[1], ck.shape[1], resolveDevices(o.devices, 'opts.devices'), o.split, 'opts.split');
-  return uploadChecked(cq, ck, cv, shards);
-}
-
-// --- tensor shards --------------------------------------------------------------
-
-/** Checks per-device tensors and derives the head ranges from their shapes. */
-function planFromTensors(q: Tensor[], k: Tensor[], v: Tensor[]): HeadShard[] {
-  const n = q.length;
-  if (k.length !== n || v.length !== n) {
-    throw new RangeError(`q, k and v must hold one tensor per device: got ${q.length}, ${k.length} and ${v.length}`);
-  }
-  const [b0, , nq0, d0] = q[0].shape;
-  const nk0 = k[0].shape[2];
-  const group = q[0].shape[1] / k[0].shape[1];
-  let at = 0;
-  return q.map((qi, i) => {
-    const ki = k[i];
-    const vi = v[i];
-    if (ki.device !== qi.device || vi.device !== qi.device) {
-      throw new Error(`q[${i}], k[${i}] and v[${i}] must be on one device (got ${qi.device}, ${ki.device} and ${vi.device})`);
-    }
-    if (qi.shape[0] !== b0 || qi.shape[2] !== nq0 || qi.shape[3] !== d0 || ki.shape[2] !== nk0) {
-      throw new RangeError(
-        `shard ${i} holds other tokens than shard 0 (q ${showShape(qi.shape)}, k ${showShape(ki.shape)} vs q ${showShape(q[0].shape)}, k ${showShape(k[0].shape)}): shards differ only in heads`,
-      );
-    }
-    if (qi.dtype !== q[0].dtype || qi.layout !== q[0].layout) {
-      throw new TypeError(`q[${i}] is ${qi.dtype} ${qi.layout}, q[0] is ${q[0].dtype} ${q[0].layout}: every shard has the same dtype and layout`);
-    }
-    const hk = ki.shape[1];
-    if (qi.shape[1] !== hk * group) {
-      throw new RangeError(
-        `q[${i}] has ${qi.shape[1]} heads for k[${i}]'s ${hk} kv heads; shard 0 has ${group} query heads per kv head, and every shard must have the same`,
-      );
-    }
-    const kv = [at, at + hk] as const;
-    at += hk;
-    return Object.freeze({ index: i, device: qi.device, kvHeads: Object.freeze(kv), queryHeads: Object.freeze([kv[0] * group, kv[1] * group] as const) });
-  });
-}
-
-function checkOuts(out: unknown, q: Tensor[]): Array<Tensor | undefined> {
-  if (out === undefined) return q.map(() => undefined);
-  const list = readList(out, 'run.out', 'Tensors (one per device)');
-  if (list.length !== q.length) throw new RangeError(`run.out has ${list.length} tensors for ${q.length} devices`);
-  return list.map((o, i) => {
-    const t = checkTensor(o, `run.out[${i}]`);
-    const qi = q[i];
-    if (t.shape.some((x, j) => x !== qi.shape[j]) || t.dtype !== qi.dtype || t.layout !== qi.layout || t.device !== qi.device) {
-      throw new RangeError(
-        `run.out[${i}] must match q[${i}]: ${showShape(qi.shape)} ${qi.dtype} ${qi.layout} on ${qi.device}, got ${showShape(t.shape)} ${t.dtype} ${t.layout} on ${t.device}`,
-      );
-    }
-    return t;
-  });
-}
-
-// --- prefillSharded --------------------------------------------------------------
-
 let warnedPool = false;
 
 /** GPU waits hold libuv worker threads: warn once when the pool is smaller than the GPU parts in flight. */
@@ -446,6 +81,112 @@ function warnThreadPool(devices: readonly string[]): void {
     `prefillSharded: ${gpus} GPUs but UV_THREADPOOL_SIZE is ${pool}: each device's call waits on a libuv worker thread, so at most ${pool} run at once. Start node with UV_THREADPOOL_SIZE=${gpus + 2} or more.`,
     'PrismWarning',
   );
+}
+
+/** The per-device inputs of a sharded prefill, and the uploads to free after it. */
+interface ShardInputs {
+  shards: HeadShard[];
+  q: Tensor[];
+  k: Tensor[];
+  v: Tensor[];
+  /** Host inputs: the uploaded shards (null for tensor shards). */
+  uploaded: HeadShards | null;
+  uploadMs: number;
+}
+
+/** The expected shape, dtype, layout and device of one device's output. */
+interface OutSpec {
+  shape: readonly number[];
+  dtype: string;
+  layout: string;
+  device: string;
+}
+
+function describe(t: OutSpec): string {
+  return `${showShape(t.shape)} ${t.dtype} ${t.layout} on ${t.device}`;
+}
+
+/** run.out, one tensor per device, each checked against `want[i]` (called `names[i]` in errors). */
+function checkOuts(out: unknown, want: readonly OutSpec[], names: readonly string[]): Array<Tensor | undefined> {
+  if (out === undefined) return want.map(() => undefined);
+  const list = readList(out, 'run.out', 'Tensors (one per device)');
+  if (list.length !== want.length) throw new RangeError(`run.out has ${list.length} tensors for ${want.length} devices`);
+  return list.map((o, i) => {
+    const t = checkTensor(o, `run.out[${i}]`);
+    const w = want[i];
+    if (t.shape.some((x, j) => x !== w.shape[j]) || t.dtype !== w.dtype || t.layout !== w.layout || t.device !== w.device) {
+      throw new RangeError(`run.out[${i}] must match ${names[i]}: ${describe(w)}, got ${describe(t)}`);
+    }
+    return t;
+  });
+}
+
+/** Per-device tensors: checked, their head ranges read off their shapes. */
+function tensorInputs(q: unknown, k: unknown, v: unknown, r: Record<string, unknown>, prefillOpts: Record<string, unknown>): ShardInputs {
+  const [qs, ks, vs] = ([[q, 'q'], [k, 'k'], [v, 'v']] as const).map(([x, name]) => readList(x, name, 'Tensors').map((t, i) => checkTensor(t, `${name}[${i}]`)));
+  if (qs.length === 0) throw new RangeError('q must hold one tensor per device, got an empty array');
+  const shards = planFromTensors(qs, ks, vs);
+  if (r.split !== undefined) throw new TypeError('run.split applies to host inputs; tensor shards carry their heads');
+  if (r.devices !== undefined) {
+    const devices = resolveDevices(r.devices, 'run.devices');
+    if (devices.length !== shards.length || devices.some((d, i) => d !== shards[i].device)) {
+      throw new Error(`run.devices (${devices.join(', ')}) do not match the tensors' devices (${shards.map((s) => s.device).join(', ')})`);
+    }
+  }
+  checkOptions(prefillOpts, qs[0].shape[3]);
+  return { shards, q: qs, k: ks, v: vs, uploaded: null, uploadMs: 0 };
+}
+
+/** Host inputs: checked (run.out against the shapes the uploads will have), then uploaded by heads. */
+async function hostInputs(q: unknown, k: unknown, v: unknown, r: Record<string, unknown>, prefillOpts: Record<string, unknown>): Promise<ShardInputs> {
+  const cq = checkHost(q, 'q');
+  const ck = checkHost(k, 'k');
+  const cv = checkHost(v, 'v');
+  checkQkvShapes(cq, ck, cv);
+  if (r.devices === undefined) throw new TypeError('run.devices is required with host inputs: the devices to split the heads over');
+  const shards = planShards(cq.shape[1], ck.shape[1], resolveDevices(r.devices, 'run.devices'), r.split, 'run.split');
+  checkOptions(prefillOpts, cq.shape[3]);
+  const [b, , n, d] = cq.shape;
+  checkOuts(
+    r.out,
+    shards.map((s) => ({ shape: [b, s.queryHeads[1] - s.queryHeads[0], n, d], dtype: cq.dtype, layout: cq.layout, device: s.device })),
+    shards.map((s) => `q heads [${s.queryHeads[0]}, ${s.queryHeads[1]})`),
+  );
+  const t0 = performance.now();
+  const uploaded = await uploadChecked(cq, ck, cv, shards);
+  return { shards, q: uploaded.q, k: uploaded.k, v: uploaded.v, uploaded, uploadMs: performance.now() - t0 };
+}
+
+/** One prefill() per device, all at once; on a failure the others' results are freed and the first error names its device. */
+async function runShards(x: ShardInputs, outs: Array<Tensor | undefined>, prefillOpts: PrefillOptions, returnMask: boolean, denseMask: boolean): Promise<ShardedPrefillResult> {
+  const { shards } = x;
+  warnThreadPool(shards.map((s) => s.device));
+  const t0 = performance.now();
+  const settled = await Promise.allSettled(
+    shards.map(async (s, i) => {
+      const start = performance.now();
+      const res = await prefill(x.q[i], x.k[i], x.v[i], prefillOpts, { ...(outs[i] ? { out: outs[i] } : {}), returnMask, denseMask });
+      return { res, wallMs: performance.now() - start };
+    }),
+  );
+  const wallMs = performance.now() - t0;
+  const failed = settled.findIndex((r) => r.status === 'rejected');
+  if (failed >= 0) {
+    settled.forEach((r, i) => {
+      if (r.status !== 'fulfilled') return;
+      const res = r.value.res;
+      if (!outs[i]) res.output.dispose();
+      res.mask?.dispose();
+      res.lse?.dispose();
+    });
+    const s = shards[failed];
+    throw prefixed((settled[failed] as PromiseRejectedResult).reason, `${s.device} (kv heads [${s.kvHeads[0]}, ${s.kvHeads[1]}))`);
+  }
+  const results: ShardResult[] = settled.map((r, i) => {
+    const { res, wallMs: ms } = (r as PromiseFulfilledResult<{ res: Awaited<ReturnType<typeof prefill>>; wallMs: number }>).value;
+    return { ...shards[i], output: res.output, mask: res.mask, ...(res.lse ? { lse: res.lse } : {}), stats: res.stats, wallMs: ms };
+  });
+  return new ShardedPrefillResult(results, outs.map((o) => o !== undefined), wallMs, x.uploadMs);
 }
 
 /**
@@ -474,93 +215,19 @@ export async function prefillSharded(
   for (const [key, value] of Object.entries(fields)) if (value !== undefined) prefillOpts[key] = value;
 
   const kinds = [q, k, v].map((x) => (isArray(x) ? 'tensors' : isHostHeads(x) ? 'host' : 'other'));
-  let qs: Tensor[];
-  let ks: Tensor[];
-  let vs: Tensor[];
-  let shards: HeadShard[];
-  let uploaded: HeadShards | null = null;
-  let uploadMs = 0;
-  if (kinds.every((x) => x === 'tensors')) {
-    qs = readList(q, 'q', 'Tensors').map((t, i) => checkTensor(t, `q[${i}]`));
-    ks = readList(k, 'k', 'Tensors').map((t, i) => checkTensor(t, `k[${i}]`));
-    vs = readList(v, 'v', 'Tensors').map((t, i) => checkTensor(t, `v[${i}]`));
-    if (qs.length === 0) throw new RangeError('q must hold one tensor per device, got an empty array');
-    shards = planFromTensors(qs, ks, vs);
-    if (r.split !== undefined) throw new TypeError('run.split applies to host inputs; tensor shards carry their heads');
-    if (r.devices !== undefined) {
-      const devices = resolveDevices(r.devices, 'run.devices');
-      if (devices.length !== shards.length || devices.some((d, i) => d !== shards[i].device)) {
-        throw new Error(`run.devices (${devices.join(', ')}) do not match the tensors' devices (${shards.map((s) => s.device).join(', ')})`);
-      }
-    }
-    checkOptions(prefillOpts, qs[0].shape[3]);
-  } else if (kinds.every((x) => x === 'host')) {
-    const cq = checkHost(q, 'q');
-    const ck = checkHost(k, 'k');
-    const cv = checkHost(v, 'v');
-    checkHostTriple(cq, ck, cv);
-    if (r.devices === undefined) throw new TypeError('run.devices is required with host inputs: the devices to split the heads over');
-    shards = plan(cq.shape[1], ck.shape[1], resolveDevices(r.devices, 'run.devices'), r.split, 'run.split');
-    checkOptions(prefillOpts, cq.shape[3]);
-    if (r.out !== undefined) {
-      // Checked against the shapes the uploads will have, before uploading.
-      const want = shards.map((s) => [cq.shape[0], s.queryHeads[1] - s.queryHeads[0], cq.shape[2], cq.shape[3]]);
-      const list = readList(r.out, 'run.out', 'Tensors (one per device)');
-      if (list.length !== shards.length) throw new RangeError(`run.out has ${list.length} tensors for ${shards.length} devices`);
-      list.forEach((o, i) => {
-        const t = checkTensor(o, `run.out[${i}]`);
-        if (t.shape.some((x, j) => x !== want[i][j]) || t.dtype !== cq.dtype || t.layout !== cq.layout || t.device !== shards[i].device) {
-          throw new RangeError(
-            `run.out[${i}] must be ${showShape(want[i])} ${cq.dtype} ${cq.layout} on ${shards[i].device}, got ${showShape(t.shape)} ${t.dtype} ${t.layout} on ${t.device}`,
-          );
-        }
-      });
-    }
-    const t0 = performance.now();
-    uploaded = await uploadChecked(cq, ck, cv, shards);
-    uploadMs = performance.now() - t0;
-    ({ q: qs, k: ks, v: vs } = uploaded);
-  } else {
+  let inputs: ShardInputs;
+  if (kinds.every((x) => x === 'tensors')) inputs = tensorInputs(q, k, v, r, prefillOpts);
+  else if (kinds.every((x) => x === 'host')) inputs = await hostInputs(q, k, v, r, prefillOpts);
+  else {
     throw new TypeError(
       `q, k and v must all be arrays of per-device Tensors or all host inputs { shape, data, dtype?, layout? }, got ${[q, k, v].map(typeName).join(', ')}`,
     );
   }
-
   try {
-    const outs = checkOuts(r.out, qs);
-    warnThreadPool(shards.map((s) => s.device));
-    const t0 = performance.now();
-    const settled = await Promise.allSettled(
-      shards.map(async (s, i) => {
-        const start = performance.now();
-        const res = await prefill(qs[i], ks[i], vs[i], prefillOpts as PrefillOptions, {
-          ...(outs[i] ? { out: outs[i] } : {}),
-          returnMask,
-          denseMask,
-        });
-        return { res, wallMs: performance.now() - start };
-      }),
-    );
-    const wallMs = performance.now() - t0;
-    const failed = settled.findIndex((x) => x.status === 'rejected');
-    if (failed >= 0) {
-      settled.forEach((x, i) => {
-        if (x.status !== 'fulfilled') return;
-        const res = x.value.res;
-        if (!outs[i]) res.output.dispose();
-        res.mask?.dispose();
-        res.lse?.dispose();
-      });
-      const s = shards[failed];
-      throw prefixed((settled[failed] as PromiseRejectedResult).reason, `${s.device} (kv heads [${s.kvHeads[0]}, ${s.kvHeads[1]}))`);
-    }
-    const results: ShardResult[] = settled.map((x, i) => {
-      const { res, wallMs: ms } = (x as PromiseFulfilledResult<{ res: Awaited<ReturnType<typeof prefill>>; wallMs: number }>).value;
-      return { ...shards[i], output: res.output, mask: res.mask, ...(res.lse ? { lse: res.lse } : {}), stats: res.stats, wallMs: ms };
-    });
-    return new ShardedPrefillResult(results, outs.map((o) => o !== undefined), wallMs, uploadMs);
+    const outs = checkOuts(r.out, inputs.q, inputs.q.map((_, i) => `q[${i}]`));
+    return await runShards(inputs, outs, prefillOpts as PrefillOptions, returnMask, denseMask);
   } finally {
-    uploaded?.dispose();
+    inputs.uploaded?.dispose();
   }
 }
 
@@ -640,82 +307,3 @@ export class ShardedPrefillResult {
   }
 }
 
-// --- gathering -------------------------------------------------------------------
-
-/** Copies one part's heads [h0, h0 + hs) into the whole array (both in `layout` order). */
-function place(src: TensorData, dst: TensorData, layout: Layout, B: number, H: number, h0: number, hs: number, n: number, d: number): void {
-  for (let b = 0; b < B; b++) {
-    if (layout === 'bhnd') {
-      dst.set(src.subarray(b * hs * n * d, (b + 1) * hs * n * d), (b * H + h0) * n * d);
-      continue;
-    }
-    for (let r = 0; r < n; r++) dst.set(src.subarray((b * n + r) * hs * d, ((b * n + r) * hs + hs) * d), ((b * n + r) * H + h0) * d);
-  }
-}
-
-/**
- * Concatenates per-device parts along the heads: parts [b, h_i, n, d] (same
- * batch, length, head_dim, dtype and layout, any devices) become one
- * [b, sum h_i, n, d], in part order. Without a target (or 'host') the result
- * is a host array in the parts' layout (at most 2^32 - 1 elements); with a
- * device spec, a new tensor there. Layout 'bhnd' goes to a device piece by
- * piece, whatever its size; 'bnhd' through one host array.
- */
-export function gatherHeads(parts: readonly Tensor[]): Promise<TensorData>;
-export function gatherHeads(parts: readonly Tensor[], target: 'host'): Promise<TensorData>;
-export function gatherHeads(parts: readonly Tensor[], target: DeviceSpec): Promise<Tensor>;
-export async function gatherHeads(parts: readonly Tensor[], target: 'host' | DeviceSpec = 'host'): Promise<TensorData | Tensor> {
-  const list = readList(parts, 'parts', 'Tensors').map((t, i) => checkTensor(t, `parts[${i}]`));
-  if (list.length === 0) throw new RangeError('parts must hold at least one tensor');
-  const first = list[0];
-  const [B, , n, d] = first.shape;
-  list.forEach((t, i) => {
-    if (t.shape[0] !== B || t.shape[2] !== n || t.shape[3] !== d || t.dtype !== first.dtype || t.layout !== first.layout) {
-      throw new RangeError(
-        `parts[${i}] is ${showShape(t.shape)} ${t.dtype} ${t.layout}, parts[0] is ${showShape(first.shape)} ${first.dtype} ${first.layout}: parts differ only in heads`,
-      );
-    }
-  });
-  if (typeof target !== 'string') throw new TypeError(`target must be 'host' or a device spec, got ${typeName(target)}`);
-  const H = list.reduce((a, t) => a + t.shape[1], 0);
-  const shape: Shape4 = [B, H, n, d];
-  const total = count(shape);
-  const toDevice = target !== 'host';
-  const device = toDevice ? deviceName(resolveDevice(target)) : 'host';
-  if (toDevice && first.layout === 'bhnd') {
-    // Each part's batch entry is one contiguous run in the part and in the result: copy it piece by piece.
-    const out = empty(shape, { dtype: first.dtype, layout: first.layout, device: device as DeviceSpec });
-    try {
-      let h0 = 0;
-      for (const t of list) {
-        const run = t.shape[1] * n * d;
-        for (let b = 0; b < B; b++) {
-          for (let at = 0; at < run; at += CHUNK) {
-            const len = Math.min(CHUNK, run - at);
-            await out.write(await t.read(b * run + at, len), (b * H + h0) * n * d + at);
-          }
-        }
-        h0 += t.shape[1];
-      }
-    } catch (e) {
-      out.dispose();
-      throw e;
-    }
-    return out;
-  }
-  if (total > MAX_HOST_ELEMENTS) {
-    throw new RangeError(
-      `gather: ${showShape(shape)} holds ${total} elements, more than one host array holds (${MAX_HOST_ELEMENTS}); ` +
-        (toDevice ? "layout 'bnhd' is gathered through the host" : 'gather to a device, or read the parts one by one'),
-    );
-  }
-  const out = alloc(first.dtype, total);
-  const hosts = await Promise.all(list.map((t) => t.toHost()));
-  let h0 = 0;
-  for (let i = 0; i < list.length; i++) {
-    place(hosts[i], out, first.layout, B, H, h0, list[i].shape[1], n, d);
-    h0 += list[i].shape[1];
-  }
-  if (!toDevice) return out;
-  return tensor(out, { shape, dtype: first.dtype, layout: first.layout, device: device as DeviceSpec });
-}

@@ -1,6 +1,6 @@
 // Tensors: logical [batch, heads, n, d] arrays on the CPU or a CUDA device,
 // in 'bhnd' or 'bnhd' memory layout, backed by the addon's native tensor.
-import { isArray, isInstance, isShared, ownKeys, readField, show, typeName, typedArrayLength, typedArrayName } from './args';
+import { isArray, isInstance, isMadeInstance, isShared, ownKeys, readField, show, typeName, typedArrayLength, typedArrayName } from './args';
 import { constants as bufferConstants } from 'buffer';
 import { fromBFloat16, fromFloat16 } from './dtype';
 import { cudaDevices, native, NativeDType, NativeTensor } from './native';
@@ -192,13 +192,32 @@ export function isNativeTensor(x: unknown): x is NativeTensor {
 
 /** True for a Tensor made by this module (not one forged from Tensor.prototype): it holds a native handle. */
 export function isTensor(x: unknown): x is Tensor {
-  if (!isInstance(x, Tensor)) return false;
-  try {
-    const d = Object.getOwnPropertyDescriptor(x, 'native');
-    return d !== undefined && 'value' in d && isNativeTensor(d.value);
-  } catch {
-    return false;
+  return isMadeInstance(x, Tensor, 'native', isNativeTensor);
+}
+
+/**
+ * Q [b, Hq, Nq, d] against K [b, Hkv, Nk, d] (and V like K): batch, head_dim,
+ * GQA group, lengths and dtypes that fit together (RangeError / TypeError).
+ */
+export function checkQkvShapes(q: ShapedData, k: ShapedData, v?: ShapedData): void {
+  const [bq, hq, nq, dq] = q.shape;
+  const [bk, hk, nk, dk] = k.shape;
+  if (bq !== bk) throw new RangeError(`batch sizes differ: q has ${bq}, k has ${bk}`);
+  if (dq !== dk) throw new RangeError(`head_dim differs: q has ${dq}, k has ${dk}`);
+  if (hq % hk !== 0) throw new RangeError(`query heads (${hq}) must be a multiple of kv heads (${hk})`);
+  if (nq > nk) throw new RangeError(`query length (${nq}) must not exceed key length (${nk})`);
+  if (q.dtype !== k.dtype) throw new TypeError(`dtypes differ: q is ${q.dtype}, k is ${k.dtype}`);
+  if (!v) return;
+  if (v.shape.some((x, i) => x !== k.shape[i])) {
+    throw new RangeError(`k and v must have the same shape: k is [${k.shape.join(', ')}], v is [${v.shape.join(', ')}]`);
   }
+  if (v.dtype !== q.dtype) throw new TypeError(`dtypes differ: q is ${q.dtype}, v is ${v.dtype}`);
+}
+
+/** What checkQkvShapes() reads of a tensor or a host input. */
+export interface ShapedData {
+  shape: readonly number[];
+  dtype: DType;
 }
 
 /** `t` (the argument `name`) as a live Tensor: TypeError for anything else, Error once disposed. */

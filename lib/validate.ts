@@ -118,26 +118,23 @@ export function maskAgreement(ref: RefEstimate, got: HostBlockMask, threshold = 
 
 /** Reorder logical [b, h, n, d] data stored 'bhnd' into 'bnhd' memory order. */
 export function bhndToBnhd<T extends Float32Array | Float64Array | Uint16Array>(x: T, b: number, h: number, n: number, d: number): T {
-  const out = new (x.constructor as { new (n: number): T })(x.length);
-  for (let bi = 0; bi < b; bi++)
-    for (let hi = 0; hi < h; hi++)
-      for (let ni = 0; ni < n; ni++) {
-        const src = ((bi * h + hi) * n + ni) * d;
-        const dst = ((bi * n + ni) * h + hi) * d;
-        for (let c = 0; c < d; c++) out[dst + c] = x[src + c];
-      }
-  return out;
+  return relayout(x, b, h, n, d, true);
 }
 
 /** Inverse of bhndToBnhd. */
 export function bnhdToBhnd<T extends Float32Array | Float64Array | Uint16Array>(x: T, b: number, h: number, n: number, d: number): T {
+  return relayout(x, b, h, n, d, false);
+}
+
+/** Copies every row of d values between 'bhnd' and 'bnhd' order (toBnhd: from bhnd to bnhd). */
+function relayout<T extends Float32Array | Float64Array | Uint16Array>(x: T, b: number, h: number, n: number, d: number, toBnhd: boolean): T {
   const out = new (x.constructor as { new (n: number): T })(x.length);
   for (let bi = 0; bi < b; bi++)
     for (let hi = 0; hi < h; hi++)
       for (let ni = 0; ni < n; ni++) {
-        const dst = ((bi * h + hi) * n + ni) * d;
-        const src = ((bi * n + ni) * h + hi) * d;
-        for (let c = 0; c < d; c++) out[dst + c] = x[src + c];
+        const bhnd = ((bi * h + hi) * n + ni) * d;
+        const bnhd = ((bi * n + ni) * h + hi) * d;
+        out.set(x.subarray(toBnhd ? bhnd : bnhd, (toBnhd ? bhnd : bnhd) + d), toBnhd ? bnhd : bhnd);
       }
   return out;
 }

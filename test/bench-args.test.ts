@@ -7,9 +7,9 @@ import {
   formatSize,
   parseArgs,
   parseSize,
-  resolveConfig,
   usage,
 } from '../bench/args';
+import { resolveConfig } from '../bench/config';
 
 function usageError(argv: string[], backend: 'cuda' | 'cpu' = 'cpu'): UsageError {
   try {

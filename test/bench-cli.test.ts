@@ -27,6 +27,13 @@ function run(args: string[]): { code: number | null; stdout: string; stderr: str
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
+/** Runs prism-bench with `args`, which write the JSON report to `json`; throws on a failed run. */
+function runReport(args: string[], json: string): { stdout: string; stderr: string; report: BenchReport } {
+  const r = run(args);
+  if (r.code !== 0) throw new Error(`prism-bench failed (${r.code}):\n${r.stdout}\n${r.stderr}`);
+  return { stdout: r.stdout, stderr: r.stderr, report: JSON.parse(fs.readFileSync(json, 'utf8')) as BenchReport };
+}
+
 /** A tag-balance check: every opened element is closed in order (XML-ish well-formedness). */
 function checkXml(text: string): void {
   expect(text.startsWith('<?xml')).toBe(true);
@@ -90,11 +97,7 @@ describe('runs on the CPU', () => {
   const svg = () => path.join(dir, 'out', 'bench.svg');
 
   beforeAll(() => {
-    const r = run([...TINY, '--seq', '256,512', '--json', json(), '--svg', svg()]);
-    stdout = r.stdout;
-    stderr = r.stderr;
-    if (r.code !== 0) throw new Error(`prism-bench failed (${r.code}):\n${r.stdout}\n${r.stderr}`);
-    report = JSON.parse(fs.readFileSync(json(), 'utf8')) as BenchReport;
+    ({ stdout, stderr, report } = runReport([...TINY, '--seq', '256,512', '--json', json(), '--svg', svg()], json()));
   });
 
   test('table on stdout, nothing on a non-terminal stderr', () => {
@@ -161,11 +164,8 @@ describe('several devices: --devices cpu,cpu', () => {
   const svg = () => path.join(dir, 'sharded.svg');
 
   beforeAll(() => {
-    const r = run(['--backend', 'cpu', '--heads', '4', '--kv-heads', '2', '--head-dim', '64', '--block', '64', '--iters', '2', '--warmup', '0',
-      '--recall-rows', '8', '--seq', '256,384', '--devices', 'cpu,cpu', '--json', json(), '--svg', svg()]);
-    stdout = r.stdout;
-    if (r.code !== 0) throw new Error(`prism-bench failed (${r.code}):\n${r.stdout}\n${r.stderr}`);
-    report = JSON.parse(fs.readFileSync(json(), 'utf8')) as BenchReport;
+    ({ stdout, report } = runReport(['--backend', 'cpu', '--heads', '4', '--kv-heads', '2', '--head-dim', '64', '--block', '64', '--iters', '2', '--warmup', '0',
+      '--recall-rows', '8', '--seq', '256,384', '--devices', 'cpu,cpu', '--json', json(), '--svg', svg()], json()));
   });
 
   test('JSON: the sharded prefill per length, identical to one device', () => {
@@ -219,10 +219,7 @@ describe('--tau-sweep', () => {
   const svg = () => path.join(dir, 'sweep.svg');
 
   beforeAll(() => {
-    const r = run([...TINY, '--seq', '512,768', '--tau-sweep', '0.8,0.95', '--json', json(), '--svg', svg()]);
-    stdout = r.stdout;
-    if (r.code !== 0) throw new Error(`prism-bench failed (${r.code}):\n${r.stdout}\n${r.stderr}`);
-    report = JSON.parse(fs.readFileSync(json(), 'utf8')) as BenchReport;
+    ({ stdout, report } = runReport([...TINY, '--seq', '512,768', '--tau-sweep', '0.8,0.95', '--json', json(), '--svg', svg()], json()));
   });
 
   test('JSON: every (tau, method) point with recall, density and speedup over dense', () => {

@@ -2,19 +2,12 @@
 // dense attention, over odd lengths, Nq < Nk, GQA, head dims, dtypes, memory and
 // rope layouts, selection modes and block sizes.
 
-import { info } from '../lib/native';
+import { whenNative } from './helpers/gpu';
 import { runCase, validate, type ValidationCase, TOLERANCES } from '../lib/validate';
 import type { DType, EstimateOptions } from '../lib/types';
 import type { Sweep } from './helpers/sweep';
 
-let loadError: string | null = null;
-try {
-  info();
-} catch (e) {
-  loadError = (e as Error).message;
-}
-const describeNative = loadError === null ? describe : describe.skip;
-if (loadError !== null) console.warn(`CPU backend tests skipped: native addon not loadable: ${loadError}`);
+const describeNative = whenNative(describe, 'CPU backend tests');
 
 
 const cases: Sweep[] = [];

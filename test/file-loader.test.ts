@@ -91,6 +91,19 @@ const v32 = ramp(B * HKV * N * D, 3);
 
 // --- .npy ----------------------------------------------------------------------
 
+/** Writes `bytes` to `name` in the test folder and reads it with `read`, which must throw a FileFormatError. */
+function formatErrorOf(name: string, bytes: Buffer | Uint8Array, read: (file: string) => unknown): { file: string; error: FileFormatError } {
+  const file = path.join(dir, name);
+  fs.writeFileSync(file, bytes);
+  try {
+    read(file);
+  } catch (e) {
+    expect(e).toBeInstanceOf(FileFormatError);
+    return { file, error: e as FileFormatError };
+  }
+  throw new Error('expected an error');
+}
+
 describe('.npy', () => {
   test.each([1, 2, 3] as const)('float32, header version %i, 4-D round trip', (version) => {
     const files: [string, string, string] = [
@@ -174,16 +187,9 @@ describe('.npy errors', () => {
   const good = () => npyBytes('<f4', [1, 2, 4, 2], bytesOf(ramp(16, 0)));
 
   function errorOf(name: string, bytes: Buffer | Uint8Array): FileFormatError {
-    const f = path.join(dir, name);
-    fs.writeFileSync(f, bytes);
-    try {
-      readNpy(f);
-    } catch (e) {
-      expect(e).toBeInstanceOf(FileFormatError);
-      expect((e as Error).message.startsWith(f)).toBe(true);
-      return e as FileFormatError;
-    }
-    throw new Error('expected an error');
+    const { file, error } = formatErrorOf(name, bytes, readNpy);
+    expect(error.message.startsWith(file)).toBe(true);
+    return error;
   }
 
   test('bad magic', () => {
@@ -288,15 +294,7 @@ describe('.safetensors', () => {
   });
 
   function errorOf(name: string, bytes: Buffer): string {
-    const f = path.join(dir, name);
-    fs.writeFileSync(f, bytes);
-    try {
-      loadSafetensorsQkv(f);
-    } catch (e) {
-      expect(e).toBeInstanceOf(FileFormatError);
-      return (e as Error).message;
-    }
-    throw new Error('expected an error');
+    return formatErrorOf(name, bytes, loadSafetensorsQkv).error.message;
   }
 
   const good = () =>

@@ -1,18 +1,11 @@
 import { createHash } from 'crypto';
 import { structuredWorkload, randomWorkload, assignHeadKinds, structuredGenerator, structuredHead, StructuredGenerator } from '../lib/workloads/index';
 import { toBFloat16, toFloat16 } from '../lib/dtype';
-import { info } from '../lib/native';
+import { whenNative } from './helpers/gpu';
 import { tensor } from '../lib/tensor';
 import { estimate, massRecall } from '../lib/ops';
 
-let loadError: string | null = null;
-try {
-  info();
-} catch (e) {
-  loadError = (e as Error).message;
-}
-const testNative = loadError === null ? test : test.skip;
-if (loadError !== null) console.warn(`workload selection tests skipped: native addon not loadable: ${loadError}`);
+const testNative = whenNative(test, 'workload selection tests');
 
 const same = (a: ArrayLike<number>, b: ArrayLike<number>): boolean => {
   if (a.length !== b.length) return false;

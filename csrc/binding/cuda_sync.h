@@ -66,5 +66,17 @@ class PinnedValue {
 // Same, but for use on error paths: never throws.
 void drain_stream_quietly(cudaStream_t stream) noexcept;
 
+// Runs body(); if it throws, waits for `stream` quietly first (what was
+// enqueued must not outlive the buffers it uses), then rethrows.
+template <class Body>
+void drain_on_error(cudaStream_t stream, Body&& body) {
+  try {
+    body();
+  } catch (...) {
+    drain_stream_quietly(stream);
+    throw;
+  }
+}
+
 }  // namespace prism::binding
 #endif

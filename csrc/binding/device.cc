@@ -59,10 +59,7 @@ std::vector<std::unique_ptr<DeviceContext>>* contexts =
 DeviceContext& device_context(int device) {
   require_device(device);
   std::lock_guard<std::mutex> lock(contexts_mutex);
-  if (contexts->size() <= static_cast<size_t>(device)) contexts->resize(device + 1);
-  auto& slot = (*contexts)[device];
-  if (!slot) slot = std::make_unique<DeviceContext>(device);
-  return *slot;
+  return per_device_slot(*contexts, device);
 }
 
 bool device_context_created(int device) {
@@ -72,6 +69,11 @@ bool device_context_created(int device) {
 }
 
 void use_device(int device) { check_cuda(cudaSetDevice(device), "cudaSetDevice"); }
+
+cudaStream_t use_device_stream(int device) {
+  use_device(device);
+  return device_context(device).stream();
+}
 
 #else
 

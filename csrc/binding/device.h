@@ -2,7 +2,9 @@
 // per device, created on first use). Compiles to a CPU-only stub when the
 // addon is built without CUDA.
 #pragma once
+#include <memory>
 #include <string>
+#include <vector>
 #if PRISM_WITH_CUDA
 #include <cuda_runtime.h>
 #endif
@@ -67,6 +69,19 @@ bool device_context_created(int device);
 
 // cudaSetDevice, checked. Worker threads call it before any other CUDA call.
 void use_device(int device);
+
+// use_device(device), then the device's own stream.
+cudaStream_t use_device_stream(int device);
 #endif
+
+// Entry `device` of a per-device list that is never freed, made as T(device)
+// on first use. The caller holds the list's lock.
+template <class T>
+T& per_device_slot(std::vector<std::unique_ptr<T>>& slots, int device) {
+  if (slots.size() <= static_cast<size_t>(device)) slots.resize(device + 1);
+  auto& slot = slots[device];
+  if (!slot) slot = std::make_unique<T>(device);
+  return *slot;
+}
 
 }  // namespace prism::binding

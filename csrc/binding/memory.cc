@@ -164,10 +164,7 @@ WorkspacePool& workspace_pool(int device) {
   static auto* pools = new std::vector<std::unique_ptr<WorkspacePool>>();  // never freed
   require_device(device);
   std::lock_guard<std::mutex> lock(mutex);
-  if (pools->size() <= static_cast<size_t>(device)) pools->resize(device + 1);
-  auto& slot = (*pools)[device];
-  if (!slot) slot = std::make_unique<WorkspacePool>(device);
-  return *slot;
+  return per_device_slot(*pools, device);
 }
 
 #endif

@@ -23,8 +23,7 @@ class ReleaseCachedWorker : public PromiseWorker {
 #if PRISM_WITH_CUDA
     // A device the package never used has nothing cached (and no context to create).
     if (device_ == kCpuDevice || !device_context_created(device_)) return;
-    use_device(device_);
-    cudaStream_t stream = device_context(device_).stream();
+    cudaStream_t stream = use_device_stream(device_);
     freed_ = workspace_pool(device_).release_idle(stream);
     wait_for_stream(stream, "releaseCachedMemory");
     // Tensors are freed into the device's stream-ordered pool; hand that back too.

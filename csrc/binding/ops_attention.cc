@@ -23,26 +23,20 @@ TensorWrap* read_lse_out(Napi::Env env, Napi::Value params, const QkvView& q) {
 Napi::Value attention(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return js_guard(env, [&]() -> Napi::Value {
-    TensorWrap& qt = TensorWrap::unwrap(env, arg(info, 0), "q");
-    TensorWrap& kt = TensorWrap::unwrap(env, arg(info, 1), "k");
-    TensorWrap& vt = TensorWrap::unwrap(env, arg(info, 2), "v");
-    TensorWrap& ot = TensorWrap::unwrap(env, arg(info, 3), "out");
-    QkvView q = input_view(qt, "q");
-    QkvView k = input_view(kt, "k");
-    QkvView v = input_view(vt, "v");
-    OutView o = output_view(ot, "out");
-    check_attention_views(q, k, v, o);
+    const AttentionArgs in = read_attention_args(info);
+    const QkvView q = in.q, k = in.k, v = in.v;
+    OutView o = in.o;
     AttentionParams p = read_attention_params(arg(info, 5));
     BlockListArgs list = read_block_list(env, arg(info, 4), q, k, p.block);
     TensorWrap* lse = read_lse_out(env, arg(info, 5), q);
 
     OpCall call;
     call.name = "attention";
-    call.device = common_device({&qt, &kt, &vt, &ot, lse});
-    for (const TensorWrap* t : list.tensors) common_device({&qt, t});
+    call.device = common_device({&in.qt, &in.kt, &in.vt, &in.ot, lse});
+    for (const TensorWrap* t : list.tensors) common_device({&in.qt, t});
     call.timing = read_timing(arg(info, 6));
     call.stream = read_stream(arg(info, 7), call.device);
-    call.keep_alive = {qt.storage(), kt.storage(), vt.storage(), ot.storage()};
+    call.keep_alive = {in.qt.storage(), in.kt.storage(), in.vt.storage(), in.ot.storage()};
     if (lse != nullptr) {
       call.keep_alive.push_back(lse->storage());
       o.lse = static_cast<float*>(lse->storage()->data());

@@ -128,17 +128,15 @@ class EstimateWorker : public PromiseWorker {
 Napi::Value estimate(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return js_guard(env, [&]() -> Napi::Value {
-    TensorWrap& qt = TensorWrap::unwrap(env, arg(info, 0), "q");
-    TensorWrap& kt = TensorWrap::unwrap(env, arg(info, 1), "k");
-    QkvView q = input_view(qt, "q");
-    QkvView k = input_view(kt, "k");
-    check_query_key(q, k);
-    if (q.d % 2 != 0) throw_range("head_dim must be even (RoPE pairs), got " + std::to_string(q.d));
+    const QueryKeyArgs in = read_query_key(info);
+    const QkvView& q = in.q;
+    const QkvView& k = in.k;
+    check_rope_head_dim(q.d);
     EstimateParams p = read_estimate_params(arg(info, 2), q.d);
     SelectionOut s = read_selection_out(env, arg(info, 3), q, k, p.block);
-    const int device = common_device({&qt, &kt, s.counts, s.row_ptr, s.temps, s.mask});
+    const int device = common_device({&in.qt, &in.kt, s.counts, s.row_ptr, s.temps, s.mask});
     const uint64_t stream = read_stream(arg(info, 5), device);
-    std::vector<std::shared_ptr<Storage>> keep = {qt.storage(), kt.storage()};
+    std::vector<std::shared_ptr<Storage>> keep = {in.qt.storage(), in.kt.storage()};
     s.keep_alive(keep);
     return (new EstimateWorker(env, device, q, k, p, s.outputs(), s.row_ptr_data(),
                                SelectionGeometry(q, k, p.block), read_timing(arg(info, 4)), stream,

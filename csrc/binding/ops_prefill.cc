@@ -227,29 +227,25 @@ class PrefillWorker : public PromiseWorker {
 Napi::Value prefill(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return js_guard(env, [&]() -> Napi::Value {
-    TensorWrap& qt = TensorWrap::unwrap(env, arg(info, 0), "q");
-    TensorWrap& kt = TensorWrap::unwrap(env, arg(info, 1), "k");
-    TensorWrap& vt = TensorWrap::unwrap(env, arg(info, 2), "v");
-    TensorWrap& ot = TensorWrap::unwrap(env, arg(info, 3), "out");
+    const AttentionArgs in = read_attention_args(info);
+    TensorWrap& qt = in.qt;
     PrefillArgs a;
-    a.q = input_view(qt, "q");
-    a.k = input_view(kt, "k");
-    a.v = input_view(vt, "v");
-    a.o = output_view(ot, "out");
-    check_attention_views(a.q, a.k, a.v, a.o);
-    if (a.q.d % 2 != 0)
-      throw_range("head_dim must be even (RoPE pairs), got " + std::to_string(a.q.d));
+    a.q = in.q;
+    a.k = in.k;
+    a.v = in.v;
+    a.o = in.o;
+    check_rope_head_dim(a.q.d);
     a.ep = read_estimate_params(arg(info, 4), a.q.d);
     a.ap = read_attention_params(arg(info, 5));
     if (a.ap.block != a.ep.block) throw_range("attention block must equal the estimation block");
     TensorWrap* lse = read_lse_out(env, arg(info, 5), a.q);
-    std::vector<std::shared_ptr<Storage>> keep = {qt.storage(), kt.storage(), vt.storage(),
-                                                  ot.storage()};
+    std::vector<std::shared_ptr<Storage>> keep = {qt.storage(), in.kt.storage(), in.vt.storage(),
+                                                  in.ot.storage()};
     if (lse) {
       keep.push_back(lse->storage());
       a.o.lse = static_cast<float*>(lse->storage()->data());
     }
-    a.device = common_device({&qt, &kt, &vt, &ot, lse});
+    a.device = common_device({&qt, &in.kt, &in.vt, &in.ot, lse});
     a.stream = read_stream(arg(info, 7), a.device);
     Napi::Value out = arg(info, 6);
     if (!out.IsUndefined() && !out.IsNull()) {

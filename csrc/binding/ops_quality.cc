@@ -44,9 +44,8 @@ class MassRecallWorker : public PromiseWorker {
       return;
     }
 #if PRISM_WITH_CUDA
-    use_device(device_);
-    cudaStream_t s = device_context(device_).stream();
-    try {
+    cudaStream_t s = use_device_stream(device_);
+    drain_on_error(s, [&] {
       StreamBuffer rows(rows_.size() * sizeof(int64_t), s),
           recall(recall_.size() * sizeof(float), s);
       check_cuda(cudaMemcpyAsync(rows.get(), rows_.data(), rows_.size() * sizeof(int64_t),
@@ -60,10 +59,7 @@ class MassRecallWorker : public PromiseWorker {
                                  cudaMemcpyDeviceToHost, s),
                  "cudaMemcpyAsync (recall)");
       wait_for_stream(s, "massRecall");
-    } catch (...) {
-      drain_stream_quietly(s);
-      throw;
-    }
+    });
 #endif
   }
 
@@ -96,9 +92,8 @@ class DiffNormsWorker : public PromiseWorker {
       return;
     }
 #if PRISM_WITH_CUDA
-    use_device(device_);
-    cudaStream_t s = device_context(device_).stream();
-    try {
+    cudaStream_t s = use_device_stream(device_);
+    drain_on_error(s, [&] {
       StreamBuffer out(2 * sizeof(double), s);
       StreamBuffer ws(prism::cuda::diff_norms_workspace_bytes(a_, b_), s);
       check_cuda(prism::cuda::diff_norms(a_, b_, static_cast<double*>(out.get()), ws.get(), s),
@@ -106,10 +101,7 @@ class DiffNormsWorker : public PromiseWorker {
       check_cuda(cudaMemcpyAsync(norms_, out.get(), sizeof norms_, cudaMemcpyDeviceToHost, s),
                  "cudaMemcpyAsync (norms)");
       wait_for_stream(s, "diffNorms");
-    } catch (...) {
-      drain_stream_quietly(s);
-      throw;
-    }
+    });
 #endif
   }
 
@@ -149,17 +141,15 @@ std::vector<int64_t> read_rows(Napi::Value v, const QkvView& q) {
 Napi::Value mass_recall(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return js_guard(env, [&]() -> Napi::Value {
-    TensorWrap& qt = TensorWrap::unwrap(env, arg(info, 0), "q");
-    TensorWrap& kt = TensorWrap::unwrap(env, arg(info, 1), "k");
-    QkvView q = input_view(qt, "q");
-    QkvView k = input_view(kt, "k");
-    check_query_key(q, k);
+    const QueryKeyArgs in = read_query_key(info);
+    const QkvView& q = in.q;
+    const QkvView& k = in.k;
     AttentionParams p = read_attention_params(arg(info, 3));
     BlockListArgs list = read_block_list(env, arg(info, 2), q, k, p.block);
-    int device = common_device({&qt, &kt});
-    for (const TensorWrap* t : list.tensors) common_device({&qt, t});
+    int device = common_device({&in.qt, &in.kt});
+    for (const TensorWrap* t : list.tensors) common_device({&in.qt, t});
     std::vector<int64_t> rows = read_rows(arg(info, 4), q);
-    std::vector<std::shared_ptr<Storage>> keep = {qt.storage(), kt.storage()};
+    std::vector<std::shared_ptr<Storage>> keep = {in.qt.storage(), in.kt.storage()};
     for (auto& s : list.storages) keep.push_back(s);
     return (new MassRecallWorker(env, device, q, k, list.list, p, std::move(rows), std::move(keep)))
         ->start();

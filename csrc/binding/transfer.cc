@@ -15,34 +15,32 @@
 
 namespace prism::binding {
 
-void copy_host_to_storage(const Storage& dst, size_t offset, const void* src, size_t bytes) {
-  char* to = static_cast<char*>(dst.data()) + offset;
-  if (dst.device() == kCpuDevice) {
-    std::memcpy(to, src, bytes);
+namespace {
+
+// A blocking copy between host memory and the memory of `device` (a memcpy on
+// the CPU), on the device's own stream.
+void copy_blocking(int device, void* to, const void* from, size_t bytes, bool upload) {
+  if (device == kCpuDevice) {
+    std::memcpy(to, from, bytes);
     return;
   }
 #if PRISM_WITH_CUDA
-  use_device(dst.device());
-  cudaStream_t stream = device_context(dst.device()).stream();
-  check_cuda(cudaMemcpyAsync(to, src, bytes, cudaMemcpyHostToDevice, stream),
-             "cudaMemcpyAsync (upload)");
-  wait_for_stream(stream, "upload");
+  cudaStream_t stream = use_device_stream(device);
+  check_cuda(cudaMemcpyAsync(to, from, bytes,
+                             upload ? cudaMemcpyHostToDevice : cudaMemcpyDeviceToHost, stream),
+             upload ? "cudaMemcpyAsync (upload)" : "cudaMemcpyAsync (toHost)");
+  wait_for_stream(stream, upload ? "upload" : "toHost");
 #endif
 }
 
+}  // namespace
+
+void copy_host_to_storage(const Storage& dst, size_t offset, const void* src, size_t bytes) {
+  copy_blocking(dst.device(), static_cast<char*>(dst.data()) + offset, src, bytes, true);
+}
+
 void copy_storage_to_host(void* dst, const Storage& src, size_t offset, size_t bytes) {
-  const char* from = static_cast<const char*>(src.data()) + offset;
-  if (src.device() == kCpuDevice) {
-    std::memcpy(dst, from, bytes);
-    return;
-  }
-#if PRISM_WITH_CUDA
-  use_device(src.device());
-  cudaStream_t stream = device_context(src.device()).stream();
-  check_cuda(cudaMemcpyAsync(dst, from, bytes, cudaMemcpyDeviceToHost, stream),
-             "cudaMemcpyAsync (toHost)");
-  wait_for_stream(stream, "toHost");
-#endif
+  copy_blocking(src.device(), dst, static_cast<const char*>(src.data()) + offset, bytes, false);
 }
 
 namespace {

@@ -99,4 +99,35 @@ void check_plain(const TensorWrap& t, DType dtype, std::initializer_list<int64_t
   if (t.layout() != Layout::BHND) throw_range(std::string(what) + " must use the default layout");
 }
 
+void check_rope_head_dim(int64_t d) {
+  if (d % 2 != 0) throw_range("head_dim must be even (RoPE pairs), got " + std::to_string(d));
+}
+
+QueryKeyArgs read_query_key(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  TensorWrap& qt = TensorWrap::unwrap(env, arg(info, 0), "q");
+  TensorWrap& kt = TensorWrap::unwrap(env, arg(info, 1), "k");
+  QueryKeyArgs a{qt, kt, input_view(qt, "q"), input_view(kt, "k")};
+  check_query_key(a.q, a.k);
+  return a;
+}
+
+AttentionArgs read_attention_args(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  TensorWrap& qt = TensorWrap::unwrap(env, arg(info, 0), "q");
+  TensorWrap& kt = TensorWrap::unwrap(env, arg(info, 1), "k");
+  TensorWrap& vt = TensorWrap::unwrap(env, arg(info, 2), "v");
+  TensorWrap& ot = TensorWrap::unwrap(env, arg(info, 3), "out");
+  AttentionArgs a{qt,
+                  kt,
+                  vt,
+                  ot,
+                  input_view(qt, "q"),
+                  input_view(kt, "k"),
+                  input_view(vt, "v"),
+                  output_view(ot, "out")};
+  check_attention_views(a.q, a.k, a.v, a.o);
+  return a;
+}
+
 }  // namespace prism::binding

@@ -31,4 +31,28 @@ void check_plain(const TensorWrap& t, DType dtype, std::initializer_list<int64_t
 
 std::string shape_text(const std::vector<int64_t>& shape);
 
+// head_dim must be even: estimation pools RoPE pairs.
+void check_rope_head_dim(int64_t d);
+
+// Arguments 0 and 1 of a call as q and k: their tensors and input views,
+// checked together (check_query_key).
+struct QueryKeyArgs {
+  TensorWrap& qt;
+  TensorWrap& kt;
+  QkvView q, k;
+};
+QueryKeyArgs read_query_key(const Napi::CallbackInfo& info);
+
+// Arguments 0 to 3 of an attention call as q, k, v and out, checked together
+// (check_attention_views).
+struct AttentionArgs {
+  TensorWrap& qt;
+  TensorWrap& kt;
+  TensorWrap& vt;
+  TensorWrap& ot;
+  QkvView q, k, v;
+  OutView o;
+};
+AttentionArgs read_attention_args(const Napi::CallbackInfo& info);
+
 }  // namespace prism::binding

@@ -1,18 +1,10 @@
 // Synthetic Q/K/V workloads for tests, validation and benchmarks.
 
 import type { DType, Layout } from '../types';
+import type { RefDims } from '../reference';
 
-/** Shape of a generated problem (token counts, not blocks). */
-export interface WorkloadShape {
-  batch: number;
-  hq: number;
-  hkv: number;
-  /** query tokens (the last nq positions of the sequence) */
-  nq: number;
-  /** key/value tokens */
-  nk: number;
-  d: number;
-}
+/** Shape of a generated problem (token counts, not blocks): the reference's RefDims. */
+export type WorkloadShape = RefDims;
 
 /**
  * A generated workload. q is [batch, hq, nq, d], k and v are [batch, hkv, nk, d],

@@ -74,224 +74,26 @@
 // Likewise a slash diagonal that straddles two key blocks: rows whose diagonal
 // falls in the block with the smaller pooled share may lose it.
 //
-// Speed: tight loops over typed arrays, cos/sin tables, a one-draw approximate
-// normal (Rng.fastNormal); float16/bfloat16 output is written directly as bits.
+// Speed: tight loops over typed arrays (structured-rows.ts), cos/sin tables, a
+// one-draw approximate normal (Rng.fastNormal); float16/bfloat16 output is
+// written directly as bits. The options, their defaults and the head kinds:
+// structured-options.ts.
 
-import type { DType, RopeLayout } from '../types';
+import type { DType } from '../types';
 import { Rng, mixSeed } from '../rng';
-import { f16BitsFromF32Bits } from '../dtype';
 import { typedArrayName, typeName } from '../args';
 import type { Workload, WorkloadShape } from './index';
+import { assignHeadKinds, KIND_WEIGHTS, resolveStructuredOptions, type HeadKind, type ResolvedStructuredOptions, type StructuredWorkloadOptions } from './structured-options';
+import { genKeys, genQueries, rowBuffers, type RowMode } from './structured-rows';
+import { drawKvHead, drawQueryWeights, drawSequence, type KvHeadState, type QueryWeights, type SequenceState } from './structured-draws';
 
-export type HeadKind = 'local' | 'slash' | 'retrieval' | 'diffuse';
-
-export interface StructuredWorkloadOptions {
-  /** Batch size. Default 1. Each batch entry is an independent sequence. */
-  batch?: number;
-  /** Query heads. Default 32. */
-  hq?: number;
-  /** Key/value heads (GQA). Default 8. */
-  hkv?: number;
-  /** Sequence length = key tokens. Default 8192. */
-  seqLen?: number;
-  /** Query tokens: the last nq positions. Default seqLen. */
-  nq?: number;
-  /** Head dim (even). Default 128. */
-  d?: number;
-  /** Seed; the same options give identical bytes. Default 0. */
-  seed?: number;
-  /** Output dtype; float16/bfloat16 come back as Uint16Array bit patterns. Default 'float32'. */
-  dtype?: DType;
-  /** RoPE base (10000 for Llama-2 style, 500000 for Llama-3 style). Default 500000. */
-  ropeBase?: number;
-  /** RoPE pair layout. Default 'half'. */
-  ropeLayout?: RopeLayout;
-  /** Fractions of query heads of each kind (normalised). Default local .3, slash .25, retrieval .25, diffuse .2. */
-  headMix?: Partial<Record<HeadKind, number>>;
-  /**
-   * Rotary pairs, from the highest frequency down, that carry the sharp positional
-   * patterns (local window peak, slash diagonals). Default d/4 (Prism's default
-   * high band).
-   */
-  sharpPairs?: number;
-  /**
-   * The first `sharpCorePairs` of them (periods up to ~170 tokens at d = 128,
-   * base 500000: a 128-token mean pool cancels them) carry the pattern at full
-   * weight. Default d/8.
-   */
-  sharpCorePairs?: number;
-  /**
-   * The last `sharpTailPairs` of them (periods ~380 to ~3700 tokens: they survive
-   * pooling) carry it at the small relative weight `sharpTail`; the pairs between
-   * the core and the tail carry none. Default 3d/32.
-   */
-  sharpTailPairs?: number;
-  /** Relative query weight of the tail pairs. Default 0.15. */
-  sharpTail?: number;
-  /**
-   * Rotary pairs, from the lowest frequency up, that carry the slow recency decay
-   * (the logit falls about linearly in log(distance)). Default d/4.
-   */
-  recencyPairs?: number;
-  /** Peak logit of the sharp window at offset 0 on a 'local' head. Default 10. */
-  localStrength?: number;
-  /** Peak logit of a diagonal on a 'slash' head. Default 12. */
-  slashStrength?: number;
-  /** Candidate slash offsets in tokens (each slash head takes one or two). Default [64, 200, 640, 1500, 3000]. */
-  slashOffsets?: number[];
-  /**
-   * Recency decay of a 'local' head beyond its horizon, in logit per e-fold of
-   * distance (the attention weight falls like distance^-slope); other kinds take a
-   * multiple (see the file comment). Above 1 the far past holds a bounded share of
-   * the mass, so the selected block count stops growing with length. Default 2.
-   */
-  recencySlope?: number;
-  /**
-   * Range [lo, hi] in tokens of the per-head recency horizon (log-uniform per
-   * head): the recency logit is flat up to about the horizon and decays beyond.
-   * Horizons below the coherence length of the fastest recency pair (~700
-   * tokens at d = 128, base 5e5) act like it. Default [1024, 4096].
-   */
-  recencyHorizon?: [number, number];
-  /** Number of lowest-frequency rotary pairs carrying topics and sinks. Default 3d/16. */
-  topicPairs?: number;
-  /** Mean topic segment length in tokens (uniform in [0.5, 1.5] x this). Default 1536. */
-  segmentLength?: number;
-  /** Peak logit of a retrieval head on its source segment. Default 8. */
-  retrievalStrength?: number;
-  /** Logit of a query on keys of its own segment (all heads, scaled per kind). Default 2. */
-  selfTopicStrength?: number;
-  /** Number of sink tokens at the start. Default 4. */
-  sinkTokens?: number;
-  /** Logit of a query on the sink tokens. Default 6. */
-  sinkStrength?: number;
-  /** Std of the i.i.d. noise on each q dim. Default 0.5. */
-  qNoiseStd?: number;
-  /** Std of the i.i.d. noise on each k dim. Default 0.3. */
-  kNoiseStd?: number;
-  /** Std of v entries. Default 1. */
-  vStd?: number;
-}
+export { assignHeadKinds } from './structured-options';
+export type { HeadKind, StructuredWorkloadOptions } from './structured-options';
 
 export interface StructuredWorkload extends Workload {
   /** The kind of every query head, for diagnostics. */
   headKinds: HeadKind[];
 }
-
-interface Resolved {
-  batch: number;
-  hq: number;
-  hkv: number;
-  seqLen: number;
-  nq: number;
-  d: number;
-  seed: number;
-  dtype: DType;
-  ropeBase: number;
-  ropeLayout: RopeLayout;
-  headMix: Record<HeadKind, number>;
-  sharpPairs: number;
-  sharpCorePairs: number;
-  sharpTailPairs: number;
-  sharpTail: number;
-  recencyPairs: number;
-  localStrength: number;
-  slashStrength: number;
-  slashOffsets: number[];
-  recencySlope: number;
-  recencyHorizon: [number, number];
-  topicPairs: number;
-  segmentLength: number;
-  retrievalStrength: number;
-  selfTopicStrength: number;
-  sinkTokens: number;
-  sinkStrength: number;
-  qNoiseStd: number;
-  kNoiseStd: number;
-  vStd: number;
-}
-
-function resolve(o: StructuredWorkloadOptions): Resolved {
-  const d = o.d ?? 128;
-  const seqLen = o.seqLen ?? 8192;
-  const r: Resolved = {
-    batch: o.batch ?? 1,
-    hq: o.hq ?? 32,
-    hkv: o.hkv ?? 8,
-    seqLen,
-    nq: o.nq ?? seqLen,
-    d,
-    seed: o.seed ?? 0,
-    dtype: o.dtype ?? 'float32',
-    ropeBase: o.ropeBase ?? 500000,
-    ropeLayout: o.ropeLayout ?? 'half',
-    headMix: { local: 0.3, slash: 0.25, retrieval: 0.25, diffuse: 0.2, ...(o.headMix ?? {}) },
-    sharpPairs: o.sharpPairs ?? Math.max(1, Math.floor(d / 4)),
-    sharpCorePairs: o.sharpCorePairs ?? Math.max(1, Math.floor(d / 8)),
-    sharpTailPairs: o.sharpTailPairs ?? Math.floor((3 * d) / 32),
-    sharpTail: o.sharpTail ?? 0.15,
-    recencyPairs: o.recencyPairs ?? Math.max(1, Math.floor(d / 4)),
-    localStrength: o.localStrength ?? 10,
-    slashStrength: o.slashStrength ?? 20,
-    slashOffsets: o.slashOffsets ?? [64, 200, 640, 1500, 3000],
-    recencySlope: o.recencySlope ?? 2,
-    recencyHorizon: o.recencyHorizon ?? [1024, 4096],
-    topicPairs: o.topicPairs ?? Math.max(1, Math.floor((3 * d) / 16)),
-    segmentLength: o.segmentLength ?? 1536,
-    retrievalStrength: o.retrievalStrength ?? 8,
-    selfTopicStrength: o.selfTopicStrength ?? 2,
-    sinkTokens: o.sinkTokens ?? 4,
-    sinkStrength: o.sinkStrength ?? 6,
-    qNoiseStd: o.qNoiseStd ?? 0.5,
-    kNoiseStd: o.kNoiseStd ?? 0.3,
-    vStd: o.vStd ?? 1,
-  };
-  const P = d / 2;
-  if (!Number.isInteger(d) || d < 4 || d % 2 !== 0) throw new RangeError('d must be an even integer >= 4');
-  if (r.hq % r.hkv !== 0) throw new RangeError('hq must be a multiple of hkv');
-  if (r.nq > r.seqLen || r.nq < 1) throw new RangeError('nq must be in [1, seqLen]');
-  const intIn = (x: number, lo: number, hi: number): boolean => Number.isInteger(x) && x >= lo && x <= hi;
-  if (!intIn(r.sharpPairs, 1, P)) throw new RangeError(`sharpPairs must be an integer in [1, ${P}]`);
-  if (!intIn(r.sharpCorePairs, 1, r.sharpPairs)) throw new RangeError('sharpCorePairs must be an integer in [1, sharpPairs]');
-  if (!intIn(r.sharpTailPairs, 0, r.sharpPairs - r.sharpCorePairs)) throw new RangeError('sharpTailPairs must be an integer in [0, sharpPairs - sharpCorePairs]');
-  if (!(r.sharpTail >= 0)) throw new RangeError('sharpTail must be >= 0');
-  if (!intIn(r.recencyPairs, 1, P)) throw new RangeError(`recencyPairs must be an integer in [1, ${P}]`);
-  if (!(r.recencySlope >= 0)) throw new RangeError('recencySlope must be >= 0');
-  if (r.recencyHorizon.length !== 2 || !(r.recencyHorizon[0] >= 1) || !(r.recencyHorizon[1] >= r.recencyHorizon[0])) {
-    throw new RangeError('recencyHorizon must be [lo, hi] with 1 <= lo <= hi');
-  }
-  if (!intIn(r.topicPairs, 1, P)) throw new RangeError(`topicPairs must be an integer in [1, ${P}]`);
-  if (r.segmentLength < 1) throw new RangeError('segmentLength must be >= 1');
-  if (r.slashOffsets.length === 0 || r.slashOffsets.some((x) => !Number.isFinite(x) || x < 0)) {
-    throw new RangeError('slashOffsets must be a non-empty list of offsets >= 0');
-  }
-  return r;
-}
-
-/** Assign head kinds to query heads from the mix (deterministic, spread over kv groups). */
-export function assignHeadKinds(hq: number, mix: Record<HeadKind, number>, seed: number): HeadKind[] {
-  const kinds: HeadKind[] = ['local', 'slash', 'retrieval', 'diffuse'];
-  const total = kinds.reduce((s, k) => s + Math.max(0, mix[k]), 0) || 1;
-  // largest-remainder apportionment
-  const exact = kinds.map((k) => (Math.max(0, mix[k]) / total) * hq);
-  const n = exact.map(Math.floor);
-  let left = hq - n.reduce((a, b) => a + b, 0);
-  const order = exact.map((e, i) => [e - Math.floor(e), i] as const).sort((a, b) => b[0] - a[0] || a[1] - b[1]);
-  for (let t = 0; left > 0; t++, left--) n[order[t % order.length][1]]++;
-  const list: HeadKind[] = [];
-  kinds.forEach((k, i) => {
-    for (let c = 0; c < n[i]; c++) list.push(k);
-  });
-  return new Rng(mixSeed(seed, 0x4ead)).shuffle(list);
-}
-
-/** Per-kind multipliers of the base strengths (see the file comment). */
-const KIND_WEIGHTS: Record<HeadKind, { local: number; slash: number; recency: number; horizon: number; self: number; retrieval: number; sink: number }> = {
-  local: { local: 1, slash: 0, recency: 1, horizon: 1, self: 1, retrieval: 0, sink: 1 },
-  slash: { local: 0.5, slash: 1, recency: 1, horizon: 0.5, self: 1, retrieval: 0, sink: 1 },
-  retrieval: { local: 0.3, slash: 0, recency: 0.8, horizon: 1, self: 0.5, retrieval: 1, sink: 1 },
-  diffuse: { local: 0.15, slash: 0, recency: 0.6, horizon: 1, self: 0.5, retrieval: 0, sink: 0.5 },
-};
 
 /** Data of one generated part: Float32Array, or Uint16Array bits for float16 / bfloat16. */
 export type StructuredData = Float32Array | Uint16Array;
@@ -307,23 +109,6 @@ export interface StructuredGroup {
   k: StructuredData;
   /** [nk, d] */
   v: StructuredData;
-}
-
-/** Topic segments of one batch entry (the sequence-level state). */
-interface SequenceState {
-  nSeg: number;
-  segOf: Int32Array;
-  segCentre: number[];
-}
-
-/** Content of one kv head: positional vector c, topics T_m, sink direction u. */
-interface KvHeadState {
-  cx: Float64Array;
-  cy: Float64Array;
-  tx: Float64Array;
-  ty: Float64Array;
-  ux: Float64Array;
-  uy: Float64Array;
 }
 
 const TOPIC_KEY_AMP = 0.5; // keys carry 0.5 T_m
@@ -347,7 +132,7 @@ export class StructuredGenerator {
   readonly headKinds: HeadKind[];
   /** Query heads per kv head (GQA group). */
   readonly group: number;
-  private readonly o: Resolved;
+  private readonly o: ResolvedStructuredOptions;
   private readonly P: number;
   private readonly sqrtD: number;
   private readonly qStart: number;
@@ -362,12 +147,12 @@ export class StructuredGenerator {
   private readonly sharpNorm2: number;
   private readonly cosT: Float32Array;
   private readonly sinT: Float32Array;
-  private readonly mode: number;
+  private readonly mode: RowMode;
   private seqCache: { b: number; s: SequenceState } | null = null;
   private headCache: { b: number; g: number; s: KvHeadState } | null = null;
 
   constructor(opts: StructuredWorkloadOptions = {}) {
-    const o = resolve(opts);
+    const o = resolveStructuredOptions(opts);
     this.o = o;
     const { batch, hq, hkv, seqLen: N, nq: Nq, d } = o;
     const P = d / 2;
@@ -380,21 +165,10 @@ export class StructuredGenerator {
     this.mode = o.dtype === 'float32' ? 0 : o.dtype === 'float16' ? 1 : 2;
 
     // pair -> dims
-    const dimX = new Int32Array(P);
-    const dimY = new Int32Array(P);
-    for (let p = 0; p < P; p++) {
-      if (o.ropeLayout === 'half') {
-        dimX[p] = p;
-        dimY[p] = p + P;
-      } else {
-        dimX[p] = 2 * p;
-        dimY[p] = 2 * p + 1;
-      }
-    }
-    this.dimX = dimX;
-    this.dimY = dimY;
-    const theta = new Float64Array(P);
-    for (let p = 0; p < P; p++) theta[p] = Math.pow(o.ropeBase, (-2 * p) / d);
+    const half = o.ropeLayout === 'half';
+    this.dimX = Int32Array.from({ length: P }, (_, p) => (half ? p : 2 * p));
+    this.dimY = Int32Array.from({ length: P }, (_, p) => (half ? p + P : 2 * p + 1));
+    const theta = Float64Array.from({ length: P }, (_, p) => Math.pow(o.ropeBase, (-2 * p) / d));
     this.theta = theta;
 
     // pair roles: sharp [0, sp), recency [P - rp, P), topic/sink [P - tp, P)
@@ -419,16 +193,7 @@ export class StructuredGenerator {
     // the peak logit is the given one)
     this.sharpNorm2 = 2 * qProfileSum;
 
-    // RoPE tables for the structured pairs: [N, SP]
-    const cosT = new Float32Array(N * SP);
-    const sinT = new Float32Array(N * SP);
-    for (let t = 0; t < N; t++) {
-      for (let a = 0; a < SP; a++) {
-        const ang = t * theta[spIndex[a]];
-        cosT[t * SP + a] = Math.cos(ang);
-        sinT[t * SP + a] = Math.sin(ang);
-      }
-    }
+    const { cosT, sinT } = ropeTables(N, theta, spIndex);
     this.cosT = cosT;
     this.sinT = sinT;
     this.headKinds = assignHeadKinds(hq, o.headMix, o.seed);
@@ -505,83 +270,23 @@ export class StructuredGenerator {
 
   /** Topic segments of batch entry b (cached: the parts of one entry share them). */
   private sequence(b: number): SequenceState {
-    if (this.seqCache && this.seqCache.b === b) return this.seqCache.s;
-    const N = this.shape.nk;
-    const rngSeq = new Rng(mixSeed(this.o.seed, 1, b));
-    const segStart: number[] = [];
-    for (let t = 0; t < N; ) {
-      segStart.push(t);
-      t += Math.max(1, Math.round(this.o.segmentLength * (0.5 + rngSeq.uniform())));
-    }
-    const nSeg = segStart.length;
-    const segOf = new Int32Array(N);
-    for (let m = 0; m < nSeg; m++) {
-      const end = m + 1 < nSeg ? segStart[m + 1] : N;
-      for (let t = segStart[m]; t < end; t++) segOf[t] = m;
-    }
-    const segCentre = segStart.map((s, m) => Math.floor((s + (m + 1 < nSeg ? segStart[m + 1] : N)) / 2));
-    const s = { nSeg, segOf, segCentre };
-    this.seqCache = { b, s };
-    return s;
+    if (!this.seqCache || this.seqCache.b !== b) this.seqCache = { b, s: drawSequence(this.o, this.shape.nk, b) };
+    return this.seqCache.s;
   }
 
   /** Content of kv head g of batch entry b (cached: a group's parts share it). */
   private kvHeadState(b: number, g: number): KvHeadState {
-    if (this.headCache && this.headCache.b === b && this.headCache.g === g) return this.headCache.s;
-    const { P, rec0 } = this;
-    const sp = this.o.sharpPairs;
-    const tp = this.o.topicPairs;
-    const { nSeg } = this.sequence(b);
-    const rngH = new Rng(mixSeed(this.o.seed, 2, b, g));
-    // positional content c_g: unit rms per dim on the sharp and recency pairs, random phases
-    const cx = new Float64Array(P);
-    const cy = new Float64Array(P);
-    for (let p = 0; p < P; p++) {
-      const ph = 2 * Math.PI * rngH.uniform();
-      if (!(p < sp) && !(p >= rec0)) continue;
-      cx[p] = Math.cos(ph) * Math.SQRT2;
-      cy[p] = Math.sin(ph) * Math.SQRT2;
+    if (!this.headCache || this.headCache.b !== b || this.headCache.g !== g) {
+      this.headCache = { b, g, s: drawKvHead(this.o, this.sequence(b).nSeg, b, g) };
     }
-    // topics T_m on pairs [topic0, P): unit-rms per dim
-    const tx = new Float64Array(nSeg * tp);
-    const ty = new Float64Array(nSeg * tp);
-    for (let m = 0; m < nSeg; m++) {
-      for (let a = 0; a < tp; a++) {
-        tx[m * tp + a] = rngH.normal();
-        ty[m * tp + a] = rngH.normal();
-      }
-    }
-    // sink direction u on the topic pairs, unit-rms per dim
-    const ux = new Float64Array(tp);
-    const uy = new Float64Array(tp);
-    for (let a = 0; a < tp; a++) {
-      ux[a] = rngH.normal();
-      uy[a] = rngH.normal();
-    }
-    const s = { cx, cy, tx, ty, ux, uy };
-    this.headCache = { b, g, s };
-    return s;
-  }
-
-  private rowContext(): { rowF: Float32Array; ex: Float64Array; ey: Float64Array; writeRow: (dst: StructuredData, off: number) => void } {
-    const d = this.shape.d;
-    const rowF = new Float32Array(d);
-    const mode = this.mode;
-    const ctx: RowCtx = { rowF, rowU: new Uint32Array(rowF.buffer), mode, d };
-    const writeRow = (dst: StructuredData, off: number): void => {
-      if (mode === 0) writeF32(ctx, dst as Float32Array, off);
-      else if (mode === 1) writeF16(ctx, dst as Uint16Array, off);
-      else writeBF16(ctx, dst as Uint16Array, off);
-    };
-    // ex, ey: pre-RoPE structured content (real and imaginary part of pair p)
-    return { rowF, ex: new Float64Array(this.P), ey: new Float64Array(this.P), writeRow };
+    return this.headCache.s;
   }
 
   private genKvHead(b: number, g: number, k: StructuredData, v: StructuredData, kBase: number): void {
     const o = this.o;
     const { segOf } = this.sequence(b);
     const { cx, cy, tx, ty, ux, uy } = this.kvHeadState(b, g);
-    const { rowF, ex, ey, writeRow } = this.rowContext();
+    const { rowF, ex, ey, writeRow } = rowBuffers(this.mode, this.shape.d);
     const rngK = new Rng(mixSeed(o.seed, 3, b, g));
     const rngV = new Rng(mixSeed(o.seed, 4, b, g));
     genKeys({ N: this.shape.nk, d: this.shape.d, tp: o.topicPairs, topic0: this.topic0, SP: this.SP, spIndex: this.spIndex,
@@ -592,47 +297,43 @@ export class StructuredGenerator {
 
   private genQueryHead(b: number, h: number, q: StructuredData, qBase: number): void {
     const o = this.o;
-    const { P, theta, qProfile, sqrtD, rec0, topic0 } = this;
-    const sp = o.sharpPairs;
     const tp = o.topicPairs;
-    const g = Math.floor(h / this.group);
-    const { nSeg, segOf, segCentre } = this.sequence(b);
-    const { cx, cy, tx, ty, ux, uy } = this.kvHeadState(b, g);
-    const { rowF, ex, ey, writeRow } = this.rowContext();
+    const { segOf } = this.sequence(b);
+    const head = this.kvHeadState(b, Math.floor(h / this.group));
+    const { rowF, ex, ey, writeRow } = rowBuffers(this.mode, this.shape.d);
+    const rngQ = new Rng(mixSeed(o.seed, 5, b, h));
+    const w = drawQueryWeights(o, KIND_WEIGHTS[this.headKinds[h]], rngQ);
+    const { ax, ay } = this.positionalVector(head, w);
     const tNorm2 = 2 * tp;
     const uNorm2 = 2 * tp;
-    const kind = this.headKinds[h];
-    const kw = KIND_WEIGHTS[kind];
-    const rngQ = new Rng(mixSeed(o.seed, 5, b, h));
-    const jitter = (): number => 0.8 + 0.4 * rngQ.uniform();
-    // sharp part: (offset, logit) pairs on the sharp pairs
-    const offs: number[] = [0];
-    const wts: number[] = [kw.local * o.localStrength * jitter()];
-    if (kw.slash > 0) {
-      const nd = 1 + rngQ.int(2);
-      for (let x = 0; x < nd; x++) {
-        offs.push(o.slashOffsets[rngQ.int(o.slashOffsets.length)]);
-        wts.push(kw.slash * o.slashStrength * jitter());
-      }
-    }
-    const recSlope = kw.recency * o.recencySlope * jitter();
-    const [h0, h1] = o.recencyHorizon;
-    const horizon = kw.horizon * h0 * Math.pow(h1 / h0, rngQ.uniform());
-    const selfW = kw.self * o.selfTopicStrength * jitter();
-    const retW = kw.retrieval * o.retrievalStrength * jitter();
-    const sinkW = kw.sink * o.sinkStrength * jitter();
-    // combined pre-RoPE positional vector A_h = sum_o w_o c e^{-i theta o} (sharp pairs) + w_r c (recency pairs)
+    const selfCoef = (w.self * this.sqrtD) / (tNorm2 * TOPIC_KEY_AMP);
+    const retCoef = (w.retrieval * this.sqrtD) / (tNorm2 * TOPIC_KEY_AMP);
+    const sinkCoef = (w.sink * this.sqrtD) / (uNorm2 * SINK_KEY_AMP);
+    const { rvx, rvy } = this.retrievalVectors(b, head, retCoef, rngQ);
+    genQueries({ Nq: this.shape.nq, qStart: this.qStart, d: this.shape.d, tp, topic0: this.topic0, SP: this.SP, spIndex: this.spIndex,
+      cosT: this.cosT, sinT: this.sinT, dimX: this.dimX, dimY: this.dimY, ax, ay, tx: head.tx, ty: head.ty, ux: head.ux, uy: head.uy, segOf,
+      selfCoef, sinkCoef, rvx, rvy, sigma: o.qNoiseStd, rngQ, ex, ey, rowF, qBase, q, writeRow });
+  }
+
+  /**
+   * A query head's combined pre-RoPE positional vector: A = sum_o w_o c e^{-i theta o}
+   * on the sharp pairs (its window and diagonals) + w_r c on the recency pairs.
+   */
+  private positionalVector(head: KvHeadState, w: QueryWeights): { ax: Float64Array; ay: Float64Array } {
+    const { P, theta, qProfile, sqrtD, rec0 } = this;
+    const { cx, cy } = head;
+    const sp = this.o.sharpPairs;
     const ax = new Float64Array(P);
     const ay = new Float64Array(P);
-    for (let x = 0; x < offs.length; x++) {
-      const w0 = (wts[x] * sqrtD) / this.sharpNorm2; // logit -> query coefficient
+    for (let x = 0; x < w.offsets.length; x++) {
+      const w0 = (w.sharp[x] * sqrtD) / this.sharpNorm2; // logit -> query coefficient
       for (let p = 0; p < sp; p++) {
-        const w = w0 * qProfile[p];
-        const ang = -theta[p] * offs[x];
+        const wp = w0 * qProfile[p];
+        const ang = -theta[p] * w.offsets[x];
         const cs = Math.cos(ang);
         const sn = Math.sin(ang);
-        ax[p] += w * (cx[p] * cs - cy[p] * sn);
-        ay[p] += w * (cx[p] * sn + cy[p] * cs);
+        ax[p] += wp * (cx[p] * cs - cy[p] * sn);
+        ay[p] += wp * (cx[p] * sn + cy[p] * cs);
       }
     }
     // recency: equal weight on the recency pairs slower than the horizon
@@ -640,42 +341,63 @@ export class StructuredGenerator {
     // up to distance ~1/theta_p, so the logit falls by about R / nH per
     // factor 1/ratio of distance: R = slope * ln(1 / (theta_slowest * horizon)).
     let rFirst = P - 1;
-    while (rFirst > rec0 && theta[rFirst - 1] * horizon <= 1) rFirst--;
+    while (rFirst > rec0 && theta[rFirst - 1] * w.horizon <= 1) rFirst--;
     const nH = P - rFirst;
-    const recLogit = recSlope * Math.max(1, Math.log(1 / (theta[P - 1] * horizon)));
+    const recLogit = w.recencySlope * Math.max(1, Math.log(1 / (theta[P - 1] * w.horizon)));
     const wr = (recLogit * sqrtD) / (2 * nH);
     for (let p = rFirst; p < P; p++) {
       ax[p] += wr * cx[p];
       ay[p] += wr * cy[p];
     }
-    const selfCoef = (selfW * sqrtD) / (tNorm2 * TOPIC_KEY_AMP);
-    const retCoef = (retW * sqrtD) / (tNorm2 * TOPIC_KEY_AMP);
-    const sinkCoef = (sinkW * sqrtD) / (uNorm2 * SINK_KEY_AMP);
+    return { ax, ay };
+  }
+
+  /**
+   * The post-RoPE retrieval vector of each topic segment of batch entry b (pairs
+   * [topic0, P)): the topic of an earlier segment, drawn from `rngQ`, anchored
+   * at that segment's centre; zero for segment 0 and when `retCoef` is 0.
+   */
+  private retrievalVectors(b: number, head: KvHeadState, retCoef: number, rngQ: Rng): { rvx: Float64Array; rvy: Float64Array } {
+    const { theta, topic0 } = this;
+    const tp = this.o.topicPairs;
+    const { nSeg, segCentre } = this.sequence(b);
+    const { tx, ty } = head;
     // retrieval source per query segment (an earlier segment, or none)
     const src = new Int32Array(nSeg).fill(-1);
     for (let m = 1; m < nSeg; m++) src[m] = rngQ.int(m);
-    // post-RoPE anchored retrieval vector per segment (pairs [topic0, P))
     const rvx = new Float64Array(nSeg * tp);
     const rvy = new Float64Array(nSeg * tp);
-    if (retCoef !== 0) {
-      for (let m = 1; m < nSeg; m++) {
-        const sm = src[m];
-        const cpos = segCentre[sm];
-        for (let a = 0; a < tp; a++) {
-          const ang = theta[topic0 + a] * cpos;
-          const cs = Math.cos(ang);
-          const sn = Math.sin(ang);
-          const x0 = tx[sm * tp + a];
-          const y0 = ty[sm * tp + a];
-          rvx[m * tp + a] = retCoef * (x0 * cs - y0 * sn);
-          rvy[m * tp + a] = retCoef * (x0 * sn + y0 * cs);
-        }
+    if (retCoef === 0) return { rvx, rvy };
+    for (let m = 1; m < nSeg; m++) {
+      const sm = src[m];
+      const cpos = segCentre[sm];
+      for (let a = 0; a < tp; a++) {
+        const ang = theta[topic0 + a] * cpos;
+        const cs = Math.cos(ang);
+        const sn = Math.sin(ang);
+        const x0 = tx[sm * tp + a];
+        const y0 = ty[sm * tp + a];
+        rvx[m * tp + a] = retCoef * (x0 * cs - y0 * sn);
+        rvy[m * tp + a] = retCoef * (x0 * sn + y0 * cs);
       }
     }
-    genQueries({ Nq: this.shape.nq, qStart: this.qStart, d: this.shape.d, tp, topic0, SP: this.SP, spIndex: this.spIndex,
-      cosT: this.cosT, sinT: this.sinT, dimX: this.dimX, dimY: this.dimY, ax, ay, tx, ty, ux, uy, segOf,
-      selfCoef, sinkCoef, rvx, rvy, sigma: o.qNoiseStd, rngQ, ex, ey, rowF, qBase, q, writeRow });
+    return { rvx, rvy };
   }
+}
+
+/** cos and sin of t * theta[spIndex[a]] for every position t < N and structured pair a: [N, SP] float32. */
+function ropeTables(N: number, theta: Float64Array, spIndex: Int32Array): { cosT: Float32Array; sinT: Float32Array } {
+  const SP = spIndex.length;
+  const cosT = new Float32Array(N * SP);
+  const sinT = new Float32Array(N * SP);
+  for (let t = 0; t < N; t++) {
+    for (let a = 0; a < SP; a++) {
+      const ang = t * theta[spIndex[a]];
+      cosT[t * SP + a] = Math.cos(ang);
+      sinT[t * SP + a] = Math.sin(ang);
+    }
+  }
+  return { cosT, sinT };
 }
 
 /** A generator of the structured workload's parts (see StructuredGenerator). */
@@ -719,160 +441,3 @@ export function structuredWorkload(opts: StructuredWorkloadOptions = {}): Struct
   return { q, k, v, shape: { ...gen.shape }, dtype: gen.dtype, layout: 'bhnd', headKinds: [...gen.headKinds] };
 }
 
-// ---------------------------------------------------------------------------
-// Hot loops, kept in small module-level functions so V8 optimises them once
-// (one huge function with nested loops keeps deoptimising on OSR).
-
-interface RowCtx {
-  rowF: Float32Array;
-  rowU: Uint32Array;
-  mode: number;
-  d: number;
-}
-
-function writeF32(c: RowCtx, dst: Float32Array, off: number): void {
-  const r = c.rowF;
-  const d = c.d;
-  for (let i = 0; i < d; i++) dst[off + i] = r[i];
-}
-
-function writeF16(c: RowCtx, dst: Uint16Array, off: number): void {
-  const u = c.rowU;
-  const d = c.d;
-  for (let i = 0; i < d; i++) dst[off + i] = f16BitsFromF32Bits(u[i]);
-}
-
-function writeBF16(c: RowCtx, dst: Uint16Array, off: number): void {
-  const u = c.rowU;
-  const d = c.d;
-  for (let i = 0; i < d; i++) {
-    const b = u[i];
-    dst[off + i] = (b & 0x7fffffff) > 0x7f800000 ? (b >>> 16) | 0x0040 : (b + 0x7fff + ((b >>> 16) & 1)) >>> 16;
-  }
-}
-
-interface RotCommon {
-  d: number;
-  tp: number;
-  topic0: number;
-  SP: number;
-  spIndex: Int32Array;
-  cosT: Float32Array;
-  sinT: Float32Array;
-  dimX: Int32Array;
-  dimY: Int32Array;
-  tx: Float64Array;
-  ty: Float64Array;
-  ux: Float64Array;
-  uy: Float64Array;
-  segOf: Int32Array;
-  sigma: number;
-  ex: Float64Array;
-  ey: Float64Array;
-  rowF: Float32Array;
-  writeRow: (dst: Float32Array | Uint16Array, off: number) => void;
-}
-
-/** rowF[pair dims] += RoPE(position row tb / SP) applied to (ex, ey) on the structured pairs. */
-function rotateAdd(
-  rowF: Float32Array,
-  ex: Float64Array,
-  ey: Float64Array,
-  SP: number,
-  spIndex: Int32Array,
-  cosT: Float32Array,
-  sinT: Float32Array,
-  tb: number,
-  dimX: Int32Array,
-  dimY: Int32Array,
-): void {
-  for (let a = 0; a < SP; a++) {
-    const p = spIndex[a];
-    const cs = cosT[tb + a];
-    const sn = sinT[tb + a];
-    const x = ex[p];
-    const y = ey[p];
-    rowF[dimX[p]] += x * cs - y * sn;
-    rowF[dimY[p]] += x * sn + y * cs;
-  }
-}
-
-interface KeyJob extends RotCommon {
-  N: number;
-  cx: Float64Array;
-  cy: Float64Array;
-  sinkTokens: number;
-  sinkKeyAmp: number;
-  topicKeyAmp: number;
-  vStd: number;
-  rngK: Rng;
-  rngV: Rng;
-  kBase: number;
-  k: Float32Array | Uint16Array;
-  v: Float32Array | Uint16Array;
-}
-
-function genKeys(j: KeyJob): void {
-  const { N, d, tp, topic0, SP, spIndex, cosT, sinT, dimX, dimY, cx, cy, tx, ty, ux, uy, segOf } = j;
-  const { sinkTokens, sinkKeyAmp, topicKeyAmp, sigma, vStd, rngK, rngV, ex, ey, rowF, kBase, k, v, writeRow } = j;
-  ex.set(cx);
-  ey.set(cy);
-  for (let t = 0; t < N; t++) {
-    const m = segOf[t];
-    for (let a = 0; a < tp; a++) {
-      const p = topic0 + a;
-      ex[p] = cx[p] + tx[m * tp + a] * topicKeyAmp;
-      ey[p] = cy[p] + ty[m * tp + a] * topicKeyAmp;
-    }
-    if (t < sinkTokens) {
-      for (let a = 0; a < tp; a++) {
-        ex[topic0 + a] += sinkKeyAmp * ux[a];
-        ey[topic0 + a] += sinkKeyAmp * uy[a];
-      }
-    }
-    rngK.fillFastNormal(rowF, d, sigma);
-    rotateAdd(rowF, ex, ey, SP, spIndex, cosT, sinT, t * SP, dimX, dimY);
-    writeRow(k, kBase + t * d);
-    rngV.fillFastNormal(rowF, d, vStd);
-    writeRow(v, kBase + t * d);
-  }
-}
-
-interface QueryJob extends RotCommon {
-  Nq: number;
-  qStart: number;
-  ax: Float64Array;
-  ay: Float64Array;
-  selfCoef: number;
-  sinkCoef: number;
-  rvx: Float64Array;
-  rvy: Float64Array;
-  rngQ: Rng;
-  qBase: number;
-  q: Float32Array | Uint16Array;
-}
-
-function genQueries(j: QueryJob): void {
-  const { Nq, qStart, d, tp, topic0, SP, spIndex, cosT, sinT, dimX, dimY, ax, ay, tx, ty, ux, uy, segOf } = j;
-  const { selfCoef, sinkCoef, rvx, rvy, sigma, rngQ, ex, ey, rowF, qBase, q, writeRow } = j;
-  ex.set(ax);
-  ey.set(ay);
-  for (let r = 0; r < Nq; r++) {
-    const s = qStart + r;
-    const m = segOf[s];
-    for (let a = 0; a < tp; a++) {
-      const p = topic0 + a;
-      ex[p] = ax[p] + selfCoef * tx[m * tp + a];
-      ey[p] = ay[p] + selfCoef * ty[m * tp + a];
-    }
-    rngQ.fillFastNormal(rowF, d, sigma);
-    rotateAdd(rowF, ex, ey, SP, spIndex, cosT, sinT, s * SP, dimX, dimY);
-    // anchored parts (already in post-RoPE coordinates)
-    for (let a = 0; a < tp; a++) {
-      const p = topic0 + a;
-      rowF[dimX[p]] += sinkCoef * ux[a] + rvx[m * tp + a];
-      rowF[dimY[p]] += sinkCoef * uy[a] + rvy[m * tp + a];
-    }
-    writeRow(q, qBase + r * d);
-  }
-}

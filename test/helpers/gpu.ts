@@ -1,5 +1,6 @@
 // Whether a usable CUDA GPU is present, and describeGpu(): GPU-only suites
-// that skip visibly without a GPU, or fail when PRISM_REQUIRE_GPU=1.
+// that skip visibly without a GPU, or fail when PRISM_REQUIRE_GPU=1. Also
+// whether the native addon loads at all (whenNative()).
 import { info } from '../../lib/native';
 
 function probe(): { available: boolean; reason: string } {
@@ -11,6 +12,23 @@ function probe(): { available: boolean; reason: string } {
   } catch (e) {
     return { available: false, reason: e instanceof Error ? e.message : String(e) };
   }
+}
+
+/** Why the native addon does not load, or null when it does. */
+export const addonLoadError: string | null = (() => {
+  try {
+    info();
+    return null;
+  } catch (e) {
+    return (e as Error).message;
+  }
+})();
+
+/** `fn` (describe or test) when the native addon loads; otherwise its .skip, with one warning naming `what`. */
+export function whenNative<T extends jest.Describe | jest.It>(fn: T, what: string): T {
+  if (addonLoadError === null) return fn;
+  console.warn(`${what} skipped: native addon not loadable: ${addonLoadError}`);
+  return fn.skip as T;
 }
 
 export const gpu: { available: boolean; reason: string } = probe();

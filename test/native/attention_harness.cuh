@@ -115,21 +115,11 @@ struct Tensor4 {
     dev = nullptr;
   }
   int64_t off(int64_t b, int64_t h, int64_t n) const { return b * sb + h * sh + n * sn; }
-  QkvView qkv(DType dt) const {
-    QkvView v;
-    v.data = dev;
-    v.dtype = dt;
-    v.batch = B;
-    v.heads = H;
-    v.n = N;
-    v.d = D;
-    v.stride_b = sb;
-    v.stride_h = sh;
-    v.stride_n = sn;
-    return v;
-  }
-  OutView out(DType dt) const {
-    OutView v;
+  QkvView qkv(DType dt) const { return view<QkvView>(dt); }
+  OutView out(DType dt) const { return view<OutView>(dt); }
+  template <class View>
+  View view(DType dt) const {
+    View v;
     v.data = dev;
     v.dtype = dt;
     v.batch = B;

@@ -629,105 +629,65 @@ std::vector<Stress> stress_suite(bool small) {
   const long long N = small ? 6000 : 96000;  // nk 1500 (375 small) at the block below
   const int blk = small ? 16 : 64, H = small ? 4 : 8, Hk = small ? 1 : 2;
   std::vector<Stress> v;
-  v.push_back(mks("rope", N, N, H, Hk, 128, blk, kRope));
-  v.push_back(mks("rope-chunk", N * 3 / 4 + 1, N + 37, H, Hk, 128, blk, kRope));
-  v.push_back(mks("random", N, N, H, Hk, 128, blk, kRandom));
-  v.push_back(mks("constant-ties", N, N, H, Hk, 64, blk, kConstant));
-  {
-    Stress s = mks("constant-ties-cap3", N, N, H, Hk, 64, blk, kConstant);
-    s.cap = 3;
+  // One case: its shape and input kind, then what it changes from the defaults.
+  auto add = [&](const char* name, long long Nq, long long Nk, int Hq, int Hkv, int d, int gen,
+                 const std::function<void(Stress&)>& change = {}) {
+    Stress s = mks(name, Nq, Nk, Hq, Hkv, d, blk, gen);
+    if (change) change(s);
     v.push_back(s);
-  }
-  {
-    Stress s = mks("rope-topk", N, N, H, Hk, 128, blk, kRope);
-    s.p.selection = Selection::TopK;
-    s.p.topk_high = 37;
-    s.p.topk_low = 11;
-    v.push_back(s);
-  }
-  {
-    Stress s = mks("rope-topk-all", N, N, H, Hk, 128, blk, kRope);
-    s.p.selection = Selection::TopK;
-    s.p.topk_high = 5000;
-    s.p.topk_low = 0;
-    v.push_back(s);
-  }
-  {
-    Stress s = mks("rope-meanpool", N, N, H, Hk, 128, blk, kRope);
-    s.p.method = Method::MeanPool;
-    v.push_back(s);
-  }
-  {
-    Stress s = mks("rope-tau.999", N, N, H, Hk, 128, blk, kRope);
-    s.p.tau_high = 0.999f;
-    s.p.tau_low = 0.99f;
-    v.push_back(s);
-  }
-  {
-    Stress s = mks("rope-tau1-noforce", N, N, H, Hk, 128, blk, kRope);
-    s.p.tau_high = 1.f;
-    s.p.tau_low = 0.5f;
+  };
+  // The tiled kernel's stress switches (est_internal::set_tiled_stress).
+  const auto stress = [](int flags, int cap, int mtiles) {
+    return [=](Stress& s) {
+      s.flags = flags;
+      s.cap = cap;
+      s.mtiles = mtiles;
+    };
+  };
+  const auto topk = [](int high, int low) {
+    return [=](Stress& s) {
+      s.p.selection = Selection::TopK;
+      s.p.topk_high = high;
+      s.p.topk_low = low;
+    };
+  };
+  const auto tau = [](float high, float low) {
+    return [=](Stress& s) {
+      s.p.tau_high = high;
+      s.p.tau_low = low;
+    };
+  };
+  add("rope", N, N, H, Hk, 128, kRope);
+  add("rope-chunk", N * 3 / 4 + 1, N + 37, H, Hk, 128, kRope);
+  add("random", N, N, H, Hk, 128, kRandom);
+  add("constant-ties", N, N, H, Hk, 64, kConstant);
+  add("constant-ties-cap3", N, N, H, Hk, 64, kConstant, stress(0, 3, 0));
+  add("rope-topk", N, N, H, Hk, 128, kRope, topk(37, 11));
+  add("rope-topk-all", N, N, H, Hk, 128, kRope, topk(5000, 0));
+  add("rope-meanpool", N, N, H, Hk, 128, kRope, [](Stress& s) { s.p.method = Method::MeanPool; });
+  add("rope-tau.999", N, N, H, Hk, 128, kRope, tau(0.999f, 0.99f));
+  add("rope-tau1-noforce", N, N, H, Hk, 128, kRope, [&](Stress& s) {
+    tau(1.f, 0.5f)(s);
     s.p.force_sink = false;
     s.p.force_diag = false;
-    v.push_back(s);
-  }
-  {
-    Stress s = mks("random-tau.3", N, N, H, Hk, 128, blk, kRandom);
-    s.p.tau_high = 0.3f;
-    s.p.tau_low = 0.f;
-    v.push_back(s);
-  }
-  v.push_back(mks("rope-d64", N, N, H, Hk, 64, blk, kRope));
-  v.push_back(mks("rope-d256", N, N, H, Hk, 256, blk, kRope));
-  v.push_back(mks("rope-g1", N, N, H, H, 128, blk, kRope));
-  v.push_back(mks("rope-short-rows", N / 3, N / 3, H, Hk, 128, blk,
-                  kRope));  // every row on the register path
-  v.push_back(mks("rope-1025", 1025LL * blk, 1025LL * blk, H, Hk, 128, blk, kRope));
-  {
-    Stress s = mks("rope-no-probe", N, N, H, Hk, 128, blk, kRope);
-    s.flags = 1;
-    v.push_back(s);
-  }
-  {
-    Stress s = mks("rope-start-low", N, N, H, Hk, 128, blk, kRope);
-    s.flags = 2;
-    v.push_back(s);
-  }
-  {
-    Stress s = mks("rope-start-high", N, N, H, Hk, 128, blk, kRope);
-    s.flags = 4;
-    v.push_back(s);
-  }
-  {
-    Stress s = mks("random-start-high-cap0", N, N, H, Hk, 128, blk, kRandom);
-    s.flags = 4;
-    s.cap = 0;
-    v.push_back(s);
-  }
-  {
-    Stress s = mks("rope-cap0", N, N, H, Hk, 128, blk, kRope);
-    s.cap = 0;
-    v.push_back(s);
-  }
-  {
-    Stress s = mks("rope-cap5-topk", N, N, H, Hk, 128, blk, kRope);
-    s.cap = 5;
-    s.p.selection = Selection::TopK;
-    s.p.topk_high = 20;
-    s.p.topk_low = 3;
-    v.push_back(s);
-  }
-  {
-    Stress s = mks("rope-mt2", N, N, H, Hk, 128, blk, kRope);
-    s.mtiles = 2;
-    v.push_back(s);
-  }
-  {
-    Stress s = mks("rope-mt1-no-probe", N, N, H, Hk, 128, blk, kRope);
-    s.mtiles = 1;
-    s.flags = 1;
-    v.push_back(s);
-  }
+  });
+  add("random-tau.3", N, N, H, Hk, 128, kRandom, tau(0.3f, 0.f));
+  add("rope-d64", N, N, H, Hk, 64, kRope);
+  add("rope-d256", N, N, H, Hk, 256, kRope);
+  add("rope-g1", N, N, H, H, 128, kRope);
+  add("rope-short-rows", N / 3, N / 3, H, Hk, 128, kRope);  // every row on the register path
+  add("rope-1025", 1025LL * blk, 1025LL * blk, H, Hk, 128, kRope);
+  add("rope-no-probe", N, N, H, Hk, 128, kRope, stress(1, -1, 0));
+  add("rope-start-low", N, N, H, Hk, 128, kRope, stress(2, -1, 0));
+  add("rope-start-high", N, N, H, Hk, 128, kRope, stress(4, -1, 0));
+  add("random-start-high-cap0", N, N, H, Hk, 128, kRandom, stress(4, 0, 0));
+  add("rope-cap0", N, N, H, Hk, 128, kRope, stress(0, 0, 0));
+  add("rope-cap5-topk", N, N, H, Hk, 128, kRope, [&](Stress& s) {
+    stress(0, 5, 0)(s);
+    topk(20, 3)(s);
+  });
+  add("rope-mt2", N, N, H, Hk, 128, kRope, stress(0, -1, 2));
+  add("rope-mt1-no-probe", N, N, H, Hk, 128, kRope, stress(1, -1, 1));
   return v;
 }
 

@@ -1,16 +1,32 @@
 // Internal knobs of the estimation kernels, for the native test harness only.
-// None is thread-safe.
+// They exist in PRISM_TUNING_VARIANTS builds (the native harnesses,
+// test/native/build.sh and the CMake target prism_native_harnesses); the
+// addon reads the defaults, a constant. The setters are not thread-safe.
 #pragma once
 
 namespace prism::cuda::est_internal {
 
-// Run only the first `n` stages of estimate() (1 = pooling, 2 = + temperatures,
-// 3 or more = everything). Lets a harness time the stages separately. Default 3.
+struct EstimateKnobs {
+  // Run only the first `stage_limit` stages of estimate() (1 = pooling,
+  // 2 = + temperatures, 3 or more = everything).
+  int stage_limit = 3;
+  // Selection kernel: 0 automatic (the tiled kernel once rows may outgrow the
+  // row kernel's register path), 1 always the row kernel, 2 always the tiled
+  // kernel (which needs nk >= 2; with nk == 1 the row kernel runs).
+  int select_path = 0;
+  // Tiled kernel stress switches (see set_tiled_stress).
+  int stress = 0, stress_cap = -1, stress_mt = 0;
+};
+
+// The knobs in force: the defaults, unless a tuning build's harness set them.
+const EstimateKnobs& knobs();
+
+#ifdef PRISM_TUNING_VARIANTS
+// Run only the first `n` stages of estimate(). Lets a harness time the stages
+// separately. Default 3.
 void set_stage_limit(int n);
 
-// Selection kernel: 0 automatic (the tiled kernel once rows may outgrow the row
-// kernel's register path), 1 always the row kernel, 2 always the tiled kernel
-// (which needs nk >= 2; with nk == 1 the row kernel runs). Default 0.
+// The selection kernel (EstimateKnobs::select_path). Default 0.
 void set_select_path(int path);
 
 // Tiled kernel stress switches: `flags` bits 1 skip the max probe (every row
@@ -18,5 +34,6 @@ void set_select_path(int path);
 // threshold; cap >= 0 bounds the keys stored per row; mtiles in {1, 2, 4}
 // forces 16 * mtiles rows per CTA. (0, -1, 0) restores the defaults.
 void set_tiled_stress(int flags, int cap, int mtiles);
+#endif
 
 }  // namespace prism::cuda::est_internal

@@ -8,6 +8,7 @@
 
 #include "cuda/common/cuda_check.h"
 #include "cuda/common/dtype_traits.cuh"
+#include "cuda/common/view_args.cuh"
 #include "cuda/cuda_backend.h"
 
 namespace prism::cuda {
@@ -19,12 +20,8 @@ constexpr unsigned kFull = 0xffffffffu;
 // mass_recall: one CTA per sampled row; 32 groups of 8 lanes, each group owns
 // keys t = group, group + 32, ...; online softmax (max, total, selected) per
 // group, merged in a fixed order by thread 0. Deterministic.
-struct RecallArgs {
-  const void* q;
-  const void* k;
-  int64_t qsb, qsh, qsn, ksb, ksh, ksn;
-  int B, Hq, Hkv, G, Nq, Nk, d, blk, nq, nk;
-  int shift;  // (Nk - Nq) % blk: query row r lies in query block (r + shift) / blk
+struct RecallArgs : QkShape {
+  ViewArg q, k;
   const int32_t* counts;
   const int64_t* row_start;
   const int32_t* indices;
@@ -65,7 +62,7 @@ __global__ void __launch_bounds__(kRecallThreads) recall_kernel(const RecallArgs
   }
   const int i = (int)((r + a.shift) / a.blk);
   const int off = a.nk - a.nq;
-  const S* qrow = static_cast<const S*>(a.q) + b * a.qsb + h * a.qsh + r * a.qsn;
+  const S* qrow = a.q.row<S>(b, h, r);
   for (int kk = t; kk < a.d; kk += kRecallThreads) qv[kk] = load_one<Tag>(qrow + kk);
   const int64_t rowid = (b * a.Hq + h) * a.nq + i;
   if (a.counts == nullptr) {
@@ -83,11 +80,11 @@ __global__ void __launch_bounds__(kRecallThreads) recall_kernel(const RecallArgs
   __syncthreads();
   const int64_t s_last = (int64_t)(a.Nk - a.Nq) + r;  // keys t <= s_last
   const int group = t / kLanesPerKey, sub = t % kLanesPerKey;
-  const S* kbase = static_cast<const S*>(a.k) + b * a.ksb + (h / a.G) * a.ksh;
+  const S* kbase = a.k.row<S>(b, h / a.G, 0);
   const int nch = a.d / VEC;
   float m = -INFINITY, s = 0.f, ss = 0.f;
   auto dot_key = [&](int64_t tk) {
-    const S* kr = kbase + tk * a.ksn;
+    const S* kr = kbase + tk * a.k.sn;
     float dot = 0.f;
     for (int c = sub; c < nch; c += kLanesPerKey) {
       float x[VEC];
@@ -136,9 +133,7 @@ __global__ void __launch_bounds__(kRecallThreads) recall_kernel(const RecallArgs
 // diff_norms: stage 1, a fixed number of CTAs each reduces a fixed range of
 // rows into 2 doubles; stage 2, one CTA adds the partials in order.
 struct DiffArgs {
-  const void* a;
-  const void* b;
-  int64_t asb, ash, asn, bsb, bsh, bsn;
+  ViewArg a, b;
   int64_t H, N, D, rows, rows_per;
 };
 
@@ -164,8 +159,8 @@ __global__ void __launch_bounds__(kDiffThreads)
   for (int64_t row = r0 + warp; row < r1; row += kDiffThreads / 32) {
     const int64_t n = row % a.N, bh = row / a.N;
     const int64_t h = bh % a.H, b = bh / a.H;
-    const SA* pa = static_cast<const SA*>(a.a) + b * a.asb + h * a.ash + n * a.asn;
-    const SB* pb = static_cast<const SB*>(a.b) + b * a.bsb + h * a.bsh + n * a.bsn;
+    const SA* pa = a.a.row<SA>(b, h, n);
+    const SB* pb = a.b.row<SB>(b, h, n);
     for (int64_t c = lane; c < a.D; c += 32) {
       const double x = load_one<TA>(pa + c), y = load_one<TB>(pb + c);
       const double df = x - y;
@@ -245,47 +240,24 @@ cudaError_t mass_recall(const QkvView& q, const QkvView& k, const BlockList& lis
   if (num_rows == 0) return cudaGetLastError();
   require_arg(rows != nullptr && recall != nullptr, where, "rows or recall is null");
   RecallArgs a{};
-  a.q = q.data;
-  a.k = k.data;
-  a.qsb = q.stride_b;
-  a.qsh = q.stride_h;
-  a.qsn = q.stride_n;
-  a.ksb = k.stride_b;
-  a.ksh = k.stride_h;
-  a.ksn = k.stride_n;
-  a.B = (int)q.batch;
-  a.Hq = (int)q.heads;
-  a.Hkv = (int)k.heads;
-  a.G = a.Hq / a.Hkv;
-  a.Nq = (int)q.n;
-  a.Nk = (int)k.n;
-  a.d = (int)q.d;
-  a.blk = p.block;
-  const BlockGrid grid(q.n, k.n, p.block);
-  a.nq = (int)grid.nq;
-  a.nk = (int)grid.nk;
-  a.shift = (int)grid.shift;
+  static_cast<QkShape&>(a) = qk_shape(q, k, p.block);
+  a.q = view_arg(q);
+  a.k = view_arg(k);
   a.counts = list.counts;
   a.row_start = list.row_start;
   a.indices = list.indices;
   a.rows = rows;
   a.recall = recall;
   a.scale = p.softmax_scale != 0.f ? p.softmax_scale : (float)(1.0 / std::sqrt((double)q.d));
-  const int64_t esz = dtype_size(q.dtype);
-  const int64_t ks_[3] = {k.stride_b, k.stride_h, k.stride_n};
-  const int vec = pick_vec(k.data, k.d, esz, ks_, 3);
+  const int vec = view_vec(k);
   const size_t smem = sizeof(float) * (size_t)a.d + (size_t)a.nk;
   require_arg(smem <= 48u * 1024u, where, "too many key blocks");
   dispatch_float_dtype(q.dtype, [&](auto tag) {
     using Tag = decltype(tag);
-    switch (vec) {
-      case 8: recall_kernel<Tag, 8><<<(unsigned)num_rows, kRecallThreads, smem, stream>>>(a); break;
-      case 4: recall_kernel<Tag, 4><<<(unsigned)num_rows, kRecallThreads, smem, stream>>>(a); break;
-      case 2: recall_kernel<Tag, 2><<<(unsigned)num_rows, kRecallThreads, smem, stream>>>(a); break;
-      default:
-        recall_kernel<Tag, 1><<<(unsigned)num_rows, kRecallThreads, smem, stream>>>(a);
-        break;
-    }
+    dispatch_vec(vec, [&](auto v) {
+      recall_kernel<Tag, decltype(v)::value>
+          <<<(unsigned)num_rows, kRecallThreads, smem, stream>>>(a);
+    });
   });
   return cudaGetLastError();
 }
@@ -314,20 +286,7 @@ cudaError_t diff_norms(const QkvView& a, const QkvView& b, double* out, void* wo
   require_arg(a.data && b.data, where, "a or b data is null");
   require_arg(workspace != nullptr, where, "workspace is null (diff_norms_workspace_bytes)");
   const int nb = diff_blocks(rows);
-  DiffArgs d{};
-  d.a = a.data;
-  d.b = b.data;
-  d.asb = a.stride_b;
-  d.ash = a.stride_h;
-  d.asn = a.stride_n;
-  d.bsb = b.stride_b;
-  d.bsh = b.stride_h;
-  d.bsn = b.stride_n;
-  d.H = a.heads;
-  d.N = a.n;
-  d.D = a.d;
-  d.rows = rows;
-  d.rows_per = (rows + nb - 1) / nb;
+  const DiffArgs d{view_arg(a), view_arg(b), a.heads, a.n, a.d, rows, (rows + nb - 1) / nb};
   // The caller's per-call workspace: concurrent calls never share partials.
   double* partials = static_cast<double*>(workspace);
   dispatch_float_dtype(a.dtype, [&](auto ta) {

@@ -1,0 +1,202 @@
+// The first two launches of estimate() (csrc/cuda/estimate/estimate.cu):
+// pool_kernel (block means of Q and K, band-packed, and per-band energies) and
+// temps_kernel (per-head band temperatures). Included by estimate.cu only.
+#pragma once
+
+#include <cuda_runtime.h>
+#include <cstdint>
+
+#include "cuda/common/dtype_traits.cuh"
+#include "cuda/common/view_args.cuh"
+#include "cuda/estimate/estimate_geometry.cuh"
+#include "cuda/estimate/pdl.cuh"
+#include "cuda/estimate/select_row.cuh"
+
+namespace prism::cuda::est {
+
+using select::warp_sum;
+
+// --- 1. pooling ---------------------------------------------------------------
+// Query block i holds rows [i*blk - shift, (i+1)*blk - shift) clipped to [0, Nq).
+struct PoolArgs : QkShape {
+  ViewArg q, k;
+  Band b0, b1;
+  int pk, poff1;  // packed output rows (see Geometry)
+  float* qbar;
+  float* kbar;
+  float* eq;
+  float* ek;
+};
+
+template <class Tag, int VEC>
+__global__ void __launch_bounds__(512) pool_kernel(const PoolArgs a) {
+  allow_dependents();
+  using S = typename Tag::storage;
+  extern __shared__ float red[];  // [RG][d]
+  // A unit is one block of Q (the first B * Hq * nq) or of K.
+  const int64_t nqu = (int64_t)a.B * a.Hq * a.nq;
+  const bool is_q = blockIdx.x < nqu;
+  const int64_t unit = is_q ? (int64_t)blockIdx.x : blockIdx.x - nqu;
+  const int nb = is_q ? a.nq : a.nk, H = is_q ? a.Hq : a.Hkv;
+  const int i = (int)(unit % nb);
+  const int64_t bh = unit / nb;
+  const ViewArg& view = is_q ? a.q : a.k;
+  const S* base = view.row<S>(bh / H, bh % H, 0);
+  const int64_t sn = view.sn;
+  const int N = is_q ? a.Nq : a.Nk;
+  const int sh = is_q ? a.shift : 0;
+  float* ov = (is_q ? a.qbar : a.kbar) + unit * a.pk;
+  float* oe = (is_q ? a.eq : a.ek) + unit * 3;
+  const int r0 = max(0, i * a.blk - sh);
+  const int rows = min((i + 1) * a.blk - sh, N) - r0;
+  const int cpr = a.d / VEC;
+  const int RG = blockDim.x / cpr;
+  const int t = threadIdx.x, c = t % cpr, g = t / cpr;
+  if (g < RG) {
+    float acc[VEC];
+#pragma unroll
+    for (int v = 0; v < VEC; ++v) acc[v] = 0.f;
+    const S* p = base + (int64_t)r0 * sn + c * VEC;
+    int r = g;
+    for (; r + 3 * RG < rows; r += 4 * RG) {
+      float x0[VEC], x1[VEC], x2[VEC], x3[VEC];
+      load_vec<Tag, VEC>(p + (int64_t)r * sn, x0);
+      load_vec<Tag, VEC>(p + (int64_t)(r + RG) * sn, x1);
+      load_vec<Tag, VEC>(p + (int64_t)(r + 2 * RG) * sn, x2);
+      load_vec<Tag, VEC>(p + (int64_t)(r + 3 * RG) * sn, x3);
+#pragma unroll
+      for (int v = 0; v < VEC; ++v) acc[v] += (x0[v] + x1[v]) + (x2[v] + x3[v]);
+    }
+    for (; r < rows; r += RG) {
+      float x0[VEC];
+      load_vec<Tag, VEC>(p + (int64_t)r * sn, x0);
+#pragma unroll
+      for (int v = 0; v < VEC; ++v) acc[v] += x0[v];
+    }
+#pragma unroll
+    for (int v = 0; v < VEC; ++v) red[g * a.d + c * VEC + v] = acc[v];
+  }
+  __syncthreads();
+  const float fr = (float)rows;
+  for (int kk = t; kk < a.d; kk += blockDim.x) {
+    float s = 0.f;
+    for (int gg = 0; gg < RG; ++gg) s += red[gg * a.d + kk];
+    red[kk] = s / fr;  // column kk is only touched by this thread
+  }
+  __syncthreads();
+  for (int x = t; x < a.pk; x += blockDim.x) {
+    const bool first = x < a.poff1;
+    const Band& bd = first ? a.b0 : a.b1;
+    const int pos = first ? x : x - a.poff1;
+    ov[x] = pos < bd.w0 + bd.w1 ? red[band_dim(bd, pos)] : 0.f;
+  }
+  if (t < 32) {
+    float e = 0.f, e0 = 0.f, e1 = 0.f;
+    for (int kk = t; kk < a.d; kk += 32) {
+      const float x = red[kk];
+      const float x2 = x * x;
+      e += x2;
+      if (in_band(a.b0, kk)) e0 += x2;
+      if (in_band(a.b1, kk)) e1 += x2;
+    }
+    e = warp_sum(e);
+    e0 = warp_sum(e0);
+    e1 = warp_sum(e1);
+    if (t == 0) {
+      oe[0] = e;
+      oe[1] = e0;
+      oe[2] = e1;
+    }
+  }
+}
+
+// --- 2. temperatures -----------------------------------------------------------
+struct TempArgs : QkShape {
+  const float* eq;
+  const float* ek;
+  int prism;  // 1 = two bands, 0 = mean pool
+  int calibrate;
+  float temp_high, temp_low;
+  int D0, D1;
+  float* scales;  // [B*Hq*2]
+  float* temps;   // may be null
+};
+
+__global__ void __launch_bounds__(256) temps_kernel(const TempArgs a) {
+  __shared__ float red[6][256];
+  allow_dependents();
+  dependent_wait();
+  const int bh = blockIdx.x;
+  const int b = bh / a.Hq, h = bh % a.Hq;
+  const int64_t kbh = (int64_t)b * a.Hkv + h / a.G;
+  const int t = threadIdx.x;
+  float s[6] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+  if (a.prism && a.calibrate) {
+    const float* pq = a.eq + (int64_t)bh * a.nq * 3;
+    for (int i = t; i < a.nq; i += 256) {
+      s[0] += pq[i * 3];
+      s[1] += pq[i * 3 + 1];
+      s[2] += pq[i * 3 + 2];
+    }
+    const float* pk = a.ek + kbh * a.nk * 3;
+    for (int j = t; j < a.nk; j += 256) {
+      s[3] += pk[j * 3];
+      s[4] += pk[j * 3 + 1];
+      s[5] += pk[j * 3 + 2];
+    }
+  }
+#pragma unroll
+  for (int v = 0; v < 6; ++v) red[v][t] = s[v];
+  __syncthreads();
+  for (int w = 128; w > 0; w >>= 1) {
+    if (t < w) {
+#pragma unroll
+      for (int v = 0; v < 6; ++v) red[v][t] += red[v][t + w];
+    }
+    __syncthreads();
+  }
+  if (t != 0) return;
+  float tt[2], sc[2];
+  if (!a.prism) {
+    const double dd = a.d;
+    double tv = a.calibrate ? 1.0 : (double)a.temp_high;
+    double scv = std::sqrt(dd) * tv;
+    if (!(scv > 0.0) || !std::isfinite(scv)) {
+      scv = std::sqrt(dd);
+      tv = 1.0;
+    }
+    tt[0] = tt[1] = (float)tv;
+    sc[0] = sc[1] = (float)scv;
+  } else {
+    const double eps = 1e-6;
+    const double nqd = (double)a.nq, nkd = (double)a.nk, dd = (double)a.d;
+    const double rq = std::sqrt((double)red[0][0] / (nqd * dd));
+    const double rk = std::sqrt((double)red[3][0] / (nkd * dd));
+    for (int bi = 0; bi < 2; ++bi) {
+      const double Db = bi == 0 ? a.D0 : a.D1;
+      double tv;
+      if (a.calibrate) {
+        const double rqb = std::sqrt((double)red[1 + bi][0] / (nqd * Db));
+        const double rkb = std::sqrt((double)red[4 + bi][0] / (nkd * Db));
+        tv = std::sqrt(Db / dd) * (rqb / fmax(rq, eps)) * (rkb / fmax(rk, eps));
+      } else {
+        tv = bi == 0 ? a.temp_high : a.temp_low;
+      }
+      double scv = std::sqrt(Db) * tv;
+      if (!(scv > 0.0) || !std::isfinite(scv)) {
+        scv = std::sqrt(Db);
+        tv = 1.0;
+      }
+      tt[bi] = (float)tv;
+      sc[bi] = (float)scv;
+    }
+  }
+  a.scales[bh * 2] = sc[0];
+  a.scales[bh * 2 + 1] = sc[1];
+  if (a.temps) {
+    a.temps[bh * 2] = tt[0];
+    a.temps[bh * 2 + 1] = tt[1];
+  }
+}
+
+}  // namespace prism::cuda::est
