@@ -49,10 +49,12 @@ describeGpu('1M-token estimation', () => {
     }
 
     // Equal to the CPU backend. The two compute the pooled scores in different
-    // float orders (tensor cores vs scalar fp32), so a block whose cumulative
-    // mass sits exactly at the threshold may fall either way: such rows differ
-    // by one block at the cut, and must be rare.
+    // float orders (tensor cores vs scalar fp32), so where two blocks' scores
+    // or cumulative masses at the threshold differ by less than that rounding,
+    // the last block kept may fall either way or swap with its runner-up: such
+    // rows differ by at most two blocks at the cut, and must be rare.
     let differing = 0;
+    const worst: string[] = [];
     for (let r = 0; r < rows; r++) {
       const a = rowBlocks(gpu, r);
       const c = rowBlocks(cpu, r);
@@ -62,8 +64,11 @@ describeGpu('1M-token estimation', () => {
       const sc = new Set(c);
       const onlyGpu = Array.from(a).filter((x) => !sc.has(x));
       const onlyCpu = Array.from(c).filter((x) => !sa.has(x));
-      expect(onlyGpu.length + onlyCpu.length).toBeLessThanOrEqual(1);
+      if (differing <= 8) console.log(`row ${r} (query block ${r % gpu.nq}): only GPU [${onlyGpu.join(', ')}], only CPU [${onlyCpu.join(', ')}]`);
+      if (onlyGpu.length + onlyCpu.length > 2) worst.push(`row ${r}: only GPU [${onlyGpu.join(', ')}], only CPU [${onlyCpu.join(', ')}]`);
     }
+    console.log(`1M estimation: ${differing} of ${rows} rows differ between CUDA and CPU`);
+    expect(worst).toEqual([]);
     expect(differing / rows).toBeLessThan(1e-3);
     expect(Math.abs(gpu.rowPtr[rows] - cpu.rowPtr[rows])).toBeLessThanOrEqual(differing);
   });

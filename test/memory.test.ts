@@ -226,12 +226,15 @@ describeGpu('GPU workspace pool and memory stats', () => {
     expect(base.deviceFreeBytes).toBeGreaterThan(0);
     expect(base.deviceFreeBytes!).toBeLessThanOrEqual(base.deviceTotalBytes!);
     const big = prism.empty([1, 8, 1 << 20, 64], { device: 'cuda', dtype: 'bfloat16' }); // 1 GiB
-    const out = await prism.attention(x.q, x.k, x.v);
-    // Trimmed like the baseline, so both points count live allocations only (frees
-    // still pending from earlier tests' finalizers would otherwise land in between).
+    // Read after the allocation with no kernel launched in between (release
+    // only waits for the package's stream and trims): a launch may let the
+    // driver shrink the local memory an earlier kernel of another test grew
+    // (~100 MiB on an H200), which would hide part of the allocation.
     await prism.releaseCachedMemory('cuda');
     const held = prism.memoryStats('cuda');
     expect(held.deviceFreeBytes!).toBeLessThan(base.deviceFreeBytes! - big.byteLength + (64 << 20));
+    expect(held.tensorBytes - base.tensorBytes).toBe(big.byteLength);
+    const out = await prism.attention(x.q, x.k, x.v);
     big.dispose();
     out.dispose();
     await prism.releaseCachedMemory('cuda');

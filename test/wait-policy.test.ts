@@ -7,6 +7,7 @@ import { getWaitPolicy, setWaitPolicy, type WaitPolicy } from '../lib/wait-polic
 import { prefill } from '../lib/ops';
 import { empty, tensor } from '../lib/tensor';
 import { Rng } from '../lib/rng';
+import { toBFloat16 } from '../lib/dtype';
 
 afterEach(() => setWaitPolicy('spin'));
 
@@ -38,7 +39,7 @@ describeGpu('wait policy on the GPU', () => {
   const make = async (h: number, seed: number) => {
     const rng = new Rng(seed);
     const x = Float32Array.from({ length: h * N * 64 }, () => rng.normal());
-    return tensor(x, { shape: [1, h, N, 64], dtype: 'bfloat16', device: 'cuda' });
+    return tensor(toBFloat16(x), { shape: [1, h, N, 64], dtype: 'bfloat16', device: 'cuda' });
   };
 
   test('spin and sleep give bit-identical prefill outputs; the event loop keeps running', async () => {

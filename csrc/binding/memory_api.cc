@@ -26,6 +26,11 @@ class ReleaseCachedWorker : public PromiseWorker {
     cudaStream_t stream = use_device_stream(device_);
     freed_ = workspace_pool(device_).release_idle(stream);
     wait_for_stream(stream, "releaseCachedMemory");
+    // Frees enqueued on other streams (callers' streams, other devices' ops)
+    // return to the pool only once the pool sees them complete; a trim before
+    // that keeps them, and a later allocation quietly reuses them. Wait for
+    // the whole device so the trim hands back everything idle.
+    check_cuda(cudaDeviceSynchronize(), "releaseCachedMemory (device synchronize)");
     // Tensors are freed into the device's stream-ordered pool; hand that back too.
     cudaMemPool_t pool = nullptr;
     check_cuda(cudaDeviceGetDefaultMemPool(&pool, device_), "cudaDeviceGetDefaultMemPool");
