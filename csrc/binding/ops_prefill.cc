@@ -97,7 +97,7 @@ class PrefillWorker : public DeviceWorker {
   void enqueue_gpu() {
     use_device(a_.device);
     stream_ = op_stream(a_.device, a_.stream);
-    try {
+    drain_on_error(stream_, [&] {
       // scratch: estimation workspace | triangular selection | row starts |
       // scan workspace | counts, rowPtr, temps unless the caller gave them | attention workspace
       const size_t rows = static_cast<size_t>(geo_.rows);
@@ -155,10 +155,7 @@ class PrefillWorker : public DeviceWorker {
       check_cuda(prism::cuda::attention(a_.q, a_.k, a_.v, a_.o, list, a_.ap, ws_att, stream_),
                  "prefill (attention)");
       check_cuda(cudaEventRecord(events_[2]->get(), stream_), "cudaEventRecord");
-    } catch (...) {
-      drain_stream_quietly(stream_);
-      throw;
-    }
+    });
   }
 
  private:
@@ -167,7 +164,7 @@ class PrefillWorker : public DeviceWorker {
   // Worker thread: the one wait, the times, and the selection when asked for.
   void run_gpu() override {
     use_device(a_.device);
-    try {
+    drain_on_error(stream_, [&] {
       wait_for_stream(stream_, "prefill");
       total_ = *total_slot_->get();
       float ms = 0.f;
@@ -186,10 +183,7 @@ class PrefillWorker : public DeviceWorker {
             "prefill (gather)");
         wait_for_stream(stream_, "prefill");
       }
-    } catch (...) {
-      drain_stream_quietly(stream_);
-      throw;
-    }
+    });
   }
 
   cudaStream_t stream_ = nullptr;

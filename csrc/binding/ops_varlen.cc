@@ -155,12 +155,7 @@ class VarlenWorker : public DeviceWorker {
   void enqueue_gpu() {
     use_device(a_.device);
     stream_ = op_stream(a_.device, a_.stream);
-    try {
-      enqueue_all();
-    } catch (...) {
-      drain_stream_quietly(stream_);
-      throw;
-    }
+    drain_on_error(stream_, [&] { enqueue_all(); });
   }
 
  private:
@@ -300,7 +295,7 @@ class VarlenWorker : public DeviceWorker {
   // Worker thread: the one wait, the times, and the selections when asked for.
   void run_gpu() override {
     use_device(a_.device);
-    try {
+    drain_on_error(stream_, [&] {
       wait_for_stream(stream_, "varlen");
       float ms = 0.f;
       for (size_t i = 0; i < a_.seqs.size(); ++i) {
@@ -326,10 +321,7 @@ class VarlenWorker : public DeviceWorker {
                    "varlen (gather)");
       }
       wait_for_stream(stream_, "varlen");
-    } catch (...) {
-      drain_stream_quietly(stream_);
-      throw;
-    }
+    });
   }
 
   cudaStream_t stream_ = nullptr;

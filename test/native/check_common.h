@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <initializer_list>
 #include <random>
 #include <vector>
 
@@ -165,6 +166,11 @@ struct RopeGen {
     }
   }
 };
+
+// cudaFree of each device buffer (null ones included).
+inline void cuda_free_all(std::initializer_list<void*> bufs) {
+  for (void* b : bufs) CK(cudaFree(b));
+}
 
 inline double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
