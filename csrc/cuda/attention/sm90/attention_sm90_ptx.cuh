@@ -70,10 +70,10 @@ struct Wgmma;
 #define PRISM_WGMMA_REGS32                                                                         \
   "%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25," \
   "%26,%27,%28,%29,%30,%31"
-#define PRISM_WGMMA_REGS64                                                                         \
-  PRISM_WGMMA_REGS32                                                                               \
-      ",%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%" \
-      "54,%55,%56,%57,%58,%59,%60,%61,%62,%63"
+#define PRISM_WGMMA_REGS64                                                                     \
+  PRISM_WGMMA_REGS32                                                                           \
+  ",%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%" \
+  "54,%55,%56,%57,%58,%59,%60,%61,%62,%63"
 
 // ssN and rsN of one element type (PTX name TY) and width N: NACC accumulator
 // registers (list REGS, constraints ACC); the operand numbers after them are
