@@ -3,19 +3,16 @@
 // writes the JSON report (the prism-bench/1 document with `results` empty and
 // the `batch` and `chunked` sections).
 
-import * as fs from 'fs';
 import * as os from 'os';
-import * as path from 'path';
 import type { BenchConfig } from './config';
 import { formatSize } from './args';
 import { describeBatchBench } from './batch-args';
 import { runChunked, runRaggedBatch } from './batch';
 import type { BatchBenchReport, ChunkedResult, RaggedBatchResult } from './batch-report';
 import { BATCH_LEGEND, BATCH_TARGET_SPEEDUP, CHUNKED_TARGET_RATIO, formatBatchTable, formatChunkedTable } from './batch-report';
-import { cpuModel, packageVersion } from './cli';
+import { cpuModel, packageVersion, reportHeader, writeFile } from './cli';
 import type { InfoLike } from './lib';
 import { Progress } from './progress';
-import { FLOP_NOTE, JSON_SCHEMA_ID } from './report';
 import { describeDevice } from './run';
 import { defaultGenThreads } from './inputs';
 
@@ -90,26 +87,9 @@ export async function runBatchCli(cfg: BenchConfig, resolved: { block: number } 
   if (chunked) io.out('\n' + formatChunkedTable(chunked) + `(issue #13 target: chunked within ${CHUNKED_TARGET_RATIO}x of one-shot)\n`);
   io.out('\n' + BATCH_LEGEND);
 
-  const report: BatchBenchReport = {
-    schema: JSON_SCHEMA_ID,
-    tool: 'prism-bench',
-    version: packageVersion(),
-    timestamp: new Date().toISOString(),
-    argv: [...argv],
-    config: cfg,
-    estimateOptions: { ...resolved },
-    device,
-    workload: { kind: cfg.workload, seed: cfg.seed, dtype: cfg.dtype, layout: 'bhnd', sources: null },
-    timing: { warmup: cfg.warmup, iters: cfg.iters, statistic: 'median', clock: cfg.backend === 'cuda' ? 'cuda-events' : 'steady-clock' },
-    flops: FLOP_NOTE,
-    notes,
-    results: [],
-    batch,
-    chunked,
-  };
+  const report: BatchBenchReport = { ...reportHeader(argv, cfg, resolved, device, notes, null), results: [], batch, chunked };
   if (cfg.json) {
-    fs.mkdirSync(path.dirname(path.resolve(cfg.json)), { recursive: true });
-    fs.writeFileSync(cfg.json, JSON.stringify(report, null, 2) + '\n');
+    writeFile(cfg.json, JSON.stringify(report, null, 2) + '\n');
     io.out(`Wrote ${cfg.json}\n`);
   }
   return 0;

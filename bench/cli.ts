@@ -11,7 +11,7 @@ import type { BenchConfig } from './config';
 import { resolveBatchBench } from './batch-args';
 import { Progress } from './progress';
 import { FLOP_NOTE, JSON_SCHEMA_ID, formatLegend, formatShardedLegend, formatShardedTable, formatTable, renderChart } from './report';
-import type { BenchReport } from './report';
+import type { BenchReport, DeviceReport } from './report';
 
 /** The package version from the nearest package.json above this file. */
 export function packageVersion(): string {
@@ -185,27 +185,7 @@ async function runAndReport(
   const shardedTable = formatShardedTable(run.results);
   if (shardedTable) io.out('\n' + shardedTable + '\n' + formatShardedLegend());
 
-  const report: BenchReport = {
-    schema: JSON_SCHEMA_ID,
-    tool: 'prism-bench',
-    version: packageVersion(),
-    timestamp: new Date().toISOString(),
-    argv: [...argv],
-    config: cfg,
-    estimateOptions: { ...resolved },
-    device,
-    workload: {
-      kind: cfg.workload,
-      seed: cfg.seed,
-      dtype: cfg.dtype,
-      layout: 'bhnd',
-      sources: run.sources,
-    },
-    timing: { warmup: cfg.warmup, iters: cfg.iters, statistic: 'median', clock: cfg.backend === 'cuda' ? 'cuda-events' : 'steady-clock' },
-    flops: FLOP_NOTE,
-    notes,
-    results: run.results,
-  };
+  const report: BenchReport = { ...reportHeader(argv, cfg, resolved, device, notes, run.sources), results: run.results };
   if (cfg.json) {
     writeFile(cfg.json, JSON.stringify(report, null, 2) + '\n');
     io.out(`Wrote ${cfg.json}\n`);
@@ -217,7 +197,36 @@ async function runAndReport(
   return 0;
 }
 
-function writeFile(file: string, text: string): void {
+/**
+ * The fields of a JSON report that every benchmark fills alike: the tool, the
+ * command line and configuration, the device, the workload and the timing.
+ */
+export function reportHeader(
+  argv: string[],
+  cfg: BenchConfig,
+  resolved: Record<string, unknown>,
+  device: DeviceReport,
+  notes: string[],
+  sources: string[] | null,
+): Omit<BenchReport, 'results'> {
+  return {
+    schema: JSON_SCHEMA_ID,
+    tool: 'prism-bench',
+    version: packageVersion(),
+    timestamp: new Date().toISOString(),
+    argv: [...argv],
+    config: cfg,
+    estimateOptions: { ...resolved },
+    device,
+    workload: { kind: cfg.workload, seed: cfg.seed, dtype: cfg.dtype, layout: 'bhnd', sources },
+    timing: { warmup: cfg.warmup, iters: cfg.iters, statistic: 'median', clock: cfg.backend === 'cuda' ? 'cuda-events' : 'steady-clock' },
+    flops: FLOP_NOTE,
+    notes,
+  };
+}
+
+/** Writes text to file, creating its folder first. */
+export function writeFile(file: string, text: string): void {
   const dir = path.dirname(path.resolve(file));
   fs.mkdirSync(dir, { recursive: true });
   fs.writeFileSync(file, text);

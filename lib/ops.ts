@@ -318,6 +318,21 @@ export function splitPrefillOptions(opts: PrefillOptions | undefined): [Estimate
   return [est as EstimateOptions, att as AttentionOptions];
 }
 
+/**
+ * The run options of a prefill call (one tensor or a packed batch) checked,
+ * and its estimation and attention options resolved for q's head dim.
+ */
+export function resolvePrefillRun(q: Tensor, estOpts: EstimateOptions, attOpts: AttentionOptions, run: unknown) {
+  const r = checkRun(run, ['out', 'returnMask', 'denseMask', 'stream']);
+  const stream = checkStream(r.stream, q.device, 'run.stream');
+  const returnMask = r.returnMask === undefined ? true : optionalBoolean(r.returnMask, 'run.returnMask');
+  const denseMask = optionalBoolean(r.denseMask, 'run.denseMask');
+  const eo = resolveEstimateOptions(estOpts, q.shape[3]);
+  checkAttentionSupport(q, eo.block);
+  const { softmaxScale, returnLse } = resolveAttentionOptions(attOpts);
+  return { out: r.out, stream, returnMask, denseMask, eo, softmaxScale, returnLse };
+}
+
 /** How to run prefill(). */
 export interface PrefillRunOptions {
   /** Caller-owned output: q's shape, dtype, layout and device. */
@@ -351,14 +366,8 @@ export async function prefill(q: Tensor, k: Tensor, v: Tensor, opts?: PrefillOpt
   checkTensor(v, 'v');
   const [estOpts, attOpts] = splitPrefillOptions(opts);
   checkQkv(q, k, v);
-  const r = checkRun(run, ['out', 'returnMask', 'denseMask', 'stream']);
-  const stream = checkStream(r.stream, q.device, 'run.stream');
-  const returnMask = r.returnMask === undefined ? true : optionalBoolean(r.returnMask, 'run.returnMask');
-  const denseMask = optionalBoolean(r.denseMask, 'run.denseMask');
-  const eo = resolveEstimateOptions(estOpts, q.shape[3]);
-  checkAttentionSupport(q, eo.block);
-  const { softmaxScale, returnLse } = resolveAttentionOptions(attOpts);
-  const given = checkOut(r.out, q);
+  const { out, stream, returnMask, denseMask, eo, softmaxScale, returnLse } = resolvePrefillRun(q, estOpts, attOpts, run);
+  const given = checkOut(out, q);
   const shape = maskShape(q, k, eo.block);
   const output = given ?? newOutput(q);
   const lse = returnLse ? newLse(q) : undefined;

@@ -14,6 +14,7 @@ import {
   DENSE_BLOCK,
   isBlockMask,
   optionalBoolean,
+  resolvePrefillRun,
   splitPrefillOptions,
   type PrefillOptions,
   type PrefillStats,
@@ -279,14 +280,8 @@ export async function prefillVarlen(
   checkTensors(q, k, v);
   const [estOpts, attOpts] = splitPrefillOptions(opts);
   const t = table(batch, q, k, v);
-  const r = checkRun(run, ['out', 'returnMask', 'denseMask', 'stream']);
-  const stream = checkStream(r.stream, q.device, 'run.stream');
-  const returnMask = r.returnMask === undefined ? true : optionalBoolean(r.returnMask, 'run.returnMask');
-  const denseMask = optionalBoolean(r.denseMask, 'run.denseMask');
-  const eo = resolveEstimateOptions(estOpts, q.shape[3]);
-  checkAttentionSupport(q, eo.block);
-  const { softmaxScale, returnLse } = resolveAttentionOptions(attOpts);
-  const { output, given } = outputLike(q, r.out);
+  const { out, stream, returnMask, denseMask, eo, softmaxScale, returnLse } = resolvePrefillRun(q, estOpts, attOpts, run);
+  const { output, given } = outputLike(q, out);
   const lse = returnLse ? newPackedLse(q) : undefined;
   let sels: Selections | null = null;
   try {

@@ -34,6 +34,22 @@ function runReport(args: string[], json: string): { stdout: string; stderr: stri
   return { stdout: r.stdout, stderr: r.stderr, report: JSON.parse(fs.readFileSync(json, 'utf8')) as BenchReport };
 }
 
+/**
+ * Before the tests of the enclosing block, runs prism-bench with `args` plus
+ * --json and --svg files named `name` in the temporary folder; the tests read
+ * the run's stdout and report from the returned object.
+ */
+function reportBeforeAll(name: string, args: string[]): { stdout: string; report: BenchReport; svg: () => string } {
+  const json = (): string => path.join(dir, `${name}.json`);
+  const fx = { stdout: '', report: undefined as unknown as BenchReport, svg: (): string => path.join(dir, `${name}.svg`) };
+  beforeAll(() => {
+    const r = runReport([...args, '--json', json(), '--svg', fx.svg()], json());
+    fx.stdout = r.stdout;
+    fx.report = r.report;
+  });
+  return fx;
+}
+
 /** A tag-balance check: every opened element is closed in order (XML-ish well-formedness). */
 function checkXml(text: string): void {
   expect(text.startsWith('<?xml')).toBe(true);
@@ -158,21 +174,16 @@ describe('runs on the CPU', () => {
 });
 
 describe('several devices: --devices cpu,cpu', () => {
-  let report: BenchReport;
-  let stdout: string;
-  const json = () => path.join(dir, 'sharded.json');
-  const svg = () => path.join(dir, 'sharded.svg');
-
-  beforeAll(() => {
-    ({ stdout, report } = runReport(['--backend', 'cpu', '--heads', '4', '--kv-heads', '2', '--head-dim', '64', '--block', '64', '--iters', '2', '--warmup', '0',
-      '--recall-rows', '8', '--seq', '256,384', '--devices', 'cpu,cpu', '--json', json(), '--svg', svg()], json()));
-  });
+  const fx = reportBeforeAll('sharded', [
+    '--backend', 'cpu', '--heads', '4', '--kv-heads', '2', '--head-dim', '64', '--block', '64', '--iters', '2', '--warmup', '0',
+    '--recall-rows', '8', '--seq', '256,384', '--devices', 'cpu,cpu',
+  ]);
 
   test('JSON: the sharded prefill per length, identical to one device', () => {
-    expect(validateReport(report)).toEqual([]);
-    expect(report.config).toMatchObject({ devices: ['cpu', 'cpu'], device: null, tauSweep: null });
-    expect(report.device.shardDevices).toEqual([{ device: 'cpu', name: report.device.name }, { device: 'cpu', name: report.device.name }]);
-    for (const r of report.results) {
+    expect(validateReport(fx.report)).toEqual([]);
+    expect(fx.report.config).toMatchObject({ devices: ['cpu', 'cpu'], device: null, tauSweep: null });
+    expect(fx.report.device.shardDevices).toEqual([{ device: 'cpu', name: fx.report.device.name }, { device: 'cpu', name: fx.report.device.name }]);
+    for (const r of fx.report.results) {
       expect(r.sharded).toMatchObject({ devices: ['cpu', 'cpu'], kvHeads: [[0, 1], [1, 2]], queryHeads: [[0, 2], [2, 4]] });
       expect(r.sharded!.methods.map((m) => m.method)).toEqual(['prism', 'meanpool']);
       for (const m of r.sharded!.methods) {
@@ -189,16 +200,16 @@ describe('several devices: --devices cpu,cpu', () => {
   });
 
   test('stdout: the sharded table; SVG: the speedup panel', () => {
-    expect(stdout).toMatch(/Note: Sharded prefill: the heads split by kv-head groups over cpu, cpu/);
-    expect(stdout).toMatch(/^N\s+method\s+devices\s+1-dev api ms\s+sharded ms\s+speedup/m);
-    expect(stdout).toMatch(/^256\s+prism\s+cpu\+cpu\s.*\syes$/m);
-    const text = fs.readFileSync(svg(), 'utf8');
+    expect(fx.stdout).toMatch(/Note: Sharded prefill: the heads split by kv-head groups over cpu, cpu/);
+    expect(fx.stdout).toMatch(/^N\s+method\s+devices\s+1-dev api ms\s+sharded ms\s+speedup/m);
+    expect(fx.stdout).toMatch(/^256\s+prism\s+cpu\+cpu\s.*\syes$/m);
+    const text = fs.readFileSync(fx.svg(), 'utf8');
     checkXml(text);
     expect(text).toContain('Prefill over cpu + cpu: speedup over one device');
   });
 
   test('the validator catches a broken sharded record', () => {
-    const bad = JSON.parse(JSON.stringify(report)) as BenchReport;
+    const bad = JSON.parse(JSON.stringify(fx.report)) as BenchReport;
     bad.results[0].sharded!.methods[0].deviceMs = [1];
     (bad.results[0].sharded!.methods[1] as unknown as Record<string, unknown>).identical = 'yes';
     bad.results[1].sharded!.kvHeads = [[0, 1]];
@@ -213,19 +224,12 @@ describe('several devices: --devices cpu,cpu', () => {
 });
 
 describe('--tau-sweep', () => {
-  let report: BenchReport;
-  let stdout: string;
-  const json = () => path.join(dir, 'sweep.json');
-  const svg = () => path.join(dir, 'sweep.svg');
-
-  beforeAll(() => {
-    ({ stdout, report } = runReport([...TINY, '--seq', '512,768', '--tau-sweep', '0.8,0.95', '--json', json(), '--svg', svg()], json()));
-  });
+  const fx = reportBeforeAll('sweep', [...TINY, '--seq', '512,768', '--tau-sweep', '0.8,0.95']);
 
   test('JSON: every (tau, method) point with recall, density and speedup over dense', () => {
-    expect(validateReport(report)).toEqual([]);
-    expect(report.config.tauSweep).toEqual([0.8, 0.95]);
-    for (const r of report.results) {
+    expect(validateReport(fx.report)).toEqual([]);
+    expect(fx.report.config.tauSweep).toEqual([0.8, 0.95]);
+    for (const r of fx.report.results) {
       expect(r.methods.map((m) => m.method)).toEqual(['dense']);
       const dense = r.methods[0];
       expect(r.tauSweep!.map((p) => [p.tau, p.method])).toEqual([[0.8, 'prism'], [0.8, 'meanpool'], [0.95, 'prism'], [0.95, 'meanpool']]);
@@ -245,10 +249,10 @@ describe('--tau-sweep', () => {
   });
 
   test('stdout rows per threshold; SVG: a Pareto panel per length, points labelled by tau', () => {
-    expect(stdout).toMatch(/selection topp tau swept 0\.8,0\.95/);
-    expect(stdout).toMatch(/^\s+prism tau 0\.8\s/m);
-    expect(stdout).toMatch(/^\s+meanpool tau 0\.95\s/m);
-    const text = fs.readFileSync(svg(), 'utf8');
+    expect(fx.stdout).toMatch(/selection topp tau swept 0\.8,0\.95/);
+    expect(fx.stdout).toMatch(/^\s+prism tau 0\.8\s/m);
+    expect(fx.stdout).toMatch(/^\s+meanpool tau 0\.95\s/m);
+    const text = fs.readFileSync(fx.svg(), 'utf8');
     checkXml(text);
     expect(text).toContain('N=512: recall vs speedup over dense');
     expect(text).toContain('N=768: recall vs speedup over dense');
@@ -257,7 +261,7 @@ describe('--tau-sweep', () => {
   });
 
   test('the validator checks the sweep points', () => {
-    const bad = JSON.parse(JSON.stringify(report)) as BenchReport;
+    const bad = JSON.parse(JSON.stringify(fx.report)) as BenchReport;
     bad.results[0].tauSweep![0].tau = 0;
     (bad.results[0].tauSweep![1] as unknown as Record<string, unknown>).density = 2;
     (bad.config as unknown as Record<string, unknown>).tauSweep = [1.5];

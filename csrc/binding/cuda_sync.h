@@ -67,9 +67,10 @@ class PinnedValue {
 void drain_stream_quietly(cudaStream_t stream) noexcept;
 
 // Runs body(); if it throws, waits for `stream` quietly first (what was
-// enqueued must not outlive the buffers it uses), then rethrows.
+// enqueued must not outlive the buffers it uses), then rethrows. `stream` is
+// read when body throws: a member the body reassigns is drained as it is then.
 template <class Body>
-void drain_on_error(cudaStream_t stream, Body&& body) {
+void drain_on_error(const cudaStream_t& stream, Body&& body) {
   try {
     body();
   } catch (...) {

@@ -5,6 +5,7 @@
 // indices tensor is allocated once the count is known (one host wait).
 #include "binding/args.h"
 #include "binding/device.h"
+#include "binding/device_worker.h"
 #include "binding/errors.h"
 #include "binding/op_runner.h"
 #include "binding/ops.h"
@@ -19,13 +20,12 @@
 namespace prism::binding {
 namespace {
 
-class EstimateWorker : public PromiseWorker {
+class EstimateWorker : public DeviceWorker {
  public:
   EstimateWorker(Napi::Env env, int device, QkvView q, QkvView k, EstimateParams p,
                  BlockMaskOut out, int64_t* row_ptr, SelectionGeometry geo, Timing timing,
                  uint64_t stream, std::vector<std::shared_ptr<Storage>> keep)
-      : PromiseWorker(env, "prism.estimate"),
-        device_(device),
+      : DeviceWorker(env, "prism.estimate", device),
         q_(q),
         k_(k),
         p_(p),
@@ -37,18 +37,6 @@ class EstimateWorker : public PromiseWorker {
         keep_(std::move(keep)) {}
 
  protected:
-  void run() override {
-    if (device_ == kCpuDevice) {
-      run_cpu();
-      return;
-    }
-#if PRISM_WITH_CUDA
-    run_gpu();
-#else
-    require_device(device_);
-#endif
-  }
-
   Napi::Value result(Napi::Env env) override {
     Napi::Object r = Napi::Object::New(env);
     Napi::Array ms = Napi::Array::New(env, ms_.size());
@@ -61,7 +49,7 @@ class EstimateWorker : public PromiseWorker {
   }
 
  private:
-  void run_cpu() {
+  void run_cpu() override {
     std::vector<int32_t> tri(static_cast<size_t>(geo_.tri > 0 ? geo_.tri : 1));
     BlockMaskOut o = out_;
     o.indices = tri.data();
@@ -73,7 +61,7 @@ class EstimateWorker : public PromiseWorker {
   }
 
 #if PRISM_WITH_CUDA
-  void run_gpu() {
+  void run_gpu() override {
     use_device(device_);
     cudaStream_t stream = op_stream(device_, stream_);
     try {
@@ -109,7 +97,6 @@ class EstimateWorker : public PromiseWorker {
   }
 #endif
 
-  int device_;
   QkvView q_, k_;
   EstimateParams p_;
   BlockMaskOut out_;

@@ -14,6 +14,7 @@
 
 #include "binding/args.h"
 #include "binding/device.h"
+#include "binding/device_worker.h"
 #include "binding/errors.h"
 #include "binding/op_runner.h"
 #include "binding/ops.h"
@@ -40,31 +41,17 @@ struct PrefillArgs {
   uint64_t stream = 0;  // caller's cudaStream_t, or 0: the device's own
 };
 
-class PrefillWorker : public PromiseWorker {
+class PrefillWorker : public DeviceWorker {
  public:
   PrefillWorker(Napi::Env env, PrefillArgs a, std::vector<std::shared_ptr<Storage>> keep)
-      : PromiseWorker(env, "prism.prefill"),
+      : DeviceWorker(env, "prism.prefill", a.device),
         a_(a),
         geo_(a.q, a.k, a.ep.block),
         keep_(std::move(keep)) {}
 
  protected:
-  void run() override {
-    if (a_.device == kCpuDevice) {
-      run_cpu();
-      return;
-    }
-#if PRISM_WITH_CUDA
-    run_gpu();
-#else
-    require_device(a_.device);
-#endif
-  }
-
   Napi::Value result(Napi::Env env) override {
-    Napi::Object r = Napi::Object::New(env);
-    r.Set("estimateMs", Napi::Number::New(env, est_ms_));
-    r.Set("attentionMs", Napi::Number::New(env, att_ms_));
+    Napi::Object r = phase_times(env, est_ms_, att_ms_);
     r.Set("selected", Napi::Number::New(env, static_cast<double>(total_)));
     if (indices_)
       r.Set("indices", TensorWrap::adopt(env, indices_, DType::I32, {total_ > 0 ? total_ : 1}));
@@ -72,7 +59,7 @@ class PrefillWorker : public PromiseWorker {
   }
 
  private:
-  void run_cpu() {
+  void run_cpu() override {
     using clock = std::chrono::steady_clock;
     const size_t rows = static_cast<size_t>(geo_.rows);
     std::vector<int32_t> counts(a_.sel.counts ? 0 : rows),
@@ -110,7 +97,7 @@ class PrefillWorker : public PromiseWorker {
   void enqueue_gpu() {
     use_device(a_.device);
     stream_ = op_stream(a_.device, a_.stream);
-    try {
+    drain_on_error(stream_, [&] {
       // scratch: estimation workspace | triangular selection | row starts |
       // scan workspace | counts, rowPtr, temps unless the caller gave them | attention workspace
       const size_t rows = static_cast<size_t>(geo_.rows);
@@ -168,19 +155,16 @@ class PrefillWorker : public PromiseWorker {
       check_cuda(prism::cuda::attention(a_.q, a_.k, a_.v, a_.o, list, a_.ap, ws_att, stream_),
                  "prefill (attention)");
       check_cuda(cudaEventRecord(events_[2]->get(), stream_), "cudaEventRecord");
-    } catch (...) {
-      drain_stream_quietly(stream_);
-      throw;
-    }
+    });
   }
 
  private:
   static size_t align256(size_t n) { return (n + 255) & ~size_t(255); }
 
   // Worker thread: the one wait, the times, and the selection when asked for.
-  void run_gpu() {
+  void run_gpu() override {
     use_device(a_.device);
-    try {
+    drain_on_error(stream_, [&] {
       wait_for_stream(stream_, "prefill");
       total_ = *total_slot_->get();
       float ms = 0.f;
@@ -199,10 +183,7 @@ class PrefillWorker : public PromiseWorker {
             "prefill (gather)");
         wait_for_stream(stream_, "prefill");
       }
-    } catch (...) {
-      drain_stream_quietly(stream_);
-      throw;
-    }
+    });
   }
 
   cudaStream_t stream_ = nullptr;
@@ -257,17 +238,7 @@ Napi::Value prefill(const Napi::CallbackInfo& info) {
       a.want_selection = true;
     }
     auto* worker = new PrefillWorker(env, a, std::move(keep));
-#if PRISM_WITH_CUDA
-    if (a.device != kCpuDevice) {
-      try {
-        worker->enqueue_gpu();
-      } catch (...) {
-        delete worker;  // never queued
-        throw;
-      }
-    }
-#endif
-    return worker->start();
+    return start_after_enqueue(worker, a.device);
   });
 }
 

@@ -21,6 +21,7 @@
 #include "binding/args.h"
 #include "binding/block_list.h"
 #include "binding/device.h"
+#include "binding/device_worker.h"
 #include "binding/errors.h"
 #include "binding/ops.h"
 #include "binding/promise_worker.h"
@@ -39,32 +40,18 @@
 namespace prism::binding {
 namespace {
 
-class VarlenWorker : public PromiseWorker {
+class VarlenWorker : public DeviceWorker {
  public:
   VarlenWorker(Napi::Env env, VarlenArgs a, std::vector<std::shared_ptr<Storage>> keep)
-      : PromiseWorker(env, "prism.varlen"),
+      : DeviceWorker(env, "prism.varlen", a.device),
         a_(std::move(a)),
         keep_(std::move(keep)),
         totals_(a_.seqs.size(), 0),
         indices_(a_.seqs.size()) {}
 
  protected:
-  void run() override {
-    if (a_.device == kCpuDevice) {
-      run_cpu();
-      return;
-    }
-#if PRISM_WITH_CUDA
-    run_gpu();
-#else
-    require_device(a_.device);
-#endif
-  }
-
   Napi::Value result(Napi::Env env) override {
-    Napi::Object r = Napi::Object::New(env);
-    r.Set("estimateMs", Napi::Number::New(env, est_ms_));
-    r.Set("attentionMs", Napi::Number::New(env, att_ms_));
+    Napi::Object r = phase_times(env, est_ms_, att_ms_);
     Napi::Array selected = Napi::Array::New(env, totals_.size());
     Napi::Array indices = Napi::Array::New(env, totals_.size());
     for (size_t i = 0; i < totals_.size(); ++i) {
@@ -93,7 +80,7 @@ class VarlenWorker : public PromiseWorker {
         a_.lse[h * a_.total_q + s.span.q_off + r] = rows[h * s.span.nq + r];
   }
 
-  void run_cpu() {
+  void run_cpu() override {
     using clock = std::chrono::steady_clock;
     const bool paged = a_.spec.paged;
     std::vector<char> kbuf(paged ? kv_bytes() : 0), vbuf(paged && a_.attention ? kv_bytes() : 0);
@@ -168,12 +155,7 @@ class VarlenWorker : public PromiseWorker {
   void enqueue_gpu() {
     use_device(a_.device);
     stream_ = op_stream(a_.device, a_.stream);
-    try {
-      enqueue_all();
-    } catch (...) {
-      drain_stream_quietly(stream_);
-      throw;
-    }
+    drain_on_error(stream_, [&] { enqueue_all(); });
   }
 
  private:
@@ -311,9 +293,9 @@ class VarlenWorker : public PromiseWorker {
   }
 
   // Worker thread: the one wait, the times, and the selections when asked for.
-  void run_gpu() {
+  void run_gpu() override {
     use_device(a_.device);
-    try {
+    drain_on_error(stream_, [&] {
       wait_for_stream(stream_, "varlen");
       float ms = 0.f;
       for (size_t i = 0; i < a_.seqs.size(); ++i) {
@@ -339,10 +321,7 @@ class VarlenWorker : public PromiseWorker {
                    "varlen (gather)");
       }
       wait_for_stream(stream_, "varlen");
-    } catch (...) {
-      drain_stream_quietly(stream_);
-      throw;
-    }
+    });
   }
 
   cudaStream_t stream_ = nullptr;
@@ -369,17 +348,7 @@ Napi::Value varlen(const Napi::CallbackInfo& info) {
     VarlenArgs a = read_varlen_args(info, keep);
     [[maybe_unused]] const int device = a.device;
     auto* worker = new VarlenWorker(env, std::move(a), std::move(keep));
-#if PRISM_WITH_CUDA
-    if (device != kCpuDevice) {
-      try {
-        worker->enqueue_gpu();
-      } catch (...) {
-        delete worker;  // never queued
-        throw;
-      }
-    }
-#endif
-    return worker->start();
+    return start_after_enqueue(worker, device);
   });
 }
 

@@ -42,43 +42,21 @@ static void run_variant_case(const Case& c, uint64_t seed) {
 
 static void check_sweep() {
   uint64_t seed = 1;
-  for_each_sweep_case({{1, 1},
-                       {77, 77},
-                       {129, 129},
-                       {1000, 1000},
-                       {4097, 4097},
-                       {100, 1000},
-                       {1, 1000},
-                       {513, 2100},
-                       {300, 556},
-                       {200, 333}},
-                      {64, 128, 256}, [&](Case& c) {
-                        // the default variant (kAuto) and every other variant that takes the case
-                        for (int var = -1; var < cuda::attn::kNumVariants; ++var) {
-                          if (var >= 0 && !cuda::attn::variant_supported(var, int(c.D), c.blk))
-                            continue;
-                          if (var >= 0 && var == cuda::attn::default_variant(int(c.D), c.blk))
-                            continue;
-                          c.variant = var;
-                          run_variant_case(c, seed++);
-                        }
-                      });
+  for_each_sweep_case(kSweepShapes, {64, 128, 256}, [&](Case& c) {
+    // the default variant (kAuto) and every other variant that takes the case
+    for (int var = -1; var < cuda::attn::kNumVariants; ++var) {
+      if (var >= 0 && !cuda::attn::variant_supported(var, int(c.D), c.blk)) continue;
+      if (var >= 0 && var == cuda::attn::default_variant(int(c.D), c.blk)) continue;
+      c.variant = var;
+      run_variant_case(c, seed++);
+    }
+  });
 }
 
 static void check_small() {
-  // small shapes for compute-sanitizer: dense + sparse, both block sizes
-  Case c{1, 4, 2, 200, 300, 128, true, false, false, 128, 0.f, cuda::attn::kAuto, 0};
-  run_variant_case(c, 11);
-  c.sparse = true;
-  run_variant_case(c, 12);
-  c.blk = 64;
-  c.D = 64;
-  c.bf16 = false;
-  c.bnhd = true;
-  run_variant_case(c, 13);
-  c.sparse = false;
-  c.blk = 256;
-  run_variant_case(c, 14);
+  // small shapes for compute-sanitizer: dense + sparse, block sizes 128, 64 and 256
+  run_small_cases(
+      64, [](Case& c) { c.blk = 256; }, run_variant_case);
 }
 
 static void timing() {
@@ -92,19 +70,8 @@ static void timing() {
 }
 
 int main(int argc, char** argv) {
-  bool small = false, check = true, time = true;
-  for (int a = 1; a < argc; ++a) {
-    if (!std::strcmp(argv[a], "--small"))
-      small = true;
-    else if (!std::strcmp(argv[a], "--check"))
-      time = false;
-    else if (!std::strcmp(argv[a], "--time"))
-      check = false;
-    else if (!std::strcmp(argv[a], "--hash"))
-      g_hash = true;
-    else if (!std::strcmp(argv[a], "--no-reference"))
-      g_no_reference = true;
-  }
+  HarnessFlags flags;
+  for (int a = 1; a < argc; ++a) flags.parse(argv[a]);
   // Every case on the portable kernel, Hopper included (its default variant
   // for kAuto); attention_sm90_check covers the Hopper path.
   cuda::attn::AttentionTuning portable;
@@ -112,14 +79,5 @@ int main(int argc, char** argv) {
   cuda::attn::set_attention_tuning(portable);
   int dev = 0;
   CK(cudaSetDevice(dev));
-  print_device(dev);
-  check_argument_errors();
-  if (small) {
-    check_small();
-  } else {
-    if (check) check_sweep();
-    if (time) timing();
-  }
-  std::printf("\n%d failure(s) in %d checked case(s)\n", g_failures, g_cases);
-  return g_failures ? 1 : 0;
+  return run_harness(dev, flags, check_small, check_sweep, timing);
 }

@@ -119,17 +119,7 @@ struct Tensor4 {
   OutView out(DType dt) const { return view<OutView>(dt); }
   template <class View>
   View view(DType dt) const {
-    View v;
-    v.data = dev;
-    v.dtype = dt;
-    v.batch = B;
-    v.heads = H;
-    v.n = N;
-    v.d = D;
-    v.stride_b = sb;
-    v.stride_h = sh;
-    v.stride_n = sn;
-    return v;
+    return check::strided_view<View>(dev, dt, B, H, N, D, sb, sh, sn);
   }
 };
 
@@ -452,6 +442,11 @@ struct SweepShape {
   int64_t Nq, Nk;
 };
 
+// The (Nq, Nk) shapes of every harness's sweep: 1, odd lengths, Nq < Nk.
+static const std::vector<SweepShape> kSweepShapes = {
+    {1, 1},      {77, 77},  {129, 129},  {1000, 1000}, {4097, 4097},
+    {100, 1000}, {1, 1000}, {513, 2100}, {300, 556},   {200, 333}};
+
 static void for_each_sweep_case(const std::vector<SweepShape>& shapes,
                                 const std::vector<int>& blocks,
                                 const std::function<void(Case&)>& run) {
@@ -481,7 +476,53 @@ static void for_each_sweep_case(const std::vector<SweepShape>& shapes,
         }
 }
 
+// The small cases (for compute-sanitizer): B 1, Hq 4, Hkv 2, Nq 200, Nk 300;
+// bf16 at d 128, block 128, dense then sparse (seeds 11, 12); fp16 BNHD at
+// d 64 with block blk, sparse (seed 13); then dense once `last` has changed
+// one more thing (seed 14). Returns that last case.
+template <class Last, class Run>
+static Case run_small_cases(int blk, Last last, Run run) {
+  Case c{1, 4, 2, 200, 300, 128, true, false, false, 128, 0.f, cuda::attn::kAuto, 0};
+  run(c, 11);
+  c.sparse = true;
+  run(c, 12);
+  c.blk = blk;
+  c.D = 64;
+  c.bf16 = false;
+  c.bnhd = true;
+  run(c, 13);
+  c.sparse = false;
+  last(c);
+  run(c, 14);
+  return c;
+}
+
 // ------------------------------------------------------------------ main parts
+// The arguments every attention harness takes:
+//   --small           the small cases only (for compute-sanitizer)
+//   --check, --time   the correctness sweep only, the timings only
+//   --hash            every case writes the LSE too and logs a hash of O and LSE
+//   --no-reference    skip the float64 host reference of the checked cases
+struct HarnessFlags {
+  bool small = false, check = true, time = true;
+  // Takes one argument; false when it is none of the above.
+  bool parse(const char* a) {
+    if (!std::strcmp(a, "--small"))
+      small = true;
+    else if (!std::strcmp(a, "--check"))
+      time = false;
+    else if (!std::strcmp(a, "--time"))
+      check = false;
+    else if (!std::strcmp(a, "--hash"))
+      g_hash = true;
+    else if (!std::strcmp(a, "--no-reference"))
+      g_no_reference = true;
+    else
+      return false;
+    return true;
+  }
+};
+
 // Prints the device, the attention path it takes and the compiled archs.
 static void print_device(int dev) {
   cudaDeviceProp prop;
@@ -526,4 +567,20 @@ static void check_argument_errors() {
     ++g_failures;
   }
   q.release();
+}
+
+// After the device line and the argument checks, what the flags ask for: the
+// small cases, or the sweep and / or the timings. Returns the exit status.
+static int run_harness(int dev, const HarnessFlags& f, void (*small)(), void (*sweep)(),
+                       void (*timing)()) {
+  print_device(dev);
+  check_argument_errors();
+  if (f.small) {
+    small();
+  } else {
+    if (f.check) sweep();
+    if (f.time) timing();
+  }
+  std::printf("\n%d failure(s) in %d checked case(s)\n", g_failures, g_cases);
+  return g_failures ? 1 : 0;
 }

@@ -48,19 +48,8 @@ static DeviceFacts ampere() { return DeviceFacts{8, 0, 108, false}; }
 
 static PlanRequest request(int d, int blk, int64_t nq, int64_t nk, bool sparse, int64_t batch = 1,
                            int64_t hq = 8, int64_t hkv = 2) {
-  PlanRequest r;
-  r.dtype = DType::BF16;
-  r.head_dim = d;
-  r.block = blk;
-  r.batch = batch;
-  r.hq = hq;
-  r.hkv = hkv;
-  r.nq = nq;
-  r.nk = nk;
-  r.sparse = sparse;
-  r.tma_ok = true;
-  r.has_workspace = true;
-  return r;
+  // dtype, head_dim, block, batch, hq, hkv, nq, nk, sparse, tma_ok, has_workspace
+  return PlanRequest{DType::BF16, d, blk, batch, hq, hkv, nq, nk, sparse, true, true};
 }
 
 static AttentionTuning tuned(std::function<void(AttentionTuning&)> edit) {

@@ -120,38 +120,17 @@ static void check_tuned(uint64_t seed) {
 
 static void check_sweep() {
   uint64_t seed = 1;
-  for_each_sweep_case({{1, 1},
-                       {77, 77},
-                       {129, 129},
-                       {1000, 1000},
-                       {4097, 4097},
-                       {100, 1000},
-                       {1, 1000},
-                       {513, 2100},
-                       {300, 556},
-                       {200, 333},
-                       {128, 128},
-                       {256, 384},
-                       {640, 1000},
-                       {2048, 2048}},
-                      {128, 256, 128, 256, 64}, [&](Case& c) { run_path_case(c, seed++); });
+  // the common shapes, then whole tiles of 128 and 64 rows
+  std::vector<SweepShape> shapes = kSweepShapes;
+  shapes.insert(shapes.end(), {{128, 128}, {256, 384}, {640, 1000}, {2048, 2048}});
+  for_each_sweep_case(shapes, {128, 256, 128, 256, 64}, [&](Case& c) { run_path_case(c, seed++); });
   check_tuned(seed);
 }
 
 static void check_small() {
   // small shapes for compute-sanitizer: dense + sparse, both block sizes, both head dims
-  Case c{1, 4, 2, 200, 300, 128, true, false, false, 128, 0.f, cuda::attn::kAuto, 0};
-  run_path_case(c, 11);
-  c.sparse = true;
-  run_path_case(c, 12);
-  c.blk = 256;
-  c.D = 64;
-  c.bf16 = false;
-  c.bnhd = true;
-  run_path_case(c, 13);
-  c.sparse = false;
-  c.Nq = 300;
-  run_path_case(c, 14);
+  Case c = run_small_cases(
+      256, [](Case& c) { c.Nq = 300; }, run_path_case);
   if (g_sm90) {
     c.sparse = true;
     run_tuned_case(c, 15, persistent3, "pers3");
@@ -178,16 +157,12 @@ static void timing() {
 }
 
 int main(int argc, char** argv) {
-  bool small = false, check = true, time = true;
+  HarnessFlags flags;
   for (int a = 1; a < argc; ++a) {
-    if (!std::strcmp(argv[a], "--small"))
-      small = true;
-    else if (!std::strcmp(argv[a], "--check"))
-      time = false;
-    else if (!std::strcmp(argv[a], "--time"))
-      check = false;
+    if (flags.parse(argv[a]))
+      continue;
     else if (!std::strcmp(argv[a], "--quick")) {
-      check = false;
+      flags.check = false;
       g_quick = true;
     } else if (!std::strcmp(argv[a], "--no-sm80-128k"))
       g_skip_sm80_long = true;
@@ -199,10 +174,6 @@ int main(int argc, char** argv) {
       g_base_tuning.max_ctas = std::atoi(argv[a] + 7);
     else if (!std::strcmp(argv[a], "--pingpong"))
       g_base_tuning.pingpong = true;
-    else if (!std::strcmp(argv[a], "--hash"))
-      g_hash = true;
-    else if (!std::strcmp(argv[a], "--no-reference"))
-      g_no_reference = true;
     else {
       std::fprintf(stderr, "unknown argument %s\n", argv[a]);
       return 2;
@@ -214,14 +185,5 @@ int main(int argc, char** argv) {
   int dev = 0;
   CK(cudaSetDevice(dev));
   g_sm90 = !std::strcmp(cuda::attention_path(dev), "sm90-wgmma");
-  print_device(dev);
-  check_argument_errors();
-  if (small) {
-    check_small();
-  } else {
-    if (check) check_sweep();
-    if (time) timing();
-  }
-  std::printf("\n%d failure(s) in %d checked case(s)\n", g_failures, g_cases);
-  return g_failures ? 1 : 0;
+  return run_harness(dev, flags, check_small, check_sweep, timing);
 }

@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <initializer_list>
 #include <random>
 #include <vector>
 
@@ -52,6 +53,24 @@ inline const char* dtype_name(prism::DType t) {
 }
 
 // memory layouts of test tensors: 0 bhnd, 1 bnhd, 2 bhnd with padded rows
+// A view (prism::QkvView or OutView) of the [batch, heads, n, d] tensor at
+// data, strides (sb, sh, sn) in elements.
+template <class View>
+View strided_view(void* data, prism::DType dt, int64_t batch, int64_t heads, int64_t n, int64_t d,
+                  int64_t sb, int64_t sh, int64_t sn) {
+  View v;
+  v.data = data;
+  v.dtype = dt;
+  v.batch = batch;
+  v.heads = heads;
+  v.n = n;
+  v.d = d;
+  v.stride_b = sb;
+  v.stride_h = sh;
+  v.stride_n = sn;
+  return v;
+}
+
 struct HostTensor {
   int64_t B = 0, H = 0, N = 0, d = 0;
   prism::DType dt = prism::DType::F32;
@@ -107,17 +126,7 @@ struct HostTensor {
     dev = nullptr;
   }
   prism::QkvView view() const {
-    prism::QkvView v;
-    v.data = dev;
-    v.dtype = dt;
-    v.batch = B;
-    v.heads = H;
-    v.n = N;
-    v.d = d;
-    v.stride_b = sb;
-    v.stride_h = sh;
-    v.stride_n = sn;
-    return v;
+    return strided_view<prism::QkvView>(dev, dt, B, H, N, d, sb, sh, sn);
   }
   float at(int64_t b, int64_t h, int64_t n, int64_t k) const {
     return f[(size_t)(((b * H + h) * N + n) * d + k)];
@@ -157,6 +166,11 @@ struct RopeGen {
     }
   }
 };
+
+// cudaFree of each device buffer (null ones included).
+inline void cuda_free_all(std::initializer_list<void*> bufs) {
+  for (void* b : bufs) CK(cudaFree(b));
+}
 
 inline double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());

@@ -361,11 +361,7 @@ bool run_case(const Case& c) {
     if (path == kRowPath) first = std::move(g1);
   }
   cuda::est_internal::set_select_path(kAutoPath);
-  CK(cudaFree(ws));
-  CK(cudaFree(dm));
-  CK(cudaFree(dc));
-  CK(cudaFree(di));
-  CK(cudaFree(dt));
+  check::cuda_free_all({ws, dm, dc, di, dt});
   Q.free_dev();
   K.free_dev();
   return all;
@@ -484,21 +480,8 @@ struct DevInputs {
     fill_kernel<<<(unsigned)((tq + 255) / 256), 256>>>(q, Hq, Hq / Hkv, Nq, d, Nk - Nq, 11, gen);
     fill_kernel<<<(unsigned)((tk + 255) / 256), 256>>>(k, Hkv, 1, Nk, d, 0, 99, gen);
     CK(cudaGetLastError());
-    qv.data = q;
-    qv.dtype = DType::BF16;
-    qv.batch = 1;
-    qv.heads = Hq;
-    qv.n = Nq;
-    qv.d = d;
-    qv.stride_n = d;
-    qv.stride_h = Nq * d;
-    qv.stride_b = Hq * Nq * d;
-    kv = qv;
-    kv.data = k;
-    kv.heads = Hkv;
-    kv.n = Nk;
-    kv.stride_h = Nk * d;
-    kv.stride_b = Hkv * Nk * d;
+    qv = check::strided_view<QkvView>(q, DType::BF16, 1, Hq, Nq, d, Hq * Nq * d, Nq * d, d);
+    kv = check::strided_view<QkvView>(k, DType::BF16, 1, Hkv, Nk, d, Hkv * Nk * d, Nk * d, d);
   }
   ~DevInputs() {
     CK(cudaFree(q));
@@ -590,15 +573,7 @@ struct Stress {
 
 Stress mks(const std::string& name, long long Nq, long long Nk, int Hq, int Hkv, int d, int block,
            int gen) {
-  Stress s;
-  s.name = name;
-  s.Nq = Nq;
-  s.Nk = Nk;
-  s.Hq = Hq;
-  s.Hkv = Hkv;
-  s.d = d;
-  s.block = block;
-  s.gen = gen;
+  Stress s{name, Nq, Nk, Hq, Hkv, d, block, gen};
   s.p.block = block;
   s.p.high_dims = d / 2;
   s.p.low_dims = (3 * d / 4) & ~1;
@@ -770,18 +745,7 @@ bool long_context(long long N, int gen, int iters, const std::vector<Timed>& pat
 
 Case mk(const std::string& name, int B, int Hq, int Hkv, int Nq, int Nk, int d, DType dt,
         int layout, int gen, int block = 128) {
-  Case c;
-  c.name = name;
-  c.B = B;
-  c.Hq = Hq;
-  c.Hkv = Hkv;
-  c.Nq = Nq;
-  c.Nk = Nk;
-  c.d = d;
-  c.dt = dt;
-  c.layout = layout;
-  c.gen = gen;
-  c.p = EstimateParams();
+  Case c{name, B, Hq, Hkv, Nq, Nk, d, dt, layout, gen, EstimateParams()};
   c.p.block = block;
   c.p.high_dims = d / 2;
   c.p.low_dims = (3 * d / 4) & ~1;

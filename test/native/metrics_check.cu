@@ -118,11 +118,7 @@ bool recall_case(const char* name, int B, int Hq, int Hkv, int Nq, int Nk, int d
       pass ? "PASS" : "FAIL", name, B, Hq, Hkv, Nq, Nk, d, check::dtype_name(dt), blk,
       dense ? "dense" : "list", nr - 1, maxerr, mean_ref, nan_ok ? "yes" : "NO",
       det ? "yes" : "NO");
-  CK(cudaFree(dc));
-  CK(cudaFree(di));
-  CK(cudaFree(ds));
-  CK(cudaFree(dr));
-  CK(cudaFree(drec));
+  check::cuda_free_all({dc, di, ds, dr, drec});
   Q.free_dev();
   K.free_dev();
   return pass;

@@ -12,39 +12,30 @@ namespace prism::cuda::attn {
 template <typename T>
 struct ElemTraits;
 
-template <>
-struct ElemTraits<__nv_bfloat16> {
-  // Two fp32 values -> one register holding (lo, hi) as bf16, lo in the low half.
-  static __device__ __forceinline__ uint32_t pack(float lo, float hi) {
-    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
-    return *reinterpret_cast<uint32_t*>(&v);
-  }
-  // d += a * b, m16n8k16, row.col, fp32 accumulate.
-  static __device__ __forceinline__ void mma(float (&d)[4], const uint32_t (&a)[4], uint32_t b0,
-                                             uint32_t b1) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
-        "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-  }
-};
+// One specialisation per element type T: its packed pair T2, the conversion
+// of two fp32 values into it and its PTX type name TY.
+//   pack: two fp32 values -> one register holding (lo, hi), lo in the low half;
+//   mma:  d += a * b, m16n8k16, row.col, fp32 accumulate.
+#define PRISM_ELEM_TRAITS(T, T2, CVT, TY)                                                          \
+  template <>                                                                                      \
+  struct ElemTraits<T> {                                                                           \
+    static __device__ __forceinline__ uint32_t pack(float lo, float hi) {                          \
+      T2 v = CVT(lo, hi);                                                                          \
+      return *reinterpret_cast<uint32_t*>(&v);                                                     \
+    }                                                                                              \
+    static __device__ __forceinline__ void mma(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, \
+                                               uint32_t b1) {                                      \
+      asm volatile("mma.sync.aligned.m16n8k16.row.col.f32." TY "." TY                              \
+                   ".f32 "                                                                         \
+                   "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"                       \
+                   : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])                                \
+                   : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));                \
+    }                                                                                              \
+  };
 
-template <>
-struct ElemTraits<__half> {
-  static __device__ __forceinline__ uint32_t pack(float lo, float hi) {
-    __half2 v = __floats2half2_rn(lo, hi);
-    return *reinterpret_cast<uint32_t*>(&v);
-  }
-  static __device__ __forceinline__ void mma(float (&d)[4], const uint32_t (&a)[4], uint32_t b0,
-                                             uint32_t b1) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
-        "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-  }
-};
+PRISM_ELEM_TRAITS(__nv_bfloat16, __nv_bfloat162, __floats2bfloat162_rn, "bf16")
+PRISM_ELEM_TRAITS(__half, __half2, __floats2half2_rn, "f16")
+#undef PRISM_ELEM_TRAITS
 
 // ---- shared memory / async copy -------------------------------------------
 __device__ __forceinline__ uint32_t smem_u32(const void* p) {

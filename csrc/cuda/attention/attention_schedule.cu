@@ -6,6 +6,7 @@
 #include <cuda_runtime.h>
 #include <cstdint>
 #include "cuda/attention/attention_fwd.h"
+#include "cuda/common/block_scan.cuh"
 
 namespace prism::cuda::attn {
 namespace {
@@ -45,27 +46,7 @@ __global__ void __launch_bounds__(kSortThreads)
     local[j] = run;
     run += hist[tid * kPer + j];
   }
-  const int lane = tid & 31, warp = tid >> 5;
-  int incl = run;
-#pragma unroll
-  for (int o = 1; o < 32; o <<= 1) {
-    const int v = __shfl_up_sync(0xffffffffu, incl, o);
-    if (lane >= o) incl += v;
-  }
-  if (lane == 31) warp_tot[warp] = incl;
-  __syncthreads();
-  if (warp == 0) {
-    int w = warp_tot[lane];
-    int wi = w;
-#pragma unroll
-    for (int o = 1; o < 32; o <<= 1) {
-      const int v = __shfl_up_sync(0xffffffffu, wi, o);
-      if (lane >= o) wi += v;
-    }
-    warp_tot[lane] = wi - w;  // exclusive
-  }
-  __syncthreads();
-  const int base = warp_tot[warp] + incl - run;
+  const int base = block_exclusive_scan(run, warp_tot);
 #pragma unroll
   for (int j = 0; j < kPer; ++j) hist[tid * kPer + j] = base + local[j];
   __syncthreads();

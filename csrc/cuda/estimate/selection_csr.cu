@@ -7,6 +7,7 @@
 
 #include <cstdint>
 
+#include "cuda/common/block_scan.cuh"
 #include "cuda/common/cuda_check.h"
 #include "cuda/cuda_backend.h"
 
@@ -46,7 +47,6 @@ __global__ void __launch_bounds__(kScanThreads)
                        const int64_t* __restrict__ partial, int64_t* __restrict__ row_ptr) {
   __shared__ int64_t red[32];
   __shared__ int64_t warp_excl[32];
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   // sum of the chunks before this one
   int64_t before = 0;
   for (int c = threadIdx.x; c < (int)blockIdx.x; c += kScanThreads) before += partial[c];
@@ -60,24 +60,7 @@ __global__ void __launch_bounds__(kScanThreads)
     v[e] = r0 + e < rows ? counts[r0 + e] : 0;
     mine += v[e];
   }
-  int64_t incl = mine;  // inclusive scan over the warp
-  for (int o = 1; o < 32; o <<= 1) {
-    const int64_t y = __shfl_up_sync(0xffffffffu, incl, o);
-    if (lane >= o) incl += y;
-  }
-  if (lane == 31) warp_excl[warp] = incl;
-  __syncthreads();
-  if (warp == 0) {
-    const int64_t w = warp_excl[lane];
-    int64_t wi = w;
-    for (int o = 1; o < 32; o <<= 1) {
-      const int64_t y = __shfl_up_sync(0xffffffffu, wi, o);
-      if (lane >= o) wi += y;
-    }
-    warp_excl[lane] = wi - w;
-  }
-  __syncthreads();
-  int64_t run = before + warp_excl[warp] + incl - mine;
+  int64_t run = before + block_exclusive_scan(mine, warp_excl);
 #pragma unroll
   for (int e = 0; e < kScanPer; ++e) {
     if (r0 + e < rows) row_ptr[r0 + e] = run;

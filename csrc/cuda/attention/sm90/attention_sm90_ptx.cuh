@@ -56,93 +56,67 @@ __device__ __forceinline__ void reg_fence(uint32_t& r) { asm volatile("" : "+r"(
 template <typename T>
 struct Wgmma;
 
+// The accumulator operands of a wgmma, D[64 x N] in N / 2 registers a thread:
+// the register list of the instruction (%0 .. %N/2-1) and the matching "+f"
+// constraints, eight at a time.
+#define PRISM_WGMMA_ACC8(i)                                                                   \
+  "+f"(d[i]), "+f"(d[i + 1]), "+f"(d[i + 2]), "+f"(d[i + 3]), "+f"(d[i + 4]), "+f"(d[i + 5]), \
+      "+f"(d[i + 6]), "+f"(d[i + 7])
+#define PRISM_WGMMA_ACC32 \
+  PRISM_WGMMA_ACC8(0), PRISM_WGMMA_ACC8(8), PRISM_WGMMA_ACC8(16), PRISM_WGMMA_ACC8(24)
+#define PRISM_WGMMA_ACC64                                                              \
+  PRISM_WGMMA_ACC32, PRISM_WGMMA_ACC8(32), PRISM_WGMMA_ACC8(40), PRISM_WGMMA_ACC8(48), \
+      PRISM_WGMMA_ACC8(56)
+#define PRISM_WGMMA_REGS32                                                                         \
+  "%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25," \
+  "%26,%27,%28,%29,%30,%31"
+#define PRISM_WGMMA_REGS64                                                                     \
+  PRISM_WGMMA_REGS32                                                                           \
+  ",%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%" \
+  "54,%55,%56,%57,%58,%59,%60,%61,%62,%63"
+
+// ssN and rsN of one element type (PTX name TY) and width N: NACC accumulator
+// registers (list REGS, constraints ACC); the operand numbers after them are
+// SS_P (scale_d), SS_A and SS_B (descriptors), RS_A (fragment) and RS_B.
+#define PRISM_WGMMA_N(TY, N, NACC, REGS, ACC, SS_P, SS_A, SS_B, RS_A, RS_B)                        \
+  static __device__ __forceinline__ void ss##N(float(&d)[NACC], uint64_t da, uint64_t db,          \
+                                               int scale_d) {                                      \
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, " SS_P                                          \
+                 ", 0;\n"                                                                          \
+                 "wgmma.mma_async.sync.aligned.m64n" #N "k16.f32." TY "." TY " {" REGS "}, " SS_A  \
+                 ", " SS_B ", p, 1, 1, 0, 0;\n}\n"                                                 \
+                 : ACC                                                                             \
+                 : "l"(da), "l"(db), "r"(scale_d));                                                \
+  }                                                                                                \
+  static __device__ __forceinline__ void rs##N(float(&d)[NACC], const uint32_t(&a)[4],             \
+                                               uint64_t db) {                                      \
+    asm volatile(                                                                                  \
+        "{\n.reg .pred p;\nsetp.ne.b32 p, 1, 0;\n"                                                 \
+        "wgmma.mma_async.sync.aligned.m64n" #N "k16.f32." TY "." TY " {" REGS "}, " RS_A ", " RS_B \
+        ", p, 1, 1, 1;\n}\n"                                                                       \
+        : ACC                                                                                      \
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db));                                    \
+  }
+
 // One specialisation per element type; TY is its PTX type name.
-#define PRISM_WGMMA_OPS(T, TY)                                                                     \
-  template <>                                                                                      \
-  struct Wgmma<T> {                                                                                \
-    static __device__ __forceinline__ void ss64(float (&d)[32], uint64_t da, uint64_t db,          \
-                                                int scale_d) {                                     \
-      asm volatile(                                                                                \
-          "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"                                             \
-          "wgmma.mma_async.sync.aligned.m64n64k16.f32." TY "." TY                                  \
-          " "                                                                                      \
-          "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%"   \
-          "23,%24,%25,%26,%27,%28,%29,%30,%31}, %32, %33, p, 1, 1, 0, 0;\n}\n"                     \
-          : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]),    \
-            "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]),             \
-            "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]),          \
-            "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]),          \
-            "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]),          \
-            "+f"(d[31])                                                                            \
-          : "l"(da), "l"(db), "r"(scale_d));                                                       \
-    }                                                                                              \
-    static __device__ __forceinline__ void rs64(float (&d)[32], const uint32_t (&a)[4],            \
-                                                uint64_t db) {                                     \
-      asm volatile(                                                                                \
-          "{\n.reg .pred p;\nsetp.ne.b32 p, 1, 0;\n"                                               \
-          "wgmma.mma_async.sync.aligned.m64n64k16.f32." TY "." TY                                  \
-          " "                                                                                      \
-          "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%"   \
-          "23,%24,%25,%26,%27,%28,%29,%30,%31}, {%32,%33,%34,%35}, %36, p, 1, 1, 1;\n}\n"          \
-          : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]),    \
-            "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]),             \
-            "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]),          \
-            "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]),          \
-            "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]),          \
-            "+f"(d[31])                                                                            \
-          : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db));                                  \
-    }                                                                                              \
-    static __device__ __forceinline__ void ss128(float (&d)[64], uint64_t da, uint64_t db,         \
-                                                 int scale_d) {                                    \
-      asm volatile(                                                                                \
-          "{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"                                             \
-          "wgmma.mma_async.sync.aligned.m64n128k16.f32." TY "." TY                                 \
-          " "                                                                                      \
-          "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%"   \
-          "23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%"   \
-          "44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63}, %64, " \
-          "%65, p, 1, 1, 0, 0;\n}\n"                                                               \
-          : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]),    \
-            "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]),             \
-            "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]),          \
-            "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]),          \
-            "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]),          \
-            "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]),          \
-            "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]),          \
-            "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]),          \
-            "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]),          \
-            "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]),          \
-            "+f"(d[61]), "+f"(d[62]), "+f"(d[63])                                                  \
-          : "l"(da), "l"(db), "r"(scale_d));                                                       \
-    }                                                                                              \
-    static __device__ __forceinline__ void rs128(float (&d)[64], const uint32_t (&a)[4],           \
-                                                 uint64_t db) {                                    \
-      asm volatile(                                                                                \
-          "{\n.reg .pred p;\nsetp.ne.b32 p, 1, 0;\n"                                               \
-          "wgmma.mma_async.sync.aligned.m64n128k16.f32." TY "." TY                                 \
-          " "                                                                                      \
-          "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%"   \
-          "23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%"   \
-          "44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63}, "      \
-          "{%64,%65,%66,%67}, %68, p, 1, 1, 1;\n}\n"                                               \
-          : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]),    \
-            "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]),             \
-            "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]),          \
-            "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]),          \
-            "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]),          \
-            "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]),          \
-            "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]),          \
-            "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]),          \
-            "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]),          \
-            "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]),          \
-            "+f"(d[61]), "+f"(d[62]), "+f"(d[63])                                                  \
-          : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db));                                  \
-    }                                                                                              \
+#define PRISM_WGMMA_OPS(T, TY)                                                             \
+  template <>                                                                              \
+  struct Wgmma<T> {                                                                        \
+    PRISM_WGMMA_N(TY, 64, 32, PRISM_WGMMA_REGS32, PRISM_WGMMA_ACC32, "%34", "%32", "%33",  \
+                  "{%32,%33,%34,%35}", "%36")                                              \
+    PRISM_WGMMA_N(TY, 128, 64, PRISM_WGMMA_REGS64, PRISM_WGMMA_ACC64, "%66", "%64", "%65", \
+                  "{%64,%65,%66,%67}", "%68")                                              \
   };
 
 PRISM_WGMMA_OPS(__nv_bfloat16, "bf16")
 PRISM_WGMMA_OPS(__half, "f16")
 #undef PRISM_WGMMA_OPS
+#undef PRISM_WGMMA_N
+#undef PRISM_WGMMA_REGS64
+#undef PRISM_WGMMA_REGS32
+#undef PRISM_WGMMA_ACC64
+#undef PRISM_WGMMA_ACC32
+#undef PRISM_WGMMA_ACC8
 
 // ---- mbarrier -----------------------------------------------------------------
 __device__ __forceinline__ void mbar_init(uint64_t* bar, uint32_t count) {

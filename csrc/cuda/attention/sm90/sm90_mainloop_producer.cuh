@@ -49,18 +49,19 @@ struct ProducerMainloop {
         const int s = kv % S;
         const int r = kv / S;
         const int start = keys.start(t);
-        if (kv >= S) mbar_wait(&bar.k_empty[s], (r - 1) & 1);
-        mbar_arrive_expect_tx(&bar.k_full[s], KT::kTileBytesKV);
+        // K, then V: once the consumers have released the stage's previous tile
+        // (from the second round on), by TMA on the stage's full barrier.
+        auto load = [&](unsigned char* tiles, const CUtensorMap* tmap, uint64_t* full,
+                        uint64_t* empty) {
+          if (kv >= S) mbar_wait(&empty[s], (r - 1) & 1);
+          mbar_arrive_expect_tx(&full[s], KT::kTileBytesKV);
 #pragma unroll
-        for (int cb = 0; cb < kCB; ++cb)
-          tma_load_4d(smem.k + s * KT::kTileBytesKV + cb * KT::kColBytesKV, &prm.tk, &bar.k_full[s],
-                      cb * 64, start, w.hk, w.b);
-        if (kv >= S) mbar_wait(&bar.v_empty[s], (r - 1) & 1);
-        mbar_arrive_expect_tx(&bar.v_full[s], KT::kTileBytesKV);
-#pragma unroll
-        for (int cb = 0; cb < kCB; ++cb)
-          tma_load_4d(smem.v + s * KT::kTileBytesKV + cb * KT::kColBytesKV, &prm.tv, &bar.v_full[s],
-                      cb * 64, start, w.hk, w.b);
+          for (int cb = 0; cb < kCB; ++cb)
+            tma_load_4d(tiles + s * KT::kTileBytesKV + cb * KT::kColBytesKV, tmap, &full[s],
+                        cb * 64, start, w.hk, w.b);
+        };
+        load(smem.k, &prm.tk, bar.k_full, bar.k_empty);
+        load(smem.v, &prm.tv, bar.v_full, bar.v_empty);
       }
     }
   }
