@@ -56,12 +56,14 @@ export interface ParsedArgs {
   tauSweep?: number[];
   /** --gen-threads N: worker threads generating the structured workload (0 = the main thread) */
   genThreads?: number;
-  /** batch benchmarks (bench/batch-args.ts): --batch-workload, --lengths, --chunked, --page-size, --kv-layout */
+  /** batch benchmarks (bench/batch-args.ts): --batch-workload, --lengths, --chunked, --page-size, --kv-layout, --paged-sweep, --paged-tokens */
   batchWorkload?: BatchPreset;
   lengths?: number[];
   chunked?: { total: number; chunk: number };
   pageSize?: number;
-  kvLayout?: KvLayoutName;
+  kvLayout?: KvLayoutName | 'both';
+  pagedSweep?: number[];
+  pagedTokens?: { total: number; chunk: number };
   json?: string;
   svg?: string;
   quiet: boolean;
@@ -145,7 +147,9 @@ const OPTIONS: Record<string, OptionSpec> = {
   '--lengths': { kind: 'value', arg: 'LIST', help: 'the ragged batch\'s request lengths instead of a preset, e.g. 4k,4k,16k' },
   '--chunked': { kind: 'value', arg: 'T:C', help: 'time a chunked prefill of a T-token prompt in C-token chunks over a paged KV cache, e.g. 128k:8k' },
   '--page-size': { kind: 'value', arg: 'N', help: 'page size of the chunked prefill\'s KV cache: 16..256 (default 128)' },
-  '--kv-layout': { kind: 'value', arg: 'L', help: 'page layout of the chunked prefill\'s KV cache: NHD | HND (default NHD)' },
+  '--kv-layout': { kind: 'value', arg: 'L', help: 'page layout of the chunked prefill\'s / paged sweep\'s KV cache: NHD | HND | both (sweep only; default NHD)' },
+  '--paged-sweep': { kind: 'value', arg: 'LIST', help: 'time prefillVarlen over a paged KV cache at these page sizes vs packed K/V, e.g. 16,32,64,128,256' },
+  '--paged-tokens': { kind: 'value', arg: 'T:C', help: 'the paged sweep\'s sequence: the last C of T tokens as queries (default 128k:8k; 2k:512 on the CPU)' },
   '--json': { kind: 'value', arg: 'FILE', help: 'write every figure, the configuration and the device as JSON' },
   '--svg': { kind: 'value', arg: 'FILE', help: 'write a chart of speedup and density vs length' },
   '--quiet': { kind: 'flag', help: 'no progress display' },
@@ -187,6 +191,7 @@ export function usage(): string {
   lines.push('  prism-bench --seq 128k,1m --methods dense,prism --devices 0,1 --json sharded.json');
   lines.push('  prism-bench --seq 32k,128k --tau-sweep 0.8,0.9,0.95,0.98 --svg pareto.svg');
   lines.push('  prism-bench --batch-workload mixed --chunked 128k:8k --json batch.json');
+  lines.push('  prism-bench --paged-sweep 16,32,64,128,256 --kv-layout both --json paged.json');
   return lines.join('\n') + '\n';
 }
 
@@ -214,6 +219,13 @@ export function parseSizeList(text: string, option: string): number[] {
     throw new UsageError(`'${text}' has an empty entry (write e.g. 8k,32k,128k)`, option);
   }
   return parts.map((p) => parseSize(p, option));
+}
+
+/** "128k:8k" -> { total: 131072, chunk: 8192 } */
+function parseTotalChunk(text: string, option: string): { total: number; chunk: number } {
+  const parts = text.split(':');
+  if (parts.length !== 2 || parts.some((x) => x.trim() === '')) throw new UsageError(`'${text}' is not TOTAL:CHUNK (e.g. 128k:8k: a 128K prompt in 8K chunks)`, option);
+  return { total: parseSize(parts[0], option), chunk: parseSize(parts[1], option) };
 }
 
 function parseInteger(text: string, option: string, min: number): number {
@@ -332,14 +344,11 @@ function applyOption(out: ParsedArgs, name: string, v: string): void {
     case '--gen-threads': out.genThreads = parseInteger(v, name, 0); break;
     case '--batch-workload': out.batchWorkload = parseChoice<BatchPreset>(v, name, ['mixed', '8x4k'], { '8x4096': '8x4k' }); break;
     case '--lengths': out.lengths = parseSizeList(v, name); break;
-    case '--chunked': {
-      const parts = v.split(':');
-      if (parts.length !== 2 || parts.some((x) => x.trim() === '')) throw new UsageError(`'${v}' is not TOTAL:CHUNK (e.g. 128k:8k: a 128K prompt in 8K chunks)`, name);
-      out.chunked = { total: parseSize(parts[0], name), chunk: parseSize(parts[1], name) };
-      break;
-    }
+    case '--chunked': out.chunked = parseTotalChunk(v, name); break;
     case '--page-size': out.pageSize = parseSize(v, name); break;
-    case '--kv-layout': out.kvLayout = parseChoice<KvLayoutName>(v, name, ['NHD', 'HND'], { nhd: 'NHD', hnd: 'HND' }); break;
+    case '--kv-layout': out.kvLayout = parseChoice<KvLayoutName | 'both'>(v, name, ['NHD', 'HND', 'both'], { nhd: 'NHD', hnd: 'HND' }); break;
+    case '--paged-sweep': out.pagedSweep = parseSizeList(v, name); break;
+    case '--paged-tokens': out.pagedTokens = parseTotalChunk(v, name); break;
     case '--json': out.json = nonEmpty(v, name); break;
     case '--svg': out.svg = nonEmpty(v, name); break;
     case '--quiet': out.quiet = true; break;

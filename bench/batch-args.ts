@@ -1,6 +1,6 @@
-// Command-line options of the ragged-batch and chunked-prefill benchmarks
-// (issue #13): --batch-workload, --lengths, --chunked, --page-size,
-// --kv-layout. args.ts parses the values (with its size parsers); this file
+// Command-line options of the ragged-batch, chunked-prefill and paged-sweep
+// benchmarks: --batch-workload, --lengths, --chunked, --page-size,
+// --kv-layout, --paged-sweep, --paged-tokens. args.ts parses the values (with its size parsers); this file
 // holds the presets and checks the combination once the rest of the
 // configuration is resolved. Pure functions, no I/O.
 
@@ -42,9 +42,26 @@ export interface ChunkedBenchConfig {
   kvLayout: KvLayoutName;
 }
 
+/** The paged sweep's sequence on a GPU: the last 8K of 128K tokens as queries. */
+export const PAGED_GPU_TOKENS = Object.freeze({ total: 131072, chunk: 8192 });
+/** The paged sweep's sequence on the CPU backend (small defaults): the last 512 of 2K. */
+export const PAGED_CPU_TOKENS = Object.freeze({ total: 2048, chunk: 512 });
+
+export interface PagedSweepConfig {
+  /** keys (the sequence's length) */
+  total: number;
+  /** queries: the last `queries` tokens of the sequence */
+  queries: number;
+  /** page sizes, in the order given */
+  pageSizes: number[];
+  /** page layouts timed (each page size in each layout) */
+  kvLayouts: KvLayoutName[];
+}
+
 export interface BatchBenchConfig {
   ragged: RaggedBenchConfig | null;
   chunked: ChunkedBenchConfig | null;
+  pagedSweep: PagedSweepConfig | null;
 }
 
 /**
@@ -55,18 +72,22 @@ export interface BatchBenchConfig {
 export function resolveBatchBench(p: ParsedArgs, cfg: BenchConfig): BatchBenchConfig | null {
   const ragged = p.batchWorkload !== undefined || p.lengths !== undefined;
   const chunked = p.chunked !== undefined;
-  if (!ragged && !chunked) {
+  const sweep = p.pagedSweep !== undefined;
+  if (p.pagedTokens !== undefined && !sweep) throw new UsageError('sets the sequence of the paged sweep: give --paged-sweep LIST', '--paged-tokens');
+  if (!ragged && !chunked && !sweep) {
     if (p.pageSize !== undefined) throw new UsageError('sizes the pages of the chunked prefill: give --chunked TOTAL:CHUNK', '--page-size');
-    if (p.kvLayout !== undefined) throw new UsageError('lays out the pages of the chunked prefill: give --chunked TOTAL:CHUNK', '--kv-layout');
+    if (p.kvLayout !== undefined) throw new UsageError('lays out the pages of the chunked prefill or the paged sweep: give --chunked TOTAL:CHUNK or --paged-sweep LIST', '--kv-layout');
     return null;
   }
-  const flag = ragged ? (p.batchWorkload !== undefined ? '--batch-workload' : '--lengths') : '--chunked';
+  const flag = ragged ? (p.batchWorkload !== undefined ? '--batch-workload' : '--lengths') : chunked ? '--chunked' : '--paged-sweep';
   const conflicts: Array<[string, unknown]> = [
     ['--seq', p.seq], ['--batch', p.batch], ['--devices', p.devices], ['--tau-sweep', p.tauSweep], ['--methods', p.methods], ['--svg', p.svg],
   ];
   for (const [opt, v] of conflicts) {
     if (v !== undefined) {
-      const why = opt === '--seq' || opt === '--batch' ? 'the batch benchmarks take their lengths from --batch-workload / --lengths / --chunked' : `not part of the batch benchmarks (${flag})`;
+      const why = opt === '--seq' || opt === '--batch'
+        ? 'the batch benchmarks take their lengths from --batch-workload / --lengths / --chunked / --paged-tokens'
+        : `not part of the batch benchmarks (${flag})`;
       throw new UsageError(`${why}; drop this option`, opt);
     }
   }
@@ -74,9 +95,12 @@ export function resolveBatchBench(p: ParsedArgs, cfg: BenchConfig): BatchBenchCo
   if (p.batchWorkload !== undefined && p.lengths !== undefined) {
     throw new UsageError('give --batch-workload PRESET or --lengths LIST, not both', '--lengths');
   }
-  if (!chunked && (p.pageSize !== undefined || p.kvLayout !== undefined)) {
-    throw new UsageError('applies to the chunked prefill only (--chunked TOTAL:CHUNK)', p.pageSize !== undefined ? '--page-size' : '--kv-layout');
+  if (!chunked && p.pageSize !== undefined) {
+    const why = sweep ? 'sizes the chunked prefill\'s pages; the paged sweep takes its page sizes from --paged-sweep' : 'applies to the chunked prefill only (--chunked TOTAL:CHUNK)';
+    throw new UsageError(why, '--page-size');
   }
+  if (!chunked && !sweep && p.kvLayout !== undefined) throw new UsageError('applies to the chunked prefill or the paged sweep only (--chunked / --paged-sweep)', '--kv-layout');
+  if (chunked && p.kvLayout === 'both') throw new UsageError('\'both\' applies to the paged sweep only; the chunked prefill takes NHD or HND', '--kv-layout');
 
   let r: RaggedBenchConfig | null = null;
   if (ragged) {
@@ -97,9 +121,22 @@ export function resolveBatchBench(p: ParsedArgs, cfg: BenchConfig): BatchBenchCo
     if (chunk > total) throw new UsageError(`the chunk (${formatSize(chunk)}) is longer than the prompt (${formatSize(total)})`, '--chunked');
     const pageSize = p.pageSize ?? DEFAULT_PAGE_SIZE;
     if (!BENCH_PAGE_SIZES.includes(pageSize)) throw new UsageError(`${pageSize} is not a page size (${BENCH_PAGE_SIZES.join(', ')})`, '--page-size');
-    c = { total, chunk, chunks: Math.ceil(total / chunk), pageSize, kvLayout: p.kvLayout ?? 'NHD' };
+    c = { total, chunk, chunks: Math.ceil(total / chunk), pageSize, kvLayout: (p.kvLayout as KvLayoutName | undefined) ?? 'NHD' };
   }
-  return { ragged: r, chunked: c };
+  return { ragged: r, chunked: c, pagedSweep: sweep ? resolvePagedSweep(p, cfg) : null };
+}
+
+function resolvePagedSweep(p: ParsedArgs, cfg: BenchConfig): PagedSweepConfig {
+  const pageSizes = [...p.pagedSweep!];
+  for (const s of pageSizes) {
+    if (!BENCH_PAGE_SIZES.includes(s)) throw new UsageError(`${s} is not a page size (${BENCH_PAGE_SIZES.join(', ')})`, '--paged-sweep');
+  }
+  const dup = pageSizes.find((s, i) => pageSizes.indexOf(s) !== i);
+  if (dup !== undefined) throw new UsageError(`page size ${dup} is given twice`, '--paged-sweep');
+  const { total, chunk } = p.pagedTokens ?? (cfg.backend === 'cuda' ? PAGED_GPU_TOKENS : PAGED_CPU_TOKENS);
+  if (chunk > total) throw new UsageError(`the queries (${formatSize(chunk)}) outnumber the tokens (${formatSize(total)})`, '--paged-tokens');
+  const kvLayouts: KvLayoutName[] = p.kvLayout === 'both' ? ['NHD', 'HND'] : [p.kvLayout ?? 'NHD'];
+  return { total, queries: chunk, pageSizes, kvLayouts };
 }
 
 /** One line for the header: what the batch benchmarks run. */
@@ -112,6 +149,13 @@ export function describeBatchBench(b: BatchBenchConfig): string[] {
   if (b.chunked) {
     const c = b.chunked;
     out.push(`Chunked prefill: a ${formatSize(c.total)} prompt in ${c.chunks} chunks of ${formatSize(c.chunk)} over a paged KV cache (page size ${c.pageSize}, ${c.kvLayout})`);
+  }
+  if (b.pagedSweep) {
+    const s = b.pagedSweep;
+    out.push(
+      `Paged sweep: the last ${formatSize(s.queries)} of ${formatSize(s.total)} tokens as queries, packed K/V vs a paged KV cache ` +
+        `(page sizes ${s.pageSizes.join(', ')}; ${s.kvLayouts.join(' and ')})`,
+    );
   }
   return out;
 }

@@ -1,10 +1,10 @@
-// Results of the ragged-batch and chunked-prefill benchmarks (issue #13):
+// Results of the ragged-batch, chunked-prefill and paged-sweep benchmarks:
 // their types, the stdout tables and a validator for the JSON sections
-// `batch` and `chunked` (the document is the usual prism-bench/1 report with
+// `batch`, `chunked` and `pagedSweep` (the document is the usual prism-bench/1 report with
 // `results` empty and these sections added).
 
 import { formatSize } from './args';
-import type { ChunkedBenchConfig, RaggedBenchConfig } from './batch-args';
+import type { ChunkedBenchConfig, KvLayoutName, PagedSweepConfig, RaggedBenchConfig } from './batch-args';
 import type { BenchReport } from './report';
 
 /** One timed call, warm-up excluded: device time from the result stats and wall time of the API call (medians, ms). */
@@ -74,7 +74,7 @@ export interface ChunkedResult extends ChunkedBenchConfig {
   oneShot: TimedFigure & { density: number };
   /** dense causal attention of the whole prompt */
   dense: TimedFigure;
-  /** chunked time / one-shot time (issue #13 target: at most 1.25) */
+  /** chunked time / one-shot time (target: at most 1.25) */
   ratio: { gpu: number; api: number };
   /** ||O_chunked - O_one-shot|| / ||O_one-shot|| over every token */
   relErrVsOneShot: number;
@@ -84,12 +84,44 @@ export interface ChunkedResult extends ChunkedBenchConfig {
   oneShotRelErrVsDense: number;
 }
 
-export type BatchBenchReport = BenchReport & { batch: RaggedBatchResult | null; chunked: ChunkedResult | null };
+export interface PagedSweepRow {
+  pageSize: number;
+  kvLayout: KvLayoutName;
+  numPages: number;
+  /** prefillVarlen over the page table (the gather of the pages included in the device time) */
+  paged: TimedFigure & { density: number };
+  /** medians of the packed calls made in the same passes (packed, paged, packed, paged, ...) */
+  packed: { gpuMs: number; apiMs: number };
+  /** paged time / packed time of the same passes */
+  ratio: { gpu: number; api: number };
+  /** ratio.gpu within the target; null below its smallest page size (the slowdown is only reported) */
+  withinTarget: boolean | null;
+  /** the paged output has the packed output's bits */
+  identical: boolean;
+  /** max |O_paged - O_packed| (0 when identical) */
+  maxAbsDiff: number;
+}
 
-/** The chunked-prefill target of issue #13: total over chunks within 25% of the one-shot prefill. */
+export interface PagedSweepResult extends PagedSweepConfig {
+  hq: number;
+  hkv: number;
+  d: number;
+  block: number;
+  /** prefillVarlen over packed K/V (cuSeqlens), the same queries and keys, timed alone before the page sizes */
+  packed: TimedFigure & { density: number };
+  /** one per layout and page size, layouts outermost */
+  rows: PagedSweepRow[];
+  target: { minPageSize: number; ratio: number };
+}
+
+export type BatchBenchReport = BenchReport & { batch: RaggedBatchResult | null; chunked: ChunkedResult | null; pagedSweep: PagedSweepResult | null };
+
+/** The chunked-prefill target: total over chunks within 25% of the one-shot prefill. */
 export const CHUNKED_TARGET_RATIO = 1.25;
-/** The ragged-batch target of issue #13 for many short sequences (8x4k): the batch at least 2x faster than one by one. */
+/** The ragged-batch target for many short sequences (8x4k): the batch at least 2x faster than one by one. */
 export const BATCH_TARGET_SPEEDUP = 2;
+/** The paged-cache target: pages of 64 tokens or more within 1.10x of packed K/V (device time); smaller pages: correct, slowdown reported. */
+export const PAGED_TARGET = Object.freeze({ minPageSize: 64, ratio: 1.1 });
 
 function ms(x: number): string {
   if (!Number.isFinite(x)) return '-';
@@ -145,6 +177,22 @@ export function formatChunkedTable(r: ChunkedResult): string {
   return out;
 }
 
+export function formatPagedSweepTable(r: PagedSweepResult): string {
+  const t = r.target;
+  const rows: string[][] = [['packed K/V (cuSeqlens)', '-', ms(r.packed.gpuMs), ms(r.packed.apiMs), '1.00x', '1.00x', pct(r.packed.density), 'reference', '']];
+  for (const x of r.rows) {
+    const verdict = x.withinTarget === null ? 'no target' : x.withinTarget ? `within ${t.ratio.toFixed(2)}x` : `outside ${t.ratio.toFixed(2)}x`;
+    rows.push([
+      `paged ${x.kvLayout}, page ${x.pageSize}`, String(x.numPages), ms(x.paged.gpuMs), ms(x.paged.apiMs), times(x.ratio.gpu), times(x.ratio.api),
+      pct(x.paged.density), x.identical ? 'identical' : `max |diff| ${err(x.maxAbsDiff)}`, verdict,
+    ]);
+  }
+  let out = table(['paged vs packed', 'pages', 'gpu ms', 'api ms', 'gpu ratio', 'api ratio', 'density', 'output', 'target'], rows);
+  out += 'ratios: paged / packed calls timed in the same passes (packed, paged, packed, ...); the packed row: packed calls timed alone first\n';
+  out += `(target: page size >= ${t.minPageSize} within ${t.ratio.toFixed(2)}x of packed (device time); smaller pages: correct, slowdown reported)\n`;
+  return out;
+}
+
 export const BATCH_LEGEND =
   'gpu ms: device time of the call (estimation + attention from its stats; CUDA events on a GPU), median after warm-up; ' +
   'api ms: wall time from the call to its resolution. One by one / chunked: sums of the per-call medians. ' +
@@ -173,10 +221,10 @@ function check(obj: unknown, where: string, fields: Record<string, Check>, error
 const TIMED: Record<string, Check> = { gpuMs: isPos, apiMs: isPos, gpuTimesMs: isTimes, apiTimesMs: isTimes };
 const pair = (w: string, errors: string[]) => (v: unknown): boolean => check(v, w, { gpu: isPos, api: isPos }, errors);
 
-/** Problems in the `batch` and `chunked` sections of a batch report (empty: valid). */
-export function validateBatchSections(doc: { batch?: unknown; chunked?: unknown }): string[] {
+/** Problems in the `batch`, `chunked` and `pagedSweep` sections of a batch report (empty: valid). */
+export function validateBatchSections(doc: { batch?: unknown; chunked?: unknown; pagedSweep?: unknown }): string[] {
   const errors: string[] = [];
-  if (doc.batch === undefined && doc.chunked === undefined) return ['$: neither a batch nor a chunked section'];
+  if (doc.batch === undefined && doc.chunked === undefined && doc.pagedSweep === undefined) return ['$: neither a batch, a chunked nor a pagedSweep section'];
   if (doc.batch !== undefined && doc.batch !== null) {
     const w = '$.batch';
     const b = doc.batch as RaggedBatchResult;
@@ -213,5 +261,36 @@ export function validateBatchSections(doc: { batch?: unknown; chunked?: unknown 
       pair(`${w}.ratio`, errors)(c.ratio);
     }
   }
+  if (doc.pagedSweep !== undefined && doc.pagedSweep !== null) validatePagedSweep(doc.pagedSweep as PagedSweepResult, errors);
   return errors;
+}
+
+const isLayout: Check = (v) => v === 'NHD' || v === 'HND';
+
+function validatePagedSweep(s: PagedSweepResult, errors: string[]): void {
+  const w = '$.pagedSweep';
+  if (!check(s, w, {
+    total: isInt, queries: isInt, hq: isInt, hkv: isInt, d: isInt, block: isInt,
+    pageSizes: (v) => Array.isArray(v) && v.length > 0 && v.every((x) => isInt(x) && (x as number) > 0),
+    kvLayouts: (v) => Array.isArray(v) && v.length > 0 && v.every(isLayout),
+    rows: Array.isArray,
+  }, errors)) return;
+  if (s.queries > s.total) errors.push(`${w}.queries: more than the tokens`);
+  check(s.packed, `${w}.packed`, { ...TIMED, density: isDensity }, errors);
+  check(s.target, `${w}.target`, { minPageSize: isInt, ratio: isPos }, errors);
+  if (Array.isArray(s.pageSizes) && Array.isArray(s.kvLayouts) && s.rows.length !== s.pageSizes.length * s.kvLayouts.length) {
+    errors.push(`${w}.rows: ${s.pageSizes.length * s.kvLayouts.length} rows expected (page sizes x layouts)`);
+  }
+  s.rows.forEach((x, i) => {
+    const r = `${w}.rows[${i}]`;
+    if (!check(x, r, {
+      pageSize: isInt, kvLayout: isLayout, numPages: isInt, identical: (v) => typeof v === 'boolean', maxAbsDiff: isErr,
+      withinTarget: (v) => v === null || typeof v === 'boolean',
+    }, errors)) return;
+    if (isInt(x.pageSize) && isInt(x.numPages) && x.numPages * x.pageSize < s.total) errors.push(`${r}.numPages: too few pages for ${s.total} tokens`);
+    if (x.identical === true && x.maxAbsDiff !== 0) errors.push(`${r}.maxAbsDiff: identical outputs with a difference`);
+    check(x.paged, `${r}.paged`, { ...TIMED, density: isDensity }, errors);
+    check(x.packed, `${r}.packed`, { gpuMs: isPos, apiMs: isPos }, errors);
+    pair(`${r}.ratio`, errors)(x.ratio);
+  });
 }

@@ -1,4 +1,4 @@
-// The ragged-batch and chunked-prefill benchmarks (issue #13).
+// The ragged-batch and chunked-prefill benchmarks (the paged sweep: paged-sweep.ts).
 //
 // Ragged batch: requests of the given lengths (Nq_i = Nk_i, request i made with
 // seed + i), packed [1, H, total, d] and also held one tensor per request; then
@@ -15,7 +15,7 @@
 
 import type { BenchConfig } from './config';
 import { formatSize, libDType } from './args';
-import type { ChunkedBenchConfig, RaggedBenchConfig } from './batch-args';
+import type { ChunkedBenchConfig, KvLayoutName, RaggedBenchConfig } from './batch-args';
 import type { ChunkResult, ChunkedResult, RaggedBatchResult, RaggedSequenceResult, TimedFigure } from './batch-report';
 import { MAX_HOST_ELEMENTS, structuredGroups } from './inputs';
 import type { Progress } from './progress';
@@ -54,7 +54,7 @@ interface Group {
 }
 
 /** The groups of one request of n tokens: structured (worker threads) or random (whole arrays, sliced). */
-async function* requestGroups(cfg: BenchConfig, n: number, seed: number, threads: number): AsyncGenerator<Group> {
+export async function* requestGroups(cfg: BenchConfig, n: number, seed: number, threads: number): AsyncGenerator<Group> {
   const { heads: hq, kvHeads: hkv, headDim: d } = cfg;
   const dtype = libDType(cfg.dtype);
   if (cfg.workload === 'random') {
@@ -71,7 +71,7 @@ async function* requestGroups(cfg: BenchConfig, n: number, seed: number, threads
 }
 
 /** Frees what was made, newest first, ignoring tensors already gone. */
-class Owned {
+export class Owned {
   private readonly items: Array<{ dispose(): void }> = [];
   add<T extends { dispose(): void }>(t: T): T {
     this.items.push(t);
@@ -88,7 +88,7 @@ class Owned {
   }
 }
 
-function summary(gpu: number[], api: number[]): TimedFigure {
+export function summary(gpu: number[], api: number[]): TimedFigure {
   return { gpuMs: median(gpu), apiMs: median(api), gpuTimesMs: gpu, apiTimesMs: api };
 }
 
@@ -97,7 +97,7 @@ function summary(gpu: number[], api: number[]): TimedFigure {
  * warm-up + iters passes; per call the timed device and wall ms, and the wall
  * ms of each timed pass.
  */
-async function timePasses(timing: Timing, calls: Array<() => Promise<number>>): Promise<{ gpu: number[][]; api: number[][]; pass: number[] }> {
+export async function timePasses(timing: Timing, calls: Array<() => Promise<number>>): Promise<{ gpu: number[][]; api: number[][]; pass: number[] }> {
   const gpu = calls.map(() => [] as number[]);
   const api = calls.map(() => [] as number[]);
   const pass: number[] = [];
@@ -117,7 +117,7 @@ async function timePasses(timing: Timing, calls: Array<() => Promise<number>>): 
   return { gpu, api, pass };
 }
 
-function toF32(data: TensorData, dtype: DType): Float32Array {
+export function toF32(data: TensorData, dtype: DType): Float32Array {
   if (dtype === 'float32') return data as Float32Array;
   return dtype === 'bfloat16' ? fromBFloat16(data as Uint16Array) : fromFloat16(data as Uint16Array);
 }
@@ -259,6 +259,23 @@ export function shuffledPages(numPages: number, seed: number): Int32Array {
   return Int32Array.from(Rng.stream(seed, 0x7061676573).shuffle(ids)); // 'pages'
 }
 
+/**
+ * Copies kv head g's rows (tokens [n, d]) into a page pool of logical shape
+ * [numPages, Hkv, pageSize, d]: NHD stores a page as [pageSize, Hkv, d], HND
+ * as [Hkv, pageSize, d]; token t goes to slot t % pageSize of page
+ * pageTable[t / pageSize].
+ */
+export function scatterPages(pool: TensorData, rows: TensorData, g: number, shape: { hkv: number; d: number; pageSize: number; kvLayout: KvLayoutName }, pageTable: Int32Array): void {
+  const { hkv, d, pageSize: P } = shape;
+  const n = rows.length / d;
+  for (let t = 0; t < n; t++) {
+    const page = pageTable[Math.floor(t / P)];
+    const slot = t % P;
+    const dst = shape.kvLayout === 'NHD' ? ((page * P + slot) * hkv + g) * d : ((page * hkv + g) * P + slot) * d;
+    pool.set(rows.subarray(t * d, (t + 1) * d), dst);
+  }
+}
+
 export async function runChunked(cfg: BenchConfig, ctx: BatchRunContext, c: ChunkedBenchConfig): Promise<ChunkedResult> {
   const { heads: hq, kvHeads: hkv, headDim: d } = cfg;
   const G = hq / hkv;
@@ -292,13 +309,8 @@ export async function runChunked(cfg: BenchConfig, ctx: BatchRunContext, c: Chun
           writes.push(qc[x.index].q.write(part.q.subarray(from, from + x.len * d), (g * G + j) * x.len * d));
         }
       }
-      for (let t = 0; t < T; t++) {
-        const page = pageTable[Math.floor(t / P)];
-        const slot = t % P;
-        const dst = c.kvLayout === 'NHD' ? ((page * P + slot) * hkv + g) * d : ((page * hkv + g) * P + slot) * d;
-        kPool.set(part.k.subarray(t * d, (t + 1) * d), dst);
-        vPool.set(part.v.subarray(t * d, (t + 1) * d), dst);
-      }
+      scatterPages(kPool, part.k, g, { hkv, d, pageSize: P, kvLayout: c.kvLayout }, pageTable);
+      scatterPages(vPool, part.v, g, { hkv, d, pageSize: P, kvLayout: c.kvLayout }, pageTable);
       await Promise.all(writes);
     }
     const poolOpts = { shape: [numPages, hkv, P, d] as [number, number, number, number], dtype, layout: c.kvLayout === 'NHD' ? ('bnhd' as const) : ('bhnd' as const), device: ctx.device };

@@ -64,6 +64,7 @@ describe('options', () => {
     expect(resolve(['--chunked', '128k:8k'], 'cuda')).toEqual({
       ragged: null,
       chunked: { total: 131072, chunk: 8192, chunks: 16, pageSize: 128, kvLayout: 'NHD' },
+      pagedSweep: null,
     });
     expect(resolve(['--chunked=1000:300', '--page-size', '16', '--kv-layout', 'hnd'])!.chunked).toEqual({ total: 1000, chunk: 300, chunks: 4, pageSize: 16, kvLayout: 'HND' });
     const both = resolve(['--batch-workload', '8x4k', '--chunked', '4k:1k'])!;
@@ -107,7 +108,7 @@ describe('command line', () => {
   test('--help lists the options', () => {
     const r = run(['--help']);
     expect(r.code).toBe(0);
-    for (const o of ['--batch-workload W', '--lengths LIST', '--chunked T:C', '--page-size N', '--kv-layout L']) expect(r.stdout).toContain(o);
+    for (const o of ['--batch-workload W', '--lengths LIST', '--chunked T:C', '--page-size N', '--kv-layout L', '--paged-sweep LIST', '--paged-tokens T:C']) expect(r.stdout).toContain(o);
   });
 
   test('bad values exit 2 with the option named', () => {
@@ -154,7 +155,9 @@ describe('tiny CPU runs', () => {
     expect(report.config.batchBench).toEqual({
       ragged: { preset: 'custom', lengths: [512, 256, 768], totalTokens: 1536 },
       chunked: { total: 1024, chunk: 384, chunks: 3, pageSize: 64, kvLayout: 'NHD' },
+      pagedSweep: null,
     });
+    expect(report.pagedSweep).toBeNull();
   });
 
   test('batch figures are sane', () => {
@@ -224,6 +227,6 @@ describe('tiny CPU runs', () => {
       '$.chunked.perChunk: 3 chunks expected',
       '$.chunked.ratio.gpu: bad value -1',
     ]));
-    expect(validateBatchSections({})).toEqual(['$: neither a batch nor a chunked section']);
+    expect(validateBatchSections({})).toEqual(['$: neither a batch, a chunked nor a pagedSweep section']);
   });
 });
