@@ -3,14 +3,13 @@
 // rope layouts, selection modes and block sizes.
 
 import { whenNative } from './helpers/gpu';
-import { runCase, validate, type ValidationCase, TOLERANCES } from '../lib/validate';
+import { runCase, validate, TOLERANCES } from '../lib/validate';
 import type { DType, EstimateOptions } from '../lib/types';
-import type { Sweep } from './helpers/sweep';
+import { lengthSweep, optionSweep, validationCase, type Sweep } from './helpers/sweep';
 
 const describeNative = whenNative(describe, 'CPU backend tests');
 
 
-const cases: Sweep[] = [];
 // odd lengths incl. 1 and Nq < Nk, GQA 1/4/8, block 16 (many blocks) / 64 / 128
 const lengths: Array<[number, number]> = [
   [1, 1],
@@ -23,22 +22,6 @@ const lengths: Array<[number, number]> = [
   [300, 300],
 ];
 const dtypes: DType[] = ['float32', 'float16', 'bfloat16'];
-lengths.forEach(([nq, nk], i) => {
-  const gqa = [1, 4, 8][i % 3];
-  const d = i % 2 === 0 ? 64 : 128;
-  const block = [16, 64, 128][i % 3];
-  cases.push({
-    kind: i % 2 === 0 ? 'random' : 'structured',
-    hq: 8,
-    hkv: 8 / gqa,
-    nq,
-    nk,
-    d,
-    dtype: dtypes[i % 3],
-    layout: i % 4 === 3 ? 'bnhd' : 'bhnd',
-    opts: { block, ropeLayout: i % 4 === 1 ? 'interleaved' : 'half' },
-  });
-});
 // options sweep on a structured problem
 const optionSets: EstimateOptions[] = [
   { block: 16, tauHigh: 0.8, tauLow: 0.9 },
@@ -51,31 +34,14 @@ const optionSets: EstimateOptions[] = [
   { block: 16, forceSink: false, forceDiagonal: false, tauHigh: 0.5, tauLow: 0.5 },
   { block: 16, highDims: 32, lowDims: 16, ropeLayout: 'interleaved' },
 ];
-optionSets.forEach((opts, i) => {
-  cases.push({
-    kind: 'structured',
-    hq: 4,
-    hkv: 2,
-    nq: 200 + 13 * i,
-    nk: 260 + 7 * i,
-    d: i % 2 === 0 ? 128 : 64,
-    dtype: dtypes[i % 3],
-    layout: i % 3 === 1 ? 'bnhd' : 'bhnd',
-    opts,
-  });
-});
+const cases: Sweep[] = [
+  ...lengthSweep(lengths, (i) => ({ dtypes: [dtypes[i % 3]], block: [16, 64, 128][i % 3], layout: i % 4 === 3 ? 'bnhd' : 'bhnd' })),
+  ...optionSweep(optionSets, (i) => ({ nq: 200 + 13 * i, nk: 260 + 7 * i, dtype: dtypes[i % 3], layout: i % 3 === 1 ? 'bnhd' : 'bhnd' })),
+];
 
 describeNative('CPU backend vs float64 reference', () => {
   test.each(cases.map((c, i) => [i, c] as const))('case %i', async (i, c) => {
-    const vc: ValidationCase = {
-      name: `case ${i}`,
-      kind: c.kind,
-      dims: { batch: i % 5 === 0 ? 2 : 1, hq: c.hq, hkv: c.hkv, nq: c.nq, nk: c.nk, d: c.d },
-      dtype: c.dtype,
-      layout: c.layout,
-      opts: c.opts,
-      seed: 100 + i,
-    };
+    const vc = validationCase(c, i, `case ${i}`, 100 + i);
     const r = await runCase(vc, 'cpu');
     const line =
       `${c.kind} ${c.dtype} ${c.layout} b${vc.dims.batch} hq${c.hq}/hkv${c.hkv} Nq${c.nq} Nk${c.nk} d${c.d} ${JSON.stringify(c.opts)}: ` +

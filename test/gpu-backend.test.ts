@@ -10,11 +10,10 @@ import { info, native, type NativeAttentionTuning } from '../lib/native';
 import { estimate, attention, prefill } from '../lib/ops';
 import { referenceAttention, referenceEstimate, defaultResolvedOptions } from '../lib/reference';
 import { resolveEstimateOptions } from '../lib/options';
-import type { DType, EstimateOptions } from '../lib/types';
-import type { Sweep } from './helpers/sweep';
+import type { EstimateOptions } from '../lib/types';
+import { lengthSweep, optionSweep, validationCase, type Sweep } from './helpers/sweep';
 
 
-const sweep: Sweep[] = [];
 const lengths: Array<[number, number]> = [
   [1, 1],
   [17, 257],
@@ -25,43 +24,20 @@ const lengths: Array<[number, number]> = [
   [513, 700],
   [1000, 1000],
 ];
-lengths.forEach(([nq, nk], i) => {
-  for (const dtype of ['float16', 'bfloat16'] as DType[]) {
-    const gqa = [1, 4, 8][i % 3];
-    sweep.push({
-      kind: i % 2 === 0 ? 'random' : 'structured',
-      hq: 8,
-      hkv: 8 / gqa,
-      nq,
-      nk,
-      d: i % 2 === 0 ? 64 : 128,
-      dtype,
-      layout: i % 3 === 2 ? 'bnhd' : 'bhnd',
-      opts: { block: [64, 128, 256][i % 3], ropeLayout: i % 4 === 1 ? 'interleaved' : 'half' },
-    });
-  }
-});
 const optionSets: EstimateOptions[] = [
   { block: 64, selection: 'topk', topkHigh: 2, topkLow: 4 },
   { block: 64, calibrate: false, tempHigh: 0.25, tempLow: 3 },
   { block: 64, method: 'meanpool' },
   { block: 128, tauHigh: 0.8, tauLow: 0.6, forceSink: false },
 ];
-optionSets.forEach((opts, i) => {
-  sweep.push({ kind: 'structured', hq: 4, hkv: 2, nq: 611 + i, nk: 933, d: i % 2 ? 64 : 128, dtype: i % 2 ? 'float16' : 'bfloat16', layout: 'bhnd', opts });
-});
+const sweep: Sweep[] = [
+  ...lengthSweep(lengths, (i) => ({ dtypes: ['float16', 'bfloat16'], block: [64, 128, 256][i % 3], layout: i % 3 === 2 ? 'bnhd' : 'bhnd' })),
+  ...optionSweep(optionSets, (i) => ({ nq: 611 + i, nk: 933, dtype: i % 2 ? 'float16' : 'bfloat16', layout: 'bhnd' })),
+];
 
 describeGpu('CUDA backend', () => {
   test.each(sweep.map((c, i) => [i, c] as const))('vs reference, case %i', async (i, c) => {
-    const vc: ValidationCase = {
-      name: `gpu case ${i}`,
-      kind: c.kind,
-      dims: { batch: i % 5 === 0 ? 2 : 1, hq: c.hq, hkv: c.hkv, nq: c.nq, nk: c.nk, d: c.d },
-      dtype: c.dtype,
-      layout: c.layout,
-      opts: c.opts,
-      seed: 200 + i,
-    };
+    const vc = validationCase(c, i, `gpu case ${i}`, 200 + i);
     const r = await runCase(vc, 'cuda');
     expect(r.failures).toEqual([]);
     expect(r.sparseRelError).toBeLessThanOrEqual(TOLERANCES[c.dtype]);

@@ -7,13 +7,12 @@ import { tensor, type Tensor } from '../lib/tensor';
 import { pagedToPacked } from '../lib/reference-varlen';
 import { TOLERANCES, relativeError } from '../lib/validate';
 import {
+  batchMaskParts,
   disposeAll,
   firstDifference,
   hostMask,
-  maskParts,
   packed,
-  pagePools,
-  poolTensor,
+  pagedKV,
   raggedCase,
   rawBhnd,
   slice,
@@ -31,10 +30,8 @@ describe('paged KV (CPU)', () => {
     'page size %i, %s, block %i: equals packed K/V bitwise',
     async (pageSize, kvLayout, block) => {
       const t = await packed(c, 'cpu');
-      const pools = pagePools(c, pageSize, kvLayout, pageSize + block);
+      const { pools, k: kp, v: vp } = await pagedKV(c, pageSize, kvLayout, pageSize + block, 'cpu');
       expect(pagedToPacked(pools.k, kvLayout, c.hkv, pageSize, c.d, pools.pageTable, pools.kvLens).cuSeqlensK).toEqual(c.cuSeqlensK);
-      const kp = await poolTensor(pools.k, c, pools.numPages, pageSize, kvLayout, 'cpu');
-      const vp = await poolTensor(pools.v, c, pools.numPages, pageSize, kvLayout, 'cpu');
       const opts = { block, returnLse: true as const };
       const want = await prefillVarlen(t.q, t.k, t.v, { cuSeqlensQ: c.cuSeqlensQ, cuSeqlensK: c.cuSeqlensK }, opts);
       // The page table flat (row-major, padded with -1) on even sizes, nested on odd.
@@ -48,11 +45,7 @@ describe('paged KV (CPU)', () => {
       const got = await prefillVarlen(t.q, kp, vp, batch, opts);
       expect(firstDifference(await rawBhnd(got.output), await rawBhnd(want.output))).toBe(-1);
       expect(firstDifference((await got.lse!.toHost()) as Float32Array, (await want.lse!.toHost()) as Float32Array)).toBe(-1);
-      for (let i = 0; i < c.qLens.length; i++) {
-        const a = await hostMask(got.masks![i]);
-        const b = await hostMask(want.masks![i]);
-        expect(a === null ? null : maskParts(a)).toEqual(b === null ? null : maskParts(b));
-      }
+      expect(await batchMaskParts(got.masks!)).toEqual(await batchMaskParts(want.masks!));
       expect(got.stats.density).toBe(want.stats.density);
       disposeAll(t.q, t.k, t.v, kp, vp, got.output, got.lse, want.output, want.lse, ...got.masks!, ...want.masks!);
     },
@@ -63,18 +56,12 @@ describe('paged KV through estimateVarlen and attentionVarlen (CPU)', () => {
   test('estimation and attention alone equal them over packed K/V', async () => {
     const c = raggedCase({ hq: 4, hkv: 4, d: 16, dtype: 'float16', layout: 'bhnd', qLens: [0, 33, 80], kLens: [10, 90, 200], seed: 17 });
     const t = await packed(c, 'cpu');
-    const pools = pagePools(c, 32, 'HND', 2);
-    const kp = await poolTensor(pools.k, c, pools.numPages, 32, 'HND', 'cpu');
-    const vp = await poolTensor(pools.v, c, pools.numPages, 32, 'HND', 'cpu');
+    const { pools, k: kp, v: vp } = await pagedKV(c, 32, 'HND', 2, 'cpu');
     const ragged = { cuSeqlensQ: c.cuSeqlensQ, cuSeqlensK: c.cuSeqlensK };
     const paged = { cuSeqlensQ: c.cuSeqlensQ, kvLens: pools.kvLens, pageTable: pools.pageTable, kvLayout: 'HND' as const };
     const want = await estimateVarlen(t.q, t.k, ragged, { block: 16 });
     const got = await estimateVarlen(t.q, kp, paged, { block: 16 });
-    for (let i = 0; i < c.qLens.length; i++) {
-      const a = await hostMask(got[i]);
-      const b = await hostMask(want[i]);
-      expect(a === null ? null : maskParts(a)).toEqual(b === null ? null : maskParts(b));
-    }
+    expect(await batchMaskParts(got)).toEqual(await batchMaskParts(want));
     const o1 = await attentionVarlen(t.q, kp, vp, paged, got, { returnLse: true });
     const o2 = await attentionVarlen(t.q, t.k, t.v, ragged, want, { returnLse: true });
     expect(firstDifference(await rawBhnd(o1.output), await rawBhnd(o2.output))).toBe(-1);
@@ -107,9 +94,7 @@ describe('chunked prefill over a paged cache (CPU)', () => {
   ])('%s: every chunk equals the one-shot rows', async (_, chunks) => {
     const full = await oneShot();
     const pageSize = 16;
-    const pools = pagePools(c, pageSize, 'NHD', 3);
-    const kp = await poolTensor(pools.k, c, pools.numPages, pageSize, 'NHD', 'cpu');
-    const vp = await poolTensor(pools.v, c, pools.numPages, pageSize, 'NHD', 'cpu');
+    const { pools, k: kp, v: vp } = await pagedKV(c, pageSize, 'NHD', 3, 'cpu');
     let start = 0;
     let compared = 0;
     for (const len of chunks as number[]) {
@@ -164,9 +149,7 @@ describe('paged KV errors (before any work)', () => {
     const t = await packed(c, 'cpu');
     q = t.q;
     disposeAll(t.k, t.v);
-    const pools = pagePools(c, 16, 'NHD', 1); // 2 + 3 pages used, 8 in the pool
-    kp = await poolTensor(pools.k, c, pools.numPages, 16, 'NHD', 'cpu');
-    vp = await poolTensor(pools.v, c, pools.numPages, 16, 'NHD', 'cpu');
+    ({ k: kp, v: vp } = await pagedKV(c, 16, 'NHD', 1, 'cpu')); // 2 + 3 pages used, 8 in the pool
   });
   afterAll(() => disposeAll(q, kp, vp));
   const good = { cuSeqlensQ: [0, 3, 8], kvLens: [20, 40], pageTable: [[0, 1], [2, 3, 4]] };

@@ -36,7 +36,7 @@ Napi::Value attention(const Napi::CallbackInfo& info) {
     for (const TensorWrap* t : list.tensors) common_device({&in.qt, t});
     call.timing = read_timing(arg(info, 6));
     call.stream = read_stream(arg(info, 7), call.device);
-    call.keep_alive = {in.qt.storage(), in.kt.storage(), in.vt.storage(), in.ot.storage()};
+    call.keep_alive = in.storages();
     if (lse != nullptr) {
       call.keep_alive.push_back(lse->storage());
       o.lse = static_cast<float*>(lse->storage()->data());

@@ -118,12 +118,11 @@ Napi::Value estimate(const Napi::CallbackInfo& info) {
     const QueryKeyArgs in = read_query_key(info);
     const QkvView& q = in.q;
     const QkvView& k = in.k;
-    check_rope_head_dim(q.d);
     EstimateParams p = read_estimate_params(arg(info, 2), q.d);
     SelectionOut s = read_selection_out(env, arg(info, 3), q, k, p.block);
     const int device = common_device({&in.qt, &in.kt, s.counts, s.row_ptr, s.temps, s.mask});
     const uint64_t stream = read_stream(arg(info, 5), device);
-    std::vector<std::shared_ptr<Storage>> keep = {in.qt.storage(), in.kt.storage()};
+    std::vector<std::shared_ptr<Storage>> keep = in.storages();
     s.keep_alive(keep);
     return (new EstimateWorker(env, device, q, k, p, s.outputs(), s.row_ptr_data(),
                                SelectionGeometry(q, k, p.block), read_timing(arg(info, 4)), stream,

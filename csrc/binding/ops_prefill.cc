@@ -215,13 +215,11 @@ Napi::Value prefill(const Napi::CallbackInfo& info) {
     a.k = in.k;
     a.v = in.v;
     a.o = in.o;
-    check_rope_head_dim(a.q.d);
     a.ep = read_estimate_params(arg(info, 4), a.q.d);
     a.ap = read_attention_params(arg(info, 5));
     if (a.ap.block != a.ep.block) throw_range("attention block must equal the estimation block");
     TensorWrap* lse = read_lse_out(env, arg(info, 5), a.q);
-    std::vector<std::shared_ptr<Storage>> keep = {qt.storage(), in.kt.storage(), in.vt.storage(),
-                                                  in.ot.storage()};
+    std::vector<std::shared_ptr<Storage>> keep = in.storages();
     if (lse) {
       keep.push_back(lse->storage());
       a.o.lse = static_cast<float*>(lse->storage()->data());

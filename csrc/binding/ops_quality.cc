@@ -149,7 +149,7 @@ Napi::Value mass_recall(const Napi::CallbackInfo& info) {
     int device = common_device({&in.qt, &in.kt});
     for (const TensorWrap* t : list.tensors) common_device({&in.qt, t});
     std::vector<int64_t> rows = read_rows(arg(info, 4), q);
-    std::vector<std::shared_ptr<Storage>> keep = {in.qt.storage(), in.kt.storage()};
+    std::vector<std::shared_ptr<Storage>> keep = in.storages();
     for (auto& s : list.storages) keep.push_back(s);
     return (new MassRecallWorker(env, device, q, k, list.list, p, std::move(rows), std::move(keep)))
         ->start();

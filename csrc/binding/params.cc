@@ -1,5 +1,7 @@
 #include "binding/params.h"
 
+#include <string>
+
 #include "binding/args.h"
 #include "binding/errors.h"
 
@@ -24,6 +26,8 @@ int32_t read_even_dims(Napi::Object o, const char* key, int64_t head_dim) {
 }  // namespace
 
 EstimateParams read_estimate_params(Napi::Value v, int64_t head_dim) {
+  if (head_dim % 2 != 0)
+    throw_range("head_dim must be even (RoPE pairs), got " + std::to_string(head_dim));
   Napi::Object o = get_object(v, "estimate params");
   EstimateParams p;
   p.block = static_cast<int32_t>(get_integer(field(o, "block"), "block", 16, 1024));

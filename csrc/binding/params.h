@@ -9,6 +9,7 @@ namespace prism::binding {
 
 // { block, highDims, lowDims, ropeLayout: 0|1, method: 0|1, calibrate, tempHigh,
 //   tempLow, selection: 0|1, tauHigh, tauLow, topkHigh, topkLow, forceSink, forceDiagonal }
+// for a head_dim that must be even (estimation pools RoPE pairs); checked first.
 EstimateParams read_estimate_params(Napi::Value v, int64_t head_dim);
 
 // { block, softmaxScale }  (softmaxScale 0 = 1/sqrt(d))

@@ -195,7 +195,6 @@ VarlenArgs read_varlen_args(const Napi::CallbackInfo& info,
   }
   a.spec = read_varlen_spec(arg(info, 4), q, k);
   if (a.estimate) {
-    if (q.d % 2 != 0) throw_range("head_dim must be even (RoPE pairs), got " + std::to_string(q.d));
     a.ep = read_estimate_params(arg(info, 5), q.d);
     if (a.attention && a.ap.block != a.ep.block)
       throw_range("attention block must equal the estimation block");

@@ -1,7 +1,7 @@
-// Ragged batches and paged KV caches (issue #13, first part): the sequence
-// table the TypeScript layer builds from cuSeqlens / page tables, checked
-// again here for memory safety, and the per-sequence views into the packed
-// tensors that the existing per-view backends then run on.
+// Ragged batches and paged KV caches: the sequence table the TypeScript layer
+// builds from cuSeqlens / page tables, checked again here for memory safety,
+// and the per-sequence views into the packed tensors that the existing
+// per-view backends then run on, one sequence after another.
 #pragma once
 #include <napi.h>
 

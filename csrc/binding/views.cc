@@ -99,10 +99,6 @@ void check_plain(const TensorWrap& t, DType dtype, std::initializer_list<int64_t
   if (t.layout() != Layout::BHND) throw_range(std::string(what) + " must use the default layout");
 }
 
-void check_rope_head_dim(int64_t d) {
-  if (d % 2 != 0) throw_range("head_dim must be even (RoPE pairs), got " + std::to_string(d));
-}
-
 QueryKeyArgs read_query_key(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   TensorWrap& qt = TensorWrap::unwrap(env, arg(info, 0), "q");

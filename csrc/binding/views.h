@@ -2,7 +2,9 @@
 // natively, the shape rules the TypeScript layer already enforces.
 #pragma once
 #include <initializer_list>
+#include <memory>
 #include <string>
+#include <vector>
 
 #include "binding/tensor.h"
 #include "common/prism_types.h"
@@ -31,15 +33,14 @@ void check_plain(const TensorWrap& t, DType dtype, std::initializer_list<int64_t
 
 std::string shape_text(const std::vector<int64_t>& shape);
 
-// head_dim must be even: estimation pools RoPE pairs.
-void check_rope_head_dim(int64_t d);
-
 // Arguments 0 and 1 of a call as q and k: their tensors and input views,
 // checked together (check_query_key).
 struct QueryKeyArgs {
   TensorWrap& qt;
   TensorWrap& kt;
   QkvView q, k;
+  // What a worker keeps alive while it reads q and k.
+  std::vector<std::shared_ptr<Storage>> storages() const { return {qt.storage(), kt.storage()}; }
 };
 QueryKeyArgs read_query_key(const Napi::CallbackInfo& info);
 
@@ -52,6 +53,10 @@ struct AttentionArgs {
   TensorWrap& ot;
   QkvView q, k, v;
   OutView o;
+  // What a worker keeps alive while it reads q, k, v and writes out.
+  std::vector<std::shared_ptr<Storage>> storages() const {
+    return {qt.storage(), kt.storage(), vt.storage(), ot.storage()};
+  }
 };
 AttentionArgs read_attention_args(const Napi::CallbackInfo& info);
 

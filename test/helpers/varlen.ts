@@ -123,6 +123,11 @@ export async function hostMask(m: BlockMask | null): Promise<HostBlockMask | nul
   return m ? m.toHost({ mask: false }) : null;
 }
 
+/** maskParts of each sequence's mask (null for a sequence without queries), to compare two batches' selections. */
+export async function batchMaskParts(masks: Array<BlockMask | null>): Promise<Array<Record<string, unknown> | null>> {
+  return Promise.all(masks.map(async (m) => (m === null ? null : maskParts((await hostMask(m))!))));
+}
+
 /** Random lengths: zero-length queries, lengths off the block grid, Nq_i <= Nk_i. */
 export function randomLengths(batch: number, maxK: number, seed: number): { qLens: number[]; kLens: number[] } {
   let x = seed >>> 0;
@@ -182,6 +187,20 @@ export function pagePools(
 /** A page pool tensor [numPages, hkv, pageSize, d]: NHD is layout 'bnhd', HND 'bhnd'. */
 export function poolTensor(raw: Raw, c: RaggedCase, numPages: number, pageSize: number, kvLayout: 'NHD' | 'HND', device: DeviceSpec): Promise<Tensor> {
   return tensor(raw, { shape: [numPages, c.hkv, pageSize, c.d], dtype: c.dtype, layout: kvLayout === 'NHD' ? 'bnhd' : 'bhnd', device });
+}
+
+/** A case's page pools (pagePools) and their K and V tensors on `device`. */
+export async function pagedKV(
+  c: RaggedCase,
+  pageSize: number,
+  kvLayout: 'NHD' | 'HND',
+  seed: number,
+  device: DeviceSpec,
+): Promise<{ pools: ReturnType<typeof pagePools>; k: Tensor; v: Tensor }> {
+  const pools = pagePools(c, pageSize, kvLayout, seed);
+  const k = await poolTensor(pools.k, c, pools.numPages, pageSize, kvLayout, device);
+  const v = await poolTensor(pools.v, c, pools.numPages, pageSize, kvLayout, device);
+  return { pools, k, v };
 }
 
 export function disposeAll(...ts: Array<{ dispose(): void } | null | undefined>): void {

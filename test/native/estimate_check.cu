@@ -33,6 +33,52 @@ struct Case {
   int layout;  // memory layout of the test tensors
   int gen;     // 0 random normal, 1 RoPE structured
   EstimateParams p;
+
+  // Options changed from mk's defaults, one group each, chained in a case table.
+  Case interleaved() const {
+    Case c = *this;
+    c.p.layout = RopeLayout::Interleaved;
+    return c;
+  }
+  Case mean_pool() const {
+    Case c = *this;
+    c.p.method = Method::MeanPool;
+    return c;
+  }
+  Case top_k(int high, int low) const {
+    Case c = *this;
+    c.p.selection = Selection::TopK;
+    c.p.topk_high = high;
+    c.p.topk_low = low;
+    return c;
+  }
+  Case top_p(float high, float low = EstimateParams().tau_low) const {
+    Case c = *this;
+    c.p.tau_high = high;
+    c.p.tau_low = low;
+    return c;
+  }
+  // Uncalibrated: the given temperatures.
+  Case fixed_temps(float high, float low = EstimateParams().temp_low) const {
+    Case c = *this;
+    c.p.calibrate = false;
+    c.p.temp_high = high;
+    c.p.temp_low = low;
+    return c;
+  }
+  // Neither the sink block nor the diagonal block forced into the selection.
+  Case unforced() const {
+    Case c = *this;
+    c.p.force_sink = false;
+    c.p.force_diag = false;
+    return c;
+  }
+  Case bands(int high_dims, int low_dims) const {
+    Case c = *this;
+    c.p.high_dims = high_dims;
+    c.p.low_dims = low_dims;
+    return c;
+  }
 };
 
 struct Ref {
@@ -800,107 +846,39 @@ int main(int argc, char** argv) {
     return fails == 0 ? 0 : 1;
   }
   bool ok = check_errors();
-  std::vector<Case> cs;
   const DType BF = DType::BF16, F16 = DType::F16, F32 = DType::F32;
-  if (small) {
-    cs.push_back(mk("rand-basic", 2, 4, 2, 300, 300, 64, BF, 0, 0, 32));
-    cs.push_back(mk("rope-odd-chunk", 1, 4, 1, 170, 611, 64, F16, 1, 1, 32));
-    cs.push_back(mk("grid-shift", 1, 4, 2, 100, 357, 64, BF, 0, 1, 16));
-    {
-      Case c = mk("rope-topk-il", 1, 8, 2, 200, 333, 32, F32, 2, 1, 16);
-      c.p.layout = RopeLayout::Interleaved;
-      c.p.selection = Selection::TopK;
-      c.p.topk_high = 3;
-      c.p.topk_low = 5;
-      cs.push_back(c);
-    }
-    {
-      Case c = mk("meanpool-nocal", 1, 2, 2, 256, 256, 34, BF, 0, 1, 16);
-      c.p.method = Method::MeanPool;
-      c.p.calibrate = false;
-      c.p.temp_high = 0.8f;
-      cs.push_back(c);
-    }
-    {
-      Case c = mk("bigrow-smem", 1, 2, 1, 64, 4400, 64, BF, 0, 1, 4);
-      cs.push_back(c);
-    }
-  } else {
-    cs.push_back(mk("rand-basic", 2, 8, 2, 1000, 1000, 128, BF, 0, 0, 64));
-    cs.push_back(mk("rope-half", 1, 8, 2, 4096, 4096, 128, BF, 0, 1, 64));
-    cs.push_back(mk("rope-odd-chunk-g1", 1, 4, 4, 777, 3001, 64, F16, 1, 1, 32));
-    cs.push_back(mk("grid-shift", 1, 8, 2, 1000, 2637, 128, BF, 0, 1, 64));
-    {
-      Case c = mk("rope-il-gqa8-f32", 1, 16, 2, 2500, 2500, 128, F32, 2, 1, 64);
-      c.p.layout = RopeLayout::Interleaved;
-      cs.push_back(c);
-    }
-    {
-      Case c = mk("rope-topk", 1, 8, 2, 1500, 2100, 128, BF, 0, 1, 32);
-      c.p.selection = Selection::TopK;
-      c.p.topk_high = 5;
-      c.p.topk_low = 7;
-      cs.push_back(c);
-    }
-    {
-      Case c = mk("rope-topk-big-k", 1, 4, 1, 1000, 1000, 64, F16, 0, 1, 16);
-      c.p.selection = Selection::TopK;
-      c.p.topk_high = 40;
-      c.p.topk_low = 0;
-      cs.push_back(c);
-    }
-    {
-      Case c = mk("rope-calib-off", 2, 8, 4, 2048, 2048, 128, BF, 1, 1, 64);
-      c.p.calibrate = false;
-      c.p.temp_high = 0.7f;
-      c.p.temp_low = 1.3f;
-      cs.push_back(c);
-    }
-    {
-      Case c = mk("meanpool-rope", 1, 8, 2, 3000, 3000, 128, BF, 0, 1, 64);
-      c.p.method = Method::MeanPool;
-      c.p.tau_high = 0.9f;
-      cs.push_back(c);
-    }
-    {
-      Case c = mk("meanpool-rand-nocal", 1, 4, 4, 900, 1300, 64, F32, 0, 0, 32);
-      c.p.method = Method::MeanPool;
-      c.p.calibrate = false;
-      c.p.temp_high = 0.25f;
-      cs.push_back(c);
-    }
-    {
-      Case c = mk("rope-noforce-tau.5", 1, 8, 8, 2000, 2000, 64, BF, 0, 1, 32);
-      c.p.force_sink = false;
-      c.p.force_diag = false;
-      c.p.tau_high = 0.5f;
-      c.p.tau_low = 0.6f;
-      cs.push_back(c);
-    }
-    {
-      Case c = mk("rope-tau.999", 1, 4, 2, 1024, 1024, 128, F16, 0, 1, 32);
-      c.p.tau_high = 0.999f;
-      c.p.tau_low = 0.99f;
-      cs.push_back(c);
-    }
-    {
-      Case c = mk("rope-bigrow-smem", 1, 2, 1, 20000, 20000, 64, BF, 0, 1, 16);
-      cs.push_back(c);
-    }
-    {
-      Case c = mk("rope-d34-vec2", 1, 4, 2, 1500, 1500, 34, BF, 0, 1, 32);
-      c.p.high_dims = 16;
-      c.p.low_dims = 20;
-      cs.push_back(c);
-    }
-    {
-      Case c = mk("rope-d256", 1, 4, 2, 2000, 2000, 256, BF, 0, 1, 64);
-      cs.push_back(c);
-    }
-    cs.push_back(mk("tiny-1x1", 1, 2, 1, 1, 1, 64, BF, 0, 0, 128));
-    cs.push_back(mk("tiny-5x300", 1, 2, 1, 5, 300, 64, BF, 0, 1, 128));
-    cs.push_back(mk("timing-shape-8k", 1, 32, 8, 8192, 8192, 128, BF, 0, 1, 128));
-  }
+  // The correctness cases: a shape (mk) and the options each changes from mk's.
+  const std::vector<Case> small_cases = {
+      mk("rand-basic", 2, 4, 2, 300, 300, 64, BF, 0, 0, 32),
+      mk("rope-odd-chunk", 1, 4, 1, 170, 611, 64, F16, 1, 1, 32),
+      mk("grid-shift", 1, 4, 2, 100, 357, 64, BF, 0, 1, 16),
+      mk("rope-topk-il", 1, 8, 2, 200, 333, 32, F32, 2, 1, 16).interleaved().top_k(3, 5),
+      mk("meanpool-nocal", 1, 2, 2, 256, 256, 34, BF, 0, 1, 16).mean_pool().fixed_temps(0.8f),
+      mk("bigrow-smem", 1, 2, 1, 64, 4400, 64, BF, 0, 1, 4),
+  };
+  const std::vector<Case> full_cases = {
+      mk("rand-basic", 2, 8, 2, 1000, 1000, 128, BF, 0, 0, 64),
+      mk("rope-half", 1, 8, 2, 4096, 4096, 128, BF, 0, 1, 64),
+      mk("rope-odd-chunk-g1", 1, 4, 4, 777, 3001, 64, F16, 1, 1, 32),
+      mk("grid-shift", 1, 8, 2, 1000, 2637, 128, BF, 0, 1, 64),
+      mk("rope-il-gqa8-f32", 1, 16, 2, 2500, 2500, 128, F32, 2, 1, 64).interleaved(),
+      mk("rope-topk", 1, 8, 2, 1500, 2100, 128, BF, 0, 1, 32).top_k(5, 7),
+      mk("rope-topk-big-k", 1, 4, 1, 1000, 1000, 64, F16, 0, 1, 16).top_k(40, 0),
+      mk("rope-calib-off", 2, 8, 4, 2048, 2048, 128, BF, 1, 1, 64).fixed_temps(0.7f, 1.3f),
+      mk("meanpool-rope", 1, 8, 2, 3000, 3000, 128, BF, 0, 1, 64).mean_pool().top_p(0.9f),
+      mk("meanpool-rand-nocal", 1, 4, 4, 900, 1300, 64, F32, 0, 0, 32)
+          .mean_pool()
+          .fixed_temps(0.25f),
+      mk("rope-noforce-tau.5", 1, 8, 8, 2000, 2000, 64, BF, 0, 1, 32).unforced().top_p(0.5f, 0.6f),
+      mk("rope-tau.999", 1, 4, 2, 1024, 1024, 128, F16, 0, 1, 32).top_p(0.999f, 0.99f),
+      mk("rope-bigrow-smem", 1, 2, 1, 20000, 20000, 64, BF, 0, 1, 16),
+      mk("rope-d34-vec2", 1, 4, 2, 1500, 1500, 34, BF, 0, 1, 32).bands(16, 20),
+      mk("rope-d256", 1, 4, 2, 2000, 2000, 256, BF, 0, 1, 64),
+      mk("tiny-1x1", 1, 2, 1, 1, 1, 64, BF, 0, 0, 128),
+      mk("tiny-5x300", 1, 2, 1, 5, 300, 64, BF, 0, 1, 128),
+      mk("timing-shape-8k", 1, 32, 8, 8192, 8192, 128, BF, 0, 1, 128),
+  };
+  const std::vector<Case>& cs = small ? small_cases : full_cases;
   int case_fails = 0;
   for (const Case& c : cs) case_fails += run_case(c) ? 0 : 1;
   std::printf("correctness: %d/%zu cases passed, error checks %s\n", (int)cs.size() - case_fails,
