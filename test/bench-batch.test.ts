@@ -1,30 +1,22 @@
 // prism-bench's ragged-batch and chunked-prefill benchmarks: the options
 // (pure functions) and tiny runs of the compiled CLI on the CPU backend.
 
-import { spawnSync } from 'child_process';
 import * as fs from 'fs';
-import * as os from 'os';
 import * as path from 'path';
 import { UsageError, parseArgs } from '../bench/args';
 import { resolveConfig } from '../bench/config';
-import { EIGHT_BY_4K, MIXED_CPU_LENGTHS, MIXED_GPU_LENGTHS, resolveBatchBench } from '../bench/batch-args';
-import type { BatchBenchConfig } from '../bench/batch-args';
+import { EIGHT_BY_4K, MIXED_CPU_LENGTHS, MIXED_GPU_LENGTHS } from '../bench/batch-args';
 import { validateBatchSections } from '../bench/batch-report';
 import type { BatchBenchReport } from '../bench/batch-report';
 import { shuffledPages } from '../bench/batch';
 import { validateReport } from '../bench/report';
+import { resolveBatch, runCli, tinyRun } from './helpers/bench-batch';
 
-const CLI = path.join(__dirname, '..', 'dist', 'bench', 'cli.js');
 const TINY = ['--backend', 'cpu', '--heads', '2', '--kv-heads', '1', '--head-dim', '64', '--block', '64', '--iters', '1', '--warmup', '0'];
-
-function resolve(argv: string[], backend: 'cuda' | 'cpu' = 'cpu'): BatchBenchConfig | null {
-  const p = parseArgs(argv);
-  return resolveBatchBench(p, resolveConfig(p, backend));
-}
 
 function usageError(argv: string[], backend: 'cuda' | 'cpu' = 'cpu'): UsageError {
   try {
-    resolve(argv, backend);
+    resolveBatch(argv, backend);
   } catch (e) {
     expect(e).toBeInstanceOf(UsageError);
     return e as UsageError;
@@ -32,42 +24,37 @@ function usageError(argv: string[], backend: 'cuda' | 'cpu' = 'cpu'): UsageError
   throw new Error(`expected a usage error for ${argv.join(' ')}`);
 }
 
-function run(args: string[]): { code: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 120000 });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
-
 describe('options', () => {
   test('none given: no batch benchmark', () => {
-    expect(resolve([])).toBeNull();
+    expect(resolveBatch([])).toBeNull();
     expect(resolveConfig(parseArgs([]), 'cpu').batchBench).toBeNull();
   });
 
   test('presets: mixed (256K tokens on a GPU, small on the CPU) and 8x4k', () => {
-    const gpu = resolve(['--batch-workload', 'mixed'], 'cuda')!;
+    const gpu = resolveBatch(['--batch-workload', 'mixed'], 'cuda')!;
     expect(gpu.ragged).toEqual({ preset: 'mixed', lengths: [...MIXED_GPU_LENGTHS], totalTokens: 256 * 1024 });
     expect(Math.min(...gpu.ragged!.lengths)).toBe(2048);
     expect(Math.max(...gpu.ragged!.lengths)).toBe(131072);
     expect(gpu.chunked).toBeNull();
-    const cpu = resolve(['--batch-workload', 'mixed'])!;
+    const cpu = resolveBatch(['--batch-workload', 'mixed'])!;
     expect(cpu.ragged!.lengths).toEqual([...MIXED_CPU_LENGTHS]);
     expect(cpu.ragged!.lengths.every((n) => n >= 512 && n <= 2048)).toBe(true);
-    expect(resolve(['--batch-workload', '8x4k'], 'cuda')!.ragged).toEqual({ preset: '8x4k', lengths: [...EIGHT_BY_4K], totalTokens: 32768 });
-    expect(resolve(['--batch-workload', '8X4K'])!.ragged!.preset).toBe('8x4k');
+    expect(resolveBatch(['--batch-workload', '8x4k'], 'cuda')!.ragged).toEqual({ preset: '8x4k', lengths: [...EIGHT_BY_4K], totalTokens: 32768 });
+    expect(resolveBatch(['--batch-workload', '8X4K'])!.ragged!.preset).toBe('8x4k');
   });
 
   test('--lengths', () => {
-    expect(resolve(['--lengths', '4k,4k,1000'])!.ragged).toEqual({ preset: 'custom', lengths: [4096, 4096, 1000], totalTokens: 9192 });
+    expect(resolveBatch(['--lengths', '4k,4k,1000'])!.ragged).toEqual({ preset: 'custom', lengths: [4096, 4096, 1000], totalTokens: 9192 });
   });
 
   test('--chunked with page size and layout', () => {
-    expect(resolve(['--chunked', '128k:8k'], 'cuda')).toEqual({
+    expect(resolveBatch(['--chunked', '128k:8k'], 'cuda')).toEqual({
       ragged: null,
       chunked: { total: 131072, chunk: 8192, chunks: 16, pageSize: 128, kvLayout: 'NHD' },
       pagedSweep: null,
     });
-    expect(resolve(['--chunked=1000:300', '--page-size', '16', '--kv-layout', 'hnd'])!.chunked).toEqual({ total: 1000, chunk: 300, chunks: 4, pageSize: 16, kvLayout: 'HND' });
-    const both = resolve(['--batch-workload', '8x4k', '--chunked', '4k:1k'])!;
+    expect(resolveBatch(['--chunked=1000:300', '--page-size', '16', '--kv-layout', 'hnd'])!.chunked).toEqual({ total: 1000, chunk: 300, chunks: 4, pageSize: 16, kvLayout: 'HND' });
+    const both = resolveBatch(['--batch-workload', '8x4k', '--chunked', '4k:1k'])!;
     expect(both.ragged).not.toBeNull();
     expect(both.chunked).not.toBeNull();
   });
@@ -106,13 +93,13 @@ describe('options', () => {
 
 describe('command line', () => {
   test('--help lists the options', () => {
-    const r = run(['--help']);
+    const r = runCli(['--help']);
     expect(r.code).toBe(0);
     for (const o of ['--batch-workload W', '--lengths LIST', '--chunked T:C', '--page-size N', '--kv-layout L', '--paged-sweep LIST', '--paged-tokens T:C']) expect(r.stdout).toContain(o);
   });
 
   test('bad values exit 2 with the option named', () => {
-    const r = run(['--backend', 'cpu', '--chunked', '1k:2k']);
+    const r = runCli(['--backend', 'cpu', '--chunked', '1k:2k']);
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/^prism-bench: --chunked: the chunk \(2K\) is longer than the prompt \(1K\)\n/);
     expect(r.stderr).toContain("Run 'prism-bench --help' for usage.");
@@ -120,48 +107,32 @@ describe('command line', () => {
 });
 
 describe('tiny CPU runs', () => {
-  let dir: string;
-  let report: BatchBenchReport;
-  let stdout: string;
+  const tiny = tinyRun('batch', [...TINY, '--lengths', '512,256,768', '--chunked', '1k:384', '--page-size', '64']);
 
-  beforeAll(() => {
-    if (!fs.existsSync(CLI)) throw new Error(`${CLI} is missing: run \`npm run build:ts\` first`);
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'prism-bench-batch-'));
-    const json = path.join(dir, 'out', 'batch.json');
-    const r = run([...TINY, '--lengths', '512,256,768', '--chunked', '1k:384', '--page-size', '64', '--json', json]);
-    stdout = r.stdout;
-    if (r.code !== 0) throw new Error(`prism-bench failed (${r.code}):\n${r.stdout}\n${r.stderr}`);
-    expect(r.stderr).toBe('');
-    report = JSON.parse(fs.readFileSync(json, 'utf8')) as BatchBenchReport;
-  });
-  afterAll(() => {
-    if (dir) fs.rmSync(dir, { recursive: true, force: true });
-  });
-
-  test('tables on stdout', () => {
-    expect(stdout).toMatch(/^Ragged batch \(--lengths\): 3 requests 512\+256\+768 = 1536 tokens/m);
-    expect(stdout).toMatch(/^Chunked prefill: a 1K prompt in 3 chunks of 384 over a paged KV cache \(page size 64, NHD\)/m);
-    expect(stdout).toMatch(/^prefillVarlen \(batch\)\s+[\d.]+\s+[\d.]+\s+[\d.]+%/m);
-    expect(stdout).toMatch(/^prefill\(\) one by one\s/m);
-    expect(stdout).toMatch(/^chunked \(3 x 384, paged\)\s/m);
-    expect(stdout).toMatch(/^one-shot prefill\(\) 1K\s/m);
-    expect(stdout).toMatch(/Calibrated temperatures: each chunk calibrates on its own queries/);
+  test('tables on tiny.stdout', () => {
+    expect(tiny.stdout).toMatch(/^Ragged batch \(--lengths\): 3 requests 512\+256\+768 = 1536 tokens/m);
+    expect(tiny.stdout).toMatch(/^Chunked prefill: a 1K prompt in 3 chunks of 384 over a paged KV cache \(page size 64, NHD\)/m);
+    expect(tiny.stdout).toMatch(/^prefillVarlen \(batch\)\s+[\d.]+\s+[\d.]+\s+[\d.]+%/m);
+    expect(tiny.stdout).toMatch(/^prefill\(\) one by one\s/m);
+    expect(tiny.stdout).toMatch(/^chunked \(3 x 384, paged\)\s/m);
+    expect(tiny.stdout).toMatch(/^one-shot prefill\(\) 1K\s/m);
+    expect(tiny.stdout).toMatch(/Calibrated temperatures: each chunk calibrates on its own queries/);
   });
 
   test('JSON: the prism-bench/1 document with valid batch and chunked sections', () => {
-    expect(validateReport(report)).toEqual([]);
-    expect(validateBatchSections(report)).toEqual([]);
-    expect(report.results).toEqual([]);
-    expect(report.config.batchBench).toEqual({
+    expect(validateReport(tiny.report)).toEqual([]);
+    expect(validateBatchSections(tiny.report)).toEqual([]);
+    expect(tiny.report.results).toEqual([]);
+    expect(tiny.report.config.batchBench).toEqual({
       ragged: { preset: 'custom', lengths: [512, 256, 768], totalTokens: 1536 },
       chunked: { total: 1024, chunk: 384, chunks: 3, pageSize: 64, kvLayout: 'NHD' },
       pagedSweep: null,
     });
-    expect(report.pagedSweep).toBeNull();
+    expect(tiny.report.pagedSweep).toBeNull();
   });
 
   test('batch figures are sane', () => {
-    const b = report.batch!;
+    const b = tiny.report.batch!;
     for (const t of [b.varlen, b.dense]) {
       expect(t.gpuMs).toBeGreaterThan(0);
       expect(t.apiMs).toBeGreaterThan(0);
@@ -181,7 +152,7 @@ describe('tiny CPU runs', () => {
   });
 
   test('chunked figures are sane', () => {
-    const c = report.chunked!;
+    const c = tiny.report.chunked!;
     expect(c.numPages).toBe(16);
     expect(c.calibrate).toBe(true);
     expect(c.perChunk.map((x) => [x.start, x.queries, x.keys])).toEqual([[0, 384, 384], [384, 384, 768], [768, 256, 1024]]);
@@ -202,8 +173,8 @@ describe('tiny CPU runs', () => {
   });
 
   test('eight equal requests, HND pages and fixed temperatures (random inputs)', () => {
-    const json = path.join(dir, 'hnd.json');
-    const r = run([...TINY, '--workload', 'random', '--lengths', '256,256,256,256,256,256,256,256', '--chunked', '512:128', '--kv-layout', 'HND', '--page-size', '16', '--no-calibrate', '--quiet', '--json', json]);
+    const json = path.join(tiny.dir, 'hnd.json');
+    const r = runCli([...TINY, '--workload', 'random', '--lengths', '256,256,256,256,256,256,256,256', '--chunked', '512:128', '--kv-layout', 'HND', '--page-size', '16', '--no-calibrate', '--quiet', '--json', json]);
     expect(r.code).toBe(0);
     const doc = JSON.parse(fs.readFileSync(json, 'utf8')) as BatchBenchReport;
     expect(validateBatchSections(doc)).toEqual([]);
@@ -215,7 +186,7 @@ describe('tiny CPU runs', () => {
   });
 
   test('the validator catches broken sections', () => {
-    const bad = JSON.parse(JSON.stringify(report)) as BatchBenchReport;
+    const bad = JSON.parse(JSON.stringify(tiny.report)) as BatchBenchReport;
     bad.batch!.varlen.density = 0;
     bad.batch!.totalTokens = 7;
     bad.chunked!.perChunk.pop();

@@ -1,47 +1,31 @@
 // prism-bench --paged-sweep: the options (pure functions), the output
 // comparison, and a tiny run of the compiled CLI on the CPU backend.
 
-import { spawnSync } from 'child_process';
-import * as fs from 'fs';
-import * as os from 'os';
-import * as path from 'path';
-import { UsageError, parseArgs } from '../bench/args';
-import { resolveConfig } from '../bench/config';
-import { PAGED_CPU_TOKENS, PAGED_GPU_TOKENS, resolveBatchBench } from '../bench/batch-args';
-import type { BatchBenchConfig } from '../bench/batch-args';
+import { UsageError } from '../bench/args';
+import { PAGED_CPU_TOKENS, PAGED_GPU_TOKENS } from '../bench/batch-args';
 import { PAGED_TARGET, validateBatchSections } from '../bench/batch-report';
 import type { BatchBenchReport } from '../bench/batch-report';
 import { compareOutputs } from '../bench/paged-sweep';
 import { validateReport } from '../bench/report';
+import { resolveBatch, runCli, tinyRun } from './helpers/bench-batch';
 
-const CLI = path.join(__dirname, '..', 'dist', 'bench', 'cli.js');
 const TINY = ['--backend', 'cpu', '--heads', '2', '--kv-heads', '1', '--head-dim', '64', '--block', '64', '--iters', '2', '--warmup', '1'];
-
-function resolve(argv: string[], backend: 'cuda' | 'cpu' = 'cpu'): BatchBenchConfig | null {
-  const p = parseArgs(argv);
-  return resolveBatchBench(p, resolveConfig(p, backend));
-}
-
-function run(args: string[]): { code: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 120000 });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
 
 describe('options', () => {
   test('defaults: the last 8K of 128K on a GPU, 512 of 2K on the CPU, NHD', () => {
-    expect(resolve(['--paged-sweep', '16,32,64,128,256'], 'cuda')).toEqual({
+    expect(resolveBatch(['--paged-sweep', '16,32,64,128,256'], 'cuda')).toEqual({
       ragged: null,
       chunked: null,
       pagedSweep: { total: PAGED_GPU_TOKENS.total, queries: PAGED_GPU_TOKENS.chunk, pageSizes: [16, 32, 64, 128, 256], kvLayouts: ['NHD'] },
     });
     expect(PAGED_GPU_TOKENS).toEqual({ total: 131072, chunk: 8192 });
-    expect(resolve(['--paged-sweep', '64'])!.pagedSweep).toEqual({ total: PAGED_CPU_TOKENS.total, queries: PAGED_CPU_TOKENS.chunk, pageSizes: [64], kvLayouts: ['NHD'] });
+    expect(resolveBatch(['--paged-sweep', '64'])!.pagedSweep).toEqual({ total: PAGED_CPU_TOKENS.total, queries: PAGED_CPU_TOKENS.chunk, pageSizes: [64], kvLayouts: ['NHD'] });
   });
 
   test('--paged-tokens, --kv-layout HND / both, with the other batch benchmarks', () => {
-    expect(resolve(['--paged-sweep', '256,16', '--paged-tokens', '1k:256', '--kv-layout', 'both'])!.pagedSweep).toEqual({ total: 1024, queries: 256, pageSizes: [256, 16], kvLayouts: ['NHD', 'HND'] });
-    expect(resolve(['--paged-sweep', '64', '--kv-layout', 'hnd'])!.pagedSweep!.kvLayouts).toEqual(['HND']);
-    const all = resolve(['--lengths', '1k', '--chunked', '2k:1k', '--page-size', '32', '--kv-layout', 'HND', '--paged-sweep', '64'])!;
+    expect(resolveBatch(['--paged-sweep', '256,16', '--paged-tokens', '1k:256', '--kv-layout', 'both'])!.pagedSweep).toEqual({ total: 1024, queries: 256, pageSizes: [256, 16], kvLayouts: ['NHD', 'HND'] });
+    expect(resolveBatch(['--paged-sweep', '64', '--kv-layout', 'hnd'])!.pagedSweep!.kvLayouts).toEqual(['HND']);
+    const all = resolveBatch(['--lengths', '1k', '--chunked', '2k:1k', '--page-size', '32', '--kv-layout', 'HND', '--paged-sweep', '64'])!;
     expect(all.ragged).not.toBeNull();
     expect(all.chunked).toMatchObject({ pageSize: 32, kvLayout: 'HND' });
     expect(all.pagedSweep).toMatchObject({ pageSizes: [64], kvLayouts: ['HND'] });
@@ -67,7 +51,7 @@ describe('options', () => {
   ])('%j: usage error naming %s', (argv, option, re) => {
     let err: unknown;
     try {
-      resolve(argv as string[]);
+      resolveBatch(argv as string[]);
     } catch (e) {
       err = e;
     }
@@ -77,10 +61,10 @@ describe('options', () => {
   });
 
   test('bad values exit 2 with the option named', () => {
-    const r = run(['--backend', 'cpu', '--paged-sweep', '16,48']);
+    const r = runCli(['--backend', 'cpu', '--paged-sweep', '16,48']);
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/^prism-bench: --paged-sweep: 48 is not a page size/);
-    const c = run(['--backend', 'cpu', '--paged-sweep', '64', '--chunked', '1k:512', '--kv-layout', 'both']);
+    const c = runCli(['--backend', 'cpu', '--paged-sweep', '64', '--chunked', '1k:512', '--kv-layout', 'both']);
     expect(c.code).toBe(2);
     expect(c.stderr).toMatch(/^prism-bench: --kv-layout: /);
   });
@@ -100,40 +84,24 @@ describe('output comparison', () => {
 });
 
 describe('tiny CPU run', () => {
-  let dir: string;
-  let report: BatchBenchReport;
-  let stdout: string;
+  const tiny = tinyRun('paged', [...TINY, '--paged-sweep', '16,64,256', '--paged-tokens', '1000:256', '--kv-layout', 'both']);
 
-  beforeAll(() => {
-    if (!fs.existsSync(CLI)) throw new Error(`${CLI} is missing: run \`npm run build:ts\` first`);
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'prism-bench-paged-'));
-    const json = path.join(dir, 'paged.json');
-    const r = run([...TINY, '--paged-sweep', '16,64,256', '--paged-tokens', '1000:256', '--kv-layout', 'both', '--json', json]);
-    stdout = r.stdout;
-    if (r.code !== 0) throw new Error(`prism-bench failed (${r.code}):\n${r.stdout}\n${r.stderr}`);
-    expect(r.stderr).toBe('');
-    report = JSON.parse(fs.readFileSync(json, 'utf8')) as BatchBenchReport;
-  });
-  afterAll(() => {
-    if (dir) fs.rmSync(dir, { recursive: true, force: true });
-  });
-
-  test('table on stdout, no issue numbers', () => {
-    expect(stdout).toMatch(/^Paged sweep: the last 256 of 1000 tokens as queries, packed K\/V vs a paged KV cache \(page sizes 16, 64, 256; NHD and HND\)/m);
-    expect(stdout).toMatch(/^packed K\/V \(cuSeqlens\)\s+-\s+[\d.]+\s+[\d.]+\s+1\.00x\s+1\.00x\s+[\d.]+%\s+reference/m);
-    expect(stdout).toMatch(/^paged NHD, page 16\s+63\s+[\d.]+\s+[\d.]+\s+[\d.]+x\s+[\d.]+x\s+[\d.]+%\s+identical\s+no target$/m);
-    expect(stdout).toMatch(/^paged HND, page 256\s+4\s.*identical\s+(within|outside) 1\.10x$/m);
-    expect(stdout).toContain('(target: page size >= 64 within 1.10x of packed (device time); smaller pages: correct, slowdown reported)');
-    expect(stdout).not.toMatch(/issue #/);
+  test('table on tiny.stdout, no issue numbers', () => {
+    expect(tiny.stdout).toMatch(/^Paged sweep: the last 256 of 1000 tokens as queries, packed K\/V vs a paged KV cache \(page sizes 16, 64, 256; NHD and HND\)/m);
+    expect(tiny.stdout).toMatch(/^packed K\/V \(cuSeqlens\)\s+-\s+[\d.]+\s+[\d.]+\s+1\.00x\s+1\.00x\s+[\d.]+%\s+reference/m);
+    expect(tiny.stdout).toMatch(/^paged NHD, page 16\s+63\s+[\d.]+\s+[\d.]+\s+[\d.]+x\s+[\d.]+x\s+[\d.]+%\s+identical\s+no target$/m);
+    expect(tiny.stdout).toMatch(/^paged HND, page 256\s+4\s.*identical\s+(within|outside) 1\.10x$/m);
+    expect(tiny.stdout).toContain('(target: page size >= 64 within 1.10x of packed (device time); smaller pages: correct, slowdown reported)');
+    expect(tiny.stdout).not.toMatch(/issue #/);
   });
 
   test('JSON: a valid pagedSweep section with sane values', () => {
-    expect(validateReport(report)).toEqual([]);
-    expect(validateBatchSections(report)).toEqual([]);
-    expect(report.results).toEqual([]);
-    expect(report.batch).toBeNull();
-    expect(report.chunked).toBeNull();
-    const s = report.pagedSweep!;
+    expect(validateReport(tiny.report)).toEqual([]);
+    expect(validateBatchSections(tiny.report)).toEqual([]);
+    expect(tiny.report.results).toEqual([]);
+    expect(tiny.report.batch).toBeNull();
+    expect(tiny.report.chunked).toBeNull();
+    const s = tiny.report.pagedSweep!;
     expect(s).toMatchObject({ total: 1000, queries: 256, pageSizes: [16, 64, 256], kvLayouts: ['NHD', 'HND'], hq: 2, hkv: 1, d: 64, block: 64 });
     expect(s.target).toEqual({ ...PAGED_TARGET });
     expect(s.packed.gpuTimesMs).toHaveLength(2);
@@ -153,7 +121,7 @@ describe('tiny CPU run', () => {
   });
 
   test('the validator catches a broken section', () => {
-    const bad = JSON.parse(JSON.stringify(report)) as BatchBenchReport;
+    const bad = JSON.parse(JSON.stringify(tiny.report)) as BatchBenchReport;
     const s = bad.pagedSweep!;
     s.rows[0].ratio.gpu = 0;
     s.rows[1].maxAbsDiff = 0.5;
