@@ -1,11 +1,15 @@
 // A million tokens on the GPU: the estimation of 1M-token rows (8192 key blocks
-// of 128, the tiled selection path) against the CPU backend on the same inputs,
-// two query heads of one kv head of the structured workload. GPU only.
+// of 128, the tiled selection path) against the CPU backend and the float64
+// reference on the same inputs, two query heads of one kv head of the
+// structured workload. GPU only.
 import { describeGpu } from './helpers/gpu';
 import { estimate } from '../lib/ops';
 import { tensor, type Tensor } from '../lib/tensor';
 import { structuredGenerator } from '../lib/workloads/structured';
 import type { HostBlockMask } from '../lib/types';
+import { defaultResolvedOptions, referenceEstimate } from '../lib/reference';
+import { fromBFloat16 } from '../lib/dtype';
+import { mismatchedRows } from './helpers/compare';
 
 const N = 1 << 20;
 const HQ = 2;
@@ -19,7 +23,7 @@ function rowBlocks(m: HostBlockMask, row: number): Int32Array {
 describeGpu('1M-token estimation', () => {
   jest.setTimeout(600_000);
 
-  test('CUDA selections equal the CPU backend row for row (up to ties at the threshold)', async () => {
+  test('CUDA and CPU selections equal the float64 reference row for row (up to near-ties at the threshold)', async () => {
     const gen = structuredGenerator({ hq: HQ, hkv: 1, seqLen: N, d: D, seed: 11, dtype: 'bfloat16' });
     const g = gen.kvGroup(0, 0);
     const masks: Record<string, HostBlockMask> = {};
@@ -27,7 +31,7 @@ describeGpu('1M-token estimation', () => {
       const q: Tensor = await tensor(g.q, { shape: [1, HQ, N, D], dtype: 'bfloat16', device });
       const k: Tensor = await tensor(g.k, { shape: [1, 1, N, D], dtype: 'bfloat16', device });
       const m = await estimate(q, k, { block: 128 });
-      masks[device] = await m.toHost({ mask: false });
+      masks[device] = await m.toHost();
       m.dispose();
       q.dispose();
       k.dispose();
@@ -48,28 +52,28 @@ describeGpu('1M-token estimation', () => {
       for (let j = 1; j < b.length; j++) if (b[j] <= b[j - 1]) throw new Error(`row ${r}: blocks not ascending`);
     }
 
-    // Equal to the CPU backend. The two compute the pooled scores in different
-    // float orders (tensor cores vs scalar fp32), so where two blocks' scores
-    // or cumulative masses at the threshold differ by less than that rounding,
-    // the last block kept may fall either way or swap with its runner-up: such
-    // rows differ by at most two blocks at the cut, and must be rare.
-    let differing = 0;
-    const worst: string[] = [];
+    // Both backends against the float64 reference, as the other GPU tests
+    // check selections: a row may differ from it only where the reference's
+    // own margin (distance of a cumulative mass to tau, or of the last kept
+    // block's probability to the next) is within float error, 1e-4. At 1M the
+    // blocks at the cut carry ~1e-5 of a row's mass, so such near-ties exist.
+    const ref = referenceEstimate(fromBFloat16(g.q as Uint16Array), fromBFloat16(g.k as Uint16Array), { batch: 1, hq: HQ, hkv: 1, nq: N, nk: N, d: D }, defaultResolvedOptions(D, { block: 128 }), {
+      keepScores: false,
+    });
+    for (const [device, m] of Object.entries(masks)) {
+      const mismatched = mismatchedRows(ref, m);
+      const separated = mismatched.filter((r) => ref.scores.margin[r] > 1e-4);
+      console.log(`1M estimation, ${device}: ${mismatched.length} of ${rows} rows differ from the float64 reference, ${separated.length} of them with a margin above 1e-4`);
+      expect(separated).toEqual([]);
+    }
+    // CUDA against CPU directly: rows that differ are near-ties of the reference.
+    const differing: number[] = [];
     for (let r = 0; r < rows; r++) {
       const a = rowBlocks(gpu, r);
       const c = rowBlocks(cpu, r);
-      if (a.length === c.length && a.every((x, j) => x === c[j])) continue;
-      differing++;
-      const sa = new Set(a);
-      const sc = new Set(c);
-      const onlyGpu = Array.from(a).filter((x) => !sc.has(x));
-      const onlyCpu = Array.from(c).filter((x) => !sa.has(x));
-      if (differing <= 8) console.log(`row ${r} (query block ${r % gpu.nq}): only GPU [${onlyGpu.join(', ')}], only CPU [${onlyCpu.join(', ')}]`);
-      if (onlyGpu.length + onlyCpu.length > 2) worst.push(`row ${r}: only GPU [${onlyGpu.join(', ')}], only CPU [${onlyCpu.join(', ')}]`);
+      if (!(a.length === c.length && a.every((x, j) => x === c[j]))) differing.push(r);
     }
-    console.log(`1M estimation: ${differing} of ${rows} rows differ between CUDA and CPU`);
-    expect(worst).toEqual([]);
-    expect(differing / rows).toBeLessThan(1e-3);
-    expect(Math.abs(gpu.rowPtr[rows] - cpu.rowPtr[rows])).toBeLessThanOrEqual(differing);
+    console.log(`1M estimation: ${differing.length} of ${rows} rows differ between CUDA and CPU`);
+    expect(differing.filter((r) => ref.scores.margin[r] > 1e-4)).toEqual([]);
   });
 });
