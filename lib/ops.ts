@@ -57,12 +57,20 @@ export function checkSameDevice(...tensors: Array<{ device: string }>): void {
   }
 }
 
-/** Q [b, Hq, Nq, d] against K [b, Hkv, Nk, d] (and V like K). */
-function checkQkv(q: Tensor, k: Tensor, v?: Tensor): void {
-  checkQkvShapes(q, k, v);
+/** Q [b, Hq, Nq, d] against K [b, Hkv, Nk, d] (and V like K); `packed` as checkQkvShapes. */
+function checkQkv(q: Tensor, k: Tensor, v?: Tensor, packed = false): void {
+  checkQkvShapes(q, k, v, packed);
   if (v) checkSameDevice(q, k, v);
   else checkSameDevice(q, k);
   checkHeadDim(q.shape[3]);
+}
+
+/** q, k (and v) are live tensors that fit together (checkQkv). */
+export function checkInputs(q: unknown, k: unknown, v?: unknown, packed = false): void {
+  checkTensor(q, 'q');
+  checkTensor(k, 'k');
+  if (v !== undefined) checkTensor(v, 'v');
+  checkQkv(q as Tensor, k as Tensor, v as Tensor | undefined, packed);
 }
 
 const DTYPE_NAMES: Record<number, string> = { [NativeDType.F16]: 'float16', [NativeDType.BF16]: 'bfloat16', [NativeDType.F32]: 'float32' };
@@ -127,9 +135,7 @@ export async function timeEstimate(
   denseMask = false,
   stream?: bigint,
 ): Promise<{ mask: BlockMask; timesMs: number[] }> {
-  checkTensor(q, 'q');
-  checkTensor(k, 'k');
-  checkQkv(q, k);
+  checkInputs(q, k);
   const o = resolveEstimateOptions(opts, q.shape[3]);
   const t = checkTiming(timing);
   const shape = maskShape(q, k, o.block);
@@ -214,23 +220,26 @@ export interface AttentionRunOptions extends RunOptions {
   out?: Tensor;
 }
 
-function checkOut(out: unknown, q: Tensor): Tensor | undefined {
-  if (out === undefined) return undefined;
-  const t = checkTensor(out, 'run.out');
-  if (t.shape.some((x, i) => x !== q.shape[i]) || t.dtype !== q.dtype || t.layout !== q.layout || t.device !== q.device) {
-    throw new RangeError(
-      `run.out must match q: [${q.shape.join(', ')}] ${q.dtype} ${q.layout} on ${q.device}, got [${t.shape.join(', ')}] ${t.dtype} ${t.layout} on ${t.device}`,
-    );
+/**
+ * The output of an op on q: the caller's `out` (run.out, checked to match q),
+ * or a new tensor like q; `given` says which (a new one is disposed on failure).
+ */
+export function outputFor(q: Tensor, out: unknown): { output: Tensor; given: boolean } {
+  if (out !== undefined) {
+    const t = checkTensor(out, 'run.out');
+    if (t.shape.some((x, i) => x !== q.shape[i]) || t.dtype !== q.dtype || t.layout !== q.layout || t.device !== q.device) {
+      throw new RangeError(
+        `run.out must match q: [${q.shape.join(', ')}] ${q.dtype} ${q.layout} on ${q.device}, got [${t.shape.join(', ')}] ${t.dtype} ${t.layout} on ${t.device}`,
+      );
+    }
+    return { output: t, given: true };
   }
-  return t;
-}
-
-function newOutput(q: Tensor): Tensor {
   const handle = new (native().Tensor)(deviceIndex(q), q.native.dtype, [...q.shape], q.native.layout);
-  return new Tensor(handle, q.shape, q.dtype, q.layout);
+  return { output: new Tensor(handle, q.shape, q.dtype, q.layout), given: false };
 }
 
-function newLse(q: Tensor): Tensor {
+/** float32 [b, Hq, Nq, 1]: one log-sum-exp per query row (for packed q, per token and head). */
+export function newLse(q: Tensor): Tensor {
   const [b, h, n] = q.shape;
   const handle = new (native().Tensor)(deviceIndex(q), NativeDType.F32, [b, h, n, 1], 0);
   return new Tensor(handle, [b, h, n, 1], 'float32', 'bhnd');
@@ -247,16 +256,12 @@ export async function timeAttention(
   out?: Tensor,
   stream?: bigint,
 ): Promise<{ output: Tensor; lse?: Tensor; timesMs: number[] }> {
-  checkTensor(q, 'q');
-  checkTensor(k, 'k');
-  checkTensor(v, 'v');
-  checkQkv(q, k, v);
+  checkInputs(q, k, v);
   if (mask !== undefined && mask !== null) checkMask(mask, q, k);
   checkAttentionSupport(q, mask ? mask.block : DENSE_BLOCK);
   const { softmaxScale, returnLse } = resolveAttentionOptions(opts);
   const t = checkTiming(timing);
-  const given = checkOut(out, q);
-  const output = given ?? newOutput(q);
+  const { output, given } = outputFor(q, out);
   const lse = returnLse ? newLse(q) : undefined;
   try {
     const params = { block: mask ? mask.block : DENSE_BLOCK, softmaxScale, ...(lse ? { lse: lse.live() } : {}) };
@@ -367,12 +372,12 @@ export async function prefill(q: Tensor, k: Tensor, v: Tensor, opts?: PrefillOpt
   const [estOpts, attOpts] = splitPrefillOptions(opts);
   checkQkv(q, k, v);
   const { out, stream, returnMask, denseMask, eo, softmaxScale, returnLse } = resolvePrefillRun(q, estOpts, attOpts, run);
-  const given = checkOut(out, q);
+  const { output, given } = outputFor(q, out);
   const shape = maskShape(q, k, eo.block);
-  const output = given ?? newOutput(q);
   const lse = returnLse ? newLse(q) : undefined;
-  const sel = returnMask ? allocateSelection(shape, deviceIndex(q), denseMask) : null;
+  let sel: ReturnType<typeof allocateSelection> | null = null;
   try {
+    sel = returnMask ? allocateSelection(shape, deviceIndex(q), denseMask) : null;
     const params = { block: eo.block, softmaxScale, ...(lse ? { lse: lse.live() } : {}) };
     const res = await native().prefill(
       q.live(),
@@ -448,9 +453,7 @@ export async function massRecall(
   rows: ReadonlyArray<readonly [number, number, number]> | ArrayLike<number>,
   opts?: AttentionOptions,
 ): Promise<Float32Array> {
-  checkTensor(q, 'q');
-  checkTensor(k, 'k');
-  checkQkv(q, k);
+  checkInputs(q, k);
   if (mask !== null) checkMask(mask, q, k);
   const { softmaxScale } = resolveAttentionOptions(opts);
   const flat = flattenRows(rows, [q.shape[0], q.shape[1], q.shape[2]]);

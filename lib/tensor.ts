@@ -198,14 +198,16 @@ export function isTensor(x: unknown): x is Tensor {
 /**
  * Q [b, Hq, Nq, d] against K [b, Hkv, Nk, d] (and V like K): batch, head_dim,
  * GQA group, lengths and dtypes that fit together (RangeError / TypeError).
+ * `packed`: q holds packed sequences and k/v packed sequences or page pools
+ * (ragged batches), whose batch and lengths are checked per sequence instead.
  */
-export function checkQkvShapes(q: ShapedData, k: ShapedData, v?: ShapedData): void {
+export function checkQkvShapes(q: ShapedData, k: ShapedData, v?: ShapedData, packed = false): void {
   const [bq, hq, nq, dq] = q.shape;
   const [bk, hk, nk, dk] = k.shape;
-  if (bq !== bk) throw new RangeError(`batch sizes differ: q has ${bq}, k has ${bk}`);
+  if (!packed && bq !== bk) throw new RangeError(`batch sizes differ: q has ${bq}, k has ${bk}`);
   if (dq !== dk) throw new RangeError(`head_dim differs: q has ${dq}, k has ${dk}`);
   if (hq % hk !== 0) throw new RangeError(`query heads (${hq}) must be a multiple of kv heads (${hk})`);
-  if (nq > nk) throw new RangeError(`query length (${nq}) must not exceed key length (${nk})`);
+  if (!packed && nq > nk) throw new RangeError(`query length (${nq}) must not exceed key length (${nk})`);
   if (q.dtype !== k.dtype) throw new TypeError(`dtypes differ: q is ${q.dtype}, k is ${k.dtype}`);
   if (!v) return;
   if (v.shape.some((x, i) => x !== k.shape[i])) {

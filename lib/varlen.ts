@@ -6,22 +6,25 @@
 import { isArray, typeName } from './args';
 import { allocateSelection, BlockMask, type BlockMaskShape } from './block-mask';
 import { blockGrid, visibleBlocks } from './grid';
-import { native, NativeDType, type NativeBlockList, type NativeSelectionOut } from './native';
+import { native, type NativeBlockList, type NativeSelectionOut } from './native';
 import {
   checkAttentionSupport,
+  checkInputs,
   checkRun,
   checkSameDevice,
   DENSE_BLOCK,
   isBlockMask,
+  newLse,
   optionalBoolean,
+  outputFor,
   resolvePrefillRun,
   splitPrefillOptions,
   type PrefillOptions,
   type PrefillStats,
 } from './ops';
-import { checkHeadDim, resolveAttentionOptions, resolveEstimateOptions, toNativeEstimateParams } from './options';
+import { resolveAttentionOptions, resolveEstimateOptions, toNativeEstimateParams } from './options';
 import { nativeSpec, resolveBatch, type SequenceTable, type VarlenBatch } from './paged';
-import { checkStream, checkTensor, Tensor } from './tensor';
+import { checkStream, type Tensor } from './tensor';
 import type { AttentionOptions, EstimateOptions } from './types';
 
 export type { IntList, KvLayout, PagedBatch, RaggedBatch, SequenceTable, VarlenBatch } from './paged';
@@ -29,28 +32,6 @@ export { PAGE_SIZES, resolveBatch } from './paged';
 
 /** One entry per sequence: its BlockMask ([1, Hq, Nq_i, Nk_i] geometry), null for a sequence without queries. */
 export type SequenceMasks = Array<BlockMask | null>;
-
-/** q, k, v of a ragged batch: head_dim, heads, dtype and device agree; v like k. */
-function checkTensors(q: Tensor, k: Tensor, v?: Tensor): void {
-  checkTensor(q, 'q');
-  checkTensor(k, 'k');
-  if (v !== undefined) checkTensor(v, 'v');
-  const [, hq, , dq] = q.shape;
-  const [, hk, , dk] = k.shape;
-  if (dq !== dk) throw new RangeError(`head_dim differs: q has ${dq}, k has ${dk}`);
-  if (hq % hk !== 0) throw new RangeError(`query heads (${hq}) must be a multiple of kv heads (${hk})`);
-  if (q.dtype !== k.dtype) throw new TypeError(`dtypes differ: q is ${q.dtype}, k is ${k.dtype}`);
-  if (v !== undefined) {
-    if (v.shape.some((x, i) => x !== k.shape[i])) {
-      throw new RangeError(`k and v must have the same shape: k is [${k.shape.join(', ')}], v is [${v.shape.join(', ')}]`);
-    }
-    if (v.dtype !== q.dtype) throw new TypeError(`dtypes differ: q is ${q.dtype}, v is ${v.dtype}`);
-    checkSameDevice(q, k, v);
-  } else {
-    checkSameDevice(q, k);
-  }
-  checkHeadDim(dq);
-}
 
 /** The batch's table; paged pools must share one layout. */
 function table(batch: unknown, q: Tensor, k: Tensor, v?: Tensor): SequenceTable {
@@ -63,27 +44,6 @@ function table(batch: unknown, q: Tensor, k: Tensor, v?: Tensor): SequenceTable 
 
 function seqShape(q: Tensor, t: SequenceTable, i: number, block: number): BlockMaskShape {
   return { batch: 1, heads: q.shape[1], queryLength: t.qLen[i], keyLength: t.kLen[i], block };
-}
-
-function outputLike(q: Tensor, given: unknown): { output: Tensor; given: boolean } {
-  if (given !== undefined) {
-    const o = checkTensor(given, 'run.out');
-    if (o.shape.some((x, i) => x !== q.shape[i]) || o.dtype !== q.dtype || o.layout !== q.layout || o.device !== q.device) {
-      throw new RangeError(
-        `run.out must match q: [${q.shape.join(', ')}] ${q.dtype} ${q.layout} on ${q.device}, got [${o.shape.join(', ')}] ${o.dtype} ${o.layout} on ${o.device}`,
-      );
-    }
-    return { output: o, given: true };
-  }
-  const handle = new (native().Tensor)(q.native.device, q.native.dtype, [...q.shape], q.native.layout);
-  return { output: new Tensor(handle, q.shape, q.dtype, q.layout), given: false };
-}
-
-/** float32 [1, Hq, totalQ, 1]: one log-sum-exp per packed query token and head (FlashAttention's [Hq, totalQ]). */
-function newPackedLse(q: Tensor): Tensor {
-  const [, h, n] = q.shape;
-  const handle = new (native().Tensor)(q.native.device, NativeDType.F32, [1, h, n, 1], 0);
-  return new Tensor(handle, [1, h, n, 1], 'float32', 'bhnd');
 }
 
 type Selections = Array<ReturnType<typeof allocateSelection> | null>;
@@ -140,7 +100,7 @@ export interface VarlenEstimateRunOptions {
  * (PagedBatch). Resolves to one BlockMask per sequence (null where Nq_i = 0).
  */
 export async function estimateVarlen(q: Tensor, k: Tensor, batch: VarlenBatch, opts?: EstimateOptions, run?: VarlenEstimateRunOptions): Promise<SequenceMasks> {
-  checkTensors(q, k);
+  checkInputs(q, k, undefined, true);
   const t = table(batch, q, k);
   const r = checkRun(run, ['denseMask', 'stream']);
   const stream = checkStream(r.stream, q.device, 'run.stream');
@@ -223,15 +183,15 @@ export async function attentionVarlen(
   opts?: AttentionOptions,
   run?: VarlenAttentionRunOptions,
 ): Promise<Tensor | { output: Tensor; lse: Tensor }> {
-  checkTensors(q, k, v);
+  checkInputs(q, k, v, true);
   const t = table(batch, q, k, v);
   const { lists, block } = checkMasks(masks, q, t);
   checkAttentionSupport(q, block);
   const { softmaxScale, returnLse } = resolveAttentionOptions(opts);
   const r = checkRun(run, ['out', 'stream']);
   const stream = checkStream(r.stream, q.device, 'run.stream');
-  const { output, given } = outputLike(q, r.out);
-  const lse = returnLse ? newPackedLse(q) : undefined;
+  const { output, given } = outputFor(q, r.out);
+  const lse = returnLse ? newLse(q) : undefined;
   try {
     const params = { block, softmaxScale, ...(lse ? { lse: lse.live() } : {}) };
     const res = await native().varlen(q.live(), k.live(), v.live(), output.live(), nativeSpec(t), null, params, null, lists, stream);
@@ -277,12 +237,12 @@ export async function prefillVarlen(
   opts?: PrefillOptions,
   run?: VarlenPrefillRunOptions,
 ): Promise<VarlenPrefillResult> {
-  checkTensors(q, k, v);
+  checkInputs(q, k, v, true);
   const [estOpts, attOpts] = splitPrefillOptions(opts);
   const t = table(batch, q, k, v);
   const { out, stream, returnMask, denseMask, eo, softmaxScale, returnLse } = resolvePrefillRun(q, estOpts, attOpts, run);
-  const { output, given } = outputLike(q, out);
-  const lse = returnLse ? newPackedLse(q) : undefined;
+  const { output, given } = outputFor(q, out);
+  const lse = returnLse ? newLse(q) : undefined;
   let sels: Selections | null = null;
   try {
     sels = returnMask ? allocateSelections(q, t, eo.block, denseMask) : null;
