@@ -1,6 +1,6 @@
 // Memory visibility for long-running processes: what the package holds per
 // device, and handing idle cached memory back.
-import { native, type NativeMemoryStats } from './native';
+import { cudaDevices, native, type NativeMemoryStats } from './native';
 import { deviceName, resolveDevice } from './tensor';
 import type { DeviceSpec } from './types';
 
@@ -12,8 +12,8 @@ export interface MemoryStats extends Omit<NativeMemoryStats, 'device'> {
 
 /** Every device the package can use: the CPU, then each usable CUDA device. */
 function allDevices(): number[] {
-  const i = native().info();
-  const gpus = i.cudaUnavailableReason === null ? i.devices.map((d) => d.index) : [];
+  const cuda = cudaDevices();
+  const gpus = cuda.unavailable === null ? Array.from({ length: cuda.count }, (_, i) => i) : [];
   return [-1, ...gpus];
 }
 
