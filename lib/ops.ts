@@ -65,12 +65,12 @@ function checkQkv(q: Tensor, k: Tensor, v?: Tensor, packed = false): void {
   checkHeadDim(q.shape[3]);
 }
 
-/** q, k (and v) are live tensors that fit together (checkQkv). */
-export function checkInputs(q: unknown, k: unknown, v?: unknown, packed = false): void {
-  checkTensor(q, 'q');
-  checkTensor(k, 'k');
-  if (v !== undefined) checkTensor(v, 'v');
-  checkQkv(q as Tensor, k as Tensor, v as Tensor | undefined, packed);
+/** q, k and, for the ops that take one, v are live tensors that fit together (checkQkv). */
+export function checkInputs(inputs: { q: unknown; k: unknown; v?: unknown }, packed = false): void {
+  const q = checkTensor(inputs.q, 'q');
+  const k = checkTensor(inputs.k, 'k');
+  const v = 'v' in inputs ? checkTensor(inputs.v, 'v') : undefined;
+  checkQkv(q, k, v, packed);
 }
 
 const DTYPE_NAMES: Record<number, string> = { [NativeDType.F16]: 'float16', [NativeDType.BF16]: 'bfloat16', [NativeDType.F32]: 'float32' };
@@ -135,7 +135,7 @@ export async function timeEstimate(
   denseMask = false,
   stream?: bigint,
 ): Promise<{ mask: BlockMask; timesMs: number[] }> {
-  checkInputs(q, k);
+  checkInputs({ q, k });
   const o = resolveEstimateOptions(opts, q.shape[3]);
   const t = checkTiming(timing);
   const shape = maskShape(q, k, o.block);
@@ -256,7 +256,7 @@ export async function timeAttention(
   out?: Tensor,
   stream?: bigint,
 ): Promise<{ output: Tensor; lse?: Tensor; timesMs: number[] }> {
-  checkInputs(q, k, v);
+  checkInputs({ q, k, v });
   if (mask !== undefined && mask !== null) checkMask(mask, q, k);
   checkAttentionSupport(q, mask ? mask.block : DENSE_BLOCK);
   const { softmaxScale, returnLse } = resolveAttentionOptions(opts);
@@ -453,7 +453,7 @@ export async function massRecall(
   rows: ReadonlyArray<readonly [number, number, number]> | ArrayLike<number>,
   opts?: AttentionOptions,
 ): Promise<Float32Array> {
-  checkInputs(q, k);
+  checkInputs({ q, k });
   if (mask !== null) checkMask(mask, q, k);
   const { softmaxScale } = resolveAttentionOptions(opts);
   const flat = flattenRows(rows, [q.shape[0], q.shape[1], q.shape[2]]);

@@ -100,7 +100,7 @@ export interface VarlenEstimateRunOptions {
  * (PagedBatch). Resolves to one BlockMask per sequence (null where Nq_i = 0).
  */
 export async function estimateVarlen(q: Tensor, k: Tensor, batch: VarlenBatch, opts?: EstimateOptions, run?: VarlenEstimateRunOptions): Promise<SequenceMasks> {
-  checkInputs(q, k, undefined, true);
+  checkInputs({ q, k }, true);
   const t = table(batch, q, k);
   const r = checkRun(run, ['denseMask', 'stream']);
   const stream = checkStream(r.stream, q.device, 'run.stream');
@@ -183,7 +183,7 @@ export async function attentionVarlen(
   opts?: AttentionOptions,
   run?: VarlenAttentionRunOptions,
 ): Promise<Tensor | { output: Tensor; lse: Tensor }> {
-  checkInputs(q, k, v, true);
+  checkInputs({ q, k, v }, true);
   const t = table(batch, q, k, v);
   const { lists, block } = checkMasks(masks, q, t);
   checkAttentionSupport(q, block);
@@ -237,7 +237,7 @@ export async function prefillVarlen(
   opts?: PrefillOptions,
   run?: VarlenPrefillRunOptions,
 ): Promise<VarlenPrefillResult> {
-  checkInputs(q, k, v, true);
+  checkInputs({ q, k, v }, true);
   const [estOpts, attOpts] = splitPrefillOptions(opts);
   const t = table(batch, q, k, v);
   const { out, stream, returnMask, denseMask, eo, softmaxScale, returnLse } = resolvePrefillRun(q, estOpts, attOpts, run);
