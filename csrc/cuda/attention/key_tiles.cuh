@@ -60,6 +60,16 @@ struct KeyTiles {
                ? t * kBlockN
                : __ldg(idx + (t >> sub_shift)) * blk + (t & ((1 << sub_shift) - 1)) * kBlockN;
   }
+
+  // The Hopper kernel's visiting order: dense tiles ascending, selected tiles
+  // from the diagonal down. Its CTAs run neighbouring query tiles of one head
+  // together (sm90_tile_scheduler.cuh), whose lists share most blocks; read from
+  // the diagonal down they meet the shared blocks at about the same time, while
+  // L2 still holds them (an LRU model of L2 on the structured workload's
+  // selections at 512K: 76% of reads hit ascending, 88% descending).
+  __device__ __forceinline__ int visit_start(int t) const {
+    return idx == nullptr ? start(t) : start(count - 1 - t);
+  }
 };
 
 }  // namespace prism::cuda::attn

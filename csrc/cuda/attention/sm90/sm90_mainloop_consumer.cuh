@@ -107,7 +107,7 @@ struct ConsumerMainloop {
       my_turn();
       issue_qk(sc, kv % S);
       your_turn();
-      int cur_start = keys.start(0);
+      int cur_start = keys.visit_start(0);
       wgmma_wait<0>();
       qk_done(sc, kv % S);
       softmax(acc, sc, cur_start, s_row0, s_wg_lo, keys.key_end, alpha);
@@ -117,7 +117,7 @@ struct ConsumerMainloop {
         const int c = kv + t;
         const int st = c % S, pt = (c / S) & 1;
         const int sp = (c - 1) % S, ph = ((c - 1) / S) & 1;
-        cur_start = keys.start(t);
+        cur_start = keys.visit_start(t);
         mbar_wait(&bar.k_full[st], pt);
         mbar_wait(&bar.v_full[sp], ph);
         my_turn();

@@ -48,7 +48,7 @@ struct ProducerMainloop {
       for (int t = 0; t < keys.count; ++t, ++kv) {
         const int s = kv % S;
         const int r = kv / S;
-        const int start = keys.start(t);
+        const int start = keys.visit_start(t);
         // K, then V: once the consumers have released the stage's previous tile
         // (from the second round on), by TMA on the stage's full barrier.
         auto load = [&](unsigned char* tiles, const CUtensorMap* tmap, uint64_t* full,

@@ -4,8 +4,12 @@
 // the other, so the CTAs running at any time share one head's K/V and find its
 // tiles in L2 (measured on H100: dense -1..4%, 20%-sparse -3..13% time against
 // the sm80 order of query tiles over all heads / list-length sort); inside a
-// group the last (longest) query tiles first, the query heads of the GQA group
-// side by side. FwdParams::order is not used.
+// group one query head after the other, each from its last (longest) query
+// tile down. Neighbouring query tiles of one head select nearly the same key
+// blocks (92% shared on the structured workload at 512K) where the heads of a
+// group do not (their lists at one tile overlap little), so the CTAs running
+// together re-read what L2 holds: with the heads side by side the sparse kernel
+// hit L2 on 40% of its reads at 512K on an H200. FwdParams::order is not used.
 //
 // Two schedulers with one interface, chosen at compile time: the launcher
 // instantiates the kernel with the one the plan's `persistent` flag names.
@@ -51,9 +55,10 @@ __device__ __forceinline__ WorkTile decode_item(const FwdParams& p, int item) {
   const int per = p.group * p.n_mtiles;
   const int grp = item / per;  // b * hkv + hk
   const int y = item - grp * per;
-  const int qt = p.n_mtiles - 1 - y / p.group;
+  const int head_in_group = y / p.n_mtiles;
+  const int qt = p.n_mtiles - 1 - (y - head_in_group * p.n_mtiles);
   WorkTile w;
-  w.bh = grp * p.group + (y % p.group);  // b * hq + h
+  w.bh = grp * p.group + head_in_group;  // b * hq + h
   w.b = w.bh / p.hq;
   w.h = w.bh - w.b * p.hq;
   w.hk = w.h / p.group;
