@@ -32,6 +32,7 @@ export type {
 export { estimateVarlen, attentionVarlen, prefillVarlen, resolveBatch, PAGE_SIZES } from './varlen';
 export type {
   IntList,
+  KeyBatch,
   KvLayout,
   PagedBatch,
   RaggedBatch,

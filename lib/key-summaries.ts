@@ -8,7 +8,7 @@ import { isArray, isMadeInstance, typeName } from './args';
 import { native, NativeDType, type NativeTensor } from './native';
 import { checkRun, splitPrefillOptions, type PrefillOptions } from './ops';
 import { checkHeadDim, integerIn, resolveEstimateOptions, toNativeEstimateParams } from './options';
-import { nativeSpec, resolveKeyBatch, type SequenceTable, type VarlenBatch } from './paged';
+import { nativeSpec, resolveKeyBatch, type KeyBatch, type SequenceTable } from './paged';
 import { checkStream, checkTensor, isNativeTensor, type Tensor } from './tensor';
 import type { DType, Method, ResolvedEstimateOptions, RopeLayout } from './types';
 
@@ -288,7 +288,7 @@ export interface VarlenSummarizeKeysRunOptions {
  * of its full key blocks. With run.into, sequence i's new full blocks
  * [into[i].blocks, floor(Nk_i / block)) are appended to into[i].
  */
-export async function summarizeKeysVarlen(k: Tensor, batch: VarlenBatch, opts?: PrefillOptions, run?: VarlenSummarizeKeysRunOptions): Promise<KeySummaries[]> {
+export async function summarizeKeysVarlen(k: Tensor, batch: KeyBatch, opts?: PrefillOptions, run?: VarlenSummarizeKeysRunOptions): Promise<KeySummaries[]> {
   checkTensor(k, 'k');
   checkHeadDim(k.shape[3]);
   const t = resolveKeyBatch(batch, k);

@@ -45,6 +45,9 @@ export interface PagedBatch {
 
 export type VarlenBatch = RaggedBatch | PagedBatch;
 
+/** The keys of a ragged batch (summarizeKeysVarlen): a RaggedBatch or PagedBatch whose cuSeqlensQ may be left out (it is not read). */
+export type KeyBatch = (Omit<RaggedBatch, 'cuSeqlensQ'> | Omit<PagedBatch, 'cuSeqlensQ'>) & { cuSeqlensQ?: IntList };
+
 /** Page sizes the paged path takes. */
 export const PAGE_SIZES: readonly number[] = [16, 32, 64, 128, 256];
 

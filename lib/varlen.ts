@@ -28,7 +28,7 @@ import { nativeSpec, resolveBatch, type SequenceTable, type VarlenBatch } from '
 import { checkStream, type Tensor } from './tensor';
 import type { AttentionOptions, EstimateOptions } from './types';
 
-export type { IntList, KvLayout, PagedBatch, RaggedBatch, SequenceTable, VarlenBatch } from './paged';
+export type { IntList, KeyBatch, KvLayout, PagedBatch, RaggedBatch, SequenceTable, VarlenBatch } from './paged';
 export { PAGE_SIZES, resolveBatch } from './paged';
 
 /** One entry per sequence: its BlockMask ([1, Hq, Nq_i, Nk_i] geometry), null for a sequence without queries. */
