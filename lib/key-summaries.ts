@@ -96,6 +96,15 @@ export class KeySummaries implements KeySummariesShape {
     return this.parts.rows.byteLength + (this.parts.energies ? this.parts.energies.byteLength : 0);
   }
 
+  /**
+   * Keeps only key blocks [0, blocks) valid (no native work, nothing freed): for
+   * keys rewritten from block `blocks` on, or a sequence started again in the
+   * same summaries (truncate(0)). RangeError unless an integer in [0, this.blocks].
+   */
+  truncate(blocks: number): void {
+    this.valid = integerIn('blocks', blocks, 0, this.valid);
+  }
+
   /** Frees the device memory now (idempotent). */
   dispose(): void {
     this.parts.rows.dispose();

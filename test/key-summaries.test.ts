@@ -68,6 +68,15 @@ describe('key summaries: argument errors (before any native work)', () => {
     expect(small.blocks).toBe(4);
     small.dispose();
     await failsWith(summarizeKeys(k, { block }, { into: small }), Error, 'run.into: key summaries have been disposed');
+    const t = await summarizeKeys(k, { block });
+    expect(() => t.truncate(7)).toThrow(new RangeError('blocks must be an integer in [0, 6], got 7'));
+    expect(() => t.truncate(-1)).toThrow(RangeError);
+    expect(() => t.truncate('1' as unknown as number)).toThrow(TypeError);
+    t.truncate(2);
+    expect(t.blocks).toBe(2);
+    await summarizeKeys(k, { block }, { into: t }); // appends blocks 2..5 again
+    expect(t.blocks).toBe(6);
+    t.dispose();
     expect(() => new KeySummaries(null, {} as never, 'cpu', {} as never)).toThrow(TypeError);
     expect(() => new KeySummaries(null, {} as never, 'cpu', {} as never)).toThrow('KeySummaries are made by summarizeKeys() or summarizeKeysVarlen()');
   });
