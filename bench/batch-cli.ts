@@ -54,6 +54,11 @@ export async function runBatchCli(cfg: BenchConfig, resolved: { block: number } 
         ? 'Fixed temperatures (--no-calibrate): the chunks select the one-shot prefill\'s blocks where a chunk holds whole query blocks.'
         : 'Calibrated temperatures: each chunk calibrates on its own queries, so its temperatures (and selection) differ from the one-shot prefill\'s; --no-calibrate fixes them.',
     );
+    notes.push(
+      'Key summaries: the chunks run again, each chunk\'s estimation reading the summaries (pooled key blocks) of the previous chunks\' full blocks ' +
+        '(run.keySummaries) and pooling only its own keys; after each chunk summarizeKeysVarlen appends its new full blocks to the same summaries ' +
+        '(timed as the append). The selections and outputs must equal the plain run\'s.',
+    );
   }
 
   if (bb.pagedSweep) {
@@ -78,7 +83,7 @@ export async function runBatchCli(cfg: BenchConfig, resolved: { block: number } 
   for (const n of notes) io.out(`Note: ${n}\n`);
 
   const progress = new Progress(io.stderr, { quiet: cfg.quiet });
-  progress.setTotal((bb.ragged ? 5 : 0) + (bb.chunked ? 5 : 0) + (bb.pagedSweep ? pagedSweepSteps(bb.pagedSweep) : 0));
+  progress.setTotal((bb.ragged ? 5 : 0) + (bb.chunked ? 6 : 0) + (bb.pagedSweep ? pagedSweepSteps(bb.pagedSweep) : 0));
   const ctx = { progress, device: cfg.backend === 'cuda' ? (`cuda:${cfg.device ?? 0}` as const) : ('cpu' as const), block: resolved.block, genThreads: cfg.genThreads ?? defaultGenThreads() };
   let batch: RaggedBatchResult | null = null;
   let chunked: ChunkedResult | null = null;

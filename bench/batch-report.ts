@@ -57,6 +57,38 @@ export interface ChunkResult {
   gpuMs: number;
   apiMs: number;
   density: number;
+  /** median estimation time of the chunk (stats.estimateMs), without key summaries */
+  estimateMs?: number;
+  /** the same with the key summaries of the previous chunks (run.keySummaries) */
+  estimateWithSummariesMs?: number;
+  /** median time of the append after the chunk (summarizeKeysVarlen into the same summaries) */
+  summarizeMs?: number;
+}
+
+/**
+ * The chunks again, each chunk's estimation reading the key summaries of the
+ * previous chunks' full blocks, and after each chunk the server's step that
+ * appends the chunk's new full blocks to those summaries (timed too). Device
+ * times, sums over the chunks of the per-chunk medians.
+ */
+export interface ChunkedKeySummaries {
+  /** estimation without summaries (the plain chunked run) */
+  estimateMs: number;
+  /** estimation with the summaries */
+  estimateWithSummariesMs: number;
+  /** the appends */
+  summarizeMs: number;
+  /** estimateMs - estimateWithSummariesMs: what the estimation saves */
+  estimateSavedMs: number;
+  /** estimateSavedMs / estimateMs */
+  estimateSaving: number;
+  /** estimateSavedMs - summarizeMs: what a prompt saves once the appends are paid */
+  netSavedMs: number;
+  /** the whole chunked prefill with summaries (estimation + attention + appends) */
+  gpuMs: number;
+  apiMs: number;
+  /** every chunk selected what it selected without summaries (same density) and wrote the same output bits */
+  identical: boolean;
 }
 
 export interface ChunkedResult extends ChunkedBenchConfig {
@@ -82,6 +114,8 @@ export interface ChunkedResult extends ChunkedBenchConfig {
   relErrVsDense: number;
   /** ||O_one-shot - O_dense|| / ||O_dense|| */
   oneShotRelErrVsDense: number;
+  /** the chunked run over key summaries (absent in reports made before it existed) */
+  keySummaries?: ChunkedKeySummaries;
 }
 
 export interface PagedSweepRow {
@@ -170,9 +204,21 @@ export function formatChunkedTable(r: ChunkedResult): string {
   out +=
     `chunked / one-shot: ${times(r.ratio.gpu)} (device time, ${verdict} the ${CHUNKED_TARGET_RATIO}x target), ${times(r.ratio.api)} (API wall time; one pass: ${ms(r.chunked.loopApiMs)} ms)\n`;
   out += `relative error: chunked vs one-shot ${err(r.relErrVsOneShot)}; vs dense: chunked ${err(r.relErrVsDense)}, one-shot ${err(r.oneShotRelErrVsDense)}\n`;
+  const ks = r.keySummaries;
+  if (ks) {
+    out +=
+      `key summaries: estimation ${ms(ks.estimateMs)} ms without, ${ms(ks.estimateWithSummariesMs)} ms reading the previous chunks' summaries ` +
+      `(${pct(ks.estimateSaving)} less, ${ms(ks.estimateSavedMs)} ms); appends after each chunk ${ms(ks.summarizeMs)} ms; ` +
+      `net ${ms(ks.netSavedMs)} ms per prompt; chunked with summaries ${ms(ks.gpuMs)} ms (${times(ks.gpuMs / r.oneShot.gpuMs)} of one-shot); ` +
+      `${ks.identical ? 'same selections and outputs' : 'SELECTIONS OR OUTPUTS DIFFER'}\n`;
+  }
+  const cols = ks ? ['est ms', 'est ms (summaries)', 'append ms'] : [];
   out += '\n' + table(
-    ['chunk', 'queries', 'keys', 'gpu ms', 'api ms', 'density'],
-    r.perChunk.map((c) => [String(c.index), formatSize(c.queries), formatSize(c.keys), ms(c.gpuMs), ms(c.apiMs), pct(c.density)]),
+    ['chunk', 'queries', 'keys', 'gpu ms', 'api ms', 'density', ...cols],
+    r.perChunk.map((c) => [
+      String(c.index), formatSize(c.queries), formatSize(c.keys), ms(c.gpuMs), ms(c.apiMs), pct(c.density),
+      ...(ks ? [ms(c.estimateMs ?? NaN), ms(c.estimateWithSummariesMs ?? NaN), ms(c.summarizeMs ?? NaN)] : []),
+    ]),
   );
   return out;
 }
@@ -259,6 +305,14 @@ export function validateBatchSections(doc: { batch?: unknown; chunked?: unknown;
       check(c.oneShot, `${w}.oneShot`, { ...TIMED, density: isDensity }, errors);
       check(c.dense, `${w}.dense`, TIMED, errors);
       pair(`${w}.ratio`, errors)(c.ratio);
+      if (c.keySummaries !== undefined) {
+        const k = `${w}.keySummaries`;
+        check(c.keySummaries, k, {
+          estimateMs: isPos, estimateWithSummariesMs: isPos, summarizeMs: isErr, estimateSavedMs: isNum, estimateSaving: isNum, netSavedMs: isNum,
+          gpuMs: isPos, apiMs: isPos, identical: (v) => typeof v === 'boolean',
+        }, errors);
+        c.perChunk.forEach((x, i) => check(x, `${w}.perChunk[${i}]`, { estimateMs: isPos, estimateWithSummariesMs: isPos, summarizeMs: isErr }, errors));
+      }
     }
   }
   if (doc.pagedSweep !== undefined && doc.pagedSweep !== null) validatePagedSweep(doc.pagedSweep as PagedSweepResult, errors);

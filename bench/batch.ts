@@ -16,7 +16,7 @@
 import type { BenchConfig } from './config';
 import { formatSize, libDType } from './args';
 import type { ChunkedBenchConfig, KvLayoutName, RaggedBenchConfig } from './batch-args';
-import type { ChunkResult, ChunkedResult, RaggedBatchResult, RaggedSequenceResult, TimedFigure } from './batch-report';
+import type { ChunkResult, ChunkedKeySummaries, ChunkedResult, RaggedBatchResult, RaggedSequenceResult, TimedFigure } from './batch-report';
 import { MAX_HOST_ELEMENTS, structuredGroups } from './inputs';
 import type { Progress } from './progress';
 import { median } from './report';
@@ -27,6 +27,7 @@ import { blockGrid } from '../lib/grid';
 import { attention, prefill } from '../lib/ops';
 import { Rng } from '../lib/rng';
 import type { Tensor, TensorData } from '../lib/tensor';
+import { summarizeKeysVarlen } from '../lib/key-summaries';
 import { attentionVarlen, prefillVarlen } from '../lib/varlen';
 import type { DType } from '../lib/types';
 
@@ -319,15 +320,44 @@ export async function runChunked(cfg: BenchConfig, ctx: BatchRunContext, c: Chun
 
     ctx.progress.next(`${label}: ${c.chunks} prefillVarlen calls over the page table (${timing.warmup} warm-up + ${timing.iters} timed)`);
     const densities = chunks.map(() => NaN);
+    const pagedBatch = (x: { start: number; len: number }) => ({
+      cuSeqlensQ: [0, x.len], kvLens: [x.start + x.len], pageTable, maxPagesPerSeq: numPages, kvLayout: c.kvLayout, pageSize: P,
+    });
+    const estPlain = chunks.map(() => [] as number[]);
     const ch = await timePasses(
       timing,
       chunks.map((x) => async () => {
-        const paged = { cuSeqlensQ: [0, x.len], kvLens: [x.start + x.len], pageTable, maxPagesPerSeq: numPages, kvLayout: c.kvLayout, pageSize: P };
-        const res = await prefillVarlen(qc[x.index].q, kp, vp, paged, opts, { out: qc[x.index].out, returnMask: false });
+        const res = await prefillVarlen(qc[x.index].q, kp, vp, pagedBatch(x), opts, { out: qc[x.index].out, returnMask: false });
         densities[x.index] = res.stats.density;
+        estPlain[x.index].push(res.stats.estimateMs);
         return res.stats.estimateMs + res.stats.attentionMs;
       }),
     );
+
+    // The same chunks, each estimation reading the key summaries of the
+    // previous chunks' full blocks; after each chunk the server's step appends
+    // the chunk's new full blocks to the same summaries (allocated once, for
+    // the whole prompt; truncated to nothing when a pass starts over).
+    ctx.progress.next(`${label}: the chunks again, estimation over key summaries + the append after each chunk (${timing.warmup} warm-up + ${timing.iters} timed)`);
+    const ks = own.add((await summarizeKeysVarlen(kp, { kvLens: [0], pageTable, maxPagesPerSeq: numPages }, opts, { maxKeys: T }))[0]);
+    const outKs = chunks.map((x) => mk(hq, x.len));
+    const estWith = chunks.map(() => [] as number[]);
+    const sumMs = chunks.map(() => [] as number[]);
+    let sameDensity = true;
+    const chKs = await timePasses(
+      timing,
+      chunks.map((x) => async () => {
+        if (x.index === 0) ks.truncate(0);
+        const batch = pagedBatch(x);
+        const res = await prefillVarlen(qc[x.index].q, kp, vp, batch, opts, { out: outKs[x.index], returnMask: false, keySummaries: [ks] });
+        await summarizeKeysVarlen(kp, batch, opts, { into: [ks] });
+        sameDensity &&= res.stats.density === densities[x.index];
+        estWith[x.index].push(res.stats.estimateMs);
+        sumMs[x.index].push(ks.timesMs[0]);
+        return res.stats.estimateMs + res.stats.attentionMs + ks.timesMs[0];
+      }),
+    );
+    const timed = (xs: number[]) => median(xs.slice(-timing.iters));
 
     ctx.progress.next(`${label}: one-shot prefill() of ${formatSize(T)} (${timing.warmup} warm-up + ${timing.iters} timed)`);
     const out1 = mk(hq, T);
@@ -352,11 +382,14 @@ export async function runChunked(cfg: BenchConfig, ctx: BatchRunContext, c: Chun
     ctx.progress.next(`${label}: outputs compared`);
     const vsOne = new RelErr();
     const vsDense = new RelErr();
+    let sameOutput = true;
     for (const x of chunks) {
       for (let h = 0; h < hq; h++) {
         const a = await readF32(qc[x.index].out, h * x.len * d, x.len * d);
         vsOne.add(a, await readF32(out1, (h * T + x.start) * d, x.len * d));
         vsDense.add(a, await readF32(outD, (h * T + x.start) * d, x.len * d));
+        const b = await readF32(outKs[x.index], h * x.len * d, x.len * d);
+        sameOutput &&= a.every((y, i) => Object.is(y, b[i]));
       }
     }
     const oneShotRelErrVsDense = await lib.relativeError(out1, outD);
@@ -364,7 +397,23 @@ export async function runChunked(cfg: BenchConfig, ctx: BatchRunContext, c: Chun
     const perChunk: ChunkResult[] = chunks.map((x) => ({
       index: x.index, start: x.start, queries: x.len, keys: x.start + x.len,
       gpuMs: median(ch.gpu[x.index]), apiMs: median(ch.api[x.index]), density: densities[x.index],
+      estimateMs: timed(estPlain[x.index]), estimateWithSummariesMs: timed(estWith[x.index]), summarizeMs: timed(sumMs[x.index]),
     }));
+    const sum = (f: (x: ChunkResult) => number) => perChunk.reduce((a, x) => a + f(x), 0);
+    const estimateMs = sum((x) => x.estimateMs!);
+    const estimateWithSummariesMs = sum((x) => x.estimateWithSummariesMs!);
+    const summarizeMs = sum((x) => x.summarizeMs!);
+    const keySummaries: ChunkedKeySummaries = {
+      estimateMs,
+      estimateWithSummariesMs,
+      summarizeMs,
+      estimateSavedMs: estimateMs - estimateWithSummariesMs,
+      estimateSaving: (estimateMs - estimateWithSummariesMs) / estimateMs,
+      netSavedMs: estimateMs - estimateWithSummariesMs - summarizeMs,
+      gpuMs: chunks.reduce((a, x) => a + median(chKs.gpu[x.index]), 0),
+      apiMs: chunks.reduce((a, x) => a + median(chKs.api[x.index]), 0),
+      identical: sameDensity && sameOutput,
+    };
     const vis = chunks.map((x) => visibleBlocks(x.len, x.start + x.len, ctx.block, hq));
     const chunked = {
       gpuMs: perChunk.reduce((a, x) => a + x.gpuMs, 0),
@@ -381,6 +430,7 @@ export async function runChunked(cfg: BenchConfig, ctx: BatchRunContext, c: Chun
       relErrVsOneShot: vsOne.value(),
       relErrVsDense: vsDense.value(),
       oneShotRelErrVsDense,
+      keySummaries,
     };
   } finally {
     own.dispose();

@@ -32,6 +32,7 @@ export type {
 export { estimateVarlen, attentionVarlen, prefillVarlen, resolveBatch, PAGE_SIZES } from './varlen';
 export type {
   IntList,
+  KeyBatch,
   KvLayout,
   PagedBatch,
   RaggedBatch,
@@ -43,6 +44,8 @@ export type {
   VarlenPrefillResult,
   VarlenPrefillRunOptions,
 } from './varlen';
+export { KeySummaries, summarizeKeys, summarizeKeysVarlen } from './key-summaries';
+export type { KeySummariesShape, SummarizeKeysRunOptions, VarlenSummarizeKeysRunOptions } from './key-summaries';
 export { blockMask } from './block-mask';
 export type { BlockLists, BlockMaskOptions, BlockMaskShape } from './block-mask';
 export { toBFloat16, fromBFloat16, toFloat16, fromFloat16 } from './dtype';

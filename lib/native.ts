@@ -147,6 +147,21 @@ export interface NativeVarlenSpec {
   maxPages?: number;
 }
 
+/** Key summaries as the addon reads them (lib/key-summaries.ts): valid blocks [0, blocks). */
+export interface NativeKeySummaries {
+  rows: NativeTensor;
+  energies: NativeTensor | null;
+  blocks: number;
+}
+
+/** One summarizeKeys job: key blocks [from, to) into these summaries' tensors. */
+export interface NativeSummaryJob {
+  rows: NativeTensor;
+  energies: NativeTensor | null;
+  from: number;
+  to: number;
+}
+
 export interface NativeBinding {
   Tensor: NativeTensorConstructor;
   info(): Info;
@@ -163,6 +178,7 @@ export interface NativeBinding {
     out: NativeSelectionOut,
     timing?: NativeTiming,
     stream?: bigint,
+    keys?: NativeKeySummaries,
   ): Promise<{ timesMs: number[]; indices: NativeTensor; selected: number }>;
   attention(
     q: NativeTensor,
@@ -183,6 +199,7 @@ export interface NativeBinding {
     attentionParams: NativeAttentionParams,
     selection: NativeSelectionOut | null,
     stream?: bigint,
+    keys?: NativeKeySummaries,
   ): Promise<{ estimateMs: number; attentionMs: number; selected: number; indices?: NativeTensor }>;
   /** Ragged batches and paged KV caches (ops_varlen.cc): estimation, attention or both per sequence. */
   varlen(
@@ -196,7 +213,16 @@ export interface NativeBinding {
     selections: Array<NativeSelectionOut | null> | null,
     lists: Array<NativeBlockList | null> | null,
     stream?: bigint,
+    keys?: Array<NativeKeySummaries | null>,
   ): Promise<{ estimateMs: number; attentionMs: number; selected: number[]; indices: Array<NativeTensor | null> }>;
+  /**
+   * Key summaries (key_summaries.h): pools key blocks [from, to) of k into each
+   * job's tensors; spec null: contiguous k, one job; else one job (or null) per
+   * sequence of packed or paged keys. Resolves to the device milliseconds.
+   */
+  summarizeKeys(k: NativeTensor, params: object, jobs: Array<NativeSummaryJob | null>, spec: NativeVarlenSpec | null, stream?: bigint): Promise<number>;
+  /** float32 words of a summary row and of a block's energies (0: none) on a device for head_dim and options. */
+  keySummaryLayout(device: number, headDim: number, params: object): { rowFloats: number; energyFloats: number };
   massRecall(
     q: NativeTensor,
     k: NativeTensor,

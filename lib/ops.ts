@@ -14,6 +14,7 @@ import {
   resolveEstimateOptions,
   toNativeEstimateParams,
 } from './options';
+import { keySummariesArg, type KeySummaries } from './key-summaries';
 import { checkQkvShapes, checkStream, checkTensor, isNativeTensor, isTensor, Tensor } from './tensor';
 import type { AttentionOptions, EstimateOptions } from './types';
 
@@ -134,14 +135,16 @@ export async function timeEstimate(
   timing?: Timing,
   denseMask = false,
   stream?: bigint,
+  keySummaries?: KeySummaries,
 ): Promise<{ mask: BlockMask; timesMs: number[] }> {
   checkInputs({ q, k });
   const o = resolveEstimateOptions(opts, q.shape[3]);
   const t = checkTiming(timing);
+  const keys = keySummariesArg(keySummaries, k, o);
   const shape = maskShape(q, k, o.block);
   const sel = allocateSelection(shape, deviceIndex(q), denseMask);
   try {
-    const r = await native().estimate(q.live(), k.live(), toNativeEstimateParams(o), sel, t, stream);
+    const r = await native().estimate(q.live(), k.live(), toNativeEstimateParams(o), sel, t, stream, keys);
     const mask = new BlockMask(shape, q.device, r.selected, { ...sel, indices: r.indices });
     mask.timesMs = r.timesMs;
     return { mask, timesMs: r.timesMs };
@@ -154,6 +157,12 @@ export async function timeEstimate(
 /** How to run estimate(): `timing` as RunOptions; `denseMask` also keeps the uint8 [b, H, nq, nk] mask on the device. */
 export interface EstimateRunOptions extends RunOptions {
   denseMask?: boolean;
+  /**
+   * Summaries of k's first key blocks (summarizeKeys of the same keys, made
+   * for this call's block, method, bands and RoPE layout): those blocks are
+   * read from them instead of pooled from k. The selection is the same, bit for bit.
+   */
+  keySummaries?: KeySummaries;
 }
 
 /**
@@ -161,9 +170,10 @@ export interface EstimateRunOptions extends RunOptions {
  * With run.timing the estimation is repeated and mask.timesMs holds the per-iteration ms.
  */
 export async function estimate(q: Tensor, k: Tensor, opts?: EstimateOptions, run?: EstimateRunOptions): Promise<BlockMask> {
-  const r = checkRun(run, ['timing', 'denseMask', 'stream']);
+  const r = checkRun(run, ['timing', 'denseMask', 'stream', 'keySummaries']);
   const stream = isTensor(q) ? checkStream(r.stream, q.device, 'run.stream') : undefined;
-  return (await timeEstimate(q, k, opts, checkTiming(r.timing, 'run.timing'), optionalBoolean(r.denseMask, 'run.denseMask'), stream)).mask;
+  const timing = checkTiming(r.timing, 'run.timing');
+  return (await timeEstimate(q, k, opts, timing, optionalBoolean(r.denseMask, 'run.denseMask'), stream, r.keySummaries as KeySummaries | undefined)).mask;
 }
 
 function maskShape(q: Tensor, k: Tensor, block: number) {
@@ -328,14 +338,14 @@ export function splitPrefillOptions(opts: PrefillOptions | undefined): [Estimate
  * and its estimation and attention options resolved for q's head dim.
  */
 export function resolvePrefillRun(q: Tensor, estOpts: EstimateOptions, attOpts: AttentionOptions, run: unknown) {
-  const r = checkRun(run, ['out', 'returnMask', 'denseMask', 'stream']);
+  const r = checkRun(run, ['out', 'returnMask', 'denseMask', 'stream', 'keySummaries']);
   const stream = checkStream(r.stream, q.device, 'run.stream');
   const returnMask = r.returnMask === undefined ? true : optionalBoolean(r.returnMask, 'run.returnMask');
   const denseMask = optionalBoolean(r.denseMask, 'run.denseMask');
   const eo = resolveEstimateOptions(estOpts, q.shape[3]);
   checkAttentionSupport(q, eo.block);
   const { softmaxScale, returnLse } = resolveAttentionOptions(attOpts);
-  return { out: r.out, stream, returnMask, denseMask, eo, softmaxScale, returnLse };
+  return { out: r.out, stream, returnMask, denseMask, eo, softmaxScale, returnLse, keySummaries: r.keySummaries };
 }
 
 /** How to run prefill(). */
@@ -348,6 +358,8 @@ export interface PrefillRunOptions {
   denseMask?: boolean;
   /** A CUDA stream to enqueue the work on (see RunOptions.stream). */
   stream?: bigint;
+  /** Summaries of k's first key blocks, read instead of pooled (see EstimateRunOptions.keySummaries). */
+  keySummaries?: KeySummaries;
 }
 
 /** What prefill() resolves to. */
@@ -371,7 +383,8 @@ export async function prefill(q: Tensor, k: Tensor, v: Tensor, opts?: PrefillOpt
   checkTensor(v, 'v');
   const [estOpts, attOpts] = splitPrefillOptions(opts);
   checkQkv(q, k, v);
-  const { out, stream, returnMask, denseMask, eo, softmaxScale, returnLse } = resolvePrefillRun(q, estOpts, attOpts, run);
+  const { out, stream, returnMask, denseMask, eo, softmaxScale, returnLse, keySummaries } = resolvePrefillRun(q, estOpts, attOpts, run);
+  const keys = keySummariesArg(keySummaries, k, eo);
   const { output, given } = outputFor(q, out);
   const shape = maskShape(q, k, eo.block);
   const lse = returnLse ? newLse(q) : undefined;
@@ -388,6 +401,7 @@ export async function prefill(q: Tensor, k: Tensor, v: Tensor, opts?: PrefillOpt
       params,
       sel,
       stream,
+      keys,
     );
     const mask = sel && res.indices ? new BlockMask(shape, q.device, res.selected, { ...sel, indices: res.indices }) : null;
     const stats = { density: densityOf(shape, res.selected), estimateMs: res.estimateMs, attentionMs: res.attentionMs };

@@ -45,6 +45,9 @@ export interface PagedBatch {
 
 export type VarlenBatch = RaggedBatch | PagedBatch;
 
+/** The keys of a ragged batch (summarizeKeysVarlen): a RaggedBatch or PagedBatch whose cuSeqlensQ may be left out (it is not read). */
+export type KeyBatch = (Omit<RaggedBatch, 'cuSeqlensQ'> | Omit<PagedBatch, 'cuSeqlensQ'>) & { cuSeqlensQ?: IntList };
+
 /** Page sizes the paged path takes. */
 export const PAGE_SIZES: readonly number[] = [16, 32, 64, 128, 256];
 
@@ -137,10 +140,13 @@ function pageTableRows(x: unknown, batch: number, maxPagesField: unknown): { tab
   return { table, maxPages, rowLen: rows.map((r) => r.length) };
 }
 
-function resolvePaged(o: Record<string, unknown>, q: Tensor, k: Tensor): SequenceTable {
-  const { start: qStart, len: qLen } = cumulative(o.cuSeqlensQ, 'batch.cuSeqlensQ', q.shape[2], 'query');
-  const batch = qLen.length;
+/** The paged table; without q (keys only) the sequences are those of kvLens and have no queries. */
+function resolvePaged(o: Record<string, unknown>, q: Tensor | null, k: Tensor): SequenceTable {
   const kLen = Array.from(intList(o.kvLens, 'batch.kvLens'));
+  const { start: qStart, len: qLen } = q
+    ? cumulative(o.cuSeqlensQ, 'batch.cuSeqlensQ', q.shape[2], 'query')
+    : { start: kLen.map(() => 0), len: kLen.map(() => 0) };
+  const batch = qLen.length;
   if (kLen.length !== batch) throw new RangeError(`batch.kvLens must have one entry per sequence (${batch}), got ${kLen.length}`);
   kLen.forEach((n, i) => {
     if (n < 0) throw new RangeError(`batch.kvLens[${i}] must be >= 0, got ${n}`);
@@ -210,6 +216,32 @@ export function resolveBatch(batchArg: unknown, q: Tensor, k: Tensor): SequenceT
   }
   checkQueriesFit(qLen, kLen, 'batch.cuSeqlensK');
   return { batch: qLen.length, qStart, qLen, kStart, kLen, paged: null };
+}
+
+/**
+ * The keys of a ragged batch alone (summarizeKeysVarlen): `batch` as
+ * resolveBatch takes it, cuSeqlensQ optional and not read; packed k
+ * [1, Hkv, totalK, d] with cuSeqlensK, or a page pool with kvLens and a page
+ * table. The table's sequences have no queries.
+ */
+export function resolveKeyBatch(batchArg: unknown, k: Tensor): SequenceTable {
+  if (batchArg === null || typeof batchArg !== 'object' || isArray(batchArg)) {
+    throw new TypeError(`batch must be an object { cuSeqlensK } or { kvLens, pageTable, ... }, got ${typeName(batchArg)}`);
+  }
+  const allowed = ['cuSeqlensQ', 'cuSeqlensK', 'kvLens', 'pageTable', 'maxPagesPerSeq', 'kvLayout', 'pageSize'];
+  const o = checkOptionFields(batchArg, allowed, 'batch', 'batch');
+  if (o.pageTable !== undefined) {
+    if (o.cuSeqlensK !== undefined) throw new TypeError('batch: give cuSeqlensK (packed K/V) or pageTable and kvLens (paged), not both');
+    if (o.kvLens === undefined) throw new TypeError('batch.kvLens is required with a pageTable');
+    return resolvePaged(o, null, k);
+  }
+  for (const key of ['kvLens', 'maxPagesPerSeq', 'kvLayout', 'pageSize']) {
+    if (o[key] !== undefined) throw new TypeError(`batch.${key} needs a batch.pageTable (paged KV)`);
+  }
+  if (o.cuSeqlensK === undefined) throw new TypeError('batch needs cuSeqlensK (packed K/V) or pageTable and kvLens (paged KV)');
+  if (k.shape[0] !== 1) throw new RangeError(`k must be packed [1, Hkv, totalK, d] (batch 1), got [${k.shape.join(', ')}]`);
+  const { start: kStart, len: kLen } = cumulative(o.cuSeqlensK, 'batch.cuSeqlensK', k.shape[2], 'key');
+  return { batch: kLen.length, qStart: kLen.map(() => 0), qLen: kLen.map(() => 0), kStart, kLen, paged: null };
 }
 
 /** The table as the addon takes it. */

@@ -22,12 +22,13 @@ import {
   type PrefillOptions,
   type PrefillStats,
 } from './ops';
+import { keySummariesListArg, type KeySummaries } from './key-summaries';
 import { resolveAttentionOptions, resolveEstimateOptions, toNativeEstimateParams } from './options';
 import { nativeSpec, resolveBatch, type SequenceTable, type VarlenBatch } from './paged';
 import { checkStream, type Tensor } from './tensor';
 import type { AttentionOptions, EstimateOptions } from './types';
 
-export type { IntList, KvLayout, PagedBatch, RaggedBatch, SequenceTable, VarlenBatch } from './paged';
+export type { IntList, KeyBatch, KvLayout, PagedBatch, RaggedBatch, SequenceTable, VarlenBatch } from './paged';
 export { PAGE_SIZES, resolveBatch } from './paged';
 
 /** One entry per sequence: its BlockMask ([1, Hq, Nq_i, Nk_i] geometry), null for a sequence without queries. */
@@ -92,6 +93,8 @@ export interface VarlenEstimateRunOptions {
   denseMask?: boolean;
   /** A CUDA stream to enqueue the work on (see RunOptions.stream). */
   stream?: bigint;
+  /** One entry per sequence: summaries of its first key blocks (read instead of pooled), or null. */
+  keySummaries?: ReadonlyArray<KeySummaries | null>;
 }
 
 /**
@@ -102,12 +105,13 @@ export interface VarlenEstimateRunOptions {
 export async function estimateVarlen(q: Tensor, k: Tensor, batch: VarlenBatch, opts?: EstimateOptions, run?: VarlenEstimateRunOptions): Promise<SequenceMasks> {
   checkInputs({ q, k }, true);
   const t = table(batch, q, k);
-  const r = checkRun(run, ['denseMask', 'stream']);
+  const r = checkRun(run, ['denseMask', 'stream', 'keySummaries']);
   const stream = checkStream(r.stream, q.device, 'run.stream');
   const o = resolveEstimateOptions(opts, q.shape[3]);
+  const keys = keySummariesListArg(r.keySummaries, k, t, o);
   const sels = allocateSelections(q, t, o.block, optionalBoolean(r.denseMask, 'run.denseMask'));
   try {
-    const res = await native().varlen(q.live(), k.live(), null, null, nativeSpec(t), toNativeEstimateParams(o), null, sels, null, stream);
+    const res = await native().varlen(q.live(), k.live(), null, null, nativeSpec(t), toNativeEstimateParams(o), null, sels, null, stream, keys);
     const masks = masksOf(q, t, o.block, sels, res);
     const ms = [res.estimateMs];
     for (const m of masks) if (m) m.timesMs = ms;
@@ -214,6 +218,8 @@ export interface VarlenPrefillRunOptions {
   denseMask?: boolean;
   /** A CUDA stream to enqueue the work on (see RunOptions.stream). */
   stream?: bigint;
+  /** One entry per sequence: summaries of its first key blocks (read instead of pooled), or null. */
+  keySummaries?: ReadonlyArray<KeySummaries | null>;
 }
 
 /** What prefillVarlen() resolves to. */
@@ -240,14 +246,15 @@ export async function prefillVarlen(
   checkInputs({ q, k, v }, true);
   const [estOpts, attOpts] = splitPrefillOptions(opts);
   const t = table(batch, q, k, v);
-  const { out, stream, returnMask, denseMask, eo, softmaxScale, returnLse } = resolvePrefillRun(q, estOpts, attOpts, run);
+  const { out, stream, returnMask, denseMask, eo, softmaxScale, returnLse, keySummaries } = resolvePrefillRun(q, estOpts, attOpts, run);
+  const keys = keySummariesListArg(keySummaries, k, t, eo);
   const { output, given } = outputFor(q, out);
   const lse = returnLse ? newLse(q) : undefined;
   let sels: Selections | null = null;
   try {
     sels = returnMask ? allocateSelections(q, t, eo.block, denseMask) : null;
     const params = { block: eo.block, softmaxScale, ...(lse ? { lse: lse.live() } : {}) };
-    const res = await native().varlen(q.live(), k.live(), v.live(), output.live(), nativeSpec(t), toNativeEstimateParams(eo), params, sels, null, stream);
+    const res = await native().varlen(q.live(), k.live(), v.live(), output.live(), nativeSpec(t), toNativeEstimateParams(eo), params, sels, null, stream, keys);
     const masks = sels ? masksOf(q, t, eo.block, sels, res) : null;
     const stats = { density: batchDensity(q, t, eo.block, res.selected), estimateMs: res.estimateMs, attentionMs: res.attentionMs };
     return lse ? { output, masks, lse, stats } : { output, masks, stats };

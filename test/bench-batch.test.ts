@@ -172,6 +172,36 @@ describe('tiny CPU runs', () => {
     expect(c.oneShotRelErrVsDense).toBeLessThan(0.2);
   });
 
+  test('chunked over key summaries: estimation times with and without, appends, same selections and outputs', () => {
+    const c = tiny.report.chunked!;
+    const ks = c.keySummaries!;
+    expect(ks.identical).toBe(true);
+    for (const x of c.perChunk) {
+      expect(x.estimateMs).toBeGreaterThan(0);
+      expect(x.estimateWithSummariesMs).toBeGreaterThan(0);
+      expect(x.summarizeMs).toBeGreaterThanOrEqual(0);
+    }
+    const sum = (f: (x: (typeof c.perChunk)[number]) => number) => c.perChunk.reduce((a, x) => a + f(x), 0);
+    expect(ks.estimateMs).toBeCloseTo(sum((x) => x.estimateMs!), 9);
+    expect(ks.estimateWithSummariesMs).toBeCloseTo(sum((x) => x.estimateWithSummariesMs!), 9);
+    expect(ks.summarizeMs).toBeCloseTo(sum((x) => x.summarizeMs!), 9);
+    expect(ks.estimateSavedMs).toBeCloseTo(ks.estimateMs - ks.estimateWithSummariesMs, 9);
+    expect(ks.estimateSaving).toBeCloseTo(ks.estimateSavedMs / ks.estimateMs, 9);
+    expect(ks.netSavedMs).toBeCloseTo(ks.estimateSavedMs - ks.summarizeMs, 9);
+    expect(ks.gpuMs).toBeGreaterThan(0);
+    expect(ks.apiMs).toBeGreaterThan(0);
+    expect(tiny.stdout).toMatch(/^key summaries: estimation [\d.]+ ms without, [\d.]+ ms reading the previous chunks' summaries .* same selections and outputs$/m);
+    expect(tiny.stdout).toMatch(/^chunk\s+queries\s+keys\s+gpu ms\s+api ms\s+density\s+est ms\s+est ms \(summaries\)\s+append ms$/m);
+    expect(tiny.stdout).toMatch(/Key summaries: the chunks run again/);
+    // the validator checks the section when present, and takes reports made without it
+    const bad = JSON.parse(JSON.stringify(tiny.report)) as BatchBenchReport;
+    bad.chunked!.keySummaries!.identical = 'yes' as unknown as boolean;
+    bad.chunked!.perChunk[1].estimateWithSummariesMs = 0;
+    expect(validateBatchSections(bad)).toEqual(['$.chunked.keySummaries.identical: bad value "yes"', '$.chunked.perChunk[1].estimateWithSummariesMs: bad value 0']);
+    delete bad.chunked!.keySummaries;
+    expect(validateBatchSections(bad)).toEqual([]);
+  });
+
   test('eight equal requests, HND pages and fixed temperatures (random inputs)', () => {
     const json = path.join(tiny.dir, 'hnd.json');
     const r = runCli([...TINY, '--workload', 'random', '--lengths', '256,256,256,256,256,256,256,256', '--chunked', '512:128', '--kv-layout', 'HND', '--page-size', '16', '--no-calibrate', '--quiet', '--json', json]);

@@ -29,10 +29,10 @@ const GARBAGE = {
   zero: 0, negative: -1, NaN: NaN, fraction: 1.5, string: 'x', emptyString: '', symbol: Symbol('s'), bigint: 10n,
   function: () => 1, array: [1, 2], nullPrototype: Object.create(null), object: {}, date: new Date(0),
   throwingProxy: throwing, revokedProxy: revoked.proxy, forgedTensor: Object.create(p.Tensor.prototype),
-  forgedMask: Object.create(p.BlockMask.prototype), null: null, undefined: undefined, true: true,
+  forgedMask: Object.create(p.BlockMask.prototype), forgedSummaries: Object.create(p.KeySummaries.prototype), null: null, undefined: undefined, true: true,
 };
 // Objects without own fields (forged ones included) are empty options: the defaults.
-const EMPTY_OPTIONS = ['undefined', 'null', 'nullPrototype', 'object', 'date', 'forgedTensor', 'forgedMask'];
+const EMPTY_OPTIONS = ['undefined', 'null', 'nullPrototype', 'object', 'date', 'forgedTensor', 'forgedMask', 'forgedSummaries'];
 const VALID = {
   required: [],
   options: EMPTY_OPTIONS,
@@ -83,6 +83,11 @@ const VALID = {
     ['prefill', true, (a) => p.prefill(...a), [q, q, q, { block: 16 }, {}],
       [['q', 'required', '^q must be a Tensor'], ['k', 'required', '^k must be a Tensor'], ['v', 'required', '^v must be a Tensor'],
        ['opts', 'options', '^opts(\\.\\w+)? ', 'tauLow'], ['run', 'options', '^run(\\.\\w+)? ', 'returnMask']]],
+    ['summarizeKeys', true, (a) => p.summarizeKeys(...a), [q, { block: 16 }, {}],
+      [['k', 'required', '^k must be a Tensor'], ['opts', 'options', '^opts(\\.\\w+)? ', 'block'], ['run', 'options', '^run(\\.\\w+)? ', 'maxKeys']]],
+    ['summarizeKeysVarlen', true, (a) => p.summarizeKeysVarlen(...a), [q, { cuSeqlensK: [0, 16] }, { block: 16 }, {}],
+      [['k', 'required', '^k must be a Tensor'], ['batch', 'required', '^batch', 'cuSeqlensK'],
+       ['opts', 'options', '^opts(\\.\\w+)? ', 'block'], ['run', 'options', '^run(\\.\\w+)? ', 'into']]],
     ['blockMask', true, (a) => p.blockMask(...a), [[[0]], { batch: 1, heads: 1, queryLength: 16, keyLength: 16, block: 16, device: 'cpu' }],
       [['lists', 'required', '^lists'], ['opts', 'required', '^opts(\\.\\w+)? ', 'block']]],
     ['massRecall', true, (a) => p.massRecall(...a), [q, q, mask, [[0, 0, 0]], {}],
@@ -108,6 +113,8 @@ const VALID = {
        ['device', 'required', '^BlockMask is made by estimate\\(\\)'],
        ['selected', 'required', '^BlockMask is made by estimate\\(\\)'],
        ['parts', 'required', '^BlockMask is made by estimate\\(\\)']]],
+    ['new KeySummaries', false, (a) => new p.KeySummaries(...a), [null, {}, 'cpu', {}],
+      [['token', 'required', '^KeySummaries are made by summarizeKeys\\(\\)']]],
   ];
 
   const results = [];
@@ -171,7 +178,7 @@ test('garbage in any argument of any public function is a TypeError or RangeErro
   expect(bad).toEqual([]);
   // The table really ran: every function, each with many values.
   const functions = new Set(rows.map((x) => x.call.split(' ')[0] + (x.call.startsWith('new ') ? ' ' + x.call.split(' ')[1] : '')));
-  expect(functions.size).toBe(22);
+  expect(functions.size).toBe(25);
   expect(rows.length).toBeGreaterThan(500);
   // A sample of the messages, as the user sees them.
   const text = (call: string): string | undefined => rows.find((x) => x.call === call)?.text;

@@ -5,6 +5,7 @@
 #include "binding/addon_data.h"
 #include "binding/errors.h"
 #include "binding/info.h"
+#include "binding/key_summaries.h"
 #include "binding/memory_api.h"
 #include "binding/ops.h"
 #include "binding/supports.h"
@@ -27,6 +28,8 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("attention", Napi::Function::New<attention>(env, "attention"));
   exports.Set("prefill", Napi::Function::New<prefill>(env, "prefill"));
   exports.Set("varlen", Napi::Function::New<varlen>(env, "varlen"));
+  exports.Set("summarizeKeys", Napi::Function::New<summarize_keys>(env, "summarizeKeys"));
+  exports.Set("keySummaryLayout", Napi::Function::New<key_summary_layout>(env, "keySummaryLayout"));
   exports.Set("massRecall", Napi::Function::New<mass_recall>(env, "massRecall"));
   exports.Set("diffNorms", Napi::Function::New<diff_norms>(env, "diffNorms"));
   exports.Set("memoryStats", Napi::Function::New<memory_stats>(env, "memoryStats"));

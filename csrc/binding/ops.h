@@ -8,18 +8,18 @@
 
 namespace prism::binding {
 
-// estimate(q, k, params, { counts, rowPtr, temps, mask? }, timing?, stream?)
+// estimate(q, k, params, { counts, rowPtr, temps, mask? }, timing?, stream?, keys?)
 //   -> Promise<{ timesMs: number[], indices: Tensor, selected }>   (ops_estimate.cc)
 Napi::Value estimate(const Napi::CallbackInfo& info);
 // attention(q, k, v, o, list: { counts, rowPtr, indices } | null, params { block, softmaxScale,
 // lse? },
 //           timing?, stream?) -> Promise<number[]>
 Napi::Value attention(const Napi::CallbackInfo& info);
-// prefill(q, k, v, o, estimateParams, attentionParams, out | null)
+// prefill(q, k, v, o, estimateParams, attentionParams, out | null, stream?, keys?)
 //   -> Promise<{ estimateMs, attentionMs, selected, indices? }>   (ops_prefill.cc)
 Napi::Value prefill(const Napi::CallbackInfo& info);
 // varlen(q, k, v | null, out | null, spec, estimateParams | null, attentionParams | null,
-//        selections | null, lists | null, stream?): ragged batches and paged KV caches
+//        selections | null, lists | null, stream?, keys?): ragged batches and paged KV caches
 //   -> Promise<{ estimateMs, attentionMs, selected: number[], indices: (Tensor | null)[] }>
 //   (ops_varlen.cc)
 Napi::Value varlen(const Napi::CallbackInfo& info);

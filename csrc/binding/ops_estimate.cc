@@ -1,4 +1,4 @@
-// estimate(q, k, params, out: { counts, rowPtr, temps, mask? }, timing?, stream?)
+// estimate(q, k, params, out: { counts, rowPtr, temps, mask? }, timing?, stream?, keys?)
 //   -> Promise<{ timesMs: number[], indices: Tensor, selected: number }>
 // The selection is made in the triangular layout (scratch), then counted
 // (rowPtr) and gathered into compact indices sized by the selection; the
@@ -7,6 +7,7 @@
 #include "binding/device.h"
 #include "binding/device_worker.h"
 #include "binding/errors.h"
+#include "binding/key_summaries.h"
 #include "binding/op_runner.h"
 #include "binding/ops.h"
 #include "binding/selection.h"
@@ -24,7 +25,7 @@ class EstimateWorker : public DeviceWorker {
  public:
   EstimateWorker(Napi::Env env, int device, QkvView q, QkvView k, EstimateParams p,
                  BlockMaskOut out, int64_t* row_ptr, SelectionGeometry geo, Timing timing,
-                 uint64_t stream, std::vector<std::shared_ptr<Storage>> keep)
+                 uint64_t stream, KeySummaries keys, std::vector<std::shared_ptr<Storage>> keep)
       : DeviceWorker(env, "prism.estimate", device),
         q_(q),
         k_(k),
@@ -34,6 +35,7 @@ class EstimateWorker : public DeviceWorker {
         geo_(geo),
         timing_(timing),
         stream_(stream),
+        keys_(keys),
         keep_(std::move(keep)) {}
 
  protected:
@@ -53,7 +55,7 @@ class EstimateWorker : public DeviceWorker {
     std::vector<int32_t> tri(static_cast<size_t>(geo_.tri > 0 ? geo_.tri : 1));
     BlockMaskOut o = out_;
     o.indices = tri.data();
-    ms_ = time_on_cpu(timing_, [&]() { prism::cpu::estimate(q_, k_, p_, o, 0); });
+    ms_ = time_on_cpu(timing_, [&]() { prism::cpu::estimate(q_, k_, p_, o, 0, &keys_); });
     total_ = prism::cpu::scan_counts(o.counts, geo_.rows, row_ptr_);
     indices_ = Storage::allocate(kCpuDevice, indices_bytes(total_));
     prism::cpu::gather_selection(o.counts, tri.data(), geo_.rows, geo_.nq, geo_.off, row_ptr_,
@@ -73,7 +75,9 @@ class EstimateWorker : public DeviceWorker {
       void* scan_ws = static_cast<char*>(scratch.get()) + tri_bytes;
       ms_ = time_on_gpu(
           device_, timing_, prism::cuda::estimate_workspace_bytes(q_, k_, p_),
-          [&](void* ws, cudaStream_t s) { return prism::cuda::estimate(q_, k_, p_, o, ws, s); },
+          [&](void* ws, cudaStream_t s) {
+            return prism::cuda::estimate(q_, k_, p_, o, ws, s, &keys_);
+          },
           "estimate", stream_);
       check_cuda(prism::cuda::scan_counts(o.counts, geo_.rows, row_ptr_, scan_ws, stream),
                  "estimate (count)");
@@ -104,6 +108,7 @@ class EstimateWorker : public DeviceWorker {
   SelectionGeometry geo_;
   Timing timing_;
   uint64_t stream_;
+  KeySummaries keys_;
   std::vector<std::shared_ptr<Storage>> keep_;
   std::vector<double> ms_;
   int64_t total_ = 0;
@@ -124,9 +129,10 @@ Napi::Value estimate(const Napi::CallbackInfo& info) {
     const uint64_t stream = read_stream(arg(info, 5), device);
     std::vector<std::shared_ptr<Storage>> keep = in.storages();
     s.keep_alive(keep);
+    const KeySummaries keys = read_key_summaries(env, arg(info, 6), k, p, device, keep, "keys");
     return (new EstimateWorker(env, device, q, k, p, s.outputs(), s.row_ptr_data(),
                                SelectionGeometry(q, k, p.block), read_timing(arg(info, 4)), stream,
-                               std::move(keep)))
+                               keys, std::move(keep)))
         ->start();
   });
 }

@@ -1,5 +1,5 @@
 // prefill(q, k, v, o, estimateParams, attentionParams { block, softmaxScale, lse? },
-//         out: { counts, rowPtr, temps, mask? } | null, stream?)
+//         out: { counts, rowPtr, temps, mask? } | null, stream?, keys?)
 //   -> Promise<{ estimateMs, attentionMs, selected, indices?: Tensor }>
 // Estimation and block-sparse attention in one call. On a GPU both are
 // enqueued back to back on the stream by the calling thread, attention reading
@@ -16,6 +16,7 @@
 #include "binding/device.h"
 #include "binding/device_worker.h"
 #include "binding/errors.h"
+#include "binding/key_summaries.h"
 #include "binding/op_runner.h"
 #include "binding/ops.h"
 #include "binding/selection.h"
@@ -39,6 +40,7 @@ struct PrefillArgs {
   int64_t* row_ptr = nullptr;  // caller's, or null
   bool want_selection = false;
   uint64_t stream = 0;  // caller's cudaStream_t, or 0: the device's own
+  KeySummaries keys;    // key blocks read instead of pooled (none: blocks 0)
 };
 
 class PrefillWorker : public DeviceWorker {
@@ -71,7 +73,7 @@ class PrefillWorker : public DeviceWorker {
     if (!o.temps) o.temps = temps.data();
     o.indices = tri.data();
     const auto t0 = clock::now();
-    prism::cpu::estimate(a_.q, a_.k, a_.ep, o, 0);
+    prism::cpu::estimate(a_.q, a_.k, a_.ep, o, 0, &a_.keys);
     const auto t1 = clock::now();
     prism::cpu::tri_row_starts(geo_.rows, geo_.nq, geo_.off, row_start.data());
     BlockList list{o.counts, row_start.data(), tri.data(), geo_.tri};
@@ -139,7 +141,7 @@ class PrefillWorker : public DeviceWorker {
       for (auto& e : events_) e = std::make_unique<CudaEvent>(cudaEventDefault);
       total_slot_ = std::make_unique<PinnedValue>();
       check_cuda(cudaEventRecord(events_[0]->get(), stream_), "cudaEventRecord");
-      check_cuda(prism::cuda::estimate(a_.q, a_.k, a_.ep, sel_, ws_est, stream_),
+      check_cuda(prism::cuda::estimate(a_.q, a_.k, a_.ep, sel_, ws_est, stream_, &a_.keys),
                  "prefill (estimate)");
       // The count goes before attention: it is ready then, and what runs after
       // the last event is time the host waits for but the events do not show.
@@ -226,6 +228,7 @@ Napi::Value prefill(const Napi::CallbackInfo& info) {
     }
     a.device = common_device({&qt, &in.kt, &in.vt, &in.ot, lse});
     a.stream = read_stream(arg(info, 7), a.device);
+    a.keys = read_key_summaries(env, arg(info, 8), a.k, a.ep, a.device, keep, "keys");
     Napi::Value out = arg(info, 6);
     if (!out.IsUndefined() && !out.IsNull()) {
       SelectionOut s = read_selection_out(env, out, a.q, a.k, a.ep.block);

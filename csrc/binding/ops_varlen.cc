@@ -1,5 +1,5 @@
 // varlen(q, k, v | null, out | null, spec, estimateParams | null, attentionParams | null,
-//        selections | null, lists | null, stream?)
+//        selections | null, lists | null, stream?, keys?: (summaries | null)[])
 //   -> Promise<{ estimateMs, attentionMs, selected: number[], indices: (Tensor | null)[] }>
 // Ragged batches and paged KV caches (varlen.h): estimation, attention, or
 // both (prefill), run sequence by sequence with the existing per-view
@@ -115,7 +115,7 @@ class VarlenWorker : public DeviceWorker {
           o.temps = temps.data();
         }
         o.indices = tri.data();
-        prism::cpu::estimate(s.q, k, a_.ep, o, 0);
+        prism::cpu::estimate(s.q, k, a_.ep, o, 0, &s.keys);
         if (a_.attention) {
           row_start.resize(static_cast<size_t>(s.rows));
           prism::cpu::tri_row_starts(s.rows, s.grid.nq, s.grid.off, row_start.data());
@@ -252,7 +252,8 @@ class VarlenWorker : public DeviceWorker {
             o.temps = reinterpret_cast<float*>(take(align256(sizeof(float) * 2 * a_.heads)));
           o.indices = tri_[i];
           counts_[i] = o.counts;
-          check_cuda(prism::cuda::estimate(s.q, k, a_.ep, o, ws_est, stream_), "varlen (estimate)");
+          check_cuda(prism::cuda::estimate(s.q, k, a_.ep, o, ws_est, stream_, &s.keys),
+                     "varlen (estimate)");
           if (a_.attention) {
             check_cuda(
                 prism::cuda::tri_row_starts(s.rows, s.grid.nq, s.grid.off, row_start, stream_),

@@ -6,6 +6,7 @@
 #include "binding/block_list.h"
 #include "binding/device.h"
 #include "binding/errors.h"
+#include "binding/key_summaries.h"
 #include "binding/params.h"
 #include "binding/selection.h"
 #include "binding/streams.h"
@@ -238,6 +239,9 @@ VarlenArgs read_varlen_args(const Napi::CallbackInfo& info,
         s.sel = so.outputs();
         s.row_ptr = so.row_ptr_data();
       }
+      if (a.estimate)
+        s.keys = read_key_summaries(env, entry(arg(info, 10), i, batch, "keys"), s.k, a.ep,
+                                    a.device, keep, "keys[" + std::to_string(i) + "]");
       if (a.attention && !a.estimate) {
         BlockListArgs l = read_block_list(env, entry(lists, i, batch, "lists"), s.q, s.k, block);
         for (const TensorWrap* t : l.tensors) common_device({&qt, t});

@@ -58,6 +58,7 @@ struct SeqWork {
   BlockMaskOut sel;            // caller's counts / temps / mask, or null
   int64_t* row_ptr = nullptr;  // caller's, or null
   BlockList list;              // attention alone: the caller's list (null counts: dense)
+  KeySummaries keys;           // estimation: key blocks read instead of pooled (none: blocks 0)
 };
 
 struct VarlenArgs {

@@ -90,6 +90,23 @@ struct BlockList {
   int64_t indices_size = 0;  // entries in indices (bounds every row)
 };
 
+// Pooled key blocks kept between calls (summarize_keys): key block j of a
+// (batch, kv head) covers keys [jB, (j+1)B) whatever the queries, so the
+// summary of a full block is fixed once its keys are written. An estimation
+// given summaries reads key blocks [0, blocks) from them instead of pooling
+// them from K (the same arithmetic, so the same bits). Rows are in the
+// backend's own format (key_summary_row_floats of each backend):
+//   CUDA: rows float32 [batch, Hkv, capacity, pk] (the band-packed block
+//         means of the pooling kernel), energies float32 [batch, Hkv, capacity, 3]
+//         (sums of squares: all dims, band 0, band 1);
+//   CPU:  rows float64 [batch, Hkv, capacity, d] (the block means), no energies.
+struct KeySummaries {
+  void* rows = nullptr;
+  float* energies = nullptr;
+  int64_t blocks = 0;    // valid blocks: [0, blocks) of every (batch, kv head)
+  int64_t capacity = 0;  // rows per (batch, kv head)
+};
+
 struct AttentionParams {
   int32_t block = 128;        // block size the list refers to
   float softmax_scale = 0.f;  // 0 means 1/sqrt(d)

@@ -6,9 +6,20 @@
 
 namespace prism::cpu {
 
-// threads <= 0 means std::thread::hardware_concurrency().
+// threads <= 0 means std::thread::hardware_concurrency(). With `keys`, key
+// blocks [0, keys->blocks) come from those summaries (summarize_keys of the
+// same keys) instead of being pooled from k; keys->blocks <= Nk / block.
 void estimate(const QkvView& q, const QkvView& k, const EstimateParams& p, const BlockMaskOut& out,
-              int threads);
+              int threads, const KeySummaries* keys = nullptr);
+
+// float32 words of one key-summary row (KeySummaries): d doubles.
+inline int64_t key_summary_row_floats(int64_t d) { return 2 * d; }
+
+// Pools key blocks [0, nblocks) of k [batch, Hkv, >= nblocks * block, d] (the
+// view starts at a block boundary) into rows [first, first + nblocks) of out
+// (float64 rows, see KeySummaries), as estimate() pools them.
+void summarize_keys(const QkvView& k, const EstimateParams& p, int64_t nblocks,
+                    const KeySummaries& out, int64_t first, int threads);
 
 void attention(const QkvView& q, const QkvView& k, const QkvView& v, const OutView& o,
                const BlockList& list, const AttentionParams& p, int threads);

@@ -1,5 +1,6 @@
 // prism::cpu::estimate: pooling, bands, temperatures, dual-band block softmax,
 // selection, sink/diagonal forcing, block mask and compact lists.
+#include <algorithm>
 #include <cmath>
 #include <stdexcept>
 #include <string>
@@ -48,7 +49,7 @@ BandScale guarded_scale(double temp, int64_t band_dims) {
 }  // namespace
 
 void estimate(const QkvView& q, const QkvView& k, const EstimateParams& p, const BlockMaskOut& out,
-              int threads) {
+              int threads, const KeySummaries* keys) {
   detail::check_qk(q, k, "estimate");
   check_params(p, q.d);
   if (out.counts == nullptr || out.indices == nullptr)
@@ -61,10 +62,20 @@ void estimate(const QkvView& q, const QkvView& k, const EstimateParams& p, const
   const int64_t off = grid.off;
   const int64_t group = hq / hkv;
 
-  // Step 1: pooled blocks, [batch, heads, blocks, d] in double.
+  // Step 1: pooled blocks, [batch, heads, blocks, d] in double; the first
+  // keys->blocks key blocks copied from the summaries.
   std::vector<double> qbar, kbar;
   detail::pool_blocks(q, block, grid.shift, threads, qbar);
-  detail::pool_blocks(k, block, 0, threads, kbar);
+  const int64_t stored = keys ? keys->blocks : 0;
+  if (stored < 0 || stored > k.n / block || (stored > 0 && keys->capacity < stored))
+    throw std::invalid_argument("prism::cpu::estimate: key summaries cover more blocks than k");
+  detail::pool_blocks(k, block, 0, threads, kbar, stored);
+  if (stored > 0) {
+    const double* rows = static_cast<const double*>(keys->rows);
+    for (int64_t bh = 0; bh < batch * hkv; ++bh)
+      std::copy(rows + bh * keys->capacity * d, rows + (bh * keys->capacity + stored) * d,
+                kbar.data() + bh * nk * d);
+  }
 
   // Step 2: bands. MeanPool scores one band of all d dims.
   const bool prism = p.method == Method::Prism;
@@ -167,6 +178,23 @@ void estimate(const QkvView& q, const QkvView& k, const EstimateParams& p, const
     int32_t* dst = out.indices + tri_row_start(row, nq, off);  // room for `visible` >= count
     for (int32_t t = 0; t < count; ++t) dst[t] = sc.indices[static_cast<size_t>(t)];
   });
+}
+
+void summarize_keys(const QkvView& k, const EstimateParams& p, int64_t nblocks,
+                    const KeySummaries& out, int64_t first, int threads) {
+  detail::check_block(p.block, "summarize_keys");
+  if (nblocks <= 0) return;
+  if (k.n < nblocks * p.block || first < 0 || first + nblocks > out.capacity)
+    throw std::invalid_argument("prism::cpu::summarize_keys: blocks outside k or the summaries");
+  QkvView v = k;
+  v.n = nblocks * p.block;  // full blocks only
+  std::vector<double> kbar;
+  detail::pool_blocks(v, p.block, 0, threads, kbar);
+  double* rows = static_cast<double*>(out.rows);
+  const int64_t d = k.d;
+  for (int64_t bh = 0; bh < k.batch * k.heads; ++bh)
+    std::copy(kbar.data() + bh * nblocks * d, kbar.data() + (bh + 1) * nblocks * d,
+              rows + (bh * out.capacity + first) * d);
 }
 
 }  // namespace prism::cpu

@@ -11,8 +11,10 @@ namespace prism::cpu::detail {
 // mean of its VALID rows [i*block - shift, (i+1)*block - shift) clipped to
 // [0, n) (divided by their number, not by block; identical to zero padding +
 // /block when the rows fill the block). shift = (Nk - Nq) % block for queries
-// (blocks on the absolute token grid, see BlockGrid), 0 for keys.
+// (blocks on the absolute token grid, see BlockGrid), 0 for keys. Only blocks
+// i >= first are pooled (the others stay 0: the caller fills them); each
+// block's arithmetic depends on its own rows only.
 void pool_blocks(const QkvView& v, int64_t block, int64_t shift, int threads,
-                 std::vector<double>& out);
+                 std::vector<double>& out, int64_t first = 0);
 
 }  // namespace prism::cpu::detail

@@ -13,9 +13,23 @@ namespace prism::cuda {
 size_t estimate_workspace_bytes(const QkvView& q, const QkvView& k, const EstimateParams& p);
 
 // Pooling, temperatures, dual-band softmax, selection, sink/diagonal, lists.
-// q, k: device pointers, dtype F32, F16 or BF16. out: device pointers.
+// q, k: device pointers, dtype F32, F16 or BF16. out: device pointers. With
+// `keys`, key blocks [0, keys->blocks) are copied from those summaries
+// (summarize_keys of the same keys) instead of pooled; keys->blocks <= Nk / block.
 cudaError_t estimate(const QkvView& q, const QkvView& k, const EstimateParams& p,
-                     const BlockMaskOut& out, void* workspace, cudaStream_t stream);
+                     const BlockMaskOut& out, void* workspace, cudaStream_t stream,
+                     const KeySummaries* keys = nullptr);
+
+// float32 words of one key-summary row (KeySummaries): the band-packed row of
+// the pooling kernel for head_dim d and p's method and bands (3 energies go
+// to their own array).
+int64_t key_summary_row_floats(int64_t d, const EstimateParams& p);
+
+// Pools key blocks [0, nblocks) of k [batch, Hkv, >= nblocks * block, d] (the
+// view starts at a block boundary) into rows [first, first + nblocks) of out,
+// with estimate()'s pooling kernel and the vector width k's view allows.
+cudaError_t summarize_keys(const QkvView& k, const EstimateParams& p, int64_t nblocks,
+                           const KeySummaries& out, int64_t first, cudaStream_t stream);
 
 // Compact rows from an estimation's triangular selection (as prism::cpu::
 // scan_counts / gather_selection, device pointers). scan_counts writes

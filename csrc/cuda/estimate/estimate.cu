@@ -226,33 +226,70 @@ Scratch carve(void* workspace, const WsLayout& wl) {
 }
 
 // 1. pooling: one CTA per (b, head, block) of Q and of K.
-cudaError_t launch_pool(const QkvView& q, const QkvView& k, const Geometry& g, const Scratch& s,
-                        cudaStream_t stream) {
+PoolArgs pool_args(const Geometry& g) {
   PoolArgs a{};
   static_cast<QkShape&>(a) = g;
-  a.q = view_arg(q);
-  a.k = view_arg(k);
   a.b0 = g.band[0];
   a.b1 = g.band[1];
   a.pk = g.pk;
   a.poff1 = g.poff[1];
-  a.qbar = s.qbar;
-  a.kbar = s.kbar;
-  a.eq = s.eq;
-  a.ek = s.ek;
-  const int vec = std::min(view_vec(q), view_vec(k));
-  const int cpr = g.d / vec;
-  const int threads = cpr <= 256 ? 256 : 512;
-  const size_t smem = sizeof(float) * (size_t)(threads / cpr) * g.d;
-  const int64_t units = (int64_t)g.B * g.Hq * g.nq + (int64_t)g.B * g.Hkv * g.nk;
+  return a;
+}
+
+// One pool_kernel launch over the units of `a`, vector width `vec`.
+cudaError_t launch_pool_units(const PoolArgs& a, DType dtype, int vec, cudaStream_t stream) {
+  const int64_t units = a.nqu + (int64_t)a.B * a.Hkv * a.nkb;
+  if (units == 0) return cudaSuccess;
   require_arg(units < INT_MAX, kWhere, "too many blocks");
-  dispatch_float_dtype(q.dtype, [&](auto tag) {
+  const int cpr = a.d / vec;
+  const int threads = cpr <= 256 ? 256 : 512;
+  const size_t smem = sizeof(float) * (size_t)(threads / cpr) * a.d;
+  dispatch_float_dtype(dtype, [&](auto tag) {
     using Tag = decltype(tag);
     dispatch_vec(vec, [&](auto v) {
       pool_kernel<Tag, decltype(v)::value><<<(unsigned)units, threads, smem, stream>>>(a);
     });
   });
   return cudaGetLastError();
+}
+
+// Every query block, and key blocks [stored, nk) (the others come from key
+// summaries). Q and K units take their own view's vector width, so a key
+// block's sums do not depend on q (summarize_keys pools it the same way).
+cudaError_t launch_pool(const QkvView& q, const QkvView& k, const Geometry& g, const Scratch& s,
+                        int stored, cudaStream_t stream) {
+  PoolArgs a = pool_args(g);
+  a.q = view_arg(q);
+  a.k = view_arg(k);
+  a.nqu = (int64_t)g.B * g.Hq * g.nq;
+  a.kb0 = stored;
+  a.nkb = g.nk - stored;
+  a.kstride = g.nk;
+  a.kout = 0;
+  a.qbar = s.qbar;
+  a.kbar = s.kbar;
+  a.eq = s.eq;
+  a.ek = s.ek;
+  const int vq = view_vec(q), vk = view_vec(k);
+  if (vq == vk) return launch_pool_units(a, q.dtype, vq, stream);
+  PoolArgs qa = a, ka = a;
+  qa.nkb = 0;
+  ka.nqu = 0;
+  PRISM_CUDA_TRY(launch_pool_units(qa, q.dtype, vq, stream));
+  return launch_pool_units(ka, k.dtype, vk, stream);
+}
+
+// Key blocks [0, keys.blocks) of every (b, kv head) from the summaries into
+// the workspace rows the pooling would have written.
+cudaError_t copy_summaries(const KeySummaries& keys, const Geometry& g, const Scratch& s,
+                           cudaStream_t stream) {
+  const size_t rows = (size_t)g.B * g.Hkv;
+  const size_t row = sizeof(float) * (size_t)g.pk, erow = sizeof(float) * 3;
+  const size_t n = (size_t)keys.blocks, cap = (size_t)keys.capacity, nk = (size_t)g.nk;
+  PRISM_CUDA_TRY(cudaMemcpy2DAsync(s.kbar, nk * row, keys.rows, cap * row, n * row, rows,
+                                   cudaMemcpyDeviceToDevice, stream));
+  return cudaMemcpy2DAsync(s.ek, nk * erow, keys.energies, cap * erow, n * erow, rows,
+                           cudaMemcpyDeviceToDevice, stream);
 }
 
 // 2. temperatures: one CTA per (b, query head).
@@ -347,11 +384,17 @@ size_t estimate_workspace_bytes(const QkvView& q, const QkvView& k, const Estima
 }
 
 cudaError_t estimate(const QkvView& q, const QkvView& k, const EstimateParams& p,
-                     const BlockMaskOut& out, void* workspace, cudaStream_t stream) {
+                     const BlockMaskOut& out, void* workspace, cudaStream_t stream,
+                     const KeySummaries* keys) {
   const Geometry g = make_geometry(q, k, p);
   require_arg(q.data != nullptr && k.data != nullptr, kWhere, "q or k data is null");
   require_arg(out.counts && out.indices, kWhere, "counts and indices must be non-null");
   require_arg(workspace != nullptr, kWhere, "workspace is null");
+  const int64_t stored = keys ? keys->blocks : 0;
+  require_arg(stored >= 0 && stored <= g.Nk / g.blk, kWhere,
+              "key summaries cover more blocks than k has full blocks");
+  require_arg(stored == 0 || (keys->rows && keys->energies && keys->capacity >= stored), kWhere,
+              "key summaries without room for their blocks");
   const WsLayout wl = ws_layout(g);
   const Scratch s = carve(workspace, wl);
 
@@ -366,12 +409,44 @@ cudaError_t estimate(const QkvView& q, const QkvView& k, const EstimateParams& p
   PRISM_CUDA_TRY(plan_selection(g, p.selection == Selection::TopK, optin, sp));
 
   const int stages = est_internal::knobs().stage_limit;
-  PRISM_CUDA_TRY(launch_pool(q, k, g, s, stream));
+  if (stored > 0) PRISM_CUDA_TRY(copy_summaries(*keys, g, s, stream));
+  PRISM_CUDA_TRY(launch_pool(q, k, g, s, (int)stored, stream));
   if (stages <= 1) return cudaGetLastError();
   PRISM_CUDA_TRY(launch_temps(p, g, s, out.temps, pdl, stream));
   if (stages <= 2) return cudaGetLastError();
   PRISM_CUDA_TRY(launch_select(p, g, sp, s, wl.tiled_stride, out, pdl, stream));
   return cudaGetLastError();
+}
+
+int64_t key_summary_row_floats(int64_t d, const EstimateParams& p) {
+  QkvView v{};
+  v.dtype = DType::F32;
+  v.batch = v.heads = v.n = 1;
+  v.d = d;
+  return make_geometry(v, v, p).pk;
+}
+
+cudaError_t summarize_keys(const QkvView& k, const EstimateParams& p, int64_t nblocks,
+                           const KeySummaries& out, int64_t first, cudaStream_t stream) {
+  if (nblocks <= 0) return cudaSuccess;
+  require_arg(k.data != nullptr && out.rows != nullptr && out.energies != nullptr, kWhere,
+              "k or summaries data is null");
+  require_arg(
+      p.block >= 1 && k.n >= nblocks * p.block && first >= 0 && first + nblocks <= out.capacity,
+      kWhere, "key blocks outside k or the summaries");
+  QkvView v = k;
+  v.n = nblocks * p.block;  // full blocks only
+  const Geometry g = make_geometry(v, v, p);
+  PoolArgs a = pool_args(g);
+  a.q = a.k = view_arg(v);
+  a.nqu = 0;
+  a.kb0 = 0;
+  a.nkb = (int)nblocks;
+  a.kstride = out.capacity;
+  a.kout = first;
+  a.kbar = static_cast<float*>(out.rows);
+  a.ek = out.energies;
+  return launch_pool_units(a, k.dtype, view_vec(k), stream);
 }
 
 }  // namespace prism::cuda

@@ -18,10 +18,17 @@ using select::warp_sum;
 
 // --- 1. pooling ---------------------------------------------------------------
 // Query block i holds rows [i*blk - shift, (i+1)*blk - shift) clipped to [0, Nq).
+// Units: the first nqu are query blocks (B * Hq * nq, or 0), then nkb key
+// blocks [kb0, kb0 + nkb) of every (b, kv head) bh; key block j of bh goes to
+// row bh * kstride + kout + j of kbar / ek. A unit's arithmetic depends on
+// its rows and VEC only (summarize_keys relies on it).
 struct PoolArgs : QkShape {
   ViewArg q, k;
   Band b0, b1;
   int pk, poff1;  // packed output rows (see Geometry)
+  int64_t nqu;
+  int kb0, nkb;
+  int64_t kstride, kout;
   float* qbar;
   float* kbar;
   float* eq;
@@ -33,20 +40,20 @@ __global__ void __launch_bounds__(512) pool_kernel(const PoolArgs a) {
   allow_dependents();
   using S = typename Tag::storage;
   extern __shared__ float red[];  // [RG][d]
-  // A unit is one block of Q (the first B * Hq * nq) or of K.
-  const int64_t nqu = (int64_t)a.B * a.Hq * a.nq;
-  const bool is_q = blockIdx.x < nqu;
-  const int64_t unit = is_q ? (int64_t)blockIdx.x : blockIdx.x - nqu;
-  const int nb = is_q ? a.nq : a.nk, H = is_q ? a.Hq : a.Hkv;
-  const int i = (int)(unit % nb);
-  const int64_t bh = unit / nb;
+  // A unit is one block of Q (the first nqu) or of K.
+  const bool is_q = blockIdx.x < a.nqu;
+  const int64_t unit = is_q ? (int64_t)blockIdx.x : blockIdx.x - a.nqu;
+  const int H = is_q ? a.Hq : a.Hkv;
+  const int i = is_q ? (int)(unit % a.nq) : a.kb0 + (int)(unit % a.nkb);
+  const int64_t bh = is_q ? unit / a.nq : unit / a.nkb;
+  const int64_t orow = is_q ? unit : bh * a.kstride + a.kout + i;
   const ViewArg& view = is_q ? a.q : a.k;
   const S* base = view.row<S>(bh / H, bh % H, 0);
   const int64_t sn = view.sn;
   const int N = is_q ? a.Nq : a.Nk;
   const int sh = is_q ? a.shift : 0;
-  float* ov = (is_q ? a.qbar : a.kbar) + unit * a.pk;
-  float* oe = (is_q ? a.eq : a.ek) + unit * 3;
+  float* ov = (is_q ? a.qbar : a.kbar) + orow * a.pk;
+  float* oe = (is_q ? a.eq : a.ek) + orow * 3;
   const int r0 = max(0, i * a.blk - sh);
   const int rows = min((i + 1) * a.blk - sh, N) - r0;
   const int cpr = a.d / VEC;

@@ -1,0 +1,66 @@
+// Key summaries on cuda:0 (bf16 / fp16, d 64 / 128, blocks 64 / 128): the
+// pooling kernel's key units write the summaries, and an estimation that
+// copies them instead of pooling selects exactly what it selects without them,
+// with the row and the tiled selection kernels, for contiguous, packed and
+// paged keys (every page size, both layouts) and chunked appends; a q whose
+// vector width differs from k's does not change the key sums. Skipped with a
+// notice without a GPU; fails with PRISM_REQUIRE_GPU=1.
+import { estimate } from '../lib/ops';
+import { summarizeKeys } from '../lib/key-summaries';
+import { empty, fromDevicePointer, tensor } from '../lib/tensor';
+import { describeGpu } from './helpers/gpu';
+import { rounded, values } from './helpers/data';
+import { contiguousProblem, expectSameSelection, keySummaryCases, summaryContents, type SummaryConfig } from './helpers/key-summaries';
+import { disposeAll, maskParts } from './helpers/varlen';
+
+const DEVICE = 'cuda:0';
+
+const configs: Array<[string, SummaryConfig]> = [
+  ['bfloat16, d 128, block 128, bhnd', { dtype: 'bfloat16', d: 128, block: 128, layout: 'bhnd', opts: {}, seed: 1 }],
+  ['float16, d 64, block 64, bnhd', { dtype: 'float16', d: 64, block: 64, layout: 'bnhd', opts: {}, seed: 2 }],
+  ['bfloat16, d 64, block 128, bnhd, meanpool', { dtype: 'bfloat16', d: 64, block: 128, layout: 'bnhd', opts: { method: 'meanpool' }, seed: 3 }],
+  ['float16, d 128, block 64, bhnd, interleaved, fixed temperatures', { dtype: 'float16', d: 128, block: 64, layout: 'bhnd', opts: { ropeLayout: 'interleaved', calibrate: false }, seed: 4 }],
+];
+
+describeGpu('key summaries (GPU)', () => {
+  keySummaryCases(DEVICE, configs, true, [16, 32, 64, 128, 256]);
+
+  test('long rows (the tiled selection kernel): same selection with summaries', async () => {
+    const c = { dtype: 'bfloat16' as const, d: 64, layout: 'bhnd' as const, seed: 11 };
+    const t = await contiguousProblem(c, 1, 2, 1, 4000, 16 * 1100 + 5, DEVICE);
+    const s = await summarizeKeys(t.k, { block: 16 });
+    expect(s.blocks).toBe(1100);
+    await expectSameSelection(t.q, t.k, null, { block: 16 }, s);
+    disposeAll(t.q, t.k, t.v, s);
+  });
+
+  test('a q view with a narrower vector width than k: the key sums do not change', async () => {
+    const c = { dtype: 'bfloat16' as const, d: 64, layout: 'bhnd' as const, seed: 12 };
+    const t = await contiguousProblem(c, 1, 4, 2, 300, 700, DEVICE);
+    const qHost = (await t.q.toHost()) as Uint16Array;
+    const buf = empty([1, 1, 1, qHost.length + 8], { dtype: 'bfloat16', device: DEVICE });
+    const q = fromDevicePointer(buf.pointer + 2n, { shape: [1, 4, 300, 64], dtype: 'bfloat16', device: DEVICE }); // 2-byte aligned: vector width 1
+    await q.write(qHost);
+    const s = await summarizeKeys(t.k, { block: 64 });
+    const got = await estimate(q, t.k, { block: 64 }, { keySummaries: s });
+    const plain = await estimate(q, t.k, { block: 64 });
+    expect(maskParts(await got.toHost({ mask: false }))).toEqual(maskParts(await plain.toHost({ mask: false })));
+    disposeAll(t.q, t.k, t.v, q, buf, s, got, plain);
+  });
+
+  test('summaries live on their device: a CPU estimation rejects GPU summaries', async () => {
+    const raw = rounded(values(2 * 300 * 64, 5), 'bfloat16').raw;
+    const kg = await tensor(raw, { shape: [1, 2, 300, 64], dtype: 'bfloat16', device: DEVICE });
+    const kc = await tensor(raw, { shape: [1, 2, 300, 64], dtype: 'bfloat16', device: 'cpu' });
+    const qc = await tensor(raw, { shape: [1, 2, 300, 64], dtype: 'bfloat16', device: 'cpu' });
+    const sg = await summarizeKeys(kg, { block: 64 });
+    const sc = await summarizeKeys(kc, { block: 64 });
+    expect(sg.blocks).toBe(4);
+    await expect(estimate(qc, kc, { block: 64 }, { keySummaries: sg })).rejects.toThrow(new RangeError('run.keySummaries were made for device cuda:0; this call has device cpu'));
+    // formats differ (band-packed float32 with energies on the GPU, float64 means on the CPU)
+    expect(sg.parts.energies).not.toBeNull();
+    expect(sc.parts.energies).toBeNull();
+    expect((await summaryContents(sg)).rows[0].length).toBe(4 * (32 + 48));
+    disposeAll(kg, kc, qc, sg, sc);
+  });
+});
