@@ -88,7 +88,7 @@ export async function timedAttention(q: Tensor, k: Tensor, v: Tensor, mask: Bloc
 }
 
 /** Untimed calls before prefill()'s wall time is measured: enough for V8 to compile the host path. */
-const HOST_WARMUP_CALLS = 50;
+const HOST_WARMUP_CALLS = 500;
 const HOST_WARMUP_MS = 1000;
 
 /**

