@@ -192,13 +192,31 @@ function resolvePaged(o: Record<string, unknown>, q: Tensor | null, k: Tensor): 
  * RangeError naming the field and the sequence, before any work.
  */
 export function resolveBatch(batchArg: unknown, q: Tensor, k: Tensor): SequenceTable {
+  return resolveTable(batchArg, q, k);
+}
+
+/**
+ * The keys of a ragged batch alone (summarizeKeysVarlen): `batch` as
+ * resolveBatch takes it, cuSeqlensQ optional and not read; packed k
+ * [1, Hkv, totalK, d] with cuSeqlensK, or a page pool with kvLens and a page
+ * table. The table's sequences have no queries.
+ */
+export function resolveKeyBatch(batchArg: unknown, k: Tensor): SequenceTable {
+  return resolveTable(batchArg, null, k);
+}
+
+/** resolveBatch, or with q null resolveKeyBatch (queries neither read nor required). */
+function resolveTable(batchArg: unknown, q: Tensor | null, k: Tensor): SequenceTable {
   if (batchArg === null || typeof batchArg !== 'object' || isArray(batchArg)) {
-    throw new TypeError(`batch must be an object { cuSeqlensQ, cuSeqlensK } or { cuSeqlensQ, kvLens, pageTable, ... }, got ${typeName(batchArg)}`);
+    const fields = q ? '{ cuSeqlensQ, cuSeqlensK } or { cuSeqlensQ, kvLens, pageTable, ... }' : '{ cuSeqlensK } or { kvLens, pageTable, ... }';
+    throw new TypeError(`batch must be an object ${fields}, got ${typeName(batchArg)}`);
   }
   const allowed = ['cuSeqlensQ', 'cuSeqlensK', 'kvLens', 'pageTable', 'maxPagesPerSeq', 'kvLayout', 'pageSize'];
   const o = checkOptionFields(batchArg, allowed, 'batch', 'batch');
-  if (o.cuSeqlensQ === undefined) throw new TypeError('batch.cuSeqlensQ is required');
-  if (q.shape[0] !== 1) throw new RangeError(`q must be packed [1, Hq, totalQ, d] (batch 1), got [${q.shape.join(', ')}]`);
+  if (q) {
+    if (o.cuSeqlensQ === undefined) throw new TypeError('batch.cuSeqlensQ is required');
+    if (q.shape[0] !== 1) throw new RangeError(`q must be packed [1, Hq, totalQ, d] (batch 1), got [${q.shape.join(', ')}]`);
+  }
   if (o.pageTable !== undefined) {
     if (o.cuSeqlensK !== undefined) throw new TypeError('batch: give cuSeqlensK (packed K/V) or pageTable and kvLens (paged), not both');
     if (o.kvLens === undefined) throw new TypeError('batch.kvLens is required with a pageTable');
@@ -209,39 +227,15 @@ export function resolveBatch(batchArg: unknown, q: Tensor, k: Tensor): SequenceT
   }
   if (o.cuSeqlensK === undefined) throw new TypeError('batch needs cuSeqlensK (packed K/V) or pageTable and kvLens (paged KV)');
   if (k.shape[0] !== 1) throw new RangeError(`k must be packed [1, Hkv, totalK, d] (batch 1), got [${k.shape.join(', ')}]`);
-  const { start: qStart, len: qLen } = cumulative(o.cuSeqlensQ, 'batch.cuSeqlensQ', q.shape[2], 'query');
+  const qs = q ? cumulative(o.cuSeqlensQ, 'batch.cuSeqlensQ', q.shape[2], 'query') : null;
   const { start: kStart, len: kLen } = cumulative(o.cuSeqlensK, 'batch.cuSeqlensK', k.shape[2], 'key');
+  if (!qs) return { batch: kLen.length, qStart: kLen.map(() => 0), qLen: kLen.map(() => 0), kStart, kLen, paged: null };
+  const { start: qStart, len: qLen } = qs;
   if (kLen.length !== qLen.length) {
     throw new RangeError(`batch.cuSeqlensK must have batch + 1 = ${qLen.length + 1} entries like batch.cuSeqlensQ, got ${kLen.length + 1}`);
   }
   checkQueriesFit(qLen, kLen, 'batch.cuSeqlensK');
   return { batch: qLen.length, qStart, qLen, kStart, kLen, paged: null };
-}
-
-/**
- * The keys of a ragged batch alone (summarizeKeysVarlen): `batch` as
- * resolveBatch takes it, cuSeqlensQ optional and not read; packed k
- * [1, Hkv, totalK, d] with cuSeqlensK, or a page pool with kvLens and a page
- * table. The table's sequences have no queries.
- */
-export function resolveKeyBatch(batchArg: unknown, k: Tensor): SequenceTable {
-  if (batchArg === null || typeof batchArg !== 'object' || isArray(batchArg)) {
-    throw new TypeError(`batch must be an object { cuSeqlensK } or { kvLens, pageTable, ... }, got ${typeName(batchArg)}`);
-  }
-  const allowed = ['cuSeqlensQ', 'cuSeqlensK', 'kvLens', 'pageTable', 'maxPagesPerSeq', 'kvLayout', 'pageSize'];
-  const o = checkOptionFields(batchArg, allowed, 'batch', 'batch');
-  if (o.pageTable !== undefined) {
-    if (o.cuSeqlensK !== undefined) throw new TypeError('batch: give cuSeqlensK (packed K/V) or pageTable and kvLens (paged), not both');
-    if (o.kvLens === undefined) throw new TypeError('batch.kvLens is required with a pageTable');
-    return resolvePaged(o, null, k);
-  }
-  for (const key of ['kvLens', 'maxPagesPerSeq', 'kvLayout', 'pageSize']) {
-    if (o[key] !== undefined) throw new TypeError(`batch.${key} needs a batch.pageTable (paged KV)`);
-  }
-  if (o.cuSeqlensK === undefined) throw new TypeError('batch needs cuSeqlensK (packed K/V) or pageTable and kvLens (paged KV)');
-  if (k.shape[0] !== 1) throw new RangeError(`k must be packed [1, Hkv, totalK, d] (batch 1), got [${k.shape.join(', ')}]`);
-  const { start: kStart, len: kLen } = cumulative(o.cuSeqlensK, 'batch.cuSeqlensK', k.shape[2], 'key');
-  return { batch: kLen.length, qStart: kLen.map(() => 0), qLen: kLen.map(() => 0), kStart, kLen, paged: null };
 }
 
 /** The table as the addon takes it. */
