@@ -427,9 +427,9 @@ cudaError_t estimate(const QkvView& q, const QkvView& k, const EstimateParams& p
               "key summaries without room for their blocks");
   const int64_t full = g.Nk / g.blk;  // a partial last block is never written back
   const bool append = keys && keys->append && full > stored;
-  require_arg(!append || (keys->rows && keys->energies && keys->capacity >= full), kWhere,
-              "key summaries without room for the " + std::to_string(full) +
-                  " full key blocks to append");
+  require_arg(
+      !append || (keys->rows && keys->energies && keys->capacity >= full), kWhere,
+      "key summaries without room for the " + std::to_string(full) + " full key blocks to append");
   const WsLayout wl = ws_layout(g);
   const Scratch s = carve(workspace, wl);
 
