@@ -59,6 +59,11 @@ export async function runBatchCli(cfg: BenchConfig, resolved: { block: number } 
         '(run.keySummaries) and pooling only its own keys; after each chunk summarizeKeysVarlen appends its new full blocks to the same summaries ' +
         '(timed as the append). The selections and outputs must equal the plain run\'s.',
     );
+    notes.push(
+      'Key summaries written back: the chunks run once more, each chunk\'s estimation reading the summaries and writing the full blocks it pools ' +
+        'back into them (run.appendKeySummaries; the copy is part of its estimation time), with no separate append. The selections and outputs ' +
+        'must equal the plain run\'s, and the summaries those of the separate appends, bit for bit.',
+    );
   }
 
   if (bb.pagedSweep) {

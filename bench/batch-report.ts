@@ -63,13 +63,18 @@ export interface ChunkResult {
   estimateWithSummariesMs?: number;
   /** median time of the append after the chunk (summarizeKeysVarlen into the same summaries) */
   summarizeMs?: number;
+  /** the estimation with the summaries writing the chunk's new full blocks back (run.appendKeySummaries; the copy included) */
+  estimateWriteBackMs?: number;
 }
 
 /**
  * The chunks again, each chunk's estimation reading the key summaries of the
  * previous chunks' full blocks, and after each chunk the server's step that
- * appends the chunk's new full blocks to those summaries (timed too). Device
- * times, sums over the chunks of the per-chunk medians.
+ * appends the chunk's new full blocks to those summaries (timed too); then
+ * the chunks once more with the estimation writing the blocks it pools back
+ * (run.appendKeySummaries: no separate append). Device times, sums over the
+ * chunks of the per-chunk medians. The write-back fields are absent in
+ * reports made before it existed.
  */
 export interface ChunkedKeySummaries {
   /** estimation without summaries (the plain chunked run) */
@@ -89,6 +94,15 @@ export interface ChunkedKeySummaries {
   apiMs: number;
   /** every chunk selected what it selected without summaries (same density) and wrote the same output bits */
   identical: boolean;
+  /** estimation with the summaries and the write-back (the copy included) */
+  estimateWriteBackMs?: number;
+  /** estimateMs - estimateWriteBackMs: what a prompt saves with the write-back (there are no appends to pay) */
+  writeBackNetSavedMs?: number;
+  /** the whole chunked prefill with the write-back (estimation + attention) */
+  writeBackGpuMs?: number;
+  writeBackApiMs?: number;
+  /** the write-back run selected and output what the plain run did, and left the summaries the separate appends left, bit for bit */
+  writeBackIdentical?: boolean;
 }
 
 export interface ChunkedResult extends ChunkedBenchConfig {
@@ -211,13 +225,22 @@ export function formatChunkedTable(r: ChunkedResult): string {
       `(${pct(ks.estimateSaving)} less, ${ms(ks.estimateSavedMs)} ms); appends after each chunk ${ms(ks.summarizeMs)} ms; ` +
       `net ${ms(ks.netSavedMs)} ms per prompt; chunked with summaries ${ms(ks.gpuMs)} ms (${times(ks.gpuMs / r.oneShot.gpuMs)} of one-shot); ` +
       `${ks.identical ? 'same selections and outputs' : 'SELECTIONS OR OUTPUTS DIFFER'}\n`;
+    if (ks.estimateWriteBackMs !== undefined) {
+      out +=
+        `key summaries written back by the estimation (run.appendKeySummaries, no appends): estimation ${ms(ks.estimateWriteBackMs)} ms with the copy; ` +
+        `net ${ms(ks.writeBackNetSavedMs ?? NaN)} ms per prompt; chunked with write-back ${ms(ks.writeBackGpuMs ?? NaN)} ms ` +
+        `(${times((ks.writeBackGpuMs ?? NaN) / r.oneShot.gpuMs)} of one-shot); ` +
+        `${ks.writeBackIdentical ? 'same selections, outputs and summaries' : 'SELECTIONS, OUTPUTS OR SUMMARIES DIFFER'}\n`;
+    }
   }
-  const cols = ks ? ['est ms', 'est ms (summaries)', 'append ms'] : [];
+  const back = ks?.estimateWriteBackMs !== undefined;
+  const cols = ks ? ['est ms', 'est ms (summaries)', 'append ms', ...(back ? ['est ms (write-back)'] : [])] : [];
   out += '\n' + table(
     ['chunk', 'queries', 'keys', 'gpu ms', 'api ms', 'density', ...cols],
     r.perChunk.map((c) => [
       String(c.index), formatSize(c.queries), formatSize(c.keys), ms(c.gpuMs), ms(c.apiMs), pct(c.density),
       ...(ks ? [ms(c.estimateMs ?? NaN), ms(c.estimateWithSummariesMs ?? NaN), ms(c.summarizeMs ?? NaN)] : []),
+      ...(back ? [ms(c.estimateWriteBackMs ?? NaN)] : []),
     ]),
   );
   return out;
@@ -312,6 +335,15 @@ export function validateBatchSections(doc: { batch?: unknown; chunked?: unknown;
           gpuMs: isPos, apiMs: isPos, identical: (v) => typeof v === 'boolean',
         }, errors);
         c.perChunk.forEach((x, i) => check(x, `${w}.perChunk[${i}]`, { estimateMs: isPos, estimateWithSummariesMs: isPos, summarizeMs: isErr }, errors));
+        // the write-back run: optional (reports made before it lack it), all or nothing
+        const ks = c.keySummaries as unknown as Record<string, unknown> | null;
+        const backFields = ['estimateWriteBackMs', 'writeBackNetSavedMs', 'writeBackGpuMs', 'writeBackApiMs', 'writeBackIdentical'];
+        if (ks !== null && typeof ks === 'object' && backFields.some((f) => ks[f] !== undefined)) {
+          check(ks, k, {
+            estimateWriteBackMs: isPos, writeBackNetSavedMs: isNum, writeBackGpuMs: isPos, writeBackApiMs: isPos, writeBackIdentical: (v) => typeof v === 'boolean',
+          }, errors);
+          c.perChunk.forEach((x, i) => check(x, `${w}.perChunk[${i}]`, { estimateWriteBackMs: isPos }, errors));
+        }
       }
     }
   }

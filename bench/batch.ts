@@ -28,6 +28,7 @@ import { attention, prefill } from '../lib/ops';
 import { Rng } from '../lib/rng';
 import type { Tensor, TensorData } from '../lib/tensor';
 import { summarizeKeysVarlen } from '../lib/key-summaries';
+import type { NativeTensor } from '../lib/native';
 import { attentionVarlen, prefillVarlen } from '../lib/varlen';
 import type { DType } from '../lib/types';
 
@@ -277,6 +278,14 @@ export function scatterPages(pool: TensorData, rows: TensorData, g: number, shap
   }
 }
 
+/** Two tensors (or both null) hold the same bytes. */
+async function sameBits(a: NativeTensor | null, b: NativeTensor | null): Promise<boolean> {
+  if (a === null || b === null) return a === b;
+  const x = new Uint8Array(await a.toHost());
+  const y = new Uint8Array(await b.toHost());
+  return x.length === y.length && x.every((v, i) => v === y[i]);
+}
+
 export async function runChunked(cfg: BenchConfig, ctx: BatchRunContext, c: ChunkedBenchConfig): Promise<ChunkedResult> {
   const { heads: hq, kvHeads: hkv, headDim: d } = cfg;
   const G = hq / hkv;
@@ -357,6 +366,26 @@ export async function runChunked(cfg: BenchConfig, ctx: BatchRunContext, c: Chun
         return res.stats.estimateMs + res.stats.attentionMs + ks.timesMs[0];
       }),
     );
+
+    // The chunks once more, each estimation writing the full key blocks it
+    // pools back into its summaries (run.appendKeySummaries): no separate
+    // append; the copy is part of the estimation's time.
+    ctx.progress.next(`${label}: the chunks again, estimation over key summaries writing its new full blocks back (${timing.warmup} warm-up + ${timing.iters} timed)`);
+    const kw = own.add((await summarizeKeysVarlen(kp, { kvLens: [0], pageTable, maxPagesPerSeq: numPages }, opts, { maxKeys: T }))[0]);
+    const outKw = chunks.map((x) => mk(hq, x.len));
+    const estBack = chunks.map(() => [] as number[]);
+    let sameDensityBack = true;
+    const chKw = await timePasses(
+      timing,
+      chunks.map((x) => async () => {
+        if (x.index === 0) kw.truncate(0);
+        const res = await prefillVarlen(qc[x.index].q, kp, vp, pagedBatch(x), opts, { out: outKw[x.index], returnMask: false, keySummaries: [kw], appendKeySummaries: true });
+        sameDensityBack &&= res.stats.density === densities[x.index];
+        estBack[x.index].push(res.stats.estimateMs);
+        return res.stats.estimateMs + res.stats.attentionMs;
+      }),
+    );
+    const sameSummaries = kw.blocks === ks.blocks && (await sameBits(kw.parts.rows, ks.parts.rows)) && (await sameBits(kw.parts.energies, ks.parts.energies));
     const timed = (xs: number[]) => median(xs.slice(-timing.iters));
 
     ctx.progress.next(`${label}: one-shot prefill() of ${formatSize(T)} (${timing.warmup} warm-up + ${timing.iters} timed)`);
@@ -383,6 +412,7 @@ export async function runChunked(cfg: BenchConfig, ctx: BatchRunContext, c: Chun
     const vsOne = new RelErr();
     const vsDense = new RelErr();
     let sameOutput = true;
+    let sameOutputBack = true;
     for (const x of chunks) {
       for (let h = 0; h < hq; h++) {
         const a = await readF32(qc[x.index].out, h * x.len * d, x.len * d);
@@ -390,6 +420,8 @@ export async function runChunked(cfg: BenchConfig, ctx: BatchRunContext, c: Chun
         vsDense.add(a, await readF32(outD, (h * T + x.start) * d, x.len * d));
         const b = await readF32(outKs[x.index], h * x.len * d, x.len * d);
         sameOutput &&= a.every((y, i) => Object.is(y, b[i]));
+        const w = await readF32(outKw[x.index], h * x.len * d, x.len * d);
+        sameOutputBack &&= a.every((y, i) => Object.is(y, w[i]));
       }
     }
     const oneShotRelErrVsDense = await lib.relativeError(out1, outD);
@@ -398,11 +430,13 @@ export async function runChunked(cfg: BenchConfig, ctx: BatchRunContext, c: Chun
       index: x.index, start: x.start, queries: x.len, keys: x.start + x.len,
       gpuMs: median(ch.gpu[x.index]), apiMs: median(ch.api[x.index]), density: densities[x.index],
       estimateMs: timed(estPlain[x.index]), estimateWithSummariesMs: timed(estWith[x.index]), summarizeMs: timed(sumMs[x.index]),
+      estimateWriteBackMs: timed(estBack[x.index]),
     }));
     const sum = (f: (x: ChunkResult) => number) => perChunk.reduce((a, x) => a + f(x), 0);
     const estimateMs = sum((x) => x.estimateMs!);
     const estimateWithSummariesMs = sum((x) => x.estimateWithSummariesMs!);
     const summarizeMs = sum((x) => x.summarizeMs!);
+    const estimateWriteBackMs = sum((x) => x.estimateWriteBackMs!);
     const keySummaries: ChunkedKeySummaries = {
       estimateMs,
       estimateWithSummariesMs,
@@ -413,6 +447,11 @@ export async function runChunked(cfg: BenchConfig, ctx: BatchRunContext, c: Chun
       gpuMs: chunks.reduce((a, x) => a + median(chKs.gpu[x.index]), 0),
       apiMs: chunks.reduce((a, x) => a + median(chKs.api[x.index]), 0),
       identical: sameDensity && sameOutput,
+      estimateWriteBackMs,
+      writeBackNetSavedMs: estimateMs - estimateWriteBackMs,
+      writeBackGpuMs: chunks.reduce((a, x) => a + median(chKw.gpu[x.index]), 0),
+      writeBackApiMs: chunks.reduce((a, x) => a + median(chKw.api[x.index]), 0),
+      writeBackIdentical: sameDensityBack && sameOutputBack && sameSummaries,
     };
     const vis = chunks.map((x) => visibleBlocks(x.len, x.start + x.len, ctx.block, hq));
     const chunked = {

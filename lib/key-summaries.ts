@@ -5,7 +5,7 @@
 // not), so a full block's summary is fixed once its keys are written; a
 // chunked prefill then pools only the new keys.
 import { isArray, isMadeInstance, typeName } from './args';
-import { native, NativeDType, type NativeTensor } from './native';
+import { native, NativeDType, type NativeKeySummaries, type NativeTensor } from './native';
 import { checkRun, splitPrefillOptions, type PrefillOptions } from './ops';
 import { checkHeadDim, integerIn, resolveEstimateOptions, toNativeEstimateParams } from './options';
 import { nativeSpec, resolveKeyBatch, type KeyBatch, type SequenceTable } from './paged';
@@ -54,7 +54,7 @@ export class KeySummaries implements KeySummariesShape {
   readonly capacityBlocks: number;
   /** 'cpu' or 'cuda:N' */
   readonly device: string;
-  /** Device milliseconds of the last summarize call that wrote these summaries. */
+  /** Device milliseconds of the last summarize call that wrote these summaries (an estimation's write-back is timed in its own estimateMs). */
   timesMs: number[] = [];
   /** @internal */
   readonly parts: KeySummariesParts;
@@ -111,10 +111,10 @@ export class KeySummaries implements KeySummariesShape {
     this.parts.energies?.dispose();
   }
 
-  /** @internal what the addon reads (the blocks valid now) */
-  nativeArgs(): { rows: NativeTensor; energies: NativeTensor | null; blocks: number } {
+  /** @internal what the addon reads (the blocks valid now; append: the estimation writes the full blocks it pools back) */
+  nativeArgs(append = false): NativeKeySummaries {
     if (this.disposed) throw new Error('key summaries have been disposed');
-    return { rows: this.parts.rows, energies: this.parts.energies, blocks: this.valid };
+    return { rows: this.parts.rows, energies: this.parts.energies, blocks: this.valid, ...(append ? { append: true } : {}) };
   }
 
   /** @internal */
@@ -172,18 +172,75 @@ export function checkKeySummaries(s: unknown, name: string, g: KeyGeometry, o: R
   return s;
 }
 
-/** run.keySummaries of estimate() / prefill(): undefined or summaries of k, as the addon takes them. */
-export function keySummariesArg(s: unknown, k: Tensor, o: ResolvedEstimateOptions): ReturnType<KeySummaries['nativeArgs']> | undefined {
-  if (s === undefined) return undefined;
-  return checkKeySummaries(s, 'run.keySummaries', keyGeometry(k), o).nativeArgs();
+/**
+ * run.appendKeySummaries (`flag`) next to run.keySummaries (`summaries`):
+ * false when absent; TypeError unless a boolean, or when set without summaries.
+ */
+export function appendKeySummariesFlag(flag: unknown, summaries: unknown): boolean {
+  if (flag === undefined) return false;
+  if (typeof flag !== 'boolean') throw new TypeError(`run.appendKeySummaries must be a boolean, got ${typeName(flag)}`);
+  if (flag && summaries === undefined) throw new TypeError('run.appendKeySummaries needs run.keySummaries (the summaries to append the pooled key blocks to)');
+  return flag;
 }
 
-/** run.keySummaries of the varlen ops: undefined, or one KeySummaries | null per sequence. */
-export function keySummariesListArg(list: unknown, k: Tensor, t: SequenceTable, o: ResolvedEstimateOptions): Array<ReturnType<KeySummaries['nativeArgs']> | null> | undefined {
-  if (list === undefined) return undefined;
+/** RangeError unless `s` (named `name`) has room for the full blocks of keys `g` (what an appending estimation writes). */
+function checkAppendRoom(s: KeySummaries, name: string, g: KeyGeometry, o: ResolvedEstimateOptions): number {
+  const full = Math.floor(g.n / o.block);
+  if (full > s.capacityBlocks) {
+    throw new RangeError(`${name} have room for ${s.capacityBlocks} key blocks; run.appendKeySummaries needs ${full} (the full blocks of block ${o.block} that the ${g.n} keys hold)`);
+  }
+  return full;
+}
+
+/**
+ * The summaries of an op as the addon takes them (`keys`), and `commit`, to
+ * call once the op has resolved: with run.appendKeySummaries it counts the
+ * blocks the estimation wrote back as valid (on failure it is not called and
+ * the summaries keep the blocks they had).
+ */
+export interface KeySummariesRun<T> {
+  keys: T | undefined;
+  commit(): void;
+}
+
+const NOTHING_TO_COMMIT = (): void => undefined;
+
+/** run.keySummaries (and run.appendKeySummaries) of estimate() / prefill(): undefined or summaries of k. */
+export function keySummariesArg(s: unknown, k: Tensor, o: ResolvedEstimateOptions, appendFlag?: unknown): KeySummariesRun<NativeKeySummaries> {
+  const append = appendKeySummariesFlag(appendFlag, s);
+  if (s === undefined) return { keys: undefined, commit: NOTHING_TO_COMMIT };
+  const g = keyGeometry(k);
+  const sums = checkKeySummaries(s, 'run.keySummaries', g, o);
+  if (!append) return { keys: sums.nativeArgs(), commit: NOTHING_TO_COMMIT };
+  const full = checkAppendRoom(sums, 'run.keySummaries', g, o);
+  return { keys: sums.nativeArgs(true), commit: () => sums.setBlocks(full) };
+}
+
+/**
+ * run.keySummaries (and run.appendKeySummaries) of the varlen ops: undefined,
+ * or one KeySummaries | null per sequence. Appending, a sequence without
+ * queries is not estimated: its summaries are not written (nor checked for room).
+ */
+export function keySummariesListArg(list: unknown, k: Tensor, t: SequenceTable, o: ResolvedEstimateOptions, appendFlag?: unknown): KeySummariesRun<Array<NativeKeySummaries | null>> {
+  const append = appendKeySummariesFlag(appendFlag, list);
+  if (list === undefined) return { keys: undefined, commit: NOTHING_TO_COMMIT };
   if (!isArray(list)) throw new TypeError(`run.keySummaries must be an array of one KeySummaries (or null) per sequence, got ${typeName(list)}`);
   if (list.length !== t.batch) throw new RangeError(`run.keySummaries must have one entry per sequence (${t.batch}), got ${list.length}`);
-  return list.map((s: unknown, i) => (s === null || s === undefined ? null : checkKeySummaries(s, `run.keySummaries[${i}]`, keyGeometry(k, 1, t.kLen[i]), o).nativeArgs()));
+  const seen: KeySummaries[] = [];
+  const grown: Array<[KeySummaries, number]> = [];
+  const keys = list.map((entry: unknown, i) => {
+    if (entry === null || entry === undefined) return null;
+    const name = `run.keySummaries[${i}]`;
+    const g = keyGeometry(k, 1, t.kLen[i]);
+    const s = checkKeySummaries(entry, name, g, o);
+    if (!append) return s.nativeArgs();
+    if (seen.includes(s)) throw new RangeError(`${name} is also given for an earlier sequence (run.appendKeySummaries writes each sequence's blocks into its own summaries)`);
+    seen.push(s);
+    if (t.qLen[i] === 0) return s.nativeArgs();
+    grown.push([s, checkAppendRoom(s, name, g, o)]);
+    return s.nativeArgs(true);
+  });
+  return { keys, commit: () => grown.forEach(([s, full]) => s.setBlocks(full)) };
 }
 
 /** New summaries with room for `capacity` blocks of keys `g` (nothing valid yet). */

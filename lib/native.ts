@@ -147,11 +147,16 @@ export interface NativeVarlenSpec {
   maxPages?: number;
 }
 
-/** Key summaries as the addon reads them (lib/key-summaries.ts): valid blocks [0, blocks). */
+/**
+ * Key summaries as the addon reads them (lib/key-summaries.ts): valid blocks
+ * [0, blocks); append: the estimation also writes the full key blocks it pools
+ * ([blocks, floor(Nk / block))) into the summaries' rows.
+ */
 export interface NativeKeySummaries {
   rows: NativeTensor;
   energies: NativeTensor | null;
   blocks: number;
+  append?: boolean;
 }
 
 /** One summarizeKeys job: key blocks [from, to) into these summaries' tensors. */

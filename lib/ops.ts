@@ -136,15 +136,17 @@ export async function timeEstimate(
   denseMask = false,
   stream?: bigint,
   keySummaries?: KeySummaries,
+  appendKeySummaries?: boolean,
 ): Promise<{ mask: BlockMask; timesMs: number[] }> {
   checkInputs({ q, k });
   const o = resolveEstimateOptions(opts, q.shape[3]);
   const t = checkTiming(timing);
-  const keys = keySummariesArg(keySummaries, k, o);
+  const { keys, commit } = keySummariesArg(keySummaries, k, o, appendKeySummaries);
   const shape = maskShape(q, k, o.block);
   const sel = allocateSelection(shape, deviceIndex(q), denseMask);
   try {
     const r = await native().estimate(q.live(), k.live(), toNativeEstimateParams(o), sel, t, stream, keys);
+    commit();
     const mask = new BlockMask(shape, q.device, r.selected, { ...sel, indices: r.indices });
     mask.timesMs = r.timesMs;
     return { mask, timesMs: r.timesMs };
@@ -163,6 +165,13 @@ export interface EstimateRunOptions extends RunOptions {
    * read from them instead of pooled from k. The selection is the same, bit for bit.
    */
   keySummaries?: KeySummaries;
+  /**
+   * With keySummaries: also write the full key blocks the estimation pools
+   * from k into the summaries, which then hold every full block of k
+   * (blocks = floor(Nk / block) once the call resolves; unchanged on failure).
+   * The summaries need room for those blocks. Default false.
+   */
+  appendKeySummaries?: boolean;
 }
 
 /**
@@ -170,10 +179,11 @@ export interface EstimateRunOptions extends RunOptions {
  * With run.timing the estimation is repeated and mask.timesMs holds the per-iteration ms.
  */
 export async function estimate(q: Tensor, k: Tensor, opts?: EstimateOptions, run?: EstimateRunOptions): Promise<BlockMask> {
-  const r = checkRun(run, ['timing', 'denseMask', 'stream', 'keySummaries']);
+  const r = checkRun(run, ['timing', 'denseMask', 'stream', 'keySummaries', 'appendKeySummaries']);
   const stream = isTensor(q) ? checkStream(r.stream, q.device, 'run.stream') : undefined;
   const timing = checkTiming(r.timing, 'run.timing');
-  return (await timeEstimate(q, k, opts, timing, optionalBoolean(r.denseMask, 'run.denseMask'), stream, r.keySummaries as KeySummaries | undefined)).mask;
+  const denseMask = optionalBoolean(r.denseMask, 'run.denseMask');
+  return (await timeEstimate(q, k, opts, timing, denseMask, stream, r.keySummaries as KeySummaries | undefined, r.appendKeySummaries as boolean | undefined)).mask;
 }
 
 function maskShape(q: Tensor, k: Tensor, block: number) {
@@ -338,14 +348,14 @@ export function splitPrefillOptions(opts: PrefillOptions | undefined): [Estimate
  * and its estimation and attention options resolved for q's head dim.
  */
 export function resolvePrefillRun(q: Tensor, estOpts: EstimateOptions, attOpts: AttentionOptions, run: unknown) {
-  const r = checkRun(run, ['out', 'returnMask', 'denseMask', 'stream', 'keySummaries']);
+  const r = checkRun(run, ['out', 'returnMask', 'denseMask', 'stream', 'keySummaries', 'appendKeySummaries']);
   const stream = checkStream(r.stream, q.device, 'run.stream');
   const returnMask = r.returnMask === undefined ? true : optionalBoolean(r.returnMask, 'run.returnMask');
   const denseMask = optionalBoolean(r.denseMask, 'run.denseMask');
   const eo = resolveEstimateOptions(estOpts, q.shape[3]);
   checkAttentionSupport(q, eo.block);
   const { softmaxScale, returnLse } = resolveAttentionOptions(attOpts);
-  return { out: r.out, stream, returnMask, denseMask, eo, softmaxScale, returnLse, keySummaries: r.keySummaries };
+  return { out: r.out, stream, returnMask, denseMask, eo, softmaxScale, returnLse, keySummaries: r.keySummaries, appendKeySummaries: r.appendKeySummaries };
 }
 
 /** How to run prefill(). */
@@ -360,6 +370,8 @@ export interface PrefillRunOptions {
   stream?: bigint;
   /** Summaries of k's first key blocks, read instead of pooled (see EstimateRunOptions.keySummaries). */
   keySummaries?: KeySummaries;
+  /** With keySummaries: the estimation writes the full key blocks it pools back into them (see EstimateRunOptions.appendKeySummaries). */
+  appendKeySummaries?: boolean;
 }
 
 /** What prefill() resolves to. */
@@ -383,8 +395,8 @@ export async function prefill(q: Tensor, k: Tensor, v: Tensor, opts?: PrefillOpt
   checkTensor(v, 'v');
   const [estOpts, attOpts] = splitPrefillOptions(opts);
   checkQkv(q, k, v);
-  const { out, stream, returnMask, denseMask, eo, softmaxScale, returnLse, keySummaries } = resolvePrefillRun(q, estOpts, attOpts, run);
-  const keys = keySummariesArg(keySummaries, k, eo);
+  const { out, stream, returnMask, denseMask, eo, softmaxScale, returnLse, keySummaries, appendKeySummaries } = resolvePrefillRun(q, estOpts, attOpts, run);
+  const { keys, commit } = keySummariesArg(keySummaries, k, eo, appendKeySummaries);
   const { output, given } = outputFor(q, out);
   const shape = maskShape(q, k, eo.block);
   const lse = returnLse ? newLse(q) : undefined;
@@ -403,6 +415,7 @@ export async function prefill(q: Tensor, k: Tensor, v: Tensor, opts?: PrefillOpt
       stream,
       keys,
     );
+    commit();
     const mask = sel && res.indices ? new BlockMask(shape, q.device, res.selected, { ...sel, indices: res.indices }) : null;
     const stats = { density: densityOf(shape, res.selected), estimateMs: res.estimateMs, attentionMs: res.attentionMs };
     return lse ? { output, mask, lse, stats } : { output, mask, stats };

@@ -95,6 +95,13 @@ export interface VarlenEstimateRunOptions {
   stream?: bigint;
   /** One entry per sequence: summaries of its first key blocks (read instead of pooled), or null. */
   keySummaries?: ReadonlyArray<KeySummaries | null>;
+  /**
+   * With keySummaries: each estimated sequence's summaries also get the full
+   * key blocks its estimation pools, so they hold every full block of its keys
+   * once the call resolves (null entries and sequences without queries are
+   * left as they are). Each needs room for them; none given twice. Default false.
+   */
+  appendKeySummaries?: boolean;
 }
 
 /**
@@ -105,13 +112,14 @@ export interface VarlenEstimateRunOptions {
 export async function estimateVarlen(q: Tensor, k: Tensor, batch: VarlenBatch, opts?: EstimateOptions, run?: VarlenEstimateRunOptions): Promise<SequenceMasks> {
   checkInputs({ q, k }, true);
   const t = table(batch, q, k);
-  const r = checkRun(run, ['denseMask', 'stream', 'keySummaries']);
+  const r = checkRun(run, ['denseMask', 'stream', 'keySummaries', 'appendKeySummaries']);
   const stream = checkStream(r.stream, q.device, 'run.stream');
   const o = resolveEstimateOptions(opts, q.shape[3]);
-  const keys = keySummariesListArg(r.keySummaries, k, t, o);
+  const { keys, commit } = keySummariesListArg(r.keySummaries, k, t, o, r.appendKeySummaries);
   const sels = allocateSelections(q, t, o.block, optionalBoolean(r.denseMask, 'run.denseMask'));
   try {
     const res = await native().varlen(q.live(), k.live(), null, null, nativeSpec(t), toNativeEstimateParams(o), null, sels, null, stream, keys);
+    commit();
     const masks = masksOf(q, t, o.block, sels, res);
     const ms = [res.estimateMs];
     for (const m of masks) if (m) m.timesMs = ms;
@@ -220,6 +228,8 @@ export interface VarlenPrefillRunOptions {
   stream?: bigint;
   /** One entry per sequence: summaries of its first key blocks (read instead of pooled), or null. */
   keySummaries?: ReadonlyArray<KeySummaries | null>;
+  /** With keySummaries: each estimated sequence's estimation writes the full key blocks it pools back (see VarlenEstimateRunOptions.appendKeySummaries). */
+  appendKeySummaries?: boolean;
 }
 
 /** What prefillVarlen() resolves to. */
@@ -246,8 +256,8 @@ export async function prefillVarlen(
   checkInputs({ q, k, v }, true);
   const [estOpts, attOpts] = splitPrefillOptions(opts);
   const t = table(batch, q, k, v);
-  const { out, stream, returnMask, denseMask, eo, softmaxScale, returnLse, keySummaries } = resolvePrefillRun(q, estOpts, attOpts, run);
-  const keys = keySummariesListArg(keySummaries, k, t, eo);
+  const { out, stream, returnMask, denseMask, eo, softmaxScale, returnLse, keySummaries, appendKeySummaries } = resolvePrefillRun(q, estOpts, attOpts, run);
+  const { keys, commit } = keySummariesListArg(keySummaries, k, t, eo, appendKeySummaries);
   const { output, given } = outputFor(q, out);
   const lse = returnLse ? newLse(q) : undefined;
   let sels: Selections | null = null;
@@ -255,6 +265,7 @@ export async function prefillVarlen(
     sels = returnMask ? allocateSelections(q, t, eo.block, denseMask) : null;
     const params = { block: eo.block, softmaxScale, ...(lse ? { lse: lse.live() } : {}) };
     const res = await native().varlen(q.live(), k.live(), v.live(), output.live(), nativeSpec(t), toNativeEstimateParams(eo), params, sels, null, stream, keys);
+    commit();
     const masks = sels ? masksOf(q, t, eo.block, sels, res) : null;
     const stats = { density: batchDensity(q, t, eo.block, res.selected), estimateMs: res.estimateMs, attentionMs: res.attentionMs };
     return lse ? { output, masks, lse, stats } : { output, masks, stats };

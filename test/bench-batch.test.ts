@@ -6,7 +6,7 @@ import * as path from 'path';
 import { UsageError, parseArgs } from '../bench/args';
 import { resolveConfig } from '../bench/config';
 import { EIGHT_BY_4K, MIXED_CPU_LENGTHS, MIXED_GPU_LENGTHS } from '../bench/batch-args';
-import { validateBatchSections } from '../bench/batch-report';
+import { formatChunkedTable, validateBatchSections } from '../bench/batch-report';
 import type { BatchBenchReport } from '../bench/batch-report';
 import { shuffledPages } from '../bench/batch';
 import { validateReport } from '../bench/report';
@@ -191,7 +191,7 @@ describe('tiny CPU runs', () => {
     expect(ks.gpuMs).toBeGreaterThan(0);
     expect(ks.apiMs).toBeGreaterThan(0);
     expect(tiny.stdout).toMatch(/^key summaries: estimation [\d.]+ ms without, [\d.]+ ms reading the previous chunks' summaries .* same selections and outputs$/m);
-    expect(tiny.stdout).toMatch(/^chunk\s+queries\s+keys\s+gpu ms\s+api ms\s+density\s+est ms\s+est ms \(summaries\)\s+append ms$/m);
+    expect(tiny.stdout).toMatch(/^chunk\s+queries\s+keys\s+gpu ms\s+api ms\s+density\s+est ms\s+est ms \(summaries\)\s+append ms\s+est ms \(write-back\)$/m);
     expect(tiny.stdout).toMatch(/Key summaries: the chunks run again/);
     // the validator checks the section when present, and takes reports made without it
     const bad = JSON.parse(JSON.stringify(tiny.report)) as BatchBenchReport;
@@ -200,6 +200,35 @@ describe('tiny CPU runs', () => {
     expect(validateBatchSections(bad)).toEqual(['$.chunked.keySummaries.identical: bad value "yes"', '$.chunked.perChunk[1].estimateWithSummariesMs: bad value 0']);
     delete bad.chunked!.keySummaries;
     expect(validateBatchSections(bad)).toEqual([]);
+  });
+
+  test('chunked with the estimation writing the summaries back: times, net saving, same selections, outputs and summaries', () => {
+    const c = tiny.report.chunked!;
+    const ks = c.keySummaries!;
+    expect(ks.writeBackIdentical).toBe(true);
+    for (const x of c.perChunk) expect(x.estimateWriteBackMs).toBeGreaterThan(0);
+    expect(ks.estimateWriteBackMs).toBeCloseTo(c.perChunk.reduce((a, x) => a + x.estimateWriteBackMs!, 0), 9);
+    expect(ks.writeBackNetSavedMs).toBeCloseTo(ks.estimateMs - ks.estimateWriteBackMs!, 9);
+    expect(ks.writeBackGpuMs).toBeGreaterThan(0);
+    expect(ks.writeBackApiMs).toBeGreaterThan(0);
+    expect(tiny.stdout).toMatch(/^key summaries written back by the estimation \(run\.appendKeySummaries, no appends\): estimation [\d.]+ ms with the copy; net -?[\d.]+ ms per prompt; .* same selections, outputs and summaries$/m);
+    expect(tiny.stdout).toMatch(/appendKeySummaries/);
+    // the validator checks the write-back fields when any is present, and takes reports made without them
+    const bad = JSON.parse(JSON.stringify(tiny.report)) as BatchBenchReport;
+    bad.chunked!.keySummaries!.writeBackIdentical = 1 as unknown as boolean;
+    bad.chunked!.perChunk[2].estimateWriteBackMs = -1;
+    expect(validateBatchSections(bad)).toEqual(['$.chunked.keySummaries.writeBackIdentical: bad value 1', '$.chunked.perChunk[2].estimateWriteBackMs: bad value -1']);
+    const old = JSON.parse(JSON.stringify(tiny.report)) as BatchBenchReport;
+    const k = old.chunked!.keySummaries!;
+    delete k.estimateWriteBackMs;
+    delete k.writeBackNetSavedMs;
+    delete k.writeBackGpuMs;
+    delete k.writeBackApiMs;
+    expect(validateBatchSections(old)).toEqual(['$.chunked.keySummaries.estimateWriteBackMs: bad value undefined', '$.chunked.keySummaries.writeBackNetSavedMs: bad value undefined', '$.chunked.keySummaries.writeBackGpuMs: bad value undefined', '$.chunked.keySummaries.writeBackApiMs: bad value undefined']);
+    delete k.writeBackIdentical;
+    for (const x of old.chunked!.perChunk) delete x.estimateWriteBackMs;
+    expect(validateBatchSections(old)).toEqual([]);
+    expect(formatChunkedTable(old.chunked!)).not.toMatch(/write-back/);
   });
 
   test('eight equal requests, HND pages and fixed temperatures (random inputs)', () => {

@@ -42,6 +42,7 @@ const VALID = {
   device: ['undefined', 'null'], // 'auto'
   out: ['undefined', 'null'],
   ptr: ['bigint'],
+  flag: ['undefined', 'true'], // an optional boolean
 };
 
 (async () => {
@@ -49,6 +50,9 @@ const VALID = {
   const data = new Float32Array(256).map((_, i) => Math.sin(i));
   const q = await p.tensor(data, { shape, device: 'cpu' });
   const mask = await p.estimate(q, q, { block: 16 });
+  const sums = await p.summarizeKeys(q, { block: 16 });
+  // run.keySummaries and run.appendKeySummaries, one field of run at a time
+  const appending = (keySummaries, appendKeySummaries) => ({ keySummaries, appendKeySummaries });
   const f32 = new Float32Array(4);
   const u16 = new Uint16Array(4);
 
@@ -83,6 +87,10 @@ const VALID = {
     ['prefill', true, (a) => p.prefill(...a), [q, q, q, { block: 16 }, {}],
       [['q', 'required', '^q must be a Tensor'], ['k', 'required', '^k must be a Tensor'], ['v', 'required', '^v must be a Tensor'],
        ['opts', 'options', '^opts(\\.\\w+)? ', 'tauLow'], ['run', 'options', '^run(\\.\\w+)? ', 'returnMask']]],
+    ['estimate', true, (a) => p.estimate(q, q, { block: 16 }, appending(...a)), [sums, true],
+      [['run.keySummaries', 'required', '^run\\.(keySummaries|appendKeySummaries) '], ['run.appendKeySummaries', 'flag', '^run\\.appendKeySummaries must be a boolean']]],
+    ['prefill', true, (a) => p.prefill(q, q, q, { block: 16 }, appending(...a)), [sums, true],
+      [['run.keySummaries', 'required', '^run\\.(keySummaries|appendKeySummaries) '], ['run.appendKeySummaries', 'flag', '^run\\.appendKeySummaries must be a boolean']]],
     ['summarizeKeys', true, (a) => p.summarizeKeys(...a), [q, { block: 16 }, {}],
       [['k', 'required', '^k must be a Tensor'], ['opts', 'options', '^opts(\\.\\w+)? ', 'block'], ['run', 'options', '^run(\\.\\w+)? ', 'maxKeys']]],
     ['summarizeKeysVarlen', true, (a) => p.summarizeKeysVarlen(...a), [q, { cuSeqlensK: [0, 16] }, { block: 16 }, {}],
@@ -187,4 +195,7 @@ test('garbage in any argument of any public function is a TypeError or RangeErro
   expect(text('estimate opts = block getter throws')).toBe('opts.block could not be read: getter');
   expect(text('tensor data = symbol')).toBe('data for float32 must be a Float32Array, got symbol');
   expect(text('massRecall rows = revokedProxy')).toMatch(/^rows\.length could not be read: /);
+  expect(text('estimate run.appendKeySummaries = string')).toBe('run.appendKeySummaries must be a boolean, got string');
+  expect(text('prefill run.keySummaries = undefined')).toBe('run.appendKeySummaries needs run.keySummaries (the summaries to append the pooled key blocks to)');
+  expect(text('prefill run.keySummaries = forgedSummaries')).toBe('run.keySummaries must be KeySummaries (from summarizeKeys or summarizeKeysVarlen), got KeySummaries');
 });

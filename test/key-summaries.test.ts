@@ -6,7 +6,7 @@ import { estimate, prefill } from '../lib/ops';
 import { estimateVarlen, prefillVarlen } from '../lib/varlen';
 import { KeySummaries, summarizeKeys, summarizeKeysVarlen } from '../lib/key-summaries';
 import type { Tensor } from '../lib/tensor';
-import { contiguousProblem, keySummaryCases, type SummaryConfig } from './helpers/key-summaries';
+import { contiguousProblem, keySummaryAppendCases, keySummaryCases, type SummaryConfig } from './helpers/key-summaries';
 import { disposeAll, packed, raggedCase } from './helpers/varlen';
 
 const configs: Array<[string, SummaryConfig]> = [
@@ -18,6 +18,10 @@ const configs: Array<[string, SummaryConfig]> = [
 
 describe('key summaries (CPU)', () => {
   keySummaryCases('cpu', configs, true, [16, 32, 64, 128, 256]);
+});
+
+describe('key summaries written back by the estimation (CPU, run.appendKeySummaries)', () => {
+  keySummaryAppendCases('cpu', configs, true, [16, 32, 64, 128, 256]);
 });
 
 /** The promise rejects with exactly `ctor` (not a subclass) and this message. */
@@ -149,6 +153,74 @@ describe('key summaries: argument errors (before any native work)', () => {
     const same = await summarizeKeysVarlen(t.k, ragged, { block }, { into: [big[0], null] });
     expect(same[0]).toBe(big[0]);
     disposeAll(t.q, t.k, t.v, ...sums, ...big, same[1]);
+  });
+
+  test('run.appendKeySummaries', async () => {
+    const run = (keySummaries: unknown, appendKeySummaries: unknown) => ({ keySummaries: keySummaries as KeySummaries, appendKeySummaries: appendKeySummaries as boolean });
+    const needs = 'run.appendKeySummaries needs run.keySummaries (the summaries to append the pooled key blocks to)';
+    await failsWith(estimate(q, k, { block }, { appendKeySummaries: true }), TypeError, needs);
+    await failsWith(prefill(q, k, v, { block }, { appendKeySummaries: true }), TypeError, needs);
+    await failsWith(estimate(q, k, { block }, run(s, 'yes')), TypeError, 'run.appendKeySummaries must be a boolean, got string');
+    await failsWith(prefill(q, k, v, { block }, run(s, 1)), TypeError, 'run.appendKeySummaries must be a boolean, got number');
+    await failsWith(estimate(q, k, { block }, run(undefined, null)), TypeError, 'run.appendKeySummaries must be a boolean, got null');
+    // false without summaries: nothing to append to, nothing asked
+    const plain = await estimate(q, k, { block }, { appendKeySummaries: false });
+    plain.dispose();
+    // room for the full blocks of k
+    const small = await summarizeKeys(kShort, { block });
+    small.truncate(2);
+    const room = 'run.keySummaries have room for 4 key blocks; run.appendKeySummaries needs 6 (the full blocks of block 16 that the 100 keys hold)';
+    await failsWith(estimate(q, k, { block }, run(small, true)), RangeError, room);
+    await failsWith(prefill(q, k, v, { block }, run(small, true)), RangeError, room);
+    expect(small.blocks).toBe(2);
+    // without the flag the same summaries are only read
+    const read = await estimate(q, k, { block }, run(small, false));
+    expect(small.blocks).toBe(2);
+    // the checks of run.keySummaries hold with the flag
+    await failsWith(estimate(q, k, { block: 32 }, run(s, true)), RangeError, 'run.keySummaries were made for block 16; this call has block 32');
+    await failsWith(estimate(q, kShort, { block }, run(s, true)), RangeError, 'run.keySummaries cover 6 key blocks, more than the 4 full blocks of block 16 that the 70 keys hold');
+    await failsWith(estimate(q, k, { block }, run({}, true)), TypeError, 'run.keySummaries must be KeySummaries (from summarizeKeys or summarizeKeysVarlen), got Object');
+    await failsWith(prefill(q, k, v, { block }, run(k2Summaries, true)), RangeError, 'run.keySummaries were made for batch 2; this call has batch 1');
+    const gone = await summarizeKeys(k, { block });
+    gone.dispose();
+    await failsWith(estimate(q, k, { block }, run(gone, true)), Error, 'run.keySummaries: key summaries have been disposed');
+    disposeAll(small, read);
+  });
+
+  test('run.appendKeySummaries: varlen', async () => {
+    const rc = raggedCase({ hq: 4, hkv: 2, d, dtype: 'bfloat16', layout: 'bhnd', qLens: [5, 20, 0], kLens: [40, 100, 50], seed: 3 });
+    const t = await packed(rc, 'cpu');
+    const ragged = { cuSeqlensQ: rc.cuSeqlensQ, cuSeqlensK: rc.cuSeqlensK };
+    const run = (keySummaries: unknown, appendKeySummaries: unknown) => ({ keySummaries: keySummaries as KeySummaries[], appendKeySummaries: appendKeySummaries as boolean });
+    const ev = (r: object) => estimateVarlen(t.q, t.k, ragged, { block }, r);
+    const pv = (r: object) => prefillVarlen(t.q, t.k, t.v, ragged, { block }, r);
+    const needs = 'run.appendKeySummaries needs run.keySummaries (the summaries to append the pooled key blocks to)';
+    await failsWith(ev({ appendKeySummaries: true }), TypeError, needs);
+    await failsWith(pv({ appendKeySummaries: true }), TypeError, needs);
+    await failsWith(ev(run([null, null, null], 'true')), TypeError, 'run.appendKeySummaries must be a boolean, got string');
+    await failsWith(pv(run([null, null, null], 0)), TypeError, 'run.appendKeySummaries must be a boolean, got number');
+    const sums = await summarizeKeysVarlen(t.k, ragged, { block }, { maxKeys: 112 });
+    expect(sums.map((x) => x.capacityBlocks)).toEqual([7, 7, 7]);
+    const tight = await summarizeKeysVarlen(t.k, ragged, { block });
+    sums.forEach((x) => x.truncate(0));
+    tight.forEach((x) => x.truncate(1));
+    await failsWith(ev(run([sums[0], tight[0], null], true)), RangeError, 'run.keySummaries[1] have room for 2 key blocks; run.appendKeySummaries needs 6 (the full blocks of block 16 that the 100 keys hold)');
+    await failsWith(pv(run([null, tight[2], null], true)), RangeError, 'run.keySummaries[1] have room for 3 key blocks; run.appendKeySummaries needs 6 (the full blocks of block 16 that the 100 keys hold)');
+    expect(tight.map((x) => x.blocks)).toEqual([1, 1, 1]);
+    await failsWith(ev(run([sums[0], sums[0], null], true)), RangeError, "run.keySummaries[1] is also given for an earlier sequence (run.appendKeySummaries writes each sequence's blocks into its own summaries)");
+    await failsWith(pv(run([sums[0], sums[1], sums[1]], true)), RangeError, "run.keySummaries[2] is also given for an earlier sequence (run.appendKeySummaries writes each sequence's blocks into its own summaries)");
+    await failsWith(ev(run([sums[0]], true)), RangeError, 'run.keySummaries must have one entry per sequence (3), got 1');
+    await failsWith(ev(run(sums[0], true)), TypeError, 'run.keySummaries must be an array of one KeySummaries (or null) per sequence, got KeySummaries');
+    await failsWith(ev(run([null, 3, null], true)), TypeError, 'run.keySummaries[1] must be KeySummaries (from summarizeKeys or summarizeKeysVarlen), got number');
+    await failsWith(ev(run([null, null, await summarizeKeys(k, { block })], true)), RangeError, 'run.keySummaries[2] cover 6 key blocks, more than the 3 full blocks of block 16 that the 50 keys hold');
+    expect(sums.map((x) => x.blocks)).toEqual([0, 0, 0]);
+    // without queries a sequence is not estimated: its summaries are neither checked for room nor written
+    const r = await ev(run([sums[0], sums[1], tight[0]], true));
+    expect(sums.map((x) => x.blocks)).toEqual([2, 6, 0]);
+    expect(tight[0].blocks).toBe(1);
+    // without the flag the same summaries may be read by several sequences
+    await expect(ev(run([tight[0], tight[0], null], false))).resolves.toHaveLength(3);
+    disposeAll(t.q, t.k, t.v, ...sums, ...tight, ...r);
   });
 
   let k2Summaries: KeySummaries;

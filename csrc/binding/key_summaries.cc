@@ -80,9 +80,15 @@ KeySummaries read_key_summaries(Napi::Env env, Napi::Value v, const QkvView& k,
                                 const std::string& what) {
   if (v.IsUndefined() || v.IsNull()) return {};
   Napi::Object o = get_object(v, what);
-  const int64_t blocks = get_integer(field(o, "blocks"), what + ".blocks", 0, k.n / p.block);
-  KeySummaries s = read_store(env, o, k.batch, k.heads, k.d, blocks, p, device, keep, what);
+  const int64_t full = k.n / p.block;
+  const int64_t blocks = get_integer(field(o, "blocks"), what + ".blocks", 0, full);
+  const Napi::Value av = o.Get("append");
+  const bool append = !av.IsUndefined() && get_bool(av, what + ".append");
+  // appending writes rows [blocks, full): the tensors must hold them
+  KeySummaries s =
+      read_store(env, o, k.batch, k.heads, k.d, append ? full : blocks, p, device, keep, what);
   s.blocks = blocks;
+  s.append = append;
   return s;
 }
 

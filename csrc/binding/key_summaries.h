@@ -21,10 +21,13 @@ namespace prism::binding {
 int64_t summary_row_floats(int device, int64_t head_dim, const EstimateParams& p);
 int64_t summary_energy_floats(int device);
 
-// { rows: Tensor, energies: Tensor | null, blocks } for keys k (a view of
-// [batch, Hkv, Nk, d]) on `device`, or undefined / null: no summaries
-// (blocks 0). RangeError when the tensors do not fit k, p and the device or
-// blocks exceeds k's full blocks. Appends the storages to keep alive.
+// { rows: Tensor, energies: Tensor | null, blocks, append?: boolean } for keys
+// k (a view of [batch, Hkv, Nk, d]) on `device`, or undefined / null: no
+// summaries (blocks 0). With append the estimation writes the full blocks it
+// pools back into the summaries (KeySummaries::append). RangeError when the
+// tensors do not fit k, p and the device (with append: without rows for k's
+// full blocks) or blocks exceeds k's full blocks. Appends the storages to keep
+// alive.
 KeySummaries read_key_summaries(Napi::Env env, Napi::Value v, const QkvView& k,
                                 const EstimateParams& p, int device,
                                 std::vector<std::shared_ptr<Storage>>& keep,

@@ -100,11 +100,16 @@ struct BlockList {
 //         means of the pooling kernel), energies float32 [batch, Hkv, capacity, 3]
 //         (sums of squares: all dims, band 0, band 1);
 //   CPU:  rows float64 [batch, Hkv, capacity, d] (the block means), no energies.
+// With `append` an estimation also writes back what it pooled: key blocks
+// [blocks, Nk / B) (the full ones; a partial last block never) go into rows
+// [blocks, Nk / B) of the summaries, which must have room for them; the
+// caller then counts Nk / B blocks valid once the call's work is complete.
 struct KeySummaries {
   void* rows = nullptr;
   float* energies = nullptr;
   int64_t blocks = 0;    // valid blocks: [0, blocks) of every (batch, kv head)
   int64_t capacity = 0;  // rows per (batch, kv head)
+  bool append = false;   // estimation: write the full blocks it pools back (see above)
 };
 
 struct AttentionParams {

@@ -8,7 +8,9 @@ namespace prism::cpu {
 
 // threads <= 0 means std::thread::hardware_concurrency(). With `keys`, key
 // blocks [0, keys->blocks) come from those summaries (summarize_keys of the
-// same keys) instead of being pooled from k; keys->blocks <= Nk / block.
+// same keys) instead of being pooled from k; keys->blocks <= Nk / block. With
+// keys->append, the full blocks pooled from k ([keys->blocks, Nk / block)) are
+// also written to those rows of the summaries (capacity >= Nk / block).
 void estimate(const QkvView& q, const QkvView& k, const EstimateParams& p, const BlockMaskOut& out,
               int threads, const KeySummaries* keys = nullptr);
 

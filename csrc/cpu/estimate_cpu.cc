@@ -69,12 +69,23 @@ void estimate(const QkvView& q, const QkvView& k, const EstimateParams& p, const
   const int64_t stored = keys ? keys->blocks : 0;
   if (stored < 0 || stored > k.n / block || (stored > 0 && keys->capacity < stored))
     throw std::invalid_argument("prism::cpu::estimate: key summaries cover more blocks than k");
+  const int64_t full = k.n / block;  // a partial last block is never written back
+  const bool append = keys && keys->append && full > stored;
+  if (append && (keys->rows == nullptr || keys->capacity < full))
+    throw std::invalid_argument("prism::cpu::estimate: key summaries without room for the " +
+                                std::to_string(full) + " full key blocks to append");
   detail::pool_blocks(k, block, 0, threads, kbar, stored);
   if (stored > 0) {
     const double* rows = static_cast<const double*>(keys->rows);
     for (int64_t bh = 0; bh < batch * hkv; ++bh)
       std::copy(rows + bh * keys->capacity * d, rows + (bh * keys->capacity + stored) * d,
                 kbar.data() + bh * nk * d);
+  }
+  if (append) {  // the block means summarize_keys computes for the same blocks
+    double* rows = static_cast<double*>(keys->rows);
+    for (int64_t bh = 0; bh < batch * hkv; ++bh)
+      std::copy(kbar.data() + (bh * nk + stored) * d, kbar.data() + (bh * nk + full) * d,
+                rows + (bh * keys->capacity + stored) * d);
   }
 
   // Step 2: bands. MeanPool scores one band of all d dims.

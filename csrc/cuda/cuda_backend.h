@@ -16,6 +16,9 @@ size_t estimate_workspace_bytes(const QkvView& q, const QkvView& k, const Estima
 // q, k: device pointers, dtype F32, F16 or BF16. out: device pointers. With
 // `keys`, key blocks [0, keys->blocks) are copied from those summaries
 // (summarize_keys of the same keys) instead of pooled; keys->blocks <= Nk / block.
+// With keys->append, the full blocks pooled from k ([keys->blocks, Nk / block))
+// are also copied from the workspace into those rows of the summaries (rows and
+// energies, capacity >= Nk / block), on `stream` right after the pooling.
 cudaError_t estimate(const QkvView& q, const QkvView& k, const EstimateParams& p,
                      const BlockMaskOut& out, void* workspace, cudaStream_t stream,
                      const KeySummaries* keys = nullptr);

@@ -3,6 +3,8 @@
 // summaries must equal selections without, bit for bit; summaries built chunk
 // by chunk, through packed views or through page tables, must equal the
 // summaries built at once.
+import type { BlockMask } from '../../lib/block-mask';
+import { native } from '../../lib/native';
 import { estimate, prefill } from '../../lib/ops';
 import { estimateVarlen, prefillVarlen, type PagedBatch } from '../../lib/varlen';
 import { summarizeKeys, summarizeKeysVarlen, type KeySummaries } from '../../lib/key-summaries';
@@ -244,5 +246,228 @@ export function keySummaryCases(device: DeviceSpec, configs: Array<[string, Summ
     const once = await summarizeKeysVarlen(q.k, { cuSeqlensK: rc.cuSeqlensK }, opts);
     expect(await summaryContents(s![0])).toEqual(await summaryContents(once[0]));
     disposeAll(kp, vp, q.q, q.k, q.v, ...s!, ...once);
+  });
+}
+
+/** Every value of the rows (and energies) past `blocks` of every (batch, kv head): 0 until something writes them. */
+export async function summaryTail(s: KeySummaries): Promise<number[]> {
+  const out: number[] = [];
+  const take = async (t: KeySummaries['parts']['rows'] | null) => {
+    if (!t) return;
+    const raw = new Float32Array(await t.toHost());
+    const cap = t.shape[2];
+    const width = t.shape[3];
+    for (let bh = 0; bh < s.batch * s.kvHeads; bh++) out.push(...raw.subarray((bh * cap + s.blocks) * width, (bh + 1) * cap * width));
+  };
+  await take(s.parts.rows);
+  await take(s.parts.energies);
+  return out;
+}
+
+/** Summaries equal bitwise (valid rows and energies), and nothing written past their blocks. */
+async function expectSameSummaries(got: KeySummaries, want: KeySummaries): Promise<void> {
+  expect(got.blocks).toBe(want.blocks);
+  expect(await summaryContents(got)).toEqual(await summaryContents(want));
+  expect((await summaryTail(got)).every((x) => Object.is(x, 0))).toBe(true);
+}
+
+type MaskList = Array<BlockMask | null>;
+
+/**
+ * Estimation that writes what it pools back into the summaries
+ * (run.appendKeySummaries), registered in the calling describe block: a
+ * chunked loop with write-back builds the summaries summarizeKeys builds, bit
+ * for bit (the partial last block never written), and selects (and, where the
+ * device attends, outputs) what the loop with separate appends and the loop
+ * without summaries do; contiguous, packed and paged keys.
+ */
+export function keySummaryAppendCases(device: DeviceSpec, configs: Array<[string, SummaryConfig]>, attend: boolean, pageSizes: number[]): void {
+  const ops = attend ? (['estimate', 'prefill'] as const) : (['estimate'] as const);
+  const cases = configs.flatMap(([name, c]) => ops.map((op) => [name, op, c] as const));
+
+  test.each(cases)('%s, %s: chunked write-back equals separate appends, summarizeKeys and no summaries', async (_name, op, c) => {
+    const opts = { ...c.opts, block: c.block };
+    const total = 6 * c.block + 11;
+    const b = 2;
+    const hkv = 2;
+    const t = await contiguousProblem(c, b, 4, hkv, total, total, device);
+    let written: KeySummaries | null = null; // write-back
+    let appended: KeySummaries | null = null; // separate appends
+    for (const end of [c.block - 3, c.block + 5, 3 * c.block, 3 * c.block + 1, 5 * c.block + 2, total]) {
+      const kt = await uploadBhnd(keyPrefix(t.kRaw, b, hkv, total, c.d, end), b, hkv, end, c, device);
+      const vt = await uploadBhnd(keyPrefix(t.kRaw, b, hkv, total, c.d, end), b, hkv, end, c, device);
+      const qc = await contiguousProblem({ ...c, seed: c.seed + end }, b, 4, hkv, Math.min(end, c.block + 3), end, device);
+      if (written === null) {
+        // before the first chunk: room for the prompt, nothing valid (the first chunk has no full block)
+        written = await summarizeKeys(kt, opts, { maxKeys: total });
+        appended = await summarizeKeys(kt, opts, { maxKeys: total });
+        expect(written.blocks).toBe(0);
+      }
+      const before = written.blocks;
+      if (op === 'estimate') {
+        const plain = await estimate(qc.q, kt, opts);
+        const sep = await estimate(qc.q, kt, opts, { keySummaries: appended! });
+        const wb = await estimate(qc.q, kt, opts, { keySummaries: written, appendKeySummaries: true });
+        const want = maskParts(await plain.toHost({ mask: false }));
+        expect(maskParts(await sep.toHost({ mask: false }))).toEqual(want);
+        expect(maskParts(await wb.toHost({ mask: false }))).toEqual(want);
+        disposeAll(plain, sep, wb);
+      } else {
+        const plain = await prefill(qc.q, kt, vt, opts);
+        const sep = await prefill(qc.q, kt, vt, opts, { keySummaries: appended! });
+        const wb = await prefill(qc.q, kt, vt, opts, { keySummaries: written, appendKeySummaries: true });
+        const want = maskParts(await plain.mask!.toHost({ mask: false }));
+        expect(maskParts(await sep.mask!.toHost({ mask: false }))).toEqual(want);
+        expect(maskParts(await wb.mask!.toHost({ mask: false }))).toEqual(want);
+        const out = await rawBhnd(plain.output);
+        expect(firstDifference(await rawBhnd(sep.output), out)).toBe(-1);
+        expect(firstDifference(await rawBhnd(wb.output), out)).toBe(-1);
+        disposeAll(plain.output, plain.mask, sep.output, sep.mask, wb.output, wb.mask);
+      }
+      await summarizeKeys(kt, opts, { into: appended! });
+      expect(written.blocks).toBe(Math.floor(end / c.block));
+      expect(written.blocks).toBeGreaterThanOrEqual(before);
+      await expectSameSummaries(written, appended!);
+      disposeAll(kt, vt, qc.q, qc.k, qc.v);
+    }
+    const once = await summarizeKeys(t.k, opts);
+    await expectSameSummaries(written!, once);
+    disposeAll(t.q, t.k, t.v, once, written, appended);
+  });
+
+  test.each(configs)('%s: write-back of a whole prompt at once, and of nothing new', async (_name, c) => {
+    const opts = { ...c.opts, block: c.block };
+    const nk = 4 * c.block + c.block / 2; // the partial block is not written
+    const t = await contiguousProblem(c, 1, 2, 1, nk, nk, device);
+    const s = await summarizeKeys(t.k, opts);
+    const k0 = await uploadBhnd(keyPrefix(t.kRaw, 1, 1, nk, c.d, c.block - 1), 1, 1, c.block - 1, c, device);
+    const w = await summarizeKeys(k0, opts, { maxKeys: 6 * c.block }); // nothing written yet
+    const m = await estimate(t.q, t.k, opts, { keySummaries: w, appendKeySummaries: true });
+    await expectSameSummaries(w, s);
+    // every full block already summarised: the estimation writes nothing, blocks stay
+    const again = await estimate(t.q, t.k, opts, { keySummaries: w, appendKeySummaries: true });
+    await expectSameSummaries(w, s);
+    expect(maskParts(await again.toHost({ mask: false }))).toEqual(maskParts(await m.toHost({ mask: false })));
+    // appendKeySummaries: false reads only
+    w.truncate(2);
+    const ro = await estimate(t.q, t.k, opts, { keySummaries: w, appendKeySummaries: false });
+    expect(w.blocks).toBe(2);
+    expect(maskParts(await ro.toHost({ mask: false }))).toEqual(maskParts(await m.toHost({ mask: false })));
+    disposeAll(t.q, t.k, t.v, k0, s, w, m, again, ro);
+  });
+
+  test.each(configs)('%s: packed ragged batch, each sequence appended to its own summaries', async (_name, c) => {
+    const opts = { ...c.opts, block: c.block };
+    const rc = raggedCase({ hq: 4, hkv: 2, d: c.d, dtype: c.dtype, layout: c.layout, qLens: [5, 0, c.block + 1, 40, 7], kLens: [3 * c.block + 2, 2 * c.block, 2 * c.block + 7, 5 * c.block, c.block - 5], seed: c.seed });
+    const t = await packed(rc, device);
+    const ragged = { cuSeqlensQ: rc.cuSeqlensQ, cuSeqlensK: rc.cuSeqlensK };
+    const once = await summarizeKeysVarlen(t.k, ragged, opts);
+    const want = await estimateVarlen(t.q, t.k, ragged, opts);
+    const wantOut = attend ? await prefillVarlen(t.q, t.k, t.v, ragged, opts) : null;
+    // summaries of a prefix of each sequence's keys (room for 8 blocks): 1, 1, 0, -, 0 blocks
+    const prefixes = [c.block, c.block + 3, 5, 0, 5];
+    for (const op of ops) {
+      const sums: Array<KeySummaries | null> = [];
+      for (let i = 0; i < prefixes.length; i++) {
+        if (prefixes[i] === 0) {
+          sums.push(null); // sequence 3: no summaries given
+          continue;
+        }
+        const ki = await upload(slice(rc.k.raw, rc.hkv, rc.totalK, rc.d, rc.cuSeqlensK[i], prefixes[i]), rc.hkv, prefixes[i], rc.d, rc.dtype, rc.layout, device);
+        sums.push(await summarizeKeys(ki, opts, { maxKeys: 8 * c.block }));
+        ki.dispose();
+      }
+      const run = { keySummaries: sums, appendKeySummaries: true };
+      let got: MaskList;
+      if (op === 'estimate') got = await estimateVarlen(t.q, t.k, ragged, opts, run);
+      else {
+        const res = await prefillVarlen(t.q, t.k, t.v, ragged, opts, run);
+        expect(firstDifference(await rawBhnd(res.output), await rawBhnd(wantOut!.output))).toBe(-1);
+        got = res.masks!;
+        res.output.dispose();
+      }
+      expect(await batchMaskParts(got)).toEqual(await batchMaskParts(want));
+      // sequence 1 has no queries: not estimated, its summaries stay; sequence 4 has no full block
+      expect(sums.map((s) => (s ? s.blocks : null))).toEqual([3, 1, 2, null, 0]);
+      for (const i of [0, 2, 4]) await expectSameSummaries(sums[i]!, once[i]);
+      disposeAll(...sums, ...got);
+    }
+    disposeAll(t.q, t.k, t.v, ...once, ...want, wantOut?.output, ...(wantOut?.masks ?? []));
+  });
+
+  test('a failed call leaves blocks as they were', async () => {
+    const c = configs[0][1];
+    const opts = { ...c.opts, block: c.block };
+    const nk = 3 * c.block + 1;
+    const t = await contiguousProblem(c, 1, 2, 1, nk, nk, device);
+    const s = await summarizeKeys(t.k, opts, { maxKeys: 4 * c.block });
+    s.truncate(1);
+    // checked after the summaries: a wrong `out`
+    const bad = await contiguousProblem(c, 1, 2, 1, nk - 1, nk, device);
+    await expect(prefill(t.q, t.k, t.v, opts, { out: bad.q, keySummaries: s, appendKeySummaries: true })).rejects.toThrow();
+    expect(s.blocks).toBe(1);
+    // the native call fails
+    const spy = jest.spyOn(native(), 'estimate').mockImplementationOnce(() => Promise.reject(new Error('device failure')));
+    try {
+      await expect(estimate(t.q, t.k, opts, { keySummaries: s, appendKeySummaries: true })).rejects.toThrow('device failure');
+    } finally {
+      spy.mockRestore();
+    }
+    expect(s.blocks).toBe(1);
+    const vspy = jest.spyOn(native(), 'varlen').mockImplementationOnce(() => Promise.reject(new Error('device failure')));
+    try {
+      const batch = { cuSeqlensQ: [0, nk], cuSeqlensK: [0, nk] };
+      await expect(prefillVarlen(t.q, t.k, t.v, batch, opts, { keySummaries: [s], appendKeySummaries: true })).rejects.toThrow('device failure');
+    } finally {
+      vspy.mockRestore();
+    }
+    expect(s.blocks).toBe(1);
+    // and the same call succeeding appends
+    const m = await estimate(t.q, t.k, opts, { keySummaries: s, appendKeySummaries: true });
+    expect(s.blocks).toBe(3);
+    disposeAll(t.q, t.k, t.v, bad.q, bad.k, bad.v, s, m);
+  });
+
+  const paged = pageSizes.flatMap((p) => [[p, 'NHD'] as const, [p, 'HND'] as const]);
+  test.each(paged)('chunked prefill over a paged cache (page size %i, %s): write-back through the page table', async (pageSize, kvLayout) => {
+    const c = configs[0][1];
+    const opts = { ...c.opts, block: c.block };
+    const total = 5 * c.block + 20;
+    const chunk = c.block + 37; // chunks end off the block grid
+    const rc = raggedCase({ hq: 4, hkv: 2, d: c.d, dtype: c.dtype, layout: 'bhnd', qLens: [total], kLens: [total], seed: c.seed + 2 });
+    const { k: kp, v: vp, pools } = await pagedCase(rc, pageSize, kvLayout, device);
+    const q = await packed(rc, device);
+    const empty = { kvLens: [0], pageTable: pools.pageTable, kvLayout };
+    const [written] = await summarizeKeysVarlen(kp, empty, opts, { maxKeys: total });
+    const [appended] = await summarizeKeysVarlen(kp, empty, opts, { maxKeys: total });
+    for (let start = 0; start < total; start += chunk) {
+      const end = Math.min(total, start + chunk);
+      const qc = await upload(slice(rc.q.raw, rc.hq, rc.totalQ, rc.d, start, end - start), rc.hq, end - start, rc.d, rc.dtype, 'bhnd', device);
+      const batch: PagedBatch = { cuSeqlensQ: [0, end - start], kvLens: [end], pageTable: pools.pageTable, kvLayout };
+      const outs: Tensor[] = [];
+      const call = async (run: object): Promise<MaskList> => {
+        if (!attend) return estimateVarlen(qc, kp, batch, opts, run);
+        const res = await prefillVarlen(qc, kp, vp, batch, opts, run);
+        outs.push(res.output);
+        return res.masks!;
+      };
+      const want = await call({});
+      const sep = await call({ keySummaries: [appended] });
+      await summarizeKeysVarlen(kp, batch, opts, { into: [appended] });
+      const got = await call({ keySummaries: [written], appendKeySummaries: true });
+      expect(await batchMaskParts(sep)).toEqual(await batchMaskParts(want));
+      expect(await batchMaskParts(got)).toEqual(await batchMaskParts(want));
+      if (attend) {
+        const out = await rawBhnd(outs[0]);
+        expect(firstDifference(await rawBhnd(outs[1]), out)).toBe(-1);
+        expect(firstDifference(await rawBhnd(outs[2]), out)).toBe(-1);
+      }
+      expect(written.blocks).toBe(Math.floor(end / c.block));
+      await expectSameSummaries(written, appended);
+      disposeAll(qc, ...want, ...sep, ...got, ...outs);
+    }
+    const once = await summarizeKeysVarlen(q.k, { cuSeqlensK: rc.cuSeqlensK }, opts);
+    await expectSameSummaries(written, once[0]);
+    disposeAll(kp, vp, q.q, q.k, q.v, written, appended, ...once);
   });
 }

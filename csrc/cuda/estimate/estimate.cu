@@ -302,6 +302,26 @@ cudaError_t copy_summaries(const KeySummaries& keys, const Geometry& g, const Sc
                            cudaMemcpyDeviceToDevice, stream);
 }
 
+// With keys.append: key blocks [keys.blocks, full) that launch_pool just wrote
+// to the workspace, copied into the same rows of the summaries (what
+// summarize_keys writes for them: a full key block's pooling depends only on
+// its keys and k's vector width, see PoolArgs).
+cudaError_t write_back_summaries(const KeySummaries& keys, int64_t full, const Geometry& g,
+                                 const Scratch& s, cudaStream_t stream) {
+  const size_t rows = (size_t)g.B * g.Hkv;
+  const size_t row = sizeof(float) * (size_t)g.pk, erow = sizeof(float) * 3;
+  const size_t b0 = (size_t)keys.blocks, n = (size_t)(full - keys.blocks);
+  const size_t cap = (size_t)keys.capacity, nk = (size_t)g.nk;
+  char* dst = static_cast<char*>(keys.rows) + b0 * row;
+  const char* src = reinterpret_cast<const char*>(s.kbar) + b0 * row;
+  PRISM_CUDA_TRY(cudaMemcpy2DAsync(dst, cap * row, src, nk * row, n * row, rows,
+                                   cudaMemcpyDeviceToDevice, stream));
+  char* edst = reinterpret_cast<char*>(keys.energies) + b0 * erow;
+  const char* esrc = reinterpret_cast<const char*>(s.ek) + b0 * erow;
+  return cudaMemcpy2DAsync(edst, cap * erow, esrc, nk * erow, n * erow, rows,
+                           cudaMemcpyDeviceToDevice, stream);
+}
+
 // 2. temperatures: one CTA per (b, query head).
 cudaError_t launch_temps(const EstimateParams& p, const Geometry& g, const Scratch& s, float* temps,
                          bool pdl, cudaStream_t stream) {
@@ -405,6 +425,11 @@ cudaError_t estimate(const QkvView& q, const QkvView& k, const EstimateParams& p
               "key summaries cover more blocks than k has full blocks");
   require_arg(stored == 0 || (keys->rows && keys->energies && keys->capacity >= stored), kWhere,
               "key summaries without room for their blocks");
+  const int64_t full = g.Nk / g.blk;  // a partial last block is never written back
+  const bool append = keys && keys->append && full > stored;
+  require_arg(
+      !append || (keys->rows && keys->energies && keys->capacity >= full), kWhere,
+      "key summaries without room for the " + std::to_string(full) + " full key blocks to append");
   const WsLayout wl = ws_layout(g);
   const Scratch s = carve(workspace, wl);
 
@@ -422,8 +447,11 @@ cudaError_t estimate(const QkvView& q, const QkvView& k, const EstimateParams& p
   const int stages = est_internal::knobs().stage_limit;
   if (stored > 0) PRISM_CUDA_TRY(copy_summaries(*keys, g, s, stream));
   PRISM_CUDA_TRY(launch_pool(q, k, g, s, (int)stored, stream));
+  if (append) PRISM_CUDA_TRY(write_back_summaries(*keys, full, g, s, stream));
   if (stages <= 1) return cudaGetLastError();
-  PRISM_CUDA_TRY(launch_temps(p, g, s, out.temps, pdl, stream));
+  // After the write-back copies the temperatures follow a copy, not the
+  // pooling kernel: launched plainly (nothing to overlap).
+  PRISM_CUDA_TRY(launch_temps(p, g, s, out.temps, pdl && !append, stream));
   if (stages <= 2) return cudaGetLastError();
   PRISM_CUDA_TRY(launch_select(p, g, sp, s, wl.tiled_stride, out, pdl, stream));
   return cudaGetLastError();
