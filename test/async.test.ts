@@ -1,5 +1,6 @@
-// Ops run off the event loop: many concurrent calls give the same results as
-// a sequential run, and timers keep firing while a long op runs.
+// Ops run off the event loop: many concurrent calls (estimate, attention, a
+// ragged prefill, a prefill reading key summaries) give the same results as a
+// sequential run, and timers keep firing while a long op runs.
 import * as prism from '../lib/index';
 import type { Tensor } from '../lib/index';
 import { describeGpu } from './helpers/gpu';
@@ -23,10 +24,21 @@ async function makeQkv(seed: number, device: 'cpu' | 'cuda', dtype: 'float32' | 
   };
 }
 
-type Job = { kind: 'estimate' | 'attention'; set: number };
+const KINDS = ['estimate', 'attention', 'varlen', 'summaries'] as const;
+type Job = { kind: (typeof KINDS)[number]; set: number };
 
-async function runJob(sets: Qkv[], job: Job): Promise<Uint8Array | Float32Array> {
+async function runJob(sets: Qkv[], sums: prism.KeySummaries[], job: Job): Promise<Uint8Array | Float32Array> {
   const { q, k, v } = sets[job.set];
+  if (job.kind === 'varlen' || job.kind === 'summaries') {
+    const n = q.shape[2];
+    const r =
+      job.kind === 'varlen'
+        ? await prism.prefillVarlen(q, k, v, { cuSeqlensQ: [0, 100, n], cuSeqlensK: [0, 100, n] }, { block: 64 }, { returnMask: false })
+        : await prism.prefill(q, k, v, { block: 64 }, { keySummaries: sums[job.set], returnMask: false });
+    const host = await r.output.toFloat32();
+    r.output.dispose();
+    return host;
+  }
   if (job.kind === 'estimate') {
     const m = await prism.estimate(q, k, { block: 64 });
     const h = await m.toHost();
@@ -42,12 +54,13 @@ async function runJob(sets: Qkv[], job: Job): Promise<Uint8Array | Float32Array>
 }
 
 function concurrencySuite(device: 'cpu' | 'cuda', dtype: 'float32' | 'bfloat16') {
-  test('60 concurrent estimate/attention calls match a sequential run', async () => {
+  test('60 concurrent estimate/attention/ragged/summary calls match a sequential run', async () => {
     const sets = await Promise.all([0, 1, 2].map((s) => makeQkv(100 * s + 1, device, dtype)));
-    const jobs: Job[] = Array.from({ length: 60 }, (_, i) => ({ kind: i % 2 ? 'attention' : 'estimate', set: i % 3 }));
+    const sums = await Promise.all(sets.map((s) => prism.summarizeKeys(s.k, { block: 64 })));
+    const jobs: Job[] = Array.from({ length: 60 }, (_, i) => ({ kind: KINDS[i % 4], set: i % 3 }));
     const expected = new Map<string, Uint8Array | Float32Array>();
-    for (const job of jobs.slice(0, 6)) expected.set(`${job.kind}${job.set}`, await runJob(sets, job));
-    const results = await Promise.all(jobs.map((job) => runJob(sets, job)));
+    for (const job of jobs.slice(0, 12)) expected.set(`${job.kind}${job.set}`, await runJob(sets, sums, job));
+    const results = await Promise.all(jobs.map((job) => runJob(sets, sums, job)));
     // Bit-exact comparison of the raw bytes (jest's deep equality is slow on large typed arrays).
     const bytes = (a: Uint8Array | Float32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
     const mismatched = results.filter((r, i) => {
@@ -55,6 +68,15 @@ function concurrencySuite(device: 'cpu' | 'cuda', dtype: 'float32' | 'bfloat16')
       return r.constructor !== want.constructor || !bytes(r).equals(bytes(want));
     }).length;
     expect(mismatched).toBe(0);
+    // Reading the summaries changes nothing: the same bits as a plain prefill.
+    for (let set = 0; set < sets.length; set++) {
+      const { q, k, v } = sets[set];
+      const plain = await prism.prefill(q, k, v, { block: 64 }, { returnMask: false });
+      const host = await plain.output.toFloat32();
+      plain.output.dispose();
+      expect(bytes(host).equals(bytes(expected.get(`summaries${set}`)!))).toBe(true);
+    }
+    for (const s of sums) s.dispose();
     for (const s of sets) for (const t of [s.q, s.k, s.v]) t.dispose();
   });
 }
