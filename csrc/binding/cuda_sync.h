@@ -30,6 +30,10 @@ class CudaEvent {
   unsigned flags_ = 0;
 };
 
+// `n` rounded up to a multiple of 256 bytes: the alignment of every part
+// carved out of one StreamBuffer.
+inline size_t align256(size_t n) { return (n + 255) & ~size_t(255); }
+
 // Scratch memory for work on `stream`, lent by the current device's workspace
 // pool and given back when destroyed; the work enqueued on `stream` until then
 // is ordered before its next use, so giving it back never waits.

@@ -186,8 +186,6 @@ class SummarizeWorker : public DeviceWorker {
   }
 
  private:
-  static size_t align256(size_t n) { return (n + 255) & ~size_t(255); }
-
   void enqueue_all() {
     const bool paged = a_.spec.paged;
     const size_t kv = paged ? align256(gather_bytes()) : 0;

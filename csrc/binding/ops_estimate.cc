@@ -67,8 +67,7 @@ class EstimateWorker : public DeviceWorker {
     use_device(device_);
     cudaStream_t stream = op_stream(device_, stream_);
     try {
-      const size_t tri_bytes =
-          (sizeof(int32_t) * static_cast<size_t>(geo_.tri) + 255) & ~size_t(255);
+      const size_t tri_bytes = align256(sizeof(int32_t) * static_cast<size_t>(geo_.tri));
       StreamBuffer scratch(tri_bytes + prism::cuda::scan_workspace_bytes(geo_.rows), stream);
       BlockMaskOut o = out_;
       o.indices = static_cast<int32_t*>(scratch.get());

@@ -161,8 +161,6 @@ class PrefillWorker : public DeviceWorker {
   }
 
  private:
-  static size_t align256(size_t n) { return (n + 255) & ~size_t(255); }
-
   // Worker thread: the one wait, the times, and the selection when asked for.
   void run_gpu() override {
     use_device(a_.device);

@@ -159,8 +159,6 @@ class VarlenWorker : public DeviceWorker {
   }
 
  private:
-  static size_t align256(size_t n) { return (n + 255) & ~size_t(255); }
-
   void enqueue_all() {
     const bool paged = a_.spec.paged;
     const size_t n = a_.seqs.size();
