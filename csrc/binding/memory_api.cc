@@ -5,9 +5,6 @@
 #include "binding/errors.h"
 #include "binding/memory.h"
 #include "binding/promise_worker.h"
-#if PRISM_WITH_CUDA
-#include "binding/cuda_sync.h"
-#endif
 
 namespace prism::binding {
 
@@ -25,7 +22,6 @@ class ReleaseCachedWorker : public PromiseWorker {
     if (device_ == kCpuDevice || !device_context_created(device_)) return;
     cudaStream_t stream = use_device_stream(device_);
     freed_ = workspace_pool(device_).release_idle(stream);
-    wait_for_stream(stream, "releaseCachedMemory");
     // Frees enqueued on other streams (callers' streams, other devices' ops)
     // return to the pool only once the pool sees them complete; a trim before
     // that keeps them, and a later allocation quietly reuses them. Wait for
