@@ -94,6 +94,27 @@ export async function pagedCase(c: RaggedCase, pageSize: number, kvLayout: 'NHD'
   return { pools, k, v, batch };
 }
 
+/**
+ * One prompt of 5 blocks + 20 tokens in a paged cache (page size, layout),
+ * prefilled in chunks of block + 37 tokens (ending off the block grid): its
+ * pools, its packed q / k / v, and per chunk the chunk's queries and paged batch.
+ */
+async function pagedChunkedPrompt(c: SummaryConfig, pageSize: number, kvLayout: 'NHD' | 'HND', device: DeviceSpec, seed: number) {
+  const total = 5 * c.block + 20;
+  const chunk = c.block + 37;
+  const rc = raggedCase({ hq: 4, hkv: 2, d: c.d, dtype: c.dtype, layout: 'bhnd', qLens: [total], kLens: [total], seed });
+  const { k: kp, v: vp, pools } = await pagedCase(rc, pageSize, kvLayout, device);
+  const q = await packed(rc, device);
+  async function* chunks(): AsyncGenerator<{ qc: Tensor; batch: PagedBatch; end: number }> {
+    for (let start = 0; start < total; start += chunk) {
+      const end = Math.min(total, start + chunk);
+      const qc = await upload(slice(rc.q.raw, rc.hq, rc.totalQ, rc.d, start, end - start), rc.hq, end - start, rc.d, rc.dtype, 'bhnd', device);
+      yield { qc, batch: { cuSeqlensQ: [0, end - start], kvLens: [end], pageTable: pools.pageTable, kvLayout }, end };
+    }
+  }
+  return { total, rc, kp, vp, pools, q, chunks };
+}
+
 /** The shared cases, registered in the calling describe block. `attend`: the device attends with these configs (prefill checked too). */
 export function keySummaryCases(device: DeviceSpec, configs: Array<[string, SummaryConfig]>, attend: boolean, pageSizes: number[]): void {
   test.each(configs)('%s: contiguous, shifted query grid, summaries of every full block', async (_name, c) => {
@@ -222,16 +243,9 @@ export function keySummaryCases(device: DeviceSpec, configs: Array<[string, Summ
   test.each([[16, 'NHD'], [64, 'HND'], [256, 'NHD']] as const)('chunked prefill over a paged cache (page size %i, %s): appends through the page table', async (pageSize, kvLayout) => {
     const c = configs[0][1];
     const opts = { ...c.opts, block: c.block };
-    const total = 5 * c.block + 20;
-    const chunk = c.block + 37; // chunks end off the block grid
-    const rc = raggedCase({ hq: 4, hkv: 2, d: c.d, dtype: c.dtype, layout: 'bhnd', qLens: [total], kLens: [total], seed: c.seed + 1 });
-    const { k: kp, v: vp, pools } = await pagedCase(rc, pageSize, kvLayout, device);
-    const q = await packed(rc, device);
+    const { total, rc, kp, vp, q, chunks } = await pagedChunkedPrompt(c, pageSize, kvLayout, device, c.seed + 1);
     let s: KeySummaries[] | null = null;
-    for (let start = 0; start < total; start += chunk) {
-      const end = Math.min(total, start + chunk);
-      const qc = await upload(slice(rc.q.raw, rc.hq, rc.totalQ, rc.d, start, end - start), rc.hq, end - start, rc.d, rc.dtype, 'bhnd', device);
-      const batch: PagedBatch = { cuSeqlensQ: [0, end - start], kvLens: [end], pageTable: pools.pageTable, kvLayout };
+    for await (const { qc, batch, end } of chunks()) {
       // the chunk's estimation reads the previous chunks' summaries
       const want = attend ? (await prefillVarlen(qc, kp, vp, batch, opts)).masks! : await estimateVarlen(qc, kp, batch, opts);
       const got = attend
@@ -432,18 +446,11 @@ export function keySummaryAppendCases(device: DeviceSpec, configs: Array<[string
   test.each(paged)('chunked prefill over a paged cache (page size %i, %s): write-back through the page table', async (pageSize, kvLayout) => {
     const c = configs[0][1];
     const opts = { ...c.opts, block: c.block };
-    const total = 5 * c.block + 20;
-    const chunk = c.block + 37; // chunks end off the block grid
-    const rc = raggedCase({ hq: 4, hkv: 2, d: c.d, dtype: c.dtype, layout: 'bhnd', qLens: [total], kLens: [total], seed: c.seed + 2 });
-    const { k: kp, v: vp, pools } = await pagedCase(rc, pageSize, kvLayout, device);
-    const q = await packed(rc, device);
+    const { total, rc, kp, vp, pools, q, chunks } = await pagedChunkedPrompt(c, pageSize, kvLayout, device, c.seed + 2);
     const empty = { kvLens: [0], pageTable: pools.pageTable, kvLayout };
     const [written] = await summarizeKeysVarlen(kp, empty, opts, { maxKeys: total });
     const [appended] = await summarizeKeysVarlen(kp, empty, opts, { maxKeys: total });
-    for (let start = 0; start < total; start += chunk) {
-      const end = Math.min(total, start + chunk);
-      const qc = await upload(slice(rc.q.raw, rc.hq, rc.totalQ, rc.d, start, end - start), rc.hq, end - start, rc.d, rc.dtype, 'bhnd', device);
-      const batch: PagedBatch = { cuSeqlensQ: [0, end - start], kvLens: [end], pageTable: pools.pageTable, kvLayout };
+    for await (const { qc, batch, end } of chunks()) {
       const outs: Tensor[] = [];
       const call = async (run: object): Promise<MaskList> => {
         if (!attend) return estimateVarlen(qc, kp, batch, opts, run);
