@@ -348,7 +348,9 @@ export async function runChunked(cfg: BenchConfig, ctx: BatchRunContext, c: Chun
     // the chunk's new full blocks to the same summaries (allocated once, for
     // the whole prompt; truncated to nothing when a pass starts over).
     ctx.progress.next(`${label}: the chunks again, estimation over key summaries + the append after each chunk (${timing.warmup} warm-up + ${timing.iters} timed)`);
-    const ks = own.add((await summarizeKeysVarlen(kp, { kvLens: [0], pageTable, maxPagesPerSeq: numPages }, opts, { maxKeys: T }))[0]);
+    // Summaries with room for the whole prompt, none valid yet.
+    const newSummaries = async () => own.add((await summarizeKeysVarlen(kp, { kvLens: [0], pageTable, maxPagesPerSeq: numPages }, opts, { maxKeys: T }))[0]);
+    const ks = await newSummaries();
     const outKs = chunks.map((x) => mk(hq, x.len));
     const estWith = chunks.map(() => [] as number[]);
     const sumMs = chunks.map(() => [] as number[]);
@@ -371,7 +373,7 @@ export async function runChunked(cfg: BenchConfig, ctx: BatchRunContext, c: Chun
     // pools back into its summaries (run.appendKeySummaries): no separate
     // append; the copy is part of the estimation's time.
     ctx.progress.next(`${label}: the chunks again, estimation over key summaries writing its new full blocks back (${timing.warmup} warm-up + ${timing.iters} timed)`);
-    const kw = own.add((await summarizeKeysVarlen(kp, { kvLens: [0], pageTable, maxPagesPerSeq: numPages }, opts, { maxKeys: T }))[0]);
+    const kw = await newSummaries();
     const outKw = chunks.map((x) => mk(hq, x.len));
     const estBack = chunks.map(() => [] as number[]);
     let sameDensityBack = true;
