@@ -11,6 +11,7 @@ import { checkHeadDim, integerIn, resolveEstimateOptions, toNativeEstimateParams
 import { nativeSpec, resolveKeyBatch, type KeyBatch, type SequenceTable } from './paged';
 import { checkStream, checkTensor, isNativeTensor, type Tensor } from './tensor';
 import type { DType, Method, ResolvedEstimateOptions, RopeLayout } from './types';
+import { whileGpuWorks } from './wait-policy';
 
 /** What a set of summaries was made for: the keys' geometry and the options the pooling depends on. */
 export interface KeySummariesShape {
@@ -327,7 +328,7 @@ export async function summarizeKeys(k: Tensor, opts?: PrefillOptions, run?: Summ
   s.setBlocks(Math.min(s.blocks, from));
   try {
     const job = { rows: s.parts.rows, energies: s.parts.energies, from, to: full };
-    const ms = await native().summarizeKeys(k.live(), toNativeEstimateParams(o), [job], null, stream);
+    const ms = await whileGpuWorks(k.native.device, native().summarizeKeys(k.live(), toNativeEstimateParams(o), [job], null, stream));
     s.setBlocks(full);
     s.timesMs = [ms];
     return s;
@@ -389,7 +390,7 @@ export async function summarizeKeysVarlen(k: Tensor, batch: KeyBatch, opts?: Pre
       jobs.push({ rows: s.parts.rows, energies: s.parts.energies, from: s.blocks, to: full[i] });
     }
     k.live();
-    const ms = await native().summarizeKeys(k.native, toNativeEstimateParams(o), jobs, nativeSpec(t), stream);
+    const ms = await whileGpuWorks(k.native.device, native().summarizeKeys(k.native, toNativeEstimateParams(o), jobs, nativeSpec(t), stream));
     out.forEach((s, i) => {
       s.setBlocks(full[i]);
       s.timesMs = [ms];

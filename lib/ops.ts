@@ -17,6 +17,7 @@ import {
 import { keySummariesArg, type KeySummaries } from './key-summaries';
 import { checkQkvShapes, checkStream, checkTensor, isNativeTensor, isTensor, Tensor } from './tensor';
 import type { AttentionOptions, EstimateOptions } from './types';
+import { whileGpuWorks } from './wait-policy';
 
 export { BlockMask };
 
@@ -145,7 +146,7 @@ export async function timeEstimate(
   const shape = maskShape(q, k, o.block);
   const sel = allocateSelection(shape, deviceIndex(q), denseMask);
   try {
-    const r = await native().estimate(q.live(), k.live(), toNativeEstimateParams(o), sel, t, stream, keys);
+    const r = await whileGpuWorks(deviceIndex(q), native().estimate(q.live(), k.live(), toNativeEstimateParams(o), sel, t, stream, keys));
     commit();
     const mask = new BlockMask(shape, q.device, r.selected, { ...sel, indices: r.indices });
     mask.timesMs = r.timesMs;
@@ -285,7 +286,10 @@ export async function timeAttention(
   const lse = returnLse ? newLse(q) : undefined;
   try {
     const params = { block: mask ? mask.block : DENSE_BLOCK, softmaxScale, ...(lse ? { lse: lse.live() } : {}) };
-    const timesMs = await native().attention(q.live(), k.live(), v.live(), output.live(), mask ? mask.list() : null, params, t, stream);
+    const timesMs = await whileGpuWorks(
+      deviceIndex(q),
+      native().attention(q.live(), k.live(), v.live(), output.live(), mask ? mask.list() : null, params, t, stream),
+    );
     output.timesMs = timesMs;
     return { output, lse, timesMs };
   } catch (e) {
@@ -404,16 +408,9 @@ export async function prefill(q: Tensor, k: Tensor, v: Tensor, opts?: PrefillOpt
   try {
     sel = returnMask ? allocateSelection(shape, deviceIndex(q), denseMask) : null;
     const params = { block: eo.block, softmaxScale, ...(lse ? { lse: lse.live() } : {}) };
-    const res = await native().prefill(
-      q.live(),
-      k.live(),
-      v.live(),
-      output.live(),
-      toNativeEstimateParams(eo),
-      params,
-      sel,
-      stream,
-      keys,
+    const res = await whileGpuWorks(
+      deviceIndex(q),
+      native().prefill(q.live(), k.live(), v.live(), output.live(), toNativeEstimateParams(eo), params, sel, stream, keys),
     );
     commit();
     const mask = sel && res.indices ? new BlockMask(shape, q.device, res.selected, { ...sel, indices: res.indices }) : null;

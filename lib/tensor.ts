@@ -5,6 +5,7 @@ import { constants as bufferConstants } from 'buffer';
 import { fromBFloat16, fromFloat16 } from './dtype';
 import { cudaDevices, native, NativeDType, NativeTensor } from './native';
 import type { DType, DeviceSpec, Layout } from './types';
+import { whileGpuWorks } from './wait-policy';
 
 export type Shape4 = readonly [number, number, number, number];
 export type TensorData = Float32Array | Uint16Array;
@@ -288,7 +289,7 @@ export class Tensor {
         `the tensor has ${this.length} elements, more than one typed array holds (${MAX_ARRAY_LENGTH}): read it in parts with read(offset, length)`,
       );
     }
-    return this.wrap(await this.live().toHost());
+    return this.wrap(await whileGpuWorks(this.native.device, this.live().toHost()));
   }
 
   private wrap(buffer: ArrayBuffer): TensorData {
@@ -307,7 +308,7 @@ export class Tensor {
     if (offset + length > n) {
       throw new RangeError(`elements [${offset}, ${offset + length}) run past the tensor's ${n}`);
     }
-    return this.wrap(await this.live().toHost(offset, length));
+    return this.wrap(await whileGpuWorks(this.native.device, this.live().toHost(offset, length)));
   }
 
   /**
@@ -323,7 +324,7 @@ export class Tensor {
     if (offset + data.length > n) {
       throw new RangeError(`${data.length} elements at offset ${offset} run past the tensor's ${n}`);
     }
-    await this.live().upload(data, offset);
+    await whileGpuWorks(this.native.device, this.live().upload(data, offset));
   }
 
   /** Copy of the data as float32, in this tensor's layout. */
@@ -365,7 +366,7 @@ export class Tensor {
     }
     if (src.layout !== this.layout) throw new RangeError(`layouts differ: this is ${this.layout}, src is ${src.layout}`);
     const stream = checkStream(opts?.stream, this.device, 'stream');
-    await native().copy(this.live(), src.live(), stream);
+    await whileGpuWorks(this.native.device, native().copy(this.live(), src.live(), stream));
   }
 
   /** Frees the memory now (idempotent); ops already running keep it until they finish. */
@@ -381,7 +382,7 @@ export async function tensor(data: TensorData, opts: TensorOptions): Promise<Ten
   const Native = native().Tensor;
   const handle = new Native(r.device, DTYPE_CODES[r.dtype], [...r.shape], LAYOUTS.indexOf(r.layout));
   try {
-    await handle.upload(checked);
+    await whileGpuWorks(handle.device, handle.upload(checked));
   } catch (e) {
     handle.dispose();
     throw e;

@@ -26,6 +26,7 @@ import { keySummariesListArg, type KeySummaries } from './key-summaries';
 import { resolveAttentionOptions, resolveEstimateOptions, toNativeEstimateParams } from './options';
 import { nativeSpec, resolveBatch, type SequenceTable, type VarlenBatch } from './paged';
 import { checkStream, type Tensor } from './tensor';
+import { whileGpuWorks } from './wait-policy';
 import type { AttentionOptions, EstimateOptions } from './types';
 
 export type { IntList, KeyBatch, KvLayout, PagedBatch, RaggedBatch, SequenceTable, VarlenBatch } from './paged';
@@ -118,7 +119,7 @@ export async function estimateVarlen(q: Tensor, k: Tensor, batch: VarlenBatch, o
   const { keys, commit } = keySummariesListArg(r.keySummaries, k, t, o, r.appendKeySummaries);
   const sels = allocateSelections(q, t, o.block, optionalBoolean(r.denseMask, 'run.denseMask'));
   try {
-    const res = await native().varlen(q.live(), k.live(), null, null, nativeSpec(t), toNativeEstimateParams(o), null, sels, null, stream, keys);
+    const res = await whileGpuWorks(q.native.device, native().varlen(q.live(), k.live(), null, null, nativeSpec(t), toNativeEstimateParams(o), null, sels, null, stream, keys));
     commit();
     const masks = masksOf(q, t, o.block, sels, res);
     const ms = [res.estimateMs];
@@ -206,7 +207,7 @@ export async function attentionVarlen(
   const lse = returnLse ? newLse(q) : undefined;
   try {
     const params = { block, softmaxScale, ...(lse ? { lse: lse.live() } : {}) };
-    const res = await native().varlen(q.live(), k.live(), v.live(), output.live(), nativeSpec(t), null, params, null, lists, stream);
+    const res = await whileGpuWorks(q.native.device, native().varlen(q.live(), k.live(), v.live(), output.live(), nativeSpec(t), null, params, null, lists, stream));
     output.timesMs = [res.attentionMs];
     return lse ? { output, lse } : output;
   } catch (e) {
@@ -264,7 +265,7 @@ export async function prefillVarlen(
   try {
     sels = returnMask ? allocateSelections(q, t, eo.block, denseMask) : null;
     const params = { block: eo.block, softmaxScale, ...(lse ? { lse: lse.live() } : {}) };
-    const res = await native().varlen(q.live(), k.live(), v.live(), output.live(), nativeSpec(t), toNativeEstimateParams(eo), params, sels, null, stream, keys);
+    const res = await whileGpuWorks(q.native.device, native().varlen(q.live(), k.live(), v.live(), output.live(), nativeSpec(t), toNativeEstimateParams(eo), params, sels, null, stream, keys));
     commit();
     const masks = sels ? masksOf(q, t, eo.block, sels, res) : null;
     const stats = { density: batchDensity(q, t, eo.block, res.selected), estimateMs: res.estimateMs, attentionMs: res.attentionMs };
