@@ -113,14 +113,17 @@ __device__ __forceinline__ void score_tiles(const float* kb, int pk, int poff, i
   const int kc = t >> 3, kd4 = t & 7;
   const float* ksrc = kb + (int64_t)kc * pk + poff + kd4 * 4;
   float* kdst = ks + kc * kKC + ((kd4 ^ (kc & 7)) * 4);
+  // A kv head's packed keys number nk * pk < 2^26 (nk <= 2^18): 32-bit offsets.
+  const int row32 = 32 * pk;
   auto issue = [&](int tc, int kcn, int buf) {
     const int c0 = tc * kTC, k0 = kcn * kKC;
     if (k0 + kd4 * 4 < P) {
+      const float* src = ksrc + (c0 * pk + k0);
+      float* dst = kdst + buf * kTileFloats;
+      const int left = vmax - c0 - kc;  // this thread's keys of the tile below vmax: 32 i < left
 #pragma unroll
       for (int i = 0; i < kTC / 32; ++i) {
-        if (c0 + kc + 32 * i < vmax)
-          __pipeline_memcpy_async(kdst + buf * kTileFloats + 32 * i * kKC,
-                                  ksrc + (int64_t)(c0 + 32 * i) * pk + k0, 16);
+        if (32 * i < left) __pipeline_memcpy_async(dst + 32 * i * kKC, src + i * row32, 16);
       }
     }
     __pipeline_commit();
@@ -163,7 +166,12 @@ __device__ __forceinline__ void score_tiles(const float* kb, int pk, int poff, i
       const int nks = min(kKC, P - k0) / 8;
       const float* kt = ks + buf * kTileFloats + (wn * S::KW + g) * kKC + tq;
       const float4* qk = qf + ((k0 / 8) * MT + wm * S::MW) * 64 + lane;
-      for (int st = 0; st < nks; ++st) {
+      // One m-tile (the row kernel): unrolled, so the swizzled offsets below
+      // are constants XOR g; more m-tiles need the registers more.
+      constexpr int kUnroll = MT == 1 ? kKC / 8 : 1;
+#pragma unroll kUnroll
+      for (int st = 0; st < kKC / 8; ++st) {
+        if (st >= nks) break;  // warp-uniform
         float4 ahi[S::MW], alo[S::MW];
 #pragma unroll
         for (int mw = 0; mw < S::MW; ++mw) {
