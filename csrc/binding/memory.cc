@@ -36,6 +36,7 @@ WorkspaceLease& WorkspaceLease::operator=(WorkspaceLease&& o) noexcept {
     bytes_ = o.bytes_;
     ready_ = o.ready_;
     stream_ = o.stream_;
+    done_ = o.done_;
     o.pool_ = nullptr;
     o.data_ = nullptr;
   }
@@ -43,7 +44,7 @@ WorkspaceLease& WorkspaceLease::operator=(WorkspaceLease&& o) noexcept {
 }
 
 void WorkspaceLease::reset() noexcept {
-  if (pool_ != nullptr) pool_->give_back({data_, bytes_, ready_}, stream_);
+  if (pool_ != nullptr) pool_->give_back({data_, bytes_, ready_, true}, stream_, done_);
   pool_ = nullptr;
   data_ = nullptr;
 }
@@ -58,7 +59,7 @@ WorkspaceLease WorkspacePool::acquire(size_t bytes, cudaStream_t stream) {
   WorkspaceLease lease;
   if (bytes == 0) return lease;
   const size_t want = size_class(bytes);
-  Block b{nullptr, 0, nullptr};
+  Block b{nullptr, 0, nullptr, false};
   {
     std::lock_guard<std::mutex> lock(mutex_);
     auto best = idle_.end();
@@ -70,7 +71,7 @@ WorkspaceLease WorkspacePool::acquire(size_t bytes, cudaStream_t stream) {
       lent_ += b.bytes;
     }
   }
-  if (b.data != nullptr) {
+  if (b.data != nullptr && b.pending) {
     // The previous user's work comes first (a no-op once it has completed).
     cudaError_t e = cudaStreamWaitEvent(stream, b.ready, 0);
     if (e != cudaSuccess) {
@@ -79,7 +80,7 @@ WorkspaceLease WorkspacePool::acquire(size_t bytes, cudaStream_t stream) {
       idle_.push_back(b);  // unused: its event still marks its last use
       check_cuda(e, "cudaStreamWaitEvent (workspace)");
     }
-  } else {
+  } else if (b.data == nullptr) {
     b = allocate(want, stream);
   }
   lease.pool_ = this;
@@ -91,7 +92,7 @@ WorkspaceLease WorkspacePool::acquire(size_t bytes, cudaStream_t stream) {
 }
 
 WorkspacePool::Block WorkspacePool::allocate(size_t bytes, cudaStream_t stream) {
-  Block b{nullptr, bytes, nullptr};
+  Block b{nullptr, bytes, nullptr, false};  // in this stream's order: nothing to wait for
   check_cuda(cudaEventCreateWithFlags(&b.ready, cudaEventDisableTiming),
              "cudaEventCreateWithFlags (workspace)");
   cudaError_t e = counted_malloc_async(device_, &b.data, bytes, stream);
@@ -115,11 +116,13 @@ WorkspacePool::Block WorkspacePool::allocate(size_t bytes, cudaStream_t stream) 
   return b;
 }
 
-void WorkspacePool::give_back(const Block& b, cudaStream_t stream) noexcept {
-  if (cudaEventRecord(b.ready, stream) != cudaSuccess) {
+void WorkspacePool::give_back(Block b, cudaStream_t stream, bool done) noexcept {
+  b.pending = !done;
+  if (b.pending && cudaEventRecord(b.ready, stream) != cudaSuccess) {
     // Without the event, wait here so the next user cannot overtake this one.
     cudaStreamSynchronize(stream);
     cudaGetLastError();
+    b.pending = false;
   }
   std::lock_guard<std::mutex> lock(mutex_);
   lent_ -= b.bytes;
@@ -137,7 +140,7 @@ size_t WorkspacePool::release_idle(cudaStream_t stream) {
   cudaError_t first = cudaSuccess;
   for (const Block& b : blocks) {
     // Freed in stream order after the buffer's last use.
-    cudaError_t e = cudaStreamWaitEvent(stream, b.ready, 0);
+    cudaError_t e = b.pending ? cudaStreamWaitEvent(stream, b.ready, 0) : cudaSuccess;
     if (e == cudaSuccess) e = cudaFreeAsync(b.data, stream);
     cudaEventDestroy(b.ready);
     if (e == cudaSuccess)

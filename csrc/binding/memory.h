@@ -28,7 +28,9 @@ cudaError_t counted_malloc_async(int device, void** p, size_t bytes, cudaStream_
 class WorkspacePool;
 
 // A buffer lent by a WorkspacePool; goes back to the pool when destroyed.
-// Work enqueued on its stream before then is ordered before the next use.
+// Work enqueued on its stream before then is ordered before the next use,
+// unless mark_done() said that work has already completed (then giving it
+// back and the next use make no CUDA call).
 class WorkspaceLease {
  public:
   WorkspaceLease() = default;
@@ -38,6 +40,8 @@ class WorkspaceLease {
   WorkspaceLease(const WorkspaceLease&) = delete;
   WorkspaceLease& operator=(const WorkspaceLease&) = delete;
   void* get() const { return data_; }
+  // Everything that used the buffer has completed (its stream was waited for).
+  void mark_done() { done_ = true; }
   void reset() noexcept;
 
  private:
@@ -47,6 +51,7 @@ class WorkspaceLease {
   size_t bytes_ = 0;
   cudaEvent_t ready_ = nullptr;
   cudaStream_t stream_ = nullptr;
+  bool done_ = false;
 };
 
 // Workspace buffers of one device, kept for reuse so that a steady stream of
@@ -54,7 +59,8 @@ class WorkspaceLease {
 // enough, else a new one (sizes rounded up to powers of two, so the buffers
 // cached for smaller sizes never add up to more than the largest). Each buffer
 // carries an event recorded where it was last used; the next user's stream
-// waits on it, which makes reuse safe across streams without host waits.
+// waits on it, which makes reuse safe across streams without host waits. A
+// buffer whose last use is known to have completed skips both.
 class WorkspacePool {
  public:
   explicit WorkspacePool(int device) : device_(device) {}
@@ -78,9 +84,11 @@ class WorkspacePool {
     void* data;
     size_t bytes;
     cudaEvent_t ready;
+    bool pending;  // `ready` marks a last use that may still be running
   };
   Block allocate(size_t bytes, cudaStream_t stream);
-  void give_back(const Block& b, cudaStream_t stream) noexcept;
+  // done: the buffer's users have completed (no event to record).
+  void give_back(Block b, cudaStream_t stream, bool done) noexcept;
 
   int device_;
   mutable std::mutex mutex_;

@@ -43,6 +43,7 @@ std::vector<double> time_on_gpu(int device, const Timing& timing, size_t workspa
       check_cuda(cudaEventRecord(marks.back().second.get(), stream), "cudaEventRecord");
     }
     wait_for_stream(stream, name);
+    workspace.mark_done();
     std::vector<double> ms;
     for (auto& m : marks) {
       float elapsed = 0;

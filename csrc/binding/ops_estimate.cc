@@ -93,6 +93,7 @@ class EstimateWorker : public DeviceWorker {
                                         static_cast<int32_t*>(indices_->data()), stream),
           "estimate (gather)");
       wait_for_stream(stream, "estimate");
+      scratch.mark_done();
     } catch (...) {
       drain_stream_quietly(stream);
       throw;

@@ -184,6 +184,7 @@ class PrefillWorker : public DeviceWorker {
         wait_for_stream(stream_, "prefill");
       }
     });
+    scratch_->mark_done();  // every use of it was waited for above
   }
 
   cudaStream_t stream_ = nullptr;

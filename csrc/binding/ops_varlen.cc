@@ -321,6 +321,7 @@ class VarlenWorker : public DeviceWorker {
       }
       wait_for_stream(stream_, "varlen");
     });
+    scratch_->mark_done();  // every use of it was waited for above
   }
 
   cudaStream_t stream_ = nullptr;
