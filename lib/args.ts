@@ -50,6 +50,15 @@ export function readField(obj: object, key: string, name: string): unknown {
   }
 }
 
+/** readField(obj, key, `${prefix}.${key}`), the name built only for the error (a hot path). */
+export function readMember(obj: object, key: string, prefix: string): unknown {
+  try {
+    return (obj as Record<string, unknown>)[key];
+  } catch (e) {
+    throw new TypeError(`${prefix}.${key} could not be read: ${reason(e)}`, { cause: e });
+  }
+}
+
 /** Own enumerable string keys of `obj`, or a TypeError naming `name` when a Proxy trap throws. */
 export function ownKeys(obj: object, name: string): string[] {
   try {

@@ -8,8 +8,8 @@ import {
   attentionOptionFields,
   checkHeadDim,
   checkOptionFields,
-  estimateOptionFields,
   integerIn,
+  prefillOptionFields,
   resolveAttentionOptions,
   resolveEstimateOptions,
   toNativeEstimateParams,
@@ -336,7 +336,7 @@ export async function attention(
 }
 
 export function splitPrefillOptions(opts: PrefillOptions | undefined): [EstimateOptions, AttentionOptions] {
-  const o = checkOptionFields(opts, [...estimateOptionFields, ...attentionOptionFields], 'prefill option');
+  const o = checkOptionFields(opts, prefillOptionFields, 'prefill option');
   const est: Record<string, unknown> = {};
   const att: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(o)) {

@@ -1,7 +1,7 @@
 // Defaults and validation of the estimation and attention options. Errors
 // name the offending field: TypeError for an unknown field or a wrong type,
 // RangeError for a value outside its allowed range.
-import { isArray, ownKeys, readField, show, typeName } from './args';
+import { isArray, ownKeys, readMember, show, typeName } from './args';
 import type {
   AttentionOptions,
   EstimateOptions,
@@ -52,7 +52,7 @@ export function checkOptionFields(
     }
   }
   const fields: Record<string, unknown> = {};
-  for (const key of allowed) fields[key] = readField(opts, key, `${name}.${key}`);
+  for (const key of allowed) fields[key] = readMember(opts, key, name);
   return fields;
 }
 
@@ -173,6 +173,8 @@ export function resolveAttentionOptions(opts: AttentionOptions | undefined): { s
 /** Names of the estimation and attention fields (used to split prefill options). */
 export const estimateOptionFields: readonly string[] = ESTIMATE_FIELDS;
 export const attentionOptionFields: readonly string[] = ATTENTION_FIELDS;
+/** Both, the fields a prefill call's options may hold. */
+export const prefillOptionFields: readonly string[] = [...ESTIMATE_FIELDS, ...ATTENTION_FIELDS];
 
 /** The object the addon's estimate() reads (enums as the native codes). */
 export function toNativeEstimateParams(o: ResolvedEstimateOptions): Record<string, number | boolean> {

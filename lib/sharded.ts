@@ -10,7 +10,7 @@
 // tensors already sharded (what a tensor-parallel server holds: each rank its
 // own heads).
 import { isArray, typeName } from './args';
-import { attentionOptionFields, checkOptionFields, estimateOptionFields, resolveAttentionOptions, resolveEstimateOptions } from './options';
+import { attentionOptionFields, checkOptionFields, prefillOptionFields, resolveAttentionOptions, resolveEstimateOptions } from './options';
 import { prefill, type BlockMask, type PrefillOptions, type PrefillStats } from './ops';
 import { checkQkvShapes, checkTensor, type Tensor, type TensorData } from './tensor';
 import type { DeviceSpec } from './types';
@@ -210,7 +210,7 @@ export async function prefillSharded(
   const returnMask = r.returnMask === undefined ? true : checkBoolean(r.returnMask, 'run.returnMask');
   const denseMask = r.denseMask === undefined ? false : checkBoolean(r.denseMask, 'run.denseMask');
   // Options read once, checked before any work, and handed to every device as plain values.
-  const fields = checkOptionFields(opts, [...estimateOptionFields, ...attentionOptionFields], 'prefill option');
+  const fields = checkOptionFields(opts, prefillOptionFields, 'prefill option');
   const prefillOpts: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(fields)) if (value !== undefined) prefillOpts[key] = value;
 
