@@ -47,6 +47,7 @@ void WorkspaceLease::reset() noexcept {
   if (pool_ != nullptr) pool_->give_back({data_, bytes_, ready_, true}, stream_, done_);
   pool_ = nullptr;
   data_ = nullptr;
+  done_ = false;
 }
 
 size_t WorkspacePool::size_class(size_t bytes) {
