@@ -41,12 +41,17 @@ function reason(e: unknown): string {
   return show(e);
 }
 
+/** The TypeError of a value `name` whose getter or Proxy trap threw `e`. */
+function unreadable(name: string, e: unknown): TypeError {
+  return new TypeError(`${name} could not be read: ${reason(e)}`, { cause: e });
+}
+
 /** obj[key], turning an exception of a getter or Proxy into a TypeError naming `name`. */
 export function readField(obj: object, key: string, name: string): unknown {
   try {
     return (obj as Record<string, unknown>)[key];
   } catch (e) {
-    throw new TypeError(`${name} could not be read: ${reason(e)}`, { cause: e });
+    throw unreadable(name, e);
   }
 }
 
@@ -55,7 +60,7 @@ export function readMember(obj: object, key: string, prefix: string): unknown {
   try {
     return (obj as Record<string, unknown>)[key];
   } catch (e) {
-    throw new TypeError(`${prefix}.${key} could not be read: ${reason(e)}`, { cause: e });
+    throw unreadable(`${prefix}.${key}`, e);
   }
 }
 
@@ -64,7 +69,7 @@ export function ownKeys(obj: object, name: string): string[] {
   try {
     return Object.keys(obj);
   } catch (e) {
-    throw new TypeError(`${name} could not be read: ${reason(e)}`, { cause: e });
+    throw unreadable(name, e);
   }
 }
 
