@@ -260,19 +260,24 @@ struct GpuOut {
 };
 
 // Selection kernels (est_internal::set_select_path).
-constexpr int kAutoPath = 0, kRowPath = 1, kTiledPath = 2;
+// kTiledPath recomputes its logits in every sweep, kStoredPath reads them from
+// the logit store (the automatic choice for long rows).
+constexpr int kAutoPath = 0, kRowPath = 1, kTiledPath = 2, kStoredPath = 3;
 
 // The workspace depends on the selection kernel (the tiled one keeps per-row
-// scratch there); the checks switch kernels after allocating, so size for the
-// tiled kernel, the larger of the two.
+// scratch there, the stored path also its logits); the checks switch kernels
+// after allocating, so size for the stored path, the largest.
 size_t tiled_workspace_bytes(const QkvView& q, const QkvView& k, const EstimateParams& p) {
-  cuda::est_internal::set_select_path(kTiledPath);
+  cuda::est_internal::set_select_path(kStoredPath);
   const size_t bytes = cuda::estimate_workspace_bytes(q, k, p);
   cuda::est_internal::set_select_path(kAutoPath);
   return bytes;
 }
 const char* path_name(int path) {
-  return path == kRowPath ? "row" : path == kTiledPath ? "tiled" : "auto";
+  return path == kRowPath      ? "row"
+         : path == kTiledPath  ? "tiled"
+         : path == kStoredPath ? "stored"
+                               : "auto";
 }
 
 GpuOut run_gpu(const Case& c, const HostTensor& Q, const HostTensor& K, void* ws, size_t wsb,
@@ -347,8 +352,8 @@ bool run_case(const Case& c) {
   const Ref R = reference(c, Q, K);
   bool all = true;
   GpuOut first;
-  for (int path : {kRowPath, kTiledPath}) {
-    if (path == kTiledPath && nk < 2) continue;  // the tiled kernel needs two key blocks
+  for (int path : {kRowPath, kTiledPath, kStoredPath}) {
+    if (path != kRowPath && nk < 2) continue;  // the tiled kernel needs two key blocks
     cuda::est_internal::set_select_path(path);
     GpuOut g1 = run_gpu(c, Q, K, ws, wsb, dm, dc, di, dt);
     GpuOut g2 = run_gpu(c, Q, K, ws, wsb, dm, dc, di, dt);
@@ -392,7 +397,7 @@ bool run_case(const Case& c) {
       const double e = std::fabs(g1.temps[x] - r) / std::max(std::fabs(r), 1e-6);
       if (!(e <= tmax)) tmax = std::isnan(e) ? 1e9 : std::max(tmax, e);
     }
-    const bool second = path == kTiledPath && !first.mask.empty();
+    const bool second = path != kRowPath && !first.mask.empty();
     const bool equal = !second || g1 == first;
     const bool pass = determ && equal && inv_bad == 0 && sep_bad == 0 && tmax <= 1e-4 &&
                       (sep_rows * 10 >= rows || unsep_diff == 0);
@@ -614,6 +619,8 @@ struct Stress {
   long long Nq, Nk;
   int Hq, Hkv, d, block, gen;
   int flags = 0, cap = -1, mtiles = 0;
+  long long budget = -1;  // logit store budget (bytes; -1 default)
+  int logits_mt = 0;      // logits kernel rows per CTA / 16 (0 automatic)
   EstimateParams p;
 };
 
@@ -630,18 +637,26 @@ bool run_stress(const Stress& s) {
   DevInputs in(s.Nq, s.Nk, s.Hq, s.Hkv, s.d, s.gen);
   DevOut row(in, s.p), tiled(in, s.p);
   row.run(in, s.p, kRowPath);
-  cuda::est_internal::set_tiled_stress(s.flags, s.cap, s.mtiles);
-  tiled.run(in, s.p, kTiledPath);
-  cuda::est_internal::set_tiled_stress(0, -1, 0);
-  const unsigned long long bad = row.diff(tiled);
   const BlockGrid grid(s.Nq, s.Nk, s.block);
-  std::printf(
-      "%-4s tiled == row  %-22s Hq%-2d Hkv%d Nq%-7lld Nk%-7lld d%-3d blk%-3d nk%-5lld stress %d "
-      "cap %-4d mt %d "
-      "density %.3f diffs %llu\n",
-      bad == 0 ? "PASS" : "FAIL", s.name.c_str(), s.Hq, s.Hkv, s.Nq, s.Nk, s.d, s.block,
-      (long long)grid.nk, s.flags, s.cap, s.mtiles, row.density(grid.nq), bad);
-  return bad == 0;
+  const double density = row.density(grid.nq);
+  bool ok = true;
+  for (int path : {kTiledPath, kStoredPath}) {
+    cuda::est_internal::set_tiled_stress(s.flags, s.cap, s.mtiles);
+    cuda::est_internal::set_store_budget(s.budget);
+    cuda::est_internal::set_logits_mt(s.logits_mt);
+    tiled.run(in, s.p, path);
+    cuda::est_internal::set_tiled_stress(0, -1, 0);
+    cuda::est_internal::set_store_budget(-1);
+    cuda::est_internal::set_logits_mt(0);
+    const unsigned long long bad = row.diff(tiled);
+    std::printf(
+        "%-4s %-6s == row %-22s Hq%-2d Hkv%d Nq%-7lld Nk%-7lld d%-3d blk%-3d nk%-5lld stress %d "
+        "cap %-4d mt %d budget %lld logits mt %d density %.3f diffs %llu\n",
+        bad == 0 ? "PASS" : "FAIL", path_name(path), s.name.c_str(), s.Hq, s.Hkv, s.Nq, s.Nk, s.d,
+        s.block, (long long)grid.nk, s.flags, s.cap, s.mtiles, s.budget, s.logits_mt, density, bad);
+    ok = ok && bad == 0;
+  }
+  return ok;
 }
 
 // Stress shapes: `scale` = 1 mid-size (rows up to 1500 key blocks), smaller
@@ -709,6 +724,16 @@ std::vector<Stress> stress_suite(bool small) {
   });
   add("rope-mt2", N, N, H, Hk, 128, kRope, stress(0, -1, 2));
   add("rope-mt1-no-probe", N, N, H, Hk, 128, kRope, stress(1, -1, 1));
+  // The stored path in chunks of one (b, kv head) pair (a budget of 1 byte):
+  // two chunks.
+  add("rope-chunked", N / 2, N / 2, H, Hk, 128, kRope, [](Stress& s) { s.budget = 1; });
+  add("rope-chunked-chunk", N / 2, N * 2 / 3 + 5, H, Hk, 64, kRope, [&](Stress& s) {
+    s.budget = 1;
+    stress(2, -1, 1)(s);
+  });
+  // The logits kernel with 16 and 32 rows per CTA (GPUs with less shared memory).
+  add("rope-logits-mt1", N, N + 100, H, Hk, 128, kRope, [](Stress& s) { s.logits_mt = 1; });
+  add("rope-logits-mt2-d256", N / 2, N / 2, H, Hk, 256, kRope, [](Stress& s) { s.logits_mt = 2; });
   return v;
 }
 
@@ -737,7 +762,7 @@ double median_ms(const std::function<void()>& launch, int iters) {
 // B=1, 32 q / 8 kv heads, d 128, bf16, block 128, Prism defaults. Times the
 // stages (pooling, temperatures, selection) with each path in `paths`
 // (mtiles: the tiled kernel's rows per CTA / 16, 0 = automatic); with
-// `compare`, also checks the tiled kernel against the row kernel bit for bit.
+// `compare`, also checks both tiled paths against the row kernel bit for bit.
 struct Timed {
   int path, mtiles;
 };
@@ -780,13 +805,16 @@ bool long_context(long long N, int gen, int iters, const std::vector<Timed>& pat
   if (!compare) return true;
   DevOut other(in, p);
   out.run(in, p, kRowPath);
-  other.run(in, p, kTiledPath);
-  const unsigned long long bad = out.diff(other);
-  std::printf(
-      "%-4s tiled == row at N=%lld (%lld x %lld blocks, 32 heads): %llu differing entries\n",
-      bad == 0 ? "PASS" : "FAIL", N, nq, nq, bad);
-  std::fflush(stdout);
-  return bad == 0;
+  bool ok = true;
+  for (int path : {kTiledPath, kStoredPath}) {
+    other.run(in, p, path);
+    const unsigned long long bad = out.diff(other);
+    std::printf("%-4s %s == row at N=%lld (%lld x %lld blocks, 32 heads): %llu differing entries\n",
+                bad == 0 ? "PASS" : "FAIL", path_name(path), N, nq, nq, bad);
+    std::fflush(stdout);
+    ok = ok && bad == 0;
+  }
+  return ok;
 }
 
 Case mk(const std::string& name, int B, int Hq, int Hkv, int Nq, int Nk, int d, DType dt,
@@ -821,10 +849,19 @@ int main(int argc, char** argv) {
   const char* title =
       "\nestimate timing, B=1 Hq=32 Hkv=8 d=128 bf16 block=128, Prism defaults (top-p 0.95), "
       "median ms;\n"
-      "auto picks the row kernel up to 1024 key blocks (128K here), the tiled kernel beyond\n";
+      "auto picks the row kernel up to 1024 key blocks (128K here), the tiled kernel on stored "
+      "logits beyond;\n"
+      "tiled: the tiled kernel recomputing its logits in every sweep\n";
   if (only_n > 0) {
     std::printf("%s%s", title, table);
+    unsigned long long tiles[4];
+    cuda::est_internal::tiled_sweep_counts(tiles);  // from zero
     long_context(only_n, kRope, 3, {{kAutoPath, 0}}, false);
+    cuda::est_internal::tiled_sweep_counts(tiles);
+    if (tiles[0] > 0)
+      std::printf("tiled kernel, tiles swept per full pass: probe %.3f, z %.3f, keys %.3f\n",
+                  (double)tiles[1] / tiles[0], (double)tiles[2] / tiles[0],
+                  (double)tiles[3] / tiles[0]);
     return 0;
   }
   int fails = 0, total = 0;
@@ -838,10 +875,13 @@ int main(int argc, char** argv) {
     std::printf("\ntiled kernel against the row kernel, mid-size shapes\n");
     for (const Stress& s : stress_suite(false)) tally(run_stress(s));
     std::printf("%s%s", title, table);
-    tally(long_context(131072, kRope, 25, {{kAutoPath, 0}, {kTiledPath, 0}}, true));
+    tally(
+        long_context(131072, kRope, 25, {{kAutoPath, 0}, {kStoredPath, 0}, {kTiledPath, 0}}, true));
     tally(long_context(262144, kRope, 15, {{kAutoPath, 0}, {kRowPath, 0}, {kTiledPath, 2}}, true));
-    tally(long_context(524288, kRope, 10, {{kAutoPath, 0}, {kTiledPath, 2}}, true));
-    tally(long_context(1048576, kRope, 5, {{kAutoPath, 0}, {kTiledPath, 2}}, true));
+    tally(
+        long_context(524288, kRope, 10, {{kAutoPath, 0}, {kStoredPath, 4}, {kTiledPath, 2}}, true));
+    tally(
+        long_context(1048576, kRope, 5, {{kAutoPath, 0}, {kStoredPath, 4}, {kTiledPath, 2}}, true));
     std::printf("long: %d/%d checks passed\n", total - fails, total);
     return fails == 0 ? 0 : 1;
   }

@@ -19,7 +19,10 @@
 //     and ascending indices.
 //     select_tiled_kernel (longer rows, select_tiled.cuh): 32 rows per CTA and
 //     two CTAs per SM where they fit (else 64 or 16 rows, one per SM), logits
-//     recomputed tile by tile, never held whole.
+//     never held whole: logits_kernel first stores them (logit_store.cuh,
+//     kv-head chunks that fit its budget) and the sweeps read them back, or
+//     where even one kv head's logits would not fit, each sweep recomputes
+//     them tile by tile.
 // The call's geometry and workspace layout: estimate_geometry.cuh; the first
 // two kernels: pool_kernels.cuh; the internal knobs of the harnesses
 // (PRISM_TUNING_VARIANTS builds only): estimate_internal.h.
@@ -37,6 +40,7 @@
 #include "cuda/cuda_backend.h"
 #include "cuda/estimate/estimate_geometry.cuh"
 #include "cuda/estimate/estimate_internal.h"
+#include "cuda/estimate/logit_store.cuh"
 #include "cuda/estimate/pdl.cuh"
 #include "cuda/estimate/pool_kernels.cuh"
 #include "cuda/estimate/select_common.cuh"
@@ -131,14 +135,25 @@ __global__ void __launch_bounds__(kSelThreads, 2) select_kernel(const SelArgs a)
 
 using SelKernel = void (*)(SelArgs);
 
+template <bool STORED>
 SelKernel tiled_kernel(bool topk, int mt) {
   if (topk)
-    return mt == 4   ? select_tiled_kernel<true, 4>
-           : mt == 2 ? select_tiled_kernel<true, 2>
-                     : select_tiled_kernel<true, 1>;
-  return mt == 4   ? select_tiled_kernel<false, 4>
-         : mt == 2 ? select_tiled_kernel<false, 2>
-                   : select_tiled_kernel<false, 1>;
+    return mt == 4   ? select_tiled_kernel<true, 4, STORED>
+           : mt == 2 ? select_tiled_kernel<true, 2, STORED>
+                     : select_tiled_kernel<true, 1, STORED>;
+  return mt == 4   ? select_tiled_kernel<false, 4, STORED>
+         : mt == 2 ? select_tiled_kernel<false, 2, STORED>
+                   : select_tiled_kernel<false, 1, STORED>;
+}
+
+// The logits kernel of the stored path, 16 * mt rows per CTA: query
+// fragments and a double buffer of split key tiles in shared memory.
+using LogitsKernel = void (*)(SelArgs, const float*, const float*);
+LogitsKernel logits_kernel_for(int mt) {
+  return mt == 4 ? logits_kernel<4> : mt == 2 ? logits_kernel<2> : logits_kernel<1>;
+}
+size_t logits_smem_bytes(int mt, int pmax) {
+  return sizeof(float) * ((size_t)pmax * mt * 32 + 4u * kTileFloats);
 }
 
 // Shared memory the driver keeps per resident CTA (1 KiB on sm_80-sm_90).
@@ -151,13 +166,18 @@ struct SelPlan {
   int M;        // rows per CTA
   int LS, W;    // row kernel's logit row stride; bitmap words per row
   int cap;      // tiled kernel: keys stored per row
+  bool stored;  // tiled kernel: logits_kernel stores the logits first
+  LogitsKernel lkernel;
+  size_t lsmem;
+  int lrows;  // logits kernel: rows per CTA
 };
 
 // The row kernel keeps M whole logit rows in shared memory, which is fastest
 // while every row fits its register path; beyond that M would shrink with the
 // rows, and the tiled kernel (whose shared memory does not grow with them)
 // takes over. Throws for shapes neither can take.
-cudaError_t plan_selection(const Geometry& g, bool topk, int optin, int per_sm, SelPlan& sp) {
+cudaError_t plan_selection(const Geometry& g, bool topk, bool stored, int optin, int per_sm,
+                           SelPlan& sp) {
   const int Dmax = std::max(g.pw[0], g.pw[1]);
   sp.W = (g.nk + 31) / 32;
   if (!uses_tiled_kernel(g)) {
@@ -185,15 +205,34 @@ cudaError_t plan_selection(const Geometry& g, bool topk, int optin, int per_sm, 
   const size_t dyn_min =
       sizeof(uint32_t) * kSelWarps * (size_t)sp.W;  // write stage: a bitmap per warp
   sp.M = 0;
+  // Stored path: the logits kernel with the most rows per CTA that fits (64
+  // rows: each key tile copied serves twice the selection kernel's 32);
+  // where none fits (wide bands on a GPU with little shared memory) the
+  // tiled kernel recomputes its logits instead.
+  sp.stored = false;
+  for (int mt : {4, 2, 1}) {
+    if (!stored || sp.stored) break;
+    if (est_internal::knobs().logits_mt && mt != est_internal::knobs().logits_mt) continue;
+    const LogitsKernel lk = logits_kernel_for(mt);
+    cudaFuncAttributes fa{};
+    PRISM_CUDA_TRY(cudaFuncGetAttributes(&fa, lk));
+    sp.lsmem = logits_smem_bytes(mt, Dmax);
+    if (sp.lsmem + fa.sharedSizeBytes <= (size_t)optin) {
+      sp.stored = true;
+      sp.lkernel = lk;
+      sp.lrows = 16 * mt;
+    }
+  }
+  stored = sp.stored;
   // 32 rows per CTA with two CTAs per SM first (14% faster than 64 rows with
   // one at 256K-1M on an H200: twice the warps hide the per-key dependency
   // chains), then the most rows per CTA that fit.
   for (int mt : {2, 4, 1}) {
     if (est_internal::knobs().stress_mt && mt != est_internal::knobs().stress_mt) continue;
-    const SelKernel kern = tiled_kernel(topk, mt);
+    const SelKernel kern = stored ? tiled_kernel<true>(topk, mt) : tiled_kernel<false>(topk, mt);
     cudaFuncAttributes fa{};
     PRISM_CUDA_TRY(cudaFuncGetAttributes(&fa, kern));
-    const size_t dyn = std::max(tiled_smem_bytes(mt, Dmax), dyn_min);
+    const size_t dyn = std::max(tiled_smem_bytes(mt, Dmax, stored), dyn_min);
     const size_t per_cta = dyn + fa.sharedSizeBytes;
     const bool two_per_sm = 2 * (per_cta + kSmemReservedPerCta) <= (size_t)per_sm;
     if (mt == 2 && !two_per_sm && !est_internal::knobs().stress_mt) continue;
@@ -226,13 +265,17 @@ struct Scratch {
   float* ek;
   float* scales;
   uint32_t* tiled;
+  float* khi;
+  float* klo;
+  float* logits;
 };
 
 Scratch carve(void* workspace, const WsLayout& wl) {
   char* ws = static_cast<char*>(workspace);
   const auto at = [&](size_t offset) { return reinterpret_cast<float*>(ws + offset); };
   return {at(wl.qbar), at(wl.kbar),   at(wl.eq),
-          at(wl.ek),   at(wl.scales), reinterpret_cast<uint32_t*>(ws + wl.tiled)};
+          at(wl.ek),   at(wl.scales), reinterpret_cast<uint32_t*>(ws + wl.tiled),
+          at(wl.khi),  at(wl.klo),    at(wl.logits)};
 }
 
 // 1. pooling: one CTA per (b, head, block) of Q and of K.
@@ -342,7 +385,7 @@ cudaError_t launch_temps(const EstimateParams& p, const Geometry& g, const Scrat
 
 // 3. scores + selection + outputs: the kernel sp planned, M rows per CTA.
 cudaError_t launch_select(const EstimateParams& p, const Geometry& g, const SelPlan& sp,
-                          const Scratch& s, int tiled_stride, const BlockMaskOut& out, bool pdl,
+                          const Scratch& s, const WsLayout& wl, const BlockMaskOut& out, bool pdl,
                           cudaStream_t stream) {
   SelArgs a{};
   a.qbar = s.qbar;
@@ -377,13 +420,37 @@ cudaError_t launch_select(const EstimateParams& p, const Geometry& g, const SelP
   a.counts = out.counts;
   a.indices = out.indices;
   a.tscratch = s.tiled;
-  a.tstride = tiled_stride;
-  const int64_t grid = (int64_t)g.B * g.Hkv * upb;
+  a.tstride = wl.tiled_stride;
+  const int64_t pairs = (int64_t)g.B * g.Hkv;
+  const int64_t grid = pairs * upb;
   require_arg(grid < INT_MAX, kWhere, "too many rows");
   if (sp.smem > 48u * 1024u)
     PRISM_CUDA_TRY(
         cudaFuncSetAttribute(sp.kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sp.smem));
-  return launch_pdl(pdl, sp.kernel, (unsigned)grid, kSelThreads, sp.smem, stream, a);
+  if (!sp.stored)
+    return launch_pdl(pdl, sp.kernel, (unsigned)grid, kSelThreads, sp.smem, stream, a);
+
+  // Stored path: per chunk of pairs, their logits, then their selection.
+  a.lstore = s.logits;
+  a.band_floats = wl.band_floats;
+  SelArgs la = a;
+  la.upb = (int)(((int64_t)g.nq * g.G + sp.lrows - 1) / sp.lrows);
+  if (sp.lsmem > 48u * 1024u)
+    PRISM_CUDA_TRY(cudaFuncSetAttribute(sp.lkernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                        (int)sp.lsmem));
+  const int64_t nsplit = pairs * g.nk * g.pk;
+  PRISM_CUDA_TRY(launch_pdl(pdl, split_keys_kernel,
+                            (unsigned)std::min<int64_t>((nsplit + 255) / 256, 4096), 256, 0, stream,
+                            s.kbar, s.khi, s.klo, nsplit));
+  for (int64_t bk0 = 0; bk0 < pairs; bk0 += wl.store_pairs) {
+    const int64_t n = std::min<int64_t>(wl.store_pairs, pairs - bk0);
+    a.bk0 = la.bk0 = bk0;
+    PRISM_CUDA_TRY(launch_pdl(pdl, sp.lkernel, (unsigned)(n * la.upb), kSelThreads, sp.lsmem,
+                              stream, la, (const float*)s.khi, (const float*)s.klo));
+    PRISM_CUDA_TRY(
+        launch_pdl(pdl, sp.kernel, (unsigned)(n * upb), kSelThreads, sp.smem, stream, a));
+  }
+  return cudaSuccess;
 }
 
 }  // namespace
@@ -396,6 +463,13 @@ EstimateKnobs g_knobs;  // set by the harnesses only
 const EstimateKnobs& knobs() { return g_knobs; }
 void set_stage_limit(int n) { g_knobs.stage_limit = n; }
 void set_select_path(int path) { g_knobs.select_path = path; }
+void set_store_budget(long long bytes) { g_knobs.store_budget = bytes; }
+void set_logits_mt(int mt) { g_knobs.logits_mt = mt; }
+void tiled_sweep_counts(unsigned long long out[4]) {
+  unsigned long long zero[kCountKinds] = {};
+  cudaMemcpyFromSymbol(out, g_tiles_swept, sizeof(zero));
+  cudaMemcpyToSymbol(g_tiles_swept, zero, sizeof(zero));
+}
 void set_tiled_stress(int flags, int cap, int mtiles) {
   g_knobs.stress = flags;
   g_knobs.stress_cap = cap;
@@ -442,7 +516,8 @@ cudaError_t estimate(const QkvView& q, const QkvView& k, const EstimateParams& p
   PRISM_CUDA_TRY(cudaDeviceGetAttribute(&cc_major, cudaDevAttrComputeCapabilityMajor, dev));
   const bool pdl = cc_major >= 9;
   SelPlan sp{};
-  PRISM_CUDA_TRY(plan_selection(g, p.selection == Selection::TopK, optin, per_sm, sp));
+  PRISM_CUDA_TRY(
+      plan_selection(g, p.selection == Selection::TopK, wl.store_pairs > 0, optin, per_sm, sp));
 
   const int stages = est_internal::knobs().stage_limit;
   if (stored > 0) PRISM_CUDA_TRY(copy_summaries(*keys, g, s, stream));
@@ -453,7 +528,7 @@ cudaError_t estimate(const QkvView& q, const QkvView& k, const EstimateParams& p
   // pooling kernel: launched plainly (nothing to overlap).
   PRISM_CUDA_TRY(launch_temps(p, g, s, out.temps, pdl && !append, stream));
   if (stages <= 2) return cudaGetLastError();
-  PRISM_CUDA_TRY(launch_select(p, g, sp, s, wl.tiled_stride, out, pdl, stream));
+  PRISM_CUDA_TRY(launch_select(p, g, sp, s, wl, out, pdl, stream));
   return cudaGetLastError();
 }
 

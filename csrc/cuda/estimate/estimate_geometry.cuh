@@ -13,6 +13,7 @@
 #include "cuda/common/view_args.cuh"
 #include "cuda/cuda_backend.h"
 #include "cuda/estimate/estimate_internal.h"
+#include "cuda/estimate/logit_store.cuh"
 #include "cuda/estimate/select_common.cuh"
 #include "cuda/estimate/select_row.cuh"
 #include "cuda/estimate/select_tiled.cuh"
@@ -94,14 +95,42 @@ inline Geometry make_geometry(const QkvView& q, const QkvView& k, const Estimate
 inline size_t align_up(size_t x) { return (x + 255) & ~size_t(255); }
 
 struct WsLayout {
-  size_t qbar, kbar, eq, ek, scales, tiled, total;
+  size_t qbar, kbar, eq, ek, scales, tiled, khi, klo, logits, total;
   int tiled_stride;  // uint32 words of a row's tiled-kernel scratch; 0: the row kernel runs
+  // Logit store (logit_store.cuh): (b, kv head) pairs per chunk (0: the tiled
+  // kernel recomputes its logits), floats of one band of one pair.
+  int store_pairs;
+  int64_t band_floats;
 };
 
 inline bool uses_tiled_kernel(const Geometry& g) {
-  return est_internal::knobs().select_path == 2
-             ? g.nk >= 2
-             : est_internal::knobs().select_path == 0 && g.nk > select::kRegKeys;
+  const int path = est_internal::knobs().select_path;
+  return path >= 2 ? g.nk >= 2 : path == 0 && g.nk > select::kRegKeys;
+}
+
+// The logit store takes at most this much of the workspace: the (b, kv head)
+// pairs are selected in chunks that fit (4 GiB holds one pair at 2M tokens
+// with 4 query heads per kv head, or every pair of 32 / 8 heads at 512K).
+constexpr int64_t kStoreBudget = int64_t(4) << 30;
+
+inline int64_t store_band_floats(const Geometry& g) {
+  const int rows = g.nq * g.G, slabs = (rows + sel::kSlabRows - 1) / sel::kSlabRows;
+  int64_t tiles = 0;
+  for (int s = 0; s < slabs; ++s) tiles += sel::slab_tiles(s, rows, g.G, g.off, g.nk);
+  return tiles * sel::kSlabTileFloats;
+}
+
+// Pairs per chunk of the stored path; 0 where the tiled kernel recomputes
+// (asked for, or one pair's store alone exceeds the budget).
+inline int store_pairs(const Geometry& g, int64_t band_floats) {
+  const int path = est_internal::knobs().select_path;
+  if (!uses_tiled_kernel(g) || path == 2) return 0;
+  const int64_t pair = (int64_t)sizeof(float) * g.nbands * band_floats;
+  const int64_t knob = est_internal::knobs().store_budget;
+  const int64_t budget = knob >= 0 ? knob : kStoreBudget;
+  const int64_t pairs = (int64_t)g.B * g.Hkv;
+  if (pair > budget) return path == 3 ? 1 : 0;
+  return (int)std::min<int64_t>(pairs, budget / pair);
 }
 
 // Keys the tiled kernel stores per row for its exact resolution.
@@ -131,6 +160,16 @@ inline WsLayout ws_layout(const Geometry& g) {
   w.tiled_stride = uses_tiled_kernel(g) ? g.nbands * ((g.nk + 31) / 32) + 2 * tiled_cap(g) : 0;
   w.tiled = o;
   o += align_up(sizeof(uint32_t) * (size_t)g.B * g.Hq * g.nq * (size_t)w.tiled_stride);
+  w.band_floats = w.tiled_stride > 0 ? store_band_floats(g) : 0;
+  w.store_pairs = w.tiled_stride > 0 ? store_pairs(g, w.band_floats) : 0;
+  // Stored path: the pooled keys split into tf32 hi and lo, then the store.
+  const size_t split = w.store_pairs > 0 ? (size_t)g.B * g.Hkv * g.nk * g.pk : 0;
+  w.khi = o;
+  o += align_up(sizeof(float) * split);
+  w.klo = o;
+  o += align_up(sizeof(float) * split);
+  w.logits = o;
+  o += align_up(sizeof(float) * (size_t)w.store_pairs * g.nbands * (size_t)w.band_floats);
   w.total = o;
   return w;
 }

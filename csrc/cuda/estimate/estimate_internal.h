@@ -10,10 +10,17 @@ struct EstimateKnobs {
   // Run only the first `stage_limit` stages of estimate() (1 = pooling,
   // 2 = + temperatures, 3 or more = everything).
   int stage_limit = 3;
-  // Selection kernel: 0 automatic (the tiled kernel once rows may outgrow the
-  // row kernel's register path), 1 always the row kernel, 2 always the tiled
-  // kernel (which needs nk >= 2; with nk == 1 the row kernel runs).
+  // Selection kernel: 0 automatic (the tiled kernel reading stored logits once
+  // rows may outgrow the row kernel's register path), 1 always the row kernel,
+  // 2 always the tiled kernel recomputing its logits, 3 always the tiled
+  // kernel reading stored logits (2 and 3 need nk >= 2; with nk == 1 the row
+  // kernel runs).
   int select_path = 0;
+  // Bytes the logit store may take (< 0: the default budget); a small budget
+  // splits the call into several kv-head chunks.
+  long long store_budget = -1;
+  // Rows per CTA of the logits kernel / 16 (0: the most that fit).
+  int logits_mt = 0;
   // Tiled kernel stress switches (see set_tiled_stress).
   int stress = 0, stress_cap = -1, stress_mt = 0;
 };
@@ -34,6 +41,18 @@ void set_select_path(int path);
 // threshold; cap >= 0 bounds the keys stored per row; mtiles in {1, 2, 4}
 // forces 16 * mtiles rows per CTA. (0, -1, 0) restores the defaults.
 void set_tiled_stress(int flags, int cap, int mtiles);
+
+// Bytes the logit store may take (EstimateKnobs::store_budget); -1 restores
+// the default.
+void set_store_budget(long long bytes);
+
+// The logits kernel's rows per CTA / 16, in {1, 2, 4} (0: automatic).
+void set_logits_mt(int mt);
+
+// Score tiles the tiled kernel swept since the last call (which resets them):
+// one full pass over every row group's tiles, then those of the max probes,
+// the z sweeps and the key sweeps.
+void tiled_sweep_counts(unsigned long long out[4]);
 #endif
 
 }  // namespace prism::cuda::est_internal

@@ -5,6 +5,7 @@
 
 #include <cuda_pipeline.h>
 #include <cstdint>
+#include <type_traits>
 
 #include "cuda/estimate/tf32_mma.cuh"
 
@@ -36,6 +37,10 @@ struct SelArgs {
   int32_t* indices;    // triangular layout (BlockMaskOut)
   uint32_t* tscratch;  // tiled kernel: per-row band bitmaps and stored keys, tstride words a row
   int tstride;
+  // Tiled kernel, stored path (logit_store.cuh): the logits of the (b, kv
+  // head) pairs [bk0, bk0 + chunk), band_floats floats per band and pair.
+  float* lstore;
+  int64_t bk0, band_floats;
 };
 
 // Warp layout of a score tile for MT m16 tiles of query rows: WM warps along
@@ -76,20 +81,30 @@ __device__ __forceinline__ void load_query_frags(float4* qf, const float* qbar, 
   }
 }
 
+// An epilogue of score_tiles that takes a warp's whole accumulator at once:
+// epi(acc, rsv, c0, wm, wn), the logit of acc[mw][h][e] being
+// acc * rsv[mw][e / 2] for row 16 * (wm * MW + mw) + lane / 4 + 8 * (e / 2) and
+// key c0 + wn * 8 * NW + 8 * h + 2 * (lane % 4) + e % 2 (rows and keys past
+// the valid ones included: the epilogue knows what it may keep).
+struct FragmentEpilogue {};
+
 // Logits (scores times rs[r] = log2(e) / scale) of the CTA's rows against the
 // score tiles [t0, t1) of one band (P packed dims at poff; kb: the kv head's
 // packed keys), keys below vmax only. Each tile runs its chunks of kKC dims
 // through a cp.async double buffer, the next chunk in flight while this one
 // feeds the mma; a logit accumulates its k-steps in order, three products per
 // step (lo*hi, hi*lo, hi*hi), so a (row, key) pair gets the same bits in either
-// kernel and in every sweep. At a tile's last chunk epi(r, j, logit) is called
-// for each row r < rows and key j < vmax the thread holds; with CONSUME, a
-// barrier follows and consume(c0) may read what epi stored. Ends on a barrier.
-template <int MT, bool CONSUME, class Epi, class Consume>
+// kernel and in every sweep. SPLIT: the keys come already split, tf32 hi at kb
+// and lo at kb + lo_off (ks then holds [2][hi, lo][kTileFloats]). At a tile's
+// last chunk epi(r, j, logit) is called for each row r < rows and key j < vmax
+// the thread holds (or the FragmentEpilogue once); with CONSUME, a barrier
+// follows and consume(c0) may read what epi stored. Ends on a barrier.
+template <int MT, bool CONSUME, bool SPLIT = false, class Epi, class Consume>
 __device__ __forceinline__ void score_tiles(const float* kb, int pk, int poff, int P, int rows,
                                             const float* rs, int vmax, int t0, int t1,
                                             const float4* qf, float* ks, Epi&& epi,
-                                            Consume&& consume) {
+                                            Consume&& consume, int64_t lo_off = 0) {
+  constexpr int kBuf = SPLIT ? 2 * kTileFloats : kTileFloats;  // floats of one buffer
   using S = TileShape<MT>;
   const int nkc = (P + kKC - 1) / kKC;
   const int nsteps = (t1 - t0) * nkc;
@@ -119,11 +134,15 @@ __device__ __forceinline__ void score_tiles(const float* kb, int pk, int poff, i
     const int c0 = tc * kTC, k0 = kcn * kKC;
     if (k0 + kd4 * 4 < P) {
       const float* src = ksrc + (c0 * pk + k0);
-      float* dst = kdst + buf * kTileFloats;
+      float* dst = kdst + buf * kBuf;
       const int left = vmax - c0 - kc;  // this thread's keys of the tile below vmax: 32 i < left
 #pragma unroll
       for (int i = 0; i < kTC / 32; ++i) {
-        if (32 * i < left) __pipeline_memcpy_async(dst + 32 * i * kKC, src + i * row32, 16);
+        if (32 * i < left) {
+          __pipeline_memcpy_async(dst + 32 * i * kKC, src + i * row32, 16);
+          if constexpr (SPLIT)
+            __pipeline_memcpy_async(dst + kTileFloats + 32 * i * kKC, src + lo_off + i * row32, 16);
+        }
       }
     }
     __pipeline_commit();
@@ -164,11 +183,12 @@ __device__ __forceinline__ void score_tiles(const float* kb, int pk, int poff, i
     }
     if (c0 + wn * S::KW < vmax) {  // warp-uniform: this warp's keys
       const int nks = min(kKC, P - k0) / 8;
-      const float* kt = ks + buf * kTileFloats + (wn * S::KW + g) * kKC + tq;
+      const float* kt = ks + buf * kBuf + (wn * S::KW + g) * kKC + tq;
       const float4* qk = qf + ((k0 / 8) * MT + wm * S::MW) * 64 + lane;
-      // One m-tile (the row kernel): unrolled, so the swizzled offsets below
-      // are constants XOR g; more m-tiles need the registers more.
-      constexpr int kUnroll = MT == 1 ? kKC / 8 : 1;
+      // One m-tile (the row kernel) or split keys (no registers for the
+      // split): unrolled, so the swizzled offsets below are constants XOR g;
+      // otherwise more m-tiles need the registers more.
+      constexpr int kUnroll = MT == 1 || SPLIT ? kKC / 8 : 1;
 #pragma unroll kUnroll
       for (int st = 0; st < kKC / 8; ++st) {
         if (st >= nks) break;  // warp-uniform
@@ -182,8 +202,15 @@ __device__ __forceinline__ void score_tiles(const float* kb, int pk, int poff, i
         for (int h = 0; h < S::NW; ++h) {
           const float* kp = kt + h * 8 * kKC;  // key (h * 8 + g) & 7 == g
           float bhi[2], blo[2];
-          mma::split_tf32(kp[((2 * st) ^ g) * 4], bhi[0], blo[0]);
-          mma::split_tf32(kp[((2 * st + 1) ^ g) * 4], bhi[1], blo[1]);
+          if constexpr (SPLIT) {
+            bhi[0] = kp[((2 * st) ^ g) * 4];
+            bhi[1] = kp[((2 * st + 1) ^ g) * 4];
+            blo[0] = kp[kTileFloats + ((2 * st) ^ g) * 4];
+            blo[1] = kp[kTileFloats + ((2 * st + 1) ^ g) * 4];
+          } else {
+            mma::split_tf32(kp[((2 * st) ^ g) * 4], bhi[0], blo[0]);
+            mma::split_tf32(kp[((2 * st + 1) ^ g) * 4], bhi[1], blo[1]);
+          }
 #pragma unroll
           for (int mw = 0; mw < S::MW; ++mw) {
             mma::mma_tf32(acc[mw][h], alo[mw], bhi);
@@ -192,7 +219,9 @@ __device__ __forceinline__ void score_tiles(const float* kb, int pk, int poff, i
           }
         }
       }
-      if (last) {
+      if constexpr (std::is_base_of_v<FragmentEpilogue, std::decay_t<Epi>>) {
+        if (last) epi(acc, rsv, c0, wm, wn);
+      } else if (last) {
 #pragma unroll
         for (int mw = 0; mw < S::MW; ++mw)
 #pragma unroll

@@ -22,12 +22,15 @@
 //     single key value left is kept by index rank during the next sweep.
 // The band bitmaps and the stored keys live in a per-row scratch of the
 // estimation workspace (the output has room for a row's selection only).
+// STORED: the sweeps read the logits that logits_kernel stored
+// (logit_store.cuh) instead of recomputing them; everything else is the same.
 #pragma once
 
 #include <cuda_runtime.h>
 #include <climits>
 #include <cstdint>
 
+#include "cuda/estimate/logit_store.cuh"
 #include "cuda/estimate/pdl.cuh"
 #include "cuda/estimate/select_common.cuh"
 #include "cuda/estimate/select_row.cuh"
@@ -50,6 +53,16 @@ constexpr int kStressNoProbe = 1, kStressLow = 2, kStressHigh = 4;
 
 enum : uint8_t { kDone = 0, kBracket = 1, kTies = 2, kAll = 3 };
 
+#ifdef PRISM_TUNING_VARIANTS
+// Harness builds: score tiles swept, by kind (est_internal::tiled_sweep_counts).
+enum { kCountPasses, kCountProbe, kCountZ, kCountKeys, kCountKinds };
+__device__ unsigned long long g_tiles_swept[kCountKinds];
+#define PRISM_COUNT_TILES(kind, n) \
+  if (threadIdx.x == 0) atomicAdd(&g_tiles_swept[kind], (unsigned long long)(n))
+#else
+#define PRISM_COUNT_TILES(kind, n)
+#endif
+
 template <int R>
 struct TiledRows {
   int64_t qrow[R];  // (b * Hq + head) * nq + query block
@@ -64,11 +77,13 @@ struct TiledRows {
   uint8_t mode[R], sh[R];  // sh: sub-histogram shift of the bracket
 };
 
-// Dynamic shared memory of the tiled kernel: query fragments, key tile double
-// buffer, staging tile, histograms (bytes).
-__host__ __device__ constexpr size_t tiled_smem_bytes(int mt, int pmax) {
-  return sizeof(float) * ((size_t)pmax * mt * 32 + 2 * kTileFloats +
-                          (size_t)16 * mt * (kStageStride + kHistBuckets));
+// Dynamic shared memory of the tiled kernel (bytes): recomputing, query
+// fragments, key tile double buffer, staging tile, histograms; stored, two
+// staging tiles and the histograms.
+__host__ __device__ constexpr size_t tiled_smem_bytes(int mt, int pmax, bool stored) {
+  return stored ? sizeof(float) * (size_t)16 * mt * (2 * kStageStride + kHistBuckets)
+                : sizeof(float) * ((size_t)pmax * mt * 32 + 2 * kTileFloats +
+                                   (size_t)16 * mt * (kStageStride + kHistBuckets));
 }
 
 template <int N>
@@ -217,7 +232,7 @@ __device__ void next_sweep(TiledRows<R>& st, int r, uint32_t T, int cap, const u
 
 // MT <= 2: two CTAs per SM (128 registers; a few hundred bytes of spills cost
 // less than the warps they add); MT = 4: one CTA per SM, no spills.
-template <bool TOPK, int MT>
+template <bool TOPK, int MT, bool STORED>
 __global__ void __launch_bounds__(kSelThreads, MT <= 2 ? 2 : 1)
     select_tiled_kernel(const SelArgs a) {
   constexpr int R = 16 * MT, TPR = kSelThreads / R, LPT = 32 / TPR;
@@ -226,16 +241,17 @@ __global__ void __launch_bounds__(kSelThreads, MT <= 2 ? 2 : 1)
   extern __shared__ __align__(16) float smem[];
   __shared__ TiledRows<R> st;
   __shared__ uint32_t scratch[kSelWarps * 32];
-  const int pmax = max(a.pw[0], a.pw[1]);
-  float4* qf = reinterpret_cast<float4*>(smem);  // [pmax / 8][MT][hi, lo][32]
-  float* ks = smem + (size_t)pmax * MT * 32;     // [2][kTileFloats]
-  float* stg = ks + 2 * kTileFloats;             // [R][kStageStride]
-  uint32_t* hist =
-      reinterpret_cast<uint32_t*>(stg + R * kStageStride);  // [R][kHistBuckets] or [R][kSubBuckets]
+  __shared__ Slabs<MT> sl;
+  const int pmax = STORED ? 0 : max(a.pw[0], a.pw[1]);
+  float4* qf = reinterpret_cast<float4*>(smem);       // [pmax / 8][MT][hi, lo][32]
+  float* ks = smem + (size_t)pmax * MT * 32;          // [2][kTileFloats]
+  float* stg = STORED ? smem : ks + 2 * kTileFloats;  // [STORED ? 2 : 1][R][kStageStride]
+  uint32_t* hist = reinterpret_cast<uint32_t*>(
+      stg + (STORED ? 2 : 1) * R * kStageStride);  // [R][kHistBuckets] or [R][kSubBuckets]
   const int t = threadIdx.x, lane = t & 31, warp = t >> 5;
   const int r = t / TPR,
             c = t % TPR;  // as a consumer: row r, lanes [c * LPT, (c + 1) * LPT) of each word
-  const int64_t bk = blockIdx.x / a.upb;                // b * Hkv + kv head
+  const int64_t bk = a.bk0 + blockIdx.x / a.upb;        // b * Hkv + kv head
   const int u = a.upb - 1 - (int)(blockIdx.x % a.upb);  // long rows first
   const int b = (int)(bk / a.Hkv), hk = (int)(bk % a.Hkv);
   const int row0 = u * R;
@@ -245,7 +261,8 @@ __global__ void __launch_bounds__(kSelThreads, MT <= 2 ? 2 : 1)
     st.qrow[t] = t < nrows ? ((int64_t)b * a.Hq + head) * a.nq + blk : 0;
     st.V[t] = t < nrows ? min(blk + a.off + 1, a.nk) : 0;
   }
-  dependent_wait();  // scales, pooled rows: written by the previous kernels
+  if constexpr (STORED) find_slabs<MT>(a, row0, sl);
+  dependent_wait();  // scales, pooled rows, stored logits: written by the previous kernels
   __syncthreads();
   const float* kb = a.kbar + bk * a.nk * a.pk;
   const int W = a.W, vmax = st.V[nrows - 1];
@@ -253,8 +270,8 @@ __global__ void __launch_bounds__(kSelThreads, MT <= 2 ? 2 : 1)
   const bool seq = myV > select::kRegKeys;  // z in the shared-memory path's order
   uint32_t* const mine = a.tscratch + st.qrow[r] * a.tstride;  // [band][W], stored keys
   uint32_t* const cand = mine + a.nbands * W;
-  const float* const mystg = stg + r * kStageStride + c * LPT;
-  auto open_vmax = [&]() {  // longest row still open
+  const float* mystg = stg + r * kStageStride + c * LPT;  // STORED: moves with the buffer
+  auto open_vmax = [&]() {                                // longest row still open
     int v = 0;
     for (int x = 0; x < nrows; ++x)
       if (st.mode[x] != kDone) v = max(v, st.V[x]);
@@ -270,12 +287,21 @@ __global__ void __launch_bounds__(kSelThreads, MT <= 2 ? 2 : 1)
       st.rs[t] = t < nrows ? kLog2e / a.scales[(st.qrow[t] / a.nq) * 2 + bi] : 0.f;
       st.mode[t] = t < nrows ? kBracket : kDone;  // z still to sum
     }
-    load_query_frags<MT>(qf, a.qbar, st.qrow, nrows, a.pk, poff, P);
+    if constexpr (!STORED) load_query_frags<MT>(qf, a.qbar, st.qrow, nrows, a.pk, poff, P);
     __syncthreads();
+    const float* const lst = STORED ? band_store(a, bk, bi) : nullptr;
     auto sweep = [&](int vlim, int t0, int t1, auto&& consume) {
-      score_tiles<MT, true>(
-          kb, a.pk, poff, P, nrows, st.rs, vlim, t0, t1, qf, ks,
-          [&](int rr, int j, float l) { stg[rr * kStageStride + (j & (kTC - 1))] = l; }, consume);
+      if constexpr (STORED) {
+        stored_tiles<MT>(lst, sl, nrows, vlim, t0, t1, stg, kStageStride,
+                         [&](const float* tile, int c0) {
+                           mystg = tile + r * kStageStride + c * LPT;
+                           consume(c0);
+                         });
+      } else {
+        score_tiles<MT, true>(
+            kb, a.pk, poff, P, nrows, st.rs, vlim, t0, t1, qf, ks,
+            [&](int rr, int j, float l) { stg[rr * kStageStride + (j & (kTC - 1))] = l; }, consume);
+      }
     };
 
     // 1. probe
@@ -294,6 +320,8 @@ __global__ void __launch_bounds__(kSelThreads, MT <= 2 ? 2 : 1)
       const int td0 = (st.V[0] - 1) / kTC, td1 = (vmax - 1) / kTC;
       if (td0 > 1) sweep(vmax, 0, 1, probe);
       sweep(vmax, td0 > 1 ? td0 : 0, td1 + 1, probe);
+      PRISM_COUNT_TILES(kCountProbe, td1 + 1 - (td0 > 1 ? td0 - 1 : 0));
+      PRISM_COUNT_TILES(kCountPasses, (vmax + kTC - 1) / kTC);
     }
     mx = row_reduce<TPR>(mx, [](float x, float y) { return fmaxf(x, y); });
     if (c == 0) st.m[r] = mx;
@@ -337,6 +365,7 @@ __global__ void __launch_bounds__(kSelThreads, MT <= 2 ? 2 : 1)
         }
       };
       sweep(vlim, 0, (vlim + kTC - 1) / kTC, zsum);
+      PRISM_COUNT_TILES(kCountZ, (vlim + kTC - 1) / kTC);
       seen = row_reduce<TPR>(seen, [](float x, float y) { return fmaxf(x, y); });
       float* zl = stg;  // [R][32] per-lane sums; the staging tile is free after a sweep
 #pragma unroll
@@ -489,6 +518,7 @@ __global__ void __launch_bounds__(kSelThreads, MT <= 2 ? 2 : 1)
         }
       };
       sweep(vlim, 0, (vlim + kTC - 1) / kTC, keys);
+      PRISM_COUNT_TILES(kCountKeys, (vlim + kTC - 1) / kTC);
       auto add = [](uint32_t x, uint32_t y) { return x + y; };
       wa = row_reduce<TPR>(wa, add);
       wc = row_reduce<TPR>(wc, add);

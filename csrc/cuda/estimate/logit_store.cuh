@@ -1,0 +1,195 @@
+// The logit store of the tiled selection path: long rows have their logits
+// computed once, by logits_kernel, and read back by the tiled kernel's sweeps
+// (select_tiled.cuh) instead of being recomputed on tensor cores for each of
+// them. A sweep then streams 4 bytes per logit where it used to spend the
+// 3xTF32 products of P dims; the logits keep their bits (the same
+// score_tiles, the same scaling), so the selections are those of the other
+// two paths.
+//
+// Layout, per band and (b, kv head) pair: the pair's rows (row = query block
+// * G + query head of the group) cut into slabs of 16; slab s holds tiles
+// [0, slab_tiles(s)) of 128 key blocks, each tile [16 rows][128 keys] fp32,
+// slabs one after the other. Keys past a row's visible length hold values
+// nobody reads (the sweeps mask them).
+#pragma once
+
+#include <cuda_pipeline.h>
+#include <cstdint>
+
+#include "cuda/estimate/pdl.cuh"
+#include "cuda/estimate/select_common.cuh"
+
+namespace prism::cuda::sel {
+
+constexpr int kSlabRows = 16;
+constexpr int kSlabTileFloats = kSlabRows * kTC;
+
+// Tiles slab s of a pair stores: enough for its longest (last) row.
+__host__ __device__ __forceinline__ int slab_tiles(int s, int rows, int G, int off, int nk) {
+  const int last = min(kSlabRows * s + kSlabRows - 1, rows - 1);
+  const int V = min(last / G + off + 1, nk);
+  return (V + kTC - 1) / kTC;
+}
+
+// A CTA's slabs: where each starts in the band's store (in tiles) and how
+// many tiles it has (0 past the pair's rows).
+template <int MT>
+struct Slabs {
+  int64_t base[MT];
+  int nt[MT];
+};
+
+// Fills `sl` for the MT slabs from row0 (a multiple of 16) on; the whole CTA
+// sums the tiles of the slabs before them. Ends on a barrier.
+template <int MT>
+__device__ void find_slabs(const SelArgs& a, int row0, Slabs<MT>& sl) {
+  __shared__ long long part[kSelWarps];
+  const int rows = a.nq * a.G, s0 = row0 / kSlabRows;
+  long long v = 0;
+  for (int s = threadIdx.x; s < s0; s += kSelThreads) v += slab_tiles(s, rows, a.G, a.off, a.nk);
+#pragma unroll
+  for (int o = 16; o; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  if ((threadIdx.x & 31) == 0) part[threadIdx.x >> 5] = v;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    long long base = 0;
+    for (int w = 0; w < kSelWarps; ++w) base += part[w];
+    for (int m = 0; m < MT; ++m) {
+      const int s = s0 + m;
+      sl.base[m] = base;
+      sl.nt[m] = kSlabRows * s < rows ? slab_tiles(s, rows, a.G, a.off, a.nk) : 0;
+      base += sl.nt[m];
+    }
+  }
+  __syncthreads();
+}
+
+// The band's store of pair bk (in the chunk that starts at a.bk0).
+__device__ __forceinline__ float* band_store(const SelArgs& a, int64_t bk, int bi) {
+  return a.lstore + ((bk - a.bk0) * a.nbands + bi) * a.band_floats;
+}
+
+// The pooled keys split once into tf32 hi and lo (mma::split_tf32), so that
+// logits_kernel's CTAs do not each split every key tile again.
+__global__ void split_keys_kernel(const float* kbar, float* hi, float* lo, int64_t n) {
+  dependent_wait();  // the pooled keys
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
+       i += (int64_t)gridDim.x * blockDim.x)
+    mma::split_tf32(kbar[i], hi[i], lo[i]);
+}
+
+// score_tiles' epilogue for the store: each 16-row m-tile of the CTA is one
+// slab; a lane's two adjacent keys go out as one 8-byte store.
+template <int MT>
+struct StoreFragments : FragmentEpilogue {
+  float* st;
+  const Slabs<MT>& sl;
+  __device__ StoreFragments(float* st_, const Slabs<MT>& sl_) : st(st_), sl(sl_) {}
+  template <int MW, int NW>
+  __device__ __forceinline__ void operator()(const float (&acc)[MW][NW][4],
+                                             const float (&rsv)[MW][2], int c0, int wm,
+                                             int wn) const {
+    const int lane = threadIdx.x & 31, tile = c0 / kTC;
+#pragma unroll
+    for (int mw = 0; mw < MW; ++mw) {
+      const int m = wm * MW + mw;
+      if (tile >= sl.nt[m]) continue;
+      float* p = st + (sl.base[m] + tile) * kSlabTileFloats + (lane >> 2) * kTC + wn * 8 * NW +
+                 2 * (lane & 3);
+#pragma unroll
+      for (int h = 0; h < NW; ++h)
+#pragma unroll
+        for (int h8 = 0; h8 < 2; ++h8)
+          *reinterpret_cast<float2*>(p + h8 * 8 * kTC + h * 8) =
+              make_float2(__fmul_rn(acc[mw][h][2 * h8], rsv[mw][h8]),
+                          __fmul_rn(acc[mw][h][2 * h8 + 1], rsv[mw][h8]));
+    }
+  }
+};
+
+// Logits of 16 * MT rows of one pair, every band with a threshold, into the
+// store. One CTA per row group, longest rows first, like the tiled kernel.
+// khi / klo: the split pooled keys (split_keys_kernel).
+template <int MT>
+__global__ void __launch_bounds__(kSelThreads, 2)
+    logits_kernel(const SelArgs a, const float* khi, const float* klo) {
+  constexpr int R = 16 * MT;
+  extern __shared__ __align__(16) float smem[];
+  __shared__ int64_t qrow[R];
+  __shared__ float rs[R];
+  __shared__ Slabs<MT> sl;
+  const int pmax = max(a.pw[0], a.pw[1]);
+  float4* qf = reinterpret_cast<float4*>(smem);  // [pmax / 8][MT][hi, lo][32]
+  float* ks = smem + (size_t)pmax * MT * 32;     // [2][hi, lo][kTileFloats]
+  const int t = threadIdx.x;
+  const int64_t bk = a.bk0 + blockIdx.x / a.upb;
+  const int u = a.upb - 1 - (int)(blockIdx.x % a.upb);
+  const int b = (int)(bk / a.Hkv), hk = (int)(bk % a.Hkv);
+  const int row0 = u * R;
+  const int nrows = min(R, a.nq * a.G - row0);
+  if (t < R) {
+    const int head = hk * a.G + (row0 + t) % a.G, blk = (row0 + t) / a.G;
+    qrow[t] = t < nrows ? ((int64_t)b * a.Hq + head) * a.nq + blk : 0;
+  }
+  find_slabs<MT>(a, row0, sl);
+  const int vmax = min((row0 + nrows - 1) / a.G + a.off + 1, a.nk);
+  const float* kb = khi + bk * a.nk * a.pk;
+  dependent_wait();  // scales, pooled rows; the previous chunk has read the store
+  for (int bi = 0; bi < a.nbands; ++bi) {
+    if (a.T[bi] == 0) continue;  // the selection skips the band
+    __syncthreads();             // the previous band's fragments are read
+    if (t < R) rs[t] = t < nrows ? kLog2e / a.scales[(qrow[t] / a.nq) * 2 + bi] : 0.f;
+    load_query_frags<MT>(qf, a.qbar, qrow, nrows, a.pk, a.poff[bi], a.pw[bi]);
+    __syncthreads();
+    score_tiles<MT, false, true>(
+        kb, a.pk, a.poff[bi], a.pw[bi], nrows, rs, vmax, 0, (vmax + kTC - 1) / kTC, qf, ks,
+        StoreFragments<MT>(band_store(a, bk, bi), sl), [](int) {}, klo - khi);
+  }
+}
+
+// 16 bytes global -> shared through L2 only: the store was written by another
+// kernel, so no stale L1 line may answer.
+__device__ __forceinline__ void copy16_cg(float* dst, const float* src) {
+  const unsigned d = (unsigned)__cvta_generic_to_shared(dst);
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(d), "l"(src) : "memory");
+}
+
+// Streams tiles [t0, t1) of a band's store for the R = 16 * MT rows of a CTA
+// (rows from `rows` on and keys from vlim on are not copied) through a double
+// buffer of staging tiles stg [2][R][stride]; for each tile, after a barrier,
+// consume(tile_stg, c0) may read it. Ends on a barrier.
+template <int MT, class Consume>
+__device__ __forceinline__ void stored_tiles(const float* st, const Slabs<MT>& sl, int rows,
+                                             int vlim, int t0, int t1, float* stg, int stride,
+                                             Consume&& consume) {
+  constexpr int R = 16 * MT;
+  if (t1 <= t0) return;
+  auto issue = [&](int tile, int buf) {
+    float* dst = stg + buf * R * stride;
+    const int left = vlim - tile * kTC;
+#pragma unroll
+    for (int i = 0; i < R * (kTC / 4) / kSelThreads; ++i) {
+      const int x = threadIdx.x + i * kSelThreads, r = x / (kTC / 4), k4 = x % (kTC / 4);
+      const int m = r / kSlabRows;
+      if (r < rows && tile < sl.nt[m] && 4 * k4 < left)
+        copy16_cg(dst + r * stride + 4 * k4,
+                  st + (sl.base[m] + tile) * kSlabTileFloats + (r % kSlabRows) * kTC + 4 * k4);
+    }
+    __pipeline_commit();
+  };
+  issue(t0, 0);
+  for (int tile = t0; tile < t1; ++tile) {
+    const int buf = (tile - t0) & 1;
+    if (tile + 1 < t1) {
+      issue(tile + 1, buf ^ 1);
+      __pipeline_wait_prior(1);
+    } else {
+      __pipeline_wait_prior(0);
+    }
+    __syncthreads();
+    consume(stg + buf * R * stride, tile * kTC);
+    __syncthreads();  // buffer buf is refilled next
+  }
+}
+
+}  // namespace prism::cuda::sel
