@@ -1,13 +1,17 @@
-// Small RAII helpers for CUDA objects the binding uses per call: events
-// and scratch buffers. Only compiled with CUDA.
+// Small helpers for the CUDA side of the binding's calls: events, scratch
+// buffers, draining a stream on errors and the enqueue of an op. Only
+// compiled with CUDA.
 #pragma once
 #if PRISM_WITH_CUDA
 #include <cuda_runtime.h>
 
 #include <cstddef>
 #include <cstdint>
+#include <utility>
 
+#include "binding/device.h"
 #include "binding/memory.h"
+#include "binding/streams.h"
 
 namespace prism::binding {
 
@@ -84,6 +88,16 @@ void drain_on_error(const cudaStream_t& stream, Body&& body) {
     drain_stream_quietly(stream);
     throw;
   }
+}
+
+// The calling thread's part of a GPU op: makes `device` current, sets `out`
+// to the op's stream (op_stream) and runs body(), which enqueues on it,
+// draining `out` if body throws.
+template <class Body>
+void enqueue_on(int device, uint64_t stream, cudaStream_t& out, Body&& body) {
+  use_device(device);
+  out = op_stream(device, stream);
+  drain_on_error(out, std::forward<Body>(body));
 }
 
 }  // namespace prism::binding

@@ -180,9 +180,7 @@ class SummarizeWorker : public DeviceWorker {
  public:
   // Calling thread: enqueues every job on one stream; run_gpu() waits.
   void enqueue_gpu() {
-    use_device(a_.device);
-    stream_ = op_stream(a_.device, a_.stream);
-    drain_on_error(stream_, [&] { enqueue_all(); });
+    enqueue_on(a_.device, a_.stream, stream_, [&] { enqueue_all(); });
   }
 
  private:

@@ -44,7 +44,7 @@ WorkspaceLease& WorkspaceLease::operator=(WorkspaceLease&& o) noexcept {
 }
 
 void WorkspaceLease::reset() noexcept {
-  if (pool_ != nullptr) pool_->give_back({data_, bytes_, ready_, true}, stream_, done_);
+  if (pool_ != nullptr) pool_->give_back({data_, bytes_, ready_, !done_}, stream_);
   pool_ = nullptr;
   data_ = nullptr;
   done_ = false;
@@ -117,8 +117,7 @@ WorkspacePool::Block WorkspacePool::allocate(size_t bytes, cudaStream_t stream) 
   return b;
 }
 
-void WorkspacePool::give_back(Block b, cudaStream_t stream, bool done) noexcept {
-  b.pending = !done;
+void WorkspacePool::give_back(Block b, cudaStream_t stream) noexcept {
   if (b.pending && cudaEventRecord(b.ready, stream) != cudaSuccess) {
     // Without the event, wait here so the next user cannot overtake this one.
     cudaStreamSynchronize(stream);

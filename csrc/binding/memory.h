@@ -87,8 +87,9 @@ class WorkspacePool {
     bool pending;  // `ready` marks a last use that may still be running
   };
   Block allocate(size_t bytes, cudaStream_t stream);
-  // done: the buffer's users have completed (no event to record).
-  void give_back(Block b, cudaStream_t stream, bool done) noexcept;
+  // b.pending: its users may still run on `stream` (an event is recorded);
+  // false when they are known to have completed.
+  void give_back(Block b, cudaStream_t stream) noexcept;
 
   int device_;
   mutable std::mutex mutex_;

@@ -97,9 +97,7 @@ class PrefillWorker : public DeviceWorker {
   // Launches do not block; on failure the stream is drained and the error
   // thrown here becomes the call's exception.
   void enqueue_gpu() {
-    use_device(a_.device);
-    stream_ = op_stream(a_.device, a_.stream);
-    drain_on_error(stream_, [&] {
+    enqueue_on(a_.device, a_.stream, stream_, [&] {
       // scratch: estimation workspace | triangular selection | row starts |
       // scan workspace | counts, rowPtr, temps unless the caller gave them | attention workspace
       const size_t rows = static_cast<size_t>(geo_.rows);

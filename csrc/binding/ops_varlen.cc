@@ -153,9 +153,7 @@ class VarlenWorker : public DeviceWorker {
  public:
   // Calling thread: enqueues every sequence (see the file comment).
   void enqueue_gpu() {
-    use_device(a_.device);
-    stream_ = op_stream(a_.device, a_.stream);
-    drain_on_error(stream_, [&] { enqueue_all(); });
+    enqueue_on(a_.device, a_.stream, stream_, [&] { enqueue_all(); });
   }
 
  private:
