@@ -148,7 +148,7 @@ SelKernel tiled_kernel(bool topk, int mt) {
 
 // The logits kernel of the stored path, 16 * mt rows per CTA: query
 // fragments and a double buffer of split key tiles in shared memory.
-using LogitsKernel = void (*)(SelArgs, const float*, const float*);
+using LogitsKernel = void (*)(SelArgs, const float*);
 LogitsKernel logits_kernel_for(int mt) {
   return mt == 4 ? logits_kernel<4> : mt == 2 ? logits_kernel<2> : logits_kernel<1>;
 }
@@ -265,17 +265,16 @@ struct Scratch {
   float* ek;
   float* scales;
   uint32_t* tiled;
-  float* khi;
-  float* klo;
+  float* ksplit;
   float* logits;
 };
 
 Scratch carve(void* workspace, const WsLayout& wl) {
   char* ws = static_cast<char*>(workspace);
   const auto at = [&](size_t offset) { return reinterpret_cast<float*>(ws + offset); };
-  return {at(wl.qbar), at(wl.kbar),   at(wl.eq),
-          at(wl.ek),   at(wl.scales), reinterpret_cast<uint32_t*>(ws + wl.tiled),
-          at(wl.khi),  at(wl.klo),    at(wl.logits)};
+  return {at(wl.qbar),   at(wl.kbar),   at(wl.eq),
+          at(wl.ek),     at(wl.scales), reinterpret_cast<uint32_t*>(ws + wl.tiled),
+          at(wl.ksplit), at(wl.logits)};
 }
 
 // 1. pooling: one CTA per (b, head, block) of Q and of K.
@@ -441,12 +440,12 @@ cudaError_t launch_select(const EstimateParams& p, const Geometry& g, const SelP
   const int64_t nsplit = pairs * g.nk * g.pk;
   PRISM_CUDA_TRY(launch_pdl(pdl, split_keys_kernel,
                             (unsigned)std::min<int64_t>((nsplit + 255) / 256, 4096), 256, 0, stream,
-                            s.kbar, s.khi, s.klo, nsplit));
+                            (const float*)s.kbar, s.ksplit, nsplit, g.pk));
   for (int64_t bk0 = 0; bk0 < pairs; bk0 += wl.store_pairs) {
     const int64_t n = std::min<int64_t>(wl.store_pairs, pairs - bk0);
     a.bk0 = la.bk0 = bk0;
     PRISM_CUDA_TRY(launch_pdl(pdl, sp.lkernel, (unsigned)(n * la.upb), kSelThreads, sp.lsmem,
-                              stream, la, (const float*)s.khi, (const float*)s.klo));
+                              stream, la, (const float*)s.ksplit));
     PRISM_CUDA_TRY(
         launch_pdl(pdl, sp.kernel, (unsigned)(n * upb), kSelThreads, sp.smem, stream, a));
   }

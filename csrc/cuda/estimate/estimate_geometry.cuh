@@ -95,7 +95,7 @@ inline Geometry make_geometry(const QkvView& q, const QkvView& k, const Estimate
 inline size_t align_up(size_t x) { return (x + 255) & ~size_t(255); }
 
 struct WsLayout {
-  size_t qbar, kbar, eq, ek, scales, tiled, khi, klo, logits, total;
+  size_t qbar, kbar, eq, ek, scales, tiled, ksplit, logits, total;
   int tiled_stride;  // uint32 words of a row's tiled-kernel scratch; 0: the row kernel runs
   // Logit store (logit_store.cuh): (b, kv head) pairs per chunk (0: the tiled
   // kernel recomputes its logits), floats of one band of one pair.
@@ -163,10 +163,8 @@ inline WsLayout ws_layout(const Geometry& g) {
   w.band_floats = w.tiled_stride > 0 ? store_band_floats(g) : 0;
   w.store_pairs = w.tiled_stride > 0 ? store_pairs(g, w.band_floats) : 0;
   // Stored path: the pooled keys split into tf32 hi and lo, then the store.
-  const size_t split = w.store_pairs > 0 ? (size_t)g.B * g.Hkv * g.nk * g.pk : 0;
-  w.khi = o;
-  o += align_up(sizeof(float) * split);
-  w.klo = o;
+  const size_t split = w.store_pairs > 0 ? (size_t)g.B * g.Hkv * g.nk * 2 * g.pk : 0;
+  w.ksplit = o;
   o += align_up(sizeof(float) * split);
   w.logits = o;
   o += align_up(sizeof(float) * (size_t)w.store_pairs * g.nbands * (size_t)w.band_floats);

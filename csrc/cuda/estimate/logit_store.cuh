@@ -70,12 +70,19 @@ __device__ __forceinline__ float* band_store(const SelArgs& a, int64_t bk, int b
 }
 
 // The pooled keys split once into tf32 hi and lo (mma::split_tf32), so that
-// logits_kernel's CTAs do not each split every key tile again.
-__global__ void split_keys_kernel(const float* kbar, float* hi, float* lo, int64_t n) {
+// logits_kernel's CTAs do not each split every key tile again. Each packed
+// row of pk floats becomes 2 * pk: per group of 8 dims, 16 floats in the
+// order the mma's B fragments take them, for lane t % 4 = q: hi(q), hi(q + 4),
+// lo(q), lo(q + 4) (score_tiles' SPLIT loads them 16 bytes at a time).
+__global__ void split_keys_kernel(const float* kbar, float* out, int64_t n, int pk) {
   dependent_wait();  // the pooled keys
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
-       i += (int64_t)gridDim.x * blockDim.x)
-    mma::split_tf32(kbar[i], hi[i], lo[i]);
+       i += (int64_t)gridDim.x * blockDim.x) {
+    const int64_t row = i / pk;
+    const int d = (int)(i - row * pk), q = d & 3, upper = (d >> 2) & 1;
+    float* o = out + row * 2 * pk + 16 * (d >> 3) + 4 * q + upper;
+    mma::split_tf32(kbar[i], o[0], o[2]);
+  }
 }
 
 // score_tiles' epilogue for the store: each 16-row m-tile of the CTA is one
@@ -109,10 +116,10 @@ struct StoreFragments : FragmentEpilogue {
 
 // Logits of 16 * MT rows of one pair, every band with a threshold, into the
 // store. One CTA per row group, longest rows first, like the tiled kernel.
-// khi / klo: the split pooled keys (split_keys_kernel).
+// ksplit: the split pooled keys (split_keys_kernel).
 template <int MT>
 __global__ void __launch_bounds__(kSelThreads, 2)
-    logits_kernel(const SelArgs a, const float* khi, const float* klo) {
+    logits_kernel(const SelArgs a, const float* ksplit) {
   constexpr int R = 16 * MT;
   extern __shared__ __align__(16) float smem[];
   __shared__ int64_t qrow[R];
@@ -120,7 +127,7 @@ __global__ void __launch_bounds__(kSelThreads, 2)
   __shared__ Slabs<MT> sl;
   const int pmax = max(a.pw[0], a.pw[1]);
   float4* qf = reinterpret_cast<float4*>(smem);  // [pmax / 8][MT][hi, lo][32]
-  float* ks = smem + (size_t)pmax * MT * 32;     // [2][hi, lo][kTileFloats]
+  float* ks = smem + (size_t)pmax * MT * 32;     // [2][128 keys][64 floats]
   const int t = threadIdx.x;
   const int64_t bk = a.bk0 + blockIdx.x / a.upb;
   const int u = a.upb - 1 - (int)(blockIdx.x % a.upb);
@@ -133,7 +140,7 @@ __global__ void __launch_bounds__(kSelThreads, 2)
   }
   find_slabs<MT>(a, row0, sl);
   const int vmax = min((row0 + nrows - 1) / a.G + a.off + 1, a.nk);
-  const float* kb = khi + bk * a.nk * a.pk;
+  const float* kb = ksplit + bk * a.nk * 2 * a.pk;
   dependent_wait();  // scales, pooled rows; the previous chunk has read the store
   for (int bi = 0; bi < a.nbands; ++bi) {
     if (a.T[bi] == 0) continue;  // the selection skips the band
@@ -141,9 +148,9 @@ __global__ void __launch_bounds__(kSelThreads, 2)
     if (t < R) rs[t] = t < nrows ? kLog2e / a.scales[(qrow[t] / a.nq) * 2 + bi] : 0.f;
     load_query_frags<MT>(qf, a.qbar, qrow, nrows, a.pk, a.poff[bi], a.pw[bi]);
     __syncthreads();
-    score_tiles<MT, false, true>(
-        kb, a.pk, a.poff[bi], a.pw[bi], nrows, rs, vmax, 0, (vmax + kTC - 1) / kTC, qf, ks,
-        StoreFragments<MT>(band_store(a, bk, bi), sl), [](int) {}, klo - khi);
+    score_tiles<MT, false, true>(kb, a.pk, a.poff[bi], a.pw[bi], nrows, rs, vmax, 0,
+                                 (vmax + kTC - 1) / kTC, qf, ks,
+                                 StoreFragments<MT>(band_store(a, bk, bi), sl), [](int) {});
   }
 }
 

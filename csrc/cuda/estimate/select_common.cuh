@@ -94,8 +94,9 @@ struct FragmentEpilogue {};
 // through a cp.async double buffer, the next chunk in flight while this one
 // feeds the mma; a logit accumulates its k-steps in order, three products per
 // step (lo*hi, hi*lo, hi*hi), so a (row, key) pair gets the same bits in either
-// kernel and in every sweep. SPLIT: the keys come already split, tf32 hi at kb
-// and lo at kb + lo_off (ks then holds [2][hi, lo][kTileFloats]). At a tile's
+// kernel and in every sweep. SPLIT: the keys come already split (kb: the
+// layout of split_keys_kernel, 2 * pk floats a key; ks then holds
+// [2][128 keys][64 floats]). At a tile's
 // last chunk epi(r, j, logit) is called for each row r < rows and key j < vmax
 // the thread holds (or the FragmentEpilogue once); with CONSUME, a barrier
 // follows and consume(c0) may read what epi stored. Ends on a barrier.
@@ -103,7 +104,7 @@ template <int MT, bool CONSUME, bool SPLIT = false, class Epi, class Consume>
 __device__ __forceinline__ void score_tiles(const float* kb, int pk, int poff, int P, int rows,
                                             const float* rs, int vmax, int t0, int t1,
                                             const float4* qf, float* ks, Epi&& epi,
-                                            Consume&& consume, int64_t lo_off = 0) {
+                                            Consume&& consume) {
   constexpr int kBuf = SPLIT ? 2 * kTileFloats : kTileFloats;  // floats of one buffer
   using S = TileShape<MT>;
   const int nkc = (P + kKC - 1) / kKC;
@@ -130,19 +131,32 @@ __device__ __forceinline__ void score_tiles(const float* kb, int pk, int poff, i
   float* kdst = ks + kc * kKC + ((kd4 ^ (kc & 7)) * 4);
   // A kv head's packed keys number nk * pk < 2^26 (nk <= 2^18): 32-bit offsets.
   const int row32 = 32 * pk;
+  // SPLIT: 16 slots of 4 floats per key and chunk (one per k-step and lane
+  // t % 4: hi, hi + 4, lo, lo + 4), slot s stored at s ^ ((key & 1) << 2) so
+  // that each quarter warp's 16-byte fragment loads hit 8 distinct bank groups;
+  // this thread copies slot t % 16 of keys t / 16 + 16 i.
+  const int skey = t >> 4, sslot = t & 15;
+  const float* ssrc = kb + (int64_t)skey * 2 * pk + 2 * poff + 4 * sslot;
+  float* sdst = ks + skey * 2 * kKC + ((sslot ^ ((skey & 1) << 2)) * 4);
   auto issue = [&](int tc, int kcn, int buf) {
     const int c0 = tc * kTC, k0 = kcn * kKC;
-    if (k0 + kd4 * 4 < P) {
+    if constexpr (SPLIT) {
+      if (k0 + 8 * (sslot >> 2) < P) {
+        const float* src = ssrc + (c0 * 2 * pk + 2 * k0);
+        float* dst = sdst + buf * kBuf;
+        const int left = vmax - c0 - skey;
+#pragma unroll
+        for (int i = 0; i < kTC / 16; ++i)
+          if (16 * i < left)
+            __pipeline_memcpy_async(dst + 16 * i * 2 * kKC, src + i * 16 * 2 * pk, 16);
+      }
+    } else if (k0 + kd4 * 4 < P) {
       const float* src = ksrc + (c0 * pk + k0);
       float* dst = kdst + buf * kBuf;
       const int left = vmax - c0 - kc;  // this thread's keys of the tile below vmax: 32 i < left
 #pragma unroll
       for (int i = 0; i < kTC / 32; ++i) {
-        if (32 * i < left) {
-          __pipeline_memcpy_async(dst + 32 * i * kKC, src + i * row32, 16);
-          if constexpr (SPLIT)
-            __pipeline_memcpy_async(dst + kTileFloats + 32 * i * kKC, src + lo_off + i * row32, 16);
-        }
+        if (32 * i < left) __pipeline_memcpy_async(dst + 32 * i * kKC, src + i * row32, 16);
       }
     }
     __pipeline_commit();
@@ -183,7 +197,8 @@ __device__ __forceinline__ void score_tiles(const float* kb, int pk, int poff, i
     }
     if (c0 + wn * S::KW < vmax) {  // warp-uniform: this warp's keys
       const int nks = min(kKC, P - k0) / 8;
-      const float* kt = ks + buf * kBuf + (wn * S::KW + g) * kKC + tq;
+      const float* kt = SPLIT ? ks + buf * kBuf + (wn * S::KW + g) * 2 * kKC
+                              : ks + buf * kBuf + (wn * S::KW + g) * kKC + tq;
       const float4* qk = qf + ((k0 / 8) * MT + wm * S::MW) * 64 + lane;
       // One m-tile (the row kernel) or split keys (no registers for the
       // split): unrolled, so the swizzled offsets below are constants XOR g;
@@ -200,14 +215,16 @@ __device__ __forceinline__ void score_tiles(const float* kb, int pk, int poff, i
         }
 #pragma unroll
         for (int h = 0; h < S::NW; ++h) {
-          const float* kp = kt + h * 8 * kKC;  // key (h * 8 + g) & 7 == g
           float bhi[2], blo[2];
           if constexpr (SPLIT) {
-            bhi[0] = kp[((2 * st) ^ g) * 4];
-            bhi[1] = kp[((2 * st + 1) ^ g) * 4];
-            blo[0] = kp[kTileFloats + ((2 * st) ^ g) * 4];
-            blo[1] = kp[kTileFloats + ((2 * st + 1) ^ g) * 4];
+            const float4 b = *reinterpret_cast<const float4*>(
+                kt + h * 8 * 2 * kKC + (((4 * st + tq) ^ ((g & 1) << 2)) * 4));
+            bhi[0] = b.x;
+            bhi[1] = b.y;
+            blo[0] = b.z;
+            blo[1] = b.w;
           } else {
+            const float* kp = kt + h * 8 * kKC;  // key (h * 8 + g) & 7 == g
             mma::split_tf32(kp[((2 * st) ^ g) * 4], bhi[0], blo[0]);
             mma::split_tf32(kp[((2 * st + 1) ^ g) * 4], bhi[1], blo[1]);
           }
