@@ -64,9 +64,8 @@ class EstimateWorker : public DeviceWorker {
 
 #if PRISM_WITH_CUDA
   void run_gpu() override {
-    use_device(device_);
-    cudaStream_t stream = op_stream(device_, stream_);
-    try {
+    cudaStream_t stream = nullptr;
+    enqueue_on(device_, stream_, stream, [&] {
       const size_t tri_bytes = align256(sizeof(int32_t) * static_cast<size_t>(geo_.tri));
       StreamBuffer scratch(tri_bytes + prism::cuda::scan_workspace_bytes(geo_.rows), stream);
       BlockMaskOut o = out_;
@@ -94,10 +93,7 @@ class EstimateWorker : public DeviceWorker {
           "estimate (gather)");
       wait_for_stream(stream, "estimate");
       scratch.mark_done();
-    } catch (...) {
-      drain_stream_quietly(stream);
-      throw;
-    }
+    });
   }
 #endif
 
