@@ -828,6 +828,27 @@ Case mk(const std::string& name, int B, int Hq, int Hkv, int Nq, int Nk, int d, 
 
 }  // namespace
 
+// The logit store's slab prefix (slab_prefix_tiles, counted by tile) against
+// the sum of slab_tiles over the slabs, on the host: grid offsets, group sizes
+// and partial last slabs.
+static bool check_slab_prefix() {
+  long long checks = 0, bad = 0;
+  for (int G : {1, 2, 3, 4, 5, 7, 8, 16})
+    for (int nq : {1, 2, 15, 16, 17, 100, 127, 128, 129, 1000, 2049})
+      for (int extra : {0, 1, 5, 127, 128, 300, 1000}) {
+        const int nk = nq + extra, off = nk - nq, rows = nq * G, slabs = (rows + 15) / 16;
+        int64_t run = 0;
+        for (int s0 = 0; s0 <= slabs; ++s0) {
+          ++checks;
+          if (cuda::est_internal::slab_prefix_tiles(s0, rows, G, off, nk) != run && bad++ < 5)
+            std::printf("FAIL slab prefix G=%d nq=%d nk=%d s0=%d\n", G, nq, nk, s0);
+          if (s0 < slabs) run += cuda::est_internal::slab_tiles(s0, rows, G, off, nk);
+        }
+      }
+  std::printf("slab prefix: %lld checks, %lld differ\n", checks, bad);
+  return bad == 0;
+}
+
 int main(int argc, char** argv) {
   bool small = false, no_timing = false, long_only = false;
   long long only_n = 0;  // --time-only N: one timing shape, no correctness (for profilers)
@@ -886,6 +907,7 @@ int main(int argc, char** argv) {
     return fails == 0 ? 0 : 1;
   }
   bool ok = check_errors();
+  ok = check_slab_prefix() && ok;
   const DType BF = DType::BF16, F16 = DType::F16, F32 = DType::F32;
   // The correctness cases: a shape (mk) and the options each changes from mk's.
   const std::vector<Case> small_cases = {

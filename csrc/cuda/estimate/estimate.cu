@@ -156,6 +156,37 @@ size_t logits_smem_bytes(int mt, int pmax) {
   return sizeof(float) * ((size_t)pmax * mt * 32 + 4u * kTileFloats);
 }
 
+// The stored path's logits kernel on the current device: the most rows per
+// CTA that fit its shared memory (64 rows: each key tile copied serves twice
+// the selection kernel's 32), or rows = 0 where none fits (wide bands on a GPU
+// with little shared memory: the tiled kernel then recomputes its logits).
+// The one place that decides; the workspace size and the launch both ask it.
+struct LogitsChoice {
+  LogitsKernel kernel = nullptr;
+  size_t smem = 0;
+  int rows = 0;
+};
+cudaError_t choose_logits_kernel(const Geometry& g, LogitsChoice& lc) {
+  lc = LogitsChoice{};
+  if (!store_wanted(g)) return cudaSuccess;
+  int dev = 0, optin = 0;
+  PRISM_CUDA_TRY(cudaGetDevice(&dev));
+  PRISM_CUDA_TRY(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+  const int Dmax = std::max(g.pw[0], g.pw[1]);
+  for (int mt : {4, 2, 1}) {
+    if (est_internal::knobs().logits_mt && mt != est_internal::knobs().logits_mt) continue;
+    const LogitsKernel lk = logits_kernel_for(mt);
+    cudaFuncAttributes fa{};
+    PRISM_CUDA_TRY(cudaFuncGetAttributes(&fa, lk));
+    const size_t smem = logits_smem_bytes(mt, Dmax);
+    if (smem + fa.sharedSizeBytes <= (size_t)optin) {
+      lc = LogitsChoice{lk, smem, 16 * mt};
+      return cudaSuccess;
+    }
+  }
+  return cudaSuccess;
+}
+
 // Shared memory the driver keeps per resident CTA (1 KiB on sm_80-sm_90).
 constexpr size_t kSmemReservedPerCta = 1024;
 
@@ -167,17 +198,16 @@ struct SelPlan {
   int LS, W;    // row kernel's logit row stride; bitmap words per row
   int cap;      // tiled kernel: keys stored per row
   bool stored;  // tiled kernel: logits_kernel stores the logits first
-  LogitsKernel lkernel;
-  size_t lsmem;
-  int lrows;  // logits kernel: rows per CTA
+  LogitsChoice logits;
 };
 
 // The row kernel keeps M whole logit rows in shared memory, which is fastest
 // while every row fits its register path; beyond that M would shrink with the
 // rows, and the tiled kernel (whose shared memory does not grow with them)
-// takes over. Throws for shapes neither can take.
-cudaError_t plan_selection(const Geometry& g, bool topk, bool stored, int optin, int per_sm,
-                           SelPlan& sp) {
+// takes over. Throws for shapes neither can take. `stored`: the workspace
+// holds a logit store, filled by `logits` (choose_logits_kernel).
+cudaError_t plan_selection(const Geometry& g, bool topk, bool stored, const LogitsChoice& logits,
+                           int optin, int per_sm, SelPlan& sp) {
   const int Dmax = std::max(g.pw[0], g.pw[1]);
   sp.W = (g.nk + 31) / 32;
   if (!uses_tiled_kernel(g)) {
@@ -205,34 +235,17 @@ cudaError_t plan_selection(const Geometry& g, bool topk, bool stored, int optin,
   const size_t dyn_min =
       sizeof(uint32_t) * kSelWarps * (size_t)sp.W;  // write stage: a bitmap per warp
   sp.M = 0;
-  // Stored path: the logits kernel with the most rows per CTA that fits (64
-  // rows: each key tile copied serves twice the selection kernel's 32);
-  // where none fits (wide bands on a GPU with little shared memory) the
-  // tiled kernel recomputes its logits instead.
-  sp.stored = false;
-  for (int mt : {4, 2, 1}) {
-    if (!stored || sp.stored) break;
-    if (est_internal::knobs().logits_mt && mt != est_internal::knobs().logits_mt) continue;
-    const LogitsKernel lk = logits_kernel_for(mt);
-    cudaFuncAttributes fa{};
-    PRISM_CUDA_TRY(cudaFuncGetAttributes(&fa, lk));
-    sp.lsmem = logits_smem_bytes(mt, Dmax);
-    if (sp.lsmem + fa.sharedSizeBytes <= (size_t)optin) {
-      sp.stored = true;
-      sp.lkernel = lk;
-      sp.lrows = 16 * mt;
-    }
-  }
-  stored = sp.stored;
+  sp.stored = stored && logits.rows > 0;
+  sp.logits = logits;
   // 32 rows per CTA with two CTAs per SM first (14% faster than 64 rows with
   // one at 256K-1M on an H200: twice the warps hide the per-key dependency
   // chains), then the most rows per CTA that fit.
   for (int mt : {2, 4, 1}) {
     if (est_internal::knobs().stress_mt && mt != est_internal::knobs().stress_mt) continue;
-    const SelKernel kern = stored ? tiled_kernel<true>(topk, mt) : tiled_kernel<false>(topk, mt);
+    const SelKernel kern = sp.stored ? tiled_kernel<true>(topk, mt) : tiled_kernel<false>(topk, mt);
     cudaFuncAttributes fa{};
     PRISM_CUDA_TRY(cudaFuncGetAttributes(&fa, kern));
-    const size_t dyn = std::max(tiled_smem_bytes(mt, Dmax, stored), dyn_min);
+    const size_t dyn = std::max(tiled_smem_bytes(mt, Dmax, sp.stored), dyn_min);
     const size_t per_cta = dyn + fa.sharedSizeBytes;
     const bool two_per_sm = 2 * (per_cta + kSmemReservedPerCta) <= (size_t)per_sm;
     if (mt == 2 && !two_per_sm && !est_internal::knobs().stress_mt) continue;
@@ -433,10 +446,11 @@ cudaError_t launch_select(const EstimateParams& p, const Geometry& g, const SelP
   a.lstore = s.logits;
   a.band_floats = wl.band_floats;
   SelArgs la = a;
-  la.upb = (int)(((int64_t)g.nq * g.G + sp.lrows - 1) / sp.lrows);
-  if (sp.lsmem > 48u * 1024u)
-    PRISM_CUDA_TRY(cudaFuncSetAttribute(sp.lkernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                        (int)sp.lsmem));
+  const LogitsChoice& lc = sp.logits;
+  la.upb = (int)(((int64_t)g.nq * g.G + lc.rows - 1) / lc.rows);
+  if (lc.smem > 48u * 1024u)
+    PRISM_CUDA_TRY(
+        cudaFuncSetAttribute(lc.kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)lc.smem));
   const int64_t nsplit = pairs * g.nk * g.pk;
   PRISM_CUDA_TRY(launch_pdl(pdl, split_keys_kernel,
                             (unsigned)std::min<int64_t>((nsplit + 255) / 256, 4096), 256, 0, stream,
@@ -444,8 +458,8 @@ cudaError_t launch_select(const EstimateParams& p, const Geometry& g, const SelP
   for (int64_t bk0 = 0; bk0 < pairs; bk0 += wl.store_pairs) {
     const int64_t n = std::min<int64_t>(wl.store_pairs, pairs - bk0);
     a.bk0 = la.bk0 = bk0;
-    PRISM_CUDA_TRY(launch_pdl(pdl, sp.lkernel, (unsigned)(n * la.upb), kSelThreads, sp.lsmem,
-                              stream, la, (const float*)s.ksplit));
+    PRISM_CUDA_TRY(launch_pdl(pdl, lc.kernel, (unsigned)(n * la.upb), kSelThreads, lc.smem, stream,
+                              la, (const float*)s.ksplit));
     PRISM_CUDA_TRY(
         launch_pdl(pdl, sp.kernel, (unsigned)(n * upb), kSelThreads, sp.smem, stream, a));
   }
@@ -469,6 +483,12 @@ void tiled_sweep_counts(unsigned long long out[4]) {
   cudaMemcpyFromSymbol(out, g_tiles_swept, sizeof(zero));
   cudaMemcpyToSymbol(g_tiles_swept, zero, sizeof(zero));
 }
+int slab_tiles(int s, int rows, int G, int off, int nk) {
+  return sel::slab_tiles(s, rows, G, off, nk);
+}
+long long slab_prefix_tiles(int s0, int rows, int G, int off, int nk) {
+  return sel::slab_prefix_tiles(s0, rows, G, off, nk);
+}
 void set_tiled_stress(int flags, int cap, int mtiles) {
   g_knobs.stress = flags;
   g_knobs.stress_cap = cap;
@@ -483,7 +503,15 @@ const EstimateKnobs& knobs() {
 }  // namespace est_internal
 
 size_t estimate_workspace_bytes(const QkvView& q, const QkvView& k, const EstimateParams& p) {
-  return ws_layout(make_geometry(q, k, p)).total;
+  const Geometry g = make_geometry(q, k, p);
+  LogitsChoice lc;
+  // A device that cannot be asked gets room for the store: estimate() then
+  // reports the error, or takes no more than this.
+  if (choose_logits_kernel(g, lc) != cudaSuccess) {
+    cudaGetLastError();  // leave no error state behind
+    return ws_layout(g, true).total;
+  }
+  return ws_layout(g, lc.rows > 0).total;
 }
 
 cudaError_t estimate(const QkvView& q, const QkvView& k, const EstimateParams& p,
@@ -503,7 +531,9 @@ cudaError_t estimate(const QkvView& q, const QkvView& k, const EstimateParams& p
   require_arg(
       !append || (keys->rows && keys->energies && keys->capacity >= full), kWhere,
       "key summaries without room for the " + std::to_string(full) + " full key blocks to append");
-  const WsLayout wl = ws_layout(g);
+  LogitsChoice lc;
+  PRISM_CUDA_TRY(choose_logits_kernel(g, lc));
+  const WsLayout wl = ws_layout(g, lc.rows > 0);
   const Scratch s = carve(workspace, wl);
 
   int dev = 0;
@@ -516,7 +546,7 @@ cudaError_t estimate(const QkvView& q, const QkvView& k, const EstimateParams& p
   const bool pdl = cc_major >= 9;
   SelPlan sp{};
   PRISM_CUDA_TRY(
-      plan_selection(g, p.selection == Selection::TopK, wl.store_pairs > 0, optin, per_sm, sp));
+      plan_selection(g, p.selection == Selection::TopK, wl.store_pairs > 0, lc, optin, per_sm, sp));
 
   const int stages = est_internal::knobs().stage_limit;
   if (stored > 0) PRISM_CUDA_TRY(copy_summaries(*keys, g, s, stream));

@@ -115,16 +115,20 @@ constexpr int64_t kStoreBudget = int64_t(4) << 30;
 
 inline int64_t store_band_floats(const Geometry& g) {
   const int rows = g.nq * g.G, slabs = (rows + sel::kSlabRows - 1) / sel::kSlabRows;
-  int64_t tiles = 0;
-  for (int s = 0; s < slabs; ++s) tiles += sel::slab_tiles(s, rows, g.G, g.off, g.nk);
-  return tiles * sel::kSlabTileFloats;
+  return sel::slab_prefix_tiles(slabs, rows, g.G, g.off, g.nk) * sel::kSlabTileFloats;
+}
+
+// Whether the stored path is wanted (before asking the device whether a
+// logits kernel fits): the tiled kernel runs, and no knob forbids it.
+inline bool store_wanted(const Geometry& g) {
+  return uses_tiled_kernel(g) && est_internal::knobs().select_path != 2;
 }
 
 // Pairs per chunk of the stored path; 0 where the tiled kernel recomputes
-// (asked for, or one pair's store alone exceeds the budget).
+// (not wanted, or one pair's store alone exceeds the budget).
 inline int store_pairs(const Geometry& g, int64_t band_floats) {
   const int path = est_internal::knobs().select_path;
-  if (!uses_tiled_kernel(g) || path == 2) return 0;
+  if (!store_wanted(g)) return 0;
   const int64_t pair = (int64_t)sizeof(float) * g.nbands * band_floats;
   const int64_t knob = est_internal::knobs().store_budget;
   const int64_t budget = knob >= 0 ? knob : kStoreBudget;
@@ -142,7 +146,9 @@ inline int tiled_cap(const Geometry& g) {
   return cap;
 }
 
-inline WsLayout ws_layout(const Geometry& g) {
+// logits_fit: a logits kernel fits the device (est::choose_logits_kernel); if
+// not, the tiled kernel recomputes its logits and no store is reserved.
+inline WsLayout ws_layout(const Geometry& g, bool logits_fit) {
   WsLayout w{};
   size_t o = 0;
   w.qbar = o;
@@ -161,7 +167,7 @@ inline WsLayout ws_layout(const Geometry& g) {
   w.tiled = o;
   o += align_up(sizeof(uint32_t) * (size_t)g.B * g.Hq * g.nq * (size_t)w.tiled_stride);
   w.band_floats = w.tiled_stride > 0 ? store_band_floats(g) : 0;
-  w.store_pairs = w.tiled_stride > 0 ? store_pairs(g, w.band_floats) : 0;
+  w.store_pairs = w.tiled_stride > 0 && logits_fit ? store_pairs(g, w.band_floats) : 0;
   // Stored path: the pooled keys split into tf32 hi and lo, then the store.
   const size_t split = w.store_pairs > 0 ? (size_t)g.B * g.Hkv * g.nk * 2 * g.pk : 0;
   w.ksplit = o;

@@ -53,6 +53,11 @@ void set_logits_mt(int mt);
 // one full pass over every row group's tiles, then those of the max probes,
 // the z sweeps and the key sweeps.
 void tiled_sweep_counts(unsigned long long out[4]);
+
+// The logit store's slab geometry (logit_store.cuh), for a host-side check:
+// tiles of slab s, and the tiles of slabs [0, s0) counted by tile.
+int slab_tiles(int s, int rows, int G, int off, int nk);
+long long slab_prefix_tiles(int s0, int rows, int G, int off, int nk);
 #endif
 
 }  // namespace prism::cuda::est_internal

@@ -31,6 +31,28 @@ __host__ __device__ __forceinline__ int slab_tiles(int s, int rows, int G, int o
   return (V + kTC - 1) / kTC;
 }
 
+// How many of slabs [0, s0) hold tile t: slab_tiles is nondecreasing in s, so
+// those from the first slab whose last row sees a key of the tile on.
+__host__ __device__ __forceinline__ int slabs_with_tile(int t, int s0, int rows, int G, int off,
+                                                        int nk) {
+  // Row r sees key kTC * t iff kTC * t < nk and r / G + off >= kTC * t.
+  const int64_t need = (int64_t)G * ((int64_t)kTC * t - off);  // first row that sees it
+  if ((int64_t)kTC * t >= nk || need > rows - 1) return 0;
+  // slab s's last row 16 s + 15 must reach it: s >= ceil((need - 15) / 16) = floor(need / 16)
+  const int64_t first = need <= 0 ? 0 : need / kSlabRows;
+  return first >= s0 ? 0 : s0 - (int)first;
+}
+
+// Tiles of slabs [0, s0): sum_{s < s0} slab_tiles(s), counted by tile (at most
+// nk / 128 terms where the slabs are nq * G / 16): the store's size per call
+// on the host (store_band_floats).
+__host__ __device__ __forceinline__ int64_t slab_prefix_tiles(int s0, int rows, int G, int off,
+                                                              int nk) {
+  int64_t sum = 0;
+  for (int t = 0; t < (nk + kTC - 1) / kTC; ++t) sum += slabs_with_tile(t, s0, rows, G, off, nk);
+  return sum;
+}
+
 // A CTA's slabs: where each starts in the band's store (in tiles) and how
 // many tiles it has (0 past the pair's rows).
 template <int MT>
@@ -40,7 +62,9 @@ struct Slabs {
 };
 
 // Fills `sl` for the MT slabs from row0 (a multiple of 16) on; the whole CTA
-// sums the tiles of the slabs before them. Ends on a barrier.
+// sums the tiles of the slabs before them. Ends on a barrier. (Counting them
+// by tile instead, slab_prefix_tiles on warp 0, made the selection kernel 2%
+// slower at 256K-1M on an H200, so the host alone uses that form.)
 template <int MT>
 __device__ void find_slabs(const SelArgs& a, int row0, Slabs<MT>& sl) {
   __shared__ long long part[kSelWarps];

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "common/prism_types.h"
 #include "cuda/estimate/tf32_mma.cuh"
 
 namespace prism::cuda::sel {
