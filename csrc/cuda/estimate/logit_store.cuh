@@ -63,8 +63,8 @@ struct Slabs {
 
 // Fills `sl` for the MT slabs from row0 (a multiple of 16) on; the whole CTA
 // sums the tiles of the slabs before them. Ends on a barrier. (Counting them
-// by tile instead, slab_prefix_tiles on warp 0, made the selection kernel 2%
-// slower at 256K-1M on an H200, so the host alone uses that form.)
+// by tile instead, slab_prefix_tiles on warp 0, made the selection stage
+// 1.5-2.3% slower at 256K-1M on an H200, so the host alone uses that form.)
 template <int MT>
 __device__ void find_slabs(const SelArgs& a, int row0, Slabs<MT>& sl) {
   __shared__ long long part[kSelWarps];
