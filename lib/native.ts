@@ -113,12 +113,6 @@ export interface NativeAttentionTuning {
   maxCtas: number;
   /** Hopper consumer ping-pong; only in builds with PRISM_TUNING_VARIANTS (never the addon). */
   pingpong: boolean;
-  /**
-   * Hopper, persistent sparse calls of 256K keys and more: key tiles per
-   * segment of the segment-major work order. -1 the plan's default, 0 never,
-   * else a power of two from 128 to 4096.
-   */
-  segmentTiles: number;
 }
 
 /** @internal native.tuning: set replaces the whole tuning (a field left out takes its default). */

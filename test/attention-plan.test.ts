@@ -55,7 +55,7 @@ describe('native.supports', () => {
 
 describe('native.tuning (internal)', () => {
   const tuner = (): ReturnType<typeof native>['tuning'] => native().tuning;
-  const defaults = { path: 'auto', persistent: -1, maxCtas: 0, pingpong: false, segmentTiles: -1 };
+  const defaults = { path: 'auto', persistent: -1, maxCtas: 0, pingpong: false };
   afterEach(() => tuner().setAttention({}));
 
   test('defaults', () => {
@@ -73,23 +73,14 @@ describe('native.tuning (internal)', () => {
     expect(set({ maxCtas: -1 })).toBe('RangeError: tuning.maxCtas must be in [0, 2147483647]');
     expect(set({ maxCtas: 1.5 })).toBe('RangeError: tuning.maxCtas must be an integer');
     expect(set({ pingpong: 1 })).toBe('TypeError: tuning.pingpong must be a boolean');
-    expect(set({ segmentTiles: 8192 })).toBe('RangeError: tuning.segmentTiles must be in [-1, 4096]');
-    expect(set({ segmentTiles: '256' })).toBe('TypeError: tuning.segmentTiles must be a number');
-    expect(set({ persistant: 1 })).toBe(
-      "TypeError: tuning has no field 'persistant' (path, persistent, maxCtas, pingpong, segmentTiles)",
-    );
+    expect(set({ persistant: 1 })).toBe("TypeError: tuning has no field 'persistant' (path, persistent, maxCtas, pingpong)");
     expect(tuner().getAttention()).toEqual(defaults);
   });
 
   const cuda = info().cudaCompiled;
   (cuda ? test : test.skip)('CUDA build: set, read back, restore', () => {
     tuner().setAttention({ path: 'portable', persistent: 1, maxCtas: 3 });
-    expect(tuner().getAttention()).toEqual({ ...defaults, path: 'portable', persistent: 1, maxCtas: 3 });
-    // segment tiles: powers of two from 128 to 4096, or -1 / 0
-    tuner().setAttention({ segmentTiles: 512 });
-    expect(tuner().getAttention()).toEqual({ ...defaults, segmentTiles: 512 });
-    expect(thrown(() => tuner().setAttention({ segmentTiles: 192 }))).toMatch(/^RangeError: .*segment_tiles must be -1, 0 or a power of two from 128 to 4096/);
-    expect(tuner().getAttention()).toEqual({ ...defaults, segmentTiles: 512 });
+    expect(tuner().getAttention()).toEqual({ path: 'portable', persistent: 1, maxCtas: 3, pingpong: false });
     // ping-pong exists only in PRISM_TUNING_VARIANTS builds (the native harnesses), never the addon
     expect(thrown(() => tuner().setAttention({ pingpong: true }))).toMatch(/^RangeError: .*PRISM_TUNING_VARIANTS/);
     tuner().setAttention({ persistent: 0 });
@@ -98,7 +89,6 @@ describe('native.tuning (internal)', () => {
 
   (cuda ? test.skip : test)('CPU-only build: only the defaults can be set', () => {
     expect(thrown(() => tuner().setAttention({ persistent: 1 }))).toMatch(/^Error: .*no CUDA backend/);
-    expect(thrown(() => tuner().setAttention({ segmentTiles: 0 }))).toMatch(/^Error: .*no CUDA backend/);
     expect(tuner().getAttention()).toEqual(defaults);
   });
 });

@@ -20,7 +20,6 @@ Napi::Object to_js(Napi::Env env, const AttentionTuning& t) {
   o.Set("persistent", t.persistent);
   o.Set("maxCtas", t.max_ctas);
   o.Set("pingpong", t.pingpong);
-  o.Set("segmentTiles", t.segment_tiles);
   return o;
 }
 
@@ -29,10 +28,8 @@ AttentionTuning from_js(Napi::Value v) {
   const Napi::Array keys = o.GetPropertyNames();
   for (uint32_t i = 0; i < keys.Length(); ++i) {
     const std::string k = keys.Get(i).ToString().Utf8Value();
-    if (k != "path" && k != "persistent" && k != "maxCtas" && k != "pingpong" &&
-        k != "segmentTiles")
-      throw_type("tuning has no field '" + k +
-                 "' (path, persistent, maxCtas, pingpong, segmentTiles)");
+    if (k != "path" && k != "persistent" && k != "maxCtas" && k != "pingpong")
+      throw_type("tuning has no field '" + k + "' (path, persistent, maxCtas, pingpong)");
   }
   AttentionTuning t;
   const Napi::Value path = o.Get("path");
@@ -52,9 +49,6 @@ AttentionTuning from_js(Napi::Value v) {
     t.max_ctas = static_cast<int>(get_integer(ctas, "tuning.maxCtas", 0, 0x7fffffff));
   const Napi::Value pp = o.Get("pingpong");
   if (!pp.IsUndefined()) t.pingpong = get_bool(pp, "tuning.pingpong");
-  const Napi::Value seg = o.Get("segmentTiles");
-  if (!seg.IsUndefined())
-    t.segment_tiles = static_cast<int>(get_integer(seg, "tuning.segmentTiles", -1, 4096));
   return t;
 }
 
@@ -76,8 +70,7 @@ Napi::Value set_attention(const Napi::CallbackInfo& info) {
 #if PRISM_WITH_CUDA
     prism::cuda::attn::set_attention_tuning(t);  // std::invalid_argument -> RangeError
 #else
-    if (t.path != PathChoice::kAuto || t.persistent != -1 || t.max_ctas != 0 || t.pingpong ||
-        t.segment_tiles != -1)
+    if (t.path != PathChoice::kAuto || t.persistent != -1 || t.max_ctas != 0 || t.pingpong)
       throw_error("attention tuning applies to the CUDA kernels; this build has no CUDA backend");
 #endif
     return env.Undefined();

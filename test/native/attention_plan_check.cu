@@ -5,7 +5,6 @@
 // wherever nvcc is present, scripts/native-harnesses.js).
 //
 //   attention_plan_check      all checks; exit status 1 on any failure
-#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -208,10 +207,10 @@ static void check_scheduling() {
 }
 
 static void check_workspace() {
-  const WorkspaceLayout dense = workspace_layout(2, 8, 1000, 1777, 128, false);
+  const WorkspaceLayout dense = workspace_layout(2, 8, 1000, false);
   EXPECT(dense.counter_offset == 0 && dense.counter_bytes == kCounterBytes);
   EXPECT(dense.order_bytes == 0 && dense.total == kCounterBytes);
-  const WorkspaceLayout sparse = workspace_layout(2, 8, 1000, 1777, 128, true);
+  const WorkspaceLayout sparse = workspace_layout(2, 8, 1000, true);
   EXPECT(sparse.order_offset == kCounterBytes);
   EXPECT(sparse.order_bytes == size_t(2 * 8 * ((1000 + 63) / 64 + 1)) * 4);
   EXPECT(sparse.total == sparse.order_offset + sparse.order_bytes);
@@ -225,7 +224,7 @@ static void check_workspace() {
       for (int blk : {64, 128, 256}) {
         const AttentionPlan p =
             plan_attention(request(128, blk, 1000, 1777, true, 2, 8, 2), dev, t);
-        EXPECT(p.workspace.total == workspace_layout(2, 8, 1000, 1777, 128, true).total);
+        EXPECT(p.workspace.total == workspace_layout(2, 8, 1000, true).total);
         EXPECT(size_t(p.items) * 4 <= p.workspace.order_bytes);
       }
     }
@@ -234,76 +233,8 @@ static void check_workspace() {
     const int bm = variant_block_m(var);
     for (int nq : {1, 63, 64, 65, 1000, 4097})
       EXPECT(size_t(3) * 5 * query_tiles(nq, nq + 77, bm) * 4 <=
-             workspace_layout(3, 5, nq, nq + 77, 128, true).order_bytes);
+             workspace_layout(3, 5, nq, true).order_bytes);
   }
-}
-
-// The segment-major order's region: on long sparse calls only, the same for
-// every plan, and its item bound holds every run a tile can have (every block
-// selected, the smallest segment).
-static void check_segments() {
-  EXPECT(workspace_layout(1, 8, 4096, kSegmentMinKeys - 1, 128, true).seg_item_bound == 0);
-  EXPECT(workspace_layout(1, 8, kSegmentMinKeys, kSegmentMinKeys, 128, false).seg_item_bound == 0);
-  const int64_t shapes[][2] = {{262144, 262144},
-                               {262144 - 77, 262144},
-                               {1000, 300000},
-                               {200001, 400003},
-                               {1 << 20, 1 << 20}};
-  for (const auto& sh : shapes) {
-    const int64_t nq = sh[0], nk = sh[1];
-    const WorkspaceLayout w = workspace_layout(2, 4, nq, nk, 128, true);
-    EXPECT(w.seg_item_bound > 0);
-    EXPECT(w.seg_hist_offset >= w.order_offset + w.order_bytes);
-    EXPECT(w.seg_rank_offset >= w.seg_hist_offset + w.seg_hist_bytes);
-    EXPECT(w.seg_rank_bytes == w.seg_hist_bytes / 2 * size_t(w.seg_window));
-    EXPECT(w.seg_items_offset >= w.seg_rank_offset + w.seg_rank_bytes);
-    EXPECT(w.seg_flags_offset >= w.seg_items_offset + w.seg_items_bytes);
-    EXPECT(w.seg_state_offset >= w.seg_flags_offset + w.seg_flags_bytes);
-    EXPECT(w.total == w.seg_state_offset + w.seg_state_bytes);
-    EXPECT(w.seg_state_bytes == size_t(2) * w.seg_window * kSegmentSlotBytes);
-    // Runs of a full list: the segments that the tile's visible keys meet.
-    const int32_t tiles = query_tiles(nq, nk, kHopperBlockM);
-    const int64_t seg_keys = int64_t(kSegmentMinTiles) * kHopperBlockN;
-    int64_t runs = 0;
-    for (int32_t qt = 0; qt < tiles; ++qt) {
-      const int64_t row0 = tile_row0(qt, nq, nk, kHopperBlockM);
-      const int64_t last = std::min<int64_t>(nk - 1, (nk - nq) + row0 + kHopperBlockM - 1);
-      runs += last / seg_keys + 1;
-    }
-    EXPECT(2 * 4 * runs <= w.seg_item_bound);
-    EXPECT(w.seg_item_bound * 16 == int64_t(w.seg_items_bytes));
-    for (int blk : {128, 256}) {
-      // (persistent forced: {1000, 300000} has fewer plain items than SMs)
-      const AttentionPlan p = plan_attention(request(128, blk, nq, nk, true, 2, 4, 2), hopper(),
-                                             tuned([](AttentionTuning& t) { t.persistent = 1; }));
-      EXPECT(p.workspace.total == w.total);
-      EXPECT(p.persistent && p.segment_tiles == kSegmentDefaultTiles);
-      EXPECT(p.items == w.seg_item_bound && p.grid == std::min<int64_t>(132, p.items));
-      EXPECT(p.seg_window == w.seg_window);
-      EXPECT(int64_t(p.seg_windows) * p.seg_window >= p.n_mtiles);
-      EXPECT(int64_t(p.seg_count) * kSegmentDefaultTiles * kHopperBlockN >= nk);
-      const AttentionPlan off =
-          plan_attention(request(128, blk, nq, nk, true, 2, 4, 2), hopper(),
-                         tuned([](AttentionTuning& t) { t.segment_tiles = 0; }));
-      EXPECT(off.segment_tiles == 0 && off.items == 2 * 4 * off.n_mtiles);
-      const AttentionPlan ampere_plan =
-          plan_attention(request(128, blk, nq, nk, true, 2, 4, 2), ampere(), {});
-      EXPECT(ampere_plan.segment_tiles == 0 && ampere_plan.workspace.total == w.total);
-    }
-  }
-  // Dense and single-tile launches never take it.
-  EXPECT(plan_attention(request(128, 128, 1 << 18, 1 << 18, false), hopper(), {}).segment_tiles ==
-         0);
-  EXPECT(plan_attention(request(128, 128, 1 << 18, 1 << 18, true), hopper(),
-                        tuned([](AttentionTuning& t) { t.persistent = 0; }))
-             .segment_tiles == 0);
-  for (int bad : {-2, 1, 64, 129, 192, 8192})
-    expect_invalid(
-        "segment_tiles",
-        [bad] {
-          set_attention_tuning(tuned([bad](AttentionTuning& t) { t.segment_tiles = bad; }));
-        },
-        "segment_tiles must be -1, 0 or a power of two");
 }
 
 static void check_tma() {
@@ -446,7 +377,6 @@ int main() {
   check_paths();
   check_scheduling();
   check_workspace();
-  check_segments();
   check_tma();
   check_arguments();
   check_tuning();

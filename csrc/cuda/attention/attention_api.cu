@@ -123,10 +123,6 @@ cudaError_t attention_with_variant(const QkvView& q, const QkvView& k, const Qkv
     // Its own work order (kv-head groups, longest query tiles first): no p.order.
     if (plan.persistent)
       p.work_counter = reinterpret_cast<int32_t*>(ws + plan.workspace.counter_offset);
-    if (plan.segment_tiles > 0) {
-      e = launch_segment_items(p, plan, ws, stream);
-      if (e != cudaSuccess) return e;
-    }
     return dispatch<HopperLaunch>(call.dtype, d, p, plan, stream);
   }
   if (plan.sort_items) {
@@ -142,9 +138,11 @@ cudaError_t attention_with_variant(const QkvView& q, const QkvView& k, const Qkv
 
 size_t attention_workspace_bytes(const QkvView& q, const QkvView& k, const BlockList& list,
                                  const AttentionParams& p) {
+  (void)k;
+  (void)p;
   // The plan's workspace layout depends on the shape and the list kind only,
   // so this size fits whichever plan the call gets.
-  return attn::workspace_layout(q.batch, q.heads, q.n, k.n, p.block, list.counts != nullptr).total;
+  return attn::workspace_layout(q.batch, q.heads, q.n, list.counts != nullptr).total;
 }
 
 cudaError_t attention(const QkvView& q, const QkvView& k, const QkvView& v, const OutView& o,

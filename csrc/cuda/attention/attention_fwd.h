@@ -32,13 +32,6 @@ struct FwdParams {
   int32_t n_mtiles = 0;             // query tiles per (b, h): plan.n_mtiles
   const int32_t* order = nullptr;   // work order (plan.sort_items), or null
   int32_t* work_counter = nullptr;  // item counter (plan.persistent), or null
-  // Segment-major order (plan.segment_tiles > 0; attention_segments.h), else null.
-  const int4* seg_items = nullptr;          // {bh, query tile, first key tile, end key tile}
-  const int32_t* seg_n_items = nullptr;     // how many (written by the builder)
-  unsigned long long* seg_flags = nullptr;  // per (slot, consumer warp)
-  float* seg_state = nullptr;               // carried state per slot
-  int32_t seg_window = 0;                   // query tiles per window
-  int32_t seg_windows = 0;                  // windows per (b, h)
 };
 
 // Launches the portable kernel of one (dtype, head_dim) family with the plan's
@@ -52,13 +45,6 @@ cudaError_t launch_fwd(const FwdParams& p, const AttentionPlan& plan, cudaStream
 // into its workspace.order_offset. One small kernel.
 cudaError_t launch_order_items(const FwdParams& p, int block_m, int32_t* order,
                                cudaStream_t stream);
-
-// Builds the segment-major work order of a persistent Hopper launch
-// (plan.segment_tiles > 0) into the workspace's segment region and zeroes its
-// flags: p.seg_* are set from the plan and the workspace. Three small kernels
-// (attention_segments.cu).
-cudaError_t launch_segment_items(FwdParams& p, const AttentionPlan& plan, char* workspace,
-                                 cudaStream_t stream);
 
 // The facts of the current device the plan reads (harnesses use them to name
 // the path a case takes).

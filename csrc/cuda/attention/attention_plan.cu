@@ -70,12 +70,6 @@ void set_attention_tuning(const AttentionTuning& t) {
   if (t.persistent < -1 || t.persistent > 1)
     throw std::invalid_argument("attention tuning: persistent must be -1, 0 or 1");
   if (t.max_ctas < 0) throw std::invalid_argument("attention tuning: max_ctas must be >= 0");
-  if (t.segment_tiles != -1 && t.segment_tiles != 0 &&
-      (t.segment_tiles < kSegmentMinTiles || t.segment_tiles > kSegmentMaxTiles ||
-       (t.segment_tiles & (t.segment_tiles - 1)) != 0))
-    throw std::invalid_argument(
-        "attention tuning: segment_tiles must be -1, 0 or a power of two from " +
-        std::to_string(kSegmentMinTiles) + " to " + std::to_string(kSegmentMaxTiles));
   if (t.pingpong && !PRISM_TUNING_BUILD)
     throw std::invalid_argument(
         "attention tuning: pingpong is compiled only in PRISM_TUNING_VARIANTS builds (the native "
@@ -188,24 +182,7 @@ bool tma_describable(const QkvView& t) {
 
 // ---- workspace --------------------------------------------------------------------
 
-namespace {
-size_t align256(size_t x) { return (x + 255) & ~size_t(255); }
-}  // namespace
-
-int64_t segment_item_bound(int64_t nq, int64_t nk, int64_t n_mtiles) {
-  // Tile qt's last row is at position c + 128 qt (c below), so it meets at
-  // most floor((c + 128 qt) / S) + 1 segments of S = kSegmentMinTiles * 128
-  // keys (+ one item for a tile with no key tile); the sum of the floors is
-  // at most the floor of the sum.
-  const int64_t S = int64_t(kSegmentMinTiles) * kHopperBlockN;
-  const int64_t c = (nk - nq) - (nk - nq) % kHopperBlockM + kHopperBlockM - 1;
-  const int64_t n = n_mtiles;
-  return n + (n * c + int64_t(kHopperBlockM / 2) * n * (n - 1)) / S;
-}
-
-WorkspaceLayout workspace_layout(int64_t batch, int64_t hq, int64_t nq, int64_t nk, int blk,
-                                 bool sparse) {
-  (void)blk;
+WorkspaceLayout workspace_layout(int64_t batch, int64_t hq, int64_t nq, bool sparse) {
   WorkspaceLayout w;
   w.counter_offset = 0;
   w.counter_bytes = kCounterBytes;
@@ -216,30 +193,7 @@ WorkspaceLayout workspace_layout(int64_t batch, int64_t hq, int64_t nq, int64_t 
     const int64_t items = batch * hq * ((nq + 63) / 64 + 1);
     w.order_bytes = static_cast<size_t>(items) * sizeof(int32_t);
   }
-  size_t end = w.order_offset + w.order_bytes;
-  const int64_t n_mtiles = query_tiles(nq, nk, kHopperBlockM);
-  if (sparse && nk >= kSegmentMinKeys && n_mtiles > 0) {
-    const int64_t bh = batch * hq;
-    const int64_t bound = bh * segment_item_bound(nq, nk, n_mtiles);
-    w.seg_window = static_cast<int32_t>(n_mtiles < kSegmentWindow ? n_mtiles : kSegmentWindow);
-    const int64_t windows = (n_mtiles + w.seg_window - 1) / w.seg_window;
-    const int64_t S = int64_t(kSegmentMinTiles) * kHopperBlockN;
-    const int64_t segs = (nk + S - 1) / S;
-    const int64_t slots = 2 * int64_t(w.seg_window);
-    w.seg_item_bound = bound;
-    w.seg_hist_offset = align256(end);
-    w.seg_hist_bytes = static_cast<size_t>(bh * windows * segs) * sizeof(int32_t);
-    w.seg_rank_offset = align256(w.seg_hist_offset + w.seg_hist_bytes);
-    w.seg_rank_bytes = static_cast<size_t>(bh * windows * segs * w.seg_window) * sizeof(uint16_t);
-    w.seg_items_offset = align256(w.seg_rank_offset + w.seg_rank_bytes);
-    w.seg_items_bytes = static_cast<size_t>(bound) * 4 * sizeof(int32_t);
-    w.seg_flags_offset = align256(w.seg_items_offset + w.seg_items_bytes);
-    w.seg_flags_bytes = static_cast<size_t>(slots) * kSegmentFlagsPerSlot * sizeof(uint64_t);
-    w.seg_state_offset = align256(w.seg_flags_offset + w.seg_flags_bytes);
-    w.seg_state_bytes = static_cast<size_t>(slots) * kSegmentSlotBytes;
-    end = w.seg_state_offset + w.seg_state_bytes;
-  }
-  w.total = end;
+  w.total = w.order_offset + w.order_bytes;
   return w;
 }
 
@@ -248,7 +202,7 @@ WorkspaceLayout workspace_layout(int64_t batch, int64_t hq, int64_t nq, int64_t 
 AttentionPlan plan_attention(const PlanRequest& c, const DeviceFacts& dev,
                              const AttentionTuning& tuning) {
   AttentionPlan plan;
-  plan.workspace = workspace_layout(c.batch, c.hq, c.nq, c.nk, c.block, c.sparse);
+  plan.workspace = workspace_layout(c.batch, c.hq, c.nq, c.sparse);
 
   // 1. Path: the Hopper kernel when every condition below holds, in this
   // order; otherwise the portable kernel, which takes every supported call on
@@ -322,25 +276,6 @@ AttentionPlan plan_attention(const PlanRequest& c, const DeviceFacts& dev,
     plan.grid = plan.items < ctas ? plan.items : ctas;
   } else {
     plan.grid = plan.items;
-  }
-  // Segment-major order: persistent sparse calls whose workspace has the
-  // segment region (nk >= kSegmentMinKeys), when the tuning does not say 0.
-  const WorkspaceLayout& ws = plan.workspace;
-  const int seg_tiles = tuning.segment_tiles < 0 ? kSegmentDefaultTiles : tuning.segment_tiles;
-  if (plan.persistent && seg_tiles > 0 && ws.seg_item_bound > 0 &&
-      ws.seg_item_bound <= 0x7fffffff) {
-    const int64_t seg_keys = int64_t(seg_tiles) * kHopperBlockN;
-    const int64_t windows = (plan.n_mtiles + ws.seg_window - 1) / ws.seg_window;
-    if (c.batch * c.hq * windows < 0x7fffffff) {
-      plan.segment_tiles = seg_tiles;
-      plan.seg_window = ws.seg_window;
-      plan.seg_windows = static_cast<int32_t>(windows);
-      plan.seg_count = static_cast<int32_t>((c.nk + seg_keys - 1) / seg_keys);
-      plan.items = ws.seg_item_bound;
-      const int64_t ctas =
-          tuning.max_ctas > 0 && tuning.max_ctas < dev.sms ? tuning.max_ctas : dev.sms;
-      plan.grid = plan.items < ctas ? plan.items : ctas;
-    }
   }
   // Ping-pong: measured within noise of the default on H100 (d=128: dense
   // -1..2%, 20% sparse +1..-4%), so only a tuning switch; never persistent.

@@ -90,50 +90,16 @@ struct PlanRequest {
 };
 
 // ---- output ------------------------------------------------------------------
-// Segment-major work order of the persistent Hopper kernel on long sparse calls
-// (attention_segments.h): every query tile's key tiles are cut into segments of
-// segment_tiles key tiles, and a window of a head's query tiles runs its last
-// segments first, then the ones before, so the CTAs running together read one
-// segment's K/V (16 MB at 256 tiles) and find it in L2. A tile's softmax state
-// is carried between its segments through the workspace.
-constexpr int kSegmentMinTiles = 128;  // the smallest segment (sizes the item bound)
-constexpr int kSegmentMaxTiles = 4096;
-constexpr int kSegmentDefaultTiles = 256;    // the plan's choice (tuning.segment_tiles = -1)
-constexpr int64_t kSegmentMinKeys = 262144;  // shorter calls get no segment region
-constexpr int kSegmentWindow = 1024;         // query tiles of a head carrying state at once
-// Carried state of one query tile: per consumer thread (256) its O fragment
-// (64 floats at head_dim 128, the largest) and the running max and partial sum
-// of its two row halves.
-constexpr int kSegmentStateFloats = 64 + 4;
-constexpr size_t kSegmentSlotBytes = size_t(256) * kSegmentStateFloats * sizeof(float);
-constexpr int kSegmentFlagsPerSlot = 8;  // one per consumer warp
-
-// Workspace: [counter | sparse work order | segment region]. It depends on
-// the shape and on the list being sparse, never on the device, the path, the
-// variant or the tuning, so a workspace sized once fits every plan the same
-// call can get. The segment region exists on sparse calls with nk >=
-// kSegmentMinKeys: per-(window, segment) counts and per-tile ranks, the items
-// (int4: bh, query tile, first and end key tile), per-slot flags and the
-// carried states of two windows.
+// Workspace: [counter | sparse work order]. It depends on the shape and on the
+// list being sparse, never on the device, the path, the variant or the tuning,
+// so a workspace sized once fits every plan the same call can get.
 constexpr size_t kCounterBytes = 256;  // int32 item counter of a persistent Hopper launch
-                                       // (+ the segment-major item count at int 1)
 struct WorkspaceLayout {
   size_t counter_offset = 0, counter_bytes = 0;
   size_t order_offset = 0, order_bytes = 0;  // int32 items, longest rows first (portable, sparse)
-  size_t seg_hist_offset = 0, seg_hist_bytes = 0;    // int32 per (bh, window, segment)
-  size_t seg_rank_offset = 0, seg_rank_bytes = 0;    // uint16 per (bh, window, segment, tile)
-  size_t seg_items_offset = 0, seg_items_bytes = 0;  // int4 items, at most seg_item_bound
-  size_t seg_flags_offset = 0, seg_flags_bytes = 0;  // uint64 per (slot, consumer warp)
-  size_t seg_state_offset = 0, seg_state_bytes = 0;  // kSegmentSlotBytes per slot
-  int64_t seg_item_bound = 0;                        // 0: no segment region
-  int32_t seg_window = 0;                            // query tiles per window (slots: 2 windows)
   size_t total = 0;
 };
-WorkspaceLayout workspace_layout(int64_t batch, int64_t hq, int64_t nq, int64_t nk, int blk,
-                                 bool sparse);
-// Most segment-major items one (batch, head) of a call can have: n_mtiles
-// Hopper query tiles, segments of kSegmentMinTiles key tiles.
-int64_t segment_item_bound(int64_t nq, int64_t nk, int64_t n_mtiles);
+WorkspaceLayout workspace_layout(int64_t batch, int64_t hq, int64_t nq, bool sparse);
 
 struct AttentionPlan {
   Path path = Path::kNone;
@@ -147,12 +113,6 @@ struct AttentionPlan {
   bool pingpong = false;    // Hopper consumer ping-pong (tuning builds only)
   bool sort_items = false;  // portable, sparse, workspace: order items longest first
                             // (launch_order_items) before the kernel
-  // Hopper, persistent: segment-major work order (0: the plain order). items is
-  // then the workspace's item bound; the builder counts the real ones.
-  int segment_tiles = 0;
-  int32_t seg_window = 0;   // query tiles per window
-  int32_t seg_windows = 0;  // windows per (batch, head)
-  int32_t seg_count = 0;    // segments of the key range: ceil(nk / (segment_tiles * 128))
   WorkspaceLayout workspace;
 };
 

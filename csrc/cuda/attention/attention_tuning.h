@@ -33,11 +33,6 @@ struct AttentionTuning {
   // Hopper: the two consumer warpgroups take turns issuing their GEMMs (not on
   // persistent launches). Only in PRISM_TUNING_VARIANTS builds.
   bool pingpong = false;
-  // Hopper, persistent sparse calls with a segment region in the workspace
-  // (workspace_layout, nk >= kSegmentMinKeys): key tiles per segment of the
-  // segment-major work order (attention_segments.h). -1 the plan's default,
-  // 0 never, else a power of two from kSegmentMinTiles to kSegmentMaxTiles.
-  int segment_tiles = -1;
 };
 
 // The current tuning (a copy taken under a mutex).

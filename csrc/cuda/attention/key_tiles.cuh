@@ -61,13 +61,6 @@ struct KeyTiles {
                : __ldg(idx + (t >> sub_shift)) * blk + (t & ((1 << sub_shift) - 1)) * kBlockN;
   }
 
-  // Keep only tiles [tb, te) of a sparse list (a segment-major work item; tb
-  // starts a list entry, a multiple of 1 << sub_shift), renumbered from 0.
-  __device__ __forceinline__ void restrict(int tb, int te) {
-    idx += tb >> sub_shift;
-    count = te - tb;
-  }
-
   // The Hopper kernel's visiting order: dense tiles ascending, selected tiles
   // from the diagonal down. Its CTAs run neighbouring query tiles of one head
   // together (sm90_tile_scheduler.cuh), whose lists share most blocks; read from

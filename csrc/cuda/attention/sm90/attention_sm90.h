@@ -17,11 +17,9 @@ constexpr int kBlockM = kHopperBlockM;  // query rows per CTA (the plan's block_
 bool device_supported(int device);
 
 // The kernel's tile schedulers (sm90_tile_scheduler.cuh), its template
-// parameter: one work item per CTA, or CTAs taking items from a counter
-// (whole tiles, or the segment-major runs of plan.segment_tiles).
+// parameter: one work item per CTA, or CTAs taking items from a counter.
 struct SingleTileScheduler;
 struct PersistentTileScheduler;
-struct SegmentTileScheduler;
 
 // Launches the (dtype, head_dim) kernel of one scheduler as `plan` says
 // (plan.path == Path::kHopper, plan.persistent == Scheduler::kPersistent):
@@ -36,8 +34,6 @@ cudaError_t launch_fwd_scheduled(const FwdParams& p, const AttentionPlan& plan,
 // Launches one (dtype, head_dim) family: the scheduler is the plan's choice.
 template <typename T, int D>
 cudaError_t launch_fwd(const FwdParams& p, const AttentionPlan& plan, cudaStream_t stream) {
-  if (plan.segment_tiles > 0)
-    return launch_fwd_scheduled<T, D, SegmentTileScheduler>(p, plan, stream);
   return plan.persistent ? launch_fwd_scheduled<T, D, PersistentTileScheduler>(p, plan, stream)
                          : launch_fwd_scheduled<T, D, SingleTileScheduler>(p, plan, stream);
 }

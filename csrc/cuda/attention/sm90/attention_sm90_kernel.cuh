@@ -28,21 +28,11 @@
 #include "cuda/attention/sm90/sm90_epilogue.cuh"
 #include "cuda/attention/sm90/sm90_mainloop_consumer.cuh"
 #include "cuda/attention/sm90/sm90_mainloop_producer.cuh"
-#include "cuda/attention/sm90/sm90_segment_carry.cuh"
 #include "cuda/attention/sm90/sm90_shared_storage.cuh"
 #include "cuda/attention/sm90/sm90_tile_scheduler.cuh"
 #include "cuda/attention/sm90/sm90_traits.cuh"
 
 namespace prism::cuda::attn::sm90 {
-
-#if PRISM_SM90_ENABLED
-// Whole-tile items carry no state.
-struct NoCarry {
-  static constexpr bool load_in = false;
-  template <class Acc>
-  __device__ __forceinline__ void load(Acc&, int) const {}
-};
-#endif
 
 template <typename T, int D, class Scheduler>
 __global__ void __launch_bounds__(Sm90Roles::kThreads, 1)
@@ -72,28 +62,11 @@ __global__ void __launch_bounds__(Sm90Roles::kThreads, 1)
     ConsumerMainloop<T, KT, Scheduler> mainloop(prm, smem, bars.pipe, th);
     for (int item = sched.template initial_work<false>(); item >= 0;
          item = sched.template next_work<false>()) {
-      const WorkItem it = decode_item<KT::kBlockM, Scheduler::kSegments>(prm.p, item);
-      KeyTiles<KT::kBlockM, KT::kBlockN> keys(prm.p, it.w.bh, it.w.row0, prm.p.counts != nullptr);
+      const WorkTile w = decode_item<KT::kBlockM>(prm.p, item);
+      const KeyTiles<KT::kBlockM, KT::kBlockN> keys(prm.p, w.bh, w.row0, prm.p.counts != nullptr);
       ConsumerAccum<D> acc;
-      if constexpr (Scheduler::kSegments) {
-        // A run of the tile's key tiles: it takes the tile's state from the
-        // run before (load_in) and hands it to the next one, or, the tile's
-        // last run, runs the epilogue.
-        const int cwarp = th.cw * 4 + ((threadIdx.x >> 5) & 3);
-        const bool load_in = it.te < keys.count;
-        keys.restrict(it.tb, it.te);
-        mainloop.run(keys, acc, SegmentLoad<D>{prm.p, it, load_in, cwarp});
-        const SegmentCarry<D> carry(prm.p, it, load_in, cwarp);
-        if (carry.save_out) {
-          carry.save(acc, th.lane);
-        } else {
-          Epilogue<T, KT, Scheduler>::store(prm.p, it.w, keys, acc, smem, th);
-          carry.finish(th.lane);
-        }
-      } else {
-        mainloop.run(keys, acc, NoCarry{});
-        Epilogue<T, KT, Scheduler>::store(prm.p, it.w, keys, acc, smem, th);
-      }
+      mainloop.run(keys, acc);
+      Epilogue<T, KT, Scheduler>::store(prm.p, w, keys, acc, smem, th);
     }
   }
 #else

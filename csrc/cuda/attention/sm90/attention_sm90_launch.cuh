@@ -47,10 +47,7 @@ template <typename T, int D, class Scheduler>
 cudaError_t launch_fwd_impl(const FwdParams& p, const AttentionPlan& plan, cudaStream_t stream) {
   using KT = Sm90Traits<D>;
   if (plan.grid <= 0) return cudaSuccess;
-  if (plan.persistent != Scheduler::kPersistent ||
-      (plan.segment_tiles > 0) != Scheduler::kSegments ||
-      (Scheduler::kSegments && (p.seg_items == nullptr || p.seg_n_items == nullptr)))
-    return cudaErrorInvalidConfiguration;
+  if (plan.persistent != Scheduler::kPersistent) return cudaErrorInvalidConfiguration;
   if (plan.items > 0x7fffffff || plan.grid > plan.items) return cudaErrorInvalidConfiguration;
   Sm90Params prm;
   prm.p = p;  // p.n_mtiles: the plan's kBlockM-row tiles

@@ -86,14 +86,9 @@ struct ConsumerMainloop {
         v_base(smem_addr(smem.v)),
         pingpong(kPingPong && prm.pingpong != 0) {}
 
-  // One item: acc gets its unnormalised O, running max and partial sums. A
-  // segment-major item that continues its tile (carry.load_in) starts from
-  // the state the previous one saved (SegmentCarry, sm90_segment_carry.cuh):
-  // loaded while its first QK GEMM runs, and rescaled by that tile's factor
-  // like any accumulator before its next P V.
-  template <class Carry>
+  // One item: acc gets its unnormalised O, running max and partial sums.
   __device__ __forceinline__ void run(const KeyTiles<KT::kBlockM, kBlockN>& keys,
-                                      ConsumerAccum<D>& acc, const Carry& carry) {
+                                      ConsumerAccum<D>& acc) {
     const int ntiles = keys.count;
     const int s_row0 = keys.s_lo + th.rloc;  // absolute position of the hf = 0 row (hf = 1: + 8)
     const int s_wg_lo = keys.s_lo + th.cw * KT::kConsumerRows;  // first position of the warpgroup
@@ -112,14 +107,10 @@ struct ConsumerMainloop {
       my_turn();
       issue_qk(sc, kv % S);
       your_turn();
-      if (carry.load_in) carry.load(acc, th.lane);
       int cur_start = keys.visit_start(0);
       wgmma_wait<0>();
       qk_done(sc, kv % S);
       softmax(acc, sc, cur_start, s_row0, s_wg_lo, keys.key_end, alpha);
-      if (carry.load_in)
-        rescale_rows<D / 8>([&](int i, int j) -> float& { return acc.o[4 * i + j]; }, alpha[0],
-                            alpha[1]);
       to_p(sc, pk);
 
       for (int t = 1; t < ntiles; ++t) {

@@ -38,10 +38,8 @@ struct ProducerMainloop {
     int n = 0;   // items of this CTA before the current one
     for (int item = sched.template initial_work<true>(); item >= 0;
          item = sched.template next_work<true>(), ++n) {
-      const WorkItem it = decode_item<KT::kBlockM, Scheduler::kSegments>(p, item);
-      const WorkTile& w = it.w;
-      KeyTiles<KT::kBlockM, KT::kBlockN> keys(p, w.bh, w.row0, p.counts != nullptr);
-      if constexpr (Scheduler::kSegments) keys.restrict(it.tb, it.te);
+      const WorkTile w = decode_item<KT::kBlockM>(p, item);
+      const KeyTiles<KT::kBlockM, KT::kBlockN> keys(p, w.bh, w.row0, p.counts != nullptr);
       if (n >= 1) mbar_wait(&bar.q_empty, (n - 1) & 1);
       mbar_arrive_expect_tx(&bar.q_full, KT::kTileBytesQ);
 #pragma unroll

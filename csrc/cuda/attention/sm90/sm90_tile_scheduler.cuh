@@ -11,9 +11,8 @@
 // together re-read what L2 holds: with the heads side by side the sparse kernel
 // hit L2 on 40% of its reads at 512K on an H200. FwdParams::order is not used.
 //
-// Three schedulers with one interface, chosen at compile time: the launcher
-// instantiates the kernel with the one the plan names (persistent,
-// segment_tiles).
+// Two schedulers with one interface, chosen at compile time: the launcher
+// instantiates the kernel with the one the plan's `persistent` flag names.
 //   SingleTileScheduler      one item per CTA, item blockIdx.x (grid = items).
 //   PersistentTileScheduler  grid CTAs take items from the zeroed workspace
 //                            counter until it passes n_items. The producer
@@ -21,9 +20,6 @@
 //                            consumers through a two-slot mailbox, so it can
 //                            start loading the next item while they finish the
 //                            current one.
-//   SegmentTileScheduler     the same over the segment-major items
-//                            (kSegments): runs of a tile's key tiles, whose
-//                            softmax state the kernel carries between them.
 // Interface (device side):
 //   SharedStorage                 its static shared memory; init(storage) by one
 //                                 thread before the CTA-wide sync;
@@ -32,7 +28,6 @@
 //   next_work<kProducer>()        the next one, or -1 when the CTA is done.
 // The producer thread (kProducer = true) and every consumer thread each walk
 // the same sequence of ids.
-//   kSegments                     items are segment-major runs (decode_item).
 //   kPersistent                   a CTA may run several items, so the Q tile is
 //                                 not the CTA's own to the end: the consumers
 //                                 release it after an item's last QK GEMM
@@ -56,9 +51,14 @@ struct WorkTile {
 };
 
 template <int kBlockM>
-__device__ __forceinline__ WorkTile tile_of(const FwdParams& p, int bh, int qt) {
+__device__ __forceinline__ WorkTile decode_item(const FwdParams& p, int item) {
+  const int per = p.group * p.n_mtiles;
+  const int grp = item / per;  // b * hkv + hk
+  const int y = item - grp * per;
+  const int head_in_group = y / p.n_mtiles;
+  const int qt = p.n_mtiles - 1 - (y - head_in_group * p.n_mtiles);
   WorkTile w;
-  w.bh = bh;  // b * hq + h
+  w.bh = grp * p.group + head_in_group;  // b * hq + h
   w.b = w.bh / p.hq;
   w.h = w.bh - w.b * p.hq;
   w.hk = w.h / p.group;
@@ -66,56 +66,8 @@ __device__ __forceinline__ WorkTile tile_of(const FwdParams& p, int bh, int qt) 
   return w;
 }
 
-// A work item: its tile and, in the segment-major order (p.seg_items, built
-// by attention_segments.cu), the run [tb, te) of the tile's key tiles it
-// visits; tb = te = -1 in the plain order (every key tile of the tile).
-struct WorkItem {
-  WorkTile w;
-  int qt;
-  int tb = -1, te = -1;
-  __device__ __forceinline__ bool segmented() const { return tb >= 0; }
-};
-
-// Segment-major items: the sequence (a window of one (b, h)'s query tiles) and
-// the state slot of the item's tile (sm90_segment_carry.cuh).
-struct SegmentSlot {
-  int64_t seq;   // bh * seg_windows + window
-  int64_t slot;  // (seq & 1) * seg_window + position in the window
-  int pos;       // position in the window
-};
-__device__ __forceinline__ SegmentSlot segment_slot(const FwdParams& p, const WorkItem& it) {
-  const int y = p.n_mtiles - 1 - it.qt;  // windows run from the last tile down
-  const int win = y / p.seg_window;
-  SegmentSlot s;
-  s.pos = y - win * p.seg_window;
-  s.seq = int64_t(it.w.bh) * p.seg_windows + win;
-  s.slot = (s.seq & 1) * p.seg_window + s.pos;
-  return s;
-}
-
-template <int kBlockM, bool kSegments>
-__device__ __forceinline__ WorkItem decode_item(const FwdParams& p, int item) {
-  WorkItem it;
-  if constexpr (kSegments) {
-    const int4 s = p.seg_items[item];
-    it.qt = s.y;
-    it.tb = s.z;
-    it.te = s.w;
-    it.w = tile_of<kBlockM>(p, s.x, s.y);
-    return it;
-  }
-  const int per = p.group * p.n_mtiles;
-  const int grp = item / per;  // b * hkv + hk
-  const int y = item - grp * per;
-  const int head_in_group = y / p.n_mtiles;
-  it.qt = p.n_mtiles - 1 - (y - head_in_group * p.n_mtiles);
-  it.w = tile_of<kBlockM>(p, grp * p.group + head_in_group, it.qt);
-  return it;
-}
-
 struct SingleTileScheduler {
   static constexpr bool kPersistent = false;
-  static constexpr bool kSegments = false;
   struct SharedStorage {};
 
 #if PRISM_SM90_ENABLED
@@ -134,7 +86,6 @@ struct SingleTileScheduler {
 
 struct PersistentTileScheduler {
   static constexpr bool kPersistent = true;
-  static constexpr bool kSegments = false;
   // The mailbox: item n goes through slot n & 1. item_full[s] (producer ->
   // consumers) publishes item_slot[s]; item_empty[s] (consumers -> producer:
   // every consumer thread that read it) frees the slot for item n + 2.
@@ -152,7 +103,7 @@ struct PersistentTileScheduler {
     mbar_init(&s.item_empty[1], Sm90Roles::kItemReadArrivals);
   }
   __device__ __forceinline__ PersistentTileScheduler(const Sm90Params& prm, SharedStorage& s)
-      : PersistentTileScheduler(prm, s, prm.n_items) {}
+      : s_(s), counter_(prm.work_counter), n_items_(prm.n_items) {}
   template <bool kProducer>
   __device__ __forceinline__ int initial_work() {
     return fetch<kProducer>();
@@ -162,11 +113,6 @@ struct PersistentTileScheduler {
     ++n_;
     return fetch<kProducer>();
   }
-
- protected:
-  __device__ __forceinline__ PersistentTileScheduler(const Sm90Params& prm, SharedStorage& s,
-                                                     int n_items)
-      : s_(s), counter_(prm.work_counter), n_items_(n_items) {}
 
  private:
   template <bool kProducer>
@@ -191,16 +137,6 @@ struct PersistentTileScheduler {
   int32_t* counter_;
   int n_items_;
   int n_ = 0;  // items fetched before the current one
-#endif
-};
-
-// The persistent scheduler over the segment-major items (p.seg_items,
-// attention_segments.cu), whose number the builder wrote on the device.
-struct SegmentTileScheduler : PersistentTileScheduler {
-  static constexpr bool kSegments = true;
-#if PRISM_SM90_ENABLED
-  __device__ __forceinline__ SegmentTileScheduler(const Sm90Params& prm, SharedStorage& s)
-      : PersistentTileScheduler(prm, s, *prm.p.seg_n_items) {}
 #endif
 };
 
