@@ -8,6 +8,7 @@
 //
 //   node scripts/l2-model.js [--seq N] [--group G] [--cache BLOCKS] [--ctas P]
 //                            [--jitter J] [--segment S] [--band S,K]
+//                            [--clusters C1,C2,...]
 // after `npm run build` (it loads dist/). Defaults: --seq 262144 (256K
 // tokens), kv-head group 0 of the structured workload (32 / 8 heads, d 128,
 // seed 1, its four query heads estimated on the CPU backend), a cache of 390
@@ -27,7 +28,15 @@
 //   segment-major        head after head, every list cut into segments of S
 //                        tiles, all the head's first segments, then the
 //                        second ones, ... (the tiles' softmax state carried
-//                        between segments; not built)
+//                        between segments; built and measured on an H200:
+//                        95% hits, not faster, docs/benchmarks.md)
+//   clusters of C        head after head, C neighbouring query tiles as one
+//                        item on C CTAs in lockstep (a thread-block cluster),
+//                        walking the union of their lists from the diagonal
+//                        down, each union block read once for all C (TMA
+//                        multicast); prints the reads and the DRAM misses
+//                        against head after head, and the share of the CTAs'
+//                        time spent on blocks their own tile selected
 //   band                 head after head, CTA k running items k, k + P, ...,
 //                        a CTA entering segment s of its list only once every
 //                        CTA of its band has entered segment s - K (prints
@@ -45,6 +54,7 @@ const P = Number(arg('--ctas', 132));
 const jitter = Number(arg('--jitter', 0.3));
 const segment = Number(arg('--segment', 128));
 const [bandSeg, bandK] = arg('--band', '128,2').split(',').map(Number);
+const clusters = arg('--clusters', '2,4').split(',').map(Number);
 const G = 4;
 const nq = Math.ceil(N / 128);
 
@@ -59,7 +69,8 @@ function rng(seed) {
  * them (dynamically, or statically with `band`). Returns the hit rate and the
  * share of CTA time spent waiting.
  */
-function simulate(items, band) {
+function simulate(items, band, slots = P) {
+  const ctas = slots; // readers: CTAs, or clusters of CTAs
   const rnd = rng(7);
   const lru = new Map();
   let hits = 0;
@@ -67,20 +78,20 @@ function simulate(items, band) {
   let waited = 0;
   let next = 0;
   const segs = band ? Math.ceil(Math.max(...items.map((l) => l.length)) / band.seg) + 1 : 0;
-  const entered = band ? new Int32Array(Math.ceil(items.length / P) * segs) : null;
-  const bandSize = (b) => Math.min(P, items.length - b * P);
-  const cur = new Int32Array(P).fill(-1);
-  const pos = new Int32Array(P);
-  const t = new Float64Array(P);
-  const speed = new Float64Array(P);
-  const nth = new Int32Array(P);
+  const entered = band ? new Int32Array(Math.ceil(items.length / ctas) * segs) : null;
+  const bandSize = (b) => Math.min(ctas, items.length - b * ctas);
+  const cur = new Int32Array(ctas).fill(-1);
+  const pos = new Int32Array(ctas);
+  const t = new Float64Array(ctas);
+  const speed = new Float64Array(ctas);
+  const nth = new Int32Array(ctas);
   const take = (s) => {
-    const it = band ? nth[s]++ * P + s : next++;
+    const it = band ? nth[s]++ * ctas + s : next++;
     cur[s] = it < items.length ? it : -1;
     pos[s] = 0;
     speed[s] = 1 + jitter * (rnd() - 0.5);
   };
-  for (let s = 0; s < P; s++) {
+  for (let s = 0; s < ctas; s++) {
     take(s);
     t[s] = cur[s] < 0 ? Infinity : 2 * rnd();
   }
@@ -88,7 +99,7 @@ function simulate(items, band) {
   for (;;) {
     let s = -1;
     let best = Infinity;
-    for (let i = 0; i < P; i++) {
+    for (let i = 0; i < ctas; i++) {
       if (t[i] < best) {
         best = t[i];
         s = i;
@@ -98,7 +109,7 @@ function simulate(items, band) {
     now = best;
     const list = items[cur[s]];
     if (band && pos[s] % band.seg === 0 && pos[s] < list.length) {
-      const b = Math.floor(cur[s] / P);
+      const b = Math.floor(cur[s] / ctas);
       const sg = pos[s] / band.seg;
       if (sg >= band.k && entered[b * segs + sg - band.k] < bandSize(b)) {
         t[s] += 0.25; // poll again
@@ -121,14 +132,14 @@ function simulate(items, band) {
     }
     if (pos[s] >= list.length) {
       if (band) {
-        const b = Math.floor(cur[s] / P);
+        const b = Math.floor(cur[s] / ctas);
         for (let x = Math.ceil(list.length / band.seg); x < segs; x++) entered[b * segs + x]++;
       }
       take(s);
       t[s] = cur[s] < 0 ? Infinity : t[s] + 2; // the next item's start
     }
   }
-  return { hits: hits / reads, waited: waited / (P * now) };
+  return { hits: hits / reads, waited: waited / (ctas * now) };
 }
 
 async function main() {
@@ -195,6 +206,25 @@ async function main() {
   for (const [name, order] of Object.entries(orders)) {
     const r = simulate(order(), null);
     console.log(`  ${name}: ${(100 * r.hits).toFixed(1)}% of reads hit`);
+  }
+  const plain = simulate(headAfterHead(), null);
+  const ownReads = lists.reduce((a, tiles) => a + tiles.reduce((b, l) => b + l.length, 0), 0);
+  for (const C of clusters) {
+    const o = [];
+    for (const tiles of lists) {
+      for (let i = nq - 1; i >= 0; i -= C) {
+        const u = new Set();
+        for (let x = i; x > i - C && x >= 0; x--) for (const b of tiles[x]) u.add(b);
+        o.push(Int32Array.from([...u].sort((a, b) => b - a)));
+      }
+    }
+    const unionReads = o.reduce((a, l) => a + l.length, 0);
+    const rc = simulate(o, null, Math.floor(P / C));
+    const dram = ((1 - rc.hits) * unionReads) / ((1 - plain.hits) * ownReads);
+    console.log(
+      `  clusters of ${C}: ${(100 * rc.hits).toFixed(1)}% of reads hit; L2 reads ${(unionReads / ownReads).toFixed(3)}x, ` +
+        `DRAM misses ${dram.toFixed(3)}x head after head; CTA time on own blocks ${(ownReads / (C * unionReads)).toFixed(3)}`,
+    );
   }
   const r = simulate(headAfterHead(), { seg: bandSeg, k: bandK });
   console.log(`  band (segments of ${bandSeg}, at most ${bandK} apart): ${(100 * r.hits).toFixed(1)}% of reads hit, CTAs wait ${(100 * r.waited).toFixed(1)}% of their time`);
