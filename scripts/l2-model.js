@@ -203,11 +203,12 @@ async function main() {
     },
   };
   console.log(`L2 model: N=${N}, kv-head group ${group} (${G} query heads), density ${density.toFixed(3)}, cache ${cacheBlocks} blocks, ${P} CTAs, item speeds +-${jitter / 2}`);
+  const results = {};
   for (const [name, order] of Object.entries(orders)) {
-    const r = simulate(order(), null);
-    console.log(`  ${name}: ${(100 * r.hits).toFixed(1)}% of reads hit`);
+    results[name] = simulate(order(), null);
+    console.log(`  ${name}: ${(100 * results[name].hits).toFixed(1)}% of reads hit`);
   }
-  const plain = simulate(headAfterHead(), null);
+  const plain = results['head after head (the kernel)'];
   const ownReads = lists.reduce((a, tiles) => a + tiles.reduce((b, l) => b + l.length, 0), 0);
   for (const C of clusters) {
     const o = [];
