@@ -193,19 +193,32 @@ template <int MT, class Consume>
 __device__ __forceinline__ void stored_tiles(const float* st, const Slabs<MT>& sl, int rows,
                                              int vlim, int t0, int t1, float* stg, int stride,
                                              Consume&& consume) {
-  constexpr int R = 16 * MT;
+  constexpr int R = 16 * MT, kChunks = kTC / 4, kPerThread = R * kChunks / kSelThreads;
+  static_assert(kSelThreads % kChunks == 0 && kSlabRows % (kSelThreads / kChunks) == 0,
+                "a thread's chunks: one column, rows r0 + (kSelThreads / kChunks) i");
   if (t1 <= t0) return;
+  // This thread's chunks: column k4 of rows r0 + kStep * i, so chunk i lies in
+  // slab i / kPerSlab at a fixed offset from that slab's tile; only the slab
+  // tile's start changes from tile to tile (the addressing is a few adds).
+  constexpr int kStep = kSelThreads / kChunks, kPerSlab = kSlabRows / kStep;
+  const int k4 = threadIdx.x % kChunks, r0 = threadIdx.x / kChunks;
+  const float* src0 = st + r0 * kTC + 4 * k4;
+  float* dst0 = stg + r0 * stride + 4 * k4;
   auto issue = [&](int tile, int buf) {
-    float* dst = stg + buf * R * stride;
-    const int left = vlim - tile * kTC;
+    const bool col = 4 * k4 < vlim - tile * kTC;
 #pragma unroll
-    for (int i = 0; i < R * (kTC / 4) / kSelThreads; ++i) {
-      const int x = threadIdx.x + i * kSelThreads, r = x / (kTC / 4), k4 = x % (kTC / 4);
-      const int m = r / kSlabRows;
-      if (r < rows && tile < sl.nt[m] && 4 * k4 < left)
-        copy16_cg(dst + r * stride + 4 * k4,
-                  st + (sl.base[m] + tile) * kSlabTileFloats + (r % kSlabRows) * kTC + 4 * k4);
+    for (int m = 0; m < MT; ++m) {
+      if (!col || tile >= sl.nt[m]) continue;
+      const float* src = src0 + (sl.base[m] + tile) * kSlabTileFloats;
+#pragma unroll
+      for (int i = 0; i < kPerSlab; ++i) {
+        const int r = kSlabRows * m + r0 + kStep * i;
+        if (r < rows)
+          copy16_cg(dst0 + buf * R * stride + (kSlabRows * m + kStep * i) * stride,
+                    src + kStep * i * kTC);
+      }
     }
+    static_assert(kPerSlab * MT == kPerThread, "every chunk of the staging tile");
     __pipeline_commit();
   };
   issue(t0, 0);

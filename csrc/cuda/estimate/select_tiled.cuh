@@ -115,10 +115,14 @@ __device__ __forceinline__ T row_reduce(T v, Op op) {
 
 // Smallest shift that cuts [ka, kb] into at most kSubBuckets sub-ranges.
 __device__ __forceinline__ uint8_t sub_shift(uint32_t ka, uint32_t kb) {
+  static_assert(kSubBuckets == 32, "range >> s < 32: s = bit length of range - 5");
   const uint32_t range = kb > ka ? kb - ka : 0u;
-  int s = 0;
-  while ((range >> s) >= (uint32_t)kSubBuckets) ++s;
-  return (uint8_t)s;
+  return (uint8_t)max(0, 32 - __clz(range) - 5);
+}
+
+// Sub-range of a key inside the bracket [ka, ...] cut by shift sh.
+__device__ __forceinline__ uint32_t sub_bucket(uint32_t key, uint32_t ka, int sh) {
+  return min((key - ka) >> sh, (uint32_t)kSubBuckets - 1u);
 }
 
 // The exact rule on the n <= 32 * NPL keys stored for a row (index order), with
@@ -165,10 +169,12 @@ __device__ void resolve_stored(const uint32_t* cand, int n, uint32_t above, uint
 }
 
 // After a key sweep, one warp per open row: resolve the row, or set up the
-// next sweep. sub: the sweep's sub-histogram of the bracket (exact weights);
+// next sweep. sub: the sweep's sub-histogram (exact weights) of the bracket's
+// keys it could not store (the stored ones are added here, only when a too
+// full bracket needs it, so a sweep that stores them all does no atomics);
 // bm: the band's bitmap; cand: the stored keys (key, j).
 template <bool TOPK, int R>
-__device__ void next_sweep(TiledRows<R>& st, int r, uint32_t T, int cap, const uint32_t* sub,
+__device__ void next_sweep(TiledRows<R>& st, int r, uint32_t T, int cap, uint32_t* sub,
                            uint32_t* bm, const uint32_t* cand, uint32_t* scratch) {
   const int lane = threadIdx.x & 31;
   const uint32_t wa = st.wa[r], wc = st.wc[r], nc = st.nc[r];
@@ -193,6 +199,12 @@ __device__ void next_sweep(TiledRows<R>& st, int r, uint32_t T, int cap, const u
     // v* inside a bracket holding too many keys: the sub-range that holds it.
     uint32_t above = wa;
     if (st.kmin[r] != st.kmax[r]) {
+      // The sweep added the keys it could not store; the stored ones join now.
+      for (int i = lane; i < cap; i += 32) {
+        const uint32_t key = __ldcg(cand + 2 * i);
+        atomicAdd(sub + sub_bucket(key, ka, st.sh[r]), select::key_weight<TOPK>(key));
+      }
+      __syncwarp();
       uint32_t s = sub[lane];  // weight of sub-ranges >= lane
 #pragma unroll
       for (int o = 1; o < 32; o <<= 1) {
@@ -480,10 +492,6 @@ __global__ void __launch_bounds__(kSelThreads, MT <= 2 ? 2 : 1)
                 kmax = max(kmax, key);
                 in |= 1u << i;
                 ck[i] = key;
-                if (mode == kBracket)
-                  atomicAdd(
-                      hist + r * kSubBuckets + min((key - ka) >> sh, (uint32_t)kSubBuckets - 1u),
-                      w);
               }
             }
           }
@@ -506,6 +514,9 @@ __global__ void __launch_bounds__(kSelThreads, MT <= 2 ? 2 : 1)
                 } else if (pos < (uint32_t)a.cap) {
                   cand[2 * pos] = ck[i];
                   cand[2 * pos + 1] = (uint32_t)(c0 + 32 * k + c * LPT + i);
+                } else if (mode == kBracket) {  // the stored ones join it after the sweep
+                  atomicAdd(hist + r * kSubBuckets + sub_bucket(ck[i], ka, sh),
+                            select::key_weight<TOPK>(ck[i]));
                 }
                 ++pos;
               }
