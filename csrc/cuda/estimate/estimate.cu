@@ -150,15 +150,20 @@ SelKernel tiled_kernel(bool topk, int mt) {
 // fragments and a double buffer of split key tiles in shared memory.
 using LogitsKernel = void (*)(SelArgs, const float*);
 LogitsKernel logits_kernel_for(int mt) {
-  return mt == 4 ? logits_kernel<4> : mt == 2 ? logits_kernel<2> : logits_kernel<1>;
+  return mt == 8   ? logits_kernel<8>
+         : mt == 4 ? logits_kernel<4>
+         : mt == 2 ? logits_kernel<2>
+                   : logits_kernel<1>;
 }
 size_t logits_smem_bytes(int mt, int pmax) {
   return sizeof(float) * ((size_t)pmax * mt * 32 + 4u * kTileFloats);
 }
 
 // The stored path's logits kernel on the current device: the most rows per
-// CTA that fit its shared memory (64 rows: each key tile copied serves twice
-// the selection kernel's 32), or rows = 0 where none fits (wide bands on a GPU
+// CTA that fit its shared memory (128 rows, one CTA per SM: each key tile
+// copied serves four times the selection kernel's 32, and the kernel is bound
+// by those copies through L2; on an H200 at 512K it took 1.75 ms against 1.90
+// with 64 rows and two CTAs per SM), or rows = 0 where none fits (wide bands on a GPU
 // with little shared memory: the tiled kernel then recomputes its logits).
 // The one place that decides; the workspace size and the launch both ask it.
 struct LogitsChoice {
@@ -173,7 +178,7 @@ cudaError_t choose_logits_kernel(const Geometry& g, LogitsChoice& lc) {
   PRISM_CUDA_TRY(cudaGetDevice(&dev));
   PRISM_CUDA_TRY(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
   const int Dmax = std::max(g.pw[0], g.pw[1]);
-  for (int mt : {4, 2, 1}) {
+  for (int mt : {8, 4, 2, 1}) {
     if (est_internal::knobs().logits_mt && mt != est_internal::knobs().logits_mt) continue;
     const LogitsKernel lk = logits_kernel_for(mt);
     cudaFuncAttributes fa{};

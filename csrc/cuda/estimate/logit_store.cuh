@@ -142,7 +142,7 @@ struct StoreFragments : FragmentEpilogue {
 // store. One CTA per row group, longest rows first, like the tiled kernel.
 // ksplit: the split pooled keys (split_keys_kernel).
 template <int MT>
-__global__ void __launch_bounds__(kSelThreads, 2)
+__global__ void __launch_bounds__(kSelThreads, MT >= 8 ? 1 : 2)
     logits_kernel(const SelArgs a, const float* ksplit) {
   constexpr int R = 16 * MT;
   extern __shared__ __align__(16) float smem[];
