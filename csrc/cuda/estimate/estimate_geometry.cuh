@@ -21,6 +21,7 @@
 namespace prism::cuda::est {
 
 using sel::kMaxStored;
+using sel::tiled_cand_offset;
 
 // A band is up to two contiguous dim ranges [s0, s0+w0) U [s1, s1+w1).
 struct Band {
@@ -140,7 +141,7 @@ inline int store_pairs(const Geometry& g, int64_t band_floats) {
 // Keys the tiled kernel stores per row for its exact resolution.
 inline int tiled_cap(const Geometry& g) {
   const int W = (g.nk + 31) / 32;
-  int cap = std::min(kMaxStored, (g.nk - g.nbands * W) / 2);
+  int cap = std::min(kMaxStored, (g.nk - tiled_cand_offset(g.nbands, W)) / 2);
   const int stress_cap = est_internal::knobs().stress_cap;
   if (stress_cap >= 0) cap = std::min(cap, stress_cap);
   return cap;
@@ -163,7 +164,8 @@ inline WsLayout ws_layout(const Geometry& g, bool logits_fit) {
   o += align_up(sizeof(float) * (size_t)g.B * g.Hq * 2);
   // Tiled kernel: each row's band bitmaps and stored keys (the selection output
   // has room for a row's selected blocks only).
-  w.tiled_stride = uses_tiled_kernel(g) ? g.nbands * ((g.nk + 31) / 32) + 2 * tiled_cap(g) : 0;
+  w.tiled_stride =
+      uses_tiled_kernel(g) ? tiled_cand_offset(g.nbands, (g.nk + 31) / 32) + 2 * tiled_cap(g) : 0;
   w.tiled = o;
   o += align_up(sizeof(uint32_t) * (size_t)g.B * g.Hq * g.nq * (size_t)w.tiled_stride);
   w.band_floats = w.tiled_stride > 0 ? store_band_floats(g) : 0;
