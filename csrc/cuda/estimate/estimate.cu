@@ -31,6 +31,8 @@
 #include <climits>
 #include <cmath>
 #include <cstdint>
+#include <map>
+#include <mutex>
 #include <string>
 #include <utility>
 
@@ -171,20 +173,71 @@ struct LogitsChoice {
   size_t smem = 0;
   int rows = 0;
 };
+// What the plans ask of the current device (its shared-memory limits and
+// compute capability) and of a kernel on it (its static shared memory): asked
+// of the runtime once per device and kernel, then kept, since none of it can
+// change while the process runs. Every call and workspace query used to ask
+// again, up to a dozen runtime calls on the host path of each estimate.
+struct DeviceLimits {
+  int optin = 0, per_sm = 0, cc_major = 0;
+};
+cudaError_t device_limits(DeviceLimits& lim) {
+  int dev = 0;
+  PRISM_CUDA_TRY(cudaGetDevice(&dev));
+  static std::mutex mu;
+  static std::map<int, DeviceLimits> known;
+  {
+    const std::lock_guard<std::mutex> lock(mu);
+    const auto it = known.find(dev);
+    if (it != known.end()) {
+      lim = it->second;
+      return cudaSuccess;
+    }
+  }
+  DeviceLimits l;
+  PRISM_CUDA_TRY(cudaDeviceGetAttribute(&l.optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+  PRISM_CUDA_TRY(
+      cudaDeviceGetAttribute(&l.per_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev));
+  PRISM_CUDA_TRY(cudaDeviceGetAttribute(&l.cc_major, cudaDevAttrComputeCapabilityMajor, dev));
+  const std::lock_guard<std::mutex> lock(mu);
+  known[dev] = l;
+  lim = l;
+  return cudaSuccess;
+}
+cudaError_t static_smem(const void* kernel, size_t& bytes) {
+  int dev = 0;
+  PRISM_CUDA_TRY(cudaGetDevice(&dev));
+  static std::mutex mu;
+  static std::map<std::pair<int, const void*>, size_t> known;
+  {
+    const std::lock_guard<std::mutex> lock(mu);
+    const auto it = known.find({dev, kernel});
+    if (it != known.end()) {
+      bytes = it->second;
+      return cudaSuccess;
+    }
+  }
+  cudaFuncAttributes fa{};
+  PRISM_CUDA_TRY(cudaFuncGetAttributes(&fa, kernel));
+  const std::lock_guard<std::mutex> lock(mu);
+  known[{dev, kernel}] = fa.sharedSizeBytes;
+  bytes = fa.sharedSizeBytes;
+  return cudaSuccess;
+}
+
 cudaError_t choose_logits_kernel(const Geometry& g, LogitsChoice& lc) {
   lc = LogitsChoice{};
   if (!store_wanted(g)) return cudaSuccess;
-  int dev = 0, optin = 0;
-  PRISM_CUDA_TRY(cudaGetDevice(&dev));
-  PRISM_CUDA_TRY(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+  DeviceLimits lim;
+  PRISM_CUDA_TRY(device_limits(lim));
   const int Dmax = std::max(g.pw[0], g.pw[1]);
   for (int mt : {8, 4, 2, 1}) {
     if (est_internal::knobs().logits_mt && mt != est_internal::knobs().logits_mt) continue;
     const LogitsKernel lk = logits_kernel_for(mt);
-    cudaFuncAttributes fa{};
-    PRISM_CUDA_TRY(cudaFuncGetAttributes(&fa, lk));
+    size_t fixed = 0;
+    PRISM_CUDA_TRY(static_smem(reinterpret_cast<const void*>(lk), fixed));
     const size_t smem = logits_smem_bytes(mt, Dmax);
-    if (smem + fa.sharedSizeBytes <= (size_t)optin) {
+    if (smem + fixed <= (size_t)lim.optin) {
       lc = LogitsChoice{lk, smem, 16 * mt};
       return cudaSuccess;
     }
@@ -248,10 +301,10 @@ cudaError_t plan_selection(const Geometry& g, bool topk, bool stored, const Logi
   for (int mt : {2, 4, 1}) {
     if (est_internal::knobs().stress_mt && mt != est_internal::knobs().stress_mt) continue;
     const SelKernel kern = sp.stored ? tiled_kernel<true>(topk, mt) : tiled_kernel<false>(topk, mt);
-    cudaFuncAttributes fa{};
-    PRISM_CUDA_TRY(cudaFuncGetAttributes(&fa, kern));
+    size_t fixed = 0;
+    PRISM_CUDA_TRY(static_smem(reinterpret_cast<const void*>(kern), fixed));
     const size_t dyn = std::max(tiled_smem_bytes(mt, Dmax, sp.stored), dyn_min);
-    const size_t per_cta = dyn + fa.sharedSizeBytes;
+    const size_t per_cta = dyn + fixed;
     const bool two_per_sm = 2 * (per_cta + kSmemReservedPerCta) <= (size_t)per_sm;
     if (mt == 2 && !two_per_sm && !est_internal::knobs().stress_mt) continue;
     if (per_cta <= (size_t)optin) {
@@ -541,17 +594,12 @@ cudaError_t estimate(const QkvView& q, const QkvView& k, const EstimateParams& p
   const WsLayout wl = ws_layout(g, lc.rows > 0);
   const Scratch s = carve(workspace, wl);
 
-  int dev = 0;
-  PRISM_CUDA_TRY(cudaGetDevice(&dev));
-  int optin = 0, per_sm = 0;
-  PRISM_CUDA_TRY(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
-  PRISM_CUDA_TRY(cudaDeviceGetAttribute(&per_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev));
-  int cc_major = 0;
-  PRISM_CUDA_TRY(cudaDeviceGetAttribute(&cc_major, cudaDevAttrComputeCapabilityMajor, dev));
-  const bool pdl = cc_major >= 9;
+  DeviceLimits lim;
+  PRISM_CUDA_TRY(device_limits(lim));
+  const bool pdl = lim.cc_major >= 9;
   SelPlan sp{};
-  PRISM_CUDA_TRY(
-      plan_selection(g, p.selection == Selection::TopK, wl.store_pairs > 0, lc, optin, per_sm, sp));
+  PRISM_CUDA_TRY(plan_selection(g, p.selection == Selection::TopK, wl.store_pairs > 0, lc,
+                                lim.optin, lim.per_sm, sp));
 
   const int stages = est_internal::knobs().stage_limit;
   if (stored > 0) PRISM_CUDA_TRY(copy_summaries(*keys, g, s, stream));
