@@ -289,11 +289,13 @@ __global__ void __launch_bounds__(kSelThreads, MT <= 2 ? 2 : 1)
   uint32_t* const mine = a.tscratch + st.qrow[r] * a.tstride;    // [band][W], stored keys
   uint32_t* const cand = mine + tiled_cand_offset(a.nbands, W);  // 8-byte aligned
   const float* mystg = stg + r * kStageStride + c * LPT;         // STORED: moves with the buffer
-  auto open_vmax = [&]() {                                       // longest row still open
+  // Longest row still open; called by every thread (a lane per row, then a
+  // warp maximum: each thread walking all the rows cost 2% of the kernel).
+  auto open_vmax = [&]() {
     int v = 0;
-    for (int x = 0; x < nrows; ++x)
+    for (int x = lane; x < nrows; x += 32)
       if (st.mode[x] != kDone) v = max(v, st.V[x]);
-    return v;
+    return (int)__reduce_max_sync(select::kFull, (unsigned)v);
   };
 
   for (int bi = 0; bi < a.nbands; ++bi) {
@@ -575,12 +577,23 @@ __global__ void __launch_bounds__(kSelThreads, MT <= 2 ? 2 : 1)
     const int64_t q = st.qrow[rr];
     const int V = st.V[rr], nw = (V + 31) >> 5;
     const uint32_t* src = a.tscratch + q * a.tstride;
-    for (int e = lane; e < W; e += 32) {
-      uint32_t v = 0u;
-      if (e < nw)
-        for (int bi = 0; bi < a.nbands; ++bi)
-          if (a.T[bi]) v |= __ldcg(src + bi * W + e);
-      wbuf[e] = v;
+    // Four words a lane in flight at once (a word at a time waited out one
+    // L2 latency per word: 4% of the kernel's stalls at 512K).
+    const bool b0 = a.T[0] != 0u, b1 = a.nbands > 1 && a.T[1] != 0u;
+    for (int e0 = 0; e0 < W; e0 += 128) {
+      uint32_t v[4];
+#pragma unroll
+      for (int u = 0; u < 4; ++u) {
+        const int e = e0 + 32 * u + lane;
+        v[u] = 0u;
+        if (e < nw) {
+          if (b0) v[u] |= __ldcg(src + e);
+          if (b1) v[u] |= __ldcg(src + W + e);
+        }
+      }
+#pragma unroll
+      for (int u = 0; u < 4; ++u)
+        if (e0 + 32 * u + lane < W) wbuf[e0 + 32 * u + lane] = v[u];
     }
     __syncwarp();  // the whole bitmap is read before write_row overwrites the row
     write_row(a, wbuf, q, V);
