@@ -851,12 +851,18 @@ static bool check_slab_prefix() {
 
 int main(int argc, char** argv) {
   bool small = false, no_timing = false, long_only = false;
-  long long only_n = 0;  // --time-only N: one timing shape, no correctness (for profilers)
+  long long only_n = 0;       // --time-only N: one timing shape, no correctness (for profilers)
+  int only_path = kAutoPath;  // --path row|tiled|stored: the selection path --time-only times
   for (int a = 1; a < argc; ++a) {
     if (!std::strcmp(argv[a], "--small")) small = true;
     if (!std::strcmp(argv[a], "--no-timing")) no_timing = true;
     if (!std::strcmp(argv[a], "--long")) long_only = true;
     if (!std::strcmp(argv[a], "--time-only") && a + 1 < argc) only_n = std::atoll(argv[++a]);
+    if (!std::strcmp(argv[a], "--path") && a + 1 < argc) {
+      const char* name = argv[++a];
+      for (int path : {kRowPath, kTiledPath, kStoredPath})
+        if (!std::strcmp(name, path_name(path))) only_path = path;
+    }
   }
   cudaDeviceProp prop;
   CK(cudaGetDeviceProperties(&prop, 0));
@@ -877,7 +883,7 @@ int main(int argc, char** argv) {
     std::printf("%s%s", title, table);
     unsigned long long tiles[4];
     cuda::est_internal::tiled_sweep_counts(tiles);  // from zero
-    long_context(only_n, kRope, 3, {{kAutoPath, 0}}, false);
+    long_context(only_n, kRope, 3, {{only_path, 0}}, false);
     cuda::est_internal::tiled_sweep_counts(tiles);
     if (tiles[0] > 0)
       std::printf("tiled kernel, tiles swept per full pass: probe %.3f, z %.3f, keys %.3f\n",

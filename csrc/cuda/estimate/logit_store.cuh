@@ -16,6 +16,7 @@
 #include <cuda_pipeline.h>
 #include <cstdint>
 
+#include "cuda/estimate/async_copy.cuh"
 #include "cuda/estimate/pdl.cuh"
 #include "cuda/estimate/select_common.cuh"
 
@@ -176,13 +177,6 @@ __global__ void __launch_bounds__(kSelThreads, MT >= 8 ? 1 : 2)
                                  (vmax + kTC - 1) / kTC, qf, ks,
                                  StoreFragments<MT>(band_store(a, bk, bi), sl), [](int) {});
   }
-}
-
-// 16 bytes global -> shared through L2 only: the store was written by another
-// kernel, so no stale L1 line may answer.
-__device__ __forceinline__ void copy16_cg(float* dst, const float* src) {
-  const unsigned d = (unsigned)__cvta_generic_to_shared(dst);
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(d), "l"(src) : "memory");
 }
 
 // Streams tiles [t0, t1) of a band's store for the R = 16 * MT rows of a CTA

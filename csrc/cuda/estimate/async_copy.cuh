@@ -1,0 +1,19 @@
+// cp.async copies of the estimation kernels that bypass L1 (.cg): the source
+// was written by an earlier kernel (no stale L1 line may answer), or is read
+// once.
+#pragma once
+
+#include <cuda_runtime.h>
+
+namespace prism::cuda {
+
+// 16 bytes global -> shared through L2 only; both addresses 16-byte aligned.
+__device__ __forceinline__ void copy16_cg(void* dst, const void* src) {
+  const unsigned d = (unsigned)__cvta_generic_to_shared(dst);
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(d), "l"(src) : "memory");
+}
+
+// Waits for every cp.async this thread issued.
+__device__ __forceinline__ void copy_wait_all() { asm volatile("cp.async.wait_all;" ::: "memory"); }
+
+}  // namespace prism::cuda
