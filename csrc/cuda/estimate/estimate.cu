@@ -3,7 +3,8 @@
 //
 // Three launches, no host synchronisation:
 //  1. pool_kernel: one CTA per (b, head, block) of Q and of K (each kv head
-//     pooled once). Streams the rows with vector loads, fp32 sums, writes the
+//     pooled once). Streams the rows (a full block through cp.async into
+//     shared memory, else with vector loads), fp32 sums, writes the
 //     block mean band-packed (band 0 dims, then band 1 dims, each zero-padded
 //     to a multiple of 8) and the block's per-band sums of squares.
 //  2. temps_kernel: one CTA per (b, query head) reduces the energy partials in
@@ -181,48 +182,49 @@ struct LogitsChoice {
 struct DeviceLimits {
   int optin = 0, per_sm = 0, cc_major = 0;
 };
+// The memo both use: ask(value) runs, outside the lock, only when `known`
+// has no entry for `key` yet.
+template <class Key, class Value, class Ask>
+cudaError_t remembered(std::mutex& mu, std::map<Key, Value>& known, const Key& key, Value& out,
+                       Ask&& ask) {
+  {
+    const std::lock_guard<std::mutex> lock(mu);
+    const auto it = known.find(key);
+    if (it != known.end()) {
+      out = it->second;
+      return cudaSuccess;
+    }
+  }
+  Value v{};
+  PRISM_CUDA_TRY(ask(v));
+  const std::lock_guard<std::mutex> lock(mu);
+  known[key] = v;
+  out = v;
+  return cudaSuccess;
+}
 cudaError_t device_limits(DeviceLimits& lim) {
   int dev = 0;
   PRISM_CUDA_TRY(cudaGetDevice(&dev));
   static std::mutex mu;
   static std::map<int, DeviceLimits> known;
-  {
-    const std::lock_guard<std::mutex> lock(mu);
-    const auto it = known.find(dev);
-    if (it != known.end()) {
-      lim = it->second;
-      return cudaSuccess;
-    }
-  }
-  DeviceLimits l;
-  PRISM_CUDA_TRY(cudaDeviceGetAttribute(&l.optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
-  PRISM_CUDA_TRY(
-      cudaDeviceGetAttribute(&l.per_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev));
-  PRISM_CUDA_TRY(cudaDeviceGetAttribute(&l.cc_major, cudaDevAttrComputeCapabilityMajor, dev));
-  const std::lock_guard<std::mutex> lock(mu);
-  known[dev] = l;
-  lim = l;
-  return cudaSuccess;
+  return remembered(mu, known, dev, lim, [dev](DeviceLimits& l) {
+    PRISM_CUDA_TRY(cudaDeviceGetAttribute(&l.optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+    PRISM_CUDA_TRY(
+        cudaDeviceGetAttribute(&l.per_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev));
+    return cudaDeviceGetAttribute(&l.cc_major, cudaDevAttrComputeCapabilityMajor, dev);
+  });
 }
 cudaError_t static_smem(const void* kernel, size_t& bytes) {
   int dev = 0;
   PRISM_CUDA_TRY(cudaGetDevice(&dev));
   static std::mutex mu;
   static std::map<std::pair<int, const void*>, size_t> known;
-  {
-    const std::lock_guard<std::mutex> lock(mu);
-    const auto it = known.find({dev, kernel});
-    if (it != known.end()) {
-      bytes = it->second;
-      return cudaSuccess;
-    }
-  }
-  cudaFuncAttributes fa{};
-  PRISM_CUDA_TRY(cudaFuncGetAttributes(&fa, kernel));
-  const std::lock_guard<std::mutex> lock(mu);
-  known[{dev, kernel}] = fa.sharedSizeBytes;
-  bytes = fa.sharedSizeBytes;
-  return cudaSuccess;
+  return remembered(mu, known, std::make_pair(dev, kernel), bytes, [kernel](size_t& b) {
+    cudaFuncAttributes fa{};
+    PRISM_CUDA_TRY(cudaFuncGetAttributes(&fa, kernel));
+    b = fa.sharedSizeBytes;
+    return cudaSuccess;
+  });
 }
 
 cudaError_t choose_logits_kernel(const Geometry& g, LogitsChoice& lc) {

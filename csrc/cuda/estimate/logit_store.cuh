@@ -187,7 +187,8 @@ template <int MT, class Consume>
 __device__ __forceinline__ void stored_tiles(const float* st, const Slabs<MT>& sl, int rows,
                                              int vlim, int t0, int t1, float* stg, int stride,
                                              Consume&& consume) {
-  constexpr int R = 16 * MT, kChunks = kTC / 4, kPerThread = R * kChunks / kSelThreads;
+  constexpr int R = 16 * MT, kChunks = kTC / 4;
+  // Then the kPerSlab * MT chunks of each thread cover the staging tile.
   static_assert(kSelThreads % kChunks == 0 && kSlabRows % (kSelThreads / kChunks) == 0,
                 "a thread's chunks: one column, rows r0 + (kSelThreads / kChunks) i");
   if (t1 <= t0) return;
@@ -212,7 +213,6 @@ __device__ __forceinline__ void stored_tiles(const float* st, const Slabs<MT>& s
                     src + kStep * i * kTC);
       }
     }
-    static_assert(kPerSlab * MT == kPerThread, "every chunk of the staging tile");
     __pipeline_commit();
   };
   issue(t0, 0);

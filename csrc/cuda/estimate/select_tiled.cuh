@@ -517,14 +517,16 @@ __global__ void __launch_bounds__(kSelThreads, MT <= 2 ? 2 : 1)
             }
             const uint32_t pos = base + incl - n;  // of this thread's first key inside
             base += __shfl_sync(select::kFull, incl, TPR - 1, TPR);
+            // Key i's rank among this sweep's keys inside the bracket (if inside).
+            auto rank = [&](int i) { return pos + __popc(in & ((1u << i) - 1u)); };
             if (mode == kTies) {
 #pragma unroll
               for (int i = 0; i < LPT; ++i)
-                if (((in >> i) & 1u) && pos + __popc(in & ((1u << i) - 1u)) < meq) keep |= 1u << i;
+                if (((in >> i) & 1u) && rank(i) < meq) keep |= 1u << i;
             } else {
 #pragma unroll
               for (int i = 0; i < LPT; ++i) {
-                const uint32_t pi = pos + __popc(in & ((1u << i) - 1u));
+                const uint32_t pi = rank(i);
                 if (((in >> i) & 1u) && pi < (uint32_t)a.cap)
                   *reinterpret_cast<uint2*>(cand + 2 * (size_t)pi) =
                       make_uint2(ck[i], (uint32_t)(c0 + 32 * k + c * LPT + i));
@@ -532,7 +534,7 @@ __global__ void __launch_bounds__(kSelThreads, MT <= 2 ? 2 : 1)
               if (mode == kBracket && pos + n > (uint32_t)a.cap) {  // rare: past the stored ones
 #pragma unroll
                 for (int i = 0; i < LPT; ++i)  // (these join the sub-histogram after the sweep)
-                  if (((in >> i) & 1u) && pos + __popc(in & ((1u << i) - 1u)) >= (uint32_t)a.cap)
+                  if (((in >> i) & 1u) && rank(i) >= (uint32_t)a.cap)
                     atomicAdd(hist + r * kSubBuckets + sub_bucket(ck[i], ka, sh),
                               select::key_weight<TOPK>(ck[i]));
               }
