@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "check_common.h"
+#include "cuda/common/view_args.cuh"
 #include "cuda/cuda_backend.h"
 #include "cuda/estimate/estimate_internal.h"
 
@@ -849,6 +850,100 @@ static bool check_slab_prefix() {
   return bad == 0;
 }
 
+// The pooled block means bit for bit against pool_kernel's summation order
+// replayed on the host (per thread: its column over the rows g, g + RG, ...
+// of its row group, eight, four, then one at a time; then the RG row groups in
+// order; then one division), through summarize_keys with mean pooling (the
+// packed row is the d means in order). Covers both ways a block is read: a
+// block of exactly eight rows per row group in 16-byte chunks through shared
+// memory, every other one through registers (partial vector widths, 512-thread
+// CTAs). Values of scattered magnitudes, so that another order would show.
+static bool check_pool_bits() {
+  struct PoolCase {
+    const char* name;
+    DType dt;
+    int d, block, nblocks, offset;  // offset: elements the view starts past an aligned address
+  };
+  const PoolCase cases[] = {
+      {"bf16 d128 block 128 (shared memory)", DType::BF16, 128, 128, 5, 0},
+      {"f16 d128 block 128 (shared memory)", DType::F16, 128, 128, 3, 0},
+      {"f32 d128 block 64 (shared memory)", DType::F32, 128, 64, 3, 0},
+      {"bf16 d64 block 256 (shared memory)", DType::BF16, 64, 256, 2, 0},
+      {"bf16 d128 block 64 (registers)", DType::BF16, 128, 64, 4, 0},
+      {"f32 d128 block 128 (registers)", DType::F32, 128, 128, 3, 0},
+      {"bf16 d128 block 128, 2-byte aligned (registers, vector 1)", DType::BF16, 128, 128, 2, 1},
+      {"bf16 d512 block 32, 2-byte aligned (512 threads)", DType::BF16, 512, 32, 3, 1},
+  };
+  const int H = 2;
+  long long checks = 0, bad = 0;
+  std::mt19937 rng(2026);
+  std::uniform_real_distribution<float> unit(-1.f, 1.f);
+  std::uniform_int_distribution<int> expo(-12, 12);
+  for (const PoolCase& pc : cases) {
+    const int64_t n = (int64_t)pc.nblocks * pc.block, elems = (int64_t)H * n * pc.d;
+    const size_t esz = pc.dt == DType::F32 ? 4 : 2;
+    std::vector<float> host(elems);
+    std::vector<unsigned char> bytes((elems + pc.offset) * esz, 0);
+    for (int64_t i = 0; i < elems; ++i) {
+      host[i] = check::round_to(std::ldexp(unit(rng), expo(rng)), pc.dt);
+      check::store_as(bytes.data(), (size_t)(i + pc.offset), host[i], pc.dt);
+    }
+    void* dk = nullptr;
+    float *rows = nullptr, *energies = nullptr;
+    CK(cudaMalloc(&dk, bytes.size()));
+    CK(cudaMemcpy(dk, bytes.data(), bytes.size(), cudaMemcpyHostToDevice));
+    CK(cudaMalloc(&rows, sizeof(float) * H * pc.nblocks * pc.d));
+    CK(cudaMalloc(&energies, sizeof(float) * H * pc.nblocks * 3));
+    const QkvView kv = check::strided_view<QkvView>(static_cast<char*>(dk) + pc.offset * esz, pc.dt,
+                                                    1, H, n, pc.d, H * n * pc.d, n * pc.d, pc.d);
+    EstimateParams p;
+    p.method = Method::MeanPool;
+    p.block = pc.block;
+    KeySummaries out;
+    out.rows = rows;
+    out.energies = energies;
+    out.capacity = pc.nblocks;
+    CK(cuda::summarize_keys(kv, p, pc.nblocks, out, 0, 0));
+    std::vector<float> got((size_t)H * pc.nblocks * pc.d);
+    CK(cudaMemcpy(got.data(), rows, sizeof(float) * got.size(), cudaMemcpyDeviceToHost));
+    check::cuda_free_all({dk, rows, energies});
+    const int vec = cuda::view_vec(kv), cpr = pc.d / vec, threads = cpr <= 256 ? 256 : 512;
+    const int RG = threads / cpr, R = pc.block;
+    long long case_bad = 0;
+    for (int h = 0; h < H; ++h)
+      for (int i = 0; i < pc.nblocks; ++i) {
+        const float* blk = host.data() + ((int64_t)h * n + (int64_t)i * R) * pc.d;
+        for (int col = 0; col < pc.d; ++col) {
+          auto x = [&](int r) { return blk[(int64_t)r * pc.d + col]; };
+          float s = 0.f;
+          for (int g = 0; g < RG; ++g) {
+            float acc = 0.f;
+            int r = g;
+            for (; r + 7 * RG < R; r += 8 * RG) {
+              acc += (x(r) + x(r + RG)) + (x(r + 2 * RG) + x(r + 3 * RG));
+              acc += (x(r + 4 * RG) + x(r + 5 * RG)) + (x(r + 6 * RG) + x(r + 7 * RG));
+            }
+            for (; r + 3 * RG < R; r += 4 * RG)
+              acc += (x(r) + x(r + RG)) + (x(r + 2 * RG) + x(r + 3 * RG));
+            for (; r < R; r += RG) acc += x(r);
+            s += acc;
+          }
+          const float want = s / (float)R;
+          const float have = got[((size_t)h * pc.nblocks + i) * pc.d + col];
+          ++checks;
+          if (std::memcmp(&want, &have, 4) != 0 && case_bad++ < 3)
+            std::printf("FAIL pool bits %s: head %d block %d dim %d: %.9g, host order %.9g\n",
+                        pc.name, h, i, col, have, want);
+        }
+      }
+    std::printf("%s %s: vector %d, %d row groups, %lld differing means\n",
+                case_bad == 0 ? "PASS" : "FAIL", pc.name, vec, RG, case_bad);
+    bad += case_bad;
+  }
+  std::printf("pool bits: %lld checks, %lld differ\n", checks, bad);
+  return bad == 0;
+}
+
 int main(int argc, char** argv) {
   bool small = false, no_timing = false, long_only = false;
   long long only_n = 0;       // --time-only N: one timing shape, no correctness (for profilers)
@@ -914,6 +1009,7 @@ int main(int argc, char** argv) {
   }
   bool ok = check_errors();
   ok = check_slab_prefix() && ok;
+  ok = check_pool_bits() && ok;
   const DType BF = DType::BF16, F16 = DType::F16, F32 = DType::F32;
   // The correctness cases: a shape (mk) and the options each changes from mk's.
   const std::vector<Case> small_cases = {
