@@ -81,12 +81,14 @@ __device__ __forceinline__ PoolUnit pool_unit(const PoolArgs& a, int64_t id) {
   return u;
 }
 
-// One unit (a block of Q or K) per CTA. A full unit, exactly eight row groups
-// long (128 rows at 256 threads), is copied into shared memory with cp.async:
-// bytes in flight hold no registers, so more CTAs and more bytes fit per SM
-// (at 128K on an H200: 89% of the DRAM peak, against 83% with the rows loaded
-// into registers). Each thread sums the chunks it copied itself, in the order
-// of the register path that takes the other units: the same bits either way.
+// One unit (a block of Q or K) per CTA. A unit of exactly eight rows per row
+// group in 16-byte chunks (8 * RG rows: a 128-row block of bf16 / fp16 at
+// d 128) is copied into shared memory with cp.async: bytes in flight hold no
+// registers, so more CTAs and more bytes fit per SM (at 128K on an H200: 89%
+// of the DRAM peak, against 83% with the rows loaded into registers). Each
+// thread sums the chunks it copied itself, in the order of the register path
+// that takes the other units: the same bits either way (estimate_check
+// compares them with that order replayed on the host).
 // 256 threads: five CTAs per SM (48 registers; 40 KB of shared memory each).
 template <class Tag, int VEC, int THREADS>
 __global__ void __launch_bounds__(THREADS, THREADS == 256 ? 5 : 1) pool_kernel(const PoolArgs a) {
@@ -94,7 +96,7 @@ __global__ void __launch_bounds__(THREADS, THREADS == 256 ? 5 : 1) pool_kernel(c
   using S = typename Tag::storage;
   constexpr bool kAsync = THREADS == 256 && VEC * sizeof(S) == 16;
   // Row groups' sums [RG][d]; then, kAsync, the unit's rows [8 * RG][d] of S
-  // (apart: sharing the bytes cost a barrier and was slower).
+  // (apart: sharing the bytes cost a barrier and was no faster).
   extern __shared__ __align__(16) float red[];
   const PoolUnit un = pool_unit(a, blockIdx.x);
   const int cpr = a.d / VEC;
