@@ -368,12 +368,12 @@ cudaError_t launch_pool_units(const PoolArgs& a, DType dtype, int vec, cudaStrea
   require_arg(units < INT_MAX, kWhere, "too many blocks");
   const int cpr = a.d / vec;
   const int threads = cpr <= 256 ? 256 : 512;
-  // Row-group sums [RG][d] floats; at 256 threads with 16-byte chunks also
-  // the unit's rows, [8 * RG][d] elements (pool_kernel).
-  const size_t elem = dtype == DType::F32 ? 4 : 2;
-  const size_t rg_d = (size_t)(threads / cpr) * a.d;
-  const bool rows = threads == 256 && vec * elem == 16;
-  const size_t smem = rg_d * (sizeof(float) + (rows ? 8 * elem : 0));
+  // Row-group sums [RG][d] floats; where full blocks go through shared
+  // memory, also a block's rows, [8 * RG][d] elements (pool_kernel).
+  const int elem = dtype == DType::F32 ? 4 : 2, rg = threads / cpr;
+  const size_t rg_d = (size_t)rg * a.d;
+  const bool rows_in_smem = pool_rows_in_smem(threads, vec * elem, rg, a.blk);
+  const size_t smem = rg_d * (sizeof(float) + (rows_in_smem ? 8 * elem : 0));
   dispatch_float_dtype(dtype, [&](auto tag) {
     using Tag = decltype(tag);
     dispatch_vec(vec, [&](auto v) {

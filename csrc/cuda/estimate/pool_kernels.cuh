@@ -56,16 +56,20 @@ __device__ __forceinline__ void unpack16(const typename Tag::storage* p, float (
   }
 }
 
-// One unit's rows: where they start, how many, where its outputs go.
+// One unit's rows: the first one, the stride between them, how many, and
+// where its outputs go.
+template <class S>
 struct PoolUnit {
+  const S* p;
+  int64_t sn;
   int64_t orow;  // output row of qbar / kbar (eq / ek)
-  int64_t r0;    // first input row (element offset of the view)
   int rows;
   bool is_q;
 };
 
-__device__ __forceinline__ PoolUnit pool_unit(const PoolArgs& a, int64_t id) {
-  PoolUnit u;
+template <class S>
+__device__ __forceinline__ PoolUnit<S> pool_unit(const PoolArgs& a, int64_t id) {
+  PoolUnit<S> u;
   u.is_q = id < a.nqu;
   const int64_t unit = u.is_q ? id : id - a.nqu;
   const int H = u.is_q ? a.Hq : a.Hkv;
@@ -77,8 +81,28 @@ __device__ __forceinline__ PoolUnit pool_unit(const PoolArgs& a, int64_t id) {
   const int sh = u.is_q ? a.shift : 0;
   const int first = max(0, i * a.blk - sh);
   u.rows = min((i + 1) * a.blk - sh, N) - first;
-  u.r0 = (bh / H) * view.sb + (bh % H) * view.sh + (int64_t)first * view.sn;
+  u.p = view.row<S>(bh / H, bh % H, first);
+  u.sn = view.sn;
   return u;
+}
+
+// Whether pool_kernel copies a unit's rows into shared memory: a full block of
+// exactly eight rows per row group in 16-byte chunks (launch_pool_units
+// reserves the room only then).
+__host__ __device__ __forceinline__ bool pool_rows_in_smem(int threads, int chunk_bytes, int rg,
+                                                           int blk) {
+  return threads == 256 && chunk_bytes == 16 && blk == 8 * rg;
+}
+
+// acc += eight rows, in the order every path of pool_kernel sums them (two
+// steps of four, each a pairwise tree): the bits do not depend on the path.
+template <int VEC>
+__device__ __forceinline__ void add_eight(float (&acc)[VEC], const float (&x)[8][VEC]) {
+#pragma unroll
+  for (int v = 0; v < VEC; ++v) {
+    acc[v] += (x[0][v] + x[1][v]) + (x[2][v] + x[3][v]);
+    acc[v] += (x[4][v] + x[5][v]) + (x[6][v] + x[7][v]);
+  }
 }
 
 // One unit (a block of Q or K) per CTA. A unit of exactly eight rows per row
@@ -95,16 +119,17 @@ __global__ void __launch_bounds__(THREADS, THREADS == 256 ? 5 : 1) pool_kernel(c
   allow_dependents();
   using S = typename Tag::storage;
   constexpr bool kAsync = THREADS == 256 && VEC * sizeof(S) == 16;
-  // Row groups' sums [RG][d]; then, kAsync, the unit's rows [8 * RG][d] of S
+  // Row groups' sums [RG][d]; then, where pool_rows_in_smem, the rows [8 * RG][d] of S
   // (apart: sharing the bytes cost a barrier and was no faster).
   extern __shared__ __align__(16) float red[];
-  const PoolUnit un = pool_unit(a, blockIdx.x);
+  const PoolUnit<S> un = pool_unit<S>(a, blockIdx.x);
   const int cpr = a.d / VEC;
   const int RG = blockDim.x / cpr;
   const int t = threadIdx.x, c = t % cpr, g = t / cpr;
-  const S* const p = static_cast<const S*>(un.is_q ? a.q.ptr : a.k.ptr) + un.r0 + c * VEC;
-  const int64_t sn = un.is_q ? a.q.sn : a.k.sn;
-  const bool tiled = kAsync && un.rows == 8 * RG;
+  const S* const p = un.p + c * VEC;
+  const int64_t sn = un.sn;
+  const bool tiled =
+      kAsync && pool_rows_in_smem(THREADS, VEC * sizeof(S), RG, a.blk) && un.rows == a.blk;
   float acc[VEC];
 #pragma unroll
   for (int v = 0; v < VEC; ++v) acc[v] = 0.f;
@@ -118,11 +143,7 @@ __global__ void __launch_bounds__(THREADS, THREADS == 256 ? 5 : 1) pool_kernel(c
       float x[8][VEC];
 #pragma unroll
       for (int k = 0; k < 8; ++k) unpack16<Tag, VEC>(rows + (size_t)k * RG * a.d, x[k]);
-#pragma unroll
-      for (int v = 0; v < VEC; ++v) {
-        acc[v] += (x[0][v] + x[1][v]) + (x[2][v] + x[3][v]);
-        acc[v] += (x[4][v] + x[5][v]) + (x[6][v] + x[7][v]);
-      }
+      add_eight(acc, x);
     }
   }
   if (!tiled && g < RG) {
@@ -133,11 +154,7 @@ __global__ void __launch_bounds__(THREADS, THREADS == 256 ? 5 : 1) pool_kernel(c
       float x[8][VEC];
 #pragma unroll
       for (int k = 0; k < 8; ++k) load_vec<Tag, VEC>(p + (int64_t)(r + k * RG) * sn, x[k]);
-#pragma unroll
-      for (int v = 0; v < VEC; ++v) {
-        acc[v] += (x[0][v] + x[1][v]) + (x[2][v] + x[3][v]);
-        acc[v] += (x[4][v] + x[5][v]) + (x[6][v] + x[7][v]);
-      }
+      add_eight(acc, x);
     }
     for (; r + 3 * RG < un.rows; r += 4 * RG) {
       float x[4][VEC];
