@@ -259,6 +259,7 @@ __global__ void __launch_bounds__(kSelThreads, MT <= 2 ? 2 : 1)
   extern __shared__ __align__(16) float smem[];
   __shared__ TiledRows<R> st;
   __shared__ uint32_t scratch[kSelWarps * 32];
+  __shared__ uint32_t untracked[kSelThreads];  // z sweep: a thread's adds nobody reads
   __shared__ Slabs<MT> sl;
   const int pmax = STORED ? 0 : max(a.pw[0], a.pw[1]);
   float4* qf = reinterpret_cast<float4*>(smem);       // [pmax / 8][MT][hi, lo][32]
@@ -378,11 +379,12 @@ __global__ void __launch_bounds__(kSelThreads, MT <= 2 ? 2 : 1)
             else
               zp[i][k] += x;
             // x in [2^e, 2^(e+1)): adds x * 2^(13 - e), truncated (top-k: counts)
+            // An untracked x (bucket 0, or a key past the row) adds to the
+            // thread's own slot: a branch around the add cost more.
             const uint32_t xb = __float_as_uint(x);
             const int hb = min((int)(xb >> 21) - kHistBase, kHistBuckets - 1);
-            if (hb > 0)
-              atomicAdd(hist + r * kHistBuckets + hb,
-                        TOPK ? 1u : ((xb & 0x7fffffu) | 0x800000u) >> 10);
+            atomicAdd(hb > 0 ? hist + r * kHistBuckets + hb : untracked + t,
+                      TOPK ? 1u : ((xb & 0x7fffffu) | 0x800000u) >> 10);
           }
         }
       };
