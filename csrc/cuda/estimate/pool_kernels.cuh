@@ -105,9 +105,9 @@ __device__ __forceinline__ void add_eight(float (&acc)[VEC], const float (&x)[8]
   }
 }
 
-// One unit (a block of Q or K) per CTA. A unit of exactly eight rows per row
-// group in 16-byte chunks (8 * RG rows: a 128-row block of bf16 / fp16 at
-// d 128) is copied into shared memory with cp.async: bytes in flight hold no
+// One unit (a block of Q or K) per CTA. A full block of exactly eight rows per
+// row group in 16-byte chunks (pool_rows_in_smem; 8 * RG rows: a 128-row block
+// of bf16 / fp16 at d 128) is copied into shared memory with cp.async: bytes in flight hold no
 // registers, so more CTAs and more bytes fit per SM (at 128K on an H200: 89%
 // of the DRAM peak, against 83% with the rows loaded into registers). Each
 // thread sums the chunks it copied itself, in the order of the register path
