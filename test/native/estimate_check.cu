@@ -955,8 +955,13 @@ int main(int argc, char** argv) {
     if (!std::strcmp(argv[a], "--time-only") && a + 1 < argc) only_n = std::atoll(argv[++a]);
     if (!std::strcmp(argv[a], "--path") && a + 1 < argc) {
       const char* name = argv[++a];
+      only_path = -1;
       for (int path : {kRowPath, kTiledPath, kStoredPath})
         if (!std::strcmp(name, path_name(path))) only_path = path;
+      if (only_path < 0) {  // timing under the wrong label is worse than none
+        std::fprintf(stderr, "--path: expected row, tiled or stored, got '%s'\n", name);
+        return 2;
+      }
     }
   }
   cudaDeviceProp prop;
