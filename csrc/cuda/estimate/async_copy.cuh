@@ -13,6 +13,13 @@ __device__ __forceinline__ void copy16_cg(void* dst, const void* src) {
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(d), "l"(src) : "memory");
 }
 
+// The same to a shared-window address: converted once per thread rather than
+// per copy, where a loop's registers are scarce (the compiler otherwise redoes
+// the conversion and the address arithmetic for every copy).
+__device__ __forceinline__ void copy16_cg(unsigned dst, const void* src) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(dst), "l"(src) : "memory");
+}
+
 // Waits for every cp.async this thread issued.
 __device__ __forceinline__ void copy_wait_all() { asm volatile("cp.async.wait_all;" ::: "memory"); }
 

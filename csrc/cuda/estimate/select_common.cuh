@@ -8,6 +8,7 @@
 #include <type_traits>
 
 #include "common/prism_types.h"
+#include "cuda/estimate/async_copy.cuh"
 #include "cuda/estimate/tf32_mma.cuh"
 
 namespace prism::cuda::sel {
@@ -63,22 +64,36 @@ struct TileShape {
 template <int MT>
 __device__ __forceinline__ void load_query_frags(float4* qf, const float* qbar, const int64_t* qrow,
                                                  int rows, int pk, int poff, int P) {
-  for (int x = threadIdx.x; x < (P / 8) * MT * 32; x += kSelThreads) {
-    const int lane = x & 31, mt = (x >> 5) % MT, s8 = (x >> 5) / MT * 8;
-    const int fg = lane >> 2, ft = lane & 3;
-    float v[4];
+  // kBatch fragments' loads in flight before any is split: one at a time, the
+  // CTA (alone on its SM in the logits kernel) waited out a memory latency
+  // per fragment, up to 12 in a row per band.
+  constexpr int kBatch = 4;
+  const int n = (P / 8) * MT * 32;
+  for (int x0 = threadIdx.x; x0 < n; x0 += kBatch * kSelThreads) {
+    float v[kBatch][4];
 #pragma unroll
-    for (int e = 0; e < 4; ++e) {
-      const int r = 16 * mt + fg + (e & 1) * 8, dim = s8 + ft + (e >> 1) * 4;
-      v[e] = r < rows ? qbar[qrow[r] * pk + poff + dim] : 0.f;
+    for (int i = 0; i < kBatch; ++i) {
+      const int x = x0 + i * kSelThreads;
+      const int lane = x & 31, mt = (x >> 5) % MT, s8 = (x >> 5) / MT * 8;
+      const int fg = lane >> 2, ft = lane & 3;
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int r = 16 * mt + fg + (e & 1) * 8, dim = s8 + ft + (e >> 1) * 4;
+        v[i][e] = x < n && r < rows ? qbar[qrow[r] * pk + poff + dim] : 0.f;
+      }
     }
-    float4 hi, lo;
-    mma::split_tf32(v[0], hi.x, lo.x);
-    mma::split_tf32(v[1], hi.y, lo.y);
-    mma::split_tf32(v[2], hi.z, lo.z);
-    mma::split_tf32(v[3], hi.w, lo.w);
-    qf[(x >> 5) * 64 + lane] = hi;
-    qf[(x >> 5) * 64 + 32 + lane] = lo;
+#pragma unroll
+    for (int i = 0; i < kBatch; ++i) {
+      const int x = x0 + i * kSelThreads;
+      if (x >= n) break;
+      float4 hi, lo;
+      mma::split_tf32(v[i][0], hi.x, lo.x);
+      mma::split_tf32(v[i][1], hi.y, lo.y);
+      mma::split_tf32(v[i][2], hi.z, lo.z);
+      mma::split_tf32(v[i][3], hi.w, lo.w);
+      qf[(x >> 5) * 64 + (x & 31)] = hi;
+      qf[(x >> 5) * 64 + 32 + (x & 31)] = lo;
+    }
   }
 }
 
@@ -135,21 +150,29 @@ __device__ __forceinline__ void score_tiles(const float* kb, int pk, int poff, i
   // SPLIT: 16 slots of 4 floats per key and chunk (one per k-step and lane
   // t % 4: hi, hi + 4, lo, lo + 4), slot s stored at s ^ ((key & 1) << 2) so
   // that each quarter warp's 16-byte fragment loads hit 8 distinct bank groups;
-  // this thread copies slot t % 16 of keys t / 16 + 16 i.
+  // this thread copies slot t % 16 of keys t / 16 + 16 i. Its addresses are
+  // kept as a byte pointer and a shared-window offset, its copies a constant
+  // destination offset and a source stride apart: rebuilt for each copy, as
+  // the compiler had done under the logits kernel's register pressure, they
+  // cost some 30 instructions per 16-byte copy, as many as the mma they feed.
   const int skey = t >> 4, sslot = t & 15;
-  const float* ssrc = kb + (int64_t)skey * 2 * pk + 2 * poff + 4 * sslot;
-  float* sdst = ks + skey * 2 * kKC + ((sslot ^ ((skey & 1) << 2)) * 4);
+  const char* ssrc =
+      reinterpret_cast<const char*>(kb + (int64_t)skey * 2 * pk + 2 * poff + 4 * sslot);
+  const unsigned sdst =
+      (unsigned)__cvta_generic_to_shared(ks + skey * 2 * kKC + ((sslot ^ ((skey & 1) << 2)) * 4));
+  const int row16 = 16 * 2 * pk * (int)sizeof(float);  // SPLIT: bytes between a thread's keys
   auto issue = [&](int tc, int kcn, int buf) {
     const int c0 = tc * kTC, k0 = kcn * kKC;
+    constexpr int kBufBytes = kBuf * (int)sizeof(float);
     if constexpr (SPLIT) {
       if (k0 + 8 * (sslot >> 2) < P) {
-        const float* src = ssrc + (c0 * 2 * pk + 2 * k0);
-        float* dst = sdst + buf * kBuf;
+        const char* src = ssrc + (int64_t)(c0 * 2 * pk + 2 * k0) * sizeof(float);
+        const unsigned dst = sdst + buf * kBufBytes;
         const int left = vmax - c0 - skey;
 #pragma unroll
         for (int i = 0; i < kTC / 16; ++i)
           if (16 * i < left)
-            __pipeline_memcpy_async(dst + 16 * i * 2 * kKC, src + i * 16 * 2 * pk, 16);
+            copy16_cg(dst + 16 * i * 2 * kKC * (int)sizeof(float), src + (int64_t)i * row16);
       }
     } else if (k0 + kd4 * 4 < P) {
       const float* src = ksrc + (c0 * pk + k0);
@@ -214,26 +237,40 @@ __device__ __forceinline__ void score_tiles(const float* kb, int pk, int poff, i
           ahi[mw] = qk[(st * MT + mw) * 64];
           alo[mw] = qk[(st * MT + mw) * 64 + 32];
         }
+        if constexpr (SPLIT) {
+          // Every key fragment first, then each product over all the tiles:
+          // consecutive mma feed different accumulators (each accumulator
+          // still takes lo*hi, hi*lo, hi*hi in that order: the same bits).
+          float4 b[S::NW];
 #pragma unroll
-        for (int h = 0; h < S::NW; ++h) {
-          float bhi[2], blo[2];
-          if constexpr (SPLIT) {
-            const float4 b = *reinterpret_cast<const float4*>(
-                kt + h * 8 * 2 * kKC + (((4 * st + tq) ^ ((g & 1) << 2)) * 4));
-            bhi[0] = b.x;
-            bhi[1] = b.y;
-            blo[0] = b.z;
-            blo[1] = b.w;
-          } else {
+          for (int h = 0; h < S::NW; ++h)
+            b[h] = *reinterpret_cast<const float4*>(kt + h * 8 * 2 * kKC +
+                                                    (((4 * st + tq) ^ ((g & 1) << 2)) * 4));
+#pragma unroll
+          for (int mw = 0; mw < S::MW; ++mw)
+#pragma unroll
+            for (int h = 0; h < S::NW; ++h) mma::mma_tf32(acc[mw][h], alo[mw], b[h].x, b[h].y);
+#pragma unroll
+          for (int mw = 0; mw < S::MW; ++mw)
+#pragma unroll
+            for (int h = 0; h < S::NW; ++h) mma::mma_tf32(acc[mw][h], ahi[mw], b[h].z, b[h].w);
+#pragma unroll
+          for (int mw = 0; mw < S::MW; ++mw)
+#pragma unroll
+            for (int h = 0; h < S::NW; ++h) mma::mma_tf32(acc[mw][h], ahi[mw], b[h].x, b[h].y);
+        } else {
+#pragma unroll
+          for (int h = 0; h < S::NW; ++h) {
+            float bhi[2], blo[2];
             const float* kp = kt + h * 8 * kKC;  // key (h * 8 + g) & 7 == g
             mma::split_tf32(kp[((2 * st) ^ g) * 4], bhi[0], blo[0]);
             mma::split_tf32(kp[((2 * st + 1) ^ g) * 4], bhi[1], blo[1]);
-          }
 #pragma unroll
-          for (int mw = 0; mw < S::MW; ++mw) {
-            mma::mma_tf32(acc[mw][h], alo[mw], bhi);
-            mma::mma_tf32(acc[mw][h], ahi[mw], blo);
-            mma::mma_tf32(acc[mw][h], ahi[mw], bhi);
+            for (int mw = 0; mw < S::MW; ++mw) {
+              mma::mma_tf32(acc[mw][h], alo[mw], bhi[0], bhi[1]);
+              mma::mma_tf32(acc[mw][h], ahi[mw], blo[0], blo[1]);
+              mma::mma_tf32(acc[mw][h], ahi[mw], bhi[0], bhi[1]);
+            }
           }
         }
       }
