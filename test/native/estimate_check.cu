@@ -18,9 +18,11 @@
 #include <vector>
 
 #include "check_common.h"
+#include "cuda/attention/sm90/attention_sm90_ptx.cuh"
 #include "cuda/common/view_args.cuh"
 #include "cuda/cuda_backend.h"
 #include "cuda/estimate/estimate_internal.h"
+#include "cuda/estimate/tf32_mma.cuh"
 
 using namespace prism;
 using check::HostTensor;
@@ -622,6 +624,7 @@ struct Stress {
   int flags = 0, cap = -1, mtiles = 0;
   long long budget = -1;  // logit store budget (bytes; -1 default)
   int logits_mt = 0;      // logits kernel rows per CTA / 16 (0 automatic)
+  int logits_mma = 0;     // 1: the mma.sync logits kernel even on sm_90a
   EstimateParams p;
 };
 
@@ -645,16 +648,19 @@ bool run_stress(const Stress& s) {
     cuda::est_internal::set_tiled_stress(s.flags, s.cap, s.mtiles);
     cuda::est_internal::set_store_budget(s.budget);
     cuda::est_internal::set_logits_mt(s.logits_mt);
+    cuda::est_internal::set_logits_mma(s.logits_mma);
     tiled.run(in, s.p, path);
     cuda::est_internal::set_tiled_stress(0, -1, 0);
     cuda::est_internal::set_store_budget(-1);
     cuda::est_internal::set_logits_mt(0);
+    cuda::est_internal::set_logits_mma(0);
     const unsigned long long bad = row.diff(tiled);
     std::printf(
         "%-4s %-6s == row %-22s Hq%-2d Hkv%d Nq%-7lld Nk%-7lld d%-3d blk%-3d nk%-5lld stress %d "
-        "cap %-4d mt %d budget %lld logits mt %d density %.3f diffs %llu\n",
+        "cap %-4d mt %d budget %lld logits mt %d mma %d density %.3f diffs %llu\n",
         bad == 0 ? "PASS" : "FAIL", path_name(path), s.name.c_str(), s.Hq, s.Hkv, s.Nq, s.Nk, s.d,
-        s.block, (long long)grid.nk, s.flags, s.cap, s.mtiles, s.budget, s.logits_mt, density, bad);
+        s.block, (long long)grid.nk, s.flags, s.cap, s.mtiles, s.budget, s.logits_mt, s.logits_mma,
+        density, bad);
     ok = ok && bad == 0;
   }
   return ok;
@@ -735,6 +741,14 @@ std::vector<Stress> stress_suite(bool small) {
   // The logits kernel with 16 and 32 rows per CTA (GPUs with less shared memory).
   add("rope-logits-mt1", N, N + 100, H, Hk, 128, kRope, [](Stress& s) { s.logits_mt = 1; });
   add("rope-logits-mt2-d256", N / 2, N / 2, H, Hk, 256, kRope, [](Stress& s) { s.logits_mt = 2; });
+  // The mma.sync logits kernel where sm_90a would take warpgroup mma (the
+  // default there), and the sm_90a one on a chunked store, rows off the block
+  // grid, and one band (mean pooling: 128 dims, the widest its tiles fit).
+  add("rope-logits-mma", N, N + 100, H, Hk, 128, kRope, [](Stress& s) { s.logits_mma = 1; });
+  add("rope-chunked-offgrid", N / 2 + 3, N / 2 + 70, H, Hk, 128, kRope,
+      [](Stress& s) { s.budget = 1; });
+  add("rope-meanpool-g1", N / 2, N / 2 + 9, H, H, 128, kRope,
+      [](Stress& s) { s.p.method = Method::MeanPool; });
   return v;
 }
 
@@ -850,6 +864,155 @@ static bool check_slab_prefix() {
   return bad == 0;
 }
 
+// The sm_90a logits kernel (logits_sm90.cuh) takes the 3xTF32 products on
+// wgmma m64n128k8 where the other kernels use mma.sync m16n8k8; it gives the
+// same logits only if each k-step accumulates to the same bits. Both chains
+// (lo*hi, hi*lo, hi*hi per k-step over 96 dims) on operands of scattered
+// magnitudes, compared bit for bit; skipped where the GPU or the build has no
+// sm_90a.
+namespace tf32_bits {
+constexpr int kM = 64, kN = 128, kK = 96;
+
+__global__ void chain_mma_sync(const float* qh, const float* ql, const float* kh, const float* kl,
+                               float* out) {
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  const int r0 = 16 * warp;
+  for (int h = 0; h < kN / 8; ++h) {
+    float acc[4] = {0.f, 0.f, 0.f, 0.f};
+    for (int k = 0; k < kK; k += 8) {
+      auto frag = [&](const float* x) {
+        return make_float4(x[(r0 + g) * kK + k + t], x[(r0 + g + 8) * kK + k + t],
+                           x[(r0 + g) * kK + k + t + 4], x[(r0 + g + 8) * kK + k + t + 4]);
+      };
+      const float4 ah = frag(qh), al = frag(ql);
+      const int key = 8 * h + g;
+      const float bh0 = kh[key * kK + k + t], bh1 = kh[key * kK + k + t + 4];
+      const float bl0 = kl[key * kK + k + t], bl1 = kl[key * kK + k + t + 4];
+      cuda::mma::mma_tf32(acc, al, bh0, bh1);
+      cuda::mma::mma_tf32(acc, ah, bl0, bl1);
+      cuda::mma::mma_tf32(acc, ah, bh0, bh1);
+    }
+    for (int e = 0; e < 4; ++e)
+      out[(r0 + g + 8 * (e >> 1)) * kN + 8 * h + 2 * t + (e & 1)] = acc[e];
+  }
+}
+
+// Sets sm90 = 1 in the pass that has wgmma (0 elsewhere: the host skips).
+__global__ void chain_wgmma(const float* qh, const float* ql, const float* kh, const float* kl,
+                            float* out, int* sm90) {
+#if PRISM_SM90_ENABLED
+  using namespace cuda::attn::sm90;
+  extern __shared__ __align__(16) unsigned char raw[];
+  const uint32_t base = (smem_addr(raw) + 1023u) & ~1023u;
+  float* tiles = reinterpret_cast<float*>(raw + (base - smem_addr(raw)));
+  // [qh, ql: 3 chunks x 64 rows][kh, kl: 3 chunks x 128 rows] x 32 floats, 128-byte swizzle
+  float* dst[4] = {tiles, tiles + kM * kK, tiles + 2 * kM * kK, tiles + 2 * kM * kK + kN * kK};
+  const float* src[4] = {qh, ql, kh, kl};
+  for (int m = 0; m < 4; ++m) {
+    const int rows = m < 2 ? kM : kN;
+    for (int i = threadIdx.x; i < rows * kK / 4; i += blockDim.x) {
+      const int r = i / (kK / 4), u = i % (kK / 4), c = u % 8;
+      float* d = dst[m] + (u / 8) * rows * 32 + r * 32 + ((c ^ (r & 7)) * 4);
+      for (int e = 0; e < 4; ++e) d[e] = src[m][r * kK + 4 * u + e];
+    }
+  }
+  asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+  __syncthreads();
+  float d[64];
+  for (int i = 0; i < 64; ++i) {
+    d[i] = 0.f;
+    reg_fence(d[i]);
+  }
+  wgmma_fence();
+  auto desc = [&](int m, int rows, int k) {
+    return make_desc_sw128(
+        base + 4u * (uint32_t)((dst[m] - tiles) + (k / 32) * rows * 32) + (k % 32) * 4, 16, 1024);
+  };
+  for (int k = 0; k < kK; k += 8) {
+    wgmma_tf32_m64n128k8(d, desc(1, kM, k), desc(2, kN, k));
+    wgmma_tf32_m64n128k8(d, desc(0, kM, k), desc(3, kN, k));
+    wgmma_tf32_m64n128k8(d, desc(0, kM, k), desc(2, kN, k));
+  }
+  wgmma_commit();
+  wgmma_wait<0>();
+  for (int i = 0; i < 64; ++i) reg_fence(d[i]);
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  for (int j = 0; j < kN / 8; ++j)
+    for (int e = 0; e < 4; ++e)
+      out[(16 * warp + g + 8 * (e >> 1)) * kN + 8 * j + 2 * t + (e & 1)] = d[4 * j + e];
+  if (threadIdx.x == 0) *sm90 = 1;
+#endif
+}
+}  // namespace tf32_bits
+
+static bool check_tf32_products() {
+  using namespace tf32_bits;
+  int dev = 0, major = 0;
+  CK(cudaGetDevice(&dev));
+  CK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
+  if (major != 9) {
+    std::printf("tf32 products: skipped (no sm_90 GPU)\n");
+    return true;
+  }
+  const int smem = 1024 + 4 * (2 * kM * kK + 2 * kN * kK);
+  CK(cudaFuncSetAttribute(chain_wgmma, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+  float *dq, *dk, *o1, *o2;
+  int* sm90;
+  CK(cudaMalloc(&dq, sizeof(float) * 2 * kM * kK));
+  CK(cudaMalloc(&dk, sizeof(float) * 2 * kN * kK));
+  CK(cudaMalloc(&o1, sizeof(float) * kM * kN));
+  CK(cudaMalloc(&o2, sizeof(float) * kM * kN));
+  CK(cudaMalloc(&sm90, sizeof(int)));
+  CK(cudaMemset(sm90, 0, sizeof(int)));
+  std::mt19937 rng(90);
+  std::uniform_real_distribution<float> unit(-1.f, 1.f);
+  std::uniform_int_distribution<int> expo(-8, 8);
+  long long checks = 0, bad = 0;
+  int have = 0;
+  for (int trial = 0; trial < 64; ++trial) {
+    // hi = x rounded to tf32 (cvt.rna), lo = (x - hi) rounded: mma::split_tf32 on the host
+    auto tf32 = [](float x) {
+      uint32_t u;
+      std::memcpy(&u, &x, 4);
+      u = (u + 0x1000u) & 0xffffe000u;
+      std::memcpy(&x, &u, 4);
+      return x;
+    };
+    std::vector<float> q(2 * kM * kK), k(2 * kN * kK);
+    auto fill = [&](std::vector<float>& v, int n, bool spread) {
+      for (int i = 0; i < n; ++i) {
+        const float x = std::ldexp(unit(rng), spread ? expo(rng) : 0);
+        v[i] = tf32(x);
+        v[n + i] = tf32(x - v[i]);
+      }
+    };
+    fill(q, kM * kK, trial % 2 == 1);
+    fill(k, kN * kK, trial % 4 >= 2);
+    CK(cudaMemcpy(dq, q.data(), sizeof(float) * q.size(), cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(dk, k.data(), sizeof(float) * k.size(), cudaMemcpyHostToDevice));
+    chain_mma_sync<<<1, 128>>>(dq, dq + kM * kK, dk, dk + kN * kK, o1);
+    chain_wgmma<<<1, 128, smem>>>(dq, dq + kM * kK, dk, dk + kN * kK, o2, sm90);
+    CK(cudaGetLastError());
+    CK(cudaDeviceSynchronize());
+    CK(cudaMemcpy(&have, sm90, sizeof(int), cudaMemcpyDeviceToHost));
+    if (!have) break;
+    std::vector<float> a(kM * kN), b(kM * kN);
+    CK(cudaMemcpy(a.data(), o1, sizeof(float) * a.size(), cudaMemcpyDeviceToHost));
+    CK(cudaMemcpy(b.data(), o2, sizeof(float) * b.size(), cudaMemcpyDeviceToHost));
+    for (size_t i = 0; i < a.size(); ++i, ++checks)
+      if (std::memcmp(&a[i], &b[i], 4) != 0 && bad++ < 3)
+        std::printf("FAIL tf32 products: trial %d entry %zu: mma.sync %.9g, wgmma %.9g\n", trial, i,
+                    a[i], b[i]);
+  }
+  check::cuda_free_all({dq, dk, o1, o2, sm90});
+  if (!have) {
+    std::printf("tf32 products: skipped (this build has no sm_90a)\n");
+    return true;
+  }
+  std::printf("tf32 products (wgmma against mma.sync): %lld checks, %lld differ\n", checks, bad);
+  return bad == 0;
+}
+
 // The pooled block means bit for bit against pool_kernel's summation order
 // replayed on the host (per thread: its column over the rows g, g + RG, ...
 // of its row group, eight, four, then one at a time; then the RG row groups in
@@ -953,6 +1116,7 @@ int main(int argc, char** argv) {
     if (!std::strcmp(argv[a], "--no-timing")) no_timing = true;
     if (!std::strcmp(argv[a], "--long")) long_only = true;
     if (!std::strcmp(argv[a], "--time-only") && a + 1 < argc) only_n = std::atoll(argv[++a]);
+    if (!std::strcmp(argv[a], "--logits-mma")) cuda::est_internal::set_logits_mma(1);
     if (!std::strcmp(argv[a], "--path") && a + 1 < argc) {
       const char* name = argv[++a];
       only_path = -1;
@@ -1015,6 +1179,7 @@ int main(int argc, char** argv) {
   bool ok = check_errors();
   ok = check_slab_prefix() && ok;
   ok = check_pool_bits() && ok;
+  ok = check_tf32_products() && ok;
   const DType BF = DType::BF16, F16 = DType::F16, F32 = DType::F32;
   // The correctness cases: a shape (mk) and the options each changes from mk's.
   const std::vector<Case> small_cases = {

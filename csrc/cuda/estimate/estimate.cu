@@ -20,10 +20,10 @@
 //     and ascending indices.
 //     select_tiled_kernel (longer rows, select_tiled.cuh): 32 rows per CTA and
 //     two CTAs per SM where they fit (else 64 or 16 rows, one per SM), logits
-//     never held whole: logits_kernel first stores them (logit_store.cuh,
-//     kv-head chunks that fit its budget) and the sweeps read them back, or
-//     where even one kv head's logits would not fit, each sweep recomputes
-//     them tile by tile.
+//     never held whole: a logits kernel first stores them (logit_store.cuh,
+//     or logits_sm90.cuh on sm_90a; kv-head chunks that fit its budget) and the sweeps read them
+//     back, or where even one kv head's logits would not fit, each sweep recomputes them tile by
+//     tile.
 // The call's geometry and workspace layout: estimate_geometry.cuh; the first
 // two kernels: pool_kernels.cuh; the internal knobs of the harnesses
 // (PRISM_TUNING_VARIANTS builds only): estimate_internal.h.
@@ -44,6 +44,7 @@
 #include "cuda/estimate/estimate_geometry.cuh"
 #include "cuda/estimate/estimate_internal.h"
 #include "cuda/estimate/logit_store.cuh"
+#include "cuda/estimate/logits_sm90.cuh"
 #include "cuda/estimate/pdl.cuh"
 #include "cuda/estimate/pool_kernels.cuh"
 #include "cuda/estimate/select_common.cuh"
@@ -173,6 +174,7 @@ struct LogitsChoice {
   LogitsKernel kernel = nullptr;
   size_t smem = 0;
   int rows = 0;
+  bool key_rows = false;  // logits_sm90_kernel: the keys split in rows (split_keys_kernel<true>)
 };
 // What the plans ask of the current device (its shared-memory limits and
 // compute capability) and of a kernel on it (its static shared memory): asked
@@ -233,14 +235,31 @@ cudaError_t choose_logits_kernel(const Geometry& g, LogitsChoice& lc) {
   DeviceLimits lim;
   PRISM_CUDA_TRY(device_limits(lim));
   const int Dmax = std::max(g.pw[0], g.pw[1]);
+  const est_internal::EstimateKnobs& kn = est_internal::knobs();
+  // sm_90a: the products on warpgroup mma, where this build has its image
+  // (its static shared memory exists only in the sm_90a pass), the bands are
+  // whole chunks of 32 dims (the default bands of d 64, 128 and 256 are) and
+  // its tiles fit.
+  if (lim.cc_major == 9 && !kn.logits_mma && !kn.logits_mt && g.pw[0] % kKC == 0 &&
+      g.pw[1] % kKC == 0) {
+    const void* lk = reinterpret_cast<const void*>(logits_sm90_kernel);
+    cudaFuncAttributes fa{};
+    PRISM_CUDA_TRY(cudaFuncGetAttributes(&fa, lk));
+    const size_t smem = logits_sm90_smem_bytes(Dmax);
+    if (fa.sharedSizeBytes > 0 && fa.binaryVersion >= 90 &&
+        smem + fa.sharedSizeBytes <= (size_t)lim.optin) {
+      lc = LogitsChoice{logits_sm90_kernel, smem, kSm90Rows, true};
+      return cudaSuccess;
+    }
+  }
   for (int mt : {8, 4, 2, 1}) {
-    if (est_internal::knobs().logits_mt && mt != est_internal::knobs().logits_mt) continue;
+    if (kn.logits_mt && mt != kn.logits_mt) continue;
     const LogitsKernel lk = logits_kernel_for(mt);
     size_t fixed = 0;
     PRISM_CUDA_TRY(static_smem(reinterpret_cast<const void*>(lk), fixed));
     const size_t smem = logits_smem_bytes(mt, Dmax);
     if (smem + fixed <= (size_t)lim.optin) {
-      lc = LogitsChoice{lk, smem, 16 * mt};
+      lc = LogitsChoice{lk, smem, 16 * mt, false};
       return cudaSuccess;
     }
   }
@@ -521,7 +540,7 @@ cudaError_t launch_select(const EstimateParams& p, const Geometry& g, const SelP
     PRISM_CUDA_TRY(
         cudaFuncSetAttribute(lc.kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)lc.smem));
   const int64_t nsplit = pairs * g.nk * g.pk;
-  PRISM_CUDA_TRY(launch_pdl(pdl, split_keys_kernel,
+  PRISM_CUDA_TRY(launch_pdl(pdl, lc.key_rows ? split_keys_kernel<true> : split_keys_kernel<false>,
                             (unsigned)std::min<int64_t>((nsplit + 255) / 256, 4096), 256, 0, stream,
                             (const float*)s.kbar, s.ksplit, nsplit, g.pk));
   for (int64_t bk0 = 0; bk0 < pairs; bk0 += wl.store_pairs) {
@@ -547,6 +566,7 @@ void set_stage_limit(int n) { g_knobs.stage_limit = n; }
 void set_select_path(int path) { g_knobs.select_path = path; }
 void set_store_budget(long long bytes) { g_knobs.store_budget = bytes; }
 void set_logits_mt(int mt) { g_knobs.logits_mt = mt; }
+void set_logits_mma(int on) { g_knobs.logits_mma = on; }
 void tiled_sweep_counts(unsigned long long out[4]) {
   unsigned long long zero[kCountKinds] = {};
   cudaMemcpyFromSymbol(out, g_tiles_swept, sizeof(zero));

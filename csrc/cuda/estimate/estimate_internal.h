@@ -21,6 +21,9 @@ struct EstimateKnobs {
   long long store_budget = -1;
   // Rows per CTA of the logits kernel / 16 (0: the most that fit).
   int logits_mt = 0;
+  // 1: the logits kernel on mma.sync even where the sm_90a one (warpgroup
+  // mma) could run; a logits_mt also picks the mma.sync kernel.
+  int logits_mma = 0;
   // Tiled kernel stress switches (see set_tiled_stress).
   int stress = 0, stress_cap = -1, stress_mt = 0;
 };
@@ -48,6 +51,9 @@ void set_store_budget(long long bytes);
 
 // The logits kernel's rows per CTA / 16, in {1, 2, 4} (0: automatic).
 void set_logits_mt(int mt);
+
+// 1: the mma.sync logits kernel even on sm_90a (EstimateKnobs::logits_mma).
+void set_logits_mma(int on);
 
 // Score tiles the tiled kernel swept since the last call (which resets them):
 // one full pass over every row group's tiles, then those of the max probes,

@@ -95,18 +95,27 @@ __device__ __forceinline__ float* band_store(const SelArgs& a, int64_t bk, int b
 }
 
 // The pooled keys split once into tf32 hi and lo (mma::split_tf32), so that
-// logits_kernel's CTAs do not each split every key tile again. Each packed
-// row of pk floats becomes 2 * pk: per group of 8 dims, 16 floats in the
-// order the mma's B fragments take them, for lane t % 4 = q: hi(q), hi(q + 4),
-// lo(q), lo(q + 4) (score_tiles' SPLIT loads them 16 bytes at a time).
+// the logits kernel's CTAs do not each split every key tile again. Each
+// packed row of pk floats becomes 2 * pk. For logits_kernel: per group of 8
+// dims, 16 floats in the order the mma's B fragments take them, for lane
+// t % 4 = q: hi(q), hi(q + 4), lo(q), lo(q + 4) (score_tiles' SPLIT loads them
+// 16 bytes at a time). ROWS, for logits_sm90_kernel: the row's pk hi floats,
+// then its pk lo floats.
+template <bool ROWS>
 __global__ void split_keys_kernel(const float* kbar, float* out, int64_t n, int pk) {
   dependent_wait();  // the pooled keys
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
        i += (int64_t)gridDim.x * blockDim.x) {
     const int64_t row = i / pk;
-    const int d = (int)(i - row * pk), q = d & 3, upper = (d >> 2) & 1;
-    float* o = out + row * 2 * pk + 16 * (d >> 3) + 4 * q + upper;
-    mma::split_tf32(kbar[i], o[0], o[2]);
+    const int d = (int)(i - row * pk);
+    if constexpr (ROWS) {
+      float* o = out + row * 2 * pk + d;
+      mma::split_tf32(kbar[i], o[0], o[pk]);
+    } else {
+      const int q = d & 3, upper = (d >> 2) & 1;
+      float* o = out + row * 2 * pk + 16 * (d >> 3) + 4 * q + upper;
+      mma::split_tf32(kbar[i], o[0], o[2]);
+    }
   }
 }
 

@@ -110,6 +110,18 @@ struct Wgmma;
 
 PRISM_WGMMA_OPS(__nv_bfloat16, "bf16")
 PRISM_WGMMA_OPS(__half, "f16")
+
+// D[64 x 128] += A[64 x 8] * B[8 x 128] in tf32, both operands K-major in
+// shared memory (the estimation's logits kernel, logits_sm90.cuh). TF32 takes
+// no transpose immediates.
+__device__ __forceinline__ void wgmma_tf32_m64n128k8(float (&d)[64], uint64_t da, uint64_t db) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, 1, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n128k8.f32.tf32.tf32 {" PRISM_WGMMA_REGS64
+      "}, %64, %65, p, 1, 1;\n}\n"
+      : PRISM_WGMMA_ACC64
+      : "l"(da), "l"(db));
+}
 #undef PRISM_WGMMA_OPS
 #undef PRISM_WGMMA_N
 #undef PRISM_WGMMA_REGS64
