@@ -163,17 +163,11 @@ __global__ void __launch_bounds__(kSelThreads, MT >= 8 ? 1 : 2)
   float4* qf = reinterpret_cast<float4*>(smem);  // [pmax / 8][MT][hi, lo][32]
   float* ks = smem + (size_t)pmax * MT * 32;     // [2][128 keys][64 floats]
   const int t = threadIdx.x;
-  const int64_t bk = a.bk0 + blockIdx.x / a.upb;
-  const int u = a.upb - 1 - (int)(blockIdx.x % a.upb);
-  const int b = (int)(bk / a.Hkv), hk = (int)(bk % a.Hkv);
-  const int row0 = u * R;
-  const int nrows = min(R, a.nq * a.G - row0);
-  if (t < R) {
-    const int head = hk * a.G + (row0 + t) % a.G, blk = (row0 + t) / a.G;
-    qrow[t] = t < nrows ? ((int64_t)b * a.Hq + head) * a.nq + blk : 0;
-  }
-  find_slabs<MT>(a, row0, sl);
-  const int vmax = min((row0 + nrows - 1) / a.G + a.off + 1, a.nk);
+  const CtaRows cr(a, R);
+  const int64_t bk = cr.bk;
+  const int nrows = cr.nrows, vmax = cr.vmax(a);
+  if (t < R) qrow[t] = t < nrows ? cr.qrow(a, t) : 0;
+  find_slabs<MT>(a, cr.row0, sl);
   const float* kb = ksplit + bk * a.nk * 2 * a.pk;
   dependent_wait();  // scales, pooled rows; the previous chunk has read the store
   for (int bi = 0; bi < a.nbands; ++bi) {

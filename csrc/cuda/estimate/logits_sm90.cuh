@@ -61,17 +61,11 @@ __global__ void __launch_bounds__(kSelThreads, 1)
   const int pmax = max(a.pw[0], a.pw[1]);
   const uint32_t ks = qs + (uint32_t)((pmax + kKC - 1) / kKC) * 2 * kSm90TileBytes;
   const int t = threadIdx.x, lane = t & 31, warp = t >> 5, wg = warp >> 2;
-  const int64_t bk = a.bk0 + blockIdx.x / a.upb;
-  const int u = a.upb - 1 - (int)(blockIdx.x % a.upb);  // long rows first
-  const int b = (int)(bk / a.Hkv), hk = (int)(bk % a.Hkv);
-  const int row0 = u * R;
-  const int nrows = min(R, a.nq * a.G - row0);
-  if (t < R) {
-    const int head = hk * a.G + (row0 + t) % a.G, blk = (row0 + t) / a.G;
-    qrow[t] = t < nrows ? ((int64_t)b * a.Hq + head) * a.nq + blk : 0;
-  }
-  find_slabs<MT>(a, row0, sl);
-  const int vmax = min((row0 + nrows - 1) / a.G + a.off + 1, a.nk);
+  const CtaRows cr(a, R);
+  const int64_t bk = cr.bk;
+  const int nrows = cr.nrows, vmax = cr.vmax(a);
+  if (t < R) qrow[t] = t < nrows ? cr.qrow(a, t) : 0;
+  find_slabs<MT>(a, cr.row0, sl);
   const int pk = a.pk;
   const float* kr = krows + bk * a.nk * 2 * pk;
   // This thread's key copies of a chunk: 16-byte unit c of keys j0 + 32 i,

@@ -45,6 +45,27 @@ struct SelArgs {
   int64_t bk0, band_floats;
 };
 
+// The rows a CTA of the long-row kernels (logits and tiled selection) takes:
+// R consecutive rows (query block * G + query head of the group) of one (b, kv
+// head) pair of the launch's chunk, the pair's CTAs longest rows first.
+struct CtaRows {
+  int64_t bk;  // b * Hkv + kv head
+  int row0, nrows, b, hk;
+  __device__ CtaRows(const SelArgs& a, int R)
+      : bk(a.bk0 + blockIdx.x / a.upb),
+        row0((a.upb - 1 - (int)(blockIdx.x % a.upb)) * R),
+        nrows(min(R, a.nq * a.G - row0)),
+        b((int)(bk / a.Hkv)),
+        hk((int)(bk % a.Hkv)) {}
+  // Local row r's query block, and its packed query row.
+  __device__ int block(const SelArgs& a, int r) const { return (row0 + r) / a.G; }
+  __device__ int64_t qrow(const SelArgs& a, int r) const {
+    return ((int64_t)b * a.Hq + hk * a.G + (row0 + r) % a.G) * a.nq + block(a, r);
+  }
+  // Key blocks the longest row sees.
+  __device__ int vmax(const SelArgs& a) const { return min(block(a, nrows - 1) + a.off + 1, a.nk); }
+};
+
 // Warp layout of a score tile for MT m16 tiles of query rows: WM warps along
 // the rows (MW m-tiles each) times WN warps along the 128 keys (NW n8 tiles each).
 template <int MT>

@@ -270,17 +270,14 @@ __global__ void __launch_bounds__(kSelThreads, MT <= 2 ? 2 : 1)
   const int t = threadIdx.x, lane = t & 31, warp = t >> 5;
   const int r = t / TPR,
             c = t % TPR;  // as a consumer: row r, lanes [c * LPT, (c + 1) * LPT) of each word
-  const int64_t bk = a.bk0 + blockIdx.x / a.upb;        // b * Hkv + kv head
-  const int u = a.upb - 1 - (int)(blockIdx.x % a.upb);  // long rows first
-  const int b = (int)(bk / a.Hkv), hk = (int)(bk % a.Hkv);
-  const int row0 = u * R;
-  const int nrows = min(R, a.nq * a.G - row0);
+  const CtaRows cr(a, R);
+  const int64_t bk = cr.bk;
+  const int nrows = cr.nrows;
   if (t < R) {
-    const int head = hk * a.G + (row0 + t) % a.G, blk = (row0 + t) / a.G;
-    st.qrow[t] = t < nrows ? ((int64_t)b * a.Hq + head) * a.nq + blk : 0;
-    st.V[t] = t < nrows ? min(blk + a.off + 1, a.nk) : 0;
+    st.qrow[t] = t < nrows ? cr.qrow(a, t) : 0;
+    st.V[t] = t < nrows ? min(cr.block(a, t) + a.off + 1, a.nk) : 0;
   }
-  if constexpr (STORED) find_slabs<MT>(a, row0, sl);
+  if constexpr (STORED) find_slabs<MT>(a, cr.row0, sl);
   dependent_wait();  // scales, pooled rows, stored logits: written by the previous kernels
   __syncthreads();
   const float* kb = a.kbar + bk * a.nk * a.pk;
