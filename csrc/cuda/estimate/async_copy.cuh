@@ -8,16 +8,14 @@
 namespace prism::cuda {
 
 // 16 bytes global -> shared through L2 only; both addresses 16-byte aligned.
-__device__ __forceinline__ void copy16_cg(void* dst, const void* src) {
-  const unsigned d = (unsigned)__cvta_generic_to_shared(dst);
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(d), "l"(src) : "memory");
-}
-
-// The same to a shared-window address: converted once per thread rather than
-// per copy, where a loop's registers are scarce (the compiler otherwise redoes
-// the conversion and the address arithmetic for every copy).
+// dst as a shared-window address: a loop short of registers converts it once
+// per thread rather than per copy (the compiler otherwise redoes the
+// conversion and the address arithmetic for every copy).
 __device__ __forceinline__ void copy16_cg(unsigned dst, const void* src) {
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(dst), "l"(src) : "memory");
+}
+__device__ __forceinline__ void copy16_cg(void* dst, const void* src) {
+  copy16_cg((unsigned)__cvta_generic_to_shared(dst), src);
 }
 
 // Waits for every cp.async this thread issued.

@@ -177,10 +177,11 @@ struct LogitsChoice {
   bool key_rows = false;  // logits_sm90_kernel: the keys split in rows (split_keys_kernel<true>)
 };
 // What the plans ask of the current device (its shared-memory limits and
-// compute capability) and of a kernel on it (its static shared memory): asked
-// of the runtime once per device and kernel, then kept, since none of it can
-// change while the process runs. Every call and workspace query used to ask
-// again, up to a dozen runtime calls on the host path of each estimate.
+// compute capability) and of a kernel on it (its static shared memory, its
+// image): asked of the runtime once per device and kernel, then kept, since
+// none of it can change while the process runs. Every call and workspace
+// query used to ask again, up to a dozen runtime calls on the host path of
+// each estimate.
 struct DeviceLimits {
   int optin = 0, per_sm = 0, cc_major = 0;
 };
@@ -216,17 +217,21 @@ cudaError_t device_limits(DeviceLimits& lim) {
     return cudaDeviceGetAttribute(&l.cc_major, cudaDevAttrComputeCapabilityMajor, dev);
   });
 }
-cudaError_t static_smem(const void* kernel, size_t& bytes) {
+// A kernel's attributes on the current device (static shared memory, the
+// binary version of the image that runs).
+cudaError_t kernel_attributes(const void* kernel, cudaFuncAttributes& fa) {
   int dev = 0;
   PRISM_CUDA_TRY(cudaGetDevice(&dev));
   static std::mutex mu;
-  static std::map<std::pair<int, const void*>, size_t> known;
-  return remembered(mu, known, std::make_pair(dev, kernel), bytes, [kernel](size_t& b) {
-    cudaFuncAttributes fa{};
-    PRISM_CUDA_TRY(cudaFuncGetAttributes(&fa, kernel));
-    b = fa.sharedSizeBytes;
-    return cudaSuccess;
-  });
+  static std::map<std::pair<int, const void*>, cudaFuncAttributes> known;
+  return remembered(mu, known, std::make_pair(dev, kernel), fa,
+                    [kernel](cudaFuncAttributes& a) { return cudaFuncGetAttributes(&a, kernel); });
+}
+cudaError_t static_smem(const void* kernel, size_t& bytes) {
+  cudaFuncAttributes fa{};
+  PRISM_CUDA_TRY(kernel_attributes(kernel, fa));
+  bytes = fa.sharedSizeBytes;
+  return cudaSuccess;
 }
 
 cudaError_t choose_logits_kernel(const Geometry& g, LogitsChoice& lc) {
@@ -242,9 +247,8 @@ cudaError_t choose_logits_kernel(const Geometry& g, LogitsChoice& lc) {
   // its tiles fit.
   if (lim.cc_major == 9 && !kn.logits_mma && !kn.logits_mt && g.pw[0] % kKC == 0 &&
       g.pw[1] % kKC == 0) {
-    const void* lk = reinterpret_cast<const void*>(logits_sm90_kernel);
     cudaFuncAttributes fa{};
-    PRISM_CUDA_TRY(cudaFuncGetAttributes(&fa, lk));
+    PRISM_CUDA_TRY(kernel_attributes(reinterpret_cast<const void*>(logits_sm90_kernel), fa));
     const size_t smem = logits_sm90_smem_bytes(Dmax);
     if (fa.sharedSizeBytes > 0 && fa.binaryVersion >= 90 &&
         smem + fa.sharedSizeBytes <= (size_t)lim.optin) {
