@@ -39,6 +39,7 @@
 
 #include "cuda/common/cuda_check.h"
 #include "cuda/common/dtype_traits.cuh"
+#include "cuda/common/kernel_image.h"
 #include "cuda/common/view_args.cuh"
 #include "cuda/cuda_backend.h"
 #include "cuda/estimate/estimate_geometry.cuh"
@@ -101,12 +102,12 @@ __global__ void __launch_bounds__(kSelThreads, 2) select_kernel(const SelArgs a)
   const int b = (int)(bk / a.Hkv), hk = (int)(bk % a.Hkv);
   const int row0 = u * a.M;
   const int nrows = min(a.M, a.nq * a.G - row0);
-  const int vmax = min((row0 + nrows - 1) / a.G + a.off + 1, a.nk);
+  const int vmax = visible_blocks((row0 + nrows - 1) / a.G, a.off, a.nk);
   for (int x = t; x < a.M * a.W; x += kSelThreads) bits[x] = 0u;
   if (t < nrows) {
     const int head = hk * a.G + (row0 + t) % a.G, blk = (row0 + t) / a.G;
     ri.qrow[t] = ((int64_t)b * a.Hq + head) * a.nq + blk;
-    ri.V[t] = min(blk + a.off + 1, a.nk);
+    ri.V[t] = visible_blocks(blk, a.off, a.nk);
   }
   dependent_wait();  // scales, pooled rows: written by the previous kernels
   const float* kb = a.kbar + bk * a.nk * a.pk;
@@ -250,8 +251,7 @@ cudaError_t choose_logits_kernel(const Geometry& g, LogitsChoice& lc) {
     cudaFuncAttributes fa{};
     PRISM_CUDA_TRY(kernel_attributes(reinterpret_cast<const void*>(logits_sm90_kernel), fa));
     const size_t smem = logits_sm90_smem_bytes(Dmax);
-    if (fa.sharedSizeBytes > 0 && fa.binaryVersion >= 90 &&
-        smem + fa.sharedSizeBytes <= (size_t)lim.optin) {
+    if (has_sm90a_image(fa) && smem + fa.sharedSizeBytes <= (size_t)lim.optin) {
       lc = LogitsChoice{logits_sm90_kernel, smem, kSm90Rows, true};
       return cudaSuccess;
     }

@@ -28,8 +28,7 @@ constexpr int kSlabTileFloats = kSlabRows * kTC;
 // Tiles slab s of a pair stores: enough for its longest (last) row.
 __host__ __device__ __forceinline__ int slab_tiles(int s, int rows, int G, int off, int nk) {
   const int last = min(kSlabRows * s + kSlabRows - 1, rows - 1);
-  const int V = min(last / G + off + 1, nk);
-  return (V + kTC - 1) / kTC;
+  return (visible_blocks(last / G, off, nk) + kTC - 1) / kTC;
 }
 
 // How many of slabs [0, s0) hold tile t: slab_tiles is nondecreasing in s, so

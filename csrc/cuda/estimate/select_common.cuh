@@ -45,6 +45,11 @@ struct SelArgs {
   int64_t bk0, band_floats;
 };
 
+// Key blocks visible to query block qb: j <= qb + off, and j < nk.
+__host__ __device__ __forceinline__ int visible_blocks(int qb, int off, int nk) {
+  return min(qb + off + 1, nk);
+}
+
 // The rows a CTA of the long-row kernels (logits and tiled selection) takes:
 // R consecutive rows (query block * G + query head of the group) of one (b, kv
 // head) pair of the launch's chunk, the pair's CTAs longest rows first.
@@ -62,8 +67,11 @@ struct CtaRows {
   __device__ int64_t qrow(const SelArgs& a, int r) const {
     return ((int64_t)b * a.Hq + hk * a.G + (row0 + r) % a.G) * a.nq + block(a, r);
   }
-  // Key blocks the longest row sees.
-  __device__ int vmax(const SelArgs& a) const { return min(block(a, nrows - 1) + a.off + 1, a.nk); }
+  // Key blocks local row r sees, and the longest (last) row.
+  __device__ int visible(const SelArgs& a, int r) const {
+    return visible_blocks(block(a, r), a.off, a.nk);
+  }
+  __device__ int vmax(const SelArgs& a) const { return visible(a, nrows - 1); }
 };
 
 // Warp layout of a score tile for MT m16 tiles of query rows: WM warps along

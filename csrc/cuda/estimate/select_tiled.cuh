@@ -275,7 +275,7 @@ __global__ void __launch_bounds__(kSelThreads, MT <= 2 ? 2 : 1)
   const int nrows = cr.nrows;
   if (t < R) {
     st.qrow[t] = t < nrows ? cr.qrow(a, t) : 0;
-    st.V[t] = t < nrows ? min(cr.block(a, t) + a.off + 1, a.nk) : 0;
+    st.V[t] = t < nrows ? cr.visible(a, t) : 0;
   }
   if constexpr (STORED) find_slabs<MT>(a, cr.row0, sl);
   dependent_wait();  // scales, pooled rows, stored logits: written by the previous kernels

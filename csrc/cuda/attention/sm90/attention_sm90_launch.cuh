@@ -15,6 +15,7 @@
 #include "cuda/attention/sm90/attention_sm90_kernel.cuh"
 #include "cuda/attention/sm90/sm90_tile_scheduler.cuh"
 #include "cuda/attention/sm90/sm90_traits.cuh"
+#include "cuda/common/kernel_image.h"
 
 namespace prism::cuda::attn::sm90 {
 
@@ -84,7 +85,7 @@ cudaError_t kernel_image_ok_impl(bool* ok) {
     *ok = false;
     return e;
   }
-  *ok = a.sharedSizeBytes > 0 && a.binaryVersion >= 90;
+  *ok = has_sm90a_image(a);
   return cudaSuccess;
 }
 
