@@ -7,7 +7,7 @@
 import { blockGrid, visibleBlocks } from './grid';
 import { native, NativeDType, type NativeBlockList, type NativeTensor } from './native';
 import { readField, show, typeName } from './args';
-import { deviceName, isNativeTensor, resolveDevice } from './tensor';
+import { deviceName, isNativeTensor, MAX_ARRAY_LENGTH, resolveDevice } from './tensor';
 import type { DeviceSpec, HostBlockMask } from './types';
 
 /** Device parts of a mask: counts i32 [b, H, nq], rowPtr i64 [rows + 1], indices i32, temps f32 [b, H, 2], mask u8 (optional). */
@@ -204,6 +204,39 @@ function positiveInt(name: string, x: unknown, min: number): number {
   return x;
 }
 
+// A module constant: a global looked up once per selected block is slow in
+// sandboxed contexts (jest's test environment: 16 s for 1.3e8 lookups).
+const isInteger = Number.isInteger;
+
+/**
+ * Copies one row's key blocks to out[base...] while checking them (ascending,
+ * distinct integers below `visible`); the position of the first bad one, or -1.
+ * A function of its own so that the engine optimizes the loop that runs over
+ * every selected block.
+ */
+function copyRow(row: ArrayLike<number>, len: number, out: Int32Array, base: number, visible: number): number {
+  let prev = -1;
+  for (let t = 0; t < len; t++) {
+    const j = row[t];
+    if (typeof j !== 'number' || !isInteger(j) || j <= prev || j >= visible) return t;
+    out[base + t] = j;
+    prev = j;
+  }
+  return -1;
+}
+
+/** Indices the compact rows hold, where their row pointers say so plainly (1024 otherwise). */
+function csrTotal(rp: ArrayLike<number> | null, rows: number): number {
+  if (rp === null || rows < 1) return 1024;
+  let total = 0;
+  for (let r = 0; r < rows; r++) {
+    const n = rp[r + 1] - rp[r];
+    if (!Number.isSafeInteger(n) || n < 0) return 1024; // the row loop names the bad range
+    total += n;
+  }
+  return Math.min(Math.max(total, 1), MAX_ARRAY_LENGTH);
+}
+
 /**
  * A BlockMask from caller-given block lists. Rows are query-block rows,
  * row = (b * heads + h) * nq + i with nq on the block grid (see BlockMask.nq);
@@ -234,7 +267,20 @@ export async function blockMask(lists: BlockLists, opts: BlockMaskOptions): Prom
 
   const counts = new Int32Array(rows);
   const rowPtr = new BigInt64Array(rows + 1);
-  const flat: number[] = [];
+  // The indices in a typed buffer, sized up front from compact rows (growing
+  // by doubling otherwise): a JS array of more than ~10^8 numbers (a 1M-token
+  // selection has 2 * 10^8) aborts the process.
+  let flat = new Int32Array(csrTotal(rp, rows));
+  let selected = 0;
+  const reserve = (n: number): void => {
+    if (selected + n <= flat.length) return;
+    if (selected + n > MAX_ARRAY_LENGTH) {
+      throw new RangeError(`lists: more than ${MAX_ARRAY_LENGTH} selected blocks, more than one typed array holds`);
+    }
+    const grown = new Int32Array(Math.min(MAX_ARRAY_LENGTH, Math.max(2 * flat.length, selected + n)));
+    grown.set(flat.subarray(0, selected));
+    flat = grown;
+  };
   if (csr && (rp as ArrayLike<number>).length !== rows + 1) {
     throw new RangeError(`lists.rowPtr must have ${rows + 1} entries (rows + 1), got ${String((rp as ArrayLike<number>).length)}`);
   }
@@ -248,7 +294,9 @@ export async function blockMask(lists: BlockLists, opts: BlockMaskOptions): Prom
       if (!Number.isSafeInteger(a) || !Number.isSafeInteger(b) || a < 0 || b < a || b > ix.length) {
         throw new RangeError(`lists.rowPtr[${r}..${r + 1}] = ${show(a)}..${show(b)} is not a valid range of lists.indices`);
       }
-      return Array.prototype.slice.call(ix, a, b) as number[];
+      // A typed array's rows as views (no copy); anything else copied row by row.
+      const typed = ArrayBuffer.isView(ix) && typeof (ix as { subarray?: unknown }).subarray === 'function';
+      return typed ? (ix as unknown as Int32Array).subarray(a, b) : (Array.prototype.slice.call(ix, a, b) as number[]);
     }
     const row = readField(lists, String(r), `lists[${r}]`) as ArrayLike<number>;
     if (row === null || typeof row !== 'object' || typeof readField(row, 'length', `lists[${r}].length`) !== 'number') {
@@ -259,29 +307,27 @@ export async function blockMask(lists: BlockLists, opts: BlockMaskOptions): Prom
   for (let r = 0; r < rows; r++) {
     const row = rowList(r);
     const visible = visibleBlocks(r % nq, nq, nk);
-    let prev = -1;
-    for (let t = 0; t < row.length; t++) {
-      const j = row[t];
-      if (typeof j !== 'number' || !Number.isInteger(j) || j <= prev || j >= visible) {
-        throw new RangeError(
-          `lists: row ${r}: key blocks must be ascending distinct integers in [0, ${visible - 1}] (visible to query block ${r % nq}), got ${show(j)} at position ${t}`,
-        );
-      }
-      flat.push(j);
-      prev = j;
+    const len = row.length;
+    reserve(len);
+    const bad = copyRow(row, len, flat, selected, visible);
+    if (bad >= 0) {
+      throw new RangeError(
+        `lists: row ${r}: key blocks must be ascending distinct integers in [0, ${visible - 1}] (visible to query block ${r % nq}), got ${show(row[bad])} at position ${bad}`,
+      );
     }
-    counts[r] = row.length;
-    rowPtr[r + 1] = BigInt(flat.length);
+    selected += len;
+    counts[r] = len;
+    rowPtr[r + 1] = BigInt(selected);
   }
   const device = resolveDevice(deviceSpec);
   const N = native();
   const parts: BlockMaskParts = {
     counts: new N.Tensor(device, NativeDType.I32, [batch, heads, nq], 0, counts),
     rowPtr: new N.Tensor(device, NativeDType.I64, [rows + 1], 0, rowPtr),
-    indices: new N.Tensor(device, NativeDType.I32, [Math.max(1, flat.length)], 0, Int32Array.from(flat.length ? flat : [0])),
+    indices: new N.Tensor(device, NativeDType.I32, [Math.max(1, selected)], 0, flat.subarray(0, Math.max(1, selected))),
     temps: new N.Tensor(device, NativeDType.F32, [batch, heads, 2], 0, new Float32Array(batch * heads * 2).fill(NaN)),
     mask: null,
   };
-  return new BlockMask(shape, deviceName(device), flat.length, parts);
+  return new BlockMask(shape, deviceName(device), selected, parts);
 }
 
