@@ -94,6 +94,12 @@ export class BlockMask {
    */
   async toHost(opts: { mask?: boolean } = {}): Promise<HostBlockMask> {
     if (opts === null || typeof opts !== 'object') throw new TypeError('toHost options must be an object');
+    const rows = this.batch * this.heads * this.nq;
+    if (opts.mask !== false && rows * this.nk > MAX_ARRAY_LENGTH) {
+      throw new RangeError(
+        `toHost: the dense mask would have ${rows * this.nk} entries (${rows} rows x ${this.nk} key blocks), more than one typed array holds (${MAX_ARRAY_LENGTH}); call toHost({ mask: false }) for the compact rows`,
+      );
+    }
     const p = this.live();
     const [counts, rowPtr, indices, temps] = await Promise.all([
       p.counts.toHost(),

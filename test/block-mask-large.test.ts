@@ -1,6 +1,8 @@
-// blockMask() on a selection larger than a JavaScript array holds: 2^27 + 8192
-// indices (a 1M-token selection has about 2 * 10^8). Building them into one JS
-// array aborted the whole process (a fatal V8 error, not an exception).
+// Masks at the sizes of the longest contexts. blockMask() on a selection larger
+// than a JavaScript array holds: 2^27 + 8192 indices (a 1M-token selection has
+// about 2 * 10^8); gathering them into one JS array aborted the whole process
+// (a fatal V8 error, not an exception). And toHost() of a mask whose dense
+// form exceeds one typed array.
 
 import { blockMask } from '../lib/block-mask';
 
@@ -39,4 +41,21 @@ describe('blockMask with more indices than a JS array holds', () => {
       /row 16383: key blocks must be ascending distinct integers .* got 0 at position 16383/,
     );
   }, 120000);
+
+  test('toHost() of a mask whose dense form exceeds a typed array: a clear RangeError, compact rows still available', async () => {
+    const n = 65537; // block 1: 65537 x 65537 > 2^32 dense entries; every row empty
+    const m = await blockMask({ rowPtr: new Float64Array(n + 1), indices: new Int32Array(0) }, { batch: 1, heads: 1, queryLength: n, keyLength: n, block: 1, device: 'cpu' });
+    try {
+      await expect(m.toHost()).rejects.toThrow(
+        /^toHost: the dense mask would have 4295098369 entries \(65537 rows x 65537 key blocks\), more than one typed array holds \(\d+\); call toHost\(\{ mask: false \}\)/,
+      );
+      const h = await m.toHost({ mask: false });
+      expect(h.counts.length).toBe(n);
+      expect(h.indices.length).toBe(0);
+      expect(h.mask.length).toBe(0);
+      expect(m.density()).toBe(0);
+    } finally {
+      m.dispose();
+    }
+  });
 });
