@@ -270,6 +270,11 @@ export async function blockMask(lists: BlockLists, opts: BlockMaskOptions): Prom
   if (csr && (rp === null || typeof rp !== 'object' || ix === null || typeof ix !== 'object')) {
     throw new TypeError('lists.rowPtr and lists.indices must be arrays of integers');
   }
+  // An object without a length (a DataView, a plain object) would read as empty rows.
+  const ixLength = csr ? readField(ix as object, 'length', 'lists.indices.length') : 0;
+  if (csr && !(typeof ixLength === 'number' && Number.isSafeInteger(ixLength) && ixLength >= 0)) {
+    throw new TypeError(`lists.indices must be an array of integers (with a length), got ${typeName(ix)}`);
+  }
 
   const counts = new Int32Array(rows);
   const rowPtr = new BigInt64Array(rows + 1);

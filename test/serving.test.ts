@@ -152,6 +152,10 @@ function servingSuite(device: DeviceSpec, dtypes: DType[], d: number, block: num
     const m2 = await blockMask({ rowPtr, indices: flat }, shape);
     const out2 = await attention(tq, tk, tv, m2);
     expect(await bytesEqual(out, out2)).toBe(true);
+    // typed arrays of any integer kind are read in place
+    const m3 = await blockMask({ rowPtr: Float64Array.from(rowPtr), indices: Uint32Array.from(flat) }, shape);
+    const out3 = await attention(tq, tk, tv, m3);
+    expect(await bytesEqual(out, out3)).toBe(true);
     const rows = Array.from({ length: s.nq }, (_, r) => [0, r % 2, r] as const);
     expect(Array.from(await massRecall(tq, tk, m, rows))).toEqual(Array.from(await massRecall(tq, tk, m2, rows)));
     const bad: Array<[unknown, RegExp]> = [
@@ -162,11 +166,15 @@ function servingSuite(device: DeviceSpec, dtypes: DType[], d: number, block: num
       [lists.map((l, r) => (r === 0 ? [0.5] : l)), /ascending distinct/],
       [{ rowPtr: rowPtr.slice(1), indices: flat }, /rowPtr must have/],
       [{ rowPtr: rowPtr.map((x, i) => (i === 2 ? x + 1e6 : x)), indices: flat }, /not a valid range/],
+      [{ rowPtr, indices: Float64Array.from(flat, (x, i) => (i === 0 ? x + 0.5 : x)) }, /ascending distinct/],
+      [{ rowPtr, indices: BigInt64Array.from(flat, (x) => BigInt(x)) }, /ascending distinct/],
+      [{ rowPtr, indices: new DataView(new ArrayBuffer(4 * flat.length)) }, /lists.indices must be an array of integers \(with a length\), got DataView/],
+      [{ rowPtr, indices: { 0: 1 } }, /lists.indices must be an array of integers \(with a length\), got Object/],
       [null, /lists must be/],
     ];
     for (const [arg, msg] of bad) await expect(blockMask(arg as never, shape)).rejects.toThrow(msg);
     await expect(blockMask(lists, { ...shape, queryLength: s.nk + 1 })).rejects.toThrow(RangeError);
-    for (const t of [m, m2, out, out2, tq, tk, tv]) t.dispose();
+    for (const t of [m, m2, m3, out, out2, out3, tq, tk, tv]) t.dispose();
   });
 
   test('prefill() equals estimate() + attention() bit for bit; stats from the same call', async () => {
