@@ -6,7 +6,7 @@
 // block lists given by the caller (another estimator, a test).
 import { blockGrid, visibleBlocks } from './grid';
 import { native, NativeDType, type NativeBlockList, type NativeTensor } from './native';
-import { readField, show, typeName } from './args';
+import { readField, show, typedArrayName, typeName } from './args';
 import { deviceName, isNativeTensor, MAX_ARRAY_LENGTH, resolveDevice } from './tensor';
 import type { DeviceSpec, HostBlockMask } from './types';
 
@@ -275,6 +275,8 @@ export async function blockMask(lists: BlockLists, opts: BlockMaskOptions): Prom
   if (csr && !(typeof ixLength === 'number' && Number.isSafeInteger(ixLength) && ixLength >= 0)) {
     throw new TypeError(`lists.indices must be an array of integers (with a length), got ${typeName(ix)}`);
   }
+  // A typed array's rows are read as views (no copy); anything else is copied row by row.
+  const ixTyped = csr && typedArrayName(ix) !== undefined;
 
   const counts = new Int32Array(rows);
   const rowPtr = new BigInt64Array(rows + 1);
@@ -302,12 +304,10 @@ export async function blockMask(lists: BlockLists, opts: BlockMaskOptions): Prom
     if (rp !== null && ix !== null) {
       const a = rp[r];
       const b = rp[r + 1];
-      if (!Number.isSafeInteger(a) || !Number.isSafeInteger(b) || a < 0 || b < a || b > ix.length) {
+      if (!Number.isSafeInteger(a) || !Number.isSafeInteger(b) || a < 0 || b < a || b > (ixLength as number)) {
         throw new RangeError(`lists.rowPtr[${r}..${r + 1}] = ${show(a)}..${show(b)} is not a valid range of lists.indices`);
       }
-      // A typed array's rows as views (no copy); anything else copied row by row.
-      const typed = ArrayBuffer.isView(ix) && typeof (ix as { subarray?: unknown }).subarray === 'function';
-      return typed ? (ix as unknown as Int32Array).subarray(a, b) : (Array.prototype.slice.call(ix, a, b) as number[]);
+      return ixTyped ? (ix as unknown as Int32Array).subarray(a, b) : (Array.prototype.slice.call(ix, a, b) as number[]);
     }
     const row = readField(lists, String(r), `lists[${r}]`) as ArrayLike<number>;
     if (row === null || typeof row !== 'object' || typeof readField(row, 'length', `lists[${r}].length`) !== 'number') {
