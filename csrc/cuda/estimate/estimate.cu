@@ -246,14 +246,20 @@ cudaError_t choose_logits_kernel(const Geometry& g, LogitsChoice& lc) {
   // (its static shared memory exists only in the sm_90a pass), the bands are
   // whole chunks of 32 dims (the default bands of d 64, 128 and 256 are) and
   // its tiles fit.
+  // The deepest key ring that fits (four stages for the default bands).
   if (lim.cc_major == 9 && !kn.logits_mma && !kn.logits_mt && g.pw[0] % kKC == 0 &&
       g.pw[1] % kKC == 0) {
-    cudaFuncAttributes fa{};
-    PRISM_CUDA_TRY(kernel_attributes(reinterpret_cast<const void*>(logits_sm90_kernel), fa));
-    const size_t smem = logits_sm90_smem_bytes(Dmax);
-    if (has_sm90a_image(fa) && smem + fa.sharedSizeBytes <= (size_t)lim.optin) {
-      lc = LogitsChoice{logits_sm90_kernel, smem, kSm90Rows, true};
-      return cudaSuccess;
+    for (int stages = kSm90MaxStages; stages >= kSm90MinStages; --stages) {
+      if (kn.logits_stages && stages != kn.logits_stages) continue;
+      const LogitsKernel lk = stages == kSm90MaxStages ? logits_sm90_kernel<kSm90MaxStages>
+                                                       : logits_sm90_kernel<kSm90MinStages>;
+      cudaFuncAttributes fa{};
+      PRISM_CUDA_TRY(kernel_attributes(reinterpret_cast<const void*>(lk), fa));
+      const size_t smem = logits_sm90_smem_bytes(Dmax, stages);
+      if (has_sm90a_image(fa) && smem + fa.sharedSizeBytes <= (size_t)lim.optin) {
+        lc = LogitsChoice{lk, smem, kSm90Rows, true};
+        return cudaSuccess;
+      }
     }
   }
   for (int mt : {8, 4, 2, 1}) {
@@ -571,6 +577,7 @@ void set_select_path(int path) { g_knobs.select_path = path; }
 void set_store_budget(long long bytes) { g_knobs.store_budget = bytes; }
 void set_logits_mt(int mt) { g_knobs.logits_mt = mt; }
 void set_logits_mma(int on) { g_knobs.logits_mma = on; }
+void set_logits_stages(int n) { g_knobs.logits_stages = n; }
 void tiled_sweep_counts(unsigned long long out[4]) {
   unsigned long long zero[kCountKinds] = {};
   cudaMemcpyFromSymbol(out, g_tiles_swept, sizeof(zero));

@@ -24,6 +24,8 @@ struct EstimateKnobs {
   // 1: the logits kernel on mma.sync even where the sm_90a one (warpgroup
   // mma) could run; a logits_mt also picks the mma.sync kernel.
   int logits_mma = 0;
+  // Key ring stages of the sm_90a logits kernel, 3 or 4 (0: the deepest that fits).
+  int logits_stages = 0;
   // Tiled kernel stress switches (see set_tiled_stress).
   int stress = 0, stress_cap = -1, stress_mt = 0;
 };
@@ -54,6 +56,9 @@ void set_logits_mt(int mt);
 
 // 1: the mma.sync logits kernel even on sm_90a (EstimateKnobs::logits_mma).
 void set_logits_mma(int on);
+
+// Key ring stages of the sm_90a logits kernel (EstimateKnobs::logits_stages).
+void set_logits_stages(int n);
 
 // Score tiles the tiled kernel swept since the last call (which resets them):
 // one full pass over every row group's tiles, then those of the max probes,

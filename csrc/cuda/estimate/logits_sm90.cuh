@@ -9,9 +9,10 @@
 //
 // One CTA of two warpgroups per 128 rows of a pair: warpgroup w owns rows
 // [64 w, 64 w + 64) against all 128 keys of a tile. Shared memory holds the
-// band's query rows split into tf32 hi and lo, and a ring of three split key
-// chunks (32 dims; a tile's chunks accumulate back to back, the tensor pipe
-// drained only at a tile's end), every tile [128 rows][32 floats] with the 128-byte
+// band's query rows split into tf32 hi and lo, and a ring of STAGES split key
+// chunks (32 dims; STAGES - 2 copies in flight ahead of the chunk read, since
+// with one the wgmma waited for them; a tile's chunks accumulate back to back,
+// the tensor pipe drained only at a tile's end), every tile [128 rows][32 floats] with the 128-byte
 // swizzle wgmma reads (16-byte unit c of row r at r * 128 + (c ^ (r & 7)) * 16).
 // Keys come split once per call in rows (split_keys_kernel<true>: a key's pk
 // hi floats, then its pk lo floats), copied with cp.async. Bands are whole
@@ -32,20 +33,26 @@ namespace prism::cuda::sel {
 constexpr int kSm90Rows = 128;              // rows per CTA: two warpgroups of m64
 constexpr int kSm90TileFloats = kTC * kKC;  // one [128][32] tf32 tile: 16 KB
 constexpr int kSm90TileBytes = kSm90TileFloats * 4;
-constexpr int kSm90Stages = 3;  // key chunks in shared memory: two in flight behind the one read
+// Key chunks in shared memory: STAGES - 2 copies in flight ahead of the chunk
+// the wgmma read, whose stage and the previous step's stay untouched. Four
+// where they fit (the default bands), else three.
+constexpr int kSm90MaxStages = 4, kSm90MinStages = 3;
 
 // Dynamic shared memory: the query tiles of the widest band (hi and lo per
-// chunk of 32 dims), kSm90Stages stages of key tiles (hi and lo), and room to
+// chunk of 32 dims), `stages` stages of key tiles (hi and lo), and room to
 // align the tiles to 1024 bytes.
-__host__ __device__ constexpr size_t logits_sm90_smem_bytes(int pmax) {
+__host__ __device__ constexpr size_t logits_sm90_smem_bytes(int pmax, int stages) {
   return 1024 + (size_t)((pmax + kKC - 1) / kKC) * 2 * kSm90TileBytes +
-         (size_t)kSm90Stages * 2 * kSm90TileBytes;
+         (size_t)stages * 2 * kSm90TileBytes;
 }
 
+template <int STAGES>
 __global__ void __launch_bounds__(kSelThreads, 1)
     logits_sm90_kernel(const SelArgs a, const float* krows) {
 #if PRISM_SM90_ENABLED
   using namespace attn::sm90;
+  static_assert(STAGES >= 3, "a stage read, one waited out, at least one loading");
+  constexpr int kAhead = STAGES - 2;  // copy groups in flight ahead of the step's chunk
   constexpr int R = kSm90Rows, MT = R / 16;
   static_assert(kSelThreads == 2 * 128, "two warpgroups");
   // Aligned to 1024 by hand: an __align__(1024) on this extern array raised
@@ -134,7 +141,13 @@ __global__ void __launch_bounds__(kSelThreads, 1)
     const int rg = 64 * wg + 16 * (warp & 3) + (lane >> 2);  // rows rg, rg + 8
     const int m = rg / 16;                                   // their slab
     float* const st = band_store(a, bk, bi);
-    issue(0, 0, 0);
+#pragma unroll
+    for (int x = 0; x < kAhead; ++x) {
+      if (x < nsteps)
+        issue(x / nkc, x % nkc, x);
+      else
+        __pipeline_commit();  // an empty group: the waits below count kAhead groups
+    }
     // The query tiles and the scales are written: visible to the async proxy
     // (wgmma) and to every thread after the first step's barrier.
     asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
@@ -149,17 +162,23 @@ __global__ void __launch_bounds__(kSelThreads, 1)
         reg_fence(acc[i]);  // zeroed before the first wgmma_fence
       }
       for (int kcn = 0; kcn < nkc; ++kcn, ++step) {
-        const int buf = step % kSm90Stages;
-        __pipeline_wait_prior(0);  // this step's chunk, the one copy group in flight
+        const int buf = step % STAGES;
+        __pipeline_wait_prior(kAhead - 1);  // this step's chunk; the later ones may fly
         asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
         // The chunk has landed for every thread, and every warpgroup has
-        // waited out the wgmma of step - 2, whose stage the next chunk refills.
+        // waited out the wgmma of step - 2, whose stage the next copy refills.
         __syncthreads();
         if (step == 0) {
           rlo = rs[rg];
           rhi = rs[rg + 8];
         }
-        if (step + 1 < nsteps) issue((step + 1) / nkc, (step + 1) % nkc, (step + 1) % kSm90Stages);
+        {
+          const int nx = step + kAhead;  // always a group, so that the waits count alike
+          if (nx < nsteps)
+            issue(nx / nkc, nx % nkc, nx % STAGES);
+          else
+            __pipeline_commit();
+        }
         wgmma_fence();
         const uint32_t qa = qs + (uint32_t)(kcn * 2 * kSm90TileBytes + wg * 64 * 128);
         const uint32_t kb = ks + (uint32_t)(buf * 2 * kSm90TileBytes);
