@@ -13,28 +13,66 @@ SDPA's cuDNN backend needs. Times: CUDA events around each call, the median of
 """
 import argparse
 import json
+import re
 import statistics
+import sys
 
-import torch
-import torch.nn.functional as F
-from torch.nn.attention import SDPBackend, sdpa_kernel
-
+# SDPBackend member of each backend name; PyTorch is imported only after the
+# arguments are checked, so that they are checked without it.
 BACKENDS = {
-    "cudnn": SDPBackend.CUDNN_ATTENTION,
-    "flash": SDPBackend.FLASH_ATTENTION,
-    "efficient": SDPBackend.EFFICIENT_ATTENTION,
+    "cudnn": "CUDNN_ATTENTION",
+    "flash": "FLASH_ATTENTION",
+    "efficient": "EFFICIENT_ATTENTION",
 }
-DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+DTYPES = ("bf16", "fp16")
 
 
 def length(text):
-    text = text.strip().lower()
-    return int(text[:-1]) * 1024 if text.endswith("k") else int(text)
+    """A sequence length: a positive integer, or one with a k suffix (x 1024)."""
+    m = re.fullmatch(r"\s*([1-9][0-9]*)(k?)\s*", text.lower())
+    if not m:
+        raise argparse.ArgumentTypeError(f"not a sequence length: {text!r} (e.g. 32k or 4096)")
+    return int(m.group(1)) * (1024 if m.group(2) else 1)
 
 
-def time_backend(backend, n, args):
+def lengths(text):
+    return [length(s) for s in text.split(",")]
+
+
+def backends(text):
+    names = text.split(",")
+    for name in names:
+        if name not in BACKENDS:
+            raise argparse.ArgumentTypeError(f"unknown backend {name!r}: one of {', '.join(BACKENDS)}")
+    return names
+
+
+def positive(text):
+    try:
+        v = int(text)
+    except ValueError:
+        v = 0
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return v
+
+
+def non_negative(text):
+    try:
+        v = int(text)
+    except ValueError:
+        v = -1
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return v
+
+
+def time_backend(torch, backend, n, args):
+    import torch.nn.functional as F
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
     gen = torch.Generator(device="cuda").manual_seed(args.seed)
-    dtype = DTYPES[args.dtype]
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[args.dtype]
     shape_q = (args.batch, args.heads, n, args.head_dim)
     shape_kv = (args.batch, args.kv_heads, n, args.head_dim)
     q = torch.randn(shape_q, device="cuda", dtype=dtype, generator=gen)
@@ -44,7 +82,7 @@ def time_backend(backend, n, args):
     k = k.repeat_interleave(group, dim=1)
     v = v.repeat_interleave(group, dim=1)
     times = []
-    with sdpa_kernel([BACKENDS[backend]]):
+    with sdpa_kernel([getattr(SDPBackend, BACKENDS[backend])]):
         for i in range(args.warmup + args.iters):
             start = torch.cuda.Event(enable_timing=True)
             end = torch.cuda.Event(enable_timing=True)
@@ -69,26 +107,30 @@ def time_backend(backend, n, args):
     }
 
 
-def main():
+def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--seq", default="32k,128k", help="sequence lengths, e.g. 32k,128k")
-    p.add_argument("--backends", default="cudnn,flash", help=",".join(BACKENDS))
-    p.add_argument("--batch", type=int, default=1)
-    p.add_argument("--heads", type=int, default=32)
-    p.add_argument("--kv-heads", type=int, default=8)
-    p.add_argument("--head-dim", type=int, default=128)
-    p.add_argument("--dtype", choices=sorted(DTYPES), default="bf16")
-    p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--iters", type=int, default=5)
-    p.add_argument("--seed", type=int, default=1)
-    args = p.parse_args()
+    p.add_argument("--seq", type=lengths, default=lengths("32k,128k"), help="sequence lengths, e.g. 32k,128k")
+    p.add_argument("--backends", type=backends, default=["cudnn", "flash"], help=",".join(BACKENDS))
+    p.add_argument("--batch", type=positive, default=1)
+    p.add_argument("--heads", type=positive, default=32)
+    p.add_argument("--kv-heads", type=positive, default=8)
+    p.add_argument("--head-dim", type=positive, default=128)
+    p.add_argument("--dtype", choices=DTYPES, default="bf16")
+    p.add_argument("--warmup", type=non_negative, default=2)
+    p.add_argument("--iters", type=positive, default=5)
+    p.add_argument("--seed", type=non_negative, default=1)
+    args = p.parse_args(argv)
     if args.heads % args.kv_heads:
         p.error("--kv-heads must divide --heads")
-    for backend in args.backends.split(","):
-        if backend not in BACKENDS:
-            p.error(f"unknown backend {backend!r}: one of {', '.join(BACKENDS)}")
-        for n in (length(s) for s in args.seq.split(",")):
-            print(json.dumps(time_backend(backend, n, args)), flush=True)
+    try:
+        import torch
+    except ImportError:
+        sys.exit("torch_sdpa.py needs PyTorch (with CUDA): pip install torch")
+    if not torch.cuda.is_available():
+        sys.exit("torch_sdpa.py needs a CUDA GPU that PyTorch can use")
+    for backend in args.backends:
+        for n in args.seq:
+            print(json.dumps(time_backend(torch, backend, n, args)), flush=True)
             torch.cuda.empty_cache()
 
 
