@@ -1117,8 +1117,14 @@ int main(int argc, char** argv) {
     if (!std::strcmp(argv[a], "--long")) long_only = true;
     if (!std::strcmp(argv[a], "--time-only") && a + 1 < argc) only_n = std::atoll(argv[++a]);
     if (!std::strcmp(argv[a], "--logits-mma")) cuda::est_internal::set_logits_mma(1);
-    if (!std::strcmp(argv[a], "--logits-stages") && a + 1 < argc)
-      cuda::est_internal::set_logits_stages(std::atoi(argv[++a]));
+    if (!std::strcmp(argv[a], "--logits-stages") && a + 1 < argc) {
+      const int stages = std::atoi(argv[++a]);
+      if (stages != 3 && stages != 4) {
+        std::fprintf(stderr, "--logits-stages: expected 3 or 4, got '%s'\n", argv[a]);
+        return 2;
+      }
+      cuda::est_internal::set_logits_stages(stages);
+    }
     if (!std::strcmp(argv[a], "--path") && a + 1 < argc) {
       const char* name = argv[++a];
       only_path = -1;

@@ -245,8 +245,8 @@ cudaError_t choose_logits_kernel(const Geometry& g, LogitsChoice& lc) {
   // sm_90a: the products on warpgroup mma, where this build has its image
   // (its static shared memory exists only in the sm_90a pass), the bands are
   // whole chunks of 32 dims (the default bands of d 64, 128 and 256 are) and
-  // its tiles fit.
-  // The deepest key ring that fits (four stages for the default bands).
+  // its tiles fit, with the deepest key ring that fits (four stages for the
+  // default bands of d 128).
   if (lim.cc_major == 9 && !kn.logits_mma && !kn.logits_mt && g.pw[0] % kKC == 0 &&
       g.pw[1] % kKC == 0) {
     for (int stages = kSm90MaxStages; stages >= kSm90MinStages; --stages) {
