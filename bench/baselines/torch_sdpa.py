@@ -47,24 +47,23 @@ def backends(text):
     return names
 
 
-def positive(text):
-    try:
-        v = int(text)
-    except ValueError:
-        v = 0
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return v
+def integer_at_least(minimum, expected):
+    """An argparse type: an integer >= minimum; `expected` names it in the error."""
+
+    def parse(text):
+        try:
+            v = int(text)
+        except ValueError:
+            v = minimum - 1
+        if v < minimum:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        return v
+
+    return parse
 
 
-def non_negative(text):
-    try:
-        v = int(text)
-    except ValueError:
-        v = -1
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return v
+positive = integer_at_least(1, "a positive integer")
+non_negative = integer_at_least(0, "an integer >= 0")
 
 
 def time_backend(torch, backend, n, args):
