@@ -248,10 +248,19 @@ __device__ void next_sweep(TiledRows<R>& st, int r, uint32_t T, int cap, uint32_
   }
 }
 
-// MT <= 2: two CTAs per SM (128 registers; a few hundred bytes of spills cost
-// less than the warps they add); MT = 4: one CTA per SM, no spills.
+// CTAs per SM the registers leave room for. The more warps, the more of the
+// per-key dependency chains they hide, up to where spills cost more. 32 rows
+// on stored logits: three (80 registers, ~0.4 KB of spills; 3.5% faster at
+// 512K and 1M on an H200 than two, and four 1.5-4% slower than three). 32
+// rows recomputing their logits: two (128 registers; the shared memory holds
+// no third). 16 rows (only where 32 do not fit): two. 64 rows: one, no spills.
+template <int MT, bool STORED>
+constexpr int tiled_ctas_per_sm() {
+  return MT == 4 ? 1 : MT == 2 && STORED ? 3 : 2;
+}
+
 template <bool TOPK, int MT, bool STORED>
-__global__ void __launch_bounds__(kSelThreads, MT <= 2 ? 2 : 1)
+__global__ void __launch_bounds__(kSelThreads, tiled_ctas_per_sm<MT, STORED>())
     select_tiled_kernel(const SelArgs a) {
   constexpr int R = 16 * MT, TPR = kSelThreads / R, LPT = 32 / TPR;
   static_assert(TPR >= 4 && LPT >= 2,
