@@ -725,6 +725,11 @@ std::vector<Stress> stress_suite(bool small) {
   add("rope-start-high", N, N, H, Hk, 128, kRope, stress(4, -1, 0));
   add("random-start-high-cap0", N, N, H, Hk, 128, kRandom, stress(4, 0, 0));
   add("rope-cap0", N, N, H, Hk, 128, kRope, stress(0, 0, 0));
+  // Caps that some brackets fit and others overflow (the sub-histogram of
+  // a bracket holding more keys than fit), and ties at the threshold among
+  // the stored keys of rows of every length.
+  add("rope-cap64", N, N, H, Hk, 128, kRope, stress(0, 64, 0));
+  add("constant-ties-cap40-mt1", N, N, H, Hk, 64, kConstant, stress(0, 40, 1));
   add("rope-cap5-topk", N, N, H, Hk, 128, kRope, [&](Stress& s) {
     stress(0, 5, 0)(s);
     topk(20, 3)(s);
