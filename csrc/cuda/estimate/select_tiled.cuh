@@ -250,13 +250,20 @@ __device__ void next_sweep(TiledRows<R>& st, int r, uint32_t T, int cap, uint32_
 
 // CTAs per SM the registers leave room for. The more warps, the more of the
 // per-key dependency chains they hide, up to where spills cost more. 32 rows
-// on stored logits: three (80 registers, ~0.4 KB of spills; 3.5% faster at
-// 512K and 1M on an H200 than two, and four 1.5-4% slower than three). 32
-// rows recomputing their logits: two (128 registers; the shared memory holds
-// no third). 16 rows (only where 32 do not fit): two. 64 rows: one, no spills.
+// on stored logits: three on sm_90 (80 registers, ~0.4 KB of spills; 3.5%
+// faster at 512K and 1M on an H200 than two, and four 1.5-4% slower than
+// three), two before it, whose shared memory holds no third CTA (sm_80: 164
+// KB an SM), so that fewer registers would buy only spills. 32 rows
+// recomputing their logits: two (128 registers; the shared memory holds no
+// third). 16 rows (only where 32 do not fit): two. 64 rows: one, no spills.
 template <int MT, bool STORED>
 constexpr int tiled_ctas_per_sm() {
-  return MT == 4 ? 1 : MT == 2 && STORED ? 3 : 2;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
+  constexpr int stored32 = 2;
+#else
+  constexpr int stored32 = 3;
+#endif
+  return MT == 4 ? 1 : MT == 2 && STORED ? stored32 : 2;
 }
 
 template <bool TOPK, int MT, bool STORED>
