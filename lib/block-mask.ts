@@ -231,13 +231,16 @@ function copyRow(row: ArrayLike<number>, len: number, out: Int32Array, base: num
   return -1;
 }
 
-/** Indices the compact rows hold, where their row pointers say so plainly (1024 otherwise). */
+// Indices room to start from where the rows do not say their total (it doubles as needed).
+const INDICES_START = 1024;
+
+/** Indices the compact rows hold, where their row pointers say so plainly (INDICES_START otherwise). */
 function csrTotal(rp: ArrayLike<number> | null, rows: number): number {
-  if (rp === null || rows < 1) return 1024;
+  if (rp === null || rows < 1) return INDICES_START;
   let total = 0;
   for (let r = 0; r < rows; r++) {
     const n = rp[r + 1] - rp[r];
-    if (!Number.isSafeInteger(n) || n < 0) return 1024; // the row loop names the bad range
+    if (!Number.isSafeInteger(n) || n < 0) return INDICES_START; // the row loop names the bad range
     total += n;
   }
   return Math.min(Math.max(total, 1), MAX_ARRAY_LENGTH);
