@@ -181,55 +181,44 @@ __global__ void __launch_bounds__(kSelThreads, MT >= 8 ? 1 : 2)
   }
 }
 
-// Streams tiles [t0, t1) of a band's store for the R = 16 * MT rows of a CTA
-// (rows from `rows` on and keys from vlim on are not copied) through a double
-// buffer of staging tiles stg [2][R][stride]; for each tile, after a barrier,
-// consume(tile_stg, c0) may read it. Ends on a barrier.
+// Streams tiles [t0, t1) of a band's store for one warp's 2 * MT rows of the
+// CTA's R = 16 * MT (rows from `rows` on and keys from vlim on are not copied)
+// through a double buffer of staging tiles stg [2][R][stride], of which the
+// warp copies and reads only its own rows (one slab holds them): for each
+// tile, consume(tile_stg, c0) may read them. No warp waits for another (one
+// CTA barrier per tile, or two, left 1-3% of the selection stage to the
+// slowest warp). Ends on a warp barrier.
 template <int MT, class Consume>
 __device__ __forceinline__ void stored_tiles(const float* st, const Slabs<MT>& sl, int rows,
                                              int vlim, int t0, int t1, float* stg, int stride,
                                              Consume&& consume) {
-  constexpr int R = 16 * MT, kChunks = kTC / 4;
-  // Then the kPerSlab * MT chunks of each thread cover the staging tile.
-  static_assert(kSelThreads % kChunks == 0 && kSlabRows % (kSelThreads / kChunks) == 0,
-                "a thread's chunks: one column, rows r0 + (kSelThreads / kChunks) i");
+  constexpr int R = 16 * MT, kWarpRows = R / kSelWarps;
+  static_assert(kSlabRows % kWarpRows == 0, "a warp's rows lie in one slab");
   if (t1 <= t0) return;
-  // This thread's chunks: column k4 of rows r0 + kStep * i, so chunk i lies in
-  // slab i / kPerSlab at a fixed offset from that slab's tile; only the slab
-  // tile's start changes from tile to tile (the addressing is a few adds).
-  constexpr int kStep = kSelThreads / kChunks, kPerSlab = kSlabRows / kStep;
-  const int k4 = threadIdx.x % kChunks, r0 = threadIdx.x / kChunks;
-  const float* src0 = st + r0 * kTC + 4 * k4;
-  float* dst0 = stg + r0 * stride + 4 * k4;
+  // Lane l copies 16-byte column l of each of the warp's rows.
+  const int lane = threadIdx.x & 31, r0 = (threadIdx.x >> 5) * kWarpRows, m = r0 / kSlabRows;
+  const int nt = sl.nt[m], nr = min(kWarpRows, rows - r0);
+  const float* src0 = st + sl.base[m] * kSlabTileFloats + (r0 % kSlabRows) * kTC + 4 * lane;
+  float* dst0 = stg + r0 * stride + 4 * lane;
   auto issue = [&](int tile, int buf) {
-    const bool col = 4 * k4 < vlim - tile * kTC;
+    if (tile < nt && 4 * lane < vlim - tile * kTC) {
+      const float* src = src0 + (int64_t)tile * kSlabTileFloats;
+      float* dst = dst0 + buf * R * stride;
 #pragma unroll
-    for (int m = 0; m < MT; ++m) {
-      if (!col || tile >= sl.nt[m]) continue;
-      const float* src = src0 + (sl.base[m] + tile) * kSlabTileFloats;
-#pragma unroll
-      for (int i = 0; i < kPerSlab; ++i) {
-        const int r = kSlabRows * m + r0 + kStep * i;
-        if (r < rows)
-          copy16_cg(dst0 + buf * R * stride + (kSlabRows * m + kStep * i) * stride,
-                    src + kStep * i * kTC);
-      }
+      for (int i = 0; i < kWarpRows; ++i)
+        if (i < nr) copy16_cg(dst + i * stride, src + i * kTC);
     }
     __pipeline_commit();
   };
   issue(t0, 0);
   for (int tile = t0; tile < t1; ++tile) {
     const int buf = (tile - t0) & 1;
-    if (tile + 1 < t1) {
-      issue(tile + 1, buf ^ 1);
-      __pipeline_wait_prior(1);
-    } else {
-      __pipeline_wait_prior(0);
-    }
-    __syncthreads();
+    __pipeline_wait_prior(0);  // this tile's copies, the only ones in flight
+    __syncwarp();              // every lane's copies landed; every lane is done with tile - 1
+    if (tile + 1 < t1) issue(tile + 1, buf ^ 1);  // into tile - 1's buffer
     consume(stg + buf * R * stride, tile * kTC);
-    __syncthreads();  // buffer buf is refilled next
   }
+  __syncwarp();
 }
 
 }  // namespace prism::cuda::sel

@@ -23,7 +23,9 @@
 // The band bitmaps and the stored keys live in a per-row scratch of the
 // estimation workspace (the output has room for a row's selection only).
 // STORED: the sweeps read the logits that logits_kernel stored
-// (logit_store.cuh) instead of recomputing them; everything else is the same.
+// (logit_store.cuh) instead of recomputing them, and each warp sweeps its own
+// rows as far as its own longest open row, waiting for no other warp until
+// the sweep ends; everything else is the same.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -311,6 +313,15 @@ __global__ void __launch_bounds__(kSelThreads, tiled_ctas_per_sm<MT, STORED>())
       if (st.mode[x] != kDone) v = max(v, st.V[x]);
     return (int)__reduce_max_sync(select::kFull, (unsigned)v);
   };
+  // How far the caller sweeps: on stored logits a warp sweeps its own WR rows
+  // (r = t / TPR) alone, up to the longest of them still open; recomputing,
+  // score_tiles' tensor-core tiles span the CTA's rows (vlim: open_vmax()).
+  constexpr int WR = R / kSelWarps;
+  auto sweep_vmax = [&](int vlim) {
+    if constexpr (STORED)
+      return (int)__reduce_max_sync(select::kFull, st.mode[r] != kDone ? (unsigned)myV : 0u);
+    return vlim;
+  };
 
   for (int bi = 0; bi < a.nbands; ++bi) {
     __syncthreads();  // the previous band's last reads of the row state are done
@@ -351,10 +362,15 @@ __global__ void __launch_bounds__(kSelThreads, tiled_ctas_per_sm<MT, STORED>())
       }
     };
     if (!(a.stress & kStressNoProbe)) {
-      const int td0 = (st.V[0] - 1) / kTC, td1 = (vmax - 1) / kTC;
-      if (td0 > 1) sweep(vmax, 0, 1, probe);
-      sweep(vmax, td0 > 1 ? td0 : 0, td1 + 1, probe);
-      PRISM_COUNT_TILES(kCountProbe, td1 + 1 - (td0 > 1 ? td0 - 1 : 0));
+      // The sink's tile and the diagonals' of the rows swept together.
+      const int v0 = STORED ? st.V[WR * warp] : st.V[0], v1 = sweep_vmax(vmax);
+      const int td0 = (v0 - 1) / kTC, td1 = (v1 - 1) / kTC;
+      if (v1 > 0) {
+        if (td0 > 1) sweep(v1, 0, 1, probe);
+        sweep(v1, td0 > 1 ? td0 : 0, td1 + 1, probe);
+      }
+      PRISM_COUNT_TILES(kCountProbe, (vmax - 1) / kTC + 1 -
+                                         ((st.V[0] - 1) / kTC > 1 ? (st.V[0] - 1) / kTC - 1 : 0));
       PRISM_COUNT_TILES(kCountPasses, (vmax + kTC - 1) / kTC);
     }
     mx = row_reduce<TPR>(mx, [](float x, float y) { return fmaxf(x, y); });
@@ -367,8 +383,14 @@ __global__ void __launch_bounds__(kSelThreads, tiled_ctas_per_sm<MT, STORED>())
       if (vlim == 0) break;
       const int vz = st.mode[r] != kDone ? myV : 0;
       const float m = st.m[r];
-      for (int x = t; x < R * kHistBuckets; x += kSelThreads)
-        if (st.mode[x / kHistBuckets] != kDone) hist[x] = 0u;
+      if constexpr (STORED) {  // the warp's rows: the sweep has no CTA barrier
+        for (int x = WR * warp * kHistBuckets + lane; x < (WR * warp + WR) * kHistBuckets; x += 32)
+          if (st.mode[x / kHistBuckets] != kDone) hist[x] = 0u;
+        __syncwarp();
+      } else {
+        for (int x = t; x < R * kHistBuckets; x += kSelThreads)
+          if (st.mode[x / kHistBuckets] != kDone) hist[x] = 0u;
+      }
       float zp[LPT][4], seen = -INFINITY;
 #pragma unroll
       for (int i = 0; i < LPT; ++i)
@@ -401,18 +423,21 @@ __global__ void __launch_bounds__(kSelThreads, tiled_ctas_per_sm<MT, STORED>())
           }
         }
       };
-      sweep(vlim, 0, (vlim + kTC - 1) / kTC, zsum);
+      const int vz_all = sweep_vmax(vlim);
+      sweep(vz_all, 0, (vz_all + kTC - 1) / kTC, zsum);
       PRISM_COUNT_TILES(kCountZ, (vlim + kTC - 1) / kTC);
       seen = row_reduce<TPR>(seen, [](float x, float y) { return fmaxf(x, y); });
-      float* zl = stg;  // [R][32] per-lane sums; the staging tile is free after a sweep
+      // Per-lane sums, 32 a row, where the row's staging row starts: free
+      // after the warp's sweep while other warps may still sweep theirs.
+      float* zl = stg;
 #pragma unroll
       for (int i = 0; i < LPT; ++i)
-        zl[r * 32 + c * LPT + i] = (zp[i][0] + zp[i][1]) + (zp[i][2] + zp[i][3]);
+        zl[r * kStageStride + c * LPT + i] = (zp[i][0] + zp[i][1]) + (zp[i][2] + zp[i][3]);
       if (c == 0) st.seen[r] = seen;
       __syncthreads();
       for (int rr = warp; rr < nrows; rr += kSelWarps) {
         if (st.mode[rr] == kDone) continue;  // warp-uniform
-        const float z = select::warp_sum(zl[rr * 32 + lane]);
+        const float z = select::warp_sum(zl[rr * kStageStride + lane]);
         if (lane == 0) {
           if (st.seen[rr] > st.m[rr]) {
             st.m[rr] = st.seen[rr];  // guess exceeded: sum again with the true max
@@ -487,7 +512,13 @@ __global__ void __launch_bounds__(kSelThreads, tiled_ctas_per_sm<MT, STORED>())
     for (;;) {
       const int vlim = open_vmax();
       if (vlim == 0) break;
-      for (int x = t; x < R * kSubBuckets; x += kSelThreads) hist[x] = 0u;
+      if constexpr (STORED) {
+        for (int x = WR * warp * kSubBuckets + lane; x < (WR * warp + WR) * kSubBuckets; x += 32)
+          hist[x] = 0u;
+        __syncwarp();
+      } else {
+        for (int x = t; x < R * kSubBuckets; x += kSelThreads) hist[x] = 0u;
+      }
       const uint8_t mode = st.mode[r];
       const int vk = mode != kDone ? myV : 0;
       const float m = st.m[r], rz = st.rz[r];
@@ -561,7 +592,8 @@ __global__ void __launch_bounds__(kSelThreads, tiled_ctas_per_sm<MT, STORED>())
           if (c == k && c0 + 32 * k < vk) __stcg(bm + (c0 >> 5) + k, word);
         }
       };
-      sweep(vlim, 0, (vlim + kTC - 1) / kTC, keys);
+      const int vk_all = sweep_vmax(vlim);
+      sweep(vk_all, 0, (vk_all + kTC - 1) / kTC, keys);
       PRISM_COUNT_TILES(kCountKeys, (vlim + kTC - 1) / kTC);
       auto add = [](uint32_t x, uint32_t y) { return x + y; };
       wa = row_reduce<TPR>(wa, add);
