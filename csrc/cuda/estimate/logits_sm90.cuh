@@ -141,13 +141,16 @@ __global__ void __launch_bounds__(kSelThreads, 1)
     const int rg = 64 * wg + 16 * (warp & 3) + (lane >> 2);  // rows rg, rg + 8
     const int m = rg / 16;                                   // their slab
     float* const st = band_store(a, bk, bi);
-#pragma unroll
-    for (int x = 0; x < kAhead; ++x) {
+    // Step x's chunk, or an empty copy group past the last step: the waits
+    // below count kAhead groups either way.
+    auto issue_step = [&](int x) {
       if (x < nsteps)
-        issue(x / nkc, x % nkc, x);
+        issue(x / nkc, x % nkc, x % STAGES);
       else
-        __pipeline_commit();  // an empty group: the waits below count kAhead groups
-    }
+        __pipeline_commit();
+    };
+#pragma unroll
+    for (int x = 0; x < kAhead; ++x) issue_step(x);
     // The query tiles and the scales are written: visible to the async proxy
     // (wgmma) and to every thread after the first step's barrier.
     asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
@@ -172,13 +175,7 @@ __global__ void __launch_bounds__(kSelThreads, 1)
           rlo = rs[rg];
           rhi = rs[rg + 8];
         }
-        {
-          const int nx = step + kAhead;  // always a group, so that the waits count alike
-          if (nx < nsteps)
-            issue(nx / nkc, nx % nkc, nx % STAGES);
-          else
-            __pipeline_commit();
-        }
+        issue_step(step + kAhead);
         wgmma_fence();
         const uint32_t qa = qs + (uint32_t)(kcn * 2 * kSm90TileBytes + wg * 64 * 128);
         const uint32_t kb = ks + (uint32_t)(buf * 2 * kSm90TileBytes);
