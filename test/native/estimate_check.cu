@@ -754,6 +754,11 @@ std::vector<Stress> stress_suite(bool small) {
       [](Stress& s) { s.budget = 1; });
   add("rope-meanpool-g1", N / 2, N / 2 + 9, H, H, 128, kRope,
       [](Stress& s) { s.p.method = Method::MeanPool; });
+  // A warp's rows (r = t / TPR) span query blocks of different lengths (two
+  // heads a block) or share one block (eight heads a block, 64 rows a CTA):
+  // each warp sweeps as far as its own longest open row.
+  add("rope-g2-offgrid-mt1", N / 2 + 3, N / 2 + 70, H, H / 2, 128, kRope, stress(0, -1, 1));
+  add("rope-g8-mt4", N / 2, N / 2, 2 * H, H / 4, 128, kRope, stress(0, -1, 4));
   return v;
 }
 
