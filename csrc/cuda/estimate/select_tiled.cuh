@@ -322,6 +322,16 @@ __global__ void __launch_bounds__(kSelThreads, tiled_ctas_per_sm<MT, STORED>())
       return (int)__reduce_max_sync(select::kFull, st.mode[r] != kDone ? (unsigned)myV : 0u);
     return vlim;
   };
+  // Zeroes the histograms (per_row words a row) of the open rows the caller
+  // sweeps: on stored logits the warp's own, behind a warp barrier (its sweep
+  // has no CTA barrier); recomputing, the CTA's (score_tiles' first barrier).
+  auto clear_hist = [&](int per_row, auto&& open) {
+    const int x0 = STORED ? WR * warp * per_row + lane : t;
+    const int x1 = STORED ? (WR * warp + WR) * per_row : R * per_row;
+    for (int x = x0; x < x1; x += STORED ? 32 : kSelThreads)
+      if (open(x / per_row)) hist[x] = 0u;
+    if constexpr (STORED) __syncwarp();
+  };
 
   for (int bi = 0; bi < a.nbands; ++bi) {
     __syncthreads();  // the previous band's last reads of the row state are done
@@ -383,14 +393,7 @@ __global__ void __launch_bounds__(kSelThreads, tiled_ctas_per_sm<MT, STORED>())
       if (vlim == 0) break;
       const int vz = st.mode[r] != kDone ? myV : 0;
       const float m = st.m[r];
-      if constexpr (STORED) {  // the warp's rows: the sweep has no CTA barrier
-        for (int x = WR * warp * kHistBuckets + lane; x < (WR * warp + WR) * kHistBuckets; x += 32)
-          if (st.mode[x / kHistBuckets] != kDone) hist[x] = 0u;
-        __syncwarp();
-      } else {
-        for (int x = t; x < R * kHistBuckets; x += kSelThreads)
-          if (st.mode[x / kHistBuckets] != kDone) hist[x] = 0u;
-      }
+      clear_hist(kHistBuckets, [&](int rr) { return st.mode[rr] != kDone; });
       float zp[LPT][4], seen = -INFINITY;
 #pragma unroll
       for (int i = 0; i < LPT; ++i)
@@ -512,13 +515,7 @@ __global__ void __launch_bounds__(kSelThreads, tiled_ctas_per_sm<MT, STORED>())
     for (;;) {
       const int vlim = open_vmax();
       if (vlim == 0) break;
-      if constexpr (STORED) {
-        for (int x = WR * warp * kSubBuckets + lane; x < (WR * warp + WR) * kSubBuckets; x += 32)
-          hist[x] = 0u;
-        __syncwarp();
-      } else {
-        for (int x = t; x < R * kSubBuckets; x += kSelThreads) hist[x] = 0u;
-      }
+      clear_hist(kSubBuckets, [](int) { return true; });
       const uint8_t mode = st.mode[r];
       const int vk = mode != kDone ? myV : 0;
       const float m = st.m[r], rz = st.rz[r];
