@@ -31,6 +31,7 @@
 #include <cuda_runtime.h>
 #include <climits>
 #include <cstdint>
+#include <type_traits>
 
 #include "cuda/estimate/logit_store.cuh"
 #include "cuda/estimate/pdl.cuh"
@@ -80,8 +81,8 @@ struct TiledRows {
   uint32_t ka[R], kb[R];    // key bracket of the next sweep
   uint32_t olo[R], ohi[R];  // keys known to hold v*
   uint32_t wa[R], wc[R], nc[R], kmin[R],
-      kmax[R];             // last sweep: weight above, weight / count / range inside
-  uint32_t meq[R];         // kTies: keys == ka kept, in index order
+      kmax[R];      // last sweep: weight above, weight / count inside, range of the keys not stored
+  uint32_t meq[R];  // kTies: keys == ka kept, in index order
   uint8_t mode[R], sh[R];  // sh: sub-histogram shift of the bracket
 };
 
@@ -206,12 +207,19 @@ __device__ void next_sweep(TiledRows<R>& st, int r, uint32_t T, int cap, uint32_
   } else {
     // v* inside a bracket holding too many keys: the sub-range that holds it.
     uint32_t above = wa;
-    if (st.kmin[r] != st.kmax[r]) {
-      // The sweep added the keys it could not store; the stored ones join now.
-      for (int i = lane; i < cap; i += 32) {
-        const uint32_t key = __ldcg(cand + 2 * i);
-        atomicAdd(sub + sub_bucket(key, ka, st.sh[r]), select::key_weight<TOPK>(key));
-      }
+    // The sweep added the keys it could not store to the sub-histogram and
+    // their range to kmin / kmax; the stored ones join both now (should the
+    // range be one key value, the sub-histogram is not read).
+    uint32_t kmin = st.kmin[r], kmax = st.kmax[r];
+    for (int i = lane; i < cap; i += 32) {
+      const uint32_t key = __ldcg(cand + 2 * i);
+      atomicAdd(sub + sub_bucket(key, ka, st.sh[r]), select::key_weight<TOPK>(key));
+      kmin = min(kmin, key);
+      kmax = max(kmax, key);
+    }
+    kmin = __reduce_min_sync(select::kFull, kmin);
+    kmax = __reduce_max_sync(select::kFull, kmax);
+    if (kmin != kmax) {
       __syncwarp();
       uint32_t s = sub[lane];  // weight of sub-ranges >= lane
 #pragma unroll
@@ -225,10 +233,10 @@ __device__ void next_sweep(TiledRows<R>& st, int r, uint32_t T, int cap, uint32_
       if (top < 31) above += rest;
       const uint64_t lo = (uint64_t)ka + ((uint64_t)top << st.sh[r]);
       const uint64_t hi = lo + ((uint64_t)1 << st.sh[r]) - 1u;
-      ka = (uint32_t)max(lo, (uint64_t)st.kmin[r]);
-      kb = (uint32_t)min(min(hi, (uint64_t)kb), (uint64_t)st.kmax[r]);
+      ka = (uint32_t)max(lo, (uint64_t)kmin);
+      kb = (uint32_t)min(min(hi, (uint64_t)kb), (uint64_t)kmax);
     } else {
-      ka = kb = st.kmin[r];
+      ka = kb = kmin;
     }
     olo = ka;
     ohi = kb;
@@ -399,7 +407,8 @@ __global__ void __launch_bounds__(kSelThreads, tiled_ctas_per_sm<MT, STORED>())
       for (int i = 0; i < LPT; ++i)
 #pragma unroll
         for (int q = 0; q < 4; ++q) zp[i][q] = 0.f;
-      auto zsum = [&](int c0) {
+      auto zsum_tile = [&](int c0, auto full) {
+        constexpr bool FULL = decltype(full)::value;
 #pragma unroll
         for (int k = 0; k < 4; ++k) {
           float lv[LPT];
@@ -409,7 +418,7 @@ __global__ void __launch_bounds__(kSelThreads, tiled_ctas_per_sm<MT, STORED>())
             // Without branches but the atomic's predicate (as in the key
             // sweep): a key past the row adds +0 (the sums stay their bits)
             // and nothing to the histogram.
-            const bool ok = c0 + 32 * k + c * LPT + i < vz;
+            const bool ok = FULL || c0 + 32 * k + c * LPT + i < vz;
             seen = ok ? fmaxf(seen, lv[i]) : seen;
             const float x = ok ? select::ex2_ftz(lv[i] - m) : 0.f;
             if (seq)
@@ -425,6 +434,16 @@ __global__ void __launch_bounds__(kSelThreads, tiled_ctas_per_sm<MT, STORED>())
                       TOPK ? 1u : ((xb & 0x7fffffu) | 0x800000u) >> 10);
           }
         }
+      };
+      // A tile every row of the warp sees whole has no key past a row: its
+      // body tests none (the warp's rows agree, so the choice is uniform).
+      // The key sweep, built the same way, spilled twice the bytes and was
+      // 4-6% slower on an H200 at 512K-1M than with the one body it has.
+      auto zsum = [&](int c0) {
+        if (__all_sync(select::kFull, c0 + kTC <= vz))
+          zsum_tile(c0, std::true_type{});
+        else
+          zsum_tile(c0, std::false_type{});
       };
       const int vz_all = sweep_vmax(vlim);
       sweep(vz_all, 0, (vz_all + kTC - 1) / kTC, zsum);
@@ -521,12 +540,15 @@ __global__ void __launch_bounds__(kSelThreads, tiled_ctas_per_sm<MT, STORED>())
       const float m = st.m[r], rz = st.rz[r];
       const uint32_t ka = st.ka[r], kbr = st.kb[r], meq = st.meq[r];
       const int sh = st.sh[r];
-      uint32_t wa = 0, wc = 0, nc = 0, kmin = UINT_MAX, kmax = 0, base = 0;
+      uint32_t wa = 0, wc = 0, kmin = UINT_MAX, kmax = 0, base = 0;
       // Each key classified without branches (selects and predicates only),
       // so the compiler can interleave a thread's keys (11% faster on an H200
       // at 512K than a branch per key). A key past the row reads as key 0,
       // which nothing keeps (0 > kb never holds) and `ok` keeps out of the
-      // bracket (the rows past the CTA's last one have no bracket set).
+      // bracket (the rows past the CTA's last one have no bracket set). The
+      // count inside is `base` after the sweep, and the range inside
+      // (needed only by a bracket too full to store) is taken from the keys
+      // past the stored ones here and from the stored ones in next_sweep.
       auto keys = [&](int c0) {
 #pragma unroll
         for (int k = 0; k < 4; ++k) {
@@ -544,9 +566,6 @@ __global__ void __launch_bounds__(kSelThreads, tiled_ctas_per_sm<MT, STORED>())
             wa += above ? w : 0u;
             in |= (uint32_t)inside << i;
             wc += inside ? w : 0u;
-            nc += inside ? 1u : 0u;
-            kmin = inside ? min(kmin, key) : kmin;
-            kmax = inside ? max(kmax, key) : kmax;
             ck[i] = key;
           }
           // Keys inside the bracket in index order: word k, then thread, then lane.
@@ -577,9 +596,12 @@ __global__ void __launch_bounds__(kSelThreads, tiled_ctas_per_sm<MT, STORED>())
               if (mode == kBracket && pos + n > (uint32_t)a.cap) {  // rare: past the stored ones
 #pragma unroll
                 for (int i = 0; i < LPT; ++i)  // (these join the sub-histogram after the sweep)
-                  if (((in >> i) & 1u) && rank(i) >= (uint32_t)a.cap)
+                  if (((in >> i) & 1u) && rank(i) >= (uint32_t)a.cap) {
                     atomicAdd(hist + r * kSubBuckets + sub_bucket(ck[i], ka, sh),
                               select::key_weight<TOPK>(ck[i]));
+                    kmin = min(kmin, ck[i]);
+                    kmax = max(kmax, ck[i]);
+                  }
               }
             }
           }
@@ -595,13 +617,12 @@ __global__ void __launch_bounds__(kSelThreads, tiled_ctas_per_sm<MT, STORED>())
       auto add = [](uint32_t x, uint32_t y) { return x + y; };
       wa = row_reduce<TPR>(wa, add);
       wc = row_reduce<TPR>(wc, add);
-      nc = row_reduce<TPR>(nc, add);
       kmin = row_reduce<TPR>(kmin, [](uint32_t x, uint32_t y) { return min(x, y); });
       kmax = row_reduce<TPR>(kmax, [](uint32_t x, uint32_t y) { return max(x, y); });
       if (c == 0 && vk > 0) {
         st.wa[r] = wa;
         st.wc[r] = wc;
-        st.nc[r] = nc;
+        st.nc[r] = base;  // the same on each of the row's threads
         st.kmin[r] = kmin;
         st.kmax[r] = kmax;
       }
