@@ -115,7 +115,7 @@ __global__ void __launch_bounds__(KT::kThreads, KT::kMinBlocks)
   }
 
   float acc[kMT][kDT][4];
-  float row_max[kMT][2];
+  float row_off[kMT][2];  // running exp2 offsets (online_softmax.cuh)
   float row_sum[kMT][2];  // thread-partial sums; reduced over the quad at the end
 #pragma unroll
   for (int mt = 0; mt < kMT; ++mt) {
@@ -123,7 +123,7 @@ __global__ void __launch_bounds__(KT::kThreads, KT::kMinBlocks)
     for (int dt = 0; dt < kDT; ++dt)
 #pragma unroll
       for (int e = 0; e < 4; ++e) acc[mt][dt][e] = 0.f;
-    row_max[mt][0] = row_max[mt][1] = -CUDART_INF_F;
+    row_off[mt][0] = row_off[mt][1] = -CUDART_INF_F;
     row_sum[mt][0] = row_sum[mt][1] = 0.f;
   }
 
@@ -235,12 +235,12 @@ __global__ void __launch_bounds__(KT::kThreads, KT::kMinBlocks)
       for (int mt = 0; mt < kMT; ++mt)
 #pragma unroll
         for (int hf = 0; hf < 2; ++hf) {
-          const float mx = row_max_quad<kNT>([&](int nt, int j) -> float& { return s[mt][nt][j]; },
-                                             hf, row_max[mt][hf]);
-          const float ms = exp2_offset(mx, sl2);
-          alpha[mt][hf] = rescale_factor(row_max[mt][hf], sl2, ms);
-          rescale |= (mx != row_max[mt][hf]);
-          row_max[mt][hf] = mx;
+          const float off = row_offset_quad<kNT>(
+              [&](int nt, int j) -> float& { return s[mt][nt][j]; }, hf, row_off[mt][hf], sl2);
+          const float ms = exp2_offset(off);
+          alpha[mt][hf] = rescale_factor(row_off[mt][hf], ms);
+          rescale |= (off != row_off[mt][hf]);
+          row_off[mt][hf] = off;
           float sum = 0.f;
 #pragma unroll
           for (int nt = 0; nt < kNT; ++nt) {
@@ -297,7 +297,7 @@ __global__ void __launch_bounds__(KT::kThreads, KT::kMinBlocks)
       const float inv = inv_row_sum(l);
       const int r = warp_row + mt * 16 + (lane >> 2) + hf * 8;
       if (p.lse != nullptr && (lane & 3) == 0 && r >= row_lo && r < rows_valid)
-        p.lse[int64_t(bh) * p.nq + row0 + r] = row_lse(row_max[mt][hf], l, sl2);
+        p.lse[int64_t(bh) * p.nq + row0 + r] = row_lse(row_off[mt][hf], l);
 #pragma unroll
       for (int dt = 0; dt < kDT; ++dt) {
         const uint32_t v = E::pack(acc[mt][dt][hf * 2] * inv, acc[mt][dt][hf * 2 + 1] * inv);

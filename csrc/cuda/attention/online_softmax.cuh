@@ -6,7 +6,19 @@
 // so one quad of lanes holds a row and each thread two row halves (hf). The
 // output accumulator has the same layout over the head dim. Scores are raw;
 // the softmax scale is folded into the exp2 argument (scale_log2 = scale *
-// log2(e)): p = 2^(s * scale_log2 - m * scale_log2) for a row of running max m.
+// log2(e)): p = 2^(s * scale_log2 - off) for a row of running offset off.
+//
+// A row's running state is that offset, its running max score times
+// scale_log2 rounded once (-inf while it has met only masked keys), not the
+// max itself. Rounding is monotone, so the max of the rounded products is the
+// rounded product of the max: the offset a tile's probabilities are taken
+// under is exactly the one the next rescale factor starts from, and that
+// factor is exactly 1 while the max stays put. Kept as the raw max, the factor
+// was exp2(m_prev * scale_log2 - off) with the product fused into the
+// subtraction, 2^(the rounding error of off), a few ulps off 1 at every tile:
+// over a 128K-key row the LSE drifted by up to 3.1e-4 on an H200 (6.1e-4 on
+// the portable kernel, whose softmax steps take fewer keys at a time;
+// test/softmax-long-rows.test.ts).
 //
 // `Frag` is a callable (nt, j) -> float& giving element j (0..3) of n8 tile nt
 // of one m16 tile's fragment, so each kernel keeps its own register arrays.
@@ -38,25 +50,33 @@ __device__ __forceinline__ void mask_row_half(Frag&& s, int hf, int key0, int sr
       if (key0 + nt * 8 + e >= lim) s(nt, hf * 2 + e) = -CUDART_INF_F;
 }
 
-// New running max of one row half: m_prev and the tile's scores, over the quad.
+// Max of one row half's scores in the tile, over the quad.
 template <int kNT, class Frag>
-__device__ __forceinline__ float row_max_quad(Frag&& s, int hf, float m_prev) {
-  float mx = m_prev;
+__device__ __forceinline__ float row_max_quad(Frag&& s, int hf) {
+  float mx = fmaxf(s(0, hf * 2), s(0, hf * 2 + 1));
 #pragma unroll
-  for (int nt = 0; nt < kNT; ++nt) mx = fmaxf(mx, fmaxf(s(nt, hf * 2), s(nt, hf * 2 + 1)));
+  for (int nt = 1; nt < kNT; ++nt) mx = fmaxf(mx, fmaxf(s(nt, hf * 2), s(nt, hf * 2 + 1)));
   mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
   mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
   return mx;
 }
 
-// The exp2 offset of a row of running max mx: mx * scale_log2, or 0 while the
-// row has met only masked keys (so exp2(-inf - 0) = 0, never -inf + inf).
-__device__ __forceinline__ float exp2_offset(float mx, float scale_log2) {
-  return (mx == -CUDART_INF_F) ? 0.f : mx * scale_log2;
+// New running offset of one row half: off_prev and the tile's max over the
+// quad, times scale_log2 (__fmul_rn: never fused into a later add).
+template <int kNT, class Frag>
+__device__ __forceinline__ float row_offset_quad(Frag&& s, int hf, float off_prev,
+                                                 float scale_log2) {
+  return fmaxf(off_prev, __fmul_rn(row_max_quad<kNT>(s, hf), scale_log2));
 }
-// Factor that rescales what was accumulated under the previous max m_prev.
-__device__ __forceinline__ float rescale_factor(float m_prev, float scale_log2, float ms) {
-  return fast_exp2(m_prev * scale_log2 - ms);
+// The offset probabilities are taken under: off, or 0 while the row has met
+// only masked keys (so exp2(-inf - 0) = 0, never -inf + inf).
+__device__ __forceinline__ float exp2_offset(float off) {
+  return (off == -CUDART_INF_F) ? 0.f : off;
+}
+// Factor that rescales what was accumulated under the previous offset: 1 when
+// it did not move, 0 after tiles of only masked keys (-inf - ms).
+__device__ __forceinline__ float rescale_factor(float off_prev, float ms) {
+  return fast_exp2(off_prev - ms);
 }
 // Unnormalised probability of score s under offset ms.
 __device__ __forceinline__ float exp2_prob(float s, float scale_log2, float ms) {
@@ -84,12 +104,12 @@ __device__ __forceinline__ float quad_sum(float x) {
 // Normalisation factor of a row of softmax denominator l (0 for a row that met no key).
 __device__ __forceinline__ float inv_row_sum(float l) { return l > 0.f ? 1.f / l : 0.f; }
 
-// Log-sum-exp of a row of running max mx and denominator l (the sum of
-// exp2((s - mx) * scale_log2) = exp((s - mx) * scale)). Natural log, as
-// FlashAttention returns it: lse = mx * scale + ln(l); -inf for a row that met
-// no key, so merging it with other key sets gives it weight 0.
-__device__ __forceinline__ float row_lse(float mx, float l, float scale_log2) {
-  return l > 0.f ? (mx * scale_log2 + log2f(l)) * 0.69314718055994531f : -CUDART_INF_F;
+// Log-sum-exp of a row of running offset off and denominator l (the sum of
+// exp2(s * scale_log2 - off)). Natural log, as FlashAttention returns it:
+// lse = (off + log2(l)) * ln(2), i.e. max * scale + ln(l); -inf for a row that
+// met no key, so merging it with other key sets gives it weight 0.
+__device__ __forceinline__ float row_lse(float off, float l) {
+  return l > 0.f ? (off + log2f(l)) * 0.69314718055994531f : -CUDART_INF_F;
 }
 
 }  // namespace prism::cuda::attn

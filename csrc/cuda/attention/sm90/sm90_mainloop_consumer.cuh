@@ -36,7 +36,7 @@ namespace prism::cuda::attn::sm90 {
 template <int D>
 struct ConsumerAccum {
   float o[D / 2];
-  float m[2];  // running max of the raw scores
+  float off[2];  // running exp2 offset: max raw score * scale_log2 (online_softmax.cuh)
   float l[2];  // thread-partial softmax denominator (the epilogue sums the quad)
 };
 
@@ -86,7 +86,7 @@ struct ConsumerMainloop {
         v_base(smem_addr(smem.v)),
         pingpong(kPingPong && prm.pingpong != 0) {}
 
-  // One item: acc gets its unnormalised O, running max and partial sums.
+  // One item: acc gets its unnormalised O, running offsets and partial sums.
   __device__ __forceinline__ void run(const KeyTiles<KT::kBlockM, kBlockN>& keys,
                                       ConsumerAccum<D>& acc) {
     const int ntiles = keys.count;
@@ -94,7 +94,7 @@ struct ConsumerMainloop {
     const int s_wg_lo = keys.s_lo + th.cw * KT::kConsumerRows;  // first position of the warpgroup
 #pragma unroll
     for (int i = 0; i < D / 2; ++i) acc.o[i] = 0.f;
-    acc.m[0] = acc.m[1] = -CUDART_INF_F;
+    acc.off[0] = acc.off[1] = -CUDART_INF_F;
     acc.l[0] = acc.l[1] = 0.f;
     if (th.cw == 1 && ntiles > 0) your_turn();  // warpgroup 0 goes first
 
@@ -210,10 +210,10 @@ struct ConsumerMainloop {
     }
 #pragma unroll
     for (int hf = 0; hf < 2; ++hf) {
-      const float mx = row_max_quad<kNT>(frag, hf, acc.m[hf]);
-      const float ms = exp2_offset(mx, sl2);
-      alpha[hf] = rescale_factor(acc.m[hf], sl2, ms);
-      acc.m[hf] = mx;
+      const float off = row_offset_quad<kNT>(frag, hf, acc.off[hf], sl2);
+      const float ms = exp2_offset(off);
+      alpha[hf] = rescale_factor(acc.off[hf], ms);
+      acc.off[hf] = off;
       float sum = 0.f;
 #pragma unroll
       for (int i = 0; i < kNT; ++i)
