@@ -16,8 +16,8 @@
 // factor is exactly 1 while the max stays put. Kept as the raw max, the factor
 // was exp2(m_prev * scale_log2 - off) with the product fused into the
 // subtraction, 2^(the rounding error of off), a few ulps off 1 at every tile:
-// over a 128K-key row the LSE drifted by up to 3.1e-4 on an H200 (6.1e-4 on
-// the portable kernel, whose softmax steps take fewer keys at a time;
+// over rows of 128K keys the LSE drifted by up to 3.1e-4 on an H200 (1.1e-3
+// on the portable kernel, whose softmax steps take fewer keys at a time;
 // test/softmax-long-rows.test.ts).
 //
 // `Frag` is a callable (nt, j) -> float& giving element j (0..3) of n8 tile nt
