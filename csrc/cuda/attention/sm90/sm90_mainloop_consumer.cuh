@@ -37,7 +37,7 @@ template <int D>
 struct ConsumerAccum {
   float o[D / 2];
   float off[2];  // running exp2 offset: max raw score * scale_log2 (online_softmax.cuh)
-  float l[2];  // thread-partial softmax denominator (the epilogue sums the quad)
+  float l[2];    // thread-partial softmax denominator (the epilogue sums the quad)
 };
 
 // Which rows a consumer thread owns.
