@@ -52,14 +52,17 @@ async function runOnce(c: Case): Promise<{ lse: Float32Array; out: Float32Array 
   const v = new Uint16Array(N * d);
   for (let j = 0; j < N; ++j) v.fill(bits(vOf(j), dtype), j * d, (j + 1) * d);
   const device = 'cuda:0';
-  const made = [
-    await tensor(q, { shape: [1, HQ, N, d], dtype, device }),
-    await tensor(k, { shape: [1, 1, N, d], dtype, device }),
-    await tensor(v, { shape: [1, 1, N, d], dtype, device }),
-  ];
-  const [tq, tk, tv] = made;
+  const made: Array<{ dispose(): void }> = [];
+  const upload = async (data: Uint16Array, heads: number) => {
+    const t = await tensor(data, { shape: [1, heads, N, d], dtype, device });
+    made.push(t);
+    return t;
+  };
   let mask: BlockMask | null = null;
   try {
+    const tq = await upload(q, HQ);
+    const tk = await upload(k, 1);
+    const tv = await upload(v, 1);
     if (c.sparse) {
       const nb = N / BLOCK;
       const rowPtr = new Int32Array(HQ * nb + 1);
