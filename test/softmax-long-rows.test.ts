@@ -24,7 +24,7 @@ const BLOCK = 128;
 // offsets s * scale * log2(e) of 10.1 ... 30.3 at d 64 and 14.3 ... 42.9 at
 // d 128, each rounded in fp32.
 const A = Array.from({ length: HQ }, (_, h) => 0.875 + 0.25 * h);
-// fp32 LSE of ~26-42: one ulp is 1.9e-6 to 3.8e-6. What remains with a steady
+// fp32 LSE of up to ~42: one ulp is at most 3.8e-6. What remains with a steady
 // rescale: the offset's and the scale's fp32 rounding (~1e-6 each) and log2f.
 const LSE_TOL = 1.5e-5;
 // 16-bit output of magnitude <= 1: half an ulp is at most 2^-9 (bf16), plus the P rounding.
@@ -36,10 +36,11 @@ const vOf = (j: number): number => (j < N / 2 ? 1 : -1);
 interface Case {
   d: number;
   dtype: DType;
-  // Key blocks query block qb attends besides its own diagonal block (null: dense).
+  // true: through a block mask of the even key blocks below the diagonal and
+  // the diagonal block (attends below); false: dense.
   sparse: boolean;
 }
-// Sparse rows: the even key blocks below the diagonal, and the diagonal block.
+// Whether query block qb attends key block kb <= qb.
 const attends = (qb: number, kb: number, c: Case): boolean => !c.sparse || kb === qb || kb % 2 === 0;
 
 const bits = (x: number, dtype: DType): number => rounded(new Float32Array([x]), dtype).raw[0];
