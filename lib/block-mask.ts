@@ -203,12 +203,18 @@ function hasField(x: object, key: string): boolean {
   }
 }
 
-function positiveInt(name: string, x: unknown, min: number): number {
-  if (typeof x !== 'number' || !Number.isSafeInteger(x) || x < min) {
-    throw new RangeError(`${name} must be an integer >= ${min}, got ${String(x)}`);
+function positiveInt(name: string, x: unknown, min: number, max = Number.MAX_SAFE_INTEGER): number {
+  if (typeof x !== 'number' || !Number.isSafeInteger(x) || x < min || x > max) {
+    const range = max === Number.MAX_SAFE_INTEGER ? `>= ${min}` : `in [${min}, ${max}]`;
+    throw new RangeError(`${name} must be an integer ${range}, got ${show(x)}`);
   }
   return x;
 }
+
+// The block sizes the attention takes on every backend (the addon's attention
+// params); a mask of another block could be made but not used.
+const MIN_MASK_BLOCK = 16;
+const MAX_MASK_BLOCK = 1024;
 
 // A module constant: a global looked up once per selected block is slow in
 // sandboxed contexts (jest's test environment: 16 s for 1.3e8 lookups).
@@ -259,7 +265,7 @@ export async function blockMask(lists: BlockLists, opts: BlockMaskOptions): Prom
   const heads = positiveInt('opts.heads', field('heads'), 1);
   const queryLength = positiveInt('opts.queryLength', field('queryLength'), 1);
   const keyLength = positiveInt('opts.keyLength', field('keyLength'), 1);
-  const block = positiveInt('opts.block', field('block'), 1);
+  const block = positiveInt('opts.block', field('block'), MIN_MASK_BLOCK, MAX_MASK_BLOCK);
   const deviceSpec = field('device') as DeviceSpec | undefined;
   if (queryLength > keyLength) throw new RangeError(`opts.queryLength (${queryLength}) must not exceed opts.keyLength (${keyLength})`);
   const shape = { batch, heads, queryLength, keyLength, block };
@@ -303,25 +309,29 @@ export async function blockMask(lists: BlockLists, opts: BlockMaskOptions): Prom
   if (!csr && count !== rows) {
     throw new RangeError(`lists must have one list per row: ${rows} rows (batch ${batch} x heads ${heads} x nq ${nq}), got ${show(count)}`);
   }
-  const rowList = (r: number): ArrayLike<number> => {
+  // Row r's key blocks and their count (read once: a getter may answer
+  // differently the next time).
+  const rowList = (r: number): { row: ArrayLike<number>; len: number } => {
     if (rp !== null && ix !== null) {
       const a = rp[r];
       const b = rp[r + 1];
       if (!Number.isSafeInteger(a) || !Number.isSafeInteger(b) || a < 0 || b < a || b > (ixLength as number)) {
         throw new RangeError(`lists.rowPtr[${r}..${r + 1}] = ${show(a)}..${show(b)} is not a valid range of lists.indices`);
       }
-      return ixTyped ? (ix as unknown as Int32Array).subarray(a, b) : (Array.prototype.slice.call(ix, a, b) as number[]);
+      return { row: ixTyped ? (ix as unknown as Int32Array).subarray(a, b) : (Array.prototype.slice.call(ix, a, b) as number[]), len: b - a };
     }
     const row = readField(lists, String(r), `lists[${r}]`) as ArrayLike<number>;
-    if (row === null || typeof row !== 'object' || typeof readField(row, 'length', `lists[${r}].length`) !== 'number') {
-      throw new TypeError(`lists[${r}] must be an array of key blocks, got ${typeName(row)}`);
-    }
-    return row;
+    const len = row === null || typeof row !== 'object' ? undefined : readField(row, 'length', `lists[${r}].length`);
+    if (typeof len !== 'number') throw new TypeError(`lists[${r}] must be an array of key blocks, got ${typeName(row)}`);
+    if (!Number.isSafeInteger(len) || len < 0) throw new RangeError(`lists[${r}].length must be an integer >= 0, got ${show(len)}`);
+    return { row, len };
   };
   for (let r = 0; r < rows; r++) {
-    const row = rowList(r);
+    const { row, len } = rowList(r);
     const visible = visibleBlocks(r % nq, nq, nk);
-    const len = row.length;
+    if (len > visible) {
+      throw new RangeError(`lists: row ${r} lists ${len} key blocks; query block ${r % nq} sees ${visible}, each at most once`);
+    }
     reserve(len);
     const bad = copyRow(row, len, flat, selected, visible);
     if (bad >= 0) {

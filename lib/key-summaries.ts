@@ -7,7 +7,7 @@
 import { isArray, isMadeInstance, typeName } from './args';
 import { native, NativeDType, type NativeKeySummaries, type NativeTensor } from './native';
 import { checkRun, splitPrefillOptions, type PrefillOptions } from './ops';
-import { checkHeadDim, integerIn, resolveEstimateOptions, toNativeEstimateParams } from './options';
+import { checkHeadDim, integerIn, resolveAttentionOptions, resolveEstimateOptions, toNativeEstimateParams } from './options';
 import { nativeSpec, resolveKeyBatch, type KeyBatch, type SequenceTable } from './paged';
 import { checkStream, checkTensor, isNativeTensor, type Tensor } from './tensor';
 import type { DType, Method, ResolvedEstimateOptions, RopeLayout } from './types';
@@ -271,9 +271,14 @@ function createSummaries(g: KeyGeometry, deviceIndex: number, o: ResolvedEstimat
   return new KeySummaries(MADE, shape, g.device, { rows, energies });
 }
 
-/** The estimation options of summarizeKeys (prefill options are taken too; only the pooling's fields matter). */
+/**
+ * The estimation options of summarizeKeys. Prefill options are taken too, so
+ * that a server passes the same object to both: every field is checked as
+ * prefill() checks it, and only the pooling's fields matter.
+ */
 function summaryOptions(opts: PrefillOptions | undefined, headDim: number): ResolvedEstimateOptions {
-  const [est] = splitPrefillOptions(opts);
+  const [est, att] = splitPrefillOptions(opts);
+  resolveAttentionOptions(att);
   return resolveEstimateOptions(est, headDim);
 }
 

@@ -107,7 +107,7 @@ export function checkAttentionSupport(q: Tensor, block: number): void {
       throw new TypeError(`CUDA attention needs ${orList(s.dtypes.map((t) => DTYPE_NAMES[t] ?? String(t)))} inputs, got ${q.dtype}`);
     default:
       throw new RangeError(
-        `block ${block} is not supported by CUDA attention (${s.blocks.join(', ')}); estimate() takes any block size, and the CPU backend attends with any`,
+        `block ${block} is not supported by CUDA attention (${s.blocks.join(', ')}); estimate() takes any multiple of 16 in [16, 1024], and the CPU backend attends with any block in [16, 1024]`,
       );
   }
 }
@@ -245,13 +245,25 @@ export interface AttentionRunOptions extends RunOptions {
  * The output of an op on q: the caller's `out` (run.out, checked to match q),
  * or a new tensor like q; `given` says which (a new one is disposed on failure).
  */
-export function outputFor(q: Tensor, out: unknown): { output: Tensor; given: boolean } {
+/** Whether two tensors of one device share memory (their byte ranges overlap). */
+function overlaps(a: Tensor, b: Tensor): boolean {
+  return a.pointer < b.pointer + BigInt(b.byteLength) && b.pointer < a.pointer + BigInt(a.byteLength);
+}
+
+/**
+ * The output: run.out (checked against q, and to share no memory with the
+ * inputs: the kernels read them while they write it) or a new tensor.
+ */
+export function outputFor(q: Tensor, out: unknown, inputs: Readonly<Record<string, Tensor>>): { output: Tensor; given: boolean } {
   if (out !== undefined) {
     const t = checkTensor(out, 'run.out');
     if (t.shape.some((x, i) => x !== q.shape[i]) || t.dtype !== q.dtype || t.layout !== q.layout || t.device !== q.device) {
       throw new RangeError(
         `run.out must match q: [${q.shape.join(', ')}] ${q.dtype} ${q.layout} on ${q.device}, got [${t.shape.join(', ')}] ${t.dtype} ${t.layout} on ${t.device}`,
       );
+    }
+    for (const [name, x] of Object.entries(inputs)) {
+      if (overlaps(t, x)) throw new RangeError(`run.out shares memory with ${name}: the output must not overlap an input`);
     }
     return { output: t, given: true };
   }
@@ -282,7 +294,7 @@ export async function timeAttention(
   checkAttentionSupport(q, mask ? mask.block : DENSE_BLOCK);
   const { softmaxScale, returnLse } = resolveAttentionOptions(opts);
   const t = checkTiming(timing);
-  const { output, given } = outputFor(q, out);
+  const { output, given } = outputFor(q, out, { q, k, v });
   const lse = returnLse ? newLse(q) : undefined;
   try {
     const params = { block: mask ? mask.block : DENSE_BLOCK, softmaxScale, ...(lse ? { lse: lse.live() } : {}) };
@@ -401,7 +413,7 @@ export async function prefill(q: Tensor, k: Tensor, v: Tensor, opts?: PrefillOpt
   checkQkv(q, k, v);
   const { out, stream, returnMask, denseMask, eo, softmaxScale, returnLse, keySummaries, appendKeySummaries } = resolvePrefillRun(q, estOpts, attOpts, run);
   const { keys, commit } = keySummariesArg(keySummaries, k, eo, appendKeySummaries);
-  const { output, given } = outputFor(q, out);
+  const { output, given } = outputFor(q, out, { q, k, v });
   const shape = maskShape(q, k, eo.block);
   const lse = returnLse ? newLse(q) : undefined;
   let sel: ReturnType<typeof allocateSelection> | null = null;

@@ -125,13 +125,15 @@ function pageTableRows(x: unknown, batch: number, maxPagesField: unknown): { tab
   const length = readField(x, 'length', 'batch.pageTable.length') as number;
   if (length !== batch) throw new RangeError(`batch.pageTable must have one row per sequence (${batch}), got ${length}`);
   const rows = Array.from({ length }, (_, i) => intList(readField(x, String(i), `batch.pageTable[${i}]`), `batch.pageTable[${i}]`));
-  let maxPages = maxPagesField === undefined ? 0 : (maxPagesField as number);
   if (maxPagesField !== undefined && (typeof maxPagesField !== 'number' || !Number.isSafeInteger(maxPagesField) || maxPagesField < 0)) {
     throw new TypeError(`batch.maxPagesPerSeq must be an integer >= 0, got ${show(maxPagesField)}`);
   }
+  // maxPagesPerSeq only bounds the rows here: the table is as wide as the
+  // longest row (a generous bound must not cost batch * bound entries).
+  let maxPages = 0;
   for (const [i, r] of rows.entries()) {
-    if (maxPagesField !== undefined && r.length > maxPages) {
-      throw new RangeError(`batch.pageTable[${i}] has ${r.length} pages, more than maxPagesPerSeq ${maxPages}`);
+    if (maxPagesField !== undefined && r.length > (maxPagesField as number)) {
+      throw new RangeError(`batch.pageTable[${i}] has ${r.length} pages, more than maxPagesPerSeq ${maxPagesField as number}`);
     }
     maxPages = Math.max(maxPages, r.length);
   }
@@ -165,6 +167,7 @@ function resolvePaged(o: Record<string, unknown>, q: Tensor | null, k: Tensor): 
   if (!PAGE_SIZES.includes(pageSize)) {
     throw new RangeError(`page size (k.shape[2] of the page pool [numPages, Hkv, pageSize, d]) must be ${PAGE_SIZES.join(', ')}, got ${pageSize}`);
   }
+  if (o.pageSize !== undefined && typeof o.pageSize !== 'number') throw new TypeError(`batch.pageSize must be a number, got ${typeName(o.pageSize)}`);
   if (o.pageSize !== undefined && o.pageSize !== pageSize) {
     throw new RangeError(`batch.pageSize ${show(o.pageSize)} differs from the pools' page size ${pageSize} (k.shape[2])`);
   }

@@ -318,13 +318,15 @@ export class Tensor {
    * not change `data` until the promise settles.
    */
   async write(data: TensorData, offset = 0): Promise<void> {
-    checkData(data, { shape: this.shape, dtype: this.dtype, layout: this.layout, device: -1 }, false);
+    // checkData copies shared memory, which the addon cannot read.
+    const typed = checkData(data, { shape: this.shape, dtype: this.dtype, layout: this.layout, device: -1 }, false);
     const n = this.length;
     checkIndex(offset, 'offset', n);
-    if (offset + data.length > n) {
-      throw new RangeError(`${data.length} elements at offset ${offset} run past the tensor's ${n}`);
+    const length = typedArrayLength(typed);
+    if (offset + length > n) {
+      throw new RangeError(`${length} elements at offset ${offset} run past the tensor's ${n}`);
     }
-    await whileGpuWorks(this.native.device, this.live().upload(data, offset));
+    await whileGpuWorks(this.native.device, this.live().upload(typed, offset));
   }
 
   /** Copy of the data as float32, in this tensor's layout. */
@@ -356,7 +358,12 @@ export class Tensor {
    * RunOptions.stream).
    */
   async copyFrom(src: Tensor, opts: { stream?: bigint } = {}): Promise<void> {
-    if (!(src instanceof Tensor)) throw new TypeError('src must be a Tensor');
+    checkTensor(src, 'src');
+    if (opts === null || typeof opts !== 'object' || isArray(opts)) throw new TypeError(`opts must be an object { stream? }, got ${typeName(opts)}`);
+    for (const key of ownKeys(opts, 'opts')) {
+      if (key !== 'stream') throw new TypeError(`unknown copyFrom option field '${key}' (allowed: stream)`);
+    }
+    const streamArg = readField(opts, 'stream', 'opts.stream');
     if (src.device !== this.device) {
       throw new Error(`all tensors must be on the same device (got ${this.device} and ${src.device})`);
     }
@@ -365,7 +372,7 @@ export class Tensor {
       throw new RangeError(`shapes differ: this is [${this.shape.join(', ')}], src is [${src.shape.join(', ')}]`);
     }
     if (src.layout !== this.layout) throw new RangeError(`layouts differ: this is ${this.layout}, src is ${src.layout}`);
-    const stream = checkStream(opts?.stream, this.device, 'stream');
+    const stream = checkStream(streamArg, this.device, 'stream');
     await whileGpuWorks(this.native.device, native().copy(this.live(), src.live(), stream));
   }
 

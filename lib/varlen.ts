@@ -203,7 +203,7 @@ export async function attentionVarlen(
   const { softmaxScale, returnLse } = resolveAttentionOptions(opts);
   const r = checkRun(run, ['out', 'stream']);
   const stream = checkStream(r.stream, q.device, 'run.stream');
-  const { output, given } = outputFor(q, r.out);
+  const { output, given } = outputFor(q, r.out, { q, k, v });
   const lse = returnLse ? newLse(q) : undefined;
   try {
     const params = { block, softmaxScale, ...(lse ? { lse: lse.live() } : {}) };
@@ -259,7 +259,7 @@ export async function prefillVarlen(
   const t = table(batch, q, k, v);
   const { out, stream, returnMask, denseMask, eo, softmaxScale, returnLse, keySummaries, appendKeySummaries } = resolvePrefillRun(q, estOpts, attOpts, run);
   const { keys, commit } = keySummariesListArg(keySummaries, k, t, eo, appendKeySummaries);
-  const { output, given } = outputFor(q, out);
+  const { output, given } = outputFor(q, out, { q, k, v });
   const lse = returnLse ? newLse(q) : undefined;
   let sels: Selections | null = null;
   try {

@@ -7,8 +7,8 @@
 import { blockMask } from '../lib/block-mask';
 
 describe('blockMask with more indices than a JS array holds', () => {
-  test('every row full at block 1 and 16384 tokens: all indices kept, in order', async () => {
-    const n = 16384; // block 1: query block i sees i + 1 key blocks
+  test('every row full at 16384 blocks of 16 tokens: all indices kept, in order', async () => {
+    const n = 16384; // query blocks (block 16, the smallest a mask takes): query block i sees i + 1 key blocks
     const rows = n;
     const total = (n * (n + 1)) / 2; // 134225920 > 2^27
     expect(total).toBeGreaterThan(2 ** 27);
@@ -22,7 +22,7 @@ describe('blockMask with more indices than a JS array holds', () => {
       at += i + 1;
     }
     rowPtr[rows] = at;
-    const m = await blockMask({ rowPtr, indices }, { batch: 1, heads: 1, queryLength: n, keyLength: n, block: 1, device: 'cpu' });
+    const m = await blockMask({ rowPtr, indices }, { batch: 1, heads: 1, queryLength: 16 * n, keyLength: 16 * n, block: 16, device: 'cpu' });
     try {
       expect(m.selected).toBe(total);
       expect(m.density()).toBe(1);
@@ -37,14 +37,14 @@ describe('blockMask with more indices than a JS array holds', () => {
     }
     // A bad entry deep in a large selection is still found and named.
     indices[total - 1] = 0;
-    await expect(blockMask({ rowPtr, indices }, { batch: 1, heads: 1, queryLength: n, keyLength: n, block: 1, device: 'cpu' })).rejects.toThrow(
+    await expect(blockMask({ rowPtr, indices }, { batch: 1, heads: 1, queryLength: 16 * n, keyLength: 16 * n, block: 16, device: 'cpu' })).rejects.toThrow(
       /row 16383: key blocks must be ascending distinct integers .* got 0 at position 16383/,
     );
   }, 120000);
 
   test('toHost() of a mask whose dense form exceeds a typed array: a clear RangeError, compact rows still available', async () => {
-    const n = 65537; // block 1: 65537 x 65537 > 2^32 dense entries; every row empty
-    const m = await blockMask({ rowPtr: new Float64Array(n + 1), indices: new Int32Array(0) }, { batch: 1, heads: 1, queryLength: n, keyLength: n, block: 1, device: 'cpu' });
+    const n = 65537; // blocks of 16: 65537 x 65537 > 2^32 dense entries; every row empty
+    const m = await blockMask({ rowPtr: new Float64Array(n + 1), indices: new Int32Array(0) }, { batch: 1, heads: 1, queryLength: 16 * n, keyLength: 16 * n, block: 16, device: 'cpu' });
     try {
       await expect(m.toHost()).rejects.toThrow(
         /^toHost: the dense mask would have 4295098369 entries \(65537 rows x 65537 key blocks\), more than one typed array holds \(\d+\); call toHost\(\{ mask: false \}\)/,

@@ -210,6 +210,27 @@ describe('odd values name the argument instead of failing inside', () => {
     // The conversions read shared memory as well.
     expect(Array.from(prism.fromBFloat16(bits))).toEqual(Array.from(await t.toFloat32()));
   });
+
+  test('Tensor.write() takes typed arrays over a SharedArrayBuffer too (copied when called)', async () => {
+    const t = prism.empty(shape, { device: 'cpu' });
+    const whole = new Float32Array(new SharedArrayBuffer(8 * 4));
+    whole.set(f32(8));
+    const pending = t.write(whole);
+    whole.fill(-1); // changed while the upload runs: the copy was taken at the call
+    await pending;
+    expect(Array.from(await t.toHost())).toEqual(Array.from(f32(8)));
+    const part = new Float32Array(new SharedArrayBuffer(3 * 4)).fill(5);
+    await t.write(part, 4);
+    expect(Array.from(await t.toHost())).toEqual([...Array.from(f32(8)).slice(0, 4), 5, 5, 5, f32(8)[7]]);
+    await expect(t.write(part, 6)).rejects.toThrow(/^3 elements at offset 6 run past the tensor's 8$/);
+    const b = prism.empty(shape, { device: 'cpu', dtype: 'bfloat16' });
+    const bits = new Uint16Array(new SharedArrayBuffer(8 * 2));
+    bits.set(prism.toBFloat16(f32(8)));
+    await b.write(bits);
+    expect(Array.from(await b.toFloat32())).toEqual(Array.from(prism.fromBFloat16(prism.toBFloat16(f32(8)))));
+    t.dispose();
+    b.dispose();
+  });
 });
 
 describe('options', () => {

@@ -100,6 +100,19 @@ describe('key summaries: argument errors (before any native work)', () => {
     for (const [kk, opts, message] of cases) await failsWith(summarizeKeys(kk, opts, { into: s }), RangeError, message);
     // options the pooling does not read may differ; attention options are taken (and not read)
     await expect(summarizeKeys(k, { block, tauHigh: 0.5, calibrate: false, softmaxScale: 0.1 }, { into: s })).resolves.toBe(s);
+    // but checked as prefill() checks them, so that one options object serves both
+    const badAttention: Array<[object, ErrorConstructor, RegExp]> = [
+      [{ block, softmaxScale: 'oops' }, TypeError, /softmaxScale/],
+      [{ block, softmaxScale: -1 }, RangeError, /softmaxScale/],
+      [{ block, softmaxScale: NaN }, RangeError, /softmaxScale/],
+      [{ block, returnLse: 42 }, TypeError, /returnLse/],
+    ];
+    for (const [opts, kind, message] of badAttention) {
+      await expect(prefill(q, k, k, opts)).rejects.toThrow(kind);
+      await expect(summarizeKeys(k, opts)).rejects.toThrow(message);
+      await expect(summarizeKeys(k, opts)).rejects.toBeInstanceOf(kind);
+      await expect(summarizeKeysVarlen(k, { cuSeqlensK: [0, k.shape[2]] }, opts)).rejects.toBeInstanceOf(kind);
+    }
   });
 
   test('estimate and prefill: run.keySummaries', async () => {

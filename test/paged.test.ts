@@ -169,6 +169,8 @@ describe('paged KV errors (before any work)', () => {
     ['layout mismatch', { kvLayout: 'HND' }, /batch.kvLayout 'HND' needs k and v in layout 'bhnd'/, RangeError],
     ['bad layout name', { kvLayout: 'nhd' }, /batch.kvLayout must be 'NHD' or 'HND'/, TypeError],
     ['page size mismatch', { pageSize: 32 }, /batch.pageSize 32 differs from the pools' page size 16/, RangeError],
+    ['page size of the wrong type', { pageSize: '16' }, /^batch.pageSize must be a number, got string$/, TypeError],
+    ['a row past maxPagesPerSeq', { maxPagesPerSeq: 2 }, /^batch.pageTable\[1\] has 3 pages, more than maxPagesPerSeq 2$/, RangeError],
     ['both packed and paged', { cuSeqlensK: [0, 20, 60] }, /not both/, TypeError],
     ['non-monotone cuSeqlensQ', { cuSeqlensQ: [0, 9, 8] }, /must be non-decreasing/, RangeError],
   ])('%s', async (_, change, message, kind) => {
@@ -186,6 +188,20 @@ describe('paged KV errors (before any work)', () => {
     const hnd = await tensor(new Float32Array(8 * 16 * 16), { shape: [8, 1, 16, 16], layout: 'bhnd', device: 'cpu' });
     await expect(prefillVarlen(q, kp, hnd, good)).rejects.toThrow(/the k and v page pools must share one layout/);
     disposeAll(odd, hnd);
+  });
+
+  test('with one row per sequence, maxPagesPerSeq only bounds the rows: the table is as wide as the longest row', async () => {
+    const { resolveBatch } = await import('../lib/paged');
+    for (const maxPagesPerSeq of [undefined, 3, 2 ** 31 - 1]) {
+      const t = resolveBatch({ ...good, ...(maxPagesPerSeq === undefined ? {} : { maxPagesPerSeq }) }, q, kp);
+      expect(t.paged?.maxPages).toBe(3);
+      expect(Array.from(t.paged?.table ?? [])).toEqual([0, 1, -1, 2, 3, 4]);
+    }
+    // and a generous bound gives the same prefill
+    const a = await prefillVarlen(q, kp, vp, good, { block: 16 }, { returnMask: false });
+    const b = await prefillVarlen(q, kp, vp, { ...good, maxPagesPerSeq: 2 ** 31 - 1 }, { block: 16 }, { returnMask: false });
+    expect(Buffer.from((await a.output.toHost()).buffer).equals(Buffer.from((await b.output.toHost()).buffer))).toBe(true);
+    disposeAll(a.output, b.output);
   });
 
   test('the addon checks the page table again (memory safety)', async () => {

@@ -173,6 +173,31 @@ function servingSuite(device: DeviceSpec, dtypes: DType[], d: number, block: num
       [null, /lists must be/],
     ];
     for (const [arg, msg] of bad) await expect(blockMask(arg as never, shape)).rejects.toThrow(msg);
+    // Row lengths that are no count, or more blocks than the row sees: RangeErrors naming the row.
+    const badLengths: Array<[unknown, RegExp]> = [
+      [lists.map((l, r) => (r === 0 ? { length: -1 } : l)), /^lists\[0\].length must be an integer >= 0, got -1$/],
+      [lists.map((l, r) => (r === 0 ? { length: NaN } : l)), /^lists\[0\].length must be an integer >= 0, got NaN$/],
+      [lists.map((l, r) => (r === 0 ? { length: 2 ** 53 } : l)), /^lists\[0\].length must be an integer >= 0/],
+      [
+        lists.map((l, r) => (r === 0 ? Array.from({ length: visibleBlocks(0, nq, nk) + 1 }, (_, j) => j) : l)),
+        new RegExp(`^lists: row 0 lists ${visibleBlocks(0, nq, nk) + 1} key blocks; query block 0 sees ${visibleBlocks(0, nq, nk)}, each at most once$`),
+      ],
+    ];
+    for (const [arg, msg] of badLengths) {
+      await expect(blockMask(arg as never, shape)).rejects.toThrow(msg);
+      await expect(blockMask(arg as never, shape)).rejects.toBeInstanceOf(RangeError);
+    }
+    // A row's length is read once: a getter that answers differently later cannot slip a bad count in.
+    let reads = 0;
+    const fickle = { 0: 0, get length() { reads += 1; return reads === 1 ? 1 : -5; } };
+    const mf = await blockMask(lists.map((l, r) => (r === 0 ? fickle : l)) as never, shape);
+    expect(reads).toBe(1);
+    expect((await mf.toHost({ mask: false })).counts[0]).toBe(1);
+    mf.dispose();
+    // Only the blocks the attention takes (every backend: [16, 1024]).
+    for (const b of [8, 15, 1025, 4096, 16.5]) {
+      await expect(blockMask([], { ...shape, block: b })).rejects.toThrow(new RegExp(`^opts.block must be an integer in \\[16, 1024\\], got ${b}$`));
+    }
     await expect(blockMask(lists, { ...shape, queryLength: s.nk + 1 })).rejects.toThrow(RangeError);
     for (const t of [m, m2, m3, out, out2, out3, tq, tk, tv]) t.dispose();
   });
@@ -222,6 +247,24 @@ function servingSuite(device: DeviceSpec, dtypes: DType[], d: number, block: num
     await expect(attention(tq, tk, tv, null, {}, { bogus: 1 } as never)).rejects.toThrow(/unknown run option field 'bogus'/);
     await expect(prefill(tq, tk, tv, {}, { returnMask: 'no' } as never)).rejects.toThrow(/returnMask must be a boolean/);
     for (const t of [out, wrong, tq, tk, tv]) t.dispose();
+  });
+
+  test('run.out that is an input is a RangeError before any work (the kernels read the inputs while they write it)', async () => {
+    // q, k and v of one shape, so that each passes run.out's shape check.
+    const s: Setup = { hq: 2, hkv: 2, nq: 2 * block, nk: 2 * block, d, dtype: dtypes[0] };
+    const { tq, tk, tv } = await randomQkv(s, device, 3);
+    const inputs = [await tq.toHost(), await tk.toHost(), await tv.toHost()];
+    const named: Array<[string, Tensor]> = [['q', tq], ['k', tk], ['v', tv]];
+    for (const [name, t] of named) {
+      const message = new RegExp(`^run.out shares memory with ${name}: the output must not overlap an input$`);
+      await expect(attention(tq, tk, tv, null, {}, { out: t })).rejects.toThrow(message);
+      await expect(prefill(tq, tk, tv, { block }, { out: t })).rejects.toThrow(message);
+      await expect(attention(tq, tk, tv, null, {}, { out: t })).rejects.toBeInstanceOf(RangeError);
+    }
+    // nothing ran: the inputs are as they were
+    const after = [await tq.toHost(), await tk.toHost(), await tv.toHost()];
+    after.forEach((x, i) => expect(Buffer.from(x.buffer).equals(Buffer.from(inputs[i].buffer))).toBe(true));
+    for (const t of [tq, tk, tv]) t.dispose();
   });
 }
 
