@@ -3,7 +3,7 @@
 // KV lengths and a page table (vLLM / FlashInfer) for a paged KV cache.
 import { isArray, readField, show, typeName, typedArrayName } from './args';
 import { checkOptionFields } from './options';
-import type { Tensor } from './tensor';
+import { checkTensor, type Tensor } from './tensor';
 
 /** int32 lengths or offsets: an Int32Array or an array of integers. */
 export type IntList = Int32Array | ReadonlyArray<number>;
@@ -195,7 +195,8 @@ function resolvePaged(o: Record<string, unknown>, q: Tensor | null, k: Tensor): 
  * RangeError naming the field and the sequence, before any work.
  */
 export function resolveBatch(batchArg: unknown, q: Tensor, k: Tensor): SequenceTable {
-  return resolveTable(batchArg, q, k);
+  // Public: q and k must be tensors (a null q would silently make the keys-only table).
+  return resolveTable(batchArg, checkTensor(q, 'q'), checkTensor(k, 'k'));
 }
 
 /**

@@ -197,6 +197,9 @@ describe('paged KV errors (before any work)', () => {
       expect(t.paged?.maxPages).toBe(3);
       expect(Array.from(t.paged?.table ?? [])).toEqual([0, 1, -1, 2, 3, 4]);
     }
+    // resolveBatch is public: q and k must be tensors (a null q is not the keys-only table)
+    expect(() => resolveBatch(good, null as never, kp)).toThrow(/^q must be a Tensor .*, got null$/);
+    expect(() => resolveBatch(good, q, { shape: kp.shape } as never)).toThrow(/^k must be a Tensor .*, got Object$/);
     // and a generous bound gives the same prefill
     const a = await prefillVarlen(q, kp, vp, good, { block: 16 }, { returnMask: false });
     const b = await prefillVarlen(q, kp, vp, { ...good, maxPagesPerSeq: 2 ** 31 - 1 }, { block: 16 }, { returnMask: false });
