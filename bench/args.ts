@@ -101,6 +101,9 @@ export const GPU_DEFAULTS: Readonly<Defaults> = Object.freeze({
 export const CPU_DEFAULTS: Readonly<Defaults> = Object.freeze({ ...GPU_DEFAULTS, seq: [2048, 8192], heads: 4, kvHeads: 1, headDim: 64, warmup: 1, iters: 2, recallRows: 64 });
 
 export const DEFAULT_SEED = 1;
+// The library's limits on a timing (run.timing: warmup in [0, 10000], iters in [1, 100000]).
+const MAX_WARMUP = 10000;
+const MAX_ITERS = 100000;
 export const ALL_METHODS: readonly BenchMethod[] = ['dense', 'prism', 'meanpool'];
 
 // --- option table --------------------------------------------------------
@@ -213,12 +216,16 @@ export function parseSize(text: string, option: string): number {
   return value;
 }
 
-export function parseSizeList(text: string, option: string): number[] {
+/** "8k,32k" -> [8192, 32768]; `distinct`: an entry given twice is an error (a length measured twice). */
+export function parseSizeList(text: string, option: string, distinct = false): number[] {
   const parts = text.split(',');
   if (parts.some((p) => p.trim() === '')) {
     throw new UsageError(`'${text}' has an empty entry (write e.g. 8k,32k,128k)`, option);
   }
-  return parts.map((p) => parseSize(p, option));
+  const sizes = parts.map((p) => parseSize(p, option));
+  const twice = distinct ? sizes.find((x, i) => sizes.indexOf(x) !== i) : undefined;
+  if (twice !== undefined) throw new UsageError(`'${text}' lists ${twice} twice`, option);
+  return sizes;
 }
 
 /** "128k:8k" -> { total: 131072, chunk: 8192 } */
@@ -228,11 +235,12 @@ function parseTotalChunk(text: string, option: string): { total: number; chunk: 
   return { total: parseSize(parts[0], option), chunk: parseSize(parts[1], option) };
 }
 
-function parseInteger(text: string, option: string, min: number): number {
+function parseInteger(text: string, option: string, min: number, max = Number.MAX_SAFE_INTEGER): number {
   if (!/^\s*-?\d+\s*$/.test(text)) throw new UsageError(`'${text}' is not an integer`, option);
   const value = Number(text);
   if (!Number.isSafeInteger(value)) throw new UsageError(`'${text}' is too large`, option);
   if (value < min) throw new UsageError(`'${text}' must be at least ${min}`, option);
+  if (value > max) throw new UsageError(`'${text}' must be at most ${max}`, option);
   return value;
 }
 
@@ -302,7 +310,7 @@ export function parseArgs(argv: readonly string[]): ParsedArgs {
 
 function applyOption(out: ParsedArgs, name: string, v: string): void {
   switch (name) {
-    case '--seq': out.seq = parseSizeList(v, name); break;
+    case '--seq': out.seq = parseSizeList(v, name, true); break;
     case '--batch': out.batch = parseSize(v, name); break;
     case '--heads': out.heads = parseSize(v, name); break;
     case '--kv-heads': out.kvHeads = parseSize(v, name); break;
@@ -334,8 +342,8 @@ function applyOption(out: ParsedArgs, name: string, v: string): void {
       out.safetensors = v;
       break;
     case '--methods': out.methods = parseMethods(v, name); break;
-    case '--warmup': out.warmup = parseInteger(v, name, 0); break;
-    case '--iters': out.iters = parseInteger(v, name, 1); break;
+    case '--warmup': out.warmup = parseInteger(v, name, 0, MAX_WARMUP); break;
+    case '--iters': out.iters = parseInteger(v, name, 1, MAX_ITERS); break;
     case '--recall-rows': out.recallRows = parseInteger(v, name, 0); break;
     case '--seed': out.seed = parseInteger(v, name, 0); break;
     case '--device': out.device = parseInteger(v, name, 0); break;

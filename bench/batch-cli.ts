@@ -112,7 +112,7 @@ export async function runBatchCli(cfg: BenchConfig, resolved: { block: number } 
 
   const report: BatchBenchReport = { ...reportHeader(argv, cfg, resolved, device, notes, null), results: [], batch, chunked, pagedSweep };
   if (cfg.json) {
-    writeFile(cfg.json, JSON.stringify(report, null, 2) + '\n');
+    writeFile(cfg.json, JSON.stringify(report, null, 2) + '\n', '--json');
     io.out(`Wrote ${cfg.json}\n`);
   }
   return 0;

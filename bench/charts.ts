@@ -16,7 +16,8 @@ const METHOD_COLORS: Record<BenchMethod, string> = { dense: '#555555', prism: PA
  */
 export function renderChart(report: Pick<BenchReport, 'results' | 'device' | 'config'>): string {
   if (report.results.some((r) => (r.tauSweep?.length ?? 0) > 0)) return renderPareto(report);
-  const results = report.results;
+  // Lines run from the shortest length to the longest, whatever order --seq gave.
+  const results = [...report.results].sort((a, b) => a.seq - b.seq);
   const lengths = results.map((r) => r.seq);
   const methods = [...new Set(results.flatMap((r) => r.methods.map((m) => m.method)))].filter((m) => m !== 'dense');
   const sharded = results.filter((r) => r.sharded && r.sharded.methods.length > 0);

@@ -91,6 +91,8 @@ export async function main(argv: string[], io: Io): Promise<number> {
     } catch (e) {
       throw asUsageError(e);
     }
+    if (cfg.json) checkOutputPath(cfg.json, '--json');
+    if (cfg.svg) checkOutputPath(cfg.svg, '--svg');
     if (cfg.batchBench) return await (await import('./batch-cli')).runBatchCli(cfg, resolved, info, argv, io);
     return await runAndReport(cfg, resolved, info, argv, io);
   } catch (e) {
@@ -187,11 +189,11 @@ async function runAndReport(
 
   const report: BenchReport = { ...reportHeader(argv, cfg, resolved, device, notes, run.sources), results: run.results };
   if (cfg.json) {
-    writeFile(cfg.json, JSON.stringify(report, null, 2) + '\n');
+    writeFile(cfg.json, JSON.stringify(report, null, 2) + '\n', '--json');
     io.out(`Wrote ${cfg.json}\n`);
   }
   if (cfg.svg) {
-    writeFile(cfg.svg, renderChart(report));
+    writeFile(cfg.svg, renderChart(report), '--svg');
     io.out(`Wrote ${cfg.svg}\n`);
   }
   return 0;
@@ -225,11 +227,35 @@ export function reportHeader(
   };
 }
 
-/** Writes text to file, creating its folder first. */
-export function writeFile(file: string, text: string): void {
-  const dir = path.dirname(path.resolve(file));
-  fs.mkdirSync(dir, { recursive: true });
-  fs.writeFileSync(file, text);
+/**
+ * Checks before the run that `file` (given to `option`) can be written: its
+ * folder (made here if missing) is writable, and it is not a folder itself.
+ * A path that fails only at the end would throw away the whole measurement.
+ */
+export function checkOutputPath(file: string, option: string): void {
+  const full = path.resolve(file);
+  try {
+    if (fs.existsSync(full) && fs.statSync(full).isDirectory()) throw new UsageError(`${file} is a folder, not a file`, option);
+    let ancestor = path.dirname(full);
+    while (!fs.existsSync(ancestor)) ancestor = path.dirname(ancestor);
+    if (!fs.statSync(ancestor).isDirectory()) throw new UsageError(`cannot write ${file}: ${ancestor} is a file, not a folder`, option);
+    fs.mkdirSync(path.dirname(full), { recursive: true });
+    fs.accessSync(path.dirname(full), fs.constants.W_OK);
+    if (fs.existsSync(full)) fs.accessSync(full, fs.constants.W_OK);
+  } catch (e) {
+    if (e instanceof UsageError) throw e;
+    throw new UsageError(`cannot write ${file}: ${(e as Error).message}`, option);
+  }
+}
+
+/** Writes text to file (given to `option`), creating its folder first; a failure names the option. */
+export function writeFile(file: string, text: string, option: string): void {
+  try {
+    fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
+    fs.writeFileSync(file, text);
+  } catch (e) {
+    throw new Error(`${option}: cannot write ${file}: ${(e as Error).message}`);
+  }
 }
 
 if (require.main === module) {

@@ -64,6 +64,9 @@ export function resolveConfig(p: ParsedArgs, backend: 'cuda' | 'cpu'): BenchConf
   }
   const headDim = p.headDim ?? d.headDim;
   if (headDim % 2 !== 0) throw new UsageError(`${headDim} is odd; RoPE pairs need an even head dimension`, '--head-dim');
+  if (workload === 'structured' && headDim < 4) {
+    throw new UsageError(`${headDim} is too small for the structured workload (at least 4: its RoPE pairs hold a sharp and a slow band; --workload random takes 2)`, '--head-dim');
+  }
   const dtype = p.dtype ?? d.dtype;
   if (backend === 'cuda') {
     if (dtype === 'f32') throw new UsageError('the CUDA kernels take bf16 or fp16 inputs (f32 runs on --backend cpu)', '--dtype');

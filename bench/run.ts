@@ -5,7 +5,7 @@
 import * as os from 'os';
 import type { BenchMethod } from './args';
 import type { BenchConfig } from './config';
-import { formatSize, libDType } from './args';
+import { formatSize, libDType, UsageError } from './args';
 import type { DeviceReport, LengthResult, MethodResult, ShardedMethodResult } from './report';
 import { causalFlops, median, recallStats } from './report';
 import type { Progress } from './progress';
@@ -168,7 +168,7 @@ async function prepare(cfg: BenchConfig, ctx: RunContext, seq: number, label: st
     }
     cfg.dtype = wl.dtype === 'bfloat16' ? 'bf16' : wl.dtype === 'float16' ? 'fp16' : 'f32';
     if (cfg.devices && cfg.devices.length > wl.shape.hkv) {
-      throw new Error(`--devices: ${cfg.devices.length} devices but the files hold ${wl.shape.hkv} kv heads: every device needs at least one`);
+      throw new UsageError(`${cfg.devices.length} devices but the files hold ${wl.shape.hkv} kv heads: every device needs at least one`, '--devices');
     }
     const sources = (wl as { sources?: string[] }).sources ?? null;
     return { inputs: await fromHost(lib, wl, ctx.device, cfg.devices), seq: wl.shape.nq, sources };

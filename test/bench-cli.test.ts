@@ -95,6 +95,11 @@ describe('command line', () => {
     [['--backend', 'cpu', '--block', '100'], /^prism-bench: --block: block must be an integer in \[16, 1024\]/],
     [['--backend', 'cpu', '--device', '0'], /^prism-bench: --device: picks a GPU; the CPU backend has none\n/],
     [['--backend', 'cpu', '--devices', 'cpu,cpu'], /^prism-bench: --devices: 2 devices but 1 kv heads/],
+    // the library's timing limits, before any input is made
+    [['--backend', 'cpu', '--warmup', '20000'], /^prism-bench: --warmup: '20000' must be at most 10000\n/],
+    // output paths that cannot be written, found before the run
+    [['--backend', 'cpu', '--json', os.tmpdir()], /^prism-bench: --json: .* is a folder, not a file\n/],
+    [['--backend', 'cpu', '--svg', path.join(__filename, 'x.svg')], /^prism-bench: --svg: cannot write .*x\.svg: .*bench-cli\.test\.ts is a file, not a folder\n/],
   ])('%j exits 2 with the option named and a usage hint, no stack', (args, re) => {
     const r = run(args as string[]);
     expect(r.code).toBe(2);
@@ -102,6 +107,20 @@ describe('command line', () => {
     expect(r.stderr).toContain("Run 'prism-bench --help' for usage.");
     expect(r.stderr).not.toMatch(/\n\s+at /);
     expect(r.stdout).toBe('');
+  });
+});
+
+describe('the chart', () => {
+  test('lines run from the shortest length to the longest, whatever the order of --seq', () => {
+    const svg = path.join(dir, 'order.svg');
+    const r = run([...TINY, '--seq', '512,256', '--methods', 'dense,prism', '--svg', svg]);
+    expect(r.code).toBe(0);
+    const lines = [...fs.readFileSync(svg, 'utf8').matchAll(/<polyline points="([^"]*)"/g)].map((m) => m[1].trim().split(/\s+/).map((p) => Number(p.split(',')[0])));
+    expect(lines.length).toBeGreaterThan(0);
+    for (const xs of lines) {
+      expect(xs.length).toBe(2);
+      expect(xs[0]).toBeLessThan(xs[1]);
+    }
   });
 });
 

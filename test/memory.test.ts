@@ -4,6 +4,8 @@
 // finalizers run between turns of the event loop: exact byte counts are
 // compared only within synchronous stretches, and allocation counts (which
 // finalizers never change) across awaits.
+import { execFileSync } from 'child_process';
+import * as path from 'path';
 import * as prism from '../lib/index';
 import type { BlockMask, Tensor } from '../lib/index';
 import { native } from '../lib/native';
@@ -14,6 +16,32 @@ import { collectGarbage } from './helpers/gc';
 
 
 const bytes = (a: ArrayBufferView) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+
+describe('the addon stays loaded for the life of the process', () => {
+  test('counters survive the exit of the last worker that loaded it (no unload and fresh start)', () => {
+    // A fresh process whose main thread loads the package only after its one worker has exited.
+    const entry = path.join(__dirname, '..', 'dist', 'lib', 'index.js');
+    const script = `
+      const { Worker } = require('worker_threads');
+      const entry = ${JSON.stringify(entry)};
+      const w = new Worker(
+        'const p = require(' + JSON.stringify(entry) + ');' +
+          "for (let i = 0; i < 5; i++) p.empty([1, 1, 1, 2], { device: 'cpu' });" +
+          "require('worker_threads').parentPort.postMessage(p.memoryStats('cpu').allocations);",
+        { eval: true },
+      );
+      w.once('message', (inWorker) => {
+        w.once('exit', () => {
+          const inMain = require(entry).memoryStats('cpu').allocations;
+          console.log(JSON.stringify({ inWorker, inMain }));
+        });
+      });
+    `;
+    const out = JSON.parse(execFileSync(process.execPath, ['-e', script], { encoding: 'utf8' })) as { inWorker: number; inMain: number };
+    expect(out.inWorker).toBeGreaterThanOrEqual(5);
+    expect(out.inMain).toBe(out.inWorker); // "since the process started": not reset by an unload
+  });
+});
 
 describe('memoryStats on the CPU', () => {
   test('lists the CPU first, then every usable GPU', () => {

@@ -172,6 +172,30 @@ describe('structured workload', () => {
     expect(() => structuredWorkload({ ...small, recencyHorizon: [0, 1000] })).toThrow(RangeError);
   });
 
+  test('the options both generators share: dtype, seed, sizes and unknown fields', () => {
+    const tiny = { batch: 1, hq: 2, hkv: 1, seqLen: 64, d: 8 };
+    const cases: Array<[object, ErrorConstructor, RegExp]> = [
+      [{ dtype: 'int8' }, TypeError, /^dtype must be one of float32, float16, bfloat16, got int8$/],
+      [{ seed: 1.5 }, RangeError, /^seed must be an integer, got 1.5$/],
+      [{ seed: NaN }, RangeError, /^seed must be an integer, got NaN$/],
+      [{ hq: 0 }, RangeError, /^hq must be an integer >= 1, got 0$/],
+      [{ batch: 2.5 }, RangeError, /^batch must be an integer >= 1, got 2.5$/],
+    ];
+    for (const [change, kind, message] of cases) {
+      expect(() => structuredWorkload({ ...tiny, ...change } as never)).toThrow(message);
+      expect(() => structuredWorkload({ ...tiny, ...change } as never)).toThrow(kind);
+      expect(() => randomWorkload({ hq: 2, hkv: 1, nq: 8, d: 8, ...change } as never)).toThrow(message);
+    }
+    expect(() => structuredWorkload({ ...tiny, seqLen: 0 })).toThrow(/^seqLen must be an integer >= 1, got 0$/);
+    expect(() => structuredWorkload({ ...tiny, foo: 1 } as never)).toThrow(new TypeError("unknown structured workload option 'foo'"));
+    expect(() => randomWorkload({ nq: 8, qkstd: 2 } as never)).toThrow(/^unknown random workload option 'qkstd' \(allowed: /);
+    expect(() => randomWorkload({ nq: 8, nk: 0 })).toThrow(/^nk must be an integer >= 1, got 0$/);
+    // negative seeds are integers like any other: deterministic, and not the data of seed 1
+    const a = structuredWorkload({ ...tiny, seed: -1 });
+    expect(Buffer.from((a.q as Float32Array).buffer).equals(Buffer.from((structuredWorkload({ ...tiny, seed: -1 }).q as Float32Array).buffer))).toBe(true);
+    expect(Buffer.from((a.q as Float32Array).buffer).equals(Buffer.from((structuredWorkload({ ...tiny, seed: 1 }).q as Float32Array).buffer))).toBe(false);
+  });
+
   // The figures below use the native CPU backend (estimation and exact mass recall):
   // the float64 reference is too slow at the lengths where the structure shows.
   interface Figures {

@@ -5,6 +5,7 @@ import type { DType } from '../types';
 import { Rng, mixSeed } from '../rng';
 import { toBFloat16, toFloat16 } from '../dtype';
 import type { Workload, WorkloadShape } from './index';
+import { checkWorkloadBasics } from './structured-options';
 
 export interface RandomWorkloadOptions extends Partial<WorkloadShape> {
   /** Seed; same seed gives identical bytes. Default 0. */
@@ -31,6 +32,8 @@ function encode(x: Float32Array, dtype: DType): Float32Array | Uint16Array {
   return dtype === 'bfloat16' ? toBFloat16(x) : toFloat16(x);
 }
 
+const RANDOM_FIELDS: readonly string[] = ['batch', 'hq', 'hkv', 'nq', 'nk', 'd', 'seed', 'dtype', 'qkStd', 'vStd', 'kMean'];
+
 /** Gaussian Q/K/V in logical [b, h, n, d] ('bhnd') order. Defaults: 1x4x(hkv 4)x256x256x64. */
 export function randomWorkload(opts: RandomWorkloadOptions = {}): Workload {
   const shape: WorkloadShape = {
@@ -41,10 +44,14 @@ export function randomWorkload(opts: RandomWorkloadOptions = {}): Workload {
     nk: opts.nk ?? opts.nq ?? 256,
     d: opts.d ?? 64,
   };
-  if (shape.hq % shape.hkv !== 0) throw new RangeError('hq must be a multiple of hkv');
-  if (shape.nq > shape.nk) throw new RangeError('nq must be <= nk');
+  for (const key of Object.keys(opts)) {
+    if (!RANDOM_FIELDS.includes(key)) throw new TypeError(`unknown random workload option '${key}' (allowed: ${RANDOM_FIELDS.join(', ')})`);
+  }
   const seed = opts.seed ?? 0;
   const dtype = opts.dtype ?? 'float32';
+  checkWorkloadBasics({ ...shape, seed, dtype }, ['batch', 'hq', 'hkv', 'nq', 'nk', 'd']);
+  if (shape.hq % shape.hkv !== 0) throw new RangeError('hq must be a multiple of hkv');
+  if (shape.nq > shape.nk) throw new RangeError('nq must be <= nk');
   const std = opts.qkStd ?? 1;
   const q = fill(shape.batch * shape.hq * shape.nq * shape.d, seed, 1, std, 0);
   const k = fill(shape.batch * shape.hkv * shape.nk * shape.d, seed, 2, std, opts.kMean ?? 0);

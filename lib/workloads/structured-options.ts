@@ -129,6 +129,22 @@ export interface ResolvedStructuredOptions {
   vStd: number;
 }
 
+const DTYPES: readonly DType[] = ['float32', 'float16', 'bfloat16'];
+
+/**
+ * Checks of both generators' common options: the dtype (TypeError), the seed
+ * (an integer: a fraction would be floored silently) and the sizes `sizes`
+ * (integers >= 1), RangeErrors naming the option.
+ */
+export function checkWorkloadBasics(o: { seed: number; dtype: DType }, sizes: readonly string[]): void {
+  if (!DTYPES.includes(o.dtype)) throw new TypeError(`dtype must be one of ${DTYPES.join(', ')}, got ${String(o.dtype)}`);
+  if (!Number.isSafeInteger(o.seed)) throw new RangeError(`seed must be an integer, got ${String(o.seed)}`);
+  for (const name of sizes) {
+    const x = (o as unknown as Record<string, unknown>)[name];
+    if (typeof x !== 'number' || !Number.isSafeInteger(x) || x < 1) throw new RangeError(`${name} must be an integer >= 1, got ${String(x)}`);
+  }
+}
+
 /** Fills in the defaults and checks the options (RangeError naming the option). */
 export function resolveStructuredOptions(o: StructuredWorkloadOptions): ResolvedStructuredOptions {
   const d = o.d ?? 128;
@@ -165,6 +181,10 @@ export function resolveStructuredOptions(o: StructuredWorkloadOptions): Resolved
     kNoiseStd: o.kNoiseStd ?? 0.3,
     vStd: o.vStd ?? 1,
   };
+  for (const key of Object.keys(o)) {
+    if (!(key in r)) throw new TypeError(`unknown structured workload option '${key}'`);
+  }
+  checkWorkloadBasics(r, ['batch', 'hq', 'hkv', 'seqLen']);
   const P = d / 2;
   if (!Number.isInteger(d) || d < 4 || d % 2 !== 0) throw new RangeError('d must be an even integer >= 4');
   if (r.hq % r.hkv !== 0) throw new RangeError('hq must be a multiple of hkv');
