@@ -6,8 +6,9 @@
 // block lists given by the caller (another estimator, a test).
 import { blockGrid, visibleBlocks } from './grid';
 import { native, NativeDType, type NativeBlockList, type NativeTensor } from './native';
-import { readField, show, typedArrayName, typeName } from './args';
+import { isArray, ownKeys, readField, show, typedArrayName, typeName } from './args';
 import { deviceName, isNativeTensor, MAX_ARRAY_LENGTH, resolveDevice } from './tensor';
+import { whileGpuWorks } from './wait-policy';
 import type { DeviceSpec, HostBlockMask } from './types';
 
 /** Device parts of a mask: counts i32 [b, H, nq], rowPtr i64 [rows + 1], indices i32, temps f32 [b, H, 2], mask u8 (optional). */
@@ -93,7 +94,11 @@ export class BlockMask {
    * the rows; `{ mask: false }` skips it for very long inputs).
    */
   async toHost(opts: { mask?: boolean } = {}): Promise<HostBlockMask> {
-    if (opts === null || typeof opts !== 'object') throw new TypeError('toHost options must be an object');
+    if (opts === null || typeof opts !== 'object' || isArray(opts)) throw new TypeError(`toHost options must be an object { mask? }, got ${typeName(opts)}`);
+    for (const key of ownKeys(opts, 'toHost options')) {
+      if (key !== 'mask') throw new TypeError(`unknown toHost option field '${key}' (allowed: mask)`);
+    }
+    if (opts.mask !== undefined && typeof opts.mask !== 'boolean') throw new TypeError(`toHost: mask must be a boolean, got ${typeName(opts.mask)}`);
     const rows = this.batch * this.heads * this.nq;
     if (opts.mask !== false && rows * this.nk > MAX_ARRAY_LENGTH) {
       throw new RangeError(
@@ -213,6 +218,7 @@ function positiveInt(name: string, x: unknown, min: number, max = Number.MAX_SAF
 
 // The block sizes the attention takes on every backend (the addon's attention
 // params); a mask of another block could be made but not used.
+const MASK_FIELDS: readonly string[] = ['batch', 'heads', 'queryLength', 'keyLength', 'block', 'device'];
 const MIN_MASK_BLOCK = 16;
 const MAX_MASK_BLOCK = 1024;
 
@@ -259,7 +265,12 @@ function csrTotal(rp: ArrayLike<number> | null, rows: number): number {
  * Either one list per row, or compact rows { rowPtr (rows + 1 entries), indices }.
  */
 export async function blockMask(lists: BlockLists, opts: BlockMaskOptions): Promise<BlockMask> {
-  if (opts === null || typeof opts !== 'object') throw new TypeError(`opts must be an object { batch, heads, queryLength, keyLength, block, device? }, got ${typeName(opts)}`);
+  if (opts === null || typeof opts !== 'object' || isArray(opts)) {
+    throw new TypeError(`opts must be an object { batch, heads, queryLength, keyLength, block, device? }, got ${typeName(opts)}`);
+  }
+  for (const key of ownKeys(opts, 'opts')) {
+    if (!MASK_FIELDS.includes(key)) throw new TypeError(`unknown blockMask option field '${key}' (allowed: ${MASK_FIELDS.join(', ')})`);
+  }
   const field = (key: string) => readField(opts, key, `opts.${key}`);
   const batch = positiveInt('opts.batch', field('batch'), 1);
   const heads = positiveInt('opts.heads', field('heads'), 1);
@@ -345,13 +356,27 @@ export async function blockMask(lists: BlockLists, opts: BlockMaskOptions): Prom
   }
   const device = resolveDevice(deviceSpec);
   const N = native();
-  const parts: BlockMaskParts = {
-    counts: new N.Tensor(device, NativeDType.I32, [batch, heads, nq], 0, counts),
-    rowPtr: new N.Tensor(device, NativeDType.I64, [rows + 1], 0, rowPtr),
-    indices: new N.Tensor(device, NativeDType.I32, [Math.max(1, selected)], 0, flat.subarray(0, Math.max(1, selected))),
-    temps: new N.Tensor(device, NativeDType.F32, [batch, heads, 2], 0, new Float32Array(batch * heads * 2).fill(NaN)),
-    mask: null,
+  // Uploaded off the event loop (a tensor made with its data would copy and
+  // wait for the device on this thread), all four at once.
+  const made: NativeTensor[] = [];
+  const upload = async (dtype: number, dims: number[], data: ArrayBufferView): Promise<NativeTensor> => {
+    const t = new N.Tensor(device, dtype, dims, 0);
+    made.push(t);
+    await whileGpuWorks(device, t.upload(data));
+    return t;
   };
-  return new BlockMask(shape, deviceName(device), selected, parts);
+  try {
+    const [c, rp, ix, temps] = await Promise.all([
+      upload(NativeDType.I32, [batch, heads, nq], counts),
+      upload(NativeDType.I64, [rows + 1], rowPtr),
+      upload(NativeDType.I32, [Math.max(1, selected)], flat.subarray(0, Math.max(1, selected))),
+      upload(NativeDType.F32, [batch, heads, 2], new Float32Array(batch * heads * 2).fill(NaN)),
+    ]);
+    const parts: BlockMaskParts = { counts: c, rowPtr: rp, indices: ix, temps, mask: null };
+    return new BlockMask(shape, deviceName(device), selected, parts);
+  } catch (e) {
+    for (const t of made) t.dispose();
+    throw e;
+  }
 }
 

@@ -241,18 +241,16 @@ export interface AttentionRunOptions extends RunOptions {
   out?: Tensor;
 }
 
-/**
- * The output of an op on q: the caller's `out` (run.out, checked to match q),
- * or a new tensor like q; `given` says which (a new one is disposed on failure).
- */
 /** Whether two tensors of one device share memory (their byte ranges overlap). */
 function overlaps(a: Tensor, b: Tensor): boolean {
   return a.pointer < b.pointer + BigInt(b.byteLength) && b.pointer < a.pointer + BigInt(a.byteLength);
 }
 
 /**
- * The output: run.out (checked against q, and to share no memory with the
- * inputs: the kernels read them while they write it) or a new tensor.
+ * The output of an op on q: the caller's `out` (run.out, checked to match q
+ * and to share no memory with the inputs, which the kernels read while they
+ * write it), or a new tensor like q; `given` says which (a new one is
+ * disposed on failure).
  */
 export function outputFor(q: Tensor, out: unknown, inputs: Readonly<Record<string, Tensor>>): { output: Tensor; given: boolean } {
   if (out !== undefined) {

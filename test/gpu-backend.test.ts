@@ -7,6 +7,8 @@ import { relativeError, maxAbsError, bnhdToBhnd } from '../lib/validate';
 import { countNonFinite, mismatchedRows } from './helpers/compare';
 import { tensor, empty } from '../lib/tensor';
 import { info, native, type NativeAttentionTuning } from '../lib/native';
+import { memoryStats } from '../lib/memory';
+import { randomWorkload } from '../lib/workloads/random';
 import { estimate, attention, prefill } from '../lib/ops';
 import { referenceAttention, referenceEstimate, defaultResolvedOptions } from '../lib/reference';
 import { resolveEstimateOptions } from '../lib/options';
@@ -204,6 +206,25 @@ describeGpu('CUDA backend', () => {
       for (const dev of info().devices) expect(dev.attentionPath).toBe('sm80-mma');
     } finally {
       native().tuning.setAttention({});
+    }
+  });
+
+  test('a failed CUDA call leaves no error behind for the next op of the thread', async () => {
+    // Twice the device's memory: the allocation fails on this (the JS) thread.
+    const total = memoryStats('cuda:0').deviceTotalBytes as number;
+    const n = Math.ceil((2 * total) / (4 * 64 * 128));
+    expect(() => empty([1, 64, n, 128], { device: 'cuda:0', dtype: 'float32' })).toThrow(/cudaErrorMemoryAllocation/);
+    // prefill enqueues its kernels from this thread: it must not report that error as its own
+    const w = randomWorkload({ hq: 4, hkv: 2, nq: 300, nk: 300, d: 64, dtype: 'bfloat16', seed: 5 });
+    const mk = (x: unknown, h: number) => tensor(x as Uint16Array, { shape: [1, h, 300, 64], dtype: 'bfloat16', device: 'cuda:0' });
+    const [q, k, v] = await Promise.all([mk(w.q, 4), mk(w.k, 2), mk(w.v, 2)]);
+    try {
+      const r = await prefill(q, k, v, { block: 64 });
+      expect(countNonFinite(await r.output.toFloat32())).toBe(0);
+      r.output.dispose();
+      r.mask?.dispose();
+    } finally {
+      for (const t of [q, k, v]) t.dispose();
     }
   });
 

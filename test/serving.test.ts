@@ -194,6 +194,12 @@ function servingSuite(device: DeviceSpec, dtypes: DType[], d: number, block: num
     expect(reads).toBe(1);
     expect((await mf.toHost({ mask: false })).counts[0]).toBe(1);
     mf.dispose();
+    // Options objects take only their fields: a misspelt 'devcie' would have put the mask on another device.
+    await expect(blockMask(lists, { ...shape, devcie: 'cpu' } as never)).rejects.toThrow(
+      /^unknown blockMask option field 'devcie' \(allowed: batch, heads, queryLength, keyLength, block, device\)$/,
+    );
+    await expect(m.toHost({ foo: 1 } as never)).rejects.toThrow(/^unknown toHost option field 'foo' \(allowed: mask\)$/);
+    await expect(m.toHost({ mask: 5 } as never)).rejects.toThrow(/^toHost: mask must be a boolean, got number$/);
     // Only the blocks the attention takes (every backend: [16, 1024]).
     for (const b of [8, 15, 1025, 4096, 16.5]) {
       await expect(blockMask([], { ...shape, block: b })).rejects.toThrow(new RegExp(`^opts.block must be an integer in \\[16, 1024\\], got ${b}$`));

@@ -45,9 +45,14 @@ Napi::Error make_js_error(Napi::Env env, const ErrorInfo& info);
 // "CUDA error cudaErrorXxx (<cudaGetErrorString>) in <operation>"
 std::string cuda_error_text(cudaError_t e, const char* operation);
 
-// Throws JsError(Error, cuda_error_text(...)) unless e == cudaSuccess.
+// Throws JsError(Error, cuda_error_text(...)) unless e == cudaSuccess. A
+// failed call also stays behind as the thread's last error, which the next
+// launch's cudaGetLastError() would report as its own: it is read off here.
 inline void check_cuda(cudaError_t e, const char* operation) {
-  if (e != cudaSuccess) throw_error(cuda_error_text(e, operation));
+  if (e != cudaSuccess) {
+    (void)cudaGetLastError();
+    throw_error(cuda_error_text(e, operation));
+  }
 }
 #endif
 
