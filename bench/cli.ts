@@ -254,7 +254,7 @@ export function writeFile(file: string, text: string, option: string): void {
     fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
     fs.writeFileSync(file, text);
   } catch (e) {
-    throw new Error(`${option}: cannot write ${file}: ${(e as Error).message}`);
+    throw new Error(`${option}: cannot write ${file}: ${(e as Error).message}`, { cause: e });
   }
 }
 
