@@ -215,5 +215,22 @@ describe('paged KV errors (before any work)', () => {
     const call = (pageTable: Int32Array, maxPages: number) => native().varlen(q.native, kp.native, null, null, { seqs, pageTable, maxPages }, ep, null, [], null);
     expect(() => call(new Int32Array([0, 1, 0, 2, 3, 99]), 3)).toThrow(/sequence 1: page table entry 2 = 99 outside the pool's 8 pages/);
     expect(() => call(new Int32Array([0, 1, 2, 3]), 2)).toThrow(/sequence 1: 40 keys need 3 pages of 16, the page table has 2/);
+    // A key count near 2^63 does not wrap the page count round to a small one.
+    const huge = new BigInt64Array([0n, 3n, 0n, 2n ** 63n - 1n]);
+    expect(() => native().varlen(q.native, kp.native, null, null, { seqs: huge, pageTable: new Int32Array([0, 1]), maxPages: 2 }, ep, null, [], null)).toThrow(
+      /sequence 0: 9223372036854775807 keys need 576460752303423488 pages of 16, the page table has 2/,
+    );
+    // Every field is read before a typed array's memory is: a getter that detaches seqs
+    // leaves an empty array to check, not a pointer into memory the array no longer owns.
+    const stolen = new BigInt64Array([0n, 3n, 0n, 20n, 3n, 5n, 0n, 40n]);
+    const spec = {
+      seqs: stolen,
+      get pageTable() {
+        structuredClone(stolen.buffer, { transfer: [stolen.buffer] });
+        return new Int32Array([0, 1, 0, 2, 3, 4]);
+      },
+      maxPages: 3,
+    };
+    expect(() => native().varlen(q.native, kp.native, null, null, spec, ep, null, [], null)).toThrow(/spec.seqs must hold 4 entries per sequence, got 0/);
   });
 });

@@ -33,7 +33,12 @@ Napi::Value entry(Napi::Value list, size_t i, size_t batch, const char* what) {
 
 VarlenSpec read_varlen_spec(Napi::Value spec_value, const QkvView& q, const QkvView& k) {
   Napi::Object spec = get_object(spec_value, "spec");
+  // Every field is read before any typed array's memory is taken: a getter
+  // run later could detach a buffer read earlier.
   Napi::Value sv = field(spec, "seqs");
+  Napi::Value pt = spec.Get("pageTable");
+  const bool paged = !pt.IsUndefined() && !pt.IsNull();
+  Napi::Value max_pages_value = paged ? spec.Get("maxPages") : Napi::Value();
   if (!sv.IsTypedArray() || sv.As<Napi::TypedArray>().TypedArrayType() != napi_bigint64_array)
     throw_type("spec.seqs must be a BigInt64Array of (qOffset, nq, kOffset, nk)");
   Napi::TypedArrayOf<int64_t> a = sv.As<Napi::TypedArrayOf<int64_t>>();
@@ -44,8 +49,7 @@ VarlenSpec read_varlen_spec(Napi::Value spec_value, const QkvView& q, const QkvV
     throw_range("packed q must have batch 1 ([1, Hq, totalQ, d]), got batch " +
                 std::to_string(q.batch));
   VarlenSpec s;
-  Napi::Value pt = spec.Get("pageTable");
-  s.paged = !pt.IsUndefined() && !pt.IsNull();
+  s.paged = paged;
   if (!s.paged && k.batch != 1)
     throw_range("packed k must have batch 1 ([1, Hkv, totalK, d]), got batch " +
                 std::to_string(k.batch));
@@ -57,7 +61,7 @@ VarlenSpec read_varlen_spec(Napi::Value spec_value, const QkvView& q, const QkvV
     if (!pt.IsTypedArray() || pt.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
       throw_type("spec.pageTable must be an Int32Array");
     Napi::TypedArrayOf<int32_t> t = pt.As<Napi::TypedArrayOf<int32_t>>();
-    max_pages = get_integer(spec.Get("maxPages"), "spec.maxPages", 0, int64_t(1) << 31);
+    max_pages = get_integer(max_pages_value, "spec.maxPages", 0, int64_t(1) << 31);
     if (static_cast<int64_t>(t.ElementLength()) != static_cast<int64_t>(batch) * max_pages)
       throw_range("spec.pageTable must have batch * maxPages = " +
                   std::to_string(static_cast<int64_t>(batch) * max_pages) + " entries, got " +
@@ -84,7 +88,7 @@ VarlenSpec read_varlen_spec(Napi::Value spec_value, const QkvView& q, const QkvV
                     std::to_string(x.k_off + x.nk) + ") outside the " + std::to_string(k.n) +
                     " packed key tokens");
     } else {
-      const int64_t need = (x.nk + s.page_size - 1) / s.page_size;
+      const int64_t need = x.nk / s.page_size + (x.nk % s.page_size != 0 ? 1 : 0);  // no overflow
       if (need > max_pages)
         throw_range(seq_name(i) + ": " + std::to_string(x.nk) + " keys need " +
                     std::to_string(need) + " pages of " + std::to_string(s.page_size) +
