@@ -1,5 +1,7 @@
 #include "binding/memory.h"
 
+#include <limits>
+
 #include <array>
 #include <memory>
 #include <string>
@@ -51,6 +53,10 @@ void WorkspaceLease::reset() noexcept {
 }
 
 size_t WorkspacePool::size_class(size_t bytes) {
+  // Past half the address space no power of two holds it (and the doubling
+  // below would wrap to 0 and never end): no device has that much memory.
+  if (bytes > (std::numeric_limits<size_t>::max() >> 1))
+    throw_error("a workspace of " + std::to_string(bytes) + " bytes is more than any device holds");
   size_t c = size_t(64) << 10;  // small requests share one class
   while (c < bytes) c <<= 1;
   return c;
