@@ -93,8 +93,9 @@ export class BlockMask {
    * temperatures, and the dense [b, H, nq, nk] mask (expanded on the host from
    * the rows; `{ mask: false }` skips it for very long inputs).
    */
-  async toHost(opts: { mask?: boolean } = {}): Promise<HostBlockMask> {
-    if (opts === null || typeof opts !== 'object' || isArray(opts)) throw new TypeError(`toHost options must be an object { mask? }, got ${typeName(opts)}`);
+  async toHost(options: { mask?: boolean } | null = {}): Promise<HostBlockMask> {
+    const opts = options ?? {}; // null: the defaults, as for every options object
+    if (typeof opts !== 'object' || isArray(opts)) throw new TypeError(`toHost options must be an object { mask? }, got ${typeName(opts)}`);
     for (const key of ownKeys(opts, 'toHost options')) {
       if (key !== 'mask') throw new TypeError(`unknown toHost option field '${key}' (allowed: mask)`);
     }

@@ -16,7 +16,7 @@ import {
 } from './options';
 import { keySummariesArg, type KeySummaries } from './key-summaries';
 import { checkQkvShapes, checkStream, checkTensor, isNativeTensor, isTensor, Tensor } from './tensor';
-import type { AttentionOptions, EstimateOptions } from './types';
+import type { AttentionOptions, EstimateOnlyOptions, EstimateOptions } from './types';
 import { whileGpuWorks } from './wait-policy';
 
 export { BlockMask };
@@ -132,7 +132,7 @@ function deviceIndex(t: Tensor): number {
 export async function timeEstimate(
   q: Tensor,
   k: Tensor,
-  opts?: EstimateOptions,
+  opts?: EstimateOnlyOptions,
   timing?: Timing,
   denseMask = false,
   stream?: bigint,
@@ -179,7 +179,7 @@ export interface EstimateRunOptions extends RunOptions {
  * Prism block-mask estimation for queries q [b, Hq, Nq, d] and keys k [b, Hkv, Nk, d].
  * With run.timing the estimation is repeated and mask.timesMs holds the per-iteration ms.
  */
-export async function estimate(q: Tensor, k: Tensor, opts?: EstimateOptions, run?: EstimateRunOptions): Promise<BlockMask> {
+export async function estimate(q: Tensor, k: Tensor, opts?: EstimateOnlyOptions, run?: EstimateRunOptions): Promise<BlockMask> {
   const r = checkRun(run, ['timing', 'denseMask', 'stream', 'keySummaries', 'appendKeySummaries']);
   const stream = isTensor(q) ? checkStream(r.stream, q.device, 'run.stream') : undefined;
   const timing = checkTiming(r.timing, 'run.timing');
@@ -331,6 +331,15 @@ export async function attention(
   opts: AttentionOptions & { returnLse: true },
   run?: AttentionRunOptions,
 ): Promise<{ output: Tensor; lse: Tensor }>;
+/** returnLse not known at compile time (a boolean, or options typed AttentionOptions). */
+export async function attention(
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  mask?: BlockMask | null,
+  opts?: AttentionOptions,
+  run?: AttentionRunOptions,
+): Promise<Tensor | { output: Tensor; lse: Tensor }>;
 export async function attention(
   q: Tensor,
   k: Tensor,

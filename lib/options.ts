@@ -4,6 +4,7 @@
 import { isArray, ownKeys, readMember, show, typeName } from './args';
 import type {
   AttentionOptions,
+  EstimateOnlyOptions,
   EstimateOptions,
   Method,
   ResolvedEstimateOptions,
@@ -137,7 +138,7 @@ export function checkHeadDim(headDim: unknown, name = 'head_dim'): void {
  * temperatures 1, 'topp' with tau 0.95/0.95, top-k 16/16, sink and diagonal on)
  * and each field validated.
  */
-export function resolveEstimateOptions(opts: EstimateOptions | undefined, headDim: number): ResolvedEstimateOptions {
+export function resolveEstimateOptions(opts: EstimateOnlyOptions | undefined, headDim: number): ResolvedEstimateOptions {
   checkHeadDim(headDim, 'headDim');
   const o = checkOptionFields(opts, ESTIMATE_FIELDS as readonly string[], 'estimate option');
   const pick = <T>(key: keyof EstimateOptions, fallback: T): unknown => (o[key] === undefined ? fallback : o[key]);

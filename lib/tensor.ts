@@ -357,9 +357,10 @@ export class Tensor {
    * like an op (off the event loop; with `stream`, on that CUDA stream, see
    * RunOptions.stream).
    */
-  async copyFrom(src: Tensor, opts: { stream?: bigint } = {}): Promise<void> {
+  async copyFrom(src: Tensor, options: { stream?: bigint } | null = {}): Promise<void> {
     checkTensor(src, 'src');
-    if (opts === null || typeof opts !== 'object' || isArray(opts)) throw new TypeError(`opts must be an object { stream? }, got ${typeName(opts)}`);
+    const opts = options ?? {}; // null: the defaults, as for every options object
+    if (typeof opts !== 'object' || isArray(opts)) throw new TypeError(`opts must be an object { stream? }, got ${typeName(opts)}`);
     for (const key of ownKeys(opts, 'opts')) {
       if (key !== 'stream') throw new TypeError(`unknown copyFrom option field '${key}' (allowed: stream)`);
     }
@@ -402,8 +403,8 @@ export async function tensor(data: TensorData, opts: TensorOptions): Promise<Ten
  * stream-ordered allocation and memset; large CPU tensors take fresh zero
  * pages from the OS). Fill it with write() when it is too large for tensor().
  */
-export function empty(shape: Shape4, opts: Omit<TensorOptions, 'shape'> = {}): Tensor {
-  const r = resolveOptions({ ...readOptions(opts, ['dtype', 'layout', 'device']), shape });
+export function empty(shape: Shape4, opts: Omit<TensorOptions, 'shape'> | null = {}): Tensor {
+  const r = resolveOptions({ ...readOptions(opts ?? {}, ['dtype', 'layout', 'device']), shape });
   const Native = native().Tensor;
   const handle = new Native(r.device, DTYPE_CODES[r.dtype], [...r.shape], LAYOUTS.indexOf(r.layout));
   return new Tensor(handle, r.shape, r.dtype, r.layout);

@@ -55,6 +55,13 @@ export interface AttentionOptions {
 }
 
 /**
+ * Estimation options as the estimation takes them: a value that also holds
+ * attention fields (a PrefillOptions) does not fit, since the estimation
+ * rejects those fields at run time.
+ */
+export type EstimateOnlyOptions = EstimateOptions & { [K in keyof AttentionOptions]?: never };
+
+/**
  * Host-side copy of a block mask. Rows are query-block rows,
  * row = (b * heads + h) * nq + i; row r selects the key blocks
  * indices[rowPtr[r] .. rowPtr[r + 1]), ascending (compact rows, CSR).

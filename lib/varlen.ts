@@ -27,7 +27,7 @@ import { resolveAttentionOptions, resolveEstimateOptions, toNativeEstimateParams
 import { nativeSpec, resolveBatch, type SequenceTable, type VarlenBatch } from './paged';
 import { checkStream, type Tensor } from './tensor';
 import { whileGpuWorks } from './wait-policy';
-import type { AttentionOptions, EstimateOptions } from './types';
+import type { AttentionOptions, EstimateOnlyOptions, EstimateOptions } from './types';
 
 export type { IntList, KeyBatch, KvLayout, PagedBatch, RaggedBatch, SequenceTable, VarlenBatch } from './paged';
 export { PAGE_SIZES, resolveBatch } from './paged';
@@ -110,7 +110,7 @@ export interface VarlenEstimateRunOptions {
  * [1, Hkv, totalK, d] with batch.cuSeqlensK, or a page pool with a page table
  * (PagedBatch). Resolves to one BlockMask per sequence (null where Nq_i = 0).
  */
-export async function estimateVarlen(q: Tensor, k: Tensor, batch: VarlenBatch, opts?: EstimateOptions, run?: VarlenEstimateRunOptions): Promise<SequenceMasks> {
+export async function estimateVarlen(q: Tensor, k: Tensor, batch: VarlenBatch, opts?: EstimateOnlyOptions, run?: VarlenEstimateRunOptions): Promise<SequenceMasks> {
   checkInputs({ q, k }, true);
   const t = table(batch, q, k);
   const r = checkRun(run, ['denseMask', 'stream', 'keySummaries', 'appendKeySummaries']);
@@ -187,6 +187,16 @@ export async function attentionVarlen(
   opts: AttentionOptions & { returnLse: true },
   run?: VarlenAttentionRunOptions,
 ): Promise<{ output: Tensor; lse: Tensor }>;
+/** returnLse not known at compile time (a boolean, or options typed AttentionOptions). */
+export async function attentionVarlen(
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  batch: VarlenBatch,
+  masks?: ReadonlyArray<BlockMask | null> | null,
+  opts?: AttentionOptions,
+  run?: VarlenAttentionRunOptions,
+): Promise<Tensor | { output: Tensor; lse: Tensor }>;
 export async function attentionVarlen(
   q: Tensor,
   k: Tensor,

@@ -123,6 +123,7 @@ describe('odd values name the argument instead of failing inside', () => {
   test('empty() takes no shape or unknown field in its options', () => {
     throwsWith(() => prism.empty(shape, { shape } as never), TypeError, /unknown tensor option field 'shape'/);
     throwsWith(() => prism.empty(shape, 5 as never), TypeError, /opts must be an object/);
+    expect(prism.empty(shape, null).dtype).toBe('float32'); // null: the defaults
     throwsWith(() => prism.empty([1, 1, 1] as never), RangeError, /shape must have rank 4/);
   });
 

@@ -200,6 +200,7 @@ function servingSuite(device: DeviceSpec, dtypes: DType[], d: number, block: num
     );
     await expect(m.toHost({ foo: 1 } as never)).rejects.toThrow(/^unknown toHost option field 'foo' \(allowed: mask\)$/);
     await expect(m.toHost({ mask: 5 } as never)).rejects.toThrow(/^toHost: mask must be a boolean, got number$/);
+    expect((await m.toHost(null)).counts).toEqual((await m.toHost()).counts); // null: the defaults
     // Only the blocks the attention takes (every backend: [16, 1024]).
     for (const b of [8, 15, 1025, 4096, 16.5]) {
       await expect(blockMask([], { ...shape, block: b })).rejects.toThrow(new RegExp(`^opts.block must be an integer in \\[16, 1024\\], got ${b}$`));

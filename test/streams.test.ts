@@ -74,7 +74,8 @@ describe('Tensor.copyFrom on the CPU', () => {
     await expect(dst.copyFrom({} as Tensor)).rejects.toThrow(/^src must be a Tensor \(from tensor\(\), empty\(\), fromDevicePointer\(\) or an op\), got Object$/);
     await expect(dst.copyFrom(Object.create(prism.Tensor.prototype))).rejects.toThrow(/^src must be a Tensor .*, got an object made from Tensor.prototype without a native tensor$/);
     await expect(dst.copyFrom(src, { strem: 5n } as never)).rejects.toThrow(/^unknown copyFrom option field 'strem' \(allowed: stream\)$/);
-    await expect(dst.copyFrom(src, null as never)).rejects.toThrow(/^opts must be an object \{ stream\? \}, got null$/);
+    await expect(dst.copyFrom(src, 5 as never)).rejects.toThrow(/^opts must be an object \{ stream\? \}, got number$/);
+    await dst.copyFrom(src, null); // null: the defaults, as for every options object
     await expect(dst.copyFrom(src, { stream: 123n })).rejects.toThrow(RangeError);
     src.dispose();
     await expect(dst.copyFrom(src)).rejects.toThrow('tensor has been disposed');
