@@ -27,7 +27,7 @@ import { resolveAttentionOptions, resolveEstimateOptions, toNativeEstimateParams
 import { nativeSpec, resolveBatch, type SequenceTable, type VarlenBatch } from './paged';
 import { checkStream, type Tensor } from './tensor';
 import { whileGpuWorks } from './wait-policy';
-import type { AttentionOptions, EstimateOnlyOptions, EstimateOptions } from './types';
+import type { AttentionOptions, EstimateOnlyOptions } from './types';
 
 export type { IntList, KeyBatch, KvLayout, PagedBatch, RaggedBatch, SequenceTable, VarlenBatch } from './paged';
 export { PAGE_SIZES, resolveBatch } from './paged';
