@@ -323,7 +323,10 @@ export async function summarizeKeys(k: Tensor, opts?: PrefillOptions, run?: Summ
     if (r.maxKeys !== undefined) throw new TypeError('run.maxKeys sizes new summaries; run.into has its own capacity');
     s = checkKeySummaries(r.into, 'run.into', { ...g, n: Number.MAX_SAFE_INTEGER }, o);
     from = r.from === undefined ? s.blocks : integerIn('run.from', r.from, 0, s.blocks, ' (the blocks run.into holds)');
-    if (from > full) throw new RangeError(`run.from (${from}) exceeds the ${full} full key blocks of k (${k.shape[2]} keys, block ${o.block})`);
+    if (from > full) {
+      const what = r.from === undefined ? `run.into holds ${from} blocks, more than` : `run.from (${from}) exceeds`;
+      throw new RangeError(`${what} the ${full} full key blocks of k (${k.shape[2]} keys, block ${o.block})`);
+    }
     if (full > s.capacityBlocks) throw new RangeError(`k has ${full} full key blocks; run.into has room for ${s.capacityBlocks}`);
   } else {
     if (r.from !== undefined) throw new TypeError('run.from needs run.into (new summaries start at block 0)');

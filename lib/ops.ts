@@ -242,7 +242,7 @@ export interface AttentionRunOptions extends RunOptions {
 }
 
 /** Whether two tensors of one device share memory (their byte ranges overlap). */
-function overlaps(a: Tensor, b: Tensor): boolean {
+export function overlaps(a: Tensor, b: Tensor): boolean {
   return a.pointer < b.pointer + BigInt(b.byteLength) && b.pointer < a.pointer + BigInt(a.byteLength);
 }
 

@@ -11,7 +11,7 @@
 // own heads).
 import { isArray, typeName } from './args';
 import { attentionOptionFields, checkOptionFields, prefillOptionFields, resolveAttentionOptions, resolveEstimateOptions } from './options';
-import { prefill, type BlockMask, type PrefillOptions, type PrefillStats } from './ops';
+import { checkInputs, overlaps, prefill, type BlockMask, type PrefillOptions, type PrefillStats } from './ops';
 import { checkQkvShapes, checkTensor, type Tensor, type TensorData } from './tensor';
 import type { DeviceSpec } from './types';
 import { planFromTensors, planShards, prefixed, readList, resolveDevices, showShape, type HeadShard } from './shard-plan';
@@ -225,10 +225,37 @@ export async function prefillSharded(
   }
   try {
     const outs = checkOuts(r.out, inputs.q, inputs.q.map((_, i) => `q[${i}]`));
+    checkParts(inputs, outs);
     return await runShards(inputs, outs, prefillOpts as PrefillOptions, returnMask, denseMask);
   } finally {
     inputs.uploaded?.dispose();
   }
+}
+
+/**
+ * The devices' parts checked as prefill() checks them, before any device
+ * starts: each part's q, k and v fit together, and no run.out shares memory
+ * with an input of any part or with another run.out.
+ */
+function checkParts(x: ShardInputs, outs: Array<Tensor | undefined>): void {
+  x.q.forEach((q, i) => {
+    try {
+      checkInputs({ q, k: x.k[i], v: x.v[i] });
+    } catch (e) {
+      throw prefixed(e, `part ${i} (q[${i}], k[${i}], v[${i}])`);
+    }
+  });
+  const inputs = (['q', 'k', 'v'] as const).flatMap((n) => x[n].map((t, j) => [`${n}[${j}]`, t] as const));
+  const share = (a: Tensor, b: Tensor): boolean => a.device === b.device && overlaps(a, b);
+  outs.forEach((o, i) => {
+    if (!o) return;
+    for (const [name, t] of inputs) {
+      if (share(o, t)) throw new RangeError(`run.out[${i}] shares memory with ${name}: the output must not overlap an input`);
+    }
+    outs.forEach((p, j) => {
+      if (p && j < i && share(o, p)) throw new RangeError(`run.out[${i}] shares memory with run.out[${j}]: each part needs its own output`);
+    });
+  });
 }
 
 function checkBoolean(x: unknown, name: string): boolean {
@@ -293,7 +320,8 @@ export class ShardedPrefillResult {
   gatherLse(target: DeviceSpec): Promise<Tensor>;
   gatherLse(target: 'host' | DeviceSpec = 'host'): Promise<Float32Array | Tensor> {
     const parts = this.shards.map((s) => s.lse);
-    if (parts.some((x) => x === undefined)) throw new Error('gatherLse: no row log-sum-exp; run prefillSharded with opts.returnLse');
+    // A rejection, not a throw: the caller handles this Promise's errors.
+    if (parts.some((x) => x === undefined)) return Promise.reject(new Error('gatherLse: no row log-sum-exp; run prefillSharded with opts.returnLse'));
     return gatherHeads(parts as Tensor[], target as DeviceSpec) as Promise<Float32Array | Tensor>;
   }
 

@@ -65,7 +65,8 @@ describe('key summaries: argument errors (before any native work)', () => {
     await failsWith(summarizeKeys(k, { block }, { maxKeys: '1k' as unknown as number }), TypeError, 'run.maxKeys must be a number, got string');
     await expect(summarizeKeys(k, { block }, { into: s, from: 7 })).rejects.toThrow(/^run\.from must be an integer in \[0, 6\] \(the blocks run.into holds\), got 7/);
     await expect(summarizeKeys(k, { block }, { into: s, from: 1.5 })).rejects.toThrow(RangeError);
-    await failsWith(summarizeKeys(kShort, { block }, { into: s }), RangeError, 'run.from (6) exceeds the 4 full key blocks of k (70 keys, block 16)');
+    await failsWith(summarizeKeys(kShort, { block }, { into: s }), RangeError, 'run.into holds 6 blocks, more than the 4 full key blocks of k (70 keys, block 16)');
+    await failsWith(summarizeKeys(kShort, { block }, { into: s, from: 5 }), RangeError, 'run.from (5) exceeds the 4 full key blocks of k (70 keys, block 16)');
     await expect(summarizeKeys(k, { block }, { stream: 5 as unknown as bigint })).rejects.toThrow(TypeError);
     const small = await summarizeKeys(kShort, { block });
     await failsWith(summarizeKeys(k, { block }, { into: small }), RangeError, 'k has 6 full key blocks; run.into has room for 4');

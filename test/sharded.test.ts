@@ -280,6 +280,44 @@ describe('prefillSharded on the CPU', () => {
     }
   });
 
+  test('each part is checked as prefill() checks it, and no run.out overlaps an input or another run.out, before any device starts', async () => {
+    const { q, k, v } = hostInputs({ batch: 1, hq: 4, hkv: 2, n: 128, d: 32, dtype: 'float32', layout: 'bhnd' });
+    const ts = await uploadHeadShards(q, k, v, { devices: ['cpu', 'cpu'] });
+    const o0 = empty([...ts.q[0].shape], { device: 'cpu' });
+    const o1 = empty([...ts.q[1].shape], { device: 'cpu' });
+    const longV = await tensor(new Float32Array(256 * 32), { shape: [1, 1, 256, 32], device: 'cpu' });
+    try {
+      const q0 = await ts.q[0].toHost();
+      await expect(prefillSharded(ts.q, ts.k, ts.v, {}, { out: [o0, ts.q[0]] })).rejects.toThrow(
+        new RangeError('run.out[1] shares memory with q[0]: the output must not overlap an input'),
+      );
+      await expect(prefillSharded(ts.q, ts.k, ts.v, {}, { out: [o0, o0] })).rejects.toThrow(
+        new RangeError('run.out[1] shares memory with run.out[0]: each part needs its own output'),
+      );
+      await expect(prefillSharded(ts.q, ts.k, [ts.v[0], longV], {}, { out: [o0, o1] })).rejects.toThrow(
+        /^part 1 \(q\[1\], k\[1\], v\[1\]\): k and v must have the same shape/,
+      );
+      // no part ran: q[0] and the outputs are as they were (zeros)
+      expect(same(await ts.q[0].toHost(), q0)).toBe(true);
+      for (const o of [o0, o1]) expect((await o.toHost()).every((x) => x === 0)).toBe(true);
+      // a result without lse rejects its gatherLse(), it does not throw
+      const res = await prefillSharded(ts.q, ts.k, ts.v, {}, {});
+      let thrown = false;
+      let promise: Promise<unknown> | undefined;
+      try {
+        promise = res.gatherLse();
+      } catch {
+        thrown = true;
+      }
+      expect(thrown).toBe(false);
+      await expect(promise).rejects.toThrow('gatherLse: no row log-sum-exp; run prefillSharded with opts.returnLse');
+      res.dispose();
+    } finally {
+      ts.dispose();
+      for (const t of [o0, o1, longV]) t.dispose();
+    }
+  });
+
   test('exported from the package entry', () => {
     expect(api.prefillSharded).toBe(prefillSharded);
     expect(api.planHeadShards).toBe(planHeadShards);
