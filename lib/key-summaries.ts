@@ -60,6 +60,7 @@ export class KeySummaries implements KeySummariesShape {
   /** @internal */
   readonly parts: KeySummariesParts;
   private valid = 0;
+  private writing = false; // a call in flight writes into these summaries
 
   /** @internal made by summarizeKeys() and summarizeKeysVarlen() */
   constructor(token: unknown, shape: KeySummariesShape, device: string, parts: KeySummariesParts) {
@@ -103,7 +104,25 @@ export class KeySummaries implements KeySummariesShape {
    * same summaries (truncate(0)). RangeError unless an integer in [0, this.blocks].
    */
   truncate(blocks: number): void {
+    if (this.writing) throw new Error('truncate: a call in flight is writing these key summaries; truncate once it has settled');
     this.valid = integerIn('blocks', blocks, 0, this.valid);
+  }
+
+  /**
+   * @internal Marks a writing call in flight (its write-back or summarize
+   * sets `blocks` when it resolves) and returns its release. Two writers at
+   * once would race on the rows and on `blocks`: the second is an Error.
+   */
+  beginWrite(name: string): () => void {
+    if (this.writing) {
+      throw new Error(`${name}: another call in flight is writing these key summaries (appendKeySummaries or summarizeKeys into); wait for it to settle`);
+    }
+    this.writing = true;
+    let released = false;
+    return () => {
+      if (!released) this.writing = false;
+      released = true;
+    };
   }
 
   /** Frees the device memory now (idempotent). */
@@ -201,20 +220,28 @@ function checkAppendRoom(s: KeySummaries, name: string, g: KeyGeometry, o: Resol
  */
 export interface KeySummariesRun<T> {
   keys: T | undefined;
+  /** After the native call: the summaries written back hold their new blocks. */
   commit(): void;
+  /**
+   * Marks the summaries written back as written by this call, until the
+   * returned release runs (call it in a finally, after commit). An Error when
+   * another call in flight writes them.
+   */
+  hold(): () => void;
 }
 
 const NOTHING_TO_COMMIT = (): void => undefined;
+const NOTHING_HELD = (): (() => void) => NOTHING_TO_COMMIT;
 
 /** run.keySummaries (and run.appendKeySummaries) of estimate() / prefill(): undefined or summaries of k. */
 export function keySummariesArg(s: unknown, k: Tensor, o: ResolvedEstimateOptions, appendFlag?: unknown): KeySummariesRun<NativeKeySummaries> {
   const append = appendKeySummariesFlag(appendFlag, s);
-  if (s === undefined) return { keys: undefined, commit: NOTHING_TO_COMMIT };
+  if (s === undefined) return { keys: undefined, commit: NOTHING_TO_COMMIT, hold: NOTHING_HELD };
   const g = keyGeometry(k);
   const sums = checkKeySummaries(s, 'run.keySummaries', g, o);
-  if (!append) return { keys: sums.nativeArgs(), commit: NOTHING_TO_COMMIT };
+  if (!append) return { keys: sums.nativeArgs(), commit: NOTHING_TO_COMMIT, hold: NOTHING_HELD };
   const full = checkAppendRoom(sums, 'run.keySummaries', g, o);
-  return { keys: sums.nativeArgs(true), commit: () => sums.setBlocks(full) };
+  return { keys: sums.nativeArgs(true), commit: () => sums.setBlocks(full), hold: () => sums.beginWrite('run.keySummaries') };
 }
 
 /**
@@ -224,11 +251,11 @@ export function keySummariesArg(s: unknown, k: Tensor, o: ResolvedEstimateOption
  */
 export function keySummariesListArg(list: unknown, k: Tensor, t: SequenceTable, o: ResolvedEstimateOptions, appendFlag?: unknown): KeySummariesRun<Array<NativeKeySummaries | null>> {
   const append = appendKeySummariesFlag(appendFlag, list);
-  if (list === undefined) return { keys: undefined, commit: NOTHING_TO_COMMIT };
+  if (list === undefined) return { keys: undefined, commit: NOTHING_TO_COMMIT, hold: NOTHING_HELD };
   if (!isArray(list)) throw new TypeError(`run.keySummaries must be an array of one KeySummaries (or null) per sequence, got ${typeName(list)}`);
   if (list.length !== t.batch) throw new RangeError(`run.keySummaries must have one entry per sequence (${t.batch}), got ${list.length}`);
   const seen: KeySummaries[] = [];
-  const grown: Array<[KeySummaries, number]> = [];
+  const grown: Array<[KeySummaries, number, number]> = []; // summaries, blocks after, sequence
   const keys = list.map((entry: unknown, i) => {
     if (entry === null || entry === undefined) return null;
     const name = `run.keySummaries[${i}]`;
@@ -238,10 +265,20 @@ export function keySummariesListArg(list: unknown, k: Tensor, t: SequenceTable, 
     if (seen.includes(s)) throw new RangeError(`${name} is also given for an earlier sequence (run.appendKeySummaries writes each sequence's blocks into its own summaries)`);
     seen.push(s);
     if (t.qLen[i] === 0) return s.nativeArgs();
-    grown.push([s, checkAppendRoom(s, name, g, o)]);
+    grown.push([s, checkAppendRoom(s, name, g, o), i]);
     return s.nativeArgs(true);
   });
-  return { keys, commit: () => grown.forEach(([s, full]) => s.setBlocks(full)) };
+  const hold = (): (() => void) => {
+    const releases: Array<() => void> = [];
+    try {
+      for (const [s, , i] of grown) releases.push(s.beginWrite(`run.keySummaries[${i}]`));
+    } catch (e) {
+      for (const r of releases) r();
+      throw e;
+    }
+    return () => releases.forEach((r) => r());
+  };
+  return { keys, commit: () => grown.forEach(([s, full]) => s.setBlocks(full)), hold };
 }
 
 /** New summaries with room for `capacity` blocks of keys `g` (nothing valid yet). */
@@ -333,8 +370,10 @@ export async function summarizeKeys(k: Tensor, opts?: PrefillOptions, run?: Summ
     s = createSummaries(g, k.native.device, o, capacityOf(r.maxKeys, 'run.maxKeys', o.block, full));
   }
   const given = r.into !== undefined;
-  s.setBlocks(Math.min(s.blocks, from));
+  let release = (): void => undefined;
   try {
+    release = s.beginWrite(given ? 'run.into' : 'summarizeKeys');
+    s.setBlocks(Math.min(s.blocks, from));
     const job = { rows: s.parts.rows, energies: s.parts.energies, from, to: full };
     const ms = await whileGpuWorks(k.native.device, native().summarizeKeys(k.live(), toNativeEstimateParams(o), [job], null, stream));
     s.setBlocks(full);
@@ -343,6 +382,8 @@ export async function summarizeKeys(k: Tensor, opts?: PrefillOptions, run?: Summ
   } catch (e) {
     if (!given) s.dispose();
     throw e;
+  } finally {
+    release();
   }
 }
 
@@ -380,6 +421,7 @@ export async function summarizeKeysVarlen(k: Tensor, batch: KeyBatch, opts?: Pre
   const out: KeySummaries[] = [];
   const made: KeySummaries[] = [];
   const jobs: Array<{ rows: NativeTensor; energies: NativeTensor | null; from: number; to: number }> = [];
+  const releases: Array<() => void> = [];
   try {
     for (let i = 0; i < t.batch; i++) {
       const given = into ? into[i] : null;
@@ -390,6 +432,7 @@ export async function summarizeKeysVarlen(k: Tensor, batch: KeyBatch, opts?: Pre
         if (s.blocks > full[i]) throw new RangeError(`${name} covers ${s.blocks} key blocks, more than the ${full[i]} full blocks of sequence ${i} (${t.kLen[i]} keys)`);
         if (full[i] > s.capacityBlocks) throw new RangeError(`sequence ${i} has ${full[i]} full key blocks; ${name} has room for ${s.capacityBlocks}`);
         if (out.includes(s)) throw new RangeError(`${name} is also given for an earlier sequence`);
+        releases.push(s.beginWrite(name));
       } else {
         s = createSummaries(keyGeometry(k, 1, t.kLen[i]), k.native.device, o, capacityOf(r.maxKeys, 'run.maxKeys', o.block, full[i]));
         made.push(s);
@@ -407,5 +450,7 @@ export async function summarizeKeysVarlen(k: Tensor, batch: KeyBatch, opts?: Pre
   } catch (e) {
     for (const s of made) s.dispose();
     throw e;
+  } finally {
+    for (const r of releases) r();
   }
 }

@@ -142,10 +142,12 @@ export async function timeEstimate(
   checkInputs({ q, k });
   const o = resolveEstimateOptions(opts, q.shape[3]);
   const t = checkTiming(timing);
-  const { keys, commit } = keySummariesArg(keySummaries, k, o, appendKeySummaries);
+  const { keys, commit, hold } = keySummariesArg(keySummaries, k, o, appendKeySummaries);
   const shape = maskShape(q, k, o.block);
   const sel = allocateSelection(shape, deviceIndex(q), denseMask);
+  let release = (): void => undefined;
   try {
+    release = hold();
     const r = await whileGpuWorks(deviceIndex(q), native().estimate(q.live(), k.live(), toNativeEstimateParams(o), sel, t, stream, keys));
     commit();
     const mask = new BlockMask(shape, q.device, r.selected, { ...sel, indices: r.indices });
@@ -154,6 +156,8 @@ export async function timeEstimate(
   } catch (e) {
     for (const x of Object.values(sel)) x?.dispose();
     throw e;
+  } finally {
+    release();
   }
 }
 
@@ -419,12 +423,14 @@ export async function prefill(q: Tensor, k: Tensor, v: Tensor, opts?: PrefillOpt
   const [estOpts, attOpts] = splitPrefillOptions(opts);
   checkQkv(q, k, v);
   const { out, stream, returnMask, denseMask, eo, softmaxScale, returnLse, keySummaries, appendKeySummaries } = resolvePrefillRun(q, estOpts, attOpts, run);
-  const { keys, commit } = keySummariesArg(keySummaries, k, eo, appendKeySummaries);
+  const { keys, commit, hold } = keySummariesArg(keySummaries, k, eo, appendKeySummaries);
   const { output, given } = outputFor(q, out, { q, k, v });
   const shape = maskShape(q, k, eo.block);
   const lse = returnLse ? newLse(q) : undefined;
   let sel: ReturnType<typeof allocateSelection> | null = null;
+  let release = (): void => undefined;
   try {
+    release = hold();
     sel = returnMask ? allocateSelection(shape, deviceIndex(q), denseMask) : null;
     const params = { block: eo.block, softmaxScale, ...(lse ? { lse: lse.live() } : {}) };
     const res = await whileGpuWorks(
@@ -440,6 +446,8 @@ export async function prefill(q: Tensor, k: Tensor, v: Tensor, opts?: PrefillOpt
     lse?.dispose();
     if (sel) for (const x of Object.values(sel)) x?.dispose();
     throw e;
+  } finally {
+    release();
   }
 }
 

@@ -116,9 +116,11 @@ export async function estimateVarlen(q: Tensor, k: Tensor, batch: VarlenBatch, o
   const r = checkRun(run, ['denseMask', 'stream', 'keySummaries', 'appendKeySummaries']);
   const stream = checkStream(r.stream, q.device, 'run.stream');
   const o = resolveEstimateOptions(opts, q.shape[3]);
-  const { keys, commit } = keySummariesListArg(r.keySummaries, k, t, o, r.appendKeySummaries);
+  const { keys, commit, hold } = keySummariesListArg(r.keySummaries, k, t, o, r.appendKeySummaries);
   const sels = allocateSelections(q, t, o.block, optionalBoolean(r.denseMask, 'run.denseMask'));
+  let release = (): void => undefined;
   try {
+    release = hold();
     const res = await whileGpuWorks(q.native.device, native().varlen(q.live(), k.live(), null, null, nativeSpec(t), toNativeEstimateParams(o), null, sels, null, stream, keys));
     commit();
     const masks = masksOf(q, t, o.block, sels, res);
@@ -128,6 +130,8 @@ export async function estimateVarlen(q: Tensor, k: Tensor, batch: VarlenBatch, o
   } catch (e) {
     disposeSelections(sels);
     throw e;
+  } finally {
+    release();
   }
 }
 
@@ -268,11 +272,13 @@ export async function prefillVarlen(
   const [estOpts, attOpts] = splitPrefillOptions(opts);
   const t = table(batch, q, k, v);
   const { out, stream, returnMask, denseMask, eo, softmaxScale, returnLse, keySummaries, appendKeySummaries } = resolvePrefillRun(q, estOpts, attOpts, run);
-  const { keys, commit } = keySummariesListArg(keySummaries, k, t, eo, appendKeySummaries);
+  const { keys, commit, hold } = keySummariesListArg(keySummaries, k, t, eo, appendKeySummaries);
   const { output, given } = outputFor(q, out, { q, k, v });
   const lse = returnLse ? newLse(q) : undefined;
   let sels: Selections | null = null;
+  let release = (): void => undefined;
   try {
+    release = hold();
     sels = returnMask ? allocateSelections(q, t, eo.block, denseMask) : null;
     const params = { block: eo.block, softmaxScale, ...(lse ? { lse: lse.live() } : {}) };
     const res = await whileGpuWorks(q.native.device, native().varlen(q.live(), k.live(), v.live(), output.live(), nativeSpec(t), toNativeEstimateParams(eo), params, sels, null, stream, keys));
@@ -285,5 +291,7 @@ export async function prefillVarlen(
     lse?.dispose();
     if (sels) disposeSelections(sels);
     throw e;
+  } finally {
+    release();
   }
 }

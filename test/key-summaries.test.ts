@@ -201,6 +201,29 @@ describe('key summaries: argument errors (before any native work)', () => {
     disposeAll(small, read);
   });
 
+  test('one writer at a time: a second call writing the same summaries, or truncate() meanwhile, is an Error', async () => {
+    const run = (x: KeySummaries) => ({ keySummaries: x, appendKeySummaries: true });
+    const w = await summarizeKeys(k, { block });
+    w.truncate(1);
+    const busy = 'another call in flight is writing these key summaries (appendKeySummaries or summarizeKeys into); wait for it to settle';
+    const first = estimate(q, k, { block }, run(w));
+    await failsWith(estimate(q, k, { block }, run(w)), Error, `run.keySummaries: ${busy}`);
+    await failsWith(prefill(q, k, v, { block }, run(w)), Error, `run.keySummaries: ${busy}`);
+    await failsWith(summarizeKeys(k, { block }, { into: w }), Error, `run.into: ${busy}`);
+    expect(() => w.truncate(0)).toThrow(new Error('truncate: a call in flight is writing these key summaries; truncate once it has settled'));
+    // reading them meanwhile is fine
+    const reader = await estimate(q, k, { block }, { keySummaries: w });
+    const m = await first;
+    expect(w.blocks).toBe(6); // the first writer's blocks, not undone
+    // released on success and on failure: the next writers run
+    w.truncate(2);
+    const again = await prefill(q, k, v, { block }, run(w));
+    expect(w.blocks).toBe(6);
+    await summarizeKeys(k, { block }, { into: w, from: 3 });
+    expect(w.blocks).toBe(6);
+    disposeAll(m, reader, again.output, again.mask, w);
+  });
+
   test('run.appendKeySummaries: varlen', async () => {
     const rc = raggedCase({ hq: 4, hkv: 2, d, dtype: 'bfloat16', layout: 'bhnd', qLens: [5, 20, 0], kLens: [40, 100, 50], seed: 3 });
     const t = await packed(rc, 'cpu');
