@@ -31,6 +31,8 @@ function place(src: TensorData, dst: TensorData, layout: Layout, B: number, H: n
 export function gatherHeads(parts: readonly Tensor[]): Promise<TensorData>;
 export function gatherHeads(parts: readonly Tensor[], target: 'host'): Promise<TensorData>;
 export function gatherHeads(parts: readonly Tensor[], target: DeviceSpec): Promise<Tensor>;
+/** A target known only at run time: a host array for 'host', a tensor otherwise. */
+export function gatherHeads(parts: readonly Tensor[], target: 'host' | DeviceSpec): Promise<TensorData | Tensor>;
 export async function gatherHeads(parts: readonly Tensor[], target: 'host' | DeviceSpec = 'host'): Promise<TensorData | Tensor> {
   const list = readList(parts, 'parts', 'Tensors').map((t, i) => checkTensor(t, `parts[${i}]`));
   if (list.length === 0) throw new RangeError('parts must hold at least one tensor');

@@ -310,6 +310,8 @@ export class ShardedPrefillResult {
   gather(target: 'host'): Promise<TensorData>;
   /** The output gathered into a new tensor on `device`. */
   gather(target: DeviceSpec): Promise<Tensor>;
+  /** A target known only at run time: a host array for 'host', a tensor otherwise. */
+  gather(target: 'host' | DeviceSpec): Promise<TensorData | Tensor>;
   gather(target: 'host' | DeviceSpec = 'host'): Promise<TensorData | Tensor> {
     return gatherHeads(this.shards.map((s) => s.output), target as DeviceSpec);
   }
@@ -318,6 +320,7 @@ export class ShardedPrefillResult {
   gatherLse(): Promise<Float32Array>;
   gatherLse(target: 'host'): Promise<Float32Array>;
   gatherLse(target: DeviceSpec): Promise<Tensor>;
+  gatherLse(target: 'host' | DeviceSpec): Promise<Float32Array | Tensor>;
   gatherLse(target: 'host' | DeviceSpec = 'host'): Promise<Float32Array | Tensor> {
     const parts = this.shards.map((s) => s.lse);
     // A rejection, not a throw: the caller handles this Promise's errors.
