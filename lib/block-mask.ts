@@ -6,7 +6,8 @@
 // block lists given by the caller (another estimator, a test).
 import { blockGrid, visibleBlocks } from './grid';
 import { native, NativeDType, type NativeBlockList, type NativeTensor } from './native';
-import { isArray, ownKeys, readField, show, typedArrayName, typeName } from './args';
+import { isArray, readField, show, typedArrayName, typeName } from './args';
+import { checkOptionFields } from './options';
 import { deviceName, isNativeTensor, MAX_ARRAY_LENGTH, resolveDevice } from './tensor';
 import { whileGpuWorks } from './wait-policy';
 import type { DeviceSpec, HostBlockMask } from './types';
@@ -94,11 +95,8 @@ export class BlockMask {
    * the rows; `{ mask: false }` skips it for very long inputs).
    */
   async toHost(options: { mask?: boolean } | null = {}): Promise<HostBlockMask> {
-    const opts = options ?? {}; // null: the defaults, as for every options object
-    if (typeof opts !== 'object' || isArray(opts)) throw new TypeError(`toHost options must be an object { mask? }, got ${typeName(opts)}`);
-    for (const key of ownKeys(opts, 'toHost options')) {
-      if (key !== 'mask') throw new TypeError(`unknown toHost option field '${key}' (allowed: mask)`);
-    }
+    if (options !== null && (typeof options !== 'object' || isArray(options))) throw new TypeError(`toHost options must be an object { mask? }, got ${typeName(options)}`);
+    const opts = checkOptionFields(options, ['mask'], 'toHost option', 'toHost options') as { mask?: boolean }; // null: the defaults
     if (opts.mask !== undefined && typeof opts.mask !== 'boolean') throw new TypeError(`toHost: mask must be a boolean, got ${typeName(opts.mask)}`);
     const rows = this.batch * this.heads * this.nq;
     if (opts.mask !== false && rows * this.nk > MAX_ARRAY_LENGTH) {
@@ -269,10 +267,8 @@ export async function blockMask(lists: BlockLists, opts: BlockMaskOptions): Prom
   if (opts === null || typeof opts !== 'object' || isArray(opts)) {
     throw new TypeError(`opts must be an object { batch, heads, queryLength, keyLength, block, device? }, got ${typeName(opts)}`);
   }
-  for (const key of ownKeys(opts, 'opts')) {
-    if (!MASK_FIELDS.includes(key)) throw new TypeError(`unknown blockMask option field '${key}' (allowed: ${MASK_FIELDS.join(', ')})`);
-  }
-  const field = (key: string) => readField(opts, key, `opts.${key}`);
+  const fields = checkOptionFields(opts, MASK_FIELDS, 'blockMask option');
+  const field = (key: string) => fields[key];
   const batch = positiveInt('opts.batch', field('batch'), 1);
   const heads = positiveInt('opts.heads', field('heads'), 1);
   const queryLength = positiveInt('opts.queryLength', field('queryLength'), 1);

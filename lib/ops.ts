@@ -245,9 +245,16 @@ export interface AttentionRunOptions extends RunOptions {
   out?: Tensor;
 }
 
-/** Whether two tensors of one device share memory (their byte ranges overlap). */
-export function overlaps(a: Tensor, b: Tensor): boolean {
-  return a.pointer < b.pointer + BigInt(b.byteLength) && b.pointer < a.pointer + BigInt(a.byteLength);
+/** Whether two tensors share memory (one device, overlapping byte ranges). */
+function overlaps(a: Tensor, b: Tensor): boolean {
+  return a.device === b.device && a.pointer < b.pointer + BigInt(b.byteLength) && b.pointer < a.pointer + BigInt(a.byteLength);
+}
+
+/** RangeError when `out` (named `outName`) shares memory with one of `others` ([name, tensor]); `why` ends the message. */
+export function checkNoOverlap(out: Tensor, outName: string, others: Iterable<readonly [string, Tensor]>, why = 'the output must not overlap an input'): void {
+  for (const [name, x] of others) {
+    if (overlaps(out, x)) throw new RangeError(`${outName} shares memory with ${name}: ${why}`);
+  }
 }
 
 /**
@@ -264,9 +271,7 @@ export function outputFor(q: Tensor, out: unknown, inputs: Readonly<Record<strin
         `run.out must match q: [${q.shape.join(', ')}] ${q.dtype} ${q.layout} on ${q.device}, got [${t.shape.join(', ')}] ${t.dtype} ${t.layout} on ${t.device}`,
       );
     }
-    for (const [name, x] of Object.entries(inputs)) {
-      if (overlaps(t, x)) throw new RangeError(`run.out shares memory with ${name}: the output must not overlap an input`);
-    }
+    checkNoOverlap(t, 'run.out', Object.entries(inputs));
     return { output: t, given: true };
   }
   const handle = new (native().Tensor)(deviceIndex(q), q.native.dtype, [...q.shape], q.native.layout);

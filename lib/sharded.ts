@@ -11,7 +11,7 @@
 // own heads).
 import { isArray, typeName } from './args';
 import { attentionOptionFields, checkOptionFields, prefillOptionFields, resolveAttentionOptions, resolveEstimateOptions } from './options';
-import { checkInputs, overlaps, prefill, type BlockMask, type PrefillOptions, type PrefillStats } from './ops';
+import { checkInputs, checkNoOverlap, prefill, type BlockMask, type PrefillOptions, type PrefillStats } from './ops';
 import { checkQkvShapes, checkTensor, type Tensor, type TensorData } from './tensor';
 import type { DeviceSpec } from './types';
 import { planFromTensors, planShards, prefixed, readList, resolveDevices, showShape, type HeadShard } from './shard-plan';
@@ -246,15 +246,11 @@ function checkParts(x: ShardInputs, outs: Array<Tensor | undefined>): void {
     }
   });
   const inputs = (['q', 'k', 'v'] as const).flatMap((n) => x[n].map((t, j) => [`${n}[${j}]`, t] as const));
-  const share = (a: Tensor, b: Tensor): boolean => a.device === b.device && overlaps(a, b);
   outs.forEach((o, i) => {
     if (!o) return;
-    for (const [name, t] of inputs) {
-      if (share(o, t)) throw new RangeError(`run.out[${i}] shares memory with ${name}: the output must not overlap an input`);
-    }
-    outs.forEach((p, j) => {
-      if (p && j < i && share(o, p)) throw new RangeError(`run.out[${i}] shares memory with run.out[${j}]: each part needs its own output`);
-    });
+    checkNoOverlap(o, `run.out[${i}]`, inputs);
+    const earlier = outs.slice(0, i).flatMap((p, j) => (p ? [[`run.out[${j}]`, p] as const] : []));
+    checkNoOverlap(o, `run.out[${i}]`, earlier, 'each part needs its own output');
   });
 }
 

@@ -5,6 +5,7 @@ import { constants as bufferConstants } from 'buffer';
 import { fromBFloat16, fromFloat16 } from './dtype';
 import { cudaDevices, native, NativeDType, NativeTensor } from './native';
 import type { DType, DeviceSpec, Layout } from './types';
+import { checkOptionFields } from './options';
 import { whileGpuWorks } from './wait-policy';
 
 export type Shape4 = readonly [number, number, number, number];
@@ -359,12 +360,8 @@ export class Tensor {
    */
   async copyFrom(src: Tensor, options: { stream?: bigint } | null = {}): Promise<void> {
     checkTensor(src, 'src');
-    const opts = options ?? {}; // null: the defaults, as for every options object
-    if (typeof opts !== 'object' || isArray(opts)) throw new TypeError(`opts must be an object { stream? }, got ${typeName(opts)}`);
-    for (const key of ownKeys(opts, 'opts')) {
-      if (key !== 'stream') throw new TypeError(`unknown copyFrom option field '${key}' (allowed: stream)`);
-    }
-    const streamArg = readField(opts, 'stream', 'opts.stream');
+    if (options !== null && (typeof options !== 'object' || isArray(options))) throw new TypeError(`opts must be an object { stream? }, got ${typeName(options)}`);
+    const { stream: streamArg } = checkOptionFields(options, ['stream'], 'copyFrom option');
     if (src.device !== this.device) {
       throw new Error(`all tensors must be on the same device (got ${this.device} and ${src.device})`);
     }
