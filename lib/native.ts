@@ -258,6 +258,10 @@ export interface NativeTesting {
   copyAfterDelay(dst: NativeTensor, src: NativeTensor, stream: bigint | undefined, delayMs: number): Promise<void>;
   /** The cudaUnavailableReason given when the driver supports CUDA `driverVersion` (0: none) but `requiredVersion` is needed. */
   driverReason(driverVersion: number, requiredVersion: number): string;
+  /** Whether the device's primary CUDA context exists in this process (asked without creating one). */
+  primaryContextActive(device: number): boolean;
+  /** An External value this addon's tensors did not make, to show that it is refused. */
+  foreignExternal(): unknown;
 }
 
 /** The directory holding this package's package.json (works from lib/ and dist/lib/). */

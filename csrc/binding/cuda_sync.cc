@@ -1,5 +1,6 @@
 #include "binding/cuda_sync.h"
 #if PRISM_WITH_CUDA
+#include <cstring>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -19,6 +20,9 @@ namespace {
 // already enqueued on it keeps the record it saw).
 std::mutex g_event_mutex;
 std::map<std::pair<int, unsigned>, std::vector<cudaEvent_t>> g_free_events;
+// Kept per list; more are destroyed (a timed run of many iterations takes two
+// events an iteration, and the list should not keep them all for good).
+constexpr size_t kMaxFreeEvents = 64;
 }  // namespace
 
 CudaEvent::CudaEvent(unsigned flags) : flags_(flags) {
@@ -37,8 +41,17 @@ CudaEvent::CudaEvent(unsigned flags) : flags_(flags) {
 
 CudaEvent::~CudaEvent() {
   if (!event_) return;
-  std::lock_guard<std::mutex> lock(g_event_mutex);
-  g_free_events[{device_, flags_}].push_back(event_);
+  {
+    std::lock_guard<std::mutex> lock(g_event_mutex);
+    auto& free = g_free_events[{device_, flags_}];
+    if (free.size() < kMaxFreeEvents) {
+      free.push_back(event_);
+      return;
+    }
+  }
+  // Allowed while a record is pending: the event's resources go when it completes.
+  cudaEventDestroy(event_);
+  cudaGetLastError();
 }
 
 StreamBuffer::StreamBuffer(size_t bytes, cudaStream_t stream) {
@@ -81,6 +94,41 @@ PinnedValue::PinnedValue() {
 PinnedValue::~PinnedValue() {
   std::lock_guard<std::mutex> lock(g_pinned_mutex);
   g_pinned_free.push_back(value_);
+}
+
+namespace {
+constexpr int kMinPinnedClass = 12;       // 4 KiB
+std::vector<void*> g_pinned_buffers[64];  // free buffers by size class (log2 bytes)
+}  // namespace
+
+PinnedBuffer::PinnedBuffer(size_t bytes) {
+  size_class_ = kMinPinnedClass;
+  while ((size_t(1) << size_class_) < bytes) ++size_class_;
+  {
+    std::lock_guard<std::mutex> lock(g_pinned_mutex);
+    auto& free = g_pinned_buffers[size_class_];
+    if (!free.empty()) {
+      data_ = free.back();
+      free.pop_back();
+      return;
+    }
+  }
+  check_cuda(cudaHostAlloc(&data_, size_t(1) << size_class_, cudaHostAllocPortable),
+             "cudaHostAlloc (staging)");
+}
+
+PinnedBuffer::~PinnedBuffer() {
+  if (!data_) return;
+  std::lock_guard<std::mutex> lock(g_pinned_mutex);
+  g_pinned_buffers[size_class_].push_back(data_);
+}
+
+void copy_to_device_async(void* dst, const void* src, size_t bytes, cudaStream_t stream,
+                          std::unique_ptr<PinnedBuffer>& staging, const char* what) {
+  if (bytes == 0) return;
+  staging = std::make_unique<PinnedBuffer>(bytes);
+  std::memcpy(staging->get(), src, bytes);
+  check_cuda(cudaMemcpyAsync(dst, staging->get(), bytes, cudaMemcpyHostToDevice, stream), what);
 }
 
 void drain_stream_quietly(cudaStream_t stream) noexcept {

@@ -7,6 +7,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <utility>
 
 #include "binding/device.h"
@@ -74,6 +75,31 @@ class PinnedValue {
   int64_t* value_ = nullptr;
 };
 
+// Pinned host memory of at least `bytes`, from a process-wide pool of
+// power-of-two sizes (never freed: freeing pinned memory synchronizes the
+// device), returned to the pool when this goes. Host-to-device copies from it
+// are truly asynchronous; from pageable memory the driver may first wait for
+// the stream's earlier work, on the calling thread. Keep it until the copy
+// that reads it has completed.
+class PinnedBuffer {
+ public:
+  explicit PinnedBuffer(size_t bytes);
+  ~PinnedBuffer();
+  PinnedBuffer(const PinnedBuffer&) = delete;
+  PinnedBuffer& operator=(const PinnedBuffer&) = delete;
+  void* get() const { return data_; }
+
+ private:
+  void* data_ = nullptr;
+  int size_class_ = 0;
+};
+
+// Enqueues the copy of `bytes` of host memory at `src` to `dst` on `stream`
+// through a PinnedBuffer, which `staging` keeps until the caller has waited
+// for the stream. Never waits for the stream on the calling thread.
+void copy_to_device_async(void* dst, const void* src, size_t bytes, cudaStream_t stream,
+                          std::unique_ptr<PinnedBuffer>& staging, const char* what);
+
 // Same, but for use on error paths: never throws.
 void drain_stream_quietly(cudaStream_t stream) noexcept;
 
@@ -90,9 +116,10 @@ void drain_on_error(const cudaStream_t& stream, Body&& body) {
   }
 }
 
-// The calling thread's part of a GPU op: makes `device` current, sets `out`
-// to the op's stream (op_stream) and runs body(), which enqueues on it,
-// draining `out` if body throws.
+// A worker thread's GPU op: makes `device` current, sets `out` to the op's
+// stream (op_stream) and runs body(), which enqueues on it, draining `out` if
+// body throws. (The calling thread's part of an op uses
+// DeviceWorker::enqueue_or_defer, which leaves the drain to the worker.)
 template <class Body>
 void enqueue_on(int device, uint64_t stream, cudaStream_t& out, Body&& body) {
   use_device(device);

@@ -6,8 +6,13 @@
 #pragma once
 #include <napi.h>
 
+#include <exception>
+
 #include "binding/device.h"
 #include "binding/promise_worker.h"
+#if PRISM_WITH_CUDA
+#include "binding/cuda_sync.h"
+#endif
 
 namespace prism::binding {
 
@@ -18,6 +23,14 @@ class DeviceWorker : public PromiseWorker {
 
  protected:
   void run() final {
+#if PRISM_WITH_CUDA
+    if (enqueue_error_) {
+      // The enqueue failed on the calling thread: what it did enqueue may
+      // still read the call's buffers, so wait for it here, off the event loop.
+      if (enqueue_stream_) drain_stream_quietly(enqueue_stream_);
+      std::rethrow_exception(enqueue_error_);
+    }
+#endif
     if (device_ == kCpuDevice) {
       run_cpu();
       return;
@@ -31,9 +44,31 @@ class DeviceWorker : public PromiseWorker {
   virtual void run_cpu() = 0;
 #if PRISM_WITH_CUDA
   virtual void run_gpu() = 0;
+
+  // Calling thread: makes `device` current, sets `out` to the op's stream
+  // (op_stream) and runs body(), which enqueues on it. If that throws, the
+  // error is kept for run(), which waits for `out` first and then rejects:
+  // the calling thread never waits for the GPU.
+  template <class Body>
+  void enqueue_or_defer(int device, uint64_t stream, cudaStream_t& out, Body&& body) {
+    try {
+      use_device(device);
+      out = op_stream(device, stream);
+      body();
+    } catch (...) {
+      enqueue_error_ = std::current_exception();
+      enqueue_stream_ = out;
+    }
+  }
 #endif
 
   const int device_;
+
+ private:
+#if PRISM_WITH_CUDA
+  std::exception_ptr enqueue_error_;
+  cudaStream_t enqueue_stream_ = nullptr;
+#endif
 };
 
 // { estimateMs, attentionMs }: the object an estimation + attention call
@@ -46,8 +81,10 @@ inline Napi::Object phase_times(Napi::Env env, double est_ms, double att_ms) {
 }
 
 // Queues a worker whose GPU work (if its device is a GPU) the calling thread
-// enqueues first, with W::enqueue_gpu(); a worker that fails to enqueue was
-// never queued and is deleted before the error propagates.
+// enqueues first, with W::enqueue_gpu() (through enqueue_or_defer, so its
+// errors reject the promise from the worker thread); a worker whose
+// enqueue_gpu() throws all the same was never queued and is deleted before
+// the error propagates.
 template <class W>
 Napi::Promise start_after_enqueue(W* worker, [[maybe_unused]] int device) {
 #if PRISM_WITH_CUDA

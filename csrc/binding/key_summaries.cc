@@ -180,7 +180,7 @@ class SummarizeWorker : public DeviceWorker {
  public:
   // Calling thread: enqueues every job on one stream; run_gpu() waits.
   void enqueue_gpu() {
-    enqueue_on(a_.device, a_.stream, stream_, [&] { enqueue_all(); });
+    enqueue_or_defer(a_.device, a_.stream, stream_, [&] { enqueue_all(); });
   }
 
  private:
@@ -194,10 +194,8 @@ class SummarizeWorker : public DeviceWorker {
     for (auto& e : events_) e = std::make_unique<CudaEvent>(cudaEventDefault);
     check_cuda(cudaEventRecord(events_[0]->get(), stream_), "cudaEventRecord");
     if (paged && !a_.spec.pages.empty())
-      check_cuda(
-          cudaMemcpyAsync(pages, a_.spec.pages.data(), sizeof(int32_t) * a_.spec.pages.size(),
-                          cudaMemcpyHostToDevice, stream_),
-          "cudaMemcpyAsync (page table)");
+      copy_to_device_async(pages, a_.spec.pages.data(), sizeof(int32_t) * a_.spec.pages.size(),
+                           stream_, table_staging_, "cudaMemcpyAsync (page table)");
     for (const SummaryJob& j : a_.jobs) {
       if (j.to <= j.from) continue;
       QkvView k = j.k;
@@ -226,6 +224,7 @@ class SummarizeWorker : public DeviceWorker {
 
   cudaStream_t stream_ = nullptr;
   std::unique_ptr<StreamBuffer> scratch_;
+  std::unique_ptr<PinnedBuffer> table_staging_;  // the page table's copy reads it
   std::unique_ptr<CudaEvent> events_[2];
 #endif
 

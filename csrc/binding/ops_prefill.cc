@@ -94,10 +94,10 @@ class PrefillWorker : public DeviceWorker {
  public:
   // Calling (main) thread: enqueues everything, so the GPU starts without
   // waiting for a worker thread to pick the call up; run() then only waits.
-  // Launches do not block; on failure the stream is drained and the error
-  // thrown here becomes the call's exception.
+  // Launches do not block; on failure the worker thread drains the stream
+  // and the error rejects the call's promise (enqueue_or_defer).
   void enqueue_gpu() {
-    enqueue_on(a_.device, a_.stream, stream_, [&] {
+    enqueue_or_defer(a_.device, a_.stream, stream_, [&] {
       // scratch: estimation workspace | triangular selection | row starts |
       // scan workspace | counts, rowPtr, temps unless the caller gave them | attention workspace
       const size_t rows = static_cast<size_t>(geo_.rows);

@@ -153,7 +153,7 @@ class VarlenWorker : public DeviceWorker {
  public:
   // Calling thread: enqueues every sequence (see the file comment).
   void enqueue_gpu() {
-    enqueue_on(a_.device, a_.stream, stream_, [&] { enqueue_all(); });
+    enqueue_or_defer(a_.device, a_.stream, stream_, [&] { enqueue_all(); });
   }
 
  private:
@@ -206,10 +206,8 @@ class VarlenWorker : public DeviceWorker {
     int32_t* pages = reinterpret_cast<int32_t*>(take(table));
     float* lse_rows = reinterpret_cast<float*>(take(lse_b));
     if (paged && !a_.spec.pages.empty())
-      check_cuda(
-          cudaMemcpyAsync(pages, a_.spec.pages.data(), sizeof(int32_t) * a_.spec.pages.size(),
-                          cudaMemcpyHostToDevice, stream_),
-          "cudaMemcpyAsync (page table)");
+      copy_to_device_async(pages, a_.spec.pages.data(), sizeof(int32_t) * a_.spec.pages.size(),
+                           stream_, table_staging_, "cudaMemcpyAsync (page table)");
 
     tri_.assign(n, nullptr);
     counts_.assign(n, nullptr);
@@ -324,6 +322,7 @@ class VarlenWorker : public DeviceWorker {
 
   cudaStream_t stream_ = nullptr;
   std::unique_ptr<StreamBuffer> scratch_;
+  std::unique_ptr<PinnedBuffer> table_staging_;  // the page table's copy reads it
   std::vector<std::unique_ptr<CudaEvent>> events_;
   std::vector<std::unique_ptr<PinnedValue>> slots_;
   std::vector<int32_t*> tri_, counts_;

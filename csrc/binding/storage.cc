@@ -20,7 +20,23 @@ constexpr size_t kHostAlignment = 64;  // cache line; lets backends use aligned 
 constexpr size_t kMapBytes = size_t(1) << 20;
 
 size_t round_up(size_t n, size_t to) { return (n + to - 1) / to * to; }
+
 }  // namespace
+
+// Hands fresh memory to a Storage; if the Storage itself cannot be allocated,
+// gives the memory back with `give_back` before rethrowing. (Past `new`, the
+// shared_ptr deletes the Storage on failure, and its destructor frees.)
+template <class GiveBack>
+std::shared_ptr<Storage> Storage::own(int device, void* p, size_t bytes, GiveBack give_back) {
+  Storage* s = nullptr;
+  try {
+    s = new Storage(device, p, bytes, true);
+  } catch (...) {
+    give_back(p);
+    throw;
+  }
+  return std::shared_ptr<Storage>(s);
+}
 
 std::shared_ptr<Storage> Storage::allocate(int device, size_t bytes) {
   if (bytes == 0) throw_range("cannot allocate an empty tensor");
@@ -35,7 +51,12 @@ std::shared_ptr<Storage> Storage::allocate(int device, size_t bytes) {
       std::memset(p, 0, bytes);
     }
     memory_counters(device).allocations.fetch_add(1, std::memory_order_relaxed);
-    return std::shared_ptr<Storage>(new Storage(device, p, bytes, true));
+    return own(device, p, bytes, [bytes](void* q) {
+      if (bytes >= kMapBytes)
+        munmap(q, bytes);
+      else
+        std::free(q);
+    });
   }
 #if PRISM_WITH_CUDA
   // Stream-ordered allocation on the device stream: ops run on that stream or
@@ -53,7 +74,14 @@ std::shared_ptr<Storage> Storage::allocate(int device, size_t bytes) {
   }
   cudaSetDevice(previous);
   check_cuda(e, e == cudaErrorMemoryAllocation ? "cudaMallocAsync" : "tensor allocation");
-  return std::shared_ptr<Storage>(new Storage(device, p, bytes, true));
+  return own(device, p, bytes, [device, &ctx](void* q) {
+    int cur = 0;
+    cudaGetDevice(&cur);
+    cudaSetDevice(device);
+    cudaFreeAsync(q, ctx.stream());
+    cudaSetDevice(cur);
+    cudaGetLastError();
+  });
 #else
   require_device(device);  // throws: no CUDA in this build
   return nullptr;

@@ -27,6 +27,10 @@ class Storage {
  private:
   // Owning storages are counted in memory_counters(device).
   Storage(int device, void* data, size_t bytes, bool owning);
+  // An owning Storage of fresh memory, given back through give_back(data) if
+  // the Storage cannot be made.
+  template <class GiveBack>
+  static std::shared_ptr<Storage> own(int device, void* data, size_t bytes, GiveBack give_back);
   int device_;
   void* data_;
   size_t bytes_;

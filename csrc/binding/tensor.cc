@@ -39,11 +39,18 @@ TensorWrap& TensorWrap::unwrap(Napi::Env env, Napi::Value value, const char* wha
 
 using StorageHolder = std::shared_ptr<Storage>;
 
+namespace {
+// Marks the Externals adopt() makes: a constructor handed any other External
+// (another addon's) refuses it instead of reading it as a storage.
+constexpr napi_type_tag kStorageTag = {0x9a3c5e1f7b2d4806ULL, 0xd41e8b6fa0c3725bULL};
+}  // namespace
+
 Napi::Object TensorWrap::adopt(Napi::Env env, std::shared_ptr<Storage> storage, DType dtype,
                                const std::vector<int64_t>& shape) {
   const int device = storage->device();
   auto ext = Napi::External<StorageHolder>::New(env, new StorageHolder(std::move(storage)),
                                                 [](Napi::Env, StorageHolder* h) { delete h; });
+  ext.TypeTag(&kStorageTag);
   Napi::Array dims = Napi::Array::New(env, shape.size());
   for (size_t i = 0; i < shape.size(); ++i)
     dims.Set(static_cast<uint32_t>(i), Napi::Number::New(env, double(shape[i])));
@@ -82,6 +89,8 @@ void TensorWrap::init(const Napi::CallbackInfo& info) {
 
   Napi::Value extra = arg(info, 4);
   if (extra.IsExternal()) {
+    if (!extra.As<Napi::External<StorageHolder>>().CheckTypeTag(&kStorageTag))
+      throw_type("an External that no tensor of this addon made cannot be adopted");
     StorageHolder* h = extra.As<Napi::External<StorageHolder>>().Data();
     if (h == nullptr || !*h || (*h)->bytes() != byte_length_ || (*h)->device() != device_)
       throw_range("adopted storage does not match the shape");

@@ -24,4 +24,19 @@ const char* compiled_archs() {
 #endif
 }
 
+int compiled_for_sm90a() {
+  const std::string list = compiled_archs();
+  if (list == "unknown") return -1;
+  size_t start = 0;
+  while (start <= list.size()) {
+    size_t end = list.find_first_of(",;", start);
+    if (end == std::string::npos) end = list.size();
+    const std::string arch = list.substr(start, end - start);
+    // sm_90a machine code, or compute_90a PTX that the driver compiles for it.
+    if (arch == "sm_90a" || arch == "compute_90a" || arch == "90a") return 1;
+    start = end + 1;
+  }
+  return 0;
+}
+
 }  // namespace prism::cuda

@@ -77,4 +77,8 @@ const char* attention_path(int device);
 // Architectures whose machine code was compiled in, e.g. "sm_80,sm_90a,compute_90a".
 const char* compiled_archs();
 
+// 1 when that list holds sm_90a code (or compute_90a PTX), 0 when it does not,
+// -1 when the build did not record its list.
+int compiled_for_sm90a();
+
 }  // namespace prism::cuda

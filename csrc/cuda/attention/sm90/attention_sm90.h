@@ -12,8 +12,9 @@ namespace prism::cuda::attn::sm90 {
 constexpr int kBlockM = kHopperBlockM;  // query rows per CTA (the plan's block_m on this path)
 
 // True when `device` is compute capability 9.0, the driver has the tensor-map
-// encoder and this binary holds the sm_90a image of the kernel (cached per
-// device after the first call). DeviceFacts::hopper_image.
+// encoder and this binary holds the sm_90a image of the kernel, as its
+// architecture list says (cached per device after the first call). Creates
+// no CUDA context. DeviceFacts::hopper_image.
 bool device_supported(int device);
 
 // The kernel's tile schedulers (sm90_tile_scheduler.cuh), its template

@@ -6,6 +6,7 @@
 #include <cuda_runtime.h>
 #include <atomic>
 #include "cuda/attention/sm90/attention_sm90.h"
+#include "cuda/cuda_backend.h"
 
 namespace prism::cuda::attn::sm90 {
 
@@ -38,14 +39,19 @@ bool device_supported(int device) {
   if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) == cudaSuccess &&
       cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) == cudaSuccess &&
       major == 9 && minor == 0 && tensor_map_encoder() != nullptr) {
-    int cur = -1;
-    if (cudaGetDevice(&cur) == cudaSuccess && cur == device) {
+    const int listed = compiled_for_sm90a();
+    if (listed >= 0) {
+      // The build's architecture list decides, with no CUDA context: asking
+      // the kernel's attributes would create one on every device that
+      // info() describes (hundreds of MB each on a server's other GPUs).
+      ok = listed == 1;
+    } else {
+      // A build that did not record its list (native harnesses): ask the
+      // kernel, on a device that is current anyway.
+      int cur = -1;
       bool img = false;
-      ok = kernel_image_ok<__nv_bfloat16, 128, SingleTileScheduler>(&img) == cudaSuccess && img;
-    } else if (cur >= 0 && cudaSetDevice(device) == cudaSuccess) {
-      bool img = false;
-      ok = kernel_image_ok<__nv_bfloat16, 128, SingleTileScheduler>(&img) == cudaSuccess && img;
-      cudaSetDevice(cur);
+      ok = cudaGetDevice(&cur) == cudaSuccess && cur == device &&
+           kernel_image_ok<__nv_bfloat16, 128, SingleTileScheduler>(&img) == cudaSuccess && img;
     }
   }
   cudaGetLastError();  // leave no error state behind
