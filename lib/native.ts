@@ -262,6 +262,8 @@ export interface NativeTesting {
   primaryContextActive(device: number): boolean;
   /** An External value this addon's tensors did not make, to show that it is refused. */
   foreignExternal(): unknown;
+  /** The workspace buffer size a request of `bytes` is given (CUDA builds only). */
+  workspaceSizeClass(bytes: number): number;
 }
 
 /** The directory holding this package's package.json (works from lib/ and dist/lib/). */

@@ -43,6 +43,48 @@ describe('the addon stays loaded for the life of the process', () => {
   });
 });
 
+const cudaCompiled = (() => {
+  try {
+    return prism.info().cudaCompiled;
+  } catch {
+    return false;
+  }
+})();
+
+(cudaCompiled ? describe : describe.skip)('workspace size classes (CUDA builds; no GPU needed)', () => {
+  const sizeClass = (b: number) => native().testing.workspaceSizeClass(b);
+  const GiB = 2 ** 30;
+
+  test('powers of two from 64 KiB to 1 GiB, then within 1/8 of the request', () => {
+    for (const b of [1, 1000, 65536, 65537, 3e6, 2 ** 29 + 1, GiB]) {
+      const c = sizeClass(b);
+      expect(c).toBeGreaterThanOrEqual(Math.max(b, 65536));
+      expect(Number.isInteger(Math.log2(c))).toBe(true);
+      expect(c).toBeLessThan(2 * Math.max(b, 65536));
+    }
+    // A 1M-token prefill at block 64 asks about 24.1 GB: the power of two would be 34.4 GB.
+    for (const b of [GiB + 1, 1.5 * GiB + 7, 24.1e9, 2 ** 35 - 1, 2 ** 35 + 1, 1e12 + 3]) {
+      const c = sizeClass(b);
+      expect(c).toBeGreaterThanOrEqual(b);
+      expect(c).toBeLessThanOrEqual(b * 1.125);
+      expect(c % (2 * 1024 * 1024)).toBe(0); // whole allocation granules
+    }
+    // Monotone: a larger request never gets a smaller buffer.
+    let last = 0;
+    for (let b = 1; b < 2 ** 40; b = Math.ceil(b * 1.37) + 1) {
+      const c = sizeClass(b);
+      expect(c).toBeGreaterThanOrEqual(last);
+      last = c;
+    }
+  });
+
+  test('bytes is checked', () => {
+    expect(() => sizeClass(0)).toThrow(/^bytes must be in \[1, /);
+    expect(() => sizeClass(1.5)).toThrow(/^bytes must be an integer/);
+    expect(() => sizeClass(2 ** 52 + 2)).toThrow(/^bytes must be in \[1, /);
+  });
+});
+
 describe('memoryStats on the CPU', () => {
   test('lists the CPU first, then every usable GPU', () => {
     const all = prism.memoryStats();

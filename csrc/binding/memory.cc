@@ -52,6 +52,10 @@ void WorkspaceLease::reset() noexcept {
   done_ = false;
 }
 
+namespace {
+constexpr size_t kPowerOfTwoClasses = size_t(1) << 30;  // classes up to here: powers of two
+}  // namespace
+
 size_t WorkspacePool::size_class(size_t bytes) {
   // Past half the address space no power of two holds it (and the doubling
   // below would wrap to 0 and never end): no device has that much memory.
@@ -59,7 +63,12 @@ size_t WorkspacePool::size_class(size_t bytes) {
     throw_error("a workspace of " + std::to_string(bytes) + " bytes is more than any device holds");
   size_t c = size_t(64) << 10;  // small requests share one class
   while (c < bytes) c <<= 1;
-  return c;
+  if (c <= kPowerOfTwoClasses) return c;
+  // Past 1 GiB, sixteenths of the power of two (at most 1/8 more than asked):
+  // whole powers of two left up to half a large request unused, e.g. 10 GB of
+  // the 24 GB that a 1M-token prefill at block 64 needs.
+  const size_t step = c / 16;
+  return (bytes + step - 1) / step * step;
 }
 
 WorkspaceLease WorkspacePool::acquire(size_t bytes, cudaStream_t stream) {

@@ -76,6 +76,8 @@ class WorkspacePool {
   size_t cached_bytes() const;  // idle + lent
   size_t lent_bytes() const;
 
+  // The buffer size a request of `bytes` is given: powers of two up to 1 GiB,
+  // then sixteenths of one (reused by best fit either way).
   static size_t size_class(size_t bytes);
 
  private:

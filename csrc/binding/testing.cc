@@ -17,6 +17,7 @@
 #include <cuda.h>
 
 #include "binding/cuda_sync.h"
+#include "binding/memory.h"
 #endif
 
 namespace prism::binding {
@@ -187,6 +188,21 @@ Napi::Value primary_context_active(const Napi::CallbackInfo& info) {
   });
 }
 
+// workspaceSizeClass(bytes): the size of the workspace buffer a request of
+// `bytes` is given (WorkspacePool::size_class); CUDA builds only.
+Napi::Value workspace_size_class(const Napi::CallbackInfo& info) {
+  return js_guard(info.Env(), [&]() -> Napi::Value {
+    const int64_t bytes = get_integer(arg(info, 0), "bytes", 1, int64_t(1) << 52);
+#if PRISM_WITH_CUDA
+    return Napi::Number::New(
+        info.Env(), static_cast<double>(WorkspacePool::size_class(static_cast<size_t>(bytes))));
+#else
+    (void)bytes;
+    no_cuda();
+#endif
+  });
+}
+
 // foreignExternal(): an External this addon's tensors did not make (what
 // another addon could hand over), for tests that such a value is refused.
 Napi::Value foreign_external(const Napi::CallbackInfo& info) {
@@ -205,6 +221,7 @@ Napi::Object testing_exports(Napi::Env env) {
   t.Set("primaryContextActive",
         Napi::Function::New<primary_context_active>(env, "primaryContextActive"));
   t.Set("foreignExternal", Napi::Function::New<foreign_external>(env, "foreignExternal"));
+  t.Set("workspaceSizeClass", Napi::Function::New<workspace_size_class>(env, "workspaceSizeClass"));
   return t;
 }
 

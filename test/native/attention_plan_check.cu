@@ -151,6 +151,14 @@ static void check_scheduling() {
   EXPECT(p.items == 132 && !p.persistent);  // items == SMs: not more
   p = plan_attention(request(128, 128, 128 * 133, 128 * 133, true, 1, 1, 1), hopper(), dflt);
   EXPECT(p.items == 133 && p.persistent && p.grid == 132);
+  // Items so many that the work counter (an int every CTA takes once past the
+  // last item) would wrap: one CTA per item instead. 257 * 8355967 = 2^31 - 129.
+  p = plan_attention(request(128, 128, 8355967 * 128, 8355967 * 128, true, 1, 257, 1), hopper(),
+                     dflt);
+  EXPECT(p.items == 257LL * 8355967 && !p.persistent && p.grid == p.items);
+  p = plan_attention(request(128, 128, 8355967 * 128, 8355967 * 128, true, 1, 257, 1), hopper(),
+                     tuned([](AttentionTuning& t) { t.max_ctas = 100; }));
+  EXPECT(p.persistent && p.grid == 100);  // 2^31 - 129 + 100 fits
   // No workspace: never persistent.
   PlanRequest r = request(128, 128, 32768, 32768, true, 1, 32, 8);
   r.has_workspace = false;

@@ -269,10 +269,10 @@ AttentionPlan plan_attention(const PlanRequest& c, const DeviceFacts& dev,
   // at 32K-128K, where items are long and gain nothing from the overlap).
   const bool by_default = c.sparse && plan.items > dev.sms;
   const bool wanted = tuning.persistent == 1 || (tuning.persistent == -1 && by_default);
-  plan.persistent = wanted && c.has_workspace && dev.sms > 0;
+  const int64_t ctas = tuning.max_ctas > 0 && tuning.max_ctas < dev.sms ? tuning.max_ctas : dev.sms;
+  // The work counter is an int that each CTA takes once past the last item.
+  plan.persistent = wanted && c.has_workspace && dev.sms > 0 && plan.items <= 0x7fffffff - ctas;
   if (plan.persistent) {
-    const int64_t ctas =
-        tuning.max_ctas > 0 && tuning.max_ctas < dev.sms ? tuning.max_ctas : dev.sms;
     plan.grid = plan.items < ctas ? plan.items : ctas;
   } else {
     plan.grid = plan.items;
