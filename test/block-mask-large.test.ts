@@ -2,9 +2,15 @@
 // than a JavaScript array holds: 2^27 + 8192 indices (a 1M-token selection has
 // about 2 * 10^8); gathering them into one JS array aborted the whole process
 // (a fatal V8 error, not an exception). And toHost() of a mask whose dense
-// form exceeds one typed array.
+// form exceeds one typed array. And massRecall on the GPU over 65536 key
+// blocks, whose selection flags exceed the default 48 KB of shared memory.
 
 import { blockMask } from '../lib/block-mask';
+import { toBFloat16 } from '../lib/dtype';
+import { massRecall } from '../lib/ops';
+import { tensor } from '../lib/tensor';
+import { values } from './helpers/data';
+import { describeGpu } from './helpers/gpu';
 
 describe('blockMask with more indices than a JS array holds', () => {
   test('every row full at 16384 blocks of 16 tokens: all indices kept, in order', async () => {
@@ -56,6 +62,44 @@ describe('blockMask with more indices than a JS array holds', () => {
       expect(m.density()).toBe(0);
     } finally {
       m.dispose();
+    }
+  });
+});
+
+describeGpu('massRecall over more key blocks than 48 KB of shared memory flags', () => {
+  test('65536 key blocks (1M tokens at block 16): the GPU equals the CPU backend', async () => {
+    const [nq, nk, d, block] = [64, 1 << 20, 64, 16];
+    const nqb = nq / block;
+    const nkb = nk / block;
+    const off = nkb - nqb;
+    // Each query block: the sink, a scattered few, a window before its diagonal, the diagonal.
+    const lists = Array.from({ length: nqb }, (_, i) => {
+      const set = new Set<number>([0, i + off]);
+      for (let x = 1; x <= 40; x++) set.add((x * 1637 * (i + 3)) % (i + off));
+      for (let w = 1; w <= 8; w++) set.add(i + off - w);
+      return [...set].sort((a, b) => a - b);
+    });
+    const qRaw = toBFloat16(values(nq * d, 31));
+    const kRaw = toBFloat16(values(nk * d, 32));
+    const rows = [[0, 0, 0], [0, 0, 17], [0, 0, 40], [0, 0, 63]] as const;
+    const recall = async (device: 'cpu' | 'cuda:0') => {
+      const q = await tensor(qRaw, { shape: [1, 1, nq, d], dtype: 'bfloat16', device });
+      const k = await tensor(kRaw, { shape: [1, 1, nk, d], dtype: 'bfloat16', device });
+      const mask = await blockMask(lists, { batch: 1, heads: 1, queryLength: nq, keyLength: nk, block, device });
+      try {
+        return await massRecall(q, k, mask, rows);
+      } finally {
+        for (const t of [q, k]) t.dispose();
+        mask.dispose();
+      }
+    };
+    const gpuRecall = await recall('cuda:0');
+    const cpuRecall = await recall('cpu');
+    for (let r = 0; r < rows.length; r++) {
+      expect(gpuRecall[r]).toBeGreaterThan(0);
+      expect(gpuRecall[r]).toBeLessThanOrEqual(1 + 1e-6);
+      // float32 sums over 1M keys in different orders
+      expect(Math.abs(gpuRecall[r] - cpuRecall[r])).toBeLessThan(1e-4);
     }
   });
 });

@@ -1,6 +1,7 @@
 // Quality metrics on the GPU: attention-mass recall of a block list for
 // sampled query rows, and the two squared norms of a relative error.
 #include <cuda_runtime.h>
+#include <algorithm>
 #include <climits>
 #include <cmath>
 #include <cstdint>
@@ -250,15 +251,26 @@ cudaError_t mass_recall(const QkvView& q, const QkvView& k, const BlockList& lis
   a.recall = recall;
   a.scale = p.softmax_scale != 0.f ? p.softmax_scale : (float)(1.0 / std::sqrt((double)q.d));
   const int vec = view_vec(k);
+  // The query row and one selection flag per key block: past 48 KB (more than
+  // ~48K key blocks: 1M tokens at block 16) the kernel opts in to the
+  // device's larger shared memory.
   const size_t smem = sizeof(float) * (size_t)a.d + (size_t)a.nk;
-  require_arg(smem <= 48u * 1024u, where, "too many key blocks");
+  int device = 0, optin = 0;
+  PRISM_CUDA_TRY(cudaGetDevice(&device));
+  PRISM_CUDA_TRY(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+  require_arg(smem <= (size_t)std::max(optin, 48 * 1024), where,
+              "too many key blocks for this device's shared memory");
+  cudaError_t e = cudaSuccess;
   dispatch_float_dtype(q.dtype, [&](auto tag) {
     using Tag = decltype(tag);
     dispatch_vec(vec, [&](auto v) {
-      recall_kernel<Tag, decltype(v)::value>
-          <<<(unsigned)num_rows, kRecallThreads, smem, stream>>>(a);
+      auto kernel = recall_kernel<Tag, decltype(v)::value>;
+      if (smem > 48u * 1024u)
+        e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+      if (e == cudaSuccess) kernel<<<(unsigned)num_rows, kRecallThreads, smem, stream>>>(a);
     });
   });
+  PRISM_CUDA_TRY(e);
   return cudaGetLastError();
 }
 
