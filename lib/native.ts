@@ -264,6 +264,8 @@ export interface NativeTesting {
   foreignExternal(): unknown;
   /** The workspace buffer size a request of `bytes` is given (CUDA builds only). */
   workspaceSizeClass(bytes: number): number;
+  /** Indices of the idle workspace buffers (their sizes) freed before a new one of `want` bytes is made (CUDA builds only). */
+  workspaceEvictions(idleSizes: number[], want: number): number[];
 }
 
 /** The directory holding this package's package.json (works from lib/ and dist/lib/). */

@@ -3,7 +3,9 @@
 // create CUDA contexts on devices the process never uses (info()). And what
 // the addon must refuse from JS: an External that none of its tensors made.
 // The waits are shown behind a host wait of DELAY_MS on a caller's stream:
-// a call that waited for it would hold the event loop that long.
+// a call that waited for it would hold the event loop that long. (The page
+// table case guards the pinned staging: on an H200 the pageable copy it
+// replaced did not wait either, at 64 KiB or 1 MiB, though CUDA allows it to.)
 import { spawnSync } from 'child_process';
 import * as path from 'path';
 import * as prism from '../lib/index';

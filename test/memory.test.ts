@@ -78,6 +78,35 @@ const cudaCompiled = (() => {
     }
   });
 
+  test('growing requests: idle buffers smaller than a new one are freed while they add up to more than it', () => {
+    const evict = (idle: number[], want: number) => native().testing.workspaceEvictions(idle, want);
+    // A chunked prefill's workspace growing a sixteenth at a time: the steps before are freed, smallest first.
+    expect(evict([18 * GiB, 17 * GiB], 19 * GiB)).toEqual([1]);
+    expect(evict([17, 18, 19].map((x) => x * GiB), 20 * GiB)).toEqual([0, 1]);
+    // Nothing to free: smaller ones that fit under the new one, larger ones (never evicted), none at all.
+    expect(evict([1 * GiB, 2 * GiB], 4 * GiB)).toEqual([]);
+    expect(evict([64 * GiB, 32 * GiB], 20 * GiB)).toEqual([]);
+    expect(evict([], 20 * GiB)).toEqual([]);
+    // Random pools: what stays below `want` adds up to at most `want`, only smaller buffers go, smallest first.
+    let x = 12345;
+    const rand = (n: number) => {
+      x = (Math.imul(x, 1664525) + 1013904223) >>> 0;
+      return x % n;
+    };
+    for (let trial = 0; trial < 500; trial++) {
+      const idle = Array.from({ length: rand(12) }, () => (1 + rand(64)) * 2 ** 26);
+      const want = (1 + rand(64)) * 2 ** 26;
+      const out = evict(idle, want);
+      expect(new Set(out).size).toBe(out.length);
+      for (const i of out) expect(idle[i]).toBeLessThan(want);
+      const kept = idle.filter((s, i) => s < want && !out.includes(i));
+      expect(kept.reduce((a, b) => a + b, 0)).toBeLessThanOrEqual(want);
+      if (out.length > 0) expect(Math.max(...out.map((i) => idle[i]))).toBeLessThanOrEqual(Math.min(...kept, Infinity));
+      // Minimal: keeping the last one evicted would break the bound.
+      if (out.length > 0) expect(kept.reduce((a, b) => a + b, 0) + idle[out[out.length - 1]]).toBeGreaterThan(want);
+    }
+  });
+
   test('bytes is checked', () => {
     expect(() => sizeClass(0)).toThrow(/^bytes must be in \[1, /);
     expect(() => sizeClass(1.5)).toThrow(/^bytes must be an integer/);

@@ -21,8 +21,10 @@ namespace {
 std::mutex g_event_mutex;
 std::map<std::pair<int, unsigned>, std::vector<cudaEvent_t>> g_free_events;
 // Kept per list; more are destroyed (a timed run of many iterations takes two
-// events an iteration, and the list should not keep them all for good).
-constexpr size_t kMaxFreeEvents = 64;
+// events an iteration, and the list should not keep them all for good). Far
+// above what one call holds (a ragged batch of n sequences: 2n + 1), so that
+// steady calls never create events.
+constexpr size_t kMaxFreeEvents = 4096;
 }  // namespace
 
 CudaEvent::CudaEvent(unsigned flags) : flags_(flags) {

@@ -1,5 +1,7 @@
 #include "binding/memory.h"
 
+#include <algorithm>
+#include <cstddef>
 #include <limits>
 
 #include <array>
@@ -71,6 +73,25 @@ size_t WorkspacePool::size_class(size_t bytes) {
   return (bytes + step - 1) / step * step;
 }
 
+std::vector<size_t> WorkspacePool::evictions_before(const std::vector<size_t>& idle, size_t want) {
+  std::vector<size_t> smaller;
+  size_t total = 0;
+  for (size_t i = 0; i < idle.size(); ++i)
+    if (idle[i] < want) {
+      smaller.push_back(i);
+      total += idle[i];
+    }
+  std::stable_sort(smaller.begin(), smaller.end(),
+                   [&idle](size_t a, size_t b) { return idle[a] < idle[b]; });
+  std::vector<size_t> out;
+  for (size_t i : smaller) {
+    if (total <= want) break;
+    out.push_back(i);
+    total -= idle[i];
+  }
+  return out;
+}
+
 WorkspaceLease WorkspacePool::acquire(size_t bytes, cudaStream_t stream) {
   WorkspaceLease lease;
   if (bytes == 0) return lease;
@@ -97,6 +118,20 @@ WorkspaceLease WorkspacePool::acquire(size_t bytes, cudaStream_t stream) {
       check_cuda(e, "cudaStreamWaitEvent (workspace)");
     }
   } else if (b.data == nullptr) {
+    std::vector<Block> evicted;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      std::vector<size_t> sizes;
+      for (const Block& x : idle_) sizes.push_back(x.bytes);
+      std::vector<size_t> out = evictions_before(sizes, want);
+      std::sort(out.rbegin(), out.rend());  // erase from the back
+      for (size_t i : out) {
+        evicted.push_back(idle_[i]);
+        cached_ -= idle_[i].bytes;
+        idle_.erase(idle_.begin() + static_cast<std::ptrdiff_t>(i));
+      }
+    }
+    free_blocks(evicted, stream);
     b = allocate(want, stream);
   }
   lease.pool_ = this;
@@ -151,6 +186,10 @@ size_t WorkspacePool::release_idle(cudaStream_t stream) {
     blocks.swap(idle_);
     for (const Block& b : blocks) cached_ -= b.bytes;
   }
+  return free_blocks(blocks, stream);
+}
+
+size_t WorkspacePool::free_blocks(const std::vector<Block>& blocks, cudaStream_t stream) {
   size_t freed = 0;
   cudaError_t first = cudaSuccess;
   for (const Block& b : blocks) {

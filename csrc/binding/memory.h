@@ -56,8 +56,9 @@ class WorkspaceLease {
 
 // Workspace buffers of one device, kept for reuse so that a steady stream of
 // ops allocates nothing. A request takes the smallest idle buffer that is big
-// enough, else a new one (sizes rounded up to powers of two, so the buffers
-// cached for smaller sizes never add up to more than the largest). Each buffer
+// enough, else a new one (size_class), first freeing idle buffers smaller than
+// the new one while they add up to more than it (evictions_before), so that
+// requests that grow step by step do not keep every step's buffer. Each buffer
 // carries an event recorded where it was last used; the next user's stream
 // waits on it, which makes reuse safe across streams without host waits. A
 // buffer whose last use is known to have completed skips both.
@@ -79,6 +80,10 @@ class WorkspacePool {
   // The buffer size a request of `bytes` is given: powers of two up to 1 GiB,
   // then sixteenths of one (reused by best fit either way).
   static size_t size_class(size_t bytes);
+  // Which idle buffers (indices into `idle`, their sizes) to free before a new
+  // buffer of `want` bytes is made: of those smaller than `want`, the smallest
+  // ones, until the rest add up to at most `want`.
+  static std::vector<size_t> evictions_before(const std::vector<size_t>& idle, size_t want);
 
  private:
   friend class WorkspaceLease;
@@ -89,6 +94,8 @@ class WorkspacePool {
     bool pending;  // `ready` marks a last use that may still be running
   };
   Block allocate(size_t bytes, cudaStream_t stream);
+  // Frees `blocks` in order on `stream` after their last uses; returns the bytes freed.
+  size_t free_blocks(const std::vector<Block>& blocks, cudaStream_t stream);
   // b.pending: its users may still run on `stream` (an event is recorded);
   // false when they are known to have completed.
   void give_back(Block b, cudaStream_t stream) noexcept;

@@ -68,6 +68,17 @@ std::shared_ptr<Storage> Storage::allocate(int device, size_t bytes) {
   use_device(device);
   void* p = nullptr;
   cudaError_t e = counted_malloc_async(device, &p, bytes, ctx.stream());
+  if (e == cudaErrorMemoryAllocation) {
+    // Out of memory: idle workspace buffers go back first (in order on the
+    // device's stream), as a workspace request does, and the allocation is tried once more.
+    cudaGetLastError();
+    size_t freed = 0;
+    try {
+      freed = workspace_pool(device).release_idle(ctx.stream());
+    } catch (...) {
+    }
+    if (freed > 0) e = counted_malloc_async(device, &p, bytes, ctx.stream());
+  }
   if (e == cudaSuccess) {
     e = cudaMemsetAsync(p, 0, bytes, ctx.stream());
     if (e != cudaSuccess) cudaFreeAsync(p, ctx.stream());

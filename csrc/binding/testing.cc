@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <string>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -203,6 +204,32 @@ Napi::Value workspace_size_class(const Napi::CallbackInfo& info) {
   });
 }
 
+// workspaceEvictions(idleSizes, want): the indices of the idle workspace
+// buffers (by size) freed before a new buffer of `want` bytes is made
+// (WorkspacePool::evictions_before); CUDA builds only.
+Napi::Value workspace_evictions(const Napi::CallbackInfo& info) {
+  return js_guard(info.Env(), [&]() -> Napi::Value {
+    Napi::Value list = arg(info, 0);
+    if (!list.IsArray()) throw_type("idleSizes must be an array of byte counts");
+    Napi::Array a = list.As<Napi::Array>();
+    std::vector<size_t> idle;
+    for (uint32_t i = 0; i < a.Length(); ++i)
+      idle.push_back(static_cast<size_t>(
+          get_integer(a.Get(i), "idleSizes[" + std::to_string(i) + "]", 1, int64_t(1) << 52)));
+    const int64_t want = get_integer(arg(info, 1), "want", 1, int64_t(1) << 52);
+#if PRISM_WITH_CUDA
+    std::vector<size_t> out = WorkspacePool::evictions_before(idle, static_cast<size_t>(want));
+    Napi::Array r = Napi::Array::New(info.Env(), out.size());
+    for (size_t i = 0; i < out.size(); ++i)
+      r.Set(static_cast<uint32_t>(i), Napi::Number::New(info.Env(), static_cast<double>(out[i])));
+    return r;
+#else
+    (void)want;
+    no_cuda();
+#endif
+  });
+}
+
 // foreignExternal(): an External this addon's tensors did not make (what
 // another addon could hand over), for tests that such a value is refused.
 Napi::Value foreign_external(const Napi::CallbackInfo& info) {
@@ -222,6 +249,7 @@ Napi::Object testing_exports(Napi::Env env) {
         Napi::Function::New<primary_context_active>(env, "primaryContextActive"));
   t.Set("foreignExternal", Napi::Function::New<foreign_external>(env, "foreignExternal"));
   t.Set("workspaceSizeClass", Napi::Function::New<workspace_size_class>(env, "workspaceSizeClass"));
+  t.Set("workspaceEvictions", Napi::Function::New<workspace_evictions>(env, "workspaceEvictions"));
   return t;
 }
 

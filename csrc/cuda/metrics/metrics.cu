@@ -251,26 +251,34 @@ cudaError_t mass_recall(const QkvView& q, const QkvView& k, const BlockList& lis
   a.recall = recall;
   a.scale = p.softmax_scale != 0.f ? p.softmax_scale : (float)(1.0 / std::sqrt((double)q.d));
   const int vec = view_vec(k);
-  // The query row and one selection flag per key block: past 48 KB (more than
-  // ~48K key blocks: 1M tokens at block 16) the kernel opts in to the
-  // device's larger shared memory.
+  // The query row and one selection flag per key block: past the default 48
+  // KB (about 48K key blocks: 1M tokens at block 16) the kernel opts in to
+  // the device's larger shared memory. The limit is set to the most the
+  // device allows, the same value for every call, so that concurrent calls
+  // never lower it under one another.
   const size_t smem = sizeof(float) * (size_t)a.d + (size_t)a.nk;
   int device = 0, optin = 0;
   PRISM_CUDA_TRY(cudaGetDevice(&device));
   PRISM_CUDA_TRY(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
-  require_arg(smem <= (size_t)std::max(optin, 48 * 1024), where,
-              "too many key blocks for this device's shared memory");
   cudaError_t e = cudaSuccess;
+  bool fits = true;
   dispatch_float_dtype(q.dtype, [&](auto tag) {
     using Tag = decltype(tag);
     dispatch_vec(vec, [&](auto v) {
       auto kernel = recall_kernel<Tag, decltype(v)::value>;
-      if (smem > 48u * 1024u)
-        e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+      cudaFuncAttributes fa{};
+      e = cudaFuncGetAttributes(&fa, kernel);
+      if (e != cudaSuccess) return;
+      const size_t room = (size_t)std::max(optin, 48 * 1024) - fa.sharedSizeBytes;
+      fits = smem <= room;
+      if (!fits) return;
+      if (smem + fa.sharedSizeBytes > 48u * 1024u)
+        e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)room);
       if (e == cudaSuccess) kernel<<<(unsigned)num_rows, kRecallThreads, smem, stream>>>(a);
     });
   });
   PRISM_CUDA_TRY(e);
+  require_arg(fits, where, "too many key blocks for this device's shared memory");
   return cudaGetLastError();
 }
 

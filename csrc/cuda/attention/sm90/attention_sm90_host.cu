@@ -47,11 +47,15 @@ bool device_supported(int device) {
       ok = listed == 1;
     } else {
       // A build that did not record its list (native harnesses): ask the
-      // kernel, on a device that is current anyway.
+      // kernel, on a device that is current anyway; another device is
+      // answered (uncached) once it is the current one.
       int cur = -1;
+      if (cudaGetDevice(&cur) != cudaSuccess || cur != device) {
+        cudaGetLastError();
+        return false;
+      }
       bool img = false;
-      ok = cudaGetDevice(&cur) == cudaSuccess && cur == device &&
-           kernel_image_ok<__nv_bfloat16, 128, SingleTileScheduler>(&img) == cudaSuccess && img;
+      ok = kernel_image_ok<__nv_bfloat16, 128, SingleTileScheduler>(&img) == cudaSuccess && img;
     }
   }
   cudaGetLastError();  // leave no error state behind
