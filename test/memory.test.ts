@@ -84,7 +84,10 @@ const cudaCompiled = (() => {
     expect(evict([18 * GiB, 17 * GiB], 19 * GiB)).toEqual([1]);
     expect(evict([17, 18, 19].map((x) => x * GiB), 20 * GiB)).toEqual([0, 1]);
     // Nothing to free: smaller ones that fit under the new one, larger ones (never evicted), none at all.
-    expect(evict([1 * GiB, 2 * GiB], 4 * GiB)).toEqual([]);
+    expect(evict([1.5 * GiB, 2 * GiB], 4 * GiB)).toEqual([]);
+    // Up to 1 GiB (powers of two) nothing is freed.
+    expect(evict([2 ** 28, 2 ** 28, 2 ** 28, 2 ** 28, 2 ** 28], 2 ** 29)).toEqual([]);
+    expect(evict([1 * GiB, 1 * GiB, 1 * GiB], 1.125 * GiB)).toEqual([]);
     expect(evict([64 * GiB, 32 * GiB], 20 * GiB)).toEqual([]);
     expect(evict([], 20 * GiB)).toEqual([]);
     // Random pools: what stays below `want` adds up to at most `want`, only smaller buffers go, smallest first.
@@ -94,8 +97,8 @@ const cudaCompiled = (() => {
       return x % n;
     };
     for (let trial = 0; trial < 500; trial++) {
-      const idle = Array.from({ length: rand(12) }, () => (1 + rand(64)) * 2 ** 26);
-      const want = (1 + rand(64)) * 2 ** 26;
+      const idle = Array.from({ length: rand(12) }, () => GiB + (1 + rand(64)) * 2 ** 27);
+      const want = GiB + (1 + rand(64)) * 2 ** 27;
       const out = evict(idle, want);
       expect(new Set(out).size).toBe(out.length);
       for (const i of out) expect(idle[i]).toBeLessThan(want);

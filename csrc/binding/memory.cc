@@ -74,10 +74,13 @@ size_t WorkspacePool::size_class(size_t bytes) {
 }
 
 std::vector<size_t> WorkspacePool::evictions_before(const std::vector<size_t>& idle, size_t want) {
+  // Only the sixteenth-size classes past 1 GiB: below, powers of two of
+  // distinct sizes never add up to the next one.
   std::vector<size_t> smaller;
   size_t total = 0;
+  if (want <= kPowerOfTwoClasses) return {};
   for (size_t i = 0; i < idle.size(); ++i)
-    if (idle[i] < want) {
+    if (idle[i] > kPowerOfTwoClasses && idle[i] < want) {
       smaller.push_back(i);
       total += idle[i];
     }

@@ -56,9 +56,10 @@ class WorkspaceLease {
 
 // Workspace buffers of one device, kept for reuse so that a steady stream of
 // ops allocates nothing. A request takes the smallest idle buffer that is big
-// enough, else a new one (size_class), first freeing idle buffers smaller than
-// the new one while they add up to more than it (evictions_before), so that
-// requests that grow step by step do not keep every step's buffer. Each buffer
+// enough, else a new one (size_class), first freeing idle buffers past 1 GiB
+// smaller than the new one while they add up to more than it
+// (evictions_before), so that requests that grow step by step do not keep
+// every step's buffer. Each buffer
 // carries an event recorded where it was last used; the next user's stream
 // waits on it, which makes reuse safe across streams without host waits. A
 // buffer whose last use is known to have completed skips both.
@@ -81,8 +82,8 @@ class WorkspacePool {
   // then sixteenths of one (reused by best fit either way).
   static size_t size_class(size_t bytes);
   // Which idle buffers (indices into `idle`, their sizes) to free before a new
-  // buffer of `want` bytes is made: of those smaller than `want`, the smallest
-  // ones, until the rest add up to at most `want`.
+  // buffer of `want` bytes is made: of those past 1 GiB and smaller than
+  // `want`, the smallest ones, until the rest add up to at most `want`.
   static std::vector<size_t> evictions_before(const std::vector<size_t>& idle, size_t want);
 
  private:
