@@ -26,11 +26,14 @@ MemoryCounters& memory_counters(int device) {
 
 #if PRISM_WITH_CUDA
 
+namespace {
+// cudaMallocAsync on `stream`; a success is counted in memory_counters(device).
 cudaError_t counted_malloc_async(int device, void** p, size_t bytes, cudaStream_t stream) {
   cudaError_t e = cudaMallocAsync(p, bytes, stream);
   if (e == cudaSuccess) memory_counters(device).allocations.fetch_add(1, std::memory_order_relaxed);
   return e;
 }
+}  // namespace
 
 WorkspaceLease& WorkspaceLease::operator=(WorkspaceLease&& o) noexcept {
   if (this != &o) {
@@ -76,9 +79,9 @@ size_t WorkspacePool::size_class(size_t bytes) {
 std::vector<size_t> WorkspacePool::evictions_before(const std::vector<size_t>& idle, size_t want) {
   // Only the sixteenth-size classes past 1 GiB: below, powers of two of
   // distinct sizes never add up to the next one.
+  if (want <= kPowerOfTwoClasses) return {};
   std::vector<size_t> smaller;
   size_t total = 0;
-  if (want <= kPowerOfTwoClasses) return {};
   for (size_t i = 0; i < idle.size(); ++i)
     if (idle[i] > kPowerOfTwoClasses && idle[i] < want) {
       smaller.push_back(i);
@@ -149,17 +152,7 @@ WorkspacePool::Block WorkspacePool::allocate(size_t bytes, cudaStream_t stream) 
   Block b{nullptr, bytes, nullptr, false};  // in this stream's order: nothing to wait for
   check_cuda(cudaEventCreateWithFlags(&b.ready, cudaEventDisableTiming),
              "cudaEventCreateWithFlags (workspace)");
-  cudaError_t e = counted_malloc_async(device_, &b.data, bytes, stream);
-  if (e == cudaErrorMemoryAllocation) {
-    // Out of memory: give the idle buffers back (in order on this stream) and retry once.
-    cudaGetLastError();
-    bool freed = false;
-    try {
-      freed = release_idle(stream) > 0;
-    } catch (...) {
-    }
-    if (freed) e = counted_malloc_async(device_, &b.data, bytes, stream);
-  }
+  cudaError_t e = malloc_async(&b.data, bytes, stream);
   if (e != cudaSuccess) {
     cudaEventDestroy(b.ready);
     check_cuda(e, "cudaMallocAsync (workspace)");
@@ -168,6 +161,19 @@ WorkspacePool::Block WorkspacePool::allocate(size_t bytes, cudaStream_t stream) 
   cached_ += bytes;
   lent_ += bytes;
   return b;
+}
+
+cudaError_t WorkspacePool::malloc_async(void** p, size_t bytes, cudaStream_t stream) {
+  cudaError_t e = counted_malloc_async(device_, p, bytes, stream);
+  if (e != cudaErrorMemoryAllocation) return e;
+  // Out of memory: give the idle buffers back (in order on this stream) and retry once.
+  cudaGetLastError();
+  size_t freed = 0;
+  try {
+    freed = release_idle(stream);
+  } catch (...) {
+  }
+  return freed > 0 ? counted_malloc_async(device_, p, bytes, stream) : e;
 }
 
 void WorkspacePool::give_back(Block b, cudaStream_t stream) noexcept {

@@ -22,9 +22,6 @@ struct MemoryCounters {
 MemoryCounters& memory_counters(int device);
 
 #if PRISM_WITH_CUDA
-// cudaMallocAsync on `stream`; a success is counted in memory_counters(device).
-cudaError_t counted_malloc_async(int device, void** p, size_t bytes, cudaStream_t stream);
-
 class WorkspacePool;
 
 // A buffer lent by a WorkspacePool; goes back to the pool when destroyed.
@@ -74,6 +71,10 @@ class WorkspacePool {
   WorkspaceLease acquire(size_t bytes, cudaStream_t stream);
   // Frees the idle buffers in order on `stream`; returns the bytes freed.
   size_t release_idle(cudaStream_t stream);
+  // cudaMallocAsync on `stream` (counted in memory_counters); out of memory, the idle
+  // buffers go back first (release_idle) and the allocation is tried once more.
+  // Workspace buffers and tensors both allocate through it.
+  cudaError_t malloc_async(void** p, size_t bytes, cudaStream_t stream);
 
   size_t cached_bytes() const;  // idle + lent
   size_t lent_bytes() const;

@@ -24,15 +24,14 @@ size_t round_up(size_t n, size_t to) { return (n + to - 1) / to * to; }
 }  // namespace
 
 // Hands fresh memory to a Storage; if the Storage itself cannot be allocated,
-// gives the memory back with `give_back` before rethrowing. (Past `new`, the
-// shared_ptr deletes the Storage on failure, and its destructor frees.)
-template <class GiveBack>
-std::shared_ptr<Storage> Storage::own(int device, void* p, size_t bytes, GiveBack give_back) {
+// frees the memory before rethrowing. (Past `new`, the shared_ptr deletes the
+// Storage on failure, and its destructor frees.)
+std::shared_ptr<Storage> Storage::own(int device, void* p, size_t bytes) {
   Storage* s = nullptr;
   try {
     s = new Storage(device, p, bytes, true);
   } catch (...) {
-    give_back(p);
+    free_memory(device, p, bytes);
     throw;
   }
   return std::shared_ptr<Storage>(s);
@@ -51,12 +50,7 @@ std::shared_ptr<Storage> Storage::allocate(int device, size_t bytes) {
       std::memset(p, 0, bytes);
     }
     memory_counters(device).allocations.fetch_add(1, std::memory_order_relaxed);
-    return own(device, p, bytes, [bytes](void* q) {
-      if (bytes >= kMapBytes)
-        munmap(q, bytes);
-      else
-        std::free(q);
-    });
+    return own(device, p, bytes);
   }
 #if PRISM_WITH_CUDA
   // Stream-ordered allocation on the device stream: ops run on that stream or
@@ -67,32 +61,15 @@ std::shared_ptr<Storage> Storage::allocate(int device, size_t bytes) {
   check_cuda(cudaGetDevice(&previous), "cudaGetDevice");
   use_device(device);
   void* p = nullptr;
-  cudaError_t e = counted_malloc_async(device, &p, bytes, ctx.stream());
-  if (e == cudaErrorMemoryAllocation) {
-    // Out of memory: idle workspace buffers go back first (in order on the
-    // device's stream), as a workspace request does, and the allocation is tried once more.
-    cudaGetLastError();
-    size_t freed = 0;
-    try {
-      freed = workspace_pool(device).release_idle(ctx.stream());
-    } catch (...) {
-    }
-    if (freed > 0) e = counted_malloc_async(device, &p, bytes, ctx.stream());
-  }
+  // Out of memory, idle workspace buffers go back first (malloc_async).
+  cudaError_t e = workspace_pool(device).malloc_async(&p, bytes, ctx.stream());
   if (e == cudaSuccess) {
     e = cudaMemsetAsync(p, 0, bytes, ctx.stream());
     if (e != cudaSuccess) cudaFreeAsync(p, ctx.stream());
   }
   cudaSetDevice(previous);
   check_cuda(e, e == cudaErrorMemoryAllocation ? "cudaMallocAsync" : "tensor allocation");
-  return own(device, p, bytes, [device, &ctx](void* q) {
-    int cur = 0;
-    cudaGetDevice(&cur);
-    cudaSetDevice(device);
-    cudaFreeAsync(q, ctx.stream());
-    cudaSetDevice(cur);
-    cudaGetLastError();
-  });
+  return own(device, p, bytes);
 #else
   require_device(device);  // throws: no CUDA in this build
   return nullptr;
@@ -117,22 +94,26 @@ Storage::~Storage() {
   MemoryCounters& c = memory_counters(device_);
   c.tensor_bytes.fetch_sub(static_cast<int64_t>(bytes_), std::memory_order_relaxed);
   c.tensor_count.fetch_sub(1, std::memory_order_relaxed);
-  if (device_ == kCpuDevice) {
-    if (bytes_ >= kMapBytes)
-      munmap(data_, bytes_);
+  free_memory(device_, data_, bytes_);
+}
+
+void Storage::free_memory(int device, void* data, size_t bytes) noexcept {
+  if (device == kCpuDevice) {
+    if (bytes >= kMapBytes)
+      munmap(data, bytes);
     else
-      std::free(data_);
+      std::free(data);
     return;
   }
 #if PRISM_WITH_CUDA
   // Ordered after all work already on the stream; never blocks the caller.
-  // A destructor cannot throw: failures are reported on stderr.
+  // Nothing here may throw (a destructor calls it): failures are reported on stderr.
   try {
-    cudaStream_t stream = device_context(device_).stream();
+    cudaStream_t stream = device_context(device).stream();
     int previous = 0;
     cudaGetDevice(&previous);
-    cudaSetDevice(device_);
-    cudaError_t e = cudaFreeAsync(data_, stream);
+    cudaSetDevice(device);
+    cudaError_t e = cudaFreeAsync(data, stream);
     cudaSetDevice(previous);
     if (e != cudaSuccess)
       std::fprintf(stderr, "prism-attention: %s\n", cuda_error_text(e, "cudaFreeAsync").c_str());

@@ -27,10 +27,10 @@ class Storage {
  private:
   // Owning storages are counted in memory_counters(device).
   Storage(int device, void* data, size_t bytes, bool owning);
-  // An owning Storage of fresh memory, given back through give_back(data) if
-  // the Storage cannot be made.
-  template <class GiveBack>
-  static std::shared_ptr<Storage> own(int device, void* data, size_t bytes, GiveBack give_back);
+  // An owning Storage of fresh memory (freed if the Storage cannot be made).
+  static std::shared_ptr<Storage> own(int device, void* data, size_t bytes);
+  // Gives back owned memory: the host's at once, a device's in its stream order.
+  static void free_memory(int device, void* data, size_t bytes) noexcept;
   int device_;
   void* data_;
   size_t bytes_;
