@@ -84,6 +84,42 @@ function concurrencySuite(device: 'cpu' | 'cuda', dtype: 'float32' | 'bfloat16')
 describe('concurrency on the CPU', () => concurrencySuite('cpu', 'float32'));
 describeGpu('concurrency on the GPU', () => concurrencySuite('cuda', 'bfloat16'));
 
+describeGpu('concurrent estimations of different lengths on the GPU', () => {
+  // Block 32 and these lengths give 64, 256, 1024 and 2048 key blocks: the row
+  // selection kernel at three shared-memory sizes above 48 KB, then the tiled
+  // kernel on stored logits. The shared-memory limit a kernel launches under
+  // is the process's, not the call's: were it set per call, a call on another
+  // thread could lower it between one call's set and its launch, which then
+  // fails (cudaErrorInvalidValue).
+  test('48 calls in flight at once give the selections of a sequential run', async () => {
+    const lengths = [2048, 8192, 32768, 65536];
+    const [hq, hkv, d] = [4, 2, 128];
+    const sets = await Promise.all(
+      lengths.map(async (n, i) => {
+        const make = async (h: number, seed: number) =>
+          prism.tensor(prism.toBFloat16(values(h * n * d, seed)), { shape: [1, h, n, d], dtype: 'bfloat16', device: 'cuda' });
+        return { q: await make(hq, 10 * i + 1), k: await make(hkv, 10 * i + 2) };
+      }),
+    );
+    const select = async (i: number) => {
+      const m = await prism.estimate(sets[i].q, sets[i].k, { block: 32 });
+      const h = await m.toHost();
+      m.dispose();
+      const bytes = (a: Int32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+      return Buffer.concat([bytes(h.counts), bytes(h.indices)]);
+    };
+    const expected: Buffer[] = [];
+    for (let i = 0; i < lengths.length; i++) expected.push(await select(i));
+    const jobs = Array.from({ length: 48 }, (_, j) => j % lengths.length);
+    const got = await Promise.allSettled(jobs.map((i) => select(i)));
+    const failed = got.flatMap((r, j) => (r.status === 'rejected' ? [`call ${j}: ${String(r.reason)}`] : []));
+    expect(failed).toEqual([]);
+    const differing = got.filter((r, j) => r.status === 'fulfilled' && !r.value.equals(expected[jobs[j]])).length;
+    expect(differing).toBe(0);
+    for (const s of sets) for (const t of [s.q, s.k]) t.dispose();
+  });
+});
+
 describe('the event loop keeps turning', () => {
   test('during a long CPU attention', async () => {
     const [b, h, n, d] = [1, 4, 2048, 64];

@@ -5,6 +5,7 @@ import { describeGpu } from './helpers/gpu';
 import { runCase, validate, prepareCase, TOLERANCES, type ValidationCase } from '../lib/validate';
 import { relativeError, maxAbsError, bnhdToBhnd } from '../lib/validate';
 import { countNonFinite, mismatchedRows } from './helpers/compare';
+import { nativeError } from './helpers/data';
 import { tensor, empty } from '../lib/tensor';
 import { info, native, type NativeAttentionTuning } from '../lib/native';
 import { memoryStats } from '../lib/memory';
@@ -226,6 +227,14 @@ describeGpu('CUDA backend', () => {
     } finally {
       for (const t of [q, k, v]) t.dispose();
     }
+  });
+
+  test('the native constructor takes no host data for a GPU tensor (a copy there would wait on the JS thread)', () => {
+    const N = native();
+    expect(nativeError(() => new N.Tensor(0, 0, [4], 0, new Float32Array(4)))).toMatch(
+      /^TypeError: data for a GPU tensor is copied with upload\(\)/,
+    );
+    expect(() => new N.Tensor(-1, 0, [4], 0, new Float32Array(4))).not.toThrow();
   });
 
   test('validate() on cuda passes', async () => {

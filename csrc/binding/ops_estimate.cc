@@ -65,6 +65,8 @@ class EstimateWorker : public DeviceWorker {
 #if PRISM_WITH_CUDA
   void run_gpu() override {
     cudaStream_t stream = nullptr;
+    // Outlives enqueue_on's drain on an error: the copy into it may be pending.
+    PinnedValue total;
     enqueue_on(device_, stream_, stream, [&] {
       const size_t tri_bytes = align256(sizeof(int32_t) * static_cast<size_t>(geo_.tri));
       StreamBuffer scratch(tri_bytes + prism::cuda::scan_workspace_bytes(geo_.rows), stream);
@@ -79,7 +81,6 @@ class EstimateWorker : public DeviceWorker {
           "estimate", stream_);
       check_cuda(prism::cuda::scan_counts(o.counts, geo_.rows, row_ptr_, scan_ws, stream),
                  "estimate (count)");
-      PinnedValue total;
       check_cuda(cudaMemcpyAsync(total.get(), row_ptr_ + geo_.rows, sizeof(int64_t),
                                  cudaMemcpyDeviceToHost, stream),
                  "cudaMemcpyAsync (selection size)");

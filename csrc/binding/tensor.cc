@@ -108,6 +108,10 @@ void TensorWrap::init(const Napi::CallbackInfo& info) {
     storage_ = Storage::wrap(device_, reinterpret_cast<void*>(address), byte_length_);
     return;
   }
+  // A GPU tensor's data goes up through upload(), off the event loop: a copy
+  // here would wait for the device's stream on the calling thread.
+  if (extra.IsTypedArray() && device_ != kCpuDevice)
+    throw_type("data for a GPU tensor is copied with upload(), not given to the constructor");
   storage_ = Storage::allocate(device_, byte_length_);
   if (extra.IsTypedArray()) {
     Napi::TypedArray src = extra.As<Napi::TypedArray>();
