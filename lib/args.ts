@@ -3,6 +3,11 @@
 // these helpers never throw anything but the TypeError they mean, and that
 // error names the argument.
 
+const TYPED_ARRAY_NAMES = new Set([
+  'Int8Array', 'Uint8Array', 'Uint8ClampedArray', 'Int16Array', 'Uint16Array', 'Int32Array', 'Uint32Array',
+  'Float32Array', 'Float64Array', 'BigInt64Array', 'BigUint64Array',
+]);
+
 /** The kind of a value for messages: 'undefined', 'number', 'Float64Array', 'object with a null prototype', ... */
 export function typeName(x: unknown): string {
   if (x === null) return 'null';
@@ -16,6 +21,7 @@ export function typeName(x: unknown): string {
     if (proto === null) return 'object with a null prototype';
     const ctor = Object.getOwnPropertyDescriptor(proto, 'constructor')?.value as unknown;
     const name = typeof ctor === 'function' ? Object.getOwnPropertyDescriptor(ctor, 'name')?.value : undefined;
+    if (typeof name === 'string' && TYPED_ARRAY_NAMES.has(name)) return `a ${name} look-alike (a Proxy?), not a typed array`;
     return typeof name === 'string' && name !== '' ? name : 'object';
   } catch {
     return 'object'; // a Proxy whose traps throw

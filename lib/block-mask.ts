@@ -281,7 +281,11 @@ export async function blockMask(lists: BlockLists, opts: BlockMaskOptions): Prom
   const rows = batch * heads * nq;
   if (lists === null || typeof lists !== 'object') throw new TypeError(`lists must be an array of per-row lists or { rowPtr, indices }, got ${typeName(lists)}`);
   const csr = hasField(lists, 'rowPtr') && hasField(lists, 'indices');
-  const rp = csr ? (readField(lists, 'rowPtr', 'lists.rowPtr') as ArrayLike<number>) : null;
+  const rpGiven = csr ? readField(lists, 'rowPtr', 'lists.rowPtr') : null;
+  // Row pointers in int64 (the form a BlockMask keeps them in) are read as numbers: an
+  // entry past 2^53 becomes an unsafe integer, which the row loop rejects.
+  const rpName = typedArrayName(rpGiven);
+  const rp = (rpName === 'BigInt64Array' || rpName === 'BigUint64Array' ? Float64Array.from(rpGiven as BigInt64Array, Number) : rpGiven) as ArrayLike<number> | null;
   const ix = csr ? (readField(lists, 'indices', 'lists.indices') as ArrayLike<number>) : null;
   const count = csr ? rows + 1 : readField(lists, 'length', 'lists.length');
   if (csr && (rp === null || typeof rp !== 'object' || ix === null || typeof ix !== 'object')) {

@@ -223,7 +223,7 @@ export function isBlockMask(x: unknown): x is BlockMask {
 
 export function optionalBoolean(x: unknown, name: string): boolean {
   if (x === undefined) return false;
-  if (typeof x !== 'boolean') throw new TypeError(`${name} must be a boolean, got ${typeof x}`);
+  if (typeof x !== 'boolean') throw new TypeError(`${name} must be a boolean, got ${typeName(x)}`);
   return x;
 }
 
@@ -456,6 +456,9 @@ export async function prefill(q: Tensor, k: Tensor, v: Tensor, opts?: PrefillOpt
   }
 }
 
+/** massRecall samples rows: 2^24 of them (each an exact softmax row) is far past any use, and bounds the host arrays. */
+const MAX_ROW_VALUES = 3 * 2 ** 24;
+
 /** [[b, h, r], ...] or a flat [b, h, r, b, h, r, ...] list -> BigInt64Array, range-checked. */
 function flattenRows(rows: unknown, limits: readonly number[]): BigInt64Array {
   const what = 'rows must be a non-empty array of [batch, head, row] (or a flat list of such triples)';
@@ -466,34 +469,42 @@ function flattenRows(rows: unknown, limits: readonly number[]): BigInt64Array {
   }
   const at = (list: object, i: number, name: string): unknown => readField(list, String(i), name);
   const triples = isArray(at(rows, 0, 'rows[0]'));
-  const values: unknown[] = [];
+  // Read into one typed array, each value checked as it is read: a JS array
+  // of ~10^8 numbers (or a length no array holds) aborts the process.
+  const count = triples ? 3 * length : length;
+  if (count > MAX_ROW_VALUES) {
+    throw new RangeError(`rows: at most ${MAX_ROW_VALUES / 3} rows, got ${triples ? length : `${length} values`}`);
+  }
+  const values = new Float64Array(count);
+  const where = (i: number): string => (triples ? `rows[${Math.floor(i / 3)}]` : `rows[${i}]`);
+  const field = (i: number): string => ['batch', 'head', 'row'][i % 3];
+  const take = (x: unknown, i: number): void => {
+    if (typeof x !== 'number') throw new TypeError(`${where(i)}: ${field(i)} must be a number, got ${typeName(x)}`);
+    values[i] = x;
+  };
   for (let i = 0; i < length; i++) {
     const row = at(rows, i, `rows[${i}]`);
     if (!triples) {
-      values.push(row);
+      take(row, i);
       continue;
     }
     if (!isArray(row) || readField(row, 'length', `rows[${i}].length`) !== 3) {
       throw new TypeError(`rows[${i}] must be [batch, head, row], got ${typeName(row)}`);
     }
-    for (let j = 0; j < 3; j++) values.push(at(row, j, `rows[${i}][${j}]`));
+    for (let j = 0; j < 3; j++) take(at(row, j, `rows[${i}][${j}]`), 3 * i + j);
   }
-  const where = (i: number): string => (triples ? `rows[${Math.floor(i / 3)}]` : `rows[${i}]`);
-  const field = (i: number): string => ['batch', 'head', 'row'][i % 3];
-  values.forEach((x, i) => {
-    if (typeof x !== 'number') throw new TypeError(`${where(i)}: ${field(i)} must be a number, got ${typeName(x)}`);
-  });
-  if (values.length % 3 !== 0) {
-    throw new RangeError(`a flat rows list must hold (batch, head, row) triples, got ${values.length} values`);
+  if (count % 3 !== 0) {
+    throw new RangeError(`a flat rows list must hold (batch, head, row) triples, got ${count} values`);
   }
-  const flat = new BigInt64Array(values.length);
-  values.forEach((x, i) => {
+  const flat = new BigInt64Array(count);
+  for (let i = 0; i < count; i++) {
+    const x = values[i];
     const limit = limits[i % 3];
-    if (!Number.isInteger(x) || (x as number) < 0 || (x as number) >= limit) {
-      throw new RangeError(`${where(i)}: ${field(i)} must be an integer in [0, ${limit - 1}], got ${x as number}`);
+    if (!Number.isInteger(x) || x < 0 || x >= limit) {
+      throw new RangeError(`${where(i)}: ${field(i)} must be an integer in [0, ${limit - 1}], got ${x}`);
     }
-    flat[i] = BigInt(x as number);
-  });
+    flat[i] = BigInt(x);
+  }
   return flat;
 }
 

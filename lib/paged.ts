@@ -66,15 +66,20 @@ export interface SequenceTable {
 function intList(x: unknown, name: string): ArrayLike<number> {
   if (typedArrayName(x) === 'Int32Array') return x as Int32Array;
   if (!isArray(x)) throw new TypeError(`${name} must be an Int32Array or an array of integers, got ${typeName(x)}`);
-  const length = readField(x, 'length', `${name}.length`) as number;
-  const out: number[] = [];
+  const length = readField(x, 'length', `${name}.length`);
+  // An array-like (a Proxy, say) may claim any length: refuse what no int32 list holds
+  // before reading, and read into a typed array (a JS array of ~10^8 numbers aborts the process).
+  if (typeof length !== 'number' || !Number.isSafeInteger(length) || length < 0 || length > INT32_MAX) {
+    throw new RangeError(`${name}.length must be an integer in [0, ${INT32_MAX}], got ${show(length)}`);
+  }
+  const out = new Int32Array(length);
   for (let i = 0; i < length; i++) {
     const v = readField(x, String(i), `${name}[${i}]`);
     if (typeof v !== 'number') throw new TypeError(`${name}[${i}] must be a number, got ${typeName(v)}`);
     if (!Number.isInteger(v) || v < -INT32_MAX - 1 || v > INT32_MAX) {
       throw new RangeError(`${name}[${i}] must be an int32 integer, got ${show(v)}`);
     }
-    out.push(v);
+    out[i] = v;
   }
   return out;
 }
@@ -112,7 +117,8 @@ function pageTableRows(x: unknown, batch: number, maxPagesField: unknown): { tab
   if (typedArrayName(x) === 'Int32Array') {
     const t = x as Int32Array;
     if (typeof maxPagesField !== 'number' || !Number.isSafeInteger(maxPagesField) || maxPagesField < 0) {
-      throw new TypeError(`batch.maxPagesPerSeq must be an integer >= 0 with a flat Int32Array pageTable, got ${show(maxPagesField)}`);
+      const E = typeof maxPagesField === 'number' ? RangeError : TypeError; // a number out of range, or none
+      throw new E(`batch.maxPagesPerSeq must be an integer >= 0 with a flat Int32Array pageTable, got ${show(maxPagesField)}`);
     }
     if (t.length !== batch * maxPagesField) {
       throw new RangeError(`batch.pageTable must have batch * maxPagesPerSeq = ${batch} * ${maxPagesField} = ${batch * maxPagesField} entries, got ${t.length}`);
@@ -126,7 +132,8 @@ function pageTableRows(x: unknown, batch: number, maxPagesField: unknown): { tab
   if (length !== batch) throw new RangeError(`batch.pageTable must have one row per sequence (${batch}), got ${length}`);
   const rows = Array.from({ length }, (_, i) => intList(readField(x, String(i), `batch.pageTable[${i}]`), `batch.pageTable[${i}]`));
   if (maxPagesField !== undefined && (typeof maxPagesField !== 'number' || !Number.isSafeInteger(maxPagesField) || maxPagesField < 0)) {
-    throw new TypeError(`batch.maxPagesPerSeq must be an integer >= 0, got ${show(maxPagesField)}`);
+    const E = typeof maxPagesField === 'number' ? RangeError : TypeError;
+    throw new E(`batch.maxPagesPerSeq must be an integer >= 0, got ${show(maxPagesField)}`);
   }
   // maxPagesPerSeq only bounds the rows here: the table is as wide as the
   // longest row (a generous bound must not cost batch * bound entries).
@@ -138,7 +145,7 @@ function pageTableRows(x: unknown, batch: number, maxPagesField: unknown): { tab
     maxPages = Math.max(maxPages, r.length);
   }
   const table = new Int32Array(batch * maxPages).fill(-1);
-  rows.forEach((r, i) => table.set(Array.from(r), i * maxPages));
+  rows.forEach((r, i) => table.set(r, i * maxPages));
   return { table, maxPages, rowLen: rows.map((r) => r.length) };
 }
 

@@ -71,7 +71,7 @@ export function deviceName(index: number): string {
  */
 export function checkStream(stream: unknown, device: string, what: string): bigint | undefined {
   if (stream === undefined) return undefined;
-  if (typeof stream !== 'bigint') throw new TypeError(`${what} must be a bigint (a cudaStream_t), got ${typeof stream}`);
+  if (typeof stream !== 'bigint') throw new TypeError(`${what} must be a bigint (a cudaStream_t), got ${typeName(stream)}`);
   if (device === 'cpu') throw new RangeError(`${what} needs tensors on a CUDA device; they are on the cpu`);
   if (stream === 0n) throw new RangeError(`${what} 0n (the legacy default stream) is not supported: pass a stream you created`);
   if (stream === 1n || stream === 2n) {

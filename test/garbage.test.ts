@@ -199,3 +199,84 @@ test('garbage in any argument of any public function is a TypeError or RangeErro
   expect(text('prefill run.keySummaries = undefined')).toBe('run.appendKeySummaries needs run.keySummaries (the summaries to append the pooled key blocks to)');
   expect(text('prefill run.keySummaries = forgedSummaries')).toBe('run.keySummaries must be KeySummaries (from summarizeKeys or summarizeKeysVarlen), got KeySummaries');
 });
+
+// Arrays that claim more elements than the package could ever read (holes, or
+// a Proxy lying about its length), and look-alikes of typed arrays: each call
+// fails at once with an error that says what is wrong. Building a JS array of
+// ~10^8 values, as these calls once did, aborts the process (a V8 fatal error,
+// no exception), hence the child process.
+const hugeScript = String.raw`
+'use strict';
+const p = require(process.argv[1]);
+(async () => {
+  const q = await p.tensor(new Float32Array(128), { shape: [1, 1, 16, 8], device: 'cpu' });
+  const k = await p.tensor(new Float32Array(40 * 64), { shape: [1, 1, 40, 64], device: 'cpu' });
+  const lying = (length, value) => new Proxy([], { get: (_, key) => (key === 'length' ? length : value(key)) });
+  const cases = {
+    'massRecall rows = new Array(2^32 - 1)': () => p.massRecall(q, q, null, new Array(2 ** 32 - 1)),
+    'massRecall rows = new Array(30)': () => p.massRecall(q, q, null, new Array(30)),
+    'massRecall rows = Proxy of 1e12 valid triples': () => p.massRecall(q, q, null, lying(1e12, () => [0, 0, 1])),
+    'massRecall rows = [[0, 0, 99], [0, "x", 0]]': () => p.massRecall(q, q, null, [[0, 0, 99], [0, 'x', 0]]),
+    'prefillVarlen cuSeqlensQ = Proxy of length 1e12': () =>
+      p.prefillVarlen(k, k, k, { cuSeqlensQ: lying(1e12, (key) => (key === '1' ? 40 : 0)), cuSeqlensK: [0, 40] }),
+    'tensor data = Proxy of a Float32Array': () => p.tensor(new Proxy(new Float32Array(8), {}), { shape: [1, 1, 1, 8], device: 'cpu' }),
+    'estimate run.denseMask = null': () => p.estimate(q, q, { block: 16 }, { denseMask: null }),
+    'estimate run.stream = null': () => p.estimate(q, q, { block: 16 }, { stream: null }),
+  };
+  const out = {};
+  for (const [name, call] of Object.entries(cases)) {
+    const t0 = Date.now();
+    try {
+      await call();
+      out[name] = { kind: 'none' };
+    } catch (e) {
+      out[name] = { kind: e.constructor.name, text: e.message, ms: Date.now() - t0 };
+    }
+  }
+  // int64 row pointers (what a BlockMask keeps) read like any other integers
+  const opts = { batch: 1, heads: 1, queryLength: 256, keyLength: 256, block: 128 };
+  const a = await p.blockMask({ rowPtr: new BigInt64Array([0n, 1n, 3n]), indices: new Int32Array([0, 0, 1]) }, opts);
+  const b = await p.blockMask({ rowPtr: [0, 1, 3], indices: [0, 0, 1] }, opts);
+  const ha = await a.toHost();
+  const hb = await b.toHost();
+  out.bigintRowPtr = { same: JSON.stringify([...ha.counts, ...ha.indices]) === JSON.stringify([...hb.counts, ...hb.indices]), counts: [...ha.counts] };
+  try {
+    await p.blockMask({ rowPtr: new BigInt64Array([0n, 2n ** 60n, 3n]), indices: new Int32Array([0, 0, 1]) }, opts);
+    out.bigintPast2e53 = { kind: 'none' };
+  } catch (e) {
+    out.bigintPast2e53 = { kind: e.constructor.name, text: e.message };
+  }
+  process.stdout.write(JSON.stringify(out));
+})().catch((e) => {
+  console.error('harness failed', e);
+  process.exit(2);
+});
+`;
+
+test('huge or lying array-likes and typed-array look-alikes fail at once with a clear error', () => {
+  const r = spawnSync(process.execPath, ['-e', hugeScript, path.join(root, 'dist', 'lib', 'index.js')], {
+    cwd: root,
+    encoding: 'utf8',
+    timeout: 60_000,
+  });
+  expect({ status: r.status, signal: r.signal, stderr: r.stderr }).toEqual({ status: 0, signal: null, stderr: '' });
+  const out = JSON.parse(r.stdout) as Record<string, { kind: string; text?: string; ms?: number; same?: boolean; counts?: number[] }>;
+  const expected: Array<[string, string, RegExp]> = [
+    ['massRecall rows = new Array(2^32 - 1)', 'RangeError', /^rows: at most 16777216 rows, got 4294967295 values$/],
+    ['massRecall rows = new Array(30)', 'TypeError', /^rows\[0\]: batch must be a number, got undefined$/],
+    ['massRecall rows = Proxy of 1e12 valid triples', 'RangeError', /^rows: at most 16777216 rows, got 1000000000000$/],
+    ['massRecall rows = [[0, 0, 99], [0, "x", 0]]', 'TypeError', /^rows\[1\]: head must be a number, got string$/],
+    ['prefillVarlen cuSeqlensQ = Proxy of length 1e12', 'RangeError', /^batch\.cuSeqlensQ\.length must be an integer in \[0, 2147483647\], got 1000000000000$/],
+    ['tensor data = Proxy of a Float32Array', 'TypeError', /^data for float32 must be a Float32Array, got a Float32Array look-alike \(a Proxy\?\), not a typed array$/],
+    ['estimate run.denseMask = null', 'TypeError', /^run\.denseMask must be a boolean, got null$/],
+    ['estimate run.stream = null', 'TypeError', /^run\.stream must be a bigint \(a cudaStream_t\), got null$/],
+  ];
+  for (const [name, kind, text] of expected) {
+    expect({ name, kind: out[name].kind }).toEqual({ name, kind });
+    expect(out[name].text).toMatch(text);
+    expect(out[name].ms).toBeLessThan(5000); // at once, not after reading 10^8 elements
+  }
+  expect(out.bigintRowPtr).toEqual({ same: true, counts: [1, 2] });
+  expect(out.bigintPast2e53.kind).toBe('RangeError');
+  expect(out.bigintPast2e53.text).toMatch(/^lists\.rowPtr\[0\.\.1\] = 0\.\.\d+ is not a valid range of lists\.indices$/);
+});
