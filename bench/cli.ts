@@ -91,8 +91,15 @@ export async function main(argv: string[], io: Io): Promise<number> {
     } catch (e) {
       throw asUsageError(e);
     }
-    if (cfg.json) checkOutputPath(cfg.json, '--json');
-    if (cfg.svg) checkOutputPath(cfg.svg, '--svg');
+    // Each threshold of a sweep as the library takes it, before anything runs.
+    for (const tau of cfg.tauSweep ?? []) {
+      try {
+        lib.resolveEstimateOptions({ ...cfg.estimate, tauHigh: tau, tauLow: tau }, cfg.headDim);
+      } catch (e) {
+        throw new UsageError(`${tau}: ${(e as Error).message}`, '--tau-sweep');
+      }
+    }
+    checkOutputPaths(cfg);
     if (cfg.batchBench) return await (await import('./batch-cli')).runBatchCli(cfg, resolved, info, argv, io);
     return await runAndReport(cfg, resolved, info, argv, io);
   } catch (e) {
@@ -248,6 +255,29 @@ export function checkOutputPath(file: string, option: string): void {
   }
 }
 
+/** --json and --svg: writable, and neither the other nor an input file (which they would overwrite). */
+function checkOutputPaths(cfg: BenchConfig): void {
+  const outputs = ([['--json', cfg.json], ['--svg', cfg.svg]] as const).filter((o): o is readonly ['--json' | '--svg', string] => !!o[1]);
+  for (const [option, file] of outputs) checkOutputPath(file, option);
+  const inputs = [...(cfg.files ?? []), ...(cfg.safetensors ? [cfg.safetensors] : [])];
+  const same = (a: string, b: string): boolean => {
+    if (path.resolve(a) === path.resolve(b)) return true;
+    try {
+      const [x, y] = [fs.statSync(a), fs.statSync(b)];
+      return x.dev === y.dev && x.ino === y.ino; // one file under two names (links)
+    } catch {
+      return false;
+    }
+  };
+  if (outputs.length === 2 && same(outputs[0][1], outputs[1][1])) {
+    throw new UsageError(`${outputs[1][1]} is also the --json file: give the two outputs different files`, '--svg');
+  }
+  for (const [option, file] of outputs) {
+    const input = inputs.find((f) => same(f, file));
+    if (input !== undefined) throw new UsageError(`${file} is an input file; writing it would overwrite the input`, option);
+  }
+}
+
 /** Writes text to file (given to `option`), creating its folder first; a failure names the option. */
 export function writeFile(file: string, text: string, option: string): void {
   try {
@@ -259,8 +289,17 @@ export function writeFile(file: string, text: string, option: string): void {
 }
 
 if (require.main === module) {
+  // A reader that goes away (`prism-bench | head`) ends the table, not the run:
+  // the files are still written and the exit code is the run's.
+  let stdoutClosed = false;
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code !== 'EPIPE' && e.code !== 'ERR_STREAM_DESTROYED') throw e;
+    stdoutClosed = true;
+  });
   main(process.argv.slice(2), {
-    out: (s) => process.stdout.write(s),
+    out: (s) => {
+      if (!stdoutClosed) process.stdout.write(s);
+    },
     err: (s) => process.stderr.write(s),
     stderr: process.stderr,
   }).then(

@@ -4,6 +4,7 @@
 
 import { ALL_METHODS, CPU_DEFAULTS, DEFAULT_SEED, GPU_DEFAULTS, UsageError, type BenchRope, type BenchWorkload, type Defaults, type ParsedArgs } from './args';
 import type { BenchMethod } from './args';
+import { peekQueryHeadDim } from '../lib/workloads/file';
 import type { BatchBenchConfig } from './batch-args';
 
 /** Estimation options as passed to the library (only the ones the user set). */
@@ -62,7 +63,9 @@ export function resolveConfig(p: ParsedArgs, backend: 'cuda' | 'cpu'): BenchConf
   if (workload !== 'file' && heads % kvHeads !== 0) {
     throw new UsageError(`--heads ${heads} is not a multiple of --kv-heads ${kvHeads}`, '--kv-heads');
   }
-  const headDim = p.headDim ?? d.headDim;
+  // File inputs bring their own head dim (read from the Q header here, so that
+  // --high-dims / --low-dims and the resolved options in the report use it).
+  const headDim = p.headDim ?? (workload === 'file' ? (peekQueryHeadDim({ files: p.files, safetensors: p.safetensors }) ?? d.headDim) : d.headDim);
   if (headDim % 2 !== 0) throw new UsageError(`${headDim} is odd; RoPE pairs need an even head dimension`, '--head-dim');
   if (workload === 'structured' && headDim < 4) {
     throw new UsageError(`${headDim} is too small for the structured workload (at least 4: its RoPE pairs hold a sharp and a slow band; --workload random takes 2)`, '--head-dim');

@@ -210,7 +210,8 @@ export function niceTicks(lo: number, hi: number, count = 5): number[] {
   const mag = Math.pow(10, Math.floor(Math.log10(raw)));
   const step = [1, 2, 2.5, 5, 10].map((m) => m * mag).find((s) => s >= raw) ?? 10 * mag;
   const out: number[] = [];
-  for (let v = Math.ceil(lo / step - 1e-9) * step; v <= hi + 1e-9 * step; v += step) out.push(Math.round(v / step) * step);
+  // from the step at or below lo, so that the axis it starts covers lo
+  for (let v = Math.floor(lo / step + 1e-9) * step; v <= hi + 1e-9 * step; v += step) out.push(Math.round(v / step) * step);
   // cover hi: one more tick when the last one falls short
   if (out.length === 0 || out[out.length - 1] < hi - 1e-9 * step) out.push((out.length ? out[out.length - 1] : lo) + step);
   return out.map((v) => Number(v.toPrecision(12)));

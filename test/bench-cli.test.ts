@@ -8,6 +8,7 @@ import * as path from 'path';
 import { validateReport } from '../bench/report';
 import type { BenchReport } from '../bench/report';
 import { Progress } from '../bench/progress';
+import { niceTicks } from '../bench/svg';
 import { toBFloat16 } from '../lib/dtype';
 
 const CLI = path.join(__dirname, '..', 'dist', 'bench', 'cli.js');
@@ -100,6 +101,10 @@ describe('command line', () => {
     // output paths that cannot be written, found before the run
     [['--backend', 'cpu', '--json', os.tmpdir()], /^prism-bench: --json: .* is a folder, not a file\n/],
     [['--backend', 'cpu', '--svg', path.join(__filename, 'x.svg')], /^prism-bench: --svg: cannot write .*x\.svg: .*bench-cli\.test\.ts is a file, not a folder\n/],
+    [['--backend', 'cpu', '--json', path.join(os.tmpdir(), 'prism-same.out'), '--svg', path.join(os.tmpdir(), '.', 'prism-same.out')],
+      /^prism-bench: --svg: .*prism-same\.out is also the --json file: give the two outputs different files\n/],
+    // every threshold of a sweep as the library takes it (float32: at least 2^-149)
+    [['--backend', 'cpu', '--tau-sweep', '0.9,1e-300'], /^prism-bench: --tau-sweep: 1e-300: tauHigh must be in \[1\.401298464324817e-45/],
   ])('%j exits 2 with the option named and a usage hint, no stack', (args, re) => {
     const r = run(args as string[]);
     expect(r.code).toBe(2);
@@ -110,7 +115,31 @@ describe('command line', () => {
   });
 });
 
+test('a reader that goes away (| head -1) ends the output quietly: exit 0, no stack', () => {
+  const r = spawnSync('bash', ['-c', `"${process.execPath}" "${CLI}" ${TINY.join(' ')} --seq 256,512 --quiet | head -1; echo "rc=\${PIPESTATUS[0]}" >&2`], {
+    encoding: 'utf8',
+    timeout: 120000,
+  });
+  expect(r.stdout).toMatch(/^prism-bench \d/);
+  expect(r.stderr).toBe('rc=0\n');
+});
+
 describe('the chart', () => {
+  test('axis ticks cover their range from below and above (points are never drawn off an axis)', () => {
+    // e.g. the Pareto panel's speedups from 0.74x: its axis once started at 2x
+    expect(niceTicks(0.5, 4.4)[0]).toBeLessThanOrEqual(0.5);
+    let seed = 7;
+    const rand = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    for (let i = 0; i < 500; i++) {
+      const lo = rand() * 10 ** (rand() * 4 - 2);
+      const hi = lo + rand() * 10 ** (rand() * 4 - 2) + 1e-6;
+      const t = niceTicks(lo, hi, 5);
+      expect(t[0]).toBeLessThanOrEqual(lo * (1 + 1e-9));
+      expect(t[t.length - 1]).toBeGreaterThanOrEqual(hi * (1 - 1e-9));
+      expect(t.length).toBeLessThanOrEqual(8);
+    }
+  });
+
   test('lines run from the shortest length to the longest, whatever the order of --seq', () => {
     const svg = path.join(dir, 'order.svg');
     const r = run([...TINY, '--seq', '512,256', '--methods', 'dense,prism', '--svg', svg]);
@@ -349,6 +378,36 @@ describe('workloads', () => {
     expect(prism.method).toBe('prism');
     expect(prism.speedup).toBeNull();
     expect(prism.relError).toBeNull();
+  });
+
+  test('file inputs bring their head dim: band checks and the reported options use it; outputs may not overwrite inputs', () => {
+    // d = 128 on the CPU backend, whose default head dim is 64
+    const files = (['q', 'k', 'v'] as const).map((name, i) => {
+      const shape = [name === 'q' ? 2 : 1, 64, 128];
+      const x = new Float32Array(shape.reduce((a, b) => a * b, 1)).map((_, j) => Math.sin(j * 0.017 + i));
+      let header = `{'descr': '<f4', 'fortran_order': False, 'shape': (${shape.join(', ')}), }`;
+      header = header.padEnd(Math.ceil((10 + header.length + 1) / 64) * 64 - 11, ' ') + '\n';
+      const pre = Buffer.from([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59, 1, 0, header.length & 0xff, header.length >> 8]);
+      const f = path.join(dir, `${name}128.npy`);
+      fs.writeFileSync(f, Buffer.concat([pre, Buffer.from(header, 'latin1'), Buffer.from(x.buffer)]));
+      return f;
+    });
+    const out = path.join(dir, 'file128.json');
+    const base = ['--backend', 'cpu', '--files', files.join(','), '--methods', 'prism', '--block', '16', '--iters', '1', '--warmup', '0', '--recall-rows', '4'];
+    const r = run([...base, '--json', out]);
+    expect(r.code).toBe(0);
+    const rep = JSON.parse(fs.readFileSync(out, 'utf8')) as BenchReport;
+    expect(rep.config.headDim).toBe(128);
+    expect(rep.estimateOptions).toMatchObject({ highDims: 64, lowDims: 96 }); // the defaults for d 128, which ran
+    expect(run([...base, '--high-dims', '64', '--low-dims', '96']).code).toBe(0);
+    const tooWide = run([...base, '--high-dims', '130']);
+    expect(tooWide.code).toBe(2);
+    expect(tooWide.stderr).toMatch(/^prism-bench: --high-dims: 130 must be even, at least 2 and at most --head-dim \(128\)/);
+    const before = fs.readFileSync(files[0]);
+    const clobber = run([...base, '--svg', files[0]]);
+    expect(clobber.code).toBe(2);
+    expect(clobber.stderr).toMatch(/^prism-bench: --svg: .*q128\.npy is an input file; writing it would overwrite the input/);
+    expect(fs.readFileSync(files[0]).equals(before)).toBe(true);
   });
 
   test('missing input file: exit 1, clear message', () => {

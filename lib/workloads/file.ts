@@ -454,3 +454,31 @@ export function loadQkvFiles(src: { files?: readonly [string, string, string] | 
   if (src.safetensors) return loadSafetensorsQkv(src.safetensors, opts);
   throw new TypeError('loadQkvFiles: give files (three .npy) or safetensors (one file)');
 }
+
+/**
+ * The head dim (last dimension) of the Q tensor of `src`, read from its header
+ * alone; null when it cannot be read (loading the files reports why).
+ */
+export function peekQueryHeadDim(src: { files?: readonly [string, string, string] | null; safetensors?: string | null }): number | null {
+  try {
+    let shape: number[];
+    if (src.safetensors) {
+      const { entries } = readSafetensorsHeader(src.safetensors);
+      const [qName] = findQkvNames(src.safetensors, entries.keys());
+      shape = entries.get(qName)!.shape;
+    } else if (src.files) {
+      const file = src.files[0];
+      shape = withOpen(file, (fd, size) => {
+        const head = new Uint8Array(Math.min(size, 1 << 20));
+        if (head.length > 0) readExact(fd, file, head, 0);
+        return parseNpyHeader(file, head, size).shape;
+      });
+    } else {
+      return null;
+    }
+    const d = shape[shape.length - 1];
+    return Number.isSafeInteger(d) && d > 0 ? d : null;
+  } catch {
+    return null;
+  }
+}
