@@ -225,7 +225,8 @@ export function reportHeader(
     timestamp: new Date().toISOString(),
     argv: [...argv],
     config: cfg,
-    estimateOptions: { ...resolved },
+    // a sweep runs the thresholds of config.tauSweep, not the resolved default
+    estimateOptions: cfg.tauSweep ? { ...resolved, tauHigh: null, tauLow: null } : { ...resolved },
     device,
     workload: { kind: cfg.workload, seed: cfg.seed, dtype: cfg.dtype, layout: 'bhnd', sources },
     timing: { warmup: cfg.warmup, iters: cfg.iters, statistic: 'median', clock: cfg.backend === 'cuda' ? 'cuda-events' : 'steady-clock' },

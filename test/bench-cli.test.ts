@@ -277,6 +277,7 @@ describe('--tau-sweep', () => {
   test('JSON: every (tau, method) point with recall, density and speedup over dense', () => {
     expect(validateReport(fx.report)).toEqual([]);
     expect(fx.report.config.tauSweep).toEqual([0.8, 0.95]);
+    expect(fx.report.estimateOptions).toMatchObject({ tauHigh: null, tauLow: null }); // swept, not the default 0.95
     for (const r of fx.report.results) {
       expect(r.methods.map((m) => m.method)).toEqual(['dense']);
       const dense = r.methods[0];
