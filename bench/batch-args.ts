@@ -82,6 +82,7 @@ export function resolveBatchBench(p: ParsedArgs, cfg: BenchConfig): BatchBenchCo
   const flag = ragged ? (p.batchWorkload !== undefined ? '--batch-workload' : '--lengths') : chunked ? '--chunked' : '--paged-sweep';
   const conflicts: Array<[string, unknown]> = [
     ['--seq', p.seq], ['--batch', p.batch], ['--devices', p.devices], ['--tau-sweep', p.tauSweep], ['--methods', p.methods], ['--svg', p.svg],
+    ['--recall-rows', p.recallRows], // they report no recall
   ];
   for (const [opt, v] of conflicts) {
     if (v !== undefined) {

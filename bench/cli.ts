@@ -89,7 +89,12 @@ export async function main(argv: string[], io: Io): Promise<number> {
     try {
       resolved = lib.resolveEstimateOptions({ ...cfg.estimate }, cfg.headDim);
     } catch (e) {
-      throw asUsageError(e);
+      const u = asUsageError(e);
+      // --tau sets both bands' thresholds: name the flag the user gave
+      if (u instanceof UsageError && parsed.tau !== undefined && (u.option === '--tau-high' || u.option === '--tau-low')) {
+        throw new UsageError(u.message.slice(u.option.length + 2), '--tau');
+      }
+      throw u;
     }
     // Each threshold of a sweep as the library takes it, before anything runs.
     for (const tau of cfg.tauSweep ?? []) {

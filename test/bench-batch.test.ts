@@ -76,6 +76,7 @@ describe('options', () => {
     [['--batch-workload', 'mixed', '--seq', '1k'], '--seq', /take their lengths from/],
     [['--lengths', '1k', '--devices', 'cpu'], '--devices', /not part of the batch benchmarks/],
     [['--chunked', '8k:1k', '--methods', 'prism'], '--methods', /not part of the batch benchmarks/],
+    [['--batch-workload', 'mixed', '--recall-rows', '8'], '--recall-rows', /not part of the batch benchmarks/],
     [['--chunked', '8k:1k', '--files', 'q.npy,k.npy,v.npy'], '--chunked', /generate their inputs/],
   ])('%j: usage error naming %s', (argv, option, re) => {
     const e = usageError(argv as string[]);

@@ -103,6 +103,7 @@ describe('command line', () => {
     [['--backend', 'cpu', '--svg', path.join(__filename, 'x.svg')], /^prism-bench: --svg: cannot write .*x\.svg: .*bench-cli\.test\.ts is a file, not a folder\n/],
     [['--backend', 'cpu', '--json', path.join(os.tmpdir(), 'prism-same.out'), '--svg', path.join(os.tmpdir(), '.', 'prism-same.out')],
       /^prism-bench: --svg: .*prism-same\.out is also the --json file: give the two outputs different files\n/],
+    [['--backend', 'cpu', '--tau', '1e-300'], /^prism-bench: --tau: tauHigh must be in \[1\.401298464324817e-45/],
     // every threshold of a sweep as the library takes it (float32: at least 2^-149)
     [['--backend', 'cpu', '--tau-sweep', '0.9,1e-300'], /^prism-bench: --tau-sweep: 1e-300: tauHigh must be in \[1\.401298464324817e-45/],
   ])('%j exits 2 with the option named and a usage hint, no stack', (args, re) => {
