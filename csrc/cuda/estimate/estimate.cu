@@ -39,6 +39,7 @@
 
 #include "cuda/common/cuda_check.h"
 #include "cuda/common/dtype_traits.cuh"
+#include "cuda/common/dynamic_smem.h"
 #include "cuda/common/kernel_image.h"
 #include "cuda/common/view_args.cuh"
 #include "cuda/cuda_backend.h"
@@ -233,29 +234,6 @@ cudaError_t static_smem(const void* kernel, size_t& bytes) {
   PRISM_CUDA_TRY(kernel_attributes(kernel, fa));
   bytes = fa.sharedSizeBytes;
   return cudaSuccess;
-}
-// Lets `kernel` launch with up to all the dynamic shared memory the current
-// device allows, set once per device and kernel. The attribute is the
-// process's, not the call's: set per call to the call's own size, a
-// concurrent call on another thread could lower it between this call's set
-// and its launch, which would then fail.
-cudaError_t allow_dynamic_smem(const void* kernel) {
-  int dev = 0;
-  PRISM_CUDA_TRY(cudaGetDevice(&dev));
-  static std::mutex mu;
-  static std::map<std::pair<int, const void*>, bool> known;
-  bool done = false;
-  return remembered(mu, known, std::make_pair(dev, kernel), done, [kernel](bool& set) {
-    DeviceLimits lim;
-    PRISM_CUDA_TRY(device_limits(lim));
-    size_t fixed = 0;
-    PRISM_CUDA_TRY(static_smem(kernel, fixed));
-    const size_t room = (size_t)lim.optin > fixed ? (size_t)lim.optin - fixed : 0u;
-    PRISM_CUDA_TRY(
-        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)room));
-    set = true;
-    return cudaSuccess;
-  });
 }
 
 cudaError_t choose_logits_kernel(const Geometry& g, LogitsChoice& lc) {
@@ -558,8 +536,9 @@ cudaError_t launch_select(const EstimateParams& p, const Geometry& g, const SelP
   const int64_t pairs = (int64_t)g.B * g.Hkv;
   const int64_t grid = pairs * upb;
   require_arg(grid < INT_MAX, kWhere, "too many rows");
+  size_t room = 0;  // the plans keep within it
   if (sp.smem > 48u * 1024u)
-    PRISM_CUDA_TRY(allow_dynamic_smem(reinterpret_cast<const void*>(sp.kernel)));
+    PRISM_CUDA_TRY(dynamic_smem_room(reinterpret_cast<const void*>(sp.kernel), room));
   if (!sp.stored)
     return launch_pdl(pdl, sp.kernel, (unsigned)grid, kSelThreads, sp.smem, stream, a);
 
@@ -570,7 +549,7 @@ cudaError_t launch_select(const EstimateParams& p, const Geometry& g, const SelP
   const LogitsChoice& lc = sp.logits;
   la.upb = (int)(((int64_t)g.nq * g.G + lc.rows - 1) / lc.rows);
   if (lc.smem > 48u * 1024u)
-    PRISM_CUDA_TRY(allow_dynamic_smem(reinterpret_cast<const void*>(lc.kernel)));
+    PRISM_CUDA_TRY(dynamic_smem_room(reinterpret_cast<const void*>(lc.kernel), room));
   const int64_t nsplit = pairs * g.nk * g.pk;
   PRISM_CUDA_TRY(launch_pdl(pdl, lc.key_rows ? split_keys_kernel<true> : split_keys_kernel<false>,
                             (unsigned)std::min<int64_t>((nsplit + 255) / 256, 4096), 256, 0, stream,

@@ -1,7 +1,6 @@
 // Quality metrics on the GPU: attention-mass recall of a block list for
 // sampled query rows, and the two squared norms of a relative error.
 #include <cuda_runtime.h>
-#include <algorithm>
 #include <climits>
 #include <cmath>
 #include <cstdint>
@@ -9,6 +8,7 @@
 
 #include "cuda/common/cuda_check.h"
 #include "cuda/common/dtype_traits.cuh"
+#include "cuda/common/dynamic_smem.h"
 #include "cuda/common/view_args.cuh"
 #include "cuda/cuda_backend.h"
 
@@ -253,28 +253,18 @@ cudaError_t mass_recall(const QkvView& q, const QkvView& k, const BlockList& lis
   const int vec = view_vec(k);
   // The query row and one selection flag per key block: past the default 48
   // KB (about 48K key blocks: 1M tokens at block 16) the kernel opts in to
-  // the device's larger shared memory. The limit is set to the most the
-  // device allows, the same value for every call, so that concurrent calls
-  // never lower it under one another.
+  // the device's larger shared memory (dynamic_smem_room).
   const size_t smem = sizeof(float) * (size_t)a.d + (size_t)a.nk;
-  int device = 0, optin = 0;
-  PRISM_CUDA_TRY(cudaGetDevice(&device));
-  PRISM_CUDA_TRY(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
   cudaError_t e = cudaSuccess;
   bool fits = true;
   dispatch_float_dtype(q.dtype, [&](auto tag) {
     using Tag = decltype(tag);
     dispatch_vec(vec, [&](auto v) {
       auto kernel = recall_kernel<Tag, decltype(v)::value>;
-      cudaFuncAttributes fa{};
-      e = cudaFuncGetAttributes(&fa, kernel);
-      if (e != cudaSuccess) return;
-      const size_t room = (size_t)std::max(optin, 48 * 1024) - fa.sharedSizeBytes;
-      fits = smem <= room;
-      if (!fits) return;
-      if (smem + fa.sharedSizeBytes > 48u * 1024u)
-        e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)room);
-      if (e == cudaSuccess) kernel<<<(unsigned)num_rows, kRecallThreads, smem, stream>>>(a);
+      size_t room = 0;
+      e = dynamic_smem_room(reinterpret_cast<const void*>(kernel), room);
+      fits = e != cudaSuccess || smem <= room;
+      if (e == cudaSuccess && fits) kernel<<<(unsigned)num_rows, kRecallThreads, smem, stream>>>(a);
     });
   });
   PRISM_CUDA_TRY(e);
