@@ -13,10 +13,13 @@ export type BenchRope = 'half' | 'interleaved';
 /** An error in the command line: the CLI prints it with a usage hint and exits 2. */
 export class UsageError extends Error {
   readonly option: string | undefined;
+  /** the message without the option's name */
+  readonly detail: string;
   constructor(message: string, option?: string) {
     super(option ? `${option}: ${message}` : message);
     this.name = 'UsageError';
     this.option = option;
+    this.detail = message;
   }
 }
 

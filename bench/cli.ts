@@ -92,7 +92,7 @@ export async function main(argv: string[], io: Io): Promise<number> {
       const u = asUsageError(e);
       // --tau sets both bands' thresholds: name the flag the user gave
       if (u instanceof UsageError && parsed.tau !== undefined && (u.option === '--tau-high' || u.option === '--tau-low')) {
-        throw new UsageError(u.message.slice(u.option.length + 2), '--tau');
+        throw new UsageError(u.detail, '--tau');
       }
       throw u;
     }

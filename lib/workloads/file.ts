@@ -268,12 +268,17 @@ function npyKind(file: string, descr: string): RawKind {
   }
 }
 
+/** The header of the open .npy file `fd` (of `size` bytes). */
+function readNpyHeader(fd: number, file: string, size: number): NpyHeader {
+  const head = new Uint8Array(Math.min(size, 1 << 20));
+  if (head.length > 0) readExact(fd, file, head, 0);
+  return parseNpyHeader(file, head, size);
+}
+
 /** Reads one .npy file. */
 export function readNpy(file: string, opts: ReadOptions = {}): LoadedTensor {
   return withOpen(file, (fd, size) => {
-    const head = new Uint8Array(Math.min(size, 1 << 20));
-    if (head.length > 0) readExact(fd, file, head, 0);
-    const h = parseNpyHeader(file, head, size);
+    const h = readNpyHeader(fd, file, size);
     if (h.fortranOrder) throw new FileFormatError(file, 'Fortran-ordered arrays are not supported (save a C-contiguous array: np.ascontiguousarray)');
     checkShape(file, h.shape);
     const kind = npyKind(file, h.descr);
@@ -468,11 +473,7 @@ export function peekQueryHeadDim(src: { files?: readonly [string, string, string
       shape = entries.get(qName)!.shape;
     } else if (src.files) {
       const file = src.files[0];
-      shape = withOpen(file, (fd, size) => {
-        const head = new Uint8Array(Math.min(size, 1 << 20));
-        if (head.length > 0) readExact(fd, file, head, 0);
-        return parseNpyHeader(file, head, size).shape;
-      });
+      shape = withOpen(file, (fd, size) => readNpyHeader(fd, file, size).shape);
     } else {
       return null;
     }
