@@ -1127,6 +1127,9 @@ int main(int argc, char** argv) {
     if (!std::strcmp(argv[a], "--long")) long_only = true;
     if (!std::strcmp(argv[a], "--time-only") && a + 1 < argc) only_n = std::atoll(argv[++a]);
     if (!std::strcmp(argv[a], "--logits-mma")) cuda::est_internal::set_logits_mma(1);
+    // --store-budget BYTES: the logit store's budget (kv-head chunks), -1 the default
+    if (!std::strcmp(argv[a], "--store-budget") && a + 1 < argc)
+      cuda::est_internal::set_store_budget(std::atoll(argv[++a]));
     if (!std::strcmp(argv[a], "--logits-stages") && a + 1 < argc) {
       const int stages = std::atoi(argv[++a]);
       if (stages != 3 && stages != 4) {
