@@ -266,7 +266,9 @@ export function checkNoOverlap(out: Tensor, outName: string, others: Iterable<re
 export function outputFor(q: Tensor, out: unknown, inputs: Readonly<Record<string, Tensor>>): { output: Tensor; given: boolean } {
   if (out !== undefined) {
     const t = checkTensor(out, 'run.out');
-    if (t.shape.some((x, i) => x !== q.shape[i]) || t.dtype !== q.dtype || t.layout !== q.layout || t.device !== q.device) {
+    // A dtype mismatch is a TypeError, as between q, k and v; shape, layout or device a RangeError.
+    if (t.dtype !== q.dtype) throw new TypeError(`run.out must match q's dtype: q is ${q.dtype}, run.out is ${t.dtype}`);
+    if (t.shape.some((x, i) => x !== q.shape[i]) || t.layout !== q.layout || t.device !== q.device) {
       throw new RangeError(
         `run.out must match q: [${q.shape.join(', ')}] ${q.dtype} ${q.layout} on ${q.device}, got [${t.shape.join(', ')}] ${t.dtype} ${t.layout} on ${t.device}`,
       );
@@ -384,6 +386,8 @@ export function resolvePrefillRun(q: Tensor, estOpts: EstimateOptions, attOpts: 
   const stream = checkStream(r.stream, q.device, 'run.stream');
   const returnMask = r.returnMask === undefined ? true : optionalBoolean(r.returnMask, 'run.returnMask');
   const denseMask = optionalBoolean(r.denseMask, 'run.denseMask');
+  // The dense mask belongs to the returned selection: without one it would be silently dropped.
+  if (denseMask && !returnMask) throw new TypeError('run.denseMask needs the selection returned: it cannot combine with run.returnMask: false');
   const eo = resolveEstimateOptions(estOpts, q.shape[3]);
   checkAttentionSupport(q, eo.block);
   const { softmaxScale, returnLse } = resolveAttentionOptions(attOpts);

@@ -14,6 +14,15 @@ import type { HostBlockMask, ResolvedEstimateOptions } from './types';
 
 export { blockGrid, blockOfRow, blockRowBegin, blockRowEnd, numBlocks, visibleBlocks } from './grid';
 export { referenceAttention, referenceMassRecall, rowStarts, type MassRecall } from './reference-attention';
+// Ragged batches and paged caches: the references per sequence, and a paged cache gathered into packed K/V.
+export {
+  pagedToPacked,
+  referenceVarlenAttention,
+  referenceVarlenEstimate,
+  referenceVarlenPrefill,
+  type VarlenRefProblem,
+  type SequenceLists,
+} from './reference-varlen';
 export type { BlockGrid } from './grid';
 
 /** Shapes of a Q/K/V problem, in tokens. */

@@ -2,6 +2,7 @@
 // in 'bhnd' or 'bnhd' memory layout, backed by the addon's native tensor.
 import { isArray, isInstance, isMadeInstance, isShared, ownKeys, readField, show, typeName, typedArrayLength, typedArrayName } from './args';
 import { constants as bufferConstants } from 'buffer';
+import { types as utilTypes } from 'util';
 import { fromBFloat16, fromFloat16 } from './dtype';
 import { cudaDevices, native, NativeDType, NativeTensor } from './native';
 import type { DType, DeviceSpec, Layout } from './types';
@@ -224,12 +225,30 @@ export interface ShapedData {
   dtype: DType;
 }
 
+/**
+ * A hint for a plain object that looks like a Tensor: what a Tensor becomes
+ * after postMessage() (structured clone keeps its fields, not its native storage).
+ */
+function postedHint(t: unknown): string {
+  try {
+    if (typeof t !== 'object' || t === null || utilTypes.isProxy(t)) return '';
+    // A plain object of any realm (a clone may come from another one): its prototype's prototype is null.
+    const proto: unknown = Object.getPrototypeOf(t);
+    if (proto === null || Object.getPrototypeOf(proto) !== null) return '';
+    const o = t as Record<string, unknown>;
+    if (!Array.isArray(o.shape) || typeof o.dtype !== 'string') return '';
+  } catch {
+    return '';
+  }
+  return ' with a shape and a dtype (a Tensor passed through postMessage() arrives as a plain copy of its fields: tensors cannot cross threads; post the data and make the tensor in the thread that uses it)';
+}
+
 /** `t` (the argument `name`) as a live Tensor: TypeError for anything else, Error once disposed. */
 export function checkTensor(t: unknown, name: string): Tensor {
   // isTensor also rejects objects made from Tensor.prototype without a native handle.
   if (!isTensor(t)) {
     const got = isInstance(t, Tensor) ? 'an object made from Tensor.prototype without a native tensor' : typeName(t);
-    throw new TypeError(`${name} must be a Tensor (from tensor(), empty(), fromDevicePointer() or an op), got ${got}`);
+    throw new TypeError(`${name} must be a Tensor (from tensor(), empty(), fromDevicePointer() or an op), got ${got}${postedHint(t)}`);
   }
   if (t.disposed) throw new Error(`${name}: tensor has been disposed`);
   return t;

@@ -241,7 +241,7 @@ function servingSuite(device: DeviceSpec, dtypes: DType[], d: number, block: num
     for (const t of [m, o, p.output, p.mask!, p.lse!, lse, out, tq, tk, tv]) t.dispose();
   });
 
-  test('attention writes into run.out; a mismatched out is a RangeError', async () => {
+  test('attention writes into run.out; a mismatched out is a TypeError (dtype) or a RangeError (shape)', async () => {
     const s: Setup = { hq: 2, hkv: 2, nq: block, nk: block, d, dtype: dtypes[0] };
     const { tq, tk, tv } = await randomQkv(s, device, 2);
     const out = empty([1, 2, block, d], { dtype: s.dtype, device });
@@ -249,8 +249,20 @@ function servingSuite(device: DeviceSpec, dtypes: DType[], d: number, block: num
     expect(got).toBe(out);
     expect(await bytesEqual(out, await attention(tq, tk, tv, null))).toBe(true);
     const wrong = empty([1, 2, block, d], { dtype: s.dtype === 'float16' ? 'bfloat16' : 'float16', device });
-    await expect(attention(tq, tk, tv, null, {}, { out: wrong })).rejects.toThrow(/run.out must match q/);
+    await expect(attention(tq, tk, tv, null, {}, { out: wrong })).rejects.toThrow(/^run\.out must match q's dtype: q is (bfloat16|float16|float32), run\.out is (bfloat16|float16)$/);
+    await expect(attention(tq, tk, tv, null, {}, { out: wrong })).rejects.toBeInstanceOf(TypeError);
+    const short = empty([1, 2, block - 1, d], { dtype: s.dtype, device });
+    await expect(attention(tq, tk, tv, null, {}, { out: short })).rejects.toThrow(/^run\.out must match q: \[1, 2, \d+, \d+\]/);
+    await expect(attention(tq, tk, tv, null, {}, { out: short })).rejects.toBeInstanceOf(RangeError);
+    short.dispose();
     await expect(attention(tq, tk, tv, null, {}, { out: {} as Tensor })).rejects.toThrow(TypeError);
+    // A tensor that went through structured clone (what postMessage() does) is named as such.
+    const cloned = structuredClone(tq) as unknown as Tensor;
+    await expect(attention(cloned, tk, tv, null)).rejects.toThrow(/^q must be a Tensor .*got Object with a shape and a dtype \(a Tensor passed through postMessage\(\)/);
+    await expect(prefill(tq, tk, tv, {}, { returnMask: false, denseMask: true })).rejects.toThrow(
+      /^run\.denseMask needs the selection returned: it cannot combine with run\.returnMask: false$/,
+    );
+    await expect(prefill(tq, tk, tv, {}, { returnMask: false, denseMask: true })).rejects.toBeInstanceOf(TypeError);
     await expect(attention(tq, tk, tv, null, {}, { bogus: 1 } as never)).rejects.toThrow(/unknown run option field 'bogus'/);
     await expect(prefill(tq, tk, tv, {}, { returnMask: 'no' } as never)).rejects.toThrow(/returnMask must be a boolean/);
     for (const t of [out, wrong, tq, tk, tv]) t.dispose();

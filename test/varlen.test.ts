@@ -153,6 +153,9 @@ describe('ragged batches (CPU)', () => {
     const b = await prefillVarlen(t.q, t.k, t.v, batch, { block: 16 });
     expect(firstDifference(await rawBhnd(out), await rawBhnd(b.output))).toBe(-1);
     expect(b.stats.density).toBeCloseTo(a.stats.density, 12);
+    await expect(prefillVarlen(t.q, t.k, t.v, batch, { block: 16 }, { out, returnMask: false, denseMask: true })).rejects.toThrow(
+      /^run\.denseMask needs the selection returned/,
+    );
     disposeAll(t.q, t.k, t.v, out, b.output, ...b.masks!);
   });
 });
@@ -220,5 +223,38 @@ describe('ragged batch errors (before any work)', () => {
     expect(() => native().varlen(t.q.native, t.k.native, null, null, spec, ep, null, [], null)).toThrow(/keys \[0, 16\) outside the 15 packed key tokens/);
     const spec2 = { seqs: new BigInt64Array([4n, 8n, 0n, 8n]) };
     expect(() => native().varlen(t.q.native, t.k.native, null, null, spec2, ep, null, [], null)).toThrow(/queries \[4, 12\) outside the 8 packed query tokens/);
+  });
+});
+
+describe('the testing entry has the ragged-batch references', () => {
+  test('reference.* re-exports them, and pagedToPacked gathers pages in table order (NHD and HND)', async () => {
+    const { reference } = await import('../lib/testing');
+    const rv = await import('../lib/reference-varlen');
+    expect(reference.referenceVarlenAttention).toBe(rv.referenceVarlenAttention);
+    expect(reference.referenceVarlenEstimate).toBe(rv.referenceVarlenEstimate);
+    expect(reference.referenceVarlenPrefill).toBe(rv.referenceVarlenPrefill);
+    // 3 pages of 2 tokens, 2 kv heads, d 1; value = 100 * page + 10 * slot + head.
+    const pageSize = 2, hkv = 2, numPages = 3;
+    const value = (page: number, slot: number, h: number) => 100 * page + 10 * slot + h;
+    const nhd = new Float64Array(numPages * pageSize * hkv);
+    const hnd = new Float64Array(numPages * pageSize * hkv);
+    for (let p = 0; p < numPages; p++) {
+      for (let s = 0; s < pageSize; s++) {
+        for (let h = 0; h < hkv; h++) {
+          nhd[(p * pageSize + s) * hkv + h] = value(p, s, h);
+          hnd[(p * hkv + h) * pageSize + s] = value(p, s, h);
+        }
+      }
+    }
+    // sequence 0: 3 tokens in pages 2, 0; sequence 1: 1 token in page 1
+    const table = [[2, 0], [1]], kvLens = [3, 1];
+    const want = new Float64Array(hkv * 4);
+    const tokens: Array<[number, number]> = [[2, 0], [2, 1], [0, 0], [1, 0]];
+    for (let h = 0; h < hkv; h++) tokens.forEach(([p, s], i) => (want[h * 4 + i] = value(p, s, h)));
+    for (const [layout, pool] of [['NHD', nhd], ['HND', hnd]] as const) {
+      const got = reference.pagedToPacked(pool, layout, hkv, pageSize, 1, table, kvLens);
+      expect(Array.from(got.cuSeqlensK)).toEqual([0, 3, 4]);
+      expect(Array.from(got.packed)).toEqual(Array.from(want));
+    }
   });
 });
