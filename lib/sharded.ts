@@ -69,20 +69,6 @@ export interface ShardedPrefillStats {
   uploadMs: number;
 }
 
-let warnedPool = false;
-
-/** GPU waits hold libuv worker threads: warn once when the pool is smaller than the GPU parts in flight. */
-function warnThreadPool(devices: readonly string[]): void {
-  const gpus = devices.filter((d) => d !== 'cpu').length;
-  const pool = Number(process.env.UV_THREADPOOL_SIZE) || 4;
-  if (warnedPool || gpus <= pool) return;
-  warnedPool = true;
-  process.emitWarning(
-    `prefillSharded: ${gpus} GPUs but UV_THREADPOOL_SIZE is ${pool}: each device's call waits on a libuv worker thread, so at most ${pool} run at once. Start node with UV_THREADPOOL_SIZE=${gpus + 2} or more.`,
-    'PrismWarning',
-  );
-}
-
 /** The per-device inputs of a sharded prefill, and the uploads to free after it. */
 interface ShardInputs {
   shards: HeadShard[];
@@ -160,7 +146,6 @@ async function hostInputs(q: unknown, k: unknown, v: unknown, r: Record<string, 
 /** One prefill() per device, all at once; on a failure the others' results are freed and the first error names its device. */
 async function runShards(x: ShardInputs, outs: Array<Tensor | undefined>, prefillOpts: PrefillOptions, returnMask: boolean, denseMask: boolean): Promise<ShardedPrefillResult> {
   const { shards } = x;
-  warnThreadPool(shards.map((s) => s.device));
   const t0 = performance.now();
   const settled = await Promise.allSettled(
     shards.map(async (s, i) => {

@@ -277,7 +277,7 @@ describeGpu('GPU workspace pool and memory stats', () => {
     for (const t of [x.q, x.k, x.v, out]) t.dispose();
   });
 
-  test('concurrent calls grow the pool once, then reuse it; results match a sequential run', async () => {
+  test('concurrent calls grow the pool to at most one buffer a call in flight, then reuse it; results match a sequential run', async () => {
     const x = await inputs(768, 21);
     const mask = await prism.estimate(x.q, x.k, { block: 64 });
     const outs = Array.from({ length: 16 }, () => prism.empty(x.q.shape, { device: 'cuda', dtype: 'bfloat16' }));
@@ -286,12 +286,13 @@ describeGpu('GPU workspace pool and memory stats', () => {
       N.attention(x.q.live(), x.k.live(), x.v.live(), o.live(), mask.list(), attn);
     await call(outs[0]);
     const want = Buffer.from(await outs[0].live().toHost());
-    await Promise.all(outs.map(call)); // the pool grows to what 16 calls in flight need
-    const grown = prism.memoryStats('cuda');
-    for (let round = 0; round < 3; round++) await Promise.all(outs.map(call));
+    const one = prism.memoryStats('cuda');
+    // 64 calls, 16 at a time (each waits on a thread of its own, so how many
+    // overlap depends on timing): at most one new buffer for each call in flight.
+    for (let round = 0; round < 4; round++) await Promise.all(outs.map(call));
     const after = prism.memoryStats('cuda');
-    expect(after.allocations).toBe(grown.allocations);
-    expect(after.workspaceBytes).toBe(grown.workspaceBytes);
+    expect(after.allocations - one.allocations).toBeLessThanOrEqual(outs.length - 1);
+    expect(after.workspaceBytes).toBeLessThanOrEqual(outs.length * one.workspaceBytes);
     for (const o of outs) expect(Buffer.from(await o.live().toHost()).equals(want)).toBe(true);
     for (const t of [x.q, x.k, x.v, ...outs]) t.dispose();
     mask.dispose();

@@ -116,8 +116,8 @@ describe('whileGpuWorks', () => {
 });
 
 describeGpu('wait policy on the GPU', () => {
-  const N = 1024;
-  const make = async (h: number, seed: number) => {
+  const N0 = 1024;
+  const make = async (h: number, seed: number, N = N0) => {
     const rng = new Rng(seed);
     const x = Float32Array.from({ length: h * N * 64 }, () => rng.normal());
     return tensor(toBFloat16(x), { shape: [1, h, N, 64], dtype: 'bfloat16', device: 'cuda' });
@@ -125,7 +125,7 @@ describeGpu('wait policy on the GPU', () => {
 
   test("'spin' keeps the loop turning for a GPU prefill in flight, and stops when it resolves", async () => {
     const [q, k, v] = [await make(8, 4), await make(2, 5), await make(2, 6)];
-    const out = empty([1, 8, N, 64], { dtype: 'bfloat16', device: 'cuda' });
+    const out = empty([1, 8, N0, 64], { dtype: 'bfloat16', device: 'cuda' });
     setWaitPolicy('spin');
     const calls = Array.from({ length: 4 }, () => prefill(q, k, v, { block: 64 }, { out, returnMask: false }));
     expect(gpuOpsKeepingLoopAwake()).toBe(4);
@@ -139,7 +139,9 @@ describeGpu('wait policy on the GPU', () => {
   });
 
   test('spin and sleep give bit-identical prefill outputs; the event loop keeps running', async () => {
-    const [q, k, v] = [await make(8, 1), await make(2, 2), await make(2, 3)];
+    // Long enough (16 calls of ~2-3 ms on an H200) for a 1 ms timer to come due while they run.
+    const N = 16384;
+    const [q, k, v] = [await make(8, 1, N), await make(2, 2, N), await make(2, 3, N)];
     const results: Record<string, Uint16Array> = {};
     for (const policy of ['sleep', 'spin'] as const) {
       setWaitPolicy(policy);

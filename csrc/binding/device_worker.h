@@ -19,7 +19,7 @@ namespace prism::binding {
 class DeviceWorker : public PromiseWorker {
  public:
   DeviceWorker(Napi::Env env, const char* name, int device)
-      : PromiseWorker(env, name), device_(device) {}
+      : PromiseWorker(env, name, device), device_(device) {}
 
  protected:
   void run() final {

@@ -13,7 +13,7 @@ namespace {
 class ReleaseCachedWorker : public PromiseWorker {
  public:
   ReleaseCachedWorker(Napi::Env env, int device)
-      : PromiseWorker(env, "prism.releaseCachedMemory"), device_(device) {}
+      : PromiseWorker(env, "prism.releaseCachedMemory", device), device_(device) {}
 
  protected:
   void run() override {

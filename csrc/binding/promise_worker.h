@@ -1,42 +1,54 @@
-// Base class of every asynchronous native call: runs run() on a libuv worker
-// thread and settles a Promise on the main thread, rejecting with the right
-// JS error class (TypeError / RangeError / Error) when run() throws.
+// Base class of every asynchronous native call: runs run() on one of the
+// addon's op threads (op_threads.h: CPU calls on the CPU lane, GPU calls on
+// the GPU lane) and settles a Promise on the JS thread, rejecting with the
+// right JS error class (TypeError / RangeError / Error) when run() throws.
 //
 // Completion never throws into Node: when a worker_threads Worker is
-// terminated, Node still runs the completions of its pending work while it
-// tears the environment down, and every napi call that would create or settle
-// a JS value then fails. Such failures are swallowed (nobody is left to see the
-// promise) and the worker is deleted all the same, so the memory the call holds
-// (tensor storages, workspace) is released.
+// terminated, its calls are completed while the environment is torn down,
+// and every napi call that would create or settle a JS value then fails.
+// Such failures are swallowed (nobody is left to see the promise) and the
+// worker is deleted all the same, so the memory the call holds (tensor
+// storages, workspace) is released.
 #pragma once
 #include <napi.h>
 
+#include "binding/device.h"
 #include "binding/errors.h"
+#include "binding/op_threads.h"
 
 namespace prism::binding {
 
-class PromiseWorker : public Napi::AsyncWorker {
+class PromiseWorker : public OpJob {
  public:
-  PromiseWorker(Napi::Env env, const char* name)
-      : Napi::AsyncWorker(env, name), deferred_(Napi::Promise::Deferred::New(env)) {}
+  // `device`: where the call's work runs (kCpuDevice or a CUDA device), which
+  // picks its lane.
+  PromiseWorker(Napi::Env env, const char* name, int device)
+      : env_(env),
+        deferred_(Napi::Promise::Deferred::New(env)),
+        lane_(device == kCpuDevice ? OpLane::Cpu : OpLane::Gpu) {
+    (void)name;  // for the reader: the JS function the call came from
+  }
+  PromiseWorker(const PromiseWorker&) = delete;
+  PromiseWorker& operator=(const PromiseWorker&) = delete;
 
-  // Queues the work and returns its promise.
+  // Queues the work and returns its promise. On failure to queue, the caller
+  // still owns the worker.
   Napi::Promise start() {
     Napi::Promise p = deferred_.Promise();
-    Queue();
+    Completions::of(env_).submit(env_, this, lane_);
     return p;
   }
 
  protected:
-  // Worker thread: no JS access here.
+  // Op thread: no JS access here.
   virtual void run() = 0;
-  // Main thread, after run() succeeded: the value the promise resolves to.
+  // JS thread, after run() succeeded: the value the promise resolves to.
   virtual Napi::Value result(Napi::Env env) { return env.Undefined(); }
-  // Main thread, always, before settling: drop JS references taken for run().
+  // JS thread, always, before settling: drop JS references taken for run().
   virtual void release_js() {}
 
  private:
-  void Execute() final {
+  void execute() final {
     try {
       run();
     } catch (...) {
@@ -45,9 +57,8 @@ class PromiseWorker : public Napi::AsyncWorker {
     }
   }
 
-  // Replaces AsyncWorker's version, which turns a failed settle into a C++
-  // exception thrown through Node's C frames (std::terminate).
-  void OnWorkComplete(Napi::Env env, napi_status status) final {
+  void complete(napi_env raw, bool cancelled) final {
+    Napi::Env env(raw);
     try {
       Napi::HandleScope scope(env);
       try {
@@ -55,7 +66,7 @@ class PromiseWorker : public Napi::AsyncWorker {
       } catch (...) {
         // only reference deletion: nothing to report
       }
-      if (status == napi_cancelled) {
+      if (cancelled) {
         deferred_.Reject(Napi::Error::New(env, "operation cancelled").Value());
       } else {
         settle(env);
@@ -67,7 +78,7 @@ class PromiseWorker : public Napi::AsyncWorker {
       if (napi_is_exception_pending(env, &pending) == napi_ok && pending)
         napi_get_and_clear_last_exception(env, &ignored);
     }
-    delete this;  // never SuppressDestruct()ed
+    delete this;
   }
 
   void settle(Napi::Env env) {
@@ -88,11 +99,9 @@ class PromiseWorker : public Napi::AsyncWorker {
     deferred_.Resolve(value);
   }
 
-  // Unused: OnWorkComplete settles the promise itself.
-  void OnOK() final {}
-  void OnError(const Napi::Error&) final {}
-
+  Napi::Env env_;
   Napi::Promise::Deferred deferred_;
+  OpLane lane_;
   bool failed_ = false;
   ErrorInfo error_;
 };
