@@ -6,6 +6,7 @@
 
 import * as os from 'os';
 import type { BenchConfig } from './config';
+import { noGpuReason } from './config';
 import { formatSize } from './args';
 import { describeBatchBench } from './batch-args';
 import { runChunked, runRaggedBatch } from './batch';
@@ -32,7 +33,7 @@ export async function runBatchCli(cfg: BenchConfig, resolved: { block: number } 
   const notes: string[] = [];
   if (cfg.backend === 'cpu') {
     notes.push(
-      `No GPU in use: the CPU backend (${threads} threads), ${plural(cfg.heads, 'q head')}, ${plural(cfg.kvHeads, 'kv head')}, d ${cfg.headDim}, ` +
+      `No GPU in use${noGpuReason(info)}: the CPU backend (${threads} threads), ${plural(cfg.heads, 'q head')}, ${plural(cfg.kvHeads, 'kv head')}, d ${cfg.headDim}, ` +
         `${plural(cfg.iters, 'timed run')}${bb.ragged?.preset === 'mixed' ? `; the mixed batch takes its small CPU lengths (${bb.ragged.lengths.map(formatSize).join('+')})` : ''}. ` +
         'These are CPU figures, not GPU ones: the CPU backend runs the sequences one after another on every path.',
     );

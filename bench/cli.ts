@@ -6,7 +6,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { FIELD_TO_FLAG, USAGE_HINT, UsageError, formatSize, parseArgs, usage } from './args';
-import { resolveConfig } from './config';
+import { noGpuReason, resolveConfig } from './config';
 import type { BenchConfig } from './config';
 import { resolveBatchBench } from './batch-args';
 import { Progress } from './progress';
@@ -145,7 +145,7 @@ async function runAndReport(
     const threads = device.cpuThreads || os.cpus().length;
     if (cfg.cpuDefaults) {
       notes.push(
-        `No GPU in use: running on the CPU backend (${threads} threads) with small CPU defaults ` +
+        `No GPU in use${noGpuReason(info)}: running on the CPU backend (${threads} threads) with small CPU defaults ` +
         `(seq ${cfg.seq.map(formatSize).join(',')}, ${plural(cfg.heads, 'q head')}, ${plural(cfg.kvHeads, 'kv head')}, d ${cfg.headDim}, ` +
         `${cfg.iters} timed runs). These are CPU figures, not GPU ones.`,
       );

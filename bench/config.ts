@@ -212,3 +212,9 @@ function gcd(a: number, b: number): number {
   while (b) [a, b] = [b, a % b];
   return a;
 }
+
+/** Why no GPU runs, for the CPU notes: '' when a GPU is usable (the CPU was asked for). */
+export function noGpuReason(info: { cudaUnavailableReason: string | null; devices: readonly unknown[] }): string {
+  if (info.cudaUnavailableReason !== null) return ` (no usable GPU: ${info.cudaUnavailableReason})`;
+  return info.devices.length === 0 ? ' (no usable GPU: no CUDA device found)' : '';
+}

@@ -305,7 +305,7 @@ export function native(): NativeBinding {
     const reason = e instanceof Error ? e.message.split('\n')[0] : String(e);
     throw new Error(
       `prism-attention: no usable native binary (${reason}). ` +
-        'Build it with `npm run build:native` (see docs/building.md).',
+        'Build it with `npm rebuild prism-attention` (in a clone of the repository: `npm run build:native`; see docs/building.md).',
       { cause: e },
     );
   }

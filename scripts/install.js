@@ -8,7 +8,7 @@
 const { spawnSync } = require('child_process');
 const fs = require('fs');
 const path = require('path');
-const { root, log, buildFromSource } = require('./native-build');
+const { root, log, buildFromSource, pruneBuild } = require('./native-build');
 
 function prebuildLoads() {
   let loader;
@@ -35,6 +35,8 @@ function main() {
     return;
   }
   buildFromSource();
+  // An installed package keeps only the addon; a checkout keeps build/ for incremental rebuilds.
+  if (!checkout) pruneBuild();
 }
 
 try {

@@ -107,13 +107,32 @@ function buildWithNodeGyp() {
 
 /** Builds from source: cmake-js when CMake is there, else the node-gyp fallback. */
 function buildFromSource(options = {}) {
-  if (hasCmake() && cmakeJsBin()) {
+  const cmake = hasCmake(), cmakeJs = cmakeJsBin() !== null;
+  if (cmake && cmakeJs) {
     log('building from source with cmake-js');
     buildWithCmake(options);
-  } else {
-    log('CMake not found: building the CPU-only addon with node-gyp (binding.gyp)');
-    buildWithNodeGyp();
+    return;
+  }
+  const why = !cmake ? 'CMake not found' : 'cmake-js not installed (optional dependencies omitted?)';
+  log(`${why}: building the CPU-only addon with node-gyp (binding.gyp)`);
+  buildWithNodeGyp();
+}
+
+/**
+ * After a build from source in an installed package: everything in build/
+ * but the addon itself goes (object files, the CMake cache: ~95 MB of a
+ * CUDA build that nothing reads again).
+ */
+function pruneBuild() {
+  const build = path.join(root, 'build');
+  const keep = path.join(build, 'Release', 'prism_attention.node');
+  if (!fs.existsSync(keep)) return;
+  for (const entry of fs.readdirSync(build)) {
+    if (entry !== 'Release') fs.rmSync(path.join(build, entry), { recursive: true, force: true });
+  }
+  for (const entry of fs.readdirSync(path.join(build, 'Release'))) {
+    if (entry !== 'prism_attention.node') fs.rmSync(path.join(build, 'Release', entry), { recursive: true, force: true });
   }
 }
 
-module.exports = { root, log, hasCmake, cmakeJsBin, buildWithCmake, buildWithNodeGyp, buildFromSource };
+module.exports = { root, log, hasCmake, cmakeJsBin, buildWithCmake, buildWithNodeGyp, buildFromSource, pruneBuild };

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 'use strict';
-// Stands in for node-gyp when prebuildify runs (`npm run prebuild`): it
+// Stands in for node-gyp when prebuildify runs (`npm run prebuildify`): it
 // translates prebuildify's `node-gyp rebuild --target=.. --arch=.. --release`
 // into an incremental cmake-js build with the full release CUDA architecture
 // list. Incremental on purpose: CI that already built the addon during

@@ -9,7 +9,7 @@ import {
   parseSize,
   usage,
 } from '../bench/args';
-import { resolveConfig } from '../bench/config';
+import { noGpuReason, resolveConfig } from '../bench/config';
 
 function usageError(argv: string[], backend: 'cuda' | 'cpu' = 'cpu'): UsageError {
   try {
@@ -252,5 +252,14 @@ describe('several devices and the tau sweep', () => {
     [['--gen-threads', '-1'], 'cpu', /--gen-threads: '-1' must be at least 0/],
   ])('%j on %s', (argv, backend, re) => {
     expect(usageError(argv as string[], backend as 'cuda' | 'cpu').message).toMatch(re);
+  });
+});
+
+describe('the CPU note says why no GPU runs', () => {
+  test('the reason the addon gives, no device, or nothing when a GPU is usable', () => {
+    const why = 'no NVIDIA driver found; this binary needs 13.0 (driver >= 580)';
+    expect(noGpuReason({ cudaUnavailableReason: why, devices: [] })).toBe(` (no usable GPU: ${why})`);
+    expect(noGpuReason({ cudaUnavailableReason: null, devices: [] })).toBe(' (no usable GPU: no CUDA device found)');
+    expect(noGpuReason({ cudaUnavailableReason: null, devices: [{}] })).toBe('');
   });
 });

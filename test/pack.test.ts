@@ -66,7 +66,7 @@ describe('npm pack', () => {
     work = fs.mkdtempSync(path.join(os.tmpdir(), 'prism-pack-'));
 
     // 1. prebuild (incremental cmake-js build through the node-gyp shim) and pack.
-    npm(['run', 'prebuild'], root);
+    npm(['run', 'prebuildify'], root);
     const prebuilds = path.join(root, 'prebuilds', `${process.platform}-${process.arch}`);
     expect(fs.readdirSync(prebuilds).some((f) => f.endsWith('.node'))).toBe(true);
     const packed = JSON.parse(npm(['pack', '--json', '--pack-destination', work], root)) as Array<{
@@ -83,6 +83,9 @@ describe('npm pack', () => {
       'CMakeLists.txt',
       'binding.gyp',
       'scripts/install.js',
+      'scripts/native-build.js',
+      'scripts/cmake/PrismCudaArchs.cmake',
+      'lib/index.ts', // the source maps of dist/ point at it
       'csrc/binding/addon.cc',
       'csrc/common/prism_types.h',
       'README.md',
@@ -93,6 +96,8 @@ describe('npm pack', () => {
     }
     expect(files.some((f) => f.startsWith(`prebuilds/${process.platform}-${process.arch}/`) && f.endsWith('.node'))).toBe(true);
     expect(files.some((f) => f.startsWith('build/') || f.startsWith('test/'))).toBe(false);
+    // Development files stay out: raw measurement logs, lint and harness scripts.
+    expect(files.filter((f) => f.startsWith('docs/results/') || /^scripts\/(lint|native-harnesses|l2-model|check-prebuilds)\.js$/.test(f))).toEqual([]);
     const tarball = path.join(work, packed[0].filename);
 
     // 2. An empty project and a PATH holding nothing but node: no compiler, no cmake, no npm.

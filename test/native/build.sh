@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the standalone native GPU harnesses with nvcc, one independent command
-# per harness. Output folder: $PRISM_DEVBIN (default .devbin-est, ignored).
+# per harness, with nvcc alone (no CMake). Output folder: $PRISM_DEVBIN
+# (default build/harnesses-nvcc, ignored with build/).
 # PRISM_CUDA_ARCHS: space-separated list of archs, default "90a"
 # (e.g. PRISM_CUDA_ARCHS="80 86 89 90a").
 # The harnesses are built with PRISM_TUNING_VARIANTS: the kernel variants and
@@ -9,7 +10,7 @@
 # attention_plan_check needs no GPU.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-OUT="${PRISM_DEVBIN:-.devbin-est}"
+OUT="${PRISM_DEVBIN:-build/harnesses-nvcc}"
 ARCHS="${PRISM_CUDA_ARCHS:-90a}"
 NVCC="${NVCC:-nvcc}"
 mkdir -p "$OUT"
