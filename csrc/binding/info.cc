@@ -4,6 +4,7 @@
 #include "binding/device.h"
 #include "binding/errors.h"
 #include "binding/info.h"
+#include "cpu/parallel_for.h"
 #if PRISM_WITH_CUDA
 #include <cuda_runtime.h>
 
@@ -60,7 +61,7 @@ Napi::Value info(const Napi::CallbackInfo& cb) {
                            ? env.Null()
                            : Napi::String::New(env, min_driver_text(s.min_driver_version)));
     o.Set("devices", describe_devices(env));
-    o.Set("cpuThreads", static_cast<double>(std::thread::hardware_concurrency()));
+    o.Set("cpuThreads", static_cast<double>(prism::cpu::detail::default_threads()));
     return o;
   });
 }

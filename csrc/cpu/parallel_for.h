@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <cstdlib>
 #include <exception>
 #include <mutex>
 #include <thread>
@@ -15,14 +16,28 @@
 
 namespace prism::cpu::detail {
 
+// The workers of a call that asks for the default: PRISM_CPU_THREADS when it
+// is a whole number in [1, 4096] (read once), else every core. A server that
+// shares the machine caps the CPU backend with it.
+inline int default_threads() {
+  static const int n = [] {
+    const char* env = std::getenv("PRISM_CPU_THREADS");
+    if (env != nullptr && *env != '\0') {
+      char* end = nullptr;
+      const long v = std::strtol(env, &end, 10);
+      if (*end == '\0' && v >= 1 && v <= 4096) return static_cast<int>(v);
+    }
+    const unsigned hc = std::thread::hardware_concurrency();
+    return hc > 0 ? static_cast<int>(hc) : 1;
+  }();
+  return n;
+}
+
 // Number of workers parallel_for uses for `count` items: threads <= 0 means
-// std::thread::hardware_concurrency(); never more workers than items.
+// default_threads(); never more workers than items.
 inline int resolve_threads(int threads, int64_t count) {
   int64_t t = threads;
-  if (t <= 0) {
-    t = static_cast<int64_t>(std::thread::hardware_concurrency());
-    if (t <= 0) t = 1;
-  }
+  if (t <= 0) t = default_threads();
   if (count < t) t = count;
   return t < 1 ? 1 : static_cast<int>(t);
 }
