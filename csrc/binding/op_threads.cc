@@ -19,9 +19,12 @@ namespace {
 // At process exit (process.exit(), or the end of the main script), the CUDA
 // runtime tears itself down in its atexit handler while GPU calls may still
 // be waiting on their events: a thread inside a CUDA call then crashes. The
-// first GPU call registers a handler of ours, after the runtime's, so that it
-// runs first: it lets no further GPU call start and waits for the running
-// ones (their GPU work is already enqueued and finishes), at most kExitWait.
+// first call registers a handler of ours (for a GPU call, after the runtime
+// initialised, so that ours runs first): from then on no call starts, a call
+// that finishes is not handed back (nothing is left to take it), and the
+// running GPU calls are waited for (their GPU work is already enqueued and
+// finishes), at most kExitWait. Running CPU calls are not waited for: they
+// touch only their own buffers until they finish.
 constexpr auto kExitWait = std::chrono::seconds(30);
 
 struct ExitGuard {
@@ -52,10 +55,8 @@ class LaneThreads {
   LaneThreads(int max_threads, bool guarded) : max_threads_(max_threads), guarded_(guarded) {}
 
   void push(OpJob* job) {
-    if (guarded_) {
-      static std::once_flag registered;
-      std::call_once(registered, [] { std::atexit(wait_at_exit); });
-    }
+    static std::once_flag registered;
+    std::call_once(registered, [] { std::atexit(wait_at_exit); });
     std::lock_guard<std::mutex> lock(mu_);
     queue_.push_back(job);
     if (idle_ > 0) {
@@ -88,18 +89,17 @@ class LaneThreads {
         queue_.pop_front();
       }
       Completions* c = job->completions_;
-      if (guarded_) {
-        ExitGuard& g = exit_guard();
+      ExitGuard& g = exit_guard();
+      {
         std::unique_lock<std::mutex> lock(g.mu);
         // Exiting: the job never runs; the thread sleeps until the process ends.
         if (g.exiting) g.cv.wait(lock, [] { return false; });
-        ++g.running;
+        if (guarded_) ++g.running;
       }
       job->execute();  // never throws (PromiseWorker keeps the error)
-      if (guarded_) {
-        ExitGuard& g = exit_guard();
+      {
         std::unique_lock<std::mutex> lock(g.mu);
-        if (--g.running == 0) g.cv.notify_all();
+        if (guarded_ && --g.running == 0) g.cv.notify_all();
         // Exiting: nothing is left to complete it on (the job is not freed).
         if (g.exiting) g.cv.wait(lock, [] { return false; });
       }
@@ -108,7 +108,7 @@ class LaneThreads {
   }
 
   const int max_threads_;
-  const bool guarded_;  // GPU calls: waited for at exit (exit_guard)
+  const bool guarded_;  // GPU calls: running ones are waited for at exit (exit_guard)
   std::mutex mu_;
   std::condition_variable work_;
   std::deque<OpJob*> queue_;
