@@ -176,6 +176,8 @@ export interface NativeBinding {
   /** Process-wide: true, worker threads poll an op's completion event; false, they sleep on it. */
   setWaitPolicy(spin: boolean): void;
   getWaitPolicy(): boolean;
+  /** Caps the threads of each CPU op, process-wide (0: every core). */
+  setCpuThreads(n: number): void;
   estimate(
     q: NativeTensor,
     k: NativeTensor,
@@ -309,6 +311,9 @@ export function native(): NativeBinding {
       { cause: e },
     );
   }
+  // Configuration reaches the native code from here, never from its own environment reads.
+  const cap = cpuThreadsFromEnv(process.env.PRISM_CPU_THREADS);
+  if (cap !== null) binding.setCpuThreads(cap);
   return binding;
 }
 
@@ -329,4 +334,14 @@ export function cudaDevices(): { count: number; unavailable: string | null } {
     deviceSummary = { count: i.devices.length, unavailable: i.cudaUnavailableReason };
   }
   return deviceSummary;
+}
+
+/**
+ * PRISM_CPU_THREADS as a cap on each CPU op's threads: a whole number from 1
+ * to 4096, or null (unset or anything else, which is ignored: every core).
+ */
+export function cpuThreadsFromEnv(value: string | undefined): number | null {
+  if (value === undefined || !/^[0-9]+$/.test(value)) return null;
+  const n = Number(value);
+  return n >= 1 && n <= 4096 ? n : null;
 }

@@ -1,5 +1,5 @@
 // PRISM_CPU_THREADS caps the threads of each CPU op (read once, when the
-// addon loads, so each case runs in a child process): info().cpuThreads
+// package loads its addon, so each case runs in a child process): info().cpuThreads
 // reports the cap, bad values are ignored, and the results are the same
 // bytes whatever the cap.
 import { spawnSync } from 'child_process';

@@ -37,6 +37,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
               Napi::Function::New<release_cached_memory>(env, "releaseCachedMemory"));
   exports.Set("setWaitPolicy", Napi::Function::New<set_wait_policy>(env, "setWaitPolicy"));
   exports.Set("getWaitPolicy", Napi::Function::New<get_wait_policy>(env, "getWaitPolicy"));
+  exports.Set("setCpuThreads", Napi::Function::New<set_cpu_threads>(env, "setCpuThreads"));
   exports.Set("copy", Napi::Function::New<copy_tensor>(env, "copy"));
   exports.Set("testing", testing_exports(env));
   exports.Set("supports", Napi::Function::New<supports>(env, "supports"));

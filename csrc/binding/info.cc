@@ -66,4 +66,10 @@ Napi::Value info(const Napi::CallbackInfo& cb) {
   });
 }
 
+Napi::Value set_cpu_threads(const Napi::CallbackInfo& cb) {
+  const int n = cb.Length() > 0 && cb[0].IsNumber() ? cb[0].As<Napi::Number>().Int32Value() : 0;
+  prism::cpu::detail::threads_cap().store(n > 0 ? n : 0, std::memory_order_relaxed);
+  return cb.Env().Undefined();
+}
+
 }  // namespace prism::binding

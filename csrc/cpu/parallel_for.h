@@ -8,7 +8,6 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
-#include <cstdlib>
 #include <exception>
 #include <mutex>
 #include <thread>
@@ -16,21 +15,20 @@
 
 namespace prism::cpu::detail {
 
-// The workers of a call that asks for the default: PRISM_CPU_THREADS when it
-// is a whole number in [1, 4096] (read once), else every core. A server that
-// shares the machine caps the CPU backend with it.
+// The process-wide cap on a call's workers (0: none). lib/ sets it from
+// PRISM_CPU_THREADS (native.setCpuThreads); a server that shares the machine
+// caps the CPU backend with it.
+inline std::atomic<int>& threads_cap() {
+  static std::atomic<int> cap{0};
+  return cap;
+}
+
+// The workers of a call that asks for the default: the cap, else every core.
 inline int default_threads() {
-  static const int n = [] {
-    const char* env = std::getenv("PRISM_CPU_THREADS");
-    if (env != nullptr && *env != '\0') {
-      char* end = nullptr;
-      const long v = std::strtol(env, &end, 10);
-      if (*end == '\0' && v >= 1 && v <= 4096) return static_cast<int>(v);
-    }
-    const unsigned hc = std::thread::hardware_concurrency();
-    return hc > 0 ? static_cast<int>(hc) : 1;
-  }();
-  return n;
+  const int cap = threads_cap().load(std::memory_order_relaxed);
+  if (cap > 0) return cap;
+  const unsigned hc = std::thread::hardware_concurrency();
+  return hc > 0 ? static_cast<int>(hc) : 1;
 }
 
 // Number of workers parallel_for uses for `count` items: threads <= 0 means
