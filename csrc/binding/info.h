@@ -8,4 +8,4 @@ Napi::Value info(const Napi::CallbackInfo& cb);
 // native.setCpuThreads(n): caps the threads of each CPU op (0: every core);
 // lib/ checks n (PRISM_CPU_THREADS).
 Napi::Value set_cpu_threads(const Napi::CallbackInfo& cb);
-}
+}  // namespace prism::binding
