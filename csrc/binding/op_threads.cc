@@ -19,8 +19,8 @@ namespace {
 // At process exit (process.exit(), or the end of the main script), the CUDA
 // runtime tears itself down in its atexit handler while GPU calls may still
 // be waiting on their events: a thread inside a CUDA call then crashes. The
-// first call registers a handler of ours (for a GPU call, after the runtime
-// initialised, so that ours runs first): from then on no call starts, a call
+// first call of each lane registers a handler of ours (the GPU lane's after the
+// runtime initialised, so that it runs first): from then on no call starts, a call
 // that finishes is not handed back (nothing is left to take it), and the
 // running GPU calls are waited for (their GPU work is already enqueued and
 // finishes), at most kExitWait. Running CPU calls are not waited for: they
@@ -55,8 +55,10 @@ class LaneThreads {
   LaneThreads(int max_threads, bool guarded) : max_threads_(max_threads), guarded_(guarded) {}
 
   void push(OpJob* job) {
-    static std::once_flag registered;
-    std::call_once(registered, [] { std::atexit(wait_at_exit); });
+    // Once per lane: the GPU lane's first call comes after the CUDA runtime
+    // initialised (its tensors are on the device), so that registration runs
+    // before the runtime's teardown even when a CPU call registered earlier.
+    std::call_once(registered_, [] { std::atexit(wait_at_exit); });
     std::lock_guard<std::mutex> lock(mu_);
     queue_.push_back(job);
     if (idle_ > 0) {
@@ -107,6 +109,7 @@ class LaneThreads {
     }
   }
 
+  std::once_flag registered_;
   const int max_threads_;
   const bool guarded_;  // GPU calls: running ones are waited for at exit (exit_guard)
   std::mutex mu_;
