@@ -24,8 +24,8 @@ function scenarios(device: 'cpu' | 'cuda'): void {
     expect(r.report!.resolvedAtRead as number).toBeLessThan(4);
   });
 
-  test('process.exit() with calls in flight exits cleanly', () => {
-    const r = child(device, 'exit');
+  test.each(['exit', 'exit-after-cpu'])('process.exit() with calls in flight exits cleanly (%s)', (scenario) => {
+    const r = child(device, scenario);
     expect({ status: r.status, signal: r.signal, stderr: r.stderr }).toEqual({ status: 0, signal: null, stderr: '' });
   });
 
