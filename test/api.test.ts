@@ -57,11 +57,11 @@ describe('info()', () => {
 
   test('says which driver is needed when the installed one is too old', () => {
     const reason = native().testing.driverReason;
-    expect(reason(12080, 13000)).toBe('the NVIDIA driver supports CUDA 12.8; this binary needs 13.0 (driver >= 580)');
-    expect(reason(12000, 13000)).toBe('the NVIDIA driver supports CUDA 12.0; this binary needs 13.0 (driver >= 580)');
-    expect(reason(11040, 12000)).toBe('the NVIDIA driver supports CUDA 11.4; this binary needs 12.0 (driver >= 525)');
-    expect(reason(0, 13000)).toBe('no NVIDIA driver found; this binary needs 13.0 (driver >= 580)');
-    expect(reason(13000, 14000)).toBe('the NVIDIA driver supports CUDA 13.0; this binary needs 14.0');
+    expect(reason(12080, 13000)).toBe('the NVIDIA driver supports CUDA 12.8; this binary needs CUDA 13.0 (driver >= 580)');
+    expect(reason(12000, 13000)).toBe('the NVIDIA driver supports CUDA 12.0; this binary needs CUDA 13.0 (driver >= 580)');
+    expect(reason(11040, 12000)).toBe('the NVIDIA driver supports CUDA 11.4; this binary needs CUDA 12.0 (driver >= 525)');
+    expect(reason(0, 13000)).toBe('no NVIDIA driver found; this binary needs CUDA 13.0 (driver >= 580)');
+    expect(reason(13000, 14000)).toBe('the NVIDIA driver supports CUDA 13.0; this binary needs CUDA 14.0');
   });
 });
 

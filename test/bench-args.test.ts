@@ -257,7 +257,7 @@ describe('several devices and the tau sweep', () => {
 
 describe('the CPU note says why no GPU runs', () => {
   test('the reason the addon gives, no device, or nothing when a GPU is usable', () => {
-    const why = 'no NVIDIA driver found; this binary needs 13.0 (driver >= 580)';
+    const why = 'no NVIDIA driver found; this binary needs CUDA 13.0 (driver >= 580)';
     expect(noGpuReason({ cudaUnavailableReason: why, devices: [] })).toBe(` (no usable GPU: ${why})`);
     expect(noGpuReason({ cudaUnavailableReason: null, devices: [] })).toBe(' (no usable GPU: no CUDA device found)');
     expect(noGpuReason({ cudaUnavailableReason: null, devices: [{}] })).toBe('');

@@ -109,7 +109,7 @@ std::string min_driver_text(int cuda_version) {
 
 std::string old_driver_reason(int driver_version, int required_version) {
   std::string branch = min_driver_branch(required_version);
-  std::string needs = "this binary needs " + cuda_version_text(required_version) +
+  std::string needs = "this binary needs CUDA " + cuda_version_text(required_version) +
                       (branch.empty() ? "" : " (driver >= " + branch + ")");
   if (driver_version <= 0) return "no NVIDIA driver found; " + needs;
   return "the NVIDIA driver supports CUDA " + cuda_version_text(driver_version) + "; " + needs;

@@ -37,7 +37,7 @@ std::string min_driver_text(int cuda_version);
 
 // Why a driver that supports CUDA `driver_version` (0: none found) cannot run
 // a binary needing `required_version`, e.g. "the NVIDIA driver supports CUDA
-// 12.8; this binary needs 13.0 (driver >= 580)".
+// 12.8; this binary needs CUDA 13.0 (driver >= 580)".
 std::string old_driver_reason(int driver_version, int required_version);
 
 // "cpu" or "cuda:N"
