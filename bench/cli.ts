@@ -6,7 +6,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { FIELD_TO_FLAG, USAGE_HINT, UsageError, formatSize, parseArgs, usage } from './args';
-import { noGpuReason, resolveConfig } from './config';
+import { gpuUnavailableReason, noGpuReason, resolveConfig } from './config';
 import type { BenchConfig } from './config';
 import { resolveBatchBench } from './batch-args';
 import { Progress } from './progress';
@@ -62,23 +62,23 @@ export async function main(argv: string[], io: Io): Promise<number> {
     // The library (and its native addon) loads only now.
     const lib = await import('./lib');
     const info = lib.info();
-    const gpus = info.cudaUnavailableReason === null ? info.devices : [];
+    const noGpu = gpuUnavailableReason(info);
     let backend: 'cuda' | 'cpu';
     if (parsed.backend === 'cuda') {
-      if (gpus.length === 0) {
-        const why = info.cudaUnavailableReason ?? 'no CUDA device found';
-        io.err(`prism-bench: --backend cuda: no usable GPU (${why})\n`);
+      if (noGpu !== null) {
+        io.err(`prism-bench: --backend cuda: no usable GPU (${noGpu})\n`);
         return 1;
       }
       backend = 'cuda';
     } else if (parsed.backend === 'cpu') {
       backend = 'cpu';
     } else {
-      backend = gpus.length > 0 ? 'cuda' : 'cpu';
+      backend = noGpu === null ? 'cuda' : 'cpu';
     }
     cfg = resolveConfig(parsed, backend);
     cfg.batchBench = resolveBatchBench(parsed, cfg);
     if (backend === 'cuda') {
+      const gpus = info.devices; // usable: backend cuda means noGpu is null
       if (cfg.device !== null && cfg.device >= gpus.length) {
         throw new UsageError(`cuda:${cfg.device} is not present (${plural(gpus.length, 'CUDA device')}: 0..${gpus.length - 1})`, '--device');
       }

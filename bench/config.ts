@@ -213,8 +213,16 @@ function gcd(a: number, b: number): number {
   return a;
 }
 
+type GpuFacts = { cudaUnavailableReason: string | null; devices: readonly unknown[] };
+
+/** Why no GPU can run (the addon's reason, or no device), or null when one can. */
+export function gpuUnavailableReason(info: GpuFacts): string | null {
+  if (info.cudaUnavailableReason !== null) return info.cudaUnavailableReason;
+  return info.devices.length === 0 ? 'no CUDA device found' : null;
+}
+
 /** Why no GPU runs, for the CPU notes: '' when a GPU is usable (the CPU was asked for). */
-export function noGpuReason(info: { cudaUnavailableReason: string | null; devices: readonly unknown[] }): string {
-  if (info.cudaUnavailableReason !== null) return ` (no usable GPU: ${info.cudaUnavailableReason})`;
-  return info.devices.length === 0 ? ' (no usable GPU: no CUDA device found)' : '';
+export function noGpuReason(info: GpuFacts): string {
+  const why = gpuUnavailableReason(info);
+  return why === null ? '' : ` (no usable GPU: ${why})`;
 }
