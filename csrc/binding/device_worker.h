@@ -18,8 +18,7 @@ namespace prism::binding {
 
 class DeviceWorker : public PromiseWorker {
  public:
-  DeviceWorker(Napi::Env env, const char* name, int device)
-      : PromiseWorker(env, name, device), device_(device) {}
+  DeviceWorker(Napi::Env env, int device) : PromiseWorker(env, device), device_(device) {}
 
  protected:
   void run() final {
@@ -54,11 +53,16 @@ class DeviceWorker : public PromiseWorker {
     try {
       use_device(device);
       out = op_stream(device, stream);
+      enqueue_stream_ = out;
       body();
     } catch (...) {
       enqueue_error_ = std::current_exception();
       enqueue_stream_ = out;
     }
+  }
+
+  void abandon() override {
+    if (enqueue_stream_) drain_stream_quietly(enqueue_stream_);
   }
 #endif
 
@@ -67,7 +71,7 @@ class DeviceWorker : public PromiseWorker {
  private:
 #if PRISM_WITH_CUDA
   std::exception_ptr enqueue_error_;
-  cudaStream_t enqueue_stream_ = nullptr;
+  cudaStream_t enqueue_stream_ = nullptr;  // where the calling thread enqueued, if it did
 #endif
 };
 
@@ -84,7 +88,7 @@ inline Napi::Object phase_times(Napi::Env env, double est_ms, double att_ms) {
 // enqueues first, with W::enqueue_gpu() (through enqueue_or_defer, so its
 // errors reject the promise from the worker thread); a worker whose
 // enqueue_gpu() throws all the same was never queued and is deleted before
-// the error propagates.
+// the error propagates (as is one that start() cannot queue).
 template <class W>
 Napi::Promise start_after_enqueue(W* worker, [[maybe_unused]] int device) {
 #if PRISM_WITH_CUDA

@@ -140,9 +140,7 @@ QkvView token_range(const QkvView& k, int64_t t0, int64_t n) {
 class SummarizeWorker : public DeviceWorker {
  public:
   SummarizeWorker(Napi::Env env, SummarizeArgs a, std::vector<std::shared_ptr<Storage>> keep)
-      : DeviceWorker(env, "prism.summarizeKeys", a.device),
-        a_(std::move(a)),
-        keep_(std::move(keep)) {}
+      : DeviceWorker(env, a.device), a_(std::move(a)), keep_(std::move(keep)) {}
 
  protected:
   Napi::Value result(Napi::Env env) override { return Napi::Number::New(env, ms_); }

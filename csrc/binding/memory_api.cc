@@ -12,8 +12,7 @@ namespace {
 
 class ReleaseCachedWorker : public PromiseWorker {
  public:
-  ReleaseCachedWorker(Napi::Env env, int device)
-      : PromiseWorker(env, "prism.releaseCachedMemory", device), device_(device) {}
+  ReleaseCachedWorker(Napi::Env env, int device) : PromiseWorker(env, device), device_(device) {}
 
  protected:
   void run() override {

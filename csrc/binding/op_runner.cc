@@ -65,7 +65,7 @@ namespace {
 class TimedOpWorker : public PromiseWorker {
  public:
   TimedOpWorker(Napi::Env env, OpCall call)
-      : PromiseWorker(env, call.name, call.device), call_(std::move(call)) {}
+      : PromiseWorker(env, call.device), call_(std::move(call)) {}
 
  protected:
   void run() override {

@@ -192,7 +192,7 @@ void Completions::teardown(void* p) {
   std::vector<OpJob*> cancelled, batch;
   lane_threads(OpLane::Cpu).cancel(self, cancelled);
   lane_threads(OpLane::Gpu).cancel(self, cancelled);
-  bool release = false, gone = false;
+  bool tsfn_gone = false;
   {
     std::unique_lock<std::mutex> lock(self->mu_);
     self->closed_ = true;
@@ -200,16 +200,15 @@ void Completions::teardown(void* p) {
     // The running calls finish on their own (a GPU call waits for its device).
     self->idle_.wait(lock, [self] { return self->running_ == 0; });
     batch.swap(self->done_);
-    gone = self->tsfn_gone_;
-    release = !gone;
+    tsfn_gone = self->tsfn_gone_;
   }
   // The environment is going away: complete() swallows the failures to settle.
   for (OpJob* job : cancelled) job->complete(self->env_, true);
   for (OpJob* job : batch) job->complete(self->env_, false);
-  if (release) {
+  if (tsfn_gone) {
+    delete self;  // its finalizer ran before closed_ was set, and left self to us
+  } else {
     napi_release_threadsafe_function(self->tsfn_, napi_tsfn_abort);  // its finalizer deletes self
-  } else if (gone) {
-    delete self;
   }
 }
 

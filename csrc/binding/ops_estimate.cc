@@ -26,7 +26,7 @@ class EstimateWorker : public DeviceWorker {
   EstimateWorker(Napi::Env env, int device, QkvView q, QkvView k, EstimateParams p,
                  BlockMaskOut out, int64_t* row_ptr, SelectionGeometry geo, Timing timing,
                  uint64_t stream, KeySummaries keys, std::vector<std::shared_ptr<Storage>> keep)
-      : DeviceWorker(env, "prism.estimate", device),
+      : DeviceWorker(env, device),
         q_(q),
         k_(k),
         p_(p),

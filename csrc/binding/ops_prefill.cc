@@ -46,10 +46,7 @@ struct PrefillArgs {
 class PrefillWorker : public DeviceWorker {
  public:
   PrefillWorker(Napi::Env env, PrefillArgs a, std::vector<std::shared_ptr<Storage>> keep)
-      : DeviceWorker(env, "prism.prefill", a.device),
-        a_(a),
-        geo_(a.q, a.k, a.ep.block),
-        keep_(std::move(keep)) {}
+      : DeviceWorker(env, a.device), a_(a), geo_(a.q, a.k, a.ep.block), keep_(std::move(keep)) {}
 
  protected:
   Napi::Value result(Napi::Env env) override {

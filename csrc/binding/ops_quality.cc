@@ -26,7 +26,7 @@ class MassRecallWorker : public PromiseWorker {
   MassRecallWorker(Napi::Env env, int device, QkvView q, QkvView k, BlockList list,
                    AttentionParams p, std::vector<int64_t> rows,
                    std::vector<std::shared_ptr<Storage>> keep)
-      : PromiseWorker(env, "massRecall", device),
+      : PromiseWorker(env, device),
         device_(device),
         q_(q),
         k_(k),
@@ -83,11 +83,7 @@ class DiffNormsWorker : public PromiseWorker {
  public:
   DiffNormsWorker(Napi::Env env, int device, QkvView a, QkvView b,
                   std::vector<std::shared_ptr<Storage>> keep)
-      : PromiseWorker(env, "diffNorms", device),
-        device_(device),
-        a_(a),
-        b_(b),
-        keep_(std::move(keep)) {}
+      : PromiseWorker(env, device), device_(device), a_(a), b_(b), keep_(std::move(keep)) {}
 
  protected:
   void run() override {

@@ -43,7 +43,7 @@ namespace {
 class VarlenWorker : public DeviceWorker {
  public:
   VarlenWorker(Napi::Env env, VarlenArgs a, std::vector<std::shared_ptr<Storage>> keep)
-      : DeviceWorker(env, "prism.varlen", a.device),
+      : DeviceWorker(env, a.device),
         a_(std::move(a)),
         keep_(std::move(keep)),
         totals_(a_.seqs.size(), 0),

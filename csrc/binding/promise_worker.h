@@ -22,20 +22,26 @@ class PromiseWorker : public OpJob {
  public:
   // `device`: where the call's work runs (kCpuDevice or a CUDA device), which
   // picks its lane.
-  PromiseWorker(Napi::Env env, const char* name, int device)
+  PromiseWorker(Napi::Env env, int device)
       : env_(env),
         deferred_(Napi::Promise::Deferred::New(env)),
-        lane_(device == kCpuDevice ? OpLane::Cpu : OpLane::Gpu) {
-    (void)name;  // for the reader: the JS function the call came from
-  }
+        lane_(device == kCpuDevice ? OpLane::Cpu : OpLane::Gpu) {}
   PromiseWorker(const PromiseWorker&) = delete;
   PromiseWorker& operator=(const PromiseWorker&) = delete;
 
-  // Queues the work and returns its promise. On failure to queue, the caller
-  // still owns the worker.
+  // Queues the work and returns its promise. A worker that cannot be queued
+  // (the environment is being torn down) is deleted before the error
+  // propagates: callers write `return (new W(...))->start();`.
   Napi::Promise start() {
     Napi::Promise p = deferred_.Promise();
-    Completions::of(env_).submit(env_, this, lane_);
+    try {
+      Completions::of(env_).submit(env_, this, lane_);
+    } catch (...) {
+      abandon();
+      release_js();
+      delete this;
+      throw;
+    }
     return p;
   }
 
@@ -46,6 +52,9 @@ class PromiseWorker : public OpJob {
   virtual Napi::Value result(Napi::Env env) { return env.Undefined(); }
   // JS thread, always, before settling: drop JS references taken for run().
   virtual void release_js() {}
+  // JS thread, when start() could not queue the call: make it safe to free
+  // the call's buffers (GPU work already enqueued is waited for).
+  virtual void abandon() {}
 
  private:
   void execute() final {

@@ -59,7 +59,7 @@ class EventWaitWorker : public PromiseWorker {
  public:
   EventWaitWorker(Napi::Env env, int device, CudaEvent done,
                   std::vector<std::shared_ptr<Storage>> keep)
-      : PromiseWorker(env, "prism.testing.copyAfterDelay", device),
+      : PromiseWorker(env, device),
         device_(device),
         done_(std::move(done)),
         keep_(std::move(keep)) {}

@@ -48,7 +48,7 @@ namespace {
 class UploadWorker : public PromiseWorker {
  public:
   UploadWorker(Napi::Env env, std::shared_ptr<Storage> dst, size_t offset, Napi::TypedArray source)
-      : PromiseWorker(env, "prism.upload", dst->device()),
+      : PromiseWorker(env, dst->device()),
         dst_(std::move(dst)),
         offset_(offset),
         source_ref_(Napi::Persistent(source.As<Napi::Object>())),
@@ -72,10 +72,7 @@ class UploadWorker : public PromiseWorker {
 class DownloadWorker : public PromiseWorker {
  public:
   DownloadWorker(Napi::Env env, std::shared_ptr<Storage> src, size_t offset, size_t bytes)
-      : PromiseWorker(env, "prism.toHost", src->device()),
-        src_(std::move(src)),
-        offset_(offset),
-        bytes_(bytes) {
+      : PromiseWorker(env, src->device()), src_(std::move(src)), offset_(offset), bytes_(bytes) {
     Napi::ArrayBuffer buffer = Napi::ArrayBuffer::New(env, bytes_);
     buffer_ref_ = Napi::Persistent(buffer);
     dst_ = buffer.Data();
