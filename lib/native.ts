@@ -20,6 +20,8 @@ export interface NativeTensor {
   /** Without offset, data fills the tensor; with it, data goes to [offset, offset + data.length). */
   upload(data: ArrayBufferView, offset?: number): Promise<void>;
   dispose(): void;
+  /** A tensor over elements [offset, offset + count(shape)) of this one's memory, which it keeps alive. */
+  view(shape: number[], layout: number, offset: number): NativeTensor;
 }
 
 export interface NativeTensorConstructor {

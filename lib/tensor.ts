@@ -30,6 +30,8 @@ const DTYPE_CODES: Record<DType, number> = {
 };
 const DTYPES = Object.keys(DTYPE_CODES) as DType[];
 const BYTES_PER_ELEMENT: Record<DType, number> = { float32: 4, float16: 2, bfloat16: 2 };
+/** Tensor.view offsets start on this byte boundary: host tensors are 64-byte aligned (device ones 256), so views are too. */
+const VIEW_ALIGNMENT = 64;
 
 /** Most elements one typed array can hold in this Node.js (2^32 in Node 20). */
 export const MAX_ARRAY_LENGTH: number = bufferConstants.MAX_LENGTH;
@@ -391,6 +393,33 @@ export class Tensor {
     if (src.layout !== this.layout) throw new RangeError(`layouts differ: this is ${this.layout}, src is ${src.layout}`);
     const stream = checkStream(streamArg, this.device, 'stream');
     await whileGpuWorks(this.native.device, native().copy(this.live(), src.live(), stream));
+  }
+
+  /**
+   * A tensor of this dtype and device over elements [offset, offset +
+   * count(shape)) of this tensor's memory, in memory order: no copy, writes
+   * through either show in both. For a buffer reused at changing lengths (a
+   * `'bnhd'` tensor's first n tokens are `view([1, H, n, d])`). The view keeps
+   * the memory alive: it is freed once this tensor and its views are all
+   * disposed (or collected). `offset` (elements, default 0) must start on a
+   * 64-byte boundary of the memory.
+   */
+  view(shape: Shape4, opts: { offset?: number; layout?: Layout } | null = {}): Tensor {
+    const o = checkOptionFields(opts, ['offset', 'layout'], 'view option');
+    const s = checkShape(shape);
+    const layout = o.layout === undefined ? this.layout : checkLayout(o.layout);
+    const n = this.length;
+    const offset = o.offset === undefined ? 0 : checkIndex(o.offset, 'offset', n);
+    const count = s[0] * s[1] * s[2] * s[3];
+    if (offset + count > n) {
+      throw new RangeError(`a view of ${count} elements at offset ${offset} runs past the tensor's ${n}`);
+    }
+    const bytes = BYTES_PER_ELEMENT[this.dtype];
+    if ((offset * bytes) % VIEW_ALIGNMENT !== 0) {
+      throw new RangeError(`offset ${offset} (${offset * bytes} bytes) must be a multiple of ${VIEW_ALIGNMENT / bytes} elements (${VIEW_ALIGNMENT} bytes)`);
+    }
+    const handle = this.live().view([...s], LAYOUTS.indexOf(layout), offset);
+    return new Tensor(handle, s, this.dtype, layout);
   }
 
   /** Frees the memory now (idempotent); ops already running keep it until they finish. */

@@ -81,6 +81,16 @@ std::shared_ptr<Storage> Storage::wrap(int device, void* data, size_t bytes) {
   return std::shared_ptr<Storage>(new Storage(device, data, bytes, false));
 }
 
+std::shared_ptr<Storage> Storage::slice(std::shared_ptr<Storage> parent, size_t offset,
+                                        size_t bytes) {
+  if (!parent || offset > parent->bytes_ || bytes > parent->bytes_ - offset || bytes == 0)
+    throw_range("a slice must lie inside its storage");
+  auto s = std::shared_ptr<Storage>(
+      new Storage(parent->device_, static_cast<char*>(parent->data_) + offset, bytes, false));
+  s->parent_ = std::move(parent);
+  return s;
+}
+
 Storage::Storage(int device, void* data, size_t bytes, bool owning)
     : device_(device), data_(data), bytes_(bytes), owning_(owning) {
   if (!owning_) return;

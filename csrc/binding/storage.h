@@ -1,5 +1,6 @@
 // Memory behind a tensor: 64-byte aligned host memory, stream-ordered device
-// memory, or a non-owning view of someone else's device pointer. Shared by
+// memory, a non-owning view of someone else's device pointer, or a slice of
+// another storage (Tensor.view). Shared by
 // the tensor and every op in flight that uses it (std::shared_ptr is the
 // refcount), so dispose() never frees memory a running op still reads.
 #pragma once
@@ -14,6 +15,9 @@ class Storage {
   static std::shared_ptr<Storage> allocate(int device, size_t bytes);
   // Non-owning view; the caller keeps the memory alive.
   static std::shared_ptr<Storage> wrap(int device, void* data, size_t bytes);
+  // Bytes [offset, offset + bytes) of `parent`, which the slice keeps alive.
+  static std::shared_ptr<Storage> slice(std::shared_ptr<Storage> parent, size_t offset,
+                                        size_t bytes);
 
   ~Storage();
   Storage(const Storage&) = delete;
@@ -35,6 +39,7 @@ class Storage {
   void* data_;
   size_t bytes_;
   bool owning_;
+  std::shared_ptr<Storage> parent_;  // slices: the storage whose memory this is
 };
 
 }  // namespace prism::binding

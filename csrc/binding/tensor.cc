@@ -21,6 +21,7 @@ Napi::Function TensorWrap::define(Napi::Env env) {
                          InstanceMethod<&TensorWrap::to_host>("toHost"),
                          InstanceMethod<&TensorWrap::upload>("upload"),
                          InstanceMethod<&TensorWrap::dispose>("dispose"),
+                         InstanceMethod<&TensorWrap::view>("view"),
                          StaticMethod<&TensorWrap::wrap_pointer>("wrap"),
                      });
 }
@@ -94,8 +95,8 @@ void TensorWrap::init(const Napi::CallbackInfo& info) {
     StorageHolder* h = extra.As<Napi::External<StorageHolder>>().Data();
     if (h == nullptr || !*h || (*h)->bytes() != byte_length_ || (*h)->device() != device_)
       throw_range("adopted storage does not match the shape");
-    storage_ = std::move(*h);  // the tensor is now its only owner
-    if (device_ == kCpuDevice) {
+    storage_ = std::move(*h);                           // the tensor is now its only owner
+    if (device_ == kCpuDevice && storage_->owning()) {  // a view's memory is its tensor's
       accounted_bytes_ = static_cast<int64_t>(byte_length_);
       Napi::MemoryManagement::AdjustExternalMemory(info.Env(), accounted_bytes_);
     }
@@ -227,6 +228,33 @@ Napi::Value TensorWrap::upload(const Napi::CallbackInfo& info) {
 Napi::Value TensorWrap::dispose(const Napi::CallbackInfo& info) {
   release();
   return info.Env().Undefined();
+}
+
+// view(shape, layout, offset): a tensor of this dtype over elements [offset,
+// offset + count(shape)) of this one's memory, which it keeps alive.
+Napi::Value TensorWrap::view(const Napi::CallbackInfo& info) {
+  return js_guard(info.Env(), [&]() -> Napi::Value {
+    std::shared_ptr<Storage> parent = storage();
+    const std::vector<int64_t> shape = binding::get_shape(arg(info, 0));
+    get_integer(arg(info, 1), "layout", 0, 1);
+    const int64_t offset = get_integer(arg(info, 2), "offset", 0, count_);
+    int64_t count = 1;
+    for (int64_t n : shape) count = n > 0 && count > count_ / n ? count_ + 1 : count * n;
+    if (count > count_ - offset)
+      throw_range("a view of " + std::to_string(count) + " elements at offset " +
+                  std::to_string(offset) + " runs past the tensor's " + std::to_string(count_));
+    const int64_t size = dtype_size(dtype_);
+    auto ext = Napi::External<StorageHolder>::New(
+        info.Env(),
+        new StorageHolder(Storage::slice(std::move(parent), static_cast<size_t>(offset * size),
+                                         static_cast<size_t>(count * size))),
+        [](Napi::Env, StorageHolder* h) { delete h; });
+    ext.TypeTag(&kStorageTag);
+    return addon_data(info.Env())
+        .tensor_constructor.New({Napi::Number::New(info.Env(), device_),
+                                 Napi::Number::New(info.Env(), static_cast<int>(dtype_)),
+                                 arg(info, 0), arg(info, 1), ext});
+  });
 }
 
 // Tensor.wrap(device, dtype, shape, layout, pointer: bigint): non-owning view.

@@ -52,6 +52,7 @@ class TensorWrap : public Napi::ObjectWrap<TensorWrap> {
   Napi::Value to_host(const Napi::CallbackInfo& info);
   Napi::Value upload(const Napi::CallbackInfo& info);
   Napi::Value dispose(const Napi::CallbackInfo& info);
+  Napi::Value view(const Napi::CallbackInfo& info);
   static Napi::Value wrap_pointer(const Napi::CallbackInfo& info);
 
   void init(const Napi::CallbackInfo& info);
