@@ -119,8 +119,8 @@ function fraction(name: string, value: unknown): number {
   return x;
 }
 
-/** Even number of dims nearest below `fraction * headDim`, at least 2. */
-function defaultBandDims(headDim: number, numerator: number): number {
+/** A default band width: the even number of dims nearest below numerator / 128 of headDim, at least 2. */
+export function defaultBandDims(headDim: number, numerator: number): number {
   return Math.max(2, 2 * Math.floor((numerator * headDim) / 256));
 }
 

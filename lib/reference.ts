@@ -10,6 +10,7 @@
 
 import { blockGrid, numBlocks, visibleBlocks } from './grid';
 import { checkDims } from './reference-attention';
+import { defaultBandDims } from './options';
 import type { HostBlockMask, ResolvedEstimateOptions } from './types';
 
 export { blockGrid, blockOfRow, blockRowBegin, blockRowEnd, numBlocks, visibleBlocks } from './grid';
@@ -404,8 +405,8 @@ export function maskDensity(m: Pick<HostBlockMask, 'batch' | 'heads' | 'nq' | 'n
 export function defaultResolvedOptions(d: number, over: Partial<ResolvedEstimateOptions> = {}): ResolvedEstimateOptions {
   return {
     block: 128,
-    highDims: (64 * d) / 128,
-    lowDims: (96 * d) / 128,
+    highDims: defaultBandDims(d, 64),
+    lowDims: defaultBandDims(d, 96),
     ropeLayout: 'half',
     method: 'prism',
     calibrate: true,

@@ -6,6 +6,11 @@ import { attentionVarlen, estimateVarlen, prefillVarlen, type PagedBatch } from 
 import { tensor, type Tensor } from '../lib/tensor';
 import { pagedToPacked } from '../lib/reference-varlen';
 import { TOLERANCES, relativeError } from '../lib/validate';
+import { memoryStats, releaseCachedMemory } from '../lib/memory';
+import { toBFloat16 } from '../lib/dtype';
+import type { DeviceSpec } from '../lib/types';
+import { describeGpu } from './helpers/gpu';
+import { values } from './helpers/data';
 import {
   batchMaskParts,
   disposeAll,
@@ -236,4 +241,43 @@ describe('paged KV errors (before any work)', () => {
     };
     expect(() => native().varlen(q.native, kp.native, null, null, spec, ep, null, [], null)).toThrow(/spec.seqs must hold 4 entries per sequence, got 0/);
   });
+});
+
+// A sequence without queries is skipped, and must size nothing: before, a
+// paged batch gathered into a buffer as long as its longest sequence, idle
+// ones included, which for an idle 4M-token sequence meant 4 GiB zero-filled
+// (CPU) or 4 GiB of workspace (GPU) on every call.
+async function idleSequenceCase(device: DeviceSpec): Promise<void> {
+  const d = 128;
+  const hkv = 2;
+  const pageSize = 256;
+  const idle = 4 * 2 ** 20;
+  const q = await tensor(toBFloat16(values(4 * 10 * d, 3)), { shape: [1, 4, 10, d], dtype: 'bfloat16', device });
+  const pool = await tensor(toBFloat16(values(2 * hkv * pageSize * d, 4)), { shape: [2, hkv, pageSize, d], dtype: 'bfloat16', layout: 'bnhd', device });
+  const batch = (idleLen: number): PagedBatch => ({
+    cuSeqlensQ: [0, 10, 10],
+    kvLens: [200, idleLen],
+    pageTable: [[0], new Int32Array(Math.ceil(idleLen / pageSize)).fill(1)],
+  });
+  const rssBefore = process.resourceUsage().maxRSS * 1024;
+  if (device !== 'cpu') await releaseCachedMemory(device);
+  const got = await prefillVarlen(q, pool, pool, batch(idle), { block: 64 });
+  if (device === 'cpu') {
+    expect(process.resourceUsage().maxRSS * 1024 - rssBefore).toBeLessThan(256 * 2 ** 20);
+  } else {
+    expect(memoryStats(device).workspaceBytes).toBeLessThan(256 * 2 ** 20);
+  }
+  const want = await prefillVarlen(q, pool, pool, batch(0), { block: 64 });
+  expect(firstDifference(await rawBhnd(got.output), await rawBhnd(want.output))).toBe(-1);
+  expect(got.masks![1]).toBeNull();
+  expect(await batchMaskParts(got.masks!)).toEqual(await batchMaskParts(want.masks!));
+  disposeAll(q, pool, got.output, want.output, ...got.masks!, ...want.masks!);
+}
+
+describe('a paged sequence without queries (CPU)', () => {
+  test('sizes no buffer, whatever its cached length', () => idleSequenceCase('cpu'));
+});
+
+describeGpu('a paged sequence without queries (GPU)', () => {
+  test('sizes no workspace, whatever its cached length', () => idleSequenceCase('cuda'));
 });

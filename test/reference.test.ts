@@ -11,6 +11,7 @@ import {
 } from '../lib/reference';
 import { randomWorkload } from '../lib/workloads/random';
 import { relativeError } from '../lib/validate';
+import { resolveEstimateOptions } from '../lib/options';
 
 const row = (m: { mask: Uint8Array; nk: number }, r: number): number[] => Array.from(m.mask.subarray(r * m.nk, (r + 1) * m.nk));
 
@@ -246,5 +247,11 @@ describe('attention', () => {
     const v = Float32Array.from([0, 1]);
     const out = referenceAttention(q, k, v, dims, null, null, 1, 0.5);
     expect(out[1]).toBeCloseTo(Math.exp(1) / (1 + Math.exp(1)), 14);
+  });
+});
+
+describe('defaultResolvedOptions', () => {
+  test.each([2, 6, 8, 20, 64, 100, 128, 256])('head_dim %i: the API defaults, band widths included', (d) => {
+    expect(defaultResolvedOptions(d)).toEqual(resolveEstimateOptions({}, d));
   });
 });

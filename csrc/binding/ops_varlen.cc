@@ -83,7 +83,9 @@ class VarlenWorker : public DeviceWorker {
   void run_cpu() override {
     using clock = std::chrono::steady_clock;
     const bool paged = a_.spec.paged;
-    std::vector<char> kbuf(paged ? kv_bytes() : 0), vbuf(paged && a_.attention ? kv_bytes() : 0);
+    // Not zero-filled: each sequence's gather writes what it reads.
+    std::unique_ptr<char[]> kbuf(paged ? new char[kv_bytes()] : nullptr);
+    std::unique_ptr<char[]> vbuf(paged && a_.attention ? new char[kv_bytes()] : nullptr);
     std::vector<float> lse_rows(a_.lse ? static_cast<size_t>(a_.heads * a_.spec.max_nq) : 0);
     for (size_t i = 0; i < a_.seqs.size(); ++i) {
       SeqWork& s = a_.seqs[i];
@@ -92,11 +94,11 @@ class VarlenWorker : public DeviceWorker {
       QkvView k = s.k, v = s.v;
       if (paged) {
         const int32_t* pages = a_.spec.pages.data() + s.span.page_off;
-        prism::cpu::gather_pages(a_.k_pool, pages, s.span.nk, kbuf.data());
-        k = contiguous_view(kbuf.data(), a_.dtype, a_.hkv, s.span.nk, a_.d);
+        prism::cpu::gather_pages(a_.k_pool, pages, s.span.nk, kbuf.get());
+        k = contiguous_view(kbuf.get(), a_.dtype, a_.hkv, s.span.nk, a_.d);
         if (a_.attention) {
-          prism::cpu::gather_pages(a_.v_pool, pages, s.span.nk, vbuf.data());
-          v = contiguous_view(vbuf.data(), a_.dtype, a_.hkv, s.span.nk, a_.d);
+          prism::cpu::gather_pages(a_.v_pool, pages, s.span.nk, vbuf.get());
+          v = contiguous_view(vbuf.get(), a_.dtype, a_.hkv, s.span.nk, a_.d);
         }
       }
       BlockList list = s.list;

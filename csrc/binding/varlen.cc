@@ -1,5 +1,7 @@
 #include "binding/varlen.h"
 
+#include <algorithm>
+
 #include <string>
 
 #include "binding/args.h"
@@ -103,8 +105,13 @@ VarlenSpec read_varlen_spec(Napi::Value spec_value, const QkvView& q, const QkvV
         s.pages.push_back(id);
       }
     }
-    if (x.nq > s.max_nq) s.max_nq = x.nq;
-    if (x.nk > s.max_nk) s.max_nk = x.nk;
+    // Sequences without queries are skipped: they size no buffer (a long
+    // idle sequence in a paged batch would otherwise cost a gather buffer of
+    // its whole length on every call).
+    if (x.nq > 0) {
+      s.max_nq = std::max(s.max_nq, x.nq);
+      s.max_nk = std::max(s.max_nk, x.nk);
+    }
   }
   return s;
 }

@@ -26,8 +26,8 @@ struct VarlenSpec {
   std::vector<SeqSpan> seqs;
   bool paged = false;
   int64_t page_size = 0;
-  std::vector<int32_t> pages;  // every sequence's pages, one after the other
-  int64_t max_nq = 0, max_nk = 0;
+  std::vector<int32_t> pages;      // every sequence's pages, one after the other
+  int64_t max_nq = 0, max_nk = 0;  // over the sequences with queries
 };
 
 // spec = { seqs: BigInt64Array [4 * batch] of (qOffset, nq, kOffset, nk),
