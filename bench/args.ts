@@ -128,7 +128,7 @@ const OPTIONS: Record<string, OptionSpec> = {
   '--block': { kind: 'value', arg: 'N', help: 'block size in tokens (library default 128)' },
   '--high-dims': { kind: 'value', arg: 'N', help: 'dims in the high-frequency band (default 64*d/128)' },
   '--low-dims': { kind: 'value', arg: 'N', help: 'dims in the low-frequency band (default 96*d/128)' },
-  '--tau': { kind: 'value', arg: 'P', help: 'top-p threshold for both bands, in (0, 1] (default 0.95)' },
+  '--tau': { kind: 'value', arg: 'P', help: 'top-p threshold for both bands, in [2^-149, 1] (default 0.95)' },
   '--tau-high': { kind: 'value', arg: 'P', help: 'top-p threshold of the high band' },
   '--tau-low': { kind: 'value', arg: 'P', help: 'top-p threshold of the low band' },
   '--no-calibrate': { kind: 'flag', help: 'fixed temperatures instead of the energy-based ones' },
@@ -186,7 +186,7 @@ export function usage(): string {
   lines.push('When only --heads is given, --kv-heads defaults to gcd(heads, default kv heads).');
   lines.push('');
   lines.push('Input files: Q [batch, Hq, N, d], K and V [batch, Hkv, N, d] (3-D [H, N, d] = batch 1), RoPE applied.');
-  lines.push(".npy '<f4' / '<f2' / '<f8', or bfloat16 saved as uint16 bits ('<u2', '|V2') with --dtype bf16;");
+  lines.push(".npy '<f4' / '<f2' / '<f8', or bfloat16 saved as 16-bit patterns ('<u2', '<i2', '|V2') with --dtype bf16;");
   lines.push('.safetensors with tensors q/k/v or query/key/value (F32, F16, BF16). The stored dtype is kept');
   lines.push('unless --dtype is given (float32 becomes bf16 on the GPU).');
   lines.push('');

@@ -129,7 +129,12 @@ function deviceIndex(t: Tensor): number {
 }
 
 /** Estimates the block mask and returns the per-iteration milliseconds with it. */
-export async function timeEstimate(
+export async function timeEstimate(q: Tensor, k: Tensor, opts?: EstimateOnlyOptions, timing?: Timing): Promise<{ mask: BlockMask; timesMs: number[] }> {
+  return timedEstimate(q, k, opts, timing);
+}
+
+/** timeEstimate with estimate()'s checked run options (positional: only estimate() calls it). */
+async function timedEstimate(
   q: Tensor,
   k: Tensor,
   opts?: EstimateOnlyOptions,
@@ -188,7 +193,7 @@ export async function estimate(q: Tensor, k: Tensor, opts?: EstimateOnlyOptions,
   const stream = isTensor(q) ? checkStream(r.stream, q.device, 'run.stream') : undefined;
   const timing = checkTiming(r.timing, 'run.timing');
   const denseMask = optionalBoolean(r.denseMask, 'run.denseMask');
-  return (await timeEstimate(q, k, opts, timing, denseMask, stream, r.keySummaries as KeySummaries | undefined, r.appendKeySummaries as boolean | undefined)).mask;
+  return (await timedEstimate(q, k, opts, timing, denseMask, stream, r.keySummaries as KeySummaries | undefined, r.appendKeySummaries as boolean | undefined)).mask;
 }
 
 function maskShape(q: Tensor, k: Tensor, block: number) {
@@ -295,6 +300,18 @@ export async function timeAttention(
   mask?: BlockMask | null,
   opts?: AttentionOptions,
   timing?: Timing,
+): Promise<{ output: Tensor; lse?: Tensor; timesMs: number[] }> {
+  return timedAttention(q, k, v, mask, opts, timing);
+}
+
+/** timeAttention with attention()'s checked run options (positional: only attention() calls it). */
+async function timedAttention(
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  mask?: BlockMask | null,
+  opts?: AttentionOptions,
+  timing?: Timing,
   out?: Tensor,
   stream?: bigint,
 ): Promise<{ output: Tensor; lse?: Tensor; timesMs: number[] }> {
@@ -361,7 +378,7 @@ export async function attention(
 ): Promise<Tensor | { output: Tensor; lse: Tensor }> {
   const r = checkRun(run, ['timing', 'out', 'stream']);
   const stream = isTensor(q) ? checkStream(r.stream, q.device, 'run.stream') : undefined;
-  const res = await timeAttention(q, k, v, mask, opts, checkTiming(r.timing, 'run.timing'), r.out as Tensor | undefined, stream);
+  const res = await timedAttention(q, k, v, mask, opts, checkTiming(r.timing, 'run.timing'), r.out as Tensor | undefined, stream);
   return res.lse ? { output: res.output, lse: res.lse } : res.output;
 }
 

@@ -114,6 +114,10 @@ function buildFromSource(options = {}) {
     return;
   }
   const why = !cmake ? 'CMake not found' : 'cmake-js not installed (optional dependencies omitted?)';
+  // The fallback builds no CUDA: with the GPU backend asked for, say so instead.
+  if ((process.env.PRISM_CUDA || '').toUpperCase() === 'ON') {
+    throw new Error(`PRISM_CUDA=ON, but ${why}: the node-gyp fallback builds the CPU backend only`);
+  }
   log(`${why}: building the CPU-only addon with node-gyp (binding.gyp)`);
   buildWithNodeGyp();
 }

@@ -42,6 +42,16 @@ describe('install scripts', () => {
     fs.rmSync(root, { recursive: true, force: true });
   });
 
+  test('with PRISM_CUDA=ON, a build that would fall back to node-gyp (no CUDA) fails and says why', () => {
+    const root = sandbox(); // no node_modules: cmake-js is not installed there
+    const script = `require(${JSON.stringify(path.join(root, 'scripts', 'native-build.js'))}).buildFromSource()`;
+    const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', env: { ...process.env, PRISM_CUDA: 'on' } });
+    expect(r.status).not.toBe(0);
+    expect(r.stderr).toMatch(/PRISM_CUDA=ON, but (CMake not found|cmake-js not installed[^:]*): the node-gyp fallback builds the CPU backend only/);
+    expect(fs.existsSync(path.join(root, 'build'))).toBe(false);
+    fs.rmSync(root, { recursive: true, force: true });
+  });
+
   test('check-prebuilds refuses to publish without the Linux x64 binary', () => {
     const root = sandbox();
     const run = () => spawnSync(process.execPath, [path.join(root, 'scripts', 'check-prebuilds.js')], { encoding: 'utf8' });
