@@ -1161,8 +1161,8 @@ int main(int argc, char** argv) {
   const char* title =
       "\nestimate timing, B=1 Hq=32 Hkv=8 d=128 bf16 block=128, Prism defaults (top-p 0.95), "
       "median ms;\n"
-      "auto picks the row kernel up to 1024 key blocks (128K here), the tiled kernel on stored "
-      "logits beyond;\n"
+      "auto picks the row kernel up to 1024 key blocks (128K here; with the sm_90a logits kernel "
+      "up to 767), the tiled kernel on stored logits beyond;\n"
       "tiled: the tiled kernel recomputing its logits in every sweep\n";
   if (only_n > 0) {
     std::printf("%s%s", title, table);

@@ -236,6 +236,47 @@ cudaError_t static_smem(const void* kernel, size_t& bytes) {
   return cudaSuccess;
 }
 
+// sm_90a: the logits on warpgroup mma, where this build has its image (its
+// static shared memory exists only in the sm_90a pass), the bands are whole
+// chunks of 32 dims (the default bands of d 64, 128 and 256 are) and its
+// tiles fit, with the deepest key ring that fits (four stages for the
+// default bands of d 128). lc.rows stays 0 where it cannot run.
+cudaError_t choose_sm90_logits(const Geometry& g, const DeviceLimits& lim, LogitsChoice& lc) {
+  lc = LogitsChoice{};
+  const est_internal::EstimateKnobs& kn = est_internal::knobs();
+  if (lim.cc_major != 9 || kn.logits_mma || kn.logits_mt || g.pw[0] % kKC != 0 ||
+      g.pw[1] % kKC != 0)
+    return cudaSuccess;
+  const int Dmax = std::max(g.pw[0], g.pw[1]);
+  for (int stages = kSm90MaxStages; stages >= kSm90MinStages; --stages) {
+    if (kn.logits_stages && stages != kn.logits_stages) continue;
+    const LogitsKernel lk = stages == kSm90MaxStages ? logits_sm90_kernel<kSm90MaxStages>
+                                                     : logits_sm90_kernel<kSm90MinStages>;
+    cudaFuncAttributes fa{};
+    PRISM_CUDA_TRY(kernel_attributes(reinterpret_cast<const void*>(lk), fa));
+    const size_t smem = logits_sm90_smem_bytes(Dmax, stages);
+    if (has_sm90a_image(fa) && smem + fa.sharedSizeBytes <= (size_t)lim.optin) {
+      lc = LogitsChoice{lk, smem, kSm90Rows, true};
+      return cudaSuccess;
+    }
+  }
+  return cudaSuccess;
+}
+
+// The path of g's rows on the current device: the tiled kernel on stored
+// logits from kStoredEarlyFrom key blocks where the sm_90a logits kernel runs
+// (stored_early_shape), else past the row kernel's register path. Called on
+// every fresh geometry, by the workspace query and the launch alike.
+cudaError_t set_tiled_from(Geometry& g) {
+  if (!stored_early_shape(g)) return cudaSuccess;
+  DeviceLimits lim;
+  PRISM_CUDA_TRY(device_limits(lim));
+  LogitsChoice lc;
+  PRISM_CUDA_TRY(choose_sm90_logits(g, lim, lc));
+  if (lc.rows > 0) g.tiled_from = kStoredEarlyFrom;
+  return cudaSuccess;
+}
+
 cudaError_t choose_logits_kernel(const Geometry& g, LogitsChoice& lc) {
   lc = LogitsChoice{};
   if (!store_wanted(g)) return cudaSuccess;
@@ -243,26 +284,8 @@ cudaError_t choose_logits_kernel(const Geometry& g, LogitsChoice& lc) {
   PRISM_CUDA_TRY(device_limits(lim));
   const int Dmax = std::max(g.pw[0], g.pw[1]);
   const est_internal::EstimateKnobs& kn = est_internal::knobs();
-  // sm_90a: the products on warpgroup mma, where this build has its image
-  // (its static shared memory exists only in the sm_90a pass), the bands are
-  // whole chunks of 32 dims (the default bands of d 64, 128 and 256 are) and
-  // its tiles fit, with the deepest key ring that fits (four stages for the
-  // default bands of d 128).
-  if (lim.cc_major == 9 && !kn.logits_mma && !kn.logits_mt && g.pw[0] % kKC == 0 &&
-      g.pw[1] % kKC == 0) {
-    for (int stages = kSm90MaxStages; stages >= kSm90MinStages; --stages) {
-      if (kn.logits_stages && stages != kn.logits_stages) continue;
-      const LogitsKernel lk = stages == kSm90MaxStages ? logits_sm90_kernel<kSm90MaxStages>
-                                                       : logits_sm90_kernel<kSm90MinStages>;
-      cudaFuncAttributes fa{};
-      PRISM_CUDA_TRY(kernel_attributes(reinterpret_cast<const void*>(lk), fa));
-      const size_t smem = logits_sm90_smem_bytes(Dmax, stages);
-      if (has_sm90a_image(fa) && smem + fa.sharedSizeBytes <= (size_t)lim.optin) {
-        lc = LogitsChoice{lk, smem, kSm90Rows, true};
-        return cudaSuccess;
-      }
-    }
-  }
+  PRISM_CUDA_TRY(choose_sm90_logits(g, lim, lc));
+  if (lc.rows > 0) return cudaSuccess;
   for (int mt : {8, 4, 2, 1}) {
     if (kn.logits_mt && mt != kn.logits_mt) continue;
     const LogitsKernel lk = logits_kernel_for(mt);
@@ -604,10 +627,14 @@ const EstimateKnobs& knobs() {
 }  // namespace est_internal
 
 size_t estimate_workspace_bytes(const QkvView& q, const QkvView& k, const EstimateParams& p) {
-  const Geometry g = make_geometry(q, k, p);
+  Geometry g = make_geometry(q, k, p);
   LogitsChoice lc;
   // A device that cannot be asked gets room for the store: estimate() then
   // reports the error, or takes no more than this.
+  if (set_tiled_from(g) != cudaSuccess) {
+    cudaGetLastError();
+    if (stored_early_shape(g)) g.tiled_from = kStoredEarlyFrom;  // the larger workspace
+  }
   if (choose_logits_kernel(g, lc) != cudaSuccess) {
     cudaGetLastError();  // leave no error state behind
     return ws_layout(g, true).total;
@@ -618,7 +645,8 @@ size_t estimate_workspace_bytes(const QkvView& q, const QkvView& k, const Estima
 cudaError_t estimate(const QkvView& q, const QkvView& k, const EstimateParams& p,
                      const BlockMaskOut& out, void* workspace, cudaStream_t stream,
                      const KeySummaries* keys) {
-  const Geometry g = make_geometry(q, k, p);
+  Geometry g = make_geometry(q, k, p);
+  PRISM_CUDA_TRY(set_tiled_from(g));
   require_arg(q.data != nullptr && k.data != nullptr, kWhere, "q or k data is null");
   require_arg(out.counts && out.indices, kWhere, "counts and indices must be non-null");
   require_arg(workspace != nullptr, kWhere, "workspace is null");

@@ -43,6 +43,10 @@ struct Geometry : QkShape {
   // pk floats; pw[b] is the band's width rounded up to 8 (one mma k-step),
   // zero-padded.
   int pk, poff[2], pw[2];
+  // Rows of at least this many key blocks take the tiled kernel (else the
+  // row kernel): past its register path, or earlier where the logits kernel
+  // on warpgroup mma makes the stored path faster (set_tiled_from).
+  int tiled_from = select::kRegKeys + 1;
 };
 
 constexpr const char* kWhere = "prism::cuda::estimate";
@@ -106,7 +110,19 @@ struct WsLayout {
 
 inline bool uses_tiled_kernel(const Geometry& g) {
   const int path = est_internal::knobs().select_path;
-  return path >= 2 ? g.nk >= 2 : path == 0 && g.nk > select::kRegKeys;
+  return path >= 2 ? g.nk >= 2 : path == 0 && g.nk >= g.tiled_from;
+}
+
+// Where the stored path's logits run on warpgroup mma (sm_90a), it beats the
+// row kernel before the register path ends: on an H200, square causal rows
+// of 768 key blocks select in 0.292-0.302 ms against 0.304-0.310, of 1024 in
+// 0.438-0.452 against 0.484-0.489; at 512 the row kernel is faster (0.165-0.170
+// against 0.190-0.197). Only with enough rows for a wave of the tiled
+// kernel's 32-row CTAs: a short chunk over long keys has few rows.
+constexpr int kStoredEarlyFrom = 768;       // key blocks
+constexpr int64_t kStoredEarlyRows = 8192;  // (query block, query head) rows of the call
+inline bool stored_early_shape(const Geometry& g) {
+  return g.nk >= kStoredEarlyFrom && (int64_t)g.B * g.Hq * g.nq >= kStoredEarlyRows;
 }
 
 // The logit store takes at most this much of the workspace: the (b, kv head)
