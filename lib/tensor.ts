@@ -392,6 +392,12 @@ export class Tensor {
     }
     if (src.layout !== this.layout) throw new RangeError(`layouts differ: this is ${this.layout}, src is ${src.layout}`);
     const stream = checkStream(streamArg, this.device, 'stream');
+    // Views of one buffer may overlap; a device copy between overlapping
+    // ranges is undefined. The same range is already there.
+    const [a, b] = [this.live().pointer, src.live().pointer];
+    if (a === b) return;
+    const bytes = BigInt(this.byteLength);
+    if (a < b + bytes && b < a + bytes) throw new RangeError('copyFrom: src shares memory with this tensor (overlapping views of one buffer)');
     await whileGpuWorks(this.native.device, native().copy(this.live(), src.live(), stream));
   }
 

@@ -87,7 +87,9 @@ std::shared_ptr<Storage> Storage::slice(std::shared_ptr<Storage> parent, size_t 
     throw_range("a slice must lie inside its storage");
   auto s = std::shared_ptr<Storage>(
       new Storage(parent->device_, static_cast<char*>(parent->data_) + offset, bytes, false));
-  s->parent_ = std::move(parent);
+  // A slice of a slice holds the root: chains stay one level deep (a chain of
+  // a million views would otherwise be freed by as deep a recursion).
+  s->parent_ = parent->parent_ ? parent->parent_ : std::move(parent);
   return s;
 }
 

@@ -38,7 +38,23 @@ TensorWrap& TensorWrap::unwrap(Napi::Env env, Napi::Value value, const char* wha
   return *t;
 }
 
-using StorageHolder = std::shared_ptr<Storage>;
+// What an External hands the constructor: the storage, and for a view the
+// external-memory report of the tensor it views (shared, not repeated).
+struct StorageHolder {
+  std::shared_ptr<Storage> storage;
+  std::shared_ptr<ExternalBytes> accounted;
+};
+
+ExternalBytes::ExternalBytes(napi_env env, int64_t bytes) : env_(env), bytes_(bytes) {
+  Napi::MemoryManagement::AdjustExternalMemory(Napi::Env(env), bytes_);
+}
+
+ExternalBytes::~ExternalBytes() {
+  // Possibly while the environment is torn down: the status is ignored
+  // (node-addon-api's wrapper would throw).
+  int64_t ignored = 0;
+  napi_adjust_external_memory(env_, -bytes_, &ignored);
+}
 
 namespace {
 // Marks the Externals adopt() makes: a constructor handed any other External
@@ -49,7 +65,7 @@ constexpr napi_type_tag kStorageTag = {0x9a3c5e1f7b2d4806ULL, 0xd41e8b6fa0c3725b
 Napi::Object TensorWrap::adopt(Napi::Env env, std::shared_ptr<Storage> storage, DType dtype,
                                const std::vector<int64_t>& shape) {
   const int device = storage->device();
-  auto ext = Napi::External<StorageHolder>::New(env, new StorageHolder(std::move(storage)),
+  auto ext = Napi::External<StorageHolder>::New(env, new StorageHolder{std::move(storage), nullptr},
                                                 [](Napi::Env, StorageHolder* h) { delete h; });
   ext.TypeTag(&kStorageTag);
   Napi::Array dims = Napi::Array::New(env, shape.size());
@@ -71,7 +87,6 @@ TensorWrap::TensorWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Tensor
 }
 
 void TensorWrap::init(const Napi::CallbackInfo& info) {
-  env_ = info.Env();
   device_ = binding::get_device(arg(info, 0));
   dtype_ = binding::get_dtype(arg(info, 1));
   shape_ = binding::get_shape(arg(info, 2));
@@ -93,12 +108,14 @@ void TensorWrap::init(const Napi::CallbackInfo& info) {
     if (!extra.As<Napi::External<StorageHolder>>().CheckTypeTag(&kStorageTag))
       throw_type("an External that no tensor of this addon made cannot be adopted");
     StorageHolder* h = extra.As<Napi::External<StorageHolder>>().Data();
-    if (h == nullptr || !*h || (*h)->bytes() != byte_length_ || (*h)->device() != device_)
+    if (h == nullptr || !h->storage || h->storage->bytes() != byte_length_ ||
+        h->storage->device() != device_)
       throw_range("adopted storage does not match the shape");
-    storage_ = std::move(*h);                           // the tensor is now its only owner
-    if (device_ == kCpuDevice && storage_->owning()) {  // a view's memory is its tensor's
-      accounted_bytes_ = static_cast<int64_t>(byte_length_);
-      Napi::MemoryManagement::AdjustExternalMemory(info.Env(), accounted_bytes_);
+    storage_ = std::move(h->storage);  // the tensor is now its only owner
+    if (h->accounted) {
+      accounted_ = std::move(h->accounted);  // a view: its tensor's report
+    } else if (device_ == kCpuDevice && storage_->owning()) {
+      accounted_ = std::make_shared<ExternalBytes>(info.Env(), static_cast<int64_t>(byte_length_));
     }
     return;
   }
@@ -127,24 +144,16 @@ void TensorWrap::init(const Napi::CallbackInfo& info) {
     throw_type("the 5th argument must be a typed array or a bigint pointer");
   }
   if (device_ == kCpuDevice) {
-    // Lets V8 count host tensors when it decides to collect garbage. Done last:
-    // a constructor that throws never runs the destructor that undoes it.
-    accounted_bytes_ = static_cast<int64_t>(byte_length_);
-    Napi::MemoryManagement::AdjustExternalMemory(info.Env(), accounted_bytes_);
+    // Lets V8 count host tensors when it decides to collect garbage.
+    accounted_ = std::make_shared<ExternalBytes>(info.Env(), static_cast<int64_t>(byte_length_));
   }
 }
 
 TensorWrap::~TensorWrap() { release(); }
 
 void TensorWrap::release() {
-  storage_.reset();  // memory goes when the last in-flight op lets go of it
-  if (accounted_bytes_ != 0 && env_ != nullptr) {
-    // Called from the finalizer too, possibly while the environment is torn
-    // down: the status is ignored (node-addon-api's wrapper would throw).
-    int64_t ignored = 0;
-    napi_adjust_external_memory(env_, -accounted_bytes_, &ignored);
-    accounted_bytes_ = 0;
-  }
+  storage_.reset();    // memory goes when the last in-flight op lets go of it
+  accounted_.reset();  // reported until the last of the tensor and its views goes
 }
 
 std::shared_ptr<Storage> TensorWrap::storage() const {
@@ -230,6 +239,11 @@ Napi::Value TensorWrap::dispose(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// Views start on this boundary of their tensor's memory (which starts on
+// one): the kernels' vector loads and the estimation's summation order count
+// on it. The TypeScript layer says it in its own words first.
+constexpr int64_t kViewAlignment = 64;
+
 // view(shape, layout, offset): a tensor of this dtype over elements [offset,
 // offset + count(shape)) of this one's memory, which it keeps alive.
 Napi::Value TensorWrap::view(const Napi::CallbackInfo& info) {
@@ -244,10 +258,14 @@ Napi::Value TensorWrap::view(const Napi::CallbackInfo& info) {
       throw_range("a view of " + std::to_string(count) + " elements at offset " +
                   std::to_string(offset) + " runs past the tensor's " + std::to_string(count_));
     const int64_t size = dtype_size(dtype_);
+    if ((offset * size) % kViewAlignment != 0)
+      throw_range("offset " + std::to_string(offset) + " must start on a " +
+                  std::to_string(kViewAlignment) + "-byte boundary");
     auto ext = Napi::External<StorageHolder>::New(
         info.Env(),
-        new StorageHolder(Storage::slice(std::move(parent), static_cast<size_t>(offset * size),
-                                         static_cast<size_t>(count * size))),
+        new StorageHolder{Storage::slice(std::move(parent), static_cast<size_t>(offset * size),
+                                         static_cast<size_t>(count * size)),
+                          accounted_},
         [](Napi::Env, StorageHolder* h) { delete h; });
     ext.TypeTag(&kStorageTag);
     return addon_data(info.Env())

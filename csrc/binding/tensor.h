@@ -17,6 +17,21 @@ enum class Layout : int { BHND = 0, BNHD = 1 };
 // Largest byte length a tensor may have: 2^53 - 1, exact as a JS number.
 constexpr int64_t kMaxSafeBytes = 9007199254740991;
 
+// Bytes reported to V8 (napi_adjust_external_memory) from construction to
+// destruction, so that V8 collects garbage knowing about host tensors. Made
+// and dropped on the JS thread of `env` (tensors never leave it).
+class ExternalBytes {
+ public:
+  ExternalBytes(napi_env env, int64_t bytes);
+  ~ExternalBytes();
+  ExternalBytes(const ExternalBytes&) = delete;
+  ExternalBytes& operator=(const ExternalBytes&) = delete;
+
+ private:
+  napi_env env_;
+  int64_t bytes_;
+};
+
 class TensorWrap : public Napi::ObjectWrap<TensorWrap> {
  public:
   static Napi::Function define(Napi::Env env);
@@ -65,8 +80,9 @@ class TensorWrap : public Napi::ObjectWrap<TensorWrap> {
   std::vector<int64_t> shape_;
   int64_t count_ = 0;  // elements
   size_t byte_length_ = 0;
-  int64_t accounted_bytes_ = 0;  // host bytes reported to V8 as external memory
-  napi_env env_ = nullptr;
+  // Host bytes reported to V8 as external memory, shared by a tensor and its
+  // views: reported while any of them is alive (a view keeps the memory).
+  std::shared_ptr<ExternalBytes> accounted_;
 };
 
 }  // namespace prism::binding
