@@ -15,7 +15,7 @@ import {
   toNativeEstimateParams,
 } from './options';
 import { keySummariesArg, type KeySummaries } from './key-summaries';
-import { checkQkvShapes, checkStream, checkTensor, isNativeTensor, isTensor, Tensor } from './tensor';
+import { checkQkvShapes, checkStream, checkTensor, isNativeTensor, isTensor, sharesMemory, Tensor } from './tensor';
 import type { AttentionOptions, EstimateOnlyOptions, EstimateOptions } from './types';
 import { whileGpuWorks } from './wait-policy';
 
@@ -250,15 +250,10 @@ export interface AttentionRunOptions extends RunOptions {
   out?: Tensor;
 }
 
-/** Whether two tensors share memory (one device, overlapping byte ranges). */
-function overlaps(a: Tensor, b: Tensor): boolean {
-  return a.device === b.device && a.pointer < b.pointer + BigInt(b.byteLength) && b.pointer < a.pointer + BigInt(a.byteLength);
-}
-
 /** RangeError when `out` (named `outName`) shares memory with one of `others` ([name, tensor]); `why` ends the message. */
 export function checkNoOverlap(out: Tensor, outName: string, others: Iterable<readonly [string, Tensor]>, why = 'the output must not overlap an input'): void {
   for (const [name, x] of others) {
-    if (overlaps(out, x)) throw new RangeError(`${outName} shares memory with ${name}: ${why}`);
+    if (sharesMemory(out, x)) throw new RangeError(`${outName} shares memory with ${name}: ${why}`);
   }
 }
 

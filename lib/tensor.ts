@@ -245,6 +245,11 @@ function postedHint(t: unknown): string {
   return ' with a shape and a dtype (a Tensor passed through postMessage() arrives as a plain copy of its fields: tensors cannot cross threads; post the data and make the tensor in the thread that uses it)';
 }
 
+/** Whether two tensors share memory (one device, overlapping byte ranges). */
+export function sharesMemory(a: Tensor, b: Tensor): boolean {
+  return a.device === b.device && a.pointer < b.pointer + BigInt(b.byteLength) && b.pointer < a.pointer + BigInt(a.byteLength);
+}
+
 /** `t` (the argument `name`) as a live Tensor: TypeError for anything else, Error once disposed. */
 export function checkTensor(t: unknown, name: string): Tensor {
   // isTensor also rejects objects made from Tensor.prototype without a native handle.
@@ -394,10 +399,8 @@ export class Tensor {
     const stream = checkStream(streamArg, this.device, 'stream');
     // Views of one buffer may overlap; a device copy between overlapping
     // ranges is undefined. The same range is already there.
-    const [a, b] = [this.live().pointer, src.live().pointer];
-    if (a === b) return;
-    const bytes = BigInt(this.byteLength);
-    if (a < b + bytes && b < a + bytes) throw new RangeError('copyFrom: src shares memory with this tensor (overlapping views of one buffer)');
+    if (this.pointer === src.pointer) return;
+    if (sharesMemory(this, src)) throw new RangeError('copyFrom: src shares memory with this tensor (overlapping views of one buffer)');
     await whileGpuWorks(this.native.device, native().copy(this.live(), src.live(), stream));
   }
 
