@@ -263,29 +263,28 @@ cudaError_t choose_sm90_logits(const Geometry& g, const DeviceLimits& lim, Logit
   return cudaSuccess;
 }
 
-// The path of g's rows on the current device: the tiled kernel on stored
-// logits from kStoredEarlyFrom key blocks where the sm_90a logits kernel runs
-// (stored_early_shape), else past the row kernel's register path. Called on
-// every fresh geometry, by the workspace query and the launch alike.
-cudaError_t set_tiled_from(Geometry& g) {
-  if (!stored_early_shape(g)) return cudaSuccess;
-  DeviceLimits lim;
-  PRISM_CUDA_TRY(device_limits(lim));
-  LogitsChoice lc;
-  PRISM_CUDA_TRY(choose_sm90_logits(g, lim, lc));
-  if (lc.rows > 0) g.tiled_from = kStoredEarlyFrom;
-  return cudaSuccess;
-}
-
-cudaError_t choose_logits_kernel(const Geometry& g, LogitsChoice& lc) {
+// The path of g's rows on the current device, and the logits kernel where
+// it stores logits (rows = 0 otherwise). The tiled kernel takes rows from
+// kStoredEarlyFrom key blocks where the sm_90a logits kernel runs
+// (stored_early_shape), else past the row kernel's register path
+// (g.tiled_from). The one place that decides; the workspace size and the
+// launch both ask it.
+cudaError_t choose_logits_kernel(Geometry& g, LogitsChoice& lc) {
   lc = LogitsChoice{};
-  if (!store_wanted(g)) return cudaSuccess;
+  const bool early = stored_early_shape(g);
+  if (!early && !store_wanted(g)) return cudaSuccess;
   DeviceLimits lim;
   PRISM_CUDA_TRY(device_limits(lim));
+  LogitsChoice sm90;
+  PRISM_CUDA_TRY(choose_sm90_logits(g, lim, sm90));
+  if (early && sm90.rows > 0) g.tiled_from = kStoredEarlyFrom;
+  if (!store_wanted(g)) return cudaSuccess;
+  if (sm90.rows > 0) {
+    lc = sm90;
+    return cudaSuccess;
+  }
   const int Dmax = std::max(g.pw[0], g.pw[1]);
   const est_internal::EstimateKnobs& kn = est_internal::knobs();
-  PRISM_CUDA_TRY(choose_sm90_logits(g, lim, lc));
-  if (lc.rows > 0) return cudaSuccess;
   for (int mt : {8, 4, 2, 1}) {
     if (kn.logits_mt && mt != kn.logits_mt) continue;
     const LogitsKernel lk = logits_kernel_for(mt);
@@ -629,14 +628,12 @@ const EstimateKnobs& knobs() {
 size_t estimate_workspace_bytes(const QkvView& q, const QkvView& k, const EstimateParams& p) {
   Geometry g = make_geometry(q, k, p);
   LogitsChoice lc;
-  // A device that cannot be asked gets room for the store: estimate() then
-  // reports the error, or takes no more than this.
-  if (set_tiled_from(g) != cudaSuccess) {
-    cudaGetLastError();
-    if (stored_early_shape(g)) g.tiled_from = kStoredEarlyFrom;  // the larger workspace
-  }
+  // A device that cannot be asked gets room for the store (and the stored
+  // path where it may run): estimate() then reports the error, or takes no
+  // more than this.
   if (choose_logits_kernel(g, lc) != cudaSuccess) {
     cudaGetLastError();  // leave no error state behind
+    if (stored_early_shape(g)) g.tiled_from = kStoredEarlyFrom;
     return ws_layout(g, true).total;
   }
   return ws_layout(g, lc.rows > 0).total;
@@ -646,7 +643,6 @@ cudaError_t estimate(const QkvView& q, const QkvView& k, const EstimateParams& p
                      const BlockMaskOut& out, void* workspace, cudaStream_t stream,
                      const KeySummaries* keys) {
   Geometry g = make_geometry(q, k, p);
-  PRISM_CUDA_TRY(set_tiled_from(g));
   require_arg(q.data != nullptr && k.data != nullptr, kWhere, "q or k data is null");
   require_arg(out.counts && out.indices, kWhere, "counts and indices must be non-null");
   require_arg(workspace != nullptr, kWhere, "workspace is null");

@@ -45,7 +45,7 @@ struct Geometry : QkShape {
   int pk, poff[2], pw[2];
   // Rows of at least this many key blocks take the tiled kernel (else the
   // row kernel): past its register path, or earlier where the logits kernel
-  // on warpgroup mma makes the stored path faster (set_tiled_from).
+  // on warpgroup mma makes the stored path faster (choose_logits_kernel).
   int tiled_from = select::kRegKeys + 1;
 };
 
