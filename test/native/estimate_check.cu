@@ -792,13 +792,16 @@ struct Timed {
   int path, mtiles;
 };
 
-bool long_context(long long N, int gen, int iters, const std::vector<Timed>& paths, bool compare) {
+// Nq: queries, the last Nq of the N keys (0: N).
+bool long_context(long long N, int gen, int iters, const std::vector<Timed>& paths, bool compare,
+                  long long Nq = 0) {
   const int Hq = 32, Hkv = 8, d = 128;
-  DevInputs in(N, N, Hq, Hkv, d, gen);
+  if (Nq <= 0 || Nq > N) Nq = N;
+  DevInputs in(Nq, N, Hq, Hkv, d, gen);
   EstimateParams p;
   DevOut out(in, p);
-  const long long nq = (N + 127) / 128;
-  const double gb = ((double)Hq + Hkv) * N * d * 2 / 1e9;
+  const long long nq = BlockGrid(Nq, N, 128).nq;
+  const double gb = ((double)Hq * Nq + (double)Hkv * N) * d * 2 / 1e9;
   double base[2] = {0, 0};
   for (size_t v = 0; v < paths.size(); ++v) {
     cuda::est_internal::set_select_path(paths[v].path);
@@ -839,6 +842,30 @@ bool long_context(long long N, int gen, int iters, const std::vector<Timed>& pat
     std::fflush(stdout);
     ok = ok && bad == 0;
   }
+  return ok;
+}
+
+// The row kernel's rows per CTA change how rows are grouped, never a row's
+// selection: a chunk of queries over long keys (the shape that takes 8 rows
+// per CTA automatically) selects the same with 16, 8 and 4 rows per CTA.
+bool row_rows_equal() {
+  DevInputs in(8192 + 77, 131072 - 50, 32, 8, 128, kRope);
+  EstimateParams p;
+  DevOut ref(in, p), other(in, p);
+  cuda::est_internal::set_row_rows(16);
+  ref.run(in, p, kRowPath);
+  bool ok = true;
+  for (int m : {0, 8, 4}) {
+    cuda::est_internal::set_row_rows(m);
+    other.run(in, p, kRowPath);
+    const unsigned long long bad = ref.diff(other);
+    std::printf(
+        "%-4s row kernel, %s rows per CTA == 16, chunk of 8269 queries over 130972 keys: "
+        "%llu differing entries\n",
+        bad == 0 ? "PASS" : "FAIL", m == 0 ? "automatic" : std::to_string(m).c_str(), bad);
+    ok = ok && bad == 0;
+  }
+  cuda::est_internal::set_row_rows(0);
   return ok;
 }
 
@@ -1120,12 +1147,16 @@ static bool check_pool_bits() {
 int main(int argc, char** argv) {
   bool small = false, no_timing = false, long_only = false;
   long long only_n = 0;       // --time-only N: one timing shape, no correctness (for profilers)
+  long long only_q = 0;       // --queries Q: that shape's queries (the last Q of N keys)
   int only_path = kAutoPath;  // --path row|tiled|stored: the selection path --time-only times
   for (int a = 1; a < argc; ++a) {
     if (!std::strcmp(argv[a], "--small")) small = true;
     if (!std::strcmp(argv[a], "--no-timing")) no_timing = true;
     if (!std::strcmp(argv[a], "--long")) long_only = true;
     if (!std::strcmp(argv[a], "--time-only") && a + 1 < argc) only_n = std::atoll(argv[++a]);
+    if (!std::strcmp(argv[a], "--queries") && a + 1 < argc) only_q = std::atoll(argv[++a]);
+    if (!std::strcmp(argv[a], "--row-rows") && a + 1 < argc)
+      cuda::est_internal::set_row_rows(std::atoi(argv[++a]));
     if (!std::strcmp(argv[a], "--logits-mma")) cuda::est_internal::set_logits_mma(1);
     // --store-budget BYTES: the logit store's budget (kv-head chunks), -1 the default
     if (!std::strcmp(argv[a], "--store-budget") && a + 1 < argc)
@@ -1168,7 +1199,7 @@ int main(int argc, char** argv) {
     std::printf("%s%s", title, table);
     unsigned long long tiles[4];
     cuda::est_internal::tiled_sweep_counts(tiles);  // from zero
-    long_context(only_n, kRope, 3, {{only_path, 0}}, false);
+    long_context(only_n, kRope, 3, {{only_path, 0}}, false, only_q);
     cuda::est_internal::tiled_sweep_counts(tiles);
     if (tiles[0] > 0)
       std::printf("tiled kernel, tiles swept per full pass: probe %.3f, z %.3f, keys %.3f\n",
@@ -1241,6 +1272,7 @@ int main(int argc, char** argv) {
   std::printf("\ntiled kernel against the row kernel%s\n",
               small ? ", small shapes" : ", mid-size shapes");
   for (const Stress& s : stress_suite(small)) tally(run_stress(s));
+  if (!small) tally(row_rows_equal());
   std::printf("path equality: %d/%d passed\n", total - fails, total);
   if (!small && !no_timing) {
     std::printf("%s%s", title, table);

@@ -185,7 +185,7 @@ struct LogitsChoice {
 // query used to ask again, up to a dozen runtime calls on the host path of
 // each estimate.
 struct DeviceLimits {
-  int optin = 0, per_sm = 0, cc_major = 0;
+  int optin = 0, per_sm = 0, cc_major = 0, sms = 0;
 };
 // The memo both use: ask(value) runs, outside the lock, only when `known`
 // has no entry for `key` yet.
@@ -216,6 +216,7 @@ cudaError_t device_limits(DeviceLimits& lim) {
     PRISM_CUDA_TRY(cudaDeviceGetAttribute(&l.optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
     PRISM_CUDA_TRY(
         cudaDeviceGetAttribute(&l.per_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev));
+    PRISM_CUDA_TRY(cudaDeviceGetAttribute(&l.sms, cudaDevAttrMultiProcessorCount, dev));
     return cudaDeviceGetAttribute(&l.cc_major, cudaDevAttrComputeCapabilityMajor, dev);
   });
 }
@@ -313,13 +314,32 @@ struct SelPlan {
   LogitsChoice logits;
 };
 
+// Rows per CTA of the row kernel, at most `fit` (what its shared memory
+// holds). Each of its warps selects rows [warp, warp + 8, ...] one after the
+// other, so a CTA takes about ceil(M / 8) row times, and a launch about that
+// times its waves (two CTAs an SM: __launch_bounds__). 16 rows share each key
+// tile and stay the choice of any launch of more than one wave; a short chunk
+// of queries over long keys (less than one wave of 16-row CTAs) runs on 8
+// rows per CTA, one per warp, on twice the CTAs, where that still takes no
+// more waves. Each row is selected the same way whatever M is, so the
+// selections do not depend on it.
+int row_kernel_rows(const Geometry& g, int fit, int sms) {
+  const int knob = est_internal::knobs().row_rows;
+  if (knob > 0) return std::min(fit, knob);
+  if (fit <= kSelWarps || sms <= 0) return fit;
+  const int64_t rows = (int64_t)g.nq * g.G, pairs = (int64_t)g.B * g.Hkv;
+  const int64_t resident = 2 * (int64_t)sms;
+  auto waves = [&](int m) { return (pairs * ((rows + m - 1) / m) + resident - 1) / resident; };
+  return waves(fit) == 1 && waves(kSelWarps) == 1 ? kSelWarps : fit;
+}
+
 // The row kernel keeps M whole logit rows in shared memory, which is fastest
 // while every row fits its register path; beyond that M would shrink with the
 // rows, and the tiled kernel (whose shared memory does not grow with them)
 // takes over. Throws for shapes neither can take. `stored`: the workspace
 // holds a logit store, filled by `logits` (choose_logits_kernel).
 cudaError_t plan_selection(const Geometry& g, bool topk, bool stored, const LogitsChoice& logits,
-                           int optin, int per_sm, SelPlan& sp) {
+                           int optin, int per_sm, int sms, SelPlan& sp) {
   const int Dmax = std::max(g.pw[0], g.pw[1]);
   sp.W = (g.nk + 31) / 32;
   if (!uses_tiled_kernel(g)) {
@@ -337,6 +357,7 @@ cudaError_t plan_selection(const Geometry& g, bool topk, bool stored, const Logi
       M = (int)std::max<size_t>(1, (two_per_sm - fixed) / per_row);
     require_arg(M >= 1, kWhere,
                 "too many key blocks for shared memory (nk=" + std::to_string(g.nk) + ")");
+    M = row_kernel_rows(g, M, sms);
     sp.M = M;
     sp.smem = fixed + (size_t)M * per_row;
     return cudaSuccess;
@@ -598,6 +619,7 @@ const EstimateKnobs& knobs() { return g_knobs; }
 void set_stage_limit(int n) { g_knobs.stage_limit = n; }
 void set_select_path(int path) { g_knobs.select_path = path; }
 void set_store_budget(long long bytes) { g_knobs.store_budget = bytes; }
+void set_row_rows(int m) { g_knobs.row_rows = m; }
 void set_logits_mt(int mt) { g_knobs.logits_mt = mt; }
 void set_logits_mma(int on) { g_knobs.logits_mma = on; }
 void set_logits_stages(int n) { g_knobs.logits_stages = n; }
@@ -666,7 +688,7 @@ cudaError_t estimate(const QkvView& q, const QkvView& k, const EstimateParams& p
   const bool pdl = lim.cc_major >= 9;
   SelPlan sp{};
   PRISM_CUDA_TRY(plan_selection(g, p.selection == Selection::TopK, wl.store_pairs > 0, lc,
-                                lim.optin, lim.per_sm, sp));
+                                lim.optin, lim.per_sm, lim.sms, sp));
 
   const int stages = est_internal::knobs().stage_limit;
   if (stored > 0) PRISM_CUDA_TRY(copy_summaries(*keys, g, s, stream));

@@ -28,6 +28,8 @@ struct EstimateKnobs {
   int logits_stages = 0;
   // Tiled kernel stress switches (see set_tiled_stress).
   int stress = 0, stress_cap = -1, stress_mt = 0;
+  // Row kernel: rows per CTA, at most what fits (0: plan_selection's choice).
+  int row_rows = 0;
 };
 
 // The knobs in force: the defaults, unless a tuning build's harness set them.
@@ -46,6 +48,10 @@ void set_select_path(int path);
 // threshold; cap >= 0 bounds the keys stored per row; mtiles in {1, 2, 4}
 // forces 16 * mtiles rows per CTA. (0, -1, 0) restores the defaults.
 void set_tiled_stress(int flags, int cap, int mtiles);
+
+// Rows per CTA of the row kernel (EstimateKnobs::row_rows; 0 restores the
+// automatic choice).
+void set_row_rows(int m);
 
 // Bytes the logit store may take (EstimateKnobs::store_budget); -1 restores
 // the default.
