@@ -225,14 +225,11 @@ class VarlenWorker : public DeviceWorker {
         QkvView k = s.k, v = s.v;
         if (paged) {
           const int32_t* sp = pages + s.span.page_off;
-          check_cuda(prism::cuda::gather_pages(a_.k_pool, sp, s.span.nk, kbuf, stream_),
-                     "varlen (gather keys)");
+          check_cuda(prism::cuda::gather_pages(a_.k_pool, a_.attention ? &a_.v_pool : nullptr, sp,
+                                               s.span.nk, kbuf, vbuf, stream_),
+                     "varlen (gather keys and values)");
           k = contiguous_view(kbuf, a_.dtype, a_.hkv, s.span.nk, a_.d);
-          if (a_.attention) {
-            check_cuda(prism::cuda::gather_pages(a_.v_pool, sp, s.span.nk, vbuf, stream_),
-                       "varlen (gather values)");
-            v = contiguous_view(vbuf, a_.dtype, a_.hkv, s.span.nk, a_.d);
-          }
+          if (a_.attention) v = contiguous_view(vbuf, a_.dtype, a_.hkv, s.span.nk, a_.d);
         }
         BlockList list = s.list;
         if (a_.estimate) {

@@ -24,5 +24,6 @@ FLAGS=(-O3 -std=c++17 -lineinfo -Xcompiler -Wall -Icsrc -Itest/native "${GENCODE
 
 "$NVCC" "${FLAGS[@]}" test/native/estimate_check.cu csrc/cuda/estimate/estimate.cu csrc/cuda/build_info.cu -o "$OUT/estimate_check"
 "$NVCC" "${FLAGS[@]}" test/native/metrics_check.cu csrc/cuda/metrics/metrics.cu -o "$OUT/metrics_check"
+"$NVCC" "${FLAGS[@]}" test/native/gather_check.cu csrc/cuda/paged/paged_gather.cu -o "$OUT/gather_check"
 "$NVCC" "${FLAGS[@]}" test/native/attention_check.cu csrc/cuda/attention/*.cu csrc/cuda/attention/sm90/*.cu csrc/cuda/build_info.cu -o "$OUT/attention_check"
 "$NVCC" "${FLAGS[@]}" test/native/attention_sm90_check.cu csrc/cuda/attention/*.cu csrc/cuda/attention/sm90/*.cu csrc/cuda/build_info.cu -o "$OUT/attention_sm90_check"
