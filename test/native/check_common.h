@@ -177,4 +177,27 @@ inline double median(std::vector<double> v) {
   return v.empty() ? 0.0 : v[v.size() / 2];
 }
 
+// Median ms of `iters` runs of `launch` on the default stream (CUDA events),
+// after three warm-up runs.
+inline double median_ms(const std::function<void()>& launch, int iters) {
+  for (int w = 0; w < 3; ++w) launch();
+  CK(cudaDeviceSynchronize());
+  cudaEvent_t e0, e1;
+  CK(cudaEventCreate(&e0));
+  CK(cudaEventCreate(&e1));
+  std::vector<double> t;
+  for (int it = 0; it < iters; ++it) {
+    CK(cudaEventRecord(e0));
+    launch();
+    CK(cudaEventRecord(e1));
+    CK(cudaEventSynchronize(e1));
+    float f;
+    CK(cudaEventElapsedTime(&f, e0, e1));
+    t.push_back(f);
+  }
+  CK(cudaEventDestroy(e0));
+  CK(cudaEventDestroy(e1));
+  return median(t);
+}
+
 }  // namespace check

@@ -763,27 +763,6 @@ std::vector<Stress> stress_suite(bool small) {
 }
 
 // ---------------------------------------------------------------- long contexts
-double median_ms(const std::function<void()>& launch, int iters) {
-  for (int w = 0; w < 3; ++w) launch();
-  CK(cudaDeviceSynchronize());
-  cudaEvent_t e0, e1;
-  CK(cudaEventCreate(&e0));
-  CK(cudaEventCreate(&e1));
-  std::vector<double> t;
-  for (int it = 0; it < iters; ++it) {
-    CK(cudaEventRecord(e0));
-    launch();
-    CK(cudaEventRecord(e1));
-    CK(cudaEventSynchronize(e1));
-    float f;
-    CK(cudaEventElapsedTime(&f, e0, e1));
-    t.push_back(f);
-  }
-  CK(cudaEventDestroy(e0));
-  CK(cudaEventDestroy(e1));
-  return check::median(t);
-}
-
 // B=1, 32 q / 8 kv heads, d 128, bf16, block 128, Prism defaults. Times the
 // stages (pooling, temperatures, selection) with each path in `paths`
 // (mtiles: the tiled kernel's rows per CTA / 16, 0 = automatic); with
@@ -809,8 +788,8 @@ bool long_context(long long N, int gen, int iters, const std::vector<Timed>& pat
     double ms[3];
     for (int stage = v == 0 ? 1 : 3; stage <= 3; ++stage) {
       cuda::est_internal::set_stage_limit(stage);
-      ms[stage - 1] =
-          median_ms([&] { CK(cuda::estimate(in.qv, in.kv, p, out.out(), out.ws, 0)); }, iters);
+      ms[stage - 1] = check::median_ms(
+          [&] { CK(cuda::estimate(in.qv, in.kv, p, out.out(), out.ws, 0)); }, iters);
     }
     cuda::est_internal::set_stage_limit(3);
     if (v == 0) {

@@ -38,17 +38,8 @@ struct Pool {
   ~Pool() { CK(cudaFree(dev)); }
   // Strides in elements of the logical [pages, heads, page_size, d] view.
   QkvView view(DType dt) const {
-    QkvView v;
-    v.data = dev;
-    v.dtype = dt;
-    v.batch = pages;
-    v.heads = heads;
-    v.n = page_size;
-    v.d = d;
-    v.stride_b = heads * page_size * d;
-    v.stride_h = nhd ? d : page_size * d;
-    v.stride_n = nhd ? heads * d : d;
-    return v;
+    return check::strided_view<QkvView>(dev, dt, pages, heads, page_size, d, heads * page_size * d,
+                                        nhd ? d : page_size * d, nhd ? heads * d : d);
   }
   const uint8_t* row(int64_t page, int64_t h, int64_t slot) const {
     const QkvView v = view(DType::BF16);
@@ -110,28 +101,6 @@ bool run_case(const char* name, int64_t heads, int64_t ps, int64_t d, DType dt, 
   return ok;
 }
 
-template <class F>
-float median_ms(F&& f, int iters) {
-  cudaEvent_t a, b;
-  CK(cudaEventCreate(&a));
-  CK(cudaEventCreate(&b));
-  for (int i = 0; i < 3; ++i) f();
-  std::vector<float> ms;
-  for (int i = 0; i < iters; ++i) {
-    CK(cudaEventRecord(a));
-    f();
-    CK(cudaEventRecord(b));
-    CK(cudaEventSynchronize(b));
-    float x = 0;
-    CK(cudaEventElapsedTime(&x, a, b));
-    ms.push_back(x);
-  }
-  CK(cudaEventDestroy(a));
-  CK(cudaEventDestroy(b));
-  std::sort(ms.begin(), ms.end());
-  return ms[ms.size() / 2];
-}
-
 // 8 kv heads, d 128, bf16, n tokens in pages of ps in random order.
 void timing(int64_t n, int64_t ps, bool nhd) {
   const int64_t heads = 8, d = 128, esize = 2, need = (n + ps - 1) / ps;
@@ -147,9 +116,10 @@ void timing(int64_t n, int64_t ps, bool nhd) {
   CK(cudaMalloc(&kd, bytes));
   CK(cudaMalloc(&vd, bytes));
   const QkvView kv = kp.view(DType::BF16), vv = vp.view(DType::BF16);
-  const float both = median_ms([&] { CK(cuda::gather_pages(kv, &vv, dids, n, kd, vd, 0)); }, 20);
-  const float keys = median_ms([&] { CK(cuda::gather_pages(kv, dids, n, kd, 0)); }, 20);
-  const float copy = median_ms(
+  const double both =
+      check::median_ms([&] { CK(cuda::gather_pages(kv, &vv, dids, n, kd, vd, 0)); }, 20);
+  const double keys = check::median_ms([&] { CK(cuda::gather_pages(kv, dids, n, kd, 0)); }, 20);
+  const double copy = check::median_ms(
       [&] {
         CK(cudaMemcpyAsync(kd, kp.dev, bytes, cudaMemcpyDeviceToDevice, 0));
         CK(cudaMemcpyAsync(vd, vp.dev, bytes, cudaMemcpyDeviceToDevice, 0));
