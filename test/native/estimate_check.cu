@@ -827,6 +827,8 @@ bool long_context(long long N, int gen, int iters, const std::vector<Timed>& pat
 // The row kernel's rows per CTA change how rows are grouped, never a row's
 // selection: a chunk of queries over long keys (the shape that takes 8 rows
 // per CTA automatically) selects the same with 16, 8 and 4 rows per CTA.
+int g_row_rows = 0;  // --row-rows M, restored after checks that set the knob
+
 bool row_rows_equal() {
   DevInputs in(8192 + 77, 131072 - 50, 32, 8, 128, kRope);
   EstimateParams p;
@@ -844,7 +846,7 @@ bool row_rows_equal() {
         bad == 0 ? "PASS" : "FAIL", m == 0 ? "automatic" : std::to_string(m).c_str(), bad);
     ok = ok && bad == 0;
   }
-  cuda::est_internal::set_row_rows(0);
+  cuda::est_internal::set_row_rows(g_row_rows);
   return ok;
 }
 
@@ -1135,7 +1137,7 @@ int main(int argc, char** argv) {
     if (!std::strcmp(argv[a], "--time-only") && a + 1 < argc) only_n = std::atoll(argv[++a]);
     if (!std::strcmp(argv[a], "--queries") && a + 1 < argc) only_q = std::atoll(argv[++a]);
     if (!std::strcmp(argv[a], "--row-rows") && a + 1 < argc)
-      cuda::est_internal::set_row_rows(std::atoi(argv[++a]));
+      cuda::est_internal::set_row_rows(g_row_rows = std::atoi(argv[++a]));
     if (!std::strcmp(argv[a], "--logits-mma")) cuda::est_internal::set_logits_mma(1);
     // --store-budget BYTES: the logit store's budget (kv-head chunks), -1 the default
     if (!std::strcmp(argv[a], "--store-budget") && a + 1 < argc)

@@ -25,17 +25,19 @@ struct Pool {
   int64_t pages, heads, page_size, d, esize;
   bool nhd;
   std::vector<uint8_t> host;
-  void* dev = nullptr;
+  void* base = nullptr;
+  void* dev = nullptr;  // base + shift: a pool that starts off the 16-byte grid
   Pool(int64_t pages_, int64_t heads_, int64_t ps, int64_t d_, int64_t esize_, bool nhd_,
-       uint32_t seed)
+       uint32_t seed, size_t shift = 0)
       : pages(pages_), heads(heads_), page_size(ps), d(d_), esize(esize_), nhd(nhd_) {
     host.resize((size_t)(pages * heads * page_size * d * esize));
     std::mt19937 rng(seed);
     for (auto& b : host) b = (uint8_t)rng();
-    CK(cudaMalloc(&dev, host.size()));
+    CK(cudaMalloc(&base, host.size() + shift));
+    dev = static_cast<char*>(base) + shift;
     CK(cudaMemcpy(dev, host.data(), host.size(), cudaMemcpyHostToDevice));
   }
-  ~Pool() { CK(cudaFree(dev)); }
+  ~Pool() { CK(cudaFree(base)); }
   // Strides in elements of the logical [pages, heads, page_size, d] view.
   QkvView view(DType dt) const {
     return check::strided_view<QkvView>(dev, dt, pages, heads, page_size, d, heads * page_size * d,
@@ -47,28 +49,42 @@ struct Pool {
   }
 };
 
-// Host gather of n tokens: [heads, n, d].
-std::vector<uint8_t> host_gather(const Pool& p, const std::vector<int32_t>& ids, int64_t n) {
+// Host gather of n tokens: [heads, n, d]. The rows of a page id outside the
+// pool keep the destination's fill byte (the gather skips them).
+std::vector<uint8_t> host_gather(const Pool& p, const std::vector<int32_t>& ids, int64_t n,
+                                 uint8_t fill) {
   const size_t row = (size_t)(p.d * p.esize);
-  std::vector<uint8_t> out((size_t)p.heads * n * row);
+  std::vector<uint8_t> out((size_t)p.heads * n * row, fill);
   for (int64_t h = 0; h < p.heads; ++h)
-    for (int64_t t = 0; t < n; ++t)
-      std::memcpy(out.data() + ((size_t)h * n + t) * row,
-                  p.row(ids[t / p.page_size], h, t % p.page_size), row);
+    for (int64_t t = 0; t < n; ++t) {
+      const int32_t id = ids[t / p.page_size];
+      if (id >= 0 && id < p.pages)
+        std::memcpy(out.data() + ((size_t)h * n + t) * row, p.row(id, h, t % p.page_size), row);
+    }
   return out;
 }
 
+// Options of a case beyond its shape.
+struct Extra {
+  bool bad_ids = false;  // two page ids outside the pool (-1 and numPages)
+  size_t v_shift = 0;    // bytes the value pool starts past a 16-byte boundary
+};
+
 bool run_case(const char* name, int64_t heads, int64_t ps, int64_t d, DType dt, bool nhd, int64_t n,
-              bool values) {
+              bool values, Extra x = {}) {
   const int64_t esize = dt == DType::F32 ? 4 : 2;
   const int64_t need = (n + ps - 1) / ps, pages = need + 3;
-  Pool kp(pages, heads, ps, d, esize, nhd, 11), vp(pages, heads, ps, d, esize, nhd, 12);
+  Pool kp(pages, heads, ps, d, esize, nhd, 11), vp(pages, heads, ps, d, esize, nhd, 12, x.v_shift);
   std::mt19937 rng(7);
   std::vector<int32_t> ids(pages);
   std::iota(ids.begin(), ids.end(), 0);
   std::shuffle(ids.begin(), ids.end(), rng);
   ids.resize(need);
   if (need > 2) ids[need - 1] = ids[0];  // a page shared (a reused prefix)
+  if (x.bad_ids && need > 3) {
+    ids[1] = -1;
+    ids[need - 2] = (int32_t)pages;
+  }
   int32_t* dids = nullptr;
   void *kd = nullptr, *vd = nullptr;
   const size_t bytes = (size_t)(heads * n * d * esize);
@@ -83,10 +99,10 @@ bool run_case(const char* name, int64_t heads, int64_t ps, int64_t d, DType dt, 
   CK(cudaDeviceSynchronize());
   std::vector<uint8_t> got(bytes);
   CK(cudaMemcpy(got.data(), kd, bytes, cudaMemcpyDeviceToHost));
-  bool ok = got == host_gather(kp, ids, n);
+  bool ok = got == host_gather(kp, ids, n, 0xEE);
   if (values) {
     CK(cudaMemcpy(got.data(), vd, bytes, cudaMemcpyDeviceToHost));
-    ok = ok && got == host_gather(vp, ids, n);
+    ok = ok && got == host_gather(vp, ids, n, 0xEE);
   } else {
     std::vector<uint8_t> untouched(bytes);
     CK(cudaMemcpy(untouched.data(), vd, bytes, cudaMemcpyDeviceToHost));
@@ -154,6 +170,11 @@ int main(int argc, char** argv) {
   tally(run_case("bf16 d258 (4-byte chunks)", 2, 16, 258, DType::BF16, true, 100, true));
   tally(run_case("f32 d2048 (rows past 256 threads)", 1, 16, 2048, DType::F32, true, 40, true));
   tally(run_case("one token", 8, 64, 128, DType::BF16, false, 1, true));
+  tally(run_case("page of 24 (not a power of 2)", 4, 24, 128, DType::BF16, true, 500, true));
+  tally(run_case("page ids outside the pool", 4, 16, 128, DType::BF16, false, 300, true,
+                 Extra{true, 0}));
+  tally(run_case("value pool off the 16-byte grid", 4, 32, 128, DType::BF16, true, 400, true,
+                 Extra{false, 4}));
   std::printf("gather: %d/%d cases passed\n", total - fails, total);
   if (timing_on) {
     std::printf(

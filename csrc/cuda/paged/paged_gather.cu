@@ -101,6 +101,7 @@ cudaError_t gather_pages(const QkvView& kpool, const QkvView* vpool, const int32
                  vpool->heads == kpool.heads && vpool->n == kpool.n && vpool->batch == kpool.batch),
       kWhere, "the key and value pools differ in shape or dtype");
   const int64_t row_bytes = kpool.d * dtype_size(kpool.dtype);
+  if (row_bytes <= 0) return cudaSuccess;  // rows of no bytes: nothing to copy
   require_arg(row_bytes % 4 == 0, kWhere, "a row of d elements must be a multiple of 4 bytes");
   require_arg(n <= INT_MAX - kThreads * kRowsInFlight && kpool.n >= 1 && kpool.n <= INT_MAX &&
                   kpool.heads >= 1 && kpool.heads <= 65535,
