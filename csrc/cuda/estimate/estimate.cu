@@ -316,21 +316,25 @@ struct SelPlan {
 
 // Rows per CTA of the row kernel, at most `fit` (what its shared memory
 // holds). Each of its warps selects rows [warp, warp + 8, ...] one after the
-// other, so a CTA takes about ceil(M / 8) row times, and a launch about that
-// times its waves (two CTAs an SM: __launch_bounds__). 16 rows share each key
+// other, so a CTA takes about ceil(M / 8) row times. 16 rows share each key
 // tile and stay the choice of any launch of more than one wave; a short chunk
-// of queries over long keys (less than one wave of 16-row CTAs) runs on 8
-// rows per CTA, one per warp, on twice the CTAs, where that still takes no
-// more waves. Each row is selected the same way whatever M is, so the
-// selections do not depend on it.
-int row_kernel_rows(const Geometry& g, int fit, int sms) {
+// of queries over long keys (less than one wave of 16-row CTAs) runs on 8 rows
+// per CTA, one per warp, on twice the CTAs, where that still fits in one wave.
+// A wave: the CTAs all SMs hold at once, at most two each (__launch_bounds__)
+// and as many as their shared memory allows (smem(m): a CTA's bytes with m
+// rows). Each row is selected the same way whatever M is, so the selections
+// do not depend on it.
+template <class Smem>
+int row_kernel_rows(const Geometry& g, int fit, int sms, int per_sm, Smem&& smem) {
   const int knob = est_internal::knobs().row_rows;
   if (knob > 0) return std::min(fit, knob);
   if (fit <= kSelWarps || sms <= 0) return fit;
   const int64_t rows = (int64_t)g.nq * g.G, pairs = (int64_t)g.B * g.Hkv;
-  const int64_t resident = 2 * (int64_t)sms;
-  auto waves = [&](int m) { return (pairs * ((rows + m - 1) / m) + resident - 1) / resident; };
-  return waves(fit) == 1 && waves(kSelWarps) == 1 ? kSelWarps : fit;
+  auto one_wave = [&](int m) {
+    const int64_t per = std::min<int64_t>(2, (int64_t)per_sm / (smem(m) + kSmemReservedPerCta));
+    return pairs * ((rows + m - 1) / m) <= std::max<int64_t>(1, per) * sms;
+  };
+  return one_wave(fit) && one_wave(kSelWarps) ? kSelWarps : fit;
 }
 
 // The row kernel keeps M whole logit rows in shared memory, which is fastest
@@ -357,7 +361,8 @@ cudaError_t plan_selection(const Geometry& g, bool topk, bool stored, const Logi
       M = (int)std::max<size_t>(1, (two_per_sm - fixed) / per_row);
     require_arg(M >= 1, kWhere,
                 "too many key blocks for shared memory (nk=" + std::to_string(g.nk) + ")");
-    M = row_kernel_rows(g, M, sms);
+    M = row_kernel_rows(g, M, sms, per_sm,
+                        [&](int m) { return fixed + (size_t)m * per_row + sizeof(RowInfo); });
     sp.M = M;
     sp.smem = fixed + (size_t)M * per_row;
     return cudaSuccess;
