@@ -121,6 +121,9 @@ export interface NativeAttentionTuning {
 export interface NativeTuning {
   getAttention(): NativeAttentionTuning;
   setAttention(t: Partial<NativeAttentionTuning>): void;
+  /** maxLanes: streams a ragged batch's short sequences may run on at once (1-4, default 4). */
+  getVarlen(): { maxLanes: number };
+  setVarlen(t: { maxLanes?: number }): void;
 }
 
 /** What the addon reports for one device (lib/memory.ts names the device). */

@@ -93,6 +93,30 @@ describe('native.tuning (internal)', () => {
   });
 });
 
+describe('native.tuning.setVarlen (internal)', () => {
+  const tuner = (): ReturnType<typeof native>['tuning'] => native().tuning;
+  afterEach(() => tuner().setVarlen({}));
+
+  test('default 4 lanes; set, read back, restore', () => {
+    expect(tuner().getVarlen()).toEqual({ maxLanes: 4 });
+    tuner().setVarlen({ maxLanes: 1 });
+    expect(tuner().getVarlen()).toEqual({ maxLanes: 1 });
+    tuner().setVarlen({});
+    expect(tuner().getVarlen()).toEqual({ maxLanes: 4 });
+  });
+
+  test('bad values are refused and change nothing', () => {
+    tuner().setVarlen({ maxLanes: 2 });
+    const set = (t: unknown): string => thrown(() => tuner().setVarlen(t as { maxLanes?: number }));
+    expect(set(undefined)).toBe('TypeError: tuning must be an object');
+    expect(set({ maxLanes: 0 })).toBe('RangeError: tuning.maxLanes must be in [1, 4]');
+    expect(set({ maxLanes: 5 })).toBe('RangeError: tuning.maxLanes must be in [1, 4]');
+    expect(set({ maxLanes: 2.5 })).toBe('RangeError: tuning.maxLanes must be an integer');
+    expect(set({ lanes: 2 })).toBe("TypeError: varlen tuning has no field 'lanes' (maxLanes)");
+    expect(tuner().getVarlen()).toEqual({ maxLanes: 2 });
+  });
+});
+
 test('native code reads no environment variable (tuning goes through native.tuning)', () => {
   const walk = (dir: string): string[] =>
     fs.readdirSync(dir, { withFileTypes: true }).flatMap((e) =>

@@ -6,10 +6,11 @@
 // when not bitwise equal). Skipped with a notice without a GPU; fails with
 // PRISM_REQUIRE_GPU=1.
 import { prefill } from '../lib/ops';
-import { attentionVarlen, estimateVarlen, prefillVarlen, type PagedBatch } from '../lib/varlen';
+import { attentionVarlen, estimateVarlen, prefillVarlen, type PagedBatch, type VarlenPrefillResult } from '../lib/varlen';
 import { referenceVarlenAttention } from '../lib/reference-varlen';
 import { relativeError, TOLERANCES } from '../lib/validate';
 import type { DType, Layout } from '../lib/types';
+import { native } from '../lib/native';
 import { describeGpu } from './helpers/gpu';
 import {
   batchMaskParts,
@@ -58,27 +59,32 @@ function expectClose(got: Float32Array, want: Float32Array, dtype: DType, what: 
   expect(relativeError(got, want)).toBeLessThanOrEqual(TOLERANCES[dtype]);
 }
 
+/** Each sequence of a batch's prefill against prefill() of that sequence alone: equal selections, outputs within the dtype's tolerance, lse within 1e-5. */
+async function expectEachEqualsPrefill(c: RaggedCase, res: VarlenPrefillResult, opts: { block: number; returnLse: true }): Promise<void> {
+  const out = await valuesBhnd(res.output);
+  const lse = (await res.lse!.toHost()) as Float32Array;
+  for (let i = 0; i < c.qLens.length; i++) {
+    if (c.qLens[i] === 0) {
+      expect(res.masks![i]).toBeNull();
+      continue;
+    }
+    const s = await sequence(c, i, DEVICE);
+    const one = await prefill(s.q, s.k, s.v, opts);
+    expect([i, maskParts((await hostMask(res.masks![i]))!)]).toEqual([i, maskParts((await hostMask(one.mask))!)]);
+    expectClose(slice(out, c.hq, c.totalQ, c.d, c.cuSeqlensQ[i], c.qLens[i]), await valuesBhnd(one.output), c.dtype, `sequence ${i} output`);
+    const wantLse = (await one.lse!.toHost()) as Float32Array;
+    expect(relativeError(slice(lse, c.hq, c.totalQ, 1, c.cuSeqlensQ[i], c.qLens[i]), wantLse)).toBeLessThanOrEqual(1e-5);
+    disposeAll(s.q, s.k, s.v, one.output, one.mask, one.lse);
+  }
+}
+
 describeGpu('ragged batches (GPU)', () => {
   test.each(named(configs))('prefillVarlen equals per-sequence prefill (%s)', async (_, cfg) => {
     const c = caseOf(cfg);
     const t = await packed(c, DEVICE);
     const opts = { block: cfg.block, returnLse: true as const };
     const res = await prefillVarlen(t.q, t.k, t.v, { cuSeqlensQ: c.cuSeqlensQ, cuSeqlensK: c.cuSeqlensK }, opts);
-    const out = await valuesBhnd(res.output);
-    const lse = (await res.lse!.toHost()) as Float32Array;
-    for (let i = 0; i < c.qLens.length; i++) {
-      if (c.qLens[i] === 0) {
-        expect(res.masks![i]).toBeNull();
-        continue;
-      }
-      const s = await sequence(c, i, DEVICE);
-      const one = await prefill(s.q, s.k, s.v, opts);
-      expect(maskParts((await hostMask(res.masks![i]))!)).toEqual(maskParts((await hostMask(one.mask))!));
-      expectClose(slice(out, c.hq, c.totalQ, c.d, c.cuSeqlensQ[i], c.qLens[i]), await valuesBhnd(one.output), cfg.dtype, `sequence ${i} output`);
-      const wantLse = (await one.lse!.toHost()) as Float32Array;
-      expect(relativeError(slice(lse, c.hq, c.totalQ, 1, c.cuSeqlensQ[i], c.qLens[i]), wantLse)).toBeLessThanOrEqual(1e-5);
-      disposeAll(s.q, s.k, s.v, one.output, one.mask, one.lse);
-    }
+    await expectEachEqualsPrefill(c, res, opts);
     disposeAll(t.q, t.k, t.v, res.output, res.lse, ...res.masks!);
   });
 
@@ -145,5 +151,97 @@ describeGpu('paged KV (GPU)', () => {
       start = end;
     }
     disposeAll(t.q, t.k, t.v, full.output, full.mask, kp, vp);
+  });
+});
+
+// Short sequences (at most 1024 query tiles of 128 over the heads, at most
+// 128K keys) run on several streams at once within a phase (estimations, then
+// attentions), the others on the op's stream; the side streams are the
+// device's, shared by every call in flight. Whatever runs beside a sequence,
+// it must get what it gets alone.
+describeGpu('sequences side by side (GPU)', () => {
+  // 8 heads x 129 query tiles: one past the side streams' limit; its keys start off the block grid
+  const LONG_Q = 16384 + 77;
+  function mixedCase(seed: number): RaggedCase {
+    const { qLens, kLens } = randomLengths(9, 3000, seed * 104729);
+    return raggedCase({ hq: 8, hkv: 2, d: 128, dtype: 'bfloat16', layout: 'bhnd', qLens: [LONG_Q, ...qLens], kLens: [LONG_Q + 300, ...kLens], seed });
+  }
+
+  test.each([
+    ['packed', 0],
+    ['paged, 64-token pages', 64],
+  ] as const)('a long sequence and nine short ones equal per-sequence prefill (%s)', async (_, pageSize) => {
+    const c = mixedCase(11);
+    const t = await packed(c, DEVICE);
+    const paged = pageSize ? await pagedKV(c, pageSize, 'NHD', 3, DEVICE) : null;
+    const opts = { block: 128, returnLse: true as const };
+    const res = paged
+      ? await prefillVarlen(t.q, paged.k, paged.v, { cuSeqlensQ: c.cuSeqlensQ, kvLens: paged.pools.kvLens, pageTable: paged.pools.pageTable }, opts)
+      : await prefillVarlen(t.q, t.k, t.v, { cuSeqlensQ: c.cuSeqlensQ, cuSeqlensK: c.cuSeqlensK }, opts);
+    expect(res.stats.estimateMs).toBeGreaterThan(0);
+    expect(res.stats.attentionMs).toBeGreaterThan(0);
+    await expectEachEqualsPrefill(c, res, opts);
+    disposeAll(t.q, t.k, t.v, paged?.k, paged?.v, res.output, res.lse, ...res.masks!);
+  });
+
+  test('one stream and four give the same bits (packed and paged, with lse)', async () => {
+    const c = mixedCase(15);
+    const t = await packed(c, DEVICE);
+    const paged = await pagedKV(c, 32, 'HND', 4, DEVICE);
+    const opts = { block: 128, returnLse: true as const };
+    const runBoth = async () => {
+      const a = await prefillVarlen(t.q, t.k, t.v, { cuSeqlensQ: c.cuSeqlensQ, cuSeqlensK: c.cuSeqlensK }, opts);
+      const b = await prefillVarlen(t.q, paged.k, paged.v, { cuSeqlensQ: c.cuSeqlensQ, kvLens: paged.pools.kvLens, pageTable: paged.pools.pageTable, kvLayout: 'HND' }, opts);
+      const e = await estimateVarlen(t.q, paged.k, { cuSeqlensQ: c.cuSeqlensQ, kvLens: paged.pools.kvLens, pageTable: paged.pools.pageTable, kvLayout: 'HND' });
+      const d = await attentionVarlen(t.q, t.k, t.v, { cuSeqlensQ: c.cuSeqlensQ, cuSeqlensK: c.cuSeqlensK }, e);
+      const host = {
+        outs: [await valuesBhnd(a.output), await valuesBhnd(b.output), await valuesBhnd(d)],
+        lse: [(await a.lse!.toHost()) as Float32Array, (await b.lse!.toHost()) as Float32Array],
+        masks: [await batchMaskParts(a.masks!), await batchMaskParts(b.masks!), await batchMaskParts(e)],
+      };
+      disposeAll(a.output, a.lse, b.output, b.lse, d, ...a.masks!, ...b.masks!, ...e);
+      return host;
+    };
+    const tuner = native().tuning;
+    let one;
+    try {
+      tuner.setVarlen({ maxLanes: 1 });
+      one = await runBoth();
+    } finally {
+      tuner.setVarlen({});
+    }
+    const four = await runBoth();
+    for (let j = 0; j < 3; j++) expect([j, firstDifference(four.outs[j], one.outs[j])]).toEqual([j, -1]);
+    for (let j = 0; j < 2; j++) expect([j, firstDifference(four.lse[j], one.lse[j])]).toEqual([j, -1]);
+    expect(four.masks).toEqual(one.masks);
+    expect(four.masks[1]).toEqual(four.masks[0]); // paged selects what packed selects
+    disposeAll(t.q, t.k, t.v, paged.k, paged.v);
+  });
+
+  test('concurrent calls on the shared side streams give the bits each gives alone', async () => {
+    const cases = [12, 13, 14].map((seed) => raggedCase({ hq: 8, hkv: 2, d: 128, dtype: 'bfloat16', layout: 'bhnd', ...randomLengths(10, 4000, seed * 31), seed }));
+    const inputs = await Promise.all(cases.map((c) => packed(c, DEVICE)));
+    const batchOf = (c: RaggedCase) => ({ cuSeqlensQ: c.cuSeqlensQ, cuSeqlensK: c.cuSeqlensK });
+    const alone = [];
+    for (let j = 0; j < cases.length; j++) {
+      const r = await prefillVarlen(inputs[j].q, inputs[j].k, inputs[j].v, batchOf(cases[j]));
+      alone.push({ out: await valuesBhnd(r.output), masks: await batchMaskParts(r.masks!) });
+      disposeAll(r.output, ...r.masks!);
+    }
+    // Each case three times, all in flight at once, with estimations beside them.
+    const order = [0, 1, 2, 0, 1, 2, 0, 1, 2];
+    const [runs, estimates] = await Promise.all([
+      Promise.all(order.map((j) => prefillVarlen(inputs[j].q, inputs[j].k, inputs[j].v, batchOf(cases[j])))),
+      Promise.all(order.map((j) => estimateVarlen(inputs[j].q, inputs[j].k, batchOf(cases[j])))),
+    ]);
+    for (let r = 0; r < order.length; r++) {
+      const j = order[r];
+      const out = await valuesBhnd(runs[r].output);
+      expect([r, firstDifference(out, alone[j].out)]).toEqual([r, -1]);
+      expect(await batchMaskParts(runs[r].masks!)).toEqual(alone[j].masks);
+      expect(await batchMaskParts(estimates[r])).toEqual(alone[j].masks);
+      disposeAll(runs[r].output, ...runs[r].masks!, ...estimates[r]);
+    }
+    for (const t of inputs) disposeAll(t.q, t.k, t.v);
   });
 });

@@ -56,6 +56,12 @@ CudaEvent::~CudaEvent() {
   cudaGetLastError();
 }
 
+float elapsed_ms(const CudaEvent& from, const CudaEvent& to) {
+  float ms = 0.f;
+  check_cuda(cudaEventElapsedTime(&ms, from.get(), to.get()), "cudaEventElapsedTime");
+  return ms;
+}
+
 StreamBuffer::StreamBuffer(size_t bytes, cudaStream_t stream) {
   int device = 0;
   check_cuda(cudaGetDevice(&device), "cudaGetDevice");
@@ -131,6 +137,41 @@ void copy_to_device_async(void* dst, const void* src, size_t bytes, cudaStream_t
   staging = std::make_unique<PinnedBuffer>(bytes);
   std::memcpy(staging->get(), src, bytes);
   check_cuda(cudaMemcpyAsync(dst, staging->get(), bytes, cudaMemcpyHostToDevice, stream), what);
+}
+
+StreamLanes::StreamLanes(int device, cudaStream_t main, size_t count) {
+  lanes_.push_back(main);
+  DeviceContext& ctx = device_context(device);
+  for (size_t i = 1; i < count && i < kMaxLanes; ++i) lanes_.push_back(ctx.side_stream(i));
+}
+
+StreamLanes::~StreamLanes() {
+  if (!forked_) return;
+  try {
+    join();
+  } catch (...) {
+    // An event could not be recorded or waited on: wait on the host instead.
+    for (cudaStream_t s : lanes_) drain_stream_quietly(s);
+  }
+}
+
+void StreamLanes::fork() {
+  if (lanes_.size() < 2) return;
+  CudaEvent ready(cudaEventDisableTiming);
+  check_cuda(cudaEventRecord(ready.get(), lanes_[0]), "cudaEventRecord (fork)");
+  forked_ = true;  // from here on the side lanes may hold work
+  for (size_t i = 1; i < lanes_.size(); ++i)
+    check_cuda(cudaStreamWaitEvent(lanes_[i], ready.get(), 0), "cudaStreamWaitEvent (fork)");
+}
+
+void StreamLanes::join() {
+  if (!forked_) return;
+  for (size_t i = 1; i < lanes_.size(); ++i) {
+    CudaEvent done(cudaEventDisableTiming);
+    check_cuda(cudaEventRecord(done.get(), lanes_[i]), "cudaEventRecord (join)");
+    check_cuda(cudaStreamWaitEvent(lanes_[0], done.get(), 0), "cudaStreamWaitEvent (join)");
+  }
+  forked_ = false;
 }
 
 void drain_stream_quietly(cudaStream_t stream) noexcept {

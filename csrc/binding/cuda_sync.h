@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <memory>
 #include <utility>
+#include <vector>
 
 #include "binding/device.h"
 #include "binding/memory.h"
@@ -35,6 +36,9 @@ class CudaEvent {
   unsigned flags_ = 0;
 };
 
+// Milliseconds between two recorded timing events (both completed), checked.
+float elapsed_ms(const CudaEvent& from, const CudaEvent& to);
+
 // `n` rounded up to a multiple of 256 bytes: the alignment of every part
 // carved out of one StreamBuffer.
 inline size_t align256(size_t n) { return (n + 255) & ~size_t(255); }
@@ -59,6 +63,30 @@ class StreamBuffer {
 // between queries (the wait policy 'spin', the default), or sleeps on it
 // (blocking sync, 'sleep'). Never called on the JS thread.
 void wait_for_stream(cudaStream_t stream, const char* operation);
+
+// The streams one op runs independent parts of its work on side by side (the
+// sequences of a ragged batch): lane 0 is the op's own stream `main`, lanes
+// 1.. the device's side streams. fork() makes every side lane wait for the
+// work on `main` so far; join() makes `main` wait for every lane's. Lanes
+// forked and not joined are joined when this goes (quietly, on an error path),
+// so what a lane enqueued is always ordered before what follows on `main`:
+// the scratch given back there, the worker's wait, a drain on error.
+class StreamLanes {
+ public:
+  // `count` lanes, 1 <= count <= kMaxLanes; the current device is `device`.
+  StreamLanes(int device, cudaStream_t main, size_t count);
+  ~StreamLanes();
+  StreamLanes(const StreamLanes&) = delete;
+  StreamLanes& operator=(const StreamLanes&) = delete;
+  size_t size() const { return lanes_.size(); }
+  cudaStream_t operator[](size_t i) const { return lanes_[i]; }
+  void fork();
+  void join();
+
+ private:
+  std::vector<cudaStream_t> lanes_;
+  bool forked_ = false;
+};
 
 // One pinned int64 for a device-to-host copy ordered on a stream, owned by one
 // call whatever thread enqueues it; slots come from a process-wide pool of

@@ -48,6 +48,9 @@ DeviceContext::DeviceContext(int device) : device_(device) {
   use_device(device);
   check_cuda(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking),
              "cudaStreamCreateWithFlags");
+  for (cudaStream_t& s : side_)
+    check_cuda(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking),
+               "cudaStreamCreateWithFlags (side stream)");
 }
 
 namespace {

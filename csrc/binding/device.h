@@ -1,7 +1,9 @@
-// CUDA device discovery and the per-device context (one non-blocking stream
-// per device, created on first use). Compiles to a CPU-only stub when the
+// CUDA device discovery and the per-device context (a non-blocking stream per
+// device and a few side streams, created on first use). Compiles to a CPU-only stub when the
 // addon is built without CUDA.
 #pragma once
+#include <array>
+#include <cstddef>
 #include <memory>
 #include <string>
 #include <vector>
@@ -12,6 +14,10 @@
 namespace prism::binding {
 
 constexpr int kCpuDevice = -1;
+
+// How many streams an op may run its independent parts on at once (its own
+// stream and kMaxLanes - 1 side streams; see StreamLanes).
+constexpr size_t kMaxLanes = 4;
 
 struct CudaStatus {
   int device_count = 0;
@@ -54,10 +60,14 @@ class DeviceContext {
   DeviceContext& operator=(const DeviceContext&) = delete;
   int device() const { return device_; }
   cudaStream_t stream() const { return stream_; }
+  // Side stream i, 1 <= i < kMaxLanes: non-blocking, shared by every op on
+  // the device (an op orders its use of one with events, never by owning it).
+  cudaStream_t side_stream(size_t i) const { return side_[i - 1]; }
 
  private:
   int device_;
   cudaStream_t stream_ = nullptr;
+  std::array<cudaStream_t, kMaxLanes - 1> side_{};
 };
 
 // The context of `device`, created on first use; lives until the process ends

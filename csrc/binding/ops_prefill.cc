@@ -162,13 +162,8 @@ class PrefillWorker : public DeviceWorker {
     drain_on_error(stream_, [&] {
       wait_for_stream(stream_, "prefill");
       total_ = *total_slot_->get();
-      float ms = 0.f;
-      check_cuda(cudaEventElapsedTime(&ms, events_[0]->get(), events_[1]->get()),
-                 "cudaEventElapsedTime");
-      est_ms_ = ms;
-      check_cuda(cudaEventElapsedTime(&ms, events_[1]->get(), events_[2]->get()),
-                 "cudaEventElapsedTime");
-      att_ms_ = ms;
+      est_ms_ = elapsed_ms(*events_[0], *events_[1]);
+      att_ms_ = elapsed_ms(*events_[1], *events_[2]);
       if (a_.want_selection) {
         indices_ = Storage::allocate(a_.device, indices_bytes(total_));
         stream_ = op_stream(a_.device, a_.stream);  // after the allocation on the device's stream

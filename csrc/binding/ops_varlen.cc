@@ -2,17 +2,24 @@
 //        selections | null, lists | null, stream?, keys?: (summaries | null)[])
 //   -> Promise<{ estimateMs, attentionMs, selected: number[], indices: (Tensor | null)[] }>
 // Ragged batches and paged KV caches (varlen.h): estimation, attention, or
-// both (prefill), run sequence by sequence with the existing per-view
-// backends on views offset into the packed tensors. Paged keys and values are
-// first gathered into a contiguous workspace, one sequence at a time.
+// both (prefill), run with the existing per-view backends on views offset into
+// the packed tensors. Paged keys and values are first gathered into a
+// contiguous workspace (on CUDA one per lane: for the estimation, the keys,
+// and again keys and values for the attention unless the lane has only that
+// sequence, whose values came with its keys).
 //   CPU: a loop over the sequences on the worker thread.
-//   CUDA: the calling thread enqueues every sequence back to back on one
-//   stream (no host wait between sequences; workspaces reused in stream
-//   order); a worker thread waits once, then, when the selections are asked
+//   CUDA: the calling thread enqueues the work with no host wait: first every
+//   sequence's estimation, then every sequence's attention (the first phase's
+//   time is estimateMs, the second's attentionMs). Within a phase, short
+//   sequences run on up to four streams side by side (StreamLanes, forked
+//   from the op's stream and joined back to it; workspaces reused in each
+//   lane's stream order; assign_lanes says which), the others one after the
+//   other on the op's stream. A worker thread waits once, then, when the selections are asked
 //   for, gathers them into compact indices after a second, short wait.
 // The selection of sequence i goes to selections[i] ({ counts, rowPtr, temps,
 // mask? } for its [1, Hq, nq_i, nk_i] geometry); attention alone reads
 // lists[i] (null: dense). lse (attention params) is float32 [1, Hq, totalQ, 1].
+#include <algorithm>
 #include <chrono>
 #include <memory>
 #include <string>
@@ -27,6 +34,7 @@
 #include "binding/promise_worker.h"
 #include "binding/selection.h"
 #include "binding/streams.h"
+#include "binding/tuning.h"
 #include "binding/varlen.h"
 #include "binding/views.h"
 #include "cpu/cpu_backend.h"
@@ -159,38 +167,85 @@ class VarlenWorker : public DeviceWorker {
   }
 
  private:
+  // Which lane (StreamLanes) each sequence runs on, and how many lanes.
+  // Short sequences spread over the side lanes: one of them leaves most of
+  // the GPU idle (a 4K prompt's selection is 64 CTAs; on an H200 four lanes
+  // took 8 x 4K from 1.87 to 1.54 ms and 32 x 1K from 1.95 to 1.40 ms). The
+  // rest run one after the other on lane 0: from 2048 query tiles (8K queries
+  // at 32 heads) a sequence's kernels fill the GPU (4 x 8K showed no gain),
+  // and lanes sized for long keys would multiply the workspace (each lane
+  // gathers its paged keys and values).
+  static constexpr int64_t kLaneMaxQueryTiles = 1024;  // heads x 128-query tiles
+  static constexpr int64_t kLaneMaxKeys = 131072;
+  bool runs_beside(const SeqSpan& sp) const {
+    return sp.nq > 0 && sp.nk <= kLaneMaxKeys &&
+           a_.heads * ((sp.nq + 127) / 128) <= kLaneMaxQueryTiles;
+  }
+  size_t assign_lanes() {
+    const size_t n = a_.seqs.size();
+    lane_.assign(n, 0);
+    size_t small = 0;
+    bool long_seq = false;
+    for (const SeqWork& s : a_.seqs) {
+      if (s.span.nq == 0) continue;
+      if (runs_beside(s.span))
+        ++small;
+      else
+        long_seq = true;
+    }
+    const size_t first = long_seq ? 1 : 0;  // lane 0 keeps the long sequences
+    const size_t lanes = std::min(varlen_max_lanes(), first + small);
+    if (lanes < 2) return 1;
+    size_t k = 0;
+    for (size_t i = 0; i < n; ++i)
+      if (runs_beside(a_.seqs[i].span)) lane_[i] = first + k++ % (lanes - first);
+    return lanes;
+  }
+
   void enqueue_all() {
     const bool paged = a_.spec.paged;
     const size_t n = a_.seqs.size();
-    // Sizes: shared parts (reused in stream order) and per-sequence parts.
-    size_t est_ws = 0, att_ws = 0, scan_ws = 0, starts = 0;
-    std::vector<size_t> own(n, 0);  // tri | counts | rowPtr | temps of each sequence
-    BlockList sparse;               // only its being sparse matters to the workspace size
+    const size_t nl = assign_lanes();
+    // Workspaces: one set a lane, reused in its stream order, sized for the
+    // lane's largest sequence; each sequence's own parts (tri | counts |
+    // rowPtr | temps | row starts) apart.
+    struct LaneSizes {
+      size_t est = 0, att = 0, kv = 0, lse = 0, seqs = 0;
+    };
+    std::vector<LaneSizes> ls(nl);
+    size_t scan_ws = 0;
+    std::vector<size_t> own(n, 0);
+    BlockList sparse;  // only its being sparse matters to the workspace size
     sparse.counts = reinterpret_cast<const int32_t*>(1);
     sparse.row_start = reinterpret_cast<const int64_t*>(1);
     sparse.indices = reinterpret_cast<const int32_t*>(1);
     for (size_t i = 0; i < n; ++i) {
       const SeqWork& s = a_.seqs[i];
       if (s.span.nq == 0) continue;
+      LaneSizes& l = ls[lane_[i]];
+      ++l.seqs;
       if (a_.estimate) {
-        est_ws = std::max(est_ws, align256(prism::cuda::estimate_workspace_bytes(s.q, s.k, a_.ep)));
+        l.est = std::max(l.est, align256(prism::cuda::estimate_workspace_bytes(s.q, s.k, a_.ep)));
         scan_ws = std::max(scan_ws, align256(prism::cuda::scan_workspace_bytes(s.rows)));
-        starts = std::max(starts, align256(sizeof(int64_t) * static_cast<size_t>(s.rows)));
         own[i] = align256(sizeof(int32_t) * static_cast<size_t>(s.tri > 0 ? s.tri : 1)) +
                  (s.sel.counts ? 0 : align256(sizeof(int32_t) * s.rows)) +
                  (s.row_ptr ? 0 : align256(sizeof(int64_t) * (s.rows + 1))) +
-                 (s.sel.temps ? 0 : align256(sizeof(float) * 2 * a_.heads));
+                 (s.sel.temps ? 0 : align256(sizeof(float) * 2 * a_.heads)) +
+                 (a_.attention ? align256(sizeof(int64_t) * s.rows) : 0);
       }
       if (a_.attention) {
-        const BlockList& l = a_.estimate ? sparse : s.list;
-        att_ws =
-            std::max(att_ws, align256(prism::cuda::attention_workspace_bytes(s.q, s.k, l, a_.ap)));
+        const BlockList& bl = a_.estimate ? sparse : s.list;
+        l.att =
+            std::max(l.att, align256(prism::cuda::attention_workspace_bytes(s.q, s.k, bl, a_.ap)));
+        if (a_.lse) l.lse = std::max(l.lse, align256(sizeof(float) * a_.heads * s.span.nq));
       }
+      if (paged)
+        l.kv = std::max(
+            l.kv, align256(static_cast<size_t>(a_.hkv * s.span.nk * a_.d * dtype_size(a_.dtype))));
     }
-    const size_t kv = paged ? align256(kv_bytes()) : 0;
     const size_t table = paged ? align256(sizeof(int32_t) * (a_.spec.pages.size() + 1)) : 0;
-    const size_t lse_b = a_.lse ? align256(sizeof(float) * a_.heads * a_.spec.max_nq) : 0;
-    size_t total = est_ws + att_ws + scan_ws + starts + kv * (a_.attention ? 2 : 1) + table + lse_b;
+    size_t total = scan_ws + table;
+    for (const LaneSizes& l : ls) total += l.est + l.att + l.lse + l.kv * (a_.attention ? 2 : 1);
     for (size_t b : own) total += b;
     scratch_ = std::make_unique<StreamBuffer>(total, stream_);
     char* p = static_cast<char*>(scratch_->get());
@@ -199,79 +254,110 @@ class VarlenWorker : public DeviceWorker {
       p += bytes;
       return r;
     };
-    void* ws_est = take(est_ws);
-    void* ws_att = take(att_ws);
+    struct Lane {
+      void *est, *att, *kbuf, *vbuf;
+      float* lse;
+      bool kv_ready;  // phase 2 finds the lane's one sequence's K and V gathered
+    };
+    std::vector<Lane> lanes(nl);
+    for (size_t l = 0; l < nl; ++l) {
+      lanes[l].est = take(ls[l].est);
+      lanes[l].att = take(ls[l].att);
+      lanes[l].lse = reinterpret_cast<float*>(take(ls[l].lse));
+      lanes[l].kbuf = take(ls[l].kv);
+      lanes[l].vbuf = a_.attention ? take(ls[l].kv) : nullptr;
+      lanes[l].kv_ready = false;
+    }
     void* ws_scan = take(scan_ws);
-    int64_t* row_start = reinterpret_cast<int64_t*>(take(starts));
-    void* kbuf = take(kv);
-    void* vbuf = a_.attention ? take(kv) : nullptr;
     int32_t* pages = reinterpret_cast<int32_t*>(take(table));
-    float* lse_rows = reinterpret_cast<float*>(take(lse_b));
     if (paged && !a_.spec.pages.empty())
       copy_to_device_async(pages, a_.spec.pages.data(), sizeof(int32_t) * a_.spec.pages.size(),
                            stream_, table_staging_, "cudaMemcpyAsync (page table)");
 
+    // Sequence i's keys (and values, `with_v`) gathered into its lane's buffers.
+    auto gather = [&](SeqWork& s, Lane& l, cudaStream_t on, bool with_v, QkvView& k, QkvView& v) {
+      const int32_t* sp = pages + s.span.page_off;
+      check_cuda(prism::cuda::gather_pages(a_.k_pool, with_v ? &a_.v_pool : nullptr, sp, s.span.nk,
+                                           l.kbuf, with_v ? l.vbuf : nullptr, on),
+                 "varlen (gather keys and values)");
+      k = contiguous_view(l.kbuf, a_.dtype, a_.hkv, s.span.nk, a_.d);
+      if (with_v) v = contiguous_view(l.vbuf, a_.dtype, a_.hkv, s.span.nk, a_.d);
+    };
+
     tri_.assign(n, nullptr);
     counts_.assign(n, nullptr);
     rp_.assign(n, nullptr);
+    row_start_.assign(n, nullptr);
     for (auto& e : events_) e.reset();
     events_.clear();
-    for (size_t e = 0; e < 2 * n + 1; ++e)
-      events_.push_back(std::make_unique<CudaEvent>(cudaEventDefault));
+    for (size_t e = 0; e < 3; ++e) events_.push_back(std::make_unique<CudaEvent>(cudaEventDefault));
+    StreamLanes run(a_.device, stream_, nl);
     check_cuda(cudaEventRecord(events_[0]->get(), stream_), "cudaEventRecord");
-    for (size_t i = 0; i < n; ++i) {
-      SeqWork& s = a_.seqs[i];
-      if (s.span.nq > 0) {
+    // body(i, sequence, its lane's buffers, its lane's stream) for every
+    // sequence with queries, between a fork and a join of the lanes.
+    auto phase = [&](auto&& body) {
+      run.fork();
+      for (size_t i = 0; i < n; ++i)
+        if (a_.seqs[i].span.nq > 0) body(i, a_.seqs[i], lanes[lane_[i]], run[lane_[i]]);
+      run.join();
+    };
+    // Phase 1: every sequence's estimation (with its paged keys' gather).
+    if (a_.estimate) {
+      phase([&](size_t i, SeqWork& s, Lane& l, cudaStream_t on) {
         QkvView k = s.k, v = s.v;
         if (paged) {
-          const int32_t* sp = pages + s.span.page_off;
-          check_cuda(prism::cuda::gather_pages(a_.k_pool, a_.attention ? &a_.v_pool : nullptr, sp,
-                                               s.span.nk, kbuf, vbuf, stream_),
-                     "varlen (gather keys and values)");
-          k = contiguous_view(kbuf, a_.dtype, a_.hkv, s.span.nk, a_.d);
-          if (a_.attention) v = contiguous_view(vbuf, a_.dtype, a_.hkv, s.span.nk, a_.d);
+          // A lane's only sequence gathers its values now too, for phase 2.
+          l.kv_ready = a_.attention && ls[lane_[i]].seqs == 1;
+          gather(s, l, on, l.kv_ready, k, v);
         }
-        BlockList list = s.list;
-        if (a_.estimate) {
-          BlockMaskOut o = s.sel;
-          tri_[i] = reinterpret_cast<int32_t*>(
-              take(align256(sizeof(int32_t) * static_cast<size_t>(s.tri > 0 ? s.tri : 1))));
-          if (!o.counts)
-            o.counts = reinterpret_cast<int32_t*>(take(align256(sizeof(int32_t) * s.rows)));
-          rp_[i] = s.row_ptr
-                       ? s.row_ptr
-                       : reinterpret_cast<int64_t*>(take(align256(sizeof(int64_t) * (s.rows + 1))));
-          if (!o.temps)
-            o.temps = reinterpret_cast<float*>(take(align256(sizeof(float) * 2 * a_.heads)));
-          o.indices = tri_[i];
-          counts_[i] = o.counts;
-          check_cuda(prism::cuda::estimate(s.q, k, a_.ep, o, ws_est, stream_, &s.keys),
-                     "varlen (estimate)");
-          if (a_.attention) {
-            check_cuda(
-                prism::cuda::tri_row_starts(s.rows, s.grid.nq, s.grid.off, row_start, stream_),
-                "varlen (row starts)");
-            list = BlockList{o.counts, row_start, tri_[i], s.tri};
+        BlockMaskOut o = s.sel;
+        tri_[i] = reinterpret_cast<int32_t*>(
+            take(align256(sizeof(int32_t) * static_cast<size_t>(s.tri > 0 ? s.tri : 1))));
+        if (!o.counts)
+          o.counts = reinterpret_cast<int32_t*>(take(align256(sizeof(int32_t) * s.rows)));
+        rp_[i] = s.row_ptr
+                     ? s.row_ptr
+                     : reinterpret_cast<int64_t*>(take(align256(sizeof(int64_t) * (s.rows + 1))));
+        if (!o.temps)
+          o.temps = reinterpret_cast<float*>(take(align256(sizeof(float) * 2 * a_.heads)));
+        o.indices = tri_[i];
+        counts_[i] = o.counts;
+        check_cuda(prism::cuda::estimate(s.q, k, a_.ep, o, l.est, on, &s.keys),
+                   "varlen (estimate)");
+        if (a_.attention) {
+          row_start_[i] = reinterpret_cast<int64_t*>(take(align256(sizeof(int64_t) * s.rows)));
+          check_cuda(prism::cuda::tri_row_starts(s.rows, s.grid.nq, s.grid.off, row_start_[i], on),
+                     "varlen (row starts)");
+        }
+      });
+    }
+    check_cuda(cudaEventRecord(events_[1]->get(), stream_), "cudaEventRecord");
+    // Phase 2: every sequence's attention over its selection (or its list).
+    if (a_.attention) {
+      phase([&](size_t i, SeqWork& s, Lane& l, cudaStream_t on) {
+        QkvView k = s.k, v = s.v;
+        if (paged) {
+          if (l.kv_ready) {
+            k = contiguous_view(l.kbuf, a_.dtype, a_.hkv, s.span.nk, a_.d);
+            v = contiguous_view(l.vbuf, a_.dtype, a_.hkv, s.span.nk, a_.d);
+          } else {
+            gather(s, l, on, true, k, v);
           }
         }
-        check_cuda(cudaEventRecord(events_[2 * i + 1]->get(), stream_), "cudaEventRecord");
-        if (a_.attention) {
-          OutView out = s.o;
-          out.lse = a_.lse ? lse_rows : nullptr;
-          check_cuda(prism::cuda::attention(s.q, k, v, out, list, a_.ap, ws_att, stream_),
-                     "varlen (attention)");
-          if (a_.lse)
-            check_cuda(
-                cudaMemcpy2DAsync(a_.lse + s.span.q_off, sizeof(float) * a_.total_q, lse_rows,
-                                  sizeof(float) * s.span.nq, sizeof(float) * s.span.nq, a_.heads,
-                                  cudaMemcpyDeviceToDevice, stream_),
-                "cudaMemcpy2DAsync (lse)");
-        }
-      } else {
-        check_cuda(cudaEventRecord(events_[2 * i + 1]->get(), stream_), "cudaEventRecord");
-      }
-      check_cuda(cudaEventRecord(events_[2 * i + 2]->get(), stream_), "cudaEventRecord");
+        const BlockList list =
+            a_.estimate ? BlockList{counts_[i], row_start_[i], tri_[i], s.tri} : s.list;
+        OutView out = s.o;
+        out.lse = a_.lse ? l.lse : nullptr;
+        check_cuda(prism::cuda::attention(s.q, k, v, out, list, a_.ap, l.att, on),
+                   "varlen (attention)");
+        if (a_.lse)
+          check_cuda(cudaMemcpy2DAsync(a_.lse + s.span.q_off, sizeof(float) * a_.total_q, l.lse,
+                                       sizeof(float) * s.span.nq, sizeof(float) * s.span.nq,
+                                       a_.heads, cudaMemcpyDeviceToDevice, on),
+                     "cudaMemcpy2DAsync (lse)");
+      });
     }
+    check_cuda(cudaEventRecord(events_[2]->get(), stream_), "cudaEventRecord");
     if (!a_.estimate) return;
     slots_.clear();
     for (size_t i = 0; i < n; ++i) {
@@ -291,16 +377,10 @@ class VarlenWorker : public DeviceWorker {
     use_device(a_.device);
     drain_on_error(stream_, [&] {
       wait_for_stream(stream_, "varlen");
-      float ms = 0.f;
-      for (size_t i = 0; i < a_.seqs.size(); ++i) {
-        check_cuda(cudaEventElapsedTime(&ms, events_[2 * i]->get(), events_[2 * i + 1]->get()),
-                   "cudaEventElapsedTime");
-        (a_.estimate ? est_ms_ : att_ms_) += ms;
-        check_cuda(cudaEventElapsedTime(&ms, events_[2 * i + 1]->get(), events_[2 * i + 2]->get()),
-                   "cudaEventElapsedTime");
-        att_ms_ += ms;
+      est_ms_ = elapsed_ms(*events_[0], *events_[1]);
+      att_ms_ = elapsed_ms(*events_[1], *events_[2]);
+      for (size_t i = 0; i < a_.seqs.size(); ++i)
         if (a_.estimate && a_.seqs[i].span.nq > 0) totals_[i] = *slots_[i]->get();
-      }
       if (!a_.want_selection) return;
       for (size_t i = 0; i < a_.seqs.size(); ++i)
         if (a_.seqs[i].span.nq > 0)
@@ -325,7 +405,8 @@ class VarlenWorker : public DeviceWorker {
   std::vector<std::unique_ptr<CudaEvent>> events_;
   std::vector<std::unique_ptr<PinnedValue>> slots_;
   std::vector<int32_t*> tri_, counts_;
-  std::vector<int64_t*> rp_;
+  std::vector<int64_t*> rp_, row_start_;
+  std::vector<size_t> lane_;  // each sequence's lane (assign_lanes)
 #endif
 
   VarlenArgs a_;

@@ -1,9 +1,11 @@
 // native.tuning (tuning.h): reads and sets the CUDA attention plan's tuning.
 #include "binding/tuning.h"
 
+#include <atomic>
 #include <string>
 
 #include "binding/args.h"
+#include "binding/device.h"
 #include "binding/errors.h"
 #include "cuda/attention/attention_tuning.h"
 
@@ -77,12 +79,45 @@ Napi::Value set_attention(const Napi::CallbackInfo& info) {
   });
 }
 
+std::atomic<size_t> g_varlen_max_lanes{kMaxLanes};
+
+Napi::Value get_varlen(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return js_guard(env, [&]() -> Napi::Value {
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("maxLanes", static_cast<double>(g_varlen_max_lanes.load()));
+    return o;
+  });
+}
+
+Napi::Value set_varlen(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return js_guard(env, [&]() -> Napi::Value {
+    Napi::Object o = get_object(arg(info, 0), "tuning");
+    const Napi::Array keys = o.GetPropertyNames();
+    for (uint32_t i = 0; i < keys.Length(); ++i) {
+      const std::string k = keys.Get(i).ToString().Utf8Value();
+      if (k != "maxLanes") throw_type("varlen tuning has no field '" + k + "' (maxLanes)");
+    }
+    const Napi::Value lanes = o.Get("maxLanes");
+    g_varlen_max_lanes = lanes.IsUndefined()
+                             ? kMaxLanes
+                             : static_cast<size_t>(get_integer(lanes, "tuning.maxLanes", 1,
+                                                               static_cast<int64_t>(kMaxLanes)));
+    return env.Undefined();
+  });
+}
+
 }  // namespace
+
+size_t varlen_max_lanes() { return g_varlen_max_lanes.load(); }
 
 Napi::Object tuning_exports(Napi::Env env) {
   Napi::Object o = Napi::Object::New(env);
   o.Set("getAttention", Napi::Function::New<get_attention>(env, "getAttention"));
   o.Set("setAttention", Napi::Function::New<set_attention>(env, "setAttention"));
+  o.Set("getVarlen", Napi::Function::New<get_varlen>(env, "getVarlen"));
+  o.Set("setVarlen", Napi::Function::New<set_varlen>(env, "setVarlen"));
   return o;
 }
 

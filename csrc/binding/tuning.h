@@ -8,10 +8,19 @@
 //       replaces the whole tuning; a field left out takes its default, so
 //       setAttention({}) restores the defaults. Process-wide; calls already
 //       started keep the tuning they were planned with.
+//   tuning.getVarlen() -> { maxLanes: number }
+//   tuning.setVarlen({ maxLanes? })
+//       how many streams a ragged batch's short sequences may run on at once
+//       (1 .. 4, default 4; 1: one after the other on the op's stream).
 #pragma once
 #include <napi.h>
 
+#include <cstddef>
+
 namespace prism::binding {
+// tuning.setVarlen's maxLanes, read by each varlen call as it enqueues.
+size_t varlen_max_lanes();
+
 // The `tuning` object of the addon's exports.
 Napi::Object tuning_exports(Napi::Env env);
 }  // namespace prism::binding
