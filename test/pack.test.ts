@@ -110,7 +110,18 @@ describe('npm pack', () => {
     const env: NodeJS.ProcessEnv = { HOME: process.env.HOME ?? os.homedir(), PATH: bin, LANG: 'C' };
     if (process.env.npm_config_cache) env.npm_config_cache = process.env.npm_config_cache;
 
-    npm(['install', tarball, '--ignore-scripts', '--offline', '--omit=optional', '--no-audit', '--no-fund'], project, env);
+    // npm 11 resolves dependency ranges from the registry's full metadata,
+    // which a cache filled by `npm ci` (tarballs by lockfile) does not hold. A
+    // dry run, which installs nothing, puts it in the cache (from the registry
+    // when reachable); the install itself then runs --offline. Without a
+    // registry the dry run fails quietly and the install says what is missing.
+    const flags = ['--ignore-scripts', '--omit=optional', '--no-audit', '--no-fund'];
+    try {
+      npm(['install', tarball, '--dry-run', '--prefer-offline', ...flags], project, env);
+    } catch {
+      // the offline install below reports it
+    }
+    npm(['install', tarball, '--offline', ...flags], project, env);
     const installed = path.join(project, 'node_modules', 'prism-attention');
     expect(fs.existsSync(path.join(installed, 'dist', 'lib', 'index.js'))).toBe(true);
 

@@ -88,6 +88,16 @@ describeGpu('ragged batches (GPU)', () => {
     disposeAll(t.q, t.k, t.v, res.output, res.lse, ...res.masks!);
   });
 
+  test('selection sizes and row pointers of sequences over several scan chunks (4096 rows each) equal prefill()', async () => {
+    // 32 heads x 129 query blocks of 64 = 4128 rows: two chunks, beside sequences of one
+    const c = raggedCase({ hq: 32, hkv: 4, d: 64, dtype: 'float16', layout: 'bhnd', qLens: [8200, 300, 0, 12345, 70], kLens: [8200, 5000, 10, 12400, 70], seed: 21 });
+    const t = await packed(c, DEVICE);
+    const opts = { block: 64, returnLse: true as const };
+    const res = await prefillVarlen(t.q, t.k, t.v, { cuSeqlensQ: c.cuSeqlensQ, cuSeqlensK: c.cuSeqlensK }, opts);
+    await expectEachEqualsPrefill(c, res, opts);
+    disposeAll(t.q, t.k, t.v, res.output, res.lse, ...res.masks!);
+  });
+
   test.each(named(configs.slice(0, 2)))('estimateVarlen + attentionVarlen match the float64 reference over the selection (%s)', async (_, cfg) => {
     const c = caseOf(cfg);
     const t = await packed(c, DEVICE);

@@ -213,7 +213,8 @@ class VarlenWorker : public DeviceWorker {
       size_t est = 0, att = 0, kv = 0, lse = 0, seqs = 0;
     };
     std::vector<LaneSizes> ls(nl);
-    size_t scan_ws = 0;
+    int64_t scan_chunks = 0;  // every estimated sequence's counts, scanned in two launches
+    size_t scan_sets = 0;
     std::vector<size_t> own(n, 0);
     BlockList sparse;  // only its being sparse matters to the workspace size
     sparse.counts = reinterpret_cast<const int32_t*>(1);
@@ -226,7 +227,8 @@ class VarlenWorker : public DeviceWorker {
       ++l.seqs;
       if (a_.estimate) {
         l.est = std::max(l.est, align256(prism::cuda::estimate_workspace_bytes(s.q, s.k, a_.ep)));
-        scan_ws = std::max(scan_ws, align256(prism::cuda::scan_workspace_bytes(s.rows)));
+        scan_chunks += prism::cuda::scan_chunks(s.rows);
+        ++scan_sets;
         own[i] = align256(sizeof(int32_t) * static_cast<size_t>(s.tri > 0 ? s.tri : 1)) +
                  (s.sel.counts ? 0 : align256(sizeof(int32_t) * s.rows)) +
                  (s.row_ptr ? 0 : align256(sizeof(int64_t) * (s.rows + 1))) +
@@ -244,7 +246,10 @@ class VarlenWorker : public DeviceWorker {
             l.kv, align256(static_cast<size_t>(a_.hkv * s.span.nk * a_.d * dtype_size(a_.dtype))));
     }
     const size_t table = paged ? align256(sizeof(int32_t) * (a_.spec.pages.size() + 1)) : 0;
-    size_t total = scan_ws + table;
+    const size_t scan_b = align256(sizeof(prism::cuda::ScanSegment) * scan_sets) +
+                          align256(sizeof(int64_t) * scan_chunks) +
+                          align256(sizeof(int64_t) * scan_sets);
+    size_t total = scan_b + table;
     for (const LaneSizes& l : ls) total += l.est + l.att + l.lse + l.kv * (a_.attention ? 2 : 1);
     for (size_t b : own) total += b;
     scratch_ = std::make_unique<StreamBuffer>(total, stream_);
@@ -268,7 +273,10 @@ class VarlenWorker : public DeviceWorker {
       lanes[l].vbuf = a_.attention ? take(ls[l].kv) : nullptr;
       lanes[l].kv_ready = false;
     }
-    void* ws_scan = take(scan_ws);
+    auto* scan_sets_dev = reinterpret_cast<prism::cuda::ScanSegment*>(
+        take(align256(sizeof(prism::cuda::ScanSegment) * scan_sets)));
+    auto* scan_ws = reinterpret_cast<int64_t*>(take(align256(sizeof(int64_t) * scan_chunks)));
+    auto* totals_dev = reinterpret_cast<int64_t*>(take(align256(sizeof(int64_t) * scan_sets)));
     int32_t* pages = reinterpret_cast<int32_t*>(take(table));
     if (paged && !a_.spec.pages.empty())
       copy_to_device_async(pages, a_.spec.pages.data(), sizeof(int32_t) * a_.spec.pages.size(),
@@ -358,18 +366,26 @@ class VarlenWorker : public DeviceWorker {
       });
     }
     check_cuda(cudaEventRecord(events_[2]->get(), stream_), "cudaEventRecord");
-    if (!a_.estimate) return;
-    slots_.clear();
+    if (!a_.estimate || scan_sets == 0) return;
+    // Every sequence's row pointers and selection size in two launches and
+    // one copy back, not three calls a sequence.
+    std::vector<prism::cuda::ScanSegment> sets;
+    int64_t chunk0 = 0;
     for (size_t i = 0; i < n; ++i) {
-      slots_.push_back(std::make_unique<PinnedValue>());
       const SeqWork& s = a_.seqs[i];
       if (s.span.nq == 0) continue;
-      check_cuda(prism::cuda::scan_counts(counts_[i], s.rows, rp_[i], ws_scan, stream_),
-                 "varlen (count)");
-      check_cuda(cudaMemcpyAsync(slots_[i]->get(), rp_[i] + s.rows, sizeof(int64_t),
-                                 cudaMemcpyDeviceToHost, stream_),
-                 "cudaMemcpyAsync (selection size)");
+      sets.push_back({counts_[i], rp_[i], s.rows, chunk0});
+      chunk0 += prism::cuda::scan_chunks(s.rows);
     }
+    copy_to_device_async(scan_sets_dev, sets.data(), sizeof(sets[0]) * sets.size(), stream_,
+                         scan_staging_, "cudaMemcpyAsync (scan table)");
+    check_cuda(prism::cuda::scan_segments(scan_sets_dev, static_cast<int>(sets.size()), chunk0,
+                                          scan_ws, totals_dev, stream_),
+               "varlen (count)");
+    totals_host_ = std::make_unique<PinnedBuffer>(sizeof(int64_t) * sets.size());
+    check_cuda(cudaMemcpyAsync(totals_host_->get(), totals_dev, sizeof(int64_t) * sets.size(),
+                               cudaMemcpyDeviceToHost, stream_),
+               "cudaMemcpyAsync (selection sizes)");
   }
 
   // Worker thread: the one wait, the times, and the selections when asked for.
@@ -379,8 +395,12 @@ class VarlenWorker : public DeviceWorker {
       wait_for_stream(stream_, "varlen");
       est_ms_ = elapsed_ms(*events_[0], *events_[1]);
       att_ms_ = elapsed_ms(*events_[1], *events_[2]);
-      for (size_t i = 0; i < a_.seqs.size(); ++i)
-        if (a_.estimate && a_.seqs[i].span.nq > 0) totals_[i] = *slots_[i]->get();
+      if (a_.estimate) {
+        const auto* sizes =
+            static_cast<const int64_t*>(totals_host_ ? totals_host_->get() : nullptr);
+        for (size_t i = 0, k = 0; i < a_.seqs.size(); ++i)
+          if (a_.seqs[i].span.nq > 0) totals_[i] = sizes[k++];
+      }
       if (!a_.want_selection) return;
       for (size_t i = 0; i < a_.seqs.size(); ++i)
         if (a_.seqs[i].span.nq > 0)
@@ -403,7 +423,8 @@ class VarlenWorker : public DeviceWorker {
   std::unique_ptr<StreamBuffer> scratch_;
   std::unique_ptr<PinnedBuffer> table_staging_;  // the page table's copy reads it
   std::vector<std::unique_ptr<CudaEvent>> events_;
-  std::vector<std::unique_ptr<PinnedValue>> slots_;
+  std::unique_ptr<PinnedBuffer> scan_staging_;  // the scan table's copy reads it
+  std::unique_ptr<PinnedBuffer> totals_host_;   // each estimated sequence's selection size
   std::vector<int32_t*> tri_, counts_;
   std::vector<int64_t*> rp_, row_start_;
   std::vector<size_t> lane_;  // each sequence's lane (assign_lanes)

@@ -40,6 +40,20 @@ cudaError_t summarize_keys(const QkvView& k, const EstimateParams& p, int64_t nb
 size_t scan_workspace_bytes(int64_t rows);
 cudaError_t scan_counts(const int32_t* counts, int64_t rows, int64_t* row_ptr, void* workspace,
                         cudaStream_t stream);
+// scan_counts over many row sets at once, in two launches: segments (device
+// memory) are `count` sets of counts -> row_ptr, each starting at chunk0, the
+// sum of scan_chunks(rows) of the sets before it; `chunks` is the sum over all,
+// `workspace` holds that many int64 and totals[i] gets set i's row_ptr[rows].
+// Every set has rows > 0.
+struct ScanSegment {
+  const int32_t* counts;
+  int64_t* row_ptr;
+  int64_t rows;
+  int64_t chunk0;
+};
+int64_t scan_chunks(int64_t rows);
+cudaError_t scan_segments(const ScanSegment* segments, int count, int64_t chunks,
+                          int64_t* workspace, int64_t* totals, cudaStream_t stream);
 cudaError_t gather_selection(const int32_t* counts, const int32_t* tri_indices, int64_t rows,
                              int64_t nq, int64_t off, const int64_t* row_ptr, int32_t* indices,
                              cudaStream_t stream);

@@ -2,7 +2,9 @@
 // starts of the triangular layout itself (see BlockMaskOut in prism_types.h).
 // scan_counts: row_ptr = exclusive prefix sums of counts, in int64, in two
 // launches (chunk sums, then each chunk scans with the sum of the chunks
-// before it). gather_selection: one warp per row copies its indices.
+// before it); scan_segments does the same for many row sets in the same two
+// launches (a ragged batch's sequences). gather_selection: one warp per row
+// copies its indices.
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -29,30 +31,29 @@ __device__ __forceinline__ int64_t block_sum(int64_t v, int64_t* red) {
   return t;
 }
 
-__global__ void __launch_bounds__(kScanThreads)
-    chunk_sums_kernel(const int32_t* __restrict__ counts, int64_t rows,
-                      int64_t* __restrict__ partial) {
-  __shared__ int64_t red[32];
-  const int64_t r0 = int64_t(blockIdx.x) * kScanChunk + threadIdx.x * kScanPer;
+// The sum of counts over chunk `chunk` of rows [0, rows), in every thread.
+__device__ __forceinline__ int64_t chunk_sum(const int32_t* __restrict__ counts, int64_t rows,
+                                             int64_t chunk, int64_t* red) {
+  const int64_t r0 = chunk * kScanChunk + threadIdx.x * kScanPer;
   int64_t s = 0;
 #pragma unroll
   for (int e = 0; e < kScanPer; ++e)
     if (r0 + e < rows) s += counts[r0 + e];
-  s = block_sum(s, red);
-  if (threadIdx.x == 0) partial[blockIdx.x] = s;
+  return block_sum(s, red);
 }
 
-__global__ void __launch_bounds__(kScanThreads)
-    scan_chunks_kernel(const int32_t* __restrict__ counts, int64_t rows,
-                       const int64_t* __restrict__ partial, int64_t* __restrict__ row_ptr) {
-  __shared__ int64_t red[32];
-  __shared__ int64_t warp_excl[32];
-  // sum of the chunks before this one
+// row_ptr over chunk `chunk`, after the chunks before it (their sums in
+// partial[0, chunk)); the thread holding the last row also writes
+// row_ptr[rows] and, when `total` is given, *total.
+__device__ __forceinline__ void scan_chunk(const int32_t* __restrict__ counts, int64_t rows,
+                                           const int64_t* __restrict__ partial, int64_t chunk,
+                                           int64_t* __restrict__ row_ptr, int64_t* total,
+                                           int64_t* red, int64_t* warp_excl) {
   int64_t before = 0;
-  for (int c = threadIdx.x; c < (int)blockIdx.x; c += kScanThreads) before += partial[c];
+  for (int64_t c = threadIdx.x; c < chunk; c += kScanThreads) before += partial[c];
   before = block_sum(before, red);
 
-  const int64_t r0 = int64_t(blockIdx.x) * kScanChunk + threadIdx.x * kScanPer;
+  const int64_t r0 = chunk * kScanChunk + threadIdx.x * kScanPer;
   int32_t v[kScanPer];
   int64_t mine = 0;
 #pragma unroll
@@ -66,7 +67,80 @@ __global__ void __launch_bounds__(kScanThreads)
     if (r0 + e < rows) row_ptr[r0 + e] = run;
     run += v[e];
   }
-  if (r0 < rows && r0 + kScanPer >= rows) row_ptr[rows] = run;  // the thread holding the last row
+  if (r0 < rows && r0 + kScanPer >= rows) {  // the thread holding the last row
+    row_ptr[rows] = run;
+    if (total) *total = run;
+  }
+}
+
+// Where a scan block's chunk lies: its row set, the chunk's index in the set,
+// the set's chunk sums and where the set's total goes (or nowhere).
+struct ChunkAt {
+  const int32_t* counts;
+  int64_t* row_ptr;
+  int64_t rows, chunk;
+  int64_t* partial;
+  int64_t* total;
+};
+
+// One row set: block b scans chunk b.
+struct OneSet {
+  const int32_t* counts;
+  int64_t* row_ptr;
+  int64_t rows;
+  int64_t* partial;
+  __device__ ChunkAt at(int64_t c) const { return {counts, row_ptr, rows, c, partial, nullptr}; }
+};
+
+// Many row sets (ScanSegment, in chunk order): block b scans chunk b of all.
+struct ManySets {
+  const ScanSegment* segs;
+  int count;
+  int64_t* partial;
+  int64_t* totals;
+  __device__ ChunkAt at(int64_t c) const {
+    __shared__ int found;
+    if (threadIdx.x == 0) {
+      int lo = 0, hi = count - 1;  // the last set starting at or before c
+      while (lo < hi) {
+        const int mid = (lo + hi + 1) / 2;
+        if (segs[mid].chunk0 <= c)
+          lo = mid;
+        else
+          hi = mid - 1;
+      }
+      found = lo;
+    }
+    __syncthreads();
+    const ScanSegment g = segs[found];
+    return {g.counts, g.row_ptr, g.rows, c - g.chunk0, partial + g.chunk0, totals + found};
+  }
+};
+
+template <class Sets>
+__global__ void __launch_bounds__(kScanThreads) chunk_sums_kernel(Sets sets) {
+  __shared__ int64_t red[32];
+  const ChunkAt a = sets.at(blockIdx.x);
+  const int64_t s = chunk_sum(a.counts, a.rows, a.chunk, red);
+  if (threadIdx.x == 0) a.partial[a.chunk] = s;
+}
+
+template <class Sets>
+__global__ void __launch_bounds__(kScanThreads) scan_chunks_kernel(Sets sets) {
+  __shared__ int64_t red[32];
+  __shared__ int64_t warp_excl[32];
+  const ChunkAt a = sets.at(blockIdx.x);
+  scan_chunk(a.counts, a.rows, a.partial, a.chunk, a.row_ptr, a.total, red, warp_excl);
+}
+
+// Both scan launches over `chunks` blocks.
+template <class Sets>
+cudaError_t launch_scan(const Sets& sets, int64_t chunks, cudaStream_t stream) {
+  if (chunks <= 0 || chunks > 0x7fffffff) return cudaErrorInvalidValue;
+  chunk_sums_kernel<<<static_cast<unsigned>(chunks), kScanThreads, 0, stream>>>(sets);
+  PRISM_CUDA_TRY(cudaGetLastError());
+  scan_chunks_kernel<<<static_cast<unsigned>(chunks), kScanThreads, 0, stream>>>(sets);
+  return cudaGetLastError();
 }
 
 __global__ void gather_kernel(const int32_t* __restrict__ counts, const int32_t* __restrict__ tri,
@@ -104,15 +178,16 @@ size_t scan_workspace_bytes(int64_t rows) {
 cudaError_t scan_counts(const int32_t* counts, int64_t rows, int64_t* row_ptr, void* workspace,
                         cudaStream_t stream) {
   if (rows <= 0) return cudaMemsetAsync(row_ptr, 0, sizeof(int64_t), stream);
-  const int64_t chunks = (rows + kScanChunk - 1) / kScanChunk;
-  if (chunks > 0x7fffffff) return cudaErrorInvalidValue;
-  int64_t* partial = static_cast<int64_t*>(workspace);
-  chunk_sums_kernel<<<static_cast<unsigned>(chunks), kScanThreads, 0, stream>>>(counts, rows,
-                                                                                partial);
-  PRISM_CUDA_TRY(cudaGetLastError());
-  scan_chunks_kernel<<<static_cast<unsigned>(chunks), kScanThreads, 0, stream>>>(counts, rows,
-                                                                                 partial, row_ptr);
-  return cudaGetLastError();
+  return launch_scan(OneSet{counts, row_ptr, rows, static_cast<int64_t*>(workspace)},
+                     scan_chunks(rows), stream);
+}
+
+int64_t scan_chunks(int64_t rows) { return (rows + kScanChunk - 1) / kScanChunk; }
+
+cudaError_t scan_segments(const ScanSegment* segments, int count, int64_t chunks,
+                          int64_t* workspace, int64_t* totals, cudaStream_t stream) {
+  if (count <= 0) return cudaSuccess;
+  return launch_scan(ManySets{segments, count, workspace, totals}, chunks, stream);
 }
 
 cudaError_t gather_selection(const int32_t* counts, const int32_t* tri_indices, int64_t rows,
