@@ -223,6 +223,9 @@ describe('ragged batch errors (before any work)', () => {
     expect(() => native().varlen(t.q.native, t.k.native, null, null, spec, ep, null, [], null)).toThrow(/keys \[0, 16\) outside the 15 packed key tokens/);
     const spec2 = { seqs: new BigInt64Array([4n, 8n, 0n, 8n]) };
     expect(() => native().varlen(t.q.native, t.k.native, null, null, spec2, ep, null, [], null)).toThrow(/queries \[4, 12\) outside the 8 packed query tokens/);
+    // Sequences may run side by side: their query spans must not overlap (a zero-length one may sit anywhere).
+    const spec3 = { seqs: new BigInt64Array([0n, 4n, 0n, 4n, 2n, 0n, 4n, 2n, 3n, 3n, 6n, 5n]) };
+    expect(() => native().varlen(t.q.native, t.k.native, null, null, spec3, ep, null, [], null)).toThrow(/sequence 2: queries \[3, 6\) overlap an earlier sequence's \(up to 4\)/);
   });
 });
 

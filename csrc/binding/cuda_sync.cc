@@ -22,7 +22,7 @@ std::mutex g_event_mutex;
 std::map<std::pair<int, unsigned>, std::vector<cudaEvent_t>> g_free_events;
 // Kept per list; more are destroyed (a timed run of many iterations takes two
 // events an iteration, and the list should not keep them all for good). Far
-// above what one call holds (a ragged batch of n sequences: 2n + 1), so that
+// above what one call holds (a handful: a ragged batch takes three and two a fork/join), so that
 // steady calls never create events.
 constexpr size_t kMaxFreeEvents = 4096;
 }  // namespace

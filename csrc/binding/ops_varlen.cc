@@ -22,6 +22,7 @@
 #include <algorithm>
 #include <chrono>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -177,8 +178,12 @@ class VarlenWorker : public DeviceWorker {
   // gathers its paged keys and values).
   static constexpr int64_t kLaneMaxQueryTiles = 1024;  // heads x 128-query tiles
   static constexpr int64_t kLaneMaxKeys = 131072;
+  // Paged: a side lane's gathered keys and values at most this (32K keys at
+  // 8 kv heads, d 128, bf16), so three side lanes add at most 384 MiB.
+  static constexpr int64_t kLaneMaxGatherBytes = int64_t(128) << 20;
   bool runs_beside(const SeqSpan& sp) const {
-    return sp.nq > 0 && sp.nk <= kLaneMaxKeys &&
+    const int64_t gather = a_.spec.paged ? 2 * a_.hkv * sp.nk * a_.d * dtype_size(a_.dtype) : 0;
+    return sp.nq > 0 && sp.nk <= kLaneMaxKeys && gather <= kLaneMaxGatherBytes &&
            a_.heads * ((sp.nq + 127) / 128) <= kLaneMaxQueryTiles;
   }
   size_t assign_lanes() {
@@ -254,7 +259,10 @@ class VarlenWorker : public DeviceWorker {
     for (size_t b : own) total += b;
     scratch_ = std::make_unique<StreamBuffer>(total, stream_);
     char* p = static_cast<char*>(scratch_->get());
-    auto take = [&p](size_t bytes) {
+    char* const end = p + total;
+    auto take = [&p, end](size_t bytes) {
+      if (bytes > static_cast<size_t>(end - p))
+        throw std::logic_error("varlen: workspace carving overran its size (a bug)");
       char* r = p;
       p += bytes;
       return r;

@@ -71,6 +71,7 @@ VarlenSpec read_varlen_spec(Napi::Value spec_value, const QkvView& q, const QkvV
     table = t.Data();
     s.page_size = k.n;
   }
+  int64_t q_end = 0;  // where the queries of the sequences before end
   for (size_t i = 0; i < batch; ++i) {
     SeqSpan& x = s.seqs[i];
     x.q_off = a[4 * i];
@@ -81,6 +82,12 @@ VarlenSpec read_varlen_spec(Napi::Value spec_value, const QkvView& q, const QkvV
       throw_range(seq_name(i) + ": queries [" + std::to_string(x.q_off) + ", " +
                   std::to_string(x.q_off + x.nq) + ") outside the " + std::to_string(q.n) +
                   " packed query tokens");
+    // Sequences may run side by side, writing their outputs at once.
+    if (x.nq > 0 && x.q_off < q_end)
+      throw_range(seq_name(i) + ": queries [" + std::to_string(x.q_off) + ", " +
+                  std::to_string(x.q_off + x.nq) + ") overlap an earlier sequence's (up to " +
+                  std::to_string(q_end) + ")");
+    if (x.nq > 0) q_end = x.q_off + x.nq;
     if (x.nq > x.nk)
       throw_range(seq_name(i) + ": query length (" + std::to_string(x.nq) +
                   ") must not exceed key length (" + std::to_string(x.nk) + ")");
