@@ -179,16 +179,79 @@ export function densityOf(shape: BlockMaskShape, selected: number): number {
 }
 
 /** Where an estimation writes its selection (the indices come back with the result). */
-export function allocateSelection(shape: BlockMaskShape, device: number, denseMask: boolean) {
-  const N = native();
+/** A dtype code of the addon (a value of NativeDType). */
+type DTypeCode = (typeof NativeDType)[keyof typeof NativeDType];
+
+type SelectionParts = { counts: NativeTensor; rowPtr: NativeTensor; temps: NativeTensor; mask: NativeTensor | null };
+type SelectionPart = 'counts' | 'rowPtr' | 'temps' | 'mask';
+
+/** The tensors of one selection: counts, rowPtr, temps and (denseMask) the dense mask, with their dtypes and shapes. */
+function selectionDims(shape: BlockMaskShape, denseMask: boolean): Array<[SelectionPart, DTypeCode, number[]]> {
   const { nq, nk } = blockGrid(shape.queryLength, shape.keyLength, shape.block);
   const rows = shape.batch * shape.heads * nq;
-  return {
-    counts: new N.Tensor(device, NativeDType.I32, [shape.batch, shape.heads, nq], 0),
-    rowPtr: new N.Tensor(device, NativeDType.I64, [rows + 1], 0),
-    temps: new N.Tensor(device, NativeDType.F32, [shape.batch, shape.heads, 2], 0),
-    mask: denseMask ? new N.Tensor(device, NativeDType.U8, [shape.batch, shape.heads, nq, nk], 0) : null,
-  };
+  const parts: Array<[SelectionPart, DTypeCode, number[]]> = [
+    ['counts', NativeDType.I32, [shape.batch, shape.heads, nq]],
+    ['rowPtr', NativeDType.I64, [rows + 1]],
+    ['temps', NativeDType.F32, [shape.batch, shape.heads, 2]],
+  ];
+  if (denseMask) parts.push(['mask', NativeDType.U8, [shape.batch, shape.heads, nq, nk]]);
+  return parts;
+}
+
+/** SelectionParts from one tensor a part (dispose what was made if one throws). */
+function makeParts(dims: Array<[SelectionPart, DTypeCode, number[]]>, make: (dtype: DTypeCode, shape: number[], part: number) => NativeTensor): SelectionParts {
+  const out: SelectionParts = { counts: null as never, rowPtr: null as never, temps: null as never, mask: null };
+  try {
+    dims.forEach(([key, dtype, shape], j) => (out[key] = make(dtype, shape, j)));
+  } catch (e) {
+    for (const x of Object.values(out)) (x as NativeTensor | null)?.dispose();
+    throw e;
+  }
+  return out;
+}
+
+export function allocateSelection(shape: BlockMaskShape, device: number, denseMask: boolean): SelectionParts {
+  const N = native();
+  return makeParts(selectionDims(shape, denseMask), (dtype, dims) => new N.Tensor(device, dtype, dims, 0));
+}
+
+const VIEW_ALIGN_BYTES = 64; // where the addon lets a view start
+const DTYPE_BYTES: Partial<Record<DTypeCode, number>> = { [NativeDType.I32]: 4, [NativeDType.I64]: 8, [NativeDType.F32]: 4, [NativeDType.U8]: 1 };
+
+/**
+ * allocateSelection for many selections at once (null entries: none): one
+ * zero-filled allocation per kind of tensor, each selection's tensors views
+ * into it. On a GPU that is three or four allocations for a ragged batch,
+ * where each selection took three or four, each a few CUDA calls on the
+ * calling thread. The memory goes when the last view of it is disposed.
+ */
+export function allocateSelections(shapes: ReadonlyArray<BlockMaskShape | null>, device: number, denseMask: boolean): Array<SelectionParts | null> {
+  const N = native();
+  // Each tensor's element offset in its kind's allocation, starts 64-byte aligned.
+  const totals = new Map<DTypeCode, number>();
+  const plans = shapes.map((shape) => {
+    if (!shape) return null;
+    const dims = selectionDims(shape, denseMask);
+    const at = dims.map(([, dtype, d]) => {
+      const size = DTYPE_BYTES[dtype]!;
+      const start = totals.get(dtype) ?? 0;
+      totals.set(dtype, start + Math.ceil((d.reduce((a, b) => a * b, 1) * size) / VIEW_ALIGN_BYTES) * (VIEW_ALIGN_BYTES / size));
+      return start;
+    });
+    return { dims, at };
+  });
+  const parents = new Map<DTypeCode, NativeTensor>();
+  const made: Array<SelectionParts | null> = [];
+  try {
+    for (const [dtype, total] of totals) parents.set(dtype, new N.Tensor(device, dtype, [Math.max(1, total)], 0));
+    for (const plan of plans) made.push(plan ? makeParts(plan.dims, (dtype, dims, j) => parents.get(dtype)!.view(dims, 0, plan.at[j])) : null);
+  } catch (e) {
+    for (const m of made) if (m) for (const x of Object.values(m)) (x as NativeTensor | null)?.dispose();
+    throw e;
+  } finally {
+    for (const p of parents.values()) p.dispose(); // the views keep the memory
+  }
+  return made;
 }
 
 /** Block lists given by the caller: one ascending list per row, or compact rows. */

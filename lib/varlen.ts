@@ -4,7 +4,7 @@
 // estimated and attended on its own geometry (blocks restart at each sequence
 // start); the selection comes back as one BlockMask per sequence.
 import { isArray, typeName } from './args';
-import { allocateSelection, BlockMask, type BlockMaskShape } from './block-mask';
+import { allocateSelections, BlockMask, type BlockMaskShape } from './block-mask';
 import { blockGrid, visibleBlocks } from './grid';
 import { native, type NativeBlockList, type NativeSelectionOut } from './native';
 import {
@@ -48,19 +48,12 @@ function seqShape(q: Tensor, t: SequenceTable, i: number, block: number): BlockM
   return { batch: 1, heads: q.shape[1], queryLength: t.qLen[i], keyLength: t.kLen[i], block };
 }
 
-type Selections = Array<ReturnType<typeof allocateSelection> | null>;
+type Selections = ReturnType<typeof allocateSelectionsOf>;
 
-function allocateSelections(q: Tensor, t: SequenceTable, block: number, denseMask: boolean): Selections {
-  const out: Selections = [];
-  try {
-    for (let i = 0; i < t.batch; i++) {
-      out.push(t.qLen[i] > 0 ? allocateSelection(seqShape(q, t, i, block), q.native.device, denseMask) : null);
-    }
-  } catch (e) {
-    disposeSelections(out);
-    throw e;
-  }
-  return out;
+/** Every sequence's selection tensors, views into one allocation per kind (see allocateSelections). */
+function allocateSelectionsOf(q: Tensor, t: SequenceTable, block: number, denseMask: boolean) {
+  const shapes = Array.from({ length: t.batch }, (_, i) => (t.qLen[i] > 0 ? seqShape(q, t, i, block) : null));
+  return allocateSelections(shapes, q.native.device, denseMask);
 }
 
 function disposeSelections(sels: Selections): void {
@@ -117,7 +110,7 @@ export async function estimateVarlen(q: Tensor, k: Tensor, batch: VarlenBatch, o
   const stream = checkStream(r.stream, q.device, 'run.stream');
   const o = resolveEstimateOptions(opts, q.shape[3]);
   const { keys, commit, hold } = keySummariesListArg(r.keySummaries, k, t, o, r.appendKeySummaries);
-  const sels = allocateSelections(q, t, o.block, optionalBoolean(r.denseMask, 'run.denseMask'));
+  const sels = allocateSelectionsOf(q, t, o.block, optionalBoolean(r.denseMask, 'run.denseMask'));
   let release = (): void => undefined;
   try {
     release = hold();
@@ -279,7 +272,7 @@ export async function prefillVarlen(
   let release = (): void => undefined;
   try {
     release = hold();
-    sels = returnMask ? allocateSelections(q, t, eo.block, denseMask) : null;
+    sels = returnMask ? allocateSelectionsOf(q, t, eo.block, denseMask) : null;
     const params = { block: eo.block, softmaxScale, ...(lse ? { lse: lse.live() } : {}) };
     const res = await whileGpuWorks(q.native.device, native().varlen(q.live(), k.live(), v.live(), output.live(), nativeSpec(t), toNativeEstimateParams(eo), params, sels, null, stream, keys));
     commit();

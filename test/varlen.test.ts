@@ -4,6 +4,8 @@
 import { attention, estimate, prefill } from '../lib/ops';
 import { attentionVarlen, estimateVarlen, prefillVarlen } from '../lib/varlen';
 import { empty, tensor } from '../lib/tensor';
+import { memoryStats } from '../lib/memory';
+import type { BlockMask } from '../lib/block-mask';
 import { resolveEstimateOptions } from '../lib/options';
 import { referenceVarlenAttention, referenceVarlenEstimate, sliceTokens } from '../lib/reference-varlen';
 import { relativeError, TOLERANCES } from '../lib/validate';
@@ -140,6 +142,30 @@ describe('ragged batches (CPU)', () => {
     const i = 2;
     const a = sliceTokens(c.q.values, c.hq, c.totalQ, c.d, c.cuSeqlensQ[i], c.qLens[i]);
     expect(Array.from(a)).toEqual(Array.from(slice(c.q.values, c.hq, c.totalQ, c.d, c.cuSeqlensQ[i], c.qLens[i])));
+  });
+
+  test("a batch's masks share one allocation per kind: each disposes alone, the memory goes with the last", async () => {
+    const c = caseOf(configs[0]);
+    const t = await packed(c, 'cpu');
+    const batch = { cuSeqlensQ: c.cuSeqlensQ, cuSeqlensK: c.cuSeqlensK };
+    const live = c.qLens.filter((n) => n > 0).length;
+    expect(live).toBeGreaterThan(2);
+    const before = memoryStats('cpu').allocations;
+    const masks = await estimateVarlen(t.q, t.k, batch, { block: 16 }, { denseMask: true });
+    // counts, rowPtr, temps and dense masks: one allocation each; then each sequence's indices
+    expect(memoryStats('cpu').allocations - before).toBe(4 + live);
+    const hosts = await Promise.all(masks.map((m) => (m ? m.toHost() : Promise.resolve(null))));
+    const first = masks.findIndex((m) => m !== null);
+    masks[first]!.dispose();
+    for (let i = first + 1; i < masks.length; i++) if (masks[i]) expect(await masks[i]!.toHost()).toEqual(hosts[i]);
+    const rest = masks.filter((m, i) => m && i !== first) as BlockMask[];
+    const last = rest.pop()!;
+    const denseBytes = hosts.reduce((a, h) => a + (h ? h.mask.length : 0), 0);
+    rest.forEach((m) => m.dispose());
+    const held = memoryStats('cpu').tensorBytes; // same synchronous stretch
+    last.dispose();
+    expect(held - memoryStats('cpu').tensorBytes).toBeGreaterThanOrEqual(denseBytes);
+    disposeAll(t.q, t.k, t.v);
   });
 
   test('run.out receives the packed output; returnMask false gives no masks', async () => {
