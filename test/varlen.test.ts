@@ -5,6 +5,7 @@ import { attention, estimate, prefill } from '../lib/ops';
 import { attentionVarlen, estimateVarlen, prefillVarlen } from '../lib/varlen';
 import { empty, tensor } from '../lib/tensor';
 import { memoryStats } from '../lib/memory';
+import { native } from '../lib/native';
 import type { BlockMask } from '../lib/block-mask';
 import { resolveEstimateOptions } from '../lib/options';
 import { referenceVarlenAttention, referenceVarlenEstimate, sliceTokens } from '../lib/reference-varlen';
@@ -252,6 +253,39 @@ describe('ragged batch errors (before any work)', () => {
     // Sequences may run side by side: their query spans must not overlap (a zero-length one may sit anywhere).
     const spec3 = { seqs: new BigInt64Array([0n, 4n, 0n, 4n, 2n, 0n, 4n, 2n, 3n, 3n, 6n, 5n]) };
     expect(() => native().varlen(t.q.native, t.k.native, null, null, spec3, ep, null, [], null)).toThrow(/sequence 2: queries \[3, 6\) overlap an earlier sequence's \(up to 4\)/);
+  });
+});
+
+// plan_lanes (varlen.h): which of up to four streams each sequence of a CUDA
+// ragged batch runs on. Pure host logic, so it is checked here, without a GPU.
+describe('the streams of a ragged batch (plan_lanes)', () => {
+  const plan = (lengths: Array<[number, number]>, heads = 32, kv = 0, max = 4) => native().testing.planLanes(lengths, heads, kv, max);
+
+  test('short sequences spread over four streams, longest first onto the least loaded', () => {
+    expect(plan([[4096, 4096], [4096, 4096], [4096, 4096], [4096, 4096], [4096, 4096], [4096, 4096], [4096, 4096], [4096, 4096]])).toEqual({ lanes: 4, lane: [0, 1, 2, 3, 0, 1, 2, 3] });
+    // work = query tiles x key tiles: 512, 1, 128, 32, 1; by work: 0 -> lane 0, 2 -> 1, 3 -> 2, 1 -> 3, then 4 onto the least loaded (3)
+    expect(plan([[1024, 8192], [100, 100], [512, 4096], [256, 2048], [128, 128]])).toEqual({ lanes: 4, lane: [0, 3, 1, 2, 3] });
+    expect(plan([[1000, 1000], [1000, 1000]])).toEqual({ lanes: 2, lane: [0, 1] });
+    expect(plan([[1000, 1000]])).toEqual({ lanes: 1, lane: [0] });
+  });
+
+  test('long sequences stay on the call stream (lane 0); sequences without queries take none', () => {
+    // 32 heads x 33 query tiles = 1056 > 1024; 131073 keys > 128K; the larger short one (2000) takes side lane 1
+    expect(plan([[4200, 4200], [1000, 1000], [0, 50], [2000, 2000], [100, 131073]])).toEqual({ lanes: 3, lane: [0, 2, 0, 1, 0] });
+    expect(plan([[4200, 4200], [8192, 8192]])).toEqual({ lanes: 1, lane: [0, 0] });
+    expect(plan([[0, 10], [0, 20]])).toEqual({ lanes: 1, lane: [0, 0] });
+    expect(plan([[4096, 4096]], 8)).toEqual({ lanes: 1, lane: [0] });
+    expect(plan([[16384, 16384], [16384, 16384]], 8)).toEqual({ lanes: 2, lane: [0, 1] }); // 8 x 128 tiles: short
+  });
+
+  test('paged: at most 128 MiB of gathered keys and values on a side stream; maxLanes caps the streams', () => {
+    const kv = 2 * 8 * 128 * 2; // K + V bytes of a key at 8 kv heads, d 128, bf16
+    expect(plan([[512, 32768], [512, 32768]], 32, kv)).toEqual({ lanes: 2, lane: [0, 1] });
+    expect(plan([[512, 32769], [512, 1000]], 32, kv)).toEqual({ lanes: 2, lane: [0, 1] });
+    const eight = Array.from({ length: 8 }, (): [number, number] => [1024, 1024]);
+    expect(plan(eight, 32, 0, 2)).toEqual({ lanes: 2, lane: [0, 1, 0, 1, 0, 1, 0, 1] });
+    expect(plan(eight, 32, 0, 1)).toEqual({ lanes: 1, lane: Array(8).fill(0) });
+    expect(() => plan(eight, 32, 0, 5)).toThrow(/maxLanes must be in \[1, 4\]/);
   });
 });
 

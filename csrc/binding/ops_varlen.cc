@@ -168,43 +168,15 @@ class VarlenWorker : public DeviceWorker {
   }
 
  private:
-  // Which lane (StreamLanes) each sequence runs on, and how many lanes.
-  // Short sequences spread over the side lanes: one of them leaves most of
-  // the GPU idle (a 4K prompt's selection is 64 CTAs; on an H200 four lanes
-  // took 8 x 4K from 1.87 to 1.54 ms and 32 x 1K from 1.95 to 1.40 ms). The
-  // rest run one after the other on lane 0: from 2048 query tiles (8K queries
-  // at 32 heads) a sequence's kernels fill the GPU (4 x 8K showed no gain),
-  // and lanes sized for long keys would multiply the workspace (each lane
-  // gathers its paged keys and values).
-  static constexpr int64_t kLaneMaxQueryTiles = 1024;  // heads x 128-query tiles
-  static constexpr int64_t kLaneMaxKeys = 131072;
-  // Paged: a side lane's gathered keys and values at most this (32K keys at
-  // 8 kv heads, d 128, bf16), so three side lanes add at most 384 MiB.
-  static constexpr int64_t kLaneMaxGatherBytes = int64_t(128) << 20;
-  bool runs_beside(const SeqSpan& sp) const {
-    const int64_t gather = a_.spec.paged ? 2 * a_.hkv * sp.nk * a_.d * dtype_size(a_.dtype) : 0;
-    return sp.nq > 0 && sp.nk <= kLaneMaxKeys && gather <= kLaneMaxGatherBytes &&
-           a_.heads * ((sp.nq + 127) / 128) <= kLaneMaxQueryTiles;
-  }
+  // plan_lanes (varlen.h) for this call.
   size_t assign_lanes() {
-    const size_t n = a_.seqs.size();
-    lane_.assign(n, 0);
-    size_t small = 0;
-    bool long_seq = false;
-    for (const SeqWork& s : a_.seqs) {
-      if (s.span.nq == 0) continue;
-      if (runs_beside(s.span))
-        ++small;
-      else
-        long_seq = true;
-    }
-    const size_t first = long_seq ? 1 : 0;  // lane 0 keeps the long sequences
-    const size_t lanes = std::min(varlen_max_lanes(), first + small);
-    if (lanes < 2) return 1;
-    size_t k = 0;
-    for (size_t i = 0; i < n; ++i)
-      if (runs_beside(a_.seqs[i].span)) lane_[i] = first + k++ % (lanes - first);
-    return lanes;
+    std::vector<SeqSpan> spans;
+    spans.reserve(a_.seqs.size());
+    for (const SeqWork& s : a_.seqs) spans.push_back(s.span);
+    const int64_t kv_token = a_.spec.paged ? 2 * a_.hkv * a_.d * dtype_size(a_.dtype) : 0;
+    LanePlan plan = plan_lanes(spans, a_.heads, kv_token, varlen_max_lanes());
+    lane_ = std::move(plan.lane);
+    return plan.lanes;
   }
 
   void enqueue_all() {

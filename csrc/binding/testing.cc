@@ -13,6 +13,7 @@
 #include "binding/promise_worker.h"
 #include "binding/streams.h"
 #include "binding/tensor.h"
+#include "binding/varlen.h"
 #include "binding/views.h"
 #if PRISM_WITH_CUDA
 #include <cuda.h>
@@ -237,6 +238,36 @@ Napi::Value foreign_external(const Napi::CallbackInfo& info) {
   return Napi::External<int>::New(info.Env(), &payload);
 }
 
+// planLanes(lengths: number[] of [nq, nk] pairs, heads, kvTokenBytes, maxLanes):
+// { lanes, lane: number[] }, plan_lanes (varlen.h) for a CUDA varlen call.
+Napi::Value plan_lanes_js(const Napi::CallbackInfo& info) {
+  return js_guard(info.Env(), [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    if (!arg(info, 0).IsArray()) throw_type("lengths must be an array of [nq, nk] pairs");
+    const Napi::Array pairs = arg(info, 0).As<Napi::Array>();
+    std::vector<SeqSpan> seqs(pairs.Length());
+    for (uint32_t i = 0; i < pairs.Length(); ++i) {
+      const Napi::Value pair = pairs.Get(i);
+      if (!pair.IsArray() || pair.As<Napi::Array>().Length() != 2)
+        throw_type("lengths must be an array of [nq, nk] pairs");
+      seqs[i].nq = get_integer(pair.As<Napi::Array>().Get(0u), "nq", 0, int64_t(1) << 40);
+      seqs[i].nk = get_integer(pair.As<Napi::Array>().Get(1u), "nk", 0, int64_t(1) << 40);
+    }
+    const int64_t heads = get_integer(arg(info, 1), "heads", 1, 1 << 20);
+    const int64_t kv = get_integer(arg(info, 2), "kvTokenBytes", 0, 1 << 24);
+    const int64_t max_lanes =
+        get_integer(arg(info, 3), "maxLanes", 1, static_cast<int64_t>(kMaxLanes));
+    const LanePlan plan = plan_lanes(seqs, heads, kv, static_cast<size_t>(max_lanes));
+    Napi::Object r = Napi::Object::New(env);
+    r.Set("lanes", static_cast<double>(plan.lanes));
+    Napi::Array lane = Napi::Array::New(env, plan.lane.size());
+    for (size_t i = 0; i < plan.lane.size(); ++i)
+      lane.Set(static_cast<uint32_t>(i), static_cast<double>(plan.lane[i]));
+    r.Set("lane", lane);
+    return r;
+  });
+}
+
 }  // namespace
 
 Napi::Object testing_exports(Napi::Env env) {
@@ -250,6 +281,7 @@ Napi::Object testing_exports(Napi::Env env) {
   t.Set("foreignExternal", Napi::Function::New<foreign_external>(env, "foreignExternal"));
   t.Set("workspaceSizeClass", Napi::Function::New<workspace_size_class>(env, "workspaceSizeClass"));
   t.Set("workspaceEvictions", Napi::Function::New<workspace_evictions>(env, "workspaceEvictions"));
+  t.Set("planLanes", Napi::Function::New<plan_lanes_js>(env, "planLanes"));
   return t;
 }
 

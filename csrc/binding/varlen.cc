@@ -282,4 +282,41 @@ VarlenArgs read_varlen_args(const Napi::CallbackInfo& info,
   return a;
 }
 
+LanePlan plan_lanes(const std::vector<SeqSpan>& seqs, int64_t heads, int64_t kv_token_bytes,
+                    size_t max_lanes) {
+  LanePlan plan;
+  plan.lane.assign(seqs.size(), 0);
+  const auto tiles = [](int64_t n) { return (n + 127) / 128; };
+  std::vector<size_t> side;  // the short sequences
+  bool long_seq = false;
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    const SeqSpan& sp = seqs[i];
+    if (sp.nq == 0) continue;
+    const bool short_seq = sp.nk <= kLaneMaxKeys && kv_token_bytes * sp.nk <= kLaneMaxGatherBytes &&
+                           heads * tiles(sp.nq) <= kLaneMaxQueryTiles;
+    if (short_seq)
+      side.push_back(i);
+    else
+      long_seq = true;
+  }
+  const size_t first = long_seq ? 1 : 0;  // lane 0 keeps the long sequences
+  plan.lanes = std::min(std::max<size_t>(max_lanes, 1), first + side.size());
+  if (plan.lanes < 2) {
+    plan.lanes = 1;
+    return plan;
+  }
+  // Work of a sequence: query tiles x key tiles (the attention's, at full density).
+  const auto work = [&](size_t i) { return tiles(seqs[i].nq) * tiles(seqs[i].nk); };
+  std::stable_sort(side.begin(), side.end(), [&](size_t a, size_t b) { return work(a) > work(b); });
+  std::vector<int64_t> load(plan.lanes, 0);
+  for (size_t i : side) {
+    size_t best = first;
+    for (size_t l = first + 1; l < plan.lanes; ++l)
+      if (load[l] < load[best]) best = l;
+    plan.lane[i] = best;
+    load[best] += work(i);
+  }
+  return plan;
+}
+
 }  // namespace prism::binding

@@ -75,6 +75,29 @@ struct VarlenArgs {
   std::vector<SeqWork> seqs;
 };
 
+// Which stream ("lane", StreamLanes in cuda_sync.h) each sequence of a CUDA
+// varlen call runs on, within each of its two phases. Short sequences spread
+// over the side lanes 1..: one of them leaves most of the GPU idle (a 4K
+// prompt's selection is 64 CTAs; on an H200 four lanes took 8 x 4K from 1.87
+// to 1.54 ms and 32 x 1K from 1.95 to 1.40 ms). The rest run one after the
+// other on lane 0, the call's stream: from 2048 query tiles (8K queries at 32
+// heads) a sequence's kernels fill the GPU (4 x 8K showed no gain), and lanes
+// sized for long keys would multiply the workspace (each lane gathers its paged
+// keys and values). The short ones go longest first to the least loaded side
+// lane (lane 0 too when no sequence is long), so the lanes end together.
+struct LanePlan {
+  size_t lanes = 1;
+  std::vector<size_t> lane;  // per sequence (0 for those without queries)
+};
+constexpr int64_t kLaneMaxQueryTiles = 1024;  // heads x 128-query tiles
+constexpr int64_t kLaneMaxKeys = 131072;
+// Paged: a side lane's gathered keys and values at most this (32K keys at 8 kv
+// heads, d 128, bf16), so three side lanes add at most 384 MiB.
+constexpr int64_t kLaneMaxGatherBytes = int64_t(128) << 20;
+// kv_token_bytes: the gathered K and V bytes of one key (0 when not paged).
+LanePlan plan_lanes(const std::vector<SeqSpan>& seqs, int64_t heads, int64_t kv_token_bytes,
+                    size_t max_lanes);
+
 // Reads and checks the arguments of varlen() (ops.h), appending the storages
 // the call must keep alive to `keep`.
 VarlenArgs read_varlen_args(const Napi::CallbackInfo& info,
