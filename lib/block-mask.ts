@@ -8,7 +8,7 @@ import { blockGrid, visibleBlocks } from './grid';
 import { native, NativeDType, type NativeBlockList, type NativeTensor } from './native';
 import { isArray, readField, show, typedArrayName, typeName } from './args';
 import { checkOptionFields } from './options';
-import { deviceName, isNativeTensor, MAX_ARRAY_LENGTH, resolveDevice } from './tensor';
+import { deviceName, isNativeTensor, MAX_ARRAY_LENGTH, resolveDevice, VIEW_ALIGNMENT } from './tensor';
 import { whileGpuWorks } from './wait-policy';
 import type { DeviceSpec, HostBlockMask } from './types';
 
@@ -178,12 +178,17 @@ export function densityOf(shape: BlockMaskShape, selected: number): number {
   return selected / (visible * shape.batch * shape.heads);
 }
 
-/** Where an estimation writes its selection (the indices come back with the result). */
 /** A dtype code of the addon (a value of NativeDType). */
 type DTypeCode = (typeof NativeDType)[keyof typeof NativeDType];
 
-type SelectionParts = { counts: NativeTensor; rowPtr: NativeTensor; temps: NativeTensor; mask: NativeTensor | null };
+/** Where an estimation writes its selection (the indices come back with the result). */
+export type SelectionParts = { counts: NativeTensor; rowPtr: NativeTensor; temps: NativeTensor; mask: NativeTensor | null };
 type SelectionPart = 'counts' | 'rowPtr' | 'temps' | 'mask';
+
+/** Disposes the tensors of a selection (null: none; parts not yet made are skipped). */
+export function disposeSelection(parts: SelectionParts | null): void {
+  if (parts) for (const x of Object.values(parts) as Array<NativeTensor | null>) x?.dispose();
+}
 
 /** The tensors of one selection: counts, rowPtr, temps and (denseMask) the dense mask, with their dtypes and shapes. */
 function selectionDims(shape: BlockMaskShape, denseMask: boolean): Array<[SelectionPart, DTypeCode, number[]]> {
@@ -204,7 +209,7 @@ function makeParts(dims: Array<[SelectionPart, DTypeCode, number[]]>, make: (dty
   try {
     dims.forEach(([key, dtype, shape], j) => (out[key] = make(dtype, shape, j)));
   } catch (e) {
-    for (const x of Object.values(out)) (x as NativeTensor | null)?.dispose();
+    disposeSelection(out);
     throw e;
   }
   return out;
@@ -215,7 +220,6 @@ export function allocateSelection(shape: BlockMaskShape, device: number, denseMa
   return makeParts(selectionDims(shape, denseMask), (dtype, dims) => new N.Tensor(device, dtype, dims, 0));
 }
 
-const VIEW_ALIGN_BYTES = 64; // where the addon lets a view start
 const DTYPE_BYTES: Partial<Record<DTypeCode, number>> = { [NativeDType.I32]: 4, [NativeDType.I64]: 8, [NativeDType.F32]: 4, [NativeDType.U8]: 1 };
 
 /**
@@ -235,7 +239,7 @@ export function allocateSelections(shapes: ReadonlyArray<BlockMaskShape | null>,
     const at = dims.map(([, dtype, d]) => {
       const size = DTYPE_BYTES[dtype]!;
       const start = totals.get(dtype) ?? 0;
-      totals.set(dtype, start + Math.ceil((d.reduce((a, b) => a * b, 1) * size) / VIEW_ALIGN_BYTES) * (VIEW_ALIGN_BYTES / size));
+      totals.set(dtype, start + Math.ceil((d.reduce((a, b) => a * b, 1) * size) / VIEW_ALIGNMENT) * (VIEW_ALIGNMENT / size));
       return start;
     });
     return { dims, at };
@@ -246,7 +250,7 @@ export function allocateSelections(shapes: ReadonlyArray<BlockMaskShape | null>,
     for (const [dtype, total] of totals) parents.set(dtype, new N.Tensor(device, dtype, [Math.max(1, total)], 0));
     for (const plan of plans) made.push(plan ? makeParts(plan.dims, (dtype, dims, j) => parents.get(dtype)!.view(dims, 0, plan.at[j])) : null);
   } catch (e) {
-    for (const m of made) if (m) for (const x of Object.values(m)) (x as NativeTensor | null)?.dispose();
+    made.forEach(disposeSelection);
     throw e;
   } finally {
     for (const p of parents.values()) p.dispose(); // the views keep the memory

@@ -2,7 +2,7 @@
 // (both), and the quality measures. Shapes are checked here with clear
 // messages before anything reaches the addon (which checks them again).
 import { isArray, isMadeInstance, readField, show, typeName } from './args';
-import { allocateSelection, BlockMask, densityOf } from './block-mask';
+import { allocateSelection, BlockMask, densityOf, disposeSelection, type SelectionParts } from './block-mask';
 import { native, NativeDType, type NativeSupport } from './native';
 import {
   attentionOptionFields,
@@ -159,7 +159,7 @@ async function timedEstimate(
     mask.timesMs = r.timesMs;
     return { mask, timesMs: r.timesMs };
   } catch (e) {
-    for (const x of Object.values(sel)) x?.dispose();
+    disposeSelection(sel);
     throw e;
   } finally {
     release();
@@ -448,7 +448,7 @@ export async function prefill(q: Tensor, k: Tensor, v: Tensor, opts?: PrefillOpt
   const { output, given } = outputFor(q, out, { q, k, v });
   const shape = maskShape(q, k, eo.block);
   const lse = returnLse ? newLse(q) : undefined;
-  let sel: ReturnType<typeof allocateSelection> | null = null;
+  let sel: SelectionParts | null = null;
   let release = (): void => undefined;
   try {
     release = hold();
@@ -465,7 +465,7 @@ export async function prefill(q: Tensor, k: Tensor, v: Tensor, opts?: PrefillOpt
   } catch (e) {
     if (!given) output.dispose();
     lse?.dispose();
-    if (sel) for (const x of Object.values(sel)) x?.dispose();
+    disposeSelection(sel);
     throw e;
   } finally {
     release();

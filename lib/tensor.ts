@@ -31,7 +31,7 @@ const DTYPE_CODES: Record<DType, number> = {
 const DTYPES = Object.keys(DTYPE_CODES) as DType[];
 const BYTES_PER_ELEMENT: Record<DType, number> = { float32: 4, float16: 2, bfloat16: 2 };
 /** Tensor.view offsets start on this byte boundary: host tensors are 64-byte aligned (device ones 256), so views are too. */
-const VIEW_ALIGNMENT = 64;
+export const VIEW_ALIGNMENT = 64;
 
 /** Most elements one typed array can hold in this Node.js (2^32 in Node 20). */
 export const MAX_ARRAY_LENGTH: number = bufferConstants.MAX_LENGTH;

@@ -4,7 +4,7 @@
 // estimated and attended on its own geometry (blocks restart at each sequence
 // start); the selection comes back as one BlockMask per sequence.
 import { isArray, typeName } from './args';
-import { allocateSelections, BlockMask, type BlockMaskShape } from './block-mask';
+import { allocateSelections, BlockMask, disposeSelection, type BlockMaskShape } from './block-mask';
 import { blockGrid, visibleBlocks } from './grid';
 import { native, type NativeBlockList, type NativeSelectionOut } from './native';
 import {
@@ -57,7 +57,7 @@ function allocateSelectionsOf(q: Tensor, t: SequenceTable, block: number, denseM
 }
 
 function disposeSelections(sels: Selections): void {
-  for (const s of sels) if (s) for (const x of Object.values(s)) x?.dispose();
+  sels.forEach(disposeSelection);
 }
 
 function masksOf(q: Tensor, t: SequenceTable, block: number, sels: Selections, r: { selected: number[]; indices: Array<unknown> }): SequenceMasks {
