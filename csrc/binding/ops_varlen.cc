@@ -13,7 +13,7 @@
 //   time is estimateMs, the second's attentionMs). Within a phase, short
 //   sequences run on up to four streams side by side (StreamLanes, forked
 //   from the op's stream and joined back to it; workspaces reused in each
-//   lane's stream order; assign_lanes says which), the others one after the
+//   lane's stream order; plan_lanes in varlen.h says which), the others one after the
 //   other on the op's stream. A worker thread waits once, then, when the selections are asked
 //   for, gathers them into compact indices after a second, short wait.
 // The selection of sequence i goes to selections[i] ({ counts, rowPtr, temps,
@@ -78,9 +78,9 @@ class VarlenWorker : public DeviceWorker {
   }
 
  private:
-  size_t kv_bytes() const {
-    return static_cast<size_t>(a_.hkv * a_.spec.max_nk * a_.d * dtype_size(a_.dtype));
-  }
+  // Bytes of one key's (or value's) rows over the kv heads, and of nk of them.
+  int64_t kv_token_bytes() const { return a_.hkv * a_.d * dtype_size(a_.dtype); }
+  size_t kv_bytes(int64_t nk) const { return static_cast<size_t>(nk * kv_token_bytes()); }
 
   // Writes sequence s's lse rows [Hq, nq] into the packed [Hq, totalQ].
   void scatter_lse_cpu(const SeqWork& s, const float* rows) const {
@@ -93,8 +93,9 @@ class VarlenWorker : public DeviceWorker {
     using clock = std::chrono::steady_clock;
     const bool paged = a_.spec.paged;
     // Not zero-filled: each sequence's gather writes what it reads.
-    std::unique_ptr<char[]> kbuf(paged ? new char[kv_bytes()] : nullptr);
-    std::unique_ptr<char[]> vbuf(paged && a_.attention ? new char[kv_bytes()] : nullptr);
+    std::unique_ptr<char[]> kbuf(paged ? new char[kv_bytes(a_.spec.max_nk)] : nullptr);
+    std::unique_ptr<char[]> vbuf(paged && a_.attention ? new char[kv_bytes(a_.spec.max_nk)]
+                                                       : nullptr);
     std::vector<float> lse_rows(a_.lse ? static_cast<size_t>(a_.heads * a_.spec.max_nq) : 0);
     for (size_t i = 0; i < a_.seqs.size(); ++i) {
       SeqWork& s = a_.seqs[i];
@@ -173,7 +174,7 @@ class VarlenWorker : public DeviceWorker {
     std::vector<SeqSpan> spans;
     spans.reserve(a_.seqs.size());
     for (const SeqWork& s : a_.seqs) spans.push_back(s.span);
-    const int64_t kv_token = a_.spec.paged ? 2 * a_.hkv * a_.d * dtype_size(a_.dtype) : 0;
+    const int64_t kv_token = a_.spec.paged ? 2 * kv_token_bytes() : 0;  // K and V gathered
     LanePlan plan = plan_lanes(spans, a_.heads, kv_token, varlen_max_lanes());
     lane_ = std::move(plan.lane);
     return plan.lanes;
@@ -218,9 +219,7 @@ class VarlenWorker : public DeviceWorker {
             std::max(l.att, align256(prism::cuda::attention_workspace_bytes(s.q, s.k, bl, a_.ap)));
         if (a_.lse) l.lse = std::max(l.lse, align256(sizeof(float) * a_.heads * s.span.nq));
       }
-      if (paged)
-        l.kv = std::max(
-            l.kv, align256(static_cast<size_t>(a_.hkv * s.span.nk * a_.d * dtype_size(a_.dtype))));
+      if (paged) l.kv = std::max(l.kv, align256(kv_bytes(s.span.nk)));
     }
     const size_t table = paged ? align256(sizeof(int32_t) * (a_.spec.pages.size() + 1)) : 0;
     const size_t scan_b = align256(sizeof(prism::cuda::ScanSegment) * scan_sets) +

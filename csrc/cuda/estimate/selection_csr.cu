@@ -172,7 +172,7 @@ unsigned grid_for(int64_t items, int per_block) {
 }  // namespace
 
 size_t scan_workspace_bytes(int64_t rows) {
-  return sizeof(int64_t) * static_cast<size_t>((rows + kScanChunk - 1) / kScanChunk + 1);
+  return sizeof(int64_t) * static_cast<size_t>(scan_chunks(rows) + 1);
 }
 
 cudaError_t scan_counts(const int32_t* counts, int64_t rows, int64_t* row_ptr, void* workspace,
