@@ -164,8 +164,8 @@ describeGpu('paged KV (GPU)', () => {
   });
 });
 
-// Short sequences (at most 1024 query tiles of 128 over the heads, at most
-// 128K keys) run on several streams at once within a phase (estimations, then
+// Short sequences (plan_lanes: at most 1024 query tiles of 128 over the heads,
+// 128K keys, 128 MiB of paged K+V) run on several streams at once within a phase (estimations, then
 // attentions), the others on the op's stream; the side streams are the
 // device's, shared by every call in flight. Whatever runs beside a sequence,
 // it must get what it gets alone.
