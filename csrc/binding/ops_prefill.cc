@@ -64,7 +64,7 @@ class PrefillWorker : public DeviceWorker {
     std::vector<int32_t> counts(a_.sel.counts ? 0 : rows),
         tri(static_cast<size_t>(geo_.tri > 0 ? geo_.tri : 1));
     std::vector<float> temps(a_.sel.temps ? 0 : static_cast<size_t>(a_.q.batch * a_.q.heads * 2));
-    std::vector<int64_t> row_start(rows), row_ptr(a_.row_ptr ? 0 : rows + 1);
+    std::vector<int64_t> row_ptr(a_.row_ptr ? 0 : rows + 1);
     BlockMaskOut o = a_.sel;
     if (!o.counts) o.counts = counts.data();
     if (!o.temps) o.temps = temps.data();
@@ -72,8 +72,7 @@ class PrefillWorker : public DeviceWorker {
     const auto t0 = clock::now();
     prism::cpu::estimate(a_.q, a_.k, a_.ep, o, 0, &a_.keys);
     const auto t1 = clock::now();
-    prism::cpu::tri_row_starts(geo_.rows, geo_.nq, geo_.off, row_start.data());
-    BlockList list{o.counts, row_start.data(), tri.data(), geo_.tri};
+    const BlockList list{o.counts, nullptr, tri.data(), geo_.tri, /*triangular=*/true};
     prism::cpu::attention(a_.q, a_.k, a_.v, a_.o, list, a_.ap, 0);
     const auto t2 = clock::now();
     est_ms_ = std::chrono::duration<double, std::milli>(t1 - t0).count();
@@ -95,12 +94,11 @@ class PrefillWorker : public DeviceWorker {
   // and the error rejects the call's promise (enqueue_or_defer).
   void enqueue_gpu() {
     enqueue_or_defer(a_.device, a_.stream, stream_, [&] {
-      // scratch: estimation workspace | triangular selection | row starts |
+      // scratch: estimation workspace | triangular selection |
       // scan workspace | counts, rowPtr, temps unless the caller gave them | attention workspace
       const size_t rows = static_cast<size_t>(geo_.rows);
       const size_t est_ws = align256(prism::cuda::estimate_workspace_bytes(a_.q, a_.k, a_.ep));
       const size_t tri_b = align256(sizeof(int32_t) * static_cast<size_t>(geo_.tri));
-      const size_t starts_b = align256(sizeof(int64_t) * rows);
       const size_t scan_b = align256(prism::cuda::scan_workspace_bytes(geo_.rows));
       const size_t counts_b = a_.sel.counts ? 0 : align256(sizeof(int32_t) * rows);
       const size_t rowptr_b = a_.row_ptr ? 0 : align256(sizeof(int64_t) * (rows + 1));
@@ -108,19 +106,17 @@ class PrefillWorker : public DeviceWorker {
           a_.sel.temps ? 0 : align256(sizeof(float) * 2 * a_.q.batch * a_.q.heads);
       BlockList sparse;  // only its being sparse matters to the workspace size
       sparse.counts = reinterpret_cast<const int32_t*>(1);
-      sparse.row_start = reinterpret_cast<const int64_t*>(1);
       sparse.indices = reinterpret_cast<const int32_t*>(1);
+      sparse.triangular = true;
       const size_t att_ws =
           align256(prism::cuda::attention_workspace_bytes(a_.q, a_.k, sparse, a_.ap));
       scratch_ = std::make_unique<StreamBuffer>(
-          est_ws + tri_b + starts_b + scan_b + counts_b + rowptr_b + temps_b + att_ws, stream_);
+          est_ws + tri_b + scan_b + counts_b + rowptr_b + temps_b + att_ws, stream_);
       char* p = static_cast<char*>(scratch_->get());
       void* ws_est = p;
       p += est_ws;
       tri_ = reinterpret_cast<int32_t*>(p);
       p += tri_b;
-      int64_t* row_start = reinterpret_cast<int64_t*>(p);
-      p += starts_b;
       void* ws_scan = p;
       p += scan_b;
       sel_ = a_.sel;
@@ -146,9 +142,7 @@ class PrefillWorker : public DeviceWorker {
                                  cudaMemcpyDeviceToHost, stream_),
                  "cudaMemcpyAsync (selection size)");
       check_cuda(cudaEventRecord(events_[1]->get(), stream_), "cudaEventRecord");
-      check_cuda(prism::cuda::tri_row_starts(geo_.rows, geo_.nq, geo_.off, row_start, stream_),
-                 "prefill (row starts)");
-      BlockList list{sel_.counts, row_start, tri_, geo_.tri};
+      const BlockList list{sel_.counts, nullptr, tri_, geo_.tri, /*triangular=*/true};
       check_cuda(prism::cuda::attention(a_.q, a_.k, a_.v, a_.o, list, a_.ap, ws_att, stream_),
                  "prefill (attention)");
       check_cuda(cudaEventRecord(events_[2]->get(), stream_), "cudaEventRecord");

@@ -15,7 +15,8 @@
 //   from the op's stream and joined back to it; workspaces reused in each
 //   lane's stream order; plan_lanes in varlen.h says which), the others one after the
 //   other on the op's stream. A worker thread waits once, then, when the selections are asked
-//   for, gathers them into compact indices after a second, short wait.
+//   for, gathers them all into compact indices (one allocation, one launch)
+//   after a second, short wait.
 // The selection of sequence i goes to selections[i] ({ counts, rowPtr, temps,
 // mask? } for its [1, Hq, nq_i, nk_i] geometry); attention alone reads
 // lists[i] (null: dense). lse (attention params) is float32 [1, Hq, totalQ, 1].
@@ -82,11 +83,15 @@ class VarlenWorker : public DeviceWorker {
   int64_t kv_token_bytes() const { return a_.hkv * a_.d * dtype_size(a_.dtype); }
   size_t kv_bytes(int64_t nk) const { return static_cast<size_t>(nk * kv_token_bytes()); }
 
-  // Writes sequence s's lse rows [Hq, nq] into the packed [Hq, totalQ].
-  void scatter_lse_cpu(const SeqWork& s, const float* rows) const {
-    for (int64_t h = 0; h < a_.heads; ++h)
-      for (int64_t r = 0; r < s.span.nq; ++r)
-        a_.lse[h * a_.total_q + s.span.q_off + r] = rows[h * s.span.nq + r];
+  // Sequence s's output, with its lse rows [Hq, nq] written straight into the
+  // packed [1, Hq, totalQ].
+  OutView out_of(const SeqWork& s) const {
+    OutView out = s.o;
+    if (a_.lse) {
+      out.lse = a_.lse + s.span.q_off;
+      out.lse_stride = a_.total_q;
+    }
+    return out;
   }
 
   void run_cpu() override {
@@ -96,7 +101,6 @@ class VarlenWorker : public DeviceWorker {
     std::unique_ptr<char[]> kbuf(paged ? new char[kv_bytes(a_.spec.max_nk)] : nullptr);
     std::unique_ptr<char[]> vbuf(paged && a_.attention ? new char[kv_bytes(a_.spec.max_nk)]
                                                        : nullptr);
-    std::vector<float> lse_rows(a_.lse ? static_cast<size_t>(a_.heads * a_.spec.max_nq) : 0);
     for (size_t i = 0; i < a_.seqs.size(); ++i) {
       SeqWork& s = a_.seqs[i];
       if (s.span.nq == 0) continue;
@@ -114,7 +118,7 @@ class VarlenWorker : public DeviceWorker {
       BlockList list = s.list;
       std::vector<int32_t> counts, tri;
       std::vector<float> temps;
-      std::vector<int64_t> row_start, row_ptr;
+      std::vector<int64_t> row_ptr;
       BlockMaskOut o = s.sel;
       if (a_.estimate) {
         tri.resize(static_cast<size_t>(s.tri > 0 ? s.tri : 1));
@@ -128,18 +132,11 @@ class VarlenWorker : public DeviceWorker {
         }
         o.indices = tri.data();
         prism::cpu::estimate(s.q, k, a_.ep, o, 0, &s.keys);
-        if (a_.attention) {
-          row_start.resize(static_cast<size_t>(s.rows));
-          prism::cpu::tri_row_starts(s.rows, s.grid.nq, s.grid.off, row_start.data());
-          list = BlockList{o.counts, row_start.data(), tri.data(), s.tri};
-        }
+        if (a_.attention) list = BlockList{o.counts, nullptr, tri.data(), s.tri, true};
       }
       const auto t1 = clock::now();
       if (a_.attention) {
-        OutView out = s.o;
-        out.lse = a_.lse ? lse_rows.data() : nullptr;
-        prism::cpu::attention(s.q, k, v, out, list, a_.ap, 0);
-        if (a_.lse) scatter_lse_cpu(s, lse_rows.data());
+        prism::cpu::attention(s.q, k, v, out_of(s), list, a_.ap, 0);
       }
       const auto t2 = clock::now();
       est_ms_ += std::chrono::duration<double, std::milli>(t1 - t0).count();
@@ -186,9 +183,9 @@ class VarlenWorker : public DeviceWorker {
     const size_t nl = assign_lanes();
     // Workspaces: one set a lane, reused in its stream order, sized for the
     // lane's largest sequence; each sequence's own parts (tri | counts |
-    // rowPtr | temps | row starts) apart.
+    // rowPtr | temps) apart.
     struct LaneSizes {
-      size_t est = 0, att = 0, kv = 0, lse = 0, seqs = 0;
+      size_t est = 0, att = 0, kv = 0, seqs = 0;
     };
     std::vector<LaneSizes> ls(nl);
     int64_t scan_chunks = 0;  // every estimated sequence's counts, scanned in two launches
@@ -196,8 +193,8 @@ class VarlenWorker : public DeviceWorker {
     std::vector<size_t> own(n, 0);
     BlockList sparse;  // only its being sparse matters to the workspace size
     sparse.counts = reinterpret_cast<const int32_t*>(1);
-    sparse.row_start = reinterpret_cast<const int64_t*>(1);
     sparse.indices = reinterpret_cast<const int32_t*>(1);
+    sparse.triangular = true;
     for (size_t i = 0; i < n; ++i) {
       const SeqWork& s = a_.seqs[i];
       if (s.span.nq == 0) continue;
@@ -210,23 +207,23 @@ class VarlenWorker : public DeviceWorker {
         own[i] = align256(sizeof(int32_t) * static_cast<size_t>(s.tri > 0 ? s.tri : 1)) +
                  (s.sel.counts ? 0 : align256(sizeof(int32_t) * s.rows)) +
                  (s.row_ptr ? 0 : align256(sizeof(int64_t) * (s.rows + 1))) +
-                 (s.sel.temps ? 0 : align256(sizeof(float) * 2 * a_.heads)) +
-                 (a_.attention ? align256(sizeof(int64_t) * s.rows) : 0);
+                 (s.sel.temps ? 0 : align256(sizeof(float) * 2 * a_.heads));
       }
       if (a_.attention) {
         const BlockList& bl = a_.estimate ? sparse : s.list;
         l.att =
             std::max(l.att, align256(prism::cuda::attention_workspace_bytes(s.q, s.k, bl, a_.ap)));
-        if (a_.lse) l.lse = std::max(l.lse, align256(sizeof(float) * a_.heads * s.span.nq));
       }
       if (paged) l.kv = std::max(l.kv, align256(kv_bytes(s.span.nk)));
     }
     const size_t table = paged ? align256(sizeof(int32_t) * (a_.spec.pages.size() + 1)) : 0;
+    const size_t gather_b =
+        a_.want_selection ? align256(sizeof(prism::cuda::GatherSegment) * scan_sets) : 0;
     const size_t scan_b = align256(sizeof(prism::cuda::ScanSegment) * scan_sets) +
                           align256(sizeof(int64_t) * scan_chunks) +
-                          align256(sizeof(int64_t) * scan_sets);
+                          align256(sizeof(int64_t) * scan_sets) + gather_b;
     size_t total = scan_b + table;
-    for (const LaneSizes& l : ls) total += l.est + l.att + l.lse + l.kv * (a_.attention ? 2 : 1);
+    for (const LaneSizes& l : ls) total += l.est + l.att + l.kv * (a_.attention ? 2 : 1);
     for (size_t b : own) total += b;
     scratch_ = std::make_unique<StreamBuffer>(total, stream_);
     char* p = static_cast<char*>(scratch_->get());
@@ -240,14 +237,12 @@ class VarlenWorker : public DeviceWorker {
     };
     struct Lane {
       void *est, *att, *kbuf, *vbuf;
-      float* lse;
       bool kv_ready;  // phase 2 finds the lane's one sequence's K and V gathered
     };
     std::vector<Lane> lanes(nl);
     for (size_t l = 0; l < nl; ++l) {
       lanes[l].est = take(ls[l].est);
       lanes[l].att = take(ls[l].att);
-      lanes[l].lse = reinterpret_cast<float*>(take(ls[l].lse));
       lanes[l].kbuf = take(ls[l].kv);
       lanes[l].vbuf = a_.attention ? take(ls[l].kv) : nullptr;
       lanes[l].kv_ready = false;
@@ -256,6 +251,7 @@ class VarlenWorker : public DeviceWorker {
         take(align256(sizeof(prism::cuda::ScanSegment) * scan_sets)));
     auto* scan_ws = reinterpret_cast<int64_t*>(take(align256(sizeof(int64_t) * scan_chunks)));
     auto* totals_dev = reinterpret_cast<int64_t*>(take(align256(sizeof(int64_t) * scan_sets)));
+    gather_sets_dev_ = reinterpret_cast<prism::cuda::GatherSegment*>(take(gather_b));
     int32_t* pages = reinterpret_cast<int32_t*>(take(table));
     if (paged && !a_.spec.pages.empty())
       copy_to_device_async(pages, a_.spec.pages.data(), sizeof(int32_t) * a_.spec.pages.size(),
@@ -274,7 +270,6 @@ class VarlenWorker : public DeviceWorker {
     tri_.assign(n, nullptr);
     counts_.assign(n, nullptr);
     rp_.assign(n, nullptr);
-    row_start_.assign(n, nullptr);
     for (auto& e : events_) e.reset();
     events_.clear();
     for (size_t e = 0; e < 3; ++e) events_.push_back(std::make_unique<CudaEvent>(cudaEventDefault));
@@ -311,11 +306,6 @@ class VarlenWorker : public DeviceWorker {
         counts_[i] = o.counts;
         check_cuda(prism::cuda::estimate(s.q, k, a_.ep, o, l.est, on, &s.keys),
                    "varlen (estimate)");
-        if (a_.attention) {
-          row_start_[i] = reinterpret_cast<int64_t*>(take(align256(sizeof(int64_t) * s.rows)));
-          check_cuda(prism::cuda::tri_row_starts(s.rows, s.grid.nq, s.grid.off, row_start_[i], on),
-                     "varlen (row starts)");
-        }
       });
     }
     check_cuda(cudaEventRecord(events_[1]->get(), stream_), "cudaEventRecord");
@@ -332,16 +322,9 @@ class VarlenWorker : public DeviceWorker {
           }
         }
         const BlockList list =
-            a_.estimate ? BlockList{counts_[i], row_start_[i], tri_[i], s.tri} : s.list;
-        OutView out = s.o;
-        out.lse = a_.lse ? l.lse : nullptr;
-        check_cuda(prism::cuda::attention(s.q, k, v, out, list, a_.ap, l.att, on),
+            a_.estimate ? BlockList{counts_[i], nullptr, tri_[i], s.tri, true} : s.list;
+        check_cuda(prism::cuda::attention(s.q, k, v, out_of(s), list, a_.ap, l.att, on),
                    "varlen (attention)");
-        if (a_.lse)
-          check_cuda(cudaMemcpy2DAsync(a_.lse + s.span.q_off, sizeof(float) * a_.total_q, l.lse,
-                                       sizeof(float) * s.span.nq, sizeof(float) * s.span.nq,
-                                       a_.heads, cudaMemcpyDeviceToDevice, on),
-                     "cudaMemcpy2DAsync (lse)");
       });
     }
     check_cuda(cudaEventRecord(events_[2]->get(), stream_), "cudaEventRecord");
@@ -381,31 +364,52 @@ class VarlenWorker : public DeviceWorker {
           if (a_.seqs[i].span.nq > 0) totals_[i] = sizes[k++];
       }
       if (!a_.want_selection) return;
-      for (size_t i = 0; i < a_.seqs.size(); ++i)
-        if (a_.seqs[i].span.nq > 0)
-          indices_[i] = Storage::allocate(a_.device, indices_bytes(totals_[i]));
-      stream_ = op_stream(a_.device, a_.stream);  // after the allocations on the device's stream
-      for (size_t i = 0; i < a_.seqs.size(); ++i) {
-        const SeqWork& s = a_.seqs[i];
-        if (s.span.nq == 0) continue;
-        check_cuda(prism::cuda::gather_selection(counts_[i], tri_[i], s.rows, s.grid.nq, s.grid.off,
-                                                 rp_[i], static_cast<int32_t*>(indices_[i]->data()),
-                                                 stream_),
-                   "varlen (gather)");
-      }
+      gather_selections();
       wait_for_stream(stream_, "varlen");
     });
     scratch_->mark_done();  // every use of it was waited for above
   }
 
+  // Worker thread: every estimated sequence's compact indices, slices of one
+  // allocation, gathered in one launch.
+  void gather_selections() {
+    std::vector<size_t> at(a_.seqs.size(), 0);
+    size_t bytes = 0;
+    for (size_t i = 0; i < a_.seqs.size(); ++i)
+      if (a_.seqs[i].span.nq > 0) {
+        at[i] = bytes;
+        bytes += align256(indices_bytes(totals_[i]));
+      }
+    if (bytes == 0) return;
+    std::shared_ptr<Storage> all = Storage::allocate(a_.device, bytes);
+    std::vector<prism::cuda::GatherSegment> sets;
+    int64_t units = 0;
+    for (size_t i = 0; i < a_.seqs.size(); ++i) {
+      const SeqWork& s = a_.seqs[i];
+      if (s.span.nq == 0) continue;
+      indices_[i] = Storage::slice(all, at[i], indices_bytes(totals_[i]));
+      sets.push_back({counts_[i], tri_[i], rp_[i], static_cast<int32_t*>(indices_[i]->data()),
+                      s.rows, s.grid.nq, s.grid.off, units});
+      units += prism::cuda::gather_units(s.rows);
+    }
+    stream_ = op_stream(a_.device, a_.stream);  // after the allocation on the device's stream
+    copy_to_device_async(gather_sets_dev_, sets.data(), sizeof(sets[0]) * sets.size(), stream_,
+                         gather_staging_, "cudaMemcpyAsync (gather table)");
+    check_cuda(prism::cuda::gather_segments(gather_sets_dev_, static_cast<int>(sets.size()), units,
+                                            stream_),
+               "varlen (gather)");
+  }
+
   cudaStream_t stream_ = nullptr;
   std::unique_ptr<StreamBuffer> scratch_;
-  std::unique_ptr<PinnedBuffer> table_staging_;  // the page table's copy reads it
+  prism::cuda::GatherSegment* gather_sets_dev_ = nullptr;  // in scratch_, with want_selection
+  std::unique_ptr<PinnedBuffer> gather_staging_;           // the gather table's copy reads it
+  std::unique_ptr<PinnedBuffer> table_staging_;            // the page table's copy reads it
   std::vector<std::unique_ptr<CudaEvent>> events_;
   std::unique_ptr<PinnedBuffer> scan_staging_;  // the scan table's copy reads it
   std::unique_ptr<PinnedBuffer> totals_host_;   // each estimated sequence's selection size
   std::vector<int32_t*> tri_, counts_;
-  std::vector<int64_t*> rp_, row_start_;
+  std::vector<int64_t*> rp_;
   std::vector<size_t> lane_;  // each sequence's lane (assign_lanes)
 #endif
 

@@ -36,14 +36,18 @@ struct QkvView {
 };
 
 // The same for an output written by attention, plus the optional row
-// log-sum-exp: float32 [batch, heads, n] contiguous, natural log of the softmax
-// denominator over the keys attended (-inf for a row that met no key).
+// log-sum-exp: float32 [batch, heads, n], natural log of the softmax
+// denominator over the keys attended (-inf for a row that met no key). Row r
+// of (b, h) is lse[(b * heads + h) * lse_stride + r]: lse_stride 0 means n
+// (contiguous); a ragged batch's sequence writes its rows straight into the
+// packed [1, heads, totalQ] with lse_stride = totalQ.
 struct OutView {
   void* data = nullptr;
   DType dtype = DType::F32;
   int64_t batch = 0, heads = 0, n = 0, d = 0;
   int64_t stride_b = 0, stride_h = 0, stride_n = 0;
   float* lse = nullptr;
+  int64_t lse_stride = 0;
 };
 
 // Fully resolved options (the TypeScript layer fills defaults and validates).
@@ -82,12 +86,16 @@ struct BlockMaskOut {
 // holds counts[r] ascending key blocks at indices[row_start[r] ...]. Compact
 // rows (CSR: row_start = row pointers, FlashInfer's indptr / FlexAttention's
 // kv_num_blocks + kv_indices) and the triangular layout are both such lists.
-// counts == nullptr means dense: every visible block.
+// counts == nullptr means dense: every visible block. A triangular list
+// (an estimation's own output, read by attention in the same call) has no
+// row_start: row r starts at tri_row_start(r, nq, off) of the list's block
+// grid, computed where it is read rather than written out by a launch.
 struct BlockList {
   const int32_t* counts = nullptr;     // [batch, Hq, nq]
-  const int64_t* row_start = nullptr;  // [batch * Hq * nq]
+  const int64_t* row_start = nullptr;  // [batch * Hq * nq]; null when triangular
   const int32_t* indices = nullptr;
   int64_t indices_size = 0;  // entries in indices (bounds every row)
+  bool triangular = false;
 };
 
 // Pooled key blocks kept between calls (summarize_keys): key block j of a
@@ -161,6 +169,14 @@ PRISM_HD inline int64_t tri_size(int64_t nq, int64_t off) {
 PRISM_HD inline int64_t tri_row_start(int64_t row, int64_t nq, int64_t off) {
   const int64_t bh = row / nq, i = row % nq;
   return bh * tri_size(nq, off) + i * (off + 1) + i * (i - 1) / 2;
+}
+
+// Where row `row` of a sparse BlockList starts in its indices: its row_start
+// entry, or (triangular list: row_start null) its triangular slot on a grid
+// of nq query blocks with offset off.
+PRISM_HD inline int64_t list_row_start(const int64_t* row_start, int64_t row, int64_t nq,
+                                       int64_t off) {
+  return row_start != nullptr ? row_start[row] : tri_row_start(row, nq, off);
 }
 
 // Key block j is visible to query block i iff j <= i + off, off = nk - nq.

@@ -37,6 +37,7 @@ void check_args(const QkvView& q, const QkvView& k, const QkvView& v, const OutV
     fail("v must have the shape of k");
   if (o.batch != q.batch || o.heads != q.heads || o.n != q.n || o.d != q.d)
     fail("o must have the shape of q");
+  if (o.lse_stride != 0 && o.lse_stride < o.n) fail("lse rows must not overlap (lse_stride >= n)");
   detail::check_block(p.block, "attention");
 }
 
@@ -65,10 +66,11 @@ void attention(const QkvView& q, const QkvView& k, const QkvView& v, const OutVi
   const BlockGrid grid(nq_rows, nk_rows, block);
   const int64_t nq = grid.nq, nk = grid.nk;
   const int64_t tok_off = nk_rows - nq_rows;  // absolute position of query row r is tok_off + r
+  const int64_t lse_stride = o.lse_stride > 0 ? o.lse_stride : nq_rows;
   const float scale = p.softmax_scale != 0.f
                           ? p.softmax_scale
                           : static_cast<float>(1.0 / std::sqrt(static_cast<double>(d)));
-  detail::check_list(list, batch * hq * nq, nk, "attention");
+  detail::check_list(list, batch * hq * nq, nq, nk, "attention");
 
   const int64_t items = batch * hq * nq;
   std::vector<Scratch> scratch(static_cast<size_t>(detail::resolve_threads(threads, items)));
@@ -171,8 +173,8 @@ void attention(const QkvView& q, const QkvView& k, const QkvView& v, const OutVi
         }
         detail::store_row(o, b, h, r0 + rr, out);
         if (o.lse != nullptr) {
-          o.lse[bh * nq_rows + r0 + rr] = l != 0.f ? sc.m[static_cast<size_t>(rr)] + std::log(l)
-                                                   : -std::numeric_limits<float>::infinity();
+          o.lse[bh * lse_stride + r0 + rr] = l != 0.f ? sc.m[static_cast<size_t>(rr)] + std::log(l)
+                                                      : -std::numeric_limits<float>::infinity();
         }
       }
     }

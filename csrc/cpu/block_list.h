@@ -20,7 +20,7 @@ inline void row_block_flags(const BlockList& list, int64_t row, int64_t i, int64
     return;
   }
   const int32_t count = list.counts[row];
-  const int32_t* idx = list.indices + list.row_start[row];
+  const int32_t* idx = list.indices + list_row_start(list.row_start, row, nq, nk - nq);
   for (int32_t t = 0; t < count; ++t) flags[static_cast<size_t>(idx[t])] = 1;
 }
 

@@ -26,8 +26,4 @@ void gather_selection(const int32_t* counts, const int32_t* tri_indices, int64_t
   }
 }
 
-void tri_row_starts(int64_t rows, int64_t nq, int64_t off, int64_t* row_start) {
-  for (int64_t r = 0; r < rows; ++r) row_start[r] = tri_row_start(r, nq, off);
-}
-
 }  // namespace prism::cpu

@@ -32,8 +32,6 @@ void attention(const QkvView& q, const QkvView& k, const QkvView& v, const OutVi
 int64_t scan_counts(const int32_t* counts, int64_t rows, int64_t* row_ptr);
 void gather_selection(const int32_t* counts, const int32_t* tri_indices, int64_t rows, int64_t nq,
                       int64_t off, const int64_t* row_ptr, int32_t* indices);
-// Row starts of the triangular layout, for attention straight from an estimation.
-void tri_row_starts(int64_t rows, int64_t nq, int64_t off, int64_t* row_start);
 
 }  // namespace prism::cpu
 

@@ -31,7 +31,7 @@ void mass_recall(const QkvView& q, const QkvView& k, const BlockList& list,
   const int64_t tok_off = k.n - q.n;
   const double scale = p.softmax_scale != 0.f ? static_cast<double>(p.softmax_scale)
                                               : 1.0 / std::sqrt(static_cast<double>(d));
-  detail::check_list(list, q.batch * hq * nq, nk, "mass_recall");
+  detail::check_list(list, q.batch * hq * nq, nq, nk, "mass_recall");
   for (int64_t n = 0; n < num_rows; ++n) {
     const int64_t b = rows[3 * n], h = rows[3 * n + 1], r = rows[3 * n + 2];
     if (b < 0 || b >= q.batch || h < 0 || h >= hq || r < 0 || r >= q.n)

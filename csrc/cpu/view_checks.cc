@@ -63,16 +63,16 @@ void check_bands(const EstimateParams& p, int64_t d, const char* fn) {
   }
 }
 
-void check_list(const BlockList& list, int64_t rows, int64_t nk, const char* fn) {
+void check_list(const BlockList& list, int64_t rows, int64_t nq, int64_t nk, const char* fn) {
   if (list.counts == nullptr) return;
-  if (list.indices == nullptr || list.row_start == nullptr)
-    fail(fn, "block list has counts but no row starts or indices");
+  if (list.indices == nullptr || (list.row_start == nullptr) != list.triangular)
+    fail(fn, "block list needs indices and either row starts or the triangular layout");
   for (int64_t row = 0; row < rows; ++row) {
     const int64_t c = list.counts[row];
     if (c < 0 || c > nk)
       fail(fn, "block list count " + std::to_string(c) + " out of range [0, " + std::to_string(nk) +
                    "] at row " + std::to_string(row));
-    const int64_t start = list.row_start[row];
+    const int64_t start = list_row_start(list.row_start, row, nq, nk - nq);
     if (start < 0 || start > list.indices_size - c)
       fail(fn, "block list row " + std::to_string(row) + " lies outside its " +
                    std::to_string(list.indices_size) + " indices");

@@ -23,8 +23,9 @@ void check_block(int64_t block, const char* fn);
 void check_bands(const EstimateParams& p, int64_t d, const char* fn);
 
 // counts/indices of a non-dense list (counts != nullptr): indices present,
-// every count in [0, nk], the first count indices of each row in [0, nk).
-// rows = batch * Hq * nq. A null counts pointer (dense) passes.
-void check_list(const BlockList& list, int64_t rows, int64_t nk, const char* fn);
+// row starts present unless triangular (then absent), every count in
+// [0, nk], the first count indices of each row in [0, nk). nq, nk: the
+// block grid; rows = batch * Hq * nq. A null counts pointer (dense) passes.
+void check_list(const BlockList& list, int64_t rows, int64_t nq, int64_t nk, const char* fn);
 
 }  // namespace prism::cpu::detail

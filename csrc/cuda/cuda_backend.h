@@ -57,9 +57,20 @@ cudaError_t scan_segments(const ScanSegment* segments, int count, int64_t chunks
 cudaError_t gather_selection(const int32_t* counts, const int32_t* tri_indices, int64_t rows,
                              int64_t nq, int64_t off, const int64_t* row_ptr, int32_t* indices,
                              cudaStream_t stream);
-// Row starts of the triangular layout, for attention straight from an estimation.
-cudaError_t tri_row_starts(int64_t rows, int64_t nq, int64_t off, int64_t* row_start,
-                           cudaStream_t stream);
+// gather_selection over many selections in one launch: segments (device
+// memory) are `count` selections, each starting at unit0, the sum of
+// gather_units(rows) of those before it; `units` is the sum over all.
+struct GatherSegment {
+  const int32_t* counts;
+  const int32_t* tri_indices;
+  const int64_t* row_ptr;
+  int32_t* indices;
+  int64_t rows, nq, off;
+  int64_t unit0;
+};
+int64_t gather_units(int64_t rows);
+cudaError_t gather_segments(const GatherSegment* segments, int count, int64_t units,
+                            cudaStream_t stream);
 
 size_t attention_workspace_bytes(const QkvView& q, const QkvView& k, const BlockList& list,
                                  const AttentionParams& p);

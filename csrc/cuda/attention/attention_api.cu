@@ -39,6 +39,7 @@ FwdParams fwd_params(const QkvView& q, const QkvView& k, const QkvView& v, const
   p.v = v.data;
   p.o = o.data;
   p.lse = o.lse;
+  p.lse_sh = o.lse_stride > 0 ? o.lse_stride : q.n;
   p.q_sb = q.stride_b;
   p.q_sh = q.stride_h;
   p.q_sn = q.stride_n;

@@ -16,7 +16,8 @@ struct FwdParams {
   const void* k = nullptr;
   const void* v = nullptr;
   void* o = nullptr;
-  float* lse = nullptr;  // optional [batch, hq, nq] natural-log row log-sum-exp
+  float* lse = nullptr;  // optional natural-log row log-sum-exp: row r of (b, h) at
+  int64_t lse_sh = 0;    // lse[(b * hq + h) * lse_sh + r]
   int64_t q_sb = 0, q_sh = 0, q_sn = 0;
   int64_t k_sb = 0, k_sh = 0, k_sn = 0;
   int64_t v_sb = 0, v_sh = 0, v_sn = 0;
@@ -26,7 +27,8 @@ struct FwdParams {
   int32_t blk = 128;                              // list block size
   int32_t nqb = 0, nkb = 0;                       // blocks on the token grid (BlockGrid)
   const int32_t* counts = nullptr;                // null: dense
-  const int64_t* row_start = nullptr;             // row r's blocks: indices[row_start[r] ...]
+  const int64_t* row_start = nullptr;  // row r's blocks: indices[row_start[r] ...]; null with
+                                       // counts: the triangular layout (list_row_start)
   const int32_t* indices = nullptr;
   float scale_log2 = 0.f;           // softmax scale * log2(e)
   int32_t n_mtiles = 0;             // query tiles per (b, h): plan.n_mtiles

@@ -297,7 +297,7 @@ __global__ void __launch_bounds__(KT::kThreads, KT::kMinBlocks)
       const float inv = inv_row_sum(l);
       const int r = warp_row + mt * 16 + (lane >> 2) + hf * 8;
       if (p.lse != nullptr && (lane & 3) == 0 && r >= row_lo && r < rows_valid)
-        p.lse[int64_t(bh) * p.nq + row0 + r] = row_lse(row_off[mt][hf], l);
+        p.lse[int64_t(bh) * p.lse_sh + row0 + r] = row_lse(row_off[mt][hf], l);
 #pragma unroll
       for (int dt = 0; dt < kDT; ++dt) {
         const uint32_t v = E::pack(acc[mt][dt][hf * 2] * inv, acc[mt][dt][hf * 2 + 1] * inv);

@@ -5,6 +5,7 @@
 #include <cuda_runtime.h>
 #include "cuda/attention/attention_fwd.h"
 #include "cuda/attention/attention_fwd_kernel.cuh"
+#include "cuda/common/dynamic_smem.h"
 
 namespace prism::cuda::attn {
 
@@ -41,7 +42,7 @@ cudaError_t launch_traits(const FwdParams& p, int64_t grid, cudaStream_t stream)
       p.counts != nullptr ? attn_fwd_sm80_kernel<KT, T, true> : attn_fwd_sm80_kernel<KT, T, false>;
   constexpr int smem = KT::kSmemTotal;
   if (smem > 48 * 1024) {
-    cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+    cudaError_t e = fixed_smem_limit(reinterpret_cast<const void*>(kernel), smem);
     if (e != cudaSuccess) return e;
   }
   kernel<<<static_cast<unsigned>(grid), KT::kThreads, smem, stream>>>(p);

@@ -137,8 +137,11 @@ PlanRequest describe_call(const QkvView& q, const QkvView& k, const QkvView& v, 
         std::to_string(k.heads) + ")");
   if (q.n > k.n) bad("Nq > Nk (queries must be the last Nq of the Nk positions)");
   if ((list.counts == nullptr) != (list.indices == nullptr) ||
-      (list.counts == nullptr) != (list.row_start == nullptr))
-    bad("list.counts, list.row_start and list.indices must all be set or all be null");
+      (list.counts != nullptr && (list.row_start == nullptr) != list.triangular) ||
+      (list.counts == nullptr && (list.row_start != nullptr || list.triangular)))
+    bad("list.counts and list.indices must both be set or both be null, with row starts exactly "
+        "when set and not triangular");
+  if (o.lse_stride != 0 && o.lse_stride < o.n) bad("lse rows must not overlap (lse_stride >= n)");
   if (!(ap.softmax_scale >= 0.f) || !std::isfinite(ap.softmax_scale))
     bad("softmax_scale must be finite and >= 0 (0 = 1/sqrt(d))");
   check_view(q, "q");

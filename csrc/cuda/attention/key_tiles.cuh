@@ -40,7 +40,7 @@ struct KeyTiles {
       const int64_t row_id = int64_t(bh) * p.nqb + qb;
       int cnt = p.counts[row_id];
       cnt = max(0, min(cnt, p.nkb));
-      idx = p.indices + p.row_start[row_id];
+      idx = p.indices + list_row_start(p.row_start, row_id, p.nqb, p.nkb - p.nqb);
       sub_shift = __ffs(p.blk / kBlockN) - 1;
       count = cnt << sub_shift;
       // Ascending list: tiles past the diagonal / key end form a suffix.

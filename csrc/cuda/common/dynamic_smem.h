@@ -48,4 +48,28 @@ inline cudaError_t dynamic_smem_room(const void* kernel, size_t& room) {
   return cudaSuccess;
 }
 
+// Raises `kernel`'s dynamic shared memory limit to its fixed launch size
+// `bytes` on the current device, once per device and kernel: the setting is
+// the process's and never lowered, so later launches skip the driver call.
+inline cudaError_t fixed_smem_limit(const void* kernel, int bytes) {
+  int dev = 0;
+  cudaError_t e = cudaGetDevice(&dev);
+  if (e != cudaSuccess) return e;
+  static std::mutex mu;
+  static std::map<std::pair<int, const void*>, int> known;
+  const auto key = std::make_pair(dev, kernel);
+  {
+    const std::lock_guard<std::mutex> lock(mu);
+    const auto it = known.find(key);
+    if (it != known.end() && it->second >= bytes) return cudaSuccess;
+  }
+  if ((e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes)) !=
+      cudaSuccess)
+    return e;
+  const std::lock_guard<std::mutex> lock(mu);
+  int& set = known[key];
+  set = std::max(set, bytes);
+  return cudaSuccess;
+}
+
 }  // namespace prism::cuda

@@ -1,10 +1,11 @@
-// Compact rows (CSR) from an estimation's triangular selection, and the row
-// starts of the triangular layout itself (see BlockMaskOut in prism_types.h).
+// Compact rows (CSR) from an estimation's triangular selection (see
+// BlockMaskOut in prism_types.h).
 // scan_counts: row_ptr = exclusive prefix sums of counts, in int64, in two
 // launches (chunk sums, then each chunk scans with the sum of the chunks
 // before it); scan_segments does the same for many row sets in the same two
 // launches (a ragged batch's sequences). gather_selection: one warp per row
-// copies its indices.
+// copies its indices; gather_segments does it for many selections in one
+// launch, a block per unit of kGatherRows rows.
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -143,25 +144,51 @@ cudaError_t launch_scan(const Sets& sets, int64_t chunks, cudaStream_t stream) {
   return cudaGetLastError();
 }
 
+// Row r of a selection: its counts[r] indices from the triangular slot to
+// the compact row, by one warp.
+__device__ __forceinline__ void gather_row(const int32_t* __restrict__ counts,
+                                           const int32_t* __restrict__ tri, int64_t r, int64_t nq,
+                                           int64_t off, const int64_t* __restrict__ row_ptr,
+                                           int32_t* __restrict__ indices, int lane) {
+  const int32_t* src = tri + tri_row_start(r, nq, off);
+  int32_t* dst = indices + row_ptr[r];
+  const int c = counts[r];
+  for (int t = lane; t < c; t += 32) dst[t] = src[t];
+}
+
 __global__ void gather_kernel(const int32_t* __restrict__ counts, const int32_t* __restrict__ tri,
                               int64_t rows, int64_t nq, int64_t off,
                               const int64_t* __restrict__ row_ptr, int32_t* __restrict__ indices) {
-  const int lane = threadIdx.x & 31;
   const int64_t warps = int64_t(gridDim.x) * (blockDim.x >> 5);
   for (int64_t r = int64_t(blockIdx.x) * (blockDim.x >> 5) + (threadIdx.x >> 5); r < rows;
-       r += warps) {
-    const int32_t* src = tri + tri_row_start(r, nq, off);
-    int32_t* dst = indices + row_ptr[r];
-    const int c = counts[r];
-    for (int t = lane; t < c; t += 32) dst[t] = src[t];
-  }
+       r += warps)
+    gather_row(counts, tri, r, nq, off, row_ptr, indices, threadIdx.x & 31);
 }
 
-__global__ void tri_starts_kernel(int64_t rows, int64_t nq, int64_t off,
-                                  int64_t* __restrict__ row_start) {
-  const int64_t stride = int64_t(gridDim.x) * blockDim.x;
-  for (int64_t r = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; r < rows; r += stride)
-    row_start[r] = tri_row_start(r, nq, off);
+constexpr int kGatherThreads = 256;
+constexpr int kGatherRows = 64;  // rows per block of gather_segments: 8 per warp
+
+__global__ void __launch_bounds__(kGatherThreads)
+    gather_segments_kernel(const GatherSegment* __restrict__ segs, int count) {
+  __shared__ int found;
+  const int64_t unit = blockIdx.x;
+  if (threadIdx.x == 0) {
+    int lo = 0, hi = count - 1;  // the last selection starting at or before this unit
+    while (lo < hi) {
+      const int mid = (lo + hi + 1) / 2;
+      if (segs[mid].unit0 <= unit)
+        lo = mid;
+      else
+        hi = mid - 1;
+    }
+    found = lo;
+  }
+  __syncthreads();
+  const GatherSegment g = segs[found];
+  const int64_t r0 = (unit - g.unit0) * kGatherRows;
+  const int64_t r_end = min(g.rows, r0 + kGatherRows);
+  for (int64_t r = r0 + (threadIdx.x >> 5); r < r_end; r += kGatherThreads / 32)
+    gather_row(g.counts, g.tri_indices, r, g.nq, g.off, g.row_ptr, g.indices, threadIdx.x & 31);
 }
 
 unsigned grid_for(int64_t items, int per_block) {
@@ -190,19 +217,23 @@ cudaError_t scan_segments(const ScanSegment* segments, int count, int64_t chunks
   return launch_scan(ManySets{segments, count, workspace, totals}, chunks, stream);
 }
 
+int64_t gather_units(int64_t rows) { return (rows + kGatherRows - 1) / kGatherRows; }
+
+cudaError_t gather_segments(const GatherSegment* segments, int count, int64_t units,
+                            cudaStream_t stream) {
+  if (count <= 0 || units <= 0) return cudaSuccess;
+  if (units > 0x7fffffff) return cudaErrorInvalidValue;
+  gather_segments_kernel<<<static_cast<unsigned>(units), kGatherThreads, 0, stream>>>(segments,
+                                                                                      count);
+  return cudaGetLastError();
+}
+
 cudaError_t gather_selection(const int32_t* counts, const int32_t* tri_indices, int64_t rows,
                              int64_t nq, int64_t off, const int64_t* row_ptr, int32_t* indices,
                              cudaStream_t stream) {
   if (rows <= 0) return cudaSuccess;
   gather_kernel<<<grid_for(rows, 8), 256, 0, stream>>>(counts, tri_indices, rows, nq, off, row_ptr,
                                                        indices);
-  return cudaGetLastError();
-}
-
-cudaError_t tri_row_starts(int64_t rows, int64_t nq, int64_t off, int64_t* row_start,
-                           cudaStream_t stream) {
-  if (rows <= 0) return cudaSuccess;
-  tri_starts_kernel<<<grid_for(rows, 256), 256, 0, stream>>>(rows, nq, off, row_start);
   return cudaGetLastError();
 }
 

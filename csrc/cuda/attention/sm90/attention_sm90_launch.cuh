@@ -15,6 +15,7 @@
 #include "cuda/attention/sm90/attention_sm90_kernel.cuh"
 #include "cuda/attention/sm90/sm90_tile_scheduler.cuh"
 #include "cuda/attention/sm90/sm90_traits.cuh"
+#include "cuda/common/dynamic_smem.h"
 #include "cuda/common/kernel_image.h"
 
 namespace prism::cuda::attn::sm90 {
@@ -71,7 +72,7 @@ cudaError_t launch_fwd_impl(const FwdParams& p, const AttentionPlan& plan, cudaS
   }
   auto kernel = attn_fwd_sm90_kernel<T, D, Scheduler>;
   constexpr int smem = KT::kSmemBytes;
-  cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+  cudaError_t e = fixed_smem_limit(reinterpret_cast<const void*>(kernel), smem);
   if (e != cudaSuccess) return e;
   kernel<<<static_cast<unsigned>(plan.grid), KT::kThreads, smem, stream>>>(prm);
   return cudaGetLastError();

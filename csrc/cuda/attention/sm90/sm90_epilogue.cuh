@@ -44,7 +44,7 @@ struct Epilogue {
       inv[hf] = inv_row_sum(sum);
       const int r = th.rloc + hf * 8;
       if (p.lse != nullptr && (th.lane & 3) == 0 && r >= row_lo && r < rows_valid)
-        p.lse[int64_t(w.bh) * p.nq + w.row0 + r] = row_lse(acc.off[hf], sum);
+        p.lse[int64_t(w.bh) * p.lse_sh + w.row0 + r] = row_lse(acc.off[hf], sum);
     }
     if constexpr (Scheduler::kPersistent)
       store_from_registers(p, gO, acc, inv, row_lo, rows_valid, th);
