@@ -336,6 +336,32 @@ static void check_arguments() {
   expect_invalid(
       "variant 9", [&] { describe_call(q, q, q, out(q), BlockList{}, ap, 9, true); },
       "does not exist");
+  // Block lists: counts and indices together; row starts exactly when not
+  // triangular (a triangular list's starts are computed where read).
+  static const int32_t counts[1] = {1}, indices[1] = {0};
+  static const int64_t starts[1] = {0};
+  const BlockList csr{counts, starts, indices, 1, false};
+  const BlockList tri{counts, nullptr, indices, 1, true};
+  EXPECT(describe_call(q, q, q, out(q), csr, ap, kAuto, true).sparse);
+  EXPECT(describe_call(q, q, q, out(q), tri, ap, kAuto, true).sparse);
+  const BlockList bad_lists[] = {{counts, nullptr, indices, 1, false},
+                                 {counts, starts, indices, 1, true},
+                                 {counts, starts, nullptr, 1, false},
+                                 {nullptr, nullptr, indices, 1, false},
+                                 {nullptr, nullptr, nullptr, 0, true}};
+  for (const BlockList& l : bad_lists)
+    expect_invalid(
+        "block list", [&] { describe_call(q, q, q, out(q), l, ap, kAuto, true); },
+        "list.counts and list.indices");
+  // LSE rows: contiguous (stride 0 or n) or further apart, never overlapping.
+  OutView wide = out(q);
+  wide.lse_stride = q.n + 5;
+  EXPECT(!describe_call(q, q, q, wide, BlockList{}, ap, kAuto, true).sparse);
+  OutView tight = out(q);
+  tight.lse_stride = q.n - 1;
+  expect_invalid(
+      "lse stride", [&] { describe_call(q, q, q, tight, BlockList{}, ap, kAuto, true); },
+      "lse rows must not overlap");
   // The support table agrees with the checks.
   EXPECT(attention_unsupported(DType::BF16, 128, 128) == Unsupported::kNone);
   EXPECT(attention_unsupported(DType::F32, 96, 16) == Unsupported::kHeadDim);
