@@ -267,6 +267,10 @@ export interface NativeTesting {
   driverReason(driverVersion: number, requiredVersion: number): string;
   /** Whether the device's primary CUDA context exists in this process (asked without creating one). */
   primaryContextActive(device: number): boolean;
+  /** The calling thread's current CUDA device (cudaGetDevice; CUDA builds only). */
+  currentDevice(): number;
+  /** Makes `device` current on the calling thread (cudaSetDevice; CUDA builds only). */
+  setCurrentDevice(device: number): void;
   /** An External value this addon's tensors did not make, to show that it is refused. */
   foreignExternal(): unknown;
   /** The workspace buffer size a request of `bytes` is given (CUDA builds only). */

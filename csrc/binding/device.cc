@@ -45,7 +45,7 @@ CudaStatus discover() {
 }  // namespace
 
 DeviceContext::DeviceContext(int device) : device_(device) {
-  use_device(device);
+  DeviceScope scope(device);  // first use may come from any thread
   check_cuda(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking),
              "cudaStreamCreateWithFlags");
   for (cudaStream_t& s : side_)
@@ -72,6 +72,18 @@ bool device_context_created(int device) {
 }
 
 void use_device(int device) { check_cuda(cudaSetDevice(device), "cudaSetDevice"); }
+
+DeviceScope::DeviceScope(int device) {
+  check_cuda(cudaGetDevice(&previous_), "cudaGetDevice");
+  if (previous_ != device) {
+    use_device(device);
+    changed_ = true;
+  }
+}
+
+DeviceScope::~DeviceScope() {
+  if (changed_) cudaSetDevice(previous_);  // no throw from a destructor; it was current before
+}
 
 cudaStream_t use_device_stream(int device) {
   use_device(device);

@@ -80,6 +80,22 @@ bool device_context_created(int device);
 // cudaSetDevice, checked. Worker threads call it before any other CUDA call.
 void use_device(int device);
 
+// Makes `device` current on the calling thread for its lifetime, then makes
+// the thread's previous device current again: the JS thread's current device
+// belongs to whatever else in the process uses CUDA. Sets nothing when
+// `device` is already current.
+class DeviceScope {
+ public:
+  explicit DeviceScope(int device);
+  ~DeviceScope();
+  DeviceScope(const DeviceScope&) = delete;
+  DeviceScope& operator=(const DeviceScope&) = delete;
+
+ private:
+  int previous_ = 0;
+  bool changed_ = false;
+};
+
 // use_device(device), then the device's own stream.
 cudaStream_t use_device_stream(int device);
 #endif

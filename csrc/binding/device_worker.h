@@ -44,14 +44,14 @@ class DeviceWorker : public PromiseWorker {
 #if PRISM_WITH_CUDA
   virtual void run_gpu() = 0;
 
-  // Calling thread: makes `device` current, sets `out` to the op's stream
-  // (op_stream) and runs body(), which enqueues on it. If that throws, the
-  // error is kept for run(), which waits for `out` first and then rejects:
-  // the calling thread never waits for the GPU.
+  // Calling thread: makes `device` current (until it returns), sets `out` to
+  // the op's stream (op_stream) and runs body(), which enqueues on it. If
+  // that throws, the error is kept for run(), which waits for `out` first and
+  // then rejects: the calling thread never waits for the GPU.
   template <class Body>
   void enqueue_or_defer(int device, uint64_t stream, cudaStream_t& out, Body&& body) {
     try {
-      use_device(device);
+      DeviceScope scope(device);
       out = op_stream(device, stream);
       enqueue_stream_ = out;
       body();

@@ -59,13 +59,11 @@ Napi::Value memory_stats(const Napi::CallbackInfo& info) {
       lent = static_cast<double>(pool.lent_bytes());
       // Only where the package already has a context: querying would create one.
       if (device_context_created(device)) {
-        int previous = 0;
-        check_cuda(cudaGetDevice(&previous), "cudaGetDevice");
-        use_device(device);
         size_t f = 0, t = 0;
-        cudaError_t e = cudaMemGetInfo(&f, &t);
-        cudaSetDevice(previous);
-        check_cuda(e, "cudaMemGetInfo");
+        {
+          DeviceScope scope(device);
+          check_cuda(cudaMemGetInfo(&f, &t), "cudaMemGetInfo");
+        }
         free_bytes = Napi::Number::New(env, static_cast<double>(f));
         total_bytes = Napi::Number::New(env, static_cast<double>(t));
       }

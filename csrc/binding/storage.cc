@@ -57,17 +57,17 @@ std::shared_ptr<Storage> Storage::allocate(int device, size_t bytes) {
   // on a caller's stream made to wait for it, so no host synchronisation is
   // needed here.
   DeviceContext& ctx = device_context(device);
-  int previous = 0;
-  check_cuda(cudaGetDevice(&previous), "cudaGetDevice");
-  use_device(device);
   void* p = nullptr;
-  // Out of memory, idle workspace buffers go back first (malloc_async).
-  cudaError_t e = workspace_pool(device).malloc_async(&p, bytes, ctx.stream());
-  if (e == cudaSuccess) {
-    e = cudaMemsetAsync(p, 0, bytes, ctx.stream());
-    if (e != cudaSuccess) cudaFreeAsync(p, ctx.stream());
+  cudaError_t e;
+  {
+    DeviceScope scope(device);
+    // Out of memory, idle workspace buffers go back first (malloc_async).
+    e = workspace_pool(device).malloc_async(&p, bytes, ctx.stream());
+    if (e == cudaSuccess) {
+      e = cudaMemsetAsync(p, 0, bytes, ctx.stream());
+      if (e != cudaSuccess) cudaFreeAsync(p, ctx.stream());
+    }
   }
-  cudaSetDevice(previous);
   check_cuda(e, e == cudaErrorMemoryAllocation ? "cudaMallocAsync" : "tensor allocation");
   return own(device, p, bytes);
 #else
@@ -122,11 +122,11 @@ void Storage::free_memory(int device, void* data, size_t bytes) noexcept {
   // Nothing here may throw (a destructor calls it): failures are reported on stderr.
   try {
     cudaStream_t stream = device_context(device).stream();
-    int previous = 0;
-    cudaGetDevice(&previous);
-    cudaSetDevice(device);
-    cudaError_t e = cudaFreeAsync(data, stream);
-    cudaSetDevice(previous);
+    cudaError_t e;
+    {
+      DeviceScope scope(device);
+      e = cudaFreeAsync(data, stream);
+    }
     if (e != cudaSuccess)
       std::fprintf(stderr, "prism-attention: %s\n", cuda_error_text(e, "cudaFreeAsync").c_str());
   } catch (const std::exception& x) {

@@ -29,19 +29,6 @@ namespace {
 #if !PRISM_WITH_CUDA
 [[noreturn]] void no_cuda() { throw_error("prism-attention was built without CUDA support"); }
 #else
-// Restores the calling thread's current device (these helpers run on the main thread).
-class DeviceScope {
- public:
-  explicit DeviceScope(int device) {
-    check_cuda(cudaGetDevice(&previous_), "cudaGetDevice");
-    use_device(device);
-  }
-  ~DeviceScope() { cudaSetDevice(previous_); }
-
- private:
-  int previous_ = 0;
-};
-
 uint64_t get_stream_handle(Napi::Value v) {
   if (!v.IsBigInt()) throw_type("stream must be a bigint");
   bool lossless = true;
@@ -231,6 +218,34 @@ Napi::Value workspace_evictions(const Napi::CallbackInfo& info) {
   });
 }
 
+// currentDevice(): the calling thread's current CUDA device (cudaGetDevice);
+// setCurrentDevice(device): cudaSetDevice on the calling thread. For tests
+// that the package's calls leave the JS thread's current device as it was.
+Napi::Value current_device(const Napi::CallbackInfo& info) {
+  return js_guard(info.Env(), [&]() -> Napi::Value {
+#if PRISM_WITH_CUDA
+    int device = 0;
+    check_cuda(cudaGetDevice(&device), "cudaGetDevice");
+    return Napi::Number::New(info.Env(), device);
+#else
+    no_cuda();
+#endif
+  });
+}
+
+Napi::Value set_current_device(const Napi::CallbackInfo& info) {
+  return js_guard(info.Env(), [&]() -> Napi::Value {
+    int device = static_cast<int>(get_integer(arg(info, 0), "device", 0, 1023));
+    require_device(device);
+#if PRISM_WITH_CUDA
+    use_device(device);
+    return info.Env().Undefined();
+#else
+    no_cuda();
+#endif
+  });
+}
+
 // foreignExternal(): an External this addon's tensors did not make (what
 // another addon could hand over), for tests that such a value is refused.
 Napi::Value foreign_external(const Napi::CallbackInfo& info) {
@@ -278,6 +293,8 @@ Napi::Object testing_exports(Napi::Env env) {
   t.Set("driverReason", Napi::Function::New<driver_reason>(env, "driverReason"));
   t.Set("primaryContextActive",
         Napi::Function::New<primary_context_active>(env, "primaryContextActive"));
+  t.Set("currentDevice", Napi::Function::New<current_device>(env, "currentDevice"));
+  t.Set("setCurrentDevice", Napi::Function::New<set_current_device>(env, "setCurrentDevice"));
   t.Set("foreignExternal", Napi::Function::New<foreign_external>(env, "foreignExternal"));
   t.Set("workspaceSizeClass", Napi::Function::New<workspace_size_class>(env, "workspaceSizeClass"));
   t.Set("workspaceEvictions", Napi::Function::New<workspace_evictions>(env, "workspaceEvictions"));
