@@ -213,10 +213,7 @@ class SummarizeWorker : public DeviceWorker {
     use_device(a_.device);
     drain_on_error(stream_, [&] {
       wait_for_stream(stream_, "summarizeKeys");
-      float ms = 0.f;
-      check_cuda(cudaEventElapsedTime(&ms, events_[0]->get(), events_[1]->get()),
-                 "cudaEventElapsedTime");
-      ms_ = ms;
+      ms_ = elapsed_ms(*events_[0], *events_[1]);
     });
   }
 

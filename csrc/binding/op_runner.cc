@@ -45,12 +45,7 @@ std::vector<double> time_on_gpu(int device, const Timing& timing, size_t workspa
     wait_for_stream(stream, name);
     workspace.mark_done();
     std::vector<double> ms;
-    for (auto& m : marks) {
-      float elapsed = 0;
-      check_cuda(cudaEventElapsedTime(&elapsed, m.first.get(), m.second.get()),
-                 "cudaEventElapsedTime");
-      ms.push_back(elapsed);
-    }
+    for (auto& m : marks) ms.push_back(elapsed_ms(m.first, m.second));
     return ms;
   } catch (...) {
     // Work already enqueued may still read tensors and host buffers: let it finish.

@@ -177,6 +177,19 @@ class VarlenWorker : public DeviceWorker {
     return plan.lanes;
   }
 
+  // A sequence's own workspace parts (bytes, 256-aligned; 0 where the caller's
+  // buffers hold it): its triangular selection, counts, row pointers, temperatures.
+  struct SeqParts {
+    size_t tri, counts, row_ptr, temps;
+    size_t total() const { return tri + counts + row_ptr + temps; }
+  };
+  SeqParts parts_of(const SeqWork& s) const {
+    return {align256(sizeof(int32_t) * static_cast<size_t>(s.tri > 0 ? s.tri : 1)),
+            s.sel.counts ? 0 : align256(sizeof(int32_t) * s.rows),
+            s.row_ptr ? 0 : align256(sizeof(int64_t) * (s.rows + 1)),
+            s.sel.temps ? 0 : align256(sizeof(float) * 2 * a_.heads)};
+  }
+
   void enqueue_all() {
     const bool paged = a_.spec.paged;
     const size_t n = a_.seqs.size();
@@ -204,10 +217,7 @@ class VarlenWorker : public DeviceWorker {
         l.est = std::max(l.est, align256(prism::cuda::estimate_workspace_bytes(s.q, s.k, a_.ep)));
         scan_chunks += prism::cuda::scan_chunks(s.rows);
         ++scan_sets;
-        own[i] = align256(sizeof(int32_t) * static_cast<size_t>(s.tri > 0 ? s.tri : 1)) +
-                 (s.sel.counts ? 0 : align256(sizeof(int32_t) * s.rows)) +
-                 (s.row_ptr ? 0 : align256(sizeof(int64_t) * (s.rows + 1))) +
-                 (s.sel.temps ? 0 : align256(sizeof(float) * 2 * a_.heads));
+        own[i] = parts_of(s).total();
       }
       if (a_.attention) {
         const BlockList& bl = a_.estimate ? sparse : s.list;
@@ -293,15 +303,11 @@ class VarlenWorker : public DeviceWorker {
           gather(s, l, on, l.kv_ready, k, v);
         }
         BlockMaskOut o = s.sel;
-        tri_[i] = reinterpret_cast<int32_t*>(
-            take(align256(sizeof(int32_t) * static_cast<size_t>(s.tri > 0 ? s.tri : 1))));
-        if (!o.counts)
-          o.counts = reinterpret_cast<int32_t*>(take(align256(sizeof(int32_t) * s.rows)));
-        rp_[i] = s.row_ptr
-                     ? s.row_ptr
-                     : reinterpret_cast<int64_t*>(take(align256(sizeof(int64_t) * (s.rows + 1))));
-        if (!o.temps)
-          o.temps = reinterpret_cast<float*>(take(align256(sizeof(float) * 2 * a_.heads)));
+        const SeqParts parts = parts_of(s);
+        tri_[i] = reinterpret_cast<int32_t*>(take(parts.tri));
+        if (!o.counts) o.counts = reinterpret_cast<int32_t*>(take(parts.counts));
+        rp_[i] = s.row_ptr ? s.row_ptr : reinterpret_cast<int64_t*>(take(parts.row_ptr));
+        if (!o.temps) o.temps = reinterpret_cast<float*>(take(parts.temps));
         o.indices = tri_[i];
         counts_[i] = o.counts;
         check_cuda(prism::cuda::estimate(s.q, k, a_.ep, o, l.est, on, &s.keys),

@@ -94,25 +94,33 @@ struct OneSet {
 };
 
 // Many row sets (ScanSegment, in chunk order): block b scans chunk b of all.
+// The CTA's segment: the last of `count` segments whose first unit (start(i))
+// is at or before `unit`, found by thread 0 and shared with the CTA.
+template <class Start>
+__device__ int cta_segment(int count, int64_t unit, Start start) {
+  __shared__ int found;
+  if (threadIdx.x == 0) {
+    int lo = 0, hi = count - 1;
+    while (lo < hi) {
+      const int mid = (lo + hi + 1) / 2;
+      if (start(mid) <= unit)
+        lo = mid;
+      else
+        hi = mid - 1;
+    }
+    found = lo;
+  }
+  __syncthreads();
+  return found;
+}
+
 struct ManySets {
   const ScanSegment* segs;
   int count;
   int64_t* partial;
   int64_t* totals;
   __device__ ChunkAt at(int64_t c) const {
-    __shared__ int found;
-    if (threadIdx.x == 0) {
-      int lo = 0, hi = count - 1;  // the last set starting at or before c
-      while (lo < hi) {
-        const int mid = (lo + hi + 1) / 2;
-        if (segs[mid].chunk0 <= c)
-          lo = mid;
-        else
-          hi = mid - 1;
-      }
-      found = lo;
-    }
-    __syncthreads();
+    const int found = cta_segment(count, c, [&](int i) { return segs[i].chunk0; });
     const ScanSegment g = segs[found];
     return {g.counts, g.row_ptr, g.rows, c - g.chunk0, partial + g.chunk0, totals + found};
   }
@@ -170,21 +178,8 @@ constexpr int kGatherRows = 64;  // rows per block of gather_segments: 8 per war
 
 __global__ void __launch_bounds__(kGatherThreads)
     gather_segments_kernel(const GatherSegment* __restrict__ segs, int count) {
-  __shared__ int found;
   const int64_t unit = blockIdx.x;
-  if (threadIdx.x == 0) {
-    int lo = 0, hi = count - 1;  // the last selection starting at or before this unit
-    while (lo < hi) {
-      const int mid = (lo + hi + 1) / 2;
-      if (segs[mid].unit0 <= unit)
-        lo = mid;
-      else
-        hi = mid - 1;
-    }
-    found = lo;
-  }
-  __syncthreads();
-  const GatherSegment g = segs[found];
+  const GatherSegment g = segs[cta_segment(count, unit, [&](int i) { return segs[i].unit0; })];
   const int64_t r0 = (unit - g.unit0) * kGatherRows;
   const int64_t r_end = min(g.rows, r0 + kGatherRows);
   for (int64_t r = r0 + (threadIdx.x >> 5); r < r_end; r += kGatherThreads / 32)
