@@ -351,15 +351,17 @@ __device__ __forceinline__ void write_row(const SelArgs& a, uint32_t* br, int64_
     }
   }
   const uint32_t lt = (1u << lane) - 1u;
-  int32_t* ind = a.indices + tri_row_start(rowid, a.nq, a.off);
-  uint32_t run = 0;
+  int32_t* const ind = a.indices + tri_row_start(rowid, a.nq, a.off);
+  // A pointer that moves past each word's entries: the store's address is one
+  // 32-bit offset from it (a 64-bit sum per store cost 4 instructions).
+  int32_t* out = ind;
   const int nw = (V + 31) >> 5;
-  for (int e = 0; e < nw; ++e) {
+  for (int e = 0, j = lane; e < nw; ++e, j += 32) {
     const uint32_t word = br[e];
-    if ((word >> lane) & 1u) ind[run + __popc(word & lt)] = e * 32 + lane;
-    run += __popc(word);
+    if ((word >> lane) & 1u) out[__popc(word & lt)] = j;
+    out += __popc(word);
   }
-  if (lane == 0) a.counts[rowid] = (int32_t)run;
+  if (lane == 0) a.counts[rowid] = (int32_t)(out - ind);
 }
 
 }  // namespace prism::cuda::sel
