@@ -2,9 +2,14 @@
 
 #include <memory>
 #include <mutex>
+#include <string>
 #include <vector>
 
 #include "binding/errors.h"
+
+#if PRISM_WITH_CUDA
+#include <cuda.h>
+#endif
 
 namespace prism::binding {
 
@@ -82,7 +87,35 @@ DeviceScope::DeviceScope(int device) {
 }
 
 DeviceScope::~DeviceScope() {
-  if (changed_) cudaSetDevice(previous_);  // no throw from a destructor; it was current before
+  if (!changed_) return;
+  try {
+    if (primary_context_active(previous_)) cudaSetDevice(previous_);
+  } catch (...) {
+    // no driver entry points: leave the device set (a destructor must not throw)
+  }
+}
+
+bool primary_context_active(int device) {
+  using GetDevice = CUresult (*)(CUdevice*, int);
+  using GetState = CUresult (*)(CUdevice, unsigned int*, int*);
+  auto entry = [](const char* name) -> void* {
+    void* f = nullptr;
+    cudaDriverEntryPointQueryResult q = cudaDriverEntryPointSymbolNotFound;
+    if (cudaGetDriverEntryPointByVersion(name, &f, 12000, cudaEnableDefault, &q) != cudaSuccess ||
+        q != cudaDriverEntryPointSuccess || f == nullptr) {
+      cudaGetLastError();
+      throw_error(std::string("driver entry point ") + name + " not found");
+    }
+    return f;
+  };
+  static const auto get_device = reinterpret_cast<GetDevice>(entry("cuDeviceGet"));
+  static const auto get_state = reinterpret_cast<GetState>(entry("cuDevicePrimaryCtxGetState"));
+  CUdevice dev = 0;
+  unsigned int flags = 0;
+  int active = 0;
+  if (get_device(&dev, device) != CUDA_SUCCESS || get_state(dev, &flags, &active) != CUDA_SUCCESS)
+    throw_error("cuDevicePrimaryCtxGetState failed");
+  return active != 0;
 }
 
 cudaStream_t use_device_stream(int device) {

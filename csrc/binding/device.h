@@ -80,10 +80,18 @@ bool device_context_created(int device);
 // cudaSetDevice, checked. Worker threads call it before any other CUDA call.
 void use_device(int device);
 
+// Whether `device`'s primary context exists in this process, asked through
+// the driver without creating one (cuDevicePrimaryCtxGetState). Throws if the
+// driver's entry points cannot be found.
+bool primary_context_active(int device);
+
 // Makes `device` current on the calling thread for its lifetime, then makes
 // the thread's previous device current again: the JS thread's current device
 // belongs to whatever else in the process uses CUDA. Sets nothing when
-// `device` is already current.
+// `device` is already current. The previous device is set back only when its
+// primary context exists: from CUDA 12 setting a device creates its context,
+// and a process that only uses cuda:1 should not get one on device 0 (the
+// default device of a thread that never chose one).
 class DeviceScope {
  public:
   explicit DeviceScope(int device);

@@ -16,8 +16,6 @@
 #include "binding/varlen.h"
 #include "binding/views.h"
 #if PRISM_WITH_CUDA
-#include <cuda.h>
-
 #include "binding/cuda_sync.h"
 #include "binding/memory.h"
 #endif
@@ -146,31 +144,12 @@ Napi::Value driver_reason(const Napi::CallbackInfo& info) {
 // primaryContextActive(device): whether the device's primary CUDA context
 // exists in this process, read through the driver without creating one (for
 // tests that calls which only describe devices create none).
-Napi::Value primary_context_active(const Napi::CallbackInfo& info) {
+Napi::Value primary_context_active_js(const Napi::CallbackInfo& info) {
   return js_guard(info.Env(), [&]() -> Napi::Value {
     int device = static_cast<int>(get_integer(arg(info, 0), "device", 0, 1023));
     require_device(device);
 #if PRISM_WITH_CUDA
-    using GetDevice = CUresult (*)(CUdevice*, int);
-    using GetState = CUresult (*)(CUdevice, unsigned int*, int*);
-    auto entry = [](const char* name) -> void* {
-      void* f = nullptr;
-      cudaDriverEntryPointQueryResult q = cudaDriverEntryPointSymbolNotFound;
-      if (cudaGetDriverEntryPointByVersion(name, &f, 12000, cudaEnableDefault, &q) != cudaSuccess ||
-          q != cudaDriverEntryPointSuccess || f == nullptr) {
-        cudaGetLastError();
-        throw_error(std::string("driver entry point ") + name + " not found");
-      }
-      return f;
-    };
-    auto get_device = reinterpret_cast<GetDevice>(entry("cuDeviceGet"));
-    auto get_state = reinterpret_cast<GetState>(entry("cuDevicePrimaryCtxGetState"));
-    CUdevice dev = 0;
-    unsigned int flags = 0;
-    int active = 0;
-    if (get_device(&dev, device) != CUDA_SUCCESS || get_state(dev, &flags, &active) != CUDA_SUCCESS)
-      throw_error("cuDevicePrimaryCtxGetState failed");
-    return Napi::Boolean::New(info.Env(), active != 0);
+    return Napi::Boolean::New(info.Env(), primary_context_active(device));
 #else
     no_cuda();
 #endif
@@ -292,7 +271,7 @@ Napi::Object testing_exports(Napi::Env env) {
   t.Set("copyAfterDelay", Napi::Function::New<copy_after_delay>(env, "copyAfterDelay"));
   t.Set("driverReason", Napi::Function::New<driver_reason>(env, "driverReason"));
   t.Set("primaryContextActive",
-        Napi::Function::New<primary_context_active>(env, "primaryContextActive"));
+        Napi::Function::New<primary_context_active_js>(env, "primaryContextActive"));
   t.Set("currentDevice", Napi::Function::New<current_device>(env, "currentDevice"));
   t.Set("setCurrentDevice", Napi::Function::New<set_current_device>(env, "setCurrentDevice"));
   t.Set("foreignExternal", Napi::Function::New<foreign_external>(env, "foreignExternal"));
