@@ -203,7 +203,7 @@ class VarlenWorker : public DeviceWorker {
     std::vector<LaneSizes> ls(nl);
     int64_t scan_chunks = 0;  // every estimated sequence's counts, scanned in two launches
     size_t scan_sets = 0;
-    std::vector<size_t> own(n, 0);
+    size_t own = 0;    // every sequence's own parts
     BlockList sparse;  // only its being sparse matters to the workspace size
     sparse.counts = reinterpret_cast<const int32_t*>(1);
     sparse.indices = reinterpret_cast<const int32_t*>(1);
@@ -217,7 +217,7 @@ class VarlenWorker : public DeviceWorker {
         l.est = std::max(l.est, align256(prism::cuda::estimate_workspace_bytes(s.q, s.k, a_.ep)));
         scan_chunks += prism::cuda::scan_chunks(s.rows);
         ++scan_sets;
-        own[i] = parts_of(s).total();
+        own += parts_of(s).total();
       }
       if (a_.attention) {
         const BlockList& bl = a_.estimate ? sparse : s.list;
@@ -234,7 +234,7 @@ class VarlenWorker : public DeviceWorker {
                           align256(sizeof(int64_t) * scan_sets) + gather_b;
     size_t total = scan_b + table;
     for (const LaneSizes& l : ls) total += l.est + l.att + l.kv * (a_.attention ? 2 : 1);
-    for (size_t b : own) total += b;
+    total += own;
     scratch_ = std::make_unique<StreamBuffer>(total, stream_);
     char* p = static_cast<char*>(scratch_->get());
     char* const end = p + total;

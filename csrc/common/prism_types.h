@@ -48,6 +48,8 @@ struct OutView {
   int64_t stride_b = 0, stride_h = 0, stride_n = 0;
   float* lse = nullptr;
   int64_t lse_stride = 0;
+  // Rows of the LSE of one (b, h) may not run into the next one's.
+  bool lse_rows_overlap() const { return lse_stride != 0 && lse_stride < n; }
 };
 
 // Fully resolved options (the TypeScript layer fills defaults and validates).

@@ -37,7 +37,7 @@ void check_args(const QkvView& q, const QkvView& k, const QkvView& v, const OutV
     fail("v must have the shape of k");
   if (o.batch != q.batch || o.heads != q.heads || o.n != q.n || o.d != q.d)
     fail("o must have the shape of q");
-  if (o.lse_stride != 0 && o.lse_stride < o.n) fail("lse rows must not overlap (lse_stride >= n)");
+  if (o.lse_rows_overlap()) fail("lse rows must not overlap (lse_stride >= n)");
   detail::check_block(p.block, "attention");
 }
 

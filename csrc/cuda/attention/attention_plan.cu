@@ -141,7 +141,7 @@ PlanRequest describe_call(const QkvView& q, const QkvView& k, const QkvView& v, 
       (list.counts == nullptr && (list.row_start != nullptr || list.triangular)))
     bad("list.counts and list.indices must both be set or both be null, with row starts exactly "
         "when set and not triangular");
-  if (o.lse_stride != 0 && o.lse_stride < o.n) bad("lse rows must not overlap (lse_stride >= n)");
+  if (o.lse_rows_overlap()) bad("lse rows must not overlap (lse_stride >= n)");
   if (!(ap.softmax_scale >= 0.f) || !std::isfinite(ap.softmax_scale))
     bad("softmax_scale must be finite and >= 0 (0 = 1/sqrt(d))");
   check_view(q, "q");
