@@ -277,7 +277,7 @@ export interface NativeTesting {
   workspaceSizeClass(bytes: number): number;
   /** Indices of the idle workspace buffers (their sizes) freed before a new one of `want` bytes is made (CUDA builds only). */
   workspaceEvictions(idleSizes: number[], want: number): number[];
-  /** Which stream each sequence of a CUDA ragged batch runs on (plan_lanes, varlen.h); kvTokenBytes: paged K+V bytes of a key, 0 packed. */
+  /** Which stream each sequence of a CUDA ragged batch runs on (plan_lanes, varlen.h); kvTokenBytes: the gathered bytes of a key (paged keys for the estimation), 0 when nothing is gathered. */
   planLanes(lengths: Array<[number, number]>, heads: number, kvTokenBytes: number, maxLanes: number): { lanes: number; lane: number[] };
 }
 

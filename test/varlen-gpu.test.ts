@@ -1,6 +1,7 @@
 // Ragged batches and paged KV caches on cuda:0 (bf16 / fp16, d 64 / 128,
 // blocks 64 / 128): a packed batch equals its sequences run one at a time,
-// paged equals packed K/V for every page size and both layouts, and chunked
+// paged equals packed K/V bit for bit for every page size and both layouts
+// (the pools' unused slots hold NaN), and chunked
 // prefill over a paged cache equals the one-shot prefill's rows. Selections
 // must be equal; outputs agree within the dtype's tolerance (and are reported
 // when not bitwise equal). Skipped with a notice without a GPU; fails with
@@ -112,23 +113,44 @@ describeGpu('ragged batches (GPU)', () => {
   });
 });
 
+// The attention kernels read paged K/V in place, page by page (the Hopper
+// kernel by TMA boxes of min(page, 128) rows, the last page through its own
+// map; the portable kernel row by row): the same kernel over the same keys
+// as packed K/V, so the same bits. The pools hold NaN wherever no sequence's
+// key lies (pagePools), which a read past a sequence's last key would leak.
 describeGpu('paged KV (GPU)', () => {
-  const cfgs = named(configs.slice(0, 2));
   const pages = [16, 32, 64, 128, 256].flatMap((p) => (['NHD', 'HND'] as const).map((l) => [p, l] as const));
-  test.each(cfgs.flatMap(([n, cfg]) => pages.map(([p, l]) => [`${n}, page ${p}, ${l}`, cfg, p, l] as const)))(
-    'paged equals packed K/V (%s)',
+  async function pagedEqualsPacked(cfg: Config, pageSize: number, kvLayout: 'NHD' | 'HND'): Promise<void> {
+    const c = caseOf(cfg);
+    const t = await packed(c, DEVICE);
+    const { pools, k: kp, v: vp } = await pagedKV(c, pageSize, kvLayout, pageSize, DEVICE);
+    const opts = { block: cfg.block, returnLse: true as const };
+    const want = await prefillVarlen(t.q, t.k, t.v, { cuSeqlensQ: c.cuSeqlensQ, cuSeqlensK: c.cuSeqlensK }, opts);
+    const batch: PagedBatch = { cuSeqlensQ: c.cuSeqlensQ, kvLens: pools.kvLens, pageTable: pools.pageTable, kvLayout };
+    const got = await prefillVarlen(t.q, kp, vp, batch, opts);
+    expect(await batchMaskParts(got.masks!)).toEqual(await batchMaskParts(want.masks!));
+    const out = await valuesBhnd(got.output);
+    expect(out.every(Number.isFinite)).toBe(true);
+    expect(firstDifference(out, await valuesBhnd(want.output))).toBe(-1);
+    expect(firstDifference((await got.lse!.toHost()) as Float32Array, (await want.lse!.toHost()) as Float32Array)).toBe(-1);
+    disposeAll(t.q, t.k, t.v, kp, vp, got.output, got.lse, want.output, want.lse, ...got.masks!, ...want.masks!);
+  }
+
+  test.each(named(configs).flatMap(([n, cfg]) => pages.map(([p, l]) => [`${n}, page ${p}, ${l}`, cfg, p, l] as const)))(
+    'paged equals packed K/V, bit for bit (%s)',
+    async (_, cfg, pageSize, kvLayout) => pagedEqualsPacked(cfg, pageSize, kvLayout),
+  );
+
+  // The Hopper kernel's configurations through the portable kernel too.
+  test.each(named(configs.filter((c) => c.block === 128)).flatMap(([n, cfg]) => ([[16, 'NHD'], [128, 'HND'], [256, 'NHD']] as const).map(([p, l]) => [`${n}, page ${p}, ${l}`, cfg, p, l] as const)))(
+    'paged equals packed K/V on the portable kernel (%s)',
     async (_, cfg, pageSize, kvLayout) => {
-      const c = caseOf(cfg);
-      const t = await packed(c, DEVICE);
-      const { pools, k: kp, v: vp } = await pagedKV(c, pageSize, kvLayout, pageSize, DEVICE);
-      const opts = { block: cfg.block, returnLse: true as const };
-      const want = await prefillVarlen(t.q, t.k, t.v, { cuSeqlensQ: c.cuSeqlensQ, cuSeqlensK: c.cuSeqlensK }, opts);
-      const batch: PagedBatch = { cuSeqlensQ: c.cuSeqlensQ, kvLens: pools.kvLens, pageTable: pools.pageTable, kvLayout };
-      const got = await prefillVarlen(t.q, kp, vp, batch, opts);
-      expect(await batchMaskParts(got.masks!)).toEqual(await batchMaskParts(want.masks!));
-      expectClose(await valuesBhnd(got.output), await valuesBhnd(want.output), cfg.dtype, `page ${pageSize} ${kvLayout} output`);
-      expect(relativeError((await got.lse!.toHost()) as Float32Array, (await want.lse!.toHost()) as Float32Array)).toBeLessThanOrEqual(1e-5);
-      disposeAll(t.q, t.k, t.v, kp, vp, got.output, got.lse, want.output, want.lse, ...got.masks!, ...want.masks!);
+      native().tuning.setAttention({ path: 'portable' });
+      try {
+        await pagedEqualsPacked(cfg, pageSize, kvLayout);
+      } finally {
+        native().tuning.setAttention({});
+      }
     },
   );
 
@@ -165,7 +187,7 @@ describeGpu('paged KV (GPU)', () => {
 });
 
 // Short sequences (plan_lanes: at most 1024 query tiles of 128 over the heads,
-// 128K keys, 128 MiB of paged K+V) run on several streams at once within a phase (estimations, then
+// 128K keys, 128 MiB of gathered paged keys) run on several streams at once within a phase (estimations, then
 // attentions), the others on the op's stream; the side streams are the
 // device's, shared by every call in flight. Whatever runs beside a sequence,
 // it must get what it gets alone.

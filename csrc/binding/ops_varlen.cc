@@ -3,10 +3,10 @@
 //   -> Promise<{ estimateMs, attentionMs, selected: number[], indices: (Tensor | null)[] }>
 // Ragged batches and paged KV caches (varlen.h): estimation, attention, or
 // both (prefill), run with the existing per-view backends on views offset into
-// the packed tensors. Paged keys and values are first gathered into a
-// contiguous workspace (on CUDA one per lane: for the estimation, the keys,
-// and again keys and values for the attention unless the lane has only that
-// sequence, whose values came with its keys).
+// the packed tensors. Paged keys and values: on CUDA the attention reads them
+// in place through the page table (prism::KvPages), and the estimation's keys
+// are gathered into a contiguous workspace (one per lane); on the CPU each
+// sequence's keys and values are gathered first.
 //   CPU: a loop over the sequences on the worker thread.
 //   CUDA: the calling thread enqueues the work with no host wait: first every
 //   sequence's estimation, then every sequence's attention (the first phase's
@@ -171,7 +171,8 @@ class VarlenWorker : public DeviceWorker {
     std::vector<SeqSpan> spans;
     spans.reserve(a_.seqs.size());
     for (const SeqWork& s : a_.seqs) spans.push_back(s.span);
-    const int64_t kv_token = a_.spec.paged ? 2 * kv_token_bytes() : 0;  // K and V gathered
+    // Only the estimation's keys are gathered (the attention reads the pages).
+    const int64_t kv_token = a_.spec.paged && a_.estimate ? kv_token_bytes() : 0;
     LanePlan plan = plan_lanes(spans, a_.heads, kv_token, varlen_max_lanes());
     lane_ = std::move(plan.lane);
     return plan.lanes;
@@ -198,7 +199,7 @@ class VarlenWorker : public DeviceWorker {
     // lane's largest sequence; each sequence's own parts (tri | counts |
     // rowPtr | temps) apart.
     struct LaneSizes {
-      size_t est = 0, att = 0, kv = 0, seqs = 0;
+      size_t est = 0, att = 0, kv = 0;
     };
     std::vector<LaneSizes> ls(nl);
     int64_t scan_chunks = 0;  // every estimated sequence's counts, scanned in two launches
@@ -212,7 +213,6 @@ class VarlenWorker : public DeviceWorker {
       const SeqWork& s = a_.seqs[i];
       if (s.span.nq == 0) continue;
       LaneSizes& l = ls[lane_[i]];
-      ++l.seqs;
       if (a_.estimate) {
         l.est = std::max(l.est, align256(prism::cuda::estimate_workspace_bytes(s.q, s.k, a_.ep)));
         scan_chunks += prism::cuda::scan_chunks(s.rows);
@@ -224,7 +224,7 @@ class VarlenWorker : public DeviceWorker {
         l.att =
             std::max(l.att, align256(prism::cuda::attention_workspace_bytes(s.q, s.k, bl, a_.ap)));
       }
-      if (paged) l.kv = std::max(l.kv, align256(kv_bytes(s.span.nk)));
+      if (paged && a_.estimate) l.kv = std::max(l.kv, align256(kv_bytes(s.span.nk)));
     }
     const size_t table = paged ? align256(sizeof(int32_t) * (a_.spec.pages.size() + 1)) : 0;
     const size_t gather_b =
@@ -233,7 +233,7 @@ class VarlenWorker : public DeviceWorker {
                           align256(sizeof(int64_t) * scan_chunks) +
                           align256(sizeof(int64_t) * scan_sets) + gather_b;
     size_t total = scan_b + table;
-    for (const LaneSizes& l : ls) total += l.est + l.att + l.kv * (a_.attention ? 2 : 1);
+    for (const LaneSizes& l : ls) total += l.est + l.att + l.kv;
     total += own;
     scratch_ = std::make_unique<StreamBuffer>(total, stream_);
     char* p = static_cast<char*>(scratch_->get());
@@ -246,16 +246,13 @@ class VarlenWorker : public DeviceWorker {
       return r;
     };
     struct Lane {
-      void *est, *att, *kbuf, *vbuf;
-      bool kv_ready;  // phase 2 finds the lane's one sequence's K and V gathered
+      void *est, *att, *kbuf;
     };
     std::vector<Lane> lanes(nl);
     for (size_t l = 0; l < nl; ++l) {
       lanes[l].est = take(ls[l].est);
       lanes[l].att = take(ls[l].att);
       lanes[l].kbuf = take(ls[l].kv);
-      lanes[l].vbuf = a_.attention ? take(ls[l].kv) : nullptr;
-      lanes[l].kv_ready = false;
     }
     auto* scan_sets_dev = reinterpret_cast<prism::cuda::ScanSegment*>(
         take(align256(sizeof(prism::cuda::ScanSegment) * scan_sets)));
@@ -267,14 +264,22 @@ class VarlenWorker : public DeviceWorker {
       copy_to_device_async(pages, a_.spec.pages.data(), sizeof(int32_t) * a_.spec.pages.size(),
                            stream_, table_staging_, "cudaMemcpyAsync (page table)");
 
-    // Sequence i's keys (and values, `with_v`) gathered into its lane's buffers.
-    auto gather = [&](SeqWork& s, Lane& l, cudaStream_t on, bool with_v, QkvView& k, QkvView& v) {
+    // Sequence i's keys gathered into its lane's buffer, for its estimation.
+    auto gather_keys = [&](SeqWork& s, Lane& l, cudaStream_t on) {
       const int32_t* sp = pages + s.span.page_off;
-      check_cuda(prism::cuda::gather_pages(a_.k_pool, with_v ? &a_.v_pool : nullptr, sp, s.span.nk,
-                                           l.kbuf, with_v ? l.vbuf : nullptr, on),
-                 "varlen (gather keys and values)");
-      k = contiguous_view(l.kbuf, a_.dtype, a_.hkv, s.span.nk, a_.d);
-      if (with_v) v = contiguous_view(l.vbuf, a_.dtype, a_.hkv, s.span.nk, a_.d);
+      check_cuda(prism::cuda::gather_pages(a_.k_pool, sp, s.span.nk, l.kbuf, on),
+                 "varlen (gather keys)");
+      return contiguous_view(l.kbuf, a_.dtype, a_.hkv, s.span.nk, a_.d);
+    };
+    // Sequence i's pages, as the attention reads them in place.
+    auto kv_pages = [&](const SeqWork& s) {
+      prism::KvPages pg;
+      pg.ids = pages + s.span.page_off;
+      pg.tokens = s.span.nk;
+      pg.page_size = static_cast<int32_t>(a_.spec.page_size);
+      pg.last_id =
+          s.span.nk > 0 ? a_.spec.pages[s.span.page_off + (s.span.nk - 1) / a_.spec.page_size] : -1;
+      return pg;
     };
 
     tri_.assign(n, nullptr);
@@ -296,12 +301,7 @@ class VarlenWorker : public DeviceWorker {
     // Phase 1: every sequence's estimation (with its paged keys' gather).
     if (a_.estimate) {
       phase([&](size_t i, SeqWork& s, Lane& l, cudaStream_t on) {
-        QkvView k = s.k, v = s.v;
-        if (paged) {
-          // A lane's only sequence gathers its values now too, for phase 2.
-          l.kv_ready = a_.attention && ls[lane_[i]].seqs == 1;
-          gather(s, l, on, l.kv_ready, k, v);
-        }
+        const QkvView k = paged ? gather_keys(s, l, on) : s.k;
         BlockMaskOut o = s.sel;
         const SeqParts parts = parts_of(s);
         tri_[i] = reinterpret_cast<int32_t*>(take(parts.tri));
@@ -318,19 +318,17 @@ class VarlenWorker : public DeviceWorker {
     // Phase 2: every sequence's attention over its selection (or its list).
     if (a_.attention) {
       phase([&](size_t i, SeqWork& s, Lane& l, cudaStream_t on) {
-        QkvView k = s.k, v = s.v;
-        if (paged) {
-          if (l.kv_ready) {
-            k = contiguous_view(l.kbuf, a_.dtype, a_.hkv, s.span.nk, a_.d);
-            v = contiguous_view(l.vbuf, a_.dtype, a_.hkv, s.span.nk, a_.d);
-          } else {
-            gather(s, l, on, true, k, v);
-          }
-        }
         const BlockList list =
             a_.estimate ? BlockList{counts_[i], nullptr, tri_[i], s.tri, true} : s.list;
-        check_cuda(prism::cuda::attention(s.q, k, v, out_of(s), list, a_.ap, l.att, on),
-                   "varlen (attention)");
+        if (paged) {
+          const prism::KvPages pg = kv_pages(s);
+          check_cuda(prism::cuda::attention(s.q, a_.k_pool, a_.v_pool, out_of(s), list, a_.ap,
+                                            l.att, on, &pg),
+                     "varlen (attention)");
+        } else {
+          check_cuda(prism::cuda::attention(s.q, s.k, s.v, out_of(s), list, a_.ap, l.att, on),
+                     "varlen (attention)");
+        }
       });
     }
     check_cuda(cudaEventRecord(events_[2]->get(), stream_), "cudaEventRecord");

@@ -100,6 +100,17 @@ struct BlockList {
   bool triangular = false;
 };
 
+// Keys and values read in place from page pools (the page tables of vLLM and
+// FlashInfer), for one sequence: k and v are then pools of logical shape
+// [numPages, Hkv, page_size, d] (QkvView batch = numPages, n = page_size) and
+// key t of the sequence lies in page ids[t / page_size], slot t % page_size.
+struct KvPages {
+  const int32_t* ids = nullptr;  // device: the ceil(tokens / page_size) page ids, in [0, numPages)
+  int64_t tokens = 0;            // keys of the sequence (Nk)
+  int32_t page_size = 0;         // a power of two in [16, 256]
+  int32_t last_id = -1;          // ids[(tokens - 1) / page_size], known on the host
+};
+
 // Pooled key blocks kept between calls (summarize_keys): key block j of a
 // (batch, kv head) covers keys [jB, (j+1)B) whatever the queries, so the
 // summary of a full block is fixed once its keys are written. An estimation

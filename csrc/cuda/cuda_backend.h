@@ -76,10 +76,11 @@ size_t attention_workspace_bytes(const QkvView& q, const QkvView& k, const Block
                                  const AttentionParams& p);
 
 // Block-sparse causal attention; q, k, v, o: F16 or BF16 (all the same),
-// head_dim 64 or 128. list.counts == nullptr means dense.
+// head_dim 64 or 128. list.counts == nullptr means dense. With `pages`, k and
+// v are page pools read in place through the sequence's page ids (q batch 1).
 cudaError_t attention(const QkvView& q, const QkvView& k, const QkvView& v, const OutView& o,
                       const BlockList& list, const AttentionParams& p, void* workspace,
-                      cudaStream_t stream);
+                      cudaStream_t stream, const KvPages* pages = nullptr);
 
 // As prism::cpu::mass_recall; rows and recall are device pointers.
 cudaError_t mass_recall(const QkvView& q, const QkvView& k, const BlockList& list,

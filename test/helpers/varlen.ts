@@ -168,6 +168,9 @@ export function pagePools(
   const pageTable = need.map((n) => ids.slice(next, (next += n)));
   const make = (src: Raw): Raw => {
     const pool = new (src.constructor as new (n: number) => Raw)(numPages * pageSize * c.hkv * c.d);
+    // Slots no sequence owns (past a sequence's last key, unused pages) hold NaN,
+    // as a real cache may hold anything there: nothing may read them into a result.
+    pool.fill(pool instanceof Float32Array ? NaN : 0x7fff); // 0x7fff: NaN in bf16 and in fp16
     for (let i = 0; i < c.kLens.length; i++) {
       for (let t = 0; t < c.kLens[i]; t++) {
         const page = pageTable[i][Math.floor(t / pageSize)];

@@ -32,7 +32,8 @@ cudaError_t device_facts(int device, DeviceFacts* f) {
 }
 
 FwdParams fwd_params(const QkvView& q, const QkvView& k, const QkvView& v, const OutView& o,
-                     const BlockList& list, const AttentionParams& ap, const AttentionPlan& plan) {
+                     const BlockList& list, const AttentionParams& ap, const AttentionPlan& plan,
+                     const KvPages* pages) {
   FwdParams p;
   p.q = q.data;
   p.k = k.data;
@@ -57,9 +58,16 @@ FwdParams fwd_params(const QkvView& q, const QkvView& k, const QkvView& v, const
   p.hkv = static_cast<int32_t>(k.heads);
   p.group = p.hkv > 0 ? p.hq / p.hkv : 1;
   p.nq = static_cast<int32_t>(q.n);
-  p.nk = static_cast<int32_t>(k.n);
+  const int64_t nk = pages != nullptr ? pages->tokens : k.n;
+  p.nk = static_cast<int32_t>(nk);
+  if (pages != nullptr) {
+    p.kv_pages = pages->ids;
+    p.page_shift = __builtin_ctz(static_cast<unsigned>(pages->page_size));
+    p.last_id = pages->last_id;
+    p.pool_pages = k.batch;
+  }
   p.blk = ap.block;
-  const BlockGrid grid(q.n, k.n, ap.block);
+  const BlockGrid grid(q.n, nk, ap.block);
   p.nqb = static_cast<int32_t>(grid.nq);
   p.nkb = static_cast<int32_t>(grid.nk);
   p.counts = list.counts;
@@ -108,8 +116,9 @@ cudaError_t current_device_facts(DeviceFacts* facts) {
 cudaError_t attention_with_variant(const QkvView& q, const QkvView& k, const QkvView& v,
                                    const OutView& o, const BlockList& list,
                                    const AttentionParams& ap, void* workspace, cudaStream_t stream,
-                                   int variant) {
-  const PlanRequest call = describe_call(q, k, v, o, list, ap, variant, workspace != nullptr);
+                                   int variant, const KvPages* pages) {
+  const PlanRequest call =
+      describe_call(q, k, v, o, list, ap, variant, workspace != nullptr, pages);
   DeviceFacts facts;
   cudaError_t e = current_device_facts(&facts);
   if (e != cudaSuccess) return e;
@@ -117,7 +126,7 @@ cudaError_t attention_with_variant(const QkvView& q, const QkvView& k, const Qkv
   if (plan.path == Path::kNone) return cudaErrorNoKernelImageForDevice;
   if (plan.grid == 0) return cudaSuccess;
 
-  FwdParams p = fwd_params(q, k, v, o, list, ap, plan);
+  FwdParams p = fwd_params(q, k, v, o, list, ap, plan, pages);
   char* ws = static_cast<char*>(workspace);
   const int d = call.head_dim;
   if (plan.path == Path::kHopper) {
@@ -148,8 +157,8 @@ size_t attention_workspace_bytes(const QkvView& q, const QkvView& k, const Block
 
 cudaError_t attention(const QkvView& q, const QkvView& k, const QkvView& v, const OutView& o,
                       const BlockList& list, const AttentionParams& p, void* workspace,
-                      cudaStream_t stream) {
-  return attn::attention_with_variant(q, k, v, o, list, p, workspace, stream, attn::kAuto);
+                      cudaStream_t stream, const KvPages* pages) {
+  return attn::attention_with_variant(q, k, v, o, list, p, workspace, stream, attn::kAuto, pages);
 }
 
 const char* attention_path(int device) {

@@ -30,6 +30,12 @@ struct FwdParams {
   const int64_t* row_start = nullptr;  // row r's blocks: indices[row_start[r] ...]; null with
                                        // counts: the triangular layout (list_row_start)
   const int32_t* indices = nullptr;
+  // Paged K/V (KvPages): k and v point at the pools, k_sb / v_sb step a page,
+  // key t lies in page kv_pages[t >> page_shift]; null: k and v are plain views.
+  const int32_t* kv_pages = nullptr;
+  int32_t page_shift = 0;
+  int32_t last_id = 0;  // kv_pages[(nk - 1) >> page_shift]
+  int64_t pool_pages = 0;
   float scale_log2 = 0.f;           // softmax scale * log2(e)
   int32_t n_mtiles = 0;             // query tiles per (b, h): plan.n_mtiles
   const int32_t* order = nullptr;   // work order (plan.sort_items), or null
@@ -58,6 +64,6 @@ cudaError_t current_device_facts(DeviceFacts* facts);
 cudaError_t attention_with_variant(const QkvView& q, const QkvView& k, const QkvView& v,
                                    const OutView& o, const BlockList& list,
                                    const AttentionParams& p, void* workspace, cudaStream_t stream,
-                                   int variant);
+                                   int variant, const KvPages* pages = nullptr);
 
 }  // namespace prism::cuda::attn

@@ -45,7 +45,37 @@ __device__ __forceinline__ void copy_tile(T* smem, const T* g, int64_t stride, i
   }
 }
 
-template <class KT, typename T, bool kSparse>
+// A K or V tile of kRows keys from `start` (keys [start, start + rows_valid)
+// real, the rest zero): rows of a plain view (base: the head's key 0), or,
+// kPaged, of a page pool (base: the head's slot 0 of page 0), each key's page
+// looked up in p.kv_pages (a row never straddles two pages).
+template <class KT, int kRows, bool kPaged, typename T>
+__device__ __forceinline__ void copy_kv_tile(T* smem, const T* base, int start, int64_t sn,
+                                             int64_t sb, const FwdParams& p, int rows_valid,
+                                             int tid) {
+  if constexpr (!kPaged) {
+    (void)sb;
+    copy_tile<KT, kRows>(smem, base + int64_t(start) * sn, sn, rows_valid, tid);
+  } else {
+    constexpr int kPasses = kRows / KT::kRowStep;
+    const int r0 = tid / KT::kChunks;
+    const int ch = tid % KT::kChunks;
+    const int soff = r0 * KT::kD + ((ch ^ (r0 & 7)) << 3);
+    const uint32_t sbase = smem_u32(smem + soff);
+    const int slot_mask = (1 << p.page_shift) - 1;
+#pragma unroll
+    for (int i = 0; i < kPasses; ++i) {
+      const int r = r0 + i * KT::kRowStep;
+      const bool ok = r < rows_valid;
+      const int t = start + (ok ? r : 0);
+      const int64_t page = __ldg(p.kv_pages + (t >> p.page_shift));
+      const T* src = base + page * sb + int64_t(t & slot_mask) * sn + ch * 8;
+      cp_async_16(sbase + i * KT::kRowStep * KT::kD * 2, src, ok);
+    }
+  }
+}
+
+template <class KT, typename T, bool kSparse, bool kPaged>
 __global__ void __launch_bounds__(KT::kThreads, KT::kMinBlocks)
     attn_fwd_sm80_kernel(const FwdParams p) {
   using E = ElemTraits<T>;
@@ -91,8 +121,9 @@ __global__ void __launch_bounds__(KT::kThreads, KT::kMinBlocks)
   auto tile_start = [&](int t) -> int { return keys.start(t); };
 
   const T* gQ = static_cast<const T*>(p.q) + b * p.q_sb + h * p.q_sh + int64_t(row0) * p.q_sn;
-  const T* gK = static_cast<const T*>(p.k) + b * p.k_sb + hk * p.k_sh;
-  const T* gV = static_cast<const T*>(p.v) + b * p.v_sb + hk * p.v_sh;
+  // Paged: the pools' page 0 (the page ids step from there); q batch is 1.
+  const T* gK = static_cast<const T*>(p.k) + (kPaged ? 0 : b * p.k_sb) + hk * p.k_sh;
+  const T* gV = static_cast<const T*>(p.v) + (kPaged ? 0 : b * p.v_sb) + hk * p.v_sh;
 
   // ---- prologue: Q and the first K/V tile ------------------------------------
   copy_tile<KT, kBlockM>(sQ, gQ, p.q_sn, rows_valid, tid, row_lo);
@@ -100,8 +131,8 @@ __global__ void __launch_bounds__(KT::kThreads, KT::kMinBlocks)
   if (ntiles > 0) {
     cur_start = tile_start(0);
     const int nvalid = p.nk - cur_start;
-    copy_tile<KT, kBlockN>(sK, gK + int64_t(cur_start) * p.k_sn, p.k_sn, nvalid, tid);
-    copy_tile<KT, kBlockN>(sV, gV + int64_t(cur_start) * p.v_sn, p.v_sn, nvalid, tid);
+    copy_kv_tile<KT, kBlockN, kPaged>(sK, gK, cur_start, p.k_sn, p.k_sb, p, nvalid, tid);
+    copy_kv_tile<KT, kBlockN, kPaged>(sV, gV, cur_start, p.v_sn, p.v_sb, p, nvalid, tid);
   }
   cp_async_commit();
   if (ntiles > 1) next_start = tile_start(1);
@@ -153,10 +184,10 @@ __global__ void __launch_bounds__(KT::kThreads, KT::kMinBlocks)
       const int ns = stage ^ 1;
       const T* k_base = s_ptr[0];
       const T* v_base = s_ptr[1];
-      copy_tile<KT, kBlockN>(sK + ns * KT::kElemsKV, k_base + int64_t(next_start) * p.k_sn, p.k_sn,
-                             nvalid, tid);
-      copy_tile<KT, kBlockN>(sV + ns * KT::kElemsKV, v_base + int64_t(next_start) * p.v_sn, p.v_sn,
-                             nvalid, tid);
+      copy_kv_tile<KT, kBlockN, kPaged>(sK + ns * KT::kElemsKV, k_base, next_start, p.k_sn, p.k_sb,
+                                        p, nvalid, tid);
+      copy_kv_tile<KT, kBlockN, kPaged>(sV + ns * KT::kElemsKV, v_base, next_start, p.v_sn, p.v_sb,
+                                        p, nvalid, tid);
     }
     cp_async_commit();
     const int start = cur_start;

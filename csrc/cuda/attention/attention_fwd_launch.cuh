@@ -38,8 +38,11 @@ template <class KT, typename T>
 cudaError_t launch_traits(const FwdParams& p, int64_t grid, cudaStream_t stream) {
   if (grid <= 0) return cudaSuccess;
   if (grid > 0x7fffffff) return cudaErrorInvalidConfiguration;
-  auto kernel =
-      p.counts != nullptr ? attn_fwd_sm80_kernel<KT, T, true> : attn_fwd_sm80_kernel<KT, T, false>;
+  const bool sparse = p.counts != nullptr, paged = p.kv_pages != nullptr;
+  auto kernel = sparse ? (paged ? attn_fwd_sm80_kernel<KT, T, true, true>
+                                : attn_fwd_sm80_kernel<KT, T, true, false>)
+                       : (paged ? attn_fwd_sm80_kernel<KT, T, false, true>
+                                : attn_fwd_sm80_kernel<KT, T, false, false>);
   constexpr int smem = KT::kSmemTotal;
   if (smem > 48 * 1024) {
     cudaError_t e = fixed_smem_limit(reinterpret_cast<const void*>(kernel), smem);

@@ -112,11 +112,25 @@ void check_view(const View& t, const char* name) {
     bad(std::string(name) + ": extent too large");
 }
 
+// A sequence's page pools: one query batch, power-of-two pages (whole pages
+// per key tile, or whole tiles per page), a last page id inside the pool.
+void check_pages(const KvPages& pg, const QkvView& q, const QkvView& k) {
+  if (pg.page_size < 16 || pg.page_size > 256 || (pg.page_size & (pg.page_size - 1)) != 0)
+    bad("page size " + std::to_string(pg.page_size) + " (a power of two in 16..256)");
+  if (k.n != pg.page_size) bad("paged k and v must be pools of page_size rows a page");
+  if (q.batch != 1) bad("paged k and v take one sequence (q batch 1)");
+  if (pg.tokens > 0x3fffffff) bad("paged keys: too many tokens");
+  if (pg.tokens > 0 && pg.ids == nullptr) bad("paged keys: null page ids");
+  if (pg.tokens > 0 && (pg.last_id < 0 || pg.last_id >= k.batch))
+    bad("paged keys: last page id " + std::to_string(pg.last_id) + " outside the pool of " +
+        std::to_string(k.batch) + " pages");
+}
+
 }  // namespace
 
 PlanRequest describe_call(const QkvView& q, const QkvView& k, const QkvView& v, const OutView& o,
                           const BlockList& list, const AttentionParams& ap, int variant,
-                          bool has_workspace) {
+                          bool has_workspace, const KvPages* pages) {
   if (!contains(kSupportedDTypes, q.dtype))
     bad(std::string("unsupported dtype ") + dtype_name(q.dtype) + " (f16 or bf16)");
   if (k.dtype != q.dtype || v.dtype != q.dtype || o.dtype != q.dtype)
@@ -127,15 +141,18 @@ PlanRequest describe_call(const QkvView& q, const QkvView& k, const QkvView& v, 
   if (k.d != q.d || v.d != q.d || o.d != q.d) bad("head_dim of q, k, v and o differ");
   if (!contains(kSupportedBlocks, static_cast<int>(ap.block)))
     bad("unsupported block size " + std::to_string(ap.block) + " (64, 128 or 256)");
-  if (k.batch != q.batch || v.batch != q.batch || o.batch != q.batch)
+  if (o.batch != q.batch || (pages == nullptr && (k.batch != q.batch || v.batch != q.batch)))
     bad("batch of q, k, v and o differ");
-  if (k.heads != v.heads || k.n != v.n) bad("k and v shapes differ");
+  if (k.heads != v.heads || k.n != v.n || (pages != nullptr && k.batch != v.batch))
+    bad("k and v shapes differ");
+  if (pages != nullptr) check_pages(*pages, q, k);
+  const int64_t nk = pages != nullptr ? pages->tokens : k.n;
   if (o.heads != q.heads || o.n != q.n) bad("o shape differs from q");
   if (k.heads <= 0 && q.heads > 0) bad("k has no heads");
   if (k.heads > 0 && q.heads % k.heads != 0)
     bad("query heads (" + std::to_string(q.heads) + ") not a multiple of kv heads (" +
         std::to_string(k.heads) + ")");
-  if (q.n > k.n) bad("Nq > Nk (queries must be the last Nq of the Nk positions)");
+  if (q.n > nk) bad("Nq > Nk (queries must be the last Nq of the Nk positions)");
   if ((list.counts == nullptr) != (list.indices == nullptr) ||
       (list.counts != nullptr && (list.row_start == nullptr) != list.triangular) ||
       (list.counts == nullptr && (list.row_start != nullptr || list.triangular)))
@@ -159,7 +176,8 @@ PlanRequest describe_call(const QkvView& q, const QkvView& k, const QkvView& v, 
   r.hq = q.heads;
   r.hkv = k.heads;
   r.nq = q.n;
-  r.nk = k.n;
+  r.nk = nk;
+  r.paged = pages != nullptr;
   r.sparse = list.counts != nullptr;
   r.tma_ok = tma_describable(q) && tma_describable(k) && tma_describable(v);
   r.has_workspace = has_workspace;

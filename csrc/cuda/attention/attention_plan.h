@@ -84,6 +84,7 @@ struct PlanRequest {
   int block = 0;
   int64_t batch = 0, hq = 0, hkv = 0, nq = 0, nk = 0;
   bool sparse = false;         // a block list (else dense: every visible block)
+  bool paged = false;          // k and v are page pools read through page ids (KvPages)
   bool tma_ok = false;         // q, k and v can each be described by a TMA map (tma_describable)
   bool has_workspace = false;  // the launch gets attention_workspace_bytes() of workspace
   int variant = kAuto;         // a portable-path variant asked for by a harness, or kAuto
@@ -121,7 +122,7 @@ struct AttentionPlan {
 // reduces it to a PlanRequest. variant: kAuto, or a portable-path variant.
 PlanRequest describe_call(const QkvView& q, const QkvView& k, const QkvView& v, const OutView& o,
                           const BlockList& list, const AttentionParams& ap, int variant,
-                          bool has_workspace);
+                          bool has_workspace, const KvPages* pages = nullptr);
 
 // Whether the TMA unit can describe a 16-bit [batch, heads, n, d] view as the
 // Hopper kernel's 4-D map: 16-byte aligned base, every stride of an extent > 1

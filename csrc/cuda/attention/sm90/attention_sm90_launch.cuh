@@ -24,10 +24,10 @@ namespace prism::cuda::attn::sm90 {
 PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder();
 
 // 4-D map over a [batch, heads, n, d] tensor with element strides (sb, sh, sn),
-// box (64 elements, 128 rows, 1, 1), 128-byte swizzle, zero fill outside.
+// box (64 elements, box_rows rows, 1, 1), 128-byte swizzle, zero fill outside.
 inline bool encode_qkv_map(CUtensorMap* map, CUtensorMapDataType dt, const void* ptr, int64_t d,
                            int64_t n, int64_t heads, int64_t batch, int64_t sn, int64_t sh,
-                           int64_t sb) {
+                           int64_t sb, int box_rows = 128) {
   PFN_cuTensorMapEncodeTiled_v12000 enc = tensor_map_encoder();
   if (enc == nullptr) return false;
   const cuuint64_t dims[4] = {cuuint64_t(d), cuuint64_t(n), cuuint64_t(heads), cuuint64_t(batch)};
@@ -37,12 +37,27 @@ inline bool encode_qkv_map(CUtensorMap* map, CUtensorMapDataType dt, const void*
     return cuuint64_t(stride);
   };
   const cuuint64_t strides[3] = {fix(sn * 2, n), fix(sh * 2, heads), fix(sb * 2, batch)};
-  const cuuint32_t box[4] = {64, 128, 1, 1};
+  const cuuint32_t box[4] = {64, cuuint32_t(box_rows), 1, 1};
   const cuuint32_t estr[4] = {1, 1, 1, 1};
   const CUresult r = enc(map, dt, 4, const_cast<void*>(ptr), dims, strides, box, estr,
                          CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
                          CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
   return r == CUDA_SUCCESS;
+}
+
+// A page pool's two maps (Sm90Params::tk / tk_last): the whole pool, (d,
+// page, hkv, pages), and the sequence's last page alone, (d, keys in it, hkv,
+// 1); boxes of min(page, 128) rows.
+inline bool encode_page_maps(CUtensorMap& pool, CUtensorMap& last, CUtensorMapDataType dt,
+                             const void* ptr, int64_t d, const FwdParams& p, int64_t sn, int64_t sh,
+                             int64_t sb) {
+  const int64_t page = int64_t(1) << p.page_shift;
+  const int box = static_cast<int>(page < 128 ? page : 128);
+  const int64_t last_page = (int64_t(p.nk) - 1) >> p.page_shift;
+  const int64_t in_last = int64_t(p.nk) - last_page * page;
+  const void* last_ptr = static_cast<const char*>(ptr) + int64_t(p.last_id) * sb * 2;
+  return encode_qkv_map(&pool, dt, ptr, d, page, p.hkv, p.pool_pages, sn, sh, sb, box) &&
+         encode_qkv_map(&last, dt, last_ptr, d, in_last, p.hkv, 1, sn, sh, sb, box);
 }
 
 template <typename T, int D, class Scheduler>
@@ -57,10 +72,16 @@ cudaError_t launch_fwd_impl(const FwdParams& p, const AttentionPlan& plan, cudaS
                                                                   : CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
   // The plan only takes this path for views tma_describable() accepts: a
   // refusal here is a real error, reported as such.
-  if (!encode_qkv_map(&prm.tq, dt, p.q, D, p.nq, p.hq, p.batch, p.q_sn, p.q_sh, p.q_sb) ||
-      !encode_qkv_map(&prm.tk, dt, p.k, D, p.nk, p.hkv, p.batch, p.k_sn, p.k_sh, p.k_sb) ||
-      !encode_qkv_map(&prm.tv, dt, p.v, D, p.nk, p.hkv, p.batch, p.v_sn, p.v_sh, p.v_sb))
+  if (!encode_qkv_map(&prm.tq, dt, p.q, D, p.nq, p.hq, p.batch, p.q_sn, p.q_sh, p.q_sb))
     return cudaErrorNotSupported;
+  if (p.kv_pages == nullptr) {
+    if (!encode_qkv_map(&prm.tk, dt, p.k, D, p.nk, p.hkv, p.batch, p.k_sn, p.k_sh, p.k_sb) ||
+        !encode_qkv_map(&prm.tv, dt, p.v, D, p.nk, p.hkv, p.batch, p.v_sn, p.v_sh, p.v_sb))
+      return cudaErrorNotSupported;
+  } else if (!encode_page_maps(prm.tk, prm.tk_last, dt, p.k, D, p, p.k_sn, p.k_sh, p.k_sb) ||
+             !encode_page_maps(prm.tv, prm.tv_last, dt, p.v, D, p, p.v_sn, p.v_sh, p.v_sb)) {
+    return cudaErrorNotSupported;
+  }
   prm.pingpong = plan.pingpong ? 1 : 0;
   if constexpr (Scheduler::kPersistent) {
     // One CTA per SM (or the tuning's cap) takes items from the zeroed counter.

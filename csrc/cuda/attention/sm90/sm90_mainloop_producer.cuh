@@ -13,6 +13,10 @@
 // TMA: 4-D tensor maps (d, n, heads, batch), 64-column boxes, 128-byte swizzle;
 // rows outside [0, n) arrive as zeros (the partial first query tile of a chunk
 // has row0 < 0). The ring position carries across items.
+// Paged K/V (p.kv_pages): a key tile is loaded page by page (boxes of
+// min(page, 128) rows, each at its 1024-byte aligned place in the swizzled
+// tile, so the tile is laid out as one box would lay it), full pages from the
+// pool's map, the last page and anything past it from the last page's map.
 #pragma once
 #include "cuda/attention/key_tiles.cuh"
 #include "cuda/attention/sm90/attention_sm90_ptx.cuh"
@@ -24,6 +28,29 @@ namespace prism::cuda::attn::sm90 {
 
 #if PRISM_SM90_ENABLED
 
+// One paged K or V tile (keys [start, start + kBlockN)) into `dst`.
+template <class KT>
+__device__ __forceinline__ void load_pages(const FwdParams& p, unsigned char* dst,
+                                           const CUtensorMap* pool, const CUtensorMap* last,
+                                           uint64_t* full, int start, int hk) {
+  const int shift = p.page_shift;
+  const int box = 1 << min(shift, 7);  // rows a box: the page, at most the tile
+  const int last_page = (p.nk - 1) >> shift;
+  for (int r = 0; r < KT::kBlockN; r += box) {
+    const int t = start + r;
+    const int page = t >> shift;
+    const int slot = t & ((1 << shift) - 1);
+    // Past the last page: rows beyond the last page's map, all zeros.
+    const bool full_page = page < last_page;
+    const int id = full_page ? __ldg(p.kv_pages + page) : 0;
+    const int row = full_page ? slot : slot + ((page - last_page) << shift);
+#pragma unroll
+    for (int cb = 0; cb < KT::kColBlocks; ++cb)
+      tma_load_4d(dst + cb * KT::kColBytesKV + r * 128, full_page ? pool : last, full, cb * 64, row,
+                  hk, full_page ? id : 0);
+  }
+}
+
 template <class KT, class Scheduler>
 struct ProducerMainloop {
   // By the producer thread only (the rest of warpgroup 0 has nothing to do).
@@ -34,6 +61,10 @@ struct ProducerMainloop {
     const FwdParams& p = prm.p;
     tma_prefetch_desc(&prm.tk);
     tma_prefetch_desc(&prm.tv);
+    if (p.kv_pages != nullptr) {
+      tma_prefetch_desc(&prm.tk_last);
+      tma_prefetch_desc(&prm.tv_last);
+    }
     int kv = 0;  // position in the K/V ring, carried across items
     int n = 0;   // items of this CTA before the current one
     for (int item = sched.template initial_work<true>(); item >= 0;
@@ -51,17 +82,21 @@ struct ProducerMainloop {
         const int start = keys.visit_start(t);
         // K, then V: once the consumers have released the stage's previous tile
         // (from the second round on), by TMA on the stage's full barrier.
-        auto load = [&](unsigned char* tiles, const CUtensorMap* tmap, uint64_t* full,
-                        uint64_t* empty) {
+        auto load = [&](unsigned char* tiles, const CUtensorMap* tmap, const CUtensorMap* last,
+                        uint64_t* full, uint64_t* empty) {
           if (kv >= S) mbar_wait(&empty[s], (r - 1) & 1);
           mbar_arrive_expect_tx(&full[s], KT::kTileBytesKV);
+          unsigned char* dst = tiles + s * KT::kTileBytesKV;
+          if (p.kv_pages == nullptr) {
 #pragma unroll
-          for (int cb = 0; cb < kCB; ++cb)
-            tma_load_4d(tiles + s * KT::kTileBytesKV + cb * KT::kColBytesKV, tmap, &full[s],
-                        cb * 64, start, w.hk, w.b);
+            for (int cb = 0; cb < kCB; ++cb)
+              tma_load_4d(dst + cb * KT::kColBytesKV, tmap, &full[s], cb * 64, start, w.hk, w.b);
+          } else {
+            load_pages<KT>(p, dst, tmap, last, &full[s], start, w.hk);
+          }
         };
-        load(smem.k, &prm.tk, bar.k_full, bar.k_empty);
-        load(smem.v, &prm.tv, bar.v_full, bar.v_empty);
+        load(smem.k, &prm.tk, &prm.tk_last, bar.k_full, bar.k_empty);
+        load(smem.v, &prm.tv, &prm.tv_last, bar.v_full, bar.v_empty);
       }
     }
   }

@@ -73,8 +73,13 @@ __host__ __device__ constexpr int barrier_id(NamedBarrier first, int cw) {
 
 struct Sm90Params {
   CUtensorMap tq;  // (d, nq, hq, batch), box (64, 128, 1, 1)
-  CUtensorMap tk;  // (d, nk, hkv, batch)
-  CUtensorMap tv;
+  CUtensorMap tk;  // (d, nk, hkv, batch); paged: the pool (d, page, hkv, pages), box rows
+  CUtensorMap tv;  // min(page, 128)
+  // Paged only: the sequence's last page alone, (d, keys in it, hkv, 1), the
+  // same box: its slots past the last key, and the boxes of a tile past that
+  // page, arrive as zeros (a pool holds anything there, NaN included).
+  CUtensorMap tk_last;
+  CUtensorMap tv_last;
   FwdParams p;
   int32_t pingpong = 0;  // consumer warpgroups take turns issuing their GEMMs (single-tile
                          // schedule; read only in PRISM_TUNING_VARIANTS builds)
