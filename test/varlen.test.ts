@@ -278,8 +278,8 @@ describe('the streams of a ragged batch (plan_lanes)', () => {
     expect(plan([[16384, 16384], [16384, 16384]], 8)).toEqual({ lanes: 2, lane: [0, 1] }); // 8 x 128 tiles: short
   });
 
-  test('paged: at most 128 MiB of gathered keys on a side stream; maxLanes caps the streams', () => {
-    const kv = 8 * 128 * 2; // bytes of a key at 8 kv heads, d 128, bf16 (the estimation gathers keys only)
+  test('paged: at most 128 MiB gathered on a side stream; maxLanes caps the streams', () => {
+    const kv = 8 * 128 * 2; // gathered bytes of a key: the estimation's keys at 8 kv heads, d 128, bf16 (pages of 128 and more)
     expect(plan([[512, 65536], [512, 65536]], 32, kv)).toEqual({ lanes: 2, lane: [0, 1] });
     expect(plan([[512, 65537], [512, 1000]], 32, kv)).toEqual({ lanes: 2, lane: [0, 1] });
     const eight = Array.from({ length: 8 }, (): [number, number] => [1024, 1024]);

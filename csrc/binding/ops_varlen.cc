@@ -3,10 +3,12 @@
 //   -> Promise<{ estimateMs, attentionMs, selected: number[], indices: (Tensor | null)[] }>
 // Ragged batches and paged KV caches (varlen.h): estimation, attention, or
 // both (prefill), run with the existing per-view backends on views offset into
-// the packed tensors. Paged keys and values: on CUDA the attention reads them
-// in place through the page table (prism::KvPages), and the estimation's keys
-// are gathered into a contiguous workspace (one per lane); on the CPU each
-// sequence's keys and values are gathered first.
+// the packed tensors. Paged keys and values: on CUDA the attention reads pages
+// of 128 keys and more in place through the page table (prism::KvPages) and
+// gathers smaller ones into its workspace first, and the estimation's keys
+// are gathered into a contiguous workspace (one per lane; with small pages a
+// lane's only sequence gathers its values there too, for its attention); on
+// the CPU each sequence's keys and values are gathered first.
 //   CPU: a loop over the sequences on the worker thread.
 //   CUDA: the calling thread enqueues the work with no host wait: first every
 //   sequence's estimation, then every sequence's attention (the first phase's
@@ -171,11 +173,30 @@ class VarlenWorker : public DeviceWorker {
     std::vector<SeqSpan> spans;
     spans.reserve(a_.seqs.size());
     for (const SeqWork& s : a_.seqs) spans.push_back(s.span);
-    // Only the estimation's keys are gathered (the attention reads the pages).
-    const int64_t kv_token = a_.spec.paged && a_.estimate ? kv_token_bytes() : 0;
+    // Gathered: the estimation's keys, and the attention's keys and values
+    // when its pages are small (else it reads them in place).
+    int64_t copies = 0;
+    if (a_.spec.paged) {
+      if (a_.estimate) ++copies;
+      if (a_.attention && prism::cuda::attention_gathers_pages(static_cast<int>(a_.spec.page_size)))
+        copies += 2;
+    }
+    const int64_t kv_token = copies * kv_token_bytes();
     LanePlan plan = plan_lanes(spans, a_.heads, kv_token, varlen_max_lanes());
     lane_ = std::move(plan.lane);
     return plan.lanes;
+  }
+
+  // Sequence s's pages for the attention (dev_pages: the page table on the
+  // device; null while only sizing the workspace).
+  prism::KvPages kv_pages(const SeqWork& s, const int32_t* dev_pages) const {
+    prism::KvPages pg;
+    pg.ids = dev_pages != nullptr ? dev_pages + s.span.page_off : nullptr;
+    pg.tokens = s.span.nk;
+    pg.page_size = static_cast<int32_t>(a_.spec.page_size);
+    pg.last_id =
+        s.span.nk > 0 ? a_.spec.pages[s.span.page_off + (s.span.nk - 1) / a_.spec.page_size] : -1;
+    return pg;
   }
 
   // A sequence's own workspace parts (bytes, 256-aligned; 0 where the caller's
@@ -199,9 +220,20 @@ class VarlenWorker : public DeviceWorker {
     // lane's largest sequence; each sequence's own parts (tri | counts |
     // rowPtr | temps) apart.
     struct LaneSizes {
-      size_t est = 0, att = 0, kv = 0;
+      size_t est = 0, att = 0, k = 0, v = 0;
     };
     std::vector<LaneSizes> ls(nl);
+    // Small pages (gathered for the attention too): a lane's only sequence
+    // gathers its values with its keys for the estimation, and its attention
+    // reads both from there (one copy of K, not two).
+    std::vector<size_t> lane_seqs(nl, 0);
+    for (size_t i = 0; i < n; ++i)
+      if (a_.seqs[i].span.nq > 0) ++lane_seqs[lane_[i]];
+    const bool small_pages =
+        paged && prism::cuda::attention_gathers_pages(static_cast<int>(a_.spec.page_size));
+    auto kv_early = [&](size_t i) {
+      return small_pages && a_.estimate && a_.attention && lane_seqs[lane_[i]] == 1;
+    };
     int64_t scan_chunks = 0;  // every estimated sequence's counts, scanned in two launches
     size_t scan_sets = 0;
     size_t own = 0;    // every sequence's own parts
@@ -221,10 +253,14 @@ class VarlenWorker : public DeviceWorker {
       }
       if (a_.attention) {
         const BlockList& bl = a_.estimate ? sparse : s.list;
-        l.att =
-            std::max(l.att, align256(prism::cuda::attention_workspace_bytes(s.q, s.k, bl, a_.ap)));
+        const bool in_pages = paged && !kv_early(i);
+        const prism::KvPages pg = in_pages ? kv_pages(s, nullptr) : prism::KvPages{};
+        l.att = std::max(
+            l.att, align256(prism::cuda::attention_workspace_bytes(
+                       s.q, in_pages ? a_.k_pool : s.k, bl, a_.ap, in_pages ? &pg : nullptr)));
       }
-      if (paged && a_.estimate) l.kv = std::max(l.kv, align256(kv_bytes(s.span.nk)));
+      if (paged && a_.estimate) l.k = std::max(l.k, align256(kv_bytes(s.span.nk)));
+      if (kv_early(i)) l.v = std::max(l.v, align256(kv_bytes(s.span.nk)));
     }
     const size_t table = paged ? align256(sizeof(int32_t) * (a_.spec.pages.size() + 1)) : 0;
     const size_t gather_b =
@@ -233,7 +269,7 @@ class VarlenWorker : public DeviceWorker {
                           align256(sizeof(int64_t) * scan_chunks) +
                           align256(sizeof(int64_t) * scan_sets) + gather_b;
     size_t total = scan_b + table;
-    for (const LaneSizes& l : ls) total += l.est + l.att + l.kv;
+    for (const LaneSizes& l : ls) total += l.est + l.att + l.k + l.v;
     total += own;
     scratch_ = std::make_unique<StreamBuffer>(total, stream_);
     char* p = static_cast<char*>(scratch_->get());
@@ -246,13 +282,14 @@ class VarlenWorker : public DeviceWorker {
       return r;
     };
     struct Lane {
-      void *est, *att, *kbuf;
+      void *est, *att, *kbuf, *vbuf;
     };
     std::vector<Lane> lanes(nl);
     for (size_t l = 0; l < nl; ++l) {
       lanes[l].est = take(ls[l].est);
       lanes[l].att = take(ls[l].att);
-      lanes[l].kbuf = take(ls[l].kv);
+      lanes[l].kbuf = take(ls[l].k);
+      lanes[l].vbuf = take(ls[l].v);
     }
     auto* scan_sets_dev = reinterpret_cast<prism::cuda::ScanSegment*>(
         take(align256(sizeof(prism::cuda::ScanSegment) * scan_sets)));
@@ -264,24 +301,14 @@ class VarlenWorker : public DeviceWorker {
       copy_to_device_async(pages, a_.spec.pages.data(), sizeof(int32_t) * a_.spec.pages.size(),
                            stream_, table_staging_, "cudaMemcpyAsync (page table)");
 
-    // Sequence i's keys gathered into its lane's buffer, for its estimation.
-    auto gather_keys = [&](SeqWork& s, Lane& l, cudaStream_t on) {
+    // Sequence i's keys (and values, `with_v`) gathered into its lane's buffers.
+    auto gather = [&](SeqWork& s, Lane& l, cudaStream_t on, bool with_v) {
       const int32_t* sp = pages + s.span.page_off;
-      check_cuda(prism::cuda::gather_pages(a_.k_pool, sp, s.span.nk, l.kbuf, on),
-                 "varlen (gather keys)");
+      check_cuda(prism::cuda::gather_pages(a_.k_pool, with_v ? &a_.v_pool : nullptr, sp, s.span.nk,
+                                           l.kbuf, with_v ? l.vbuf : nullptr, on),
+                 "varlen (gather keys and values)");
       return contiguous_view(l.kbuf, a_.dtype, a_.hkv, s.span.nk, a_.d);
     };
-    // Sequence i's pages, as the attention reads them in place.
-    auto kv_pages = [&](const SeqWork& s) {
-      prism::KvPages pg;
-      pg.ids = pages + s.span.page_off;
-      pg.tokens = s.span.nk;
-      pg.page_size = static_cast<int32_t>(a_.spec.page_size);
-      pg.last_id =
-          s.span.nk > 0 ? a_.spec.pages[s.span.page_off + (s.span.nk - 1) / a_.spec.page_size] : -1;
-      return pg;
-    };
-
     tri_.assign(n, nullptr);
     counts_.assign(n, nullptr);
     rp_.assign(n, nullptr);
@@ -301,7 +328,7 @@ class VarlenWorker : public DeviceWorker {
     // Phase 1: every sequence's estimation (with its paged keys' gather).
     if (a_.estimate) {
       phase([&](size_t i, SeqWork& s, Lane& l, cudaStream_t on) {
-        const QkvView k = paged ? gather_keys(s, l, on) : s.k;
+        const QkvView k = paged ? gather(s, l, on, kv_early(i)) : s.k;
         BlockMaskOut o = s.sel;
         const SeqParts parts = parts_of(s);
         tri_[i] = reinterpret_cast<int32_t*>(take(parts.tri));
@@ -320,8 +347,13 @@ class VarlenWorker : public DeviceWorker {
       phase([&](size_t i, SeqWork& s, Lane& l, cudaStream_t on) {
         const BlockList list =
             a_.estimate ? BlockList{counts_[i], nullptr, tri_[i], s.tri, true} : s.list;
-        if (paged) {
-          const prism::KvPages pg = kv_pages(s);
+        if (kv_early(i)) {
+          const QkvView k = contiguous_view(l.kbuf, a_.dtype, a_.hkv, s.span.nk, a_.d);
+          const QkvView v = contiguous_view(l.vbuf, a_.dtype, a_.hkv, s.span.nk, a_.d);
+          check_cuda(prism::cuda::attention(s.q, k, v, out_of(s), list, a_.ap, l.att, on),
+                     "varlen (attention)");
+        } else if (paged) {
+          const prism::KvPages pg = kv_pages(s, pages);
           check_cuda(prism::cuda::attention(s.q, a_.k_pool, a_.v_pool, out_of(s), list, a_.ap,
                                             l.att, on, &pg),
                      "varlen (attention)");

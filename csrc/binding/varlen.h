@@ -83,7 +83,7 @@ struct VarlenArgs {
 // other on lane 0, the call's stream: from 2048 query tiles (8K queries at 32
 // heads) a sequence's kernels fill the GPU (4 x 8K showed no gain), and lanes
 // sized for long keys would multiply the workspace (each lane gathers its paged
-// keys for the estimation). The short ones go longest first to the least loaded side
+// keys). The short ones go longest first to the least loaded side
 // lane (lane 0 too when no sequence is long), so the lanes end together.
 struct LanePlan {
   size_t lanes = 1;
@@ -91,8 +91,9 @@ struct LanePlan {
 };
 constexpr int64_t kLaneMaxQueryTiles = 1024;  // heads x 128-query tiles
 constexpr int64_t kLaneMaxKeys = 131072;
-// Paged: a side lane's gathered keys at most this (64K keys at 8 kv heads, d
-// 128, bf16), so three side lanes add at most 384 MiB.
+// Paged: a side lane's gathered bytes at most this (the estimation's keys,
+// and the attention's keys and values when its pages are under 128 keys), so
+// three side lanes add at most 384 MiB.
 constexpr int64_t kLaneMaxGatherBytes = int64_t(128) << 20;
 // kv_token_bytes: the gathered bytes of one key (0 when nothing is gathered).
 LanePlan plan_lanes(const std::vector<SeqSpan>& seqs, int64_t heads, int64_t kv_token_bytes,

@@ -72,12 +72,18 @@ int64_t gather_units(int64_t rows);
 cudaError_t gather_segments(const GatherSegment* segments, int count, int64_t units,
                             cudaStream_t stream);
 
+// With `pages` (attention's paged K/V): room to gather them when the pages are
+// small (attention_gathers_pages).
 size_t attention_workspace_bytes(const QkvView& q, const QkvView& k, const BlockList& list,
-                                 const AttentionParams& p);
+                                 const AttentionParams& p, const KvPages* pages = nullptr);
 
 // Block-sparse causal attention; q, k, v, o: F16 or BF16 (all the same),
 // head_dim 64 or 128. list.counts == nullptr means dense. With `pages`, k and
 // v are page pools read in place through the sequence's page ids (q batch 1).
+// Whether attention() gathers paged K/V of this page size into its workspace
+// (pages under 128 keys) rather than reading the pages in place.
+bool attention_gathers_pages(int page_size);
+
 cudaError_t attention(const QkvView& q, const QkvView& k, const QkvView& v, const OutView& o,
                       const BlockList& list, const AttentionParams& p, void* workspace,
                       cudaStream_t stream, const KvPages* pages = nullptr);

@@ -362,6 +362,74 @@ static void check_arguments() {
   expect_invalid(
       "lse stride", [&] { describe_call(q, q, q, tight, BlockList{}, ap, kAuto, true); },
       "lse rows must not overlap");
+  // Paged K/V: pools of page_size rows (here 3 pages of 16), one sequence.
+  QkvView pool = q;
+  pool.batch = 3;
+  pool.n = 16;
+  pool.stride_b = 2 * 16 * 128;
+  pool.stride_h = 16 * 128;
+  static const int32_t ids[2] = {2, 0};
+  KvPages pg;
+  pg.ids = ids;
+  pg.tokens = 20;
+  pg.page_size = 16;
+  pg.last_id = 0;
+  const PlanRequest paged = describe_call(q, pool, pool, out(q), BlockList{}, ap, kAuto, true, &pg);
+  EXPECT(paged.paged && paged.nk == 20 && paged.nq == 4 && paged.tma_ok);
+  EXPECT(!r.paged);
+  auto paged_invalid = [&](const char* name, KvPages bad, QkvView kq, QkvView qq,
+                           const char* what) {
+    expect_invalid(
+        name, [&] { describe_call(qq, kq, kq, out(qq), BlockList{}, ap, kAuto, true, &bad); },
+        what);
+  };
+  KvPages bad = pg;
+  bad.page_size = 24;
+  paged_invalid("page 24", bad, pool, q, "page size 24");
+  bad.page_size = 512;
+  paged_invalid("page 512", bad, pool, q, "page size 512");
+  bad = pg;
+  bad.page_size = 32;  // the pools hold 16 rows a page
+  paged_invalid("page rows", bad, pool, q, "pools of page_size rows");
+  bad = pg;
+  bad.last_id = 3;
+  paged_invalid("last id", bad, pool, q, "last page id 3 outside the pool of 3 pages");
+  bad.last_id = -1;
+  paged_invalid("last id -1", bad, pool, q, "last page id -1");
+  bad = pg;
+  bad.ids = nullptr;
+  paged_invalid("null ids", bad, pool, q, "null page ids");
+  bad = pg;
+  bad.tokens = 3;  // fewer keys than the 4 queries
+  paged_invalid("tokens", bad, pool, q, "Nq > Nk");
+  QkvView two = q;
+  two.batch = 2;
+  paged_invalid("batch 2", pg, pool, two, "one sequence");
+  // Pages under 128 keys are gathered into the workspace (K, then V), larger
+  // ones read in place; the workspace size never depends on the device.
+  const AttentionPlan gathered = plan_attention(paged, hopper(), {});
+  const size_t kv = 2 * 20 * 128 * 2;  // 2 kv heads x 20 keys x d 128, bf16
+  EXPECT(gathered.gather_pages && gathered.workspace.kv_bytes == kv &&
+         gathered.workspace.gather_offset % 256 == 0 &&
+         gathered.workspace.gather_offset >= kCounterBytes &&
+         gathered.workspace.total == gathered.workspace.gather_offset + 2 * kv);
+  EXPECT(plan_attention(paged, ampere(), {}).workspace.total == gathered.workspace.total);
+  expect_invalid(
+      "gather without workspace",
+      [&] { describe_call(q, pool, pool, out(q), BlockList{}, ap, kAuto, false, &pg); },
+      "need the workspace");
+  QkvView big = pool;
+  big.n = 128;
+  big.stride_b = 2 * 128 * 128;
+  big.stride_h = 128 * 128;
+  KvPages pg128 = pg;
+  pg128.page_size = 128;
+  const PlanRequest in_place =
+      describe_call(q, big, big, out(q), BlockList{}, ap, kAuto, false, &pg128);
+  const AttentionPlan direct = plan_attention(in_place, hopper(), {});
+  EXPECT(!direct.gather_pages && direct.path == Path::kHopper &&
+         direct.workspace.gather_bytes == 0 &&
+         direct.workspace.total == workspace_layout(1, 2, 4, false).total);
   // The support table agrees with the checks.
   EXPECT(attention_unsupported(DType::BF16, 128, 128) == Unsupported::kNone);
   EXPECT(attention_unsupported(DType::F32, 96, 16) == Unsupported::kHeadDim);

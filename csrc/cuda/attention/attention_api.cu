@@ -10,6 +10,7 @@
 #include "cuda/attention/attention_plan.h"
 #include "cuda/attention/sm90/attention_sm90.h"
 #include "cuda/cuda_backend.h"
+#include "cuda/paged/paged_gather.h"
 
 namespace prism::cuda {
 namespace attn {
@@ -126,8 +127,26 @@ cudaError_t attention_with_variant(const QkvView& q, const QkvView& k, const Qkv
   if (plan.path == Path::kNone) return cudaErrorNoKernelImageForDevice;
   if (plan.grid == 0) return cudaSuccess;
 
-  FwdParams p = fwd_params(q, k, v, o, list, ap, plan, pages);
   char* ws = static_cast<char*>(workspace);
+  QkvView kv[2] = {k, v};
+  if (plan.gather_pages) {
+    // Small pages: the sequence's K and V into the workspace, then plain views.
+    void* dst[2] = {ws + plan.workspace.gather_offset,
+                    ws + plan.workspace.gather_offset + plan.workspace.kv_bytes};
+    e = gather_pages(k, &v, pages->ids, pages->tokens, dst[0], dst[1], stream);
+    if (e != cudaSuccess) return e;
+    for (int i = 0; i < 2; ++i) {
+      QkvView& t = kv[i];
+      t.data = dst[i];
+      t.batch = 1;
+      t.n = pages->tokens;
+      t.stride_n = t.d;
+      t.stride_h = t.n * t.d;
+      t.stride_b = t.heads * t.n * t.d;
+    }
+    pages = nullptr;
+  }
+  FwdParams p = fwd_params(q, kv[0], kv[1], o, list, ap, plan, pages);
   const int d = call.head_dim;
   if (plan.path == Path::kHopper) {
     // Its own work order (kv-head groups, longest query tiles first): no p.order.
@@ -147,12 +166,15 @@ cudaError_t attention_with_variant(const QkvView& q, const QkvView& k, const Qkv
 }  // namespace attn
 
 size_t attention_workspace_bytes(const QkvView& q, const QkvView& k, const BlockList& list,
-                                 const AttentionParams& p) {
-  (void)k;
+                                 const AttentionParams& p, const KvPages* pages) {
   (void)p;
-  // The plan's workspace layout depends on the shape and the list kind only,
-  // so this size fits whichever plan the call gets.
-  return attn::workspace_layout(q.batch, q.heads, q.n, list.counts != nullptr).total;
+  // The plan's workspace layout depends on the shape, the list kind and the
+  // pages only, so this size fits whichever plan the call gets.
+  const size_t kv_gather =
+      pages != nullptr && attn::gathers_pages(pages->page_size)
+          ? static_cast<size_t>(k.heads * pages->tokens * k.d * dtype_size(k.dtype))
+          : 0;
+  return attn::workspace_layout(q.batch, q.heads, q.n, list.counts != nullptr, kv_gather).total;
 }
 
 cudaError_t attention(const QkvView& q, const QkvView& k, const QkvView& v, const OutView& o,
@@ -160,6 +182,8 @@ cudaError_t attention(const QkvView& q, const QkvView& k, const QkvView& v, cons
                       cudaStream_t stream, const KvPages* pages) {
   return attn::attention_with_variant(q, k, v, o, list, p, workspace, stream, attn::kAuto, pages);
 }
+
+bool attention_gathers_pages(int page_size) { return attn::gathers_pages(page_size); }
 
 const char* attention_path(int device) {
   attn::DeviceFacts facts;

@@ -178,6 +178,10 @@ PlanRequest describe_call(const QkvView& q, const QkvView& k, const QkvView& v, 
   r.nq = q.n;
   r.nk = nk;
   r.paged = pages != nullptr;
+  r.page_size = pages != nullptr ? pages->page_size : 0;
+  if (r.paged && gathers_pages(r.page_size) && !has_workspace)
+    bad("paged k and v with pages under " + std::to_string(kInPlaceMinPage) +
+        " keys need the workspace (they are gathered there)");
   r.sparse = list.counts != nullptr;
   r.tma_ok = tma_describable(q) && tma_describable(k) && tma_describable(v);
   r.has_workspace = has_workspace;
@@ -203,7 +207,8 @@ bool tma_describable(const QkvView& t) {
 
 // ---- workspace --------------------------------------------------------------------
 
-WorkspaceLayout workspace_layout(int64_t batch, int64_t hq, int64_t nq, bool sparse) {
+WorkspaceLayout workspace_layout(int64_t batch, int64_t hq, int64_t nq, bool sparse,
+                                 size_t kv_gather_bytes) {
   WorkspaceLayout w;
   w.counter_offset = 0;
   w.counter_bytes = kCounterBytes;
@@ -214,7 +219,11 @@ WorkspaceLayout workspace_layout(int64_t batch, int64_t hq, int64_t nq, bool spa
     const int64_t items = batch * hq * ((nq + 63) / 64 + 1);
     w.order_bytes = static_cast<size_t>(items) * sizeof(int32_t);
   }
-  w.total = w.order_offset + w.order_bytes;
+  const size_t end = w.order_offset + w.order_bytes;
+  w.gather_offset = (end + 255) / 256 * 256;
+  w.kv_bytes = (kv_gather_bytes + 255) / 256 * 256;
+  w.gather_bytes = 2 * w.kv_bytes;
+  w.total = kv_gather_bytes > 0 ? w.gather_offset + w.gather_bytes : end;
   return w;
 }
 
@@ -223,7 +232,10 @@ WorkspaceLayout workspace_layout(int64_t batch, int64_t hq, int64_t nq, bool spa
 AttentionPlan plan_attention(const PlanRequest& c, const DeviceFacts& dev,
                              const AttentionTuning& tuning) {
   AttentionPlan plan;
-  plan.workspace = workspace_layout(c.batch, c.hq, c.nq, c.sparse);
+  plan.gather_pages = c.paged && gathers_pages(c.page_size);
+  const size_t kv_gather =
+      plan.gather_pages ? static_cast<size_t>(c.hkv * c.nk * c.head_dim * dtype_size(c.dtype)) : 0;
+  plan.workspace = workspace_layout(c.batch, c.hq, c.nq, c.sparse, kv_gather);
 
   // 1. Path: the Hopper kernel when every condition below holds, in this
   // order; otherwise the portable kernel, which takes every supported call on

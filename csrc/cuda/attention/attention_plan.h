@@ -84,36 +84,56 @@ struct PlanRequest {
   int block = 0;
   int64_t batch = 0, hq = 0, hkv = 0, nq = 0, nk = 0;
   bool sparse = false;         // a block list (else dense: every visible block)
-  bool paged = false;          // k and v are page pools read through page ids (KvPages)
   bool tma_ok = false;         // q, k and v can each be described by a TMA map (tma_describable)
   bool has_workspace = false;  // the launch gets attention_workspace_bytes() of workspace
   int variant = kAuto;         // a portable-path variant asked for by a harness, or kAuto
+  bool paged = false;          // k and v are page pools (KvPages)
+  int page_size = 0;           // paged: keys a page
 };
 
+// ---- paged K/V ----------------------------------------------------------------
+// Pages of at least this many keys are read in place by the kernels; smaller
+// ones are first gathered into the workspace (one copy of the sequence's K
+// and V). On an H200 the Hopper kernel's page-by-page TMA boxes cost 1.96x
+// packed at 16-key pages, 1.42x at 32 and 1.17x at 64, where the gather
+// costs 1.05x; from 128 keys reading in place is as fast (1.04-1.05x) and
+// needs no copy (docs/benchmarks.md). The same rule on every path, so the
+// workspace does not depend on the device.
+constexpr int kInPlaceMinPage = 128;
+inline bool gathers_pages(int page_size) { return page_size < kInPlaceMinPage; }
+
 // ---- output ------------------------------------------------------------------
-// Workspace: [counter | sparse work order]. It depends on the shape and on the
-// list being sparse, never on the device, the path, the variant or the tuning,
-// so a workspace sized once fits every plan the same call can get.
+// Workspace: [counter | sparse work order | gathered K | gathered V]. It
+// depends on the shape, the list being sparse and the pages, never on the
+// device, the path, the variant or the tuning, so a workspace sized once fits
+// every plan the same call can get.
 constexpr size_t kCounterBytes = 256;  // int32 item counter of a persistent Hopper launch
 struct WorkspaceLayout {
   size_t counter_offset = 0, counter_bytes = 0;
-  size_t order_offset = 0, order_bytes = 0;  // int32 items, longest rows first (portable, sparse)
+  size_t order_offset = 0, order_bytes = 0;    // int32 items, longest rows first (portable, sparse)
+  size_t gather_offset = 0, gather_bytes = 0;  // small pages: K, then V at gather_offset + kv_bytes
+  size_t kv_bytes = 0;                         // one of the two, 256-aligned
   size_t total = 0;
 };
-WorkspaceLayout workspace_layout(int64_t batch, int64_t hq, int64_t nq, bool sparse);
+// kv_gather_bytes: the bytes of the sequence's K (or V) when its pages are
+// gathered, else 0.
+WorkspaceLayout workspace_layout(int64_t batch, int64_t hq, int64_t nq, bool sparse,
+                                 size_t kv_gather_bytes = 0);
 
 struct AttentionPlan {
   Path path = Path::kNone;
   const char* reason = "";  // why this path (one line, for readers and harness logs)
   int variant = kAuto;      // portable path: the kernel variant; Hopper: kAuto
   int block_m = 0, block_n = 0;
-  int32_t n_mtiles = 0;     // query tiles per (batch, head): query_tiles(nq, nk, block_m)
-  int64_t items = 0;        // batch * hq * n_mtiles work items
-  bool persistent = false;  // Hopper: grid CTAs take items from the workspace counter
-  int64_t grid = 0;         // CTAs launched (0: nothing to do)
-  bool pingpong = false;    // Hopper consumer ping-pong (tuning builds only)
-  bool sort_items = false;  // portable, sparse, workspace: order items longest first
-                            // (launch_order_items) before the kernel
+  int32_t n_mtiles = 0;       // query tiles per (batch, head): query_tiles(nq, nk, block_m)
+  int64_t items = 0;          // batch * hq * n_mtiles work items
+  bool persistent = false;    // Hopper: grid CTAs take items from the workspace counter
+  int64_t grid = 0;           // CTAs launched (0: nothing to do)
+  bool pingpong = false;      // Hopper consumer ping-pong (tuning builds only)
+  bool sort_items = false;    // portable, sparse, workspace: order items longest first
+                              // (launch_order_items) before the kernel
+  bool gather_pages = false;  // paged with small pages: K and V gathered into the workspace
+                              // first, then the kernel runs on them as plain views
   WorkspaceLayout workspace;
 };
 
