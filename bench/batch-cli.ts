@@ -70,8 +70,9 @@ export async function runBatchCli(cfg: BenchConfig, resolved: { block: number } 
   if (bb.pagedSweep) {
     notes.push(
       'Paged sweep: prefillVarlen of one sequence, the last queries against every key, over packed K/V (cuSeqlens) and over a paged KV cache ' +
-        'per page size (pages in a seeded random order in the pool); the paged call gathers the pages into a contiguous buffer ' +
-        '(counted in its device time) and runs the same kernels, so the outputs are compared bit for bit.',
+        'per page size (pages in a seeded random order in the pool); the paged call gathers the keys for its estimation, and on a GPU ' +
+        'its attention reads pages of 128 keys and more in place and gathers smaller ones (all counted in its device time); the same ' +
+        'kernels over the same keys, so the outputs are compared bit for bit.',
     );
   }
 

@@ -96,9 +96,9 @@ struct PlanRequest {
 // ones are first gathered into the workspace (one copy of the sequence's K
 // and V). On an H200 the Hopper kernel's page-by-page TMA boxes cost 1.96x
 // packed at 16-key pages, 1.42x at 32 and 1.17x at 64, where the gather
-// costs 1.05x; from 128 keys reading in place is as fast (1.04-1.05x) and
-// needs no copy (docs/benchmarks.md). The same rule on every path, so the
-// workspace does not depend on the device.
+// costs 1.05x; from 128 keys reading in place is as fast (1.04-1.07x against
+// the gather's 1.05-1.06x) and needs no copy (docs/benchmarks.md). The same rule on every path, so
+// the workspace does not depend on the device.
 constexpr int kInPlaceMinPage = 128;
 inline bool gathers_pages(int page_size) { return page_size < kInPlaceMinPage; }
 
