@@ -5,10 +5,11 @@
 // both (prefill), run with the existing per-view backends on views offset into
 // the packed tensors. Paged keys and values: on CUDA the attention reads pages
 // of 128 keys and more in place through the page table (prism::KvPages) and
-// gathers smaller ones into its workspace first, and the estimation's keys
-// are gathered into a contiguous workspace (one per lane; with small pages a
-// lane's only sequence gathers its values there too, for its attention); on
-// the CPU each sequence's keys and values are gathered first.
+// gathers smaller ones into its workspace first; the estimation reads pages
+// of at least a block in place and gathers smaller ones into a contiguous
+// workspace (one per lane; with pages under 128 keys a lane's only sequence
+// gathers its keys and values there, for its attention too); on the CPU each
+// sequence's keys and values are gathered first.
 //   CPU: a loop over the sequences on the worker thread.
 //   CUDA: the calling thread enqueues the work with no host wait: first every
 //   sequence's estimation, then every sequence's attention (the first phase's
@@ -173,11 +174,14 @@ class VarlenWorker : public DeviceWorker {
     std::vector<SeqSpan> spans;
     spans.reserve(a_.seqs.size());
     for (const SeqWork& s : a_.seqs) spans.push_back(s.span);
-    // Gathered: the estimation's keys, and the attention's keys and values
-    // when its pages are small (else it reads them in place).
+    // Gathered: the estimation's keys when its pages are smaller than a
+    // block, and the attention's keys and values when its pages are small
+    // (else each reads them in place).
     int64_t copies = 0;
     if (a_.spec.paged) {
-      if (a_.estimate) ++copies;
+      if (a_.estimate &&
+          !prism::cuda::estimation_reads_pages(static_cast<int>(a_.spec.page_size), a_.ep.block))
+        ++copies;
       if (a_.attention && prism::cuda::attention_gathers_pages(static_cast<int>(a_.spec.page_size)))
         copies += 2;
     }
@@ -234,6 +238,13 @@ class VarlenWorker : public DeviceWorker {
     auto kv_early = [&](size_t i) {
       return small_pages && a_.estimate && a_.attention && lane_seqs[lane_[i]] == 1;
     };
+    // The estimation reads the pages in place where each key block lies in one
+    // page, unless the sequence's values come with its keys.
+    const bool est_in_place = paged && prism::cuda::estimation_reads_pages(
+                                           static_cast<int>(a_.spec.page_size), a_.ep.block);
+    auto gathers_keys = [&](size_t i) {
+      return paged && a_.estimate && (!est_in_place || kv_early(i));
+    };
     int64_t scan_chunks = 0;  // every estimated sequence's counts, scanned in two launches
     size_t scan_sets = 0;
     size_t own = 0;    // every sequence's own parts
@@ -259,7 +270,7 @@ class VarlenWorker : public DeviceWorker {
             l.att, align256(prism::cuda::attention_workspace_bytes(
                        s.q, in_pages ? a_.k_pool : s.k, bl, a_.ap, in_pages ? &pg : nullptr)));
       }
-      if (paged && a_.estimate) l.k = std::max(l.k, align256(kv_bytes(s.span.nk)));
+      if (gathers_keys(i)) l.k = std::max(l.k, align256(kv_bytes(s.span.nk)));
       if (kv_early(i)) l.v = std::max(l.v, align256(kv_bytes(s.span.nk)));
     }
     const size_t table = paged ? align256(sizeof(int32_t) * (a_.spec.pages.size() + 1)) : 0;
@@ -328,7 +339,9 @@ class VarlenWorker : public DeviceWorker {
     // Phase 1: every sequence's estimation (with its paged keys' gather).
     if (a_.estimate) {
       phase([&](size_t i, SeqWork& s, Lane& l, cudaStream_t on) {
-        const QkvView k = paged ? gather(s, l, on, kv_early(i)) : s.k;
+        const QkvView k = gathers_keys(i) ? gather(s, l, on, kv_early(i)) : s.k;
+        const bool in_pages = paged && !gathers_keys(i);
+        const prism::KvPages pg = in_pages ? kv_pages(s, pages) : prism::KvPages{};
         BlockMaskOut o = s.sel;
         const SeqParts parts = parts_of(s);
         tri_[i] = reinterpret_cast<int32_t*>(take(parts.tri));
@@ -337,7 +350,8 @@ class VarlenWorker : public DeviceWorker {
         if (!o.temps) o.temps = reinterpret_cast<float*>(take(parts.temps));
         o.indices = tri_[i];
         counts_[i] = o.counts;
-        check_cuda(prism::cuda::estimate(s.q, k, a_.ep, o, l.est, on, &s.keys),
+        check_cuda(prism::cuda::estimate(s.q, in_pages ? a_.k_pool : k, a_.ep, o, l.est, on,
+                                         &s.keys, in_pages ? &pg : nullptr),
                    "varlen (estimate)");
       });
     }

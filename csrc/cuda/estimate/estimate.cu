@@ -470,10 +470,14 @@ cudaError_t launch_pool_units(const PoolArgs& a, DType dtype, int vec, cudaStrea
 // summaries). Q and K units take their own view's vector width, so a key
 // block's sums do not depend on q (summarize_keys pools it the same way).
 cudaError_t launch_pool(const QkvView& q, const QkvView& k, const Geometry& g, const Scratch& s,
-                        int stored, cudaStream_t stream) {
+                        int stored, cudaStream_t stream, const KvPages* pages) {
   PoolArgs a = pool_args(g);
   a.q = view_arg(q);
   a.k = view_arg(k);
+  if (pages != nullptr) {
+    a.k_pages = pages->ids;
+    a.page_shift = __builtin_ctz(static_cast<unsigned>(pages->page_size));
+  }
   a.nqu = (int64_t)g.B * g.Hq * g.nq;
   a.kb0 = stored;
   a.nkb = g.nk - stored;
@@ -668,8 +672,22 @@ size_t estimate_workspace_bytes(const QkvView& q, const QkvView& k, const Estima
 
 cudaError_t estimate(const QkvView& q, const QkvView& k, const EstimateParams& p,
                      const BlockMaskOut& out, void* workspace, cudaStream_t stream,
-                     const KeySummaries* keys) {
-  Geometry g = make_geometry(q, k, p);
+                     const KeySummaries* keys, const KvPages* pages) {
+  if (pages != nullptr) {
+    const int ps = pages->page_size;
+    require_arg(ps >= 1 && (ps & (ps - 1)) == 0 && estimation_reads_pages(ps, p.block) &&
+                    k.n == ps && q.batch == 1 && (pages->tokens == 0 || pages->ids != nullptr),
+                kWhere,
+                "paged keys: one sequence (q batch 1), a pool of power-of-two pages of at least "
+                "a block, page ids");
+  }
+  // Paged: the geometry of the sequence's keys; the pool's data and strides.
+  QkvView kl = k;
+  if (pages != nullptr) {
+    kl.batch = 1;
+    kl.n = pages->tokens;
+  }
+  Geometry g = make_geometry(q, kl, p);
   require_arg(q.data != nullptr && k.data != nullptr, kWhere, "q or k data is null");
   require_arg(out.counts && out.indices, kWhere, "counts and indices must be non-null");
   require_arg(workspace != nullptr, kWhere, "workspace is null");
@@ -697,7 +715,7 @@ cudaError_t estimate(const QkvView& q, const QkvView& k, const EstimateParams& p
 
   const int stages = est_internal::knobs().stage_limit;
   if (stored > 0) PRISM_CUDA_TRY(copy_summaries(*keys, g, s, stream));
-  PRISM_CUDA_TRY(launch_pool(q, k, g, s, (int)stored, stream));
+  PRISM_CUDA_TRY(launch_pool(q, k, g, s, (int)stored, stream, pages));
   if (append) PRISM_CUDA_TRY(write_back_summaries(*keys, full, g, s, stream));
   if (stages <= 1) return cudaGetLastError();
   // After the write-back copies the temperatures follow a copy, not the

@@ -25,6 +25,11 @@ using select::warp_sum;
 // its rows and VEC only (summarize_keys relies on it).
 struct PoolArgs : QkShape {
   ViewArg q, k;
+  // Paged keys (k: the pool, sb a page's stride): key block j lies in page
+  // k_pages[j * blk >> page_shift], whole (pages of at least a block); null:
+  // k is a plain view.
+  const int32_t* k_pages;
+  int page_shift;
   Band b0, b1;
   int pk, poff1;  // packed output rows (see Geometry)
   int64_t nqu;
@@ -81,7 +86,10 @@ __device__ __forceinline__ PoolUnit<S> pool_unit(const PoolArgs& a, int64_t id) 
   const int sh = u.is_q ? a.shift : 0;
   const int first = max(0, i * a.blk - sh);
   u.rows = min((i + 1) * a.blk - sh, N) - first;
-  u.p = view.row<S>(bh / H, bh % H, first);
+  if (!u.is_q && a.k_pages != nullptr)
+    u.p = view.row<S>(a.k_pages[first >> a.page_shift], bh % H, first & ((1 << a.page_shift) - 1));
+  else
+    u.p = view.row<S>(bh / H, bh % H, first);
   u.sn = view.sn;
   return u;
 }
