@@ -70,8 +70,8 @@ export async function runBatchCli(cfg: BenchConfig, resolved: { block: number } 
   if (bb.pagedSweep) {
     notes.push(
       'Paged sweep: prefillVarlen of one sequence, the last queries against every key, over packed K/V (cuSeqlens) and over a paged KV cache ' +
-        'per page size (pages in a seeded random order in the pool); the paged call gathers the keys for its estimation, and on a GPU ' +
-        'its attention reads pages of 128 keys and more in place and gathers smaller ones (all counted in its device time); the same ' +
+        'per page size (pages in a seeded random order in the pool); on a GPU the kernels read pages of 128 keys and more in place ' +
+        '(the estimation: pages of at least a block) and the paged call gathers smaller ones first (counted in its device time); the same ' +
         'kernels over the same keys, so the outputs are compared bit for bit.',
     );
   }
