@@ -117,6 +117,7 @@ struct SummaryJob {
   int64_t gather_off = 0;  // paged: first page entry (into spec.pages) to gather
   int64_t gather_n = 0;    // paged: tokens gathered from there
   int64_t skip = 0;        // paged: tokens of the gathered buffer before block `from`
+  int64_t page_off = 0;    // paged: the sequence's first page entry (into spec.pages)
 };
 
 struct SummarizeArgs {
@@ -184,7 +185,10 @@ class SummarizeWorker : public DeviceWorker {
  private:
   void enqueue_all() {
     const bool paged = a_.spec.paged;
-    const size_t kv = paged ? align256(gather_bytes()) : 0;
+    // Pages of at least a block are pooled in place (each block in one page).
+    const bool in_place = paged && prism::cuda::estimation_reads_pages(
+                                       static_cast<int>(a_.spec.page_size), a_.p.block);
+    const size_t kv = paged && !in_place ? align256(gather_bytes()) : 0;
     const size_t table = paged ? align256(sizeof(int32_t) * (a_.spec.pages.size() + 1)) : 0;
     scratch_ = std::make_unique<StreamBuffer>(kv + table + 256, stream_);
     char* kbuf = static_cast<char*>(scratch_->get());
@@ -196,6 +200,16 @@ class SummarizeWorker : public DeviceWorker {
                            stream_, table_staging_, "cudaMemcpyAsync (page table)");
     for (const SummaryJob& j : a_.jobs) {
       if (j.to <= j.from) continue;
+      if (in_place) {
+        prism::KvPages pg;
+        pg.ids = pages + j.page_off;
+        pg.tokens = j.to * a_.p.block;
+        pg.page_size = static_cast<int32_t>(a_.spec.page_size);
+        check_cuda(
+            prism::cuda::summarize_keys(a_.pool, a_.p, j.to - j.from, j.out, j.from, stream_, &pg),
+            "summarizeKeys");
+        continue;
+      }
       QkvView k = j.k;
       if (paged) {
         check_cuda(
@@ -276,6 +290,7 @@ Napi::Value summarize_keys(const Napi::CallbackInfo& info) {
         j.k = token_slice(k, s.k_off + t0, n);
       } else {
         const int64_t ps = a.spec.page_size, p0 = t0 / ps;
+        j.page_off = s.page_off;
         j.gather_off = s.page_off + p0;
         j.gather_n = j.to * block - p0 * ps;
         j.skip = t0 - p0 * ps;

@@ -38,8 +38,11 @@ int64_t key_summary_row_floats(int64_t d, const EstimateParams& p);
 // Pools key blocks [0, nblocks) of k [batch, Hkv, >= nblocks * block, d] (the
 // view starts at a block boundary) into rows [first, first + nblocks) of out,
 // with estimate()'s pooling kernel and the vector width k's view allows.
+// With `pages` (estimation_reads_pages), k is the sequence's page pool instead
+// and blocks [first, first + nblocks) of its keys are pooled in place.
 cudaError_t summarize_keys(const QkvView& k, const EstimateParams& p, int64_t nblocks,
-                           const KeySummaries& out, int64_t first, cudaStream_t stream);
+                           const KeySummaries& out, int64_t first, cudaStream_t stream,
+                           const KvPages* pages = nullptr);
 
 // Compact rows from an estimation's triangular selection (as prism::cpu::
 // scan_counts / gather_selection, device pointers). scan_counts writes

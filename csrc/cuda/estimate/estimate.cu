@@ -735,10 +735,38 @@ int64_t key_summary_row_floats(int64_t d, const EstimateParams& p) {
 }
 
 cudaError_t summarize_keys(const QkvView& k, const EstimateParams& p, int64_t nblocks,
-                           const KeySummaries& out, int64_t first, cudaStream_t stream) {
+                           const KeySummaries& out, int64_t first, cudaStream_t stream,
+                           const KvPages* pages) {
   if (nblocks <= 0) return cudaSuccess;
   require_arg(k.data != nullptr && out.rows != nullptr && out.energies != nullptr, kWhere,
               "k or summaries data is null");
+  if (pages != nullptr) {
+    // The pool through the sequence's page ids: blocks [first, first + nblocks)
+    // of its keys, each in one page; the same unit arithmetic as a plain view.
+    const int ps = pages->page_size;
+    require_arg(ps >= 1 && (ps & (ps - 1)) == 0 && estimation_reads_pages(ps, p.block) &&
+                    k.n == ps && pages->ids != nullptr && first >= 0 &&
+                    first + nblocks <= out.capacity && pages->tokens >= (first + nblocks) * p.block,
+                kWhere,
+                "paged keys: power-of-two pages of at least a block, page ids, blocks "
+                "inside the keys and the summaries");
+    QkvView v = k;
+    v.batch = 1;
+    v.n = (first + nblocks) * p.block;
+    const Geometry g = make_geometry(v, v, p);
+    PoolArgs a = pool_args(g);
+    a.q = a.k = view_arg(k);
+    a.k_pages = pages->ids;
+    a.page_shift = __builtin_ctz(static_cast<unsigned>(ps));
+    a.nqu = 0;
+    a.kb0 = (int)first;
+    a.nkb = (int)nblocks;
+    a.kstride = out.capacity;
+    a.kout = 0;
+    a.kbar = static_cast<float*>(out.rows);
+    a.ek = out.energies;
+    return launch_pool_units(a, k.dtype, view_vec(k), stream);
+  }
   require_arg(
       p.block >= 1 && k.n >= nblocks * p.block && first >= 0 && first + nblocks <= out.capacity,
       kWhere, "key blocks outside k or the summaries");
