@@ -191,8 +191,8 @@ class VarlenWorker : public DeviceWorker {
     return plan.lanes;
   }
 
-  // Sequence s's pages for the attention (dev_pages: the page table on the
-  // device; null while only sizing the workspace).
+  // Sequence s's pages for the kernels that read them in place (dev_pages: the
+  // page table on the device; null while only sizing the workspace).
   prism::KvPages kv_pages(const SeqWork& s, const int32_t* dev_pages) const {
     prism::KvPages pg;
     pg.ids = dev_pages != nullptr ? dev_pages + s.span.page_off : nullptr;
