@@ -140,20 +140,6 @@ OutView token_slice(const OutView& packed, int64_t off, int64_t n) {
   return v;
 }
 
-QkvView contiguous_view(const void* data, DType dtype, int64_t heads, int64_t n, int64_t d) {
-  QkvView v;
-  v.data = data;
-  v.dtype = dtype;
-  v.batch = 1;
-  v.heads = heads;
-  v.n = n;
-  v.d = d;
-  v.stride_n = d;
-  v.stride_h = n * d;
-  v.stride_b = heads * n * d;
-  return v;
-}
-
 void check_gpu_alignment(const QkvView& v, const char* what, size_t seq) {
   const bool ok =
       reinterpret_cast<uintptr_t>(v.data) % 16 == 0 && v.stride_h % 8 == 0 && v.stride_n % 8 == 0;

@@ -41,9 +41,6 @@ VarlenSpec read_varlen_spec(Napi::Value spec, const QkvView& q, const QkvView& k
 QkvView token_slice(const QkvView& packed, int64_t off, int64_t n);
 OutView token_slice(const OutView& packed, int64_t off, int64_t n);
 
-// A contiguous [1, heads, n, d] (bhnd) view of `data`.
-QkvView contiguous_view(const void* data, DType dtype, int64_t heads, int64_t n, int64_t d);
-
 // The views the CUDA attention kernels take: 16-byte aligned data, strides in
 // multiples of 8 elements. RangeError naming the sequence otherwise.
 void check_gpu_alignment(const QkvView& v, const char* what, size_t seq);

@@ -109,7 +109,28 @@ struct KvPages {
   int64_t tokens = 0;            // keys of the sequence (Nk)
   int32_t page_size = 0;         // a power of two in [16, 256]
   int32_t last_id = -1;          // ids[(tokens - 1) / page_size], known on the host
+  // log2(page_size): key t lies in ids[t >> shift()], slot t & (page_size - 1).
+  int32_t shift() const {
+    int32_t s = 0;
+    while ((int32_t(1) << (s + 1)) <= page_size) ++s;
+    return s;
+  }
 };
+
+// A contiguous [1, heads, n, d] (bhnd) view of `data`.
+inline QkvView contiguous_view(const void* data, DType dtype, int64_t heads, int64_t n, int64_t d) {
+  QkvView v;
+  v.data = data;
+  v.dtype = dtype;
+  v.batch = 1;
+  v.heads = heads;
+  v.n = n;
+  v.d = d;
+  v.stride_n = d;
+  v.stride_h = n * d;
+  v.stride_b = heads * n * d;
+  return v;
+}
 
 // Pooled key blocks kept between calls (summarize_keys): key block j of a
 // (batch, kv head) covers keys [jB, (j+1)B) whatever the queries, so the

@@ -63,7 +63,7 @@ FwdParams fwd_params(const QkvView& q, const QkvView& k, const QkvView& v, const
   p.nk = static_cast<int32_t>(nk);
   if (pages != nullptr) {
     p.kv_pages = pages->ids;
-    p.page_shift = __builtin_ctz(static_cast<unsigned>(pages->page_size));
+    p.page_shift = pages->shift();
     p.last_id = pages->last_id;
     p.pool_pages = k.batch;
   }
@@ -135,15 +135,8 @@ cudaError_t attention_with_variant(const QkvView& q, const QkvView& k, const Qkv
                     ws + plan.workspace.gather_offset + plan.workspace.kv_bytes};
     e = gather_pages(k, &v, pages->ids, pages->tokens, dst[0], dst[1], stream);
     if (e != cudaSuccess) return e;
-    for (int i = 0; i < 2; ++i) {
-      QkvView& t = kv[i];
-      t.data = dst[i];
-      t.batch = 1;
-      t.n = pages->tokens;
-      t.stride_n = t.d;
-      t.stride_h = t.n * t.d;
-      t.stride_b = t.heads * t.n * t.d;
-    }
+    for (int i = 0; i < 2; ++i)
+      kv[i] = contiguous_view(dst[i], kv[i].dtype, kv[i].heads, pages->tokens, kv[i].d);
     pages = nullptr;
   }
   FwdParams p = fwd_params(q, kv[0], kv[1], o, list, ap, plan, pages);
@@ -170,10 +163,9 @@ size_t attention_workspace_bytes(const QkvView& q, const QkvView& k, const Block
   (void)p;
   // The plan's workspace layout depends on the shape, the list kind and the
   // pages only, so this size fits whichever plan the call gets.
-  const size_t kv_gather =
-      pages != nullptr && attn::gathers_pages(pages->page_size)
-          ? static_cast<size_t>(k.heads * pages->tokens * k.d * dtype_size(k.dtype))
-          : 0;
+  const size_t kv_gather = pages != nullptr ? attn::kv_gather_bytes(pages->page_size, k.heads,
+                                                                    pages->tokens, k.d, k.dtype)
+                                            : 0;
   return attn::workspace_layout(q.batch, q.heads, q.n, list.counts != nullptr, kv_gather).total;
 }
 

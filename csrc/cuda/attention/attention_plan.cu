@@ -234,7 +234,7 @@ AttentionPlan plan_attention(const PlanRequest& c, const DeviceFacts& dev,
   AttentionPlan plan;
   plan.gather_pages = c.paged && gathers_pages(c.page_size);
   const size_t kv_gather =
-      plan.gather_pages ? static_cast<size_t>(c.hkv * c.nk * c.head_dim * dtype_size(c.dtype)) : 0;
+      c.paged ? kv_gather_bytes(c.page_size, c.hkv, c.nk, c.head_dim, c.dtype) : 0;
   plan.workspace = workspace_layout(c.batch, c.hq, c.nq, c.sparse, kv_gather);
 
   // 1. Path: the Hopper kernel when every condition below holds, in this

@@ -101,6 +101,11 @@ struct PlanRequest {
 // the workspace does not depend on the device.
 constexpr int kInPlaceMinPage = 128;
 inline bool gathers_pages(int page_size) { return page_size < kInPlaceMinPage; }
+// Bytes of one of the gathered K and V of a paged sequence (0 when its pages
+// are read in place): the workspace's gather part is twice that, aligned.
+inline size_t kv_gather_bytes(int page_size, int64_t hkv, int64_t nk, int64_t d, DType dtype) {
+  return gathers_pages(page_size) ? static_cast<size_t>(hkv * nk * d * dtype_size(dtype)) : 0;
+}
 
 // ---- output ------------------------------------------------------------------
 // Workspace: [counter | sparse work order | gathered K | gathered V]. It

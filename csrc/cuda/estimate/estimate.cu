@@ -469,15 +469,28 @@ cudaError_t launch_pool_units(const PoolArgs& a, DType dtype, int vec, cudaStrea
 // Every query block, and key blocks [stored, nk) (the others come from key
 // summaries). Q and K units take their own view's vector width, so a key
 // block's sums do not depend on q (summarize_keys pools it the same way).
+// A key page pool the pooling can read in place (estimation_reads_pages):
+// power-of-two pages of at least a block, k of page_size rows, page ids.
+void require_key_pages(const QkvView& k, const KvPages& pages, int block) {
+  const int ps = pages.page_size;
+  require_arg(ps >= 1 && (ps & (ps - 1)) == 0 && estimation_reads_pages(ps, block) && k.n == ps &&
+                  (pages.tokens == 0 || pages.ids != nullptr),
+              kWhere, "paged keys: a pool of power-of-two pages of at least a block, page ids");
+}
+
+// The pooling kernel's page lookup (PoolArgs::k_pages), or none.
+void set_key_pages(PoolArgs& a, const KvPages* pages) {
+  if (pages == nullptr) return;
+  a.k_pages = pages->ids;
+  a.page_shift = pages->shift();
+}
+
 cudaError_t launch_pool(const QkvView& q, const QkvView& k, const Geometry& g, const Scratch& s,
                         int stored, cudaStream_t stream, const KvPages* pages) {
   PoolArgs a = pool_args(g);
   a.q = view_arg(q);
   a.k = view_arg(k);
-  if (pages != nullptr) {
-    a.k_pages = pages->ids;
-    a.page_shift = __builtin_ctz(static_cast<unsigned>(pages->page_size));
-  }
+  set_key_pages(a, pages);
   a.nqu = (int64_t)g.B * g.Hq * g.nq;
   a.kb0 = stored;
   a.nkb = g.nk - stored;
@@ -674,12 +687,8 @@ cudaError_t estimate(const QkvView& q, const QkvView& k, const EstimateParams& p
                      const BlockMaskOut& out, void* workspace, cudaStream_t stream,
                      const KeySummaries* keys, const KvPages* pages) {
   if (pages != nullptr) {
-    const int ps = pages->page_size;
-    require_arg(ps >= 1 && (ps & (ps - 1)) == 0 && estimation_reads_pages(ps, p.block) &&
-                    k.n == ps && q.batch == 1 && (pages->tokens == 0 || pages->ids != nullptr),
-                kWhere,
-                "paged keys: one sequence (q batch 1), a pool of power-of-two pages of at least "
-                "a block, page ids");
+    require_arg(q.batch == 1, kWhere, "paged keys: one sequence (q batch 1)");
+    require_key_pages(k, *pages, p.block);
   }
   // Paged: the geometry of the sequence's keys; the pool's data and strides.
   QkvView kl = k;
@@ -740,46 +749,31 @@ cudaError_t summarize_keys(const QkvView& k, const EstimateParams& p, int64_t nb
   if (nblocks <= 0) return cudaSuccess;
   require_arg(k.data != nullptr && out.rows != nullptr && out.energies != nullptr, kWhere,
               "k or summaries data is null");
+  require_arg(p.block >= 1 && first >= 0 && first + nblocks <= out.capacity, kWhere,
+              "key blocks outside k or the summaries");
+  // Plain: k's view starts at block `first`, so its blocks [0, nblocks) go to
+  // rows [first, ...). Paged: the pool through the sequence's page ids, its
+  // blocks [first, first + nblocks) by their own index.
   if (pages != nullptr) {
-    // The pool through the sequence's page ids: blocks [first, first + nblocks)
-    // of its keys, each in one page; the same unit arithmetic as a plain view.
-    const int ps = pages->page_size;
-    require_arg(ps >= 1 && (ps & (ps - 1)) == 0 && estimation_reads_pages(ps, p.block) &&
-                    k.n == ps && pages->ids != nullptr && first >= 0 &&
-                    first + nblocks <= out.capacity && pages->tokens >= (first + nblocks) * p.block,
-                kWhere,
-                "paged keys: power-of-two pages of at least a block, page ids, blocks "
-                "inside the keys and the summaries");
-    QkvView v = k;
-    v.batch = 1;
-    v.n = (first + nblocks) * p.block;
-    const Geometry g = make_geometry(v, v, p);
-    PoolArgs a = pool_args(g);
-    a.q = a.k = view_arg(k);
-    a.k_pages = pages->ids;
-    a.page_shift = __builtin_ctz(static_cast<unsigned>(ps));
-    a.nqu = 0;
-    a.kb0 = (int)first;
-    a.nkb = (int)nblocks;
-    a.kstride = out.capacity;
-    a.kout = 0;
-    a.kbar = static_cast<float*>(out.rows);
-    a.ek = out.energies;
-    return launch_pool_units(a, k.dtype, view_vec(k), stream);
+    require_key_pages(k, *pages, p.block);
+    require_arg(pages->tokens >= (first + nblocks) * p.block, kWhere,
+                "key blocks outside the paged keys");
+  } else {
+    require_arg(k.n >= nblocks * p.block, kWhere, "key blocks outside k or the summaries");
   }
-  require_arg(
-      p.block >= 1 && k.n >= nblocks * p.block && first >= 0 && first + nblocks <= out.capacity,
-      kWhere, "key blocks outside k or the summaries");
+  const int64_t b0 = pages != nullptr ? first : 0;
   QkvView v = k;
-  v.n = nblocks * p.block;  // full blocks only
+  v.batch = pages != nullptr ? 1 : k.batch;
+  v.n = (b0 + nblocks) * p.block;  // full blocks only
   const Geometry g = make_geometry(v, v, p);
   PoolArgs a = pool_args(g);
   a.q = a.k = view_arg(v);
+  set_key_pages(a, pages);
   a.nqu = 0;
-  a.kb0 = 0;
+  a.kb0 = (int)b0;
   a.nkb = (int)nblocks;
   a.kstride = out.capacity;
-  a.kout = first;
+  a.kout = first - b0;
   a.kbar = static_cast<float*>(out.rows);
   a.ek = out.energies;
   return launch_pool_units(a, k.dtype, view_vec(k), stream);
