@@ -466,9 +466,6 @@ cudaError_t launch_pool_units(const PoolArgs& a, DType dtype, int vec, cudaStrea
   return cudaGetLastError();
 }
 
-// Every query block, and key blocks [stored, nk) (the others come from key
-// summaries). Q and K units take their own view's vector width, so a key
-// block's sums do not depend on q (summarize_keys pools it the same way).
 // A key page pool the pooling can read in place (estimation_reads_pages):
 // power-of-two pages of at least a block, k of page_size rows, page ids.
 void require_key_pages(const QkvView& k, const KvPages& pages, int block) {
@@ -485,6 +482,9 @@ void set_key_pages(PoolArgs& a, const KvPages* pages) {
   a.page_shift = pages->shift();
 }
 
+// Every query block, and key blocks [stored, nk) (the others come from key
+// summaries). Q and K units take their own view's vector width, so a key
+// block's sums do not depend on q (summarize_keys pools it the same way).
 cudaError_t launch_pool(const QkvView& q, const QkvView& k, const Geometry& g, const Scratch& s,
                         int stored, cudaStream_t stream, const KvPages* pages) {
   PoolArgs a = pool_args(g);
