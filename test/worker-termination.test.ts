@@ -16,7 +16,7 @@ interface Report {
   device: string;
   terminated: number;
   midOp: number;
-  midOpTerminateMs: number;
+  midOpWaitsMs: number[];
   maxHeld: number;
   checks: number;
   mismatches: number;
@@ -57,8 +57,10 @@ describe('terminating workers on the CPU', () => {
   test('ops, uploads and downloads in flight: the process survives and still computes correctly', () => {
     const r = runChild('cpu');
     expectSurvived(r);
-    // The large attention (~150 ms) was still running when terminate() was called.
-    expect(r.midOpTerminateMs).toBeGreaterThan(10);
+    // The large attention (~150 ms) was still running when terminate() was
+    // called in at least one of the three runs that called it once the op was queued.
+    expect(r.midOpWaitsMs).toHaveLength(3);
+    expect(Math.max(...r.midOpWaitsMs)).toBeGreaterThan(10);
   });
 });
 
