@@ -4,10 +4,10 @@
 // Ragged batches and paged KV caches (varlen.h): estimation, attention, or
 // both (prefill), run with the existing per-view backends on views offset into
 // the packed tensors. Paged keys and values: on CUDA the attention reads pages
-// of 128 keys and more in place through the page table (prism::KvPages) and
+// of 64 keys and more in place through the page table (prism::KvPages) and
 // gathers smaller ones into its workspace first; the estimation reads pages
 // of at least a block in place and gathers smaller ones into a contiguous
-// workspace (one per lane; with pages under 128 keys a lane's only sequence
+// workspace (one per lane; with pages under 64 keys a lane's only sequence
 // gathers its keys and values there, for its attention too); on the CPU each
 // sequence's keys and values are gathered first.
 //   CPU: a loop over the sequences on the worker thread.

@@ -91,7 +91,7 @@ size_t attention_workspace_bytes(const QkvView& q, const QkvView& k, const Block
 // head_dim 64 or 128. list.counts == nullptr means dense. With `pages`, k and
 // v are page pools read in place through the sequence's page ids (q batch 1).
 // Whether attention() gathers paged K/V of this page size into its workspace
-// (pages under 128 keys) rather than reading the pages in place.
+// (pages under 64 keys) rather than reading the pages in place.
 bool attention_gathers_pages(int page_size);
 
 cudaError_t attention(const QkvView& q, const QkvView& k, const QkvView& v, const OutView& o,

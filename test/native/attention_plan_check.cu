@@ -405,7 +405,7 @@ static void check_arguments() {
   QkvView two = q;
   two.batch = 2;
   paged_invalid("batch 2", pg, pool, two, "one sequence");
-  // Pages under 128 keys are gathered into the workspace (K, then V), larger
+  // Pages under 64 keys are gathered into the workspace (K, then V), larger
   // ones read in place; the workspace size never depends on the device.
   const AttentionPlan gathered = plan_attention(paged, hopper(), {});
   const size_t kv = 2 * 20 * 128 * 2;  // 2 kv heads x 20 keys x d 128, bf16
@@ -418,18 +418,27 @@ static void check_arguments() {
       "gather without workspace",
       [&] { describe_call(q, pool, pool, out(q), BlockList{}, ap, kAuto, false, &pg); },
       "need the workspace");
-  QkvView big = pool;
-  big.n = 128;
-  big.stride_b = 2 * 128 * 128;
-  big.stride_h = 128 * 128;
-  KvPages pg128 = pg;
-  pg128.page_size = 128;
-  const PlanRequest in_place =
-      describe_call(q, big, big, out(q), BlockList{}, ap, kAuto, false, &pg128);
-  const AttentionPlan direct = plan_attention(in_place, hopper(), {});
-  EXPECT(!direct.gather_pages && direct.path == Path::kHopper &&
-         direct.workspace.gather_bytes == 0 &&
-         direct.workspace.total == workspace_layout(1, 2, 4, false).total);
+  // The smallest page of each side of the rule: 32 keys gathered, 64 in place.
+  for (const int ps : {32, 64, 128}) {
+    QkvView big = pool;
+    big.n = ps;
+    big.stride_b = 2 * ps * 128;
+    big.stride_h = ps * 128;
+    KvPages pgs = pg;
+    pgs.page_size = ps;
+    const PlanRequest req = describe_call(q, big, big, out(q), BlockList{}, ap, kAuto, true, &pgs);
+    const AttentionPlan plan = plan_attention(req, hopper(), {});
+    if (ps < 64) {
+      EXPECT(plan.gather_pages && plan.workspace.kv_bytes == kv &&
+             plan.workspace.gather_bytes == 2 * kv);
+    } else {
+      EXPECT(!plan.gather_pages && plan.path == Path::kHopper && plan.workspace.gather_bytes == 0 &&
+             plan.workspace.total == workspace_layout(1, 2, 4, false).total);
+      const PlanRequest bare =
+          describe_call(q, big, big, out(q), BlockList{}, ap, kAuto, false, &pgs);
+      EXPECT(!plan_attention(bare, hopper(), {}).gather_pages);  // no workspace needed
+    }
+  }
   // The support table agrees with the checks.
   EXPECT(attention_unsupported(DType::BF16, 128, 128) == Unsupported::kNone);
   EXPECT(attention_unsupported(DType::F32, 96, 16) == Unsupported::kHeadDim);

@@ -94,12 +94,12 @@ struct PlanRequest {
 // ---- paged K/V ----------------------------------------------------------------
 // Pages of at least this many keys are read in place by the kernels; smaller
 // ones are first gathered into the workspace (one copy of the sequence's K
-// and V). On an H200 the Hopper kernel's page-by-page TMA boxes cost 1.96x
-// packed at 16-key pages, 1.42x at 32 and 1.17x at 64, where the gather
-// costs 1.05x; from 128 keys reading in place is as fast (1.04-1.07x against
-// the gather's 1.05-1.06x) and needs no copy (docs/benchmarks.md). The same rule on every path, so
-// the workspace does not depend on the device.
-constexpr int kInPlaceMinPage = 128;
+// and V). On an H200, with the Hopper producer's boxes issued by several
+// lanes at once, in place cost 1.38-1.40x packed at 16-key pages and
+// 1.12-1.14x at 32, where the gather costs 1.05-1.10x; from 64 keys reading
+// in place is as fast (1.04-1.06x) and needs no copy (docs/benchmarks.md).
+// The same rule on every path, so the workspace does not depend on the device.
+constexpr int kInPlaceMinPage = 64;
 inline bool gathers_pages(int page_size) { return page_size < kInPlaceMinPage; }
 // Bytes of one of the gathered K and V of a paged sequence (0 when its pages
 // are read in place): the workspace's gather part is twice that, aligned.

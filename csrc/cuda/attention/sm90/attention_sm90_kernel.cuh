@@ -55,7 +55,8 @@ __global__ void __launch_bounds__(Sm90Roles::kThreads, 1)
   Scheduler sched(prm, bars.sched);
   if (threadIdx.x < KT::kWarpgroupThreads) {
     setmaxnreg_dec<KT::kProducerRegs>();
-    if (threadIdx.x == 0) ProducerMainloop<KT, Scheduler>::run(prm, smem, bars.pipe, sched);
+    if (threadIdx.x < 32)
+      ProducerMainloop<KT, Scheduler>::run(prm, smem, bars.pipe, sched, threadIdx.x);
   } else {
     setmaxnreg_inc<KT::kConsumerRegs>();
     const ConsumerThread th(threadIdx.x);
