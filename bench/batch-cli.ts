@@ -71,7 +71,7 @@ export async function runBatchCli(cfg: BenchConfig, resolved: { block: number } 
     notes.push(
       'Paged sweep: prefillVarlen of one sequence, the last queries against every key, over packed K/V (cuSeqlens) and over a paged KV cache ' +
         'per page size (pages in a seeded random order in the pool); on a GPU the kernels read pages of 64 keys and more in place ' +
-        '(the estimation: pages of at least a block) and the paged call gathers smaller ones first (counted in its device time); the same ' +
+        '(the estimation: pages of every size) and the paged call gathers smaller ones first (counted in its device time); the same ' +
         'kernels over the same keys, so the outputs are compared bit for bit.',
     );
   }

@@ -5,7 +5,7 @@
 // packed and the paged prefill one after the other, and its ratio is taken
 // against those packed calls; a packed-only run comes first. On a GPU the
 // kernels read pages of 64 keys and more in place (the estimation: pages of
-// at least a block) and smaller ones are gathered first. The same kernels over
+// every size) and smaller ones are gathered first. The same kernels over
 // the same keys, so the outputs are compared bit for bit.
 
 import type { BenchConfig } from './config';

@@ -18,7 +18,6 @@
 #if PRISM_WITH_CUDA
 #include "binding/cuda_sync.h"
 #include "cuda/cuda_backend.h"
-#include "cuda/paged/paged_gather.h"
 #endif
 
 namespace prism::binding {
@@ -113,10 +112,10 @@ namespace {
 struct SummaryJob {
   KeySummaries out;
   int64_t from = 0, to = 0;
-  QkvView k;               // keys of blocks [from, to) (paged: shape only, until gathered)
-  int64_t gather_off = 0;  // paged: first page entry (into spec.pages) to gather
-  int64_t gather_n = 0;    // paged: tokens gathered from there
-  int64_t skip = 0;        // paged: tokens of the gathered buffer before block `from`
+  QkvView k;               // keys of blocks [from, to) (paged: shape only)
+  int64_t gather_off = 0;  // paged, CPU: first page entry (into spec.pages) to gather
+  int64_t gather_n = 0;    // paged, CPU: tokens gathered from there
+  int64_t skip = 0;        // paged, CPU: tokens of the gathered buffer before block `from`
   int64_t page_off = 0;    // paged: the sequence's first page entry (into spec.pages)
 };
 
@@ -127,7 +126,7 @@ struct SummarizeArgs {
   QkvView pool;  // paged: the key pages
   VarlenSpec spec;
   std::vector<SummaryJob> jobs;
-  int64_t max_gather = 0;  // paged: most tokens one job gathers
+  int64_t max_gather = 0;  // paged, CPU: most tokens one job gathers
 };
 
 // k's tokens [t0, t0 + n) in every batch entry.
@@ -184,15 +183,11 @@ class SummarizeWorker : public DeviceWorker {
 
  private:
   void enqueue_all() {
+    // Paged keys are pooled in place, through the page table on the device.
     const bool paged = a_.spec.paged;
-    // Pages of at least a block are pooled in place (each block in one page).
-    const bool in_place = paged && prism::cuda::estimation_reads_pages(
-                                       static_cast<int>(a_.spec.page_size), a_.p.block);
-    const size_t kv = paged && !in_place ? align256(gather_bytes()) : 0;
     const size_t table = paged ? align256(sizeof(int32_t) * (a_.spec.pages.size() + 1)) : 0;
-    scratch_ = std::make_unique<StreamBuffer>(kv + table + 256, stream_);
-    char* kbuf = static_cast<char*>(scratch_->get());
-    int32_t* pages = reinterpret_cast<int32_t*>(kbuf + kv);
+    scratch_ = std::make_unique<StreamBuffer>(table + 256, stream_);
+    int32_t* pages = static_cast<int32_t*>(scratch_->get());
     for (auto& e : events_) e = std::make_unique<CudaEvent>(cudaEventDefault);
     check_cuda(cudaEventRecord(events_[0]->get(), stream_), "cudaEventRecord");
     if (paged && !a_.spec.pages.empty())
@@ -200,7 +195,7 @@ class SummarizeWorker : public DeviceWorker {
                            stream_, table_staging_, "cudaMemcpyAsync (page table)");
     for (const SummaryJob& j : a_.jobs) {
       if (j.to <= j.from) continue;
-      if (in_place) {
+      if (paged) {
         prism::KvPages pg;
         pg.ids = pages + j.page_off;
         pg.tokens = j.to * a_.p.block;
@@ -210,14 +205,7 @@ class SummarizeWorker : public DeviceWorker {
             "summarizeKeys");
         continue;
       }
-      QkvView k = j.k;
-      if (paged) {
-        check_cuda(
-            prism::cuda::gather_pages(a_.pool, pages + j.gather_off, j.gather_n, kbuf, stream_),
-            "summarizeKeys (gather keys)");
-        k = gathered(j, kbuf);
-      }
-      check_cuda(prism::cuda::summarize_keys(k, a_.p, j.to - j.from, j.out, j.from, stream_),
+      check_cuda(prism::cuda::summarize_keys(j.k, a_.p, j.to - j.from, j.out, j.from, stream_),
                  "summarizeKeys");
     }
     check_cuda(cudaEventRecord(events_[1]->get(), stream_), "cudaEventRecord");

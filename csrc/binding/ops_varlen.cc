@@ -5,11 +5,11 @@
 // both (prefill), run with the existing per-view backends on views offset into
 // the packed tensors. Paged keys and values: on CUDA the attention reads pages
 // of 64 keys and more in place through the page table (prism::KvPages) and
-// gathers smaller ones into its workspace first; the estimation reads pages
-// of at least a block in place and gathers smaller ones into a contiguous
-// workspace (one per lane; with pages under 64 keys a lane's only sequence
-// gathers its keys and values there, for its attention too); on the CPU each
-// sequence's keys and values are gathered first.
+// gathers smaller ones into its workspace first (one per lane; a lane's only
+// sequence gathers them before its estimation, which then reads them there
+// too); otherwise the estimation reads pages of every size in place (a
+// block's page looked up once, or each row's where pages are smaller than a
+// block); on the CPU each sequence's keys and values are gathered first.
 //   CPU: a loop over the sequences on the worker thread.
 //   CUDA: the calling thread enqueues the work with no host wait: first every
 //   sequence's estimation, then every sequence's attention (the first phase's
@@ -174,17 +174,12 @@ class VarlenWorker : public DeviceWorker {
     std::vector<SeqSpan> spans;
     spans.reserve(a_.seqs.size());
     for (const SeqWork& s : a_.seqs) spans.push_back(s.span);
-    // Gathered: the estimation's keys when its pages are smaller than a
-    // block, and the attention's keys and values when its pages are small
-    // (else each reads them in place).
+    // Gathered: the attention's keys and values when its pages are small
+    // (the estimation reads pages of every size in place).
     int64_t copies = 0;
-    if (a_.spec.paged) {
-      if (a_.estimate &&
-          !prism::cuda::estimation_reads_pages(static_cast<int>(a_.spec.page_size), a_.ep.block))
-        ++copies;
-      if (a_.attention && prism::cuda::attention_gathers_pages(static_cast<int>(a_.spec.page_size)))
-        copies += 2;
-    }
+    if (a_.spec.paged && a_.attention &&
+        prism::cuda::attention_gathers_pages(static_cast<int>(a_.spec.page_size)))
+      copies = 2;
     const int64_t kv_token = copies * kv_token_bytes();
     LanePlan plan = plan_lanes(spans, a_.heads, kv_token, varlen_max_lanes());
     lane_ = std::move(plan.lane);
@@ -238,13 +233,9 @@ class VarlenWorker : public DeviceWorker {
     auto kv_early = [&](size_t i) {
       return small_pages && a_.estimate && a_.attention && lane_seqs[lane_[i]] == 1;
     };
-    // The estimation reads the pages in place where each key block lies in one
-    // page, unless the sequence's values come with its keys.
-    const bool est_in_place = paged && prism::cuda::estimation_reads_pages(
-                                           static_cast<int>(a_.spec.page_size), a_.ep.block);
-    auto gathers_keys = [&](size_t i) {
-      return paged && a_.estimate && (!est_in_place || kv_early(i));
-    };
+    // The estimation reads the pages in place, unless the sequence's values
+    // come with its keys.
+    auto gathers_keys = [&](size_t i) { return paged && a_.estimate && kv_early(i); };
     int64_t scan_chunks = 0;  // every estimated sequence's counts, scanned in two launches
     size_t scan_sets = 0;
     size_t own = 0;    // every sequence's own parts

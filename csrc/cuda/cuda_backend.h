@@ -19,16 +19,13 @@ size_t estimate_workspace_bytes(const QkvView& q, const QkvView& k, const Estima
 // With keys->append, the full blocks pooled from k ([keys->blocks, Nk / block))
 // are also copied from the workspace into those rows of the summaries (rows and
 // energies, capacity >= Nk / block), on `stream` right after the pooling.
-// With `pages` (estimation_reads_pages), k is a page pool whose keys the
-// pooling reads in place through the page ids (q batch 1); the workspace is
-// that of the sequence's keys as a plain [1, Hkv, tokens, d] view.
+// With `pages`, k is a page pool whose keys the pooling reads in place through
+// the page ids (q batch 1; a block's page looked up once where pages hold
+// whole blocks, each row's where they are smaller); the workspace is that of
+// the sequence's keys as a plain [1, Hkv, tokens, d] view.
 cudaError_t estimate(const QkvView& q, const QkvView& k, const EstimateParams& p,
                      const BlockMaskOut& out, void* workspace, cudaStream_t stream,
                      const KeySummaries* keys = nullptr, const KvPages* pages = nullptr);
-
-// Whether estimate() reads paged keys in place: pages of at least a block,
-// so that each key block lies in one page.
-inline bool estimation_reads_pages(int page_size, int block) { return page_size >= block; }
 
 // float32 words of one key-summary row (KeySummaries): the band-packed row of
 // the pooling kernel for head_dim d and p's method and bands (3 energies go
@@ -38,7 +35,7 @@ int64_t key_summary_row_floats(int64_t d, const EstimateParams& p);
 // Pools key blocks [0, nblocks) of k [batch, Hkv, >= nblocks * block, d] (the
 // view starts at a block boundary) into rows [first, first + nblocks) of out,
 // with estimate()'s pooling kernel and the vector width k's view allows.
-// With `pages` (estimation_reads_pages), k is the sequence's page pool instead
+// With `pages`, k is the sequence's page pool instead
 // and blocks [first, first + nblocks) of its keys are pooled in place.
 cudaError_t summarize_keys(const QkvView& k, const EstimateParams& p, int64_t nblocks,
                            const KeySummaries& out, int64_t first, cudaStream_t stream,

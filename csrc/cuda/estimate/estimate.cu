@@ -453,26 +453,29 @@ cudaError_t launch_pool_units(const PoolArgs& a, DType dtype, int vec, cudaStrea
   const size_t rg_d = (size_t)rg * a.d;
   const bool rows_in_smem = pool_rows_in_smem(threads, vec * elem, rg, a.blk);
   const size_t smem = rg_d * (sizeof(float) + (rows_in_smem ? 8 * elem : 0));
+  // Paged keys in pages smaller than a block: looked up row by row.
+  const bool row_pages = a.k_pages != nullptr && a.blk > (1 << a.page_shift);
   dispatch_float_dtype(dtype, [&](auto tag) {
     using Tag = decltype(tag);
     dispatch_vec(vec, [&](auto v) {
       constexpr int V = decltype(v)::value;
+      auto launch = [&](auto kernel) { kernel<<<(unsigned)units, threads, smem, stream>>>(a); };
       if (threads == 512)
-        pool_kernel<Tag, V, 512><<<(unsigned)units, threads, smem, stream>>>(a);
+        launch(row_pages ? pool_kernel<Tag, V, 512, true> : pool_kernel<Tag, V, 512, false>);
       else
-        pool_kernel<Tag, V, 256><<<(unsigned)units, threads, smem, stream>>>(a);
+        launch(row_pages ? pool_kernel<Tag, V, 256, true> : pool_kernel<Tag, V, 256, false>);
     });
   });
   return cudaGetLastError();
 }
 
-// A key page pool the pooling can read in place (estimation_reads_pages):
-// power-of-two pages of at least a block, k of page_size rows, page ids.
-void require_key_pages(const QkvView& k, const KvPages& pages, int block) {
+// A key page pool the pooling reads in place: power-of-two pages of 16 to
+// 256 keys, k of page_size rows, page ids.
+void require_key_pages(const QkvView& k, const KvPages& pages) {
   const int ps = pages.page_size;
-  require_arg(ps >= 1 && (ps & (ps - 1)) == 0 && estimation_reads_pages(ps, block) && k.n == ps &&
+  require_arg(ps >= 16 && ps <= 256 && (ps & (ps - 1)) == 0 && k.n == ps &&
                   (pages.tokens == 0 || pages.ids != nullptr),
-              kWhere, "paged keys: a pool of power-of-two pages of at least a block, page ids");
+              kWhere, "paged keys: a pool of power-of-two pages of 16 to 256 keys, page ids");
 }
 
 // The pooling kernel's page lookup (PoolArgs::k_pages), or none.
@@ -688,7 +691,7 @@ cudaError_t estimate(const QkvView& q, const QkvView& k, const EstimateParams& p
                      const KeySummaries* keys, const KvPages* pages) {
   if (pages != nullptr) {
     require_arg(q.batch == 1, kWhere, "paged keys: one sequence (q batch 1)");
-    require_key_pages(k, *pages, p.block);
+    require_key_pages(k, *pages);
   }
   // Paged: the geometry of the sequence's keys; the pool's data and strides.
   QkvView kl = k;
@@ -755,7 +758,7 @@ cudaError_t summarize_keys(const QkvView& k, const EstimateParams& p, int64_t nb
   // rows [first, ...). Paged: the pool through the sequence's page ids, its
   // blocks [first, first + nblocks) by their own index.
   if (pages != nullptr) {
-    require_key_pages(k, *pages, p.block);
+    require_key_pages(k, *pages);
     require_arg(pages->tokens >= (first + nblocks) * p.block, kWhere,
                 "key blocks outside the paged keys");
   } else {

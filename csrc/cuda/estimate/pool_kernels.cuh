@@ -25,9 +25,10 @@ using select::warp_sum;
 // its rows and VEC only (summarize_keys relies on it).
 struct PoolArgs : QkShape {
   ViewArg q, k;
-  // Paged keys (k: the pool, sb a page's stride): key block j lies in page
-  // k_pages[j * blk >> page_shift], whole (pages of at least a block); null:
-  // k is a plain view.
+  // Paged keys (k: the pool, sb a page's stride): key t lies in page
+  // k_pages[t >> page_shift]. Pages of at least a block hold whole blocks (a
+  // block's page looked up once); smaller ones are looked up row by row
+  // (pool_kernel's kRowPages). Null: k is a plain view.
   const int32_t* k_pages;
   int page_shift;
   Band b0, b1;
@@ -70,6 +71,11 @@ struct PoolUnit {
   int64_t orow;  // output row of qbar / kbar (eq / ek)
   int rows;
   bool is_q;
+  // Keys in pages smaller than the block: p is the head's row 0 of pool page
+  // 0, and row r of the unit lies in page pages[(first + r) >> shift]. Else null.
+  const int32_t* pages;
+  int64_t sb;
+  int first, shift;
 };
 
 template <class S>
@@ -86,12 +92,34 @@ __device__ __forceinline__ PoolUnit<S> pool_unit(const PoolArgs& a, int64_t id) 
   const int sh = u.is_q ? a.shift : 0;
   const int first = max(0, i * a.blk - sh);
   u.rows = min((i + 1) * a.blk - sh, N) - first;
-  if (!u.is_q && a.k_pages != nullptr)
+  u.pages = nullptr;
+  u.sb = view.sb;
+  u.first = first;
+  u.shift = a.page_shift;
+  if (!u.is_q && a.k_pages != nullptr && a.blk > (1 << a.page_shift)) {
+    u.p = view.row<S>(0, bh % H, 0);
+    u.pages = a.k_pages;
+  } else if (!u.is_q && a.k_pages != nullptr) {
     u.p = view.row<S>(a.k_pages[first >> a.page_shift], bh % H, first & ((1 << a.page_shift) - 1));
-  else
+  } else {
     u.p = view.row<S>(bh / H, bh % H, first);
+  }
   u.sn = view.sn;
   return u;
+}
+
+// Where row r of unit u starts, given p = its row 0 plus the thread's column:
+// r rows on, or (kRowPages, keys in pages smaller than the block) in r's page.
+template <bool kRowPages, class S>
+__device__ __forceinline__ const S* unit_row(const PoolUnit<S>& u, const S* p, int r) {
+  if constexpr (kRowPages) {
+    if (u.pages != nullptr) {
+      const int t = u.first + r;
+      return p + (int64_t)__ldg(u.pages + (t >> u.shift)) * u.sb +
+             (int64_t)(t & ((1 << u.shift) - 1)) * u.sn;
+    }
+  }
+  return p + (int64_t)r * u.sn;
 }
 
 // Whether pool_kernel copies a unit's rows into shared memory: a full block of
@@ -122,7 +150,9 @@ __device__ __forceinline__ void add_eight(float (&acc)[VEC], const float (&x)[8]
 // that takes the other units: the same bits either way (estimate_check
 // compares them with that order replayed on the host).
 // 256 threads: five CTAs per SM (48 registers; 40 KB of shared memory each).
-template <class Tag, int VEC, int THREADS>
+// kRowPages: key rows in pages smaller than a block, each looked up in the
+// page ids (the same rows in the same order, so the same sums).
+template <class Tag, int VEC, int THREADS, bool kRowPages>
 __global__ void __launch_bounds__(THREADS, THREADS == 256 ? 5 : 1) pool_kernel(const PoolArgs a) {
   allow_dependents();
   using S = typename Tag::storage;
@@ -135,7 +165,6 @@ __global__ void __launch_bounds__(THREADS, THREADS == 256 ? 5 : 1) pool_kernel(c
   const int RG = blockDim.x / cpr;
   const int t = threadIdx.x, c = t % cpr, g = t / cpr;
   const S* const p = un.p + c * VEC;
-  const int64_t sn = un.sn;
   const bool tiled =
       kAsync && pool_rows_in_smem(THREADS, VEC * sizeof(S), RG, a.blk) && un.rows == a.blk;
   float acc[VEC];
@@ -146,7 +175,7 @@ __global__ void __launch_bounds__(THREADS, THREADS == 256 ? 5 : 1) pool_kernel(c
       S* const rows = reinterpret_cast<S*>(red + RG * a.d) + (size_t)g * a.d + c * VEC;
 #pragma unroll
       for (int k = 0; k < 8; ++k)
-        copy16_cg(rows + (size_t)k * RG * a.d, p + (int64_t)(g + k * RG) * sn);
+        copy16_cg(rows + (size_t)k * RG * a.d, unit_row<kRowPages>(un, p, g + k * RG));
       copy_wait_all();  // a thread reads back only its own chunks
       float x[8][VEC];
 #pragma unroll
@@ -161,19 +190,19 @@ __global__ void __launch_bounds__(THREADS, THREADS == 256 ? 5 : 1) pool_kernel(c
     for (; r + 7 * RG < un.rows; r += 8 * RG) {
       float x[8][VEC];
 #pragma unroll
-      for (int k = 0; k < 8; ++k) load_vec<Tag, VEC>(p + (int64_t)(r + k * RG) * sn, x[k]);
+      for (int k = 0; k < 8; ++k) load_vec<Tag, VEC>(unit_row<kRowPages>(un, p, r + k * RG), x[k]);
       add_eight(acc, x);
     }
     for (; r + 3 * RG < un.rows; r += 4 * RG) {
       float x[4][VEC];
 #pragma unroll
-      for (int k = 0; k < 4; ++k) load_vec<Tag, VEC>(p + (int64_t)(r + k * RG) * sn, x[k]);
+      for (int k = 0; k < 4; ++k) load_vec<Tag, VEC>(unit_row<kRowPages>(un, p, r + k * RG), x[k]);
 #pragma unroll
       for (int v = 0; v < VEC; ++v) acc[v] += (x[0][v] + x[1][v]) + (x[2][v] + x[3][v]);
     }
     for (; r < un.rows; r += RG) {
       float x[VEC];
-      load_vec<Tag, VEC>(p + (int64_t)r * sn, x);
+      load_vec<Tag, VEC>(unit_row<kRowPages>(un, p, r), x);
 #pragma unroll
       for (int v = 0; v < VEC; ++v) acc[v] += x[v];
     }
