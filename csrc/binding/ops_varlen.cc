@@ -233,9 +233,6 @@ class VarlenWorker : public DeviceWorker {
     auto kv_early = [&](size_t i) {
       return small_pages && a_.estimate && a_.attention && lane_seqs[lane_[i]] == 1;
     };
-    // The estimation reads the pages in place, unless the sequence's values
-    // come with its keys.
-    auto gathers_keys = [&](size_t i) { return paged && a_.estimate && kv_early(i); };
     int64_t scan_chunks = 0;  // every estimated sequence's counts, scanned in two launches
     size_t scan_sets = 0;
     size_t own = 0;    // every sequence's own parts
@@ -261,8 +258,10 @@ class VarlenWorker : public DeviceWorker {
             l.att, align256(prism::cuda::attention_workspace_bytes(
                        s.q, in_pages ? a_.k_pool : s.k, bl, a_.ap, in_pages ? &pg : nullptr)));
       }
-      if (gathers_keys(i)) l.k = std::max(l.k, align256(kv_bytes(s.span.nk)));
-      if (kv_early(i)) l.v = std::max(l.v, align256(kv_bytes(s.span.nk)));
+      if (kv_early(i)) {
+        l.k = std::max(l.k, align256(kv_bytes(s.span.nk)));
+        l.v = std::max(l.v, align256(kv_bytes(s.span.nk)));
+      }
     }
     const size_t table = paged ? align256(sizeof(int32_t) * (a_.spec.pages.size() + 1)) : 0;
     const size_t gather_b =
@@ -303,12 +302,12 @@ class VarlenWorker : public DeviceWorker {
       copy_to_device_async(pages, a_.spec.pages.data(), sizeof(int32_t) * a_.spec.pages.size(),
                            stream_, table_staging_, "cudaMemcpyAsync (page table)");
 
-    // Sequence i's keys (and values, `with_v`) gathered into its lane's buffers.
-    auto gather = [&](SeqWork& s, Lane& l, cudaStream_t on, bool with_v) {
+    // Sequence i's keys and values gathered into its lane's buffers.
+    auto gather = [&](SeqWork& s, Lane& l, cudaStream_t on) {
       const int32_t* sp = pages + s.span.page_off;
-      check_cuda(prism::cuda::gather_pages(a_.k_pool, with_v ? &a_.v_pool : nullptr, sp, s.span.nk,
-                                           l.kbuf, with_v ? l.vbuf : nullptr, on),
-                 "varlen (gather keys and values)");
+      check_cuda(
+          prism::cuda::gather_pages(a_.k_pool, &a_.v_pool, sp, s.span.nk, l.kbuf, l.vbuf, on),
+          "varlen (gather keys and values)");
       return contiguous_view(l.kbuf, a_.dtype, a_.hkv, s.span.nk, a_.d);
     };
     tri_.assign(n, nullptr);
@@ -327,11 +326,14 @@ class VarlenWorker : public DeviceWorker {
         if (a_.seqs[i].span.nq > 0) body(i, a_.seqs[i], lanes[lane_[i]], run[lane_[i]]);
       run.join();
     };
-    // Phase 1: every sequence's estimation (with its paged keys' gather).
+    // Phase 1: every sequence's estimation (a lane's only sequence with small
+    // pages gathers its keys and values first).
     if (a_.estimate) {
       phase([&](size_t i, SeqWork& s, Lane& l, cudaStream_t on) {
-        const QkvView k = gathers_keys(i) ? gather(s, l, on, kv_early(i)) : s.k;
-        const bool in_pages = paged && !gathers_keys(i);
+        // The estimation reads the pages in place, unless the sequence's
+        // values come with its keys.
+        const QkvView k = kv_early(i) ? gather(s, l, on) : s.k;
+        const bool in_pages = paged && !kv_early(i);
         const prism::KvPages pg = in_pages ? kv_pages(s, pages) : prism::KvPages{};
         BlockMaskOut o = s.sel;
         const SeqParts parts = parts_of(s);

@@ -88,9 +88,9 @@ struct LanePlan {
 };
 constexpr int64_t kLaneMaxQueryTiles = 1024;  // heads x 128-query tiles
 constexpr int64_t kLaneMaxKeys = 131072;
-// Paged: a side lane's gathered bytes at most this (the estimation's keys,
-// and the attention's keys and values when its pages are under 64 keys), so
-// three side lanes add at most 384 MiB.
+// Paged: a side lane's gathered bytes at most this (the attention's keys and
+// values when its pages are under 64 keys), so three side lanes add at most
+// 384 MiB.
 constexpr int64_t kLaneMaxGatherBytes = int64_t(128) << 20;
 // kv_token_bytes: the gathered bytes of one key (0 when nothing is gathered).
 LanePlan plan_lanes(const std::vector<SeqSpan>& seqs, int64_t heads, int64_t kv_token_bytes,

@@ -134,7 +134,8 @@ void timing(int64_t n, int64_t ps, bool nhd) {
   const QkvView kv = kp.view(DType::BF16), vv = vp.view(DType::BF16);
   const double both =
       check::median_ms([&] { CK(cuda::gather_pages(kv, &vv, dids, n, kd, vd, 0)); }, 20);
-  const double keys = check::median_ms([&] { CK(cuda::gather_pages(kv, dids, n, kd, 0)); }, 20);
+  const double keys =
+      check::median_ms([&] { CK(cuda::gather_pages(kv, nullptr, dids, n, kd, nullptr, 0)); }, 20);
   const double copy = check::median_ms(
       [&] {
         CK(cudaMemcpyAsync(kd, kp.dev, bytes, cudaMemcpyDeviceToDevice, 0));

@@ -453,8 +453,7 @@ cudaError_t launch_pool_units(const PoolArgs& a, DType dtype, int vec, cudaStrea
   const size_t rg_d = (size_t)rg * a.d;
   const bool rows_in_smem = pool_rows_in_smem(threads, vec * elem, rg, a.blk);
   const size_t smem = rg_d * (sizeof(float) + (rows_in_smem ? 8 * elem : 0));
-  // Paged keys in pages smaller than a block: looked up row by row.
-  const bool row_pages = a.k_pages != nullptr && a.blk > (1 << a.page_shift);
+  const bool row_pages = a.row_pages();
   dispatch_float_dtype(dtype, [&](auto tag) {
     using Tag = decltype(tag);
     dispatch_vec(vec, [&](auto v) {

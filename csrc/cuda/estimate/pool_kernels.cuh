@@ -31,6 +31,10 @@ struct PoolArgs : QkShape {
   // (pool_kernel's kRowPages). Null: k is a plain view.
   const int32_t* k_pages;
   int page_shift;
+  // Keys in pages smaller than a block: looked up row by row (kRowPages).
+  __host__ __device__ bool row_pages() const {
+    return k_pages != nullptr && blk > (1 << page_shift);
+  }
   Band b0, b1;
   int pk, poff1;  // packed output rows (see Geometry)
   int64_t nqu;
@@ -96,7 +100,7 @@ __device__ __forceinline__ PoolUnit<S> pool_unit(const PoolArgs& a, int64_t id) 
   u.sb = view.sb;
   u.first = first;
   u.shift = a.page_shift;
-  if (!u.is_q && a.k_pages != nullptr && a.blk > (1 << a.page_shift)) {
+  if (!u.is_q && a.row_pages()) {
     u.p = view.row<S>(0, bh % H, 0);
     u.pages = a.k_pages;
   } else if (!u.is_q && a.k_pages != nullptr) {

@@ -130,9 +130,4 @@ cudaError_t gather_pages(const QkvView& kpool, const QkvView* vpool, const int32
   return cudaGetLastError();
 }
 
-cudaError_t gather_pages(const QkvView& pool, const int32_t* pages, int64_t n, void* dst,
-                         cudaStream_t stream) {
-  return gather_pages(pool, nullptr, pages, n, dst, nullptr, stream);
-}
-
 }  // namespace prism::cuda
