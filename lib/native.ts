@@ -115,6 +115,8 @@ export interface NativeAttentionTuning {
   maxCtas: number;
   /** Hopper consumer ping-pong; only in builds with PRISM_TUNING_VARIANTS (never the addon). */
   pingpong: boolean;
+  /** Hopper persistent sparse calls: items run longest list first in windows of this many (-1: the plan's default, 0: never). */
+  sortWindow: number;
 }
 
 /** @internal native.tuning: set replaces the whole tuning (a field left out takes its default). */

@@ -55,7 +55,7 @@ describe('native.supports', () => {
 
 describe('native.tuning (internal)', () => {
   const tuner = (): ReturnType<typeof native>['tuning'] => native().tuning;
-  const defaults = { path: 'auto', persistent: -1, maxCtas: 0, pingpong: false };
+  const defaults = { path: 'auto', persistent: -1, maxCtas: 0, pingpong: false, sortWindow: -1 };
   afterEach(() => tuner().setAttention({}));
 
   test('defaults', () => {
@@ -73,14 +73,17 @@ describe('native.tuning (internal)', () => {
     expect(set({ maxCtas: -1 })).toBe('RangeError: tuning.maxCtas must be in [0, 2147483647]');
     expect(set({ maxCtas: 1.5 })).toBe('RangeError: tuning.maxCtas must be an integer');
     expect(set({ pingpong: 1 })).toBe('TypeError: tuning.pingpong must be a boolean');
-    expect(set({ persistant: 1 })).toBe("TypeError: tuning has no field 'persistant' (path, persistent, maxCtas, pingpong)");
+    expect(set({ persistant: 1 })).toBe("TypeError: tuning has no field 'persistant' (path, persistent, maxCtas, pingpong, sortWindow)");
+    expect(set({ sortWindow: 2049 })).toBe('RangeError: tuning.sortWindow must be in [-1, 2048]');
+    expect(set({ sortWindow: -2 })).toBe('RangeError: tuning.sortWindow must be in [-1, 2048]');
+    expect(set({ sortWindow: 1.5 })).toBe('RangeError: tuning.sortWindow must be an integer');
     expect(tuner().getAttention()).toEqual(defaults);
   });
 
   const cuda = info().cudaCompiled;
   (cuda ? test : test.skip)('CUDA build: set, read back, restore', () => {
-    tuner().setAttention({ path: 'portable', persistent: 1, maxCtas: 3 });
-    expect(tuner().getAttention()).toEqual({ path: 'portable', persistent: 1, maxCtas: 3, pingpong: false });
+    tuner().setAttention({ path: 'portable', persistent: 1, maxCtas: 3, sortWindow: 132 });
+    expect(tuner().getAttention()).toEqual({ path: 'portable', persistent: 1, maxCtas: 3, pingpong: false, sortWindow: 132 });
     // ping-pong exists only in PRISM_TUNING_VARIANTS builds (the native harnesses), never the addon
     expect(thrown(() => tuner().setAttention({ pingpong: true }))).toMatch(/^RangeError: .*PRISM_TUNING_VARIANTS/);
     tuner().setAttention({ persistent: 0 });
@@ -89,6 +92,7 @@ describe('native.tuning (internal)', () => {
 
   (cuda ? test.skip : test)('CPU-only build: only the defaults can be set', () => {
     expect(thrown(() => tuner().setAttention({ persistent: 1 }))).toMatch(/^Error: .*no CUDA backend/);
+    expect(thrown(() => tuner().setAttention({ sortWindow: 0 }))).toMatch(/^Error: .*no CUDA backend/);
     expect(tuner().getAttention()).toEqual(defaults);
   });
 });

@@ -195,6 +195,47 @@ describeGpu('CUDA backend', () => {
     await checkUnderTuning({ persistent: 1, maxCtas: 3 }, forcedCase('persistent forced', block, dtype, d, 700, 1300, 37));
   });
 
+  // From 256K keys the plan sorts each window of one grid's items (in the
+  // Hopper kernel's order) longest list first; sortWindow forces windows on a
+  // small shape. The same items run, so outputs and LSE must equal the
+  // unsorted order's bit for bit, and the reference within tolerance. The call
+  // has 2 x 8 heads x 7 query tiles = 112 items; windows of 1 (the order
+  // unchanged), 5 (across heads; the last window holds 2), 7 (one head each)
+  // and 2048 (the whole call in one).
+  test.each([
+    [128, 'bfloat16', 128],
+    [256, 'float16', 64],
+  ] as const)('persistent scheduling with sorted windows: block %i %s d=%i, bits of the unsorted order', async (block, dtype, d) => {
+    const vc = forcedCase('sorted windows', block, dtype, d, 700, 1300, 41);
+    await checkUnderTuning({ persistent: 1, maxCtas: 3, sortWindow: 5 }, vc);
+    const p = prepareCase(vc);
+    const [b, hq, hkv] = [2, 8, 2];
+    const q = await tensor(p.native.q, { shape: [b, hq, 700, d], dtype, layout: 'bnhd', device: 'cuda' });
+    const k = await tensor(p.native.k, { shape: [b, hkv, 1300, d], dtype, layout: 'bnhd', device: 'cuda' });
+    const v = await tensor(p.native.v, { shape: [b, hkv, 1300, d], dtype, layout: 'bnhd', device: 'cuda' });
+    const m = await estimate(q, k, vc.opts);
+    const tuner = native().tuning;
+    const runs: Array<{ o: Uint16Array; lse: Float32Array }> = [];
+    try {
+      for (const sortWindow of [0, 1, 5, 7, 2048]) {
+        tuner.setAttention({ persistent: 1, maxCtas: 3, sortWindow });
+        const r = await attention(q, k, v, m, { returnLse: true });
+        runs.push({ o: (await r.output.toHost()) as Uint16Array, lse: (await r.lse.toHost()) as Float32Array });
+        r.output.dispose();
+        r.lse.dispose();
+      }
+    } finally {
+      tuner.setAttention({});
+      [q, k, v].forEach((t) => t.dispose());
+      m.dispose();
+    }
+    expect(runs[0].lse.some((x) => x !== 0)).toBe(true);
+    for (const r of runs.slice(1)) {
+      expect(Buffer.from(r.o.buffer).equals(Buffer.from(runs[0].o.buffer))).toBe(true);
+      expect(Buffer.from(r.lse.buffer).equals(Buffer.from(runs[0].lse.buffer))).toBe(true);
+    }
+  });
+
   test('info() names the attention path the device takes', () => {
     const i = info();
     for (const dev of i.devices) {

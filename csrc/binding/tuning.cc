@@ -22,6 +22,7 @@ Napi::Object to_js(Napi::Env env, const AttentionTuning& t) {
   o.Set("persistent", t.persistent);
   o.Set("maxCtas", t.max_ctas);
   o.Set("pingpong", t.pingpong);
+  o.Set("sortWindow", t.sort_window);
   return o;
 }
 
@@ -30,8 +31,9 @@ AttentionTuning from_js(Napi::Value v) {
   const Napi::Array keys = o.GetPropertyNames();
   for (uint32_t i = 0; i < keys.Length(); ++i) {
     const std::string k = keys.Get(i).ToString().Utf8Value();
-    if (k != "path" && k != "persistent" && k != "maxCtas" && k != "pingpong")
-      throw_type("tuning has no field '" + k + "' (path, persistent, maxCtas, pingpong)");
+    if (k != "path" && k != "persistent" && k != "maxCtas" && k != "pingpong" && k != "sortWindow")
+      throw_type("tuning has no field '" + k +
+                 "' (path, persistent, maxCtas, pingpong, sortWindow)");
   }
   AttentionTuning t;
   const Napi::Value path = o.Get("path");
@@ -51,6 +53,10 @@ AttentionTuning from_js(Napi::Value v) {
     t.max_ctas = static_cast<int>(get_integer(ctas, "tuning.maxCtas", 0, 0x7fffffff));
   const Napi::Value pp = o.Get("pingpong");
   if (!pp.IsUndefined()) t.pingpong = get_bool(pp, "tuning.pingpong");
+  const Napi::Value window = o.Get("sortWindow");
+  if (!window.IsUndefined())
+    t.sort_window = static_cast<int>(
+        get_integer(window, "tuning.sortWindow", -1, prism::cuda::attn::kMaxSortWindow));
   return t;
 }
 
@@ -72,7 +78,8 @@ Napi::Value set_attention(const Napi::CallbackInfo& info) {
 #if PRISM_WITH_CUDA
     prism::cuda::attn::set_attention_tuning(t);  // std::invalid_argument -> RangeError
 #else
-    if (t.path != PathChoice::kAuto || t.persistent != -1 || t.max_ctas != 0 || t.pingpong)
+    if (t.path != PathChoice::kAuto || t.persistent != -1 || t.max_ctas != 0 || t.pingpong ||
+        t.sort_window != -1)
       throw_error("attention tuning applies to the CUDA kernels; this build has no CUDA backend");
 #endif
     return env.Undefined();

@@ -3,8 +3,8 @@
 // the package API (lib/ never calls it; test/gpu-backend.test.ts does).
 //
 //   tuning.getAttention() -> { path: 'auto' | 'portable', persistent: -1 | 0 | 1,
-//                              maxCtas: number, pingpong: boolean }
-//   tuning.setAttention({ path?, persistent?, maxCtas?, pingpong? })
+//                              maxCtas: number, pingpong: boolean, sortWindow: number }
+//   tuning.setAttention({ path?, persistent?, maxCtas?, pingpong?, sortWindow? })
 //       replaces the whole tuning; a field left out takes its default, so
 //       setAttention({}) restores the defaults. Process-wide; calls already
 //       started keep the tuning they were planned with.

@@ -194,6 +194,39 @@ static void check_scheduling() {
   p = plan_attention(request(128, 128, 32768, 32768, true, 1, 32, 8), hopper(),
                      tuned([](AttentionTuning& t) { t.pingpong = true; }));
   EXPECT(p.persistent && !p.pingpong);
+  // Window sort: persistent block-sparse calls from kSortWindowMinKeys keys,
+  // one window per grid; the tuning sets the window (0: never) where the call
+  // is persistent and sparse, and nothing else.
+  p = plan_attention(request(128, 128, 262144, 262144, true, 1, 32, 8), hopper(), dflt);
+  EXPECT(p.persistent && p.grid == 132 && p.sort_window == 132);
+  p = plan_attention(request(128, 128, 8192, 262144, true, 1, 32, 8), hopper(), dflt);
+  EXPECT(p.persistent && p.sort_window == 132);  // a chunk over long keys
+  p = plan_attention(request(128, 128, 262143, 262143, true, 1, 32, 8), hopper(), dflt);
+  EXPECT(p.persistent && p.sort_window == 0);
+  p = plan_attention(request(128, 128, 262144, 262144, false, 1, 32, 8), hopper(), dflt);
+  EXPECT(!p.persistent && p.sort_window == 0);  // dense
+  p = plan_attention(request(128, 128, 262144, 262144, true, 1, 32, 8), hopper(),
+                     tuned([](AttentionTuning& t) { t.max_ctas = 100; }));
+  EXPECT(p.grid == 100 && p.sort_window == 100);
+  p = plan_attention(request(128, 128, 262144, 262144, true, 1, 32, 8), hopper(),
+                     tuned([](AttentionTuning& t) { t.sort_window = 0; }));
+  EXPECT(p.persistent && p.sort_window == 0);
+  p = plan_attention(request(128, 128, 32768, 32768, true, 1, 32, 8), hopper(),
+                     tuned([](AttentionTuning& t) { t.sort_window = 7; }));
+  EXPECT(p.persistent && p.sort_window == 7);
+  p = plan_attention(request(128, 128, 262144, 262144, true, 1, 32, 8), hopper(),
+                     tuned([](AttentionTuning& t) {
+                       t.persistent = 0;
+                       t.sort_window = 7;
+                     }));
+  EXPECT(!p.persistent && p.sort_window == 0);
+  p = plan_attention(request(128, 128, 700, 1300, false, 2, 8, 2), hopper(),
+                     tuned([](AttentionTuning& t) {
+                       t.persistent = 1;
+                       t.sort_window = 7;
+                     }));
+  EXPECT(p.persistent && p.sort_window == 0);  // dense, forced persistent: no lists to sort
+  EXPECT(plan_attention(request(128, 128, 262144, 262144, true), ampere(), dflt).sort_window == 0);
   // Portable path: sorted items on sparse calls with a workspace only.
   p = plan_attention(request(128, 128, 1000, 1000, true), ampere(), dflt);
   EXPECT(p.sort_items && !p.persistent && p.grid == p.items);
@@ -460,7 +493,7 @@ static void check_arguments() {
 static void check_tuning() {
   const AttentionTuning dflt = attention_tuning();
   EXPECT(dflt.path == PathChoice::kAuto && dflt.persistent == -1 && dflt.max_ctas == 0 &&
-         !dflt.pingpong);
+         !dflt.pingpong && dflt.sort_window == -1);
   AttentionTuning t;
   t.persistent = 1;
   t.max_ctas = 3;
@@ -473,6 +506,14 @@ static void check_tuning() {
   expect_invalid(
       "max_ctas -1",
       [] { set_attention_tuning(tuned([](AttentionTuning& x) { x.max_ctas = -1; })); }, "max_ctas");
+  expect_invalid(
+      "sort_window 2049",
+      [] { set_attention_tuning(tuned([](AttentionTuning& x) { x.sort_window = 2049; })); },
+      "sort_window");
+  expect_invalid(
+      "sort_window -2",
+      [] { set_attention_tuning(tuned([](AttentionTuning& x) { x.sort_window = -2; })); },
+      "sort_window");
   EXPECT(attention_tuning().persistent == 1);  // a refused value changes nothing
   if (!tuning_variants_compiled())
     expect_invalid(

@@ -142,9 +142,16 @@ cudaError_t attention_with_variant(const QkvView& q, const QkvView& k, const Qkv
   FwdParams p = fwd_params(q, kv[0], kv[1], o, list, ap, plan, pages);
   const int d = call.head_dim;
   if (plan.path == Path::kHopper) {
-    // Its own work order (kv-head groups, longest query tiles first): no p.order.
+    // Its own work order (kv-head groups, longest query tiles first), which
+    // p.order permutes within windows where the plan sorts them.
     if (plan.persistent)
       p.work_counter = reinterpret_cast<int32_t*>(ws + plan.workspace.counter_offset);
+    if (plan.sort_window > 0) {
+      int32_t* order = reinterpret_cast<int32_t*>(ws + plan.workspace.order_offset);
+      e = launch_order_windows(p, plan.block_m, plan.sort_window, plan.items, order, stream);
+      if (e != cudaSuccess) return e;
+      p.order = order;
+    }
     return dispatch<HopperLaunch>(call.dtype, d, p, plan, stream);
   }
   if (plan.sort_items) {

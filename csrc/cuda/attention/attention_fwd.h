@@ -38,7 +38,7 @@ struct FwdParams {
   int64_t pool_pages = 0;
   float scale_log2 = 0.f;           // softmax scale * log2(e)
   int32_t n_mtiles = 0;             // query tiles per (b, h): plan.n_mtiles
-  const int32_t* order = nullptr;   // work order (plan.sort_items), or null
+  const int32_t* order = nullptr;   // work order (plan.sort_items / sort_window), or null
   int32_t* work_counter = nullptr;  // item counter (plan.persistent), or null
 };
 
@@ -53,6 +53,12 @@ cudaError_t launch_fwd(const FwdParams& p, const AttentionPlan& plan, cudaStream
 // into its workspace.order_offset. One small kernel.
 cudaError_t launch_order_items(const FwdParams& p, int block_m, int32_t* order,
                                cudaStream_t stream);
+// The Hopper kernel's window sort (plan.sort_window): the item slots of each
+// window of `window` in that kernel's order (decode_item) ranked by their
+// selected-block count, descending (ties keep the order), into `order`, a
+// permutation of [0, items). One CTA a window.
+cudaError_t launch_order_windows(const FwdParams& p, int block_m, int window, int64_t items,
+                                 int32_t* order, cudaStream_t stream);
 
 // The facts of the current device the plan reads (harnesses use them to name
 // the path a case takes).

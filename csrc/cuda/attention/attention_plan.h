@@ -125,6 +125,10 @@ struct WorkspaceLayout {
 WorkspaceLayout workspace_layout(int64_t batch, int64_t hq, int64_t nq, bool sparse,
                                  size_t kv_gather_bytes = 0);
 
+// The plan sorts windows by default from this many keys: there a kv head's K/V
+// (512 bytes a key at d = 128) is several times the L2.
+constexpr int64_t kSortWindowMinKeys = 262144;
+
 struct AttentionPlan {
   Path path = Path::kNone;
   const char* reason = "";  // why this path (one line, for readers and harness logs)
@@ -135,6 +139,9 @@ struct AttentionPlan {
   bool persistent = false;    // Hopper: grid CTAs take items from the workspace counter
   int64_t grid = 0;           // CTAs launched (0: nothing to do)
   bool pingpong = false;      // Hopper consumer ping-pong (tuning builds only)
+  int32_t sort_window = 0;    // Hopper persistent, sparse: > 0 orders each window of this many
+                              // items longest list first (launch_order_windows) before the
+                              // kernel
   bool sort_items = false;    // portable, sparse, workspace: order items longest first
                               // (launch_order_items) before the kernel
   bool gather_pages = false;  // paged with small pages: K and V gathered into the workspace

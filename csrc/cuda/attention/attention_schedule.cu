@@ -1,8 +1,10 @@
-// Work ordering for sparse lists on the portable path (the plan's sort_items):
-// the (query tile, b, h) items sorted by their selected-block count,
-// descending, so the longest CTAs start first and the tail of the launch is
-// short. One CTA: counting sort in shared memory. The order's room in the
-// workspace is the plan's (workspace_layout, attention_plan.cu).
+// Work ordering for sparse lists, into the order's room in the workspace (the
+// plan's, workspace_layout in attention_plan.cu):
+// - portable path (the plan's sort_items): the (query tile, b, h) items sorted
+//   by their selected-block count, descending, so the longest CTAs start first
+//   and the tail of the launch is short. One CTA: counting sort in shared memory.
+// - Hopper kernel (the plan's sort_window): its own order kept, each window of
+//   item slots permuted longest list first. One CTA a window.
 #include <cuda_runtime.h>
 #include <cstdint>
 #include "cuda/attention/attention_fwd.h"
@@ -57,7 +59,49 @@ __global__ void __launch_bounds__(kSortThreads)
   }
 }
 
+constexpr int kWindowThreads = 256;
+
+// Slot s of the Hopper kernel's order (sm90 decode_item without p.order:
+// (b, kv head) groups, each head's query tiles from the last down) is ranked
+// by its count among its window's; a window is at most kMaxSortWindow slots,
+// so the quadratic rank is a few thousand compares a thread.
+__global__ void __launch_bounds__(kWindowThreads)
+    order_windows_kernel(FwdParams p, int32_t block_m, int32_t window, int64_t items,
+                         int32_t* __restrict__ order) {
+  __shared__ int32_t cnt[kMaxSortWindow];
+  const int64_t w0 = int64_t(blockIdx.x) * window;
+  const int n = static_cast<int>(min(int64_t(window), items - w0));
+  const int per = p.group * p.n_mtiles;
+  for (int i = threadIdx.x; i < n; i += blockDim.x) {
+    const int64_t item = w0 + i;
+    const int grp = static_cast<int>(item / per);
+    const int y = static_cast<int>(item - int64_t(grp) * per);
+    const int hig = y / p.n_mtiles;
+    const int qt = p.n_mtiles - 1 - (y - hig * p.n_mtiles);
+    const int bh = grp * p.group + hig;
+    const int qb = ((p.nk - p.nq) + tile_row0(qt, p.nq, p.nk, block_m)) / p.blk - (p.nkb - p.nqb);
+    cnt[i] = max(p.counts[int64_t(bh) * p.nqb + qb], 0);
+  }
+  __syncthreads();
+  for (int i = threadIdx.x; i < n; i += blockDim.x) {
+    const int c = cnt[i];
+    int rank = 0;
+    for (int j = 0; j < n; ++j) rank += (cnt[j] > c) || (cnt[j] == c && j < i);
+    order[w0 + rank] = static_cast<int32_t>(w0 + i);
+  }
+}
+
 }  // namespace
+
+cudaError_t launch_order_windows(const FwdParams& p, int block_m, int window, int64_t items,
+                                 int32_t* order, cudaStream_t stream) {
+  if (window <= 0 || window > kMaxSortWindow || p.counts == nullptr || items <= 0)
+    return cudaErrorInvalidValue;
+  const int64_t grid = (items + window - 1) / window;
+  order_windows_kernel<<<static_cast<unsigned>(grid), kWindowThreads, 0, stream>>>(
+      p, block_m, window, items, order);
+  return cudaGetLastError();
+}
 
 cudaError_t launch_order_items(const FwdParams& p, int block_m, int32_t* order,
                                cudaStream_t stream) {

@@ -21,6 +21,10 @@ enum class PathChoice : int {
   kPortable = 1,  // every call takes the portable sm80-mma kernel
 };
 
+// The largest window of the Hopper kernel's window sort (one CTA sorts a window
+// in shared memory).
+constexpr int kMaxSortWindow = 2048;
+
 struct AttentionTuning {
   PathChoice path = PathChoice::kAuto;
   // Hopper scheduling: -1 the plan's default (persistent on block-sparse calls
@@ -33,6 +37,10 @@ struct AttentionTuning {
   // Hopper: the two consumer warpgroups take turns issuing their GEMMs (not on
   // persistent launches). Only in PRISM_TUNING_VARIANTS builds.
   bool pingpong = false;
+  // Hopper, persistent block-sparse calls: the items of each window of this
+  // many (in the kernel's order) run longest list first (attention_plan.cu,
+  // "Window sort"). -1: the plan's default, 0: never, 1 .. kMaxSortWindow.
+  int sort_window = -1;
 };
 
 // The current tuning (a copy taken under a mutex).

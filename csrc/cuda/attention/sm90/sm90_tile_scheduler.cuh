@@ -9,7 +9,10 @@
 // blocks (92% shared on the structured workload at 512K) where the heads of a
 // group do not (their lists at one tile overlap little), so the CTAs running
 // together re-read what L2 holds: with the heads side by side the sparse kernel
-// hit L2 on 40% of its reads at 512K on an H200. FwdParams::order is not used.
+// hit L2 on 40% of its reads at 512K on an H200. Where the plan sorts windows
+// (sort_window), FwdParams::order permutes the slots of each window of that
+// order longest list first (launch_order_windows), so the CTAs running
+// together hold lists of about one length: at 512K, 84% of the reads hit L2.
 //
 // Two schedulers with one interface, chosen at compile time: the launcher
 // instantiates the kernel with the one the plan's `persistent` flag names.
@@ -52,6 +55,7 @@ struct WorkTile {
 
 template <int kBlockM>
 __device__ __forceinline__ WorkTile decode_item(const FwdParams& p, int item) {
+  if (p.order != nullptr) item = __ldg(p.order + item);  // a slot of a sorted window
   const int per = p.group * p.n_mtiles;
   const int grp = item / per;  // b * hkv + hk
   const int y = item - grp * per;
