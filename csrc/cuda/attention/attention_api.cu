@@ -148,7 +148,7 @@ cudaError_t attention_with_variant(const QkvView& q, const QkvView& k, const Qkv
       p.work_counter = reinterpret_cast<int32_t*>(ws + plan.workspace.counter_offset);
     if (plan.sort_window > 0) {
       int32_t* order = reinterpret_cast<int32_t*>(ws + plan.workspace.order_offset);
-      e = launch_order_windows(p, plan.block_m, plan.sort_window, plan.items, order, stream);
+      e = launch_order_windows(p, plan.sort_window, plan.items, order, stream);
       if (e != cudaSuccess) return e;
       p.order = order;
     }

@@ -54,11 +54,11 @@ cudaError_t launch_fwd(const FwdParams& p, const AttentionPlan& plan, cudaStream
 cudaError_t launch_order_items(const FwdParams& p, int block_m, int32_t* order,
                                cudaStream_t stream);
 // The Hopper kernel's window sort (plan.sort_window): the item slots of each
-// window of `window` in that kernel's order (decode_item) ranked by their
-// selected-block count, descending (ties keep the order), into `order`, a
-// permutation of [0, items). One CTA a window.
-cudaError_t launch_order_windows(const FwdParams& p, int block_m, int window, int64_t items,
-                                 int32_t* order, cudaStream_t stream);
+// window of `window` in that kernel's order (its decode_item; p.order must be
+// null) ranked by the key tiles their items visit, descending (ties keep the
+// order), into `order`, a permutation of [0, items). One CTA a window.
+cudaError_t launch_order_windows(const FwdParams& p, int window, int64_t items, int32_t* order,
+                                 cudaStream_t stream);
 
 // The facts of the current device the plan reads (harnesses use them to name
 // the path a case takes).

@@ -8,6 +8,8 @@
 #include <cuda_runtime.h>
 #include <cstdint>
 #include "cuda/attention/attention_fwd.h"
+#include "cuda/attention/key_tiles.cuh"
+#include "cuda/attention/sm90/sm90_tile_scheduler.cuh"
 #include "cuda/common/block_scan.cuh"
 
 namespace prism::cuda::attn {
@@ -61,26 +63,20 @@ __global__ void __launch_bounds__(kSortThreads)
 
 constexpr int kWindowThreads = 256;
 
-// Slot s of the Hopper kernel's order (sm90 decode_item without p.order:
-// (b, kv head) groups, each head's query tiles from the last down) is ranked
-// by its count among its window's; a window is at most kMaxSortWindow slots,
-// so the quadratic rank is a few thousand compares a thread.
+// Slot s of the Hopper kernel's order (its decode_item, p.order still null)
+// is ranked by the key tiles its item visits (its KeyTiles) among its
+// window's; a window is at most kMaxSortWindow slots, so the quadratic rank is
+// a few thousand compares a thread.
 __global__ void __launch_bounds__(kWindowThreads)
-    order_windows_kernel(FwdParams p, int32_t block_m, int32_t window, int64_t items,
-                         int32_t* __restrict__ order) {
+    order_windows_kernel(FwdParams p, int32_t window, int64_t items, int32_t* __restrict__ order) {
+  constexpr int kM = kHopperBlockM;
+  constexpr int kN = kHopperBlockN;
   __shared__ int32_t cnt[kMaxSortWindow];
   const int64_t w0 = int64_t(blockIdx.x) * window;
   const int n = static_cast<int>(min(int64_t(window), items - w0));
-  const int per = p.group * p.n_mtiles;
   for (int i = threadIdx.x; i < n; i += blockDim.x) {
-    const int64_t item = w0 + i;
-    const int grp = static_cast<int>(item / per);
-    const int y = static_cast<int>(item - int64_t(grp) * per);
-    const int hig = y / p.n_mtiles;
-    const int qt = p.n_mtiles - 1 - (y - hig * p.n_mtiles);
-    const int bh = grp * p.group + hig;
-    const int qb = ((p.nk - p.nq) + tile_row0(qt, p.nq, p.nk, block_m)) / p.blk - (p.nkb - p.nqb);
-    cnt[i] = max(p.counts[int64_t(bh) * p.nqb + qb], 0);
+    const sm90::WorkTile w = sm90::decode_item<kM>(p, static_cast<int>(w0 + i));
+    cnt[i] = KeyTiles<kM, kN>(p, w.bh, w.row0, true).count;
   }
   __syncthreads();
   for (int i = threadIdx.x; i < n; i += blockDim.x) {
@@ -93,13 +89,14 @@ __global__ void __launch_bounds__(kWindowThreads)
 
 }  // namespace
 
-cudaError_t launch_order_windows(const FwdParams& p, int block_m, int window, int64_t items,
-                                 int32_t* order, cudaStream_t stream) {
-  if (window <= 0 || window > kMaxSortWindow || p.counts == nullptr || items <= 0)
+cudaError_t launch_order_windows(const FwdParams& p, int window, int64_t items, int32_t* order,
+                                 cudaStream_t stream) {
+  if (window <= 0 || window > kMaxSortWindow || p.counts == nullptr || p.order != nullptr ||
+      items <= 0)
     return cudaErrorInvalidValue;
   const int64_t grid = (items + window - 1) / window;
-  order_windows_kernel<<<static_cast<unsigned>(grid), kWindowThreads, 0, stream>>>(
-      p, block_m, window, items, order);
+  order_windows_kernel<<<static_cast<unsigned>(grid), kWindowThreads, 0, stream>>>(p, window, items,
+                                                                                   order);
   return cudaGetLastError();
 }
 
