@@ -5,6 +5,8 @@
 // the row kernel (stress switches included), then times the estimate at long
 // contexts. `--small`: reduced shapes, no timing (sanitizers). `--long`: only
 // the path equality on mid-size shapes and the 128K..1M timing and equality.
+// `--data rope|random|const`: the input of the long-context timing and
+// equality (default rope; const: every score of a row ties).
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -772,6 +774,10 @@ struct Timed {
 };
 
 // Nq: queries, the last Nq of the N keys (0: N).
+const char* gen_name(int gen) {
+  return gen == kRope ? "rope" : gen == kRandom ? "random" : "const";
+}
+
 bool long_context(long long N, int gen, int iters, const std::vector<Timed>& paths, bool compare,
                   long long Nq = 0) {
   const int Hq = 32, Hkv = 8, d = 128;
@@ -803,8 +809,8 @@ bool long_context(long long N, int gen, int iters, const std::vector<Timed>& pat
                                                             : " mt4")
                                   : "");
     std::printf("| %8lld | %-6s | %-9s | %5lld | %8.3f | %8.3f | %8.3f | %8.3f | %6.0f | %6.3f |\n",
-                N, gen == kRope ? "rope" : "random", label, nq, ms[2], base[0], base[1] - base[0],
-                ms[2] - base[1], gb / (base[0] * 1e-3), out.density(nq));
+                N, gen_name(gen), label, nq, ms[2], base[0], base[1] - base[0], ms[2] - base[1],
+                gb / (base[0] * 1e-3), out.density(nq));
     std::fflush(stdout);
   }
   cuda::est_internal::set_select_path(kAutoPath);
@@ -1130,6 +1136,7 @@ int main(int argc, char** argv) {
   long long only_n = 0;       // --time-only N: one timing shape, no correctness (for profilers)
   long long only_q = 0;       // --queries Q: that shape's queries (the last Q of N keys)
   int only_path = kAutoPath;  // --path row|tiled|stored: the selection path --time-only times
+  int long_gen = kRope;       // --data rope|random|const: the long contexts' input
   for (int a = 1; a < argc; ++a) {
     if (!std::strcmp(argv[a], "--small")) small = true;
     if (!std::strcmp(argv[a], "--no-timing")) no_timing = true;
@@ -1149,6 +1156,16 @@ int main(int argc, char** argv) {
         return 2;
       }
       cuda::est_internal::set_logits_stages(stages);
+    }
+    if (!std::strcmp(argv[a], "--data") && a + 1 < argc) {
+      const char* name = argv[++a];
+      long_gen = -1;
+      for (int gen : {kRope, kRandom, kConstant})
+        if (!std::strcmp(name, gen_name(gen))) long_gen = gen;
+      if (long_gen < 0) {
+        std::fprintf(stderr, "--data: expected rope, random or const, got '%s'\n", name);
+        return 2;
+      }
     }
     if (!std::strcmp(argv[a], "--path") && a + 1 < argc) {
       const char* name = argv[++a];
@@ -1180,7 +1197,7 @@ int main(int argc, char** argv) {
     std::printf("%s%s", title, table);
     unsigned long long tiles[4];
     cuda::est_internal::tiled_sweep_counts(tiles);  // from zero
-    long_context(only_n, kRope, 3, {{only_path, 0}}, false, only_q);
+    long_context(only_n, long_gen, 3, {{only_path, 0}}, false, only_q);
     cuda::est_internal::tiled_sweep_counts(tiles);
     if (tiles[0] > 0)
       std::printf("tiled kernel, tiles swept per full pass: probe %.3f, z %.3f, keys %.3f\n",
@@ -1199,13 +1216,14 @@ int main(int argc, char** argv) {
     std::printf("\ntiled kernel against the row kernel, mid-size shapes\n");
     for (const Stress& s : stress_suite(false)) tally(run_stress(s));
     std::printf("%s%s", title, table);
+    tally(long_context(131072, long_gen, 25, {{kAutoPath, 0}, {kStoredPath, 0}, {kTiledPath, 0}},
+                       true));
     tally(
-        long_context(131072, kRope, 25, {{kAutoPath, 0}, {kStoredPath, 0}, {kTiledPath, 0}}, true));
-    tally(long_context(262144, kRope, 15, {{kAutoPath, 0}, {kRowPath, 0}, {kTiledPath, 2}}, true));
-    tally(
-        long_context(524288, kRope, 10, {{kAutoPath, 0}, {kStoredPath, 4}, {kTiledPath, 2}}, true));
-    tally(
-        long_context(1048576, kRope, 5, {{kAutoPath, 0}, {kStoredPath, 4}, {kTiledPath, 2}}, true));
+        long_context(262144, long_gen, 15, {{kAutoPath, 0}, {kRowPath, 0}, {kTiledPath, 2}}, true));
+    tally(long_context(524288, long_gen, 10, {{kAutoPath, 0}, {kStoredPath, 4}, {kTiledPath, 2}},
+                       true));
+    tally(long_context(1048576, long_gen, 5, {{kAutoPath, 0}, {kStoredPath, 4}, {kTiledPath, 2}},
+                       true));
     std::printf("long: %d/%d checks passed\n", total - fails, total);
     return fails == 0 ? 0 : 1;
   }
@@ -1259,11 +1277,11 @@ int main(int argc, char** argv) {
     std::printf("%s%s", title, table);
     for (long long N : {8192LL, 32768LL, 65536LL})
       long_context(N, kRope, 25, {{kAutoPath, 0}}, false);
-    tally(long_context(131072, kRope, 25, {{kAutoPath, 0}, {kTiledPath, 0}}, true));
+    tally(long_context(131072, long_gen, 25, {{kAutoPath, 0}, {kTiledPath, 0}}, true));
     long_context(131072, kRandom, 25, {{kAutoPath, 0}}, false);
-    tally(long_context(262144, kRope, 15, {{kAutoPath, 0}, {kRowPath, 0}}, true));
-    tally(long_context(524288, kRope, 10, {{kAutoPath, 0}}, true));
-    tally(long_context(1048576, kRope, 5, {{kAutoPath, 0}}, true));
+    tally(long_context(262144, long_gen, 15, {{kAutoPath, 0}, {kRowPath, 0}}, true));
+    tally(long_context(524288, long_gen, 10, {{kAutoPath, 0}}, true));
+    tally(long_context(1048576, long_gen, 5, {{kAutoPath, 0}}, true));
   }
   return (fails == 0 && case_fails == 0 && ok) ? 0 : 1;
 }
