@@ -543,8 +543,12 @@ export async function massRecall(
   return native().massRecall(q.live(), k.live(), mask ? mask.list() : null, { block: mask ? mask.block : DENSE_BLOCK, softmaxScale }, flat);
 }
 
-/** ||a - b|| / ||b|| over two tensors of the same logical shape (any layouts, dtypes). */
-export async function relativeError(a: Tensor, b: Tensor): Promise<number> {
+/**
+ * [sum of (a - b)^2, sum of b^2] over two tensors of the same logical shape
+ * (any layouts, dtypes), computed where they live. Internal: relativeError,
+ * and the benchmark's sums over many parts.
+ */
+export async function differenceNorms(a: Tensor, b: Tensor): Promise<[number, number]> {
   checkTensor(a, 'a');
   checkTensor(b, 'b');
   if (a.shape.some((x, i) => x !== b.shape[i])) {
@@ -552,6 +556,12 @@ export async function relativeError(a: Tensor, b: Tensor): Promise<number> {
   }
   checkSameDevice(a, b);
   const [diff, ref] = await native().diffNorms(a.live(), b.live());
+  return [diff, ref];
+}
+
+/** ||a - b|| / ||b|| over two tensors of the same logical shape (any layouts, dtypes). */
+export async function relativeError(a: Tensor, b: Tensor): Promise<number> {
+  const [diff, ref] = await differenceNorms(a, b);
   if (ref === 0) return diff === 0 ? 0 : Infinity;
   return Math.sqrt(diff / ref);
 }
