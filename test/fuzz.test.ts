@@ -6,7 +6,9 @@
 //     estimate, then sparse and dense attention, against the float64 reference
 //     (lib/validate's runCase: masks equal on every well-separated row, outputs
 //     within the dtype's tolerance).
-//  2. Ragged batches, packed or in a paged cache (any page size and layout,
+//  2. prefill() with the row log-sum-exp and a random softmax scale: output and
+//     LSE against the float64 reference over the selection it returns.
+//  3. Ragged batches, packed or in a paged cache (any page size and layout,
 //     pages shuffled, unowned slots NaN): prefillVarlen against each
 //     sequence's own prefill, with equal selections, and outputs and LSE bit for
 //     bit on the CPU, within the dtype's tolerance on a GPU.
@@ -14,7 +16,9 @@ import { describeGpu } from './helpers/gpu';
 import { prefill } from '../lib/ops';
 import { prefillVarlen, PAGE_SIZES, type PagedBatch, type RaggedBatch } from '../lib/varlen';
 import { Rng } from '../lib/rng';
-import { relativeError, runCase, TOLERANCES, type ValidationCase } from '../lib/validate';
+import { bnhdToBhnd, prepareCase, relativeError, runCase, TOLERANCES, type ValidationCase } from '../lib/validate';
+import { referenceAttention } from '../lib/reference-attention';
+import { tensor } from '../lib/tensor';
 import type { DType, EstimateOptions, Layout } from '../lib/types';
 import { disposeAll, firstDifference, hostMask, maskParts, packed, pagedKV, raggedCase, rawBhnd, sequence, slice, valuesBhnd } from './helpers/varlen';
 
@@ -97,6 +101,33 @@ function fuzzSuite(device: Device): void {
       const r = await runCase(c, device);
       const what = `seed ${SEED}, case ${i}: ${JSON.stringify({ kind: c.kind, dims: c.dims, dtype: c.dtype, layout: c.layout, opts: c.opts })}`;
       expect({ what, failures: r.failures }).toEqual({ what, failures: [] });
+    }
+  });
+
+  test(`${CASES} random prefills with LSE and a random softmax scale against the float64 reference`, async () => {
+    const rng = Rng.stream(SEED, device === 'cpu' ? 5 : 6);
+    for (let i = 0; i < CASES; i++) {
+      const c = randomCase(rng, device, i);
+      const { batch, hq, hkv, nq, nk, d } = c.dims;
+      const softmaxScale = Math.exp((rng.uniform() - 0.5) * 3) / Math.sqrt(d);
+      const what = `seed ${SEED}, prefill ${i}: ${JSON.stringify({ kind: c.kind, dims: c.dims, dtype: c.dtype, layout: c.layout, opts: c.opts, softmaxScale })}`;
+      const p = prepareCase(c);
+      const up = (x: Float32Array | Uint16Array, h: number, n: number) => tensor(x, { shape: [batch, h, n, d], dtype: c.dtype, layout: c.layout, device });
+      const [q, k, v] = [await up(p.native.q, hq, nq), await up(p.native.k, hkv, nk), await up(p.native.v, hkv, nk)];
+      const res = await prefill(q, k, v, { ...c.opts, softmaxScale, returnLse: true });
+      const m = (await hostMask(res.mask))!;
+      const wantLse = new Float64Array(batch * hq * nq);
+      const want = referenceAttention(p.ref.q, p.ref.k, p.ref.v, c.dims, m.counts, m.indices, m.block, softmaxScale, undefined, wantLse);
+      const raw = await res.output.toFloat32();
+      const got = c.layout === 'bnhd' ? bnhdToBhnd(raw, batch, hq, nq, d) : raw;
+      const gotLse = (await res.lse!.toHost()) as Float32Array;
+      let lseErr = 0;
+      for (let r = 0; r < wantLse.length; r++) {
+        const ok = wantLse[r] === gotLse[r] || Math.abs(gotLse[r] - wantLse[r]) <= 2e-4 * Math.max(1, Math.abs(wantLse[r]));
+        if (!ok) lseErr++;
+      }
+      expect({ what, output: relativeError(got, want) <= TOLERANCES[c.dtype], lseRowsOff: lseErr }).toEqual({ what, output: true, lseRowsOff: 0 });
+      disposeAll(q, k, v, res.output, res.lse, res.mask);
     }
   });
 
