@@ -29,9 +29,11 @@ console.log(`fuzz seed ${SEED} (replay: PRISM_FUZZ_SEED=${SEED})`);
 type Device = 'cpu' | 'cuda';
 
 /** What each device takes, and sizes that keep the float64 reference quick. */
+// `wide`: option values out to the far ends of their ranges (tau down to
+// 2^-140, temperatures 1e-6 to 1e6, top-k past the row), run on the CPU.
 const SPACE = {
-  cpu: { dtypes: ['float32', 'float16', 'bfloat16'] as DType[], dims: [8, 16, 32, 64, 128], blocks: [16, 32, 48, 64, 128], maxKeys: 400, maxBatch: 2, maxHkv: 2, groups: [1, 2, 4] },
-  cuda: { dtypes: ['float16', 'bfloat16'] as DType[], dims: [64, 128], blocks: [64, 128, 256], maxKeys: 1100, maxBatch: 2, maxHkv: 2, groups: [1, 2, 4] },
+  cpu: { dtypes: ['float32', 'float16', 'bfloat16'] as DType[], dims: [2, 6, 8, 16, 32, 64, 96, 128, 160], blocks: [16, 32, 48, 64, 128, 256, 1024], maxKeys: 400, maxBatch: 2, maxHkv: 2, groups: [1, 2, 4], wide: true },
+  cuda: { dtypes: ['float16', 'bfloat16'] as DType[], dims: [64, 128], blocks: [64, 128, 256], maxKeys: 1100, maxBatch: 2, maxHkv: 2, groups: [1, 2, 4], wide: false },
 };
 
 function pick<T>(rng: Rng, xs: readonly T[]): T {
@@ -44,8 +46,13 @@ function chance(rng: Rng, p: number): boolean {
   return rng.uniform() < p;
 }
 
+/** Log-uniform in [lo, hi]. */
+function logUniform(rng: Rng, lo: number, hi: number): number {
+  return Math.exp(Math.log(lo) + rng.uniform() * (Math.log(hi) - Math.log(lo)));
+}
+
 /** Estimation options anywhere in their documented ranges. */
-function randomOptions(rng: Rng, d: number, block: number): EstimateOptions {
+function randomOptions(rng: Rng, d: number, block: number, wide: boolean): EstimateOptions {
   const o: EstimateOptions = { block };
   if (chance(rng, 0.2)) o.method = 'meanpool';
   if (chance(rng, 0.3)) o.ropeLayout = 'interleaved';
@@ -55,17 +62,18 @@ function randomOptions(rng: Rng, d: number, block: number): EstimateOptions {
   }
   if (chance(rng, 0.25)) {
     o.selection = 'topk';
-    o.topkHigh = int(rng, 1, 9);
-    o.topkLow = int(rng, 1, 9);
+    o.topkHigh = int(rng, 1, wide ? 2000 : 9);
+    o.topkLow = int(rng, 1, wide ? 2000 : 9);
   } else {
     // Exactly 1 at times: every block, whatever the rounding.
-    o.tauHigh = chance(rng, 0.1) ? 1 : 0.2 + 0.8 * rng.uniform();
-    o.tauLow = chance(rng, 0.1) ? 1 : 0.2 + 0.8 * rng.uniform();
+    const tau = () => (chance(rng, 0.1) ? 1 : wide && chance(rng, 0.3) ? logUniform(rng, 2 ** -140, 1) : 0.2 + 0.8 * rng.uniform());
+    o.tauHigh = tau();
+    o.tauLow = tau();
   }
   if (chance(rng, 0.25)) {
     o.calibrate = false;
-    o.tempHigh = Math.exp((rng.uniform() - 0.5) * 4);
-    o.tempLow = Math.exp((rng.uniform() - 0.5) * 4);
+    o.tempHigh = wide ? logUniform(rng, 1e-6, 1e6) : logUniform(rng, Math.exp(-2), Math.exp(2));
+    o.tempLow = wide ? logUniform(rng, 1e-6, 1e6) : logUniform(rng, Math.exp(-2), Math.exp(2));
   }
   if (chance(rng, 0.15)) o.forceSink = false;
   if (chance(rng, 0.15)) o.forceDiagonal = false;
@@ -82,11 +90,12 @@ function randomCase(rng: Rng, device: Device, i: number): ValidationCase {
   const nq = chance(rng, 0.33) ? nk : int(rng, 1, nk);
   return {
     name: `fuzz ${device} ${i}`,
-    kind: chance(rng, 0.5) ? 'structured' : 'random',
+    // The structured workload needs two RoPE pairs at least.
+    kind: d >= 4 && chance(rng, 0.5) ? 'structured' : 'random',
     dims: { batch: int(rng, 1, s.maxBatch), hq: hkv * pick(rng, s.groups), hkv, nq, nk, d },
     dtype: pick(rng, s.dtypes),
     layout: pick(rng, ['bhnd', 'bnhd'] as Layout[]),
-    opts: randomOptions(rng, d, block),
+    opts: randomOptions(rng, d, block, s.wide),
     seed: rng.nextU32(),
   };
 }
@@ -150,7 +159,7 @@ function fuzzSuite(device: Device): void {
       }
       if (!qLens.some((n) => n > 0)) qLens[0] = kLens[0];
       const c = raggedCase({ hq: hkv * pick(rng, s.groups), hkv, d, dtype, layout: pick(rng, ['bhnd', 'bnhd'] as Layout[]), qLens, kLens, seed: rng.nextU32() });
-      const opts = { ...randomOptions(rng, d, pick(rng, s.blocks)), returnLse: true as const };
+      const opts = { ...randomOptions(rng, d, pick(rng, s.blocks), s.wide), returnLse: true as const };
       const paging = chance(rng, 0.5) ? { pageSize: pick(rng, PAGE_SIZES), kvLayout: pick(rng, ['NHD', 'HND'] as const) } : null;
       const what = `seed ${SEED}, batch ${i}: ${JSON.stringify({ qLens, kLens, hq: c.hq, hkv, d, dtype, layout: c.layout, opts, paging })}`;
 
