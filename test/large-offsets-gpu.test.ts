@@ -13,9 +13,10 @@
 // read another head's window (or fault) and show as a difference.
 import { describeGpu, gpu } from './helpers/gpu';
 import { info } from '../lib/native';
-import { values } from './helpers/data';
+import { relErr, values } from './helpers/data';
 import { empty, tensor, type Tensor } from '../lib/tensor';
-import { prefill, relativeError } from '../lib/ops';
+import { prefill, relativeError, type PrefillResult } from '../lib/ops';
+import type { BlockMask } from '../lib/block-mask';
 import { prefillVarlen } from '../lib/varlen';
 import { fromBFloat16, toBFloat16 } from '../lib/dtype';
 import { referenceAttention } from '../lib/reference-attention';
@@ -59,6 +60,24 @@ async function filled(src: Tensor, batches: number[], heads: number, n: number, 
   const t = empty([batches.length, heads, n, D], { device: 'cuda', dtype: 'bfloat16' });
   for (let e = 0; e < batches.length; e++) for (let h = 0; h < heads; h++) await copyWindow(t, bh(e, h, heads, n), n, src, w(batches[e], h));
   return t;
+}
+
+/**
+ * Sequence b of a batch (heads of windowOf) as its own rectangular prefill, and
+ * its selection held equal to `mask`, the batch's selection of sequence b.
+ */
+async function aloneWithSameSelection(src: Tensor, b: number, hq: number, hkv: number, mask: BlockMask): Promise<PrefillResult> {
+  const qb = await filled(src, [b], hq, NQ, windowOf.q);
+  const kb = await filled(src, [b], hkv, NK, windowOf.k);
+  const vb = await filled(src, [b], hkv, NK, windowOf.v);
+  const alone = await prefill(qb, kb, vb, opts, { returnMask: true });
+  for (const t of [qb, kb, vb]) t.dispose();
+  const got = await mask.toHost({ mask: false });
+  const want = await alone.mask!.toHost({ mask: false });
+  expect(Array.from(got.counts)).toEqual(Array.from(want.counts));
+  expect(got.indices.length).toBe(want.indices.length);
+  expect(got.indices.every((x, i) => x === want.indices[i])).toBe(true);
+  return alone;
 }
 
 // The rectangular and the packed batches hold about 28 GB at once (inputs and
@@ -114,14 +133,7 @@ describeGpu('tensors past 2^32 elements', () => {
           for (let h = 0; h < G; h++) {
             for (const r of rows) {
               const gotF = fromBFloat16((await whole.output.read(qo + (h * NQ + r) * D, D)) as Uint16Array);
-              const want = ref.subarray((h * NQ + r) * D, (h * NQ + r + 1) * D);
-              let num = 0;
-              let den = 0;
-              for (let c = 0; c < D; c++) {
-                num += (gotF[c] - want[c]) ** 2;
-                den += want[c] ** 2;
-              }
-              expect(Math.sqrt(num / den)).toBeLessThan(TOL);
+              expect(relErr(gotF, ref.subarray((h * NQ + r) * D, (h * NQ + r + 1) * D))).toBeLessThan(TOL);
             }
           }
           alone.mask!.dispose();
@@ -189,15 +201,7 @@ describeGpu('tensors past 2^32 elements', () => {
     const worst = { output: 0, lse: 0 };
     let exact = 0;
     for (let b = 0; b < B; b++) {
-      const qb = await filled(src, [b], HQ, NQ, windowOf.q);
-      const kb = await filled(src, [b], HKV, NK, windowOf.k);
-      const vb = await filled(src, [b], HKV, NK, windowOf.v);
-      const alone = await prefill(qb, kb, vb, opts, { returnMask: true });
-      const got = await ragged.masks![b]!.toHost({ mask: false });
-      const want = await alone.mask!.toHost({ mask: false });
-      expect(Array.from(got.counts)).toEqual(Array.from(want.counts));
-      expect(got.indices.length).toBe(want.indices.length);
-      expect(got.indices.every((x, i) => x === want.indices[i])).toBe(true);
+      const alone = await aloneWithSameSelection(src, b, HQ, HKV, ragged.masks![b]!);
       for (let h = 0; h < HQ; h++) {
         const po = (h * total + b * NQ) * D;
         const ov = ragged.output.view([1, 1, NQ, D], { offset: po });
@@ -211,7 +215,7 @@ describeGpu('tensors past 2^32 elements', () => {
         if (eo === 0 && el === 0) exact++;
         for (const t of [ov, wv, lv, wl]) t.dispose();
       }
-      for (const t of [qb, kb, vb, alone.output, alone.lse as Tensor]) t.dispose();
+      for (const t of [alone.output, alone.lse as Tensor]) t.dispose();
       alone.mask!.dispose();
     }
     console.log(`packed [1, ${HQ}, ${total}, ${D}]: ${exact} of ${B * HQ} heads bit-identical; largest relative difference output ${worst.output}, lse ${worst.lse}`);
@@ -248,14 +252,7 @@ describeGpu('tensors past 2^32 elements', () => {
     let worst = 0;
     let exact = 0;
     for (let b = 0; b < B; b++) {
-      const qb = await filled(src, [b], hq, NQ, windowOf.q);
-      const kb = await filled(src, [b], hkv, NK, windowOf.k);
-      const vb = await filled(src, [b], hkv, NK, windowOf.v);
-      const alone = await prefill(qb, kb, vb, opts, { returnMask: true });
-      const got = await paged.masks![b]!.toHost({ mask: false });
-      const want = await alone.mask!.toHost({ mask: false });
-      expect(Array.from(got.counts)).toEqual(Array.from(want.counts));
-      expect(got.indices.every((x, i) => x === want.indices[i])).toBe(true);
+      const alone = await aloneWithSameSelection(src, b, hq, hkv, paged.masks![b]!);
       for (let h = 0; h < hq; h++) {
         const ov = paged.output.view([1, 1, NQ, D], { offset: (h * B * NQ + b * NQ) * D });
         const wv = alone.output.view([1, 1, NQ, D], { offset: h * NQ * D });
@@ -265,7 +262,7 @@ describeGpu('tensors past 2^32 elements', () => {
         ov.dispose();
         wv.dispose();
       }
-      for (const t of [qb, kb, vb, alone.output, alone.lse as Tensor]) t.dispose();
+      for (const t of [alone.output, alone.lse as Tensor]) t.dispose();
       alone.mask!.dispose();
     }
     console.log(`paged pool [${numPages}, ${hkv}, ${page}, ${D}]: ${exact} of ${B * hq} heads bit-identical to contiguous keys; largest relative difference ${worst}`);

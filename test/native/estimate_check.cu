@@ -773,11 +773,11 @@ struct Timed {
   int path, mtiles;
 };
 
-// Nq: queries, the last Nq of the N keys (0: N).
 const char* gen_name(int gen) {
   return gen == kRope ? "rope" : gen == kRandom ? "random" : "const";
 }
 
+// Nq: queries, the last Nq of the N keys (0: N).
 bool long_context(long long N, int gen, int iters, const std::vector<Timed>& paths, bool compare,
                   long long Nq = 0) {
   const int Hq = 32, Hkv = 8, d = 128;
