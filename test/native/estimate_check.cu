@@ -778,6 +778,12 @@ const char* gen_name(int gen) {
 }
 
 // Nq: queries, the last Nq of the N keys (0: N).
+// --logits-mma: the stored path's logits on mma.sync, whose kernel writes no
+// row maxima (the selection then probes for them).
+bool g_logits_mma = false;
+// --no-rowmax: the stored path probes for them even after the sm_90a kernel.
+int g_stored_rowmax = 1;
+
 bool long_context(long long N, int gen, int iters, const std::vector<Timed>& paths, bool compare,
                   long long Nq = 0) {
   const int Hq = 32, Hkv = 8, d = 128;
@@ -827,7 +833,33 @@ bool long_context(long long N, int gen, int iters, const std::vector<Timed>& pat
     std::fflush(stdout);
     ok = ok && bad == 0;
   }
-  return ok;
+  // Where the sm_90a logits kernel writes each row's largest logit, the
+  // stored path sums every row's z once (a largest logit that were too small
+  // would show as a second sum here; one too large, as differing entries
+  // above); probing for it instead selects the same.
+  int dev = 0, major = 0;
+  CK(cudaGetDevice(&dev));
+  CK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
+  if (major == 9 && !g_logits_mma && g_stored_rowmax) {
+    unsigned long long tiles[4];
+    cuda::est_internal::tiled_sweep_counts(tiles);  // from zero
+    other.run(in, p, kStoredPath);
+    cuda::est_internal::tiled_sweep_counts(tiles);
+    const bool once = tiles[0] > 0 && tiles[2] == tiles[0];
+    std::printf(
+        "%-4s stored path with the rows' maxima at N=%lld: z sweeps per pass %.4f (1 expected)\n",
+        once ? "PASS" : "FAIL", N, tiles[0] > 0 ? (double)tiles[2] / tiles[0] : 0.0);
+    ok = ok && once;
+  }
+  cuda::est_internal::set_stored_rowmax(0);
+  other.run(in, p, kStoredPath);
+  cuda::est_internal::set_stored_rowmax(g_stored_rowmax);
+  const unsigned long long bad = out.diff(other);
+  std::printf(
+      "%-4s stored path probing for the rows' maxima == row at N=%lld: %llu differing entries\n",
+      bad == 0 ? "PASS" : "FAIL", N, bad);
+  std::fflush(stdout);
+  return ok && bad == 0;
 }
 
 // The row kernel's rows per CTA change how rows are grouped, never a row's
@@ -1145,7 +1177,14 @@ int main(int argc, char** argv) {
     if (!std::strcmp(argv[a], "--queries") && a + 1 < argc) only_q = std::atoll(argv[++a]);
     if (!std::strcmp(argv[a], "--row-rows") && a + 1 < argc)
       cuda::est_internal::set_row_rows(g_row_rows = std::atoi(argv[++a]));
-    if (!std::strcmp(argv[a], "--logits-mma")) cuda::est_internal::set_logits_mma(1);
+    if (!std::strcmp(argv[a], "--logits-mma")) {
+      cuda::est_internal::set_logits_mma(1);
+      g_logits_mma = true;
+    }
+    if (!std::strcmp(argv[a], "--no-rowmax")) {
+      g_stored_rowmax = 0;
+      cuda::est_internal::set_stored_rowmax(0);
+    }
     // --store-budget BYTES: the logit store's budget (kv-head chunks), -1 the default
     if (!std::strcmp(argv[a], "--store-budget") && a + 1 < argc)
       cuda::est_internal::set_store_budget(std::atoll(argv[++a]));

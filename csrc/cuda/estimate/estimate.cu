@@ -419,6 +419,7 @@ struct Scratch {
   uint32_t* tiled;
   float* ksplit;
   float* logits;
+  float* rowmax;
 };
 
 Scratch carve(void* workspace, const WsLayout& wl) {
@@ -426,7 +427,7 @@ Scratch carve(void* workspace, const WsLayout& wl) {
   const auto at = [&](size_t offset) { return reinterpret_cast<float*>(ws + offset); };
   return {at(wl.qbar),   at(wl.kbar),   at(wl.eq),
           at(wl.ek),     at(wl.scales), reinterpret_cast<uint32_t*>(ws + wl.tiled),
-          at(wl.ksplit), at(wl.logits)};
+          at(wl.ksplit), at(wl.logits), at(wl.rowmax)};
 }
 
 // 1. pooling: one CTA per (b, head, block) of Q and of K.
@@ -612,8 +613,11 @@ cudaError_t launch_select(const EstimateParams& p, const Geometry& g, const SelP
   // Stored path: per chunk of pairs, their logits, then their selection.
   a.lstore = s.logits;
   a.band_floats = wl.band_floats;
-  SelArgs la = a;
   const LogitsChoice& lc = sp.logits;
+  // Only logits_sm90_kernel writes the rows' maxima; after the mma.sync
+  // logits kernel the selection probes for them.
+  a.rowmax = lc.key_rows && est_internal::knobs().stored_rowmax ? s.rowmax : nullptr;
+  SelArgs la = a;
   la.upb = (int)(((int64_t)g.nq * g.G + lc.rows - 1) / lc.rows);
   if (lc.smem > 48u * 1024u)
     PRISM_CUDA_TRY(dynamic_smem_room(reinterpret_cast<const void*>(lc.kernel), room));
@@ -647,6 +651,7 @@ void set_row_rows(int m) { g_knobs.row_rows = m; }
 void set_logits_mt(int mt) { g_knobs.logits_mt = mt; }
 void set_logits_mma(int on) { g_knobs.logits_mma = on; }
 void set_logits_stages(int n) { g_knobs.logits_stages = n; }
+void set_stored_rowmax(int on) { g_knobs.stored_rowmax = on; }
 void tiled_sweep_counts(unsigned long long out[4]) {
   unsigned long long zero[kCountKinds] = {};
   cudaMemcpyFromSymbol(out, g_tiles_swept, sizeof(zero));

@@ -100,7 +100,7 @@ inline Geometry make_geometry(const QkvView& q, const QkvView& k, const Estimate
 inline size_t align_up(size_t x) { return (x + 255) & ~size_t(255); }
 
 struct WsLayout {
-  size_t qbar, kbar, eq, ek, scales, tiled, ksplit, logits, total;
+  size_t qbar, kbar, eq, ek, scales, tiled, ksplit, logits, rowmax, total;
   int tiled_stride;  // uint32 words of a row's tiled-kernel scratch; 0: the row kernel runs
   // Logit store (logit_store.cuh): (b, kv head) pairs per chunk (0: the tiled
   // kernel recomputes its logits), floats of one band of one pair.
@@ -192,6 +192,9 @@ inline WsLayout ws_layout(const Geometry& g, bool logits_fit) {
   o += align_up(sizeof(float) * split);
   w.logits = o;
   o += align_up(sizeof(float) * (size_t)w.store_pairs * g.nbands * (size_t)w.band_floats);
+  // Stored path: each row's largest logit per band (SelArgs::rowmax).
+  w.rowmax = o;
+  o += align_up(w.store_pairs > 0 ? sizeof(float) * (size_t)g.B * g.Hq * g.nq * 2 : 0);
   w.total = o;
   return w;
 }

@@ -30,6 +30,9 @@ struct EstimateKnobs {
   int stress = 0, stress_cap = -1, stress_mt = 0;
   // Row kernel: rows per CTA, at most what fits (0: plan_selection's choice).
   int row_rows = 0;
+  // 1: the sm_90a logits kernel writes each row's largest logit and the tiled
+  // kernel takes it (SelArgs::rowmax); 0: the tiled kernel probes for a guess.
+  int stored_rowmax = 1;
 };
 
 // The knobs in force: the defaults, unless a tuning build's harness set them.
@@ -65,6 +68,10 @@ void set_logits_mma(int on);
 
 // Key ring stages of the sm_90a logits kernel (EstimateKnobs::logits_stages).
 void set_logits_stages(int n);
+
+// 0: the tiled kernel probes for each row's largest logit even where the
+// sm_90a logits kernel could write it (EstimateKnobs::stored_rowmax; 1 restores).
+void set_stored_rowmax(int on);
 
 // Score tiles the tiled kernel swept since the last call (which resets them):
 // one full pass over every row group's tiles, then those of the max probes,

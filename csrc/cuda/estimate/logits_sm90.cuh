@@ -22,6 +22,7 @@
 
 #include <cuda_pipeline.h>
 #include <cstdint>
+#include <type_traits>
 
 #include "cuda/attention/sm90/attention_sm90_ptx.cuh"
 #include "cuda/estimate/async_copy.cuh"
@@ -141,6 +142,13 @@ __global__ void __launch_bounds__(kSelThreads, 1)
     const int rg = 64 * wg + 16 * (warp & 3) + (lane >> 2);  // rows rg, rg + 8
     const int m = rg / 16;                                   // their slab
     float* const st = band_store(a, bk, bi);
+    // The largest stored logit of each of this thread's rows (a.rowmax), over
+    // the keys the row sees: the selection's z sweep then needs no probe for
+    // it, and never sums a row twice.
+    const bool want_max = a.rowmax != nullptr;
+    const int vlo = rg < nrows ? cr.visible(a, rg) : 0;
+    const int vhi = rg + 8 < nrows ? cr.visible(a, rg + 8) : 0;
+    float mlo = -INFINITY, mhi = -INFINITY;
     // Step x's chunk, or an empty copy group past the last step: the waits
     // below count kAhead groups either way.
     auto issue_step = [&](int x) {
@@ -198,13 +206,62 @@ __global__ void __launch_bounds__(kSelThreads, 1)
       if (tc < sl.nt[m]) {
         // acc[4 j + e]: row rg + 8 (e / 2), key c0 + 8 j + 2 (lane % 4) + e % 2.
         float* p = st + (sl.base[m] + tc) * kSlabTileFloats + (lane >> 2) * kTC + 2 * (lane & 3);
+        const int key0 = tc * kTC + 2 * (lane & 3);  // acc[4 j + e]: key key0 + 8 j + e % 2
+        // Stores, and with rows' maxima the pairs' maxima (MODE 1: every key
+        // seen by both rows, 2: keys past a row masked), then a tree (a chain
+        // of 16 dependent maxima a row left the tile's end waiting on it).
+        auto store_tile = [&](auto mode) {
+          constexpr int MODE = decltype(mode)::value;
+          float plo[16], phi[16];
 #pragma unroll
-        for (int j = 0; j < 16; ++j) {
-          *reinterpret_cast<float2*>(p + 8 * j) =
-              make_float2(__fmul_rn(acc[4 * j], rlo), __fmul_rn(acc[4 * j + 1], rlo));
-          *reinterpret_cast<float2*>(p + 8 * kTC + 8 * j) =
-              make_float2(__fmul_rn(acc[4 * j + 2], rhi), __fmul_rn(acc[4 * j + 3], rhi));
-        }
+          for (int j = 0; j < 16; ++j) {
+            const float s0 = __fmul_rn(acc[4 * j], rlo), s1 = __fmul_rn(acc[4 * j + 1], rlo);
+            const float s2 = __fmul_rn(acc[4 * j + 2], rhi), s3 = __fmul_rn(acc[4 * j + 3], rhi);
+            *reinterpret_cast<float2*>(p + 8 * j) = make_float2(s0, s1);
+            *reinterpret_cast<float2*>(p + 8 * kTC + 8 * j) = make_float2(s2, s3);
+            if constexpr (MODE == 1) {
+              plo[j] = fmaxf(s0, s1);
+              phi[j] = fmaxf(s2, s3);
+            } else if constexpr (MODE == 2) {
+              const int key = key0 + 8 * j;
+              plo[j] = fmaxf(key < vlo ? s0 : -INFINITY, key + 1 < vlo ? s1 : -INFINITY);
+              phi[j] = fmaxf(key < vhi ? s2 : -INFINITY, key + 1 < vhi ? s3 : -INFINITY);
+            }
+          }
+          if constexpr (MODE != 0) {
+            auto level = [&](auto width) {
+              constexpr int w = decltype(width)::value;
+#pragma unroll
+              for (int j = 0; j < w; ++j) {
+                plo[j] = fmaxf(plo[j], plo[j + w]);
+                phi[j] = fmaxf(phi[j], phi[j + w]);
+              }
+            };
+            level(std::integral_constant<int, 8>{});
+            level(std::integral_constant<int, 4>{});
+            level(std::integral_constant<int, 2>{});
+            level(std::integral_constant<int, 1>{});
+            mlo = fmaxf(mlo, plo[0]);
+            mhi = fmaxf(mhi, phi[0]);
+          }
+        };
+        if (!want_max)
+          store_tile(std::integral_constant<int, 0>{});
+        else if (tc * kTC + kTC <= min(vlo, vhi))
+          store_tile(std::integral_constant<int, 1>{});
+        else
+          store_tile(std::integral_constant<int, 2>{});
+      }
+    }
+    if (want_max) {  // a row's four threads hold its keys; every thread is here
+#pragma unroll
+      for (int o = 1; o <= 2; o <<= 1) {
+        mlo = fmaxf(mlo, __shfl_xor_sync(0xffffffffu, mlo, o));
+        mhi = fmaxf(mhi, __shfl_xor_sync(0xffffffffu, mhi, o));
+      }
+      if ((lane & 3) == 0) {
+        if (rg < nrows) a.rowmax[qrow[rg] * 2 + bi] = mlo;
+        if (rg + 8 < nrows) a.rowmax[qrow[rg + 8] * 2 + bi] = mhi;
       }
     }
   }

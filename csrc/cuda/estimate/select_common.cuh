@@ -43,6 +43,10 @@ struct SelArgs {
   // head) pairs [bk0, bk0 + chunk), band_floats floats per band and pair.
   float* lstore;
   int64_t bk0, band_floats;
+  // Stored path with logits_sm90_kernel: every row's largest stored logit,
+  // [packed query row][band], written with the logits; the selection takes
+  // it instead of probing for a guess. Null: the selection probes.
+  float* rowmax;
 };
 
 // Key blocks visible to query block qb: j <= qb + off, and j < nk.

@@ -379,7 +379,12 @@ __global__ void __launch_bounds__(kSelThreads, tiled_ctas_per_sm<MT, STORED>())
           if (c0 + 32 * k + c * LPT + i < myV) mx = fmaxf(mx, lv[i]);
       }
     };
-    if (!(a.stress & kStressNoProbe)) {
+    // The rows' largest logits, written with the stored ones (exact: z is then
+    // summed once), or a guess from a probe.
+    const bool stored_max = STORED && a.rowmax != nullptr && !(a.stress & kStressNoProbe);
+    if (stored_max) {
+      PRISM_COUNT_TILES(kCountPasses, (vmax + kTC - 1) / kTC);
+    } else if (!(a.stress & kStressNoProbe)) {
       // The sink's tile and the diagonals' of the rows swept together.
       const int v0 = STORED ? st.V[WR * warp] : st.V[0], v1 = sweep_vmax(vmax);
       const int td0 = (v0 - 1) / kTC, td1 = (v1 - 1) / kTC;
@@ -392,7 +397,7 @@ __global__ void __launch_bounds__(kSelThreads, tiled_ctas_per_sm<MT, STORED>())
       PRISM_COUNT_TILES(kCountPasses, (vmax + kTC - 1) / kTC);
     }
     mx = row_reduce<TPR>(mx, [](float x, float y) { return fmaxf(x, y); });
-    if (c == 0) st.m[r] = mx;
+    if (c == 0) st.m[r] = stored_max ? (r < nrows ? a.rowmax[st.qrow[r] * 2 + bi] : -INFINITY) : mx;
     __syncthreads();
 
     // 2. z (again for rows whose max guess was exceeded)
