@@ -777,13 +777,21 @@ const char* gen_name(int gen) {
   return gen == kRope ? "rope" : gen == kRandom ? "random" : "const";
 }
 
-// Nq: queries, the last Nq of the N keys (0: N).
 // --logits-mma: the stored path's logits on mma.sync, whose kernel writes no
 // row maxima (the selection then probes for them).
 bool g_logits_mma = false;
 // --no-rowmax: the stored path probes for them even after the sm_90a kernel.
 int g_stored_rowmax = 1;
 
+// The current device's compute capability major (9: the sm_90a kernels run).
+int device_major() {
+  int dev = 0, major = 0;
+  CK(cudaGetDevice(&dev));
+  CK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
+  return major;
+}
+
+// Nq: queries, the last Nq of the N keys (0: N).
 bool long_context(long long N, int gen, int iters, const std::vector<Timed>& paths, bool compare,
                   long long Nq = 0) {
   const int Hq = 32, Hkv = 8, d = 128;
@@ -837,10 +845,7 @@ bool long_context(long long N, int gen, int iters, const std::vector<Timed>& pat
   // stored path sums every row's z once (a largest logit that were too small
   // would show as a second sum here; one too large, as differing entries
   // above); probing for it instead selects the same.
-  int dev = 0, major = 0;
-  CK(cudaGetDevice(&dev));
-  CK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
-  if (major == 9 && !g_logits_mma && g_stored_rowmax) {
+  if (device_major() == 9 && !g_logits_mma && g_stored_rowmax) {
     unsigned long long tiles[4];
     cuda::est_internal::tiled_sweep_counts(tiles);  // from zero
     other.run(in, p, kStoredPath);
@@ -1003,10 +1008,7 @@ __global__ void chain_wgmma(const float* qh, const float* ql, const float* kh, c
 
 static bool check_tf32_products() {
   using namespace tf32_bits;
-  int dev = 0, major = 0;
-  CK(cudaGetDevice(&dev));
-  CK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
-  if (major != 9) {
+  if (device_major() != 9) {
     std::printf("tf32 products: skipped (no sm_90 GPU)\n");
     return true;
   }
