@@ -206,7 +206,7 @@ __global__ void __launch_bounds__(kSelThreads, 1)
       if (tc < sl.nt[m]) {
         // acc[4 j + e]: row rg + 8 (e / 2), key c0 + 8 j + 2 (lane % 4) + e % 2.
         float* p = st + (sl.base[m] + tc) * kSlabTileFloats + (lane >> 2) * kTC + 2 * (lane & 3);
-        const int key0 = tc * kTC + 2 * (lane & 3);  // acc[4 j + e]: key key0 + 8 j + e % 2
+        const int key0 = tc * kTC + 2 * (lane & 3);
         // Stores, and with rows' maxima the pairs' maxima (MODE 1: every key
         // seen by both rows, 2: keys past a row masked), then a tree (a chain
         // of 16 dependent maxima a row left the tile's end waiting on it).

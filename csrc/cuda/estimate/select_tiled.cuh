@@ -380,24 +380,29 @@ __global__ void __launch_bounds__(kSelThreads, tiled_ctas_per_sm<MT, STORED>())
       }
     };
     // The rows' largest logits, written with the stored ones (exact: z is then
-    // summed once), or a guess from a probe.
+    // summed once), or a guess from a probe (the choice is uniform over the
+    // CTA, so only the probe's rows shuffle their maxima together).
     const bool stored_max = STORED && a.rowmax != nullptr && !(a.stress & kStressNoProbe);
-    if (stored_max) {
-      PRISM_COUNT_TILES(kCountPasses, (vmax + kTC - 1) / kTC);
-    } else if (!(a.stress & kStressNoProbe)) {
-      // The sink's tile and the diagonals' of the rows swept together.
-      const int v0 = STORED ? st.V[WR * warp] : st.V[0], v1 = sweep_vmax(vmax);
-      const int td0 = (v0 - 1) / kTC, td1 = (v1 - 1) / kTC;
-      if (v1 > 0) {
-        if (td0 > 1) sweep(v1, 0, 1, probe);
-        sweep(v1, td0 > 1 ? td0 : 0, td1 + 1, probe);
+    if (!(a.stress & kStressNoProbe)) {
+      if (!stored_max) {
+        // The sink's tile and the diagonals' of the rows swept together.
+        const int v0 = STORED ? st.V[WR * warp] : st.V[0], v1 = sweep_vmax(vmax);
+        const int td0 = (v0 - 1) / kTC, td1 = (v1 - 1) / kTC;
+        if (v1 > 0) {
+          if (td0 > 1) sweep(v1, 0, 1, probe);
+          sweep(v1, td0 > 1 ? td0 : 0, td1 + 1, probe);
+        }
+        PRISM_COUNT_TILES(kCountProbe, (vmax - 1) / kTC + 1 -
+                                           ((st.V[0] - 1) / kTC > 1 ? (st.V[0] - 1) / kTC - 1 : 0));
       }
-      PRISM_COUNT_TILES(kCountProbe, (vmax - 1) / kTC + 1 -
-                                         ((st.V[0] - 1) / kTC > 1 ? (st.V[0] - 1) / kTC - 1 : 0));
       PRISM_COUNT_TILES(kCountPasses, (vmax + kTC - 1) / kTC);
     }
-    mx = row_reduce<TPR>(mx, [](float x, float y) { return fmaxf(x, y); });
-    if (c == 0) st.m[r] = stored_max ? (r < nrows ? a.rowmax[st.qrow[r] * 2 + bi] : -INFINITY) : mx;
+    if (stored_max) {
+      if (c == 0) st.m[r] = r < nrows ? a.rowmax[st.qrow[r] * 2 + bi] : -INFINITY;
+    } else {
+      mx = row_reduce<TPR>(mx, [](float x, float y) { return fmaxf(x, y); });
+      if (c == 0) st.m[r] = mx;
+    }
     __syncthreads();
 
     // 2. z (again for rows whose max guess was exceeded)
